@@ -1,0 +1,224 @@
+/* pool.c - max and average pooling (windowed and global), NHWC.
+ *
+ * Backward passes scatter into dx; to stay race-free and deterministic they are parallel over
+ * (image, block of 16 channels): a window's argmax or cells always lie in the same image and
+ * channel, so no two threads touch the same dx element and each element is summed in a fixed
+ * (oy, ox) order.
+ * Global max pool argmax is the flat index within the image, p*C + c (p = spatial index),
+ * the same convention as the windowed max pool.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define SN_OMP_MIN 32768
+#define SN_CB 16
+
+int sn_pool_geom_init(sn_pool_geom *g, int n, int h, int w, int c, int kh, int kw, int sh, int sw,
+                      int pt, int pl, int pb, int pr, int pad_zero) {
+  memset(g, 0, sizeof *g);
+  if (n <= 0 || h <= 0 || w <= 0 || c <= 0 || kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0 || pt < 0 ||
+      pl < 0 || pb < 0 || pr < 0)
+    return -1;
+  if (h + pt + pb < kh || w + pl + pr < kw) return -1;
+  g->n = n; g->h = h; g->w = w; g->c = c;
+  g->kh = kh; g->kw = kw; g->sh = sh; g->sw = sw;
+  g->pt = pt; g->pl = pl; g->pb = pb; g->pr = pr;
+  g->oh = (h + pt + pb - kh) / sh + 1;
+  g->ow = (w + pl + pr - kw) / sw + 1;
+  g->pad_zero = pad_zero ? 1 : 0;
+  return 0;
+}
+
+/* Window cells are scanned in (ky, kx) order and a later cell wins only if strictly greater,
+ * so ties go to the first cell (a padded zero included, as in TensorFlow's max pool over an
+ * explicitly padded tensor). */
+void sn_maxpool_forward(const sn_pool_geom *g, const float *x, float *y, int32_t *argmax) {
+  const int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow;
+  const long opix = (long)g->n * oh * ow;
+#pragma omp parallel for schedule(static) if ((size_t)opix * c * g->kh * g->kw > SN_OMP_MIN)
+  for (long p = 0; p < opix; ++p) {
+    const int img = (int)(p / ((long)oh * ow)), rem = (int)(p % ((long)oh * ow));
+    const int oy = rem / ow, ox = rem % ow;
+    const float *xi = x + (size_t)img * h * w * c;
+    float *yp = y + (size_t)p * c;
+    int32_t *ap = argmax ? argmax + (size_t)p * c : NULL;
+    for (int ch = 0; ch < c; ++ch) {
+      float best = -INFINITY;
+      int32_t bi = -1;
+      int have = 0;
+      for (int ky = 0; ky < g->kh; ++ky) {
+        const int iy = oy * g->sh - g->pt + ky;
+        for (int kx = 0; kx < g->kw; ++kx) {
+          const int ix = ox * g->sw - g->pl + kx;
+          float v;
+          int32_t idx;
+          if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
+            if (!g->pad_zero) continue;
+            v = 0.0f;
+            idx = -1;
+          } else {
+            idx = (int32_t)(((size_t)iy * w + ix) * c + ch);
+            v = xi[idx];
+          }
+          if (!have || v > best) {
+            best = v;
+            bi = idx;
+            have = 1;
+          }
+        }
+      }
+      yp[ch] = have ? best : 0.0f;
+      if (ap) ap[ch] = bi;
+    }
+  }
+}
+
+void sn_maxpool_backward(const sn_pool_geom *g, const int32_t *argmax, const float *dy, float *dx) {
+  const int c = g->c, nb = (c + SN_CB - 1) / SN_CB;
+  const size_t in_img = (size_t)g->h * g->w * c, out_pix = (size_t)g->oh * g->ow;
+  const long jobs = (long)g->n * nb;
+#pragma omp parallel for schedule(static) if ((in_img + out_pix * c) * g->n > SN_OMP_MIN)
+  for (long jb = 0; jb < jobs; ++jb) {
+    const int img = (int)(jb / nb), b = (int)(jb % nb);
+    const int c0 = b * SN_CB, c1 = c0 + SN_CB < c ? c0 + SN_CB : c;
+    float *dxi = dx + (size_t)img * in_img;
+    for (size_t q = 0; q < (size_t)g->h * g->w; ++q)
+      for (int ch = c0; ch < c1; ++ch) dxi[q * c + ch] = 0.0f;
+    const float *dyi = dy + (size_t)img * out_pix * c;
+    const int32_t *ai = argmax + (size_t)img * out_pix * c;
+    for (size_t q = 0; q < out_pix; ++q)
+      for (int ch = c0; ch < c1; ++ch) {
+        const int32_t a = ai[q * c + ch];
+        if (a >= 0) dxi[a] += dyi[q * c + ch];
+      }
+  }
+}
+
+/* Number of window cells inside the image along one axis. */
+static int pool_span(int o, int s, int p, int k, int n, int *i0) {
+  int a = o * s - p, b = a + k;
+  if (a < 0) a = 0;
+  if (b > n) b = n;
+  *i0 = a;
+  return b > a ? b - a : 0;
+}
+
+void sn_avgpool_forward(const sn_pool_geom *g, const float *x, float *y) {
+  const int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow;
+  const long opix = (long)g->n * oh * ow;
+#pragma omp parallel for schedule(static) if ((size_t)opix * c * g->kh * g->kw > SN_OMP_MIN)
+  for (long p = 0; p < opix; ++p) {
+    const int img = (int)(p / ((long)oh * ow)), rem = (int)(p % ((long)oh * ow));
+    const int oy = rem / ow, ox = rem % ow;
+    int y0, x0;
+    const int ny = pool_span(oy, g->sh, g->pt, g->kh, h, &y0);
+    const int nx = pool_span(ox, g->sw, g->pl, g->kw, w, &x0);
+    const int cnt = ny * nx;
+    const float *xi = x + (size_t)img * h * w * c;
+    float *yp = y + (size_t)p * c;
+    for (int ch = 0; ch < c; ++ch) {
+      double s = 0.0;
+      for (int iy = y0; iy < y0 + ny; ++iy)
+        for (int ix = x0; ix < x0 + nx; ++ix) s += xi[((size_t)iy * w + ix) * c + ch];
+      yp[ch] = cnt ? (float)(s / cnt) : 0.0f;
+    }
+  }
+}
+
+void sn_avgpool_backward(const sn_pool_geom *g, const float *dy, float *dx) {
+  const int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow, nb = (c + SN_CB - 1) / SN_CB;
+  const size_t in_img = (size_t)h * w * c, out_pix = (size_t)oh * ow;
+  const long jobs = (long)g->n * nb;
+#pragma omp parallel for schedule(static) if ((in_img + out_pix * c * g->kh * g->kw) * g->n > SN_OMP_MIN)
+  for (long jb = 0; jb < jobs; ++jb) {
+    const int img = (int)(jb / nb), b = (int)(jb % nb);
+    const int c0 = b * SN_CB, c1 = c0 + SN_CB < c ? c0 + SN_CB : c;
+    float *dxi = dx + (size_t)img * in_img;
+    for (size_t q = 0; q < (size_t)h * w; ++q)
+      for (int ch = c0; ch < c1; ++ch) dxi[q * c + ch] = 0.0f;
+    const float *dyi = dy + (size_t)img * out_pix * c;
+    for (int oy = 0; oy < oh; ++oy)
+      for (int ox = 0; ox < ow; ++ox) {
+        int y0, x0;
+        const int ny = pool_span(oy, g->sh, g->pt, g->kh, h, &y0);
+        const int nx = pool_span(ox, g->sw, g->pl, g->kw, w, &x0);
+        if (!ny || !nx) continue;
+        const float inv = 1.0f / (float)(ny * nx);
+        const float *d = dyi + ((size_t)oy * ow + ox) * c;
+        for (int iy = y0; iy < y0 + ny; ++iy)
+          for (int ix = x0; ix < x0 + nx; ++ix) {
+            float *t = dxi + ((size_t)iy * w + ix) * c;
+            for (int ch = c0; ch < c1; ++ch) t[ch] += d[ch] * inv;
+          }
+      }
+  }
+}
+
+/* x (N, HW, C) -> y (N, C): mean over HW, double accumulators. */
+void sn_global_avgpool_forward(const float *x, int n, int hw, int c, float *y) {
+  const int nb = (c + SN_CB - 1) / SN_CB;
+  const long jobs = (long)n * nb;
+#pragma omp parallel for schedule(static) if ((size_t)n * hw * c > SN_OMP_MIN && jobs > 1)
+  for (long jb = 0; jb < jobs; ++jb) {
+    const int img = (int)(jb / nb), b = (int)(jb % nb);
+    const int c0 = b * SN_CB, c1 = c0 + SN_CB < c ? c0 + SN_CB : c;
+    double s[SN_CB] = {0};
+    const float *xi = x + (size_t)img * hw * c;
+    for (int p = 0; p < hw; ++p)
+      for (int ch = c0; ch < c1; ++ch) s[ch - c0] += xi[(size_t)p * c + ch];
+    for (int ch = c0; ch < c1; ++ch) y[(size_t)img * c + ch] = (float)(s[ch - c0] / hw);
+  }
+}
+
+void sn_global_avgpool_backward(const float *dy, int n, int hw, int c, float *dx) {
+  const float inv = 1.0f / (float)hw;
+  const long rows = (long)n * hw;
+#pragma omp parallel for schedule(static) if ((size_t)rows * c > SN_OMP_MIN)
+  for (long r = 0; r < rows; ++r) {
+    const float *d = dy + (size_t)(r / hw) * c;
+    float *t = dx + (size_t)r * c;
+    for (int ch = 0; ch < c; ++ch) t[ch] = d[ch] * inv;
+  }
+}
+
+/* First maximum in spatial order wins; argmax (N, C) = p*C + c within the image. */
+void sn_global_maxpool_forward(const float *x, int n, int hw, int c, float *y, int32_t *argmax) {
+  const int nb = (c + SN_CB - 1) / SN_CB;
+  const long jobs = (long)n * nb;
+#pragma omp parallel for schedule(static) if ((size_t)n * hw * c > SN_OMP_MIN && jobs > 1)
+  for (long jb = 0; jb < jobs; ++jb) {
+    const int img = (int)(jb / nb), b = (int)(jb % nb);
+    const int c0 = b * SN_CB, c1 = c0 + SN_CB < c ? c0 + SN_CB : c;
+    const float *xi = x + (size_t)img * hw * c;
+    float best[SN_CB];
+    int32_t bi[SN_CB];
+    for (int ch = c0; ch < c1; ++ch) {
+      best[ch - c0] = xi[ch];
+      bi[ch - c0] = ch;
+    }
+    for (int p = 1; p < hw; ++p)
+      for (int ch = c0; ch < c1; ++ch) {
+        const float v = xi[(size_t)p * c + ch];
+        if (v > best[ch - c0]) {
+          best[ch - c0] = v;
+          bi[ch - c0] = (int32_t)((size_t)p * c + ch);
+        }
+      }
+    for (int ch = c0; ch < c1; ++ch) {
+      y[(size_t)img * c + ch] = best[ch - c0];
+      if (argmax) argmax[(size_t)img * c + ch] = bi[ch - c0];
+    }
+  }
+}
+
+void sn_global_maxpool_backward(const int32_t *argmax, const float *dy, int n, int hw, int c,
+                                float *dx) {
+  memset(dx, 0, (size_t)n * hw * c * sizeof(float));
+  for (int img = 0; img < n; ++img)
+    for (int ch = 0; ch < c; ++ch) {
+      const int32_t a = argmax[(size_t)img * c + ch];
+      if (a >= 0) dx[(size_t)img * hw * c + a] = dy[(size_t)img * c + ch];
+    }
+}
