@@ -1,0 +1,639 @@
+/* h5util.c - private HDF5 helpers: checked opening, shape-checked float reads, string
+ * attributes in both h5py encodings, atomic creation, and MD5 (RFC 1321). */
+#define _POSIX_C_SOURCE 200809L /* strdup, strnlen, O_DIRECTORY, fsync */
+#include "h5util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Upper bound on the number of strings in one attribute (Keras files hold a few hundred). */
+#define SN_H5_MAX_STRS (1 << 24)
+
+void sn_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+sn_status sn_h5_open_read(const char *path, hid_t *out) {
+  *out = H5I_INVALID_HID;
+  sn_h5_quiet();
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return sn_error_set(SN_ERR_IO, "file %s: cannot open: %s", path, strerror(errno));
+  if (S_ISDIR(st.st_mode))
+    return sn_error_set(SN_ERR_IO, "file %s: cannot open: is a directory", path);
+  FILE *f = fopen(path, "rb");
+  if (!f) return sn_error_set(SN_ERR_IO, "file %s: cannot open: %s", path, strerror(errno));
+  fclose(f);
+#if H5_VERSION_GE(1, 12, 0)
+  htri_t is = H5Fis_accessible(path, H5P_DEFAULT);
+#else
+  htri_t is = H5Fis_hdf5(path);
+#endif
+  if (is <= 0) return sn_error_set(SN_ERR_FORMAT, "file %s: not an HDF5 file", path);
+  hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (fid < 0)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: not an HDF5 file (truncated or corrupt)", path);
+  *out = fid;
+  return SN_OK;
+}
+
+int sn_h5_exists(hid_t loc, const char *path) {
+  size_t len = strlen(path);
+  if (len == 0) return 0;
+  char *buf = malloc(len + 1);
+  if (!buf) return 0;
+  memcpy(buf, path, len + 1);
+  int ok = 1;
+  /* Check each prefix ending before a '/', then the whole path (skip a leading '/'). */
+  for (size_t i = 1; i <= len && ok; ++i) {
+    if (i == len || buf[i] == '/') {
+      char saved = buf[i];
+      buf[i] = '\0';
+      if (H5Lexists(loc, buf, H5P_DEFAULT) <= 0) ok = 0;
+      buf[i] = saved;
+    }
+  }
+  free(buf);
+  return ok;
+}
+
+static int sn_h5_is_type(hid_t loc, const char *path, H5I_type_t want) {
+  if (!sn_h5_exists(loc, path)) return 0;
+  hid_t o = H5Oopen(loc, path, H5P_DEFAULT);
+  if (o < 0) return 0;
+  int r = H5Iget_type(o) == want;
+  H5Oclose(o);
+  return r;
+}
+
+int sn_h5_is_dataset(hid_t loc, const char *path) { return sn_h5_is_type(loc, path, H5I_DATASET); }
+int sn_h5_is_group(hid_t loc, const char *path) { return sn_h5_is_type(loc, path, H5I_GROUP); }
+
+char *sn_h5_shape_str(int ndim, const int64_t *dims, char *buf, size_t size) {
+  size_t pos = 0;
+  if (size == 0) return buf;
+  buf[0] = '\0';
+  pos += (size_t)snprintf(buf + pos, size - pos, "(");
+  for (int i = 0; i < ndim && pos < size; ++i)
+    pos += (size_t)snprintf(buf + pos, size - pos, i ? ",%lld" : "%lld", (long long)dims[i]);
+  if (pos < size) snprintf(buf + pos, size - pos, ")");
+  return buf;
+}
+
+/* Shape of an open dataspace, validated. */
+static sn_status sn_h5_space_shape(hid_t space, const char *file, const char *path, int *ndim,
+                                   int64_t dims[SN_H5_MAX_RANK]) {
+  if (H5Sget_simple_extent_type(space) == H5S_NULL)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: has no data (null dataspace)", file,
+                        path);
+  int r = H5Sget_simple_extent_ndims(space);
+  if (r < 0)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: unreadable dataspace", file, path);
+  if (r > SN_H5_MAX_RANK)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: rank %d exceeds %d", file, path, r,
+                        SN_H5_MAX_RANK);
+  hsize_t hd[SN_H5_MAX_RANK] = {0};
+  if (r > 0 && H5Sget_simple_extent_dims(space, hd, NULL) < 0)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: unreadable dataspace", file, path);
+  int64_t prod = 1;
+  for (int i = 0; i < r; ++i) {
+    if (hd[i] == 0 || hd[i] > (hsize_t)SN_H5_MAX_ELEMS)
+      return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: dimension %d is %llu", file, path,
+                          i, (unsigned long long)hd[i]);
+    if (prod > SN_H5_MAX_ELEMS / (int64_t)hd[i])
+      return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: too many elements", file, path);
+    prod *= (int64_t)hd[i];
+    dims[i] = (int64_t)hd[i];
+  }
+  for (int i = r; i < SN_H5_MAX_RANK; ++i) dims[i] = 0;
+  *ndim = r;
+  return SN_OK;
+}
+
+sn_status sn_h5_dataset_shape(hid_t loc, const char *path, const char *file, int *ndim,
+                              int64_t dims[SN_H5_MAX_RANK]) {
+  if (!sn_h5_is_dataset(loc, path))
+    return sn_error_set(SN_ERR_NOTFOUND, "file %s: dataset %s: not found", file, path);
+  hid_t d = H5Dopen2(loc, path, H5P_DEFAULT);
+  if (d < 0) return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: cannot open", file, path);
+  hid_t s = H5Dget_space(d);
+  sn_status st = s < 0 ? sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: no dataspace", file,
+                                      path)
+                       : sn_h5_space_shape(s, file, path, ndim, dims);
+  if (s >= 0) H5Sclose(s);
+  H5Dclose(d);
+  return st;
+}
+
+sn_status sn_h5_read_f32(hid_t loc, const char *path, const char *file, int ndim,
+                         const int64_t *dims, float *buf) {
+  int fnd;
+  int64_t fd[SN_H5_MAX_RANK];
+  sn_status st = sn_h5_dataset_shape(loc, path, file, &fnd, fd);
+  if (st) return st;
+  int same = fnd == ndim;
+  for (int i = 0; same && i < ndim; ++i) same = fd[i] == dims[i];
+  if (!same) {
+    char a[96], b[96];
+    return sn_error_set(SN_ERR_SHAPE, "file %s: dataset %s: shape %s does not match expected %s",
+                        file, path, sn_h5_shape_str(fnd, fd, a, sizeof a),
+                        sn_h5_shape_str(ndim, dims, b, sizeof b));
+  }
+  hid_t d = H5Dopen2(loc, path, H5P_DEFAULT);
+  if (d < 0) return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: cannot open", file, path);
+  hid_t t = H5Dget_type(d);
+  H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+  size_t tsize = t >= 0 ? H5Tget_size(t) : 0;
+  if (t >= 0) H5Tclose(t);
+  if (cls != H5T_FLOAT || (tsize != 4 && tsize != 8)) {
+    H5Dclose(d);
+    return sn_error_set(SN_ERR_FORMAT,
+                        "file %s: dataset %s: expected float32 or float64 data, found %s of %zu "
+                        "bytes",
+                        file, path,
+                        cls == H5T_INTEGER  ? "integer"
+                        : cls == H5T_STRING ? "string"
+                        : cls == H5T_FLOAT  ? "float"
+                                            : "other type",
+                        tsize);
+  }
+  herr_t e = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+  H5Dclose(d);
+  if (e < 0)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: read failed (corrupt or truncated)",
+                        file, path);
+  return SN_OK;
+}
+
+sn_status sn_h5_write_f32(hid_t loc, const char *path, const char *file, int ndim,
+                          const int64_t *dims, const float *data) {
+  if (ndim < 0 || ndim > SN_H5_MAX_RANK)
+    return sn_error_set(SN_ERR_INVALID, "file %s: dataset %s: rank %d", file, path, ndim);
+  hsize_t hd[SN_H5_MAX_RANK];
+  for (int i = 0; i < ndim; ++i) hd[i] = (hsize_t)dims[i];
+  hid_t space = ndim ? H5Screate_simple(ndim, hd, NULL) : H5Screate(H5S_SCALAR);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  if (lcpl >= 0) H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t d = (space >= 0 && lcpl >= 0)
+                ? H5Dcreate2(loc, path, H5T_IEEE_F32LE, space, lcpl, H5P_DEFAULT, H5P_DEFAULT)
+                : H5I_INVALID_HID;
+  herr_t e = d >= 0 ? H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : -1;
+  if (d >= 0) H5Dclose(d);
+  if (lcpl >= 0) H5Pclose(lcpl);
+  if (space >= 0) H5Sclose(space);
+  if (e < 0) return sn_error_set(SN_ERR_IO, "file %s: dataset %s: write failed", file, path);
+  return SN_OK;
+}
+
+int sn_h5_has_attr(hid_t obj, const char *name) { return H5Aexists(obj, name) > 0; }
+
+/* Reads all elements of an open string attribute into newly allocated strings. */
+static sn_status sn_h5_read_strings(hid_t a, const char *name, const char *file,
+                                    const char *where, char ***out, int *n) {
+  *out = NULL;
+  *n = 0;
+  hid_t t = H5Aget_type(a), s = H5Aget_space(a), mt = H5I_INVALID_HID;
+  sn_status st = SN_OK;
+  char **strs = NULL;
+  int count = 0;
+  if (t < 0 || s < 0) {
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: unreadable", file, where, name);
+    goto done;
+  }
+  hssize_t np = H5Sget_simple_extent_type(s) == H5S_NULL ? 0 : H5Sget_simple_extent_npoints(s);
+  if (np < 0 || np > SN_H5_MAX_STRS) {
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: bad element count %lld", file,
+                      where, name, (long long)np);
+    goto done;
+  }
+  H5T_class_t cls = H5Tget_class(t);
+  if (cls != H5T_STRING) {
+    if (np == 0) goto done; /* Keras: empty float64 array for weightless layers */
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: not a string attribute", file,
+                      where, name);
+    goto done;
+  }
+  count = (int)np;
+  strs = calloc(count ? (size_t)count : 1, sizeof *strs);
+  if (!strs) {
+    st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where, name);
+    goto done;
+  }
+  if (count == 0) goto done;
+  if (H5Tis_variable_str(t) > 0) {
+    mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, H5T_VARIABLE);
+    H5Tset_cset(mt, H5Tget_cset(t));
+    char **raw = calloc((size_t)count, sizeof *raw);
+    if (!raw) {
+      st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where,
+                        name);
+      goto done;
+    }
+    if (H5Aread(a, mt, raw) < 0) {
+      free(raw);
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: read failed", file, where,
+                        name);
+      goto done;
+    }
+    for (int i = 0; i < count && !st; ++i) {
+      strs[i] = strdup(raw[i] ? raw[i] : "");
+      if (!strs[i])
+        st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where,
+                          name);
+    }
+#if H5_VERSION_GE(1, 12, 0)
+    H5Treclaim(mt, s, H5P_DEFAULT, raw);
+#else
+    H5Dvlen_reclaim(mt, s, H5P_DEFAULT, raw);
+#endif
+    free(raw);
+  } else {
+    size_t width = H5Tget_size(t);
+    H5T_str_t pad = H5Tget_strpad(t);
+    if (width == 0 || width > ((size_t)1 << 20) || (size_t)count > ((size_t)1 << 40) / width) {
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: bad string width %zu", file,
+                        where, name, width);
+      goto done;
+    }
+    mt = H5Tcopy(t);
+    char *raw = malloc(width * (size_t)count);
+    if (!raw) {
+      st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where,
+                        name);
+      goto done;
+    }
+    if (H5Aread(a, mt, raw) < 0) {
+      free(raw);
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: read failed", file, where,
+                        name);
+      goto done;
+    }
+    for (int i = 0; i < count && !st; ++i) {
+      const char *p = raw + (size_t)i * width;
+      size_t len = strnlen(p, width);
+      if (pad == H5T_STR_SPACEPAD)
+        while (len > 0 && p[len - 1] == ' ') --len;
+      strs[i] = malloc(len + 1);
+      if (!strs[i]) {
+        st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where,
+                          name);
+        break;
+      }
+      memcpy(strs[i], p, len);
+      strs[i][len] = '\0';
+    }
+    free(raw);
+  }
+done:
+  if (mt >= 0) H5Tclose(mt);
+  if (s >= 0) H5Sclose(s);
+  if (t >= 0) H5Tclose(t);
+  if (st) {
+    sn_h5_free_strs(strs, count);
+    return st;
+  }
+  if (!strs) count = 0;
+  *out = strs;
+  *n = count;
+  return SN_OK;
+}
+
+static sn_status sn_h5_read_strings_named(hid_t obj, const char *name, const char *file,
+                                          const char *where, char ***out, int *n) {
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: cannot open", file, where, name);
+  sn_status st = sn_h5_read_strings(a, name, file, where, out, n);
+  H5Aclose(a);
+  return st;
+}
+
+sn_status sn_h5_read_str_attr(hid_t obj, const char *name, const char *file, const char *where,
+                              char **out) {
+  *out = NULL;
+  if (!sn_h5_has_attr(obj, name))
+    return sn_error_set(SN_ERR_NOTFOUND, "file %s: %s: no attribute %s", file, where, name);
+  char **strs;
+  int n;
+  sn_status st = sn_h5_read_strings_named(obj, name, file, where, &strs, &n);
+  if (st) return st;
+  if (n != 1) {
+    sn_h5_free_strs(strs, n);
+    return sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: expected one string, found %d",
+                        file, where, name, n);
+  }
+  *out = strs[0];
+  free(strs);
+  return SN_OK;
+}
+
+sn_status sn_h5_read_str_array_attr(hid_t obj, const char *name, const char *file,
+                                    const char *where, char ***out, int *n) {
+  *out = NULL;
+  *n = 0;
+  if (sn_h5_has_attr(obj, name)) return sn_h5_read_strings_named(obj, name, file, where, out, n);
+  /* Split form: name0, name1, ... concatenated. */
+  size_t nl = strlen(name);
+  char *part = malloc(nl + 16);
+  if (!part) return sn_error_set(SN_ERR_NOMEM, "file %s: out of memory", file);
+  char **all = NULL;
+  int total = 0;
+  sn_status st = SN_OK;
+  int k = 0;
+  for (;; ++k) {
+    snprintf(part, nl + 16, "%s%d", name, k);
+    if (!sn_h5_has_attr(obj, part)) break;
+    char **strs;
+    int m;
+    st = sn_h5_read_strings_named(obj, part, file, where, &strs, &m);
+    if (st) break;
+    char **grown = realloc(all, ((size_t)total + (size_t)m + 1) * sizeof *all);
+    if (!grown || total > SN_H5_MAX_STRS - m) {
+      sn_h5_free_strs(strs, m);
+      if (grown) all = grown;
+      st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: too many strings", file, where,
+                        name);
+      break;
+    }
+    all = grown;
+    memcpy(all + total, strs, (size_t)m * sizeof *strs);
+    total += m;
+    free(strs);
+  }
+  free(part);
+  if (!st && k == 0)
+    st = sn_error_set(SN_ERR_NOTFOUND, "file %s: %s: no attribute %s", file, where, name);
+  if (st) {
+    sn_h5_free_strs(all, total);
+    return st;
+  }
+  if (!all) all = calloc(1, sizeof *all);
+  if (!all) return sn_error_set(SN_ERR_NOMEM, "file %s: out of memory", file);
+  *out = all;
+  *n = total;
+  return SN_OK;
+}
+
+void sn_h5_free_strs(char **strs, int n) {
+  if (!strs) return;
+  for (int i = 0; i < n; ++i) free(strs[i]);
+  free(strs);
+}
+
+sn_status sn_h5_read_int_attr(hid_t obj, const char *name, const char *file, const char *where,
+                              int64_t *out) {
+  if (!sn_h5_has_attr(obj, name))
+    return sn_error_set(SN_ERR_NOTFOUND, "file %s: %s: no attribute %s", file, where, name);
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: cannot open", file, where, name);
+  hid_t t = H5Aget_type(a), s = H5Aget_space(a);
+  sn_status st = SN_OK;
+  if (t < 0 || s < 0 || H5Tget_class(t) != H5T_INTEGER || H5Sget_simple_extent_npoints(s) != 1)
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: expected one integer", file,
+                      where, name);
+  else if (H5Aread(a, H5T_NATIVE_INT64, out) < 0)
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: read failed", file, where, name);
+  if (s >= 0) H5Sclose(s);
+  if (t >= 0) H5Tclose(t);
+  H5Aclose(a);
+  return st;
+}
+
+/* Creates attribute name (deleting an existing one) and writes buf with memory type mt. */
+static sn_status sn_h5_put_attr(hid_t obj, const char *name, hid_t ft, hid_t mt, hid_t space,
+                                const void *buf, const char *file) {
+  if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
+  hid_t a = H5Acreate2(obj, name, ft, space, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t e = a >= 0 ? H5Awrite(a, mt, buf) : -1;
+  if (a >= 0) H5Aclose(a);
+  if (e < 0) return sn_error_set(SN_ERR_IO, "file %s: attribute %s: write failed", file, name);
+  return SN_OK;
+}
+
+sn_status sn_h5_write_str_attr(hid_t obj, const char *name, const char *value, const char *file) {
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  hid_t s = H5Screate(H5S_SCALAR);
+  sn_status st = sn_h5_put_attr(obj, name, t, t, s, &value, file);
+  H5Sclose(s);
+  H5Tclose(t);
+  return st;
+}
+
+sn_status sn_h5_write_int_attr(hid_t obj, const char *name, int64_t value, const char *file) {
+  hid_t s = H5Screate(H5S_SCALAR);
+  sn_status st = sn_h5_put_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, s, &value, file);
+  H5Sclose(s);
+  return st;
+}
+
+sn_status sn_h5_write_str_array_attr(hid_t obj, const char *name, const char *const *values,
+                                     int n, int fixed, const char *file) {
+  hsize_t dim = (hsize_t)(n > 0 ? n : 0);
+  hid_t s = H5Screate_simple(1, &dim, NULL);
+  hid_t t = H5Tcopy(H5T_C_S1);
+  sn_status st;
+  if (fixed) {
+    size_t width = 1;
+    for (int i = 0; i < n; ++i)
+      if (strlen(values[i]) > width) width = strlen(values[i]);
+    H5Tset_size(t, width);
+    H5Tset_strpad(t, H5T_STR_NULLPAD);
+    char *buf = calloc(n > 0 ? (size_t)n : 1, width);
+    if (!buf) {
+      st = sn_error_set(SN_ERR_NOMEM, "file %s: out of memory", file);
+    } else {
+      for (int i = 0; i < n; ++i) memcpy(buf + (size_t)i * width, values[i], strlen(values[i]));
+      st = sn_h5_put_attr(obj, name, t, t, s, buf, file);
+      free(buf);
+    }
+  } else {
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    st = sn_h5_put_attr(obj, name, t, t, s, values, file);
+  }
+  H5Tclose(t);
+  H5Sclose(s);
+  return st;
+}
+
+sn_status sn_h5_create_atomic(const char *path, hid_t *file, char *tmp, size_t tmp_size) {
+  *file = H5I_INVALID_HID;
+  sn_h5_quiet();
+  int w = snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
+  if (w < 0 || (size_t)w >= tmp_size)
+    return sn_error_set(SN_ERR_INVALID, "file %s: path too long", path);
+  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0) {
+    int err = errno;
+    unlink(tmp);
+    return sn_error_set(SN_ERR_IO, "file %s: cannot create %s%s%s", path, tmp, err ? ": " : "",
+                        err ? strerror(err) : "");
+  }
+  *file = f;
+  return SN_OK;
+}
+
+/* fsync of a path opened read-only; failures are ignored for directories. */
+static int sn_fsync_path(const char *p, int flags) {
+  int fd = open(p, flags);
+  if (fd < 0) return -1;
+  int r = fsync(fd);
+  close(fd);
+  return r;
+}
+
+sn_status sn_h5_finish_atomic(hid_t file, const char *tmp, const char *path, int ok) {
+  sn_status st = SN_OK;
+  if (file >= 0 && H5Fclose(file) < 0 && ok)
+    st = sn_error_set(SN_ERR_IO, "file %s: closing %s failed", path, tmp);
+  if (ok && !st && sn_fsync_path(tmp, O_RDONLY) != 0)
+    st = sn_error_set(SN_ERR_IO, "file %s: fsync of %s failed: %s", path, tmp, strerror(errno));
+  if (ok && !st && rename(tmp, path) != 0)
+    st = sn_error_set(SN_ERR_IO, "file %s: rename from %s failed: %s", path, tmp,
+                      strerror(errno));
+  if (!ok || st) {
+    unlink(tmp);
+    return st;
+  }
+  /* Make the rename durable: fsync the containing directory (best effort). */
+  const char *slash = strrchr(path, '/');
+  if (slash) {
+    size_t dl = (size_t)(slash - path);
+    char *dir = malloc(dl + 2);
+    if (dir) {
+      if (dl == 0) dl = 1; /* "/file" */
+      memcpy(dir, path, dl);
+      dir[dl] = '\0';
+      sn_fsync_path(dir, O_RDONLY | O_DIRECTORY);
+      free(dir);
+    }
+  } else {
+    sn_fsync_path(".", O_RDONLY | O_DIRECTORY);
+  }
+  return SN_OK;
+}
+
+/* ---------------------------------------------------------------- MD5 (RFC 1321) */
+
+#define SN_MD5_ROTL(x, c) (((x) << (c)) | ((x) >> (32 - (c))))
+
+/* Per-round shift amounts and the constants K[i] = floor(2^32 * |sin(i + 1)|). */
+static const uint32_t sn_md5_s[64] = {7,  12, 17, 22, 7,  12, 17, 22, 7,  12, 17, 22, 7,  12, 17, 22,
+                                      5,  9,  14, 20, 5,  9,  14, 20, 5,  9,  14, 20, 5,  9,  14, 20,
+                                      4,  11, 16, 23, 4,  11, 16, 23, 4,  11, 16, 23, 4,  11, 16, 23,
+                                      6,  10, 15, 21, 6,  10, 15, 21, 6,  10, 15, 21, 6,  10, 15, 21};
+static const uint32_t sn_md5_k[64] = {
+    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613,
+    0xfd469501, 0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193,
+    0xa679438e, 0x49b40821, 0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d,
+    0x02441453, 0xd8a1e681, 0xe7d3fbc8, 0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed,
+    0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a, 0xfffa3942, 0x8771f681, 0x6d9d6122,
+    0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, 0x289b7ec6, 0xeaa127fa,
+    0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665, 0xf4292244,
+    0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
+    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb,
+    0xeb86d391};
+
+/* Processes one 64-byte block (little-endian words). */
+static void sn_md5_block(uint32_t st[4], const unsigned char *p) {
+  uint32_t w[16];
+  for (int i = 0; i < 16; ++i)
+    w[i] = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 | (uint32_t)p[4 * i + 2] << 16 |
+           (uint32_t)p[4 * i + 3] << 24;
+  uint32_t a = st[0], b = st[1], c = st[2], d = st[3];
+  for (int i = 0; i < 64; ++i) {
+    uint32_t f;
+    int g;
+    if (i < 16) {
+      f = (b & c) | (~b & d);
+      g = i;
+    } else if (i < 32) {
+      f = (d & b) | (~d & c);
+      g = (5 * i + 1) & 15;
+    } else if (i < 48) {
+      f = b ^ c ^ d;
+      g = (3 * i + 5) & 15;
+    } else {
+      f = c ^ (b | ~d);
+      g = (7 * i) & 15;
+    }
+    uint32_t tmp = d;
+    d = c;
+    c = b;
+    b = b + SN_MD5_ROTL(a + f + sn_md5_k[i] + w[g], sn_md5_s[i]);
+    a = tmp;
+  }
+  st[0] += a;
+  st[1] += b;
+  st[2] += c;
+  st[3] += d;
+}
+
+void sn_md5_init(sn_md5 *m) {
+  m->state[0] = 0x67452301;
+  m->state[1] = 0xefcdab89;
+  m->state[2] = 0x98badcfe;
+  m->state[3] = 0x10325476;
+  m->bytes = 0;
+}
+
+void sn_md5_update(sn_md5 *m, const void *data, size_t len) {
+  const unsigned char *p = data;
+  size_t have = (size_t)(m->bytes & 63);
+  m->bytes += len;
+  if (have) {
+    size_t take = 64 - have < len ? 64 - have : len;
+    memcpy(m->block + have, p, take);
+    p += take;
+    len -= take;
+    if (have + take < 64) return;
+    sn_md5_block(m->state, m->block);
+  }
+  for (; len >= 64; p += 64, len -= 64) sn_md5_block(m->state, p);
+  memcpy(m->block, p, len);
+}
+
+void sn_md5_final(sn_md5 *m, char hex[33]) {
+  uint64_t bits = m->bytes * 8;
+  static const unsigned char pad[64] = {0x80};
+  size_t have = (size_t)(m->bytes & 63);
+  sn_md5_update(m, pad, have < 56 ? 56 - have : 120 - have);
+  unsigned char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = (unsigned char)(bits >> (8 * i));
+  sn_md5_update(m, len, 8);
+  static const char digits[] = "0123456789abcdef";
+  for (int i = 0; i < 16; ++i) {
+    unsigned char byte = (unsigned char)(m->state[i / 4] >> (8 * (i % 4)));
+    hex[2 * i] = digits[byte >> 4];
+    hex[2 * i + 1] = digits[byte & 15];
+  }
+  hex[32] = '\0';
+}
+
+sn_status sn_md5_file(const char *path, char hex[33]) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return sn_error_set(SN_ERR_IO, "file %s: cannot open: %s", path, strerror(errno));
+  enum { CHUNK = 1 << 20 };
+  unsigned char *buf = malloc(CHUNK);
+  if (!buf) {
+    fclose(f);
+    return sn_error_set(SN_ERR_NOMEM, "file %s: out of memory for MD5", path);
+  }
+  sn_md5 m;
+  sn_md5_init(&m);
+  size_t got;
+  while ((got = fread(buf, 1, CHUNK, f)) > 0) sn_md5_update(&m, buf, got);
+  int err = ferror(f);
+  free(buf);
+  fclose(f);
+  if (err) return sn_error_set(SN_ERR_IO, "file %s: read error while hashing", path);
+  sn_md5_final(&m, hex);
+  return SN_OK;
+}

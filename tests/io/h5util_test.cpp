@@ -1,0 +1,308 @@
+// h5util_test.cpp - tests of io/h5util.c: checked opening, float reads, string attributes in both
+// h5py encodings, atomic creation and MD5.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "h5util.h"
+#include "shardnet.h"
+#include "test_util.h"
+
+namespace {
+
+std::string md5_of(const std::string &s) {
+  sn_md5 m;
+  sn_md5_init(&m);
+  sn_md5_update(&m, s.data(), s.size());
+  char hex[33];
+  sn_md5_final(&m, hex);
+  return hex;
+}
+
+void write_text(const std::string &path, const std::string &text) {
+  FILE *f = std::fopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fclose(f);
+}
+
+bool contains(const std::string &hay, const std::string &needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+// A fresh HDF5 file at dir/name; the caller closes it.
+hid_t create_file(const std::string &path) {
+  sn_h5_quiet();
+  return H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+}
+
+void write_f64(hid_t loc, const char *name, std::vector<hsize_t> dims, const double *data) {
+  hid_t s = H5Screate_simple((int)dims.size(), dims.data(), nullptr);
+  hid_t d = H5Dcreate2(loc, name, H5T_IEEE_F64LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(d, 0);
+  H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+  H5Dclose(d);
+  H5Sclose(s);
+}
+
+}  // namespace
+
+TEST(H5Util, Md5Rfc1321Suite) {
+  EXPECT_EQ(md5_of(""), "d41d8cd98f00b204e9800998ecf8427e");
+  EXPECT_EQ(md5_of("a"), "0cc175b9c0f1b6a831c399e269772661");
+  EXPECT_EQ(md5_of("abc"), "900150983cd24fb0d6963f7d28e17f72");
+  EXPECT_EQ(md5_of("message digest"), "f96b697d7cb7938d525a2f31aaf161d0");
+  EXPECT_EQ(md5_of("abcdefghijklmnopqrstuvwxyz"), "c3fcd3d76192e4007dfb496cca67e13b");
+  EXPECT_EQ(md5_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"),
+            "d174ab98d277d9f5a5611c2c9f419d9f");
+  std::string digits;
+  for (int i = 0; i < 8; ++i) digits += "1234567890";
+  EXPECT_EQ(md5_of(digits), "57edf4a22be3c955ac49da2e2107b67a");
+}
+
+TEST(H5Util, Md5IncrementalMatchesOneShotAndFile) {
+  std::string data(300001, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = (char)(i * 131 + (i >> 7));
+  const std::string whole = md5_of(data);
+  for (size_t chunk : {1u, 7u, 55u, 56u, 63u, 64u, 65u, 1000u}) {
+    sn_md5 m;
+    sn_md5_init(&m);
+    for (size_t p = 0; p < data.size(); p += chunk)
+      sn_md5_update(&m, data.data() + p, std::min(chunk, data.size() - p));
+    char hex[33];
+    sn_md5_final(&m, hex);
+    EXPECT_EQ(whole, hex) << "chunk " << chunk;
+  }
+  // Padding boundaries: lengths 55, 56, 63, 64 and 119/120 must all differ and be stable.
+  EXPECT_EQ(md5_of(std::string(56, 'a')), "3b0c8ac703f828b04c6c197006d17218");
+  EXPECT_EQ(md5_of(std::string(64, 'a')), "014842d480b571495a4a0363793f7367");
+  const std::string dir = sntest::temp_dir();
+  write_text(dir + "/blob", data);
+  char hex[33];
+  ASSERT_EQ(sn_md5_file((dir + "/blob").c_str(), hex), SN_OK);
+  EXPECT_EQ(whole, hex);
+  EXPECT_EQ(sn_md5_file((dir + "/absent").c_str(), hex), SN_ERR_IO);
+  EXPECT_TRUE(contains(sn_last_error(), dir + "/absent"));
+}
+
+TEST(H5Util, OpenErrors) {
+  const std::string dir = sntest::temp_dir();
+  hid_t f;
+  const std::string missing = dir + "/missing.h5";
+  EXPECT_EQ(sn_h5_open_read(missing.c_str(), &f), SN_ERR_IO);
+  EXPECT_TRUE(contains(sn_last_error(), "file " + missing));
+  EXPECT_EQ(sn_h5_open_read(dir.c_str(), &f), SN_ERR_IO);
+
+  const std::string text = dir + "/text.h5";
+  write_text(text, "this is not HDF5 at all\n");
+  EXPECT_EQ(sn_h5_open_read(text.c_str(), &f), SN_ERR_FORMAT);
+  EXPECT_TRUE(contains(sn_last_error(), "file " + text + ": not an HDF5 file"))
+      << sn_last_error();
+
+  const std::string empty = dir + "/empty.h5";
+  write_text(empty, "");
+  EXPECT_EQ(sn_h5_open_read(empty.c_str(), &f), SN_ERR_FORMAT);
+
+  // A valid file cut in half: the signature is there, the rest is not.
+  const std::string good = dir + "/good.h5";
+  hid_t w = create_file(good);
+  std::vector<float> v(4096, 1.5f);
+  int64_t dims[1] = {4096};
+  ASSERT_EQ(sn_h5_write_f32(w, "x", good.c_str(), 1, dims, v.data()), SN_OK);
+  H5Fclose(w);
+  ASSERT_EQ(sn_h5_open_read(good.c_str(), &f), SN_OK);
+  H5Fclose(f);
+  FILE *in = std::fopen(good.c_str(), "rb");
+  std::vector<char> bytes(1 << 16);
+  size_t n = std::fread(bytes.data(), 1, bytes.size(), in);
+  std::fclose(in);
+  const std::string cut = dir + "/cut.h5";
+  write_text(cut, std::string(bytes.data(), n / 2));
+  sn_status st = sn_h5_open_read(cut.c_str(), &f);
+  if (st == SN_OK) {  // HDF5 may open it; then reading must fail cleanly.
+    float buf[4096];
+    EXPECT_NE(sn_h5_read_f32(f, "x", cut.c_str(), 1, dims, buf), SN_OK);
+    H5Fclose(f);
+  } else {
+    EXPECT_EQ(st, SN_ERR_FORMAT);
+    EXPECT_TRUE(contains(sn_last_error(), "not an HDF5 file")) << sn_last_error();
+  }
+}
+
+TEST(H5Util, ReadFloatChecksShapeAndType) {
+  const std::string dir = sntest::temp_dir();
+  const std::string p = dir + "/f.h5";
+  hid_t w = create_file(p);
+  std::vector<float> v = sntest::randn(24, 1);
+  int64_t d3[3] = {2, 3, 4};
+  ASSERT_EQ(sn_h5_write_f32(w, "a/b.c/w", p.c_str(), 3, d3, v.data()), SN_OK);
+  double dv[6] = {1, 2, 3, 4.5, -5, 1e-3};
+  write_f64(w, "dbl", {2, 3}, dv);
+  int iv[2] = {1, 2};
+  hsize_t id[1] = {2};
+  hid_t s = H5Screate_simple(1, id, nullptr);
+  hid_t di = H5Dcreate2(w, "ints", H5T_STD_I32LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dwrite(di, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, iv);
+  H5Dclose(di);
+  H5Sclose(s);
+  hsize_t d5[5] = {1, 1, 1, 1, 2};
+  s = H5Screate_simple(5, d5, nullptr);
+  di = H5Dcreate2(w, "rank5", H5T_IEEE_F32LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dclose(di);
+  H5Sclose(s);
+  H5Fclose(w);
+
+  hid_t f;
+  ASSERT_EQ(sn_h5_open_read(p.c_str(), &f), SN_OK);
+  EXPECT_TRUE(sn_h5_exists(f, "a/b.c/w"));
+  EXPECT_TRUE(sn_h5_exists(f, "/a/b.c/w"));
+  EXPECT_TRUE(sn_h5_is_dataset(f, "a/b.c/w"));
+  EXPECT_TRUE(sn_h5_is_group(f, "a/b.c"));
+  EXPECT_FALSE(sn_h5_is_group(f, "a/b.c/w"));
+  EXPECT_FALSE(sn_h5_exists(f, "a/zz/w"));
+  EXPECT_FALSE(sn_h5_exists(f, "dbl/below"));
+
+  int nd;
+  int64_t dims[SN_H5_MAX_RANK];
+  ASSERT_EQ(sn_h5_dataset_shape(f, "a/b.c/w", p.c_str(), &nd, dims), SN_OK);
+  EXPECT_EQ(nd, 3);
+  EXPECT_EQ(dims[2], 4);
+  std::vector<float> r(24);
+  ASSERT_EQ(sn_h5_read_f32(f, "a/b.c/w", p.c_str(), 3, d3, r.data()), SN_OK);
+  EXPECT_EQ(std::memcmp(r.data(), v.data(), 24 * sizeof(float)), 0);
+
+  int64_t bad[3] = {2, 4, 3};
+  EXPECT_EQ(sn_h5_read_f32(f, "a/b.c/w", p.c_str(), 3, bad, r.data()), SN_ERR_SHAPE);
+  EXPECT_TRUE(contains(sn_last_error(), "(2,3,4)")) << sn_last_error();
+  EXPECT_TRUE(contains(sn_last_error(), "(2,4,3)")) << sn_last_error();
+  EXPECT_TRUE(contains(sn_last_error(), "a/b.c/w")) << sn_last_error();
+
+  int64_t d23[2] = {2, 3};
+  float fd[6];
+  ASSERT_EQ(sn_h5_read_f32(f, "dbl", p.c_str(), 2, d23, fd), SN_OK);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(fd[i], (float)dv[i]);
+
+  int64_t d2[1] = {2};
+  EXPECT_EQ(sn_h5_read_f32(f, "ints", p.c_str(), 1, d2, fd), SN_ERR_FORMAT);
+  EXPECT_TRUE(contains(sn_last_error(), "integer")) << sn_last_error();
+  EXPECT_EQ(sn_h5_dataset_shape(f, "rank5", p.c_str(), &nd, dims), SN_ERR_FORMAT);
+  EXPECT_TRUE(contains(sn_last_error(), "rank 5")) << sn_last_error();
+  EXPECT_EQ(sn_h5_dataset_shape(f, "nope", p.c_str(), &nd, dims), SN_ERR_NOTFOUND);
+  EXPECT_EQ(sn_h5_dataset_shape(f, "a", p.c_str(), &nd, dims), SN_ERR_NOTFOUND);
+  H5Fclose(f);
+}
+
+namespace {
+// String attributes written as h5py does, fixed = 1: null-padded fixed-length, 0: variable-length.
+void check_strings(int fixed) {
+  const std::string dir = sntest::temp_dir();
+  const std::string p = dir + "/s.h5";
+  hid_t w = create_file(p);
+  const char *names[] = {"input_1", "conv1_pad", "conv1_conv", "a_much_longer_layer_name_here"};
+  ASSERT_EQ(sn_h5_write_str_array_attr(w, "layer_names", names, 4, fixed, p.c_str()), SN_OK);
+  ASSERT_EQ(sn_h5_write_str_array_attr(w, "empty_strs", names, 0, fixed, p.c_str()), SN_OK);
+  ASSERT_EQ(sn_h5_write_str_array_attr(w, "split0", names, 2, fixed, p.c_str()), SN_OK);
+  ASSERT_EQ(sn_h5_write_str_array_attr(w, "split1", names + 2, 2, fixed, p.c_str()), SN_OK);
+  ASSERT_EQ(sn_h5_write_str_array_attr(w, "one", names + 3, 1, fixed, p.c_str()), SN_OK);
+  ASSERT_EQ(sn_h5_write_str_attr(w, "arch", "resnet18", p.c_str()), SN_OK);
+  ASSERT_EQ(sn_h5_write_int_attr(w, "classes", 1000, p.c_str()), SN_OK);
+  // Keras writes weight_names of weightless layers as an empty float64 array.
+  hsize_t zero = 0;
+  hid_t s = H5Screate_simple(1, &zero, nullptr);
+  hid_t a = H5Acreate2(w, "weight_names", H5T_IEEE_F64LE, s, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(a, 0);
+  H5Aclose(a);
+  H5Sclose(s);
+  // A scalar fixed-length, space-padded string.
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, 8);
+  H5Tset_strpad(t, H5T_STR_SPACEPAD);
+  s = H5Screate(H5S_SCALAR);
+  a = H5Acreate2(w, "padded", t, s, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(a, t, "keras   ");
+  H5Aclose(a);
+  H5Sclose(s);
+  H5Tclose(t);
+  H5Fclose(w);
+
+  hid_t f;
+  ASSERT_EQ(sn_h5_open_read(p.c_str(), &f), SN_OK);
+  char **strs;
+  int n;
+  ASSERT_EQ(sn_h5_read_str_array_attr(f, "layer_names", p.c_str(), "/", &strs, &n), SN_OK);
+  ASSERT_EQ(n, 4);
+  for (int i = 0; i < 4; ++i) EXPECT_STREQ(strs[i], names[i]);
+  sn_h5_free_strs(strs, n);
+  ASSERT_EQ(sn_h5_read_str_array_attr(f, "empty_strs", p.c_str(), "/", &strs, &n), SN_OK);
+  EXPECT_EQ(n, 0);
+  sn_h5_free_strs(strs, n);
+  ASSERT_EQ(sn_h5_read_str_array_attr(f, "weight_names", p.c_str(), "/", &strs, &n), SN_OK);
+  EXPECT_EQ(n, 0);
+  sn_h5_free_strs(strs, n);
+  ASSERT_EQ(sn_h5_read_str_array_attr(f, "split", p.c_str(), "/", &strs, &n), SN_OK);
+  ASSERT_EQ(n, 4);
+  for (int i = 0; i < 4; ++i) EXPECT_STREQ(strs[i], names[i]);
+  sn_h5_free_strs(strs, n);
+  EXPECT_EQ(sn_h5_read_str_array_attr(f, "absent", p.c_str(), "/", &strs, &n), SN_ERR_NOTFOUND);
+  EXPECT_TRUE(contains(sn_last_error(), "absent")) << sn_last_error();
+  EXPECT_EQ(sn_h5_read_str_array_attr(f, "classes", p.c_str(), "/", &strs, &n), SN_ERR_FORMAT);
+
+  char *str;
+  ASSERT_EQ(sn_h5_read_str_attr(f, "arch", p.c_str(), "/", &str), SN_OK);
+  EXPECT_STREQ(str, "resnet18");
+  free(str);
+  ASSERT_EQ(sn_h5_read_str_attr(f, "one", p.c_str(), "/", &str), SN_OK);
+  EXPECT_STREQ(str, names[3]);
+  free(str);
+  ASSERT_EQ(sn_h5_read_str_attr(f, "padded", p.c_str(), "/", &str), SN_OK);
+  EXPECT_STREQ(str, "keras");
+  free(str);
+  EXPECT_EQ(sn_h5_read_str_attr(f, "layer_names", p.c_str(), "/", &str), SN_ERR_FORMAT);
+  EXPECT_EQ(sn_h5_read_str_attr(f, "nothing", p.c_str(), "/", &str), SN_ERR_NOTFOUND);
+  int64_t v = 0;
+  ASSERT_EQ(sn_h5_read_int_attr(f, "classes", p.c_str(), "/", &v), SN_OK);
+  EXPECT_EQ(v, 1000);
+  EXPECT_EQ(sn_h5_read_int_attr(f, "arch", p.c_str(), "/", &v), SN_ERR_FORMAT);
+  H5Fclose(f);
+}
+
+}  // namespace
+
+TEST(H5Util, StringsVariableLength) { check_strings(0); }
+TEST(H5Util, StringsFixedLength) { check_strings(1); }
+
+TEST(H5Util, AtomicCreate) {
+  const std::string dir = sntest::temp_dir();
+  const std::string p = dir + "/out.h5";
+  char tmp[4096];
+  hid_t f;
+  ASSERT_EQ(sn_h5_create_atomic(p.c_str(), &f, tmp, sizeof tmp), SN_OK);
+  EXPECT_EQ(std::string(tmp), p + ".tmp." + std::to_string((long)getpid()));
+  EXPECT_TRUE(sntest::file_exists(tmp));
+  EXPECT_FALSE(sntest::file_exists(p));
+  ASSERT_EQ(sn_h5_write_str_attr(f, "v", "first", p.c_str()), SN_OK);
+  ASSERT_EQ(sn_h5_finish_atomic(f, tmp, p.c_str(), 1), SN_OK);
+  EXPECT_TRUE(sntest::file_exists(p));
+  EXPECT_FALSE(sntest::file_exists(tmp));
+
+  // A failed save leaves the old file untouched and removes the temporary.
+  ASSERT_EQ(sn_h5_create_atomic(p.c_str(), &f, tmp, sizeof tmp), SN_OK);
+  ASSERT_EQ(sn_h5_write_str_attr(f, "v", "second", p.c_str()), SN_OK);
+  EXPECT_EQ(sn_h5_finish_atomic(f, tmp, p.c_str(), 0), SN_OK);
+  EXPECT_FALSE(sntest::file_exists(tmp));
+  hid_t r;
+  ASSERT_EQ(sn_h5_open_read(p.c_str(), &r), SN_OK);
+  char *s;
+  ASSERT_EQ(sn_h5_read_str_attr(r, "v", p.c_str(), "/", &s), SN_OK);
+  EXPECT_STREQ(s, "first");
+  free(s);
+  H5Fclose(r);
+
+  const std::string bad = dir + "/no/such/dir/out.h5";
+  EXPECT_EQ(sn_h5_create_atomic(bad.c_str(), &f, tmp, sizeof tmp), SN_ERR_IO);
+  EXPECT_TRUE(contains(sn_last_error(), bad)) << sn_last_error();
+}
