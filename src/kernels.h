@@ -1,0 +1,164 @@
+/* kernels.h - private: the engine's numerical kernels.
+ *
+ * Kernels are pure functions over const inputs, sizes and a caller-supplied workspace. They never
+ * allocate, print, or see the network. Each optimized kernel keeps a plain reference version
+ * (suffix _ref) that the tests compare against. Tensors are float32 NHWC, row-major.
+ * Threading: kernels may use OpenMP internally; they must not be called from inside a parallel
+ * region. OpenBLAS is only called from outside parallel regions.
+ */
+#ifndef SN_KERNELS_H
+#define SN_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------ convolution */
+
+/* Geometry of a 2-D convolution (cross-correlation, dilation 1, groups 1, zero padding). */
+typedef struct sn_conv_geom {
+  int n, h, w, cin;       /* input (N, H, W, Cin) */
+  int kh, kw, sh, sw;     /* kernel and stride */
+  int pt, pl, pb, pr;     /* zero padding top, left, bottom, right */
+  int oh, ow, cout;       /* output (N, OH, OW, Cout) */
+} sn_conv_geom;
+
+/* Fills g and computes oh = (h + pt + pb - kh) / sh + 1 (likewise ow). Returns 0, or -1 if the
+ * output would be empty or any size is not positive. */
+int sn_conv_geom_init(sn_conv_geom *g, int n, int h, int w, int cin, int kh, int kw, int sh,
+                      int sw, int pt, int pl, int pb, int pr, int cout);
+
+/* Workspace (floats) that sn_conv2d_forward / _backward need for this geometry. */
+size_t sn_conv2d_forward_workspace(const sn_conv_geom *g);
+size_t sn_conv2d_backward_workspace(const sn_conv_geom *g);
+
+/* y = act(conv(x, w) + bias + res).
+ * x (N, H, W, Cin); w (KH, KW, Cin, Cout) = HWIO; bias (Cout) or NULL; res (N, OH, OW, Cout) or
+ * NULL (residual added before the activation); relu 0/1; y (N, OH, OW, Cout).
+ * Generic path: 1x1 stride-1 unpadded = one sgemm on x in place; otherwise im2col + sgemm. */
+void sn_conv2d_forward(const sn_conv_geom *g, const float *x, const float *w, const float *bias,
+                       const float *res, int relu, float *y, float *ws);
+void sn_conv2d_forward_ref(const sn_conv_geom *g, const float *x, const float *w,
+                           const float *bias, const float *res, int relu, float *y);
+
+/* Backward of y = conv(x, w) + bias (no activation: callers apply the activation's backward
+ * first). dy (N, OH, OW, Cout). Outputs are overwritten, not accumulated: dx (N, H, W, Cin) or
+ * NULL, dw (KH, KW, Cin, Cout), db (Cout) or NULL. */
+void sn_conv2d_backward(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
+                        float *dx, float *dw, float *db, float *ws);
+void sn_conv2d_backward_ref(const sn_conv_geom *g, const float *x, const float *w,
+                            const float *dy, float *dx, float *dw, float *db);
+
+/* A prepared convolution for inference: the algorithm is chosen and the weights are packed or
+ * transformed once, at plan time (this is the only place a convolution allocates).
+ * g->n is the largest batch the plan will be used for. */
+typedef struct sn_conv_impl sn_conv_impl;
+int sn_conv_prepare(const sn_conv_geom *g, const float *w, const float *bias, sn_conv_impl **out);
+/* Recomputes the packed weights after w/bias changed (same geometry). */
+void sn_conv_impl_update(sn_conv_impl *c, const float *w, const float *bias);
+size_t sn_conv_impl_workspace(const sn_conv_impl *c); /* floats, for batch g->n */
+/* Same contract as sn_conv2d_forward for n <= g->n images. */
+void sn_conv_impl_forward(const sn_conv_impl *c, int n, const float *x, const float *res, int relu,
+                          float *y, float *ws);
+const char *sn_conv_impl_name(const sn_conv_impl *c); /* "gemm1x1", "im2col", "winograd4x4"... */
+void sn_conv_impl_destroy(sn_conv_impl *c);
+
+/* ------------------------------------------------------------ batch normalization */
+
+/* Folds inference BN into a per-channel affine map, computed in double and rounded once:
+ * scale = gamma / sqrt(var + eps), shift = beta - mean * scale. */
+void sn_bn_fold(const float *gamma, const float *beta, const float *mean, const float *var,
+                float eps, int c, float *scale, float *shift);
+
+/* y = act(x * scale + shift), x and y (rows, C) with rows = N*H*W; y may alias x. */
+void sn_bn_affine(const float *x, size_t rows, int c, const float *scale, const float *shift,
+                  int relu, float *y);
+
+/* Per-channel local sums over rows: sum[c] = sum x, sumsq[c] = sum x^2 (double accumulators). */
+void sn_bn_sums(const float *x, size_t rows, int c, double *sum, double *sumsq);
+
+/* Normalises with given statistics: y = gamma * (x - mean) * invstd + beta. */
+void sn_bn_normalize(const float *x, size_t rows, int c, const float *mean, const float *invstd,
+                     const float *gamma, const float *beta, float *y);
+
+/* Local backward sums with the (global) mean: sum_dy[c] = sum dy, sum_dy_xmu[c] = sum dy*(x-mean). */
+void sn_bn_backward_sums(const float *x, const float *dy, size_t rows, int c, const float *mean,
+                         double *sum_dy, double *sum_dy_xmu);
+
+/* dx = gamma*invstd*(dy - sum_dy/count - (x-mean)*invstd^2*sum_dy_xmu/count), count = global
+ * number of elements per channel. dx may alias dy. */
+void sn_bn_backward_dx(const float *x, const float *dy, size_t rows, int c, const float *mean,
+                       const float *invstd, const float *gamma, const double *sum_dy,
+                       const double *sum_dy_xmu, double count, float *dx);
+
+/* ------------------------------------------------------------ elementwise */
+
+void sn_relu_forward(const float *x, size_t n, float *y);           /* y may alias x */
+void sn_relu_backward(const float *y, const float *dy, size_t n, float *dx); /* dx may alias dy */
+void sn_add_forward(const float *a, const float *b, size_t n, int relu, float *y);
+/* Keras ZeroPadding2D: (N, H, W, C) -> (N, H+pt+pb, W+pl+pr, C); backward crops. */
+void sn_pad_forward(const float *x, int n, int h, int w, int c, int pt, int pl, int pb, int pr,
+                    float *y);
+void sn_pad_backward(const float *dy, int n, int h, int w, int c, int pt, int pl, int pb, int pr,
+                     float *dx);
+
+/* ------------------------------------------------------------ pooling */
+
+typedef struct sn_pool_geom {
+  int n, h, w, c;
+  int kh, kw, sh, sw;
+  int pt, pl, pb, pr;
+  int oh, ow;
+  int pad_zero;    /* max pool: 1 = padded cells are 0 (Keras ZeroPadding), 0 = -inf (PyTorch) */
+} sn_pool_geom;
+int sn_pool_geom_init(sn_pool_geom *g, int n, int h, int w, int c, int kh, int kw, int sh, int sw,
+                      int pt, int pl, int pb, int pr, int pad_zero);
+
+/* argmax (N, OH, OW, C) int32 flat input index of the max within its image (h*W + w)*C + c, or
+ * -1 for a padded zero; may be NULL in inference. */
+void sn_maxpool_forward(const sn_pool_geom *g, const float *x, float *y, int32_t *argmax);
+void sn_maxpool_backward(const sn_pool_geom *g, const int32_t *argmax, const float *dy, float *dx);
+/* Average pool; padded cells are excluded from the count (only used unpadded in these models). */
+void sn_avgpool_forward(const sn_pool_geom *g, const float *x, float *y);
+void sn_avgpool_backward(const sn_pool_geom *g, const float *dy, float *dx);
+
+/* Global pools: x (N, HW, C) -> y (N, C). */
+void sn_global_avgpool_forward(const float *x, int n, int hw, int c, float *y);
+void sn_global_avgpool_backward(const float *dy, int n, int hw, int c, float *dx);
+void sn_global_maxpool_forward(const float *x, int n, int hw, int c, float *y, int32_t *argmax);
+void sn_global_maxpool_backward(const int32_t *argmax, const float *dy, int n, int hw, int c,
+                                float *dx);
+
+/* ------------------------------------------------------------ dense and loss */
+
+/* y (N, Out) = x (N, In) . w (In, Out) + b (Out, may be NULL). */
+void sn_dense_forward(const float *x, const float *w, const float *b, int n, int in, int out,
+                      float *y);
+/* dx (N, In) or NULL, dw (In, Out), db (Out) or NULL: overwritten. */
+void sn_dense_backward(const float *x, const float *w, const float *dy, int n, int in, int out,
+                       float *dx, float *dw, float *db);
+
+/* Softmax cross-entropy with label smoothing eps (targets (1-eps)*onehot + eps/K, as PyTorch).
+ * Returns the SUM of per-row losses (double). dlogits (N, K) = scale * (softmax - target), or
+ * NULL. *correct = number of rows whose argmax equals the label (may be NULL).
+ * Labels outside [0, K) must be rejected by the caller. */
+double sn_softmax_xent(const float *logits, const int32_t *labels, int n, int k, float smoothing,
+                       float scale, float *dlogits, int *correct);
+
+/* SGD, PyTorch semantics: d = g + wd*p; buf = first ? d : momentum*buf + d;
+ * d = nesterov ? d + momentum*buf : buf; p -= lr*d. wd may be 0. */
+void sn_sgd_update(float *p, const float *g, float *buf, size_t n, float lr, float momentum,
+                   float wd, int nesterov, int first);
+
+/* ------------------------------------------------------------ misc */
+
+/* 1 if every value is finite. */
+int sn_all_finite(const float *x, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SN_KERNELS_H */

@@ -1,0 +1,339 @@
+/* shardnet.h - the one public header of libshardnet.
+ *
+ * libshardnet is a CPU ResNet engine (src/), a distributed layer over MPI (mpi/) and an HDF5
+ * data plane (io/). This header includes neither mpi.h nor hdf5.h.
+ *
+ * Conventions
+ *  - Every function that can fail returns sn_status; SN_OK is 0. On failure a one-line message
+ *    (naming the file, dataset, layer and rank where known) is readable with sn_last_error().
+ *  - Objects come in create/destroy pairs; destroy accepts NULL.
+ *  - Tensors are float32, NHWC, row-major. Buffer shapes are given in comments as (N, H, W, C).
+ *  - "Collective" marks functions that every rank of the object's communicator must call.
+ */
+#ifndef SHARDNET_H
+#define SHARDNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SN_VERSION "0.1.0"
+#define SN_MAX_NAME 96
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum sn_status {
+  SN_OK = 0,
+  SN_ERR_INVALID = 1, /* bad argument or configuration */
+  SN_ERR_SHAPE = 2,   /* shapes that do not fit together */
+  SN_ERR_IO = 3,      /* file missing, unreadable, unwritable */
+  SN_ERR_FORMAT = 4,  /* file readable but malformed or of the wrong layout */
+  SN_ERR_NOMEM = 5,   /* allocation failed or a size overflowed */
+  SN_ERR_NUMERIC = 6, /* NaN or infinity where a finite value was required */
+  SN_ERR_COMM = 7,    /* communication failed, or another rank failed */
+  SN_ERR_NOTFOUND = 8 /* a named key, dataset or layer does not exist */
+} sn_status;
+
+/* The message of the last failure on this thread ("" if none). Valid until the next failure. */
+const char *sn_last_error(void);
+/* A short fixed name for a status ("invalid argument", ...). */
+const char *sn_status_string(sn_status s);
+/* Sets the last error (printf-style) and returns s. The message is prefixed with "rank R: " when
+ * a communicator of size > 1 exists. For use by the libraries and by callers that wrap them. */
+sn_status sn_error_set(sn_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void sn_error_clear(void);
+
+/* ---------------------------------------------------------------- communicator */
+
+/* The engine reaches other ranks only through sn_comm. sn_comm_serial() is a process-wide
+ * serial communicator (rank 0 of 1) owned by the library: never destroy it (destroy ignores it). */
+typedef struct sn_comm sn_comm;
+
+sn_comm *sn_comm_serial(void);
+/* MPI communicator wrapping MPI_COMM_WORLD (MPI must be initialised by the caller, e.g. through
+ * sn_mpi_init). Collective. The returned object is owned by the caller. */
+sn_status sn_comm_create_world(sn_comm **out);
+/* Wraps an MPI communicator given by its Fortran handle (MPI_Comm_c2f). Collective. */
+sn_status sn_comm_create_mpi(int mpi_fortran_handle, sn_comm **out);
+void sn_comm_destroy(sn_comm *comm);
+
+int sn_comm_rank(const sn_comm *comm);
+int sn_comm_size(const sn_comm *comm);
+/* Returns the MPI Fortran handle of the communicator, or -1 for the serial one. */
+int sn_comm_fortran_handle(const sn_comm *comm);
+
+typedef enum sn_dtype { SN_F32 = 0, SN_F64 = 1, SN_I32 = 2, SN_I64 = 3, SN_U8 = 4 } sn_dtype;
+typedef enum sn_reduce_op { SN_SUM = 0, SN_MAX = 1, SN_MIN = 2 } sn_reduce_op;
+
+/* In-place all-reduce of n values. Collective. */
+sn_status sn_comm_allreduce(sn_comm *comm, void *buf, size_t n, sn_dtype t, sn_reduce_op op);
+/* Broadcast of bytes from root. Collective. */
+sn_status sn_comm_bcast(sn_comm *comm, void *buf, size_t bytes, int root);
+/* Gathers `bytes` from every rank into recv (size * bytes, rank order) on every rank. Collective. */
+sn_status sn_comm_allgather(sn_comm *comm, const void *send, void *recv, size_t bytes);
+sn_status sn_comm_barrier(sn_comm *comm);
+/* Non-blocking in-place all-reduce (sum of float32). The request is completed by sn_comm_wait. */
+typedef struct sn_request sn_request;
+sn_status sn_comm_iallreduce_f32(sn_comm *comm, float *buf, size_t n, sn_request **req);
+sn_status sn_comm_wait(sn_comm *comm, sn_request *req);
+/* Agreement: returns SN_OK on every rank iff `local` is SN_OK on every rank; otherwise every rank
+ * gets SN_ERR_COMM (or its own error) and the message names the lowest failing rank and its
+ * message. Collective. */
+sn_status sn_comm_agree(sn_comm *comm, sn_status local);
+
+/* ---------------------------------------------------------------- models */
+
+typedef enum sn_pooling { SN_POOL_NONE = 0, SN_POOL_AVG = 1, SN_POOL_MAX = 2 } sn_pooling;
+
+/* Which framework's conventions a model follows: parameter names, weight layouts on load, the
+ * batch-norm moving-statistics rule and the default preprocessing. */
+typedef enum sn_style { SN_STYLE_TORCH = 0, SN_STYLE_KERAS = 1 } sn_style;
+
+typedef enum sn_preprocess {
+  SN_PRE_DEFAULT = -1, /* the architecture's own */
+  SN_PRE_NONE = 0,     /* float input taken as is */
+  SN_PRE_CAFFE = 1,    /* RGB->BGR, subtract ImageNet BGR means */
+  SN_PRE_TF = 2,       /* x/127.5 - 1 */
+  SN_PRE_TORCH = 3,    /* x/255, subtract mean, divide by std (ImageNet) */
+  SN_PRE_UNIT = 4      /* x/255 (small-image models) */
+} sn_preprocess;
+
+typedef struct sn_model_config {
+  const char *arch;     /* resnet18..152, keras_resnet50[v2].., lenet, lenet_bn, resnet20/32/56 */
+  int classes;          /* <= 0: architecture default (1000, or 10 for small-image models) */
+  int height, width, channels; /* <= 0: architecture default (224x224x3, 28x28x1, 32x32x3) */
+  int include_top;      /* 1: classifier on top; 0: "no top" feature extractor */
+  sn_pooling pooling;   /* with include_top == 0: pooling after the last stage */
+  int base_width;       /* <= 0: default (64, LeNet 6, CIFAR 16); reduced-width variants for tests */
+  int bn_momentum_style; /* -1: the architecture's; else an sn_style whose BN rule to use */
+} sn_model_config;
+
+/* Fills cfg with defaults for arch (include_top = 1, everything else "default"). */
+void sn_model_config_init(sn_model_config *cfg, const char *arch);
+/* Names of all architectures, NULL-terminated. */
+const char *const *sn_arch_names(void);
+
+typedef struct sn_net sn_net;
+
+/* Builds a network (parameters allocated and initialised: He normal, BN gamma 1, beta 0, moving
+ * mean 0, var 1; seeded by seed). The caller owns *out. */
+sn_status sn_net_create(const sn_model_config *cfg, uint64_t seed, sn_net **out);
+void sn_net_destroy(sn_net *net);
+
+const char *sn_net_arch(const sn_net *net);
+sn_style sn_net_style(const sn_net *net);
+sn_preprocess sn_net_default_preprocess(const sn_net *net);
+/* Input shape (H, W, C) and output width (classes with top, feature size D without). For no-top
+ * models with pooling NONE, the output is a 4-D map: sn_net_output_shape gives (H, W, C). */
+void sn_net_input_shape(const sn_net *net, int *h, int *w, int *c);
+void sn_net_output_shape(const sn_net *net, int *h, int *w, int *c);
+/* Width D of the pooled feature vector (the classifier's input), 0 if the model has none. */
+int sn_net_feature_dim(const sn_net *net);
+
+/* Parameter counts as Keras reports them (moving statistics are non-trainable). */
+void sn_net_param_counts(const sn_net *net, int64_t *total, int64_t *trainable,
+                         int64_t *non_trainable);
+/* Writes the Keras-style summary table and the count lines to a string. Caller frees *out. */
+sn_status sn_net_summary(const sn_net *net, char **out);
+
+/* Parameter tensors, in network order. */
+typedef enum sn_param_role {
+  SN_ROLE_KERNEL = 0,     /* conv (KH, KW, Cin, Cout) = HWIO; dense (In, Out) */
+  SN_ROLE_BIAS = 1,       /* (Cout) */
+  SN_ROLE_GAMMA = 2,      /* BN (C) */
+  SN_ROLE_BETA = 3,       /* BN (C) */
+  SN_ROLE_MOVING_MEAN = 4,/* BN (C), non-trainable */
+  SN_ROLE_MOVING_VAR = 5  /* BN (C), non-trainable */
+} sn_param_role;
+
+typedef struct sn_param_info {
+  const char *layer;     /* layer name: Keras ("conv2_block1_1_conv") or torch ("layer1.0.conv1") */
+  const char *layer_kind;/* "conv", "bn", "dense" */
+  sn_param_role role;
+  int ndim;
+  int shape[4];          /* engine layout, see sn_param_role */
+  int64_t count;
+  int trainable;
+  float *data;           /* into the net's parameter block; owned by the net */
+  float *grad;           /* gradient (NULL until training is planned) */
+} sn_param_info;
+
+int sn_net_num_params(const sn_net *net);
+sn_status sn_net_param(const sn_net *net, int i, sn_param_info *info);
+/* Index of the tensor (layer, role), or -1. */
+int sn_net_find_param(const sn_net *net, const char *layer, sn_param_role role);
+/* Name of a role in a style: torch "weight"/"bias"/"running_mean"..., keras "kernel"/"gamma"... */
+const char *sn_param_role_name(sn_param_role role, sn_style style, const char *layer_kind);
+
+/* The contiguous parameter block: all parameters (trainable then moving statistics), in
+ * network order. `grads` is the matching gradient block (trainable part only) after
+ * sn_net_plan(..., training = 1). */
+float *sn_net_param_block(sn_net *net, size_t *n_floats);
+float *sn_net_grad_block(sn_net *net, size_t *n_floats);
+
+/* Plans activation memory for batches of up to max_batch. training = 1 keeps what backward
+ * needs and allocates gradients; training = 0 may fold batch norm into convolutions and reuse
+ * activation memory. Must be called again after parameters change if training = 0 (folding
+ * copies the weights): see sn_net_refresh. */
+sn_status sn_net_plan(sn_net *net, int max_batch, int training);
+/* Re-derives folded inference weights after parameters were loaded or trained. */
+sn_status sn_net_refresh(sn_net *net);
+
+/* Forward pass on n <= max_batch images. x: (n, H, W, C) preprocessed float32. out: (n, D) where
+ * D = output width (or (n, H', W', C') for a no-top model without pooling). */
+sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out);
+/* After sn_net_forward: the pooled features (n, feature_dim) (the classifier's input). */
+const float *sn_net_features(const sn_net *net);
+
+/* ---------------------------------------------------------------- training */
+
+typedef struct sn_train_config {
+  float lr;
+  float momentum;          /* SGD momentum (PyTorch semantics: buf = m*buf + g; p -= lr*buf) */
+  int nesterov;
+  float weight_decay;
+  int decay_bn_and_bias;   /* 1: weight decay on BN parameters and biases too (PyTorch default) */
+  float label_smoothing;
+  float bn_momentum;       /* < 0: the style's default (torch 0.1 on the new value, keras 0.99 on the old) */
+} sn_train_config;
+void sn_train_config_init(sn_train_config *cfg);
+
+/* Hook through which batch-norm statistics and their backward sums become global. The default
+ * (NULL comm or size 1) is local. The distributed layer sets the communicator. */
+sn_status sn_net_set_comm(sn_net *net, sn_comm *comm, int sync_bn);
+
+/* Training forward + loss + backward for one (local) batch. labels: (n) int32 in [0, classes).
+ * `global_n` is the global batch size (the loss and gradients are averaged over it: with one
+ * process global_n = n). Gradients are written (not accumulated) into the gradient block.
+ * Returns the mean loss over the local batch in *loss and the number correct in *correct. */
+sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, int n, int global_n,
+                            const sn_train_config *cfg, float *loss, int *correct);
+/* Applies SGD with the given learning rate to the parameter block from the gradient block. */
+sn_status sn_net_sgd_update(sn_net *net, const sn_train_config *cfg, float lr);
+/* Zeroes the last BN gamma of each residual block (Goyal et al.). */
+void sn_net_zero_init_residual(sn_net *net);
+/* Optimizer state (momentum buffers), same layout as the trainable part of the parameter block. */
+float *sn_net_momentum_block(sn_net *net, size_t *n_floats);
+
+/* Learning-rate schedule. */
+typedef enum sn_schedule { SN_SCHED_CONSTANT = 0, SN_SCHED_STEP = 1, SN_SCHED_COSINE = 2 } sn_schedule;
+typedef struct sn_lr_schedule {
+  sn_schedule kind;
+  float base_lr;
+  int64_t total_steps;
+  int64_t warmup_steps;     /* linear warm-up from base_lr/warmup_steps... to base_lr */
+  int64_t step_every;       /* SN_SCHED_STEP: multiply by step_gamma every step_every steps */
+  float step_gamma;
+} sn_lr_schedule;
+float sn_lr_at(const sn_lr_schedule *s, int64_t step);
+
+/* ---------------------------------------------------------------- preprocessing */
+
+/* Converts (n, H, W, C) uint8 RGB images to float32 per mode. out may not alias in. */
+void sn_preprocess_u8(const uint8_t *in, size_t n, int h, int w, int c, sn_preprocess mode,
+                      float *out);
+/* Same for float32 input in 0..255 (in place allowed). */
+void sn_preprocess_f32(float *x, size_t n, int h, int w, int c, sn_preprocess mode);
+const char *sn_preprocess_name(sn_preprocess p);
+sn_status sn_preprocess_parse(const char *name, sn_preprocess *out);
+
+/* Softmax over rows (in place allowed) and top-k per row (indices and values, descending,
+ * ties broken by lower index). */
+void sn_softmax(const float *logits, int n, int k, float *probs);
+void sn_topk(const float *scores, int n, int classes, int k, int32_t *idx, float *val);
+
+/* Sharding: pure functions of (dataset size, epoch seed, rank, size). */
+/* The epoch permutation (n entries), identical on every rank for the same seed and epoch. */
+void sn_shard_permutation(int64_t n, uint64_t seed, int64_t epoch, int64_t *perm);
+/* Contiguous inference block of rank r: rows [*begin, *end). Every row exactly once; the first
+ * n % size ranks get one row more than the others. */
+void sn_shard_block(int64_t n, int rank, int size, int64_t *begin, int64_t *end);
+
+/* Training epochs (data parallel, Goyal et al.: one shuffle per epoch split across the ranks).
+ * Global batch s is the slice [s*B, (s+1)*B) of the epoch permutation; rank r takes its part
+ * sn_shard_block(B, r, size) of it, so ranks get B/size or B/size + 1 rows (the first B % size
+ * ranks get the extra one) and the union over ranks, in rank order, is exactly the global batch.
+ * Every rank runs the same number of steps (no hang at the epoch's end):
+ *   drop_last = 1: floor(n / B) steps; the last n % B rows of the permutation are skipped.
+ *   drop_last = 0: ceil(n / B) steps; the last global batch is padded to B by wrapping around
+ *                  to the start of the permutation (those rows are seen twice this epoch).
+ * So every step's global batch has exactly B rows: pass global_n = B to sn_net_train_step. */
+int64_t sn_shard_epoch_steps(int64_t n, int64_t global_batch, int drop_last);
+/* Most rows a rank gets in one step: ceil(B / size). */
+int sn_shard_local_max(int64_t global_batch, int size);
+/* Rank r's rows of global batch `step`, from the epoch permutation perm (n entries). Writes up to
+ * sn_shard_local_max rows and returns their count (0 for an out-of-range step or argument). */
+int sn_shard_step_rows(const int64_t *perm, int64_t n, int64_t global_batch, int drop_last,
+                       int rank, int size, int64_t step, int64_t *rows);
+/* The whole epoch of rank r: *steps = sn_shard_epoch_steps(...); rows: (steps, local_max) with
+ * counts[s] valid entries in row s (caller-allocated: steps * local_max and steps entries).
+ * Allocates (and frees) one n-entry permutation. */
+sn_status sn_shard_epoch_rows(int64_t n, uint64_t seed, int64_t epoch, int rank, int size,
+                              int64_t global_batch, int drop_last, int64_t *rows, int *counts,
+                              int64_t *steps);
+
+/* ---------------------------------------------------------------- HDF5 (io/) */
+
+/* Weights. The loader recognises the layout: shardnet native, torchvision state_dict in HDF5
+ * (MODELS.md 5.2) or Keras legacy HDF5 (MODELS.md 6.2). Nothing is half-loaded: on any
+ * mismatch the net is unchanged and the message names the key, layer and both shapes.
+ * md5_hex (33 bytes, may be NULL) receives the file's MD5. Not collective: every rank may call
+ * it; rank 0 reading and broadcasting is done with sn_weights_load_bcast. */
+typedef enum sn_weights_format {
+  SN_WEIGHTS_AUTO = 0,
+  SN_WEIGHTS_NATIVE = 1,
+  SN_WEIGHTS_TORCH = 2,
+  SN_WEIGHTS_KERAS = 3
+} sn_weights_format;
+
+sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_format fmt, char *md5_hex);
+/* Rank 0 loads, then parameters are broadcast. Collective. */
+sn_status sn_weights_load_bcast(sn_net *net, const char *path, sn_comm *comm, char *md5_hex);
+/* Saves the native layout: /<layer>/<role> datasets in engine layout, root attributes arch,
+ * classes, input shape, include_top, pooling, base_width, shardnet version. Atomic: written to a
+ * temporary name and renamed. Not collective (call on one rank). */
+sn_status sn_weights_save(const sn_net *net, const char *path);
+
+/* Datasets (/images (N,H,W,C) uint8 or float32, or the encoded form; optional /labels (N)). */
+typedef struct sn_dataset sn_dataset;
+
+typedef struct sn_dataset_info {
+  int64_t n;
+  int h, w, c;
+  sn_dtype dtype;     /* of /images: SN_U8 or SN_F32 */
+  int encoded;        /* 1: JPEG/PNG bytes + offsets */
+  int has_labels;
+  int num_classes;    /* from /classes or the labels' maximum + 1; 0 if unknown */
+} sn_dataset_info;
+
+/* Opens a dataset file for reading. Not collective (each rank opens independently); `comm` is
+ * used for error messages only. The caller owns *out. */
+sn_status sn_dataset_open(const char *path, sn_comm *comm, sn_dataset **out);
+void sn_dataset_close(sn_dataset *ds);
+const sn_dataset_info *sn_dataset_get_info(const sn_dataset *ds);
+/* Reads the given rows into images (count, H, W, C) (uint8, or float32 per the dataset dtype;
+ * encoded rows are decoded and resized/cropped to target size when h,w > 0) and labels (may be
+ * NULL). */
+sn_status sn_dataset_read_rows(sn_dataset *ds, const int64_t *rows, int count, void *images,
+                               int32_t *labels);
+
+/* ---------------------------------------------------------------- MPI (mpi/) */
+
+/* MPI_Init_thread (MPI_THREAD_FUNNELED or better), installs an error handler that returns codes.
+ * Safe to call when MPI is already initialised. */
+sn_status sn_mpi_init(int *argc, char ***argv);
+void sn_mpi_finalize(void);
+/* Ends every rank of the job: prints nothing, calls MPI_Abort. For jobs/ only. */
+void sn_mpi_abort(int code);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHARDNET_H */
