@@ -1,0 +1,269 @@
+// conv_test.cpp - sn_conv2d_forward/_backward (and their _ref versions) against a float64 direct
+// convolution written here, plus finite-difference gradient checks.
+//
+// Tolerances: inputs and weights are N(0, 1), so a conv output is a sum of K = KH*KW*Cin
+// products of size ~1 and max|y| ~ 3*sqrt(K). float32 accumulation over K <= 2304 terms
+// (blocked sgemm, any order) stays within ~K*u*sqrt(K) <= 1.4e-4*sqrt(K) at worst and is
+// ~1e-6*sqrt(K) in practice; relative to max|y| we allow rtol = 2e-5 (measured <= 3e-6).
+// Gradients sum N*OH*OW terms (dw, db) or KH*KW*Cout terms (dx): same argument, rtol = 2e-5.
+// The finite differences are taken in double on the double reference with h = 1e-3; the loss
+// sum(dy * y) is linear in x and in w, so they are exact up to ~1e-12.
+#include <cstring>
+#include <vector>
+
+#include "kernel_check.h"
+#include "kernels.h"
+#include "test_util.h"
+
+using kcheck::dvec;
+using kcheck::fvec;
+
+namespace {
+
+struct Shape {
+  int n, h, w, cin, kh, kw, sh, sw, pt, pl, pb, pr, cout;
+};
+
+// y (N, OH, OW, Cout) in double.
+dvec conv_fwd(const sn_conv_geom &g, const dvec &x, const dvec &w, const dvec *bias,
+              const dvec *res, bool relu) {
+  dvec y((size_t)g.n * g.oh * g.ow * g.cout);
+  for (int n = 0; n < g.n; ++n)
+    for (int oy = 0; oy < g.oh; ++oy)
+      for (int ox = 0; ox < g.ow; ++ox)
+        for (int co = 0; co < g.cout; ++co) {
+          double a = bias ? (*bias)[co] : 0.0;
+          for (int ky = 0; ky < g.kh; ++ky)
+            for (int kx = 0; kx < g.kw; ++kx) {
+              const int iy = oy * g.sh + ky - g.pt, ix = ox * g.sw + kx - g.pl;
+              if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+              for (int ci = 0; ci < g.cin; ++ci)
+                a += x[(((size_t)n * g.h + iy) * g.w + ix) * g.cin + ci] *
+                     w[(((size_t)ky * g.kw + kx) * g.cin + ci) * g.cout + co];
+            }
+          const size_t o = (((size_t)n * g.oh + oy) * g.ow + ox) * g.cout + co;
+          if (res) a += (*res)[o];
+          if (relu && a < 0) a = 0;
+          y[o] = a;
+        }
+  return y;
+}
+
+// Analytic double backward: dx, dw, db of sum(dy * conv(x, w) + b).
+void conv_bwd(const sn_conv_geom &g, const dvec &x, const dvec &w, const dvec &dy, dvec &dx,
+              dvec &dw, dvec &db) {
+  dx.assign((size_t)g.n * g.h * g.w * g.cin, 0.0);
+  dw.assign((size_t)g.kh * g.kw * g.cin * g.cout, 0.0);
+  db.assign(g.cout, 0.0);
+  for (int n = 0; n < g.n; ++n)
+    for (int oy = 0; oy < g.oh; ++oy)
+      for (int ox = 0; ox < g.ow; ++ox)
+        for (int co = 0; co < g.cout; ++co) {
+          const double d = dy[(((size_t)n * g.oh + oy) * g.ow + ox) * g.cout + co];
+          db[co] += d;
+          for (int ky = 0; ky < g.kh; ++ky)
+            for (int kx = 0; kx < g.kw; ++kx) {
+              const int iy = oy * g.sh + ky - g.pt, ix = ox * g.sw + kx - g.pl;
+              if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+              for (int ci = 0; ci < g.cin; ++ci) {
+                const size_t xi = (((size_t)n * g.h + iy) * g.w + ix) * g.cin + ci;
+                const size_t wi = (((size_t)ky * g.kw + kx) * g.cin + ci) * g.cout + co;
+                dx[xi] += w[wi] * d;
+                dw[wi] += x[xi] * d;
+              }
+            }
+        }
+}
+
+sn_conv_geom geom(const Shape &s) {
+  sn_conv_geom g;
+  EXPECT_EQ(0, sn_conv_geom_init(&g, s.n, s.h, s.w, s.cin, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl,
+                                 s.pb, s.pr, s.cout));
+  return g;
+}
+
+// Workspace with a NaN canary tail: the kernel must not touch past the advertised size.
+struct Workspace {
+  std::vector<float> buf;
+  size_t n;
+  explicit Workspace(size_t floats) : buf(floats + 64, NAN), n(floats) {}
+  float *data() { return buf.data(); }
+  bool canary_intact() const {
+    for (size_t i = n; i < buf.size(); ++i)
+      if (!std::isnan(buf[i])) return false;
+    return true;
+  }
+};
+
+const Shape kShapes[] = {
+    // n  h   w  cin kh kw sh sw pt pl pb pr cout
+    {1, 9, 11, 3, 3, 3, 1, 1, 1, 1, 1, 1, 5},     // 3x3 same, odd sizes, Cin 3
+    {3, 7, 5, 5, 3, 3, 2, 2, 1, 1, 1, 1, 17},     // stride 2, batch 3, Cout 17
+    {3, 9, 9, 17, 3, 3, 2, 2, 0, 0, 1, 1, 8},     // Keras asymmetric pad (0,1), stride 2
+    {1, 15, 13, 3, 7, 7, 2, 2, 3, 3, 3, 3, 8},    // 7x7/2 stem-like
+    {2, 10, 10, 3, 7, 7, 2, 2, 0, 0, 0, 0, 4},    // Keras stem after ZeroPadding (valid)
+    {3, 9, 7, 17, 1, 1, 2, 2, 0, 0, 0, 0, 6},     // 1x1 strided (row gather)
+    {3, 5, 7, 17, 1, 1, 1, 1, 0, 0, 0, 0, 5},     // 1x1 stride 1 (sgemm in place)
+    {1, 6, 6, 5, 1, 1, 1, 1, 1, 0, 0, 1, 3},      // 1x1 padded: generic path
+    {2, 8, 6, 5, 3, 2, 1, 3, 2, 0, 1, 2, 7},      // non-square kernel, mixed strides/pads
+    {1, 5, 5, 5, 5, 5, 1, 1, 0, 0, 0, 0, 3},      // kernel = image: 1x1 output
+};
+
+std::string name(const Shape &s) {
+  char b[160];
+  snprintf(b, sizeof b, "n%d %dx%dx%d k%dx%d s%dx%d p%d,%d,%d,%d cout%d", s.n, s.h, s.w, s.cin,
+           s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.pb, s.pr, s.cout);
+  return b;
+}
+
+void check_forward(const Shape &s, uint64_t seed) {
+  SCOPED_TRACE(name(s));
+  sn_conv_geom g = geom(s);
+  const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
+  const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
+  fvec x = sntest::randn(nx, seed), w = sntest::randn(nw, seed + 1);
+  fvec b = sntest::randn(g.cout, seed + 2), r = sntest::randn(ny, seed + 3);
+  dvec xd = kcheck::to_d(x), wd = kcheck::to_d(w), bd = kcheck::to_d(b), rd = kcheck::to_d(r);
+  for (int variant = 0; variant < 4; ++variant) {
+    const bool use_b = variant & 1, use_r = variant & 2, relu = variant != 0;
+    SCOPED_TRACE("bias " + std::to_string(use_b) + " res " + std::to_string(use_r) + " relu " +
+                 std::to_string(relu));
+    dvec ref = conv_fwd(g, xd, wd, use_b ? &bd : nullptr, use_r ? &rd : nullptr, relu);
+    Workspace ws(sn_conv2d_forward_workspace(&g));
+    fvec y(ny, NAN), yr(ny, NAN);
+    sn_conv2d_forward(&g, x.data(), w.data(), use_b ? b.data() : nullptr,
+                      use_r ? r.data() : nullptr, relu, y.data(), ws.data());
+    EXPECT_TRUE(kcheck::close(y, ref, 2e-5));
+    EXPECT_TRUE(ws.canary_intact());
+    sn_conv2d_forward_ref(&g, x.data(), w.data(), use_b ? b.data() : nullptr,
+                          use_r ? r.data() : nullptr, relu, yr.data());
+    EXPECT_TRUE(kcheck::close(yr, ref, 2e-5));
+  }
+}
+
+void check_backward(const Shape &s, uint64_t seed) {
+  SCOPED_TRACE(name(s));
+  sn_conv_geom g = geom(s);
+  const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
+  const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
+  fvec x = sntest::randn(nx, seed), w = sntest::randn(nw, seed + 1), dy = sntest::randn(ny, seed + 2);
+  dvec dxr, dwr, dbr;
+  conv_bwd(g, kcheck::to_d(x), kcheck::to_d(w), kcheck::to_d(dy), dxr, dwr, dbr);
+  Workspace ws(sn_conv2d_backward_workspace(&g));
+  fvec dx(nx, NAN), dw(nw, NAN), db(g.cout, NAN);
+  sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), ws.data());
+  EXPECT_TRUE(kcheck::close(dx, dxr, 2e-5));
+  EXPECT_TRUE(kcheck::close(dw, dwr, 2e-5));
+  EXPECT_TRUE(kcheck::close(db, dbr, 2e-5));
+  EXPECT_TRUE(ws.canary_intact());
+  // dx and db are optional; dw alone must be unchanged.
+  fvec dw2(nw, NAN);
+  sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), nullptr, dw2.data(), nullptr, ws.data());
+  EXPECT_TRUE(kcheck::close(dw2, dwr, 2e-5));
+  // Reference versions.
+  fvec dx3(nx, NAN), dw3(nw, NAN), db3(g.cout, NAN);
+  sn_conv2d_backward_ref(&g, x.data(), w.data(), dy.data(), dx3.data(), dw3.data(), db3.data());
+  EXPECT_TRUE(kcheck::close(dx3, dxr, 2e-5));
+  EXPECT_TRUE(kcheck::close(dw3, dwr, 2e-5));
+  EXPECT_TRUE(kcheck::close(db3, dbr, 2e-5));
+}
+
+}  // namespace
+
+TEST(KernelConv, GeomInit) {
+  sn_conv_geom g;
+  ASSERT_EQ(0, sn_conv_geom_init(&g, 2, 224, 224, 3, 7, 7, 2, 2, 3, 3, 3, 3, 64));
+  EXPECT_EQ(112, g.oh);
+  EXPECT_EQ(112, g.ow);
+  ASSERT_EQ(0, sn_conv_geom_init(&g, 1, 56, 56, 64, 3, 3, 2, 2, 0, 0, 1, 1, 128));  // Keras (0,1)
+  EXPECT_EQ(28, g.oh);
+  ASSERT_EQ(0, sn_conv_geom_init(&g, 1, 7, 9, 4, 3, 3, 2, 2, 1, 1, 1, 1, 4));
+  EXPECT_EQ(4, g.oh);
+  EXPECT_EQ(5, g.ow);
+  EXPECT_EQ(-1, sn_conv_geom_init(&g, 1, 2, 2, 4, 3, 3, 1, 1, 0, 0, 0, 0, 4));  // empty output
+  EXPECT_EQ(-1, sn_conv_geom_init(&g, 0, 8, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4));
+  EXPECT_EQ(-1, sn_conv_geom_init(&g, 1, 8, 8, 4, 3, 3, 0, 1, 1, 1, 1, 1, 4));
+  EXPECT_EQ(-1, sn_conv_geom_init(&g, 1, 8, 8, 4, 3, 3, 1, 1, -1, 1, 1, 1, 4));
+}
+
+TEST(KernelConv, WorkspaceFormula) {
+  sn_conv_geom g;
+  // 1x1 stride 1 unpadded: x is used in place.
+  ASSERT_EQ(0, sn_conv_geom_init(&g, 8, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 256));
+  EXPECT_EQ(0u, sn_conv2d_forward_workspace(&g));
+  // 3x3 at 56x56x64: one image is 3136 * 576 floats (< 2^21), so 1 image per chunk.
+  ASSERT_EQ(0, sn_conv_geom_init(&g, 8, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 64));
+  EXPECT_EQ((size_t)3136 * 576, sn_conv2d_forward_workspace(&g));
+  // 7x7 at 7x7x512 (K = 4608, 49 rows per image): floor(2^21 / 225792) = 9 images, capped at n.
+  ASSERT_EQ(0, sn_conv_geom_init(&g, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, 512));
+  EXPECT_EQ((size_t)9 * 49 * 4608, sn_conv2d_forward_workspace(&g));
+  ASSERT_EQ(0, sn_conv_geom_init(&g, 4, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, 512));
+  EXPECT_EQ((size_t)4 * 49 * 4608, sn_conv2d_forward_workspace(&g));
+  EXPECT_EQ(sn_conv2d_forward_workspace(&g), sn_conv2d_backward_workspace(&g));
+}
+
+TEST(KernelConv, ForwardShapes) {
+  uint64_t seed = 100;
+  for (const Shape &s : kShapes) check_forward(s, seed += 10);
+}
+
+TEST(KernelConv, BackwardShapes) {
+  uint64_t seed = 200;
+  for (const Shape &s : kShapes) check_backward(s, seed += 10);
+}
+
+// Batches larger than one im2col chunk: 32x32 with K = 2304 is one image per chunk; K = 864
+// gives two images per chunk, so n = 3 ends with a partial chunk.
+TEST(KernelConv, ChunkedBatch) {
+  const Shape big[] = {{3, 32, 32, 256, 3, 3, 1, 1, 1, 1, 1, 1, 4},
+                       {3, 32, 32, 96, 3, 3, 1, 1, 1, 1, 1, 1, 4}};
+  for (const Shape &s : big) {
+    sn_conv_geom g = geom(s);
+    const size_t per_image = (size_t)g.oh * g.ow * g.kh * g.kw * g.cin;
+    ASSERT_LT(sn_conv2d_forward_workspace(&g), per_image * g.n);  // really chunked
+    check_forward(s, 300);
+    check_backward(s, 310);
+  }
+}
+
+// Finite differences of L = sum(dy * conv(x, w) + b) in double against the float kernel.
+TEST(KernelConv, GradientFiniteDifferences) {
+  const Shape small[] = {{2, 5, 6, 3, 3, 3, 2, 2, 0, 0, 1, 1, 4},
+                         {1, 7, 5, 2, 7, 7, 2, 2, 3, 3, 3, 3, 3},
+                         {3, 5, 5, 3, 1, 1, 2, 2, 0, 0, 0, 0, 2},
+                         {2, 4, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 2}};
+  uint64_t seed = 400;
+  for (const Shape &s : small) {
+    SCOPED_TRACE(name(s));
+    sn_conv_geom g = geom(s);
+    const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
+    const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
+    fvec x = sntest::randn(nx, ++seed), w = sntest::randn(nw, ++seed);
+    fvec b = sntest::randn(g.cout, ++seed), dy = sntest::randn(ny, ++seed);
+    const dvec xd = kcheck::to_d(x), wd = kcheck::to_d(w), bd = kcheck::to_d(b);
+    const dvec dyd = kcheck::to_d(dy);
+    auto loss_x = [&](const dvec &v) { return kcheck::dot(dyd, conv_fwd(g, v, wd, &bd, nullptr, false)); };
+    auto loss_w = [&](const dvec &v) { return kcheck::dot(dyd, conv_fwd(g, xd, v, &bd, nullptr, false)); };
+    auto loss_b = [&](const dvec &v) { return kcheck::dot(dyd, conv_fwd(g, xd, wd, &v, nullptr, false)); };
+    Workspace ws(sn_conv2d_backward_workspace(&g));
+    fvec dx(nx), dw(nw), db(g.cout);
+    sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), ws.data());
+    EXPECT_TRUE(kcheck::close(dx, kcheck::fd_grad(loss_x, xd, 1e-3), 2e-5));
+    EXPECT_TRUE(kcheck::close(dw, kcheck::fd_grad(loss_w, wd, 1e-3), 2e-5));
+    EXPECT_TRUE(kcheck::close(db, kcheck::fd_grad(loss_b, bd, 1e-3), 2e-5));
+  }
+}
+
+// The residual is added before the activation: relu(conv + res) differs from relu(conv) + res.
+TEST(KernelConv, ResidualBeforeRelu) {
+  sn_conv_geom g = geom({1, 4, 4, 2, 1, 1, 1, 1, 0, 0, 0, 0, 2});
+  fvec x(32, 1.0f), w = {1, 0, 0, 1}, r(32, -3.0f), y(32);
+  sn_conv2d_forward(&g, x.data(), w.data(), nullptr, r.data(), 1, y.data(), nullptr);
+  for (float v : y) EXPECT_EQ(0.0f, v);  // relu(1 - 3) = 0, not relu(1) - 3 = -2
+  fvec b = {2.5f, 1.0f};
+  sn_conv2d_forward(&g, x.data(), w.data(), b.data(), r.data(), 1, y.data(), nullptr);
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_FLOAT_EQ(0.5f, y[2 * i]);
+    EXPECT_FLOAT_EQ(0.0f, y[2 * i + 1]);
+  }
+}
