@@ -333,6 +333,23 @@ void sn_mpi_finalize(void);
 /* Ends every rank of the job: prints nothing, calls MPI_Abort. For jobs/ only. */
 void sn_mpi_abort(int code);
 
+/* Agreement with a deadline: like sn_comm_agree, but rank 0 collects every rank's status with
+ * polled point-to-point messages and gives up after timeout_s seconds, so a rank that hangs is
+ * named instead of hanging the job: every rank that arrived gets SN_ERR_COMM with
+ * "rank R: did not reach the step agreement within T s ...", and a rank waiting more than
+ * 2 * timeout_s + 1 s for rank 0 gets the same naming rank 0. After a timeout the communicator
+ * must not be used again: end the job. timeout_s <= 0 waits forever. Serial comm: returns local.
+ * Collective. */
+sn_status sn_comm_agree_timeout(sn_comm *comm, sn_status local, double timeout_s);
+/* Step-boundary guard, for jobs/ only (it prints and exits). Collective. Call it after each phase
+ * that can fail locally (reading a batch, a non-finite loss, writing a file) and before the next
+ * collective phase, with that phase's status. If every rank is fine it returns. Otherwise it does
+ * not return: rank 0 writes one line "<prog>: error: <message naming the lowest failing rank>"
+ * to stderr and every rank exits with status 1 (MPI finalised cleanly). After a timeout
+ * (timeout_s > 0, see sn_comm_agree_timeout) or a communication failure the rank that saw it
+ * prints and the job ends through MPI_Abort. */
+void sn_mpi_check(sn_comm *comm, sn_status local, double timeout_s, const char *prog);
+
 #ifdef __cplusplus
 }
 #endif
