@@ -74,11 +74,12 @@ inline double dot(const dvec &a, const dvec &b) {
   return s;
 }
 
-// n distinct values spaced `gap` apart around 0 in a seeded random order (no ties, so max
-// pooling and ReLU have no kink within a finite-difference step much smaller than gap).
+// n distinct values (j + 1/2) * gap, j in [-n/2, n/2), in a seeded random order: no ties and
+// |v| >= gap/2, so max pooling (also against a padded 0) and ReLU have no kink within a
+// finite-difference step much smaller than gap.
 inline fvec distinct(size_t n, uint64_t seed, float gap) {
   fvec v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = ((float)i - (float)n / 2 + 0.5f) * gap;
+  for (size_t i = 0; i < n; ++i) v[i] = ((float)((long)i - (long)(n / 2)) + 0.5f) * gap;
   uint64_t s = seed * 6364136223846793005ULL + 1442695040888963407ULL;
   for (size_t i = n; i > 1; --i) {
     s = s * 6364136223846793005ULL + 1442695040888963407ULL;

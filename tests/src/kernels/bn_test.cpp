@@ -1,0 +1,172 @@
+// bn_test.cpp - batch-norm kernels against float64 formulas, and the training backward (dx from
+// the local sums) against finite differences of a float64 batch-norm forward.
+//
+// Tolerances: the elementwise kernels do 2-3 float32 operations per element on O(1) values,
+// so rtol = 1e-6 (a few ulps of max|y|). The sums use double accumulators in row order, so they
+// match a double sum of the same floats to ~1e-15 relative; we allow 1e-12. The backward dx
+// rounds its three per-channel coefficients to float and does ~5 float operations: rtol = 1e-5.
+// The finite differences use h = 1e-4 on a smooth function (truncation ~h^2 * |f'''| ~ 1e-8).
+#include <omp.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kernel_check.h"
+#include "kernels.h"
+#include "test_util.h"
+
+using kcheck::dvec;
+using kcheck::fvec;
+
+namespace {
+// Training-mode BN in double: batch mean and biased variance per channel.
+dvec bn_train_fwd(const dvec &x, size_t rows, int c, const dvec &gamma, const dvec &beta,
+                  double eps) {
+  dvec y(x.size());
+  for (int j = 0; j < c; ++j) {
+    double m = 0, v = 0;
+    for (size_t r = 0; r < rows; ++r) m += x[r * c + j];
+    m /= rows;
+    for (size_t r = 0; r < rows; ++r) v += (x[r * c + j] - m) * (x[r * c + j] - m);
+    v /= rows;
+    const double is = 1.0 / std::sqrt(v + eps);
+    for (size_t r = 0; r < rows; ++r) y[r * c + j] = gamma[j] * (x[r * c + j] - m) * is + beta[j];
+  }
+  return y;
+}
+}  // namespace
+
+TEST(KernelBn, Fold) {
+  const int c = 37;
+  fvec g = sntest::randn(c, 1), b = sntest::randn(c, 2), m = sntest::randn(c, 3);
+  fvec v = sntest::uniform(c, 4, 0.01f, 3.0f), scale(c), shift(c);
+  sn_bn_fold(g.data(), b.data(), m.data(), v.data(), 1.001e-5f, c, scale.data(), shift.data());
+  for (int j = 0; j < c; ++j) {
+    const double s = (double)g[j] / std::sqrt((double)v[j] + (double)1.001e-5f);
+    EXPECT_EQ((float)s, scale[j]);  // computed in double, rounded once
+    EXPECT_EQ((float)((double)b[j] - (double)m[j] * s), shift[j]);
+  }
+}
+
+TEST(KernelBn, AffineAndRelu) {
+  const size_t rows = 1000;
+  const int c = 19;
+  fvec x = sntest::randn(rows * c, 5), sc = sntest::randn(c, 6), sh = sntest::randn(c, 7);
+  for (int relu = 0; relu < 2; ++relu) {
+    dvec ref(rows * c);
+    for (size_t r = 0; r < rows; ++r)
+      for (int j = 0; j < c; ++j) {
+        double v = (double)x[r * c + j] * sc[j] + sh[j];
+        ref[r * c + j] = relu && v < 0 ? 0 : v;
+      }
+    fvec y(rows * c, NAN);
+    sn_bn_affine(x.data(), rows, c, sc.data(), sh.data(), relu, y.data());
+    EXPECT_TRUE(kcheck::close(y, ref, 1e-6));
+    fvec z = x;  // in place
+    sn_bn_affine(z.data(), rows, c, sc.data(), sh.data(), relu, z.data());
+    EXPECT_EQ(y, z);
+  }
+}
+
+TEST(KernelBn, SumsAndNormalize) {
+  const size_t rows = 3 * 7 * 5;
+  for (int c : {3, 16, 17, 70}) {
+    SCOPED_TRACE(c);
+    fvec x = sntest::randn(rows * c, 10 + c, 2.0f);
+    for (auto &v : x) v += 1.5f;
+    std::vector<double> sum(c), sq(c);
+    sn_bn_sums(x.data(), rows, c, sum.data(), sq.data());
+    dvec mean(c), var(c);
+    for (int j = 0; j < c; ++j) {
+      double s = 0, q = 0;
+      for (size_t r = 0; r < rows; ++r) {
+        s += x[r * c + j];
+        q += (double)x[r * c + j] * x[r * c + j];
+      }
+      EXPECT_NEAR(s, sum[j], 1e-12 * (1 + std::fabs(s)));
+      EXPECT_NEAR(q, sq[j], 1e-12 * q);
+      mean[j] = s / rows;
+      var[j] = q / rows - mean[j] * mean[j];
+    }
+    fvec m(c), is(c), g = sntest::randn(c, 20), b = sntest::randn(c, 21);
+    for (int j = 0; j < c; ++j) {
+      m[j] = (float)mean[j];
+      is[j] = (float)(1.0 / std::sqrt(var[j] + 1e-5));
+    }
+    dvec ref(rows * c);
+    for (size_t r = 0; r < rows; ++r)
+      for (int j = 0; j < c; ++j)
+        ref[r * c + j] = (double)g[j] * ((double)x[r * c + j] - m[j]) * is[j] + b[j];
+    fvec y(rows * c, NAN);
+    sn_bn_normalize(x.data(), rows, c, m.data(), is.data(), g.data(), b.data(), y.data());
+    EXPECT_TRUE(kcheck::close(y, ref, 1e-6));
+    // Matches the double training forward (statistics rounded to float once).
+    EXPECT_TRUE(kcheck::close(y, bn_train_fwd(kcheck::to_d(x), rows, c, kcheck::to_d(g),
+                                              kcheck::to_d(b), 1e-5), 1e-5));
+  }
+}
+
+// Full training backward: sums -> mean/invstd -> backward sums -> dx, checked against finite
+// differences of L = sum(dy * bn_train(x)) in double; dgamma = sum_dy_xmu * invstd and
+// dbeta = sum_dy likewise.
+TEST(KernelBn, BackwardFiniteDifferences) {
+  const size_t rows = 2 * 3 * 5;
+  const int c = 17;
+  const double eps = 1e-5;
+  fvec x = sntest::randn(rows * c, 30), dy = sntest::randn(rows * c, 31);
+  fvec g = sntest::uniform(c, 32, 0.5f, 1.5f), b = sntest::randn(c, 33);
+  std::vector<double> sum(c), sq(c), sdy(c), sdx(c);
+  sn_bn_sums(x.data(), rows, c, sum.data(), sq.data());
+  fvec m(c), is(c);
+  for (int j = 0; j < c; ++j) {
+    const double mu = sum[j] / rows;
+    m[j] = (float)mu;
+    is[j] = (float)(1.0 / std::sqrt(sq[j] / rows - mu * mu + eps));
+  }
+  sn_bn_backward_sums(x.data(), dy.data(), rows, c, m.data(), sdy.data(), sdx.data());
+  fvec dx(rows * c, NAN);
+  sn_bn_backward_dx(x.data(), dy.data(), rows, c, m.data(), is.data(), g.data(), sdy.data(),
+                    sdx.data(), (double)rows, dx.data());
+
+  const dvec xd = kcheck::to_d(x), dyd = kcheck::to_d(dy), gd = kcheck::to_d(g),
+             bd = kcheck::to_d(b);
+  auto lx = [&](const dvec &v) { return kcheck::dot(dyd, bn_train_fwd(v, rows, c, gd, bd, eps)); };
+  auto lg = [&](const dvec &v) { return kcheck::dot(dyd, bn_train_fwd(xd, rows, c, v, bd, eps)); };
+  auto lb = [&](const dvec &v) { return kcheck::dot(dyd, bn_train_fwd(xd, rows, c, gd, v, eps)); };
+  EXPECT_TRUE(kcheck::close(dx, kcheck::fd_grad(lx, xd, 1e-4), 1e-5));
+  fvec dgamma(c), dbeta(c);
+  for (int j = 0; j < c; ++j) {
+    dgamma[j] = (float)(sdx[j] * is[j]);
+    dbeta[j] = (float)sdy[j];
+  }
+  EXPECT_TRUE(kcheck::close(dgamma, kcheck::fd_grad(lg, gd, 1e-4), 1e-5));
+  EXPECT_TRUE(kcheck::close(dbeta, kcheck::fd_grad(lb, bd, 1e-4), 1e-5));
+
+  // dx may alias dy.
+  fvec inplace = dy;
+  sn_bn_backward_dx(x.data(), inplace.data(), rows, c, m.data(), is.data(), g.data(), sdy.data(),
+                    sdx.data(), (double)rows, inplace.data());
+  EXPECT_EQ(dx, inplace);
+}
+
+// The sums are accumulated per channel in row order: bitwise identical for 1 and 2 threads, on
+// a size large enough to take the parallel path.
+TEST(KernelBn, SumsDeterministicAcrossThreads) {
+  const size_t rows = 4096;
+  const int c = 64;
+  fvec x = sntest::randn(rows * c, 40), dy = sntest::randn(rows * c, 41);
+  fvec m = sntest::randn(c, 42);
+  std::vector<double> s1(c), q1(c), s2(c), q2(c), a1(c), b1(c), a2(c), b2(c);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  sn_bn_sums(x.data(), rows, c, s1.data(), q1.data());
+  sn_bn_backward_sums(x.data(), dy.data(), rows, c, m.data(), a1.data(), b1.data());
+  omp_set_num_threads(2);
+  sn_bn_sums(x.data(), rows, c, s2.data(), q2.data());
+  sn_bn_backward_sums(x.data(), dy.data(), rows, c, m.data(), a2.data(), b2.data());
+  omp_set_num_threads(saved);
+  EXPECT_EQ(s1, s2);
+  EXPECT_EQ(q1, q2);
+  EXPECT_EQ(a1, a2);
+  EXPECT_EQ(b1, b2);
+}

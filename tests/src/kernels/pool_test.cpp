@@ -1,0 +1,261 @@
+// pool_test.cpp - max/avg pooling (windowed and global) against float64 references, argmax
+// conventions, and finite-difference gradient checks.
+//
+// Max pooling is exact (selection): compared for equality. Averages are summed in double and
+// rounded once: rtol = 1e-6. Gradient checks use central differences (h = 1e-4, double) of
+// L = sum(dy * pool(x)); inputs are distinct values 1e-2 apart (kcheck::distinct), so no two
+// cells of a window tie within h and the max is differentiable; the losses are piecewise
+// linear, so the differences are exact up to ~1e-11 and rtol = 1e-6 applies.
+#include <cmath>
+#include <vector>
+
+#include "kernel_check.h"
+#include "kernels.h"
+#include "test_util.h"
+
+using kcheck::dvec;
+using kcheck::fvec;
+
+namespace {
+struct PS { int n, h, w, c, kh, kw, sh, sw, pt, pl, pb, pr, pad_zero; };
+
+sn_pool_geom geom(const PS &s) {
+  sn_pool_geom g;
+  EXPECT_EQ(0, sn_pool_geom_init(&g, s.n, s.h, s.w, s.c, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl,
+                                 s.pb, s.pr, s.pad_zero));
+  return g;
+}
+
+// Max pool in double; padded cells are 0 (pad_zero) or absent.
+dvec maxpool_ref(const sn_pool_geom &g, const dvec &x) {
+  dvec y((size_t)g.n * g.oh * g.ow * g.c);
+  for (int n = 0; n < g.n; ++n)
+    for (int oy = 0; oy < g.oh; ++oy)
+      for (int ox = 0; ox < g.ow; ++ox)
+        for (int c = 0; c < g.c; ++c) {
+          double m = -INFINITY;
+          for (int ky = 0; ky < g.kh; ++ky)
+            for (int kx = 0; kx < g.kw; ++kx) {
+              const int iy = oy * g.sh + ky - g.pt, ix = ox * g.sw + kx - g.pl;
+              if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
+                if (g.pad_zero) m = std::fmax(m, 0.0);
+                continue;
+              }
+              m = std::fmax(m, x[(((size_t)n * g.h + iy) * g.w + ix) * g.c + c]);
+            }
+          y[(((size_t)n * g.oh + oy) * g.ow + ox) * g.c + c] = m;
+        }
+  return y;
+}
+
+// Average over the cells inside the image.
+dvec avgpool_ref(const sn_pool_geom &g, const dvec &x) {
+  dvec y((size_t)g.n * g.oh * g.ow * g.c);
+  for (int n = 0; n < g.n; ++n)
+    for (int oy = 0; oy < g.oh; ++oy)
+      for (int ox = 0; ox < g.ow; ++ox)
+        for (int c = 0; c < g.c; ++c) {
+          double s = 0;
+          int cnt = 0;
+          for (int ky = 0; ky < g.kh; ++ky)
+            for (int kx = 0; kx < g.kw; ++kx) {
+              const int iy = oy * g.sh + ky - g.pt, ix = ox * g.sw + kx - g.pl;
+              if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+              s += x[(((size_t)n * g.h + iy) * g.w + ix) * g.c + c];
+              ++cnt;
+            }
+          y[(((size_t)n * g.oh + oy) * g.ow + ox) * g.c + c] = s / cnt;
+        }
+  return y;
+}
+
+const PS kMax[] = {
+    // n  h  w  c  kh kw sh sw pt pl pb pr zero
+    {2, 9, 9, 5, 3, 3, 2, 2, 1, 1, 1, 1, 0},    // torchvision stem pool (-inf padding)
+    {1, 8, 7, 17, 3, 3, 2, 2, 0, 0, 1, 1, 0},   // asymmetric padding
+    {3, 9, 11, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1},   // Keras ZeroPadding(1) + MaxPool 3x3/2
+    {1, 28, 28, 6, 2, 2, 2, 2, 0, 0, 0, 0, 0},  // LeNet 2x2/2
+    {2, 7, 5, 4, 3, 2, 1, 2, 2, 0, 0, 1, 1},    // mixed
+};
+
+std::string name(const PS &s) {
+  char b[160];
+  snprintf(b, sizeof b, "n%d %dx%dx%d k%dx%d s%dx%d p%d,%d,%d,%d zero%d", s.n, s.h, s.w, s.c,
+           s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.pb, s.pr, s.pad_zero);
+  return b;
+}
+}  // namespace
+
+TEST(KernelPool, GeomInit) {
+  sn_pool_geom g;
+  ASSERT_EQ(0, sn_pool_geom_init(&g, 1, 112, 112, 64, 3, 3, 2, 2, 1, 1, 1, 1, 0));
+  EXPECT_EQ(56, g.oh);
+  ASSERT_EQ(0, sn_pool_geom_init(&g, 1, 114, 114, 64, 3, 3, 2, 2, 0, 0, 0, 0, 1));
+  EXPECT_EQ(56, g.ow);
+  EXPECT_EQ(-1, sn_pool_geom_init(&g, 1, 2, 2, 1, 3, 3, 1, 1, 0, 0, 0, 0, 0));
+  EXPECT_EQ(-1, sn_pool_geom_init(&g, 1, 4, 4, 0, 2, 2, 2, 2, 0, 0, 0, 0, 0));
+}
+
+TEST(KernelPool, MaxForwardArgmax) {
+  uint64_t seed = 1;
+  for (const PS &s : kMax) {
+    SCOPED_TRACE(name(s));
+    sn_pool_geom g = geom(s);
+    const size_t nx = (size_t)g.n * g.h * g.w * g.c, ny = (size_t)g.n * g.oh * g.ow * g.c;
+    fvec x = sntest::randn(nx, ++seed);
+    fvec y(ny, NAN), y2(ny, NAN);
+    std::vector<int32_t> am(ny, -7);
+    sn_maxpool_forward(&g, x.data(), y.data(), am.data());
+    sn_maxpool_forward(&g, x.data(), y2.data(), nullptr);  // argmax optional
+    EXPECT_EQ(y, y2);
+    const dvec ref = maxpool_ref(g, kcheck::to_d(x));
+    const size_t img = (size_t)g.h * g.w * g.c, opix = (size_t)g.oh * g.ow * g.c;
+    for (size_t i = 0; i < ny; ++i) {
+      ASSERT_EQ((float)ref[i], y[i]) << i;
+      const int32_t a = am[i];
+      if (a == -1) {
+        ASSERT_TRUE(g.pad_zero) << i;
+        ASSERT_EQ(0.0f, y[i]) << i;
+      } else {
+        ASSERT_GE(a, 0);
+        ASSERT_LT((size_t)a, img);
+        ASSERT_EQ((size_t)a % g.c, i % g.c) << i;  // same channel
+        ASSERT_EQ(y[i], x[(i / opix) * img + a]) << i;
+      }
+    }
+  }
+}
+
+// With pad_zero = 1 and all-negative inputs the padded zero wins at the border (argmax -1);
+// with pad_zero = 0 padded cells never win.
+TEST(KernelPool, MaxPaddingSemantics) {
+  const int h = 4, w = 4, c = 2;
+  fvec x((size_t)h * w * c);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = -1.0f - (float)i;
+  for (int zero = 0; zero < 2; ++zero) {
+    sn_pool_geom g = geom({1, h, w, c, 3, 3, 2, 2, 1, 1, 1, 1, zero});
+    fvec y((size_t)g.oh * g.ow * c);
+    std::vector<int32_t> am(y.size());
+    sn_maxpool_forward(&g, x.data(), y.data(), am.data());
+    // Output (0,0) covers rows/cols -1..1: padded for zero = 1, else max of x[0..1][0..1].
+    if (zero) {
+      EXPECT_EQ(0.0f, y[0]);
+      EXPECT_EQ(-1, am[0]);
+    } else {
+      EXPECT_EQ(-1.0f, y[0]);
+      EXPECT_EQ(0, am[0]);
+      EXPECT_EQ(-2.0f, y[1]);
+      EXPECT_EQ(1, am[1]);
+      for (int32_t a : am) EXPECT_GE(a, 0);
+    }
+  }
+  // All-positive input: the zero never wins.
+  fvec xp(x.size());
+  for (size_t i = 0; i < x.size(); ++i) xp[i] = 1.0f + (float)i;
+  sn_pool_geom g = geom({1, h, w, c, 3, 3, 2, 2, 1, 1, 1, 1, 1});
+  std::vector<int32_t> am((size_t)g.oh * g.ow * c);
+  fvec y(am.size());
+  sn_maxpool_forward(&g, xp.data(), y.data(), am.data());
+  for (int32_t a : am) EXPECT_GE(a, 0);
+
+  // Ties go to the first cell in window order (PyTorch and TensorFlow): on an all-zero input
+  // a window starting in the padding picks the padded zero (-1) when pad_zero = 1.
+  fvec z(x.size(), 0.0f);
+  for (int zero = 0; zero < 2; ++zero) {
+    sn_pool_geom gz = geom({1, h, w, c, 3, 3, 2, 2, 1, 1, 1, 1, zero});
+    std::vector<int32_t> az((size_t)gz.oh * gz.ow * c);
+    fvec yz(az.size());
+    sn_maxpool_forward(&gz, z.data(), yz.data(), az.data());
+    EXPECT_EQ(zero ? -1 : 0, az[0]);                  // output (0,0), channel 0
+    EXPECT_EQ(zero ? -1 : 1, az[1]);                  // channel 1
+    EXPECT_EQ((1 * w + 1) * c, az[(1 * gz.ow + 1) * c]);  // output (1,1): window starts at (1,1)
+  }
+}
+
+TEST(KernelPool, MaxBackwardFiniteDifferences) {
+  uint64_t seed = 10;
+  for (const PS &s : kMax) {
+    SCOPED_TRACE(name(s));
+    sn_pool_geom g = geom(s);
+    const size_t nx = (size_t)g.n * g.h * g.w * g.c, ny = (size_t)g.n * g.oh * g.ow * g.c;
+    // Distinct values 1e-2 apart and at least 5e-3 from 0 (the padded zero).
+    fvec x = kcheck::distinct(nx, ++seed, 1e-2f);
+    fvec y(ny), dy = sntest::randn(ny, ++seed), dx(nx, NAN);
+    std::vector<int32_t> am(ny);
+    sn_maxpool_forward(&g, x.data(), y.data(), am.data());
+    sn_maxpool_backward(&g, am.data(), dy.data(), dx.data());
+    const dvec dyd = kcheck::to_d(dy);
+    auto loss = [&](const dvec &v) { return kcheck::dot(dyd, maxpool_ref(g, v)); };
+    EXPECT_TRUE(kcheck::close(dx, kcheck::fd_grad(loss, kcheck::to_d(x), 1e-4), 1e-6));
+  }
+}
+
+TEST(KernelPool, AvgForwardBackward) {
+  const PS shapes[] = {{2, 8, 8, 5, 2, 2, 2, 2, 0, 0, 0, 0, 0},
+                       {1, 9, 7, 17, 3, 3, 2, 2, 1, 1, 1, 1, 0},   // padding excluded
+                       {3, 5, 6, 3, 3, 2, 1, 2, 0, 1, 2, 0, 0}};
+  uint64_t seed = 20;
+  for (const PS &s : shapes) {
+    SCOPED_TRACE(name(s));
+    sn_pool_geom g = geom(s);
+    const size_t nx = (size_t)g.n * g.h * g.w * g.c, ny = (size_t)g.n * g.oh * g.ow * g.c;
+    fvec x = sntest::randn(nx, ++seed), y(ny, NAN), dy = sntest::randn(ny, ++seed), dx(nx, NAN);
+    sn_avgpool_forward(&g, x.data(), y.data());
+    EXPECT_TRUE(kcheck::close(y, avgpool_ref(g, kcheck::to_d(x)), 1e-6));
+    sn_avgpool_backward(&g, dy.data(), dx.data());
+    const dvec dyd = kcheck::to_d(dy);
+    auto loss = [&](const dvec &v) { return kcheck::dot(dyd, avgpool_ref(g, v)); };
+    EXPECT_TRUE(kcheck::close(dx, kcheck::fd_grad(loss, kcheck::to_d(x), 1e-3), 1e-6));
+  }
+}
+
+TEST(KernelPool, GlobalAvg) {
+  const int n = 3, hw = 49, c = 37;
+  fvec x = sntest::randn((size_t)n * hw * c, 30), y((size_t)n * c, NAN);
+  sn_global_avgpool_forward(x.data(), n, hw, c, y.data());
+  auto ref = [&](const dvec &v) {
+    dvec r((size_t)n * c, 0.0);
+    for (int i = 0; i < n; ++i)
+      for (int p = 0; p < hw; ++p)
+        for (int k = 0; k < c; ++k) r[(size_t)i * c + k] += v[((size_t)i * hw + p) * c + k] / hw;
+    return r;
+  };
+  const dvec xd = kcheck::to_d(x);
+  EXPECT_TRUE(kcheck::close(y, ref(xd), 1e-6));
+  fvec dy = sntest::randn((size_t)n * c, 31), dx(x.size(), NAN);
+  sn_global_avgpool_backward(dy.data(), n, hw, c, dx.data());
+  const dvec dyd = kcheck::to_d(dy);
+  auto loss = [&](const dvec &v) { return kcheck::dot(dyd, ref(v)); };
+  EXPECT_TRUE(kcheck::close(dx, kcheck::fd_grad(loss, xd, 1e-3), 1e-6));
+}
+
+TEST(KernelPool, GlobalMax) {
+  const int n = 2, hw = 16, c = 19;
+  fvec x = kcheck::distinct((size_t)n * hw * c, 40, 1e-2f), y((size_t)n * c, NAN);
+  std::vector<int32_t> am((size_t)n * c, -7);
+  sn_global_maxpool_forward(x.data(), n, hw, c, y.data(), am.data());
+  auto ref = [&](const dvec &v) {
+    dvec r((size_t)n * c, -INFINITY);
+    for (int i = 0; i < n; ++i)
+      for (int p = 0; p < hw; ++p)
+        for (int k = 0; k < c; ++k)
+          r[(size_t)i * c + k] = std::fmax(r[(size_t)i * c + k], v[((size_t)i * hw + p) * c + k]);
+    return r;
+  };
+  const dvec xd = kcheck::to_d(x), yr = ref(xd);
+  for (int i = 0; i < n * c; ++i) {
+    ASSERT_EQ((float)yr[i], y[i]);
+    ASSERT_EQ(i % c, am[i] % c);  // argmax = p*C + c within the image
+    ASSERT_EQ(y[i], x[(size_t)(i / c) * hw * c + am[i]]);
+  }
+  fvec dy = sntest::randn((size_t)n * c, 41), dx(x.size(), NAN);
+  sn_global_maxpool_backward(am.data(), dy.data(), n, hw, c, dx.data());
+  const dvec dyd = kcheck::to_d(dy);
+  auto loss = [&](const dvec &v) { return kcheck::dot(dyd, ref(v)); };
+  EXPECT_TRUE(kcheck::close(dx, kcheck::fd_grad(loss, xd, 1e-4), 1e-6));
+  // Ties: the first position wins.
+  fvec t((size_t)hw * 1, 2.0f), ty(1);
+  int32_t ta = -7;
+  sn_global_maxpool_forward(t.data(), 1, hw, 1, ty.data(), &ta);
+  EXPECT_EQ(0, ta);
+}
