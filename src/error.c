@@ -18,7 +18,7 @@ const char *sn_last_error(void) { return sn_err_msg; }
 void sn_error_clear(void) { sn_err_msg[0] = '\0'; }
 
 sn_status sn_error_set(sn_status s, const char *fmt, ...) {
-  char body[sizeof sn_err_msg];
+  char body[sizeof sn_err_msg - 32];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(body, sizeof body, fmt, ap);

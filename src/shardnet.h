@@ -221,6 +221,12 @@ sn_status sn_net_sgd_update(sn_net *net, const sn_train_config *cfg, float lr);
 void sn_net_zero_init_residual(sn_net *net);
 /* Optimizer state (momentum buffers), same layout as the trainable part of the parameter block. */
 float *sn_net_momentum_block(sn_net *net, size_t *n_floats);
+/* Number of SGD updates applied (0: the next update initialises the momentum buffers, as PyTorch
+ * does). Checkpoints save and restore it. */
+int64_t sn_net_sgd_steps(const sn_net *net);
+void sn_net_set_sgd_steps(sn_net *net, int64_t steps);
+/* Size of the gradient all-reduce buckets (MiB, default 25). */
+void sn_net_set_bucket_mb(sn_net *net, double mb);
 
 /* Learning-rate schedule. */
 typedef enum sn_schedule { SN_SCHED_CONSTANT = 0, SN_SCHED_STEP = 1, SN_SCHED_COSINE = 2 } sn_schedule;
@@ -300,6 +306,10 @@ sn_status sn_weights_load_bcast(sn_net *net, const char *path, sn_comm *comm, ch
  * classes, input shape, include_top, pooling, base_width, shardnet version. Atomic: written to a
  * temporary name and renamed. Not collective (call on one rank). */
 sn_status sn_weights_save(const sn_net *net, const char *path);
+/* Names a known weight file from its MD5 (as returned by sn_weights_load): the Keras release
+ * file name, e.g. "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", or NULL if unknown.
+ * The string is static. */
+const char *sn_weights_known_file(const char *md5_hex);
 
 /* Datasets (/images (N,H,W,C) uint8 or float32, or the encoded form; optional /labels (N)). */
 typedef struct sn_dataset sn_dataset;
@@ -323,6 +333,56 @@ const sn_dataset_info *sn_dataset_get_info(const sn_dataset *ds);
  * NULL). */
 sn_status sn_dataset_read_rows(sn_dataset *ds, const int64_t *rows, int count, void *images,
                                int32_t *labels);
+/* Schema, validation rules and limits: docs/hdf5-schema.md. A dataset is used by one thread at a
+ * time. Rows may come in any order and repeat; runs of consecutive rows are read as one slab. */
+
+/* Decode target of an encoded dataset (default: its height/width attributes, straight resize,
+ * bilinear). resize_shorter > 0: shorter side -> resize_shorter (longer = floor(S*long/short)),
+ * then centre crop (out_h, out_w) (torchvision Resize(S) + CenterCrop; needs out_h, out_w <= S);
+ * resize_shorter = 0: straight resize to (out_h, out_w) (Keras load_img). Resizes are
+ * Pillow-exact (bilinear antialiased as for PIL images). Updates the info's h and w. For a raw
+ * dataset only its own size is accepted. */
+typedef enum sn_resize_mode { SN_RESIZE_NEAREST = 0, SN_RESIZE_BILINEAR = 1 } sn_resize_mode;
+sn_status sn_dataset_set_decode(sn_dataset *ds, int out_h, int out_w, sn_resize_mode mode,
+                                int resize_shorter);
+/* Name of class i from /classes, or NULL (no /classes or i out of range). Owned by ds. */
+const char *sn_dataset_class_name(const sn_dataset *ds, int i);
+/* The file's labels (info.n entries), or NULL if it has none. Owned by ds. */
+const int32_t *sn_dataset_labels(const sn_dataset *ds);
+
+/* Progress of a long operation on this rank: `done` of `total` local units. */
+typedef void (*sn_progress_fn)(void *ctx, int64_t done, int64_t total);
+
+/* Converters to the dataset schema. The output is written to OUT.partial and renamed to OUT on
+ * success (removed on failure). With a communicator of size > 1 every rank converts a contiguous,
+ * chunk-aligned part and all ranks write the one file collectively (parallel HDF5); the datasets'
+ * content does not depend on the number of ranks. Collective. */
+typedef struct sn_convert_options {
+  int encoded;             /* folder: 1 stores the original file bytes (/encoded + /offsets) */
+  int height, width;       /* folder raw: decode target; encoded: recorded as the decode
+                            * target (default 224 x 224) */
+  int channels;            /* folder: 1 or 3 (default 3) */
+  sn_resize_mode resize;   /* folder raw: resize filter (default bilinear) */
+  int resize_shorter;      /* folder raw: > 0 shorter side -> S then centre crop; 0 straight */
+  int chunk_rows;          /* rows per /images chunk; 0: about 1 MiB per chunk */
+  int compression;         /* gzip level 0..9 for /images (0: none) */
+  int fashion;             /* idx: 1 Fashion-MNIST class names, 0 digits "0".."9" */
+  sn_progress_fn progress; /* may be NULL; called on every rank with its own counts */
+  void *progress_ctx;
+} sn_convert_options;
+void sn_convert_options_init(sn_convert_options *o);
+
+/* MNIST / Fashion-MNIST idx files (gzip or plain) -> /images (N,28,28,1) uint8, /labels int32,
+ * /classes. Every rank parses both inputs (they are small). Collective. */
+sn_status sn_convert_idx(const char *images_idx, const char *labels_idx, const char *out_path,
+                         sn_comm *comm, const sn_convert_options *o);
+/* ImageNet-style tree root/<class>/.../<file>.{jpg,jpeg,png} (case-insensitive): classes are
+ * the sorted sub-folder names (label = index), files sorted per folder (torchvision
+ * ImageFolder order). Writes /labels, /classes, /filenames (paths relative to root) and either
+ * /images (decoded and resized) or /encoded + /offsets. Rank 0 lists the tree and broadcasts it.
+ * Collective. */
+sn_status sn_convert_folder(const char *root, const char *out_path, sn_comm *comm,
+                            const sn_convert_options *o);
 
 /* ---------------------------------------------------------------- MPI (mpi/) */
 
@@ -337,9 +397,9 @@ void sn_mpi_abort(int code);
  * polled point-to-point messages and gives up after timeout_s seconds, so a rank that hangs is
  * named instead of hanging the job: every rank that arrived gets SN_ERR_COMM with
  * "rank R: did not reach the step agreement within T s ...", and a rank waiting more than
- * 2 * timeout_s + 1 s for rank 0 gets the same naming rank 0. After a timeout the communicator
- * must not be used again: end the job. timeout_s <= 0 waits forever. Serial comm: returns local.
- * Collective. */
+ * 2 * timeout_s + 1 s (+ up to 2 s, staggered by rank) for rank 0 gets the same naming rank 0.
+ * After a timeout the communicator must not be used again: end the job. timeout_s <= 0 waits
+ * forever. Serial comm: returns local. Collective. */
 sn_status sn_comm_agree_timeout(sn_comm *comm, sn_status local, double timeout_s);
 /* Step-boundary guard, for jobs/ only (it prints and exits). Collective. Call it after each phase
  * that can fail locally (reading a batch, a non-finite loss, writing a file) and before the next

@@ -1,0 +1,202 @@
+/* cli.c - option parsing, messages, progress and exit codes for the shardnet program. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int cli_verbose = 1;
+int cli_rank = 0;
+
+double cli_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cli_exit_code(sn_status s) {
+  switch (s) {
+  case SN_OK: return EXIT_OK;
+  case SN_ERR_INVALID: return EXIT_USAGE;
+  case SN_ERR_IO:
+  case SN_ERR_FORMAT:
+  case SN_ERR_SHAPE:
+  case SN_ERR_NOTFOUND: return EXIT_INPUT;
+  case SN_ERR_NUMERIC: return EXIT_NUMERIC;
+  case SN_ERR_COMM: return EXIT_COMM;
+  default: return EXIT_FAIL;
+  }
+}
+
+void cli_error(const char *fmt, ...) {
+  char buf[1200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  for (char *p = buf; *p; ++p)
+    if (*p == '\n') *p = ' ';
+  fprintf(stderr, "shardnet: error: %s\n", buf);
+  fflush(stderr);
+}
+
+static cli_opt *find(cli_opt *opts, int n, const char *name) {
+  for (int i = 0; i < n; ++i)
+    if (!strcmp(opts[i].name, name)) return &opts[i];
+  return NULL;
+}
+
+int cli_parse(const char *cmd, int argc, char **argv, int first, cli_opt *opts, int nopts) {
+  for (int i = first; i < argc; ++i) {
+    const char *a = argv[i];
+    if (strncmp(a, "--", 2) != 0) {
+      cli_error("%s: unexpected argument '%s' (options start with --; see --help)", cmd, a);
+      return EXIT_USAGE;
+    }
+    char name[64];
+    const char *eq = strchr(a + 2, '=');
+    size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+    if (len >= sizeof name) len = sizeof name - 1;
+    memcpy(name, a + 2, len);
+    name[len] = 0;
+    cli_opt *o = find(opts, nopts, name);
+    if (!o) {
+      cli_error("%s: unknown option '--%s' (see 'shardnet %s --help')", cmd, name, cmd);
+      return EXIT_USAGE;
+    }
+    if (o->takes_value) {
+      if (eq) o->value = eq + 1;
+      else if (i + 1 < argc) o->value = argv[++i];
+      else {
+        cli_error("%s: option --%s needs a value", cmd, name);
+        return EXIT_USAGE;
+      }
+    } else {
+      if (eq) {
+        cli_error("%s: option --%s takes no value", cmd, name);
+        return EXIT_USAGE;
+      }
+      o->value = "1";
+    }
+  }
+  return 0;
+}
+
+const char *cli_get(cli_opt *opts, int nopts, const char *name) {
+  cli_opt *o = find(opts, nopts, name);
+  return o ? o->value : NULL;
+}
+
+int cli_has(cli_opt *opts, int nopts, const char *name) { return cli_get(opts, nopts, name) != NULL; }
+
+int cli_int(cli_opt *opts, int nopts, const char *name, long lo, long hi, long dflt, long *out) {
+  const char *v = cli_get(opts, nopts, name);
+  if (!v) {
+    *out = dflt;
+    return 0;
+  }
+  char *end;
+  errno = 0;
+  long x = strtol(v, &end, 10);
+  if (errno || *end || end == v || x < lo || x > hi) {
+    cli_error("option --%s: '%s' is not an integer in [%ld, %ld]", name, v, lo, hi);
+    return EXIT_USAGE;
+  }
+  *out = x;
+  return 0;
+}
+
+int cli_float(cli_opt *opts, int nopts, const char *name, double lo, double hi, double dflt,
+              double *out) {
+  const char *v = cli_get(opts, nopts, name);
+  if (!v) {
+    *out = dflt;
+    return 0;
+  }
+  char *end;
+  errno = 0;
+  double x = strtod(v, &end);
+  if (errno || *end || end == v || !isfinite(x) || x < lo || x > hi) {
+    cli_error("option --%s: '%s' is not a number in [%g, %g]", name, v, lo, hi);
+    return EXIT_USAGE;
+  }
+  *out = x;
+  return 0;
+}
+
+void cli_print_help(FILE *f, const char *cmd, const char *usage, const char *examples,
+                    const cli_opt *opts, int nopts) {
+  fprintf(f, "usage: shardnet %s %s\n\noptions:\n", cmd, usage);
+  for (int i = 0; i < nopts; ++i) {
+    char left[64];
+    snprintf(left, sizeof left, "--%s%s", opts[i].name, opts[i].takes_value ? " V" : "");
+    fprintf(f, "  %-22s %s\n", left, opts[i].help);
+  }
+  if (examples) fprintf(f, "\nexamples:\n%s", examples);
+}
+
+int cli_model_config(cli_opt *opts, int nopts, sn_model_config *cfg) {
+  const char *arch = cli_get(opts, nopts, "arch");
+  if (!arch) {
+    cli_error("--arch is required (one of: resnet18 resnet34 resnet50 resnet101 resnet152 "
+              "keras_resnet50 ... lenet lenet_bn resnet20 resnet32 resnet56)");
+    return EXIT_USAGE;
+  }
+  sn_model_config_init(cfg, arch);
+  long v;
+  if (cli_int(opts, nopts, "classes", 1, 1000000, 0, &v)) return EXIT_USAGE;
+  cfg->classes = (int)v;
+  if (cli_int(opts, nopts, "width", 1, 4096, 0, &v)) return EXIT_USAGE;
+  cfg->base_width = (int)v;
+  const char *in = cli_get(opts, nopts, "input");
+  if (in) {
+    int h, w, c;
+    char extra;
+    if (sscanf(in, "%dx%dx%d%c", &h, &w, &c, &extra) != 3 || h <= 0 || w <= 0 || c <= 0) {
+      cli_error("option --input: '%s' is not HxWxC (e.g. 224x224x3)", in);
+      return EXIT_USAGE;
+    }
+    cfg->height = h;
+    cfg->width = w;
+    cfg->channels = c;
+  }
+  cfg->include_top = !cli_has(opts, nopts, "no-top");
+  const char *p = cli_get(opts, nopts, "pooling");
+  if (p) {
+    if (cfg->include_top) {
+      cli_error("option --pooling needs --no-top");
+      return EXIT_USAGE;
+    }
+    if (!strcmp(p, "avg")) cfg->pooling = SN_POOL_AVG;
+    else if (!strcmp(p, "max")) cfg->pooling = SN_POOL_MAX;
+    else if (!strcmp(p, "none")) cfg->pooling = SN_POOL_NONE;
+    else {
+      cli_error("option --pooling: '%s' is not avg, max or none", p);
+      return EXIT_USAGE;
+    }
+  }
+  return 0;
+}
+
+void cli_progress(const char *what, double done, double total, const char *extra) {
+  static int tty = -1;
+  if (cli_rank != 0 || !cli_verbose) return;
+  if (tty < 0) {
+    const char *e = getenv("SN_PROGRESS");
+    tty = e ? atoi(e) : isatty(2);
+  }
+  if (!tty) return;
+  int width = 30, filled = total > 0 ? (int)(width * done / total) : 0;
+  if (filled > width) filled = width;
+  char bar[64];
+  for (int i = 0; i < width; ++i) bar[i] = i < filled ? '#' : '.';
+  bar[width] = 0;
+  fprintf(stderr, "\r%s [%s] %5.1f%% %s", what, bar, total > 0 ? 100.0 * done / total : 0.0,
+          extra ? extra : "");
+  if (done >= total) fprintf(stderr, "\n");
+  fflush(stderr);
+}

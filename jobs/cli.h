@@ -1,0 +1,63 @@
+/* cli.h - shared pieces of the shardnet command-line program (jobs/). */
+#ifndef SN_CLI_H
+#define SN_CLI_H
+
+#include <stdio.h>
+
+#include "shardnet.h"
+
+/* Exit codes (documented in docs/cli.md). */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_INPUT = 3, EXIT_NUMERIC = 4, EXIT_COMM = 5 };
+
+/* Maps a library status to an exit code. */
+int cli_exit_code(sn_status s);
+
+/* Option parsing: options are "--name value" or "--name=value" or flags "--name". */
+typedef struct cli_opt {
+  const char *name;
+  int takes_value;
+  const char *help;
+  const char *value; /* parsed value (or "1" for a given flag), NULL if absent */
+} cli_opt;
+
+/* Parses argv[first..argc) into opts; unknown options and stray arguments are errors (message on
+ * stderr naming them). Returns 0 or EXIT_USAGE. */
+int cli_parse(const char *cmd, int argc, char **argv, int first, cli_opt *opts, int nopts);
+const char *cli_get(cli_opt *opts, int nopts, const char *name);
+int cli_has(cli_opt *opts, int nopts, const char *name);
+/* Integer/float option with range check; returns 0 or EXIT_USAGE with a message naming it. */
+int cli_int(cli_opt *opts, int nopts, const char *name, long lo, long hi, long dflt, long *out);
+int cli_float(cli_opt *opts, int nopts, const char *name, double lo, double hi, double dflt,
+              double *out);
+void cli_print_help(FILE *f, const char *cmd, const char *usage, const char *examples,
+                    const cli_opt *opts, int nopts);
+
+/* The model flags every model-building subcommand takes: --arch --classes --input --no-top
+ * --pooling --width. */
+#define CLI_MODEL_OPTS                                                                             \
+  {"arch", 1, "architecture (see `shardnet summary --help`)", NULL},                              \
+      {"classes", 1, "number of classes (default: 1000, or 10 for small-image models)", NULL},    \
+      {"input", 1, "input size HxWxC (default: the architecture's)", NULL},                       \
+      {"no-top", 0, "feature extractor: no classifier", NULL},                                    \
+      {"pooling", 1, "with --no-top: avg|max|none (default avg)", NULL},                          \
+      {"width", 1, "base width (reduced-width variants; default the architecture's)", NULL}
+
+/* Fills cfg from the model flags. Returns 0 or EXIT_USAGE. */
+int cli_model_config(cli_opt *opts, int nopts, sn_model_config *cfg);
+
+/* Verbosity: 0 quiet, 1 normal. Progress bars print on rank 0 only. */
+extern int cli_verbose;
+extern int cli_rank;
+/* Prints "shardnet: <msg>" on stderr (every rank may call; the message carries the rank). */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Progress bar on rank 0 (stderr, only if a terminal or SN_PROGRESS=1). */
+void cli_progress(const char *what, double done, double total, const char *extra);
+double cli_now(void);
+
+int cmd_summary(int argc, char **argv);
+int cmd_infer(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

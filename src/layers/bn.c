@@ -1,0 +1,101 @@
+/* bn.c - batch normalization layer (per channel over N*H*W), training and inference.
+ * Moving statistics follow the network's convention: torch (running = (1-p)*running + p*batch,
+ * unbiased variance) or Keras (moving = moving*m + batch*(1-m), biased variance). With a
+ * communicator and sync_bn, the batch statistics and the backward sums are global. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../net_impl.h"
+
+static sn_status bn_shape(sn_net *net, sn_layer *l) {
+  l->out = *sn_layer_in_shape(net, l, 0);
+  return SN_OK;
+}
+
+static size_t bn_workspace(const sn_net *net, const sn_layer *l, int n, int training) {
+  if (!training) return 0;
+  /* 6C+2 doubles of sums, then an input-sized buffer for accumulating dx */
+  return 2 * (6 * (size_t)l->out.c + 2) + (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0));
+}
+
+sn_status sn_bn_layer_prepare(sn_net *net, sn_layer *l) {
+  int c = l->out.c;
+  if (!l->fold) l->fold = malloc(2 * (size_t)c * sizeof(float));
+  if (!l->fold) return sn_error_set(SN_ERR_NOMEM, "layer %s: out of memory", l->name);
+  sn_bn_fold(sn_param_data(net, l, 0), sn_param_data(net, l, 1), sn_param_data(net, l, 2),
+             sn_param_data(net, l, 3), l->eps, c, l->fold, l->fold + c);
+  return SN_OK;
+}
+
+static int sync_active(const sn_net *net) {
+  return net->comm && net->sync_bn && sn_comm_size(net->comm) > 1;
+}
+
+static void bn_forward(sn_net *net, sn_layer *l, int n, int training) {
+  const float *x = sn_layer_input(net, l, 0);
+  int c = l->out.c;
+  size_t rows = (size_t)n * l->out.h * l->out.w;
+  if (!training) {
+    sn_bn_affine(x, rows, c, l->fold, l->fold + c, l->fused_relu, l->y);
+    return;
+  }
+  double *sum = (double *)net->ws, *sumsq = sum + c;
+  sn_bn_sums(x, rows, c, sum, sumsq);
+  sum[2 * c] = (double)rows;
+  if (sync_active(net) && net->err == SN_OK) {
+    sn_status s = sn_comm_allreduce(net->comm, sum, 2 * (size_t)c + 1, SN_F64, SN_SUM);
+    if (s != SN_OK) net->err = s;
+  }
+  double m = sum[2 * c];
+  const sn_train_config *tc = net->tcfg;
+  float *gamma = sn_param_data(net, l, 0), *beta = sn_param_data(net, l, 1);
+  float *rmean = sn_param_data(net, l, 2), *rvar = sn_param_data(net, l, 3);
+  int keras = net->bn_style == SN_STYLE_KERAS;
+  double p = tc && tc->bn_momentum >= 0 ? tc->bn_momentum : (keras ? 0.99 : 0.1);
+  for (int k = 0; k < c; ++k) {
+    double mu = m > 0 ? sum[k] / m : 0.0;
+    double var = m > 0 ? sumsq[k] / m - mu * mu : 0.0;
+    if (var < 0) var = 0;
+    l->mean[k] = (float)mu;
+    l->invstd[k] = (float)(1.0 / sqrt(var + (double)l->eps));
+    if (keras) {
+      rmean[k] = (float)((double)rmean[k] * p + mu * (1.0 - p));
+      rvar[k] = (float)((double)rvar[k] * p + var * (1.0 - p));
+    } else {
+      double unbiased = m > 1 ? var * m / (m - 1) : var;
+      rmean[k] = (float)((1.0 - p) * (double)rmean[k] + p * mu);
+      rvar[k] = (float)((1.0 - p) * (double)rvar[k] + p * unbiased);
+    }
+  }
+  sn_bn_normalize(x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
+}
+
+static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
+  const float *x = sn_layer_input(net, l, 0);
+  int c = l->out.c;
+  size_t rows = (size_t)n * l->out.h * l->out.w;
+  double *sdy = (double *)net->ws, *sdyx = sdy + c, *count = sdy + 2 * c;
+  float *tmp = net->ws + 2 * (6 * (size_t)c + 2);
+  sn_bn_backward_sums(x, l->dy, rows, c, l->mean, sdy, sdyx);
+  float *dgamma = sn_param_grad(net, l, 0), *dbeta = sn_param_grad(net, l, 1);
+  for (int k = 0; k < c; ++k) { /* parameter gradients stay local: gradient sync sums them */
+    dgamma[k] = (float)(sdyx[k] * (double)l->invstd[k]);
+    dbeta[k] = (float)sdy[k];
+  }
+  count[0] = (double)rows;
+  if (sync_active(net)) {
+    sn_status s = sn_comm_allreduce(net->comm, sdy, 2 * (size_t)c + 1, SN_F64, SN_SUM);
+    if (s != SN_OK) return s;
+  }
+  int acc = 0;
+  float *dx = sn_layer_input_grad(net, l, 0, &acc);
+  if (!dx) return SN_OK;
+  sn_bn_backward_dx(x, l->dy, rows, c, l->mean, l->invstd, sn_param_data(net, l, 0), sdy, sdyx,
+                    count[0], acc ? tmp : dx);
+  if (acc) sn_net_accumulate(dx, tmp, rows * (size_t)c);
+  return SN_OK;
+}
+
+const sn_layer_ops sn_bn_ops = {"bn", "BatchNormalization", bn_shape, bn_workspace, bn_forward,
+                                bn_backward};

@@ -1,0 +1,106 @@
+/* conv.c - convolution layer: Keras Conv2D / torch Conv2d, HWIO kernel, optional bias.
+ * Inference runs through a prepared sn_conv_impl with batch norm folded in and the bias,
+ * residual and ReLU fused into the output pass. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../net_impl.h"
+
+static void geom(const sn_net *net, const sn_layer *l, int n, sn_conv_geom *g) {
+  const sn_shape *s = sn_layer_in_shape(net, l, 0);
+  sn_conv_geom_init(g, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt, l->pl, l->pb,
+                    l->pr, l->filters);
+}
+
+static sn_status conv_shape(sn_net *net, sn_layer *l) {
+  const sn_shape *s = sn_layer_in_shape(net, l, 0);
+  int oh = (s->h + l->pt + l->pb - l->kh) / l->sh + 1;
+  int ow = (s->w + l->pl + l->pr - l->kw) / l->sw + 1;
+  if (l->filters <= 0 || s->h + l->pt + l->pb < l->kh || s->w + l->pl + l->pr < l->kw || oh <= 0 ||
+      ow <= 0)
+    return sn_error_set(SN_ERR_SHAPE,
+                        "layer %s: %dx%d kernel (stride %d, padding %d/%d) does not fit input "
+                        "(%d, %d, %d)", l->name, l->kh, l->kw, l->sh, l->pt, l->pb, s->h, s->w, s->c);
+  l->out = (sn_shape){oh, ow, l->filters};
+  return SN_OK;
+}
+
+static size_t conv_workspace(const sn_net *net, const sn_layer *l, int n, int training) {
+  sn_conv_geom g;
+  geom(net, l, n, &g);
+  if (!training) return l->impl ? sn_conv_impl_workspace(l->impl) : sn_conv2d_forward_workspace(&g);
+  size_t f = sn_conv2d_forward_workspace(&g), b = sn_conv2d_backward_workspace(&g);
+  return (f > b ? f : b) + (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0));
+}
+
+/* Folds the following batch norm (if any) and prepares the inference convolution. */
+sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n) {
+  sn_conv_geom g;
+  geom(net, l, n, &g);
+  size_t kn = (size_t)l->kh * l->kw * g.cin * l->filters;
+  const float *w = sn_param_data(net, l, 0);
+  const float *b = l->use_bias ? sn_param_data(net, l, 1) : NULL;
+  if (l->fold_bn >= 0) {
+    const sn_layer *bn = &net->layers[l->fold_bn];
+    if (!l->fold) l->fold = malloc((kn + (size_t)l->filters) * sizeof(float));
+    if (!l->fold) return sn_error_set(SN_ERR_NOMEM, "layer %s: out of memory folding %s", l->name, bn->name);
+    const float *gamma = sn_param_data(net, bn, 0), *beta = sn_param_data(net, bn, 1);
+    const float *mean = sn_param_data(net, bn, 2), *var = sn_param_data(net, bn, 3);
+    float *fw = l->fold, *fb = l->fold + kn;
+    /* w' = s*w, b' = beta + (b - mean)*s with s = gamma/sqrt(var+eps), in double. */
+    for (int o = 0; o < l->filters; ++o) {
+      double s = (double)gamma[o] / sqrt((double)var[o] + (double)bn->eps);
+      fb[o] = (float)((double)beta[o] + ((b ? (double)b[o] : 0.0) - (double)mean[o]) * s);
+      for (size_t i = (size_t)o; i < kn; i += (size_t)l->filters) fw[i] = (float)((double)w[i] * s);
+    }
+    w = fw;
+    b = fb;
+  }
+  if (l->impl) {
+    sn_conv_impl_update(l->impl, w, b);
+    return SN_OK;
+  }
+  if (sn_conv_prepare(&g, w, b, &l->impl) != 0)
+    return sn_error_set(SN_ERR_NOMEM, "layer %s: cannot prepare convolution", l->name);
+  size_t need = sn_conv_impl_workspace(l->impl);
+  if (need > net->ws_n) {
+    float *ws = realloc(net->ws, need * sizeof(float));
+    if (!ws) return sn_error_set(SN_ERR_NOMEM, "layer %s: cannot allocate workspace", l->name);
+    net->ws = ws;
+    net->ws_n = need;
+  }
+  return SN_OK;
+}
+
+static void conv_forward(sn_net *net, sn_layer *l, int n, int training) {
+  const float *x = sn_layer_input(net, l, 0);
+  if (!training) {
+    const float *res = l->fused_res >= 0 ? net->layers[net->layers[l->fused_res].alias].y
+                       : l->fused_res == -1 ? net->input : NULL;
+    sn_conv_impl_forward(l->impl, n, x, res, l->fused_relu, l->y, net->ws);
+    return;
+  }
+  sn_conv_geom g;
+  geom(net, l, n, &g);
+  sn_conv2d_forward(&g, x, sn_param_data(net, l, 0), l->use_bias ? sn_param_data(net, l, 1) : NULL,
+                    NULL, 0, l->y, net->ws);
+}
+
+static sn_status conv_backward(sn_net *net, sn_layer *l, int n) {
+  sn_conv_geom g;
+  geom(net, l, n, &g);
+  int acc = 0;
+  float *dx = sn_layer_input_grad(net, l, 0, &acc);
+  size_t in_n = (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0));
+  size_t f = sn_conv2d_forward_workspace(&g), b = sn_conv2d_backward_workspace(&g);
+  float *tmp = net->ws + (f > b ? f : b);
+  sn_conv2d_backward(&g, sn_layer_input(net, l, 0), sn_param_data(net, l, 0), l->dy,
+                     dx ? (acc ? tmp : dx) : NULL, sn_param_grad(net, l, 0),
+                     l->use_bias ? sn_param_grad(net, l, 1) : NULL, net->ws);
+  if (dx && acc) sn_net_accumulate(dx, tmp, in_n);
+  return SN_OK;
+}
+
+const sn_layer_ops sn_conv_ops = {"conv", "Conv2D", conv_shape, conv_workspace, conv_forward,
+                                  conv_backward};

@@ -1,0 +1,93 @@
+/* elementwise.c - ReLU, residual add, zero padding and flatten layers. */
+#include <string.h>
+
+#include "../net_impl.h"
+
+static size_t acc_workspace(const sn_net *net, const sn_layer *l, int n, int training) {
+  return training ? (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0)) : 0;
+}
+
+/* Passes g (the gradient w.r.t. input i, n*size floats) to input i, adding if needed. */
+static void give_grad(sn_net *net, sn_layer *l, int i, const float *g, size_t count) {
+  int acc = 0;
+  float *dx = sn_layer_input_grad(net, l, i, &acc);
+  if (!dx) return;
+  if (acc) sn_net_accumulate(dx, g, count);
+  else if (dx != g) memcpy(dx, g, count * sizeof(float));
+}
+
+/* ---- ReLU */
+static sn_status same_shape(sn_net *net, sn_layer *l) {
+  l->out = *sn_layer_in_shape(net, l, 0);
+  return SN_OK;
+}
+static void relu_forward(sn_net *net, sn_layer *l, int n, int training) {
+  (void)training;
+  sn_relu_forward(sn_layer_input(net, l, 0), (size_t)n * sn_shape_size(l->out), l->y);
+}
+static sn_status relu_backward(sn_net *net, sn_layer *l, int n) {
+  size_t count = (size_t)n * sn_shape_size(l->out);
+  sn_relu_backward(l->y, l->dy, count, net->ws);
+  give_grad(net, l, 0, net->ws, count);
+  return SN_OK;
+}
+const sn_layer_ops sn_relu_ops = {"relu", "Activation", same_shape, acc_workspace, relu_forward,
+                                  relu_backward};
+
+/* ---- residual add */
+static sn_status add_shape(sn_net *net, sn_layer *l) {
+  const sn_shape *a = sn_layer_in_shape(net, l, 0), *b = sn_layer_in_shape(net, l, 1);
+  if (a->h != b->h || a->w != b->w || a->c != b->c)
+    return sn_error_set(SN_ERR_SHAPE, "layer %s: cannot add (%d, %d, %d) and (%d, %d, %d)",
+                        l->name, a->h, a->w, a->c, b->h, b->w, b->c);
+  l->out = *a;
+  return SN_OK;
+}
+static void add_forward(sn_net *net, sn_layer *l, int n, int training) {
+  (void)training;
+  sn_add_forward(sn_layer_input(net, l, 0), sn_layer_input(net, l, 1),
+                 (size_t)n * sn_shape_size(l->out), l->fused_relu, l->y);
+}
+static sn_status add_backward(sn_net *net, sn_layer *l, int n) {
+  size_t count = (size_t)n * sn_shape_size(l->out);
+  give_grad(net, l, 0, l->dy, count);
+  give_grad(net, l, 1, l->dy, count);
+  return SN_OK;
+}
+const sn_layer_ops sn_add_ops = {"add", "Add", add_shape, NULL, add_forward, add_backward};
+
+/* ---- zero padding (Keras ZeroPadding2D) */
+static sn_status pad_shape(sn_net *net, sn_layer *l) {
+  const sn_shape *s = sn_layer_in_shape(net, l, 0);
+  l->out = (sn_shape){s->h + l->pt + l->pb, s->w + l->pl + l->pr, s->c};
+  return SN_OK;
+}
+static void pad_forward(sn_net *net, sn_layer *l, int n, int training) {
+  (void)training;
+  const sn_shape *s = sn_layer_in_shape(net, l, 0);
+  sn_pad_forward(sn_layer_input(net, l, 0), n, s->h, s->w, s->c, l->pt, l->pl, l->pb, l->pr, l->y);
+}
+static sn_status pad_backward(sn_net *net, sn_layer *l, int n) {
+  const sn_shape *s = sn_layer_in_shape(net, l, 0);
+  sn_pad_backward(l->dy, n, s->h, s->w, s->c, l->pt, l->pl, l->pb, l->pr, net->ws);
+  give_grad(net, l, 0, net->ws, (size_t)n * sn_shape_size(*s));
+  return SN_OK;
+}
+const sn_layer_ops sn_pad_ops = {"pad", "ZeroPadding2D", pad_shape, acc_workspace, pad_forward,
+                                 pad_backward};
+
+/* ---- flatten (NHWC order, as Keras) */
+static sn_status flatten_shape(sn_net *net, sn_layer *l) {
+  l->out = (sn_shape){1, 1, (int)sn_shape_size(*sn_layer_in_shape(net, l, 0))};
+  return SN_OK;
+}
+static void flatten_forward(sn_net *net, sn_layer *l, int n, int training) {
+  (void)training;
+  memcpy(l->y, sn_layer_input(net, l, 0), (size_t)n * sn_shape_size(l->out) * sizeof(float));
+}
+static sn_status flatten_backward(sn_net *net, sn_layer *l, int n) {
+  give_grad(net, l, 0, l->dy, (size_t)n * sn_shape_size(l->out));
+  return SN_OK;
+}
+const sn_layer_ops sn_flatten_ops = {"flatten", "Flatten", flatten_shape, NULL, flatten_forward,
+                                     flatten_backward};

@@ -1,0 +1,93 @@
+/* pool.c - max pool (zero or -inf padding), average pool, global average and max pools. */
+#include "../net_impl.h"
+
+static void pgeom(const sn_net *net, const sn_layer *l, int n, sn_pool_geom *g) {
+  const sn_shape *s = sn_layer_in_shape(net, l, 0);
+  sn_pool_geom_init(g, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt, l->pl, l->pb, l->pr,
+                    l->pad_zero);
+}
+
+static size_t in_workspace(const sn_net *net, const sn_layer *l, int n, int training) {
+  return training ? (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0)) : 0;
+}
+
+static void give(sn_net *net, sn_layer *l, const float *g, size_t count) {
+  int acc = 0;
+  float *dx = sn_layer_input_grad(net, l, 0, &acc);
+  if (!dx) return;
+  if (acc) sn_net_accumulate(dx, g, count);
+  else for (size_t i = 0; i < count; ++i) dx[i] = g[i];
+}
+
+static sn_status pool_shape(sn_net *net, sn_layer *l) {
+  const sn_shape *s = sn_layer_in_shape(net, l, 0);
+  int oh = (s->h + l->pt + l->pb - l->kh) / l->sh + 1, ow = (s->w + l->pl + l->pr - l->kw) / l->sw + 1;
+  if (s->h + l->pt + l->pb < l->kh || s->w + l->pl + l->pr < l->kw || oh <= 0 || ow <= 0)
+    return sn_error_set(SN_ERR_SHAPE, "layer %s: %dx%d pool does not fit input (%d, %d, %d)",
+                        l->name, l->kh, l->kw, s->h, s->w, s->c);
+  l->out = (sn_shape){oh, ow, s->c};
+  return SN_OK;
+}
+
+static void maxpool_forward(sn_net *net, sn_layer *l, int n, int training) {
+  sn_pool_geom g;
+  pgeom(net, l, n, &g);
+  sn_maxpool_forward(&g, sn_layer_input(net, l, 0), l->y, training ? l->argmax : NULL);
+}
+static sn_status maxpool_backward(sn_net *net, sn_layer *l, int n) {
+  sn_pool_geom g;
+  pgeom(net, l, n, &g);
+  sn_maxpool_backward(&g, l->argmax, l->dy, net->ws);
+  give(net, l, net->ws, (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0)));
+  return SN_OK;
+}
+const sn_layer_ops sn_maxpool_ops = {"maxpool", "MaxPooling2D", pool_shape, in_workspace,
+                                     maxpool_forward, maxpool_backward};
+
+static void avgpool_forward(sn_net *net, sn_layer *l, int n, int training) {
+  (void)training;
+  sn_pool_geom g;
+  pgeom(net, l, n, &g);
+  sn_avgpool_forward(&g, sn_layer_input(net, l, 0), l->y);
+}
+static sn_status avgpool_backward(sn_net *net, sn_layer *l, int n) {
+  sn_pool_geom g;
+  pgeom(net, l, n, &g);
+  sn_avgpool_backward(&g, l->dy, net->ws);
+  give(net, l, net->ws, (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0)));
+  return SN_OK;
+}
+const sn_layer_ops sn_avgpool_ops = {"avgpool", "AveragePooling2D", pool_shape, in_workspace,
+                                     avgpool_forward, avgpool_backward};
+
+static sn_status global_shape(sn_net *net, sn_layer *l) {
+  l->out = (sn_shape){1, 1, sn_layer_in_shape(net, l, 0)->c};
+  return SN_OK;
+}
+static void gap_forward(sn_net *net, sn_layer *l, int n, int training) {
+  (void)training;
+  const sn_shape *s = sn_layer_in_shape(net, l, 0);
+  sn_global_avgpool_forward(sn_layer_input(net, l, 0), n, s->h * s->w, s->c, l->y);
+}
+static sn_status gap_backward(sn_net *net, sn_layer *l, int n) {
+  const sn_shape *s = sn_layer_in_shape(net, l, 0);
+  sn_global_avgpool_backward(l->dy, n, s->h * s->w, s->c, net->ws);
+  give(net, l, net->ws, (size_t)n * sn_shape_size(*s));
+  return SN_OK;
+}
+const sn_layer_ops sn_gap_ops = {"gap", "GlobalAveragePooling2D", global_shape, in_workspace,
+                                 gap_forward, gap_backward};
+
+static void gmp_forward(sn_net *net, sn_layer *l, int n, int training) {
+  const sn_shape *s = sn_layer_in_shape(net, l, 0);
+  sn_global_maxpool_forward(sn_layer_input(net, l, 0), n, s->h * s->w, s->c, l->y,
+                            training ? l->argmax : NULL);
+}
+static sn_status gmp_backward(sn_net *net, sn_layer *l, int n) {
+  const sn_shape *s = sn_layer_in_shape(net, l, 0);
+  sn_global_maxpool_backward(l->argmax, l->dy, n, s->h * s->w, s->c, net->ws);
+  give(net, l, net->ws, (size_t)n * sn_shape_size(*s));
+  return SN_OK;
+}
+const sn_layer_ops sn_gmp_ops = {"gmp", "GlobalMaxPooling2D", global_shape, in_workspace,
+                                 gmp_forward, gmp_backward};

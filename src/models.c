@@ -1,0 +1,300 @@
+/* models.c - the architectures, described as graphs of layers (MODELS.md).
+ *
+ * torchvision resnet18..152 (v1.5, torch names), Keras ResNet50/101/152 v1 and v2 (Keras names),
+ * CIFAR-style resnet20/32/56 (torch names) and the course LeNet with and without batch norm
+ * (Keras names and conventions). base_width scales every stage (tests use reduced widths).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "net_impl.h"
+
+#define CHECK(x)                                                                                   \
+  do {                                                                                             \
+    if ((x) < 0) return -1;                                                                        \
+  } while (0)
+
+typedef struct arch_info {
+  const char *name;
+  int family;        /* 0 torchvision, 1 keras v1, 2 keras v2, 3 cifar, 4 lenet */
+  int bottleneck;    /* torchvision */
+  int blocks[4];
+  int bn;            /* lenet: with batch norm */
+} arch_info;
+
+enum { FAM_TORCH, FAM_KERAS1, FAM_KERAS2, FAM_CIFAR, FAM_LENET };
+
+static const arch_info archs[] = {
+    {"resnet18", FAM_TORCH, 0, {2, 2, 2, 2}, 1},
+    {"resnet34", FAM_TORCH, 0, {3, 4, 6, 3}, 1},
+    {"resnet50", FAM_TORCH, 1, {3, 4, 6, 3}, 1},
+    {"resnet101", FAM_TORCH, 1, {3, 4, 23, 3}, 1},
+    {"resnet152", FAM_TORCH, 1, {3, 8, 36, 3}, 1},
+    {"keras_resnet50", FAM_KERAS1, 1, {3, 4, 6, 3}, 1},
+    {"keras_resnet101", FAM_KERAS1, 1, {3, 4, 23, 3}, 1},
+    {"keras_resnet152", FAM_KERAS1, 1, {3, 8, 36, 3}, 1},
+    {"keras_resnet50v2", FAM_KERAS2, 1, {3, 4, 6, 3}, 1},
+    {"keras_resnet101v2", FAM_KERAS2, 1, {3, 4, 23, 3}, 1},
+    {"keras_resnet152v2", FAM_KERAS2, 1, {3, 8, 36, 3}, 1},
+    {"resnet20", FAM_CIFAR, 0, {3, 3, 3, 0}, 1},
+    {"resnet32", FAM_CIFAR, 0, {5, 5, 5, 0}, 1},
+    {"resnet56", FAM_CIFAR, 0, {9, 9, 9, 0}, 1},
+    {"lenet", FAM_LENET, 0, {0, 0, 0, 0}, 0},
+    {"lenet_bn", FAM_LENET, 0, {0, 0, 0, 0}, 1},
+};
+#define NARCH ((int)(sizeof archs / sizeof archs[0]))
+
+const char *const *sn_arch_names(void) {
+  static const char *names[NARCH + 1];
+  if (!names[0])
+    for (int i = 0; i < NARCH; ++i) names[i] = archs[i].name;
+  return names;
+}
+
+static const float TORCH_EPS = 1e-5f, KERAS_EPS = 1.001e-5f, LENET_EPS = 1e-3f;
+
+/* Layer name: fmt is "%s<suffix>"; the prefix a is substituted (truncated to fit). */
+static const char *nm(char *buf, const char *fmt, const char *a, const char *unused) {
+  (void)unused;
+  const char *suffix = strstr(fmt, "%s");
+  suffix = suffix ? suffix + 2 : fmt;
+  size_t ls = strlen(suffix), la = strlen(a);
+  if (ls >= SN_MAX_NAME) ls = SN_MAX_NAME - 1;
+  if (la + ls >= SN_MAX_NAME) la = SN_MAX_NAME - 1 - ls;
+  memcpy(buf, a, la);
+  memcpy(buf + la, suffix, ls);
+  buf[la + ls] = 0;
+  return buf;
+}
+
+/* ---------------------------------------------------------------- torchvision and CIFAR */
+
+static int torch_block(sn_net *net, int x, const char *p, int planes, int stride, int bottleneck,
+                       int downsample) {
+  char b[SN_MAX_NAME];
+  int y, sc = x;
+  if (!bottleneck) {
+    CHECK(y = sn_add_conv(net, nm(b, "%s.conv1", p, 0), x, planes, 3, stride, 1, 0));
+    CHECK(y = sn_add_bn(net, nm(b, "%s.bn1", p, 0), y, TORCH_EPS));
+    CHECK(y = sn_add_relu(net, nm(b, "%s.relu1", p, 0), y));
+    CHECK(y = sn_add_conv(net, nm(b, "%s.conv2", p, 0), y, planes, 3, 1, 1, 0));
+    CHECK(y = sn_add_bn(net, nm(b, "%s.bn2", p, 0), y, TORCH_EPS));
+  } else {
+    CHECK(y = sn_add_conv(net, nm(b, "%s.conv1", p, 0), x, planes, 1, 1, 0, 0));
+    CHECK(y = sn_add_bn(net, nm(b, "%s.bn1", p, 0), y, TORCH_EPS));
+    CHECK(y = sn_add_relu(net, nm(b, "%s.relu1", p, 0), y));
+    CHECK(y = sn_add_conv(net, nm(b, "%s.conv2", p, 0), y, planes, 3, stride, 1, 0));
+    CHECK(y = sn_add_bn(net, nm(b, "%s.bn2", p, 0), y, TORCH_EPS));
+    CHECK(y = sn_add_relu(net, nm(b, "%s.relu2", p, 0), y));
+    CHECK(y = sn_add_conv(net, nm(b, "%s.conv3", p, 0), y, planes * 4, 1, 1, 0, 0));
+    CHECK(y = sn_add_bn(net, nm(b, "%s.bn3", p, 0), y, TORCH_EPS));
+  }
+  net->layers[y].residual_last_bn = 1;
+  if (downsample) {
+    CHECK(sc = sn_add_conv(net, nm(b, "%s.downsample.0", p, 0), x, planes * (bottleneck ? 4 : 1),
+                           1, stride, 0, 0));
+    CHECK(sc = sn_add_bn(net, nm(b, "%s.downsample.1", p, 0), sc, TORCH_EPS));
+  }
+  CHECK(y = sn_add_sum(net, nm(b, "%s.add", p, 0), sc, y));
+  return sn_add_relu(net, nm(b, "%s.relu", p, 0), y);
+}
+
+static int build_torch(sn_net *net, const arch_info *a, int w, int *feat_in) {
+  int x;
+  int cifar = a->family == FAM_CIFAR;
+  if (cifar) {
+    CHECK(x = sn_add_conv(net, "conv1", -1, w, 3, 1, 1, 0));
+  } else {
+    CHECK(x = sn_add_conv(net, "conv1", -1, w, 7, 2, 3, 0));
+  }
+  CHECK(x = sn_add_bn(net, "bn1", x, TORCH_EPS));
+  CHECK(x = sn_add_relu(net, "relu", x));
+  if (!cifar) CHECK(x = sn_add_maxpool(net, "maxpool", x, 3, 2, 1, 0));
+  int inplanes = w, exp = a->bottleneck ? 4 : 1, nstages = cifar ? 3 : 4;
+  for (int s = 0; s < nstages; ++s) {
+    int planes = w << s, stride = s == 0 ? 1 : 2;
+    for (int i = 0; i < a->blocks[s]; ++i) {
+      char p[SN_MAX_NAME];
+      snprintf(p, sizeof p, "layer%d.%d", s + 1, i);
+      int st = i == 0 ? stride : 1;
+      int ds = i == 0 && (st != 1 || inplanes != planes * exp);
+      CHECK(x = torch_block(net, x, p, planes, st, a->bottleneck, ds));
+      inplanes = planes * exp;
+    }
+  }
+  *feat_in = x;
+  return x;
+}
+
+/* ---------------------------------------------------------------- Keras v1 */
+
+static int keras_block1(sn_net *net, int x, const char *p, int f, int stride, int conv_shortcut) {
+  char b[SN_MAX_NAME];
+  int sc = x, y;
+  if (conv_shortcut) {
+    CHECK(sc = sn_add_conv(net, nm(b, "%s_0_conv", p, 0), x, 4 * f, 1, stride, 0, 1));
+    CHECK(sc = sn_add_bn(net, nm(b, "%s_0_bn", p, 0), sc, KERAS_EPS));
+  }
+  CHECK(y = sn_add_conv(net, nm(b, "%s_1_conv", p, 0), x, f, 1, stride, 0, 1));
+  CHECK(y = sn_add_bn(net, nm(b, "%s_1_bn", p, 0), y, KERAS_EPS));
+  CHECK(y = sn_add_relu(net, nm(b, "%s_1_relu", p, 0), y));
+  CHECK(y = sn_add_conv(net, nm(b, "%s_2_conv", p, 0), y, f, 3, 1, 1, 1));
+  CHECK(y = sn_add_bn(net, nm(b, "%s_2_bn", p, 0), y, KERAS_EPS));
+  CHECK(y = sn_add_relu(net, nm(b, "%s_2_relu", p, 0), y));
+  CHECK(y = sn_add_conv(net, nm(b, "%s_3_conv", p, 0), y, 4 * f, 1, 1, 0, 1));
+  CHECK(y = sn_add_bn(net, nm(b, "%s_3_bn", p, 0), y, KERAS_EPS));
+  net->layers[y].residual_last_bn = 1;
+  CHECK(y = sn_add_sum(net, nm(b, "%s_add", p, 0), sc, y));
+  return sn_add_relu(net, nm(b, "%s_out", p, 0), y);
+}
+
+/* ---------------------------------------------------------------- Keras v2 (pre-activation) */
+
+static int keras_block2(sn_net *net, int x, const char *p, int f, int stride, int conv_shortcut) {
+  char b[SN_MAX_NAME];
+  int pre, sc, y;
+  CHECK(pre = sn_add_bn(net, nm(b, "%s_preact_bn", p, 0), x, KERAS_EPS));
+  CHECK(pre = sn_add_relu(net, nm(b, "%s_preact_relu", p, 0), pre));
+  if (conv_shortcut) {
+    CHECK(sc = sn_add_conv(net, nm(b, "%s_0_conv", p, 0), pre, 4 * f, 1, stride, 0, 1));
+  } else if (stride > 1) {
+    CHECK(sc = sn_add_maxpool(net, nm(b, "%s_shortcut_pool", p, 0), x, 1, stride, 0, 1));
+  } else {
+    sc = x;
+  }
+  CHECK(y = sn_add_conv(net, nm(b, "%s_1_conv", p, 0), pre, f, 1, 1, 0, 0));
+  CHECK(y = sn_add_bn(net, nm(b, "%s_1_bn", p, 0), y, KERAS_EPS));
+  CHECK(y = sn_add_relu(net, nm(b, "%s_1_relu", p, 0), y));
+  CHECK(y = sn_add_pad(net, nm(b, "%s_2_pad", p, 0), y, 1));
+  CHECK(y = sn_add_conv(net, nm(b, "%s_2_conv", p, 0), y, f, 3, stride, 0, 0));
+  CHECK(y = sn_add_bn(net, nm(b, "%s_2_bn", p, 0), y, KERAS_EPS));
+  CHECK(y = sn_add_relu(net, nm(b, "%s_2_relu", p, 0), y));
+  CHECK(y = sn_add_conv(net, nm(b, "%s_3_conv", p, 0), y, 4 * f, 1, 1, 0, 1));
+  return sn_add_sum(net, nm(b, "%s_out", p, 0), sc, y);
+}
+
+static int build_keras(sn_net *net, const arch_info *a, int w, int *feat_in) {
+  int v2 = a->family == FAM_KERAS2, x;
+  CHECK(x = sn_add_pad(net, "conv1_pad", -1, 3));
+  CHECK(x = sn_add_conv(net, "conv1_conv", x, w, 7, 2, 0, 1));
+  if (!v2) {
+    CHECK(x = sn_add_bn(net, "conv1_bn", x, KERAS_EPS));
+    CHECK(x = sn_add_relu(net, "conv1_relu", x));
+  }
+  CHECK(x = sn_add_pad(net, "pool1_pad", x, 1));
+  CHECK(x = sn_add_maxpool(net, "pool1_pool", x, 3, 2, 0, 1));
+  for (int s = 0; s < 4; ++s) {
+    int f = w << s, n = a->blocks[s];
+    char p[SN_MAX_NAME];
+    for (int i = 1; i <= n; ++i) {
+      snprintf(p, sizeof p, "conv%d_block%d", s + 2, i);
+      if (!v2) {
+        CHECK(x = keras_block1(net, x, p, f, i == 1 && s > 0 ? 2 : 1, i == 1));
+      } else {
+        int stride = i == n && s < 3 ? 2 : 1;
+        CHECK(x = keras_block2(net, x, p, f, stride, i == 1));
+      }
+    }
+  }
+  if (v2) {
+    CHECK(x = sn_add_bn(net, "post_bn", x, KERAS_EPS));
+    CHECK(x = sn_add_relu(net, "post_relu", x));
+  }
+  *feat_in = x;
+  return x;
+}
+
+/* ---------------------------------------------------------------- LeNet (course example) */
+
+static int build_lenet(sn_net *net, const arch_info *a, int w) {
+  int x = -1;
+  int f1 = w, f2 = (16 * w + 5) / 6;
+  CHECK(x = sn_add_conv(net, "conv1", x, f1, 5, 1, 2, 1));
+  if (a->bn) CHECK(x = sn_add_bn(net, "bn1", x, LENET_EPS));
+  CHECK(x = sn_add_relu(net, "relu1", x));
+  CHECK(x = sn_add_maxpool(net, "pool1", x, 2, 2, 0, 0));
+  CHECK(x = sn_add_conv(net, "conv2", x, f2, 5, 1, 2, 1));
+  if (a->bn) CHECK(x = sn_add_bn(net, "bn2", x, LENET_EPS));
+  CHECK(x = sn_add_relu(net, "relu2", x));
+  CHECK(x = sn_add_maxpool(net, "pool2", x, 2, 2, 0, 0));
+  return x;
+}
+
+/* ---------------------------------------------------------------- entry */
+
+#define CHECKS(x)                                                                                  \
+  do {                                                                                             \
+    if ((x) < 0) return SN_ERR_SHAPE;                                                              \
+  } while (0)
+
+sn_status sn_models_build(sn_net *net) {
+  const sn_model_config *cfg = &net->cfg;
+  const arch_info *a = NULL;
+  for (int i = 0; i < NARCH; ++i)
+    if (!strcmp(archs[i].name, cfg->arch)) a = &archs[i];
+  if (!a) {
+    char list[512] = "";
+    for (int i = 0; i < NARCH; ++i) {
+      strncat(list, archs[i].name, sizeof list - strlen(list) - 2);
+      if (i + 1 < NARCH) strncat(list, " ", sizeof list - strlen(list) - 1);
+    }
+    return sn_error_set(SN_ERR_INVALID, "unknown architecture '%s' (known: %s)", cfg->arch, list);
+  }
+  int small = a->family == FAM_CIFAR || a->family == FAM_LENET;
+  int def_w = a->family == FAM_LENET ? 6 : a->family == FAM_CIFAR ? 16 : 64;
+  int w = cfg->base_width > 0 ? cfg->base_width : def_w;
+  int classes = cfg->classes > 0 ? cfg->classes : (small ? 10 : 1000);
+  net->in.h = cfg->height > 0 ? cfg->height : (a->family == FAM_LENET ? 28 : small ? 32 : 224);
+  net->in.w = cfg->width > 0 ? cfg->width : net->in.h;
+  net->in.c = cfg->channels > 0 ? cfg->channels : (a->family == FAM_LENET ? 1 : 3);
+  net->cfg.classes = classes;
+  net->cfg.height = net->in.h;
+  net->cfg.width = net->in.w;
+  net->cfg.channels = net->in.c;
+  net->cfg.base_width = w;
+  int keras = a->family == FAM_KERAS1 || a->family == FAM_KERAS2 || a->family == FAM_LENET;
+  net->style = keras ? SN_STYLE_KERAS : SN_STYLE_TORCH;
+  net->bn_style = net->style;
+  net->preprocess = a->family == FAM_KERAS1   ? SN_PRE_CAFFE
+                    : a->family == FAM_KERAS2 ? SN_PRE_TF
+                    : a->family == FAM_TORCH  ? SN_PRE_TORCH
+                                              : SN_PRE_UNIT;
+  if (net->in.h < 8 || net->in.w < 8 || net->in.c < 1 || net->in.h > 8192 || net->in.w > 8192 ||
+      net->in.c > 64 || w > 4096 || classes > 1000000)
+    return sn_error_set(SN_ERR_SHAPE, "%s: input %dx%dx%d, width %d or %d classes out of range",
+                        a->name, net->in.h, net->in.w, net->in.c, w, classes);
+
+  int x, feat_in = -1;
+  if (a->family == FAM_TORCH || a->family == FAM_CIFAR) x = build_torch(net, a, w, &feat_in);
+  else if (a->family == FAM_LENET) x = build_lenet(net, a, w);
+  else x = build_keras(net, a, w, &feat_in);
+  if (x < 0) return SN_ERR_SHAPE;
+
+  const char *pool_name = keras ? "avg_pool" : "avgpool";
+  if (a->family == FAM_LENET) {
+    if (cfg->include_top) {
+      CHECKS(x = sn_add_flatten(net, "flatten", x));
+      CHECKS(x = sn_add_dense(net, "fc1", x, 120, 1));
+      CHECKS(x = sn_add_relu(net, "fc1_relu", x));
+      CHECKS(x = sn_add_dense(net, "fc2", x, 84, 1));
+      CHECKS(x = sn_add_relu(net, "fc2_relu", x));
+      net->feature = x;
+      CHECKS(x = sn_add_dense(net, "predictions", x, classes, 1));
+    } else if (cfg->pooling != SN_POOL_NONE) {
+      CHECKS(x = cfg->pooling == SN_POOL_MAX ? sn_add_gmp(net, "max_pool", x)
+                                             : sn_add_gap(net, pool_name, x));
+      net->feature = x;
+    }
+  } else if (cfg->include_top) {
+    CHECKS(x = sn_add_gap(net, pool_name, x));
+    net->feature = x;
+    CHECKS(x = sn_add_dense(net, keras ? "predictions" : "fc", x, classes, 1));
+  } else if (cfg->pooling != SN_POOL_NONE) {
+    CHECKS(x = cfg->pooling == SN_POOL_MAX ? sn_add_gmp(net, "max_pool", x)
+                                           : sn_add_gap(net, pool_name, x));
+    net->feature = x;
+  }
+  (void)feat_in;
+  net->output = x;
+  return SN_OK;
+}

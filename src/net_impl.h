@@ -1,0 +1,155 @@
+/* net_impl.h - private: the network as data.
+ *
+ * A network is an array of layers in topological order. Each layer names up to two inputs (earlier
+ * layers, or -1 for the network input), has a kind (a const table of functions, sn_layer_ops) and a
+ * few hyperparameters. Parameters of all layers live in one block (trainable tensors first, then
+ * moving statistics), gradients and momentum in matching blocks. Activations come from an arena
+ * planned once per (batch, mode).
+ */
+#ifndef SN_NET_IMPL_H
+#define SN_NET_IMPL_H
+
+#include "comm_impl.h"
+#include "kernels.h"
+#include "shardnet.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sn_shape {
+  int h, w, c; /* per image; dense outputs are (1, 1, units) */
+} sn_shape;
+
+static inline size_t sn_shape_size(sn_shape s) { return (size_t)s.h * s.w * s.c; }
+
+typedef struct sn_layer sn_layer;
+
+typedef struct sn_layer_ops {
+  const char *kind;       /* "conv", "bn", "relu", ... */
+  const char *keras_type; /* for the summary: "Conv2D", "BatchNormalization", ... */
+  /* Computes l->out from the input shapes; the message names the layer and the shapes. */
+  sn_status (*shape)(sn_net *net, sn_layer *l);
+  /* Workspace floats needed for a batch of n. */
+  size_t (*workspace)(const sn_net *net, const sn_layer *l, int n, int training);
+  void (*forward)(sn_net *net, sn_layer *l, int n, int training);
+  /* Computes the gradients of the layer's parameters and the input gradients (through
+   * sn_net_input_grad). NULL for layers with nothing to propagate. */
+  sn_status (*backward)(sn_net *net, sn_layer *l, int n);
+} sn_layer_ops;
+
+extern const sn_layer_ops sn_conv_ops, sn_bn_ops, sn_relu_ops, sn_pad_ops, sn_maxpool_ops,
+    sn_avgpool_ops, sn_gap_ops, sn_gmp_ops, sn_add_ops, sn_dense_ops, sn_flatten_ops;
+
+struct sn_layer {
+  const sn_layer_ops *ops;
+  char name[SN_MAX_NAME];
+  int in[2];              /* producer layer indices; -1 = network input */
+  int nin;
+  sn_shape out;           /* output shape per image */
+  /* hyperparameters */
+  int filters, kh, kw, sh, sw, pt, pl, pb, pr, use_bias;
+  int pad_zero;           /* max pool: padding cells are zero (Keras) instead of -inf */
+  float eps;              /* batch norm */
+  int residual_last_bn;   /* 1: last BN of a residual branch (zero-init target) */
+  /* parameters: tensors [p0, p0 + np) of net->params */
+  int p0, np;
+  /* inference fusion (planned) */
+  int skip;               /* folded into another layer; output aliases `alias` */
+  int alias;              /* layer whose buffer holds this layer's output */
+  int fused_relu;         /* activation applied in this layer's epilogue */
+  int fused_res;          /* layer index whose output is added before the activation, or -2 */
+  int fold_bn;            /* conv: index of the BN folded into it, or -1 */
+  sn_conv_impl *impl;     /* prepared convolution (inference) */
+  float *fold;            /* folded kernel/bias or BN scale/shift (inference), owned */
+  /* activations (views into the arenas) */
+  float *y;               /* (N, out) */
+  float *dy;              /* (N, out), training */
+  int dy_written;         /* backward: first contribution overwrites, later ones add */
+  int32_t *argmax;        /* max pools, training */
+  float *mean, *invstd;   /* batch norm, training: statistics used in the last forward */
+  int nconsumers;
+};
+
+typedef struct sn_param {
+  int layer;
+  sn_param_role role;
+  int ndim, shape[4];
+  int64_t count;
+  int trainable;
+  size_t offset;          /* into the parameter block (and, if trainable, grad/momentum blocks) */
+} sn_param;
+
+struct sn_net {
+  sn_model_config cfg;
+  char arch[32];
+  sn_style style;          /* naming and loading conventions */
+  sn_style bn_style;       /* moving statistics rule */
+  sn_preprocess preprocess;
+  sn_shape in;
+  sn_layer *layers;
+  int nlayers, layers_cap;
+  sn_param *params;
+  int nparams, params_cap;
+  float *block;            /* all parameters: trainable, then moving statistics */
+  size_t nblock, ntrainable;
+  float *grads;            /* (ntrainable) */
+  float *momentum;         /* (ntrainable) */
+  int64_t sgd_steps;
+  int output;              /* output layer */
+  int feature;             /* pooled-feature layer, or -1 */
+  /* plan */
+  int planned, max_batch, training;
+  float *arena;            /* activations (and gradients when training) */
+  size_t arena_n;
+  int32_t *iarena;
+  float *ws;               /* shared workspace */
+  size_t ws_n;
+  double *stats;           /* batch-norm scratch (sums) */
+  size_t stats_n;
+  int last_n;              /* batch of the last forward */
+  const float *input;      /* (N, H, W, C) network input during a pass */
+  sn_status err;           /* first failure inside a pass (communication) */
+  /* distribution */
+  sn_comm *comm;
+  int sync_bn;
+  size_t bucket_floats;    /* gradient all-reduce bucket size */
+  const sn_train_config *tcfg; /* during a train step */
+  uint64_t seed;
+};
+
+/* ---- graph building (models.c uses these; each returns the new layer index or -1) */
+int sn_net_add_layer(sn_net *net, const sn_layer_ops *ops, const char *name, int in0, int in1);
+int sn_add_conv(sn_net *net, const char *name, int in, int filters, int k, int stride, int pad,
+                int bias);
+int sn_add_conv_pads(sn_net *net, const char *name, int in, int filters, int kh, int kw,
+                     int stride, int pt, int pl, int pb, int pr, int bias);
+int sn_add_bn(sn_net *net, const char *name, int in, float eps);
+int sn_add_relu(sn_net *net, const char *name, int in);
+int sn_add_pad(sn_net *net, const char *name, int in, int pad);
+int sn_add_maxpool(sn_net *net, const char *name, int in, int k, int stride, int pad, int pad_zero);
+int sn_add_gap(sn_net *net, const char *name, int in);
+int sn_add_gmp(sn_net *net, const char *name, int in);
+int sn_add_sum(sn_net *net, const char *name, int a, int b);
+int sn_add_dense(sn_net *net, const char *name, int in, int units, int bias);
+int sn_add_flatten(sn_net *net, const char *name, int in);
+
+/* Builds the layers of cfg->arch into net (models.c). */
+sn_status sn_models_build(sn_net *net);
+
+/* ---- used by layers */
+const sn_shape *sn_layer_in_shape(const sn_net *net, const sn_layer *l, int i);
+/* Output buffer of input i (through fusion aliases); the network input for -1. */
+const float *sn_layer_input(const sn_net *net, const sn_layer *l, int i);
+/* Gradient buffer to write the input-i gradient into: returns NULL if input i is the network
+ * input. *accumulate is set when another consumer already wrote it (then the layer writes into
+ * the workspace and adds with sn_net_accumulate). */
+float *sn_layer_input_grad(sn_net *net, sn_layer *l, int i, int *accumulate);
+void sn_net_accumulate(float *dst, const float *src, size_t n);
+float *sn_param_data(const sn_net *net, const sn_layer *l, int k);
+float *sn_param_grad(const sn_net *net, const sn_layer *l, int k);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SN_NET_IMPL_H */

@@ -1,0 +1,144 @@
+/* train.c - one training step (forward, loss, backward, gradient all-reduce) and SGD. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net_impl.h"
+
+void sn_net_set_bucket_mb(sn_net *net, double mb) {
+  size_t f = (size_t)(mb * 1048576.0 / sizeof(float));
+  net->bucket_floats = f ? f : 1;
+}
+
+sn_status sn_net_set_comm(sn_net *net, sn_comm *comm, int sync_bn) {
+  net->comm = comm;
+  net->sync_bn = sync_bn;
+  return SN_OK;
+}
+
+int64_t sn_net_sgd_steps(const sn_net *net) { return net->sgd_steps; }
+void sn_net_set_sgd_steps(sn_net *net, int64_t steps) { net->sgd_steps = steps; }
+
+void sn_net_zero_init_residual(sn_net *net) {
+  for (int j = 0; j < net->nlayers; ++j) {
+    sn_layer *l = &net->layers[j];
+    if (l->residual_last_bn && !strcmp(l->ops->kind, "bn"))
+      memset(sn_param_data(net, l, 0), 0, (size_t)l->out.c * sizeof(float));
+  }
+}
+
+/* Lowest trainable offset of the parameters of layers >= j (grads there are final once layer j's
+ * backward ran), or ntrainable if none. */
+static size_t first_offset_from(const sn_net *net, int j) {
+  const sn_layer *l = &net->layers[j];
+  for (int k = 0; k < l->np; ++k) {
+    const sn_param *p = &net->params[l->p0 + k];
+    if (p->trainable) return p->offset;
+  }
+  return (size_t)-1;
+}
+
+typedef struct bucket_state {
+  sn_request *req[4096];
+  int nreq;
+  size_t pending_end;
+} bucket_state;
+
+static sn_status launch(sn_net *net, bucket_state *b, size_t lo) {
+  if (b->pending_end <= lo) return SN_OK;
+  if (b->nreq == (int)(sizeof b->req / sizeof b->req[0])) {
+    for (int i = 0; i < b->nreq; ++i) {
+      sn_status s = sn_comm_wait(net->comm, b->req[i]);
+      if (s != SN_OK) return s;
+    }
+    b->nreq = 0;
+  }
+  sn_status s = sn_comm_iallreduce_f32(net->comm, net->grads + lo, b->pending_end - lo,
+                                       &b->req[b->nreq]);
+  if (s != SN_OK) return s;
+  b->nreq++;
+  b->pending_end = lo;
+  return SN_OK;
+}
+
+sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, int n, int global_n,
+                            const sn_train_config *cfg, float *loss, int *correct) {
+  if (!net->planned || !net->training)
+    return sn_error_set(SN_ERR_INVALID, "%s: training needs sn_net_plan(net, batch, 1)", net->arch);
+  if (n <= 0 || n > net->max_batch || global_n < n)
+    return sn_error_set(SN_ERR_INVALID, "%s: batch %d (global %d) outside 1..%d", net->arch, n,
+                        global_n, net->max_batch);
+  sn_layer *out = &net->layers[net->output];
+  int k = out->out.c;
+  if (out->out.h != 1 || out->out.w != 1 || strcmp(out->ops->kind, "dense"))
+    return sn_error_set(SN_ERR_INVALID, "%s: training needs a classifier top", net->arch);
+  for (int i = 0; i < n; ++i)
+    if (labels[i] < 0 || labels[i] >= k)
+      return sn_error_set(SN_ERR_INVALID, "%s: label %d of sample %d outside [0, %d)", net->arch,
+                          labels[i], i, k);
+  net->input = x;
+  net->tcfg = cfg;
+  net->err = SN_OK;
+  net->last_n = n;
+  for (int j = 0; j < net->nlayers; ++j) {
+    sn_layer *l = &net->layers[j];
+    l->ops->forward(net, l, n, 1);
+    l->dy_written = 0;
+  }
+  if (net->err != SN_OK) return net->err;
+  int ok = 0;
+  double sum = sn_softmax_xent(out->y, labels, n, k, cfg->label_smoothing, 1.0f / (float)global_n,
+                               out->dy, &ok);
+  if (correct) *correct = ok;
+  if (loss) *loss = (float)(sum / n);
+  if (!isfinite(sum))
+    return sn_error_set(SN_ERR_NUMERIC, "%s: loss is %s", net->arch, isnan(sum) ? "NaN" : "infinite");
+  out->dy_written = 1;
+
+  int dist = net->comm && sn_comm_size(net->comm) > 1;
+  bucket_state b;
+  b.nreq = 0;
+  b.pending_end = net->ntrainable;
+  for (int j = net->nlayers - 1; j >= 0; --j) {
+    sn_layer *l = &net->layers[j];
+    if (!l->dy_written) /* unreachable from the loss: zero gradient */
+      memset(l->dy, 0, (size_t)n * sn_shape_size(l->out) * sizeof(float));
+    if (l->ops->backward) {
+      sn_status s = l->ops->backward(net, l, n);
+      if (s != SN_OK) return s;
+    }
+    if (dist) {
+      size_t lo = first_offset_from(net, j);
+      if (lo != (size_t)-1 && b.pending_end - lo >= net->bucket_floats) {
+        sn_status s = launch(net, &b, lo);
+        if (s != SN_OK) return s;
+      }
+    }
+  }
+  net->input = NULL;
+  if (dist) {
+    sn_status s = launch(net, &b, 0);
+    for (int i = 0; i < b.nreq && s == SN_OK; ++i) s = sn_comm_wait(net->comm, b.req[i]);
+    if (s != SN_OK) return s;
+  }
+  return SN_OK;
+}
+
+sn_status sn_net_sgd_update(sn_net *net, const sn_train_config *cfg, float lr) {
+  if (!net->grads || !net->momentum)
+    return sn_error_set(SN_ERR_INVALID, "%s: no gradients (plan with training = 1)", net->arch);
+  int first = net->sgd_steps == 0;
+  for (int i = 0; i < net->nparams; ++i) {
+    const sn_param *p = &net->params[i];
+    if (!p->trainable) continue;
+    int exempt = !cfg->decay_bn_and_bias && p->role != SN_ROLE_KERNEL;
+    sn_sgd_update(net->block + p->offset, net->grads + p->offset, net->momentum + p->offset,
+                  (size_t)p->count, lr, cfg->momentum, exempt ? 0.0f : cfg->weight_decay,
+                  cfg->nesterov, first);
+  }
+  net->sgd_steps++;
+  if (!sn_all_finite(net->block, net->ntrainable))
+    return sn_error_set(SN_ERR_NUMERIC, "%s: parameters became non-finite after SGD step %lld",
+                        net->arch, (long long)net->sgd_steps);
+  return SN_OK;
+}
