@@ -41,9 +41,7 @@ static void backoff(int *round) {
   nanosleep(&ts, NULL);
 }
 
-static void copy_msg(char *dst, const char *src) {
-  snprintf(dst, MSG_BYTES, "%s", src);
-}
+static void copy_msg(char *dst, const char *src) { snprintf(dst, MSG_BYTES, "%s", src); }
 
 /* Rank 0: gather every status before the deadline, decide, send the verdict to those that came. */
 static sn_status root_collect(const sn_comm *c, MPI_Comm mc, const agree_msg *mine, double deadline,
@@ -197,9 +195,13 @@ static sn_status agree(sn_comm *c, sn_status local, double timeout_s, outcome *h
   mine.code = local;
   if (local != SN_OK) copy_msg(mine.msg, sn_last_error());
 
-  /* Rank 0 waits timeout_s for the others; the others wait for rank 0 to wait that long too. */
+  /* Rank 0 waits timeout_s for the others; the others wait for rank 0 to wait that long too,
+   * staggered by rank so that when rank 0 is the stuck one, rank 1 usually reports it and
+   * aborts the job before the others print the same. */
   const double now = MPI_Wtime();
-  const double limit = timeout_s > 0 ? (c->rank == 0 ? timeout_s : 2 * timeout_s + 1) : 1e300;
+  const double stagger = 0.5 * (c->rank - 1 < 4 ? c->rank - 1 : 4);
+  const double limit =
+      timeout_s <= 0 ? 1e300 : (c->rank == 0 ? timeout_s : 2 * timeout_s + 1 + stagger);
   int gave_up = 0;
   sn_status s = c->rank == 0 ? root_collect(c, mc, &mine, now + limit, timeout_s, &verdict)
                              : leaf_exchange(c, mc, &mine, now + limit, limit, &verdict, &gave_up);
