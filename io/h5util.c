@@ -72,6 +72,53 @@ static int sn_h5_is_type(hid_t loc, const char *path, H5I_type_t want) {
 int sn_h5_is_dataset(hid_t loc, const char *path) { return sn_h5_is_type(loc, path, H5I_DATASET); }
 int sn_h5_is_group(hid_t loc, const char *path) { return sn_h5_is_type(loc, path, H5I_GROUP); }
 
+typedef struct sn_h5_names {
+  char **v;
+  int n, cap;
+  int failed;
+} sn_h5_names;
+
+static herr_t sn_h5_list_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+  (void)g;
+  (void)info;
+  sn_h5_names *l = data;
+  if (l->n >= SN_H5_MAX_STRS) return -1;
+  if (l->n == l->cap) {
+    int cap = l->cap ? 2 * l->cap : 64;
+    char **v = realloc(l->v, (size_t)cap * sizeof *v);
+    if (!v) return -1;
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n] = strdup(name);
+  if (!l->v[l->n]) return -1;
+  l->n++;
+  return 0;
+}
+
+sn_status sn_h5_list(hid_t loc, const char *group, const char *file, char ***names, int *n) {
+  *names = NULL;
+  *n = 0;
+  int root = !strcmp(group, "/") || !strcmp(group, ".");
+  if (!root && !sn_h5_is_group(loc, group))
+    return sn_error_set(SN_ERR_NOTFOUND, "file %s: group %s: not found", file, group);
+  hid_t g = H5Gopen2(loc, group, H5P_DEFAULT);
+  if (g < 0) return sn_error_set(SN_ERR_FORMAT, "file %s: group %s: cannot open", file, group);
+  sn_h5_names l = {0};
+  hsize_t idx = 0;
+  herr_t e = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, sn_h5_list_cb, &l);
+  H5Gclose(g);
+  if (e < 0) {
+    sn_h5_free_strs(l.v, l.n);
+    return sn_error_set(SN_ERR_FORMAT, "file %s: group %s: cannot list members", file, group);
+  }
+  if (!l.v) l.v = calloc(1, sizeof *l.v);
+  if (!l.v) return sn_error_set(SN_ERR_NOMEM, "file %s: out of memory", file);
+  *names = l.v;
+  *n = l.n;
+  return SN_OK;
+}
+
 char *sn_h5_shape_str(int ndim, const int64_t *dims, char *buf, size_t size) {
   size_t pos = 0;
   if (size == 0) return buf;

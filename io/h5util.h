@@ -37,6 +37,10 @@ int sn_h5_exists(hid_t loc, const char *path);
 int sn_h5_is_dataset(hid_t loc, const char *path);
 int sn_h5_is_group(hid_t loc, const char *path);
 
+/* Names of the links in group `group` under loc (sorted by name). Missing group ->
+ * SN_ERR_NOTFOUND. The caller frees with sn_h5_free_strs(*names, *n). */
+sn_status sn_h5_list(hid_t loc, const char *group, const char *file, char ***names, int *n);
+
 /* Shape of the dataset at path under loc: rank (0 for a scalar) and dims. Rejects rank >
  * SN_H5_MAX_RANK, zero-sized or negative dims and element products over SN_H5_MAX_ELEMS
  * (SN_ERR_FORMAT); a missing dataset is SN_ERR_NOTFOUND. */

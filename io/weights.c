@@ -1,0 +1,654 @@
+/* weights.c - loading and saving network parameters in HDF5.
+ *
+ * Three layouts (MODELS.md 5.2, 6.2):
+ *  - torchvision: one dataset per state_dict key at the root ("layer1.0.conv1.weight"), PyTorch
+ *    layout (conv OIHW, Linear (out, in)), num_batches_tracked ignored;
+ *  - Keras legacy: attribute layer_names on / or /model_weights, one group per layer with
+ *    attribute weight_names naming its datasets; engine (HWIO) layout; matched by layer name;
+ *  - native (written here): /params/<layer>/<keras role name> in engine layout, root attributes
+ *    format = "shardnet", version, arch, classes, height, width, channels, include_top, pooling,
+ *    base_width, style.
+ * Loading stages every tensor in a private buffer and validates every key and shape before the
+ * net is touched: on failure the net is unchanged.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5util.h"
+#include "shardnet.h"
+
+/* ---------------------------------------------------------------- known files (MODELS.md 6.1) */
+
+typedef struct known_file {
+  const char *md5;
+  const char *key;  /* Keras applications key; the engine arch is "keras_" + key */
+  int top;
+  const char *file;
+} known_file;
+
+static const known_file known_files[] = {
+    {"2cb95161c43110f7111970584f804107", "resnet50", 1,
+     "resnet50_weights_tf_dim_ordering_tf_kernels.h5"},
+    {"4d473c1dd8becc155b73f8504c6f6626", "resnet50", 0,
+     "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"},
+    {"f1aeb4b969a6efcfb50fad2f0c20cfc5", "resnet101", 1,
+     "resnet101_weights_tf_dim_ordering_tf_kernels.h5"},
+    {"88cf7a10940856eca736dc7b7e228a21", "resnet101", 0,
+     "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5"},
+    {"100835be76be38e30d865e96f2aaae62", "resnet152", 1,
+     "resnet152_weights_tf_dim_ordering_tf_kernels.h5"},
+    {"ee4c566cf9a93f14d82f913c2dc6dd0c", "resnet152", 0,
+     "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5"},
+    {"3ef43a0b657b3be2300d5770ece849e0", "resnet50v2", 1,
+     "resnet50v2_weights_tf_dim_ordering_tf_kernels.h5"},
+    {"fac2f116257151a9d068a22e544a4917", "resnet50v2", 0,
+     "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"},
+    {"6343647c601c52e1368623803854d971", "resnet101v2", 1,
+     "resnet101v2_weights_tf_dim_ordering_tf_kernels.h5"},
+    {"c0ed64b8031c3730f411d2eb4eea35b5", "resnet101v2", 0,
+     "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5"},
+    {"a49b44d1979771252814e80f8ec446f9", "resnet152v2", 1,
+     "resnet152v2_weights_tf_dim_ordering_tf_kernels.h5"},
+    {"ed17cf2e0169df9d443503ef94b23b33", "resnet152v2", 0,
+     "resnet152v2_weights_tf_dim_ordering_tf_kernels_notop.h5"},
+};
+
+/* Keras <= 2.2 ResNet50 (fchollet/deep-learning-models v0.2): another architecture. */
+static const char *const old_keras_md5[] = {"a7b3fe01876f51b976af0dea6bc144eb",
+                                            "a268eb855778b3df3c7506639542a6af"};
+static const char *const old_keras_layers[] = {"bn_conv1", "res2a_branch2a", "fc1000"};
+
+static const known_file *find_known(const char *md5) {
+  if (!md5) return NULL;
+  for (size_t i = 0; i < sizeof known_files / sizeof known_files[0]; ++i)
+    if (!strcmp(known_files[i].md5, md5)) return &known_files[i];
+  return NULL;
+}
+
+const char *sn_weights_known_file(const char *md5_hex) {
+  const known_file *k = find_known(md5_hex);
+  return k ? k->file : NULL;
+}
+
+static sn_status old_keras_error(const char *path, const char *why) {
+  return sn_error_set(SN_ERR_FORMAT,
+                      "file %s: %s: this is the Keras <= 2.2 ResNet50 file "
+                      "(fchollet/deep-learning-models v0.2, layers conv1/bn_conv1/res2a_branch2a/"
+                      "fc1000), a different architecture (BN eps 1e-3, unpadded max-pool); use "
+                      "the Keras >= 2.2.5 release resnet50_weights_tf_dim_ordering_tf_kernels.h5 "
+                      "(MD5 2cb95161c43110f7111970584f804107)",
+                      path, why);
+}
+
+/* ---------------------------------------------------------------- the staging context */
+
+/* Role names: Keras style for native files and messages; torch style for state_dict keys. */
+static const char *keras_role(sn_param_role r) {
+  return sn_param_role_name(r, SN_STYLE_KERAS, NULL);
+}
+static const char *torch_role(sn_param_role r, const char *kind) {
+  return sn_param_role_name(r, SN_STYLE_TORCH, kind);
+}
+
+typedef struct loader {
+  sn_net *net;
+  const char *path;
+  int np;              /* number of parameter tensors */
+  sn_param_info *info; /* (np) */
+  size_t *offset;      /* (np) offset of tensor i in stage */
+  float *stage;        /* (sum of counts) the file's values in engine layout */
+  int *filled;         /* (np) 1 once tensor i was read */
+  float *scratch;      /* (largest count) PyTorch-layout tensor before transposition */
+} loader;
+
+static void loader_free(loader *L) {
+  free(L->info);
+  free(L->offset);
+  free(L->stage);
+  free(L->filled);
+  free(L->scratch);
+}
+
+static sn_status loader_init(loader *L, sn_net *net, const char *path) {
+  memset(L, 0, sizeof *L);
+  L->net = net;
+  L->path = path;
+  L->np = sn_net_num_params(net);
+  size_t nn = L->np > 0 ? (size_t)L->np : 1;
+  L->info = calloc(nn, sizeof *L->info);
+  L->offset = calloc(nn, sizeof *L->offset);
+  L->filled = calloc(nn, sizeof *L->filled);
+  if (!L->info || !L->offset || !L->filled)
+    return sn_error_set(SN_ERR_NOMEM, "file %s: out of memory", path);
+  size_t total = 0, largest = 1;
+  for (int i = 0; i < L->np; ++i) {
+    sn_status st = sn_net_param(net, i, &L->info[i]);
+    if (st) return st;
+    L->offset[i] = total;
+    total += (size_t)L->info[i].count;
+    if ((size_t)L->info[i].count > largest) largest = (size_t)L->info[i].count;
+  }
+  L->stage = malloc((total ? total : 1) * sizeof(float));
+  L->scratch = malloc(largest * sizeof(float));
+  if (!L->stage || !L->scratch)
+    return sn_error_set(SN_ERR_NOMEM, "file %s: cannot allocate %zu floats to stage weights",
+                        path, total);
+  return SN_OK;
+}
+
+/* Index of the net's tensor (layer, role), or -1. */
+static int loader_find(const loader *L, const char *layer, sn_param_role role) {
+  for (int i = 0; i < L->np; ++i)
+    if (L->info[i].role == role && !strcmp(L->info[i].layer, layer)) return i;
+  return -1;
+}
+
+/* 1 if the net has a tensor of this layer. */
+static int loader_has_layer(const loader *L, const char *layer) {
+  for (int i = 0; i < L->np; ++i)
+    if (!strcmp(L->info[i].layer, layer)) return 1;
+  return 0;
+}
+
+static void engine_dims(const sn_param_info *p, int64_t *dims) {
+  for (int k = 0; k < p->ndim; ++k) dims[k] = p->shape[k];
+}
+
+/* The tensor's shape in PyTorch layout: conv OIHW, Linear (out, in), vectors unchanged. */
+static void torch_dims(const sn_param_info *p, int64_t *dims) {
+  if (p->ndim == 4) {
+    dims[0] = p->shape[3];
+    dims[1] = p->shape[2];
+    dims[2] = p->shape[0];
+    dims[3] = p->shape[1];
+  } else if (p->ndim == 2) {
+    dims[0] = p->shape[1];
+    dims[1] = p->shape[0];
+  } else {
+    engine_dims(p, dims);
+  }
+}
+
+/* Copies a PyTorch-layout tensor src into engine layout dst. */
+static void from_torch(const sn_param_info *p, const float *src, float *dst) {
+  if (p->ndim == 4) {
+    const int64_t kh = p->shape[0], kw = p->shape[1], ci = p->shape[2], co = p->shape[3];
+    for (int64_t o = 0; o < co; ++o)
+      for (int64_t i = 0; i < ci; ++i)
+        for (int64_t y = 0; y < kh; ++y)
+          for (int64_t x = 0; x < kw; ++x)
+            dst[((y * kw + x) * ci + i) * co + o] = src[((o * ci + i) * kh + y) * kw + x];
+  } else if (p->ndim == 2) {
+    const int64_t in = p->shape[0], out = p->shape[1];
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i) dst[i * out + o] = src[o * in + i];
+  } else {
+    memcpy(dst, src, (size_t)p->count * sizeof(float));
+  }
+}
+
+/* Shape check of dataset `dset` under loc against dims; the message names the key, the layer
+ * and both shapes. */
+static sn_status check_shape(const loader *L, hid_t loc, const char *dset, const char *keyword,
+                             const char *key, int i, int ndim, const int64_t *dims,
+                             const char *layout) {
+  int fnd;
+  int64_t fd[SN_H5_MAX_RANK];
+  sn_status st = sn_h5_dataset_shape(loc, dset, L->path, &fnd, fd);
+  if (st == SN_ERR_NOTFOUND)
+    return sn_error_set(SN_ERR_NOTFOUND, "file %s: %s %s: not found (layer %s %s)", L->path,
+                        keyword, key, L->info[i].layer, keras_role(L->info[i].role));
+  if (st) return st;
+  int same = fnd == ndim;
+  for (int k = 0; same && k < ndim; ++k) same = fd[k] == dims[k];
+  if (!same) {
+    char a[96], b[96];
+    return sn_error_set(SN_ERR_SHAPE, "file %s: %s %s: shape %s does not match layer %s %s %s%s",
+                        L->path, keyword, key, sn_h5_shape_str(fnd, fd, a, sizeof a),
+                        L->info[i].layer, keras_role(L->info[i].role),
+                        sn_h5_shape_str(ndim, dims, b, sizeof b), layout);
+  }
+  return SN_OK;
+}
+
+/* Reads dataset dset (engine layout, shape-checked) into the stage of tensor i. */
+static sn_status stage_engine(loader *L, hid_t loc, const char *dset, const char *keyword,
+                              const char *key, int i) {
+  if (L->filled[i])
+    return sn_error_set(SN_ERR_FORMAT, "file %s: %s %s: layer %s %s given twice", L->path,
+                        keyword, key, L->info[i].layer, keras_role(L->info[i].role));
+  int64_t dims[4];
+  engine_dims(&L->info[i], dims);
+  sn_status st = check_shape(L, loc, dset, keyword, key, i, L->info[i].ndim, dims, "");
+  if (!st) st = sn_h5_read_f32(loc, dset, L->path, L->info[i].ndim, dims, L->stage + L->offset[i]);
+  if (!st) L->filled[i] = 1;
+  return st;
+}
+
+/* Copies the staged values into the net and refreshes derived inference weights. */
+static sn_status loader_commit(loader *L) {
+  for (int i = 0; i < L->np; ++i)
+    memcpy(L->info[i].data, L->stage + L->offset[i], (size_t)L->info[i].count * sizeof(float));
+  return sn_net_refresh(L->net);
+}
+
+/* First tensor not read, reported as missing. */
+static sn_status check_all_filled(const loader *L, const char *what) {
+  for (int i = 0; i < L->np; ++i)
+    if (!L->filled[i])
+      return sn_error_set(SN_ERR_NOTFOUND, "file %s: %s: layer %s %s is missing", L->path, what,
+                          L->info[i].layer, keras_role(L->info[i].role));
+  return SN_OK;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && !strcmp(s + n - m, suffix);
+}
+
+/* ---------------------------------------------------------------- torchvision state_dict */
+
+static sn_status load_torch(loader *L, hid_t f) {
+  char key[2 * SN_MAX_NAME + 32];
+  char **names = NULL;
+  int n = 0;
+  sn_status st = sn_h5_list(f, "/", L->path, &names, &n);
+  if (st) return st;
+  if (sn_h5_has_attr(f, "arch")) {
+    char *arch = NULL;
+    if (sn_h5_read_str_attr(f, "arch", L->path, "/", &arch) == SN_OK &&
+        strcmp(arch, sn_net_arch(L->net)) != 0) {
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: weights are for arch %s but the net is %s",
+                        L->path, arch, sn_net_arch(L->net));
+    }
+    free(arch);
+    if (st) goto done;
+  }
+  /* Every tensor of the net: present, right shape (in PyTorch layout), read and transposed. */
+  for (int i = 0; i < L->np && !st; ++i) {
+    const sn_param_info *p = &L->info[i];
+    snprintf(key, sizeof key, "%s.%s", p->layer, torch_role(p->role, p->layer_kind));
+    const char *k = key;
+    if (!bsearch(&k, names, (size_t)n, sizeof *names, cmp_str)) {
+      char b[96];
+      int64_t dims[4];
+      torch_dims(p, dims);
+      st = sn_error_set(SN_ERR_NOTFOUND,
+                        "file %s: key %s: missing (layer %s %s, expected shape %s in PyTorch "
+                        "layout)",
+                        L->path, key, p->layer, keras_role(p->role),
+                        sn_h5_shape_str(p->ndim, dims, b, sizeof b));
+      break;
+    }
+    int64_t dims[4];
+    torch_dims(p, dims);
+    /* "/" + key: a key is one link name even if it looked like a path. */
+    st = check_shape(L, f, key, "key", key, i, p->ndim, dims, " in PyTorch layout");
+    if (!st) st = sn_h5_read_f32(f, key, L->path, p->ndim, dims, L->scratch);
+    if (!st) {
+      from_torch(p, L->scratch, L->stage + L->offset[i]);
+      L->filled[i] = 1;
+    }
+  }
+  /* Every key of the file: known to the net (num_batches_tracked excepted). */
+  for (int j = 0; j < n && !st; ++j) {
+    if (ends_with(names[j], ".num_batches_tracked")) continue;
+    const char *dot = strrchr(names[j], '.');
+    int known = 0;
+    if (dot && (size_t)(dot - names[j]) < SN_MAX_NAME) {
+      char layer[SN_MAX_NAME];
+      memcpy(layer, names[j], (size_t)(dot - names[j]));
+      layer[dot - names[j]] = '\0';
+      for (int r = SN_ROLE_KERNEL; r <= SN_ROLE_MOVING_VAR && !known; ++r) {
+        int i = loader_find(L, layer, (sn_param_role)r);
+        known = i >= 0 && !strcmp(dot + 1, torch_role((sn_param_role)r, L->info[i].layer_kind));
+      }
+    }
+    if (!known)
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: key %s: unexpected (no such parameter in %s)",
+                        L->path, names[j], sn_net_arch(L->net));
+  }
+done:
+  sn_h5_free_strs(names, n);
+  return st;
+}
+
+/* ---------------------------------------------------------------- Keras legacy HDF5 */
+
+/* Role of a Keras weight name "conv1_conv/kernel:0" or "conv1_conv/kernel", or -1. */
+static int keras_role_of(const char *wname) {
+  const char *last = strrchr(wname, '/');
+  last = last ? last + 1 : wname;
+  size_t len = strlen(last);
+  const char *colon = strrchr(last, ':');
+  if (colon) len = (size_t)(colon - last);
+  for (int r = SN_ROLE_KERNEL; r <= SN_ROLE_MOVING_VAR; ++r) {
+    const char *rn = keras_role((sn_param_role)r);
+    if (strlen(rn) == len && !strncmp(last, rn, len)) return r;
+  }
+  return -1;
+}
+
+/* The group holding layer_names: "/" or "/model_weights"; NULL if neither. */
+static const char *keras_base(hid_t f) {
+  if (sn_h5_has_attr(f, "layer_names") || sn_h5_has_attr(f, "layer_names0")) return "/";
+  if (sn_h5_is_group(f, "model_weights")) {
+    hid_t g = H5Gopen2(f, "model_weights", H5P_DEFAULT);
+    int has = g >= 0 && (sn_h5_has_attr(g, "layer_names") || sn_h5_has_attr(g, "layer_names0"));
+    if (g >= 0) H5Gclose(g);
+    if (has) return "/model_weights";
+  }
+  return NULL;
+}
+
+/* Loads the tensors of one file layer (group g holding weight names wn[0..nw)). */
+static sn_status keras_layer(loader *L, hid_t g, const char *layer, char **wn, int nw) {
+  /* The net's tensors of this layer, in role order (= Keras order: kernel, bias / gamma, beta,
+   * moving_mean, moving_variance). */
+  int idx[SN_ROLE_MOVING_VAR + 1], m = 0;
+  char roles[128] = "";
+  for (int r = SN_ROLE_KERNEL; r <= SN_ROLE_MOVING_VAR; ++r) {
+    int i = loader_find(L, layer, (sn_param_role)r);
+    if (i >= 0) {
+      idx[m++] = i;
+      snprintf(roles + strlen(roles), sizeof roles - strlen(roles), "%s%s", m > 1 ? ", " : "",
+               keras_role((sn_param_role)r));
+    }
+  }
+  if (nw != m)
+    return sn_error_set(SN_ERR_SHAPE,
+                        "file %s: layer %s: has %d weights in the file but %d (%s) in the net",
+                        L->path, layer, nw, m, roles);
+  /* Match by the role in each weight name when all are recognisable, else by position. */
+  int by_name = 1, seen = 0;
+  for (int k = 0; k < nw && by_name; ++k) {
+    int r = keras_role_of(wn[k]);
+    if (r < 0 || (seen & (1 << r)) || loader_find(L, layer, (sn_param_role)r) < 0) by_name = 0;
+    else seen |= 1 << r;
+  }
+  for (int k = 0; k < nw; ++k) {
+    int i = by_name ? loader_find(L, layer, (sn_param_role)keras_role_of(wn[k])) : idx[k];
+    char key[2 * SN_MAX_NAME + 64];
+    snprintf(key, sizeof key, "%s/%s", layer, wn[k]);
+    sn_status st = stage_engine(L, g, wn[k], "weight", key, i);
+    if (st) return st;
+  }
+  return SN_OK;
+}
+
+static sn_status load_keras(loader *L, hid_t f, const char *md5) {
+  const char *base = keras_base(f);
+  if (!base)
+    return sn_error_set(SN_ERR_FORMAT,
+                        "file %s: not a Keras weights file (no layer_names attribute on / or "
+                        "/model_weights)",
+                        L->path);
+  for (size_t i = 0; md5 && i < sizeof old_keras_md5 / sizeof old_keras_md5[0]; ++i)
+    if (!strcmp(md5, old_keras_md5[i])) return old_keras_error(L->path, "MD5 matches");
+  hid_t b = H5Gopen2(f, base, H5P_DEFAULT);
+  if (b < 0) return sn_error_set(SN_ERR_FORMAT, "file %s: cannot open group %s", L->path, base);
+  char **layers = NULL;
+  int nl = 0;
+  sn_status st = sn_h5_read_str_array_attr(b, "layer_names", L->path, base, &layers, &nl);
+  for (int j = 0; j < nl && !st; ++j)
+    for (size_t k = 0; k < sizeof old_keras_layers / sizeof old_keras_layers[0]; ++k)
+      if (!strcmp(layers[j], old_keras_layers[k])) {
+        char why[160];
+        snprintf(why, sizeof why, "layer %s", layers[j]);
+        st = old_keras_error(L->path, why);
+        break;
+      }
+  /* A known release file loaded into the wrong architecture: say which file it is. */
+  const known_file *kf = find_known(md5);
+  if (!st && kf) {
+    int top = 0;
+    for (int i = 0; i < L->np; ++i) top |= !strcmp(L->info[i].layer_kind, "dense");
+    char want[48];
+    snprintf(want, sizeof want, "keras_%s", kf->key);
+    if (strcmp(want, sn_net_arch(L->net)) != 0 || top != kf->top)
+      st = sn_error_set(SN_ERR_FORMAT,
+                        "file %s: this is the Keras release %s (%s), which fits arch %s with "
+                        "include_top = %d; the net is %s with include_top = %d",
+                        L->path, kf->file, kf->key, want, kf->top, sn_net_arch(L->net), top);
+  }
+  for (int j = 0; j < nl && !st; ++j) {
+    const char *layer = layers[j];
+    if (!sn_h5_is_group(b, layer)) {
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: layer_names lists %s but %s%s%s is not a group",
+                        L->path, layer, base, strcmp(base, "/") ? "/" : "", layer);
+      break;
+    }
+    hid_t g = H5Gopen2(b, layer, H5P_DEFAULT);
+    if (g < 0) {
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: layer %s: cannot open group", L->path, layer);
+      break;
+    }
+    char **wn = NULL;
+    int nw = 0;
+    st = sn_h5_read_str_array_attr(g, "weight_names", L->path, layer, &wn, &nw);
+    if (st == SN_ERR_NOTFOUND)
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: layer %s: no weight_names attribute", L->path,
+                        layer);
+    if (!st && nw > 0) {
+      if (!loader_has_layer(L, layer))
+        st = sn_error_set(SN_ERR_FORMAT,
+                          "file %s: unexpected layer %s with %d weights (%s has no such layer)",
+                          L->path, layer, nw, sn_net_arch(L->net));
+      else
+        st = keras_layer(L, g, layer, wn, nw);
+    } else if (!st && loader_has_layer(L, layer)) {
+      st = keras_layer(L, g, layer, wn, 0); /* reports the count mismatch */
+    }
+    sn_h5_free_strs(wn, nw);
+    H5Gclose(g);
+  }
+  /* Layers of the net that the file lacks. */
+  for (int i = 0; i < L->np && !st; ++i)
+    if (!L->filled[i])
+      st = sn_error_set(SN_ERR_NOTFOUND, "file %s: layer %s (%s) is missing from the file",
+                        L->path, L->info[i].layer, L->info[i].layer_kind);
+  sn_h5_free_strs(layers, nl);
+  H5Gclose(b);
+  return st;
+}
+
+/* ---------------------------------------------------------------- native */
+
+static int native_file(hid_t f) {
+  if (!sn_h5_has_attr(f, "format")) return 0;
+  char *fmt = NULL;
+  int yes = sn_h5_read_str_attr(f, "format", "", "/", &fmt) == SN_OK && !strcmp(fmt, "shardnet");
+  free(fmt);
+  return yes;
+}
+
+static sn_status load_native(loader *L, hid_t f) {
+  if (!native_file(f))
+    return sn_error_set(SN_ERR_FORMAT, "file %s: not a shardnet weights file (no format = "
+                                       "\"shardnet\" attribute)",
+                        L->path);
+  char *arch = NULL;
+  sn_status st = sn_h5_read_str_attr(f, "arch", L->path, "/", &arch);
+  if (st) return st;
+  if (strcmp(arch, sn_net_arch(L->net)) != 0)
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: weights are for arch %s but the net is %s",
+                      L->path, arch, sn_net_arch(L->net));
+  free(arch);
+  char key[2 * SN_MAX_NAME + 32];
+  for (int i = 0; i < L->np && !st; ++i) {
+    snprintf(key, sizeof key, "params/%s/%s", L->info[i].layer, keras_role(L->info[i].role));
+    st = stage_engine(L, f, key, "dataset", key, i);
+  }
+  /* Nothing in /params that the net lacks. */
+  char **layers = NULL;
+  int nl = 0;
+  if (!st) st = sn_h5_list(f, "params", L->path, &layers, &nl);
+  for (int j = 0; j < nl && !st; ++j) {
+    snprintf(key, sizeof key, "params/%s", layers[j]);
+    char **roles = NULL;
+    int nr = 0;
+    st = sn_h5_list(f, key, L->path, &roles, &nr);
+    if (st == SN_ERR_NOTFOUND)
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: unexpected (not a layer group)",
+                        L->path, key);
+    for (int k = 0; k < nr && !st; ++k) {
+      int r = keras_role_of(roles[k]);
+      if (r < 0 || strcmp(roles[k], keras_role((sn_param_role)r)) != 0 ||
+          loader_find(L, layers[j], (sn_param_role)r) < 0)
+        st = sn_error_set(SN_ERR_FORMAT,
+                          "file %s: dataset %s/%s: unexpected (no such parameter in %s)", L->path,
+                          key, roles[k], sn_net_arch(L->net));
+    }
+    sn_h5_free_strs(roles, nr);
+  }
+  sn_h5_free_strs(layers, nl);
+  if (!st) st = check_all_filled(L, "params");
+  return st;
+}
+
+/* ---------------------------------------------------------------- detection and entry points */
+
+/* A torchvision file: a root dataset named like a state_dict key. */
+static int torch_file(hid_t f) {
+  char **names = NULL;
+  int n = 0, yes = 0;
+  if (sn_h5_list(f, "/", "", &names, &n) != SN_OK) return 0;
+  for (int j = 0; j < n && !yes; ++j)
+    yes = strchr(names[j], '.') && sn_h5_is_dataset(f, names[j]);
+  sn_h5_free_strs(names, n);
+  return yes;
+}
+
+sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_format fmt, char *md5_hex) {
+  if (md5_hex) md5_hex[0] = '\0';
+  if (!net || !path)
+    return sn_error_set(SN_ERR_INVALID, "sn_weights_load: net and path are required");
+  if (fmt < SN_WEIGHTS_AUTO || fmt > SN_WEIGHTS_KERAS)
+    return sn_error_set(SN_ERR_INVALID, "file %s: unknown weights format %d", path, (int)fmt);
+  hid_t f;
+  sn_status st = sn_h5_open_read(path, &f);
+  if (st) return st;
+  if (fmt == SN_WEIGHTS_AUTO) {
+    if (native_file(f)) fmt = SN_WEIGHTS_NATIVE;
+    else if (keras_base(f)) fmt = SN_WEIGHTS_KERAS;
+    else if (torch_file(f)) fmt = SN_WEIGHTS_TORCH;
+    else {
+      H5Fclose(f);
+      return sn_error_set(SN_ERR_FORMAT,
+                          "file %s: unrecognised weights layout (neither shardnet, torchvision "
+                          "state_dict nor Keras layer_names)",
+                          path);
+    }
+  }
+  char md5[33] = "";
+  if (md5_hex || fmt == SN_WEIGHTS_KERAS) st = sn_md5_file(path, md5);
+  loader L;
+  if (!st) st = loader_init(&L, net, path);
+  else memset(&L, 0, sizeof L);
+  if (!st) {
+    switch (fmt) {
+    case SN_WEIGHTS_NATIVE: st = load_native(&L, f); break;
+    case SN_WEIGHTS_TORCH: st = load_torch(&L, f); break;
+    default: st = load_keras(&L, f, md5); break;
+    }
+  }
+  H5Fclose(f);
+  if (!st) st = loader_commit(&L);
+  loader_free(&L);
+  if (!st && md5_hex) memcpy(md5_hex, md5, sizeof md5);
+  return st;
+}
+
+sn_status sn_weights_load_bcast(sn_net *net, const char *path, sn_comm *comm, char *md5_hex) {
+  if (!comm) comm = sn_comm_serial();
+  if (md5_hex) md5_hex[0] = '\0';
+  const int rank = sn_comm_rank(comm);
+  char md5[33] = "";
+  sn_status st = SN_OK;
+  if (rank == 0) st = sn_weights_load(net, path, SN_WEIGHTS_AUTO, md5);
+  st = sn_comm_agree(comm, st);
+  if (st) return st;
+  if (sn_comm_size(comm) == 1) {
+    if (md5_hex) memcpy(md5_hex, md5, sizeof md5);
+    return SN_OK;
+  }
+  size_t n = 0;
+  float *block = sn_net_param_block(net, &n);
+  /* Other ranks receive into a staging copy so that a failed broadcast leaves them unchanged. */
+  float *recv = rank == 0 ? block : malloc((n ? n : 1) * sizeof(float));
+  st = recv ? SN_OK : sn_error_set(SN_ERR_NOMEM, "file %s: cannot allocate %zu floats", path, n);
+  st = sn_comm_agree(comm, st);
+  if (st) return st;
+  st = sn_comm_bcast(comm, recv, n * sizeof(float), 0);
+  if (!st) st = sn_comm_bcast(comm, md5, sizeof md5, 0);
+  st = sn_comm_agree(comm, st);
+  if (!st && rank != 0) {
+    memcpy(block, recv, n * sizeof(float));
+    st = sn_net_refresh(net);
+  }
+  if (rank != 0) free(recv);
+  st = sn_comm_agree(comm, st);
+  if (!st && md5_hex) memcpy(md5_hex, md5, sizeof md5);
+  return st;
+}
+
+/* ---------------------------------------------------------------- saving */
+
+sn_status sn_weights_save(const sn_net *net, const char *path) {
+  if (!net || !path)
+    return sn_error_set(SN_ERR_INVALID, "sn_weights_save: net and path are required");
+  const int np = sn_net_num_params(net);
+  /* Configuration as far as the public accessors reveal it. */
+  int h, w, c, oh, ow, oc, top = 0, base_width = 0;
+  sn_net_input_shape(net, &h, &w, &c);
+  sn_net_output_shape(net, &oh, &ow, &oc);
+  for (int i = 0; i < np; ++i) {
+    sn_param_info p;
+    sn_status st = sn_net_param(net, i, &p);
+    if (st) return st;
+    if (strchr(p.layer, '/'))
+      return sn_error_set(SN_ERR_INVALID, "file %s: layer name %s contains '/'", path, p.layer);
+    if (!strcmp(p.layer_kind, "dense")) top = 1;
+    if (!base_width && !strcmp(p.layer_kind, "conv") && p.ndim == 4) base_width = p.shape[3];
+  }
+  const int feature = sn_net_feature_dim(net);
+  /* Keras semantics: pooling applies only without a top. Without one, the API shows whether the
+   * output is pooled but not whether by average or maximum (weight-free either way). */
+  const char *pooling = top || feature == 0 ? "none" : "pooled";
+
+  hid_t f;
+  char tmp[4096];
+  sn_status st = sn_h5_create_atomic(path, &f, tmp, sizeof tmp);
+  if (st) return st;
+  st = sn_h5_write_str_attr(f, "format", "shardnet", path);
+  if (!st) st = sn_h5_write_str_attr(f, "version", SN_VERSION, path);
+  if (!st) st = sn_h5_write_str_attr(f, "arch", sn_net_arch(net), path);
+  if (!st)
+    st = sn_h5_write_str_attr(f, "style",
+                              sn_net_style(net) == SN_STYLE_TORCH ? "torch" : "keras", path);
+  if (!st) st = sn_h5_write_int_attr(f, "classes", top ? oc : 0, path);
+  if (!st) st = sn_h5_write_int_attr(f, "height", h, path);
+  if (!st) st = sn_h5_write_int_attr(f, "width", w, path);
+  if (!st) st = sn_h5_write_int_attr(f, "channels", c, path);
+  if (!st) st = sn_h5_write_int_attr(f, "include_top", top, path);
+  if (!st) st = sn_h5_write_str_attr(f, "pooling", pooling, path);
+  if (!st) st = sn_h5_write_int_attr(f, "base_width", base_width, path);
+  char key[2 * SN_MAX_NAME + 32];
+  for (int i = 0; i < np && !st; ++i) {
+    sn_param_info p;
+    st = sn_net_param(net, i, &p);
+    if (st) break;
+    int64_t dims[4];
+    engine_dims(&p, dims);
+    snprintf(key, sizeof key, "params/%s/%s", p.layer, keras_role(p.role));
+    st = sn_h5_write_f32(f, key, path, p.ndim, dims, p.data);
+  }
+  sn_status fin = sn_h5_finish_atomic(f, tmp, path, st == SN_OK);
+  return st ? st : fin;
+}

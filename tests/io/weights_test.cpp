@@ -1,0 +1,650 @@
+// weights_test.cpp - tests of io/weights.c: torchvision state_dict HDF5 (PyTorch layouts), Keras
+// legacy HDF5 (both string encodings, Keras 2 and 3 weight names), the native layout, and every
+// error path. Files are written here with the HDF5 C API from a net's own parameters.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "h5util.h"
+#include "shardnet.h"
+#include "test_util.h"
+
+namespace {
+
+bool contains(const std::string &hay, const std::string &needle) {
+  return hay.find(needle) != std::string::npos;
+}
+#define EXPECT_MSG(...)                                                                            \
+  do {                                                                                             \
+    for (const std::string &s_ : std::initializer_list<std::string>{__VA_ARGS__})                   \
+      EXPECT_TRUE(contains(sn_last_error(), s_)) << "missing '" << s_ << "' in: " << sn_last_error(); \
+  } while (0)
+
+struct NetDel {
+  void operator()(sn_net *n) const { sn_net_destroy(n); }
+};
+using NetPtr = std::unique_ptr<sn_net, NetDel>;
+
+// A small net (base width 4, 32x32 input) with random parameters drawn from seed.
+NetPtr make_net(const char *arch, uint64_t seed, int include_top = 1, int base_width = 4,
+                int classes = 10) {
+  sn_model_config cfg;
+  sn_model_config_init(&cfg, arch);
+  cfg.base_width = base_width;
+  cfg.classes = classes;
+  cfg.height = cfg.width = 32;
+  cfg.include_top = include_top;
+  sn_net *net = nullptr;
+  EXPECT_EQ(sn_net_create(&cfg, seed, &net), SN_OK) << sn_last_error();
+  size_t n = 0;
+  float *block = sn_net_param_block(net, &n);
+  std::vector<float> r = sntest::randn(n, seed * 7919 + 1, 0.5f);
+  for (size_t i = 0; i < n; ++i) block[i] = r[i];
+  // Moving variances must stay positive for a meaningful forward pass.
+  for (int i = 0; i < sn_net_num_params(net); ++i) {
+    sn_param_info p;
+    sn_net_param(net, i, &p);
+    if (p.role == SN_ROLE_MOVING_VAR)
+      for (int64_t k = 0; k < p.count; ++k) p.data[k] = 0.5f + std::fabs(p.data[k]);
+  }
+  return NetPtr(net);
+}
+
+std::vector<float> block_of(sn_net *net) {
+  size_t n = 0;
+  float *b = sn_net_param_block(net, &n);
+  return std::vector<float>(b, b + n);
+}
+
+bool same_block(sn_net *a, sn_net *b) {
+  std::vector<float> x = block_of(a), y = block_of(b);
+  return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+}
+
+std::vector<sn_param_info> params_of(sn_net *net) {
+  std::vector<sn_param_info> v(sn_net_num_params(net));
+  for (size_t i = 0; i < v.size(); ++i) EXPECT_EQ(sn_net_param(net, (int)i, &v[i]), SN_OK);
+  return v;
+}
+
+// Writes a float dataset (as float32 or float64) with intermediate groups.
+void put(hid_t loc, const std::string &name, const std::vector<hsize_t> &dims,
+         const std::vector<float> &data, bool f64 = false) {
+  hid_t s = H5Screate_simple((int)dims.size(), dims.data(), nullptr);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t d = H5Dcreate2(loc, name.c_str(), f64 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE, s, lcpl,
+                       H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(d, 0) << name;
+  if (f64) {
+    std::vector<double> dd(data.begin(), data.end());
+    H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, dd.data());
+  } else {
+    H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data());
+  }
+  H5Dclose(d);
+  H5Pclose(lcpl);
+  H5Sclose(s);
+}
+
+hid_t create(const std::string &path) {
+  sn_h5_quiet();
+  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  EXPECT_GE(f, 0) << path;
+  return f;
+}
+
+// ------------------------------------------------------------------ torchvision layout
+
+// Engine layout -> PyTorch layout (conv HWIO -> OIHW, dense (in,out) -> (out,in)).
+std::vector<float> to_torch(const sn_param_info &p, std::vector<hsize_t> *dims) {
+  std::vector<float> out(p.count);
+  if (p.ndim == 4) {
+    const int kh = p.shape[0], kw = p.shape[1], ci = p.shape[2], co = p.shape[3];
+    *dims = {(hsize_t)co, (hsize_t)ci, (hsize_t)kh, (hsize_t)kw};
+    for (int o = 0; o < co; ++o)
+      for (int i = 0; i < ci; ++i)
+        for (int y = 0; y < kh; ++y)
+          for (int x = 0; x < kw; ++x)
+            out[((o * ci + i) * kh + y) * kw + x] = p.data[((y * kw + x) * ci + i) * co + o];
+  } else if (p.ndim == 2) {
+    const int in = p.shape[0], o_ = p.shape[1];
+    *dims = {(hsize_t)o_, (hsize_t)in};
+    for (int o = 0; o < o_; ++o)
+      for (int i = 0; i < in; ++i) out[o * in + i] = p.data[i * o_ + o];
+  } else {
+    *dims = {(hsize_t)p.count};
+    std::memcpy(out.data(), p.data, p.count * sizeof(float));
+  }
+  return out;
+}
+
+std::string torch_key(const sn_param_info &p) {
+  return std::string(p.layer) + "." + sn_param_role_name(p.role, SN_STYLE_TORCH, p.layer_kind);
+}
+
+struct TorchOpts {
+  bool f64 = false;
+  bool num_batches_tracked = true;
+  std::string skip;       // key left out
+  std::string wrong;      // key written with its first two dims swapped... or a bad shape
+  std::string extra;      // an unexpected key
+  const char *arch = nullptr;
+};
+
+void write_torch(sn_net *net, const std::string &path, const TorchOpts &o = TorchOpts()) {
+  hid_t f = create(path);
+  for (const sn_param_info &p : params_of(net)) {
+    std::string key = torch_key(p);
+    if (key == o.skip) continue;
+    std::vector<hsize_t> dims;
+    std::vector<float> v = to_torch(p, &dims);
+    if (key == o.wrong) {
+      dims.back() += 1;
+      v.resize(v.size() / (dims.back() - 1) * dims.back(), 0.0f);
+    }
+    put(f, key, dims, v, o.f64);
+    if (o.num_batches_tracked && p.role == SN_ROLE_MOVING_VAR) {
+      std::string nbt = std::string(p.layer) + ".num_batches_tracked";
+      hid_t s = H5Screate(H5S_SCALAR);
+      hid_t d = H5Dcreate2(f, nbt.c_str(), H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT,
+                           H5P_DEFAULT);
+      int64_t v64 = 12345;
+      H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v64);
+      H5Dclose(d);
+      H5Sclose(s);
+    }
+  }
+  if (!o.extra.empty()) put(f, o.extra, {3}, {1, 2, 3});
+  if (o.arch) {
+    sn_h5_write_str_attr(f, "arch", o.arch, path.c_str());
+    sn_h5_write_str_attr(f, "source", "torchvision", path.c_str());
+  }
+  H5Fclose(f);
+}
+
+// Logits of a forward pass on a fixed input (checks that loading refreshed folded weights).
+std::vector<float> logits(sn_net *net) {
+  int h, w, c, oh, ow, oc;
+  sn_net_input_shape(net, &h, &w, &c);
+  sn_net_output_shape(net, &oh, &ow, &oc);
+  std::vector<float> x = sntest::uniform((size_t)2 * h * w * c, 99, -1.0f, 1.0f);
+  std::vector<float> y((size_t)2 * oh * ow * oc);
+  EXPECT_EQ(sn_net_forward(net, x.data(), 2, y.data()), SN_OK) << sn_last_error();
+  return y;
+}
+
+}  // namespace
+
+TEST(WeightsTorch, LoadsStateDictWithTransposes) {
+  for (bool f64 : {false, true}) {
+    const std::string dir = sntest::temp_dir(), path = dir + "/resnet18.h5";
+    NetPtr src = make_net("resnet18", 1), dst = make_net("resnet18", 2);
+    TorchOpts o;
+    o.f64 = f64;
+    o.arch = "resnet18";
+    write_torch(src.get(), path, o);
+    // Plan dst for inference before loading: the load must refresh folded weights.
+    ASSERT_EQ(sn_net_plan(dst.get(), 2, 0), SN_OK) << sn_last_error();
+    ASSERT_EQ(sn_net_plan(src.get(), 2, 0), SN_OK) << sn_last_error();
+    char md5[33];
+    ASSERT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, md5), SN_OK)
+        << sn_last_error();
+    EXPECT_TRUE(same_block(src.get(), dst.get()));  // float32 -> float64 -> float32 is exact
+    char want[33];
+    ASSERT_EQ(sn_md5_file(path.c_str(), want), SN_OK);
+    EXPECT_STREQ(md5, want);
+    EXPECT_EQ(sn_weights_known_file(md5), nullptr);
+    std::vector<float> a = logits(src.get()), b = logits(dst.get());
+    EXPECT_EQ(sntest::max_abs_diff(a.data(), b.data(), a.size()), 0.0);
+  }
+}
+
+TEST(WeightsTorch, BottleneckNoTopAndExplicitFormat) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/r50.h5";
+  NetPtr src = make_net("resnet50", 3, 0), dst = make_net("resnet50", 4, 0);
+  TorchOpts o;
+  o.num_batches_tracked = false;
+  write_torch(src.get(), path, o);
+  ASSERT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_TORCH, nullptr), SN_OK)
+      << sn_last_error();
+  EXPECT_TRUE(same_block(src.get(), dst.get()));
+  // The same file read as Keras or native is rejected, and the net is untouched.
+  NetPtr other = make_net("resnet50", 5, 0);
+  std::vector<float> before = block_of(other.get());
+  EXPECT_EQ(sn_weights_load(other.get(), path.c_str(), SN_WEIGHTS_KERAS, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG("layer_names");
+  EXPECT_EQ(sn_weights_load(other.get(), path.c_str(), SN_WEIGHTS_NATIVE, nullptr),
+            SN_ERR_FORMAT);
+  EXPECT_MSG("shardnet");
+  EXPECT_EQ(block_of(other.get()), before);
+}
+
+TEST(WeightsTorch, CifarResNet) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/r20.h5";
+  NetPtr src = make_net("resnet20", 3), dst = make_net("resnet20", 4);
+  write_torch(src.get(), path);
+  ASSERT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_OK)
+      << sn_last_error();
+  EXPECT_TRUE(same_block(src.get(), dst.get()));
+}
+
+TEST(WeightsTorch, ErrorsNameKeyLayerAndShapes) {
+  const std::string dir = sntest::temp_dir();
+  NetPtr src = make_net("resnet18", 1), dst = make_net("resnet18", 2);
+  const std::vector<float> before = block_of(dst.get());
+  const std::string p1 = dir + "/missing.h5", p2 = dir + "/extra.h5", p3 = dir + "/shape.h5",
+                    p4 = dir + "/arch.h5";
+  TorchOpts o;
+  o.skip = "layer2.0.downsample.1.running_var";
+  write_torch(src.get(), p1, o);
+  EXPECT_EQ(sn_weights_load(dst.get(), p1.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_NOTFOUND);
+  EXPECT_MSG(p1.c_str(), "key layer2.0.downsample.1.running_var", "layer2.0.downsample.1",
+             "moving_variance");
+
+  o = TorchOpts();
+  o.extra = "layer9.0.conv1.weight";
+  write_torch(src.get(), p2, o);
+  EXPECT_EQ(sn_weights_load(dst.get(), p2.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG(p2.c_str(), "key layer9.0.conv1.weight", "unexpected");
+
+  o = TorchOpts();
+  o.wrong = "layer1.0.conv1.weight";
+  write_torch(src.get(), p3, o);
+  EXPECT_EQ(sn_weights_load(dst.get(), p3.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_SHAPE);
+  // base width 4: layer1 convs are (4,4,3,3) in PyTorch layout; the file has (4,4,3,4).
+  EXPECT_MSG(p3.c_str(), "key layer1.0.conv1.weight", "shape (4,4,3,4)",
+             "layer layer1.0.conv1 kernel (4,4,3,3) in PyTorch layout");
+
+  o = TorchOpts();
+  o.wrong = "fc.weight";
+  write_torch(src.get(), p3, o);
+  EXPECT_EQ(sn_weights_load(dst.get(), p3.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_SHAPE);
+  EXPECT_MSG("key fc.weight", "shape (10,33)", "layer fc kernel (10,32) in PyTorch layout");
+
+  o = TorchOpts();
+  o.arch = "resnet34";
+  write_torch(src.get(), p4, o);
+  EXPECT_EQ(sn_weights_load(dst.get(), p4.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG("resnet34", "resnet18");
+
+  // A resnet34 state_dict into a resnet18 net: the first extra block is unexpected.
+  NetPtr r34 = make_net("resnet34", 6);
+  write_torch(r34.get(), p4);
+  EXPECT_EQ(sn_weights_load(dst.get(), p4.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG("unexpected", "layer1.2.");
+
+  EXPECT_EQ(block_of(dst.get()), before);
+}
+
+// ------------------------------------------------------------------ Keras legacy layout
+
+namespace {
+
+struct KerasOpts {
+  bool fixed = false;           // fixed-length (true) or variable-length strings
+  bool keras3 = false;          // weight names "layer/kernel" (Keras 3) vs "layer/kernel:0"
+  bool model_weights = false;   // under /model_weights (full-model save)
+  bool positional = false;      // weight names that do not reveal the role
+  bool reversed = false;        // weight_names listed in reverse order (roles by name)
+  bool weightless_f64 = true;   // weightless layers' weight_names as float64 (0)
+  std::string drop_layer;       // a weighted layer left out
+  std::string extra_layer;      // an unexpected weighted layer
+  std::string wrong_layer;      // a layer whose first weight has a wrong shape
+  std::vector<std::string> extra_names;  // extra weightless layer names
+};
+
+void write_str_array(hid_t obj, const char *name, const std::vector<std::string> &v, bool fixed,
+                     const std::string &path) {
+  std::vector<const char *> p;
+  for (const std::string &s : v) p.push_back(s.c_str());
+  ASSERT_EQ(sn_h5_write_str_array_attr(obj, name, p.data(), (int)p.size(), fixed, path.c_str()),
+            SN_OK);
+}
+
+void write_empty_f64_attr(hid_t obj, const char *name) {
+  hsize_t zero = 0;
+  hid_t s = H5Screate_simple(1, &zero, nullptr);
+  hid_t a = H5Acreate2(obj, name, H5T_IEEE_F64LE, s, H5P_DEFAULT, H5P_DEFAULT);
+  H5Aclose(a);
+  H5Sclose(s);
+}
+
+void write_keras(sn_net *net, const std::string &path, const KerasOpts &o = KerasOpts()) {
+  hid_t f = create(path);
+  hid_t base = o.model_weights ? H5Gcreate2(f, "model_weights", H5P_DEFAULT, H5P_DEFAULT,
+                                            H5P_DEFAULT)
+                               : f;
+  // Layers in network order, with weightless ones in between as Keras lists them.
+  std::vector<std::string> layers = {"input_1"};
+  std::map<std::string, std::vector<sn_param_info>> by_layer;
+  for (const sn_param_info &p : params_of(net)) {
+    if (!by_layer.count(p.layer)) {
+      layers.push_back(p.layer);
+      layers.push_back(std::string(p.layer) + "_relu_like");
+    }
+    by_layer[p.layer].push_back(p);
+  }
+  for (const std::string &e : o.extra_names) layers.push_back(e);
+  if (!o.extra_layer.empty()) layers.push_back(o.extra_layer);
+  std::vector<std::string> listed;
+  for (const std::string &l : layers)
+    if (l != o.drop_layer) listed.push_back(l);
+  write_str_array(base, "layer_names", listed, o.fixed, path);
+  sn_h5_write_str_attr(base, "backend", "tensorflow", path.c_str());
+  sn_h5_write_str_attr(base, "keras_version", o.keras3 ? "3.3.3" : "2.15.0", path.c_str());
+  for (const std::string &l : listed) {
+    hid_t g = H5Gcreate2(base, l.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    std::vector<std::string> names;
+    if (l == o.extra_layer) {
+      names = {l + "/kernel:0"};
+      put(g, names[0], {2, 3}, {1, 2, 3, 4, 5, 6});
+    } else if (by_layer.count(l)) {
+      std::vector<sn_param_info> ps = by_layer[l];
+      if (o.reversed) std::reverse(ps.begin(), ps.end());
+      int k = 0;
+      for (const sn_param_info &p : ps) {
+        std::string role = sn_param_role_name(p.role, SN_STYLE_KERAS, p.layer_kind);
+        std::string wn = o.positional ? l + "/param_" + std::to_string(k++)
+                                      : l + "/" + role + (o.keras3 ? "" : ":0");
+        names.push_back(wn);
+        std::vector<hsize_t> dims(p.shape, p.shape + p.ndim);
+        std::vector<float> v(p.data, p.data + p.count);
+        if (l == o.wrong_layer && names.size() == 1) {
+          dims[0] += 1;
+          v.resize(v.size() / (dims[0] - 1) * dims[0]);
+        }
+        put(g, wn, dims, v);
+      }
+    }
+    if (names.empty() && o.weightless_f64) write_empty_f64_attr(g, "weight_names");
+    else write_str_array(g, "weight_names", names, o.fixed, path);
+    H5Gclose(g);
+  }
+  if (o.model_weights) H5Gclose(base);
+  H5Fclose(f);
+}
+
+}  // namespace
+
+TEST(WeightsKeras, LoadsBothStringEncodingsAndNameForms) {
+  for (int variant = 0; variant < 4; ++variant) {
+    SCOPED_TRACE(variant);
+    const std::string dir = sntest::temp_dir(), path = dir + "/k.h5";
+    NetPtr src = make_net("keras_resnet50", 1), dst = make_net("keras_resnet50", 2);
+    KerasOpts o;
+    o.fixed = variant & 1;
+    o.keras3 = variant & 2;
+    o.weightless_f64 = !(variant & 1);
+    o.model_weights = variant == 3;
+    write_keras(src.get(), path, o);
+    ASSERT_EQ(sn_net_plan(src.get(), 2, 0), SN_OK);
+    ASSERT_EQ(sn_net_plan(dst.get(), 2, 0), SN_OK);
+    char md5[33];
+    ASSERT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, md5), SN_OK)
+        << sn_last_error();
+    EXPECT_TRUE(same_block(src.get(), dst.get()));
+    EXPECT_EQ(std::strlen(md5), 32u);
+    std::vector<float> a = logits(src.get()), b = logits(dst.get());
+    EXPECT_EQ(sntest::max_abs_diff(a.data(), b.data(), a.size()), 0.0);
+  }
+}
+
+TEST(WeightsKeras, RolesByNameOrByPosition) {
+  const std::string dir = sntest::temp_dir();
+  for (const char *arch : {"keras_resnet50v2", "lenet_bn"}) {
+    SCOPED_TRACE(arch);
+    NetPtr src = make_net(arch, 1, 1, 4), dst = make_net(arch, 2, 1, 4);
+    KerasOpts o;
+    o.reversed = true;  // bias before kernel, moving_variance first: the names decide
+    write_keras(src.get(), dir + "/rev.h5", o);
+    ASSERT_EQ(sn_weights_load(dst.get(), (dir + "/rev.h5").c_str(), SN_WEIGHTS_KERAS, nullptr),
+              SN_OK)
+        << sn_last_error();
+    EXPECT_TRUE(same_block(src.get(), dst.get()));
+    NetPtr dst2 = make_net(arch, 3, 1, 4);
+    o = KerasOpts();
+    o.positional = true;  // "param_0", "param_1": Keras order decides
+    write_keras(src.get(), dir + "/pos.h5", o);
+    ASSERT_EQ(sn_weights_load(dst2.get(), (dir + "/pos.h5").c_str(), SN_WEIGHTS_AUTO, nullptr),
+              SN_OK)
+        << sn_last_error();
+    EXPECT_TRUE(same_block(src.get(), dst2.get()));
+  }
+}
+
+TEST(WeightsKeras, NoTopAndWeightlessExtras) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/notop.h5";
+  NetPtr src = make_net("keras_resnet50", 1, 0), dst = make_net("keras_resnet50", 2, 0);
+  KerasOpts o;
+  o.extra_names = {"avg_pool", "some_unknown_weightless_layer"};
+  write_keras(src.get(), path, o);
+  ASSERT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_OK)
+      << sn_last_error();
+  EXPECT_TRUE(same_block(src.get(), dst.get()));
+  // A no-top file lacks "predictions": loading it into a net with a top fails by name.
+  NetPtr top = make_net("keras_resnet50", 3, 1);
+  std::vector<float> before = block_of(top.get());
+  EXPECT_EQ(sn_weights_load(top.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_NOTFOUND);
+  EXPECT_MSG("layer predictions", "missing");
+  EXPECT_EQ(block_of(top.get()), before);
+  // And a file with a top into a no-top net: predictions is unexpected.
+  write_keras(top.get(), dir + "/top.h5");
+  EXPECT_EQ(sn_weights_load(dst.get(), (dir + "/top.h5").c_str(), SN_WEIGHTS_AUTO, nullptr),
+            SN_ERR_FORMAT);
+  EXPECT_MSG("unexpected layer predictions");
+}
+
+TEST(WeightsKeras, ErrorsNameLayerAndShapes) {
+  const std::string dir = sntest::temp_dir();
+  NetPtr src = make_net("keras_resnet50", 1), dst = make_net("keras_resnet50", 2);
+  const std::vector<float> before = block_of(dst.get());
+  const std::string p = dir + "/bad.h5";
+  KerasOpts o;
+  o.drop_layer = "conv3_block2_2_bn";
+  write_keras(src.get(), p, o);
+  EXPECT_EQ(sn_weights_load(dst.get(), p.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_NOTFOUND);
+  EXPECT_MSG(p.c_str(), "layer conv3_block2_2_bn", "missing");
+
+  o = KerasOpts();
+  o.extra_layer = "dense_extra";
+  write_keras(src.get(), p, o);
+  EXPECT_EQ(sn_weights_load(dst.get(), p.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG("unexpected layer dense_extra");
+
+  o = KerasOpts();
+  o.wrong_layer = "conv2_block1_1_conv";
+  o.fixed = true;
+  write_keras(src.get(), p, o);
+  EXPECT_EQ(sn_weights_load(dst.get(), p.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_SHAPE);
+  // base width 4: conv2_block1_1_conv kernel is (1,1,4,4).
+  EXPECT_MSG("conv2_block1_1_conv/conv2_block1_1_conv/kernel:0", "shape (2,1,4,4)",
+             "layer conv2_block1_1_conv kernel (1,1,4,4)");
+
+  // Wrong architecture: a v2 file into a v1 net.
+  NetPtr v2 = make_net("keras_resnet50v2", 1);
+  write_keras(v2.get(), p);
+  EXPECT_NE(sn_weights_load(dst.get(), p.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_OK);
+  EXPECT_MSG(p.c_str(), "layer");
+  EXPECT_EQ(block_of(dst.get()), before);
+}
+
+TEST(WeightsKeras, RejectsOldKerasResNet50) {
+  const std::string dir = sntest::temp_dir(), p = dir + "/old.h5";
+  hid_t f = create(p);
+  write_str_array(f, "layer_names",
+                  {"input_1", "zero_padding2d_1", "conv1", "bn_conv1", "res2a_branch2a", "fc1000"},
+                  true, p);
+  for (const char *l : {"input_1", "zero_padding2d_1", "conv1", "bn_conv1", "res2a_branch2a",
+                        "fc1000"}) {
+    hid_t g = H5Gcreate2(f, l, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    write_empty_f64_attr(g, "weight_names");
+    H5Gclose(g);
+  }
+  H5Fclose(f);
+  NetPtr net = make_net("keras_resnet50", 1);
+  std::vector<float> before = block_of(net.get());
+  EXPECT_EQ(sn_weights_load(net.get(), p.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG(p.c_str(), "bn_conv1", "Keras <= 2.2", "different architecture");
+  EXPECT_EQ(block_of(net.get()), before);
+}
+
+TEST(WeightsKeras, KnownReleaseHashes) {
+  EXPECT_STREQ(sn_weights_known_file("2cb95161c43110f7111970584f804107"),
+               "resnet50_weights_tf_dim_ordering_tf_kernels.h5");
+  EXPECT_STREQ(sn_weights_known_file("ed17cf2e0169df9d443503ef94b23b33"),
+               "resnet152v2_weights_tf_dim_ordering_tf_kernels_notop.h5");
+  EXPECT_EQ(sn_weights_known_file("a7b3fe01876f51b976af0dea6bc144eb"), nullptr);
+  EXPECT_EQ(sn_weights_known_file(""), nullptr);
+  EXPECT_EQ(sn_weights_known_file(nullptr), nullptr);
+}
+
+// ------------------------------------------------------------------ native layout
+
+TEST(WeightsNative, RoundTripBitExact) {
+  for (const char *arch : {"resnet18", "keras_resnet50", "keras_resnet50v2", "lenet"}) {
+    SCOPED_TRACE(arch);
+    const std::string dir = sntest::temp_dir(), path = dir + "/w.h5";
+    NetPtr src = make_net(arch, 11), dst = make_net(arch, 12);
+    ASSERT_EQ(sn_weights_save(src.get(), path.c_str()), SN_OK) << sn_last_error();
+    EXPECT_FALSE(sntest::file_exists(path + ".tmp." + std::to_string((long)getpid())));
+    char md5[33];
+    ASSERT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, md5), SN_OK)
+        << sn_last_error();
+    EXPECT_TRUE(same_block(src.get(), dst.get()));
+    NetPtr dst2 = make_net(arch, 13);
+    ASSERT_EQ(sn_weights_load_bcast(dst2.get(), path.c_str(), sn_comm_serial(), nullptr), SN_OK)
+        << sn_last_error();
+    EXPECT_TRUE(same_block(src.get(), dst2.get()));
+
+    hid_t f;
+    ASSERT_EQ(sn_h5_open_read(path.c_str(), &f), SN_OK);
+    char *s = nullptr;
+    ASSERT_EQ(sn_h5_read_str_attr(f, "format", path.c_str(), "/", &s), SN_OK);
+    EXPECT_STREQ(s, "shardnet");
+    free(s);
+    ASSERT_EQ(sn_h5_read_str_attr(f, "arch", path.c_str(), "/", &s), SN_OK);
+    EXPECT_STREQ(s, arch);
+    free(s);
+    int64_t v;
+    ASSERT_EQ(sn_h5_read_int_attr(f, "classes", path.c_str(), "/", &v), SN_OK);
+    EXPECT_EQ(v, 10);
+    ASSERT_EQ(sn_h5_read_int_attr(f, "height", path.c_str(), "/", &v), SN_OK);
+    EXPECT_EQ(v, 32);
+    ASSERT_EQ(sn_h5_read_int_attr(f, "include_top", path.c_str(), "/", &v), SN_OK);
+    EXPECT_EQ(v, 1);
+    ASSERT_EQ(sn_h5_read_int_attr(f, "base_width", path.c_str(), "/", &v), SN_OK);
+    EXPECT_EQ(v, 4);
+    sn_param_info p0;
+    sn_net_param(src.get(), 0, &p0);
+    std::string key = std::string("params/") + p0.layer + "/kernel";
+    EXPECT_TRUE(sn_h5_is_dataset(f, key.c_str())) << key;
+    H5Fclose(f);
+  }
+}
+
+TEST(WeightsNative, SaveIsAtomicAndReportsUnwritablePaths) {
+  const std::string dir = sntest::temp_dir();
+  NetPtr net = make_net("resnet18", 1);
+  const std::string bad = dir + "/no/such/dir/w.h5";
+  EXPECT_EQ(sn_weights_save(net.get(), bad.c_str()), SN_ERR_IO);
+  EXPECT_MSG(bad.c_str());
+  // Overwriting keeps a readable file at every moment: the old one until the rename.
+  const std::string path = dir + "/w.h5";
+  ASSERT_EQ(sn_weights_save(net.get(), path.c_str()), SN_OK);
+  NetPtr other = make_net("resnet18", 2);
+  ASSERT_EQ(sn_weights_save(other.get(), path.c_str()), SN_OK);
+  NetPtr back = make_net("resnet18", 3);
+  ASSERT_EQ(sn_weights_load(back.get(), path.c_str(), SN_WEIGHTS_NATIVE, nullptr), SN_OK);
+  EXPECT_TRUE(same_block(other.get(), back.get()));
+}
+
+TEST(WeightsNative, ErrorsNameDatasetLayerAndShapes) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/w.h5";
+  NetPtr src = make_net("resnet18", 1);
+  ASSERT_EQ(sn_weights_save(src.get(), path.c_str()), SN_OK);
+  NetPtr dst = make_net("resnet18", 2);
+  const std::vector<float> before = block_of(dst.get());
+
+  // Another architecture.
+  NetPtr r34 = make_net("resnet34", 2);
+  EXPECT_EQ(sn_weights_load(r34.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG(path.c_str(), "arch resnet18", "resnet34");
+
+  // Another width: shapes differ.
+  NetPtr wide = make_net("resnet18", 2, 1, 8);
+  EXPECT_EQ(sn_weights_load(wide.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_SHAPE);
+  EXPECT_MSG("params/conv1/kernel", "shape (7,7,3,4)", "layer conv1 kernel (7,7,3,8)");
+
+  // A missing and an extra dataset.
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  ASSERT_GE(H5Ldelete(f, "params/layer3.1.bn2/moving_mean", H5P_DEFAULT), 0);
+  H5Fclose(f);
+  EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_NOTFOUND);
+  EXPECT_MSG("params/layer3.1.bn2/moving_mean", "layer layer3.1.bn2 moving_mean");
+
+  ASSERT_EQ(sn_weights_save(src.get(), path.c_str()), SN_OK);
+  f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  put(f, "params/layer3.1.bn2/extra", {2}, {1, 2});
+  H5Fclose(f);
+  EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG("params/layer3.1.bn2/extra", "unexpected");
+
+  EXPECT_EQ(block_of(dst.get()), before);
+}
+
+TEST(WeightsNative, FileErrors) {
+  const std::string dir = sntest::temp_dir();
+  NetPtr net = make_net("resnet18", 1);
+  const std::vector<float> before = block_of(net.get());
+
+  const std::string missing = dir + "/missing.h5";
+  EXPECT_EQ(sn_weights_load(net.get(), missing.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_IO);
+  EXPECT_MSG("file " + missing);
+
+  const std::string text = dir + "/text.h5";
+  FILE *t = std::fopen(text.c_str(), "wb");
+  std::fputs("not HDF5\n", t);
+  std::fclose(t);
+  EXPECT_EQ(sn_weights_load(net.get(), text.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG("file " + text + ": not an HDF5 file");
+
+  // A saved file cut short.
+  const std::string good = dir + "/good.h5", cut = dir + "/cut.h5";
+  ASSERT_EQ(sn_weights_save(net.get(), good.c_str()), SN_OK);
+  FILE *in = std::fopen(good.c_str(), "rb");
+  std::vector<char> bytes(1 << 22);
+  size_t n = std::fread(bytes.data(), 1, bytes.size(), in);
+  std::fclose(in);
+  FILE *out = std::fopen(cut.c_str(), "wb");
+  std::fwrite(bytes.data(), 1, n * 2 / 3, out);
+  std::fclose(out);
+  NetPtr other = make_net("resnet18", 2);
+  const std::vector<float> other_before = block_of(other.get());
+  EXPECT_EQ(sn_weights_load(other.get(), cut.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG(cut.c_str());
+  EXPECT_EQ(block_of(other.get()), other_before);
+
+  // An HDF5 file with nothing recognisable.
+  const std::string empty = dir + "/empty.h5";
+  H5Fclose(create(empty));
+  EXPECT_EQ(sn_weights_load(net.get(), empty.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG("unrecognised");
+
+  EXPECT_EQ(sn_weights_load(net.get(), missing.c_str(), (sn_weights_format)9, nullptr),
+            SN_ERR_INVALID);
+  // The broadcasting loader reports the same errors (serial communicator).
+  EXPECT_EQ(sn_weights_load_bcast(net.get(), text.c_str(), sn_comm_serial(), nullptr),
+            SN_ERR_FORMAT);
+  EXPECT_MSG("not an HDF5 file");
+  EXPECT_EQ(block_of(net.get()), before);
+}
