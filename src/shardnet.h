@@ -250,6 +250,9 @@ void sn_preprocess_f32(float *x, size_t n, int h, int w, int c, sn_preprocess mo
 const char *sn_preprocess_name(sn_preprocess p);
 sn_status sn_preprocess_parse(const char *name, sn_preprocess *out);
 
+/* 1 if all n values are finite. */
+int sn_values_finite(const float *x, size_t n);
+
 /* Softmax over rows (in place allowed) and top-k per row (indices and values, descending,
  * ties broken by lower index). */
 void sn_softmax(const float *logits, int n, int k, float *probs);
@@ -310,6 +313,20 @@ sn_status sn_weights_save(const sn_net *net, const char *path);
  * file name, e.g. "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", or NULL if unknown.
  * The string is static. */
 const char *sn_weights_known_file(const char *md5_hex);
+
+/* Training checkpoints: parameters (with moving statistics), momentum buffers and loop state in
+ * one HDF5 file, written atomically (a kill never leaves a broken file under the real name).
+ * Save on one rank; load on every rank (or load on rank 0 and broadcast the blocks). */
+typedef struct sn_checkpoint_meta {
+  int64_t epoch;        /* epochs completed */
+  int64_t step;         /* global steps completed */
+  uint64_t seed;
+  int ranks;            /* rank count that wrote it */
+  int64_t global_batch;
+} sn_checkpoint_meta;
+sn_status sn_checkpoint_save(sn_net *net, const char *path, const sn_checkpoint_meta *meta);
+/* Checks the architecture and sizes; nothing is half-loaded. Calls sn_net_refresh. */
+sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_checkpoint_meta *meta);
 
 /* Datasets (/images (N,H,W,C) uint8 or float32, or the encoded form; optional /labels (N)). */
 typedef struct sn_dataset sn_dataset;

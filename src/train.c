@@ -142,3 +142,5 @@ sn_status sn_net_sgd_update(sn_net *net, const sn_train_config *cfg, float lr) {
                         net->arch, (long long)net->sgd_steps);
   return SN_OK;
 }
+
+int sn_values_finite(const float *x, size_t n) { return sn_all_finite(x, n); }
