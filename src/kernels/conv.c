@@ -81,20 +81,21 @@ static void im2col(const sn_conv_geom *g, const float *x, int nimg, float *col) 
     const int oy = rem / ow, ox = rem % ow;
     const float *xi = x + (size_t)img * g->h * g->w * cin;
     float *dst = col + (size_t)r * k;
-    for (int ky = 0; ky < g->kh; ++ky) {
+    /* The taps kx = 0..KW-1 of one kernel row are adjacent pixels of one input row, i.e. one
+     * contiguous run of KW*Cin floats: copy its in-image part at once, zero the rest. */
+    const int ix0 = ox * g->sw - g->pl;
+    const int a = ix0 < 0 ? -ix0 : 0;                              /* first tap inside */
+    const int b = ix0 + g->kw > g->w ? g->w - ix0 : g->kw;          /* one past the last */
+    for (int ky = 0; ky < g->kh; ++ky, dst += (size_t)g->kw * cin) {
       const int iy = oy * g->sh - g->pt + ky;
-      if (iy < 0 || iy >= g->h) {
+      if (iy < 0 || iy >= g->h || b <= a) {
         memset(dst, 0, (size_t)g->kw * cbytes);
-        dst += (size_t)g->kw * cin;
         continue;
       }
-      for (int kx = 0; kx < g->kw; ++kx, dst += cin) {
-        const int ix = ox * g->sw - g->pl + kx;
-        if (ix < 0 || ix >= g->w)
-          memset(dst, 0, cbytes);
-        else
-          memcpy(dst, xi + ((size_t)iy * g->w + ix) * cin, cbytes);
-      }
+      if (a > 0) memset(dst, 0, (size_t)a * cbytes);
+      memcpy(dst + (size_t)a * cin, xi + ((size_t)iy * g->w + ix0 + a) * cin,
+             (size_t)(b - a) * cbytes);
+      if (b < g->kw) memset(dst + (size_t)b * cin, 0, (size_t)(g->kw - b) * cbytes);
     }
   }
 }
