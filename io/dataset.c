@@ -1,0 +1,828 @@
+/* dataset.c - reading image datasets (docs/hdf5-schema.md): validation at open, row reads as
+ * coalesced hyperslabs, decoding of the encoded form; plus the io lock and small HDF5 helpers
+ * shared by io/ (io_impl.h). */
+#define _POSIX_C_SOURCE 200809L /* strdup, pthread_mutexattr_settype */
+#define _DEFAULT_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io_impl.h"
+
+/* ---------------------------------------------------------------- io lock, HDF5 setup */
+
+static pthread_mutex_t io_mutex;
+static pthread_once_t io_once = PTHREAD_ONCE_INIT;
+
+static void io_init_once(void) {
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init(&io_mutex, &a);
+  pthread_mutexattr_destroy(&a);
+  H5open();
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void sn_io_h5_init(void) { pthread_once(&io_once, io_init_once); }
+
+void sn_io_lock(void) {
+  sn_io_h5_init();
+  pthread_mutex_lock(&io_mutex);
+}
+void sn_io_unlock(void) { pthread_mutex_unlock(&io_mutex); }
+
+typedef struct h5_detail {
+  char *buf;
+  size_t n;
+} h5_detail;
+
+static herr_t detail_cb(unsigned i, const H5E_error2_t *e, void *data) {
+  h5_detail *d = data;
+  if (i == 0 && e->desc) snprintf(d->buf, d->n, "%s", e->desc);
+  return 0;
+}
+
+const char *sn_io_h5_detail(char *buf, size_t n) {
+  if (n == 0) return buf;
+  buf[0] = '\0';
+  h5_detail d = {buf, n};
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, detail_cb, &d);
+  return buf;
+}
+
+int sn_io_is_mpi(const sn_comm *comm) { return comm && sn_comm_fortran_handle(comm) >= 0; }
+
+hid_t sn_io_fapl(sn_comm *comm) {
+  sn_io_h5_init();
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0) return fapl;
+  if (sn_io_is_mpi(comm)) {
+    MPI_Comm c = MPI_Comm_f2c((MPI_Fint)sn_comm_fortran_handle(comm));
+    if (H5Pset_fapl_mpio(fapl, c, MPI_INFO_NULL) < 0 || H5Pset_coll_metadata_write(fapl, 1) < 0) {
+      H5Pclose(fapl);
+      return -1;
+    }
+  }
+  /* Large objects (chunks of images or features) start on 1 MiB boundaries (Lustre stripes). */
+  H5Pset_alignment(fapl, (hsize_t)1 << 20, (hsize_t)1 << 20);
+  return fapl;
+}
+
+hid_t sn_io_dxpl(sn_comm *comm) {
+  hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+  if (dxpl >= 0 && sn_io_is_mpi(comm)) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+  return dxpl;
+}
+
+int sn_io_mul(size_t a, size_t b, size_t *out) {
+  if (a != 0 && b > SIZE_MAX / a) return 0;
+  *out = a * b;
+  return 1;
+}
+
+sn_status sn_io_write_strings(hid_t file, const char *name, const char *const *s, int64_t n,
+                              sn_comm *comm, const char *path) {
+  size_t width = 1;
+  for (int64_t i = 0; i < n; ++i) {
+    size_t l = strlen(s[i]);
+    if (l + 1 > width) width = l + 1;
+  }
+  size_t bytes;
+  if (n <= 0 || !sn_io_mul((size_t)n, width, &bytes))
+    return sn_error_set(SN_ERR_INVALID, "file %s: dataset /%s: %lld strings", path, name,
+                        (long long)n);
+  char *buf = calloc(bytes, 1);
+  if (!buf)
+    return sn_error_set(SN_ERR_NOMEM, "file %s: dataset /%s: %zu bytes of strings", path, name,
+                        bytes);
+  for (int64_t i = 0; i < n; ++i) memcpy(buf + (size_t)i * width, s[i], strlen(s[i]));
+  sn_status st = SN_OK;
+  hsize_t dims[1] = {(hsize_t)n};
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, width);
+  H5Tset_strpad(t, H5T_STR_NULLPAD);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  hid_t space = H5Screate_simple(1, dims, NULL);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+  hid_t d = H5Dcreate2(file, name, t, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  hid_t dxpl = sn_io_dxpl(comm);
+  if (d < 0) {
+    st = SN_ERR_IO;
+  } else {
+    if (sn_comm_rank(comm) != 0) H5Sselect_none(space);
+    if (H5Dwrite(d, t, space, space, dxpl, buf) < 0) st = SN_ERR_IO;
+    H5Dclose(d);
+  }
+  H5Pclose(dxpl);
+  H5Pclose(dcpl);
+  H5Sclose(space);
+  H5Tclose(t);
+  free(buf);
+  if (st != SN_OK) {
+    char det[256];
+    return sn_error_set(st, "file %s: dataset /%s: cannot write: %s", path, name,
+                        sn_io_h5_detail(det, sizeof det));
+  }
+  return SN_OK;
+}
+
+void sn_io_free_strings(char **s, int64_t n) {
+  if (!s) return;
+  for (int64_t i = 0; i < n; ++i) free(s[i]);
+  free(s);
+}
+
+sn_status sn_io_read_strings(hid_t file, const char *name, const char *path, char ***out,
+                             int64_t *n_out) {
+  *out = NULL;
+  *n_out = 0;
+  sn_status st = SN_OK;
+  hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+  if (d < 0) return sn_error_set(SN_ERR_FORMAT, "file %s: /%s is not a dataset", path, name);
+  hid_t ft = H5Dget_type(d), space = H5Dget_space(d), mt = -1;
+  hsize_t dims[1] = {0};
+  char **res = NULL;
+  int64_t n = 0;
+  if (H5Tget_class(ft) != H5T_STRING) {
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s does not hold strings", path, name);
+    goto done;
+  }
+  if (H5Sget_simple_extent_ndims(space) != 1) {
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s has rank %d, expected 1", path, name,
+                      H5Sget_simple_extent_ndims(space));
+    goto done;
+  }
+  H5Sget_simple_extent_dims(space, dims, NULL);
+  if (dims[0] > SN_IO_MAX_CLASSES * (hsize_t)64) {
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s has %llu strings (too many)", path,
+                      name, (unsigned long long)dims[0]);
+    goto done;
+  }
+  n = (int64_t)dims[0];
+  res = calloc(n ? (size_t)n : 1, sizeof *res);
+  if (!res) {
+    st = sn_error_set(SN_ERR_NOMEM, "file %s: dataset /%s: %lld strings", path, name,
+                      (long long)n);
+    goto done;
+  }
+  if (n == 0) goto done;
+  if (H5Tis_variable_str(ft) > 0) {
+    mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, H5T_VARIABLE);
+    H5Tset_cset(mt, H5Tget_cset(ft));
+    char **v = calloc((size_t)n, sizeof *v);
+    if (!v || H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) {
+      free(v);
+      st = sn_error_set(v ? SN_ERR_FORMAT : SN_ERR_NOMEM, "file %s: dataset /%s: cannot read",
+                        path, name);
+      goto done;
+    }
+    for (int64_t i = 0; i < n && st == SN_OK; ++i)
+      if (!(res[i] = strdup(v[i] ? v[i] : "")))
+        st = sn_error_set(SN_ERR_NOMEM, "file %s: dataset /%s", path, name);
+    H5Dvlen_reclaim(mt, space, H5P_DEFAULT, v);
+    free(v);
+  } else {
+    size_t width = H5Tget_size(ft), bytes;
+    if (width == 0 || width > 1 << 20 || !sn_io_mul((size_t)n, width, &bytes)) {
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s: string width %zu", path, name,
+                        width);
+      goto done;
+    }
+    mt = H5Tcopy(ft);
+    char *buf = malloc(bytes);
+    if (!buf || H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+      free(buf);
+      st = sn_error_set(buf ? SN_ERR_FORMAT : SN_ERR_NOMEM, "file %s: dataset /%s: cannot read",
+                        path, name);
+      goto done;
+    }
+    const int spacepad = H5Tget_strpad(ft) == H5T_STR_SPACEPAD;
+    for (int64_t i = 0; i < n && st == SN_OK; ++i) {
+      const char *p = buf + (size_t)i * width;
+      size_t l = strnlen(p, width);
+      while (spacepad && l > 0 && p[l - 1] == ' ') --l;
+      if (!(res[i] = strndup(p, l)))
+        st = sn_error_set(SN_ERR_NOMEM, "file %s: dataset /%s", path, name);
+    }
+    free(buf);
+  }
+done:
+  if (mt >= 0) H5Tclose(mt);
+  H5Tclose(ft);
+  H5Sclose(space);
+  H5Dclose(d);
+  if (st != SN_OK) {
+    sn_io_free_strings(res, n);
+    return st;
+  }
+  *out = res;
+  *n_out = n;
+  return SN_OK;
+}
+
+sn_status sn_io_write_int_attr(hid_t obj, const char *name, int64_t v, const char *path) {
+  if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(space);
+  if (e < 0) return sn_error_set(SN_ERR_IO, "file %s: cannot write attribute %s", path, name);
+  return SN_OK;
+}
+
+sn_status sn_io_read_int_attr(hid_t obj, const char *name, int64_t *v) {
+  if (H5Aexists(obj, name) <= 0) return SN_ERR_NOTFOUND;
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0) return SN_ERR_FORMAT;
+  hid_t t = H5Aget_type(a), space = H5Aget_space(a);
+  sn_status st = SN_OK;
+  if (H5Tget_class(t) != H5T_INTEGER || H5Sget_simple_extent_npoints(space) != 1 ||
+      H5Aread(a, H5T_NATIVE_INT64, v) < 0)
+    st = SN_ERR_FORMAT;
+  H5Tclose(t);
+  H5Sclose(space);
+  H5Aclose(a);
+  return st;
+}
+
+/* ---------------------------------------------------------------- opening */
+
+/* 1-D or N-D shape of a dataset; returns rank or -1. */
+static int ds_shape(hid_t d, hsize_t *dims, int max) {
+  hid_t s = H5Dget_space(d);
+  if (s < 0) return -1;
+  int r = H5Sget_simple_extent_ndims(s);
+  if (r >= 0 && r <= max) H5Sget_simple_extent_dims(s, dims, NULL);
+  H5Sclose(s);
+  return r;
+}
+
+static const char *type_name(hid_t t, char *buf, size_t n) {
+  H5T_class_t cl = H5Tget_class(t);
+  size_t sz = H5Tget_size(t);
+  if (cl == H5T_INTEGER)
+    snprintf(buf, n, "%sint%zu", H5Tget_sign(t) == H5T_SGN_NONE ? "u" : "", sz * 8);
+  else if (cl == H5T_FLOAT)
+    snprintf(buf, n, "float%zu", sz * 8);
+  else if (cl == H5T_STRING)
+    snprintf(buf, n, "string");
+  else
+    snprintf(buf, n, "class %d size %zu", (int)cl, sz);
+  return buf;
+}
+
+static int link_exists(hid_t file, const char *name) { return H5Lexists(file, name, H5P_DEFAULT) > 0; }
+
+static hid_t open_dataset(sn_dataset *ds, const char *name, sn_status *st) {
+  hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+  hid_t d = H5Dopen2(ds->file, name, dapl);
+  H5Pclose(dapl);
+  if (d < 0)
+    *st = sn_error_set(SN_ERR_FORMAT, "file %s: /%s is not a dataset", ds->path, name);
+  return d;
+}
+
+/* Sizes the chunk cache of an open dataset to a few of its chunks (reopens it). */
+static hid_t with_chunk_cache(sn_dataset *ds, hid_t d, const char *name) {
+  hid_t dcpl = H5Dget_create_plist(d);
+  hsize_t chunk[4] = {0, 0, 0, 0};
+  int r = H5Pget_layout(dcpl) == H5D_CHUNKED ? H5Pget_chunk(dcpl, 4, chunk) : -1;
+  H5Pclose(dcpl);
+  if (r <= 0) return d;
+  hid_t t = H5Dget_type(d);
+  double bytes = (double)H5Tget_size(t);
+  H5Tclose(t);
+  for (int i = 0; i < r; ++i) bytes *= (double)chunk[i];
+  double cache = 4 * bytes;
+  if (cache < (1 << 20)) cache = 1 << 20;
+  if (cache > (double)(256 << 20)) cache = (double)(256 << 20);
+  hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+  H5Pset_chunk_cache(dapl, 521, (size_t)cache, 0.75);
+  hid_t d2 = H5Dopen2(ds->file, name, dapl);
+  H5Pclose(dapl);
+  if (d2 < 0) return d;
+  H5Dclose(d);
+  return d2;
+}
+
+static sn_status open_images(sn_dataset *ds) {
+  sn_status st = SN_OK;
+  hid_t d = open_dataset(ds, "images", &st);
+  if (d < 0) return st;
+  ds->images = d;
+  hsize_t dims[4];
+  int r = ds_shape(d, dims, 4);
+  if (r != 4)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: dataset /images has rank %d, expected 4 (N,H,W,C)",
+                        ds->path, r);
+  hid_t t = H5Dget_type(d);
+  char tn[64];
+  type_name(t, tn, sizeof tn);
+  const H5T_class_t cl = H5Tget_class(t);
+  const size_t sz = H5Tget_size(t);
+  const int sign = cl == H5T_INTEGER ? (int)H5Tget_sign(t) : -1;
+  H5Tclose(t);
+  if (cl == H5T_INTEGER && sz == 1 && sign == H5T_SGN_NONE) {
+    ds->info.dtype = SN_U8;
+    ds->elem = 1;
+  } else if (cl == H5T_FLOAT && sz == 4) {
+    ds->info.dtype = SN_F32;
+    ds->elem = 4;
+  } else {
+    return sn_error_set(SN_ERR_FORMAT,
+                        "file %s: dataset /images has type %s, expected uint8 or float32",
+                        ds->path, tn);
+  }
+  if (dims[0] > (hsize_t)SN_IO_MAX_ROWS || dims[1] < 1 || dims[2] < 1 ||
+      dims[1] > SN_IO_MAX_SIDE || dims[2] > SN_IO_MAX_SIDE || dims[3] < 1 || dims[3] > 4 ||
+      (double)dims[1] * dims[2] * dims[3] * ds->elem > (double)SN_IO_MAX_ROW_BYTES)
+    return sn_error_set(SN_ERR_FORMAT,
+                        "file %s: dataset /images has shape (%llu,%llu,%llu,%llu) outside the "
+                        "accepted range (H, W <= %d, C in 1..4)",
+                        ds->path, (unsigned long long)dims[0], (unsigned long long)dims[1],
+                        (unsigned long long)dims[2], (unsigned long long)dims[3], SN_IO_MAX_SIDE);
+  ds->info.n = (int64_t)dims[0];
+  ds->info.h = ds->stored_h = (int)dims[1];
+  ds->info.w = ds->stored_w = (int)dims[2];
+  ds->info.c = (int)dims[3];
+  ds->stored_row_bytes = (size_t)dims[1] * dims[2] * dims[3] * ds->elem;
+  ds->images = with_chunk_cache(ds, d, "images");
+  return SN_OK;
+}
+
+/* Reads a 1-D integer dataset of `n` entries as int64 into a new buffer. */
+static sn_status read_int_1d(sn_dataset *ds, const char *name, int64_t want_n, const char *what,
+                             int64_t **out) {
+  *out = NULL;
+  sn_status st = SN_OK;
+  hid_t d = open_dataset(ds, name, &st);
+  if (d < 0) return st;
+  hsize_t dims[1];
+  int r = ds_shape(d, dims, 1);
+  hid_t t = H5Dget_type(d);
+  char tn[64];
+  type_name(t, tn, sizeof tn);
+  const int is_int = H5Tget_class(t) == H5T_INTEGER;
+  H5Tclose(t);
+  if (r != 1) {
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s has rank %d, expected 1", ds->path,
+                      name, r);
+  } else if (!is_int) {
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s has type %s, expected an integer type",
+                      ds->path, name, tn);
+  } else if ((int64_t)dims[0] != want_n) {
+    st = sn_error_set(SN_ERR_SHAPE, "file %s: %s but /%s has %llu entries", ds->path, what, name,
+                      (unsigned long long)dims[0]);
+  } else {
+    int64_t *buf = malloc((want_n ? (size_t)want_n : 1) * sizeof *buf);
+    if (!buf) {
+      st = sn_error_set(SN_ERR_NOMEM, "file %s: dataset /%s: %lld entries", ds->path, name,
+                        (long long)want_n);
+    } else if (want_n > 0 && H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+      char det[256];
+      free(buf);
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s: cannot read: %s", ds->path, name,
+                        sn_io_h5_detail(det, sizeof det));
+    } else {
+      *out = buf;
+    }
+  }
+  H5Dclose(d);
+  return st;
+}
+
+static sn_status open_encoded(sn_dataset *ds) {
+  sn_status st = SN_OK;
+  hid_t d = open_dataset(ds, "encoded", &st);
+  if (d < 0) return st;
+  ds->encoded = d;
+  hsize_t dims[1];
+  int r = ds_shape(d, dims, 1);
+  hid_t t = H5Dget_type(d);
+  char tn[64];
+  type_name(t, tn, sizeof tn);
+  const int ok_type = H5Tget_class(t) == H5T_INTEGER && H5Tget_size(t) == 1;
+  H5Tclose(t);
+  if (r != 1)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: dataset /encoded has rank %d, expected 1",
+                        ds->path, r);
+  if (!ok_type)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: dataset /encoded has type %s, expected uint8",
+                        ds->path, tn);
+  ds->encoded_bytes = (int64_t)dims[0];
+  if (!link_exists(ds->file, "offsets"))
+    return sn_error_set(SN_ERR_NOTFOUND, "file %s: dataset /offsets not found (needed by /encoded)",
+                        ds->path);
+  hid_t od = open_dataset(ds, "offsets", &st);
+  if (od < 0) return st;
+  hsize_t odims[1] = {0};
+  r = ds_shape(od, odims, 1);
+  H5Dclose(od);
+  if (r != 1 || odims[0] < 1 || odims[0] - 1 > (hsize_t)SN_IO_MAX_ROWS)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: dataset /offsets must be 1-D (N+1,) with N >= 0",
+                        ds->path);
+  const int64_t n = (int64_t)odims[0] - 1;
+  char what[96];
+  snprintf(what, sizeof what, "/offsets has %lld entries", (long long)n + 1);
+  st = read_int_1d(ds, "offsets", n + 1, what, &ds->offsets);
+  if (st != SN_OK) return st;
+  if (ds->offsets[0] < 0)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: dataset /offsets: offset[0] = %lld is negative",
+                        ds->path, (long long)ds->offsets[0]);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t len = ds->offsets[i + 1] - ds->offsets[i];
+    if (len < 0)
+      return sn_error_set(SN_ERR_FORMAT,
+                          "file %s: dataset /offsets not monotone at row %lld (%lld then %lld)",
+                          ds->path, (long long)i, (long long)ds->offsets[i],
+                          (long long)ds->offsets[i + 1]);
+    if (len > SN_IO_MAX_ROW_BYTES)
+      return sn_error_set(SN_ERR_FORMAT, "file %s: dataset /offsets: row %lld has %lld bytes",
+                          ds->path, (long long)i, (long long)len);
+  }
+  if (ds->offsets[n] > ds->encoded_bytes)
+    return sn_error_set(SN_ERR_FORMAT,
+                        "file %s: dataset /offsets ends at %lld, beyond /encoded (%lld bytes)",
+                        ds->path, (long long)ds->offsets[n], (long long)ds->encoded_bytes);
+  int64_t v[3] = {0, 0, 3};
+  const char *names[3] = {"height", "width", "channels"};
+  for (int i = 0; i < 3; ++i) {
+    sn_status a = sn_io_read_int_attr(d, names[i], &v[i]);
+    if (a == SN_ERR_NOTFOUND && i == 2) continue;
+    if (a == SN_ERR_NOTFOUND)
+      return sn_error_set(SN_ERR_FORMAT, "file %s: dataset /encoded: attribute %s missing",
+                          ds->path, names[i]);
+    if (a != SN_OK)
+      return sn_error_set(SN_ERR_FORMAT,
+                          "file %s: dataset /encoded: attribute %s is not an integer scalar",
+                          ds->path, names[i]);
+  }
+  if (v[0] < 1 || v[0] > SN_IO_MAX_SIDE || v[1] < 1 || v[1] > SN_IO_MAX_SIDE ||
+      (v[2] != 1 && v[2] != 3))
+    return sn_error_set(SN_ERR_FORMAT,
+                        "file %s: dataset /encoded: decode target %lldx%lldx%lld outside the "
+                        "accepted range (sides 1..%d, channels 1 or 3)",
+                        ds->path, (long long)v[0], (long long)v[1], (long long)v[2],
+                        SN_IO_MAX_SIDE);
+  ds->info.n = n;
+  ds->info.h = (int)v[0];
+  ds->info.w = (int)v[1];
+  ds->info.c = (int)v[2];
+  ds->info.dtype = SN_U8;
+  ds->info.encoded = 1;
+  ds->elem = 1;
+  ds->mode = SN_RESIZE_BILINEAR;
+  ds->shorter = 0;
+  ds->encoded = with_chunk_cache(ds, d, "encoded");
+  return SN_OK;
+}
+
+static sn_status open_labels(sn_dataset *ds) {
+  const int64_t n = ds->info.n;
+  if (link_exists(ds->file, "classes")) {
+    sn_status st = sn_io_read_strings(ds->file, "classes", ds->path, &ds->classes, &ds->n_classes);
+    if (st != SN_OK) return st;
+    if (ds->n_classes < 1 || ds->n_classes > SN_IO_MAX_CLASSES)
+      return sn_error_set(SN_ERR_FORMAT, "file %s: dataset /classes has %lld names", ds->path,
+                          (long long)ds->n_classes);
+    ds->info.num_classes = (int)ds->n_classes;
+  }
+  if (!link_exists(ds->file, "labels")) return SN_OK;
+  char what[96];
+  snprintf(what, sizeof what, "%s has %lld rows", ds->info.encoded ? "/offsets" : "/images",
+           (long long)n);
+  int64_t *l64 = NULL;
+  sn_status st = read_int_1d(ds, "labels", n, what, &l64);
+  if (st != SN_OK) return st;
+  ds->labels = malloc((n ? (size_t)n : 1) * sizeof *ds->labels);
+  if (!ds->labels) {
+    free(l64);
+    return sn_error_set(SN_ERR_NOMEM, "file %s: /labels: %lld rows", ds->path, (long long)n);
+  }
+  const int64_t hi = ds->info.num_classes > 0 ? ds->info.num_classes : SN_IO_MAX_CLASSES;
+  int64_t maxl = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (l64[i] < 0 || l64[i] >= hi) {
+      const int64_t bad = l64[i];
+      free(l64);
+      if (ds->info.num_classes > 0)
+        return sn_error_set(SN_ERR_FORMAT,
+                            "file %s: dataset /labels: row %lld has label %lld, outside [0, %lld) "
+                            "(%lld names in /classes)",
+                            ds->path, (long long)i, (long long)bad, (long long)hi, (long long)hi);
+      return sn_error_set(SN_ERR_FORMAT,
+                          "file %s: dataset /labels: row %lld has label %lld, outside [0, %lld)",
+                          ds->path, (long long)i, (long long)bad, (long long)hi);
+    }
+    ds->labels[i] = (int32_t)l64[i];
+    if (l64[i] > maxl) maxl = l64[i];
+  }
+  free(l64);
+  ds->info.has_labels = 1;
+  if (ds->info.num_classes == 0) ds->info.num_classes = (int)(maxl + 1);
+  return SN_OK;
+}
+
+static sn_status open_file(sn_dataset *ds) {
+  struct stat sb;
+  if (stat(ds->path, &sb) != 0)
+    return sn_error_set(SN_ERR_IO, "file %s: cannot open: %s", ds->path, strerror(errno));
+  if (S_ISDIR(sb.st_mode))
+    return sn_error_set(SN_ERR_IO, "file %s: cannot open: is a directory", ds->path);
+  FILE *f = fopen(ds->path, "rb");
+  if (!f) return sn_error_set(SN_ERR_IO, "file %s: cannot open: %s", ds->path, strerror(errno));
+  fclose(f);
+  if (H5Fis_hdf5(ds->path) <= 0)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: not an HDF5 file", ds->path);
+  ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (ds->file < 0) {
+    char det[256];
+    return sn_error_set(SN_ERR_FORMAT, "file %s: cannot open as HDF5 (truncated or corrupt): %s",
+                        ds->path, sn_io_h5_detail(det, sizeof det));
+  }
+  return SN_OK;
+}
+
+sn_status sn_dataset_open(const char *path, sn_comm *comm, sn_dataset **out) {
+  (void)comm; /* messages get the rank prefix from sn_error_set */
+  if (!out) return sn_error_set(SN_ERR_INVALID, "sn_dataset_open: out is NULL");
+  *out = NULL;
+  if (!path || !*path) return sn_error_set(SN_ERR_INVALID, "sn_dataset_open: empty path");
+  sn_dataset *ds = calloc(1, sizeof *ds);
+  if (!ds || !(ds->path = strdup(path))) {
+    free(ds);
+    return sn_error_set(SN_ERR_NOMEM, "file %s: cannot allocate the dataset", path);
+  }
+  ds->file = ds->images = ds->encoded = -1;
+  sn_io_lock();
+  sn_status st = open_file(ds);
+  if (st == SN_OK) {
+    if (link_exists(ds->file, "images"))
+      st = open_images(ds);
+    else if (link_exists(ds->file, "encoded"))
+      st = open_encoded(ds);
+    else
+      st = sn_error_set(SN_ERR_NOTFOUND, "file %s: dataset /images not found", path);
+  }
+  if (st == SN_OK) st = open_labels(ds);
+  sn_io_unlock();
+  if (st == SN_OK) {
+    ds->row_bytes = (size_t)ds->info.h * ds->info.w * ds->info.c * ds->elem;
+  } else {
+    sn_dataset_close(ds);
+    return st;
+  }
+  *out = ds;
+  return SN_OK;
+}
+
+void sn_dataset_close(sn_dataset *ds) {
+  if (!ds) return;
+  sn_io_lock();
+  if (ds->images >= 0) H5Dclose(ds->images);
+  if (ds->encoded >= 0) H5Dclose(ds->encoded);
+  if (ds->file >= 0) H5Fclose(ds->file);
+  sn_io_unlock();
+  free(ds->path);
+  free(ds->labels);
+  free(ds->offsets);
+  sn_io_free_strings(ds->classes, ds->n_classes);
+  free(ds->refs);
+  free(ds->uniq);
+  free(ds->upos);
+  free(ds->raw);
+  sn_image_scratch_free(&ds->img);
+  free(ds);
+}
+
+const sn_dataset_info *sn_dataset_get_info(const sn_dataset *ds) { return ds ? &ds->info : NULL; }
+
+const char *sn_dataset_class_name(const sn_dataset *ds, int i) {
+  if (!ds || !ds->classes || i < 0 || i >= ds->n_classes) return NULL;
+  return ds->classes[i];
+}
+
+const int32_t *sn_dataset_labels(const sn_dataset *ds) { return ds ? ds->labels : NULL; }
+
+sn_status sn_dataset_set_decode(sn_dataset *ds, int out_h, int out_w, sn_resize_mode mode,
+                                int resize_shorter) {
+  if (!ds) return sn_error_set(SN_ERR_INVALID, "sn_dataset_set_decode: NULL dataset");
+  if (out_h < 1 || out_w < 1 || out_h > SN_IO_MAX_SIDE || out_w > SN_IO_MAX_SIDE ||
+      resize_shorter < 0 || resize_shorter > SN_IO_MAX_SIDE ||
+      (mode != SN_RESIZE_NEAREST && mode != SN_RESIZE_BILINEAR))
+    return sn_error_set(SN_ERR_INVALID,
+                        "file %s: decode target %dx%d (resize shorter %d, mode %d) is invalid",
+                        ds->path, out_h, out_w, resize_shorter, (int)mode);
+  if (resize_shorter > 0 && (out_h > resize_shorter || out_w > resize_shorter))
+    return sn_error_set(SN_ERR_INVALID,
+                        "file %s: centre crop %dx%d is larger than the resized shorter side %d",
+                        ds->path, out_h, out_w, resize_shorter);
+  if (!ds->info.encoded) {
+    if (out_h != ds->stored_h || out_w != ds->stored_w || resize_shorter != 0)
+      return sn_error_set(SN_ERR_INVALID,
+                          "file %s: /images is stored at %dx%d; raw datasets are not resized "
+                          "(asked for %dx%d)",
+                          ds->path, ds->stored_h, ds->stored_w, out_h, out_w);
+    return SN_OK;
+  }
+  ds->info.h = out_h;
+  ds->info.w = out_w;
+  ds->mode = mode;
+  ds->shorter = resize_shorter;
+  ds->row_bytes = (size_t)out_h * out_w * ds->info.c;
+  return SN_OK;
+}
+
+/* ---------------------------------------------------------------- reading rows */
+
+static int cmp_ref(const void *a, const void *b) {
+  const struct sn_row_ref *x = a, *y = b;
+  if (x->row != y->row) return x->row < y->row ? -1 : 1;
+  return x->dest < y->dest ? -1 : x->dest > y->dest;
+}
+
+static sn_status ensure_rows(sn_dataset *ds, int count) {
+  if (count <= ds->cap_rows) return SN_OK;
+  struct sn_row_ref *r = realloc(ds->refs, (size_t)count * sizeof *r);
+  if (r) ds->refs = r;
+  int64_t *u = realloc(ds->uniq, (size_t)count * sizeof *u);
+  if (u) ds->uniq = u;
+  int64_t *p = realloc(ds->upos, (size_t)count * sizeof *p);
+  if (p) ds->upos = p;
+  if (!r || !u || !p)
+    return sn_error_set(SN_ERR_NOMEM, "file %s: read of %d rows", ds->path, count);
+  ds->cap_rows = count;
+  return SN_OK;
+}
+
+static sn_status ensure_raw(sn_dataset *ds, size_t bytes) {
+  if (bytes <= ds->raw_cap) return SN_OK;
+  uint8_t *p = realloc(ds->raw, bytes);
+  if (!p) return sn_error_set(SN_ERR_NOMEM, "file %s: %zu bytes for a read", ds->path, bytes);
+  ds->raw = p;
+  ds->raw_cap = bytes;
+  return SN_OK;
+}
+
+/* Selects the union of [start_i, start_i + len_i) x (rest of the dims) in a file space. */
+static herr_t select_runs(hid_t fs, int rank, const hsize_t *dims, const int64_t *starts,
+                          const int64_t *lens, int nruns) {
+  hsize_t start[4] = {0, 0, 0, 0}, block[4], one[4] = {1, 1, 1, 1};
+  for (int i = 0; i < rank; ++i) block[i] = dims[i];
+  for (int i = 0; i < nruns; ++i) {
+    start[0] = (hsize_t)starts[i];
+    block[0] = (hsize_t)lens[i];
+    if (H5Sselect_hyperslab(fs, i == 0 ? H5S_SELECT_SET : H5S_SELECT_OR, start, NULL, one,
+                            block) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+sn_status sn_dataset_fetch(sn_dataset *ds, const int64_t *rows, int count, void *images,
+                           int *direct) {
+  *direct = 0;
+  if (!ds || count < 0 || (count > 0 && (!rows || !images)))
+    return sn_error_set(SN_ERR_INVALID, "sn_dataset_read_rows: invalid arguments (count %d)",
+                        count);
+  if (count == 0) return SN_OK;
+  sn_status st = ensure_rows(ds, count);
+  if (st != SN_OK) return st;
+  int sorted = 1;
+  for (int i = 0; i < count; ++i) {
+    if (rows[i] < 0 || rows[i] >= ds->info.n)
+      return sn_error_set(SN_ERR_INVALID, "file %s: row %lld out of range [0, %lld)", ds->path,
+                          (long long)rows[i], (long long)ds->info.n);
+    ds->refs[i].row = rows[i];
+    ds->refs[i].dest = i;
+    if (i > 0 && rows[i] <= rows[i - 1]) sorted = 0;
+  }
+  if (!sorted) qsort(ds->refs, (size_t)count, sizeof *ds->refs, cmp_ref);
+  /* Unique rows, then runs of consecutive rows (stored in refs' scratch: reuse upos for lens). */
+  int nu = 0;
+  for (int i = 0; i < count; ++i) {
+    if (nu == 0 || ds->uniq[nu - 1] != ds->refs[i].row) ds->uniq[nu++] = ds->refs[i].row;
+    ds->refs[i].u = nu - 1;
+  }
+  /* Byte sizes and positions of the unique rows in the fetch buffer. */
+  size_t total = 0;
+  for (int u = 0; u < nu; ++u) {
+    ds->upos[u] = (int64_t)total;
+    size_t len = ds->info.encoded
+                     ? (size_t)(ds->offsets[ds->uniq[u] + 1] - ds->offsets[ds->uniq[u]])
+                     : ds->stored_row_bytes;
+    if (total > SIZE_MAX - len)
+      return sn_error_set(SN_ERR_NOMEM, "file %s: read of %d rows overflows", ds->path, count);
+    total += len;
+  }
+  uint8_t *dst;
+  if (!ds->info.encoded && sorted) {
+    dst = images; /* ascending unique rows land in place */
+    *direct = 1;
+  } else {
+    st = ensure_raw(ds, total ? total : 1);
+    if (st != SN_OK) return st;
+    dst = ds->raw;
+  }
+  if (total == 0) return SN_OK;
+  /* Runs of consecutive unique rows (encoded: consecutive rows are adjacent byte ranges). */
+  int64_t *starts = malloc(2 * (size_t)nu * sizeof *starts);
+  if (!starts) return sn_error_set(SN_ERR_NOMEM, "file %s: read of %d rows", ds->path, count);
+  int64_t *lens = starts + nu;
+  int nr = 0;
+  for (int u = 0; u < nu; ++u) {
+    if (ds->info.encoded) {
+      const int64_t b = ds->offsets[ds->uniq[u]], e = ds->offsets[ds->uniq[u] + 1];
+      if (e == b) continue;
+      if (nr > 0 && starts[nr - 1] + lens[nr - 1] == b) {
+        lens[nr - 1] += e - b;
+      } else {
+        starts[nr] = b;
+        lens[nr++] = e - b;
+      }
+    } else if (nr > 0 && starts[nr - 1] + lens[nr - 1] == ds->uniq[u]) {
+      lens[nr - 1]++;
+    } else {
+      starts[nr] = ds->uniq[u];
+      lens[nr++] = 1;
+    }
+  }
+  hid_t d = ds->info.encoded ? ds->encoded : ds->images;
+  hsize_t fdims[4] = {ds->info.encoded ? (hsize_t)ds->encoded_bytes : (hsize_t)ds->info.n,
+                      (hsize_t)ds->stored_h, (hsize_t)ds->stored_w, (hsize_t)ds->info.c};
+  const int rank = ds->info.encoded ? 1 : 4;
+  hsize_t mdims[4] = {ds->info.encoded ? (hsize_t)total : (hsize_t)nu, fdims[1], fdims[2],
+                      fdims[3]};
+  hid_t mt = ds->info.encoded || ds->info.dtype == SN_U8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
+  sn_io_lock();
+  hid_t fs = H5Dget_space(d);
+  hid_t ms = H5Screate_simple(rank, mdims, NULL);
+  herr_t e = fs < 0 || ms < 0 ? -1 : select_runs(fs, rank, fdims, starts, lens, nr);
+  if (e >= 0) e = H5Dread(d, mt, ms, fs, H5P_DEFAULT, dst);
+  char det[256] = "";
+  if (e < 0) sn_io_h5_detail(det, sizeof det);
+  if (ms >= 0) H5Sclose(ms);
+  if (fs >= 0) H5Sclose(fs);
+  sn_io_unlock();
+  free(starts);
+  if (e < 0)
+    return sn_error_set(SN_ERR_IO, "file %s: dataset /%s: cannot read %d rows (first row %lld): %s",
+                        ds->path, ds->info.encoded ? "encoded" : "images", count,
+                        (long long)ds->uniq[0], det);
+  return SN_OK;
+}
+
+sn_status sn_dataset_place(sn_dataset *ds, int count, int direct, void *images,
+                           int32_t *labels) {
+  uint8_t *out = images;
+  if (ds->info.encoded) {
+    char err[512];
+    for (int i = 0; i < count; ++i) {
+      const struct sn_row_ref *r = &ds->refs[i];
+      const int64_t row = r->row;
+      const uint8_t *src = ds->raw + ds->upos[r->u];
+      const size_t len = (size_t)(ds->offsets[row + 1] - ds->offsets[row]);
+      int h = 0, w = 0;
+      sn_status st = sn_image_decode(src, len, ds->info.c, &ds->img, &h, &w, err, sizeof err);
+      if (st == SN_OK) {
+        st = sn_image_fit(ds->img.pix, h, w, ds->info.c, out + (size_t)r->dest * ds->row_bytes,
+                          ds->info.h, ds->info.w, ds->mode, ds->shorter, &ds->img);
+        if (st == SN_ERR_INVALID)
+          snprintf(err, sizeof err, "a %dx%d image cannot be cropped to %dx%d", w, h, ds->info.w,
+                   ds->info.h);
+        else if (st != SN_OK)
+          snprintf(err, sizeof err, "out of memory resizing a %dx%d image", w, h);
+      }
+      if (st != SN_OK)
+        return sn_error_set(st == SN_ERR_NOMEM ? SN_ERR_NOMEM : SN_ERR_FORMAT,
+                            "file %s: row %lld: %s", ds->path, (long long)row, err);
+    }
+  } else if (!direct) {
+    /* Raw rows fetched out of order: copy each from the sorted fetch buffer. */
+    for (int i = 0; i < count; ++i) {
+      const struct sn_row_ref *r = &ds->refs[i];
+      memcpy(out + (size_t)r->dest * ds->row_bytes, ds->raw + ds->upos[r->u], ds->row_bytes);
+    }
+  }
+  if (labels && count > 0) {
+    if (!ds->labels)
+      return sn_error_set(SN_ERR_INVALID, "file %s: the dataset has no /labels", ds->path);
+    for (int i = 0; i < count; ++i) labels[ds->refs[i].dest] = ds->labels[ds->refs[i].row];
+  }
+  return SN_OK;
+}
+
+sn_status sn_dataset_read_rows(sn_dataset *ds, const int64_t *rows, int count, void *images,
+                               int32_t *labels) {
+  int direct = 0;
+  sn_status st = sn_dataset_fetch(ds, rows, count, images, &direct);
+  if (st != SN_OK || count == 0) return st;
+  return sn_dataset_place(ds, count, direct, images, labels);
+}

@@ -1,0 +1,519 @@
+/* image.c - JPEG/PNG decoding (libjpeg-turbo, libpng; errors come back through setjmp, never
+ * exit), Pillow-exact bilinear and nearest resizing, and the torchvision/Keras fit pipeline. */
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h> /* needs stddef.h and stdio.h first */
+#include <jerror.h>
+#include <png.h>
+
+#include "io_impl.h"
+
+void sn_image_scratch_free(sn_image_scratch *s) {
+  if (!s) return;
+  free(s->pix);
+  free(s->tmp);
+  free(s->tmp2);
+  free(s->coef);
+  memset(s, 0, sizeof *s);
+}
+
+/* Grows *buf to at least n bytes. Returns 0 on allocation failure. */
+static int grow(uint8_t **buf, size_t *cap, size_t n) {
+  if (*cap >= n) return 1;
+  size_t want = n + n / 4;
+  uint8_t *p = realloc(*buf, want);
+  if (!p) return 0;
+  *buf = p;
+  *cap = want;
+  return 1;
+}
+
+/* Pillow's RGB -> "L": (R*19595 + G*38470 + B*7471 + 0x8000) >> 16. In place allowed. */
+static void rgb_to_grey(const uint8_t *rgb, size_t pixels, uint8_t *grey) {
+  for (size_t i = 0; i < pixels; ++i) {
+    const uint8_t *p = rgb + 3 * i;
+    grey[i] = (uint8_t)((p[0] * 19595u + p[1] * 38470u + p[2] * 7471u + 0x8000u) >> 16);
+  }
+}
+
+static int check_dims(long h, long w, int c, char *err, size_t errlen) {
+  if (h <= 0 || w <= 0 || h > SN_IO_MAX_SIDE || w > SN_IO_MAX_SIDE ||
+      (int64_t)h * w > SN_IO_MAX_PIXELS || (int64_t)h * w * c > SN_IO_MAX_ROW_BYTES) {
+    snprintf(err, errlen, "image size %ldx%ld outside the accepted range", w, h);
+    return 0;
+  }
+  return 1;
+}
+
+/* ---------------------------------------------------------------- JPEG */
+
+typedef struct jpeg_err {
+  struct jpeg_error_mgr pub;
+  jmp_buf jb;
+  char msg[JMSG_LENGTH_MAX];
+} jpeg_err;
+
+static void jpeg_on_error(j_common_ptr c) {
+  jpeg_err *e = (jpeg_err *)c->err;
+  (*c->err->format_message)(c, e->msg);
+  longjmp(e->jb, 1);
+}
+
+/* Warnings are ignored except a premature end of data: Pillow refuses truncated files. */
+static void jpeg_on_message(j_common_ptr c, int level) {
+  if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF) jpeg_on_error(c);
+  if (level < 0) c->err->num_warnings++;
+}
+
+static void jpeg_quiet(j_common_ptr c) { (void)c; }
+
+static sn_status decode_jpeg(const uint8_t *data, size_t n, int channels, sn_image_scratch *s,
+                             int *h, int *w, char *err, size_t errlen) {
+  struct jpeg_decompress_struct cinfo;
+  jpeg_err jerr;
+  memset(&cinfo, 0, sizeof cinfo);
+  cinfo.err = jpeg_std_error(&jerr.pub);
+  jerr.pub.error_exit = jpeg_on_error;
+  jerr.pub.emit_message = jpeg_on_message;
+  jerr.pub.output_message = jpeg_quiet;
+  jerr.msg[0] = '\0';
+  if (setjmp(jerr.jb)) {
+    jpeg_destroy_decompress(&cinfo);
+    snprintf(err, errlen, "corrupt JPEG: %s", jerr.msg);
+    return SN_ERR_FORMAT;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, data, (unsigned long)n);
+  jpeg_read_header(&cinfo, TRUE);
+  if (!check_dims((long)cinfo.image_height, (long)cinfo.image_width, 3, err, errlen)) {
+    jpeg_destroy_decompress(&cinfo);
+    return SN_ERR_FORMAT;
+  }
+  if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
+    jpeg_destroy_decompress(&cinfo);
+    snprintf(err, errlen, "unsupported JPEG colour space (CMYK)");
+    return SN_ERR_FORMAT;
+  }
+  const int grey_in = cinfo.num_components == 1;
+  /* Grey output straight from a grey file; otherwise RGB, converted like Pillow if needed. */
+  cinfo.out_color_space = (grey_in && channels == 1) ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_start_decompress(&cinfo);
+  const int oc = cinfo.output_components;
+  const size_t ww = cinfo.output_width, hh = cinfo.output_height;
+  const size_t stride = ww * (size_t)oc;
+  uint8_t **dst = oc == channels ? &s->pix : &s->tmp;
+  size_t *cap = oc == channels ? &s->pix_cap : &s->tmp_cap;
+  if (!grow(dst, cap, stride * hh) || (oc != channels && !grow(&s->pix, &s->pix_cap, ww * hh))) {
+    jpeg_destroy_decompress(&cinfo);
+    snprintf(err, errlen, "out of memory for a %zux%zu image", ww, hh);
+    return SN_ERR_NOMEM;
+  }
+  uint8_t *base = *dst;
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW row = base + (size_t)cinfo.output_scanline * stride;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  if (oc != channels) rgb_to_grey(s->tmp, ww * hh, s->pix);
+  *h = (int)hh;
+  *w = (int)ww;
+  return SN_OK;
+}
+
+/* ---------------------------------------------------------------- PNG */
+
+typedef struct png_src {
+  const uint8_t *data;
+  size_t n, pos;
+  char *err;
+  size_t errlen;
+  jmp_buf jb;
+} png_src;
+
+static void png_on_error(png_structp p, png_const_charp msg) {
+  png_src *src = png_get_error_ptr(p);
+  snprintf(src->err, src->errlen, "corrupt PNG: %s", msg);
+  longjmp(src->jb, 1);
+}
+static void png_on_warning(png_structp p, png_const_charp msg) {
+  (void)p;
+  (void)msg;
+}
+static void png_read_mem(png_structp p, png_bytep out, size_t len) {
+  png_src *src = png_get_io_ptr(p);
+  if (len > src->n - src->pos) png_error(p, "truncated data");
+  memcpy(out, src->data + src->pos, len);
+  src->pos += len;
+}
+
+static sn_status decode_png(const uint8_t *data, size_t n, int channels, sn_image_scratch *s,
+                            int *h, int *w, char *err, size_t errlen) {
+  png_src src;
+  memset(&src, 0, sizeof src);
+  src.data = data;
+  src.n = n;
+  src.err = err;
+  src.errlen = errlen;
+  png_structp p = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
+                                         png_on_warning);
+  if (!p) {
+    snprintf(err, errlen, "out of memory (PNG reader)");
+    return SN_ERR_NOMEM;
+  }
+  png_infop info = png_create_info_struct(p);
+  png_bytep *volatile rows = NULL;
+  if (!info) {
+    png_destroy_read_struct(&p, NULL, NULL);
+    snprintf(err, errlen, "out of memory (PNG reader)");
+    return SN_ERR_NOMEM;
+  }
+  if (setjmp(src.jb)) {
+    free(rows);
+    png_destroy_read_struct(&p, &info, NULL);
+    return SN_ERR_FORMAT;
+  }
+  png_set_read_fn(p, &src, png_read_mem);
+  png_set_user_limits(p, SN_IO_MAX_SIDE, SN_IO_MAX_SIDE);
+  png_read_info(p, info);
+  const png_uint_32 pw = png_get_image_width(p, info), ph = png_get_image_height(p, info);
+  if (!check_dims((long)ph, (long)pw, 3, err, errlen)) {
+    png_destroy_read_struct(&p, &info, NULL);
+    return SN_ERR_FORMAT;
+  }
+  const int ct = png_get_color_type(p, info);
+  const int depth = png_get_bit_depth(p, info);
+  if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(p);
+  if (ct == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(p);
+  if (depth == 16) png_set_strip_16(p);
+  if (ct & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(p);
+  const int grey_in = (ct & PNG_COLOR_MASK_COLOR) == 0;
+  if (grey_in && channels == 3) png_set_gray_to_rgb(p);
+  png_set_interlace_handling(p);
+  png_read_update_info(p, info);
+  const int oc = png_get_channels(p, info);
+  if (oc != 1 && oc != 3) png_error(p, "unexpected channel count after conversion");
+  const size_t stride = png_get_rowbytes(p, info);
+  if (stride != (size_t)pw * oc) png_error(p, "unexpected row size after conversion");
+  uint8_t **dst = oc == channels ? &s->pix : &s->tmp;
+  size_t *cap = oc == channels ? &s->pix_cap : &s->tmp_cap;
+  rows = malloc((size_t)ph * sizeof *rows);
+  if (!rows || !grow(dst, cap, stride * ph) ||
+      (oc != channels && !grow(&s->pix, &s->pix_cap, (size_t)pw * ph))) {
+    free(rows);
+    png_destroy_read_struct(&p, &info, NULL);
+    snprintf(err, errlen, "out of memory for a %ux%u image", (unsigned)pw, (unsigned)ph);
+    return SN_ERR_NOMEM;
+  }
+  for (png_uint_32 y = 0; y < ph; ++y) rows[y] = *dst + (size_t)y * stride;
+  png_read_image(p, rows);
+  png_read_end(p, NULL);
+  free(rows);
+  png_destroy_read_struct(&p, &info, NULL);
+  if (oc != channels) rgb_to_grey(s->tmp, (size_t)pw * ph, s->pix);
+  *h = (int)ph;
+  *w = (int)pw;
+  return SN_OK;
+}
+
+sn_status sn_image_decode(const uint8_t *data, size_t n, int channels, sn_image_scratch *s,
+                          int *h, int *w, char *err, size_t errlen) {
+  if (channels != 1 && channels != 3) {
+    snprintf(err, errlen, "cannot decode to %d channels (1 or 3)", channels);
+    return SN_ERR_INVALID;
+  }
+  if (n >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
+    return decode_jpeg(data, n, channels, s, h, w, err, errlen);
+  if (n >= 8 && png_sig_cmp(data, 0, 8) == 0)
+    return decode_png(data, n, channels, s, h, w, err, errlen);
+  if (n == 0)
+    snprintf(err, errlen, "empty image (0 bytes)");
+  else
+    snprintf(err, errlen, "not a JPEG or PNG image (first bytes %02x %02x)", data[0],
+             n > 1 ? data[1] : 0);
+  return SN_ERR_FORMAT;
+}
+
+/* ---------------------------------------------------------------- resizing */
+
+#define PRECISION_BITS (32 - 8 - 2)
+
+static double bilinear_filter(double x) {
+  if (x < 0.0) x = -x;
+  return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+/* Pillow's precompute_coeffs + normalize_coeffs_8bpc for the bilinear filter (support 1):
+ * for each output index, bounds (first input, count) and ksize fixed-point weights. */
+static int coeffs(int in_size, int out_size, int *bounds, int32_t *kk, double *tmp, int ksize) {
+  const double scale = (double)in_size / out_size;
+  const double filterscale = scale < 1.0 ? 1.0 : scale;
+  const double support = 1.0 * filterscale;
+  for (int xx = 0; xx < out_size; ++xx) {
+    const double center = (xx + 0.5) * scale;
+    const double ss = 1.0 / filterscale;
+    int xmin = (int)(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    int xmax = (int)(center + support + 0.5);
+    if (xmax > in_size) xmax = in_size;
+    xmax -= xmin;
+    double ww = 0.0;
+    for (int x = 0; x < xmax; ++x) {
+      const double wgt = bilinear_filter((x + xmin - center + 0.5) * ss);
+      tmp[x] = wgt;
+      ww += wgt;
+    }
+    for (int x = 0; x < ksize; ++x) {
+      double v = x < xmax ? (ww != 0.0 ? tmp[x] / ww : tmp[x]) : 0.0;
+      kk[xx * ksize + x] = v < 0 ? (int32_t)(-0.5 + v * (1 << PRECISION_BITS))
+                                 : (int32_t)(0.5 + v * (1 << PRECISION_BITS));
+    }
+    bounds[2 * xx] = xmin;
+    bounds[2 * xx + 1] = xmax;
+  }
+  return 0;
+}
+
+static inline uint8_t clip8(int v) {
+  v >>= PRECISION_BITS;
+  return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+static int ksize_for(int in_size, int out_size) {
+  const double scale = (double)in_size / out_size;
+  const double support = scale < 1.0 ? 1.0 : scale;
+  int k = (int)support;
+  if ((double)k < support) ++k; /* ceil */
+  return 2 * k + 1;
+}
+
+static sn_status resize_bilinear(const uint8_t *in, int ih, int iw, int c, uint8_t *out, int oh,
+                                 int ow, sn_image_scratch *s) {
+  const int need_h = ow != iw, need_v = oh != ih;
+  if (!need_h && !need_v) {
+    memcpy(out, in, (size_t)ih * iw * c);
+    return SN_OK;
+  }
+  const int kh = ksize_for(iw, ow), kv = ksize_for(ih, oh);
+  const int kmax = kh > kv ? kh : kv;
+  /* coefficient memory: bounds_h, bounds_v (ints), kk_h, kk_v (int32), tmp (doubles) */
+  const size_t bytes = sizeof(int) * 2 * ((size_t)ow + oh) +
+                       sizeof(int32_t) * ((size_t)ow * kh + (size_t)oh * kv) +
+                       sizeof(double) * (size_t)(kmax + 1) + 16;
+  if (!grow((uint8_t **)&s->coef, &s->coef_cap, bytes)) return SN_ERR_NOMEM;
+  double *tmpd = (double *)s->coef;
+  int *bh = (int *)(tmpd + kmax + 1);
+  int *bv = bh + 2 * ow;
+  int32_t *kkh = (int32_t *)(bv + 2 * oh);
+  int32_t *kkv = kkh + (size_t)ow * kh;
+  coeffs(ih, oh, bv, kkv, tmpd, kv);
+  const int y_first = bv[0];
+  const int y_last = bv[2 * oh - 2] + bv[2 * oh - 1];
+  const uint8_t *src = in;
+  int src_h = ih;
+  if (need_h) {
+    coeffs(iw, ow, bh, kkh, tmpd, kh);
+    for (int i = 0; i < oh; ++i) bv[2 * i] -= y_first;
+    const int th = y_last - y_first;
+    if (!grow(&s->tmp2, &s->tmp2_cap, (size_t)th * ow * c)) return SN_ERR_NOMEM;
+    uint8_t *t = s->tmp2;
+    for (int yy = 0; yy < th; ++yy) {
+      const uint8_t *row = in + (size_t)(yy + y_first) * iw * c;
+      for (int xx = 0; xx < ow; ++xx) {
+        const int xmin = bh[2 * xx], xmax = bh[2 * xx + 1];
+        const int32_t *k = kkh + (size_t)xx * kh;
+        for (int ch = 0; ch < c; ++ch) {
+          int ss = 1 << (PRECISION_BITS - 1);
+          for (int x = 0; x < xmax; ++x) ss += row[(size_t)(x + xmin) * c + ch] * k[x];
+          t[((size_t)yy * ow + xx) * c + ch] = clip8(ss);
+        }
+      }
+    }
+    src = t;
+    src_h = th;
+  }
+  if (need_v) {
+    const int sw = need_h ? ow : iw;
+    for (int yy = 0; yy < oh; ++yy) {
+      const int ymin = bv[2 * yy], ymax = bv[2 * yy + 1];
+      const int32_t *k = kkv + (size_t)yy * kv;
+      for (int xx = 0; xx < sw; ++xx)
+        for (int ch = 0; ch < c; ++ch) {
+          int ss = 1 << (PRECISION_BITS - 1);
+          for (int y = 0; y < ymax; ++y) ss += src[((size_t)(y + ymin) * sw + xx) * c + ch] * k[y];
+          out[((size_t)yy * sw + xx) * c + ch] = clip8(ss);
+        }
+    }
+  } else {
+    (void)src_h;
+    memcpy(out, src, (size_t)oh * ow * c);
+  }
+  return SN_OK;
+}
+
+/* Pillow's ImagingScaleAffine: source index COORD(a*0.5 + i*a), accumulated in double. */
+static sn_status resize_nearest(const uint8_t *in, int ih, int iw, int c, uint8_t *out, int oh,
+                                int ow, sn_image_scratch *s) {
+  if (!grow((uint8_t **)&s->coef, &s->coef_cap, sizeof(int) * (size_t)ow)) return SN_ERR_NOMEM;
+  int *xin = (int *)s->coef;
+  const double ax = (double)iw / ow, ay = (double)ih / oh;
+  double xo = ax * 0.5;
+  for (int x = 0; x < ow; ++x) {
+    int v = xo < 0.0 ? -1 : (int)xo;
+    xin[x] = v < 0 ? 0 : v >= iw ? iw - 1 : v;
+    xo += ax;
+  }
+  double yo = ay * 0.5;
+  for (int y = 0; y < oh; ++y) {
+    int yi = yo < 0.0 ? -1 : (int)yo;
+    yi = yi < 0 ? 0 : yi >= ih ? ih - 1 : yi;
+    const uint8_t *row = in + (size_t)yi * iw * c;
+    uint8_t *o = out + (size_t)y * ow * c;
+    for (int x = 0; x < ow; ++x) memcpy(o + (size_t)x * c, row + (size_t)xin[x] * c, (size_t)c);
+    yo += ay;
+  }
+  return SN_OK;
+}
+
+sn_status sn_image_resize(const uint8_t *in, int ih, int iw, int c, uint8_t *out, int oh, int ow,
+                          sn_resize_mode mode, sn_image_scratch *s) {
+  if (ih <= 0 || iw <= 0 || oh <= 0 || ow <= 0 || c <= 0) return SN_ERR_INVALID;
+  if (mode == SN_RESIZE_NEAREST) return resize_nearest(in, ih, iw, c, out, oh, ow, s);
+  return resize_bilinear(in, ih, iw, c, out, oh, ow, s);
+}
+
+/* Python's round() of d / 2 (half to even), d >= 0. */
+static int half_even_half(int d) {
+  const int k = d / 2;
+  if (d % 2 == 0) return k;
+  return (k % 2 == 0) ? k : k + 1;
+}
+
+sn_status sn_image_fit(const uint8_t *in, int ih, int iw, int c, uint8_t *out, int oh, int ow,
+                       sn_resize_mode mode, int shorter, sn_image_scratch *s) {
+  if (shorter <= 0) {
+    if (ih == oh && iw == ow) {
+      memcpy(out, in, (size_t)ih * iw * c);
+      return SN_OK;
+    }
+    return sn_image_resize(in, ih, iw, c, out, oh, ow, mode, s);
+  }
+  int rh, rw;
+  if (iw <= ih) {
+    rw = shorter;
+    rh = (int)((int64_t)shorter * ih / iw);
+  } else {
+    rh = shorter;
+    rw = (int)((int64_t)shorter * iw / ih);
+  }
+  if (rh < oh || rw < ow) return SN_ERR_INVALID;
+  const uint8_t *r = in;
+  if (rh != ih || rw != iw) {
+    /* The resized image goes to tmp (tmp2 and coef are the resizer's own). */
+    size_t bytes;
+    if (!sn_io_mul((size_t)rh * rw, (size_t)c, &bytes) || !grow(&s->tmp, &s->tmp_cap, bytes))
+      return SN_ERR_NOMEM;
+    sn_status st = sn_image_resize(in, ih, iw, c, s->tmp, rh, rw, mode, s);
+    if (st != SN_OK) return st;
+    r = s->tmp;
+  }
+  const int top = half_even_half(rh - oh), left = half_even_half(rw - ow);
+  for (int y = 0; y < oh; ++y)
+    memcpy(out + (size_t)y * ow * c, r + ((size_t)(y + top) * rw + left) * c, (size_t)ow * c);
+  return SN_OK;
+}
+
+/* ---------------------------------------------------------------- encoders */
+
+sn_status sn_image_encode_jpeg(const uint8_t *pix, int h, int w, int c, int quality,
+                               uint8_t **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  if ((c != 1 && c != 3) || h <= 0 || w <= 0) return SN_ERR_INVALID;
+  struct jpeg_compress_struct cinfo;
+  jpeg_err jerr;
+  unsigned char *volatile buf = NULL;
+  unsigned long size = 0;
+  cinfo.err = jpeg_std_error(&jerr.pub);
+  jerr.pub.error_exit = jpeg_on_error;
+  jerr.pub.output_message = jpeg_quiet;
+  if (setjmp(jerr.jb)) {
+    jpeg_destroy_compress(&cinfo);
+    free(buf);
+    return SN_ERR_FORMAT;
+  }
+  jpeg_create_compress(&cinfo);
+  unsigned char *b = NULL;
+  jpeg_mem_dest(&cinfo, &b, &size);
+  cinfo.image_width = (JDIMENSION)w;
+  cinfo.image_height = (JDIMENSION)h;
+  cinfo.input_components = c;
+  cinfo.in_color_space = c == 3 ? JCS_RGB : JCS_GRAYSCALE;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, quality, TRUE);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW row = (JSAMPROW)(pix + (size_t)cinfo.next_scanline * w * c);
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  buf = b;
+  jpeg_destroy_compress(&cinfo);
+  *out = buf;
+  *n = size;
+  return SN_OK;
+}
+
+typedef struct png_dst {
+  uint8_t *buf;
+  size_t n, cap;
+  int oom;
+} png_dst;
+
+static void png_write_mem(png_structp p, png_bytep data, size_t len) {
+  png_dst *d = png_get_io_ptr(p);
+  if (!grow(&d->buf, &d->cap, d->n + len)) {
+    d->oom = 1;
+    png_error(p, "out of memory");
+  }
+  memcpy(d->buf + d->n, data, len);
+  d->n += len;
+}
+static void png_flush_mem(png_structp p) { (void)p; }
+
+sn_status sn_image_encode_png(const uint8_t *pix, int h, int w, int c, uint8_t **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  if (c < 1 || c > 4 || h <= 0 || w <= 0) return SN_ERR_INVALID;
+  char err[128];
+  png_src src;
+  memset(&src, 0, sizeof src);
+  src.err = err;
+  src.errlen = sizeof err;
+  png_dst dst = {NULL, 0, 0, 0};
+  png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
+                                          png_on_warning);
+  if (!p) return SN_ERR_NOMEM;
+  png_infop info = png_create_info_struct(p);
+  if (!info || setjmp(src.jb)) {
+    png_destroy_write_struct(&p, info ? &info : NULL);
+    free(dst.buf);
+    return SN_ERR_FORMAT;
+  }
+  static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
+                               PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
+  png_set_write_fn(p, &dst, png_write_mem, png_flush_mem);
+  png_set_IHDR(p, info, (png_uint_32)w, (png_uint_32)h, 8, types[c], PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(p, info);
+  for (int y = 0; y < h; ++y) png_write_row(p, (png_const_bytep)(pix + (size_t)y * w * c));
+  png_write_end(p, NULL);
+  png_destroy_write_struct(&p, &info);
+  *out = dst.buf;
+  *n = dst.n;
+  return SN_OK;
+}

@@ -1,0 +1,551 @@
+// dataset_test.cpp - tests of io/dataset.c and io/image.c: raw and encoded datasets, row reads
+// in any order, every validation error, JPEG/PNG decoding and Pillow-exact resizing.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <algorithm>
+#include <fstream>
+#include <tuple>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "io_impl.h"
+#include "shardnet.h"
+#include "test_util.h"
+
+namespace {
+
+bool has(const std::string &hay, const std::string &needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint8_t> v(n);
+  for (auto &x : v) x = (uint8_t)(rng() & 0xFF);
+  return v;
+}
+
+// A smooth RGB or grey test image (JPEG-friendly: no sharp edges), (h, w, c).
+std::vector<uint8_t> smooth_image(int h, int w, int c, int seed) {
+  std::vector<uint8_t> v((size_t)h * w * c);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int k = 0; k < c; ++k) {
+        int t = x * (120 + 20 * k) / std::max(w - 1, 1) + y * (90 - 20 * k) / std::max(h - 1, 1) +
+                10 * k + 7 * (seed % 4);
+        v[((size_t)y * w + x) * c + k] = (uint8_t)std::min(t, 255);
+      }
+  return v;
+}
+
+struct H5File {
+  hid_t f;
+  explicit H5File(const std::string &p) {
+    sn_io_h5_init();
+    f = H5Fcreate(p.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  }
+  ~H5File() { H5Fclose(f); }
+  void write(const char *name, hid_t ftype, hid_t mtype, std::vector<hsize_t> dims,
+             const void *data, hsize_t chunk0 = 0) {
+    hid_t s = H5Screate_simple((int)dims.size(), dims.data(), nullptr);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (chunk0 > 0) {
+      std::vector<hsize_t> ch = dims;
+      ch[0] = chunk0;
+      H5Pset_chunk(dcpl, (int)ch.size(), ch.data());
+    }
+    hid_t d = H5Dcreate2(f, name, ftype, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (data) H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(s);
+  }
+  void attr(const char *obj, const char *name, int64_t v) {
+    hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+    sn_io_write_int_attr(o, name, v, "test");
+    H5Oclose(o);
+  }
+  void vlen_strings(const char *name, const std::vector<const char *> &s) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    write(name, t, t, {s.size()}, s.data());
+    H5Tclose(t);
+  }
+};
+
+struct Raw {
+  int n = 10, h = 4, w = 5, c = 3;
+  std::vector<uint8_t> img;
+  std::vector<int16_t> labels;
+  std::string path;
+};
+
+Raw make_raw(const std::string &dir, int n = 10) {
+  Raw r;
+  r.n = n;
+  r.path = dir + "/raw.h5";
+  r.img = random_bytes((size_t)n * r.h * r.w * r.c, 7);
+  for (int i = 0; i < n; ++i) r.labels.push_back((int16_t)(i % 3));
+  H5File f(r.path);
+  f.write("images", H5T_STD_U8LE, H5T_NATIVE_UINT8,
+          {(hsize_t)n, (hsize_t)r.h, (hsize_t)r.w, (hsize_t)r.c}, r.img.data(), 3);
+  f.write("labels", H5T_STD_I16LE, H5T_NATIVE_INT16, {(hsize_t)n}, r.labels.data());
+  f.vlen_strings("classes", {"cat", "dog", "bird"});
+  return r;
+}
+
+sn_status open_status(const std::string &path, std::string *msg) {
+  sn_dataset *ds = nullptr;
+  sn_status s = sn_dataset_open(path.c_str(), sn_comm_serial(), &ds);
+  *msg = sn_last_error();
+  sn_dataset_close(ds);
+  return s;
+}
+
+TEST(Dataset, RawRowsAnyOrderWithRepeats) {
+  std::string dir = sntest::temp_dir();
+  Raw r = make_raw(dir);
+  sn_dataset *ds = nullptr;
+  ASSERT_EQ(sn_dataset_open(r.path.c_str(), sn_comm_serial(), &ds), SN_OK) << sn_last_error();
+  const sn_dataset_info *info = sn_dataset_get_info(ds);
+  EXPECT_EQ(info->n, 10);
+  EXPECT_EQ(info->h, 4);
+  EXPECT_EQ(info->w, 5);
+  EXPECT_EQ(info->c, 3);
+  EXPECT_EQ(info->dtype, SN_U8);
+  EXPECT_EQ(info->encoded, 0);
+  EXPECT_EQ(info->has_labels, 1);
+  EXPECT_EQ(info->num_classes, 3);
+  EXPECT_STREQ(sn_dataset_class_name(ds, 1), "dog");
+  EXPECT_EQ(sn_dataset_class_name(ds, 3), nullptr);
+  const size_t row = 4 * 5 * 3;
+  for (auto rows : std::vector<std::vector<int64_t>>{
+           {0, 1, 2, 3}, {7, 2, 3, 4, 2, 9}, {9}, {5, 6, 7, 8, 9, 0, 1, 2, 3, 4}, {3, 3, 3}}) {
+    std::vector<uint8_t> out(rows.size() * row, 0xAB);
+    std::vector<int32_t> lab(rows.size(), -1);
+    ASSERT_EQ(sn_dataset_read_rows(ds, rows.data(), (int)rows.size(), out.data(), lab.data()),
+              SN_OK)
+        << sn_last_error();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      EXPECT_EQ(0, memcmp(out.data() + i * row, r.img.data() + rows[i] * row, row)) << i;
+      EXPECT_EQ(lab[i], r.labels[rows[i]]);
+    }
+  }
+  int64_t bad = 10;
+  std::vector<uint8_t> out(row);
+  EXPECT_EQ(sn_dataset_read_rows(ds, &bad, 1, out.data(), nullptr), SN_ERR_INVALID);
+  EXPECT_TRUE(has(sn_last_error(), "row 10 out of range [0, 10)")) << sn_last_error();
+  EXPECT_EQ(sn_dataset_read_rows(ds, nullptr, 0, nullptr, nullptr), SN_OK);
+  EXPECT_EQ(sn_dataset_set_decode(ds, 8, 8, SN_RESIZE_BILINEAR, 0), SN_ERR_INVALID);
+  EXPECT_EQ(sn_dataset_set_decode(ds, 4, 5, SN_RESIZE_BILINEAR, 0), SN_OK);
+  sn_dataset_close(ds);
+}
+
+TEST(Dataset, Float32ImagesWithoutLabels) {
+  std::string dir = sntest::temp_dir();
+  std::string p = dir + "/f.h5";
+  std::vector<float> img = sntest::uniform(6 * 2 * 2 * 1, 3, 0, 255);
+  {
+    H5File f(p);
+    f.write("images", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {6, 2, 2, 1}, img.data());
+  }
+  sn_dataset *ds = nullptr;
+  ASSERT_EQ(sn_dataset_open(p.c_str(), sn_comm_serial(), &ds), SN_OK) << sn_last_error();
+  EXPECT_EQ(sn_dataset_get_info(ds)->dtype, SN_F32);
+  EXPECT_EQ(sn_dataset_get_info(ds)->has_labels, 0);
+  EXPECT_EQ(sn_dataset_get_info(ds)->num_classes, 0);
+  EXPECT_EQ(sn_dataset_labels(ds), nullptr);
+  int64_t rows[2] = {5, 1};
+  float out[8];
+  ASSERT_EQ(sn_dataset_read_rows(ds, rows, 2, out, nullptr), SN_OK) << sn_last_error();
+  EXPECT_EQ(0, memcmp(out, img.data() + 20, 16));
+  EXPECT_EQ(0, memcmp(out + 4, img.data() + 4, 16));
+  int32_t lab[2];
+  EXPECT_EQ(sn_dataset_read_rows(ds, rows, 2, out, lab), SN_ERR_INVALID);
+  sn_dataset_close(ds);
+}
+
+TEST(Dataset, OpenErrors) {
+  std::string dir = sntest::temp_dir();
+  std::string msg;
+  EXPECT_EQ(open_status(dir + "/missing.h5", &msg), SN_ERR_IO);
+  EXPECT_TRUE(has(msg, "missing.h5: cannot open: No such file")) << msg;
+
+  {
+    std::ofstream o(dir + "/text.h5");
+    o << "this is not an HDF5 file at all, just some text\n";
+  }
+  EXPECT_EQ(open_status(dir + "/text.h5", &msg), SN_ERR_FORMAT);
+  EXPECT_TRUE(has(msg, "text.h5: not an HDF5 file")) << msg;
+
+  Raw r = make_raw(dir, 200);
+  {  // truncated copy
+    std::ifstream in(r.path, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream o(dir + "/trunc.h5", std::ios::binary);
+    o.write(all.data(), (std::streamsize)(all.size() / 2));
+  }
+  sn_status s = open_status(dir + "/trunc.h5", &msg);
+  EXPECT_EQ(s, SN_ERR_FORMAT) << msg;
+  EXPECT_TRUE(has(msg, "trunc.h5")) << msg;
+
+  {
+    H5File f(dir + "/noimg.h5");
+    int32_t l[3] = {0, 1, 2};
+    f.write("labels", H5T_STD_I32LE, H5T_NATIVE_INT32, {3}, l);
+  }
+  EXPECT_EQ(open_status(dir + "/noimg.h5", &msg), SN_ERR_NOTFOUND);
+  EXPECT_EQ(msg, "file " + dir + "/noimg.h5: dataset /images not found");
+
+  {
+    H5File f(dir + "/rank3.h5");
+    std::vector<uint8_t> z(3 * 4 * 4);
+    f.write("images", H5T_STD_U8LE, H5T_NATIVE_UINT8, {3, 4, 4}, z.data());
+  }
+  EXPECT_EQ(open_status(dir + "/rank3.h5", &msg), SN_ERR_FORMAT);
+  EXPECT_TRUE(has(msg, "dataset /images has rank 3, expected 4")) << msg;
+
+  {
+    H5File f(dir + "/i16.h5");
+    std::vector<int16_t> z(2 * 4 * 4 * 3);
+    f.write("images", H5T_STD_I16LE, H5T_NATIVE_INT16, {2, 4, 4, 3}, z.data());
+  }
+  EXPECT_EQ(open_status(dir + "/i16.h5", &msg), SN_ERR_FORMAT);
+  EXPECT_TRUE(has(msg, "dataset /images has type int16, expected uint8 or float32")) << msg;
+
+  {  // absurd dims: declared but never written (no allocation happens at open)
+    H5File f(dir + "/huge.h5");
+    f.write("images", H5T_STD_U8LE, H5T_NATIVE_UINT8, {2, 100000, 4, 3}, nullptr, 1);
+  }
+  EXPECT_EQ(open_status(dir + "/huge.h5", &msg), SN_ERR_FORMAT);
+  EXPECT_TRUE(has(msg, "outside the accepted range")) << msg;
+
+  {
+    H5File f(dir + "/c7.h5");
+    f.write("images", H5T_STD_U8LE, H5T_NATIVE_UINT8, {2, 4, 4, 7}, nullptr, 1);
+  }
+  EXPECT_EQ(open_status(dir + "/c7.h5", &msg), SN_ERR_FORMAT);
+
+  std::vector<uint8_t> img(5 * 2 * 2 * 1);
+  {
+    H5File f(dir + "/nlab.h5");
+    f.write("images", H5T_STD_U8LE, H5T_NATIVE_UINT8, {5, 2, 2, 1}, img.data());
+    int64_t l[4] = {0, 1, 2, 3};
+    f.write("labels", H5T_STD_I64LE, H5T_NATIVE_INT64, {4}, l);
+  }
+  EXPECT_EQ(open_status(dir + "/nlab.h5", &msg), SN_ERR_SHAPE);
+  EXPECT_TRUE(has(msg, "/images has 5 rows but /labels has 4 entries")) << msg;
+
+  {
+    H5File f(dir + "/range.h5");
+    f.write("images", H5T_STD_U8LE, H5T_NATIVE_UINT8, {5, 2, 2, 1}, img.data());
+    uint8_t l[5] = {0, 1, 2, 12, 1};
+    f.write("labels", H5T_STD_U8LE, H5T_NATIVE_UINT8, {5}, l);
+    f.vlen_strings("classes", {"a", "b", "c"});
+  }
+  EXPECT_EQ(open_status(dir + "/range.h5", &msg), SN_ERR_FORMAT);
+  EXPECT_TRUE(has(msg, "row 3 has label 12, outside [0, 3)")) << msg;
+
+  {
+    H5File f(dir + "/neg.h5");
+    f.write("images", H5T_STD_U8LE, H5T_NATIVE_UINT8, {5, 2, 2, 1}, img.data());
+    int32_t l[5] = {0, 1, -1, 2, 1};
+    f.write("labels", H5T_STD_I32LE, H5T_NATIVE_INT32, {5}, l);
+  }
+  EXPECT_EQ(open_status(dir + "/neg.h5", &msg), SN_ERR_FORMAT);
+  EXPECT_TRUE(has(msg, "row 2 has label -1")) << msg;
+
+  {
+    H5File f(dir + "/flab.h5");
+    f.write("images", H5T_STD_U8LE, H5T_NATIVE_UINT8, {5, 2, 2, 1}, img.data());
+    float l[5] = {0, 1, 1, 2, 1};
+    f.write("labels", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {5}, l);
+  }
+  EXPECT_EQ(open_status(dir + "/flab.h5", &msg), SN_ERR_FORMAT);
+  EXPECT_TRUE(has(msg, "/labels has type float32, expected an integer type")) << msg;
+
+  {  // 64-bit labels within range are fine; classes come from max + 1
+    H5File f(dir + "/u64.h5");
+    f.write("images", H5T_STD_U8LE, H5T_NATIVE_UINT8, {5, 2, 2, 1}, img.data());
+    uint64_t l[5] = {0, 1, 4, 2, 1};
+    f.write("labels", H5T_STD_U64LE, H5T_NATIVE_UINT64, {5}, l);
+  }
+  sn_dataset *ds = nullptr;
+  ASSERT_EQ(sn_dataset_open((dir + "/u64.h5").c_str(), sn_comm_serial(), &ds), SN_OK)
+      << sn_last_error();
+  EXPECT_EQ(sn_dataset_get_info(ds)->num_classes, 5);
+  sn_dataset_close(ds);
+}
+
+// Encoded dataset from in-memory files; returns the path.
+std::string make_encoded(const std::string &dir, const std::vector<std::vector<uint8_t>> &files,
+                         int h, int w, int c, const char *name = "enc.h5",
+                         std::vector<int64_t> *offsets_override = nullptr) {
+  std::vector<uint8_t> all;
+  std::vector<int64_t> off{0};
+  for (auto &f : files) {
+    all.insert(all.end(), f.begin(), f.end());
+    off.push_back((int64_t)all.size());
+  }
+  if (offsets_override) off = *offsets_override;
+  std::string p = dir + "/" + name;
+  H5File f(p);
+  f.write("encoded", H5T_STD_U8LE, H5T_NATIVE_UINT8, {all.size()}, all.data(),
+          std::min<hsize_t>(all.size(), 4096));
+  f.write("offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, {off.size()}, off.data());
+  f.attr("encoded", "height", h);
+  f.attr("encoded", "width", w);
+  f.attr("encoded", "channels", c);
+  std::vector<int32_t> lab(off.size() - 1);
+  for (size_t i = 0; i < lab.size(); ++i) lab[i] = (int32_t)(i % 2);
+  f.write("labels", H5T_STD_I32LE, H5T_NATIVE_INT32, {lab.size()}, lab.data());
+  return p;
+}
+
+std::vector<uint8_t> jpeg_of(const std::vector<uint8_t> &pix, int h, int w, int c, int q = 95) {
+  uint8_t *b = nullptr;
+  size_t n = 0;
+  EXPECT_EQ(sn_image_encode_jpeg(pix.data(), h, w, c, q, &b, &n), SN_OK);
+  std::vector<uint8_t> v(b, b + n);
+  free(b);
+  return v;
+}
+std::vector<uint8_t> png_of(const std::vector<uint8_t> &pix, int h, int w, int c) {
+  uint8_t *b = nullptr;
+  size_t n = 0;
+  EXPECT_EQ(sn_image_encode_png(pix.data(), h, w, c, &b, &n), SN_OK);
+  std::vector<uint8_t> v(b, b + n);
+  free(b);
+  return v;
+}
+
+TEST(Dataset, EncodedJpegPngDecode) {
+  std::string dir = sntest::temp_dir();
+  const int h = 12, w = 16;
+  auto a = smooth_image(h, w, 3, 0), b = random_bytes((size_t)h * w * 3, 5),
+       g = smooth_image(h, w, 1, 2), rgba = random_bytes((size_t)h * w * 4, 9);
+  std::vector<std::vector<uint8_t>> files{jpeg_of(a, h, w, 3), png_of(b, h, w, 3),
+                                          png_of(g, h, w, 1), png_of(rgba, h, w, 4),
+                                          jpeg_of(g, h, w, 1)};
+  std::string p = make_encoded(dir, files, h, w, 3);
+  sn_dataset *ds = nullptr;
+  ASSERT_EQ(sn_dataset_open(p.c_str(), sn_comm_serial(), &ds), SN_OK) << sn_last_error();
+  const sn_dataset_info *info = sn_dataset_get_info(ds);
+  EXPECT_EQ(info->encoded, 1);
+  EXPECT_EQ(info->n, 5);
+  EXPECT_EQ(info->dtype, SN_U8);
+  EXPECT_EQ(info->num_classes, 2);
+  const size_t row = (size_t)h * w * 3;
+  std::vector<uint8_t> out(5 * row);
+  int64_t rows[5] = {4, 3, 2, 1, 0};
+  int32_t lab[5];
+  ASSERT_EQ(sn_dataset_read_rows(ds, rows, 5, out.data(), lab), SN_OK) << sn_last_error();
+  EXPECT_EQ(lab[0], 0);
+  EXPECT_EQ(lab[1], 1);
+  // PNG: exact (RGB as is, grey replicated, alpha dropped).
+  EXPECT_EQ(0, memcmp(out.data() + 3 * row, b.data(), row));
+  for (size_t i = 0; i < (size_t)h * w; ++i) {
+    for (int k = 0; k < 3; ++k) {
+      ASSERT_EQ(out[2 * row + 3 * i + k], g[i]);
+      ASSERT_EQ(out[1 * row + 3 * i + k], rgba[4 * i + k]);
+    }
+  }
+  // JPEG: within compression tolerance.
+  int maxd = 0;
+  for (size_t i = 0; i < row; ++i) maxd = std::max(maxd, std::abs(out[4 * row + i] - a[i]));
+  EXPECT_LE(maxd, 12);
+  sn_dataset_close(ds);
+}
+
+TEST(Dataset, EncodedErrors) {
+  std::string dir = sntest::temp_dir();
+  const int h = 8, w = 8;
+  auto a = smooth_image(h, w, 3, 1);
+  auto j = jpeg_of(a, h, w, 3);
+  std::vector<uint8_t> trunc(j.begin(), j.begin() + (long)j.size() / 2);
+  std::vector<uint8_t> garbage = random_bytes(300, 1);
+  garbage[0] = 0xFF;
+  garbage[1] = 0xD8;
+  garbage[2] = 0xFF;
+  auto pn = png_of(a, h, w, 3);
+  std::vector<uint8_t> ptrunc(pn.begin(), pn.begin() + (long)pn.size() - 30);
+  std::vector<std::vector<uint8_t>> files{j, trunc, garbage, ptrunc, {1, 2, 3}, {}};
+  std::string p = make_encoded(dir, files, h, w, 3);
+  sn_dataset *ds = nullptr;
+  ASSERT_EQ(sn_dataset_open(p.c_str(), sn_comm_serial(), &ds), SN_OK) << sn_last_error();
+  std::vector<uint8_t> out((size_t)h * w * 3);
+  const char *expect[6] = {nullptr, "row 1: corrupt JPEG", "row 2: corrupt JPEG",
+                           "row 3: corrupt PNG", "row 4: not a JPEG or PNG", "row 5: empty image"};
+  for (int64_t r = 0; r < 6; ++r) {
+    sn_status s = sn_dataset_read_rows(ds, &r, 1, out.data(), nullptr);
+    if (!expect[r]) {
+      EXPECT_EQ(s, SN_OK) << sn_last_error();
+    } else {
+      EXPECT_EQ(s, SN_ERR_FORMAT) << r << " " << sn_last_error();
+      EXPECT_TRUE(has(sn_last_error(), expect[r])) << sn_last_error();
+    }
+  }
+  sn_dataset_close(ds);
+
+  std::string msg;
+  std::vector<int64_t> bad{0, (int64_t)j.size(), 10, (int64_t)(2 * j.size())};
+  std::string p2 = make_encoded(dir, {j, j, j}, h, w, 3, "mono.h5", &bad);
+  EXPECT_EQ(open_status(p2, &msg), SN_ERR_FORMAT);
+  EXPECT_TRUE(has(msg, "/offsets not monotone at row 1")) << msg;
+  std::vector<int64_t> beyond{0, (int64_t)j.size(), (int64_t)(5 * j.size())};
+  std::string p3 = make_encoded(dir, {j, j}, h, w, 3, "beyond.h5", &beyond);
+  EXPECT_EQ(open_status(p3, &msg), SN_ERR_FORMAT);
+  EXPECT_TRUE(has(msg, "beyond /encoded")) << msg;
+  {
+    H5File f(dir + "/nooff.h5");
+    f.write("encoded", H5T_STD_U8LE, H5T_NATIVE_UINT8, {j.size()}, j.data());
+  }
+  EXPECT_EQ(open_status(dir + "/nooff.h5", &msg), SN_ERR_NOTFOUND);
+  EXPECT_TRUE(has(msg, "/offsets not found")) << msg;
+  {
+    H5File f(dir + "/noattr.h5");
+    int64_t o[2] = {0, (int64_t)j.size()};
+    f.write("encoded", H5T_STD_U8LE, H5T_NATIVE_UINT8, {j.size()}, j.data());
+    f.write("offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, {2}, o);
+  }
+  EXPECT_EQ(open_status(dir + "/noattr.h5", &msg), SN_ERR_FORMAT);
+  EXPECT_TRUE(has(msg, "attribute height missing")) << msg;
+}
+
+// ------------------------------------------------------------ resize parity with Pillow
+
+bool have_pil() {
+  return std::system("/usr/bin/python3 -c 'import PIL' >/dev/null 2>&1") == 0;
+}
+
+std::vector<uint8_t> read_all(const std::string &p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+void write_all(const std::string &p, const std::vector<uint8_t> &v) {
+  std::ofstream o(p, std::ios::binary);
+  o.write((const char *)v.data(), (std::streamsize)v.size());
+}
+
+// Pillow reference, batched into one python run. Each job: image file, channels, and either
+// "fit S OH OW filter" (torchvision Resize(S) + CenterCrop) or "straight OH OW filter"
+// (Image.resize); writes the raw RGB / L bytes to the job's output file.
+struct PilJobs {
+  std::string dir = sntest::temp_dir();
+  std::vector<std::string> lines, outs;
+  size_t add(const std::string &img, int channels, const std::string &mode) {
+    std::string out = dir + "/job" + std::to_string(outs.size()) + ".raw";
+    lines.push_back(img + " " + out + " " + std::to_string(channels) + " " + mode);
+    outs.push_back(out);
+    return outs.size() - 1;
+  }
+  bool run() {
+    std::string script = dir + "/pil.py", jobs = dir + "/jobs.txt";
+    {
+      std::ofstream o(jobs);
+      for (auto &l : lines) o << l << "\n";
+    }
+    std::ofstream o(script);
+    o << "import sys\nfrom PIL import Image\n"
+         "for line in open(sys.argv[1]):\n"
+         " a = line.split()\n"
+         " im = Image.open(a[0]).convert('RGB' if a[2] == '3' else 'L')\n"
+         " f = {'bilinear': Image.BILINEAR, 'nearest': Image.NEAREST}[a[-1]]\n"
+         " if a[3] == 'fit':\n"
+         "  s, oh, ow = int(a[4]), int(a[5]), int(a[6])\n"
+         "  w, h = im.size\n"
+         "  if w <= h: nw, nh = s, int(s * h / w)\n"
+         "  else: nh, nw = s, int(s * w / h)\n"
+         "  if (nw, nh) != (w, h): im = im.resize((nw, nh), f)\n"
+         "  top = int(round((nh - oh) / 2.0)); left = int(round((nw - ow) / 2.0))\n"
+         "  im = im.crop((left, top, left + ow, top + oh))\n"
+         " else:\n"
+         "  oh, ow = int(a[4]), int(a[5])\n"
+         "  if im.size != (ow, oh): im = im.resize((ow, oh), f)\n"
+         " open(a[1], 'wb').write(im.tobytes())\n";
+    o.close();
+    return std::system(("/usr/bin/python3 " + script + " " + jobs).c_str()) == 0;
+  }
+  std::vector<uint8_t> result(size_t i) { return read_all(outs[i]); }
+};
+
+std::vector<uint8_t> ours(const std::vector<uint8_t> &file, int channels, int oh, int ow,
+                          sn_resize_mode m, int shorter) {
+  sn_image_scratch s;
+  memset(&s, 0, sizeof s);
+  char err[256];
+  int h = 0, w = 0;
+  EXPECT_EQ(sn_image_decode(file.data(), file.size(), channels, &s, &h, &w, err, sizeof err),
+            SN_OK)
+      << err;
+  std::vector<uint8_t> out((size_t)oh * ow * channels);
+  EXPECT_EQ(sn_image_fit(s.pix, h, w, channels, out.data(), oh, ow, m, shorter, &s), SN_OK);
+  sn_image_scratch_free(&s);
+  return out;
+}
+
+TEST(Image, MatchesPillowExactly) {
+  if (!have_pil()) GTEST_SKIP() << "python3 with PIL not available";
+  std::string dir = sntest::temp_dir();
+  struct Case {
+    int h, w, c;
+    bool jpeg;
+  } cases[] = {{37, 53, 3, false}, {64, 48, 3, true},  {300, 217, 3, true},
+               {29, 29, 1, false}, {50, 120, 3, false}, {17, 11, 3, true}, {40, 30, 1, true}};
+  struct Mine {
+    std::vector<uint8_t> v;
+    size_t job;
+    std::string what;
+  };
+  std::vector<Mine> mine;
+  PilJobs jobs;
+  int k = 0;
+  for (const Case &cs : cases) {
+    auto pix = cs.jpeg ? smooth_image(cs.h, cs.w, cs.c, k)
+                       : random_bytes((size_t)cs.h * cs.w * cs.c, (uint64_t)k);
+    auto file = cs.jpeg ? jpeg_of(pix, cs.h, cs.w, cs.c, 85) : png_of(pix, cs.h, cs.w, cs.c);
+    std::string fp = dir + "/img" + std::to_string(k++) + (cs.jpeg ? ".jpg" : ".png");
+    write_all(fp, file);
+    for (int ch : {3, 1}) {
+      // Decoding alone (a straight resize to the own size is the identity).
+      std::string d = "straight " + std::to_string(cs.h) + " " + std::to_string(cs.w) + " nearest";
+      mine.push_back({ours(file, ch, cs.h, cs.w, SN_RESIZE_NEAREST, 0), jobs.add(fp, ch, d), fp + " " + d});
+      for (auto [s, oh, ow] : {std::tuple{24, 20, 20}, std::tuple{16, 16, 16},
+                               std::tuple{256, 224, 224}, std::tuple{9, 7, 9}}) {
+        for (auto m : {SN_RESIZE_BILINEAR, SN_RESIZE_NEAREST}) {
+          const char *mn = m == SN_RESIZE_BILINEAR ? "bilinear" : "nearest";
+          std::string a = "fit " + std::to_string(s) + " " + std::to_string(oh) + " " +
+                          std::to_string(ow) + " " + mn;
+          mine.push_back({ours(file, ch, oh, ow, m, s), jobs.add(fp, ch, a), fp + " " + a});
+          std::string b = "straight " + std::to_string(oh) + " " + std::to_string(s) + " " + mn;
+          mine.push_back({ours(file, ch, oh, s, m, 0), jobs.add(fp, ch, b), fp + " " + b});
+        }
+      }
+    }
+  }
+  ASSERT_TRUE(jobs.run());
+  for (auto &m : mine) EXPECT_EQ(m.v, jobs.result(m.job)) << m.what;
+}
+
+TEST(Dataset, SetDecodeResizesEncodedRows) {
+  std::string dir = sntest::temp_dir();
+  auto a = random_bytes(30 * 40 * 3, 3);
+  auto f = png_of(a, 30, 40, 3);
+  std::string p = make_encoded(dir, {f, f}, 30, 40, 3);
+  sn_dataset *ds = nullptr;
+  ASSERT_EQ(sn_dataset_open(p.c_str(), sn_comm_serial(), &ds), SN_OK) << sn_last_error();
+  EXPECT_EQ(sn_dataset_set_decode(ds, 20, 20, SN_RESIZE_BILINEAR, 16), SN_ERR_INVALID);
+  ASSERT_EQ(sn_dataset_set_decode(ds, 16, 16, SN_RESIZE_BILINEAR, 24), SN_OK);
+  EXPECT_EQ(sn_dataset_get_info(ds)->h, 16);
+  std::vector<uint8_t> out(16 * 16 * 3);
+  int64_t r = 1;
+  ASSERT_EQ(sn_dataset_read_rows(ds, &r, 1, out.data(), nullptr), SN_OK) << sn_last_error();
+  EXPECT_EQ(out, ours(f, 3, 16, 16, SN_RESIZE_BILINEAR, 24));
+  sn_dataset_close(ds);
+}
+
+}  // namespace
