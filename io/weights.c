@@ -234,6 +234,15 @@ static sn_status loader_commit(loader *L) {
   return sn_net_refresh(L->net);
 }
 
+/* A hint for a file classifier met by a net built without one. */
+static const char *top_hint(const loader *L, const char *layer) {
+  for (int i = 0; i < L->np; ++i)
+    if (!strcmp(L->info[i].layer_kind, "dense")) return "";
+  return !strcmp(layer, "fc") || !strcmp(layer, "predictions")
+             ? "; the net was built without a classifier (include_top = 0)"
+             : "";
+}
+
 /* First tensor not read, reported as missing. */
 static sn_status check_all_filled(const loader *L, const char *what) {
   for (int i = 0; i < L->np; ++i)
@@ -310,9 +319,13 @@ static sn_status load_torch(loader *L, hid_t f) {
         known = i >= 0 && !strcmp(dot + 1, torch_role((sn_param_role)r, L->info[i].layer_kind));
       }
     }
-    if (!known)
-      st = sn_error_set(SN_ERR_FORMAT, "file %s: key %s: unexpected (no such parameter in %s)",
-                        L->path, names[j], sn_net_arch(L->net));
+    if (!known) {
+      char layer[SN_MAX_NAME] = "";
+      if (dot && (size_t)(dot - names[j]) < SN_MAX_NAME)
+        snprintf(layer, sizeof layer, "%.*s", (int)(dot - names[j]), names[j]);
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: key %s: unexpected (no such parameter in %s)%s",
+                        L->path, names[j], sn_net_arch(L->net), top_hint(L, layer));
+    }
   }
 done:
   sn_h5_free_strs(names, n);
@@ -347,8 +360,10 @@ static const char *keras_base(hid_t f) {
   return NULL;
 }
 
-/* Loads the tensors of one file layer (group g holding weight names wn[0..nw)). */
-static sn_status keras_layer(loader *L, hid_t g, const char *layer, char **wn, int nw) {
+/* Loads the tensors of one file layer (group g holding weight names wn[0..nw)); messages name
+ * each tensor as prefix + weight name. */
+static sn_status keras_layer(loader *L, hid_t g, const char *layer, char **wn, int nw,
+                             const char *prefix) {
   /* The net's tensors of this layer, in role order (= Keras order: kernel, bias / gamma, beta,
    * moving_mean, moving_variance). */
   int idx[SN_ROLE_MOVING_VAR + 1], m = 0;
@@ -374,8 +389,8 @@ static sn_status keras_layer(loader *L, hid_t g, const char *layer, char **wn, i
   }
   for (int k = 0; k < nw; ++k) {
     int i = by_name ? loader_find(L, layer, (sn_param_role)keras_role_of(wn[k])) : idx[k];
-    char key[2 * SN_MAX_NAME + 64];
-    snprintf(key, sizeof key, "%s/%s", layer, wn[k]);
+    char key[3 * SN_MAX_NAME + 64];
+    snprintf(key, sizeof key, "%s%s", prefix, wn[k]);
     sn_status st = stage_engine(L, g, wn[k], "weight", key, i);
     if (st) return st;
   }
@@ -431,6 +446,8 @@ static sn_status load_keras(loader *L, hid_t f, const char *md5) {
     }
     char **wn = NULL;
     int nw = 0;
+    char prefix[SN_MAX_NAME + 8];
+    snprintf(prefix, sizeof prefix, "%s/", layer);
     st = sn_h5_read_str_array_attr(g, "weight_names", L->path, layer, &wn, &nw);
     if (st == SN_ERR_NOTFOUND)
       st = sn_error_set(SN_ERR_FORMAT, "file %s: layer %s: no weight_names attribute", L->path,
@@ -438,12 +455,12 @@ static sn_status load_keras(loader *L, hid_t f, const char *md5) {
     if (!st && nw > 0) {
       if (!loader_has_layer(L, layer))
         st = sn_error_set(SN_ERR_FORMAT,
-                          "file %s: unexpected layer %s with %d weights (%s has no such layer)",
-                          L->path, layer, nw, sn_net_arch(L->net));
+                          "file %s: unexpected layer %s with %d weights (%s has no such layer)%s",
+                          L->path, layer, nw, sn_net_arch(L->net), top_hint(L, layer));
       else
-        st = keras_layer(L, g, layer, wn, nw);
+        st = keras_layer(L, g, layer, wn, nw, prefix);
     } else if (!st && loader_has_layer(L, layer)) {
-      st = keras_layer(L, g, layer, wn, 0); /* reports the count mismatch */
+      st = keras_layer(L, g, layer, wn, 0, prefix); /* reports the count mismatch */
     }
     sn_h5_free_strs(wn, nw);
     H5Gclose(g);
@@ -455,6 +472,91 @@ static sn_status load_keras(loader *L, hid_t f, const char *md5) {
                         L->path, L->info[i].layer, L->info[i].layer_kind);
   sn_h5_free_strs(layers, nl);
   H5Gclose(b);
+  return st;
+}
+
+/* ---------------------------------------------------------------- Keras 3 .weights.h5 */
+
+/* The group holding per-layer groups in a Keras 3 file ("layers", or the Keras 2.13 name). */
+static const char *keras3_base(hid_t f) {
+  if (sn_h5_is_group(f, "layers")) return "layers";
+  if (sn_h5_is_group(f, "_layer_checkpoint_dependencies")) return "_layer_checkpoint_dependencies";
+  return NULL;
+}
+
+/* Layer groups are named by class ("conv2d_3"), not by layer; the real name is the "name"
+ * attribute of the vars group (Keras >= 3.6) or of the layer group. Without it the file cannot
+ * be matched by name, and matching by position is unsafe (same-shaped layers could swap). */
+static sn_status load_keras3(loader *L, hid_t f) {
+  const char *base = keras3_base(f);
+  if (!base)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: not a Keras weights file (no layer_names "
+                                       "attribute and no /layers group)",
+                        L->path);
+  char **groups = NULL;
+  int ng = 0;
+  sn_status st = sn_h5_list(f, base, L->path, &groups, &ng);
+  for (int j = 0; j < ng && !st; ++j) {
+    char vpath[2 * SN_MAX_NAME + 64];
+    snprintf(vpath, sizeof vpath, "%s/%s/vars", base, groups[j]);
+    if (!sn_h5_is_group(f, vpath)) continue;
+    char **vars = NULL;
+    int nv = 0;
+    st = sn_h5_list(f, vpath, L->path, &vars, &nv);
+    sn_h5_free_strs(vars, nv);
+    if (st || nv == 0) continue; /* weightless layer */
+    hid_t g = H5Gopen2(f, vpath, H5P_DEFAULT);
+    if (g < 0) {
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: group %s: cannot open", L->path, vpath);
+      break;
+    }
+    char *layer = NULL;
+    st = sn_h5_read_str_attr(g, "name", L->path, vpath, &layer);
+    if (st == SN_ERR_NOTFOUND) {
+      char lpath[2 * SN_MAX_NAME + 64];
+      snprintf(lpath, sizeof lpath, "%s/%s", base, groups[j]);
+      hid_t lg = H5Gopen2(f, lpath, H5P_DEFAULT);
+      st = lg >= 0 ? sn_h5_read_str_attr(lg, "name", L->path, lpath, &layer) : SN_ERR_NOTFOUND;
+      if (lg >= 0) H5Gclose(lg);
+    }
+    if (st == SN_ERR_NOTFOUND)
+      st = sn_error_set(SN_ERR_FORMAT,
+                        "file %s: group %s has no layer name attribute (Keras 3 before 3.6): "
+                        "layers cannot be matched by name; save with Keras >= 3.6 or in the "
+                        "legacy format (model.save(\"model.h5\"))",
+                        L->path, vpath);
+    /* Variables are "0", "1", ... in Keras order. */
+    char *names[SN_ROLE_MOVING_VAR + 1];
+    char bufs[SN_ROLE_MOVING_VAR + 1][8];
+    for (int k = 0; k <= SN_ROLE_MOVING_VAR; ++k) {
+      snprintf(bufs[k], sizeof bufs[k], "%d", k);
+      names[k] = bufs[k];
+    }
+    if (!st && nv > SN_ROLE_MOVING_VAR + 1)
+      st = sn_error_set(SN_ERR_SHAPE, "file %s: %s (layer %s): %d variables, at most %d expected",
+                        L->path, vpath, layer, nv, SN_ROLE_MOVING_VAR + 1);
+    for (int k = 0; k < nv && !st; ++k)
+      if (!sn_h5_is_dataset(g, names[k]))
+        st = sn_error_set(SN_ERR_FORMAT, "file %s: %s (layer %s): variable %d missing", L->path,
+                          vpath, layer, k);
+    if (!st && !loader_has_layer(L, layer))
+      st = sn_error_set(SN_ERR_FORMAT,
+                        "file %s: unexpected layer %s (%s) with %d weights (%s has no such "
+                        "layer)%s",
+                        L->path, layer, vpath, nv, sn_net_arch(L->net), top_hint(L, layer));
+    if (!st) {
+      char prefix[2 * SN_MAX_NAME + 72];
+      snprintf(prefix, sizeof prefix, "%s/", vpath);
+      st = keras_layer(L, g, layer, names, nv, prefix);
+    }
+    free(layer);
+    H5Gclose(g);
+  }
+  sn_h5_free_strs(groups, ng);
+  for (int i = 0; i < L->np && !st; ++i)
+    if (!L->filled[i])
+      st = sn_error_set(SN_ERR_NOTFOUND, "file %s: layer %s (%s) is missing from the file",
+                        L->path, L->info[i].layer, L->info[i].layer_kind);
   return st;
 }
 
@@ -536,7 +638,7 @@ sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_format fmt, 
   if (st) return st;
   if (fmt == SN_WEIGHTS_AUTO) {
     if (native_file(f)) fmt = SN_WEIGHTS_NATIVE;
-    else if (keras_base(f)) fmt = SN_WEIGHTS_KERAS;
+    else if (keras_base(f) || keras3_base(f)) fmt = SN_WEIGHTS_KERAS;
     else if (torch_file(f)) fmt = SN_WEIGHTS_TORCH;
     else {
       H5Fclose(f);
@@ -555,7 +657,9 @@ sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_format fmt, 
     switch (fmt) {
     case SN_WEIGHTS_NATIVE: st = load_native(&L, f); break;
     case SN_WEIGHTS_TORCH: st = load_torch(&L, f); break;
-    default: st = load_keras(&L, f, md5); break;
+    default:
+      st = !keras_base(f) && keras3_base(f) ? load_keras3(&L, f) : load_keras(&L, f, md5);
+      break;
     }
   }
   H5Fclose(f);

@@ -440,7 +440,7 @@ TEST(WeightsKeras, NoTopAndWeightlessExtras) {
   write_keras(top.get(), dir + "/top.h5");
   EXPECT_EQ(sn_weights_load(dst.get(), (dir + "/top.h5").c_str(), SN_WEIGHTS_AUTO, nullptr),
             SN_ERR_FORMAT);
-  EXPECT_MSG("unexpected layer predictions");
+  EXPECT_MSG("unexpected layer predictions", "without a classifier");
 }
 
 TEST(WeightsKeras, ErrorsNameLayerAndShapes) {
@@ -647,4 +647,71 @@ TEST(WeightsNative, FileErrors) {
             SN_ERR_FORMAT);
   EXPECT_MSG("not an HDF5 file");
   EXPECT_EQ(block_of(net.get()), before);
+}
+
+// ------------------------------------------------------------------ Keras 3 .weights.h5
+
+namespace {
+
+// Keras 3 layout: /layers/<snake class>[_k]/vars/<i>; name_where: 0 none, 1 on vars, 2 on layer.
+void write_keras3(sn_net *net, const std::string &path, int name_where,
+                  const std::string &drop = "") {
+  hid_t f = create(path);
+  H5Gclose(H5Gcreate2(f, "vars", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  H5Gclose(H5Gcreate2(f, "layers/input_layer/vars", lcpl, H5P_DEFAULT, H5P_DEFAULT));
+  H5Gclose(H5Gcreate2(f, "layers/zero_padding2d/vars", lcpl, H5P_DEFAULT, H5P_DEFAULT));
+  std::map<std::string, int> used;
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<sn_param_info>> by_layer;
+  for (const sn_param_info &p : params_of(net)) {
+    if (!by_layer.count(p.layer)) order.push_back(p.layer);
+    by_layer[p.layer].push_back(p);
+  }
+  for (const std::string &l : order) {
+    if (l == drop) continue;
+    const std::string kind = by_layer[l][0].layer_kind;
+    std::string cls = kind == "conv" ? "conv2d" : kind == "bn" ? "batch_normalization" : "dense";
+    int k = used[cls]++;
+    std::string g = "layers/" + cls + (k ? "_" + std::to_string(k) : "");
+    int i = 0;
+    for (const sn_param_info &p : by_layer[l]) {
+      std::vector<hsize_t> dims(p.shape, p.shape + p.ndim);
+      put(f, g + "/vars/" + std::to_string(i++), dims, std::vector<float>(p.data, p.data + p.count));
+    }
+    if (name_where) {
+      hid_t o = H5Gopen2(f, (name_where == 1 ? g + "/vars" : g).c_str(), H5P_DEFAULT);
+      sn_h5_write_str_attr(o, "name", l.c_str(), path.c_str());
+      H5Gclose(o);
+    }
+  }
+  H5Pclose(lcpl);
+  H5Fclose(f);
+}
+
+}  // namespace
+
+TEST(WeightsKeras, Keras3WeightsH5ByNameAttribute) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/m.weights.h5";
+  for (int where : {1, 2}) {
+    NetPtr src = make_net("keras_resnet50", 1), dst = make_net("keras_resnet50", 2);
+    write_keras3(src.get(), path, where);
+    ASSERT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_OK)
+        << sn_last_error();
+    EXPECT_TRUE(same_block(src.get(), dst.get()));
+  }
+  NetPtr src = make_net("keras_resnet50", 1), dst = make_net("keras_resnet50", 2);
+  const std::vector<float> before = block_of(dst.get());
+  write_keras3(src.get(), path, 0);
+  EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_KERAS, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG("layers/", "no layer name attribute");
+  write_keras3(src.get(), path, 1, "conv4_block1_0_bn");
+  EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_NOTFOUND);
+  EXPECT_MSG("layer conv4_block1_0_bn", "missing");
+  NetPtr v2 = make_net("keras_resnet50v2", 1);
+  write_keras3(v2.get(), path, 1);
+  EXPECT_NE(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_OK);
+  EXPECT_MSG("layer");
+  EXPECT_EQ(block_of(dst.get()), before);
 }
