@@ -226,6 +226,59 @@ done:
   return SN_OK;
 }
 
+hid_t sn_io_create_dataset(hid_t file, const char *name, hid_t type, int rank,
+                           const hsize_t *dims, hsize_t chunk0, int gzip) {
+  hsize_t chunk[4];
+  for (int i = 0; i < rank; ++i) chunk[i] = dims[i];
+  chunk[0] = chunk0 < 1 ? 1 : chunk0 > dims[0] ? dims[0] : chunk0;
+  if (chunk[0] < 1) chunk[0] = 1;
+  hid_t space = H5Screate_simple(rank, dims, NULL);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  H5Pset_chunk(dcpl, rank, chunk);
+  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+  if (gzip > 0) H5Pset_deflate(dcpl, (unsigned)(gzip > 9 ? 9 : gzip));
+  hid_t d = H5Dcreate2(file, name, type, space, lcpl, dcpl, H5P_DEFAULT);
+  H5Pclose(lcpl);
+  H5Pclose(dcpl);
+  H5Sclose(space);
+  return d;
+}
+
+herr_t sn_io_write_rows(hid_t d, hid_t mtype, int64_t begin, int64_t count, const void *buf,
+                        hid_t dxpl) {
+  static const uint8_t dummy[16];
+  hid_t fs = H5Dget_space(d);
+  if (fs < 0) return -1;
+  hsize_t dims[8], start[8] = {0};
+  int rank = H5Sget_simple_extent_ndims(fs);
+  if (rank < 1 || rank > 8) {
+    H5Sclose(fs);
+    return -1;
+  }
+  H5Sget_simple_extent_dims(fs, dims, NULL);
+  hid_t ms;
+  herr_t e;
+  if (count > 0) {
+    start[0] = (hsize_t)begin;
+    dims[0] = (hsize_t)count;
+    e = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, dims, NULL);
+    ms = H5Screate_simple(rank, dims, NULL);
+  } else {
+    e = H5Sselect_none(fs);
+    dims[0] = 1;
+    ms = H5Screate_simple(rank, dims, NULL);
+    if (ms >= 0) H5Sselect_none(ms);
+    buf = dummy;
+  }
+  if (e >= 0 && ms >= 0) e = H5Dwrite(d, mtype, ms, fs, dxpl, buf);
+  if (ms >= 0) H5Sclose(ms);
+  else e = -1;
+  H5Sclose(fs);
+  return e;
+}
+
 sn_status sn_io_write_int_attr(hid_t obj, const char *name, int64_t v, const char *path) {
   if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
   hid_t space = H5Screate(H5S_SCALAR);

@@ -57,6 +57,16 @@ sn_status sn_io_write_strings(hid_t file, const char *name, const char *const *s
 sn_status sn_io_read_strings(hid_t file, const char *name, const char *path, char ***out,
                              int64_t *n);
 void sn_io_free_strings(char **s, int64_t n);
+/* Creates a dataset of `rank` dims chunked by chunk0 rows (whole rows: the other dims
+ * complete; chunk0 is clipped to dims[0]), fill time never, gzip level `gzip` (0: none);
+ * intermediate groups are created. Collective when the file is MPI. Returns -1 on failure. */
+hid_t sn_io_create_dataset(hid_t file, const char *name, hid_t type, int rank,
+                           const hsize_t *dims, hsize_t chunk0, int gzip);
+/* Writes rows [begin, begin + count) of a dataset from buf (count rows of the dataset's row
+ * shape, memory type mtype). count may be 0 (an empty selection, so that a collective transfer
+ * still sees this rank). Collective with an MPI-IO collective dxpl. */
+herr_t sn_io_write_rows(hid_t d, hid_t mtype, int64_t begin, int64_t count, const void *buf,
+                        hid_t dxpl);
 /* Writes a scalar int64 attribute on obj (replacing it). Collective when the file is MPI. */
 sn_status sn_io_write_int_attr(hid_t obj, const char *name, int64_t v, const char *path);
 /* Reads a scalar integer attribute; missing -> SN_ERR_NOTFOUND (no message set). */
