@@ -11,8 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Upper bound on the number of strings in one attribute (Keras files hold a few hundred). */
-#define SN_H5_MAX_STRS (1 << 24)
+/* Upper bounds for string attributes, checked before allocating: the number of strings (Keras
+ * files hold a few hundred) and the bytes of one fixed-length read. */
+#define SN_H5_MAX_STRS (1 << 20)
+#define SN_H5_MAX_STR_BYTES ((size_t)1 << 28)
 
 void sn_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -301,7 +303,7 @@ static sn_status sn_h5_read_strings(hid_t a, const char *name, const char *file,
   } else {
     size_t width = H5Tget_size(t);
     H5T_str_t pad = H5Tget_strpad(t);
-    if (width == 0 || width > ((size_t)1 << 20) || (size_t)count > ((size_t)1 << 40) / width) {
+    if (width == 0 || width > ((size_t)1 << 20) || (size_t)count > SN_H5_MAX_STR_BYTES / width) {
       st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: bad string width %zu", file,
                         where, name, width);
       goto done;

@@ -291,10 +291,14 @@ sn_status sn_shard_epoch_rows(int64_t n, uint64_t seed, int64_t epoch, int rank,
 /* ---------------------------------------------------------------- HDF5 (io/) */
 
 /* Weights. The loader recognises the layout: shardnet native, torchvision state_dict in HDF5
- * (MODELS.md 5.2) or Keras legacy HDF5 (MODELS.md 6.2). Nothing is half-loaded: on any
- * mismatch the net is unchanged and the message names the key, layer and both shapes.
- * md5_hex (33 bytes, may be NULL) receives the file's MD5. Not collective: every rank may call
- * it; rank 0 reading and broadcasting is done with sn_weights_load_bcast. */
+ * (MODELS.md 5.2), Keras legacy HDF5 (MODELS.md 6.2; layers matched by name) or Keras 3
+ * .weights.h5 with layer-name attributes (6.3). Nothing is half-loaded: on any mismatch the net
+ * is unchanged and the message names the key, layer and both shapes. Errors: missing file
+ * SN_ERR_IO; not HDF5, truncated, unexpected key/layer, wrong arch SN_ERR_FORMAT; missing key or
+ * layer SN_ERR_NOTFOUND; wrong shape SN_ERR_SHAPE. The Keras <= 2.2 ResNet50 file (other
+ * architecture) is rejected. md5_hex (33 bytes, may be NULL) receives the file's MD5 (see
+ * sn_weights_known_file). Calls sn_net_refresh. Not collective: every rank may call it; rank 0
+ * reading and broadcasting is done with sn_weights_load_bcast. */
 typedef enum sn_weights_format {
   SN_WEIGHTS_AUTO = 0,
   SN_WEIGHTS_NATIVE = 1,
@@ -303,11 +307,13 @@ typedef enum sn_weights_format {
 } sn_weights_format;
 
 sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_format fmt, char *md5_hex);
-/* Rank 0 loads, then parameters are broadcast. Collective. */
+/* Rank 0 loads (format detected), then parameters and MD5 are broadcast; a failure on rank 0
+ * is returned on every rank and no net changes. comm NULL: serial. Collective. */
 sn_status sn_weights_load_bcast(sn_net *net, const char *path, sn_comm *comm, char *md5_hex);
-/* Saves the native layout: /<layer>/<role> datasets in engine layout, root attributes arch,
- * classes, input shape, include_top, pooling, base_width, shardnet version. Atomic: written to a
- * temporary name and renamed. Not collective (call on one rank). */
+/* Saves the native layout: /params/<layer>/<role> datasets (Keras role names: kernel, bias,
+ * gamma, beta, moving_mean, moving_variance) in engine layout; root attributes format =
+ * "shardnet", version, arch, style, classes, height, width, channels, include_top, pooling,
+ * base_width. Atomic: written to PATH.tmp.<pid> and renamed. Not collective (call on one rank). */
 sn_status sn_weights_save(const sn_net *net, const char *path);
 /* Names a known weight file from its MD5 (as returned by sn_weights_load): the Keras release
  * file name, e.g. "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", or NULL if unknown.
