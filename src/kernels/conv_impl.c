@@ -1,52 +1,117 @@
 /* conv_impl.c - prepared inference convolutions: the algorithm is chosen and the weights are
- * packed once at plan time (kernels.h, sn_conv_prepare). */
+ * packed once at plan time (kernels.h, sn_conv_prepare).
+ *
+ * Algorithms (conv_fast.h):
+ *   winograd4x4  3x3 stride-1 pad-1 with maps of at least SN_WINO_MIN_HW (U = G g G^T, 4x the
+ *                weights, only pays off when enough tiles reuse it: spec/KERNELS.md 2.2)
+ *   gemm1x1      unpadded 1x1 (any stride): packed AVX-512 GEMM reading x in place
+ *   im2col       everything else: packed AVX-512 GEMM over im2col rows
+ *   generic      no AVX-512: a copy of the weights and sn_conv2d_forward. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_fast.h"
 #include "kernels.h"
 #include "shardnet.h"
 
+#define SN_WINO_MIN_HW 14 /* Winograd only when min(OH, OW) >= this */
+
 struct sn_conv_impl {
-  sn_conv_geom g; /* g.n = largest batch */
-  float *w;       /* (KH, KW, Cin, Cout) copy */
-  float *bias;    /* (Cout) copy, or NULL */
+  sn_conv_geom g;    /* g.n = largest batch */
+  sn_conv_algo algo; /* resolved: GENERIC, GEMM or WINOGRAD */
+  int nt;            /* threads the workspace is sized for */
+  float *w;          /* GENERIC: (KH, KW, Cin, Cout) copy; GEMM: packed B; WINOGRAD: packed U */
+  size_t nw;         /* floats in w */
+  float *bias;       /* (Cout) copy, or NULL */
 };
 
-int sn_conv_prepare(const sn_conv_geom *g, const float *w, const float *bias, sn_conv_impl **out) {
+int sn_cpu_has_avx512(void) {
+  const char *off = getenv("SN_NO_AVX512");
+  if (off && off[0] && strcmp(off, "0") != 0) return 0;
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("fma");
+}
+
+static sn_conv_algo choose(const sn_conv_geom *g, sn_conv_algo want) {
+  if (want == SN_CONV_GENERIC || !sn_cpu_has_avx512()) return SN_CONV_GENERIC;
+  if (want == SN_CONV_WINOGRAD) return sn_wino_eligible(g) ? SN_CONV_WINOGRAD : SN_CONV_GENERIC;
+  if (want == SN_CONV_GEMM) return SN_CONV_GEMM;
+  if (sn_wino_eligible(g) && g->oh >= SN_WINO_MIN_HW && g->ow >= SN_WINO_MIN_HW)
+    return SN_CONV_WINOGRAD;
+  return SN_CONV_GEMM;
+}
+
+int sn_conv_prepare_algo(const sn_conv_geom *g, const float *w, const float *bias,
+                         sn_conv_algo algo, sn_conv_impl **out) {
   *out = NULL;
-  size_t nw = (size_t)g->kh * g->kw * g->cin * g->cout;
   sn_conv_impl *c = calloc(1, sizeof *c);
   if (!c) return sn_error_set(SN_ERR_NOMEM, "conv prepare: out of memory");
   c->g = *g;
-  c->w = malloc(nw * sizeof(float));
+  c->algo = choose(g, algo);
+  c->nt = omp_get_max_threads();
+  switch (c->algo) {
+    case SN_CONV_WINOGRAD: c->nw = sn_wino_u_floats(g->cin, g->cout); break;
+    case SN_CONV_GEMM: c->nw = sn_gemm_packb_floats(g->kh * g->kw * g->cin, g->cout); break;
+    default: c->nw = (size_t)g->kh * g->kw * g->cin * g->cout; break;
+  }
+  /* 64-byte alignment for the packed panels */
+  c->w = aligned_alloc(64, (c->nw * sizeof(float) + 63) / 64 * 64);
   if (bias) c->bias = malloc((size_t)g->cout * sizeof(float));
   if (!c->w || (bias && !c->bias)) {
+    size_t nw = c->nw;
     sn_conv_impl_destroy(c);
-    return sn_error_set(SN_ERR_NOMEM, "conv prepare: out of memory for %zu weights", nw);
+    return sn_error_set(SN_ERR_NOMEM, "conv prepare: out of memory for %zu packed weights", nw);
   }
   sn_conv_impl_update(c, w, bias);
   *out = c;
   return SN_OK;
 }
 
+int sn_conv_prepare(const sn_conv_geom *g, const float *w, const float *bias, sn_conv_impl **out) {
+  return sn_conv_prepare_algo(g, w, bias, SN_CONV_AUTO, out);
+}
+
 void sn_conv_impl_update(sn_conv_impl *c, const float *w, const float *bias) {
   const sn_conv_geom *g = &c->g;
-  memcpy(c->w, w, (size_t)g->kh * g->kw * g->cin * g->cout * sizeof(float));
+  switch (c->algo) {
+    case SN_CONV_WINOGRAD: sn_wino_prepare_u(g->cin, g->cout, w, c->w); break;
+    case SN_CONV_GEMM: sn_gemm_packb(g->kh * g->kw * g->cin, g->cout, w, (size_t)g->cout, c->w); break;
+    default: memcpy(c->w, w, c->nw * sizeof(float)); break;
+  }
   if (c->bias && bias) memcpy(c->bias, bias, (size_t)g->cout * sizeof(float));
 }
 
-size_t sn_conv_impl_workspace(const sn_conv_impl *c) { return sn_conv2d_forward_workspace(&c->g); }
+size_t sn_conv_impl_workspace(const sn_conv_impl *c) {
+  switch (c->algo) {
+    case SN_CONV_WINOGRAD: return sn_wino_workspace(&c->g, c->nt);
+    case SN_CONV_GEMM: return sn_gemm_conv_workspace(&c->g, c->nt);
+    default: return sn_conv2d_forward_workspace(&c->g);
+  }
+}
 
 void sn_conv_impl_forward(const sn_conv_impl *c, int n, const float *x, const float *res, int relu,
                           float *y, float *ws) {
   sn_conv_geom g = c->g;
   g.n = n;
-  sn_conv2d_forward(&g, x, c->w, c->bias, res, relu, y, ws);
+  int nt = omp_get_max_threads();
+  if (nt > c->nt) nt = c->nt;
+  switch (c->algo) {
+    case SN_CONV_WINOGRAD: sn_wino_forward_avx512(&g, nt, x, c->w, c->bias, res, relu, y, ws); break;
+    case SN_CONV_GEMM: sn_gemm_conv_forward_avx512(&g, nt, x, c->w, c->bias, res, relu, y, ws); break;
+    default: sn_conv2d_forward(&g, x, c->w, c->bias, res, relu, y, ws); break;
+  }
 }
 
 const char *sn_conv_impl_name(const sn_conv_impl *c) {
-  (void)c;
-  return "generic";
+  const sn_conv_geom *g = &c->g;
+  switch (c->algo) {
+    case SN_CONV_WINOGRAD: return "winograd4x4";
+    case SN_CONV_GEMM:
+      return g->kh == 1 && g->kw == 1 && !g->pt && !g->pl && !g->pb && !g->pr ? "gemm1x1" : "im2col";
+    default: return "generic";
+  }
 }
 
 void sn_conv_impl_destroy(sn_conv_impl *c) {

@@ -1,0 +1,87 @@
+/* conv_fast.h - private to src/kernels: the AVX-512 inference convolution paths behind
+ * sn_conv_prepare (conv_impl.c). Tensors are float32 NHWC; all sizes in floats.
+ *
+ * Packed GEMM (gemm_avx512.c): C (M, N) = A (M, K) . B (K, N) with a fused epilogue.
+ *   B is packed once at plan time into panels of SN_NR columns: bp[N/NR][K][NR] (zero padded).
+ *   A is packed per call into panels of SN_MR rows: ap[M/MR][KC][MR] (zero padded).
+ *   Micro-tile SN_MR x SN_NR = 14 x 32 (28 zmm accumulators).
+ * Winograd F(4x4, 3x3) (winograd_avx512.c): 3x3 stride-1 pad-1 convolutions; U = G g G^T per
+ *   (xi, nu) packed as 36 GEMM B operands; tiles are processed in bands so that V and M stay in L2.
+ *
+ * Everything with the suffix _avx512 must only be called when sn_cpu_has_avx512() is true.
+ */
+#ifndef SN_CONV_FAST_H
+#define SN_CONV_FAST_H
+
+#include <stddef.h>
+
+#include "kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SN_MR 14
+#define SN_NR 32
+
+/* 1 if the CPU has AVX-512 F/BW/VL/DQ (checked once). SN_NO_AVX512=1 in the environment forces
+ * 0 (to test the portable fallback). */
+int sn_cpu_has_avx512(void);
+
+/* ------------------------------------------------------------ packed GEMM */
+
+/* Epilogue flags of the macro-kernel. */
+enum { SN_GEMM_ACC = 1, /* C += A.B (else C = A.B) */
+       SN_GEMM_EPI = 2  /* then C = act(C + bias + res) */ };
+
+size_t sn_gemm_packb_floats(int k, int n);
+/* b (K, N) with row stride ldb -> bp (sn_gemm_packb_floats). Portable C, plan time. */
+void sn_gemm_packb(int k, int n, const float *b, size_t ldb, float *bp);
+
+/* Packs m <= SN_MR rows, rows[r] pointing at kc contiguous floats, into ap (kc, SN_MR). */
+void sn_gemm_packa_avx512(int m, int kc, const float *const *rows, float *ap);
+
+/* C (m, n) [+]= ap . bp over kc, then the epilogue when flags has SN_GEMM_EPI.
+ * ap: ceil(m/MR) packed A panels of (kc, MR) floats each, consecutive.
+ * bp: ceil(n/NR) packed B panels, panel j at bp + j * bstride (bstride >= kc * NR).
+ * bias (n) or NULL, res (m, n) with row stride ldr or NULL; c row stride ldc. */
+void sn_gemm_block_avx512(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
+                          float *c, size_t ldc, int flags, const float *bias, const float *res,
+                          size_t ldr, int relu);
+
+/* Convolution as packed GEMM (1x1 read in place, others through an im2col row buffer).
+ * bp = sn_gemm_packb of w viewed as (KH*KW*Cin, Cout). g->n is the batch of this call. */
+size_t sn_gemm_conv_workspace(const sn_conv_geom *g, int nthreads);
+void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x,
+                                 const float *bp, const float *bias, const float *res, int relu,
+                                 float *y, float *ws);
+
+/* ------------------------------------------------------------ Winograd F(4x4, 3x3) */
+
+/* 1 if g is a 3x3 stride-1 convolution with padding 1 on every side. */
+int sn_wino_eligible(const sn_conv_geom *g);
+size_t sn_wino_u_floats(int cin, int cout);
+/* w (3, 3, Cin, Cout) -> u: U = G g G^T computed in double, rounded once, packed per (xi, nu). */
+void sn_wino_prepare_u(int cin, int cout, const float *w, float *u);
+size_t sn_wino_workspace(const sn_conv_geom *g, int nthreads);
+void sn_wino_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x, const float *u,
+                            const float *bias, const float *res, int relu, float *y, float *ws);
+
+/* ------------------------------------------------------------ algorithm choice (for tests) */
+
+typedef enum sn_conv_algo {
+  SN_CONV_AUTO = 0,
+  SN_CONV_GENERIC = 1,  /* sn_conv2d_forward on a copy of the weights */
+  SN_CONV_GEMM = 2,     /* packed AVX-512 GEMM (1x1 in place, else im2col) */
+  SN_CONV_WINOGRAD = 3  /* Winograd F(4x4, 3x3), only if sn_wino_eligible */
+} sn_conv_algo;
+
+/* sn_conv_prepare with a forced algorithm (falls back to generic when the algorithm cannot run:
+ * no AVX-512, or Winograd on an ineligible geometry). */
+int sn_conv_prepare_algo(const sn_conv_geom *g, const float *w, const float *bias,
+                         sn_conv_algo algo, sn_conv_impl **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SN_CONV_FAST_H */

@@ -1,0 +1,306 @@
+/* gemm_avx512.c - packed AVX-512 GEMM with a fused epilogue, and convolution on top of it
+ * (1x1 read in place, other shapes through an im2col row buffer). See conv_fast.h.
+ *
+ * Loop order of one task (a block of rows x a range of column panels):
+ *   for each K block (kc <= SN_KC_MAX): pack the rows' A block (mc, kc) into panels of SN_MR
+ *     for each column panel j (B panel (kc, NR) stays in L1): for each row panel: micro-kernel.
+ * Threads split the rows when there are enough of them, else the column panels. */
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "conv_fast.h"
+
+#define SN_KC_MAX 256          /* K block: B panel (kc, NR) = 32 KiB */
+#define SN_A_BLOCK_FLOATS 131072 /* packed A block (mc, kc) <= 512 KiB, in L2 */
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+/* ------------------------------------------------------------ portable parts (no AVX-512) */
+
+size_t sn_gemm_packb_floats(int k, int n) {
+  return (size_t)ceil_div(n, SN_NR) * SN_NR * (size_t)k;
+}
+
+void sn_gemm_packb(int k, int n, const float *b, size_t ldb, float *bp) {
+  for (int j0 = 0; j0 < n; j0 += SN_NR) {
+    float *p = bp + (size_t)(j0 / SN_NR) * k * SN_NR;
+    int nj = imin(SN_NR, n - j0);
+    for (int kk = 0; kk < k; kk++) {
+      for (int q = 0; q < SN_NR; q++) p[(size_t)kk * SN_NR + q] = q < nj ? b[kk * ldb + j0 + q] : 0.0f;
+    }
+  }
+}
+
+/* Blocking of one conv-as-GEMM call. */
+typedef struct gemm_plan {
+  int m, k, n;    /* GEMM sizes: M = N*OH*OW, K = KH*KW*Cin, N = Cout */
+  int kc, nkb;    /* K block and number of K blocks */
+  int ppb;        /* row panels per row block */
+  int nmb;        /* row blocks */
+  int nsplit;     /* column-panel ranges per row block */
+  int direct;     /* 1: rows read in place (1x1, unpadded), 0: im2col row buffer */
+} gemm_plan;
+
+static int max_panels_per_block(int kc) { return imax(1, SN_A_BLOCK_FLOATS / (kc * SN_MR)); }
+
+static void plan_conv(const sn_conv_geom *g, int nt, gemm_plan *p) {
+  p->m = g->n * g->oh * g->ow;
+  p->k = g->kh * g->kw * g->cin;
+  p->n = g->cout;
+  p->nkb = ceil_div(p->k, SN_KC_MAX);
+  p->kc = imin(p->k, (ceil_div(p->k, p->nkb) + 15) / 16 * 16);
+  p->nkb = ceil_div(p->k, p->kc);
+  p->direct = g->kh == 1 && g->kw == 1 && g->pt == 0 && g->pl == 0 && g->pb == 0 && g->pr == 0;
+  int mp = ceil_div(p->m, SN_MR);
+  int maxppb = max_panels_per_block(p->kc);
+  if (mp >= 2 * nt) {
+    int nmb = imax(ceil_div(mp, maxppb), nt);
+    nmb = ceil_div(nmb, nt) * nt;
+    p->ppb = ceil_div(mp, nmb);
+    p->nmb = ceil_div(mp, p->ppb);
+    p->nsplit = 1;
+  } else {
+    p->ppb = mp; /* mp < 2 * nt <= maxppb for any sane thread count */
+    p->nmb = 1;
+    p->nsplit = imin(nt, ceil_div(p->n, SN_NR));
+  }
+}
+
+/* Per-thread workspace: packed A block + im2col rows of one panel. ppb <= max(maxppb, 2 nt) and
+ * ppb <= panels of M whatever the batch, so this bound holds for every batch up to g->n. */
+static size_t conv_thread_ws(const sn_conv_geom *g, const gemm_plan *p, int nt) {
+  int mp = ceil_div(g->n * g->oh * g->ow, SN_MR);
+  int ppb = imin(mp, imax(max_panels_per_block(p->kc), 2 * nt));
+  return (size_t)ppb * SN_MR * p->kc + (p->direct ? 0 : (size_t)SN_MR * p->kc) + 16;
+}
+
+size_t sn_gemm_conv_workspace(const sn_conv_geom *g, int nthreads) {
+  gemm_plan p;
+  int nt = imax(1, nthreads);
+  plan_conv(g, nt, &p);
+  return (size_t)nt * conv_thread_ws(g, &p, nt);
+}
+
+/* Row m of the im2col matrix (K = KH*KW*Cin in HWIO order), columns [k0, k0 + kc), into dst. */
+static void im2col_row(const sn_conv_geom *g, const float *x, int m, int k0, int kc, float *dst) {
+  int ohw = g->oh * g->ow;
+  int img = m / ohw, rem = m % ohw;
+  int oy = rem / g->ow, ox = rem % g->ow;
+  int iy0 = oy * g->sh - g->pt, ix0 = ox * g->sw - g->pl;
+  int cin = g->cin, run = g->kw * cin;
+  int kx_lo = imax(0, -ix0), kx_hi = imin(g->kw, g->w - ix0);
+  int k1 = k0 + kc;
+  for (int ky = k0 / run; ky < g->kh && ky * run < k1; ky++) {
+    int s = ky * run;
+    int a = imax(s, k0), b = imin(s + run, k1);
+    int iy = iy0 + ky;
+    if (iy < 0 || iy >= g->h || kx_lo >= kx_hi) {
+      memset(dst + (a - k0), 0, (size_t)(b - a) * sizeof(float));
+      continue;
+    }
+    int v0 = imin(imax(s + kx_lo * cin, a), b), v1 = imax(imin(s + kx_hi * cin, b), v0);
+    if (v0 > a) memset(dst + (a - k0), 0, (size_t)(v0 - a) * sizeof(float));
+    if (v1 > v0) {
+      ptrdiff_t base = (((ptrdiff_t)img * g->h + iy) * g->w + ix0) * cin - s;
+      memcpy(dst + (v0 - k0), x + base + v0, (size_t)(v1 - v0) * sizeof(float));
+    }
+    if (b > v1) memset(dst + (v1 - k0), 0, (size_t)(b - v1) * sizeof(float));
+  }
+}
+
+/* ------------------------------------------------------------ AVX-512 parts */
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+#include <immintrin.h>
+
+/* In-register transpose of a 16x16 float block: r[i][j] -> r[j][i]. */
+static inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int q = 0; q < 4; q++) {
+    __m512 a0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88);
+    __m512 a1 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xDD);
+    __m512 b0 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88);
+    __m512 b1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xDD);
+    t[q] = _mm512_shuffle_f32x4(a0, b0, 0x88);
+    t[4 + q] = _mm512_shuffle_f32x4(a1, b1, 0x88);
+    t[8 + q] = _mm512_shuffle_f32x4(a0, b0, 0xDD);
+    t[12 + q] = _mm512_shuffle_f32x4(a1, b1, 0xDD);
+  }
+  for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+void sn_gemm_packa_avx512(int m, int kc, const float *const *rows, float *ap) {
+  const __mmask16 smask = (__mmask16)((1u << SN_MR) - 1);
+  for (int k = 0; k < kc; k += 16) {
+    int kr = imin(16, kc - k);
+    __mmask16 lm = (__mmask16)(kr == 16 ? 0xFFFFu : (1u << kr) - 1);
+    __m512 v[16];
+    for (int r = 0; r < 16; r++) v[r] = r < m ? _mm512_maskz_loadu_ps(lm, rows[r] + k) : _mm512_setzero_ps();
+    transpose16(v);
+    for (int q = 0; q < kr; q++) _mm512_mask_storeu_ps(ap + (size_t)(k + q) * SN_MR, smask, v[q]);
+  }
+}
+
+static inline __mmask16 col_mask(int n) {
+  return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* Micro-kernel: C (MRC rows, n <= 32 cols) [+]= a (kc, SN_MR) . b (kc, SN_NR), then epilogue. */
+static inline __attribute__((always_inline)) void ukernel(const int MRC, int n, int kc,
+                                                          const float *restrict a,
+                                                          const float *restrict b, float *c,
+                                                          size_t ldc, int flags,
+                                                          const float *bias, const float *res,
+                                                          size_t ldr, int relu) {
+  __m512 c0[SN_MR], c1[SN_MR];
+#pragma GCC unroll 14
+  for (int r = 0; r < MRC; r++) {
+    c0[r] = _mm512_setzero_ps();
+    c1[r] = _mm512_setzero_ps();
+  }
+  for (int k = 0; k < kc; k++) {
+    __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 14
+    for (int r = 0; r < MRC; r++) {
+      __m512 av = _mm512_set1_ps(a[r]);
+      c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+    }
+    a += SN_MR;
+    b += SN_NR;
+  }
+  __mmask16 m0 = col_mask(n), m1 = col_mask(n - 16);
+  __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+  if ((flags & SN_GEMM_EPI) && bias) {
+    bias0 = _mm512_maskz_loadu_ps(m0, bias);
+    bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 14
+  for (int r = 0; r < MRC; r++) {
+    float *cr = c + (size_t)r * ldc;
+    __m512 v0 = c0[r], v1 = c1[r];
+    if (flags & SN_GEMM_ACC) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
+    }
+    if (flags & SN_GEMM_EPI) {
+      v0 = _mm512_add_ps(v0, bias0);
+      v1 = _mm512_add_ps(v1, bias1);
+      if (res) {
+        const float *rr = res + (size_t)r * ldr;
+        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, rr));
+        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, rr + 16));
+      }
+      if (relu) {
+        v0 = _mm512_max_ps(v0, zero);
+        v1 = _mm512_max_ps(v1, zero);
+      }
+    }
+    _mm512_mask_storeu_ps(cr, m0, v0);
+    _mm512_mask_storeu_ps(cr + 16, m1, v1);
+  }
+}
+
+#define SN_UK_CASE(R)                                                                 \
+  case R:                                                                             \
+    ukernel(R, n, kc, a, b, c, ldc, flags, bias, res, ldr, relu);                     \
+    break;
+
+static void ukernel_m(int m, int n, int kc, const float *a, const float *b, float *c, size_t ldc,
+                      int flags, const float *bias, const float *res, size_t ldr, int relu) {
+  switch (m) {
+    SN_UK_CASE(14) SN_UK_CASE(13) SN_UK_CASE(12) SN_UK_CASE(11) SN_UK_CASE(10) SN_UK_CASE(9)
+    SN_UK_CASE(8) SN_UK_CASE(7) SN_UK_CASE(6) SN_UK_CASE(5) SN_UK_CASE(4) SN_UK_CASE(3)
+    SN_UK_CASE(2) SN_UK_CASE(1)
+    default: break;
+  }
+}
+
+void sn_gemm_block_avx512(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
+                          float *c, size_t ldc, int flags, const float *bias, const float *res,
+                          size_t ldr, int relu) {
+  for (int j0 = 0; j0 < n; j0 += SN_NR) {
+    const float *bj = bp + (size_t)(j0 / SN_NR) * bstride;
+    int nj = imin(SN_NR, n - j0);
+    for (int i0 = 0; i0 < m; i0 += SN_MR) {
+      ukernel_m(imin(SN_MR, m - i0), nj, kc, ap + (size_t)(i0 / SN_MR) * kc * SN_MR, bj,
+                c + (size_t)i0 * ldc + j0, ldc, flags, bias ? bias + j0 : NULL,
+                res ? res + (size_t)i0 * ldr + j0 : NULL, ldr, relu);
+    }
+  }
+}
+
+/* One task: rows [m0, m1) x column panels [p0, p1). */
+static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x, const float *bp,
+                      const float *bias, const float *res, int relu, float *y, int m0, int m1,
+                      int p0, int p1, float *ws) {
+  float *ap = ws;
+  float *rowbuf = ws + (size_t)p->ppb * SN_MR * p->kc;
+  int n0 = p0 * SN_NR, ncols = imin(p->n, p1 * SN_NR) - n0;
+  if (ncols <= 0 || m1 <= m0) return;
+  int ohw = g->oh * g->ow;
+  for (int kb = 0; kb < p->nkb; kb++) {
+    int k0 = kb * p->kc, kc = imin(p->kc, p->k - k0);
+    for (int i0 = m0; i0 < m1; i0 += SN_MR) {
+      int mi = imin(SN_MR, m1 - i0);
+      const float *rows[SN_MR];
+      for (int r = 0; r < mi; r++) {
+        int mm = i0 + r;
+        if (p->direct) {
+          int img = mm / ohw, rem = mm % ohw, oy = rem / g->ow, ox = rem % g->ow;
+          rows[r] = x + (((size_t)img * g->h + (size_t)oy * g->sh) * g->w + (size_t)ox * g->sw) *
+                            g->cin + k0;
+        } else {
+          im2col_row(g, x, mm, k0, kc, rowbuf + (size_t)r * p->kc);
+          rows[r] = rowbuf + (size_t)r * p->kc;
+        }
+      }
+      sn_gemm_packa_avx512(mi, kc, rows, ap + (size_t)((i0 - m0) / SN_MR) * kc * SN_MR);
+    }
+    int flags = (kb > 0 ? SN_GEMM_ACC : 0) | (kb == p->nkb - 1 ? SN_GEMM_EPI : 0);
+    sn_gemm_block_avx512(m1 - m0, ncols, kc, ap, bp + (size_t)p0 * p->k * SN_NR + (size_t)k0 * SN_NR,
+                         (size_t)p->k * SN_NR, y + (size_t)m0 * p->n + n0, p->n, flags,
+                         bias ? bias + n0 : NULL, res ? res + (size_t)m0 * p->n + n0 : NULL, p->n,
+                         relu);
+  }
+}
+
+void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x,
+                                 const float *bp, const float *bias, const float *res, int relu,
+                                 float *y, float *ws) {
+  gemm_plan p;
+  int nt = imax(1, nthreads);
+  plan_conv(g, nt, &p);
+  size_t tws = conv_thread_ws(g, &p, nt);
+  int ntasks = p.nmb * p.nsplit;
+  int npan = ceil_div(p.n, SN_NR);
+  nt = imin(nt, ntasks);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    int t0 = (int)((long)ntasks * tid / nth), t1 = (int)((long)ntasks * (tid + 1) / nth);
+    for (int t = t0; t < t1; t++) {
+      int mb = t / p.nsplit, ns = t % p.nsplit;
+      int m0 = mb * p.ppb * SN_MR, m1 = imin(p.m, m0 + p.ppb * SN_MR);
+      int q0 = (int)((long)npan * ns / p.nsplit), q1 = (int)((long)npan * (ns + 1) / p.nsplit);
+      conv_task(g, &p, x, bp, bias, res, relu, y, m0, m1, q0, q1, ws + (size_t)tid * tws);
+    }
+  }
+}
+
+#pragma GCC pop_options

@@ -1,0 +1,299 @@
+/* winograd_avx512.c - Winograd F(4x4, 3x3) for 3x3 stride-1 pad-1 convolutions, NHWC
+ * (Lavin & Gray 2015; matrices in spec/KERNELS.md 2.1).
+ *
+ * Y = A^T [ U (.) V ] A per 6x6 input tile d (stride 4), U = G g G^T (plan time),
+ * V = B^T d B. Summed over channels this is 36 GEMMs: M[xi] (tiles, Cout) = V[xi] (tiles, Cin) .
+ * U[xi] (Cin, Cout). Tiles (img, ty, tx) are numbered in one flat list and processed in bands:
+ *   1. input transform of the band: V packed as GEMM A panels, Vp[xi][panel][Cin][MR]
+ *   2. 36 GEMMs into Mb[xi][tile][Cout] (U packed once as GEMM B panels)
+ *   3. output transform, fused with bias, residual and ReLU, into y.
+ * With many tiles each thread runs whole bands on its own (V and M stay in its L2); with few
+ * tiles (batch 1, 14x14) all threads share one band and split each phase, so U is read once. */
+#include <omp.h>
+#include <string.h>
+
+#include "conv_fast.h"
+
+#define SN_WINO_BAND_FLOATS 262144 /* Vp + Mb of one thread's band: 1 MiB */
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+/* ------------------------------------------------------------ portable parts */
+
+int sn_wino_eligible(const sn_conv_geom *g) {
+  return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->pt == 1 && g->pl == 1 &&
+         g->pb == 1 && g->pr == 1 && g->oh == g->h && g->ow == g->w;
+}
+
+size_t sn_wino_u_floats(int cin, int cout) { return 36 * sn_gemm_packb_floats(cin, cout); }
+
+void sn_wino_prepare_u(int cin, int cout, const float *w, float *u) {
+  static const double G[6][3] = {{1.0 / 4, 0, 0},
+                                 {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                 {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                 {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                 {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                 {0, 0, 1}};
+  size_t pb = sn_gemm_packb_floats(cin, cout);
+  memset(u, 0, 36 * pb * sizeof(float));
+  for (int ci = 0; ci < cin; ci++) {
+    for (int co = 0; co < cout; co++) {
+      double g[3][3], gg[6][3];
+      for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) g[a][b] = w[((size_t)(a * 3 + b) * cin + ci) * cout + co];
+      for (int i = 0; i < 6; i++)
+        for (int b = 0; b < 3; b++) gg[i][b] = G[i][0] * g[0][b] + G[i][1] * g[1][b] + G[i][2] * g[2][b];
+      float *dst = u + (size_t)(co / SN_NR) * cin * SN_NR + (size_t)ci * SN_NR + co % SN_NR;
+      for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 6; j++)
+          dst[(size_t)(i * 6 + j) * pb] =
+              (float)(gg[i][0] * G[j][0] + gg[i][1] * G[j][1] + gg[i][2] * G[j][2]);
+    }
+  }
+}
+
+/* Tiles per band of one thread: Vp and Mb of the band fit SN_WINO_BAND_FLOATS. */
+static int band_tiles(int cin, int cout) {
+  int tb = SN_WINO_BAND_FLOATS / (36 * (cin + cout)) / SN_MR * SN_MR;
+  return imin(imax(tb, SN_MR), 16 * SN_MR);
+}
+
+static size_t tmp_floats(void) { return 36 * SN_MR * 16; }
+
+size_t sn_wino_workspace(const sn_conv_geom *g, int nthreads) {
+  int nt = imax(1, nthreads);
+  size_t tb = (size_t)band_tiles(g->cin, g->cout);
+  return (size_t)nt * (tmp_floats() + 36 * tb * (g->cin + g->cout)) + 64;
+}
+
+/* ------------------------------------------------------------ AVX-512 parts */
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+#include <immintrin.h>
+
+/* 1-D B^T: o = B^T d for 6 vectors (F(4x4,3x3) points 0, +-1, +-2, inf). */
+static inline void bt6(const __m512 d[6], __m512 o[6]) {
+  const __m512 c4 = _mm512_set1_ps(4.0f), c5 = _mm512_set1_ps(5.0f), c2 = _mm512_set1_ps(2.0f);
+  __m512 t0 = _mm512_fnmadd_ps(c4, d[2], d[4]); /* d4 - 4 d2 */
+  __m512 t1 = _mm512_fnmadd_ps(c4, d[1], d[3]); /* d3 - 4 d1 */
+  __m512 t2 = _mm512_sub_ps(d[4], d[2]);
+  __m512 t3 = _mm512_mul_ps(c2, _mm512_sub_ps(d[3], d[1]));
+  o[0] = _mm512_fmadd_ps(c4, d[0], _mm512_fnmadd_ps(c5, d[2], d[4]));
+  o[1] = _mm512_add_ps(t0, t1);
+  o[2] = _mm512_sub_ps(t0, t1);
+  o[3] = _mm512_add_ps(t2, t3);
+  o[4] = _mm512_sub_ps(t2, t3);
+  o[5] = _mm512_fmadd_ps(c4, d[1], _mm512_fnmadd_ps(c5, d[3], d[5]));
+}
+
+/* 1-D A^T: 6 -> 4. */
+static inline void at6(const __m512 m[6], __m512 o[4]) {
+  const __m512 c2 = _mm512_set1_ps(2.0f), c4 = _mm512_set1_ps(4.0f), c8 = _mm512_set1_ps(8.0f);
+  __m512 s1 = _mm512_add_ps(m[1], m[2]), d1 = _mm512_sub_ps(m[1], m[2]);
+  __m512 s2 = _mm512_add_ps(m[3], m[4]), d2 = _mm512_sub_ps(m[3], m[4]);
+  o[0] = _mm512_add_ps(_mm512_add_ps(m[0], s1), s2);
+  o[1] = _mm512_fmadd_ps(c2, d2, d1);
+  o[2] = _mm512_fmadd_ps(c4, s2, s1);
+  o[3] = _mm512_add_ps(_mm512_fmadd_ps(c8, d2, d1), m[5]);
+}
+
+/* In-register 16x16 transpose (same as gemm_avx512.c). */
+static inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int q = 0; q < 4; q++) {
+    __m512 a0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88);
+    __m512 a1 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xDD);
+    __m512 b0 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88);
+    __m512 b1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xDD);
+    t[q] = _mm512_shuffle_f32x4(a0, b0, 0x88);
+    t[4 + q] = _mm512_shuffle_f32x4(a1, b1, 0x88);
+    t[8 + q] = _mm512_shuffle_f32x4(a0, b0, 0xDD);
+    t[12 + q] = _mm512_shuffle_f32x4(a1, b1, 0xDD);
+  }
+  for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+typedef struct wino_ctx {
+  const sn_conv_geom *g;
+  const float *x, *u, *bias, *res;
+  float *y;
+  int relu;
+  int tw, tpi;  /* tiles per row, tiles per image */
+  size_t upb;   /* floats per packed U[xi] */
+} wino_ctx;
+
+/* V of one tile, channels [c0, c0 + 16) (mask cm), into tmp[xi][r][16]. */
+static inline void input_tile(const wino_ctx *w, int t, int c0, __mmask16 cm, float *tmp, int r) {
+  const sn_conv_geom *g = w->g;
+  int img = t / w->tpi, rem = t % w->tpi, ty = rem / w->tw, tx = rem % w->tw;
+  int iy0 = 4 * ty - 1, ix0 = 4 * tx - 1;
+  const float *base = w->x + (size_t)img * g->h * g->w * g->cin + c0;
+  __m512 d[6][6], c[6][6];
+  const __m512 zero = _mm512_setzero_ps();
+  if (iy0 >= 0 && ix0 >= 0 && iy0 + 6 <= g->h && ix0 + 6 <= g->w) {
+    for (int i = 0; i < 6; i++)
+      for (int j = 0; j < 6; j++)
+        d[i][j] = _mm512_maskz_loadu_ps(cm, base + ((size_t)(iy0 + i) * g->w + ix0 + j) * g->cin);
+  } else {
+    for (int i = 0; i < 6; i++) {
+      int iy = iy0 + i;
+      for (int j = 0; j < 6; j++) {
+        int ix = ix0 + j;
+        d[i][j] = (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w)
+                      ? _mm512_maskz_loadu_ps(cm, base + ((size_t)iy * g->w + ix) * g->cin)
+                      : zero;
+      }
+    }
+  }
+  /* columns: c[.][j] = B^T d[.][j]; rows: V[i][.] = B^T c[i][.] */
+  for (int j = 0; j < 6; j++) {
+    __m512 col[6], o[6];
+    for (int i = 0; i < 6; i++) col[i] = d[i][j];
+    bt6(col, o);
+    for (int i = 0; i < 6; i++) c[i][j] = o[i];
+  }
+  for (int i = 0; i < 6; i++) {
+    __m512 o[6];
+    bt6(c[i], o);
+    for (int j = 0; j < 6; j++) _mm512_storeu_ps(tmp + ((size_t)(i * 6 + j) * SN_MR + r) * 16, o[j]);
+  }
+}
+
+/* Phase 1 item: panel p (tiles t0 + p*MR ...) x channel chunk ch -> Vp. */
+static void input_item(const wino_ctx *w, int t0, int bt, int np, int p, int ch, float *tmp,
+                       float *vp) {
+  int cin = w->g->cin;
+  int c0 = ch * 16, kr = imin(16, cin - c0);
+  __mmask16 cm = (__mmask16)(kr == 16 ? 0xFFFFu : (1u << kr) - 1);
+  int mr = imin(SN_MR, bt - p * SN_MR);
+  for (int r = 0; r < mr; r++) input_tile(w, t0 + p * SN_MR + r, c0, cm, tmp, r);
+  const __mmask16 sm = (__mmask16)((1u << SN_MR) - 1);
+  for (int xi = 0; xi < 36; xi++) {
+    __m512 v[16];
+    for (int r = 0; r < 16; r++)
+      v[r] = r < mr ? _mm512_loadu_ps(tmp + ((size_t)xi * SN_MR + r) * 16) : _mm512_setzero_ps();
+    transpose16(v);
+    float *dst = vp + ((size_t)xi * np + p) * cin * SN_MR + (size_t)c0 * SN_MR;
+    for (int q = 0; q < kr; q++) _mm512_mask_storeu_ps(dst + (size_t)q * SN_MR, sm, v[q]);
+  }
+}
+
+/* Phase 2 item: GEMM of position xi, output column panel j. */
+static void gemm_item(const wino_ctx *w, int bt, int np, int xi, int j, const float *vp, float *mb) {
+  int cin = w->g->cin, cout = w->g->cout;
+  int n0 = j * SN_NR;
+  sn_gemm_block_avx512(bt, imin(SN_NR, cout - n0), cin, vp + (size_t)xi * np * cin * SN_MR,
+                       w->u + (size_t)xi * w->upb + (size_t)j * cin * SN_NR, (size_t)cin * SN_NR,
+                       mb + (size_t)xi * bt * cout + n0, cout, 0, NULL, NULL, 0, 0);
+}
+
+/* Phase 3 item: output transform of tile t0 + tl, channel chunk ch, fused epilogue. */
+static void output_item(const wino_ctx *w, int t0, int bt, int tl, int ch, const float *mb) {
+  const sn_conv_geom *g = w->g;
+  int cout = g->cout;
+  int c0 = ch * 16, kr = imin(16, cout - c0);
+  __mmask16 cm = (__mmask16)(kr == 16 ? 0xFFFFu : (1u << kr) - 1);
+  __m512 c[4][6];
+  for (int j = 0; j < 6; j++) {
+    __m512 col[6], o[4];
+    for (int i = 0; i < 6; i++)
+      col[i] = _mm512_maskz_loadu_ps(cm, mb + ((size_t)(i * 6 + j) * bt + tl) * cout + c0);
+    at6(col, o);
+    for (int a = 0; a < 4; a++) c[a][j] = o[a];
+  }
+  int t = t0 + tl;
+  int img = t / w->tpi, rem = t % w->tpi, ty = rem / w->tw, tx = rem % w->tw;
+  __m512 bias = w->bias ? _mm512_maskz_loadu_ps(cm, w->bias + c0) : _mm512_setzero_ps();
+  const __m512 zero = _mm512_setzero_ps();
+  for (int a = 0; a < 4; a++) {
+    int oy = 4 * ty + a;
+    if (oy >= g->oh) break;
+    __m512 o[4];
+    at6(c[a], o);
+    for (int b = 0; b < 4; b++) {
+      int ox = 4 * tx + b;
+      if (ox >= g->ow) break;
+      size_t off = (((size_t)img * g->oh + oy) * g->ow + ox) * cout + c0;
+      __m512 v = _mm512_add_ps(o[b], bias);
+      if (w->res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cm, w->res + off));
+      if (w->relu) v = _mm512_max_ps(v, zero);
+      _mm512_mask_storeu_ps(w->y + off, cm, v);
+    }
+  }
+}
+
+/* One band [t0, t0 + bt) with threads tid of nth splitting each phase (nth = 1: alone). */
+static void run_band(const wino_ctx *w, int t0, int bt, int tid, int nth, float *tmp, float *vp,
+                     float *mb) {
+  int np = ceil_div(bt, SN_MR);
+  int nch = ceil_div(w->g->cin, 16), nco = ceil_div(w->g->cout, 16);
+  int npan = ceil_div(w->g->cout, SN_NR);
+  int n1 = np * nch;
+  for (int it = n1 * tid / nth; it < n1 * (tid + 1) / nth; it++)
+    input_item(w, t0, bt, np, it / nch, it % nch, tmp, vp);
+  if (nth > 1) {
+#pragma omp barrier
+  }
+  int n2 = 36 * npan;
+  for (int it = n2 * tid / nth; it < n2 * (tid + 1) / nth; it++)
+    gemm_item(w, bt, np, it / npan, it % npan, vp, mb);
+  if (nth > 1) {
+#pragma omp barrier
+  }
+  int n3 = bt * nco;
+  for (int it = n3 * tid / nth; it < n3 * (tid + 1) / nth; it++)
+    output_item(w, t0, bt, it / nco, it % nco, mb);
+  if (nth > 1) {
+#pragma omp barrier
+  }
+}
+
+void sn_wino_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x, const float *u,
+                            const float *bias, const float *res, int relu, float *y, float *ws) {
+  wino_ctx w = {g, x, u, bias, res, y, relu, ceil_div(g->w, 4), 0,
+                sn_gemm_packb_floats(g->cin, g->cout)};
+  w.tpi = ceil_div(g->h, 4) * w.tw;
+  int T = g->n * w.tpi;
+  int nt = imax(1, nthreads);
+  int tb = band_tiles(g->cin, g->cout);
+  /* Enough tiles: bands of at most tb tiles, a multiple of nt of them, each thread alone. */
+  int shared = ceil_div(T, tb) < 2 * nt && nt > 1;
+  int nb = shared ? ceil_div(T, nt * tb) : ceil_div(ceil_div(T, tb), nt) * nt;
+  int bsz = ceil_div(T, nb);
+  float *tmp0 = ws;
+  float *vp0 = ws + (size_t)nt * tmp_floats();
+  float *mb0 = vp0 + (size_t)nt * 36 * tb * g->cin;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    float *tmp = tmp0 + (size_t)tid * tmp_floats();
+    if (shared) {
+      for (int b = 0; b < nb; b++) {
+        int t0 = b * bsz;
+        run_band(&w, t0, imin(bsz, T - t0), tid, nth, tmp, vp0, mb0);
+      }
+    } else {
+      float *vp = vp0 + (size_t)tid * 36 * tb * g->cin;
+      float *mb = mb0 + (size_t)tid * 36 * tb * g->cout;
+      for (int b = tid; b < nb; b += nth) {
+        int t0 = b * bsz;
+        if (t0 < T) run_band(&w, t0, imin(bsz, T - t0), 0, 1, tmp, vp, mb);
+      }
+    }
+  }
+}
+
+#pragma GCC pop_options

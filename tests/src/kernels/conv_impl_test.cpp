@@ -1,0 +1,218 @@
+// conv_impl_test.cpp - prepared inference convolutions (sn_conv_prepare and the forced
+// algorithms of conv_fast.h) against sn_conv2d_forward_ref (direct, double accumulation).
+//
+// Data: x = ReLU(N(0,1)), w He-normal (stddev sqrt(2/K)), bias N(0, 0.1), res N(0,1), as in
+// spec/KERNELS.md 4.1. Error is measured as max|y - ref| / max|ref|.
+//   GEMM paths (fp32 FMA over K <= 600 terms, any blocking order): rtol 2e-6 (KERNELS.md 4.1
+//     measured ~5e-7 for fp32 direct; measured here <= 4.3e-7).
+//   Winograd F(4x4, 3x3) (fp32 transforms, entries of B^T/A^T up to 8 and of G down to 1/24
+//     amplify roundoff): rtol 1e-5, the per-layer error measured in KERNELS.md 4.1 (5.6e-6 to
+//     9.7e-6 with Cin up to 512; these shapes have Cin <= 64, measured here <= 4.8e-6).
+// A wrong index, padding, stride or epilogue gives errors of order 1, so every check can fail.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "kernels/conv_fast.h"
+#include "test_util.h"
+
+namespace {
+
+struct Shape {
+  int n, h, w, cin, k, s, pt, pl, pb, pr, cout;
+};
+
+std::string str(const Shape &s) {
+  char b[160];
+  snprintf(b, sizeof b, "n%d %dx%dx%d k%d s%d pad(%d,%d,%d,%d) cout%d", s.n, s.h, s.w, s.cin, s.k,
+           s.s, s.pt, s.pl, s.pb, s.pr, s.cout);
+  return b;
+}
+
+const char *algo_name(sn_conv_algo a) {
+  switch (a) {
+    case SN_CONV_GENERIC: return "generic";
+    case SN_CONV_GEMM: return "gemm";
+    case SN_CONV_WINOGRAD: return "winograd";
+    default: return "auto";
+  }
+}
+
+// Prepares s (batch s.n) with algo, runs it on n_run <= s.n images and returns the relative
+// max error against the double reference. Also checks that nothing is written past y.
+double run_case(const Shape &s, sn_conv_algo algo, bool bias_on, bool res_on, bool relu,
+                int n_run, uint64_t seed, std::string *name = nullptr) {
+  sn_conv_geom g;
+  EXPECT_EQ(0, sn_conv_geom_init(&g, s.n, s.h, s.w, s.cin, s.k, s.k, s.s, s.s, s.pt, s.pl, s.pb,
+                                 s.pr, s.cout));
+  const size_t K = (size_t)s.k * s.k * s.cin;
+  std::vector<float> x = sntest::randn((size_t)s.n * s.h * s.w * s.cin, seed);
+  for (auto &v : x) v = v > 0 ? v : 0;
+  std::vector<float> w = sntest::randn(K * s.cout, seed + 1, std::sqrt(2.0f / (float)K));
+  std::vector<float> b = sntest::randn(s.cout, seed + 2, 0.1f);
+  const size_t ny = (size_t)s.n * g.oh * g.ow * s.cout;
+  std::vector<float> res = sntest::randn(ny, seed + 3);
+
+  sn_conv_impl *c = nullptr;
+  EXPECT_EQ(0, sn_conv_prepare_algo(&g, w.data(), bias_on ? b.data() : nullptr, algo, &c));
+  if (!c) return 1e9;
+  if (name) *name = sn_conv_impl_name(c);
+  std::vector<float> ws(sn_conv_impl_workspace(c) + 1, 0.0f);
+  const float sentinel = 12345.0f;
+  ws.back() = sentinel;
+  std::vector<float> y(ny + 32, sentinel);
+
+  sn_conv_geom gr = g;
+  gr.n = n_run;
+  const size_t nyr = (size_t)n_run * g.oh * g.ow * s.cout;
+  sn_conv_impl_forward(c, n_run, x.data(), res_on ? res.data() : nullptr, relu ? 1 : 0, y.data(),
+                       ws.data());
+  std::vector<float> ref(nyr);
+  sn_conv2d_forward_ref(&gr, x.data(), w.data(), bias_on ? b.data() : nullptr,
+                        res_on ? res.data() : nullptr, relu ? 1 : 0, ref.data());
+  for (size_t i = nyr; i < y.size(); ++i) EXPECT_EQ(y[i], sentinel) << "write past y at " << i;
+  EXPECT_EQ(ws.back(), sentinel) << "write past the workspace";
+  sn_conv_impl_destroy(c);
+  double mx = sntest::max_abs(ref.data(), nyr);
+  return sntest::max_abs_diff(y.data(), ref.data(), nyr) / (mx > 0 ? mx : 1.0);
+}
+
+const Shape kGemmShapes[] = {
+    // 1x1 stride 1: in place; Cin/Cout not multiples of 16, K blocking (Cin 300, 600)
+    {3, 7, 7, 17, 1, 1, 0, 0, 0, 0, 33},
+    {1, 9, 9, 3, 1, 1, 0, 0, 0, 0, 5},
+    {1, 13, 13, 64, 1, 1, 0, 0, 0, 0, 64},
+    {3, 19, 19, 300, 1, 1, 0, 0, 0, 0, 40},
+    {1, 7, 7, 600, 1, 1, 0, 0, 0, 0, 70},
+    // 1x1 stride 2 (projection shortcut)
+    {3, 13, 13, 33, 1, 2, 0, 0, 0, 0, 17},
+    // 3x3 stride 1 and 2, pad 1; asymmetric Keras-style padding
+    {1, 9, 9, 3, 3, 1, 1, 1, 1, 1, 5},
+    {3, 13, 13, 17, 3, 1, 1, 1, 1, 1, 33},
+    {3, 13, 13, 17, 3, 2, 1, 1, 1, 1, 33},
+    {2, 14, 14, 16, 3, 2, 0, 0, 1, 1, 32},
+    {1, 7, 7, 128, 3, 1, 1, 1, 1, 1, 96},
+    // 7x7 stride 2 pad 3 (stem)
+    {1, 23, 23, 3, 7, 2, 3, 3, 3, 3, 64},
+    {3, 9, 9, 5, 7, 2, 3, 3, 3, 3, 17},
+};
+
+const Shape kWinoShapes[] = {
+    {1, 9, 9, 3, 3, 1, 1, 1, 1, 1, 5},     // 3x3 tiles, ragged edges
+    {3, 13, 13, 17, 3, 1, 1, 1, 1, 1, 33},  // 4x4 tiles per image, odd channels
+    {3, 7, 7, 33, 3, 1, 1, 1, 1, 1, 17},
+    {1, 16, 16, 64, 3, 1, 1, 1, 1, 1, 64},  // exact tiles
+    {3, 29, 29, 64, 3, 1, 1, 1, 1, 1, 48},  // 192 tiles: several bands per thread
+    {1, 14, 14, 48, 3, 1, 1, 1, 1, 1, 130}, // one shared band
+    {2, 5, 11, 16, 3, 1, 1, 1, 1, 1, 16},   // non-square
+};
+
+struct Epi {
+  bool bias, res, relu;
+};
+const Epi kEpis[] = {{false, false, false}, {true, false, true}, {true, true, true},
+                     {false, true, false}};
+
+void check_all(const Shape *shapes, size_t nshapes, sn_conv_algo algo, double rtol) {
+  uint64_t seed = 100;
+  for (size_t i = 0; i < nshapes; ++i) {
+    const Shape &s = shapes[i];
+    for (const Epi &e : kEpis) {
+      seed += 10;
+      for (int n_run : {s.n, 1}) {
+        double err = run_case(s, algo, e.bias, e.res, e.relu, n_run, seed);
+        EXPECT_LE(err, rtol) << algo_name(algo) << " " << str(s) << " bias " << e.bias << " res "
+                             << e.res << " relu " << e.relu << " n_run " << n_run;
+      }
+    }
+  }
+}
+
+TEST(ConvImpl, GenericMatchesReference) {
+  check_all(kGemmShapes, sizeof kGemmShapes / sizeof *kGemmShapes, SN_CONV_GENERIC, 2e-5);
+}
+
+TEST(ConvImpl, PackedGemmMatchesReference) {
+  if (!sn_cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  check_all(kGemmShapes, sizeof kGemmShapes / sizeof *kGemmShapes, SN_CONV_GEMM, 2e-6);
+}
+
+TEST(ConvImpl, WinogradMatchesReference) {
+  if (!sn_cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  check_all(kWinoShapes, sizeof kWinoShapes / sizeof *kWinoShapes, SN_CONV_WINOGRAD, 1e-5);
+}
+
+TEST(ConvImpl, PackedGemmOnWinogradShapes) {
+  if (!sn_cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  check_all(kWinoShapes, sizeof kWinoShapes / sizeof *kWinoShapes, SN_CONV_GEMM, 2e-6);
+}
+
+// Thread counts other than the default 2 change the work split (1 thread: no split; 3 threads:
+// uneven ranges); the prepared workspace must also cover running with fewer threads.
+TEST(ConvImpl, ThreadCounts) {
+  if (!sn_cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  const int saved = omp_get_max_threads();
+  const Shape g1 = {3, 19, 19, 300, 1, 1, 0, 0, 0, 0, 40};
+  const Shape g3 = {3, 13, 13, 17, 3, 2, 1, 1, 1, 1, 33};
+  const Shape w1 = {3, 29, 29, 64, 3, 1, 1, 1, 1, 1, 48};
+  const Shape w2 = {1, 14, 14, 48, 3, 1, 1, 1, 1, 1, 130};
+  for (int nt : {1, 3}) {
+    omp_set_num_threads(nt);
+    EXPECT_LE(run_case(g1, SN_CONV_GEMM, true, true, true, 3, 7), 2e-6) << nt;
+    EXPECT_LE(run_case(g3, SN_CONV_GEMM, true, true, true, 2, 8), 2e-6) << nt;
+    EXPECT_LE(run_case(w1, SN_CONV_WINOGRAD, true, true, true, 3, 9), 1e-5) << nt;
+    EXPECT_LE(run_case(w2, SN_CONV_WINOGRAD, true, true, true, 1, 10), 1e-5) << nt;
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST(ConvImpl, AutoChoosesByShape) {
+  std::string name;
+  const bool fast = sn_cpu_has_avx512();
+  const Shape r50_56 = {1, 56, 56, 64, 3, 1, 1, 1, 1, 1, 64};
+  const Shape r50_7 = {1, 7, 7, 64, 3, 1, 1, 1, 1, 1, 64};
+  const Shape pw = {2, 14, 14, 64, 1, 1, 0, 0, 0, 0, 256};
+  const Shape pw2 = {2, 14, 14, 64, 1, 2, 0, 0, 0, 0, 128};
+  const Shape s2 = {1, 28, 28, 32, 3, 2, 1, 1, 1, 1, 32};
+  EXPECT_LE(run_case(r50_56, SN_CONV_AUTO, true, true, true, 1, 1, &name), 1e-5);
+  EXPECT_EQ(name, fast ? "winograd4x4" : "generic");
+  EXPECT_LE(run_case(r50_7, SN_CONV_AUTO, true, false, true, 1, 2, &name), 2e-5);
+  EXPECT_EQ(name, fast ? "im2col" : "generic");
+  EXPECT_LE(run_case(pw, SN_CONV_AUTO, true, true, false, 2, 3, &name), 2e-5);
+  EXPECT_EQ(name, fast ? "gemm1x1" : "generic");
+  EXPECT_LE(run_case(pw2, SN_CONV_AUTO, false, false, true, 2, 4, &name), 2e-5);
+  EXPECT_EQ(name, fast ? "gemm1x1" : "generic");
+  EXPECT_LE(run_case(s2, SN_CONV_AUTO, true, false, true, 1, 5, &name), 2e-5);
+  EXPECT_EQ(name, fast ? "im2col" : "generic");
+}
+
+// sn_conv_impl_update repacks: after it the plan computes with the new weights and bias.
+TEST(ConvImpl, UpdateRepacks) {
+  for (sn_conv_algo algo : {SN_CONV_GENERIC, SN_CONV_GEMM, SN_CONV_WINOGRAD}) {
+    sn_conv_geom g;
+    ASSERT_EQ(0, sn_conv_geom_init(&g, 2, 9, 9, 17, 3, 3, 1, 1, 1, 1, 1, 1, 20));
+    const size_t K = 9 * 17;
+    std::vector<float> x = sntest::randn(2 * 81 * 17, 1);
+    std::vector<float> w1 = sntest::randn(K * 20, 2, 0.1f), w2 = sntest::randn(K * 20, 3, 0.1f);
+    std::vector<float> b1 = sntest::randn(20, 4), b2 = sntest::randn(20, 5);
+    sn_conv_impl *c = nullptr;
+    ASSERT_EQ(0, sn_conv_prepare_algo(&g, w1.data(), b1.data(), algo, &c));
+    sn_conv_impl_update(c, w2.data(), b2.data());
+    std::vector<float> ws(sn_conv_impl_workspace(c) + 1), y(2 * 81 * 20), ref(y.size());
+    sn_conv_impl_forward(c, 2, x.data(), nullptr, 0, y.data(), ws.data());
+    sn_conv2d_forward_ref(&g, x.data(), w2.data(), b2.data(), nullptr, 0, ref.data());
+    EXPECT_LE(sntest::max_abs_diff(y.data(), ref.data(), y.size()),
+              1e-5 * sntest::max_abs(ref.data(), ref.size()))
+        << algo_name(algo);
+    sn_conv_impl_destroy(c);
+  }
+}
+
+TEST(ConvImpl, DestroyNull) { sn_conv_impl_destroy(nullptr); }
+
+}  // namespace
