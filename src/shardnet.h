@@ -253,6 +253,16 @@ sn_status sn_preprocess_parse(const char *name, sn_preprocess *out);
 /* 1 if all n values are finite. */
 int sn_values_finite(const float *x, size_t n);
 
+/* Training augmentation of a preprocessed batch x (n, H, W, C), in place: horizontal flip with
+ * probability 1/2 and (crop-flip) a random translation of up to `pad` pixels with zero fill
+ * (torchvision RandomCrop(padding=pad) + RandomHorizontalFlip). Choices depend only on
+ * (seed, epoch, rows[i]). scratch: H*W*C floats. */
+typedef enum sn_augment { SN_AUG_NONE = 0, SN_AUG_FLIP = 1, SN_AUG_CROP_FLIP = 2 } sn_augment;
+void sn_augment_batch(float *x, int n, int h, int w, int c, sn_augment mode, int pad, uint64_t seed,
+                      int64_t epoch, const int64_t *rows, float *scratch);
+const char *sn_augment_name(sn_augment a);
+sn_status sn_augment_parse(const char *name, sn_augment *out);
+
 /* Softmax over rows (in place allowed) and top-k per row (indices and values, descending,
  * ties broken by lower index). */
 void sn_softmax(const float *logits, int n, int k, float *probs);
@@ -406,6 +416,66 @@ sn_status sn_convert_idx(const char *images_idx, const char *labels_idx, const c
  * Collective. */
 sn_status sn_convert_folder(const char *root, const char *out_path, sn_comm *comm,
                             const sn_convert_options *o);
+
+/* Inference output: one file written collectively by all ranks, rows in dataset order, datasets
+ * /predictions/top_k_indices (N,K) int32, /predictions/top_k_scores (N,K) float32, /logits
+ * (N,classes) float32, /features (N,D) float32 or IEEE half, /index (N,) int64 and /done (N,)
+ * uint8 (1 = row written; for resuming). Chunks depend only on the configuration, so the
+ * datasets' content is identical whatever the number of ranks. Root attribute complete = 1 is
+ * written last, by sn_writer_finish, and only when every row is done. HDF5 calls happen on the
+ * calling (main) thread under the io lock, so a live sn_reader may run alongside. */
+typedef struct sn_writer sn_writer;
+typedef enum sn_feature_dtype { SN_FEATURES_F32 = 0, SN_FEATURES_F16 = 1 } sn_feature_dtype;
+#define SN_WRITE_PREDICTIONS 1u /* /predictions/top_k_* (top_k > 0) */
+#define SN_WRITE_LOGITS 2u      /* /logits */
+#define SN_WRITE_FEATURES 4u    /* /features */
+typedef struct sn_writer_config {
+  int64_t n_total;      /* rows N */
+  int top_k;            /* K */
+  int classes;          /* width of /logits */
+  int feature_dim;      /* D of /features */
+  sn_feature_dtype feature_dtype;
+  unsigned flags;       /* SN_WRITE_* */
+  int compression;      /* gzip level 0..9 (parallel: filtered writes are collective) */
+  int chunk_rows;       /* rows per chunk; 0: about 1 MiB of the widest dataset */
+  int resume;           /* 1: reopen an existing output (shapes must match) and keep its rows */
+} sn_writer_config;
+void sn_writer_config_init(sn_writer_config *c);
+/* Creates path (truncating) or, with resume and an existing file, reopens it. Collective; every
+ * rank passes the same path and configuration. The caller owns *out. */
+sn_status sn_writer_create(const char *path, sn_comm *comm, const sn_writer_config *cfg,
+                           sn_writer **out);
+/* Rows not yet written (all rows for a new file; none for a complete one), ascending. *rows is
+ * malloc'd (NULL when *count is 0); the caller frees it. Not collective. */
+sn_status sn_writer_missing_rows(const sn_writer *w, int64_t **rows, int64_t *count);
+/* Rows per chunk (align per-rank blocks to it to avoid shared chunks). */
+int64_t sn_writer_chunk_rows(const sn_writer *w);
+/* A root string attribute (arch, weights, weights_md5, preprocess, version, ...). Collective:
+ * every rank passes the same name and value. */
+sn_status sn_writer_set_attr_str(sn_writer *w, const char *name, const char *value);
+/* Writes rows [row_begin, row_begin + count) and marks them done. Collective: every rank calls it
+ * the same number of times; a rank with nothing to write passes count = 0. Buffers (count rows):
+ * top_k_indices (count,K), top_k_scores (count,K), logits (count,classes), features (count,D)
+ * float32 (converted to half for F16); those of datasets not written may be NULL; index
+ * (count) may be NULL (row numbers are written). */
+sn_status sn_writer_write_block(sn_writer *w, int64_t row_begin, int count,
+                                const int32_t *top_k_indices, const float *top_k_scores,
+                                const float *logits, const float *features, const int64_t *index);
+/* Checks that every row is done on some rank, writes complete = 1 last and closes the file.
+ * Missing rows -> SN_ERR_INVALID naming the first one (the file stays incomplete). Collective.
+ * sn_writer_destroy is still needed. */
+sn_status sn_writer_finish(sn_writer *w);
+/* Closes the file if sn_writer_finish was not called (then collective) and frees w. */
+void sn_writer_destroy(sn_writer *w);
+
+/* State of an output file: missing, incomplete (no complete = 1: resumable) or complete. Not
+ * collective. A file that exists but is not HDF5 -> SN_ERR_FORMAT. */
+typedef enum sn_output_state {
+  SN_OUTPUT_MISSING = 0,
+  SN_OUTPUT_INCOMPLETE = 1,
+  SN_OUTPUT_COMPLETE = 2
+} sn_output_state;
+sn_status sn_output_status(const char *path, sn_output_state *state);
 
 /* ---------------------------------------------------------------- MPI (mpi/) */
 

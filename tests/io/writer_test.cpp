@@ -1,0 +1,288 @@
+// writer_test.cpp - tests of io/writer.c (serial): write then read back every dataset, IEEE half
+// features, resume from /done, complete = 1 only when every row is written, output status.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "io_impl.h"
+#include "shardnet.h"
+#include "test_util.h"
+
+namespace {
+
+bool has(const std::string &hay, const std::string &needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+struct Rows {
+  int n, k, classes, d;
+  std::vector<int32_t> idx;
+  std::vector<float> val, logits, feat;
+  Rows(int n_, int k_, int c_, int d_) : n(n_), k(k_), classes(c_), d(d_) {
+    logits = sntest::randn((size_t)n * classes, 11);
+    feat = sntest::randn((size_t)n * d, 12, 3.0f);
+    idx.resize((size_t)n * k);
+    val.resize((size_t)n * k);
+    sn_topk(logits.data(), n, classes, k, idx.data(), val.data());
+  }
+};
+
+template <typename T>
+std::vector<T> read_ds(const std::string &path, const char *name, hid_t mtype,
+                       std::vector<hsize_t> *dims_out = nullptr) {
+  sn_io_lock();
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  std::vector<T> v;
+  if (d >= 0) {
+    hid_t s = H5Dget_space(d);
+    hsize_t dims[2] = {0, 1};
+    int r = H5Sget_simple_extent_ndims(s);
+    H5Sget_simple_extent_dims(s, dims, nullptr);
+    if (dims_out) dims_out->assign(dims, dims + r);
+    v.resize(dims[0] * (r == 2 ? dims[1] : 1));
+    H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data());
+    H5Sclose(s);
+    H5Dclose(d);
+  }
+  H5Fclose(f);
+  sn_io_unlock();
+  return v;
+}
+
+std::string str_attr(const std::string &path, const char *name) {
+  sn_io_lock();
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+  hid_t t = H5Aget_type(a);
+  std::string s(H5Tget_size(t), '\0');
+  H5Aread(a, t, s.data());
+  H5Tclose(t);
+  H5Aclose(a);
+  H5Fclose(f);
+  sn_io_unlock();
+  return std::string(s.c_str());
+}
+
+sn_writer_config config(int n, int k, int classes, int d, sn_feature_dtype t) {
+  sn_writer_config c;
+  sn_writer_config_init(&c);
+  c.n_total = n;
+  c.top_k = k;
+  c.classes = classes;
+  c.feature_dim = d;
+  c.feature_dtype = t;
+  c.flags = SN_WRITE_PREDICTIONS | SN_WRITE_LOGITS | SN_WRITE_FEATURES;
+  c.chunk_rows = 4;
+  return c;
+}
+
+sn_status write_range(sn_writer *w, const Rows &r, int64_t b, int cnt) {
+  return sn_writer_write_block(w, b, cnt, r.idx.data() + b * r.k, r.val.data() + b * r.k,
+                               r.logits.data() + b * r.classes, r.feat.data() + b * r.d, nullptr);
+}
+
+TEST(Writer, SerialWriteReadBack) {
+  std::string dir = sntest::temp_dir();
+  std::string p = dir + "/out.h5";
+  Rows r(10, 3, 7, 5);
+  sn_writer_config c = config(10, 3, 7, 5, SN_FEATURES_F32);
+  c.compression = 4;
+  sn_output_state state;
+  ASSERT_EQ(sn_output_status(p.c_str(), &state), SN_OK);
+  EXPECT_EQ(state, SN_OUTPUT_MISSING);
+  sn_writer *w = nullptr;
+  ASSERT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &c, &w), SN_OK) << sn_last_error();
+  EXPECT_EQ(sn_writer_chunk_rows(w), 4);
+  int64_t *miss = nullptr, nmiss = 0;
+  ASSERT_EQ(sn_writer_missing_rows(w, &miss, &nmiss), SN_OK);
+  EXPECT_EQ(nmiss, 10);
+  free(miss);
+  ASSERT_EQ(sn_writer_set_attr_str(w, "arch", "resnet50"), SN_OK);
+  ASSERT_EQ(sn_writer_set_attr_str(w, "weights_md5", "0123456789abcdef0123456789abcdef"), SN_OK);
+  ASSERT_EQ(write_range(w, r, 6, 4), SN_OK) << sn_last_error();
+  ASSERT_EQ(write_range(w, r, 0, 6), SN_OK) << sn_last_error();
+  ASSERT_EQ(write_range(w, r, 0, 0), SN_OK);
+  ASSERT_EQ(sn_output_status(p.c_str(), &state), SN_OK);
+  EXPECT_EQ(state, SN_OUTPUT_INCOMPLETE);
+  ASSERT_EQ(sn_writer_finish(w), SN_OK) << sn_last_error();
+  sn_writer_destroy(w);
+  ASSERT_EQ(sn_output_status(p.c_str(), &state), SN_OK);
+  EXPECT_EQ(state, SN_OUTPUT_COMPLETE);
+
+  std::vector<hsize_t> dims;
+  EXPECT_EQ(read_ds<int32_t>(p, "predictions/top_k_indices", H5T_NATIVE_INT32, &dims), r.idx);
+  EXPECT_EQ(dims, (std::vector<hsize_t>{10, 3}));
+  EXPECT_EQ(read_ds<float>(p, "predictions/top_k_scores", H5T_NATIVE_FLOAT), r.val);
+  EXPECT_EQ(read_ds<float>(p, "logits", H5T_NATIVE_FLOAT, &dims), r.logits);
+  EXPECT_EQ(dims, (std::vector<hsize_t>{10, 7}));
+  EXPECT_EQ(read_ds<float>(p, "features", H5T_NATIVE_FLOAT), r.feat);
+  std::vector<int64_t> ids(10);
+  for (int i = 0; i < 10; ++i) ids[i] = i;
+  EXPECT_EQ(read_ds<int64_t>(p, "index", H5T_NATIVE_INT64), ids);
+  EXPECT_EQ(read_ds<uint8_t>(p, "done", H5T_NATIVE_UINT8), std::vector<uint8_t>(10, 1));
+  EXPECT_EQ(str_attr(p, "arch"), "resnet50");
+  EXPECT_EQ(str_attr(p, "weights_md5"), "0123456789abcdef0123456789abcdef");
+}
+
+TEST(Writer, HalfFeatures) {
+  std::string dir = sntest::temp_dir();
+  std::string p = dir + "/half.h5";
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> vals = {0.0f,     -0.0f,      1.0f,        -2.5f,      65504.0f,  65520.0f,
+                             1e6f,     -1e6f,      inf,         -inf,       6.1035156e-5f,
+                             5.96e-8f, 2.98e-8f,   2.99e-8f,    1e-9f,      3.14159265f,
+                             1.0009766f /* tie */, 1.0004883f, 1.0014648f, 1e-5f,     -7.2e-6f,
+                             2049.0f,  2051.0f,    0.33333334f, 1.5e-7f};
+  const int n = (int)vals.size();
+  sn_writer_config c = config(n, 0, 0, 1, SN_FEATURES_F16);
+  c.flags = SN_WRITE_FEATURES;
+  sn_writer *w = nullptr;
+  ASSERT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &c, &w), SN_OK) << sn_last_error();
+  ASSERT_EQ(sn_writer_write_block(w, 0, n, nullptr, nullptr, nullptr, vals.data(), nullptr), SN_OK)
+      << sn_last_error();
+  ASSERT_EQ(sn_writer_finish(w), SN_OK);
+  sn_writer_destroy(w);
+  // HDF5 converts the stored halves back to float; compare with the compiler's conversion.
+  std::vector<float> back = read_ds<float>(p, "features", H5T_NATIVE_FLOAT);
+  ASSERT_EQ(back.size(), vals.size());
+  for (int i = 0; i < n; ++i) {
+    const float want = (float)(_Float16)vals[i];
+    EXPECT_EQ(std::memcmp(&back[i], &want, 4), 0) << vals[i] << " -> " << back[i] << " want " << want;
+  }
+  // Random values in a wide range, raw bits against _Float16.
+  std::vector<float> many = sntest::randn(4096, 5, 200.0f);
+  for (size_t i = 0; i < 1024; ++i) many[i] *= 1e-6f;
+  std::string p2 = dir + "/half2.h5";
+  c.n_total = (int64_t)many.size();
+  ASSERT_EQ(sn_writer_create(p2.c_str(), sn_comm_serial(), &c, &w), SN_OK);
+  ASSERT_EQ(sn_writer_write_block(w, 0, (int)many.size(), nullptr, nullptr, nullptr, many.data(),
+                                  nullptr),
+            SN_OK);
+  ASSERT_EQ(sn_writer_finish(w), SN_OK);
+  sn_writer_destroy(w);
+  std::vector<uint16_t> bits(many.size());  // raw bits: read with the file's own type
+  sn_io_lock();
+  hid_t f = H5Fopen(p2.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, "features", H5P_DEFAULT);
+  hid_t t = H5Dget_type(d);
+  EXPECT_EQ(H5Tget_size(t), 2u);
+  H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, bits.data());
+  H5Tclose(t);
+  H5Dclose(d);
+  H5Fclose(f);
+  sn_io_unlock();
+  int bad = 0;
+  for (size_t i = 0; i < many.size(); ++i) {
+    _Float16 h = (_Float16)many[i];
+    uint16_t want;
+    std::memcpy(&want, &h, 2);
+    bad += bits[i] != want;
+  }
+  EXPECT_EQ(bad, 0);
+  if (std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") == 0) {
+    std::string cmd = "/usr/bin/python3 -c \"import h5py,sys; f=h5py.File('" + p2 +
+                      "','r'); sys.exit(0 if f['features'].dtype == 'float16' else 1)\"";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << "h5py does not see float16";
+  }
+}
+
+TEST(Writer, ResumeFromDone) {
+  std::string dir = sntest::temp_dir();
+  std::string p = dir + "/res.h5";
+  Rows r(11, 2, 4, 3);
+  sn_writer_config c = config(11, 2, 4, 3, SN_FEATURES_F32);
+  sn_writer *w = nullptr;
+  ASSERT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &c, &w), SN_OK);
+  ASSERT_EQ(write_range(w, r, 0, 4), SN_OK);
+  ASSERT_EQ(write_range(w, r, 8, 2), SN_OK);
+  sn_writer_destroy(w);  // "crash": never finished
+  sn_output_state state;
+  ASSERT_EQ(sn_output_status(p.c_str(), &state), SN_OK);
+  EXPECT_EQ(state, SN_OUTPUT_INCOMPLETE);
+
+  sn_writer_config bad = c;
+  bad.resume = 1;
+  bad.classes = 5;
+  EXPECT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &bad, &w), SN_ERR_SHAPE);
+  EXPECT_TRUE(has(sn_last_error(), "cannot resume: dataset /logits has shape (11,4)")) << sn_last_error();
+  bad = c;
+  bad.resume = 1;
+  bad.feature_dtype = SN_FEATURES_F16;
+  EXPECT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &bad, &w), SN_ERR_SHAPE);
+
+  c.resume = 1;
+  ASSERT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &c, &w), SN_OK) << sn_last_error();
+  int64_t *miss = nullptr, nmiss = 0;
+  ASSERT_EQ(sn_writer_missing_rows(w, &miss, &nmiss), SN_OK);
+  std::vector<int64_t> m(miss, miss + nmiss);
+  free(miss);
+  EXPECT_EQ(m, (std::vector<int64_t>{4, 5, 6, 7, 10}));
+  ASSERT_EQ(write_range(w, r, 4, 3), SN_OK);
+  EXPECT_EQ(sn_writer_finish(w), SN_ERR_INVALID);  // row 7 and 10 still missing
+  EXPECT_TRUE(has(sn_last_error(), "2 of 11 rows not written (first: row 7)")) << sn_last_error();
+  sn_writer_destroy(w);
+  ASSERT_EQ(sn_output_status(p.c_str(), &state), SN_OK);
+  EXPECT_EQ(state, SN_OUTPUT_INCOMPLETE);
+
+  ASSERT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &c, &w), SN_OK) << sn_last_error();
+  ASSERT_EQ(sn_writer_missing_rows(w, &miss, &nmiss), SN_OK);
+  EXPECT_EQ(nmiss, 2);
+  free(miss);
+  ASSERT_EQ(write_range(w, r, 7, 1), SN_OK);
+  ASSERT_EQ(write_range(w, r, 10, 1), SN_OK);
+  ASSERT_EQ(sn_writer_finish(w), SN_OK) << sn_last_error();
+  sn_writer_destroy(w);
+  ASSERT_EQ(sn_output_status(p.c_str(), &state), SN_OK);
+  EXPECT_EQ(state, SN_OUTPUT_COMPLETE);
+  EXPECT_EQ(read_ds<float>(p, "logits", H5T_NATIVE_FLOAT), r.logits);
+  EXPECT_EQ(read_ds<float>(p, "features", H5T_NATIVE_FLOAT), r.feat);
+  EXPECT_EQ(read_ds<int32_t>(p, "predictions/top_k_indices", H5T_NATIVE_INT32), r.idx);
+
+  // Resuming a complete output: nothing is missing.
+  ASSERT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &c, &w), SN_OK);
+  ASSERT_EQ(sn_writer_missing_rows(w, &miss, &nmiss), SN_OK);
+  EXPECT_EQ(nmiss, 0);
+  EXPECT_EQ(miss, nullptr);
+  sn_writer_destroy(w);
+  ASSERT_EQ(sn_output_status(p.c_str(), &state), SN_OK);
+  EXPECT_EQ(state, SN_OUTPUT_COMPLETE);
+}
+
+TEST(Writer, Errors) {
+  std::string dir = sntest::temp_dir();
+  std::string p = dir + "/e.h5";
+  Rows r(5, 2, 4, 3);
+  sn_writer_config c = config(5, 2, 4, 3, SN_FEATURES_F32);
+  sn_writer *w = nullptr;
+  sn_writer_config bad = c;
+  bad.top_k = 5;
+  EXPECT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &bad, &w), SN_ERR_INVALID);
+  bad = c;
+  bad.n_total = 0;
+  EXPECT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &bad, &w), SN_ERR_INVALID);
+  EXPECT_EQ(sn_writer_create((dir + "/no/such/dir.h5").c_str(), sn_comm_serial(), &c, &w),
+            SN_ERR_IO);
+  ASSERT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &c, &w), SN_OK);
+  EXPECT_EQ(write_range(w, r, 4, 2), SN_ERR_INVALID);
+  EXPECT_TRUE(has(sn_last_error(), "cannot write rows [4, 6) of 5")) << sn_last_error();
+  EXPECT_EQ(sn_writer_write_block(w, 0, 1, r.idx.data(), r.val.data(), nullptr, r.feat.data(),
+                                  nullptr),
+            SN_ERR_INVALID);
+  EXPECT_TRUE(has(sn_last_error(), "no data given for /logits")) << sn_last_error();
+  sn_writer_destroy(w);
+  {
+    std::ofstream o(dir + "/text.h5");
+    o << "not hdf5";
+  }
+  sn_output_state state;
+  EXPECT_EQ(sn_output_status((dir + "/text.h5").c_str(), &state), SN_ERR_FORMAT);
+}
+
+}  // namespace
