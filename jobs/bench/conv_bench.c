@@ -1,0 +1,208 @@
+/* conv_bench.c - per-layer timing of the prepared inference convolutions (sn_conv_prepare) on
+ * the torchvision resnet18/resnet50 conv shapes at 224x224, against the generic path
+ * (sn_conv2d_forward: im2col + OpenBLAS) and a plain cblas_sgemm of the same M x K x N (the
+ * "ceiling" a GEMM-based direct convolution could reach with OpenBLAS; Winograd can beat it).
+ *
+ * Not part of the CMake build (only jobs/*.c are globbed): jobs/bench/bench_infer.sh compiles it
+ * against build-<dir>/libshardnet_static.a.
+ *
+ * Usage: conv_bench [--model resnet50|resnet18] [--batch N] [--reps R] [--algo auto|gemm|wino]
+ *                   [--no-generic] [--no-sgemm] [--layer SUBSTR]
+ * Output: one JSON line per layer and a total line. GFLOP/s counts the direct convolution's
+ * 2*M*K*N flops (M = N*OH*OW, K = KH*KW*Cin, N = Cout), also for Winograd. Times are medians. */
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels.h"
+#include "kernels/conv_fast.h"
+
+typedef struct layer {
+  const char *name;
+  int h, cin, k, s, cout, count; /* square input h x h; pad = k / 2 */
+} layer;
+
+/* torchvision resnet50 (v1.5: stride on the 3x3), convs grouped by shape with multiplicity. */
+static const layer R50[] = {
+    {"stem 7x7/2", 224, 3, 7, 2, 64, 1},
+    {"l1 1x1 64>64", 56, 64, 1, 1, 64, 1},
+    {"l1 3x3 64", 56, 64, 3, 1, 64, 3},
+    {"l1 1x1 64>256", 56, 64, 1, 1, 256, 4}, /* 3 conv3 + downsample */
+    {"l1 1x1 256>64", 56, 256, 1, 1, 64, 2},
+    {"l2 1x1 256>128", 56, 256, 1, 1, 128, 1},
+    {"l2 3x3/2 128", 56, 128, 3, 2, 128, 1},
+    {"l2 1x1 128>512", 28, 128, 1, 1, 512, 4},
+    {"l2 ds 1x1/2 256>512", 56, 256, 1, 2, 512, 1},
+    {"l2 1x1 512>128", 28, 512, 1, 1, 128, 3},
+    {"l2 3x3 128", 28, 128, 3, 1, 128, 3},
+    {"l3 1x1 512>256", 28, 512, 1, 1, 256, 1},
+    {"l3 3x3/2 256", 28, 256, 3, 2, 256, 1},
+    {"l3 1x1 256>1024", 14, 256, 1, 1, 1024, 6},
+    {"l3 ds 1x1/2 512>1024", 28, 512, 1, 2, 1024, 1},
+    {"l3 1x1 1024>256", 14, 1024, 1, 1, 256, 5},
+    {"l3 3x3 256", 14, 256, 3, 1, 256, 5},
+    {"l4 1x1 1024>512", 14, 1024, 1, 1, 512, 1},
+    {"l4 3x3/2 512", 14, 512, 3, 2, 512, 1},
+    {"l4 1x1 512>2048", 7, 512, 1, 1, 2048, 3},
+    {"l4 ds 1x1/2 1024>2048", 14, 1024, 1, 2, 2048, 1},
+    {"l4 1x1 2048>512", 7, 2048, 1, 1, 512, 2},
+    {"l4 3x3 512", 7, 512, 3, 1, 512, 2},
+};
+
+static const layer R18[] = {
+    {"stem 7x7/2", 224, 3, 7, 2, 64, 1},
+    {"l1 3x3 64", 56, 64, 3, 1, 64, 4},
+    {"l2 3x3/2 64>128", 56, 64, 3, 2, 128, 1},
+    {"l2 ds 1x1/2 64>128", 56, 64, 1, 2, 128, 1},
+    {"l2 3x3 128", 28, 128, 3, 1, 128, 3},
+    {"l3 3x3/2 128>256", 28, 128, 3, 2, 256, 1},
+    {"l3 ds 1x1/2 128>256", 28, 128, 1, 2, 256, 1},
+    {"l3 3x3 256", 14, 256, 3, 1, 256, 3},
+    {"l4 3x3/2 256>512", 14, 256, 3, 2, 512, 1},
+    {"l4 ds 1x1/2 256>512", 14, 256, 1, 2, 512, 1},
+    {"l4 3x3 512", 7, 512, 3, 1, 512, 3},
+};
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void fill(float *p, size_t n, unsigned seed, float scale, int nonneg) {
+  unsigned s = seed * 2654435761u + 1;
+  for (size_t i = 0; i < n; i++) {
+    s = s * 1664525u + 1013904223u;
+    float v = ((float)(s >> 8) / 16777216.0f - 0.5f) * 2.0f * scale;
+    p[i] = nonneg && v < 0 ? -v : v;
+  }
+}
+
+typedef struct timing {
+  double med, min;
+} timing;
+
+/* Runs fn reps times after 2 warm-ups; a short pause-free loop, median and min in seconds. */
+#define TIME_IT(out, reps, stmt)                               \
+  do {                                                         \
+    double *ts_ = malloc(sizeof(double) * (size_t)(reps));     \
+    for (int w_ = 0; w_ < 2; w_++) { stmt; }                   \
+    for (int r_ = 0; r_ < (reps); r_++) {                      \
+      double t0_ = now();                                      \
+      stmt;                                                    \
+      ts_[r_] = now() - t0_;                                   \
+    }                                                          \
+    qsort(ts_, (size_t)(reps), sizeof(double), cmp_d);         \
+    (out).med = ts_[(reps) / 2];                               \
+    (out).min = ts_[0];                                        \
+    free(ts_);                                                 \
+  } while (0)
+
+int main(int argc, char **argv) {
+  const char *model = "resnet50", *algo_s = "auto", *only = NULL;
+  int batch = 1, reps = 21, do_generic = 1, do_sgemm = 1;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+    else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--algo") && i + 1 < argc) algo_s = argv[++i];
+    else if (!strcmp(argv[i], "--layer") && i + 1 < argc) only = argv[++i];
+    else if (!strcmp(argv[i], "--no-generic")) do_generic = 0;
+    else if (!strcmp(argv[i], "--no-sgemm")) do_sgemm = 0;
+    else {
+      fprintf(stderr, "usage: %s [--model resnet50|resnet18] [--batch N] [--reps R] "
+                      "[--algo auto|gemm|wino|generic] [--no-generic] [--no-sgemm] [--layer S]\n",
+              argv[0]);
+      return 2;
+    }
+  }
+  sn_conv_algo algo = !strcmp(algo_s, "gemm")      ? SN_CONV_GEMM
+                      : !strcmp(algo_s, "wino")    ? SN_CONV_WINOGRAD
+                      : !strcmp(algo_s, "generic") ? SN_CONV_GENERIC
+                                                   : SN_CONV_AUTO;
+  const layer *L = !strcmp(model, "resnet18") ? R18 : R50;
+  int nl = !strcmp(model, "resnet18") ? (int)(sizeof R18 / sizeof *R18) : (int)(sizeof R50 / sizeof *R50);
+  double tot_impl = 0, tot_gen = 0, tot_sg = 0, tot_flop = 0;
+  for (int li = 0; li < nl; li++) {
+    const layer *l = &L[li];
+    if (only && !strstr(l->name, only)) continue;
+    int p = l->k / 2;
+    sn_conv_geom g;
+    if (sn_conv_geom_init(&g, batch, l->h, l->h, l->cin, l->k, l->k, l->s, l->s, p, p, p, p, l->cout)) {
+      fprintf(stderr, "bad geometry %s\n", l->name);
+      return 1;
+    }
+    size_t nx = (size_t)batch * l->h * l->h * l->cin, ny = (size_t)batch * g.oh * g.ow * l->cout;
+    size_t K = (size_t)l->k * l->k * l->cin, M = (size_t)batch * g.oh * g.ow;
+    float *x = malloc(nx * sizeof(float)), *w = malloc(K * l->cout * sizeof(float));
+    float *b = malloc((size_t)l->cout * sizeof(float)), *y = malloc(ny * sizeof(float));
+    float *res = malloc(ny * sizeof(float));
+    fill(x, nx, 1, 1.0f, 1);
+    fill(w, K * l->cout, 2, 0.05f, 0);
+    fill(b, (size_t)l->cout, 3, 0.1f, 0);
+    fill(res, ny, 4, 1.0f, 0);
+    double flop = 2.0 * (double)M * (double)K * l->cout;
+
+    sn_conv_impl *c = NULL;
+    if (sn_conv_prepare_algo(&g, w, b, algo, &c)) {
+      fprintf(stderr, "prepare failed %s\n", l->name);
+      return 1;
+    }
+    size_t nws = sn_conv_impl_workspace(c);
+    float *ws = malloc((nws + 1) * sizeof(float));
+    timing ti;
+    TIME_IT(ti, reps, sn_conv_impl_forward(c, batch, x, res, 1, y, ws));
+
+    timing tg = {0, 0}, ts = {0, 0};
+    if (do_generic) {
+      size_t ngw = sn_conv2d_forward_workspace(&g);
+      float *gws = malloc((ngw + 1) * sizeof(float));
+      TIME_IT(tg, reps, sn_conv2d_forward(&g, x, w, b, res, 1, y, gws));
+      free(gws);
+    }
+    if (do_sgemm) {
+      /* A = the first M x K floats of a buffer large enough (contents irrelevant to speed) */
+      float *a = malloc(M * K * sizeof(float));
+      fill(a, M * K, 5, 1.0f, 0);
+      TIME_IT(ts, reps,
+              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, l->cout, (int)K, 1.0f,
+                          a, (int)K, w, l->cout, 0.0f, y, l->cout));
+      free(a);
+    }
+    printf("{\"model\":\"%s\",\"batch\":%d,\"layer\":\"%s\",\"count\":%d,\"algo\":\"%s\","
+           "\"ms\":%.4f,\"ms_min\":%.4f,\"gflops\":%.1f",
+           model, batch, l->name, l->count, sn_conv_impl_name(c), ti.med * 1e3, ti.min * 1e3,
+           flop / ti.med * 1e-9);
+    if (do_generic) printf(",\"generic_gflops\":%.1f", flop / tg.med * 1e-9);
+    if (do_sgemm) printf(",\"sgemm_gflops\":%.1f", flop / ts.med * 1e-9);
+    printf("}\n");
+    fflush(stdout);
+    tot_impl += ti.med * l->count;
+    tot_gen += tg.med * l->count;
+    tot_sg += ts.med * l->count;
+    tot_flop += flop * l->count;
+    sn_conv_impl_destroy(c);
+    free(ws);
+    free(x);
+    free(w);
+    free(b);
+    free(y);
+    free(res);
+  }
+  printf("{\"model\":\"%s\",\"batch\":%d,\"layer\":\"TOTAL convs\",\"threads\":%d,\"ms\":%.3f,"
+         "\"gflops\":%.1f,\"conv_img_per_s\":%.2f",
+         model, batch, omp_get_max_threads(), tot_impl * 1e3, tot_flop / tot_impl * 1e-9,
+         batch / tot_impl);
+  if (do_generic) printf(",\"generic_ms\":%.3f,\"generic_img_per_s\":%.2f", tot_gen * 1e3, batch / tot_gen);
+  if (do_sgemm) printf(",\"sgemm_ms\":%.3f,\"sgemm_img_per_s\":%.2f", tot_sg * 1e3, batch / tot_sg);
+  printf("}\n");
+  return 0;
+}
