@@ -4,6 +4,10 @@
  * sn_status and sets a one-line message naming the file (and dataset or attribute); `file` is
  * the path used in messages only. HDF5's own error-stack printing is switched off by
  * sn_h5_quiet(), which every opening helper calls.
+ *
+ * Thread safety: the helpers do not lock. HDF5 is built without thread safety, so a caller that
+ * may run while a dataset reader's thread is alive holds sn_io_lock() (io_impl.h) around its
+ * HDF5 work, as io/weights.c does.
  */
 #ifndef SN_H5UTIL_H
 #define SN_H5UTIL_H

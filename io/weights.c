@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "h5util.h"
+#include "io_impl.h"
 #include "shardnet.h"
 
 /* ---------------------------------------------------------------- known files (MODELS.md 6.1) */
@@ -627,12 +628,10 @@ static int torch_file(hid_t f) {
   return yes;
 }
 
-sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_format fmt, char *md5_hex) {
-  if (md5_hex) md5_hex[0] = '\0';
-  if (!net || !path)
-    return sn_error_set(SN_ERR_INVALID, "sn_weights_load: net and path are required");
-  if (fmt < SN_WEIGHTS_AUTO || fmt > SN_WEIGHTS_KERAS)
-    return sn_error_set(SN_ERR_INVALID, "file %s: unknown weights format %d", path, (int)fmt);
+/* Stages the file's tensors into L (HDF5 part of sn_weights_load; the caller holds the io lock).
+ * md5 receives the file's MD5 when want_md5 or the file is Keras. */
+static sn_status read_weights(loader *L, sn_net *net, const char *path, sn_weights_format fmt,
+                              int want_md5, char md5[33]) {
   hid_t f;
   sn_status st = sn_h5_open_read(path, &f);
   if (st) return st;
@@ -640,29 +639,40 @@ sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_format fmt, 
     if (native_file(f)) fmt = SN_WEIGHTS_NATIVE;
     else if (keras_base(f) || keras3_base(f)) fmt = SN_WEIGHTS_KERAS;
     else if (torch_file(f)) fmt = SN_WEIGHTS_TORCH;
-    else {
-      H5Fclose(f);
-      return sn_error_set(SN_ERR_FORMAT,
-                          "file %s: unrecognised weights layout (neither shardnet, torchvision "
-                          "state_dict nor Keras layer_names)",
-                          path);
-    }
+    else
+      st = sn_error_set(SN_ERR_FORMAT,
+                        "file %s: unrecognised weights layout (neither shardnet, torchvision "
+                        "state_dict nor Keras layer_names)",
+                        path);
   }
-  char md5[33] = "";
-  if (md5_hex || fmt == SN_WEIGHTS_KERAS) st = sn_md5_file(path, md5);
-  loader L;
-  if (!st) st = loader_init(&L, net, path);
-  else memset(&L, 0, sizeof L);
+  if (!st && (want_md5 || fmt == SN_WEIGHTS_KERAS)) st = sn_md5_file(path, md5);
+  if (!st) st = loader_init(L, net, path);
   if (!st) {
     switch (fmt) {
-    case SN_WEIGHTS_NATIVE: st = load_native(&L, f); break;
-    case SN_WEIGHTS_TORCH: st = load_torch(&L, f); break;
+    case SN_WEIGHTS_NATIVE: st = load_native(L, f); break;
+    case SN_WEIGHTS_TORCH: st = load_torch(L, f); break;
     default:
-      st = !keras_base(f) && keras3_base(f) ? load_keras3(&L, f) : load_keras(&L, f, md5);
+      st = !keras_base(f) && keras3_base(f) ? load_keras3(L, f) : load_keras(L, f, md5);
       break;
     }
   }
   H5Fclose(f);
+  return st;
+}
+
+sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_format fmt, char *md5_hex) {
+  if (md5_hex) md5_hex[0] = '\0';
+  if (!net || !path)
+    return sn_error_set(SN_ERR_INVALID, "sn_weights_load: net and path are required");
+  if (fmt < SN_WEIGHTS_AUTO || fmt > SN_WEIGHTS_KERAS)
+    return sn_error_set(SN_ERR_INVALID, "file %s: unknown weights format %d", path, (int)fmt);
+  char md5[33] = "";
+  loader L;
+  memset(&L, 0, sizeof L);
+  /* HDF5 is not thread-safe here: exclude a live dataset reader's thread (io_impl.h). */
+  sn_io_lock();
+  sn_status st = read_weights(&L, net, path, fmt, md5_hex != NULL, md5);
+  sn_io_unlock();
   if (!st) st = loader_commit(&L);
   loader_free(&L);
   if (!st && md5_hex) memcpy(md5_hex, md5, sizeof md5);
@@ -728,8 +738,12 @@ sn_status sn_weights_save(const sn_net *net, const char *path) {
 
   hid_t f;
   char tmp[4096];
+  sn_io_lock(); /* see sn_weights_load */
   sn_status st = sn_h5_create_atomic(path, &f, tmp, sizeof tmp);
-  if (st) return st;
+  if (st) {
+    sn_io_unlock();
+    return st;
+  }
   st = sn_h5_write_str_attr(f, "format", "shardnet", path);
   if (!st) st = sn_h5_write_str_attr(f, "version", SN_VERSION, path);
   if (!st) st = sn_h5_write_str_attr(f, "arch", sn_net_arch(net), path);
@@ -754,5 +768,6 @@ sn_status sn_weights_save(const sn_net *net, const char *path) {
     st = sn_h5_write_f32(f, key, path, p.ndim, dims, p.data);
   }
   sn_status fin = sn_h5_finish_atomic(f, tmp, path, st == SN_OK);
+  sn_io_unlock();
   return st ? st : fin;
 }
