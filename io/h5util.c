@@ -98,6 +98,10 @@ static herr_t sn_h5_list_cb(hid_t g, const char *name, const H5L_info_t *info, v
   return 0;
 }
 
+static int sn_h5_cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 sn_status sn_h5_list(hid_t loc, const char *group, const char *file, char ***names, int *n) {
   *names = NULL;
   *n = 0;
@@ -116,6 +120,8 @@ sn_status sn_h5_list(hid_t loc, const char *group, const char *file, char ***nam
   }
   if (!l.v) l.v = calloc(1, sizeof *l.v);
   if (!l.v) return sn_error_set(SN_ERR_NOMEM, "file %s: out of memory", file);
+  /* Byte order whatever the group's storage (callers binary-search the result). */
+  qsort(l.v, (size_t)l.n, sizeof *l.v, sn_h5_cmp_str);
   *names = l.v;
   *n = l.n;
   return SN_OK;

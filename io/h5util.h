@@ -41,7 +41,7 @@ int sn_h5_exists(hid_t loc, const char *path);
 int sn_h5_is_dataset(hid_t loc, const char *path);
 int sn_h5_is_group(hid_t loc, const char *path);
 
-/* Names of the links in group `group` under loc (sorted by name). Missing group ->
+/* Names of the links in group `group` under loc, sorted by strcmp. Missing group ->
  * SN_ERR_NOTFOUND. The caller frees with sn_h5_free_strs(*names, *n). */
 sn_status sn_h5_list(hid_t loc, const char *group, const char *file, char ***names, int *n);
 

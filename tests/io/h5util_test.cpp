@@ -2,6 +2,7 @@
 // h5py encodings, atomic creation and MD5.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -305,4 +306,35 @@ TEST(H5Util, AtomicCreate) {
   const std::string bad = dir + "/no/such/dir/out.h5";
   EXPECT_EQ(sn_h5_create_atomic(bad.c_str(), &f, tmp, sizeof tmp), SN_ERR_IO);
   EXPECT_TRUE(contains(sn_last_error(), bad)) << sn_last_error();
+}
+
+TEST(H5Util, ListIsSortedForCompactAndDenseGroups) {
+  const std::string dir = sntest::temp_dir(), p = dir + "/l.h5";
+  hid_t w = create_file(p);
+  // 40 links exceed the compact-storage threshold (8): the group switches to dense storage.
+  hid_t fapl = H5Pcreate(H5P_GROUP_CREATE);
+  H5Pset_link_creation_order(fapl, H5P_CRT_ORDER_TRACKED);
+  hid_t g = H5Gcreate2(w, "g", H5P_DEFAULT, fapl, H5P_DEFAULT);
+  std::vector<std::string> want;
+  for (int i = 39; i >= 0; --i) {
+    std::string n = "layer" + std::to_string(i) + (i % 3 ? ".weight" : ".bias");
+    float v = (float)i;
+    int64_t d[1] = {1};
+    ASSERT_EQ(sn_h5_write_f32(g, n.c_str(), p.c_str(), 1, d, &v), SN_OK);
+    want.push_back(n);
+  }
+  H5Gclose(g);
+  H5Pclose(fapl);
+  H5Fclose(w);
+  std::sort(want.begin(), want.end());
+  hid_t f;
+  ASSERT_EQ(sn_h5_open_read(p.c_str(), &f), SN_OK);
+  char **names;
+  int n;
+  ASSERT_EQ(sn_h5_list(f, "g", p.c_str(), &names, &n), SN_OK);
+  ASSERT_EQ(n, 40);
+  for (int i = 0; i < n; ++i) EXPECT_EQ(want[i], names[i]);
+  sn_h5_free_strs(names, n);
+  EXPECT_EQ(sn_h5_list(f, "nope", p.c_str(), &names, &n), SN_ERR_NOTFOUND);
+  H5Fclose(f);
 }
