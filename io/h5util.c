@@ -156,14 +156,15 @@ static sn_status sn_h5_space_shape(hid_t space, const char *file, const char *pa
   int64_t prod = 1;
   for (int i = 0; i < r; ++i) {
     if (hd[i] == 0 || hd[i] > (hsize_t)SN_H5_MAX_ELEMS)
-      return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: dimension %d is %llu", file, path,
-                          i, (unsigned long long)hd[i]);
+      return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: dimension %d is %llu", file, path, i,
+                          (unsigned long long)hd[i]);
     if (prod > SN_H5_MAX_ELEMS / (int64_t)hd[i])
       return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: too many elements", file, path);
     prod *= (int64_t)hd[i];
     dims[i] = (int64_t)hd[i];
   }
-  for (int i = r; i < SN_H5_MAX_RANK; ++i) dims[i] = 0;
+  for (int i = r; i < SN_H5_MAX_RANK; ++i)
+    dims[i] = 0;
   *ndim = r;
   return SN_OK;
 }
@@ -175,9 +176,9 @@ sn_status sn_h5_dataset_shape(hid_t loc, const char *path, const char *file, int
   hid_t d = H5Dopen2(loc, path, H5P_DEFAULT);
   if (d < 0) return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: cannot open", file, path);
   hid_t s = H5Dget_space(d);
-  sn_status st = s < 0 ? sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: no dataspace", file,
-                                      path)
-                       : sn_h5_space_shape(s, file, path, ndim, dims);
+  sn_status st = s < 0
+                     ? sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: no dataspace", file, path)
+                     : sn_h5_space_shape(s, file, path, ndim, dims);
   if (s >= 0) H5Sclose(s);
   H5Dclose(d);
   return st;
@@ -190,7 +191,8 @@ sn_status sn_h5_read_f32(hid_t loc, const char *path, const char *file, int ndim
   sn_status st = sn_h5_dataset_shape(loc, path, file, &fnd, fd);
   if (st) return st;
   int same = fnd == ndim;
-  for (int i = 0; same && i < ndim; ++i) same = fd[i] == dims[i];
+  for (int i = 0; same && i < ndim; ++i)
+    same = fd[i] == dims[i];
   if (!same) {
     char a[96], b[96];
     return sn_error_set(SN_ERR_SHAPE, "file %s: dataset %s: shape %s does not match expected %s",
@@ -228,7 +230,8 @@ sn_status sn_h5_write_f32(hid_t loc, const char *path, const char *file, int ndi
   if (ndim < 0 || ndim > SN_H5_MAX_RANK)
     return sn_error_set(SN_ERR_INVALID, "file %s: dataset %s: rank %d", file, path, ndim);
   hsize_t hd[SN_H5_MAX_RANK];
-  for (int i = 0; i < ndim; ++i) hd[i] = (hsize_t)dims[i];
+  for (int i = 0; i < ndim; ++i)
+    hd[i] = (hsize_t)dims[i];
   hid_t space = ndim ? H5Screate_simple(ndim, hd, NULL) : H5Screate(H5S_SCALAR);
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
   if (lcpl >= 0) H5Pset_create_intermediate_group(lcpl, 1);
@@ -246,8 +249,8 @@ sn_status sn_h5_write_f32(hid_t loc, const char *path, const char *file, int ndi
 int sn_h5_has_attr(hid_t obj, const char *name) { return H5Aexists(obj, name) > 0; }
 
 /* Reads all elements of an open string attribute into newly allocated strings. */
-static sn_status sn_h5_read_strings(hid_t a, const char *name, const char *file,
-                                    const char *where, char ***out, int *n) {
+static sn_status sn_h5_read_strings(hid_t a, const char *name, const char *file, const char *where,
+                                    char ***out, int *n) {
   *out = NULL;
   *n = 0;
   hid_t t = H5Aget_type(a), s = H5Aget_space(a), mt = H5I_INVALID_HID;
@@ -284,14 +287,13 @@ static sn_status sn_h5_read_strings(hid_t a, const char *name, const char *file,
     H5Tset_cset(mt, H5Tget_cset(t));
     char **raw = calloc((size_t)count, sizeof *raw);
     if (!raw) {
-      st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where,
-                        name);
+      st =
+          sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where, name);
       goto done;
     }
     if (H5Aread(a, mt, raw) < 0) {
       free(raw);
-      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: read failed", file, where,
-                        name);
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: read failed", file, where, name);
       goto done;
     }
     for (int i = 0; i < count && !st; ++i) {
@@ -317,21 +319,21 @@ static sn_status sn_h5_read_strings(hid_t a, const char *name, const char *file,
     mt = H5Tcopy(t);
     char *raw = malloc(width * (size_t)count);
     if (!raw) {
-      st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where,
-                        name);
+      st =
+          sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where, name);
       goto done;
     }
     if (H5Aread(a, mt, raw) < 0) {
       free(raw);
-      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: read failed", file, where,
-                        name);
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: read failed", file, where, name);
       goto done;
     }
     for (int i = 0; i < count && !st; ++i) {
       const char *p = raw + (size_t)i * width;
       size_t len = strnlen(p, width);
       if (pad == H5T_STR_SPACEPAD)
-        while (len > 0 && p[len - 1] == ' ') --len;
+        while (len > 0 && p[len - 1] == ' ')
+          --len;
       strs[i] = malloc(len + 1);
       if (!strs[i]) {
         st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where,
@@ -435,7 +437,8 @@ sn_status sn_h5_read_str_array_attr(hid_t obj, const char *name, const char *fil
 
 void sn_h5_free_strs(char **strs, int n) {
   if (!strs) return;
-  for (int i = 0; i < n; ++i) free(strs[i]);
+  for (int i = 0; i < n; ++i)
+    free(strs[i]);
   free(strs);
 }
 
@@ -449,8 +452,8 @@ sn_status sn_h5_read_int_attr(hid_t obj, const char *name, const char *file, con
   hid_t t = H5Aget_type(a), s = H5Aget_space(a);
   sn_status st = SN_OK;
   if (t < 0 || s < 0 || H5Tget_class(t) != H5T_INTEGER || H5Sget_simple_extent_npoints(s) != 1)
-    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: expected one integer", file,
-                      where, name);
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: expected one integer", file, where,
+                      name);
   else if (H5Aread(a, H5T_NATIVE_INT64, out) < 0)
     st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: read failed", file, where, name);
   if (s >= 0) H5Sclose(s);
@@ -488,8 +491,8 @@ sn_status sn_h5_write_int_attr(hid_t obj, const char *name, int64_t value, const
   return st;
 }
 
-sn_status sn_h5_write_str_array_attr(hid_t obj, const char *name, const char *const *values,
-                                     int n, int fixed, const char *file) {
+sn_status sn_h5_write_str_array_attr(hid_t obj, const char *name, const char *const *values, int n,
+                                     int fixed, const char *file) {
   hsize_t dim = (hsize_t)(n > 0 ? n : 0);
   hid_t s = H5Screate_simple(1, &dim, NULL);
   hid_t t = H5Tcopy(H5T_C_S1);
@@ -504,7 +507,8 @@ sn_status sn_h5_write_str_array_attr(hid_t obj, const char *name, const char *co
     if (!buf) {
       st = sn_error_set(SN_ERR_NOMEM, "file %s: out of memory", file);
     } else {
-      for (int i = 0; i < n; ++i) memcpy(buf + (size_t)i * width, values[i], strlen(values[i]));
+      for (int i = 0; i < n; ++i)
+        memcpy(buf + (size_t)i * width, values[i], strlen(values[i]));
       st = sn_h5_put_attr(obj, name, t, t, s, buf, file);
       free(buf);
     }
@@ -551,8 +555,7 @@ sn_status sn_h5_finish_atomic(hid_t file, const char *tmp, const char *path, int
   if (ok && !st && sn_fsync_path(tmp, O_RDONLY) != 0)
     st = sn_error_set(SN_ERR_IO, "file %s: fsync of %s failed: %s", path, tmp, strerror(errno));
   if (ok && !st && rename(tmp, path) != 0)
-    st = sn_error_set(SN_ERR_IO, "file %s: rename from %s failed: %s", path, tmp,
-                      strerror(errno));
+    st = sn_error_set(SN_ERR_IO, "file %s: rename from %s failed: %s", path, tmp, strerror(errno));
   if (!ok || st) {
     unlink(tmp);
     return st;
@@ -580,21 +583,19 @@ sn_status sn_h5_finish_atomic(hid_t file, const char *tmp, const char *path, int
 #define SN_MD5_ROTL(x, c) (((x) << (c)) | ((x) >> (32 - (c))))
 
 /* Per-round shift amounts and the constants K[i] = floor(2^32 * |sin(i + 1)|). */
-static const uint32_t sn_md5_s[64] = {7,  12, 17, 22, 7,  12, 17, 22, 7,  12, 17, 22, 7,  12, 17, 22,
-                                      5,  9,  14, 20, 5,  9,  14, 20, 5,  9,  14, 20, 5,  9,  14, 20,
-                                      4,  11, 16, 23, 4,  11, 16, 23, 4,  11, 16, 23, 4,  11, 16, 23,
-                                      6,  10, 15, 21, 6,  10, 15, 21, 6,  10, 15, 21, 6,  10, 15, 21};
+static const uint32_t sn_md5_s[64] = {7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
+                                      5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20,
+                                      4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
+                                      6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21};
 static const uint32_t sn_md5_k[64] = {
-    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613,
-    0xfd469501, 0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193,
-    0xa679438e, 0x49b40821, 0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d,
-    0x02441453, 0xd8a1e681, 0xe7d3fbc8, 0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed,
-    0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a, 0xfffa3942, 0x8771f681, 0x6d9d6122,
-    0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, 0x289b7ec6, 0xeaa127fa,
-    0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665, 0xf4292244,
-    0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
-    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb,
-    0xeb86d391};
+    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
+    0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821,
+    0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
+    0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a,
+    0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70,
+    0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
+    0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
+    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391};
 
 /* Processes one 64-byte block (little-endian words). */
 static void sn_md5_block(uint32_t st[4], const unsigned char *p) {
@@ -651,7 +652,8 @@ void sn_md5_update(sn_md5 *m, const void *data, size_t len) {
     if (have + take < 64) return;
     sn_md5_block(m->state, m->block);
   }
-  for (; len >= 64; p += 64, len -= 64) sn_md5_block(m->state, p);
+  for (; len >= 64; p += 64, len -= 64)
+    sn_md5_block(m->state, p);
   memcpy(m->block, p, len);
 }
 
@@ -661,7 +663,8 @@ void sn_md5_final(sn_md5 *m, char hex[33]) {
   size_t have = (size_t)(m->bytes & 63);
   sn_md5_update(m, pad, have < 56 ? 56 - have : 120 - have);
   unsigned char len[8];
-  for (int i = 0; i < 8; ++i) len[i] = (unsigned char)(bits >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    len[i] = (unsigned char)(bits >> (8 * i));
   sn_md5_update(m, len, 8);
   static const char digits[] = "0123456789abcdef";
   for (int i = 0; i < 16; ++i) {
@@ -684,7 +687,8 @@ sn_status sn_md5_file(const char *path, char hex[33]) {
   sn_md5 m;
   sn_md5_init(&m);
   size_t got;
-  while ((got = fread(buf, 1, CHUNK, f)) > 0) sn_md5_update(&m, buf, got);
+  while ((got = fread(buf, 1, CHUNK, f)) > 0)
+    sn_md5_update(&m, buf, got);
   int err = ferror(f);
   free(buf);
   fclose(f);

@@ -93,8 +93,8 @@ sn_status sn_h5_write_str_attr(hid_t obj, const char *name, const char *value, c
 sn_status sn_h5_write_int_attr(hid_t obj, const char *name, int64_t value, const char *file);
 /* Writes a 1-D string-array attribute; fixed = 1 writes null-padded fixed-length strings
  * (the width of the longest), 0 variable-length. Used by tests to mimic both h5py writers. */
-sn_status sn_h5_write_str_array_attr(hid_t obj, const char *name, const char *const *values,
-                                     int n, int fixed, const char *file);
+sn_status sn_h5_write_str_array_attr(hid_t obj, const char *name, const char *const *values, int n,
+                                     int fixed, const char *file);
 
 /* Atomic save: sn_h5_create_atomic creates PATH.tmp.<pid> (truncating) and returns its handle
  * and name (tmp of tmp_size bytes); sn_h5_finish_atomic closes the file and, if ok, flushes it

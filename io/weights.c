@@ -24,7 +24,7 @@
 
 typedef struct known_file {
   const char *md5;
-  const char *key;  /* Keras applications key; the engine arch is "keras_" + key */
+  const char *key; /* Keras applications key; the engine arch is "keras_" + key */
   int top;
   const char *file;
 } known_file;
@@ -134,8 +134,8 @@ static sn_status loader_init(loader *L, sn_net *net, const char *path) {
   L->stage = malloc((total ? total : 1) * sizeof(float));
   L->scratch = malloc(largest * sizeof(float));
   if (!L->stage || !L->scratch)
-    return sn_error_set(SN_ERR_NOMEM, "file %s: cannot allocate %zu floats to stage weights",
-                        path, total);
+    return sn_error_set(SN_ERR_NOMEM, "file %s: cannot allocate %zu floats to stage weights", path,
+                        total);
   return SN_OK;
 }
 
@@ -154,7 +154,8 @@ static int loader_has_layer(const loader *L, const char *layer) {
 }
 
 static void engine_dims(const sn_param_info *p, int64_t *dims) {
-  for (int k = 0; k < p->ndim; ++k) dims[k] = p->shape[k];
+  for (int k = 0; k < p->ndim; ++k)
+    dims[k] = p->shape[k];
 }
 
 /* The tensor's shape in PyTorch layout: conv OIHW, Linear (out, in), vectors unchanged. */
@@ -184,7 +185,8 @@ static void from_torch(const sn_param_info *p, const float *src, float *dst) {
   } else if (p->ndim == 2) {
     const int64_t in = p->shape[0], out = p->shape[1];
     for (int64_t o = 0; o < out; ++o)
-      for (int64_t i = 0; i < in; ++i) dst[i * out + o] = src[o * in + i];
+      for (int64_t i = 0; i < in; ++i)
+        dst[i * out + o] = src[o * in + i];
   } else {
     memcpy(dst, src, (size_t)p->count * sizeof(float));
   }
@@ -203,7 +205,8 @@ static sn_status check_shape(const loader *L, hid_t loc, const char *dset, const
                         keyword, key, L->info[i].layer, keras_role(L->info[i].role));
   if (st) return st;
   int same = fnd == ndim;
-  for (int k = 0; same && k < ndim; ++k) same = fd[k] == dims[k];
+  for (int k = 0; same && k < ndim; ++k)
+    same = fd[k] == dims[k];
   if (!same) {
     char a[96], b[96];
     return sn_error_set(SN_ERR_SHAPE, "file %s: %s %s: shape %s does not match layer %s %s %s%s",
@@ -218,8 +221,8 @@ static sn_status check_shape(const loader *L, hid_t loc, const char *dset, const
 static sn_status stage_engine(loader *L, hid_t loc, const char *dset, const char *keyword,
                               const char *key, int i) {
   if (L->filled[i])
-    return sn_error_set(SN_ERR_FORMAT, "file %s: %s %s: layer %s %s given twice", L->path,
-                        keyword, key, L->info[i].layer, keras_role(L->info[i].role));
+    return sn_error_set(SN_ERR_FORMAT, "file %s: %s %s: layer %s %s given twice", L->path, keyword,
+                        key, L->info[i].layer, keras_role(L->info[i].role));
   int64_t dims[4];
   engine_dims(&L->info[i], dims);
   sn_status st = check_shape(L, loc, dset, keyword, key, i, L->info[i].ndim, dims, "");
@@ -385,8 +388,10 @@ static sn_status keras_layer(loader *L, hid_t g, const char *layer, char **wn, i
   int by_name = 1, seen = 0;
   for (int k = 0; k < nw && by_name; ++k) {
     int r = keras_role_of(wn[k]);
-    if (r < 0 || (seen & (1 << r)) || loader_find(L, layer, (sn_param_role)r) < 0) by_name = 0;
-    else seen |= 1 << r;
+    if (r < 0 || (seen & (1 << r)) || loader_find(L, layer, (sn_param_role)r) < 0)
+      by_name = 0;
+    else
+      seen |= 1 << r;
   }
   for (int k = 0; k < nw; ++k) {
     int i = by_name ? loader_find(L, layer, (sn_param_role)keras_role_of(wn[k])) : idx[k];
@@ -424,7 +429,8 @@ static sn_status load_keras(loader *L, hid_t f, const char *md5) {
   const known_file *kf = find_known(md5);
   if (!st && kf) {
     int top = 0;
-    for (int i = 0; i < L->np; ++i) top |= !strcmp(L->info[i].layer_kind, "dense");
+    for (int i = 0; i < L->np; ++i)
+      top |= !strcmp(L->info[i].layer_kind, "dense");
     char want[48];
     snprintf(want, sizeof want, "keras_%s", kf->key);
     if (strcmp(want, sn_net_arch(L->net)) != 0 || top != kf->top)
@@ -469,8 +475,8 @@ static sn_status load_keras(loader *L, hid_t f, const char *md5) {
   /* Layers of the net that the file lacks. */
   for (int i = 0; i < L->np && !st; ++i)
     if (!L->filled[i])
-      st = sn_error_set(SN_ERR_NOTFOUND, "file %s: layer %s (%s) is missing from the file",
-                        L->path, L->info[i].layer, L->info[i].layer_kind);
+      st = sn_error_set(SN_ERR_NOTFOUND, "file %s: layer %s (%s) is missing from the file", L->path,
+                        L->info[i].layer, L->info[i].layer_kind);
   sn_h5_free_strs(layers, nl);
   H5Gclose(b);
   return st;
@@ -491,8 +497,9 @@ static const char *keras3_base(hid_t f) {
 static sn_status load_keras3(loader *L, hid_t f) {
   const char *base = keras3_base(f);
   if (!base)
-    return sn_error_set(SN_ERR_FORMAT, "file %s: not a Keras weights file (no layer_names "
-                                       "attribute and no /layers group)",
+    return sn_error_set(SN_ERR_FORMAT,
+                        "file %s: not a Keras weights file (no layer_names "
+                        "attribute and no /layers group)",
                         L->path);
   char **groups = NULL;
   int ng = 0;
@@ -556,8 +563,8 @@ static sn_status load_keras3(loader *L, hid_t f) {
   sn_h5_free_strs(groups, ng);
   for (int i = 0; i < L->np && !st; ++i)
     if (!L->filled[i])
-      st = sn_error_set(SN_ERR_NOTFOUND, "file %s: layer %s (%s) is missing from the file",
-                        L->path, L->info[i].layer, L->info[i].layer_kind);
+      st = sn_error_set(SN_ERR_NOTFOUND, "file %s: layer %s (%s) is missing from the file", L->path,
+                        L->info[i].layer, L->info[i].layer_kind);
   return st;
 }
 
@@ -573,15 +580,16 @@ static int native_file(hid_t f) {
 
 static sn_status load_native(loader *L, hid_t f) {
   if (!native_file(f))
-    return sn_error_set(SN_ERR_FORMAT, "file %s: not a shardnet weights file (no format = "
-                                       "\"shardnet\" attribute)",
+    return sn_error_set(SN_ERR_FORMAT,
+                        "file %s: not a shardnet weights file (no format = "
+                        "\"shardnet\" attribute)",
                         L->path);
   char *arch = NULL;
   sn_status st = sn_h5_read_str_attr(f, "arch", L->path, "/", &arch);
   if (st) return st;
   if (strcmp(arch, sn_net_arch(L->net)) != 0)
-    st = sn_error_set(SN_ERR_FORMAT, "file %s: weights are for arch %s but the net is %s",
-                      L->path, arch, sn_net_arch(L->net));
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: weights are for arch %s but the net is %s", L->path,
+                      arch, sn_net_arch(L->net));
   free(arch);
   char key[2 * SN_MAX_NAME + 32];
   for (int i = 0; i < L->np && !st; ++i) {
@@ -636,9 +644,12 @@ static sn_status read_weights(loader *L, sn_net *net, const char *path, sn_weigh
   sn_status st = sn_h5_open_read(path, &f);
   if (st) return st;
   if (fmt == SN_WEIGHTS_AUTO) {
-    if (native_file(f)) fmt = SN_WEIGHTS_NATIVE;
-    else if (keras_base(f) || keras3_base(f)) fmt = SN_WEIGHTS_KERAS;
-    else if (torch_file(f)) fmt = SN_WEIGHTS_TORCH;
+    if (native_file(f))
+      fmt = SN_WEIGHTS_NATIVE;
+    else if (keras_base(f) || keras3_base(f))
+      fmt = SN_WEIGHTS_KERAS;
+    else if (torch_file(f))
+      fmt = SN_WEIGHTS_TORCH;
     else
       st = sn_error_set(SN_ERR_FORMAT,
                         "file %s: unrecognised weights layout (neither shardnet, torchvision "
@@ -649,8 +660,12 @@ static sn_status read_weights(loader *L, sn_net *net, const char *path, sn_weigh
   if (!st) st = loader_init(L, net, path);
   if (!st) {
     switch (fmt) {
-    case SN_WEIGHTS_NATIVE: st = load_native(L, f); break;
-    case SN_WEIGHTS_TORCH: st = load_torch(L, f); break;
+    case SN_WEIGHTS_NATIVE:
+      st = load_native(L, f);
+      break;
+    case SN_WEIGHTS_TORCH:
+      st = load_torch(L, f);
+      break;
     default:
       st = !keras_base(f) && keras3_base(f) ? load_keras3(L, f) : load_keras(L, f, md5);
       break;
@@ -748,8 +763,8 @@ sn_status sn_weights_save(const sn_net *net, const char *path) {
   if (!st) st = sn_h5_write_str_attr(f, "version", SN_VERSION, path);
   if (!st) st = sn_h5_write_str_attr(f, "arch", sn_net_arch(net), path);
   if (!st)
-    st = sn_h5_write_str_attr(f, "style",
-                              sn_net_style(net) == SN_STYLE_TORCH ? "torch" : "keras", path);
+    st = sn_h5_write_str_attr(f, "style", sn_net_style(net) == SN_STYLE_TORCH ? "torch" : "keras",
+                              path);
   if (!st) st = sn_h5_write_int_attr(f, "classes", top ? oc : 0, path);
   if (!st) st = sn_h5_write_int_attr(f, "height", h, path);
   if (!st) st = sn_h5_write_int_attr(f, "width", w, path);

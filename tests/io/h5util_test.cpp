@@ -50,7 +50,7 @@ void write_f64(hid_t loc, const char *name, std::vector<hsize_t> dims, const dou
   H5Sclose(s);
 }
 
-}  // namespace
+} // namespace
 
 TEST(H5Util, Md5Rfc1321Suite) {
   EXPECT_EQ(md5_of(""), "d41d8cd98f00b204e9800998ecf8427e");
@@ -61,13 +61,15 @@ TEST(H5Util, Md5Rfc1321Suite) {
   EXPECT_EQ(md5_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"),
             "d174ab98d277d9f5a5611c2c9f419d9f");
   std::string digits;
-  for (int i = 0; i < 8; ++i) digits += "1234567890";
+  for (int i = 0; i < 8; ++i)
+    digits += "1234567890";
   EXPECT_EQ(md5_of(digits), "57edf4a22be3c955ac49da2e2107b67a");
 }
 
 TEST(H5Util, Md5IncrementalMatchesOneShotAndFile) {
   std::string data(300001, '\0');
-  for (size_t i = 0; i < data.size(); ++i) data[i] = (char)(i * 131 + (i >> 7));
+  for (size_t i = 0; i < data.size(); ++i)
+    data[i] = (char)(i * 131 + (i >> 7));
   const std::string whole = md5_of(data);
   for (size_t chunk : {1u, 7u, 55u, 56u, 63u, 64u, 65u, 1000u}) {
     sn_md5 m;
@@ -101,8 +103,7 @@ TEST(H5Util, OpenErrors) {
   const std::string text = dir + "/text.h5";
   write_text(text, "this is not HDF5 at all\n");
   EXPECT_EQ(sn_h5_open_read(text.c_str(), &f), SN_ERR_FORMAT);
-  EXPECT_TRUE(contains(sn_last_error(), "file " + text + ": not an HDF5 file"))
-      << sn_last_error();
+  EXPECT_TRUE(contains(sn_last_error(), "file " + text + ": not an HDF5 file")) << sn_last_error();
 
   const std::string empty = dir + "/empty.h5";
   write_text(empty, "");
@@ -124,7 +125,7 @@ TEST(H5Util, OpenErrors) {
   const std::string cut = dir + "/cut.h5";
   write_text(cut, std::string(bytes.data(), n / 2));
   sn_status st = sn_h5_open_read(cut.c_str(), &f);
-  if (st == SN_OK) {  // HDF5 may open it; then reading must fail cleanly.
+  if (st == SN_OK) { // HDF5 may open it; then reading must fail cleanly.
     float buf[4096];
     EXPECT_NE(sn_h5_read_f32(f, "x", cut.c_str(), 1, dims, buf), SN_OK);
     H5Fclose(f);
@@ -185,7 +186,8 @@ TEST(H5Util, ReadFloatChecksShapeAndType) {
   int64_t d23[2] = {2, 3};
   float fd[6];
   ASSERT_EQ(sn_h5_read_f32(f, "dbl", p.c_str(), 2, d23, fd), SN_OK);
-  for (int i = 0; i < 6; ++i) EXPECT_EQ(fd[i], (float)dv[i]);
+  for (int i = 0; i < 6; ++i)
+    EXPECT_EQ(fd[i], (float)dv[i]);
 
   int64_t d2[1] = {2};
   EXPECT_EQ(sn_h5_read_f32(f, "ints", p.c_str(), 1, d2, fd), SN_ERR_FORMAT);
@@ -236,7 +238,8 @@ void check_strings(int fixed) {
   int n;
   ASSERT_EQ(sn_h5_read_str_array_attr(f, "layer_names", p.c_str(), "/", &strs, &n), SN_OK);
   ASSERT_EQ(n, 4);
-  for (int i = 0; i < 4; ++i) EXPECT_STREQ(strs[i], names[i]);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_STREQ(strs[i], names[i]);
   sn_h5_free_strs(strs, n);
   ASSERT_EQ(sn_h5_read_str_array_attr(f, "empty_strs", p.c_str(), "/", &strs, &n), SN_OK);
   EXPECT_EQ(n, 0);
@@ -246,7 +249,8 @@ void check_strings(int fixed) {
   sn_h5_free_strs(strs, n);
   ASSERT_EQ(sn_h5_read_str_array_attr(f, "split", p.c_str(), "/", &strs, &n), SN_OK);
   ASSERT_EQ(n, 4);
-  for (int i = 0; i < 4; ++i) EXPECT_STREQ(strs[i], names[i]);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_STREQ(strs[i], names[i]);
   sn_h5_free_strs(strs, n);
   EXPECT_EQ(sn_h5_read_str_array_attr(f, "absent", p.c_str(), "/", &strs, &n), SN_ERR_NOTFOUND);
   EXPECT_TRUE(contains(sn_last_error(), "absent")) << sn_last_error();
@@ -271,7 +275,7 @@ void check_strings(int fixed) {
   H5Fclose(f);
 }
 
-}  // namespace
+} // namespace
 
 TEST(H5Util, StringsVariableLength) { check_strings(0); }
 TEST(H5Util, StringsFixedLength) { check_strings(1); }
@@ -333,7 +337,8 @@ TEST(H5Util, ListIsSortedForCompactAndDenseGroups) {
   int n;
   ASSERT_EQ(sn_h5_list(f, "g", p.c_str(), &names, &n), SN_OK);
   ASSERT_EQ(n, 40);
-  for (int i = 0; i < n; ++i) EXPECT_EQ(want[i], names[i]);
+  for (int i = 0; i < n; ++i)
+    EXPECT_EQ(want[i], names[i]);
   sn_h5_free_strs(names, n);
   EXPECT_EQ(sn_h5_list(f, "nope", p.c_str(), &names, &n), SN_ERR_NOTFOUND);
   H5Fclose(f);

@@ -24,8 +24,9 @@ bool contains(const std::string &hay, const std::string &needle) {
 }
 #define EXPECT_MSG(...)                                                                            \
   do {                                                                                             \
-    for (const std::string &s_ : std::initializer_list<std::string>{__VA_ARGS__})                   \
-      EXPECT_TRUE(contains(sn_last_error(), s_)) << "missing '" << s_ << "' in: " << sn_last_error(); \
+    for (const std::string &s_ : std::initializer_list<std::string>{__VA_ARGS__})                  \
+      EXPECT_TRUE(contains(sn_last_error(), s_))                                                   \
+          << "missing '" << s_ << "' in: " << sn_last_error();                                     \
   } while (0)
 
 struct NetDel {
@@ -47,13 +48,15 @@ NetPtr make_net(const char *arch, uint64_t seed, int include_top = 1, int base_w
   size_t n = 0;
   float *block = sn_net_param_block(net, &n);
   std::vector<float> r = sntest::randn(n, seed * 7919 + 1, 0.5f);
-  for (size_t i = 0; i < n; ++i) block[i] = r[i];
+  for (size_t i = 0; i < n; ++i)
+    block[i] = r[i];
   // Moving variances must stay positive for a meaningful forward pass.
   for (int i = 0; i < sn_net_num_params(net); ++i) {
     sn_param_info p;
     sn_net_param(net, i, &p);
     if (p.role == SN_ROLE_MOVING_VAR)
-      for (int64_t k = 0; k < p.count; ++k) p.data[k] = 0.5f + std::fabs(p.data[k]);
+      for (int64_t k = 0; k < p.count; ++k)
+        p.data[k] = 0.5f + std::fabs(p.data[k]);
   }
   return NetPtr(net);
 }
@@ -71,7 +74,8 @@ bool same_block(sn_net *a, sn_net *b) {
 
 std::vector<sn_param_info> params_of(sn_net *net) {
   std::vector<sn_param_info> v(sn_net_num_params(net));
-  for (size_t i = 0; i < v.size(); ++i) EXPECT_EQ(sn_net_param(net, (int)i, &v[i]), SN_OK);
+  for (size_t i = 0; i < v.size(); ++i)
+    EXPECT_EQ(sn_net_param(net, (int)i, &v[i]), SN_OK);
   return v;
 }
 
@@ -119,7 +123,8 @@ std::vector<float> to_torch(const sn_param_info &p, std::vector<hsize_t> *dims) 
     const int in = p.shape[0], o_ = p.shape[1];
     *dims = {(hsize_t)o_, (hsize_t)in};
     for (int o = 0; o < o_; ++o)
-      for (int i = 0; i < in; ++i) out[o * in + i] = p.data[i * o_ + o];
+      for (int i = 0; i < in; ++i)
+        out[o * in + i] = p.data[i * o_ + o];
   } else {
     *dims = {(hsize_t)p.count};
     std::memcpy(out.data(), p.data, p.count * sizeof(float));
@@ -134,9 +139,9 @@ std::string torch_key(const sn_param_info &p) {
 struct TorchOpts {
   bool f64 = false;
   bool num_batches_tracked = true;
-  std::string skip;       // key left out
-  std::string wrong;      // key written with its first two dims swapped... or a bad shape
-  std::string extra;      // an unexpected key
+  std::string skip;  // key left out
+  std::string wrong; // key written with its first two dims swapped... or a bad shape
+  std::string extra; // an unexpected key
   const char *arch = nullptr;
 };
 
@@ -155,8 +160,7 @@ void write_torch(sn_net *net, const std::string &path, const TorchOpts &o = Torc
     if (o.num_batches_tracked && p.role == SN_ROLE_MOVING_VAR) {
       std::string nbt = std::string(p.layer) + ".num_batches_tracked";
       hid_t s = H5Screate(H5S_SCALAR);
-      hid_t d = H5Dcreate2(f, nbt.c_str(), H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT,
-                           H5P_DEFAULT);
+      hid_t d = H5Dcreate2(f, nbt.c_str(), H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
       int64_t v64 = 12345;
       H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v64);
       H5Dclose(d);
@@ -182,7 +186,7 @@ std::vector<float> logits(sn_net *net) {
   return y;
 }
 
-}  // namespace
+} // namespace
 
 TEST(WeightsTorch, LoadsStateDictWithTransposes) {
   for (bool f64 : {false, true}) {
@@ -198,7 +202,7 @@ TEST(WeightsTorch, LoadsStateDictWithTransposes) {
     char md5[33];
     ASSERT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, md5), SN_OK)
         << sn_last_error();
-    EXPECT_TRUE(same_block(src.get(), dst.get()));  // float32 -> float64 -> float32 is exact
+    EXPECT_TRUE(same_block(src.get(), dst.get())); // float32 -> float64 -> float32 is exact
     char want[33];
     ASSERT_EQ(sn_md5_file(path.c_str(), want), SN_OK);
     EXPECT_STREQ(md5, want);
@@ -222,8 +226,7 @@ TEST(WeightsTorch, BottleneckNoTopAndExplicitFormat) {
   std::vector<float> before = block_of(other.get());
   EXPECT_EQ(sn_weights_load(other.get(), path.c_str(), SN_WEIGHTS_KERAS, nullptr), SN_ERR_FORMAT);
   EXPECT_MSG("layer_names");
-  EXPECT_EQ(sn_weights_load(other.get(), path.c_str(), SN_WEIGHTS_NATIVE, nullptr),
-            SN_ERR_FORMAT);
+  EXPECT_EQ(sn_weights_load(other.get(), path.c_str(), SN_WEIGHTS_NATIVE, nullptr), SN_ERR_FORMAT);
   EXPECT_MSG("shardnet");
   EXPECT_EQ(block_of(other.get()), before);
 }
@@ -290,22 +293,23 @@ TEST(WeightsTorch, ErrorsNameKeyLayerAndShapes) {
 namespace {
 
 struct KerasOpts {
-  bool fixed = false;           // fixed-length (true) or variable-length strings
-  bool keras3 = false;          // weight names "layer/kernel" (Keras 3) vs "layer/kernel:0"
-  bool model_weights = false;   // under /model_weights (full-model save)
-  bool positional = false;      // weight names that do not reveal the role
-  bool reversed = false;        // weight_names listed in reverse order (roles by name)
-  bool weightless_f64 = true;   // weightless layers' weight_names as float64 (0)
-  std::string drop_layer;       // a weighted layer left out
-  std::string extra_layer;      // an unexpected weighted layer
-  std::string wrong_layer;      // a layer whose first weight has a wrong shape
-  std::vector<std::string> extra_names;  // extra weightless layer names
+  bool fixed = false;                   // fixed-length (true) or variable-length strings
+  bool keras3 = false;                  // weight names "layer/kernel" (Keras 3) vs "layer/kernel:0"
+  bool model_weights = false;           // under /model_weights (full-model save)
+  bool positional = false;              // weight names that do not reveal the role
+  bool reversed = false;                // weight_names listed in reverse order (roles by name)
+  bool weightless_f64 = true;           // weightless layers' weight_names as float64 (0)
+  std::string drop_layer;               // a weighted layer left out
+  std::string extra_layer;              // an unexpected weighted layer
+  std::string wrong_layer;              // a layer whose first weight has a wrong shape
+  std::vector<std::string> extra_names; // extra weightless layer names
 };
 
 void write_str_array(hid_t obj, const char *name, const std::vector<std::string> &v, bool fixed,
                      const std::string &path) {
   std::vector<const char *> p;
-  for (const std::string &s : v) p.push_back(s.c_str());
+  for (const std::string &s : v)
+    p.push_back(s.c_str());
   ASSERT_EQ(sn_h5_write_str_array_attr(obj, name, p.data(), (int)p.size(), fixed, path.c_str()),
             SN_OK);
 }
@@ -320,9 +324,8 @@ void write_empty_f64_attr(hid_t obj, const char *name) {
 
 void write_keras(sn_net *net, const std::string &path, const KerasOpts &o = KerasOpts()) {
   hid_t f = create(path);
-  hid_t base = o.model_weights ? H5Gcreate2(f, "model_weights", H5P_DEFAULT, H5P_DEFAULT,
-                                            H5P_DEFAULT)
-                               : f;
+  hid_t base =
+      o.model_weights ? H5Gcreate2(f, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : f;
   // Layers in network order, with weightless ones in between as Keras lists them.
   std::vector<std::string> layers = {"input_1"};
   std::map<std::string, std::vector<sn_param_info>> by_layer;
@@ -333,7 +336,8 @@ void write_keras(sn_net *net, const std::string &path, const KerasOpts &o = Kera
     }
     by_layer[p.layer].push_back(p);
   }
-  for (const std::string &e : o.extra_names) layers.push_back(e);
+  for (const std::string &e : o.extra_names)
+    layers.push_back(e);
   if (!o.extra_layer.empty()) layers.push_back(o.extra_layer);
   std::vector<std::string> listed;
   for (const std::string &l : layers)
@@ -365,15 +369,17 @@ void write_keras(sn_net *net, const std::string &path, const KerasOpts &o = Kera
         put(g, wn, dims, v);
       }
     }
-    if (names.empty() && o.weightless_f64) write_empty_f64_attr(g, "weight_names");
-    else write_str_array(g, "weight_names", names, o.fixed, path);
+    if (names.empty() && o.weightless_f64)
+      write_empty_f64_attr(g, "weight_names");
+    else
+      write_str_array(g, "weight_names", names, o.fixed, path);
     H5Gclose(g);
   }
   if (o.model_weights) H5Gclose(base);
   H5Fclose(f);
 }
 
-}  // namespace
+} // namespace
 
 TEST(WeightsKeras, LoadsBothStringEncodingsAndNameForms) {
   for (int variant = 0; variant < 4; ++variant) {
@@ -404,7 +410,7 @@ TEST(WeightsKeras, RolesByNameOrByPosition) {
     SCOPED_TRACE(arch);
     NetPtr src = make_net(arch, 1, 1, 4), dst = make_net(arch, 2, 1, 4);
     KerasOpts o;
-    o.reversed = true;  // bias before kernel, moving_variance first: the names decide
+    o.reversed = true; // bias before kernel, moving_variance first: the names decide
     write_keras(src.get(), dir + "/rev.h5", o);
     ASSERT_EQ(sn_weights_load(dst.get(), (dir + "/rev.h5").c_str(), SN_WEIGHTS_KERAS, nullptr),
               SN_OK)
@@ -412,7 +418,7 @@ TEST(WeightsKeras, RolesByNameOrByPosition) {
     EXPECT_TRUE(same_block(src.get(), dst.get()));
     NetPtr dst2 = make_net(arch, 3, 1, 4);
     o = KerasOpts();
-    o.positional = true;  // "param_0", "param_1": Keras order decides
+    o.positional = true; // "param_0", "param_1": Keras order decides
     write_keras(src.get(), dir + "/pos.h5", o);
     ASSERT_EQ(sn_weights_load(dst2.get(), (dir + "/pos.h5").c_str(), SN_WEIGHTS_AUTO, nullptr),
               SN_OK)
@@ -483,8 +489,8 @@ TEST(WeightsKeras, RejectsOldKerasResNet50) {
   write_str_array(f, "layer_names",
                   {"input_1", "zero_padding2d_1", "conv1", "bn_conv1", "res2a_branch2a", "fc1000"},
                   true, p);
-  for (const char *l : {"input_1", "zero_padding2d_1", "conv1", "bn_conv1", "res2a_branch2a",
-                        "fc1000"}) {
+  for (const char *l :
+       {"input_1", "zero_padding2d_1", "conv1", "bn_conv1", "res2a_branch2a", "fc1000"}) {
     hid_t g = H5Gcreate2(f, l, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     write_empty_f64_attr(g, "weight_names");
     H5Gclose(g);
@@ -678,7 +684,8 @@ void write_keras3(sn_net *net, const std::string &path, int name_where,
     int i = 0;
     for (const sn_param_info &p : by_layer[l]) {
       std::vector<hsize_t> dims(p.shape, p.shape + p.ndim);
-      put(f, g + "/vars/" + std::to_string(i++), dims, std::vector<float>(p.data, p.data + p.count));
+      put(f, g + "/vars/" + std::to_string(i++), dims,
+          std::vector<float>(p.data, p.data + p.count));
     }
     if (name_where) {
       hid_t o = H5Gopen2(f, (name_where == 1 ? g + "/vars" : g).c_str(), H5P_DEFAULT);
@@ -690,7 +697,7 @@ void write_keras3(sn_net *net, const std::string &path, int name_where,
   H5Fclose(f);
 }
 
-}  // namespace
+} // namespace
 
 TEST(WeightsKeras, Keras3WeightsH5ByNameAttribute) {
   const std::string dir = sntest::temp_dir(), path = dir + "/m.weights.h5";

@@ -42,7 +42,7 @@ std::string shared_dir(sn_comm *comm) {
   return buf;
 }
 
-}  // namespace
+} // namespace
 
 TEST(WeightsBcast, EveryRankGetsRankZerosParameters) {
   sn_comm *comm = nullptr;
@@ -53,7 +53,7 @@ TEST(WeightsBcast, EveryRankGetsRankZerosParameters) {
     sn_net *src = small_net(arch, 1);
     if (rank == 0) EXPECT_EQ(sn_weights_save(src, path.c_str()), SN_OK) << sn_last_error();
     sn_comm_barrier(comm);
-    sn_net *net = small_net(arch, 100 + (uint64_t)rank);  // differs on every rank
+    sn_net *net = small_net(arch, 100 + (uint64_t)rank); // differs on every rank
     ASSERT_EQ(sn_net_plan(net, 1, 0), SN_OK) << sn_last_error();
     char md5[33];
     EXPECT_EQ(sn_weights_load_bcast(net, path.c_str(), comm, md5), SN_OK) << sn_last_error();
@@ -61,7 +61,8 @@ TEST(WeightsBcast, EveryRankGetsRankZerosParameters) {
     // Every rank reports the file's MD5 (computed on rank 0).
     std::vector<char> all((size_t)sn_comm_size(comm) * 33);
     EXPECT_EQ(sn_comm_allgather(comm, md5, all.data(), 33), SN_OK);
-    for (int r = 0; r < sn_comm_size(comm); ++r) EXPECT_STREQ(all.data() + 33 * r, all.data());
+    for (int r = 0; r < sn_comm_size(comm); ++r)
+      EXPECT_STREQ(all.data() + 33 * r, all.data());
     EXPECT_EQ(std::strlen(md5), 32u);
     sn_net_destroy(net);
     sn_net_destroy(src);
