@@ -102,6 +102,12 @@ static sn_status root_collect(const sn_comm *c, MPI_Comm mc, const agree_msg *mi
     verdict->rank = r;
     verdict->code = all[r].code;
     copy_msg(verdict->msg, all[r].msg);
+    if (n_missing > 0) {
+      size_t len = strlen(verdict->msg);
+      snprintf(verdict->msg + len, sizeof verdict->msg - len,
+               " (also: rank%s %s did not reach the step agreement within %g s)",
+               n_missing > 1 ? "s" : "", missing, timeout_s);
+    }
     break;
   }
   if (verdict->rank == size && n_missing > 0) {
@@ -210,6 +216,14 @@ static sn_status agree(sn_comm *c, sn_status local, double timeout_s, outcome *h
     return s;
   }
   if (verdict.timed_out) *how = gave_up ? LOST : TIMED_OUT;
+  if (gave_up && local != SN_OK) {
+    /* Our own failure is the likely cause: the others are probably blocked in a collective
+     * this rank skipped. Report it first. */
+    return sn_error_set(local,
+                        "%s (then rank 0 did not answer the step agreement within %g s: the "
+                        "other ranks may be blocked in a collective this rank skipped)",
+                        mine.msg, limit);
+  }
   if (verdict.code == SN_OK) return SN_OK;
   if (verdict.rank == c->rank && local != SN_OK) return local; /* keep our own message */
   verdict.msg[MSG_BYTES - 1] = '\0';

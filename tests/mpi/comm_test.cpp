@@ -322,6 +322,37 @@ TEST_F(Comm, AgreeTimeoutNamesTheStuckRank) {
   EXPECT_EQ(sn_comm_barrier(comm_), SN_OK);
 }
 
+// Rank 0 is the late one and the last rank has failed locally: that rank reports its own error
+// first (it is the likely cause: the others may be blocked in a collective it skipped), the
+// other ranks name rank 0.
+TEST_F(Comm, AgreeTimeoutKeepsTheLocalErrorWhenRankZeroIsLate) {
+  if (size_ == 1) return;
+  sn_comm *c = nullptr;
+  ASSERT_EQ(sn_comm_create_world(&c), SN_OK);
+  const int bad = size_ - 1;
+  const double timeout = 0.2; // leaves give up after 2 * 0.2 + 1 s + stagger (<= 1 s here)
+  sn_status local = SN_OK;
+  if (rank_ == bad) local = sn_error_set(SN_ERR_NUMERIC, "resnet20: loss is NaN");
+  if (rank_ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2600));
+  sn_status s = sn_comm_agree_timeout(c, local, timeout);
+  std::string m = sn_last_error();
+  if (rank_ == bad) {
+    EXPECT_EQ(s, SN_ERR_NUMERIC);
+    EXPECT_EQ(m.rfind("rank " + std::to_string(bad) +
+                          ": resnet20: loss is NaN (then rank 0 did not "
+                          "answer",
+                      0),
+              0u)
+        << m;
+  } else if (rank_ != 0) {
+    EXPECT_EQ(s, SN_ERR_COMM);
+    EXPECT_EQ(m.rfind("rank 0: did not answer", 0), 0u) << m;
+  }
+  sn_comm_destroy(c);
+  sn_error_clear();
+  EXPECT_EQ(sn_comm_barrier(comm_), SN_OK);
+}
+
 // ---------------------------------------------------------------- sharding across ranks
 
 TEST_F(Comm, EveryRankComputesTheSamePermutation) {
