@@ -1,0 +1,297 @@
+// io_mpi_test.cpp - parallel HDF5 (run by mpirun -np 1, 2, 4): collective writer blocks and
+// parallel converters give datasets identical to the serial ones; resume under MPI.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <sys/stat.h>
+#include <vector>
+
+#include "io_impl.h"
+#include "shardnet.h"
+#include "test_util.h"
+
+namespace {
+
+struct World {
+  sn_comm *comm = nullptr;
+  int rank = 0, size = 1;
+  World() {
+    EXPECT_EQ(sn_comm_create_world(&comm), SN_OK) << sn_last_error();
+    rank = sn_comm_rank(comm);
+    size = sn_comm_size(comm);
+  }
+  ~World() { sn_comm_destroy(comm); }
+  // A directory made by rank 0, the same path on every rank.
+  std::string shared_dir() {
+    char buf[256] = {0};
+    if (rank == 0) std::snprintf(buf, sizeof buf, "%s", sntest::temp_dir().c_str());
+    MPI_Bcast(buf, sizeof buf, MPI_CHAR, 0, MPI_COMM_WORLD);
+    return buf;
+  }
+};
+
+// Raw bytes (in the file's own type), dims and type class of a dataset.
+struct Blob {
+  std::vector<uint8_t> bytes;
+  std::vector<hsize_t> dims;
+  size_t type_size = 0;
+  bool ok = false;
+};
+
+Blob read_blob(const std::string &path, const char *name) {
+  Blob b;
+  sn_io_lock();
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = f < 0 ? -1 : H5Dopen2(f, name, H5P_DEFAULT);
+  if (d >= 0) {
+    hid_t s = H5Dget_space(d), t = H5Dget_type(d);
+    int r = H5Sget_simple_extent_ndims(s);
+    b.dims.resize(r);
+    H5Sget_simple_extent_dims(s, b.dims.data(), nullptr);
+    size_t n = 1;
+    for (auto x : b.dims) n *= x;
+    b.type_size = H5Tget_size(t);
+    b.bytes.resize(n * b.type_size);
+    b.ok = H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, b.bytes.data()) >= 0;
+    H5Tclose(t);
+    H5Sclose(s);
+    H5Dclose(d);
+  }
+  if (f >= 0) H5Fclose(f);
+  sn_io_unlock();
+  return b;
+}
+
+void expect_same(const std::string &a, const std::string &b, const std::vector<const char *> &names) {
+  for (const char *n : names) {
+    Blob x = read_blob(a, n), y = read_blob(b, n);
+    EXPECT_TRUE(x.ok) << a << " " << n;
+    EXPECT_TRUE(y.ok) << b << " " << n;
+    EXPECT_EQ(x.dims, y.dims) << n;
+    EXPECT_EQ(x.type_size, y.type_size) << n;
+    EXPECT_TRUE(x.bytes == y.bytes) << n << " differs";
+  }
+}
+
+// Every rank's status, combined: the test fails on all ranks if any failed.
+void all_ok(sn_status s) {
+  int bad = s != SN_OK, any = 0;
+  MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  ASSERT_EQ(any, 0) << sn_last_error();
+}
+
+struct Data {
+  int n, k, classes, d;
+  std::vector<int32_t> idx;
+  std::vector<float> val, logits, feat;
+  Data(int n_, int k_, int c_, int d_) : n(n_), k(k_), classes(c_), d(d_) {
+    logits = sntest::randn((size_t)n * classes, 21);
+    feat = sntest::randn((size_t)n * d, 22, 4.0f);
+    idx.resize((size_t)n * k);
+    val.resize((size_t)n * k);
+    sn_topk(logits.data(), n, classes, k, idx.data(), val.data());
+  }
+};
+
+sn_writer_config out_config(int64_t n, int compression) {
+  sn_writer_config c;
+  sn_writer_config_init(&c);
+  c.n_total = n;
+  c.top_k = 3;
+  c.classes = 6;
+  c.feature_dim = 5;
+  c.feature_dtype = SN_FEATURES_F16;
+  c.flags = SN_WRITE_PREDICTIONS | SN_WRITE_LOGITS | SN_WRITE_FEATURES;
+  c.compression = compression;
+  c.chunk_rows = 4;
+  return c;
+}
+
+// Writes rows [b, e) in sub-blocks of `step`; every rank makes the same number of calls.
+sn_status write_part(sn_writer *w, const Data &x, int64_t b, int64_t e, int step, sn_comm *comm) {
+  int64_t calls = (e - b + step - 1) / step;
+  sn_comm_allreduce(comm, &calls, 1, SN_I64, SN_MAX);
+  for (int64_t c = 0; c < calls; ++c) {
+    int64_t rb = std::min(e, b + c * step), re = std::min(e, rb + step);
+    int cnt = (int)(re - rb);
+    sn_status s = sn_writer_write_block(w, rb, cnt, x.idx.data() + rb * x.k, x.val.data() + rb * x.k,
+                                        x.logits.data() + rb * x.classes, x.feat.data() + rb * x.d,
+                                        nullptr);
+    if (s != SN_OK) return s;
+  }
+  return SN_OK;
+}
+
+const std::vector<const char *> kOutputs = {"predictions/top_k_indices", "predictions/top_k_scores",
+                                            "logits", "features", "index", "done"};
+
+TEST(IoMpi, CollectiveWriterMatchesSerial) {
+  World w;
+  std::string dir = w.shared_dir();
+  for (int compression : {0, 3}) {
+    const int64_t n = 37;
+    Data x((int)n, 3, 6, 5);
+    std::string ser = dir + "/serial" + std::to_string(compression) + ".h5";
+    std::string par = dir + "/par" + std::to_string(compression) + ".h5";
+    sn_writer_config c = out_config(n, compression);
+    if (w.rank == 0) {
+      sn_writer *s = nullptr;
+      ASSERT_EQ(sn_writer_create(ser.c_str(), sn_comm_serial(), &c, &s), SN_OK) << sn_last_error();
+      ASSERT_EQ(write_part(s, x, 0, n, 10, sn_comm_serial()), SN_OK) << sn_last_error();
+      ASSERT_EQ(sn_writer_finish(s), SN_OK);
+      sn_writer_destroy(s);
+    }
+    sn_writer *pw = nullptr;
+    all_ok(sn_writer_create(par.c_str(), w.comm, &c, &pw));
+    all_ok(sn_writer_set_attr_str(pw, "arch", "resnet18"));
+    int64_t b, e;
+    sn_shard_block(n, w.rank, w.size, &b, &e);  // blocks not aligned to chunks: shared chunks
+    all_ok(write_part(pw, x, b, e, 3, w.comm));
+    all_ok(sn_writer_finish(pw));
+    sn_writer_destroy(pw);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (w.rank == 0) {
+      expect_same(ser, par, kOutputs);
+      sn_output_state st;
+      ASSERT_EQ(sn_output_status(par.c_str(), &st), SN_OK);
+      EXPECT_EQ(st, SN_OUTPUT_COMPLETE);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+}
+
+TEST(IoMpi, ResumeUnderMpi) {
+  World w;
+  std::string dir = w.shared_dir();
+  const int64_t n = 29;
+  Data x((int)n, 3, 6, 5);
+  std::string p = dir + "/resume.h5";
+  sn_writer_config c = out_config(n, 0);
+  sn_writer *pw = nullptr;
+  all_ok(sn_writer_create(p.c_str(), w.comm, &c, &pw));
+  int64_t b, e;
+  sn_shard_block(n, w.rank, w.size, &b, &e);
+  const int64_t half = b + (e - b) / 2;  // every rank writes the first half of its block
+  all_ok(write_part(pw, x, b, half, 4, w.comm));
+  sn_writer_destroy(pw);  // interrupted
+  MPI_Barrier(MPI_COMM_WORLD);
+  sn_output_state st;
+  ASSERT_EQ(sn_output_status(p.c_str(), &st), SN_OK);
+  EXPECT_EQ(st, SN_OUTPUT_INCOMPLETE);
+  c.resume = 1;
+  all_ok(sn_writer_create(p.c_str(), w.comm, &c, &pw));
+  int64_t *miss = nullptr, nmiss = 0;
+  ASSERT_EQ(sn_writer_missing_rows(pw, &miss, &nmiss), SN_OK);
+  std::vector<int64_t> expect;
+  for (int r = 0; r < w.size; ++r) {
+    int64_t rb, re;
+    sn_shard_block(n, r, w.size, &rb, &re);
+    for (int64_t i = rb + (re - rb) / 2; i < re; ++i) expect.push_back(i);
+  }
+  EXPECT_EQ(std::vector<int64_t>(miss, miss + nmiss), expect);
+  free(miss);
+  all_ok(write_part(pw, x, half, e, 4, w.comm));
+  all_ok(sn_writer_finish(pw));
+  sn_writer_destroy(pw);
+  MPI_Barrier(MPI_COMM_WORLD);
+  ASSERT_EQ(sn_output_status(p.c_str(), &st), SN_OK);
+  EXPECT_EQ(st, SN_OUTPUT_COMPLETE);
+  Blob lg = read_blob(p, "logits");
+  ASSERT_EQ(lg.bytes.size(), x.logits.size() * 4);
+  EXPECT_EQ(0, memcmp(lg.bytes.data(), x.logits.data(), lg.bytes.size()));
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+void write_file(const std::string &p, const uint8_t *b, size_t n) {
+  std::ofstream o(p, std::ios::binary);
+  o.write((const char *)b, (std::streamsize)n);
+}
+
+// root/cls<k>/img<i>.{jpg,png}: 23 small images of varied sizes over 3 classes (rank 0 makes it).
+std::string make_tree(World &w, const std::string &dir) {
+  std::string root = dir + "/tree";
+  if (w.rank == 0) {
+    mkdir(root.c_str(), 0755);
+    for (int c = 0; c < 3; ++c) mkdir((root + "/cls" + std::to_string(c)).c_str(), 0755);
+    for (int i = 0; i < 23; ++i) {
+      const int h = 10 + (i * 7) % 23, wd = 12 + (i * 5) % 19, ch = i % 5 == 0 ? 1 : 3;
+      std::vector<uint8_t> pix((size_t)h * wd * ch);
+      for (size_t j = 0; j < pix.size(); ++j) pix[j] = (uint8_t)((j * 3 + i * 17) % 200 + 20);
+      uint8_t *b = nullptr;
+      size_t n = 0;
+      const bool jpg = i % 2 == 0;
+      if (jpg)
+        sn_image_encode_jpeg(pix.data(), h, wd, ch, 90, &b, &n);
+      else
+        sn_image_encode_png(pix.data(), h, wd, ch, &b, &n);
+      char name[64];
+      std::snprintf(name, sizeof name, "/cls%d/img%02d.%s", i % 3, i, jpg ? "jpg" : "png");
+      write_file(root + name, b, n);
+      free(b);
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  return root;
+}
+
+TEST(IoMpi, ParallelConvertFolderMatchesSerial) {
+  World w;
+  std::string dir = w.shared_dir();
+  std::string root = make_tree(w, dir);
+  for (int encoded : {0, 1}) {
+    sn_convert_options o;
+    sn_convert_options_init(&o);
+    o.encoded = encoded;
+    o.height = o.width = 12;
+    o.resize_shorter = encoded ? 0 : 14;
+    o.chunk_rows = 2;
+    o.compression = encoded ? 0 : 2;
+    std::string ser = dir + "/ser" + std::to_string(encoded) + ".h5";
+    std::string par = dir + "/par" + std::to_string(encoded) + ".h5";
+    if (w.rank == 0)
+      ASSERT_EQ(sn_convert_folder(root.c_str(), ser.c_str(), sn_comm_serial(), &o), SN_OK)
+          << sn_last_error();
+    all_ok(sn_convert_folder(root.c_str(), par.c_str(), w.comm, &o));
+    if (w.rank == 0) {
+      if (encoded)
+        expect_same(ser, par, {"encoded", "offsets", "labels", "classes", "filenames"});
+      else
+        expect_same(ser, par, {"images", "labels", "classes", "filenames"});
+      sn_dataset *ds = nullptr;
+      ASSERT_EQ(sn_dataset_open(par.c_str(), sn_comm_serial(), &ds), SN_OK) << sn_last_error();
+      EXPECT_EQ(sn_dataset_get_info(ds)->n, 23);
+      EXPECT_EQ(sn_dataset_get_info(ds)->h, 12);
+      sn_dataset_close(ds);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+}
+
+TEST(IoMpi, ParallelConvertIdxMatchesSerial) {
+  const std::string fm = "/usr/share/datasets/fashion-mnist/";
+  if (!sntest::file_exists(fm + "t10k-images-idx3-ubyte.gz")) GTEST_SKIP();
+  World w;
+  std::string dir = w.shared_dir();
+  sn_convert_options o;
+  sn_convert_options_init(&o);
+  o.fashion = 1;
+  o.chunk_rows = 300;
+  std::string ser = dir + "/ser.h5", par = dir + "/par.h5";
+  std::string im = fm + "t10k-images-idx3-ubyte.gz", lb = fm + "t10k-labels-idx1-ubyte.gz";
+  if (w.rank == 0)
+    ASSERT_EQ(sn_convert_idx(im.c_str(), lb.c_str(), ser.c_str(), sn_comm_serial(), &o), SN_OK);
+  all_ok(sn_convert_idx(im.c_str(), lb.c_str(), par.c_str(), w.comm, &o));
+  if (w.rank == 0) expect_same(ser, par, {"images", "labels", "classes"});
+  // An error on the inputs is reported on every rank, and no file is left.
+  sn_status s = sn_convert_idx(lb.c_str(), im.c_str(), (dir + "/bad.h5").c_str(), w.comm, &o);
+  EXPECT_EQ(s, SN_ERR_FORMAT);
+  EXPECT_FALSE(sntest::file_exists(dir + "/bad.h5.partial"));
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+}  // namespace
