@@ -3,11 +3,13 @@
  * (sn_conv2d_forward: im2col + OpenBLAS) and a plain cblas_sgemm of the same M x K x N (the
  * "ceiling" a GEMM-based direct convolution could reach with OpenBLAS; Winograd can beat it).
  *
- * Not part of the CMake build (only jobs/*.c are globbed): jobs/bench/bench_infer.sh compiles it
+ * Not part of the CMake build (only the top-level jobs .c files are globbed): jobs/bench/bench_infer.sh compiles it
  * against build-<dir>/libshardnet_static.a.
  *
  * Usage: conv_bench [--model resnet50|resnet18] [--batch N] [--reps R] [--algo auto|gemm|wino]
- *                   [--no-generic] [--no-sgemm] [--layer SUBSTR]
+ *                   [--no-generic] [--no-sgemm] [--layer SUBSTR] [--res]
+ * Epilogue: bias + ReLU, plus a residual with --res (a worst case: in the networks only the last
+ * conv of a block adds one).
  * Output: one JSON line per layer and a total line. GFLOP/s counts the direct convolution's
  * 2*M*K*N flops (M = N*OH*OW, K = KH*KW*Cin, N = Cout), also for Winograd. Times are medians. */
 #include <cblas.h>
@@ -108,7 +110,7 @@ typedef struct timing {
 
 int main(int argc, char **argv) {
   const char *model = "resnet50", *algo_s = "auto", *only = NULL;
-  int batch = 1, reps = 21, do_generic = 1, do_sgemm = 1;
+  int batch = 1, reps = 21, do_generic = 1, do_sgemm = 1, use_res = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
@@ -117,9 +119,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--layer") && i + 1 < argc) only = argv[++i];
     else if (!strcmp(argv[i], "--no-generic")) do_generic = 0;
     else if (!strcmp(argv[i], "--no-sgemm")) do_sgemm = 0;
+    else if (!strcmp(argv[i], "--res")) use_res = 1;
     else {
       fprintf(stderr, "usage: %s [--model resnet50|resnet18] [--batch N] [--reps R] "
-                      "[--algo auto|gemm|wino|generic] [--no-generic] [--no-sgemm] [--layer S]\n",
+                      "[--algo auto|gemm|wino|generic] [--no-generic] [--no-sgemm] [--layer S] [--res]\n",
               argv[0]);
       return 2;
     }
@@ -159,13 +162,14 @@ int main(int argc, char **argv) {
     size_t nws = sn_conv_impl_workspace(c);
     float *ws = malloc((nws + 1) * sizeof(float));
     timing ti;
-    TIME_IT(ti, reps, sn_conv_impl_forward(c, batch, x, res, 1, y, ws));
+    const float *r = use_res ? res : NULL;
+    TIME_IT(ti, reps, sn_conv_impl_forward(c, batch, x, r, 1, y, ws));
 
     timing tg = {0, 0}, ts = {0, 0};
     if (do_generic) {
       size_t ngw = sn_conv2d_forward_workspace(&g);
       float *gws = malloc((ngw + 1) * sizeof(float));
-      TIME_IT(tg, reps, sn_conv2d_forward(&g, x, w, b, res, 1, y, gws));
+      TIME_IT(tg, reps, sn_conv2d_forward(&g, x, w, b, r, 1, y, gws));
       free(gws);
     }
     if (do_sgemm) {
@@ -178,8 +182,8 @@ int main(int argc, char **argv) {
       free(a);
     }
     printf("{\"model\":\"%s\",\"batch\":%d,\"layer\":\"%s\",\"count\":%d,\"algo\":\"%s\","
-           "\"ms\":%.4f,\"ms_min\":%.4f,\"gflops\":%.1f",
-           model, batch, l->name, l->count, sn_conv_impl_name(c), ti.med * 1e3, ti.min * 1e3,
+           "\"res\":%d,\"ms\":%.4f,\"ms_min\":%.4f,\"gflops\":%.1f",
+           model, batch, l->name, l->count, sn_conv_impl_name(c), use_res, ti.med * 1e3, ti.min * 1e3,
            flop / ti.med * 1e-9);
     if (do_generic) printf(",\"generic_gflops\":%.1f", flop / tg.med * 1e-9);
     if (do_sgemm) printf(",\"sgemm_gflops\":%.1f", flop / ts.med * 1e-9);

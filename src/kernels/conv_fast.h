@@ -3,8 +3,10 @@
  *
  * Packed GEMM (gemm_avx512.c): C (M, N) = A (M, K) . B (K, N) with a fused epilogue.
  *   B is packed once at plan time into panels of SN_NR columns: bp[N/NR][K][NR] (zero padded).
- *   A is packed per call into panels of SN_MR rows: ap[M/MR][KC][MR] (zero padded).
- *   Micro-tile SN_MR x SN_NR = 14 x 32 (28 zmm accumulators).
+ *   A is copied per call into row panels of SN_MR rows with the fixed row stride SN_LDA:
+ *   ap[M/MR][MR][SN_LDA], K in blocks of at most SN_KC floats. A fixed stride makes every
+ *   broadcast address a constant offset (no index registers), and its 1088-byte step spreads the
+ *   14 rows over distinct L1 sets. Micro-tile SN_MR x SN_NR = 14 x 32 (28 zmm accumulators).
  * Winograd F(4x4, 3x3) (winograd_avx512.c): 3x3 stride-1 pad-1 convolutions; U = G g G^T per
  *   (xi, nu) packed as 36 GEMM B operands; tiles are processed in bands so that V and M stay in L2.
  *
@@ -23,9 +25,12 @@ extern "C" {
 
 #define SN_MR 14
 #define SN_NR 32
+#define SN_KC 256             /* K block */
+#define SN_LDA (SN_KC + 16)   /* row stride of a packed A panel */
+#define SN_PANEL (SN_MR * SN_LDA) /* floats per packed A panel */
 
-/* 1 if the CPU has AVX-512 F/BW/VL/DQ (checked once). SN_NO_AVX512=1 in the environment forces
- * 0 (to test the portable fallback). */
+/* 1 if the CPU has AVX-512 F/BW/VL/DQ and FMA (cheap; used at plan time). SN_NO_AVX512=1 in the
+ * environment forces 0 (to test the portable fallback). */
 int sn_cpu_has_avx512(void);
 
 /* ------------------------------------------------------------ packed GEMM */
@@ -38,18 +43,15 @@ size_t sn_gemm_packb_floats(int k, int n);
 /* b (K, N) with row stride ldb -> bp (sn_gemm_packb_floats). Portable C, plan time. */
 void sn_gemm_packb(int k, int n, const float *b, size_t ldb, float *bp);
 
-/* Packs m <= SN_MR rows, rows[r] pointing at kc contiguous floats, into ap (kc, SN_MR). */
-void sn_gemm_packa_avx512(int m, int kc, const float *const *rows, float *ap);
-
 /* C (m, n) [+]= ap . bp over kc, then the epilogue when flags has SN_GEMM_EPI.
- * ap: ceil(m/MR) packed A panels of (kc, MR) floats each, consecutive.
+ * ap: ceil(m/MR) packed A panels (SN_PANEL floats each, consecutive), kc <= SN_KC.
  * bp: ceil(n/NR) packed B panels, panel j at bp + j * bstride (bstride >= kc * NR).
  * bias (n) or NULL, res (m, n) with row stride ldr or NULL; c row stride ldc. */
 void sn_gemm_block_avx512(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
                           float *c, size_t ldc, int flags, const float *bias, const float *res,
                           size_t ldr, int relu);
 
-/* Convolution as packed GEMM (1x1 read in place, others through an im2col row buffer).
+/* Convolution as packed GEMM (A rows copied from x for unpadded 1x1, else built by im2col).
  * bp = sn_gemm_packb of w viewed as (KH*KW*Cin, Cout). g->n is the batch of this call. */
 size_t sn_gemm_conv_workspace(const sn_conv_geom *g, int nthreads);
 void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x,
@@ -72,7 +74,7 @@ void sn_wino_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x,
 typedef enum sn_conv_algo {
   SN_CONV_AUTO = 0,
   SN_CONV_GENERIC = 1,  /* sn_conv2d_forward on a copy of the weights */
-  SN_CONV_GEMM = 2,     /* packed AVX-512 GEMM (1x1 in place, else im2col) */
+  SN_CONV_GEMM = 2,     /* packed AVX-512 GEMM (1x1 rows copied, else im2col rows) */
   SN_CONV_WINOGRAD = 3  /* Winograd F(4x4, 3x3), only if sn_wino_eligible */
 } sn_conv_algo;
 

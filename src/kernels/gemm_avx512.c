@@ -1,9 +1,11 @@
 /* gemm_avx512.c - packed AVX-512 GEMM with a fused epilogue, and convolution on top of it
- * (1x1 read in place, other shapes through an im2col row buffer). See conv_fast.h.
+ * (A rows copied from x for unpadded 1x1, built by im2col otherwise). See conv_fast.h.
  *
- * Loop order of one task (a block of rows x a range of column panels):
- *   for each K block (kc <= SN_KC_MAX): pack the rows' A block (mc, kc) into panels of SN_MR
- *     for each column panel j (B panel (kc, NR) stays in L1): for each row panel: micro-kernel.
+ * One task = a block of rows x a range of column panels. For each K block (kc <= SN_KC):
+ *   narrow N (B block (kc, ncols) <= 256 KiB, stays in L2): for each row panel: copy its 14 rows
+ *     into one panel buffer (L1), then run it against every column panel;
+ *   wide N: copy all row panels of the block (<= 512 KiB, L2), then for each column panel (B
+ *     panel (kc, 32) stays in L1) run every row panel.
  * Threads split the rows when there are enough of them, else the column panels. */
 #include <omp.h>
 #include <stdint.h>
@@ -11,8 +13,8 @@
 
 #include "conv_fast.h"
 
-#define SN_KC_MAX 256          /* K block: B panel (kc, NR) = 32 KiB */
-#define SN_A_BLOCK_FLOATS 131072 /* packed A block (mc, kc) <= 512 KiB, in L2 */
+#define SN_A_BLOCK_FLOATS 131072 /* packed A block <= 512 KiB, in L2 */
+#define SN_NARROW_N 256          /* column count up to which a task runs panel by panel */
 
 static int imin(int a, int b) { return a < b ? a : b; }
 static int imax(int a, int b) { return a > b ? a : b; }
@@ -41,21 +43,21 @@ typedef struct gemm_plan {
   int ppb;        /* row panels per row block */
   int nmb;        /* row blocks */
   int nsplit;     /* column-panel ranges per row block */
-  int direct;     /* 1: rows read in place (1x1, unpadded), 0: im2col row buffer */
+  int direct;     /* 1: unpadded 1x1, A rows are pixels of x; 0: im2col rows */
 } gemm_plan;
 
-static int max_panels_per_block(int kc) { return imax(1, SN_A_BLOCK_FLOATS / (kc * SN_MR)); }
+static int max_panels_per_block(void) { return imax(1, SN_A_BLOCK_FLOATS / SN_PANEL); }
 
 static void plan_conv(const sn_conv_geom *g, int nt, gemm_plan *p) {
   p->m = g->n * g->oh * g->ow;
   p->k = g->kh * g->kw * g->cin;
   p->n = g->cout;
-  p->nkb = ceil_div(p->k, SN_KC_MAX);
+  p->nkb = ceil_div(p->k, SN_KC);
   p->kc = imin(p->k, (ceil_div(p->k, p->nkb) + 15) / 16 * 16);
   p->nkb = ceil_div(p->k, p->kc);
   p->direct = g->kh == 1 && g->kw == 1 && g->pt == 0 && g->pl == 0 && g->pb == 0 && g->pr == 0;
   int mp = ceil_div(p->m, SN_MR);
-  int maxppb = max_panels_per_block(p->kc);
+  int maxppb = max_panels_per_block();
   if (mp >= 2 * nt) {
     int nmb = imax(ceil_div(mp, maxppb), nt);
     nmb = ceil_div(nmb, nt) * nt;
@@ -69,22 +71,45 @@ static void plan_conv(const sn_conv_geom *g, int nt, gemm_plan *p) {
   }
 }
 
-/* Per-thread workspace: packed A block + im2col rows of one panel. ppb <= max(maxppb, 2 nt) and
+/* Per-thread workspace: the packed A panels of one row block. ppb <= max(maxppb, 2 nt) and
  * ppb <= panels of M whatever the batch, so this bound holds for every batch up to g->n. */
-static size_t conv_thread_ws(const sn_conv_geom *g, const gemm_plan *p, int nt) {
+static size_t conv_thread_ws(const sn_conv_geom *g, int nt) {
   int mp = ceil_div(g->n * g->oh * g->ow, SN_MR);
-  int ppb = imin(mp, imax(max_panels_per_block(p->kc), 2 * nt));
-  return (size_t)ppb * SN_MR * p->kc + (p->direct ? 0 : (size_t)SN_MR * p->kc) + 16;
+  int ppb = imin(mp, imax(max_panels_per_block(), 2 * nt));
+  return (size_t)ppb * SN_PANEL + 16;
 }
 
 size_t sn_gemm_conv_workspace(const sn_conv_geom *g, int nthreads) {
-  gemm_plan p;
   int nt = imax(1, nthreads);
-  plan_conv(g, nt, &p);
-  return (size_t)nt * conv_thread_ws(g, &p, nt);
+  return (size_t)nt * conv_thread_ws(g, nt);
 }
 
-/* Row m of the im2col matrix (K = KH*KW*Cin in HWIO order), columns [k0, k0 + kc), into dst. */
+/* ------------------------------------------------------------ AVX-512 parts */
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+#include <immintrin.h>
+
+static inline __mmask16 tail_mask(int n) { return (__mmask16)((1u << n) - 1); }
+
+/* d[0, n) = s[0, n), n small (a few vectors). */
+static inline void copy_f(float *d, const float *s, int n) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(d + i, _mm512_loadu_ps(s + i));
+  if (i < n) {
+    __mmask16 m = tail_mask(n - i);
+    _mm512_mask_storeu_ps(d + i, m, _mm512_maskz_loadu_ps(m, s + i));
+  }
+}
+
+static inline void zero_f(float *d, int n) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(d + i, _mm512_setzero_ps());
+  if (i < n) _mm512_mask_storeu_ps(d + i, tail_mask(n - i), _mm512_setzero_ps());
+}
+
+/* Row m of the im2col matrix (K = KH*KW*Cin in HWIO order), columns [k0, k0 + kc), into dst.
+ * For each kernel row ky the KW*Cin values are one contiguous run of x, clipped at the edges. */
 static void im2col_row(const sn_conv_geom *g, const float *x, int m, int k0, int kc, float *dst) {
   int ohw = g->oh * g->ow;
   int img = m / ohw, rem = m % ohw;
@@ -98,60 +123,16 @@ static void im2col_row(const sn_conv_geom *g, const float *x, int m, int k0, int
     int a = imax(s, k0), b = imin(s + run, k1);
     int iy = iy0 + ky;
     if (iy < 0 || iy >= g->h || kx_lo >= kx_hi) {
-      memset(dst + (a - k0), 0, (size_t)(b - a) * sizeof(float));
+      zero_f(dst + (a - k0), b - a);
       continue;
     }
     int v0 = imin(imax(s + kx_lo * cin, a), b), v1 = imax(imin(s + kx_hi * cin, b), v0);
-    if (v0 > a) memset(dst + (a - k0), 0, (size_t)(v0 - a) * sizeof(float));
+    if (v0 > a) zero_f(dst + (a - k0), v0 - a);
     if (v1 > v0) {
       ptrdiff_t base = (((ptrdiff_t)img * g->h + iy) * g->w + ix0) * cin - s;
-      memcpy(dst + (v0 - k0), x + base + v0, (size_t)(v1 - v0) * sizeof(float));
+      copy_f(dst + (v0 - k0), x + base + v0, v1 - v0);
     }
-    if (b > v1) memset(dst + (v1 - k0), 0, (size_t)(b - v1) * sizeof(float));
-  }
-}
-
-/* ------------------------------------------------------------ AVX-512 parts */
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
-#include <immintrin.h>
-
-/* In-register transpose of a 16x16 float block: r[i][j] -> r[j][i]. */
-static inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; i++) {
-    r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  for (int q = 0; q < 4; q++) {
-    __m512 a0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88);
-    __m512 a1 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xDD);
-    __m512 b0 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88);
-    __m512 b1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xDD);
-    t[q] = _mm512_shuffle_f32x4(a0, b0, 0x88);
-    t[4 + q] = _mm512_shuffle_f32x4(a1, b1, 0x88);
-    t[8 + q] = _mm512_shuffle_f32x4(a0, b0, 0xDD);
-    t[12 + q] = _mm512_shuffle_f32x4(a1, b1, 0xDD);
-  }
-  for (int i = 0; i < 16; i++) r[i] = t[i];
-}
-
-void sn_gemm_packa_avx512(int m, int kc, const float *const *rows, float *ap) {
-  const __mmask16 smask = (__mmask16)((1u << SN_MR) - 1);
-  for (int k = 0; k < kc; k += 16) {
-    int kr = imin(16, kc - k);
-    __mmask16 lm = (__mmask16)(kr == 16 ? 0xFFFFu : (1u << kr) - 1);
-    __m512 v[16];
-    for (int r = 0; r < 16; r++) v[r] = r < m ? _mm512_maskz_loadu_ps(lm, rows[r] + k) : _mm512_setzero_ps();
-    transpose16(v);
-    for (int q = 0; q < kr; q++) _mm512_mask_storeu_ps(ap + (size_t)(k + q) * SN_MR, smask, v[q]);
+    if (b > v1) zero_f(dst + (v1 - k0), b - v1);
   }
 }
 
@@ -159,7 +140,8 @@ static inline __mmask16 col_mask(int n) {
   return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* Micro-kernel: C (MRC rows, n <= 32 cols) [+]= a (kc, SN_MR) . b (kc, SN_NR), then epilogue. */
+/* Micro-kernel: C (MRC rows, n <= 32 cols) [+]= a (MRC, kc; row stride SN_LDA) . b (kc, SN_NR),
+ * then the epilogue. */
 static inline __attribute__((always_inline)) void ukernel(const int MRC, int n, int kc,
                                                           const float *restrict a,
                                                           const float *restrict b, float *c,
@@ -171,16 +153,23 @@ static inline __attribute__((always_inline)) void ukernel(const int MRC, int n, 
   for (int r = 0; r < MRC; r++) {
     c0[r] = _mm512_setzero_ps();
     c1[r] = _mm512_setzero_ps();
+    /* the C (and residual) lines the epilogue touches arrive during the k loop */
+    _mm_prefetch((const char *)(c + (size_t)r * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char *)(c + (size_t)r * ldc + 16), _MM_HINT_T0);
+    if (res) {
+      _mm_prefetch((const char *)(res + (size_t)r * ldr), _MM_HINT_T0);
+      _mm_prefetch((const char *)(res + (size_t)r * ldr + 16), _MM_HINT_T0);
+    }
   }
   for (int k = 0; k < kc; k++) {
     __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 14
     for (int r = 0; r < MRC; r++) {
-      __m512 av = _mm512_set1_ps(a[r]);
+      __m512 av = _mm512_set1_ps(a[r * SN_LDA]);
       c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
       c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
     }
-    a += SN_MR;
+    a++;
     b += SN_NR;
   }
   __mmask16 m0 = col_mask(n), m1 = col_mask(n - 16);
@@ -238,9 +227,33 @@ void sn_gemm_block_avx512(int m, int n, int kc, const float *ap, const float *bp
     const float *bj = bp + (size_t)(j0 / SN_NR) * bstride;
     int nj = imin(SN_NR, n - j0);
     for (int i0 = 0; i0 < m; i0 += SN_MR) {
-      ukernel_m(imin(SN_MR, m - i0), nj, kc, ap + (size_t)(i0 / SN_MR) * kc * SN_MR, bj,
+      ukernel_m(imin(SN_MR, m - i0), nj, kc, ap + (size_t)(i0 / SN_MR) * SN_PANEL, bj,
                 c + (size_t)i0 * ldc + j0, ldc, flags, bias ? bias + j0 : NULL,
                 res ? res + (size_t)i0 * ldr + j0 : NULL, ldr, relu);
+    }
+  }
+}
+
+/* Offset in x of the input pixel of output pixel m of an unpadded 1x1 convolution. */
+static inline size_t pixel_offset(const sn_conv_geom *g, int m) {
+  int ohw = g->oh * g->ow;
+  int img = m / ohw, rem = m % ohw, oy = rem / g->ow, ox = rem % g->ow;
+  return (((size_t)img * g->h + (size_t)oy * g->sh) * g->w + (size_t)ox * g->sw) * g->cin;
+}
+
+/* Copies rows [i0, i0 + mi) of A, columns [k0, k0 + kc), into the panel ap. */
+static void pack_panel(const sn_conv_geom *g, const gemm_plan *p, const float *x, int i0, int mi,
+                       int k0, int kc, float *ap) {
+  for (int r = 0; r < mi; r++) {
+    int mm = i0 + r;
+    if (p->direct) {
+      copy_f(ap + (size_t)r * SN_LDA, x + pixel_offset(g, mm) + k0, kc);
+      if (mm + SN_MR < p->m) { /* the same row of the next panel, into L2 */
+        const char *nx = (const char *)(x + pixel_offset(g, mm + SN_MR) + k0);
+        for (int q = 0; q < kc * 4; q += 64) _mm_prefetch(nx + q, _MM_HINT_T1);
+      }
+    } else {
+      im2col_row(g, x, mm, k0, kc, ap + (size_t)r * SN_LDA);
     }
   }
 }
@@ -248,35 +261,29 @@ void sn_gemm_block_avx512(int m, int n, int kc, const float *ap, const float *bp
 /* One task: rows [m0, m1) x column panels [p0, p1). */
 static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x, const float *bp,
                       const float *bias, const float *res, int relu, float *y, int m0, int m1,
-                      int p0, int p1, float *ws) {
-  float *ap = ws;
-  float *rowbuf = ws + (size_t)p->ppb * SN_MR * p->kc;
+                      int p0, int p1, float *ap) {
   int n0 = p0 * SN_NR, ncols = imin(p->n, p1 * SN_NR) - n0;
   if (ncols <= 0 || m1 <= m0) return;
-  int ohw = g->oh * g->ow;
+  const size_t bstride = (size_t)p->k * SN_NR;
+  const float *bias0 = bias ? bias + n0 : NULL;
   for (int kb = 0; kb < p->nkb; kb++) {
     int k0 = kb * p->kc, kc = imin(p->kc, p->k - k0);
-    for (int i0 = m0; i0 < m1; i0 += SN_MR) {
-      int mi = imin(SN_MR, m1 - i0);
-      const float *rows[SN_MR];
-      for (int r = 0; r < mi; r++) {
-        int mm = i0 + r;
-        if (p->direct) {
-          int img = mm / ohw, rem = mm % ohw, oy = rem / g->ow, ox = rem % g->ow;
-          rows[r] = x + (((size_t)img * g->h + (size_t)oy * g->sh) * g->w + (size_t)ox * g->sw) *
-                            g->cin + k0;
-        } else {
-          im2col_row(g, x, mm, k0, kc, rowbuf + (size_t)r * p->kc);
-          rows[r] = rowbuf + (size_t)r * p->kc;
-        }
-      }
-      sn_gemm_packa_avx512(mi, kc, rows, ap + (size_t)((i0 - m0) / SN_MR) * kc * SN_MR);
-    }
     int flags = (kb > 0 ? SN_GEMM_ACC : 0) | (kb == p->nkb - 1 ? SN_GEMM_EPI : 0);
-    sn_gemm_block_avx512(m1 - m0, ncols, kc, ap, bp + (size_t)p0 * p->k * SN_NR + (size_t)k0 * SN_NR,
-                         (size_t)p->k * SN_NR, y + (size_t)m0 * p->n + n0, p->n, flags,
-                         bias ? bias + n0 : NULL, res ? res + (size_t)m0 * p->n + n0 : NULL, p->n,
-                         relu);
+    const float *bk = bp + (size_t)p0 * bstride + (size_t)k0 * SN_NR;
+    if (ncols <= SN_NARROW_N) {
+      for (int i0 = m0; i0 < m1; i0 += SN_MR) {
+        int mi = imin(SN_MR, m1 - i0);
+        pack_panel(g, p, x, i0, mi, k0, kc, ap);
+        sn_gemm_block_avx512(mi, ncols, kc, ap, bk, bstride, y + (size_t)i0 * p->n + n0, p->n,
+                             flags, bias0, res ? res + (size_t)i0 * p->n + n0 : NULL, p->n, relu);
+      }
+    } else {
+      for (int i0 = m0; i0 < m1; i0 += SN_MR)
+        pack_panel(g, p, x, i0, imin(SN_MR, m1 - i0), k0, kc,
+                   ap + (size_t)((i0 - m0) / SN_MR) * SN_PANEL);
+      sn_gemm_block_avx512(m1 - m0, ncols, kc, ap, bk, bstride, y + (size_t)m0 * p->n + n0, p->n,
+                           flags, bias0, res ? res + (size_t)m0 * p->n + n0 : NULL, p->n, relu);
+    }
   }
 }
 
@@ -286,7 +293,7 @@ void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const floa
   gemm_plan p;
   int nt = imax(1, nthreads);
   plan_conv(g, nt, &p);
-  size_t tws = conv_thread_ws(g, &p, nt);
+  size_t tws = conv_thread_ws(g, nt);
   int ntasks = p.nmb * p.nsplit;
   int npan = ceil_div(p.n, SN_NR);
   nt = imin(nt, ntasks);

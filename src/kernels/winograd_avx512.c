@@ -4,7 +4,8 @@
  * Y = A^T [ U (.) V ] A per 6x6 input tile d (stride 4), U = G g G^T (plan time),
  * V = B^T d B. Summed over channels this is 36 GEMMs: M[xi] (tiles, Cout) = V[xi] (tiles, Cin) .
  * U[xi] (Cin, Cout). Tiles (img, ty, tx) are numbered in one flat list and processed in bands:
- *   1. input transform of the band: V packed as GEMM A panels, Vp[xi][panel][Cin][MR]
+ *   1. input transform of the band, written straight into GEMM A panels:
+ *      Vp[xi][kblock][panel][MR][SN_LDA] (K = Cin in blocks of SN_KC)
  *   2. 36 GEMMs into Mb[xi][tile][Cout] (U packed once as GEMM B panels)
  *   3. output transform, fused with bias, residual and ReLU, into y.
  * With many tiles each thread runs whole bands on its own (V and M stay in its L2); with few
@@ -60,12 +61,15 @@ static int band_tiles(int cin, int cout) {
   return imin(imax(tb, SN_MR), 16 * SN_MR);
 }
 
-static size_t tmp_floats(void) { return 36 * SN_MR * 16; }
+/* Per-thread band buffers: Vp (36 x K blocks x panels of SN_PANEL) and Mb (36, tb, Cout). */
+static size_t vp_floats(int cin, int tb) {
+  return (size_t)36 * ceil_div(cin, SN_KC) * ceil_div(tb, SN_MR) * SN_PANEL;
+}
 
 size_t sn_wino_workspace(const sn_conv_geom *g, int nthreads) {
   int nt = imax(1, nthreads);
-  size_t tb = (size_t)band_tiles(g->cin, g->cout);
-  return (size_t)nt * (tmp_floats() + 36 * tb * (g->cin + g->cout)) + 64;
+  int tb = band_tiles(g->cin, g->cout);
+  return (size_t)nt * (vp_floats(g->cin, tb) + (size_t)36 * tb * g->cout) + 64;
 }
 
 /* ------------------------------------------------------------ AVX-512 parts */
@@ -100,44 +104,22 @@ static inline void at6(const __m512 m[6], __m512 o[4]) {
   o[3] = _mm512_add_ps(_mm512_fmadd_ps(c8, d2, d1), m[5]);
 }
 
-/* In-register 16x16 transpose (same as gemm_avx512.c). */
-static inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; i++) {
-    r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  for (int q = 0; q < 4; q++) {
-    __m512 a0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88);
-    __m512 a1 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xDD);
-    __m512 b0 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88);
-    __m512 b1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xDD);
-    t[q] = _mm512_shuffle_f32x4(a0, b0, 0x88);
-    t[4 + q] = _mm512_shuffle_f32x4(a1, b1, 0x88);
-    t[8 + q] = _mm512_shuffle_f32x4(a0, b0, 0xDD);
-    t[12 + q] = _mm512_shuffle_f32x4(a1, b1, 0xDD);
-  }
-  for (int i = 0; i < 16; i++) r[i] = t[i];
-}
-
 typedef struct wino_ctx {
   const sn_conv_geom *g;
   const float *x, *u, *bias, *res;
   float *y;
   int relu;
   int tw, tpi;  /* tiles per row, tiles per image */
+  int nkb;      /* K blocks of Cin */
   size_t upb;   /* floats per packed U[xi] */
 } wino_ctx;
 
-/* V of one tile, channels [c0, c0 + 16) (mask cm), into tmp[xi][r][16]. */
-static inline void input_tile(const wino_ctx *w, int t, int c0, __mmask16 cm, float *tmp, int r) {
+/* Phase 1 item: V of tile t0 + tl, channels [c0, c0 + 16), into its rows of the A panels. */
+static void input_item(const wino_ctx *w, int t0, int np, int tl, int ch, float *vp) {
   const sn_conv_geom *g = w->g;
+  int c0 = ch * 16, kr = imin(16, g->cin - c0);
+  __mmask16 cm = (__mmask16)(kr == 16 ? 0xFFFFu : (1u << kr) - 1);
+  int t = t0 + tl;
   int img = t / w->tpi, rem = t % w->tpi, ty = rem / w->tw, tx = rem % w->tw;
   int iy0 = 4 * ty - 1, ix0 = 4 * tx - 1;
   const float *base = w->x + (size_t)img * g->h * g->w * g->cin + c0;
@@ -165,29 +147,13 @@ static inline void input_tile(const wino_ctx *w, int t, int c0, __mmask16 cm, fl
     bt6(col, o);
     for (int i = 0; i < 6; i++) c[i][j] = o[i];
   }
+  int kb = c0 / SN_KC, p = tl / SN_MR, r = tl % SN_MR;
+  float *dst = vp + ((size_t)kb * np + p) * SN_PANEL + (size_t)r * SN_LDA + (c0 - kb * SN_KC);
+  size_t xstride = (size_t)w->nkb * np * SN_PANEL;
   for (int i = 0; i < 6; i++) {
     __m512 o[6];
     bt6(c[i], o);
-    for (int j = 0; j < 6; j++) _mm512_storeu_ps(tmp + ((size_t)(i * 6 + j) * SN_MR + r) * 16, o[j]);
-  }
-}
-
-/* Phase 1 item: panel p (tiles t0 + p*MR ...) x channel chunk ch -> Vp. */
-static void input_item(const wino_ctx *w, int t0, int bt, int np, int p, int ch, float *tmp,
-                       float *vp) {
-  int cin = w->g->cin;
-  int c0 = ch * 16, kr = imin(16, cin - c0);
-  __mmask16 cm = (__mmask16)(kr == 16 ? 0xFFFFu : (1u << kr) - 1);
-  int mr = imin(SN_MR, bt - p * SN_MR);
-  for (int r = 0; r < mr; r++) input_tile(w, t0 + p * SN_MR + r, c0, cm, tmp, r);
-  const __mmask16 sm = (__mmask16)((1u << SN_MR) - 1);
-  for (int xi = 0; xi < 36; xi++) {
-    __m512 v[16];
-    for (int r = 0; r < 16; r++)
-      v[r] = r < mr ? _mm512_loadu_ps(tmp + ((size_t)xi * SN_MR + r) * 16) : _mm512_setzero_ps();
-    transpose16(v);
-    float *dst = vp + ((size_t)xi * np + p) * cin * SN_MR + (size_t)c0 * SN_MR;
-    for (int q = 0; q < kr; q++) _mm512_mask_storeu_ps(dst + (size_t)q * SN_MR, sm, v[q]);
+    for (int j = 0; j < 6; j++) _mm512_mask_storeu_ps(dst + (size_t)(i * 6 + j) * xstride, cm, o[j]);
   }
 }
 
@@ -195,9 +161,14 @@ static void input_item(const wino_ctx *w, int t0, int bt, int np, int p, int ch,
 static void gemm_item(const wino_ctx *w, int bt, int np, int xi, int j, const float *vp, float *mb) {
   int cin = w->g->cin, cout = w->g->cout;
   int n0 = j * SN_NR;
-  sn_gemm_block_avx512(bt, imin(SN_NR, cout - n0), cin, vp + (size_t)xi * np * cin * SN_MR,
-                       w->u + (size_t)xi * w->upb + (size_t)j * cin * SN_NR, (size_t)cin * SN_NR,
-                       mb + (size_t)xi * bt * cout + n0, cout, 0, NULL, NULL, 0, 0);
+  for (int kb = 0; kb < w->nkb; kb++) {
+    int k0 = kb * SN_KC;
+    sn_gemm_block_avx512(bt, imin(SN_NR, cout - n0), imin(SN_KC, cin - k0),
+                         vp + ((size_t)xi * w->nkb + kb) * np * SN_PANEL,
+                         w->u + (size_t)xi * w->upb + (size_t)j * cin * SN_NR + (size_t)k0 * SN_NR,
+                         (size_t)cin * SN_NR, mb + (size_t)xi * bt * cout + n0, cout,
+                         kb > 0 ? SN_GEMM_ACC : 0, NULL, NULL, 0, 0);
+  }
 }
 
 /* Phase 3 item: output transform of tile t0 + tl, channel chunk ch, fused epilogue. */
@@ -236,14 +207,13 @@ static void output_item(const wino_ctx *w, int t0, int bt, int tl, int ch, const
 }
 
 /* One band [t0, t0 + bt) with threads tid of nth splitting each phase (nth = 1: alone). */
-static void run_band(const wino_ctx *w, int t0, int bt, int tid, int nth, float *tmp, float *vp,
-                     float *mb) {
+static void run_band(const wino_ctx *w, int t0, int bt, int tid, int nth, float *vp, float *mb) {
   int np = ceil_div(bt, SN_MR);
   int nch = ceil_div(w->g->cin, 16), nco = ceil_div(w->g->cout, 16);
   int npan = ceil_div(w->g->cout, SN_NR);
-  int n1 = np * nch;
+  int n1 = bt * nch;
   for (int it = n1 * tid / nth; it < n1 * (tid + 1) / nth; it++)
-    input_item(w, t0, bt, np, it / nch, it % nch, tmp, vp);
+    input_item(w, t0, np, it / nch, it % nch, vp);
   if (nth > 1) {
 #pragma omp barrier
   }
@@ -263,34 +233,31 @@ static void run_band(const wino_ctx *w, int t0, int bt, int tid, int nth, float 
 
 void sn_wino_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x, const float *u,
                             const float *bias, const float *res, int relu, float *y, float *ws) {
-  wino_ctx w = {g, x, u, bias, res, y, relu, ceil_div(g->w, 4), 0,
+  wino_ctx w = {g, x, u, bias, res, y, relu, ceil_div(g->w, 4), 0, ceil_div(g->cin, SN_KC),
                 sn_gemm_packb_floats(g->cin, g->cout)};
   w.tpi = ceil_div(g->h, 4) * w.tw;
   int T = g->n * w.tpi;
   int nt = imax(1, nthreads);
   int tb = band_tiles(g->cin, g->cout);
-  /* Enough tiles: bands of at most tb tiles, a multiple of nt of them, each thread alone. */
+  /* Enough tiles: a multiple of nt bands of at most tb tiles, each thread alone. Else all threads
+   * share bands of up to nt * tb tiles (the per-thread buffers are contiguous). */
   int shared = ceil_div(T, tb) < 2 * nt && nt > 1;
   int nb = shared ? ceil_div(T, nt * tb) : ceil_div(ceil_div(T, tb), nt) * nt;
   int bsz = ceil_div(T, nb);
-  float *tmp0 = ws;
-  float *vp0 = ws + (size_t)nt * tmp_floats();
-  float *mb0 = vp0 + (size_t)nt * 36 * tb * g->cin;
+  size_t vpt = vp_floats(g->cin, tb), mbt = (size_t)36 * tb * g->cout;
+  float *vp0 = ws, *mb0 = ws + (size_t)nt * vpt;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-    float *tmp = tmp0 + (size_t)tid * tmp_floats();
     if (shared) {
       for (int b = 0; b < nb; b++) {
         int t0 = b * bsz;
-        run_band(&w, t0, imin(bsz, T - t0), tid, nth, tmp, vp0, mb0);
+        run_band(&w, t0, imin(bsz, T - t0), tid, nth, vp0, mb0);
       }
     } else {
-      float *vp = vp0 + (size_t)tid * 36 * tb * g->cin;
-      float *mb = mb0 + (size_t)tid * 36 * tb * g->cout;
       for (int b = tid; b < nb; b += nth) {
         int t0 = b * bsz;
-        if (t0 < T) run_band(&w, t0, imin(bsz, T - t0), 0, 1, tmp, vp, mb);
+        if (t0 < T) run_band(&w, t0, imin(bsz, T - t0), 0, 1, vp0 + tid * vpt, mb0 + tid * mbt);
       }
     }
   }
