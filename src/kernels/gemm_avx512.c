@@ -36,17 +36,23 @@ void sn_gemm_packb(int k, int n, const float *b, size_t ldb, float *bp) {
   }
 }
 
-/* Blocking of one conv-as-GEMM call. */
+/* Blocking of one conv-as-GEMM call. Two ways to split the work over threads:
+ *   rows:     row blocks are tasks (dynamic, so a thread that the shared machine descheduled
+ *             does not hold the others up); each task covers all columns.
+ *   shared A: few rows (batch 1 at 7x7): all threads pack A once, then column ranges are tasks,
+ *             so each B panel is read from memory once and reused by every row panel. */
 typedef struct gemm_plan {
   int m, k, n;    /* GEMM sizes: M = N*OH*OW, K = KH*KW*Cin, N = Cout */
   int kc, nkb;    /* K block and number of K blocks */
-  int ppb;        /* row panels per row block */
-  int nmb;        /* row blocks */
-  int nsplit;     /* column-panel ranges per row block */
+  int mp;         /* row panels */
   int direct;     /* 1: unpadded 1x1, A rows are pixels of x; 0: im2col rows */
+  int shared_a;   /* 1: shared-A split */
+  int ppb, nmb;   /* rows split: panels per row block, row blocks */
+  int nsplit;     /* shared-A split: column ranges */
 } gemm_plan;
 
 static int max_panels_per_block(void) { return imax(1, SN_A_BLOCK_FLOATS / SN_PANEL); }
+static int shared_a_limit(int nt) { return 4 * nt; } /* shared A when mp < this */
 
 static void plan_conv(const sn_conv_geom *g, int nt, gemm_plan *p) {
   p->m = g->n * g->oh * g->ow;
@@ -56,32 +62,31 @@ static void plan_conv(const sn_conv_geom *g, int nt, gemm_plan *p) {
   p->kc = imin(p->k, (ceil_div(p->k, p->nkb) + 15) / 16 * 16);
   p->nkb = ceil_div(p->k, p->kc);
   p->direct = g->kh == 1 && g->kw == 1 && g->pt == 0 && g->pl == 0 && g->pb == 0 && g->pr == 0;
-  int mp = ceil_div(p->m, SN_MR);
-  int maxppb = max_panels_per_block();
-  if (mp >= 2 * nt) {
-    int nmb = imax(ceil_div(mp, maxppb), nt);
-    nmb = ceil_div(nmb, nt) * nt;
-    p->ppb = ceil_div(mp, nmb);
-    p->nmb = ceil_div(mp, p->ppb);
-    p->nsplit = 1;
-  } else {
-    p->ppb = mp; /* mp < 2 * nt <= maxppb for any sane thread count */
-    p->nmb = 1;
-    p->nsplit = imin(nt, ceil_div(p->n, SN_NR));
-  }
+  p->mp = ceil_div(p->m, SN_MR);
+  p->shared_a = p->mp < shared_a_limit(nt);
+  int npan = ceil_div(p->n, SN_NR);
+  p->nsplit = imin(npan, 4 * nt);
+  /* rows: about 3 tasks per thread, fewer when B's K block does not fit L2 */
+  int want = (size_t)p->kc * p->n * sizeof(float) <= (1u << 20) ? 3 * nt : nt;
+  int nmb = imax(ceil_div(p->mp, max_panels_per_block()), imin(p->mp, want));
+  p->ppb = ceil_div(p->mp, nmb);
+  p->nmb = ceil_div(p->mp, p->ppb);
 }
 
-/* Per-thread workspace: the packed A panels of one row block. ppb <= max(maxppb, 2 nt) and
- * ppb <= panels of M whatever the batch, so this bound holds for every batch up to g->n. */
-static size_t conv_thread_ws(const sn_conv_geom *g, int nt) {
+/* Workspace bounds valid for every batch up to g->n: rows split, per thread, ppb <= maxppb and
+ * ppb <= mp; shared A, mp < shared_a_limit. */
+static size_t rows_thread_ws(const sn_conv_geom *g) {
   int mp = ceil_div(g->n * g->oh * g->ow, SN_MR);
-  int ppb = imin(mp, imax(max_panels_per_block(), 2 * nt));
-  return (size_t)ppb * SN_PANEL + 16;
+  return (size_t)imin(mp, max_panels_per_block()) * SN_PANEL + 16;
 }
 
 size_t sn_gemm_conv_workspace(const sn_conv_geom *g, int nthreads) {
   int nt = imax(1, nthreads);
-  return (size_t)nt * conv_thread_ws(g, nt);
+  gemm_plan p;
+  plan_conv(g, nt, &p);
+  size_t shared = (size_t)imin(p.mp, shared_a_limit(nt) - 1) * p.nkb * SN_PANEL + 16;
+  size_t rows = (size_t)nt * rows_thread_ws(g);
+  return shared > rows ? shared : rows;
 }
 
 /* ------------------------------------------------------------ AVX-512 parts */
@@ -293,19 +298,43 @@ void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const floa
   gemm_plan p;
   int nt = imax(1, nthreads);
   plan_conv(g, nt, &p);
-  size_t tws = conv_thread_ws(g, nt);
-  int ntasks = p.nmb * p.nsplit;
   int npan = ceil_div(p.n, SN_NR);
-  nt = imin(nt, ntasks);
+  const size_t bstride = (size_t)p.k * SN_NR;
+  if (p.shared_a) {
+    float *a = ws; /* [kb][panel] */
 #pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-    int t0 = (int)((long)ntasks * tid / nth), t1 = (int)((long)ntasks * (tid + 1) / nth);
-    for (int t = t0; t < t1; t++) {
-      int mb = t / p.nsplit, ns = t % p.nsplit;
-      int m0 = mb * p.ppb * SN_MR, m1 = imin(p.m, m0 + p.ppb * SN_MR);
-      int q0 = (int)((long)npan * ns / p.nsplit), q1 = (int)((long)npan * (ns + 1) / p.nsplit);
-      conv_task(g, &p, x, bp, bias, res, relu, y, m0, m1, q0, q1, ws + (size_t)tid * tws);
+    {
+#pragma omp for schedule(static)
+      for (int it = 0; it < p.mp * p.nkb; it++) {
+        int kb = it / p.mp, pi = it % p.mp, k0 = kb * p.kc;
+        pack_panel(g, &p, x, pi * SN_MR, imin(SN_MR, p.m - pi * SN_MR), k0,
+                   imin(p.kc, p.k - k0), a + ((size_t)kb * p.mp + pi) * SN_PANEL);
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (int ns = 0; ns < p.nsplit; ns++) {
+        int q0 = npan * ns / p.nsplit, q1 = npan * (ns + 1) / p.nsplit;
+        int n0 = q0 * SN_NR, ncols = imin(p.n, q1 * SN_NR) - n0;
+        for (int kb = 0; kb < p.nkb; kb++) {
+          int k0 = kb * p.kc;
+          int flags = (kb > 0 ? SN_GEMM_ACC : 0) | (kb == p.nkb - 1 ? SN_GEMM_EPI : 0);
+          sn_gemm_block_avx512(p.m, ncols, imin(p.kc, p.k - k0), a + (size_t)kb * p.mp * SN_PANEL,
+                               bp + (size_t)q0 * bstride + (size_t)k0 * SN_NR, bstride, y + n0,
+                               p.n, flags, bias ? bias + n0 : NULL, res ? res + n0 : NULL, p.n,
+                               relu);
+        }
+      }
+    }
+  } else {
+    size_t tws = rows_thread_ws(g);
+    nt = imin(nt, p.nmb);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      float *ap = ws + (size_t)omp_get_thread_num() * tws;
+#pragma omp for schedule(dynamic, 1)
+      for (int mb = 0; mb < p.nmb; mb++) {
+        int m0 = mb * p.ppb * SN_MR, m1 = imin(p.m, m0 + p.ppb * SN_MR);
+        conv_task(g, &p, x, bp, bias, res, relu, y, m0, m1, 0, npan, ap);
+      }
     }
   }
 }

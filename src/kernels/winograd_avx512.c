@@ -206,29 +206,30 @@ static void output_item(const wino_ctx *w, int t0, int bt, int tl, int ch, const
   }
 }
 
-/* One band [t0, t0 + bt) with threads tid of nth splitting each phase (nth = 1: alone). */
-static void run_band(const wino_ctx *w, int t0, int bt, int tid, int nth, float *vp, float *mb) {
+/* One band [t0, t0 + bt) run by one thread. */
+static void band_alone(const wino_ctx *w, int t0, int bt, float *vp, float *mb) {
   int np = ceil_div(bt, SN_MR);
   int nch = ceil_div(w->g->cin, 16), nco = ceil_div(w->g->cout, 16);
   int npan = ceil_div(w->g->cout, SN_NR);
-  int n1 = bt * nch;
-  for (int it = n1 * tid / nth; it < n1 * (tid + 1) / nth; it++)
-    input_item(w, t0, np, it / nch, it % nch, vp);
-  if (nth > 1) {
-#pragma omp barrier
-  }
-  int n2 = 36 * npan;
-  for (int it = n2 * tid / nth; it < n2 * (tid + 1) / nth; it++)
-    gemm_item(w, bt, np, it / npan, it % npan, vp, mb);
-  if (nth > 1) {
-#pragma omp barrier
-  }
-  int n3 = bt * nco;
-  for (int it = n3 * tid / nth; it < n3 * (tid + 1) / nth; it++)
-    output_item(w, t0, bt, it / nco, it % nco, mb);
-  if (nth > 1) {
-#pragma omp barrier
-  }
+  for (int it = 0; it < bt * nch; it++) input_item(w, t0, np, it / nch, it % nch, vp);
+  for (int it = 0; it < 36 * npan; it++) gemm_item(w, bt, np, it / npan, it % npan, vp, mb);
+  for (int it = 0; it < bt * nco; it++) output_item(w, t0, bt, it / nco, it % nco, mb);
+}
+
+/* One band shared by all threads of the enclosing parallel region (every thread must call it):
+ * each phase is a dynamic loop, its implicit barrier separates the phases. */
+static void band_shared(const wino_ctx *w, int t0, int bt, int nth, float *vp, float *mb) {
+  int np = ceil_div(bt, SN_MR);
+  int nch = ceil_div(w->g->cin, 16), nco = ceil_div(w->g->cout, 16);
+  int npan = ceil_div(w->g->cout, SN_NR);
+  int n1 = bt * nch, n2 = 36 * npan, n3 = bt * nco;
+  int c1 = imax(1, n1 / (16 * nth)), c3 = imax(1, n3 / (16 * nth));
+#pragma omp for schedule(dynamic, c1)
+  for (int it = 0; it < n1; it++) input_item(w, t0, np, it / nch, it % nch, vp);
+#pragma omp for schedule(dynamic, 1)
+  for (int it = 0; it < n2; it++) gemm_item(w, bt, np, it / npan, it % npan, vp, mb);
+#pragma omp for schedule(dynamic, c3)
+  for (int it = 0; it < n3; it++) output_item(w, t0, bt, it / nco, it % nco, mb);
 }
 
 void sn_wino_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x, const float *u,
@@ -239,26 +240,24 @@ void sn_wino_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x,
   int T = g->n * w.tpi;
   int nt = imax(1, nthreads);
   int tb = band_tiles(g->cin, g->cout);
-  /* Enough tiles: a multiple of nt bands of at most tb tiles, each thread alone. Else all threads
-   * share bands of up to nt * tb tiles (the per-thread buffers are contiguous). */
+  /* Enough tiles: a multiple of nt bands of at most tb tiles, handed out dynamically, each run
+   * by one thread in its own buffers. Else all threads share bands of up to nt * tb tiles (the
+   * per-thread buffers are contiguous). */
   int shared = ceil_div(T, tb) < 2 * nt && nt > 1;
   int nb = shared ? ceil_div(T, nt * tb) : ceil_div(ceil_div(T, tb), nt) * nt;
   int bsz = ceil_div(T, nb);
+  nb = ceil_div(T, bsz);
   size_t vpt = vp_floats(g->cin, tb), mbt = (size_t)36 * tb * g->cout;
   float *vp0 = ws, *mb0 = ws + (size_t)nt * vpt;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     int tid = omp_get_thread_num(), nth = omp_get_num_threads();
     if (shared) {
-      for (int b = 0; b < nb; b++) {
-        int t0 = b * bsz;
-        run_band(&w, t0, imin(bsz, T - t0), tid, nth, vp0, mb0);
-      }
+      for (int b = 0; b < nb; b++) band_shared(&w, b * bsz, imin(bsz, T - b * bsz), nth, vp0, mb0);
     } else {
-      for (int b = tid; b < nb; b += nth) {
-        int t0 = b * bsz;
-        if (t0 < T) run_band(&w, t0, imin(bsz, T - t0), 0, 1, vp0 + tid * vpt, mb0 + tid * mbt);
-      }
+#pragma omp for schedule(dynamic, 1)
+      for (int b = 0; b < nb; b++)
+        band_alone(&w, b * bsz, imin(bsz, T - b * bsz), vp0 + tid * vpt, mb0 + tid * mbt);
     }
   }
 }
