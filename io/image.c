@@ -18,6 +18,7 @@ void sn_image_scratch_free(sn_image_scratch *s) {
   free(s->tmp);
   free(s->tmp2);
   free(s->coef);
+  free(s->acc);
   memset(s, 0, sizeof *s);
 }
 
@@ -326,27 +327,42 @@ static sn_status resize_bilinear(const uint8_t *in, int ih, int iw, int c, uint8
       for (int xx = 0; xx < ow; ++xx) {
         const int xmin = bh[2 * xx], xmax = bh[2 * xx + 1];
         const int32_t *k = kkh + (size_t)xx * kh;
-        for (int ch = 0; ch < c; ++ch) {
-          int ss = 1 << (PRECISION_BITS - 1);
-          for (int x = 0; x < xmax; ++x) ss += row[(size_t)(x + xmin) * c + ch] * k[x];
-          t[((size_t)yy * ow + xx) * c + ch] = clip8(ss);
+        int ss[4] = {1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1),
+                     1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1)};
+        const uint8_t *px = row + (size_t)xmin * c;
+        if (c == 3) {
+          for (int x = 0; x < xmax; ++x, px += 3) {
+            ss[0] += px[0] * k[x];
+            ss[1] += px[1] * k[x];
+            ss[2] += px[2] * k[x];
+          }
+        } else {
+          for (int x = 0; x < xmax; ++x, px += c)
+            for (int ch = 0; ch < c; ++ch) ss[ch] += px[ch] * k[x];
         }
+        for (int ch = 0; ch < c; ++ch) t[((size_t)yy * ow + xx) * c + ch] = clip8(ss[ch]);
       }
     }
     src = t;
     src_h = th;
   }
   if (need_v) {
+    /* Row by row: accumulate the kernel's input rows into one int32 row (contiguous access). */
     const int sw = need_h ? ow : iw;
+    const size_t rw = (size_t)sw * c;
+    if (!grow((uint8_t **)&s->acc, &s->acc_cap, rw * sizeof(int32_t))) return SN_ERR_NOMEM;
+    int32_t *acc = s->acc;
     for (int yy = 0; yy < oh; ++yy) {
       const int ymin = bv[2 * yy], ymax = bv[2 * yy + 1];
       const int32_t *k = kkv + (size_t)yy * kv;
-      for (int xx = 0; xx < sw; ++xx)
-        for (int ch = 0; ch < c; ++ch) {
-          int ss = 1 << (PRECISION_BITS - 1);
-          for (int y = 0; y < ymax; ++y) ss += src[((size_t)(y + ymin) * sw + xx) * c + ch] * k[y];
-          out[((size_t)yy * sw + xx) * c + ch] = clip8(ss);
-        }
+      for (size_t j = 0; j < rw; ++j) acc[j] = 1 << (PRECISION_BITS - 1);
+      for (int y = 0; y < ymax; ++y) {
+        const uint8_t *srow = src + (size_t)(y + ymin) * rw;
+        const int32_t ky = k[y];
+        for (size_t j = 0; j < rw; ++j) acc[j] += srow[j] * ky;
+      }
+      uint8_t *o = out + (size_t)yy * rw;
+      for (size_t j = 0; j < rw; ++j) o[j] = clip8(acc[j]);
     }
   } else {
     (void)src_h;

@@ -84,6 +84,8 @@ typedef struct sn_image_scratch {
   size_t tmp2_cap;
   void *coef;    /* resampling coefficients and bounds */
   size_t coef_cap;
+  int32_t *acc;  /* one row of vertical-pass sums */
+  size_t acc_cap;
 } sn_image_scratch;
 
 void sn_image_scratch_free(sn_image_scratch *s);
