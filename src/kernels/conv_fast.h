@@ -26,7 +26,9 @@ extern "C" {
 #define SN_MR 14
 #define SN_NR 32
 #define SN_KC 256             /* K block */
+#ifndef SN_LDA
 #define SN_LDA (SN_KC + 16)   /* row stride of a packed A panel */
+#endif
 #define SN_PANEL (SN_MR * SN_LDA) /* floats per packed A panel */
 
 /* 1 if the CPU has AVX-512 F/BW/VL/DQ and FMA (cheap; used at plan time). SN_NO_AVX512=1 in the

@@ -55,10 +55,15 @@ void sn_wino_prepare_u(int cin, int cout, const float *w, float *u) {
   }
 }
 
-/* Tiles per band of one thread: Vp and Mb of the band fit SN_WINO_BAND_FLOATS. */
+/* Tiles per band of one thread: Vp and Mb of the band fit SN_WINO_BAND_FLOATS (L2), but at
+ * least 56 tiles (112 when U exceeds 4 MiB): each band reads all of U (36 Cin Cout floats,
+ * 9.4 MB at 256 channels), so for wide layers a band that spills to L3 beats re-streaming U
+ * every few tiles (measured at 14x14x256, batch 8: 14-tile bands 53 GFLOP/s in the GEMMs,
+ * 112-tile bands 109). */
 static int band_tiles(int cin, int cout) {
   int tb = SN_WINO_BAND_FLOATS / (36 * (cin + cout)) / SN_MR * SN_MR;
-  return imin(imax(tb, SN_MR), 16 * SN_MR);
+  int min_tb = (size_t)36 * cin * cout * sizeof(float) > (4u << 20) ? 8 * SN_MR : 4 * SN_MR;
+  return imin(imax(tb, min_tb), 16 * SN_MR);
 }
 
 /* Per-thread band buffers: Vp (36 x K blocks x panels of SN_PANEL) and Mb (36, tb, Cout). */
