@@ -7,7 +7,7 @@
  *   ap[M/MR][MR][SN_LDA], K in blocks of at most SN_KC floats. A fixed stride makes every
  *   broadcast address a constant offset (no index registers), and its 1088-byte step spreads the
  *   14 rows over distinct L1 sets. Micro-tile SN_MR x SN_NR = 14 x 32 (28 zmm accumulators).
- * Winograd F(4x4, 3x3) (winograd_avx512.c): 3x3 stride-1 pad-1 convolutions; U = G g G^T per
+ * Winograd F(4x4, 3x3) (winograd_avx512.c): 3x3 stride-1 convolutions; U = G g G^T per
  *   (xi, nu) packed as 36 GEMM B operands; tiles are processed in bands so that V and M stay in L2.
  *
  * Everything with the suffix _avx512 must only be called when sn_cpu_has_avx512() is true.
@@ -62,7 +62,7 @@ void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const floa
 
 /* ------------------------------------------------------------ Winograd F(4x4, 3x3) */
 
-/* 1 if g is a 3x3 stride-1 convolution with padding 1 on every side. */
+/* 1 if g is a 3x3 stride-1 convolution (any zero padding). */
 int sn_wino_eligible(const sn_conv_geom *g);
 size_t sn_wino_u_floats(int cin, int cout);
 /* w (3, 3, Cin, Cout) -> u: U = G g G^T computed in double, rounded once, packed per (xi, nu). */

@@ -2,8 +2,8 @@
  * packed once at plan time (kernels.h, sn_conv_prepare).
  *
  * Algorithms (conv_fast.h):
- *   winograd4x4  3x3 stride-1 pad-1 with maps of at least SN_WINO_MIN_HW (U = G g G^T, 4x the
- *                weights, only pays off when enough tiles reuse it: spec/KERNELS.md 2.2)
+ *   winograd4x4  3x3 stride-1 (any padding) with outputs of at least SN_WINO_MIN_HW (U = G g G^T
+ *                is 4x the weights, it only pays off when enough tiles reuse it: KERNELS.md 2.2)
  *   gemm1x1      unpadded 1x1 (any stride): packed AVX-512 GEMM reading x in place
  *   im2col       everything else: packed AVX-512 GEMM over im2col rows
  *   generic      no AVX-512: a copy of the weights and sn_conv2d_forward. */

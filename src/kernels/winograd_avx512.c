@@ -24,8 +24,7 @@ static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 /* ------------------------------------------------------------ portable parts */
 
 int sn_wino_eligible(const sn_conv_geom *g) {
-  return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->pt == 1 && g->pl == 1 &&
-         g->pb == 1 && g->pr == 1 && g->oh == g->h && g->ow == g->w;
+  return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1;
 }
 
 size_t sn_wino_u_floats(int cin, int cout) { return 36 * sn_gemm_packb_floats(cin, cout); }
@@ -126,7 +125,7 @@ static void input_item(const wino_ctx *w, int t0, int np, int tl, int ch, float 
   __mmask16 cm = (__mmask16)(kr == 16 ? 0xFFFFu : (1u << kr) - 1);
   int t = t0 + tl;
   int img = t / w->tpi, rem = t % w->tpi, ty = rem / w->tw, tx = rem % w->tw;
-  int iy0 = 4 * ty - 1, ix0 = 4 * tx - 1;
+  int iy0 = 4 * ty - g->pt, ix0 = 4 * tx - g->pl;
   const float *base = w->x + (size_t)img * g->h * g->w * g->cin + c0;
   __m512 d[6][6], c[6][6];
   const __m512 zero = _mm512_setzero_ps();
@@ -239,9 +238,9 @@ static void band_shared(const wino_ctx *w, int t0, int bt, int nth, float *vp, f
 
 void sn_wino_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x, const float *u,
                             const float *bias, const float *res, int relu, float *y, float *ws) {
-  wino_ctx w = {g, x, u, bias, res, y, relu, ceil_div(g->w, 4), 0, ceil_div(g->cin, SN_KC),
+  wino_ctx w = {g, x, u, bias, res, y, relu, ceil_div(g->ow, 4), 0, ceil_div(g->cin, SN_KC),
                 sn_gemm_packb_floats(g->cin, g->cout)};
-  w.tpi = ceil_div(g->h, 4) * w.tw;
+  w.tpi = ceil_div(g->oh, 4) * w.tw; /* tiles cover the output */
   int T = g->n * w.tpi;
   int nt = imax(1, nthreads);
   int tb = band_tiles(g->cin, g->cout);

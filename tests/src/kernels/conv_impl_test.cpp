@@ -110,6 +110,8 @@ const Shape kWinoShapes[] = {
     {3, 29, 29, 64, 3, 1, 1, 1, 1, 1, 48},  // 192 tiles: several bands per thread
     {1, 14, 14, 48, 3, 1, 1, 1, 1, 1, 130}, // one shared band
     {2, 5, 11, 16, 3, 1, 1, 1, 1, 1, 16},   // non-square
+    {2, 11, 9, 16, 3, 1, 0, 0, 0, 0, 20},   // valid (pre-padded input)
+    {1, 10, 12, 8, 3, 1, 0, 1, 2, 0, 24},   // asymmetric padding
 };
 
 struct Epi {
