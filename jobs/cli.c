@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* cli.c - option parsing, messages, progress and exit codes for the shardnet program. */
 #include "cli.h"
 
@@ -199,4 +200,76 @@ void cli_progress(const char *what, double done, double total, const char *extra
           extra ? extra : "");
   if (done >= total) fprintf(stderr, "\n");
   fflush(stderr);
+}
+
+#include <omp.h>
+#include <sched.h>
+#include <cblas.h>
+
+int cli_job_start(cli_job *job, int *argc, char ***argv, long threads) {
+  memset(job, 0, sizeof *job);
+  job->comm = sn_comm_serial();
+  job->size = 1;
+  job->mpi = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
+  if (job->mpi) {
+    sn_status s = sn_mpi_init(argc, argv);
+    if (s == SN_OK) s = sn_comm_create_world(&job->comm);
+    if (s != SN_OK) {
+      cli_error("%s", sn_last_error());
+      return cli_exit_code(s);
+    }
+    job->rank = sn_comm_rank(job->comm);
+    job->size = sn_comm_size(job->comm);
+  }
+  cli_rank = job->rank;
+  cpu_set_t set;
+  int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  int mine = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : cores;
+  job->threads = threads > 0 ? (int)threads : (mine > 0 ? mine : 1);
+  const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  int per_node = local ? atoi(local) : job->size;
+  if (job->rank == 0 && per_node * job->threads > cores && cli_verbose)
+    fprintf(stderr,
+            "shardnet: warning: %d ranks x %d threads on this node oversubscribe its %d cores "
+            "(set --threads)\n", per_node, job->threads, cores);
+  omp_set_num_threads(job->threads);
+  openblas_set_num_threads(job->threads);
+  return 0;
+}
+
+int cli_job_end(cli_job *job, int code) {
+  if (job->mpi) {
+    sn_comm_destroy(job->comm);
+    sn_mpi_finalize();
+  }
+  return code;
+}
+
+void cli_check(cli_job *job, sn_status s) {
+  if (job->mpi) {
+    sn_mpi_check(job->comm, s, 600.0, "shardnet");
+    return;
+  }
+  if (s != SN_OK) {
+    cli_error("%s", sn_last_error());
+    exit(cli_exit_code(s));
+  }
+}
+
+sn_status cli_load_batch(sn_dataset *ds, const int64_t *rows, int n, sn_preprocess pre, void *raw,
+                         float *x, int32_t *labels) {
+  const sn_dataset_info *info = sn_dataset_get_info(ds);
+  sn_status s = sn_dataset_read_rows(ds, rows, n, raw, labels);
+  if (s != SN_OK) return s;
+  size_t count = (size_t)n * info->h * info->w * info->c;
+  if (info->dtype == SN_U8 || info->encoded) {
+    sn_preprocess_u8((const uint8_t *)raw, (size_t)n, info->h, info->w, info->c, pre, x);
+  } else {
+    memcpy(x, raw, count * sizeof(float));
+    sn_preprocess_f32(x, (size_t)n, info->h, info->w, info->c, pre);
+    if (!sn_values_finite(x, count))
+      return sn_error_set(SN_ERR_NUMERIC, "dataset rows %lld..: /images contains NaN or infinity",
+                          (long long)rows[0]);
+  }
+  return SN_OK;
 }

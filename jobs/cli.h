@@ -54,6 +54,23 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_progress(const char *what, double done, double total, const char *extra);
 double cli_now(void);
 
+/* Job context: MPI when launched by mpirun (OMPI_COMM_WORLD_SIZE / PMI_SIZE set), else serial.
+ * Sets cli_rank, the thread count (--threads, default: the cores this rank may use) and warns on
+ * rank 0 when ranks x threads exceed the node's cores. */
+typedef struct cli_job {
+  sn_comm *comm;
+  int rank, size, threads, mpi;
+} cli_job;
+int cli_job_start(cli_job *job, int *argc, char ***argv, long threads);
+/* Ends the job: frees the communicator, finalises MPI. Returns code. */
+int cli_job_end(cli_job *job, int code);
+/* Collective failure check (see sn_mpi_check); serial: prints and exits on failure. */
+void cli_check(cli_job *job, sn_status s);
+
+/* Reads rows of a dataset and turns them into a preprocessed float batch (n, H, W, C). */
+sn_status cli_load_batch(sn_dataset *ds, const int64_t *rows, int n, sn_preprocess pre,
+                         void *raw, float *x, int32_t *labels);
+
 int cmd_summary(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
 int cmd_train(int argc, char **argv);

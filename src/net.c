@@ -349,6 +349,7 @@ void sn_net_destroy(sn_net *net) {
 /* ------------------------------------------------------------------ queries */
 
 const char *sn_net_arch(const sn_net *net) { return net->arch; }
+const sn_model_config *sn_net_config(const sn_net *net) { return &net->cfg; }
 sn_style sn_net_style(const sn_net *net) { return net->style; }
 sn_preprocess sn_net_default_preprocess(const sn_net *net) { return net->preprocess; }
 
@@ -461,13 +462,13 @@ static void rewire(sn_net *net, int from, int to) {
 /* Inference fusion, on a copy of the layer wiring: zero padding into the consumer, batch norm
  * into the preceding convolution, residual add into the convolution that produces one operand,
  * ReLU into its producer. The layers stay in the table (marked skip) for the summary. */
-static void fuse_for_inference(sn_net *net) {
+static void fuse_for_inference(sn_net *net, int mask) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
     const char *k = l->ops->kind;
     int p = l->nin ? l->in[0] : -1;
     sn_layer *pl = p >= 0 ? &net->layers[p] : NULL;
-    if (!strcmp(k, "pad")) {
+    if (!strcmp(k, "pad") && (mask & SN_FUSE_PAD)) {
       int c = single_consumer_of(net, j, j + 1);
       if (c < 0) continue;
       sn_layer *cl = &net->layers[c];
@@ -481,12 +482,12 @@ static void fuse_for_inference(sn_net *net) {
       if (!strcmp(cl->ops->kind, "maxpool")) cl->pad_zero = 1;
       l->skip = 1;
       cl->in[0] = l->in[0];
-    } else if (!strcmp(k, "bn") && pl && !strcmp(pl->ops->kind, "conv") && pl->fold_bn < 0 &&
+    } else if (!strcmp(k, "bn") && (mask & SN_FUSE_BN) && pl && !strcmp(pl->ops->kind, "conv") && pl->fold_bn < 0 &&
                !pl->fused_relu && pl->fused_res == -2 && single_consumer_of(net, p, p + 1) == j) {
       pl->fold_bn = j;
       l->skip = 1;
       rewire(net, j, p);
-    } else if (!strcmp(k, "add")) {
+    } else if (!strcmp(k, "add") && (mask & SN_FUSE_ADD)) {
       /* Fuse into the convolution producing one operand if it is used only here. */
       for (int side = 1; side >= 0; --side) {
         int c = l->in[side], other = l->in[1 - side];
@@ -500,7 +501,7 @@ static void fuse_for_inference(sn_net *net) {
         rewire(net, j, c);
         break;
       }
-    } else if (!strcmp(k, "relu") && pl && !pl->fused_relu &&
+    } else if (!strcmp(k, "relu") && (mask & SN_FUSE_RELU) && pl && !pl->fused_relu &&
                (!strcmp(pl->ops->kind, "conv") || !strcmp(pl->ops->kind, "bn") ||
                 !strcmp(pl->ops->kind, "add")) &&
                single_consumer_of(net, p, p + 1) == j && net->feature != p) {
@@ -571,6 +572,10 @@ sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n); /* layers/conv
 sn_status sn_bn_layer_prepare(sn_net *net, sn_layer *l);          /* layers/bn.c */
 
 sn_status sn_net_plan(sn_net *net, int max_batch, int training) {
+  return sn_net_plan_fused(net, max_batch, training, SN_FUSE_ALL);
+}
+
+sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_mask) {
   if (max_batch <= 0) return sn_error_set(SN_ERR_INVALID, "%s: batch %d must be positive", net->arch, max_batch);
   free_plan(net);
   /* Reset wiring changes of an earlier inference plan by rebuilding the graph. */
@@ -593,7 +598,7 @@ sn_status sn_net_plan(sn_net *net, int max_batch, int training) {
   }
   net->training = training;
   net->max_batch = max_batch;
-  if (!training) fuse_for_inference(net);
+  if (!training) fuse_for_inference(net, fuse_mask);
 
   size_t *offs = calloc(net->nlayers > 0 ? (size_t)net->nlayers : 1, sizeof *offs);
   if (!offs) return sn_error_set(SN_ERR_NOMEM, "%s: out of memory planning", net->arch);

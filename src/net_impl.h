@@ -134,6 +134,10 @@ int sn_add_sum(sn_net *net, const char *name, int a, int b);
 int sn_add_dense(sn_net *net, const char *name, int in, int units, int bias);
 int sn_add_flatten(sn_net *net, const char *name, int in);
 
+/* sn_net_plan with a choice of inference fusions (tests compare fused and unfused graphs). */
+enum { SN_FUSE_PAD = 1, SN_FUSE_BN = 2, SN_FUSE_ADD = 4, SN_FUSE_RELU = 8, SN_FUSE_ALL = 15 };
+sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_mask);
+
 /* Builds the layers of cfg->arch into net (models.c). */
 sn_status sn_models_build(sn_net *net);
 

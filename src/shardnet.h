@@ -128,6 +128,9 @@ sn_status sn_net_create(const sn_model_config *cfg, uint64_t seed, sn_net **out)
 void sn_net_destroy(sn_net *net);
 
 const char *sn_net_arch(const sn_net *net);
+/* The configuration the net was built from, with every default resolved (classes, input shape,
+ * base width). The arch string is owned by the net. */
+const sn_model_config *sn_net_config(const sn_net *net);
 sn_style sn_net_style(const sn_net *net);
 sn_preprocess sn_net_default_preprocess(const sn_net *net);
 /* Input shape (H, W, C) and output width (classes with top, feature size D without). For no-top
@@ -476,6 +479,45 @@ typedef enum sn_output_state {
   SN_OUTPUT_COMPLETE = 2
 } sn_output_state;
 sn_status sn_output_status(const char *path, sn_output_state *state);
+
+/* Streaming reader: a background thread reads, decodes, preprocesses (and augments) the next
+ * batches into a ring of prefetch + 1 preallocated batch buffers, so memory is bounded by
+ * batch x (prefetch + 1) rows whatever the dataset size. The reader owns the dataset's use while
+ * it lives (do not read ds elsewhere). HDF5 is not thread-safe: the reader's thread takes the io
+ * lock around its HDF5 calls; other HDF5 users in the process must go through io/ (writer,
+ * converters, datasets) or take the same lock. Not collective; no MPI on the reader's thread. */
+typedef struct sn_reader sn_reader;
+typedef struct sn_reader_options {
+  int batch;                /* rows per batch (sn_reader_create) */
+  int prefetch;             /* batches prepared ahead (default 2) */
+  sn_preprocess preprocess; /* applied to every batch; SN_PRE_NONE gives pixel values as float */
+  sn_augment augment;       /* sn_augment_batch after preprocessing (default none) */
+  int pad;                  /* translation for SN_AUG_CROP_FLIP */
+  uint64_t seed;            /* augmentation seed (sn_reader_create_epoch: its seed) */
+  int64_t epoch;            /* augmentation epoch (sn_reader_create_epoch: its epoch) */
+} sn_reader_options;
+void sn_reader_options_init(sn_reader_options *o);
+/* Batches of o->batch consecutive entries of rows (n_rows entries, copied; the last batch may be
+ * short). The caller owns *out; ds must outlive it. */
+sn_status sn_reader_create(sn_dataset *ds, const int64_t *rows, int64_t n_rows,
+                           const sn_reader_options *o, sn_reader **out);
+/* One training epoch of rank `rank` of `size`: the batches of sn_shard_epoch_rows (global batch
+ * B split across ranks, same step count on every rank). o->batch is ignored. */
+sn_status sn_reader_create_epoch(sn_dataset *ds, uint64_t seed, int64_t epoch, int rank, int size,
+                                 int64_t global_batch, int drop_last, const sn_reader_options *o,
+                                 sn_reader **out);
+/* Blocks until the next batch is ready: x (count, H, W, C) float32, labels (count) or NULL if the
+ * dataset has none, rows (count) dataset rows. The pointers stay valid until the next call.
+ * After the last batch: SN_OK with *count = 0. A read or decode failure is returned for the batch
+ * that hit it (message names the file and row); the reader is then finished. */
+sn_status sn_reader_next(sn_reader *r, float **x, int32_t **labels, int64_t **rows, int *count);
+int64_t sn_reader_num_batches(const sn_reader *r);
+/* Seconds sn_reader_next spent waiting for the background thread, cumulated. */
+double sn_reader_wait_seconds(const sn_reader *r);
+/* Bytes of batch buffers held by the reader (independent of the dataset size). */
+size_t sn_reader_buffer_bytes(const sn_reader *r);
+/* Stops the thread (mid-epoch is fine) and frees everything. */
+void sn_reader_destroy(sn_reader *r);
 
 /* ---------------------------------------------------------------- MPI (mpi/) */
 

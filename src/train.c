@@ -91,8 +91,9 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
                                out->dy, &ok);
   if (correct) *correct = ok;
   if (loss) *loss = (float)(sum / n);
-  if (!isfinite(sum))
-    return sn_error_set(SN_ERR_NUMERIC, "%s: loss is %s", net->arch, isnan(sum) ? "NaN" : "infinite");
+  /* A non-finite loss is reported after backward, so that every rank still joins the same
+   * collectives (a rank returning early would leave the others waiting). */
+  int bad_loss = !isfinite(sum);
   out->dy_written = 1;
 
   int dist = net->comm && sn_comm_size(net->comm) > 1;
@@ -121,6 +122,8 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
     for (int i = 0; i < b.nreq && s == SN_OK; ++i) s = sn_comm_wait(net->comm, b.req[i]);
     if (s != SN_OK) return s;
   }
+  if (bad_loss)
+    return sn_error_set(SN_ERR_NUMERIC, "%s: loss is %s", net->arch, isnan(sum) ? "NaN" : "infinite");
   return SN_OK;
 }
 

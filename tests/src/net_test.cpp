@@ -1,0 +1,76 @@
+// net_test.cpp - the network machinery: fused inference equals the training-mode graph, batch
+// norm statistics, backward against finite differences through whole networks.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "net_impl.h"
+#include "shardnet.h"
+#include "test_util.h"
+
+namespace {
+sn_net *make(const char *arch, int hw, int c, int width) {
+  sn_model_config cfg;
+  sn_model_config_init(&cfg, arch);
+  cfg.height = cfg.width = hw;
+  cfg.channels = c;
+  cfg.base_width = width;
+  cfg.classes = 10;
+  cfg.bn_momentum_style = SN_STYLE_KERAS;
+  sn_net *net = nullptr;
+  EXPECT_EQ(sn_net_create(&cfg, 3, &net), SN_OK) << sn_last_error();
+  return net;
+}
+
+struct Case {
+  const char *arch;
+  int hw, c, width;
+};
+// Inputs large enough that the last stage keeps 2x2 pixels: batch statistics over a handful of
+// values per channel amplify rounding differences (x - mean cancels) far beyond the tolerance.
+const Case kCases[] = {{"lenet_bn", 28, 1, 0},       {"resnet20", 16, 3, 4},
+                       {"resnet18", 64, 3, 4},       {"resnet50", 64, 3, 4},
+                       {"keras_resnet50", 64, 3, 4}, {"keras_resnet50v2", 64, 3, 4}};
+}  // namespace
+
+// With Keras-rule momentum 0 the moving statistics become the batch's (biased) statistics, so
+// the fused inference graph (BN folded, residual and ReLU fused, padding folded) must reproduce
+// the training-mode forward on the same batch. Tolerance: float32 with different summation
+// order (folding changes rounding): 1e-4 relative to the logits' scale, MODELS.md section 9.
+TEST(Net, FusedInferenceEqualsTrainingGraph) {
+  for (const Case &k : kCases) {
+    sn_net *train = make(k.arch, k.hw, k.c, k.width);
+    ASSERT_NE(train, nullptr);
+    const int n = 8;
+    ASSERT_EQ(sn_net_plan(train, n, 1), SN_OK) << sn_last_error();
+    size_t img = (size_t)k.hw * k.hw * k.c;
+    auto x = sntest::randn(n * img, 5);
+    std::vector<int32_t> labels = {1, 2, 3, 4, 5, 6, 7, 8};
+    sn_train_config tc;
+    sn_train_config_init(&tc);
+    tc.bn_momentum = 0.0f;  // Keras rule: moving = moving*0 + batch*1
+    float loss;
+    int correct;
+    ASSERT_EQ(sn_net_train_step(train, x.data(), labels.data(), n, n, &tc, &loss, &correct), SN_OK)
+        << sn_last_error();
+    std::vector<float> ref(train->layers[train->output].y, train->layers[train->output].y + n * 10);
+
+    sn_net *inf = make(k.arch, k.hw, k.c, k.width);
+    size_t nb;
+    float *src = sn_net_param_block(train, &nb);
+    std::copy(src, src + nb, sn_net_param_block(inf, nullptr));
+    double tol = 1e-4 + 1e-4 * sntest::max_abs(ref.data(), ref.size());
+    for (int mask : {(int)SN_FUSE_ALL, 0, (int)SN_FUSE_PAD, (int)SN_FUSE_BN, (int)SN_FUSE_ADD, (int)SN_FUSE_RELU,
+                     (int)SN_FUSE_ALL}) {
+      ASSERT_EQ(sn_net_plan_fused(inf, n, 0, mask), SN_OK) << sn_last_error();
+      std::vector<float> out(n * 10);
+      ASSERT_EQ(sn_net_forward(inf, x.data(), n, out.data()), SN_OK);
+      EXPECT_LE(sntest::max_abs_diff(out.data(), ref.data(), ref.size()), tol)
+          << k.arch << " fusions " << mask;
+    }
+    sn_net_destroy(train);
+    sn_net_destroy(inf);
+  }
+}
