@@ -2,9 +2,11 @@
  * sn_conv_prepare (conv_impl.c). Tensors are float32 NHWC; all sizes in floats.
  *
  * Packed GEMM (gemm_avx512.c): C (M, N) = A (M, K) . B (K, N) with a fused epilogue.
- *   B is packed once at plan time into panels of SN_NR columns: bp[N/NR][K][NR] (zero padded).
+ *   B is packed once at plan time, K in blocks of kc = sn_gemm_kc(K) <= SN_KC, each block as
+ *   panels of SN_NR columns: bp[K/kc][N/NR][kc][NR] (zero padded), so that one K block of B is
+ *   one sequential stream (hardware prefetch) whichever columns a task takes.
  *   A is copied per call into row panels of SN_MR rows with the fixed row stride SN_LDA:
- *   ap[M/MR][MR][SN_LDA], K in blocks of at most SN_KC floats. A fixed stride makes every
+ *   ap[M/MR][MR][SN_LDA], one K block at a time. A fixed stride makes every
  *   broadcast address a constant offset (no index registers), and its 1088-byte step spreads the
  *   14 rows over distinct L1 sets. Micro-tile SN_MR x SN_NR = 14 x 32 (28 zmm accumulators).
  * Winograd F(4x4, 3x3) (winograd_avx512.c): 3x3 stride-1 convolutions; U = G g G^T per
@@ -41,9 +43,16 @@ int sn_cpu_has_avx512(void);
 enum { SN_GEMM_ACC = 1, /* C += A.B (else C = A.B) */
        SN_GEMM_EPI = 2  /* then C = act(C + bias + res) */ };
 
+/* K block for a GEMM of depth k: equal blocks, multiples of 16, at most SN_KC. */
+int sn_gemm_kc(int k);
 size_t sn_gemm_packb_floats(int k, int n);
 /* b (K, N) with row stride ldb -> bp (sn_gemm_packb_floats). Portable C, plan time. */
 void sn_gemm_packb(int k, int n, const float *b, size_t ldb, float *bp);
+/* Start of K block [k0, k0 + kcur) in a packed B with npan = ceil(N/NR) column panels; its
+ * column panel j is at + j * kcur * SN_NR. */
+static inline const float *sn_gemm_bblock(const float *bp, int npan, int k0) {
+  return bp + (size_t)k0 * npan * SN_NR;
+}
 
 /* C (m, n) [+]= ap . bp over kc, then the epilogue when flags has SN_GEMM_EPI.
  * ap: ceil(m/MR) packed A panels (SN_PANEL floats each, consecutive), kc <= SN_KC.

@@ -22,16 +22,25 @@ static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 /* ------------------------------------------------------------ portable parts (no AVX-512) */
 
+int sn_gemm_kc(int k) {
+  int nkb = ceil_div(k, SN_KC);
+  return imin(k, (ceil_div(k, nkb) + 15) / 16 * 16);
+}
+
 size_t sn_gemm_packb_floats(int k, int n) {
   return (size_t)ceil_div(n, SN_NR) * SN_NR * (size_t)k;
 }
 
 void sn_gemm_packb(int k, int n, const float *b, size_t ldb, float *bp) {
-  for (int j0 = 0; j0 < n; j0 += SN_NR) {
-    float *p = bp + (size_t)(j0 / SN_NR) * k * SN_NR;
-    int nj = imin(SN_NR, n - j0);
-    for (int kk = 0; kk < k; kk++) {
-      for (int q = 0; q < SN_NR; q++) p[(size_t)kk * SN_NR + q] = q < nj ? b[kk * ldb + j0 + q] : 0.0f;
+  int kc = sn_gemm_kc(k), npan = ceil_div(n, SN_NR);
+  for (int k0 = 0; k0 < k; k0 += kc) {
+    int kcur = imin(kc, k - k0);
+    for (int j = 0; j < npan; j++) {
+      float *p = (float *)sn_gemm_bblock(bp, npan, k0) + (size_t)j * kcur * SN_NR;
+      int nj = imin(SN_NR, n - j * SN_NR);
+      for (int kk = 0; kk < kcur; kk++)
+        for (int q = 0; q < SN_NR; q++)
+          p[(size_t)kk * SN_NR + q] = q < nj ? b[(k0 + kk) * ldb + j * SN_NR + q] : 0.0f;
     }
   }
 }
@@ -58,8 +67,7 @@ static void plan_conv(const sn_conv_geom *g, int nt, gemm_plan *p) {
   p->m = g->n * g->oh * g->ow;
   p->k = g->kh * g->kw * g->cin;
   p->n = g->cout;
-  p->nkb = ceil_div(p->k, SN_KC);
-  p->kc = imin(p->k, (ceil_div(p->k, p->nkb) + 15) / 16 * 16);
+  p->kc = sn_gemm_kc(p->k);
   p->nkb = ceil_div(p->k, p->kc);
   p->direct = g->kh == 1 && g->kw == 1 && g->pt == 0 && g->pl == 0 && g->pb == 0 && g->pr == 0;
   p->mp = ceil_div(p->m, SN_MR);
@@ -269,12 +277,13 @@ static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x,
                       int p0, int p1, float *ap) {
   int n0 = p0 * SN_NR, ncols = imin(p->n, p1 * SN_NR) - n0;
   if (ncols <= 0 || m1 <= m0) return;
-  const size_t bstride = (size_t)p->k * SN_NR;
+  const int npan = ceil_div(p->n, SN_NR);
   const float *bias0 = bias ? bias + n0 : NULL;
   for (int kb = 0; kb < p->nkb; kb++) {
     int k0 = kb * p->kc, kc = imin(p->kc, p->k - k0);
     int flags = (kb > 0 ? SN_GEMM_ACC : 0) | (kb == p->nkb - 1 ? SN_GEMM_EPI : 0);
-    const float *bk = bp + (size_t)p0 * bstride + (size_t)k0 * SN_NR;
+    const size_t bstride = (size_t)kc * SN_NR;
+    const float *bk = sn_gemm_bblock(bp, npan, k0) + (size_t)p0 * bstride;
     if (ncols <= SN_NARROW_N) {
       for (int i0 = m0; i0 < m1; i0 += SN_MR) {
         int mi = imin(SN_MR, m1 - i0);
@@ -299,7 +308,6 @@ void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const floa
   int nt = imax(1, nthreads);
   plan_conv(g, nt, &p);
   int npan = ceil_div(p.n, SN_NR);
-  const size_t bstride = (size_t)p.k * SN_NR;
   if (p.shared_a) {
     float *a = ws; /* [kb][panel] */
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -315,12 +323,13 @@ void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const floa
         int q0 = npan * ns / p.nsplit, q1 = npan * (ns + 1) / p.nsplit;
         int n0 = q0 * SN_NR, ncols = imin(p.n, q1 * SN_NR) - n0;
         for (int kb = 0; kb < p.nkb; kb++) {
-          int k0 = kb * p.kc;
+          int k0 = kb * p.kc, kc = imin(p.kc, p.k - k0);
           int flags = (kb > 0 ? SN_GEMM_ACC : 0) | (kb == p.nkb - 1 ? SN_GEMM_EPI : 0);
-          sn_gemm_block_avx512(p.m, ncols, imin(p.kc, p.k - k0), a + (size_t)kb * p.mp * SN_PANEL,
-                               bp + (size_t)q0 * bstride + (size_t)k0 * SN_NR, bstride, y + n0,
-                               p.n, flags, bias ? bias + n0 : NULL, res ? res + n0 : NULL, p.n,
-                               relu);
+          const size_t bstride = (size_t)kc * SN_NR;
+          sn_gemm_block_avx512(p.m, ncols, kc, a + (size_t)kb * p.mp * SN_PANEL,
+                               sn_gemm_bblock(bp, npan, k0) + (size_t)q0 * bstride, bstride,
+                               y + n0, p.n, flags, bias ? bias + n0 : NULL, res ? res + n0 : NULL,
+                               p.n, relu);
         }
       }
     }

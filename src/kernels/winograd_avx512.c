@@ -5,7 +5,7 @@
  * V = B^T d B. Summed over channels this is 36 GEMMs: M[xi] (tiles, Cout) = V[xi] (tiles, Cin) .
  * U[xi] (Cin, Cout). Tiles (img, ty, tx) are numbered in one flat list and processed in bands:
  *   1. input transform of the band, written straight into GEMM A panels:
- *      Vp[xi][kblock][panel][MR][SN_LDA] (K = Cin in blocks of SN_KC)
+ *      Vp[xi][kblock][panel][MR][SN_LDA] (K = Cin in blocks of sn_gemm_kc(Cin))
  *   2. 36 GEMMs into Mb[xi][tile][Cout] (U packed once as GEMM B panels)
  *   3. output transform, fused with bias, residual and ReLU, into y.
  * With many tiles each thread runs whole bands on its own (V and M stay in its L2); with few
@@ -37,15 +37,19 @@ void sn_wino_prepare_u(int cin, int cout, const float *w, float *u) {
                                  {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                  {0, 0, 1}};
   size_t pb = sn_gemm_packb_floats(cin, cout);
+  int kc = sn_gemm_kc(cin), npan = ceil_div(cout, SN_NR);
   memset(u, 0, 36 * pb * sizeof(float));
   for (int ci = 0; ci < cin; ci++) {
+    int k0 = ci / kc * kc, kcur = imin(kc, cin - k0);
     for (int co = 0; co < cout; co++) {
       double g[3][3], gg[6][3];
       for (int a = 0; a < 3; a++)
         for (int b = 0; b < 3; b++) g[a][b] = w[((size_t)(a * 3 + b) * cin + ci) * cout + co];
       for (int i = 0; i < 6; i++)
         for (int b = 0; b < 3; b++) gg[i][b] = G[i][0] * g[0][b] + G[i][1] * g[1][b] + G[i][2] * g[2][b];
-      float *dst = u + (size_t)(co / SN_NR) * cin * SN_NR + (size_t)ci * SN_NR + co % SN_NR;
+      /* the packed B position of (ci, co), as sn_gemm_packb lays it out */
+      float *dst = (float *)sn_gemm_bblock(u, npan, k0) + (size_t)(co / SN_NR) * kcur * SN_NR +
+                   (size_t)(ci - k0) * SN_NR + co % SN_NR;
       for (int i = 0; i < 6; i++)
         for (int j = 0; j < 6; j++)
           dst[(size_t)(i * 6 + j) * pb] =
@@ -67,7 +71,7 @@ static int band_tiles(int cin, int cout) {
 
 /* Per-thread band buffers: Vp (36 x K blocks x panels of SN_PANEL) and Mb (36, tb, Cout). */
 static size_t vp_floats(int cin, int tb) {
-  return (size_t)36 * ceil_div(cin, SN_KC) * ceil_div(tb, SN_MR) * SN_PANEL;
+  return (size_t)36 * ceil_div(cin, sn_gemm_kc(cin)) * ceil_div(tb, SN_MR) * SN_PANEL;
 }
 
 size_t sn_wino_workspace(const sn_conv_geom *g, int nthreads) {
@@ -114,7 +118,7 @@ typedef struct wino_ctx {
   float *y;
   int relu;
   int tw, tpi;  /* tiles per row, tiles per image */
-  int nkb;      /* K blocks of Cin */
+  int kc, nkb;  /* K block (sn_gemm_kc(Cin)) and number of K blocks */
   size_t upb;   /* floats per packed U[xi] */
 } wino_ctx;
 
@@ -151,8 +155,8 @@ static void input_item(const wino_ctx *w, int t0, int np, int tl, int ch, float 
     bt6(col, o);
     for (int i = 0; i < 6; i++) c[i][j] = o[i];
   }
-  int kb = c0 / SN_KC, p = tl / SN_MR, r = tl % SN_MR;
-  float *dst = vp + ((size_t)kb * np + p) * SN_PANEL + (size_t)r * SN_LDA + (c0 - kb * SN_KC);
+  int kb = c0 / w->kc, p = tl / SN_MR, r = tl % SN_MR;
+  float *dst = vp + ((size_t)kb * np + p) * SN_PANEL + (size_t)r * SN_LDA + (c0 - kb * w->kc);
   size_t xstride = (size_t)w->nkb * np * SN_PANEL;
   for (int i = 0; i < 6; i++) {
     __m512 o[6];
@@ -164,14 +168,14 @@ static void input_item(const wino_ctx *w, int t0, int np, int tl, int ch, float 
 /* Phase 2 item: GEMM of position xi, output column panel j. */
 static void gemm_item(const wino_ctx *w, int bt, int np, int xi, int j, const float *vp, float *mb) {
   int cin = w->g->cin, cout = w->g->cout;
-  int n0 = j * SN_NR;
+  int n0 = j * SN_NR, npan = ceil_div(cout, SN_NR);
   for (int kb = 0; kb < w->nkb; kb++) {
-    int k0 = kb * SN_KC;
-    sn_gemm_block_avx512(bt, imin(SN_NR, cout - n0), imin(SN_KC, cin - k0),
-                         vp + ((size_t)xi * w->nkb + kb) * np * SN_PANEL,
-                         w->u + (size_t)xi * w->upb + (size_t)j * cin * SN_NR + (size_t)k0 * SN_NR,
-                         (size_t)cin * SN_NR, mb + (size_t)xi * bt * cout + n0, cout,
-                         kb > 0 ? SN_GEMM_ACC : 0, NULL, NULL, 0, 0);
+    int k0 = kb * w->kc, kcur = imin(w->kc, cin - k0);
+    const float *b = sn_gemm_bblock(w->u + (size_t)xi * w->upb, npan, k0) + (size_t)j * kcur * SN_NR;
+    sn_gemm_block_avx512(bt, imin(SN_NR, cout - n0), kcur,
+                         vp + ((size_t)xi * w->nkb + kb) * np * SN_PANEL, b, (size_t)kcur * SN_NR,
+                         mb + (size_t)xi * bt * cout + n0, cout, kb > 0 ? SN_GEMM_ACC : 0, NULL,
+                         NULL, 0, 0);
   }
 }
 
@@ -238,8 +242,9 @@ static void band_shared(const wino_ctx *w, int t0, int bt, int nth, float *vp, f
 
 void sn_wino_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x, const float *u,
                             const float *bias, const float *res, int relu, float *y, float *ws) {
-  wino_ctx w = {g, x, u, bias, res, y, relu, ceil_div(g->ow, 4), 0, ceil_div(g->cin, SN_KC),
+  wino_ctx w = {g, x, u, bias, res, y, relu, ceil_div(g->ow, 4), 0, sn_gemm_kc(g->cin), 0,
                 sn_gemm_packb_floats(g->cin, g->cout)};
+  w.nkb = ceil_div(g->cin, w.kc);
   w.tpi = ceil_div(g->oh, 4) * w.tw; /* tiles cover the output */
   int T = g->n * w.tpi;
   int nt = imax(1, nthreads);

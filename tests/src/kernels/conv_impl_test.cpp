@@ -112,6 +112,7 @@ const Shape kWinoShapes[] = {
     {2, 5, 11, 16, 3, 1, 1, 1, 1, 1, 16},   // non-square
     {2, 11, 9, 16, 3, 1, 0, 0, 0, 0, 20},   // valid (pre-padded input)
     {1, 10, 12, 8, 3, 1, 0, 1, 2, 0, 24},   // asymmetric padding
+    {1, 9, 9, 300, 3, 1, 1, 1, 1, 1, 40},   // Cin in two K blocks of 160
 };
 
 struct Epi {
