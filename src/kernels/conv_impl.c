@@ -2,9 +2,8 @@
  * packed once at plan time (kernels.h, sn_conv_prepare).
  *
  * Algorithms (conv_fast.h):
- *   winograd4x4  3x3 stride-1 (any padding) with outputs of at least SN_WINO_MIN_HW (U = G g G^T
- *                is 4x the weights, it only pays off when enough tiles reuse it: KERNELS.md 2.2)
- *   gemm1x1      unpadded 1x1 (any stride): packed AVX-512 GEMM reading x in place
+ *   winograd4x4  3x3 stride-1 (any padding) when the cost model below predicts it faster
+ *   gemm1x1      unpadded 1x1 (any stride): packed AVX-512 GEMM, A rows copied from x
  *   im2col       everything else: packed AVX-512 GEMM over im2col rows
  *   generic      no AVX-512: a copy of the weights and sn_conv2d_forward. */
 #include <omp.h>
@@ -15,7 +14,15 @@
 #include "kernels.h"
 #include "shardnet.h"
 
-#define SN_WINO_MIN_HW 14 /* Winograd only when min(OH, OW) >= this */
+/* Cost model for choosing Winograd (measured on the 2-core Sapphire Rapids VM, conv_bench and
+ * jobs/bench/bench_infer.sh): a thread's GEMM rate, the DRAM bandwidth that streams the weights
+ * (resnet50's 102 MB never stay in cache between images), and the cost of the two Winograd
+ * transforms per tile and channel. U = G g G^T is 4x the weights (9.4 MB at 14x14x256, 37.7 MB at
+ * 7x7x512), so at batch 1 the 7x7 and 14x14 layers are faster direct; with a few images per
+ * call the tiles amortise U (spec/KERNELS.md 2.2). */
+#define SN_COST_GFLOPS_PER_THREAD 140.0
+#define SN_COST_DRAM_GBS 10.0
+#define SN_COST_WINO_TRANSFORM_NS 9.0 /* per tile and (Cin + Cout) channel, one thread */
 
 struct sn_conv_impl {
   sn_conv_geom g;    /* g.n = largest batch */
@@ -34,12 +41,31 @@ int sn_cpu_has_avx512(void) {
          __builtin_cpu_supports("fma");
 }
 
-static sn_conv_algo choose(const sn_conv_geom *g, sn_conv_algo want) {
+static double dmax(double a, double b) { return a > b ? a : b; }
+
+/* Predicted seconds of the direct (GEMM) and Winograd paths at batch g->n on nt threads: the
+ * larger of compute and weight streaming (the kernels read weights sequentially, so the two
+ * overlap). */
+static double cost_direct(const sn_conv_geom *g, int nt) {
+  double flops = 2.0 * g->n * g->oh * g->ow * (double)g->kh * g->kw * g->cin * g->cout;
+  double bytes = 4.0 * g->kh * g->kw * (double)g->cin * g->cout;
+  return dmax(flops / (SN_COST_GFLOPS_PER_THREAD * 1e9 * nt), bytes / (SN_COST_DRAM_GBS * 1e9));
+}
+
+static double cost_wino(const sn_conv_geom *g, int nt) {
+  double tiles = (double)g->n * ((g->oh + 3) / 4) * ((g->ow + 3) / 4);
+  double flops = 2.0 * 36 * tiles * (double)g->cin * g->cout;
+  double tr = tiles * (g->cin + g->cout) * SN_COST_WINO_TRANSFORM_NS * 1e-9 / nt;
+  double bytes = 4.0 * 36 * (double)g->cin * g->cout;
+  return dmax(flops / (SN_COST_GFLOPS_PER_THREAD * 1e9 * nt) + tr, bytes / (SN_COST_DRAM_GBS * 1e9));
+}
+
+static sn_conv_algo choose(const sn_conv_geom *g, int nt, sn_conv_algo want) {
   if (want == SN_CONV_GENERIC || !sn_cpu_has_avx512()) return SN_CONV_GENERIC;
   if (want == SN_CONV_WINOGRAD) return sn_wino_eligible(g) ? SN_CONV_WINOGRAD : SN_CONV_GENERIC;
   if (want == SN_CONV_GEMM) return SN_CONV_GEMM;
-  if (sn_wino_eligible(g) && g->oh >= SN_WINO_MIN_HW && g->ow >= SN_WINO_MIN_HW)
-    return SN_CONV_WINOGRAD;
+  /* Winograd only with a clear predicted gain: its rounding error is ~10x direct's */
+  if (sn_wino_eligible(g) && cost_wino(g, nt) < 0.8 * cost_direct(g, nt)) return SN_CONV_WINOGRAD;
   return SN_CONV_GEMM;
 }
 
@@ -49,8 +75,8 @@ int sn_conv_prepare_algo(const sn_conv_geom *g, const float *w, const float *bia
   sn_conv_impl *c = calloc(1, sizeof *c);
   if (!c) return sn_error_set(SN_ERR_NOMEM, "conv prepare: out of memory");
   c->g = *g;
-  c->algo = choose(g, algo);
   c->nt = omp_get_max_threads();
+  c->algo = choose(g, c->nt, algo);
   switch (c->algo) {
     case SN_CONV_WINOGRAD: c->nw = sn_wino_u_floats(g->cin, g->cout); break;
     case SN_CONV_GEMM: c->nw = sn_gemm_packb_floats(g->kh * g->kw * g->cin, g->cout); break;
