@@ -549,3 +549,205 @@ TEST(Dataset, SetDecodeResizesEncodedRows) {
 }
 
 }  // namespace
+
+// ------------------------------------------------------------ streaming reader
+
+namespace {
+
+std::vector<int64_t> shuffled(int64_t n, uint64_t seed) {
+  std::vector<int64_t> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = i;
+  std::mt19937_64 rng(seed);
+  std::shuffle(v.begin(), v.end(), rng);
+  return v;
+}
+
+TEST(Reader, EveryRowOnceInOrderWithBoundedBuffers) {
+  std::string dir = sntest::temp_dir();
+  size_t bytes_small = 0;
+  for (int n : {103, 1000}) {
+    Raw r = make_raw(dir, n);
+    sn_dataset *ds = nullptr;
+    ASSERT_EQ(sn_dataset_open(r.path.c_str(), sn_comm_serial(), &ds), SN_OK) << sn_last_error();
+    const size_t row = 4 * 5 * 3;
+    for (auto order : {std::vector<int64_t>(), shuffled(n, 3)}) {
+      if (order.empty())
+        for (int64_t i = 0; i < n; ++i) order.push_back(i);
+      sn_reader_options o;
+      sn_reader_options_init(&o);
+      o.batch = 10;
+      o.prefetch = 2;
+      sn_reader *rd = nullptr;
+      ASSERT_EQ(sn_reader_create(ds, order.data(), (int64_t)order.size(), &o, &rd), SN_OK)
+          << sn_last_error();
+      EXPECT_EQ(sn_reader_num_batches(rd), (n + 9) / 10);
+      if (n == 103) bytes_small = sn_reader_buffer_bytes(rd);
+      EXPECT_EQ(sn_reader_buffer_bytes(rd), bytes_small);  // independent of n
+      EXPECT_LT(sn_reader_buffer_bytes(rd), (size_t)3 * 10 * row * 6);
+      std::vector<int64_t> seen;
+      for (;;) {
+        float *x;
+        int32_t *lab;
+        int64_t *rows;
+        int cnt = -1;
+        ASSERT_EQ(sn_reader_next(rd, &x, &lab, &rows, &cnt), SN_OK) << sn_last_error();
+        if (cnt == 0) break;
+        ASSERT_NE(lab, nullptr);
+        for (int i = 0; i < cnt; ++i) {
+          seen.push_back(rows[i]);
+          EXPECT_EQ(lab[i], r.labels[rows[i]]);
+          for (size_t j = 0; j < row; ++j)
+            ASSERT_EQ(x[i * row + j], (float)r.img[rows[i] * row + j]);
+        }
+      }
+      EXPECT_EQ(seen, order);
+      int cnt = -1;
+      EXPECT_EQ(sn_reader_next(rd, nullptr, nullptr, nullptr, &cnt), SN_OK);
+      EXPECT_EQ(cnt, 0);
+      EXPECT_GE(sn_reader_wait_seconds(rd), 0.0);
+      sn_reader_destroy(rd);
+    }
+    sn_dataset_close(ds);
+  }
+}
+
+TEST(Reader, EpochShardsCoverTheGlobalBatches) {
+  std::string dir = sntest::temp_dir();
+  Raw r = make_raw(dir, 50);
+  sn_dataset *ds = nullptr;
+  ASSERT_EQ(sn_dataset_open(r.path.c_str(), sn_comm_serial(), &ds), SN_OK);
+  const int size = 3, B = 8;
+  std::vector<int64_t> perm(50);
+  sn_shard_permutation(50, 42, 1, perm.data());
+  std::vector<std::vector<int64_t>> per_rank(size);
+  for (int rank = 0; rank < size; ++rank) {
+    sn_reader_options o;
+    sn_reader_options_init(&o);
+    o.preprocess = SN_PRE_UNIT;
+    o.augment = SN_AUG_CROP_FLIP;
+    o.pad = 1;
+    sn_reader *rd = nullptr;
+    ASSERT_EQ(sn_reader_create_epoch(ds, 42, 1, rank, size, B, 1, &o, &rd), SN_OK)
+        << sn_last_error();
+    EXPECT_EQ(sn_reader_num_batches(rd), 50 / B);
+    float *x;
+    int64_t *rows;
+    int cnt;
+    while (sn_reader_next(rd, &x, nullptr, &rows, &cnt) == SN_OK && cnt > 0) {
+      EXPECT_TRUE(cnt == 2 || cnt == 3);
+      for (int i = 0; i < cnt; ++i) per_rank[rank].push_back(rows[i]);
+    }
+    sn_reader_destroy(rd);
+  }
+  // Step s: ranks' parts in rank order are perm[s*B, (s+1)*B).
+  std::vector<size_t> pos(size, 0);
+  for (int s = 0; s < 50 / B; ++s) {
+    std::vector<int64_t> global;
+    for (int rank = 0; rank < size; ++rank) {
+      int64_t b, e;
+      sn_shard_block(B, rank, size, &b, &e);
+      for (int64_t i = b; i < e; ++i) global.push_back(per_rank[rank][pos[rank]++]);
+    }
+    EXPECT_EQ(global, std::vector<int64_t>(perm.begin() + s * B, perm.begin() + (s + 1) * B));
+  }
+  sn_dataset_close(ds);
+}
+
+TEST(Reader, DecodeErrorNamesTheRowAndStopsCleanly) {
+  std::string dir = sntest::temp_dir();
+  auto a = smooth_image(8, 8, 3, 0);
+  auto good = png_of(a, 8, 8, 3);
+  std::vector<std::vector<uint8_t>> files(40, good);
+  files[23] = {0xFF, 0xD8, 0xFF, 0x00, 0x01};
+  std::string p = make_encoded(dir, files, 8, 8, 3);
+  sn_dataset *ds = nullptr;
+  ASSERT_EQ(sn_dataset_open(p.c_str(), sn_comm_serial(), &ds), SN_OK);
+  std::vector<int64_t> rows(40);
+  for (int i = 0; i < 40; ++i) rows[i] = i;
+  sn_reader_options o;
+  sn_reader_options_init(&o);
+  o.batch = 8;
+  o.preprocess = SN_PRE_TORCH;
+  sn_reader *rd = nullptr;
+  ASSERT_EQ(sn_reader_create(ds, rows.data(), 40, &o, &rd), SN_OK);
+  float *x;
+  int cnt;
+  for (int b = 0; b < 2; ++b) ASSERT_EQ(sn_reader_next(rd, &x, nullptr, nullptr, &cnt), SN_OK);
+  EXPECT_EQ(sn_reader_next(rd, &x, nullptr, nullptr, &cnt), SN_ERR_FORMAT);
+  EXPECT_TRUE(has(sn_last_error(), "row 23: corrupt JPEG")) << sn_last_error();
+  EXPECT_NE(sn_reader_next(rd, &x, nullptr, nullptr, &cnt), SN_OK);
+  sn_reader_destroy(rd);
+  // destroying in the middle of an epoch
+  ASSERT_EQ(sn_reader_create(ds, rows.data(), 16, &o, &rd), SN_OK);
+  ASSERT_EQ(sn_reader_next(rd, &x, nullptr, nullptr, &cnt), SN_OK);
+  sn_reader_destroy(rd);
+  o.preprocess = SN_PRE_DEFAULT;
+  EXPECT_EQ(sn_reader_create(ds, rows.data(), 16, &o, &rd), SN_ERR_INVALID);
+  o.preprocess = SN_PRE_NONE;
+  int64_t bad = 40;
+  EXPECT_EQ(sn_reader_create(ds, &bad, 1, &o, &rd), SN_ERR_INVALID);
+  sn_dataset_close(ds);
+}
+
+// The reader's thread and a writer on the main thread share the (non-thread-safe) HDF5 library
+// through the io lock.
+TEST(Reader, RunsAlongsideTheWriter) {
+  std::string dir = sntest::temp_dir();
+  auto a = smooth_image(24, 24, 3, 1);
+  std::vector<std::vector<uint8_t>> files;
+  for (int i = 0; i < 300; ++i) files.push_back(i % 2 ? png_of(a, 24, 24, 3) : jpeg_of(a, 24, 24, 3));
+  std::string p = make_encoded(dir, files, 24, 24, 3);
+  sn_dataset *ds = nullptr;
+  ASSERT_EQ(sn_dataset_open(p.c_str(), sn_comm_serial(), &ds), SN_OK);
+  std::vector<int64_t> rows = shuffled(300, 9);
+  sn_reader_options o;
+  sn_reader_options_init(&o);
+  o.batch = 7;
+  o.prefetch = 3;
+  sn_reader *rd = nullptr;
+  ASSERT_EQ(sn_reader_create(ds, rows.data(), 300, &o, &rd), SN_OK);
+  sn_writer_config c;
+  sn_writer_config_init(&c);
+  c.n_total = 300;
+  c.flags = SN_WRITE_FEATURES;
+  c.feature_dim = 24 * 24 * 3;
+  c.chunk_rows = 16;
+  c.compression = 1;
+  sn_writer *w = nullptr;
+  std::string out = dir + "/out.h5";
+  ASSERT_EQ(sn_writer_create(out.c_str(), sn_comm_serial(), &c, &w), SN_OK) << sn_last_error();
+  float *x;
+  int64_t *rr;
+  int cnt;
+  int64_t total = 0;
+  std::vector<float> expect(300 * 24 * 24 * 3);
+  while (sn_reader_next(rd, &x, nullptr, &rr, &cnt) == SN_OK && cnt > 0) {
+    for (int i = 0; i < cnt; ++i) {
+      ASSERT_EQ(sn_writer_write_block(w, rr[i], 1, nullptr, nullptr, nullptr, x + (size_t)i * c.feature_dim,
+                                      nullptr),
+                SN_OK)
+          << sn_last_error();
+      memcpy(expect.data() + rr[i] * c.feature_dim, x + (size_t)i * c.feature_dim,
+             c.feature_dim * sizeof(float));
+    }
+    total += cnt;
+  }
+  EXPECT_EQ(total, 300);
+  ASSERT_EQ(sn_writer_finish(w), SN_OK) << sn_last_error();
+  sn_writer_destroy(w);
+  sn_reader_destroy(rd);
+  sn_dataset_close(ds);
+  sn_dataset *back = nullptr;
+  sn_io_lock();
+  hid_t f = H5Fopen(out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, "features", H5P_DEFAULT);
+  std::vector<float> got(expect.size());
+  H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, got.data());
+  H5Dclose(d);
+  H5Fclose(f);
+  sn_io_unlock();
+  (void)back;
+  EXPECT_EQ(got, expect);
+}
+
+}  // namespace
