@@ -15,6 +15,7 @@
 
 #define SN_A_BLOCK_FLOATS 131072 /* packed A block <= 512 KiB, in L2 */
 #define SN_NARROW_N 256          /* column count up to which a task runs panel by panel */
+#define SN_ROWS_LDA 6            /* Cin * stride of the row-direct kernel (RGB stem, stride 2) */
 
 static int imin(int a, int b) { return a < b ? a : b; }
 static int imax(int a, int b) { return a > b ? a : b; }
@@ -55,6 +56,7 @@ typedef struct gemm_plan {
   int kc, nkb;    /* K block and number of K blocks */
   int mp;         /* row panels */
   int direct;     /* 1: unpadded 1x1, A rows are pixels of x; 0: im2col rows */
+  int rows;       /* 1: Cin * stride == SN_ROWS_LDA, one K block: interior panels run row-direct */
   int shared_a;   /* 1: shared-A split */
   int ppb, nmb;   /* rows split: panels per row block, row blocks */
   int nsplit;     /* shared-A split: column ranges */
@@ -70,6 +72,7 @@ static void plan_conv(const sn_conv_geom *g, int nt, gemm_plan *p) {
   p->kc = sn_gemm_kc(p->k);
   p->nkb = ceil_div(p->k, p->kc);
   p->direct = g->kh == 1 && g->kw == 1 && g->pt == 0 && g->pl == 0 && g->pb == 0 && g->pr == 0;
+  p->rows = g->cin * g->sw == SN_ROWS_LDA && p->nkb == 1 && !p->direct;
   p->mp = ceil_div(p->m, SN_MR);
   p->shared_a = p->mp < shared_a_limit(nt);
   int npan = ceil_div(p->n, SN_NR);
@@ -153,15 +156,11 @@ static inline __mmask16 col_mask(int n) {
   return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* Micro-kernel: C (MRC rows, n <= 32 cols) [+]= a (MRC, kc; row stride SN_LDA) . b (kc, SN_NR),
- * then the epilogue. */
-static inline __attribute__((always_inline)) void ukernel(const int MRC, int n, int kc,
-                                                          const float *restrict a,
-                                                          const float *restrict b, float *c,
-                                                          size_t ldc, int flags,
-                                                          const float *bias, const float *res,
-                                                          size_t ldr, int relu) {
-  __m512 c0[SN_MR], c1[SN_MR];
+/* Micro-kernel pieces, inlined with constant MRC (rows) and LDAC (A row stride) so that the 28
+ * accumulators live in registers and every broadcast is a constant offset. */
+static inline __attribute__((always_inline)) void uk_zero(const int MRC, __m512 *c0, __m512 *c1,
+                                                          const float *c, size_t ldc,
+                                                          const float *res, size_t ldr) {
 #pragma GCC unroll 14
   for (int r = 0; r < MRC; r++) {
     c0[r] = _mm512_setzero_ps();
@@ -174,17 +173,32 @@ static inline __attribute__((always_inline)) void ukernel(const int MRC, int n, 
       _mm_prefetch((const char *)(res + (size_t)r * ldr + 16), _MM_HINT_T0);
     }
   }
+}
+
+/* acc (MRC, 32) += a (MRC, kc; row stride LDAC) . b (kc, SN_NR) */
+static inline __attribute__((always_inline)) void uk_loop(const int MRC, const int LDAC, int kc,
+                                                          const float *restrict a,
+                                                          const float *restrict b, __m512 *c0,
+                                                          __m512 *c1) {
   for (int k = 0; k < kc; k++) {
     __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 14
     for (int r = 0; r < MRC; r++) {
-      __m512 av = _mm512_set1_ps(a[r * SN_LDA]);
+      __m512 av = _mm512_set1_ps(a[r * LDAC]);
       c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
       c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
     }
     a++;
     b += SN_NR;
   }
+}
+
+/* C (MRC rows, n <= 32 cols) = [C +] acc, then the epilogue act(. + bias + res). */
+static inline __attribute__((always_inline)) void uk_store(const int MRC, const __m512 *c0,
+                                                           const __m512 *c1, int n, float *c,
+                                                           size_t ldc, int flags,
+                                                           const float *bias, const float *res,
+                                                           size_t ldr, int relu) {
   __mmask16 m0 = col_mask(n), m1 = col_mask(n - 16);
   __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
   if ((flags & SN_GEMM_EPI) && bias) {
@@ -218,6 +232,31 @@ static inline __attribute__((always_inline)) void ukernel(const int MRC, int n, 
   }
 }
 
+/* Packed-panel micro-kernel: C (MRC, n) [+]= a (MRC, kc; stride SN_LDA) . b, then epilogue. */
+static inline __attribute__((always_inline)) void ukernel(const int MRC, int n, int kc,
+                                                          const float *a, const float *b,
+                                                          float *c, size_t ldc, int flags,
+                                                          const float *bias, const float *res,
+                                                          size_t ldr, int relu) {
+  __m512 c0[SN_MR], c1[SN_MR];
+  uk_zero(MRC, c0, c1, c, ldc, res, ldr);
+  uk_loop(MRC, SN_LDA, kc, a, b, c0, c1);
+  uk_store(MRC, c0, c1, n, c, ldc, flags, bias, res, ldr, relu);
+}
+
+/* Row-direct micro-kernel for convolutions with Cin * stride == SN_ROWS_LDA (the RGB stem,
+ * 3 channels, stride 2): MRC consecutive output pixels of one output row read x in place, each
+ * kernel row ky being a segment a_s (MRC rows at stride SN_ROWS_LDA, len contiguous floats)
+ * against b_s. No im2col copy. */
+static inline __attribute__((always_inline)) void ukernel_rows(
+    const int MRC, int n, int nseg, const float *const *as, const float *const *bs, int len,
+    float *c, size_t ldc, const float *bias, const float *res, size_t ldr, int relu) {
+  __m512 c0[SN_MR], c1[SN_MR];
+  uk_zero(MRC, c0, c1, c, ldc, res, ldr);
+  for (int sg = 0; sg < nseg; sg++) uk_loop(MRC, SN_ROWS_LDA, len, as[sg], bs[sg], c0, c1);
+  uk_store(MRC, c0, c1, n, c, ldc, SN_GEMM_EPI, bias, res, ldr, relu);
+}
+
 #define SN_UK_CASE(R)                                                                 \
   case R:                                                                             \
     ukernel(R, n, kc, a, b, c, ldc, flags, bias, res, ldr, relu);                     \
@@ -229,6 +268,22 @@ static void ukernel_m(int m, int n, int kc, const float *a, const float *b, floa
     SN_UK_CASE(14) SN_UK_CASE(13) SN_UK_CASE(12) SN_UK_CASE(11) SN_UK_CASE(10) SN_UK_CASE(9)
     SN_UK_CASE(8) SN_UK_CASE(7) SN_UK_CASE(6) SN_UK_CASE(5) SN_UK_CASE(4) SN_UK_CASE(3)
     SN_UK_CASE(2) SN_UK_CASE(1)
+    default: break;
+  }
+}
+
+#define SN_UKR_CASE(R)                                                                \
+  case R:                                                                             \
+    ukernel_rows(R, n, nseg, as, bs, len, c, ldc, bias, res, ldr, relu);              \
+    break;
+
+static void ukernel_rows_m(int m, int n, int nseg, const float *const *as, const float *const *bs,
+                           int len, float *c, size_t ldc, const float *bias, const float *res,
+                           size_t ldr, int relu) {
+  switch (m) {
+    SN_UKR_CASE(14) SN_UKR_CASE(13) SN_UKR_CASE(12) SN_UKR_CASE(11) SN_UKR_CASE(10)
+    SN_UKR_CASE(9) SN_UKR_CASE(8) SN_UKR_CASE(7) SN_UKR_CASE(6) SN_UKR_CASE(5) SN_UKR_CASE(4)
+    SN_UKR_CASE(3) SN_UKR_CASE(2) SN_UKR_CASE(1)
     default: break;
   }
 }
@@ -271,6 +326,41 @@ static void pack_panel(const sn_conv_geom *g, const gemm_plan *p, const float *x
   }
 }
 
+static int kh_fits(const sn_conv_geom *g) { return g->kh <= 16; }
+
+/* 1 if output pixels [i0, i0 + mi) lie in one output row with every kernel column inside x. */
+static int rows_direct_ok(const sn_conv_geom *g, int i0, int mi) {
+  int ox0 = i0 % (g->oh * g->ow) % g->ow;
+  if (ox0 + mi > g->ow) return 0;
+  int ix0 = ox0 * g->sw - g->pl, ix1 = (ox0 + mi - 1) * g->sw - g->pl + g->kw - 1;
+  return ix0 >= 0 && ix1 < g->w;
+}
+
+/* Rows [i0, i0 + mi) x columns [n0, n0 + ncols) without packing: one segment per kernel row
+ * inside the image. bk: the (single) K block of B at column panel n0 / NR. */
+static void rows_direct_panel(const sn_conv_geom *g, const gemm_plan *p, const float *x, int i0,
+                              int mi, const float *bk, int n0, int ncols, const float *bias,
+                              const float *res, int relu, float *y) {
+  int ohw = g->oh * g->ow;
+  int img = i0 / ohw, oy = i0 % ohw / g->ow, ox0 = i0 % ohw % g->ow;
+  int run = g->kw * g->cin, nseg = 0;
+  const float *as[16], *bs[16];
+  int koff[16];
+  for (int ky = 0; ky < g->kh && nseg < 16; ky++) {
+    int iy = oy * g->sh - g->pt + ky;
+    if (iy < 0 || iy >= g->h) continue;
+    as[nseg] = x + (((size_t)img * g->h + iy) * g->w + (size_t)(ox0 * g->sw - g->pl)) * g->cin;
+    koff[nseg++] = ky * run;
+  }
+  for (int j0 = 0; j0 < ncols; j0 += SN_NR) {
+    for (int sg = 0; sg < nseg; sg++)
+      bs[sg] = bk + (size_t)(j0 / SN_NR) * p->k * SN_NR + (size_t)koff[sg] * SN_NR;
+    size_t off = (size_t)i0 * p->n + n0 + j0;
+    ukernel_rows_m(mi, imin(SN_NR, ncols - j0), nseg, as, bs, run, y + off, p->n,
+                   bias ? bias + n0 + j0 : NULL, res ? res + off : NULL, p->n, relu);
+  }
+}
+
 /* One task: rows [m0, m1) x column panels [p0, p1). */
 static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x, const float *bp,
                       const float *bias, const float *res, int relu, float *y, int m0, int m1,
@@ -287,6 +377,10 @@ static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x,
     if (ncols <= SN_NARROW_N) {
       for (int i0 = m0; i0 < m1; i0 += SN_MR) {
         int mi = imin(SN_MR, m1 - i0);
+        if (p->rows && kh_fits(g) && rows_direct_ok(g, i0, mi)) {
+          rows_direct_panel(g, p, x, i0, mi, bk, n0, ncols, bias, res, relu, y);
+          continue;
+        }
         pack_panel(g, p, x, i0, mi, k0, kc, ap);
         sn_gemm_block_avx512(mi, ncols, kc, ap, bk, bstride, y + (size_t)i0 * p->n + n0, p->n,
                              flags, bias0, res ? res + (size_t)i0 * p->n + n0 : NULL, p->n, relu);

@@ -100,6 +100,8 @@ const Shape kGemmShapes[] = {
     // 7x7 stride 2 pad 3 (stem)
     {1, 23, 23, 3, 7, 2, 3, 3, 3, 3, 64},
     {3, 9, 9, 5, 7, 2, 3, 3, 3, 3, 17},
+    {2, 64, 64, 3, 7, 2, 3, 3, 3, 3, 24},  // stem, row-direct interior panels (Cin*stride = 6)
+    {1, 30, 30, 6, 3, 1, 1, 1, 1, 1, 20},  // Cin*stride = 6 with stride 1
 };
 
 const Shape kWinoShapes[] = {
