@@ -94,21 +94,18 @@ static sn_status decode_jpeg(const uint8_t *data, size_t n, int channels, sn_ima
     jpeg_destroy_decompress(&cinfo);
     return SN_ERR_FORMAT;
   }
-  if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
-    jpeg_destroy_decompress(&cinfo);
-    snprintf(err, errlen, "unsupported JPEG colour space (CMYK)");
-    return SN_ERR_FORMAT;
-  }
+  const int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   const int grey_in = cinfo.num_components == 1;
-  /* Grey output straight from a grey file; otherwise RGB, converted like Pillow if needed. */
-  cinfo.out_color_space = (grey_in && channels == 1) ? JCS_GRAYSCALE : JCS_RGB;
+  /* Grey output straight from a grey file; CMYK as is (converted below like Pillow); otherwise
+   * RGB, reduced to grey like Pillow if needed. */
+  cinfo.out_color_space = cmyk ? JCS_CMYK : (grey_in && channels == 1) ? JCS_GRAYSCALE : JCS_RGB;
   jpeg_start_decompress(&cinfo);
   const int oc = cinfo.output_components;
   const size_t ww = cinfo.output_width, hh = cinfo.output_height;
   const size_t stride = ww * (size_t)oc;
   uint8_t **dst = oc == channels ? &s->pix : &s->tmp;
   size_t *cap = oc == channels ? &s->pix_cap : &s->tmp_cap;
-  if (!grow(dst, cap, stride * hh) || (oc != channels && !grow(&s->pix, &s->pix_cap, ww * hh))) {
+  if (!grow(dst, cap, stride * hh) || (oc != channels && !grow(&s->pix, &s->pix_cap, ww * hh * 3))) {
     jpeg_destroy_decompress(&cinfo);
     snprintf(err, errlen, "out of memory for a %zux%zu image", ww, hh);
     return SN_ERR_NOMEM;
@@ -118,9 +115,29 @@ static sn_status decode_jpeg(const uint8_t *data, size_t n, int channels, sn_ima
     JSAMPROW row = base + (size_t)cinfo.output_scanline * stride;
     jpeg_read_scanlines(&cinfo, &row, 1);
   }
+  const int inverted = cinfo.saw_Adobe_marker;
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
-  if (oc != channels) rgb_to_grey(s->tmp, ww * hh, s->pix);
+  if (oc == 4) {
+    /* Pillow: Adobe files hold inverted CMYK ("CMYK;I"); then cmyk2rgb:
+     * nk = 255 - K, out = nk - C * nk / 255 (rounded as MULDIV255). */
+    for (size_t i = 0; i < ww * hh; ++i) {
+      const uint8_t *q = s->tmp + 4 * i;
+      const unsigned k = inverted ? q[3] : 255u - q[3];
+      for (int j = 0; j < 3; ++j) {
+        const unsigned cc = inverted ? 255u - q[j] : q[j];
+        const unsigned t = cc * k + 128;
+        const int v = (int)k - (int)(((t >> 8) + t) >> 8);
+        s->tmp[3 * i + j] = (uint8_t)(v < 0 ? 0 : v);
+      }
+    }
+    if (channels == 3)
+      memcpy(s->pix, s->tmp, ww * hh * 3);
+    else
+      rgb_to_grey(s->tmp, ww * hh, s->pix);
+  } else if (oc != channels) {
+    rgb_to_grey(s->tmp, ww * hh, s->pix);
+  }
   *h = (int)hh;
   *w = (int)ww;
   return SN_OK;
@@ -449,7 +466,7 @@ sn_status sn_image_encode_jpeg(const uint8_t *pix, int h, int w, int c, int qual
                                uint8_t **out, size_t *n) {
   *out = NULL;
   *n = 0;
-  if ((c != 1 && c != 3) || h <= 0 || w <= 0) return SN_ERR_INVALID;
+  if ((c != 1 && c != 3 && c != 4) || h <= 0 || w <= 0) return SN_ERR_INVALID;
   struct jpeg_compress_struct cinfo;
   jpeg_err jerr;
   unsigned char *volatile buf = NULL;
@@ -468,7 +485,7 @@ sn_status sn_image_encode_jpeg(const uint8_t *pix, int h, int w, int c, int qual
   cinfo.image_width = (JDIMENSION)w;
   cinfo.image_height = (JDIMENSION)h;
   cinfo.input_components = c;
-  cinfo.in_color_space = c == 3 ? JCS_RGB : JCS_GRAYSCALE;
+  cinfo.in_color_space = c == 4 ? JCS_CMYK : c == 3 ? JCS_RGB : JCS_GRAYSCALE;
   jpeg_set_defaults(&cinfo);
   jpeg_set_quality(&cinfo, quality, TRUE);
   jpeg_start_compress(&cinfo, TRUE);

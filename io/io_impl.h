@@ -91,8 +91,9 @@ typedef struct sn_image_scratch {
 void sn_image_scratch_free(sn_image_scratch *s);
 
 /* Decodes a JPEG or PNG (recognised by its signature) into s->pix as (h, w, channels) 8-bit,
- * channels 1 or 3 (grey replicated to RGB; RGB to grey with PIL's "L" weights; alpha dropped,
- * palettes expanded, 16-bit samples reduced to their high byte). Returns SN_OK or SN_ERR_FORMAT
+ * channels 1 or 3 (grey replicated to RGB; RGB to grey with PIL's "L" weights; CMYK/YCCK JPEGs
+ * converted as Pillow does, Adobe-inverted; alpha dropped, palettes expanded, 16-bit samples
+ * reduced to their high byte). Returns SN_OK or SN_ERR_FORMAT
  * (corrupt, truncated, unsupported) / SN_ERR_NOMEM with a message in err; never exits. */
 sn_status sn_image_decode(const uint8_t *data, size_t n, int channels, sn_image_scratch *s,
                           int *h, int *w, char *err, size_t errlen);
@@ -109,7 +110,8 @@ sn_status sn_image_resize(const uint8_t *in, int ih, int iw, int c, uint8_t *out
 sn_status sn_image_fit(const uint8_t *in, int ih, int iw, int c, uint8_t *out, int oh, int ow,
                        sn_resize_mode mode, int shorter, sn_image_scratch *s);
 
-/* Encoders (tests and tools). *out is malloc'd; the caller frees it. */
+/* Encoders (tests and tools); JPEG takes c = 1, 3 or 4 (CMYK, Adobe marker), PNG 1..4. *out is
+ * malloc'd; the caller frees it. */
 sn_status sn_image_encode_jpeg(const uint8_t *pix, int h, int w, int c, int quality,
                                uint8_t **out, size_t *n);
 sn_status sn_image_encode_png(const uint8_t *pix, int h, int w, int c, uint8_t **out, size_t *n);

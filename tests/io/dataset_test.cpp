@@ -495,7 +495,8 @@ TEST(Image, MatchesPillowExactly) {
     int h, w, c;
     bool jpeg;
   } cases[] = {{37, 53, 3, false}, {64, 48, 3, true},  {300, 217, 3, true},
-               {29, 29, 1, false}, {50, 120, 3, false}, {17, 11, 3, true}, {40, 30, 1, true}};
+               {29, 29, 1, false}, {50, 120, 3, false}, {17, 11, 3, true}, {40, 30, 1, true},
+               {33, 45, 4, true} /* CMYK JPEG (Adobe marker) */};
   struct Mine {
     std::vector<uint8_t> v;
     size_t job;
