@@ -13,8 +13,8 @@
 
 #include "io_impl.h"
 
-static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
-                                              "Coat",        "Sandal",  "Shirt",    "Sneaker",
+static const char *const fashion_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                              "Coat",        "Sandal",    "Shirt",    "Sneaker",
                                               "Bag",         "Ankle boot"};
 static const char *const digit_names[10] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
 
@@ -164,8 +164,8 @@ static sn_status read_idx(const char *path, int ndim, uint32_t *dims, uint8_t **
     dims[i] = be32(hdr + 4 + 4 * i);
     const uint32_t lim = i == 0 ? (1u << 31) - 1 : 4096;
     if (dims[i] < 1 || dims[i] > lim || !sn_io_mul(total, dims[i], &total))
-      st = sn_error_set(SN_ERR_FORMAT, "file %s: idx dimension %d is %u (accepted 1..%u)", path,
-                        i, dims[i], lim);
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: idx dimension %d is %u (accepted 1..%u)", path, i,
+                        dims[i], lim);
   }
   uint8_t *buf = NULL;
   if (st == SN_OK && !(buf = malloc(total)))
@@ -227,8 +227,8 @@ sn_status sn_convert_idx(const char *images_idx, const char *labels_idx, const c
   progress(opt, 0, e - b);
   sn_io_lock();
   hsize_t dims[4] = {(hsize_t)n, idims[1], idims[2], 1};
-  hid_t d = sn_io_create_dataset(o.file, "images", H5T_STD_U8LE, 4, dims, (hsize_t)k,
-                                 opt->compression);
+  hid_t d =
+      sn_io_create_dataset(o.file, "images", H5T_STD_U8LE, 4, dims, (hsize_t)k, opt->compression);
   herr_t err = d < 0 ? -1 : sn_io_write_rows(d, H5T_NATIVE_UINT8, b, e - b, img + b * row, o.dxpl);
   if (err < 0) st = h5_fail(o.tmp, "dataset /images");
   if (d >= 0) H5Dclose(d);
@@ -299,7 +299,8 @@ static sn_status walk(const char *root, const char *rel, int32_t label, entries 
   char path[4096];
   if (snprintf(path, sizeof path, "%s/%s", root, rel) >= (int)sizeof path)
     return sn_error_set(SN_ERR_INVALID, "folder %s: path too long under %s", root, rel);
-  if (depth > 32) return sn_error_set(SN_ERR_INVALID, "folder %s: directories nested too deep", path);
+  if (depth > 32)
+    return sn_error_set(SN_ERR_INVALID, "folder %s: directories nested too deep", path);
   DIR *d = opendir(path);
   if (!d) return sn_error_set(SN_ERR_IO, "folder %s: cannot list: %s", path, strerror(errno));
   sn_status st = SN_OK;
@@ -385,8 +386,8 @@ static sn_status list_folder(const char *root, listing *l) {
     const int64_t before = es.n;
     st = walk(root, l->classes[c], (int32_t)c, &es, 0);
     if (st == SN_OK && es.n == before)
-      st = sn_error_set(SN_ERR_NOTFOUND, "folder %s: class '%s' has no .jpg/.jpeg/.png files",
-                        root, l->classes[c]);
+      st = sn_error_set(SN_ERR_NOTFOUND, "folder %s: class '%s' has no .jpg/.jpeg/.png files", root,
+                        l->classes[c]);
   }
   if (st == SN_OK) {
     qsort(es.v, (size_t)es.n, sizeof *es.v, cmp_entry);
@@ -426,14 +427,18 @@ static sn_status share_listing(const char *root, sn_comm *comm, listing *l) {
   char *blob = NULL;
   if (sn_comm_rank(comm) == 0) {
     size_t len = 0;
-    for (int64_t i = 0; i < l->n_classes; ++i) len += strlen(l->classes[i]) + 1;
-    for (int64_t i = 0; i < l->n; ++i) len += strlen(l->files[i]) + 1;
+    for (int64_t i = 0; i < l->n_classes; ++i)
+      len += strlen(l->classes[i]) + 1;
+    for (int64_t i = 0; i < l->n; ++i)
+      len += strlen(l->files[i]) + 1;
     hdr[2] = (int64_t)len;
     blob = malloc(len ? len : 1);
     if (!blob) st = sn_error_set(SN_ERR_NOMEM, "folder %s: listing of %zu bytes", root, len);
     char *p = blob;
-    for (int64_t i = 0; blob && i < l->n_classes; ++i) p = stpcpy(p, l->classes[i]) + 1;
-    for (int64_t i = 0; blob && i < l->n; ++i) p = stpcpy(p, l->files[i]) + 1;
+    for (int64_t i = 0; blob && i < l->n_classes; ++i)
+      p = stpcpy(p, l->classes[i]) + 1;
+    for (int64_t i = 0; blob && i < l->n; ++i)
+      p = stpcpy(p, l->files[i]) + 1;
   }
   st = sn_comm_agree(comm, st);
   if (st == SN_OK) st = sn_comm_bcast(comm, hdr, sizeof hdr, 0);
@@ -596,7 +601,8 @@ static sn_status folder_encoded(const char *root, const listing *l, out_file *o,
     if (r < sn_comm_rank(comm)) base += totals[r];
     total += totals[r];
   }
-  for (int64_t i = 0; i <= e - b; ++i) off[i] += base;
+  for (int64_t i = 0; i <= e - b; ++i)
+    off[i] += base;
   free(totals);
 
   const int64_t per_round = 64;
@@ -684,9 +690,8 @@ sn_status sn_convert_folder(const char *root, const char *out_path, sn_comm *com
       opt->resize_shorter < 0 ||
       (!opt->encoded && opt->resize_shorter > 0 &&
        (opt->height > opt->resize_shorter || opt->width > opt->resize_shorter)))
-    return sn_error_set(SN_ERR_INVALID,
-                        "folder %s: target %dx%dx%d (resize shorter %d) is invalid", root,
-                        opt->height, opt->width, opt->channels, opt->resize_shorter);
+    return sn_error_set(SN_ERR_INVALID, "folder %s: target %dx%dx%d (resize shorter %d) is invalid",
+                        root, opt->height, opt->width, opt->channels, opt->resize_shorter);
   listing l;
   sn_status st = share_listing(root, comm, &l);
   if (st != SN_OK) return st;
@@ -711,8 +716,7 @@ sn_status sn_convert_folder(const char *root, const char *out_path, sn_comm *com
     st = sn_io_write_strings(o.file, "classes", (const char *const *)l.classes, l.n_classes, comm,
                              o.tmp);
     if (st == SN_OK)
-      st = sn_io_write_strings(o.file, "filenames", (const char *const *)l.files, l.n, comm,
-                               o.tmp);
+      st = sn_io_write_strings(o.file, "filenames", (const char *const *)l.files, l.n, comm, o.tmp);
     sn_io_unlock();
     st = sn_comm_agree(comm, st);
   }

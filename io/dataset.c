@@ -99,7 +99,8 @@ sn_status sn_io_write_strings(hid_t file, const char *name, const char *const *s
   if (!buf)
     return sn_error_set(SN_ERR_NOMEM, "file %s: dataset /%s: %zu bytes of strings", path, name,
                         bytes);
-  for (int64_t i = 0; i < n; ++i) memcpy(buf + (size_t)i * width, s[i], strlen(s[i]));
+  for (int64_t i = 0; i < n; ++i)
+    memcpy(buf + (size_t)i * width, s[i], strlen(s[i]));
   sn_status st = SN_OK;
   hsize_t dims[1] = {(hsize_t)n};
   hid_t t = H5Tcopy(H5T_C_S1);
@@ -133,7 +134,8 @@ sn_status sn_io_write_strings(hid_t file, const char *name, const char *const *s
 
 void sn_io_free_strings(char **s, int64_t n) {
   if (!s) return;
-  for (int64_t i = 0; i < n; ++i) free(s[i]);
+  for (int64_t i = 0; i < n; ++i)
+    free(s[i]);
   free(s);
 }
 
@@ -159,15 +161,14 @@ sn_status sn_io_read_strings(hid_t file, const char *name, const char *path, cha
   }
   H5Sget_simple_extent_dims(space, dims, NULL);
   if (dims[0] > SN_IO_MAX_CLASSES * (hsize_t)64) {
-    st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s has %llu strings (too many)", path,
-                      name, (unsigned long long)dims[0]);
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s has %llu strings (too many)", path, name,
+                      (unsigned long long)dims[0]);
     goto done;
   }
   n = (int64_t)dims[0];
   res = calloc(n ? (size_t)n : 1, sizeof *res);
   if (!res) {
-    st = sn_error_set(SN_ERR_NOMEM, "file %s: dataset /%s: %lld strings", path, name,
-                      (long long)n);
+    st = sn_error_set(SN_ERR_NOMEM, "file %s: dataset /%s: %lld strings", path, name, (long long)n);
     goto done;
   }
   if (n == 0) goto done;
@@ -178,8 +179,8 @@ sn_status sn_io_read_strings(hid_t file, const char *name, const char *path, cha
     char **v = calloc((size_t)n, sizeof *v);
     if (!v || H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) {
       free(v);
-      st = sn_error_set(v ? SN_ERR_FORMAT : SN_ERR_NOMEM, "file %s: dataset /%s: cannot read",
-                        path, name);
+      st = sn_error_set(v ? SN_ERR_FORMAT : SN_ERR_NOMEM, "file %s: dataset /%s: cannot read", path,
+                        name);
       goto done;
     }
     for (int64_t i = 0; i < n && st == SN_OK; ++i)
@@ -190,8 +191,7 @@ sn_status sn_io_read_strings(hid_t file, const char *name, const char *path, cha
   } else {
     size_t width = H5Tget_size(ft), bytes;
     if (width == 0 || width > 1 << 20 || !sn_io_mul((size_t)n, width, &bytes)) {
-      st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s: string width %zu", path, name,
-                        width);
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s: string width %zu", path, name, width);
       goto done;
     }
     mt = H5Tcopy(ft);
@@ -206,7 +206,8 @@ sn_status sn_io_read_strings(hid_t file, const char *name, const char *path, cha
     for (int64_t i = 0; i < n && st == SN_OK; ++i) {
       const char *p = buf + (size_t)i * width;
       size_t l = strnlen(p, width);
-      while (spacepad && l > 0 && p[l - 1] == ' ') --l;
+      while (spacepad && l > 0 && p[l - 1] == ' ')
+        --l;
       if (!(res[i] = strndup(p, l)))
         st = sn_error_set(SN_ERR_NOMEM, "file %s: dataset /%s", path, name);
     }
@@ -226,10 +227,11 @@ done:
   return SN_OK;
 }
 
-hid_t sn_io_create_dataset(hid_t file, const char *name, hid_t type, int rank,
-                           const hsize_t *dims, hsize_t chunk0, int gzip) {
+hid_t sn_io_create_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims,
+                           hsize_t chunk0, int gzip) {
   hsize_t chunk[4];
-  for (int i = 0; i < rank; ++i) chunk[i] = dims[i];
+  for (int i = 0; i < rank; ++i)
+    chunk[i] = dims[i];
   chunk[0] = chunk0 < 1 ? 1 : chunk0 > dims[0] ? dims[0] : chunk0;
   if (chunk[0] < 1) chunk[0] = 1;
   hid_t space = H5Screate_simple(rank, dims, NULL);
@@ -273,8 +275,10 @@ herr_t sn_io_write_rows(hid_t d, hid_t mtype, int64_t begin, int64_t count, cons
     buf = dummy;
   }
   if (e >= 0 && ms >= 0) e = H5Dwrite(d, mtype, ms, fs, dxpl, buf);
-  if (ms >= 0) H5Sclose(ms);
-  else e = -1;
+  if (ms >= 0)
+    H5Sclose(ms);
+  else
+    e = -1;
   H5Sclose(fs);
   return e;
 }
@@ -331,14 +335,15 @@ static const char *type_name(hid_t t, char *buf, size_t n) {
   return buf;
 }
 
-static int link_exists(hid_t file, const char *name) { return H5Lexists(file, name, H5P_DEFAULT) > 0; }
+static int link_exists(hid_t file, const char *name) {
+  return H5Lexists(file, name, H5P_DEFAULT) > 0;
+}
 
 static hid_t open_dataset(sn_dataset *ds, const char *name, sn_status *st) {
   hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
   hid_t d = H5Dopen2(ds->file, name, dapl);
   H5Pclose(dapl);
-  if (d < 0)
-    *st = sn_error_set(SN_ERR_FORMAT, "file %s: /%s is not a dataset", ds->path, name);
+  if (d < 0) *st = sn_error_set(SN_ERR_FORMAT, "file %s: /%s is not a dataset", ds->path, name);
   return d;
 }
 
@@ -355,7 +360,8 @@ static hid_t with_chunk_cache(sn_dataset *ds, hid_t d, const char *name) {
   hid_t t = H5Dget_type(d);
   double bytes = (double)H5Tget_size(t);
   H5Tclose(t);
-  for (int i = 0; i < r; ++i) bytes *= (double)chunk[i];
+  for (int i = 0; i < r; ++i)
+    bytes *= (double)chunk[i];
   double cache = 4 * bytes;
   if (cache < (1 << 20)) cache = 1 << 20;
   if (cache > (double)(256 << 20)) cache = (double)(256 << 20);
@@ -394,11 +400,11 @@ static sn_status open_images(sn_dataset *ds) {
     ds->elem = 4;
   } else {
     return sn_error_set(SN_ERR_FORMAT,
-                        "file %s: dataset /images has type %s, expected uint8 or float32",
-                        ds->path, tn);
+                        "file %s: dataset /images has type %s, expected uint8 or float32", ds->path,
+                        tn);
   }
-  if (dims[0] > (hsize_t)SN_IO_MAX_ROWS || dims[1] < 1 || dims[2] < 1 ||
-      dims[1] > SN_IO_MAX_SIDE || dims[2] > SN_IO_MAX_SIDE || dims[3] < 1 || dims[3] > 4 ||
+  if (dims[0] > (hsize_t)SN_IO_MAX_ROWS || dims[1] < 1 || dims[2] < 1 || dims[1] > SN_IO_MAX_SIDE ||
+      dims[2] > SN_IO_MAX_SIDE || dims[3] < 1 || dims[3] > 4 ||
       (double)dims[1] * dims[2] * dims[3] * ds->elem > (double)SN_IO_MAX_ROW_BYTES)
     return sn_error_set(SN_ERR_FORMAT,
                         "file %s: dataset /images has shape (%llu,%llu,%llu,%llu) outside the "
@@ -429,8 +435,8 @@ static sn_status read_int_1d(sn_dataset *ds, const char *name, int64_t want_n, c
   const int is_int = H5Tget_class(t) == H5T_INTEGER;
   H5Tclose(t);
   if (r != 1) {
-    st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s has rank %d, expected 1", ds->path,
-                      name, r);
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s has rank %d, expected 1", ds->path, name,
+                      r);
   } else if (!is_int) {
     st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s has type %s, expected an integer type",
                       ds->path, name, tn);
@@ -496,10 +502,9 @@ static sn_status open_encoded(sn_dataset *ds) {
   for (int64_t i = 0; i < n; ++i) {
     const int64_t len = ds->offsets[i + 1] - ds->offsets[i];
     if (len < 0)
-      return sn_error_set(SN_ERR_FORMAT,
-                          "file %s: dataset /offsets not monotone at row %lld (%lld then %lld)",
-                          ds->path, (long long)i, (long long)ds->offsets[i],
-                          (long long)ds->offsets[i + 1]);
+      return sn_error_set(
+          SN_ERR_FORMAT, "file %s: dataset /offsets not monotone at row %lld (%lld then %lld)",
+          ds->path, (long long)i, (long long)ds->offsets[i], (long long)ds->offsets[i + 1]);
     if (len > SN_IO_MAX_ROW_BYTES)
       return sn_error_set(SN_ERR_FORMAT, "file %s: dataset /offsets: row %lld has %lld bytes",
                           ds->path, (long long)i, (long long)len);
@@ -736,7 +741,8 @@ static herr_t read_runs(hid_t d, hid_t mt, int rank, const hsize_t *dims, const 
   hid_t fs = H5Dget_space(d);
   if (fs < 0) return -1;
   hsize_t start[4] = {0, 0, 0, 0}, count[4];
-  for (int i = 0; i < rank; ++i) count[i] = dims[i];
+  for (int i = 0; i < rank; ++i)
+    count[i] = dims[i];
   herr_t e = 0;
   for (int i = 0; e >= 0 && i < nruns; ++i) {
     start[0] = (hsize_t)starts[i];
@@ -838,8 +844,7 @@ sn_status sn_dataset_fetch(sn_dataset *ds, const int64_t *rows, int count, void 
   return SN_OK;
 }
 
-sn_status sn_dataset_place(sn_dataset *ds, int count, int direct, void *images,
-                           int32_t *labels) {
+sn_status sn_dataset_place(sn_dataset *ds, int count, int direct, void *images, int32_t *labels) {
   uint8_t *out = images;
   if (ds->info.encoded) {
     char err[512];
@@ -873,7 +878,8 @@ sn_status sn_dataset_place(sn_dataset *ds, int count, int direct, void *images,
   if (labels && count > 0) {
     if (!ds->labels)
       return sn_error_set(SN_ERR_INVALID, "file %s: the dataset has no /labels", ds->path);
-    for (int i = 0; i < count; ++i) labels[ds->refs[i].dest] = ds->labels[ds->refs[i].row];
+    for (int i = 0; i < count; ++i)
+      labels[ds->refs[i].dest] = ds->labels[ds->refs[i].row];
   }
   return SN_OK;
 }

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jpeglib.h> /* needs stddef.h and stdio.h first */
 #include <jerror.h>
+#include <jpeglib.h> /* needs stddef.h and stdio.h first */
 #include <png.h>
 
 #include "io_impl.h"
@@ -105,7 +105,8 @@ static sn_status decode_jpeg(const uint8_t *data, size_t n, int channels, sn_ima
   const size_t stride = ww * (size_t)oc;
   uint8_t **dst = oc == channels ? &s->pix : &s->tmp;
   size_t *cap = oc == channels ? &s->pix_cap : &s->tmp_cap;
-  if (!grow(dst, cap, stride * hh) || (oc != channels && !grow(&s->pix, &s->pix_cap, ww * hh * 3))) {
+  if (!grow(dst, cap, stride * hh) ||
+      (oc != channels && !grow(&s->pix, &s->pix_cap, ww * hh * 3))) {
     jpeg_destroy_decompress(&cinfo);
     snprintf(err, errlen, "out of memory for a %zux%zu image", ww, hh);
     return SN_ERR_NOMEM;
@@ -177,8 +178,7 @@ static sn_status decode_png(const uint8_t *data, size_t n, int channels, sn_imag
   src.n = n;
   src.err = err;
   src.errlen = errlen;
-  png_structp p = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
-                                         png_on_warning);
+  png_structp p = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
   if (!p) {
     snprintf(err, errlen, "out of memory (PNG reader)");
     return SN_ERR_NOMEM;
@@ -227,7 +227,8 @@ static sn_status decode_png(const uint8_t *data, size_t n, int channels, sn_imag
     snprintf(err, errlen, "out of memory for a %ux%u image", (unsigned)pw, (unsigned)ph);
     return SN_ERR_NOMEM;
   }
-  for (png_uint_32 y = 0; y < ph; ++y) rows[y] = *dst + (size_t)y * stride;
+  for (png_uint_32 y = 0; y < ph; ++y)
+    rows[y] = *dst + (size_t)y * stride;
   png_read_image(p, rows);
   png_read_end(p, NULL);
   free(rows);
@@ -238,8 +239,8 @@ static sn_status decode_png(const uint8_t *data, size_t n, int channels, sn_imag
   return SN_OK;
 }
 
-sn_status sn_image_decode(const uint8_t *data, size_t n, int channels, sn_image_scratch *s,
-                          int *h, int *w, char *err, size_t errlen) {
+sn_status sn_image_decode(const uint8_t *data, size_t n, int channels, sn_image_scratch *s, int *h,
+                          int *w, char *err, size_t errlen) {
   if (channels != 1 && channels != 3) {
     snprintf(err, errlen, "cannot decode to %d channels (1 or 3)", channels);
     return SN_ERR_INVALID;
@@ -335,7 +336,8 @@ static sn_status resize_bilinear(const uint8_t *in, int ih, int iw, int c, uint8
   int src_h = ih;
   if (need_h) {
     coeffs(iw, ow, bh, kkh, tmpd, kh);
-    for (int i = 0; i < oh; ++i) bv[2 * i] -= y_first;
+    for (int i = 0; i < oh; ++i)
+      bv[2 * i] -= y_first;
     const int th = y_last - y_first;
     if (!grow(&s->tmp2, &s->tmp2_cap, (size_t)th * ow * c)) return SN_ERR_NOMEM;
     uint8_t *t = s->tmp2;
@@ -355,9 +357,11 @@ static sn_status resize_bilinear(const uint8_t *in, int ih, int iw, int c, uint8
           }
         } else {
           for (int x = 0; x < xmax; ++x, px += c)
-            for (int ch = 0; ch < c; ++ch) ss[ch] += px[ch] * k[x];
+            for (int ch = 0; ch < c; ++ch)
+              ss[ch] += px[ch] * k[x];
         }
-        for (int ch = 0; ch < c; ++ch) t[((size_t)yy * ow + xx) * c + ch] = clip8(ss[ch]);
+        for (int ch = 0; ch < c; ++ch)
+          t[((size_t)yy * ow + xx) * c + ch] = clip8(ss[ch]);
       }
     }
     src = t;
@@ -372,14 +376,17 @@ static sn_status resize_bilinear(const uint8_t *in, int ih, int iw, int c, uint8
     for (int yy = 0; yy < oh; ++yy) {
       const int ymin = bv[2 * yy], ymax = bv[2 * yy + 1];
       const int32_t *k = kkv + (size_t)yy * kv;
-      for (size_t j = 0; j < rw; ++j) acc[j] = 1 << (PRECISION_BITS - 1);
+      for (size_t j = 0; j < rw; ++j)
+        acc[j] = 1 << (PRECISION_BITS - 1);
       for (int y = 0; y < ymax; ++y) {
         const uint8_t *srow = src + (size_t)(y + ymin) * rw;
         const int32_t ky = k[y];
-        for (size_t j = 0; j < rw; ++j) acc[j] += srow[j] * ky;
+        for (size_t j = 0; j < rw; ++j)
+          acc[j] += srow[j] * ky;
       }
       uint8_t *o = out + (size_t)yy * rw;
-      for (size_t j = 0; j < rw; ++j) o[j] = clip8(acc[j]);
+      for (size_t j = 0; j < rw; ++j)
+        o[j] = clip8(acc[j]);
     }
   } else {
     (void)src_h;
@@ -406,7 +413,8 @@ static sn_status resize_nearest(const uint8_t *in, int ih, int iw, int c, uint8_
     yi = yi < 0 ? 0 : yi >= ih ? ih - 1 : yi;
     const uint8_t *row = in + (size_t)yi * iw * c;
     uint8_t *o = out + (size_t)y * ow * c;
-    for (int x = 0; x < ow; ++x) memcpy(o + (size_t)x * c, row + (size_t)xin[x] * c, (size_t)c);
+    for (int x = 0; x < ow; ++x)
+      memcpy(o + (size_t)x * c, row + (size_t)xin[x] * c, (size_t)c);
     yo += ay;
   }
   return SN_OK;
@@ -462,8 +470,8 @@ sn_status sn_image_fit(const uint8_t *in, int ih, int iw, int c, uint8_t *out, i
 
 /* ---------------------------------------------------------------- encoders */
 
-sn_status sn_image_encode_jpeg(const uint8_t *pix, int h, int w, int c, int quality,
-                               uint8_t **out, size_t *n) {
+sn_status sn_image_encode_jpeg(const uint8_t *pix, int h, int w, int c, int quality, uint8_t **out,
+                               size_t *n) {
   *out = NULL;
   *n = 0;
   if ((c != 1 && c != 3 && c != 4) || h <= 0 || w <= 0) return SN_ERR_INVALID;
@@ -528,8 +536,8 @@ sn_status sn_image_encode_png(const uint8_t *pix, int h, int w, int c, uint8_t *
   src.err = err;
   src.errlen = sizeof err;
   png_dst dst = {NULL, 0, 0, 0};
-  png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
-                                          png_on_warning);
+  png_structp p =
+      png_create_write_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
   if (!p) return SN_ERR_NOMEM;
   png_infop info = png_create_info_struct(p);
   if (!info || setjmp(src.jb)) {
@@ -543,7 +551,8 @@ sn_status sn_image_encode_png(const uint8_t *pix, int h, int w, int c, uint8_t *
   png_set_IHDR(p, info, (png_uint_32)w, (png_uint_32)h, 8, types[c], PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_write_info(p, info);
-  for (int y = 0; y < h; ++y) png_write_row(p, (png_const_bytep)(pix + (size_t)y * w * c));
+  for (int y = 0; y < h; ++y)
+    png_write_row(p, (png_const_bytep)(pix + (size_t)y * w * c));
   png_write_end(p, NULL);
   png_destroy_write_struct(&p, &info);
   *out = dst.buf;

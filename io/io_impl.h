@@ -60,8 +60,8 @@ void sn_io_free_strings(char **s, int64_t n);
 /* Creates a dataset of `rank` dims chunked by chunk0 rows (whole rows: the other dims
  * complete; chunk0 is clipped to dims[0]), fill time never, gzip level `gzip` (0: none);
  * intermediate groups are created. Collective when the file is MPI. Returns -1 on failure. */
-hid_t sn_io_create_dataset(hid_t file, const char *name, hid_t type, int rank,
-                           const hsize_t *dims, hsize_t chunk0, int gzip);
+hid_t sn_io_create_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims,
+                           hsize_t chunk0, int gzip);
 /* Writes rows [begin, begin + count) of a dataset from buf (count rows of the dataset's row
  * shape, memory type mtype). count may be 0 (an empty selection, so that a collective transfer
  * still sees this rank). Collective with an MPI-IO collective dxpl. */
@@ -76,15 +76,15 @@ sn_status sn_io_read_int_attr(hid_t obj, const char *name, int64_t *v);
 
 /* Growable buffers reused across images (one per thread of use). */
 typedef struct sn_image_scratch {
-  uint8_t *pix;  /* decoded image (h, w, c) */
+  uint8_t *pix; /* decoded image (h, w, c) */
   size_t pix_cap;
-  uint8_t *tmp;  /* colour conversion / resize intermediate */
+  uint8_t *tmp; /* colour conversion / resize intermediate */
   size_t tmp_cap;
   uint8_t *tmp2; /* second intermediate (resize then crop) */
   size_t tmp2_cap;
-  void *coef;    /* resampling coefficients and bounds */
+  void *coef; /* resampling coefficients and bounds */
   size_t coef_cap;
-  int32_t *acc;  /* one row of vertical-pass sums */
+  int32_t *acc; /* one row of vertical-pass sums */
   size_t acc_cap;
 } sn_image_scratch;
 
@@ -95,8 +95,8 @@ void sn_image_scratch_free(sn_image_scratch *s);
  * converted as Pillow does, Adobe-inverted; alpha dropped, palettes expanded, 16-bit samples
  * reduced to their high byte). Returns SN_OK or SN_ERR_FORMAT
  * (corrupt, truncated, unsupported) / SN_ERR_NOMEM with a message in err; never exits. */
-sn_status sn_image_decode(const uint8_t *data, size_t n, int channels, sn_image_scratch *s,
-                          int *h, int *w, char *err, size_t errlen);
+sn_status sn_image_decode(const uint8_t *data, size_t n, int channels, sn_image_scratch *s, int *h,
+                          int *w, char *err, size_t errlen);
 
 /* Pillow-exact resizes of (ih, iw, c) uint8 into (oh, ow, c): bilinear is Pillow's antialiased
  * two-pass convolution (what torchvision's Resize does to PIL images), nearest is Pillow's
@@ -112,8 +112,8 @@ sn_status sn_image_fit(const uint8_t *in, int ih, int iw, int c, uint8_t *out, i
 
 /* Encoders (tests and tools); JPEG takes c = 1, 3 or 4 (CMYK, Adobe marker), PNG 1..4. *out is
  * malloc'd; the caller frees it. */
-sn_status sn_image_encode_jpeg(const uint8_t *pix, int h, int w, int c, int quality,
-                               uint8_t **out, size_t *n);
+sn_status sn_image_encode_jpeg(const uint8_t *pix, int h, int w, int c, int quality, uint8_t **out,
+                               size_t *n);
 sn_status sn_image_encode_png(const uint8_t *pix, int h, int w, int c, uint8_t **out, size_t *n);
 
 /* ---------------------------------------------------------------- datasets (dataset.c) */
@@ -123,23 +123,23 @@ struct sn_dataset {
   char *path;
   hid_t file, images, encoded; /* images: /images or -1; encoded: /encoded or -1 */
   sn_dataset_info info;
-  int stored_h, stored_w;      /* /images dims (raw) */
-  int elem;                    /* bytes per stored value: 1 or 4 */
-  size_t stored_row_bytes;     /* one stored raw row */
-  size_t row_bytes;            /* one output row: info.h * info.w * info.c * elem */
-  int32_t *labels;             /* (n) or NULL */
-  int64_t *offsets;            /* (n + 1) or NULL: encoded byte ranges */
+  int stored_h, stored_w;  /* /images dims (raw) */
+  int elem;                /* bytes per stored value: 1 or 4 */
+  size_t stored_row_bytes; /* one stored raw row */
+  size_t row_bytes;        /* one output row: info.h * info.w * info.c * elem */
+  int32_t *labels;         /* (n) or NULL */
+  int64_t *offsets;        /* (n + 1) or NULL: encoded byte ranges */
   int64_t encoded_bytes;
-  char **classes;              /* (n_classes) or NULL */
+  char **classes; /* (n_classes) or NULL */
   int64_t n_classes;
-  sn_resize_mode mode;         /* decode options */
+  sn_resize_mode mode; /* decode options */
   int shorter;
   /* scratch of read_rows */
-  struct sn_row_ref *refs;     /* (cap_rows) */
-  int64_t *uniq;               /* (cap_rows) unique sorted rows */
-  int64_t *upos;               /* (cap_rows) byte position of each unique row in raw */
+  struct sn_row_ref *refs; /* (cap_rows) */
+  int64_t *uniq;           /* (cap_rows) unique sorted rows */
+  int64_t *upos;           /* (cap_rows) byte position of each unique row in raw */
   int cap_rows;
-  uint8_t *raw;                /* fetched bytes in sorted unique-row order */
+  uint8_t *raw; /* fetched bytes in sorted unique-row order */
   size_t raw_cap;
   sn_image_scratch img;
 };
@@ -157,8 +157,7 @@ struct sn_row_ref {
  * touching HDF5. */
 sn_status sn_dataset_fetch(sn_dataset *ds, const int64_t *rows, int count, void *images,
                            int *direct);
-sn_status sn_dataset_place(sn_dataset *ds, int count, int direct, void *images,
-                           int32_t *labels);
+sn_status sn_dataset_place(sn_dataset *ds, int count, int direct, void *images, int32_t *labels);
 
 #ifdef __cplusplus
 }

@@ -10,10 +10,10 @@
 #include "io_impl.h"
 
 typedef struct slot {
-  float *x;         /* (batch, H, W, C) */
-  void *raw;        /* (batch, H, W, C) uint8 or float32 as stored */
-  int32_t *labels;  /* (batch) */
-  int64_t *rows;    /* (batch) */
+  float *x;        /* (batch, H, W, C) */
+  void *raw;       /* (batch, H, W, C) uint8 or float32 as stored */
+  int32_t *labels; /* (batch) */
+  int64_t *rows;   /* (batch) */
   int count;
   sn_status st;
   char msg[1024];
@@ -22,13 +22,13 @@ typedef struct slot {
 struct sn_reader {
   sn_dataset *ds;
   sn_reader_options o;
-  int64_t *rows;    /* all rows of the epoch, batch after batch */
-  int64_t *starts;  /* (nb + 1): batch b is rows[starts[b], starts[b + 1]) */
+  int64_t *rows;   /* all rows of the epoch, batch after batch */
+  int64_t *starts; /* (nb + 1): batch b is rows[starts[b], starts[b + 1]) */
   int64_t nb;
   int max_batch;
-  slot *slots;      /* (nslots) ring */
+  slot *slots; /* (nslots) ring */
   int nslots;
-  float *scratch;   /* (H, W, C) augmentation scratch */
+  float *scratch; /* (H, W, C) augmentation scratch */
   size_t bytes;
   pthread_t thread;
   int thread_started;
@@ -86,7 +86,8 @@ static void *run(void *arg) {
   sn_reader *r = arg;
   for (int64_t b = 0; b < r->nb; ++b) {
     pthread_mutex_lock(&r->mu);
-    while (!r->stop && b - r->released >= r->nslots) pthread_cond_wait(&r->cv, &r->mu);
+    while (!r->stop && b - r->released >= r->nslots)
+      pthread_cond_wait(&r->cv, &r->mu);
     const int stop = r->stop;
     pthread_mutex_unlock(&r->mu);
     if (stop) break;
@@ -140,10 +141,9 @@ static sn_status check(sn_dataset *ds, const sn_reader_options *o, sn_reader **o
   *out = NULL;
   if (!ds || !o || o->prefetch < 0 || o->prefetch > 64 || o->pad < 0 ||
       o->preprocess == SN_PRE_DEFAULT)
-    return sn_error_set(SN_ERR_INVALID,
-                        "sn_reader_create: invalid options (prefetch %d, pad %d, preprocess %s)",
-                        o ? o->prefetch : 0, o ? o->pad : 0,
-                        o ? sn_preprocess_name(o->preprocess) : "?");
+    return sn_error_set(
+        SN_ERR_INVALID, "sn_reader_create: invalid options (prefetch %d, pad %d, preprocess %s)",
+        o ? o->prefetch : 0, o ? o->pad : 0, o ? sn_preprocess_name(o->preprocess) : "?");
   return SN_OK;
 }
 
@@ -194,7 +194,8 @@ sn_status sn_reader_create(sn_dataset *ds, const int64_t *rows, int64_t n_rows,
     return sn_error_set(SN_ERR_NOMEM, "reader: %lld rows", (long long)n_rows);
   }
   if (n_rows) memcpy(copy, rows, (size_t)n_rows * sizeof *copy);
-  for (int64_t b = 0; b <= nb; ++b) starts[b] = b * o->batch < n_rows ? b * o->batch : n_rows;
+  for (int64_t b = 0; b <= nb; ++b)
+    starts[b] = b * o->batch < n_rows ? b * o->batch : n_rows;
   return make(ds, o, copy, starts, nb, out);
 }
 
@@ -260,7 +261,8 @@ sn_status sn_reader_next(sn_reader *r, float **x, int32_t **labels, int64_t **ro
     return SN_OK;
   }
   const double t0 = now();
-  while (r->produced <= r->next) pthread_cond_wait(&r->cv, &r->mu);
+  while (r->produced <= r->next)
+    pthread_cond_wait(&r->cv, &r->mu);
   r->wait += now() - t0;
   slot *s = &r->slots[r->next % r->nslots];
   r->next++;

@@ -10,25 +10,21 @@
 #include "io_impl.h"
 
 enum { D_IDX, D_VAL, D_LOGITS, D_FEAT, D_INDEX, D_DONE, D_COUNT };
-static const char *const dnames[D_COUNT] = {"predictions/top_k_indices",
-                                            "predictions/top_k_scores",
-                                            "logits",
-                                            "features",
-                                            "index",
-                                            "done"};
+static const char *const dnames[D_COUNT] = {
+    "predictions/top_k_indices", "predictions/top_k_scores", "logits", "features", "index", "done"};
 
 struct sn_writer {
   char *path;
   sn_comm *comm;
   sn_writer_config cfg;
   hid_t file, dxpl, half;
-  hid_t d[D_COUNT];  /* -1 when not written */
+  hid_t d[D_COUNT]; /* -1 when not written */
   int64_t cols[D_COUNT];
   int64_t chunk;
-  uint8_t *done;     /* (n): rows written, as far as this rank knows */
-  uint16_t *f16;     /* (cap * D) conversion buffer */
-  int64_t *rowids;   /* (cap) */
-  uint8_t *ones;     /* (cap) */
+  uint8_t *done;   /* (n): rows written, as far as this rank knows */
+  uint16_t *f16;   /* (cap * D) conversion buffer */
+  int64_t *rowids; /* (cap) */
+  uint8_t *ones;   /* (cap) */
   size_t cap;
   int finished;
 };
@@ -79,23 +75,33 @@ static sn_status fail(sn_writer *w, sn_status s, const char *what) {
 
 static hid_t file_type(const sn_writer *w, int i) {
   switch (i) {
-  case D_IDX: return H5T_STD_I32LE;
+  case D_IDX:
+    return H5T_STD_I32LE;
   case D_VAL:
-  case D_LOGITS: return H5T_IEEE_F32LE;
-  case D_FEAT: return w->cfg.feature_dtype == SN_FEATURES_F16 ? w->half : H5T_IEEE_F32LE;
-  case D_INDEX: return H5T_STD_I64LE;
-  default: return H5T_STD_U8LE;
+  case D_LOGITS:
+    return H5T_IEEE_F32LE;
+  case D_FEAT:
+    return w->cfg.feature_dtype == SN_FEATURES_F16 ? w->half : H5T_IEEE_F32LE;
+  case D_INDEX:
+    return H5T_STD_I64LE;
+  default:
+    return H5T_STD_U8LE;
   }
 }
 
 static hid_t mem_type(const sn_writer *w, int i) {
   switch (i) {
-  case D_IDX: return H5T_NATIVE_INT32;
+  case D_IDX:
+    return H5T_NATIVE_INT32;
   case D_VAL:
-  case D_LOGITS: return H5T_NATIVE_FLOAT;
-  case D_FEAT: return w->cfg.feature_dtype == SN_FEATURES_F16 ? w->half : H5T_NATIVE_FLOAT;
-  case D_INDEX: return H5T_NATIVE_INT64;
-  default: return H5T_NATIVE_UINT8;
+  case D_LOGITS:
+    return H5T_NATIVE_FLOAT;
+  case D_FEAT:
+    return w->cfg.feature_dtype == SN_FEATURES_F16 ? w->half : H5T_NATIVE_FLOAT;
+  case D_INDEX:
+    return H5T_NATIVE_INT64;
+  default:
+    return H5T_NATIVE_UINT8;
   }
 }
 
@@ -117,7 +123,8 @@ static sn_status check_config(const char *path, const sn_writer_config *c) {
 
 static void set_columns(sn_writer *w) {
   const sn_writer_config *c = &w->cfg;
-  for (int i = 0; i < D_COUNT; ++i) w->cols[i] = 0;
+  for (int i = 0; i < D_COUNT; ++i)
+    w->cols[i] = 0;
   if ((c->flags & SN_WRITE_PREDICTIONS) && c->top_k > 0) w->cols[D_IDX] = w->cols[D_VAL] = c->top_k;
   if (c->flags & SN_WRITE_LOGITS) w->cols[D_LOGITS] = c->classes;
   if (c->flags & SN_WRITE_FEATURES) w->cols[D_FEAT] = c->feature_dim;
@@ -147,7 +154,8 @@ static sn_status create_datasets(sn_writer *w) {
   /* /done starts at 0 everywhere (fill time is never: write it). */
   size_t n = (size_t)w->cfg.n_total;
   if (sn_comm_rank(w->comm) == 0) memset(w->done, 0, n);
-  int64_t b = sn_comm_rank(w->comm) == 0 ? 0 : (int64_t)n, cnt = sn_comm_rank(w->comm) == 0 ? (int64_t)n : 0;
+  int64_t b = sn_comm_rank(w->comm) == 0 ? 0 : (int64_t)n,
+          cnt = sn_comm_rank(w->comm) == 0 ? (int64_t)n : 0;
   if (sn_io_write_rows(w->d[D_DONE], H5T_NATIVE_UINT8, b, cnt, w->done, w->dxpl) < 0)
     return fail(w, SN_ERR_IO, "dataset /done: cannot write");
   return sn_io_write_int_attr(w->file, "complete", 0, w->path);
@@ -159,8 +167,8 @@ static sn_status open_datasets(sn_writer *w) {
     if (!w->cols[i]) continue;
     if (H5Lexists(w->file, i <= D_VAL ? "predictions" : dnames[i], H5P_DEFAULT) <= 0 ||
         H5Lexists(w->file, dnames[i], H5P_DEFAULT) <= 0)
-      return sn_error_set(SN_ERR_SHAPE, "file %s: cannot resume: dataset /%s is missing",
-                          w->path, dnames[i]);
+      return sn_error_set(SN_ERR_SHAPE, "file %s: cannot resume: dataset /%s is missing", w->path,
+                          dnames[i]);
     w->d[i] = H5Dopen2(w->file, dnames[i], H5P_DEFAULT);
     if (w->d[i] < 0) return fail(w, SN_ERR_FORMAT, "cannot resume: a dataset does not open");
     hid_t s = H5Dget_space(w->d[i]);
@@ -202,12 +210,14 @@ sn_status sn_writer_create(const char *path, sn_comm *comm, const sn_writer_conf
   if (!w || !(w->path = strdup(path)) || !(w->done = malloc((size_t)cfg->n_total))) {
     if (w) free(w->path);
     free(w);
-    return sn_error_set(SN_ERR_NOMEM, "file %s: writer of %lld rows", path, (long long)cfg->n_total);
+    return sn_error_set(SN_ERR_NOMEM, "file %s: writer of %lld rows", path,
+                        (long long)cfg->n_total);
   }
   w->comm = comm ? comm : sn_comm_serial();
   w->cfg = *cfg;
   w->file = w->dxpl = w->half = -1;
-  for (int i = 0; i < D_COUNT; ++i) w->d[i] = -1;
+  for (int i = 0; i < D_COUNT; ++i)
+    w->d[i] = -1;
   set_columns(w);
   /* Does the file exist? Rank 0 decides for everybody. */
   int32_t exists = 0;
@@ -251,7 +261,8 @@ sn_status sn_writer_missing_rows(const sn_writer *w, int64_t **rows, int64_t *co
   *count = 0;
   if (!w) return sn_error_set(SN_ERR_INVALID, "sn_writer_missing_rows: NULL writer");
   int64_t n = 0;
-  for (int64_t i = 0; i < w->cfg.n_total; ++i) n += !w->done[i];
+  for (int64_t i = 0; i < w->cfg.n_total; ++i)
+    n += !w->done[i];
   if (n == 0) return SN_OK;
   int64_t *r = malloc((size_t)n * sizeof *r);
   if (!r) return sn_error_set(SN_ERR_NOMEM, "file %s: %lld missing rows", w->path, (long long)n);
@@ -308,9 +319,9 @@ sn_status sn_writer_write_block(sn_writer *w, int64_t row_begin, int count,
   sn_status st = SN_OK;
   const void *src[D_COUNT] = {top_k_indices, top_k_scores, logits, features, index, NULL};
   if (w->finished || count < 0 || row_begin < 0 || row_begin > w->cfg.n_total - count)
-    st = sn_error_set(SN_ERR_INVALID, "file %s: cannot write rows [%lld, %lld) of %lld", w->path,
-                      (long long)row_begin, (long long)row_begin + count,
-                      (long long)w->cfg.n_total);
+    st =
+        sn_error_set(SN_ERR_INVALID, "file %s: cannot write rows [%lld, %lld) of %lld", w->path,
+                     (long long)row_begin, (long long)row_begin + count, (long long)w->cfg.n_total);
   for (int i = 0; st == SN_OK && count > 0 && i < D_INDEX; ++i)
     if (w->cols[i] && !src[i])
       st = sn_error_set(SN_ERR_INVALID, "file %s: no data given for /%s", w->path, dnames[i]);
@@ -319,11 +330,13 @@ sn_status sn_writer_write_block(sn_writer *w, int64_t row_begin, int count,
   if (st != SN_OK) return st;
   if (w->cols[D_FEAT] && w->cfg.feature_dtype == SN_FEATURES_F16 && count > 0) {
     const size_t n = (size_t)count * (size_t)w->cfg.feature_dim;
-    for (size_t i = 0; i < n; ++i) w->f16[i] = f32_to_f16(features[i]);
+    for (size_t i = 0; i < n; ++i)
+      w->f16[i] = f32_to_f16(features[i]);
     src[D_FEAT] = w->f16;
   }
   if (!index) {
-    for (int i = 0; i < count; ++i) w->rowids[i] = row_begin + i;
+    for (int i = 0; i < count; ++i)
+      w->rowids[i] = row_begin + i;
     src[D_INDEX] = w->rowids;
   }
   src[D_DONE] = w->ones;
@@ -343,7 +356,8 @@ static void close_all(sn_writer *w) {
   sn_io_lock();
   for (int i = 0; i < D_COUNT; ++i)
     if (w->d[i] >= 0) H5Dclose(w->d[i]);
-  for (int i = 0; i < D_COUNT; ++i) w->d[i] = -1;
+  for (int i = 0; i < D_COUNT; ++i)
+    w->d[i] = -1;
   if (w->dxpl >= 0) H5Pclose(w->dxpl);
   if (w->half >= 0) H5Tclose(w->half);
   if (w->file >= 0) H5Fclose(w->file);
@@ -411,7 +425,7 @@ sn_status sn_output_status(const char *path, sn_output_state *state) {
     } else {
       int64_t c = 0;
       *state = sn_io_read_int_attr(f, "complete", &c) == SN_OK && c == 1 ? SN_OUTPUT_COMPLETE
-                                                                          : SN_OUTPUT_INCOMPLETE;
+                                                                         : SN_OUTPUT_INCOMPLETE;
       H5Fclose(f);
     }
   }

@@ -2,9 +2,9 @@
 // the dataset-fashion-mnist package), bad idx inputs, and image folders (raw and encoded).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -27,7 +27,8 @@ bool has(const std::string &hay, const std::string &needle) {
 
 std::vector<uint8_t> read_all(const std::string &p) {
   std::ifstream in(p, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
 }
 void write_all(const std::string &p, const std::vector<uint8_t> &v) {
   std::ofstream o(p, std::ios::binary);
@@ -55,10 +56,9 @@ TEST(ConvertIdx, FashionMnistRealFiles) {
     std::vector<int32_t> first;
     int first_sum;
     const char *md5;
-  } splits[] = {{"t10k", 10000, {9, 2, 1, 1, 6, 1, 4, 6, 5, 7}, 33456,
-                 "b7656a891b218fc13e45205c48a92cae"},
-                {"train", 60000, {9, 0, 0, 3, 0, 2, 7, 2, 5, 5}, 76247,
-                 "f209073e486d5113ebe2cc431d4df862"}};
+  } splits[] = {
+      {"t10k", 10000, {9, 2, 1, 1, 6, 1, 4, 6, 5, 7}, 33456, "b7656a891b218fc13e45205c48a92cae"},
+      {"train", 60000, {9, 0, 0, 3, 0, 2, 7, 2, 5, 5}, 76247, "f209073e486d5113ebe2cc431d4df862"}};
   // First labels, first-image byte sums and MD5s of all image bytes: from python3 gzip parsing.
   for (const Split &s : splits) {
     std::string out = dir + "/" + s.name + ".h5";
@@ -89,10 +89,13 @@ TEST(ConvertIdx, FashionMnistRealFiles) {
     EXPECT_STREQ(sn_dataset_class_name(ds, 9), "Ankle boot");
     const int32_t *lab = sn_dataset_labels(ds);
     ASSERT_NE(lab, nullptr);
-    for (int i = 0; i < 10; ++i) EXPECT_EQ(lab[i], s.first[i]) << i;
+    for (int i = 0; i < 10; ++i)
+      EXPECT_EQ(lab[i], s.first[i]) << i;
     std::vector<int64_t> counts(10, 0);
-    for (int64_t i = 0; i < s.n; ++i) counts[lab[i]]++;
-    for (int c = 0; c < 10; ++c) EXPECT_EQ(counts[c], s.n / 10);
+    for (int64_t i = 0; i < s.n; ++i)
+      counts[lab[i]]++;
+    for (int c = 0; c < 10; ++c)
+      EXPECT_EQ(counts[c], s.n / 10);
     // All images, in blocks, hashed.
     sn_md5 m;
     sn_md5_init(&m);
@@ -101,11 +104,13 @@ TEST(ConvertIdx, FashionMnistRealFiles) {
     std::vector<int64_t> rows(blk);
     for (int64_t b = 0; b < s.n; b += blk) {
       int cnt = (int)std::min<int64_t>(blk, s.n - b);
-      for (int i = 0; i < cnt; ++i) rows[i] = b + i;
+      for (int i = 0; i < cnt; ++i)
+        rows[i] = b + i;
       ASSERT_EQ(sn_dataset_read_rows(ds, rows.data(), cnt, buf.data(), nullptr), SN_OK);
       if (b == 0) {
         int sum = 0;
-        for (int i = 0; i < 784; ++i) sum += buf[i];
+        for (int i = 0; i < 784; ++i)
+          sum += buf[i];
         EXPECT_EQ(sum, s.first_sum);
       }
       sn_md5_update(&m, buf.data(), (size_t)cnt * 784);
@@ -122,10 +127,12 @@ void write_idx(const std::string &path, uint32_t magic, std::vector<uint32_t> di
                const std::vector<uint8_t> &data, bool gz) {
   std::vector<uint8_t> b;
   auto be = [&](uint32_t v) {
-    for (int s = 24; s >= 0; s -= 8) b.push_back((uint8_t)(v >> s));
+    for (int s = 24; s >= 0; s -= 8)
+      b.push_back((uint8_t)(v >> s));
   };
   be(magic);
-  for (uint32_t d : dims) be(d);
+  for (uint32_t d : dims)
+    be(d);
   b.insert(b.end(), data.begin(), data.end());
   if (!gz) {
     write_all(path, b);
@@ -143,7 +150,8 @@ sn_status convert(const std::string &im, const std::string &lb, const std::strin
 TEST(ConvertIdx, BadInputs) {
   std::string dir = sntest::temp_dir();
   std::vector<uint8_t> img(5 * 4 * 3), lab{0, 1, 2, 3, 4};
-  for (size_t i = 0; i < img.size(); ++i) img[i] = (uint8_t)i;
+  for (size_t i = 0; i < img.size(); ++i)
+    img[i] = (uint8_t)i;
   write_idx(dir + "/im.idx", 0x803, {5, 4, 3}, img, false);
   write_idx(dir + "/lb.idx.gz", 0x801, {5}, lab, true);
   std::string out = dir + "/o.h5";
@@ -161,7 +169,8 @@ TEST(ConvertIdx, BadInputs) {
   sn_dataset_close(ds);
 
   EXPECT_EQ(convert(dir + "/lb.idx.gz", dir + "/im.idx", out), SN_ERR_FORMAT);
-  EXPECT_TRUE(has(sn_last_error(), "bad idx magic 0x00000801 (expected 0x00000803")) << sn_last_error();
+  EXPECT_TRUE(has(sn_last_error(), "bad idx magic 0x00000801 (expected 0x00000803"))
+      << sn_last_error();
 
   write_idx(dir + "/lb4.idx", 0x801, {4}, {0, 1, 2, 3}, false);
   EXPECT_EQ(convert(dir + "/im.idx", dir + "/lb4.idx", out), SN_ERR_SHAPE);
@@ -176,7 +185,7 @@ TEST(ConvertIdx, BadInputs) {
   EXPECT_EQ(convert(dir + "/short.idx", dir + "/lb.idx.gz", out), SN_ERR_FORMAT);
   EXPECT_TRUE(has(sn_last_error(), "truncated: 30 of 60 data bytes")) << sn_last_error();
 
-  if (sntest::file_exists(kFashion + "t10k-images-idx3-ubyte.gz")) {  // truncated gzip stream
+  if (sntest::file_exists(kFashion + "t10k-images-idx3-ubyte.gz")) { // truncated gzip stream
     auto gz = read_all(kFashion + "t10k-images-idx3-ubyte.gz");
     gz.resize(gz.size() / 3);
     write_all(dir + "/cut.gz", gz);
@@ -208,7 +217,7 @@ std::vector<uint8_t> pattern(int h, int w, int c, int seed) {
 
 struct Tree {
   std::string root;
-  std::vector<std::string> files;  // expected order, relative
+  std::vector<std::string> files; // expected order, relative
   std::vector<int> labels;
 };
 
@@ -229,8 +238,8 @@ Tree make_tree(const std::string &dir) {
     bool jpeg;
     int label;
   } fs[] = {{"a_cls/x2.png", 20, 30, 3, false, 0},   {"a_cls/x1.JPG", 40, 24, 3, true, 0},
-            {"a_cls/x3.jpeg", 17, 17, 1, true, 0},  {"b_cls/g.png", 33, 21, 1, false, 1},
-            {"c_cls/z.png", 18, 40, 3, false, 2},   {"c_cls/sub/a.jpg", 26, 26, 3, true, 2},
+            {"a_cls/x3.jpeg", 17, 17, 1, true, 0},   {"b_cls/g.png", 33, 21, 1, false, 1},
+            {"c_cls/z.png", 18, 40, 3, false, 2},    {"c_cls/sub/a.jpg", 26, 26, 3, true, 2},
             {"c_cls/sub/b.png", 50, 19, 3, false, 2}};
   int seed = 0;
   for (const F &f : fs) {
@@ -245,16 +254,16 @@ Tree make_tree(const std::string &dir) {
     free(b);
   }
   write_all(t.root + "/b_cls/notes.txt", {'h', 'i'});
-  write_all(t.root + "/stray.png", {1, 2, 3});  // files at the root are not classes
+  write_all(t.root + "/stray.png", {1, 2, 3}); // files at the root are not classes
   // ImageFolder order: classes sorted, then (directory, name) sorted.
-  t.files = {"a_cls/x1.JPG", "a_cls/x2.png", "a_cls/x3.jpeg", "b_cls/g.png",
+  t.files = {"a_cls/x1.JPG", "a_cls/x2.png",    "a_cls/x3.jpeg",  "b_cls/g.png",
              "c_cls/z.png",  "c_cls/sub/a.jpg", "c_cls/sub/b.png"};
   t.labels = {0, 0, 0, 1, 2, 2, 2};
   return t;
 }
 
-std::vector<uint8_t> expected_row(const std::string &path, int h, int w, int c,
-                                  sn_resize_mode m, int shorter) {
+std::vector<uint8_t> expected_row(const std::string &path, int h, int w, int c, sn_resize_mode m,
+                                  int shorter) {
   auto f = read_all(path);
   sn_image_scratch s;
   memset(&s, 0, sizeof s);
@@ -297,7 +306,8 @@ TEST(ConvertFolder, RawAndEncoded) {
     EXPECT_EQ(info->num_classes, 3);
     EXPECT_STREQ(sn_dataset_class_name(ds, 0), "a_cls");
     EXPECT_STREQ(sn_dataset_class_name(ds, 2), "c_cls");
-    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(sn_dataset_labels(ds)[i], t.labels[i]) << i;
+    for (int64_t i = 0; i < n; ++i)
+      EXPECT_EQ(sn_dataset_labels(ds)[i], t.labels[i]) << i;
   }
   EXPECT_EQ(sn_dataset_get_info(de)->encoded, 1);
   // file names in order
@@ -310,7 +320,8 @@ TEST(ConvertFolder, RawAndEncoded) {
     H5Fclose(f);
     sn_io_unlock();
     ASSERT_EQ(nn, n);
-    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(names[i], t.files[i]);
+    for (int64_t i = 0; i < n; ++i)
+      EXPECT_EQ(names[i], t.files[i]);
     sn_io_free_strings(names, nn);
   }
   // the encoded bytes are the files' bytes
@@ -337,7 +348,8 @@ TEST(ConvertFolder, RawAndEncoded) {
   // raw rows are the decode pipeline's output; encoded rows decode to the same pixels
   ASSERT_EQ(sn_dataset_set_decode(de, H, W, SN_RESIZE_BILINEAR, 18), SN_OK);
   std::vector<int64_t> rows;
-  for (int64_t i = 0; i < n; ++i) rows.push_back(i);
+  for (int64_t i = 0; i < n; ++i)
+    rows.push_back(i);
   std::vector<uint8_t> a((size_t)n * H * W * 3), b(a.size());
   ASSERT_EQ(sn_dataset_read_rows(dr, rows.data(), (int)n, a.data(), nullptr), SN_OK);
   ASSERT_EQ(sn_dataset_read_rows(de, rows.data(), (int)n, b.data(), nullptr), SN_OK)
@@ -351,11 +363,12 @@ TEST(ConvertFolder, RawAndEncoded) {
   // decoded JPEG rows stay close to the source pattern at full size (JPEG tolerance)
   ASSERT_EQ(sn_dataset_set_decode(de, 40, 24, SN_RESIZE_NEAREST, 0), SN_OK);
   std::vector<uint8_t> full(40 * 24 * 3);
-  int64_t r0 = 0;  // a_cls/x1.JPG, 40x24 RGB, seed 1
+  int64_t r0 = 0; // a_cls/x1.JPG, 40x24 RGB, seed 1
   ASSERT_EQ(sn_dataset_read_rows(de, &r0, 1, full.data(), nullptr), SN_OK);
   auto src = pattern(40, 24, 3, 1);
   int maxd = 0;
-  for (size_t i = 0; i < full.size(); ++i) maxd = std::max(maxd, std::abs(full[i] - src[i]));
+  for (size_t i = 0; i < full.size(); ++i)
+    maxd = std::max(maxd, std::abs(full[i] - src[i]));
   EXPECT_LE(maxd, 10);
   sn_dataset_close(dr);
   sn_dataset_close(de);
@@ -375,8 +388,7 @@ TEST(ConvertFolder, Errors) {
   EXPECT_TRUE(has(sn_last_error(), "no class sub-folders")) << sn_last_error();
   Tree t = make_tree(dir);
   mkdir((t.root + "/d_empty").c_str(), 0755);
-  EXPECT_EQ(sn_convert_folder(t.root.c_str(), out.c_str(), sn_comm_serial(), &o),
-            SN_ERR_NOTFOUND);
+  EXPECT_EQ(sn_convert_folder(t.root.c_str(), out.c_str(), sn_comm_serial(), &o), SN_ERR_NOTFOUND);
   EXPECT_TRUE(has(sn_last_error(), "class 'd_empty' has no .jpg/.jpeg/.png files"))
       << sn_last_error();
   rmdir((t.root + "/d_empty").c_str());
@@ -407,4 +419,4 @@ TEST(ConvertFolder, Errors) {
   EXPECT_EQ(sn_convert_folder(t.root.c_str(), out.c_str(), sn_comm_serial(), &o), SN_ERR_INVALID);
 }
 
-}  // namespace
+} // namespace

@@ -2,14 +2,14 @@
 // in any order, every validation error, JPEG/PNG decoding and Pillow-exact resizing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <fstream>
-#include <tuple>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "io_impl.h"
@@ -25,7 +25,8 @@ bool has(const std::string &hay, const std::string &needle) {
 std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<uint8_t> v(n);
-  for (auto &x : v) x = (uint8_t)(rng() & 0xFF);
+  for (auto &x : v)
+    x = (uint8_t)(rng() & 0xFF);
   return v;
 }
 
@@ -89,7 +90,8 @@ Raw make_raw(const std::string &dir, int n = 10) {
   r.n = n;
   r.path = dir + "/raw.h5";
   r.img = random_bytes((size_t)n * r.h * r.w * r.c, 7);
-  for (int i = 0; i < n; ++i) r.labels.push_back((int16_t)(i % 3));
+  for (int i = 0; i < n; ++i)
+    r.labels.push_back((int16_t)(i % 3));
   H5File f(r.path);
   f.write("images", H5T_STD_U8LE, H5T_NATIVE_UINT8,
           {(hsize_t)n, (hsize_t)r.h, (hsize_t)r.w, (hsize_t)r.c}, r.img.data(), 3);
@@ -183,7 +185,7 @@ TEST(Dataset, OpenErrors) {
   EXPECT_TRUE(has(msg, "text.h5: not an HDF5 file")) << msg;
 
   Raw r = make_raw(dir, 200);
-  {  // truncated copy
+  { // truncated copy
     std::ifstream in(r.path, std::ios::binary);
     std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::ofstream o(dir + "/trunc.h5", std::ios::binary);
@@ -217,7 +219,7 @@ TEST(Dataset, OpenErrors) {
   EXPECT_EQ(open_status(dir + "/i16.h5", &msg), SN_ERR_FORMAT);
   EXPECT_TRUE(has(msg, "dataset /images has type int16, expected uint8 or float32")) << msg;
 
-  {  // absurd dims: declared but never written (no allocation happens at open)
+  { // absurd dims: declared but never written (no allocation happens at open)
     H5File f(dir + "/huge.h5");
     f.write("images", H5T_STD_U8LE, H5T_NATIVE_UINT8, {2, 100000, 4, 3}, nullptr, 1);
   }
@@ -268,7 +270,7 @@ TEST(Dataset, OpenErrors) {
   EXPECT_EQ(open_status(dir + "/flab.h5", &msg), SN_ERR_FORMAT);
   EXPECT_TRUE(has(msg, "/labels has type float32, expected an integer type")) << msg;
 
-  {  // 64-bit labels within range are fine; classes come from max + 1
+  { // 64-bit labels within range are fine; classes come from max + 1
     H5File f(dir + "/u64.h5");
     f.write("images", H5T_STD_U8LE, H5T_NATIVE_UINT8, {5, 2, 2, 1}, img.data());
     uint64_t l[5] = {0, 1, 4, 2, 1};
@@ -301,7 +303,8 @@ std::string make_encoded(const std::string &dir, const std::vector<std::vector<u
   f.attr("encoded", "width", w);
   f.attr("encoded", "channels", c);
   std::vector<int32_t> lab(off.size() - 1);
-  for (size_t i = 0; i < lab.size(); ++i) lab[i] = (int32_t)(i % 2);
+  for (size_t i = 0; i < lab.size(); ++i)
+    lab[i] = (int32_t)(i % 2);
   f.write("labels", H5T_STD_I32LE, H5T_NATIVE_INT32, {lab.size()}, lab.data());
   return p;
 }
@@ -356,7 +359,8 @@ TEST(Dataset, EncodedJpegPngDecode) {
   }
   // JPEG: within compression tolerance.
   int maxd = 0;
-  for (size_t i = 0; i < row; ++i) maxd = std::max(maxd, std::abs(out[4 * row + i] - a[i]));
+  for (size_t i = 0; i < row; ++i)
+    maxd = std::max(maxd, std::abs(out[4 * row + i] - a[i]));
   EXPECT_LE(maxd, 12);
   sn_dataset_close(ds);
 }
@@ -378,8 +382,12 @@ TEST(Dataset, EncodedErrors) {
   sn_dataset *ds = nullptr;
   ASSERT_EQ(sn_dataset_open(p.c_str(), sn_comm_serial(), &ds), SN_OK) << sn_last_error();
   std::vector<uint8_t> out((size_t)h * w * 3);
-  const char *expect[6] = {nullptr, "row 1: corrupt JPEG", "row 2: corrupt JPEG",
-                           "row 3: corrupt PNG", "row 4: not a JPEG or PNG", "row 5: empty image"};
+  const char *expect[6] = {nullptr,
+                           "row 1: corrupt JPEG",
+                           "row 2: corrupt JPEG",
+                           "row 3: corrupt PNG",
+                           "row 4: not a JPEG or PNG",
+                           "row 5: empty image"};
   for (int64_t r = 0; r < 6; ++r) {
     sn_status s = sn_dataset_read_rows(ds, &r, 1, out.data(), nullptr);
     if (!expect[r]) {
@@ -418,13 +426,12 @@ TEST(Dataset, EncodedErrors) {
 
 // ------------------------------------------------------------ resize parity with Pillow
 
-bool have_pil() {
-  return std::system("/usr/bin/python3 -c 'import PIL' >/dev/null 2>&1") == 0;
-}
+bool have_pil() { return std::system("/usr/bin/python3 -c 'import PIL' >/dev/null 2>&1") == 0; }
 
 std::vector<uint8_t> read_all(const std::string &p) {
   std::ifstream in(p, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
 }
 void write_all(const std::string &p, const std::vector<uint8_t> &v) {
   std::ofstream o(p, std::ios::binary);
@@ -447,7 +454,8 @@ struct PilJobs {
     std::string script = dir + "/pil.py", jobs = dir + "/jobs.txt";
     {
       std::ofstream o(jobs);
-      for (auto &l : lines) o << l << "\n";
+      for (auto &l : lines)
+        o << l << "\n";
     }
     std::ofstream o(script);
     o << "import sys\nfrom PIL import Image\n"
@@ -479,8 +487,7 @@ std::vector<uint8_t> ours(const std::vector<uint8_t> &file, int channels, int oh
   memset(&s, 0, sizeof s);
   char err[256];
   int h = 0, w = 0;
-  EXPECT_EQ(sn_image_decode(file.data(), file.size(), channels, &s, &h, &w, err, sizeof err),
-            SN_OK)
+  EXPECT_EQ(sn_image_decode(file.data(), file.size(), channels, &s, &h, &w, err, sizeof err), SN_OK)
       << err;
   std::vector<uint8_t> out((size_t)oh * ow * channels);
   EXPECT_EQ(sn_image_fit(s.pix, h, w, channels, out.data(), oh, ow, m, shorter, &s), SN_OK);
@@ -494,9 +501,9 @@ TEST(Image, MatchesPillowExactly) {
   struct Case {
     int h, w, c;
     bool jpeg;
-  } cases[] = {{37, 53, 3, false}, {64, 48, 3, true},  {300, 217, 3, true},
-               {29, 29, 1, false}, {50, 120, 3, false}, {17, 11, 3, true}, {40, 30, 1, true},
-               {33, 45, 4, true} /* CMYK JPEG (Adobe marker) */};
+  } cases[] = {{37, 53, 3, false}, {64, 48, 3, true},   {300, 217, 3, true},
+               {29, 29, 1, false}, {50, 120, 3, false}, {17, 11, 3, true},
+               {40, 30, 1, true},  {33, 45, 4, true} /* CMYK JPEG (Adobe marker) */};
   struct Mine {
     std::vector<uint8_t> v;
     size_t job;
@@ -514,7 +521,8 @@ TEST(Image, MatchesPillowExactly) {
     for (int ch : {3, 1}) {
       // Decoding alone (a straight resize to the own size is the identity).
       std::string d = "straight " + std::to_string(cs.h) + " " + std::to_string(cs.w) + " nearest";
-      mine.push_back({ours(file, ch, cs.h, cs.w, SN_RESIZE_NEAREST, 0), jobs.add(fp, ch, d), fp + " " + d});
+      mine.push_back(
+          {ours(file, ch, cs.h, cs.w, SN_RESIZE_NEAREST, 0), jobs.add(fp, ch, d), fp + " " + d});
       for (auto [s, oh, ow] : {std::tuple{24, 20, 20}, std::tuple{16, 16, 16},
                                std::tuple{256, 224, 224}, std::tuple{9, 7, 9}}) {
         for (auto m : {SN_RESIZE_BILINEAR, SN_RESIZE_NEAREST}) {
@@ -529,7 +537,8 @@ TEST(Image, MatchesPillowExactly) {
     }
   }
   ASSERT_TRUE(jobs.run());
-  for (auto &m : mine) EXPECT_EQ(m.v, jobs.result(m.job)) << m.what;
+  for (auto &m : mine)
+    EXPECT_EQ(m.v, jobs.result(m.job)) << m.what;
 }
 
 TEST(Dataset, SetDecodeResizesEncodedRows) {
@@ -549,7 +558,7 @@ TEST(Dataset, SetDecodeResizesEncodedRows) {
   sn_dataset_close(ds);
 }
 
-}  // namespace
+} // namespace
 
 // ------------------------------------------------------------ streaming reader
 
@@ -557,7 +566,8 @@ namespace {
 
 std::vector<int64_t> shuffled(int64_t n, uint64_t seed) {
   std::vector<int64_t> v(n);
-  for (int64_t i = 0; i < n; ++i) v[i] = i;
+  for (int64_t i = 0; i < n; ++i)
+    v[i] = i;
   std::mt19937_64 rng(seed);
   std::shuffle(v.begin(), v.end(), rng);
   return v;
@@ -573,7 +583,8 @@ TEST(Reader, EveryRowOnceInOrderWithBoundedBuffers) {
     const size_t row = 4 * 5 * 3;
     for (auto order : {std::vector<int64_t>(), shuffled(n, 3)}) {
       if (order.empty())
-        for (int64_t i = 0; i < n; ++i) order.push_back(i);
+        for (int64_t i = 0; i < n; ++i)
+          order.push_back(i);
       sn_reader_options o;
       sn_reader_options_init(&o);
       o.batch = 10;
@@ -583,7 +594,7 @@ TEST(Reader, EveryRowOnceInOrderWithBoundedBuffers) {
           << sn_last_error();
       EXPECT_EQ(sn_reader_num_batches(rd), (n + 9) / 10);
       if (n == 103) bytes_small = sn_reader_buffer_bytes(rd);
-      EXPECT_EQ(sn_reader_buffer_bytes(rd), bytes_small);  // independent of n
+      EXPECT_EQ(sn_reader_buffer_bytes(rd), bytes_small); // independent of n
       EXPECT_LT(sn_reader_buffer_bytes(rd), (size_t)3 * 10 * row * 6);
       std::vector<int64_t> seen;
       for (;;) {
@@ -636,7 +647,8 @@ TEST(Reader, EpochShardsCoverTheGlobalBatches) {
     int cnt;
     while (sn_reader_next(rd, &x, nullptr, &rows, &cnt) == SN_OK && cnt > 0) {
       EXPECT_TRUE(cnt == 2 || cnt == 3);
-      for (int i = 0; i < cnt; ++i) per_rank[rank].push_back(rows[i]);
+      for (int i = 0; i < cnt; ++i)
+        per_rank[rank].push_back(rows[i]);
     }
     sn_reader_destroy(rd);
   }
@@ -647,7 +659,8 @@ TEST(Reader, EpochShardsCoverTheGlobalBatches) {
     for (int rank = 0; rank < size; ++rank) {
       int64_t b, e;
       sn_shard_block(B, rank, size, &b, &e);
-      for (int64_t i = b; i < e; ++i) global.push_back(per_rank[rank][pos[rank]++]);
+      for (int64_t i = b; i < e; ++i)
+        global.push_back(per_rank[rank][pos[rank]++]);
     }
     EXPECT_EQ(global, std::vector<int64_t>(perm.begin() + s * B, perm.begin() + (s + 1) * B));
   }
@@ -664,7 +677,8 @@ TEST(Reader, DecodeErrorNamesTheRowAndStopsCleanly) {
   sn_dataset *ds = nullptr;
   ASSERT_EQ(sn_dataset_open(p.c_str(), sn_comm_serial(), &ds), SN_OK);
   std::vector<int64_t> rows(40);
-  for (int i = 0; i < 40; ++i) rows[i] = i;
+  for (int i = 0; i < 40; ++i)
+    rows[i] = i;
   sn_reader_options o;
   sn_reader_options_init(&o);
   o.batch = 8;
@@ -673,7 +687,8 @@ TEST(Reader, DecodeErrorNamesTheRowAndStopsCleanly) {
   ASSERT_EQ(sn_reader_create(ds, rows.data(), 40, &o, &rd), SN_OK);
   float *x;
   int cnt;
-  for (int b = 0; b < 2; ++b) ASSERT_EQ(sn_reader_next(rd, &x, nullptr, nullptr, &cnt), SN_OK);
+  for (int b = 0; b < 2; ++b)
+    ASSERT_EQ(sn_reader_next(rd, &x, nullptr, nullptr, &cnt), SN_OK);
   EXPECT_EQ(sn_reader_next(rd, &x, nullptr, nullptr, &cnt), SN_ERR_FORMAT);
   EXPECT_TRUE(has(sn_last_error(), "row 23: corrupt JPEG")) << sn_last_error();
   EXPECT_NE(sn_reader_next(rd, &x, nullptr, nullptr, &cnt), SN_OK);
@@ -696,7 +711,8 @@ TEST(Reader, RunsAlongsideTheWriter) {
   std::string dir = sntest::temp_dir();
   auto a = smooth_image(24, 24, 3, 1);
   std::vector<std::vector<uint8_t>> files;
-  for (int i = 0; i < 300; ++i) files.push_back(i % 2 ? png_of(a, 24, 24, 3) : jpeg_of(a, 24, 24, 3));
+  for (int i = 0; i < 300; ++i)
+    files.push_back(i % 2 ? png_of(a, 24, 24, 3) : jpeg_of(a, 24, 24, 3));
   std::string p = make_encoded(dir, files, 24, 24, 3);
   sn_dataset *ds = nullptr;
   ASSERT_EQ(sn_dataset_open(p.c_str(), sn_comm_serial(), &ds), SN_OK);
@@ -724,8 +740,8 @@ TEST(Reader, RunsAlongsideTheWriter) {
   std::vector<float> expect(300 * 24 * 24 * 3);
   while (sn_reader_next(rd, &x, nullptr, &rr, &cnt) == SN_OK && cnt > 0) {
     for (int i = 0; i < cnt; ++i) {
-      ASSERT_EQ(sn_writer_write_block(w, rr[i], 1, nullptr, nullptr, nullptr, x + (size_t)i * c.feature_dim,
-                                      nullptr),
+      ASSERT_EQ(sn_writer_write_block(w, rr[i], 1, nullptr, nullptr, nullptr,
+                                      x + (size_t)i * c.feature_dim, nullptr),
                 SN_OK)
           << sn_last_error();
       memcpy(expect.data() + rr[i] * c.feature_dim, x + (size_t)i * c.feature_dim,
@@ -751,4 +767,4 @@ TEST(Reader, RunsAlongsideTheWriter) {
   EXPECT_EQ(got, expect);
 }
 
-}  // namespace
+} // namespace

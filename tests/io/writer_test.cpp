@@ -124,7 +124,8 @@ TEST(Writer, SerialWriteReadBack) {
   EXPECT_EQ(dims, (std::vector<hsize_t>{10, 7}));
   EXPECT_EQ(read_ds<float>(p, "features", H5T_NATIVE_FLOAT), r.feat);
   std::vector<int64_t> ids(10);
-  for (int i = 0; i < 10; ++i) ids[i] = i;
+  for (int i = 0; i < 10; ++i)
+    ids[i] = i;
   EXPECT_EQ(read_ds<int64_t>(p, "index", H5T_NATIVE_INT64), ids);
   EXPECT_EQ(read_ds<uint8_t>(p, "done", H5T_NATIVE_UINT8), std::vector<uint8_t>(10, 1));
   EXPECT_EQ(str_attr(p, "arch"), "resnet50");
@@ -135,11 +136,31 @@ TEST(Writer, HalfFeatures) {
   std::string dir = sntest::temp_dir();
   std::string p = dir + "/half.h5";
   const float inf = std::numeric_limits<float>::infinity();
-  std::vector<float> vals = {0.0f,     -0.0f,      1.0f,        -2.5f,      65504.0f,  65520.0f,
-                             1e6f,     -1e6f,      inf,         -inf,       6.1035156e-5f,
-                             5.96e-8f, 2.98e-8f,   2.99e-8f,    1e-9f,      3.14159265f,
-                             1.0009766f /* tie */, 1.0004883f, 1.0014648f, 1e-5f,     -7.2e-6f,
-                             2049.0f,  2051.0f,    0.33333334f, 1.5e-7f};
+  std::vector<float> vals = {0.0f,
+                             -0.0f,
+                             1.0f,
+                             -2.5f,
+                             65504.0f,
+                             65520.0f,
+                             1e6f,
+                             -1e6f,
+                             inf,
+                             -inf,
+                             6.1035156e-5f,
+                             5.96e-8f,
+                             2.98e-8f,
+                             2.99e-8f,
+                             1e-9f,
+                             3.14159265f,
+                             1.0009766f /* tie */,
+                             1.0004883f,
+                             1.0014648f,
+                             1e-5f,
+                             -7.2e-6f,
+                             2049.0f,
+                             2051.0f,
+                             0.33333334f,
+                             1.5e-7f};
   const int n = (int)vals.size();
   sn_writer_config c = config(n, 0, 0, 1, SN_FEATURES_F16);
   c.flags = SN_WRITE_FEATURES;
@@ -154,11 +175,13 @@ TEST(Writer, HalfFeatures) {
   ASSERT_EQ(back.size(), vals.size());
   for (int i = 0; i < n; ++i) {
     const float want = (float)(_Float16)vals[i];
-    EXPECT_EQ(std::memcmp(&back[i], &want, 4), 0) << vals[i] << " -> " << back[i] << " want " << want;
+    EXPECT_EQ(std::memcmp(&back[i], &want, 4), 0)
+        << vals[i] << " -> " << back[i] << " want " << want;
   }
   // Random values in a wide range, raw bits against _Float16.
   std::vector<float> many = sntest::randn(4096, 5, 200.0f);
-  for (size_t i = 0; i < 1024; ++i) many[i] *= 1e-6f;
+  for (size_t i = 0; i < 1024; ++i)
+    many[i] *= 1e-6f;
   std::string p2 = dir + "/half2.h5";
   c.n_total = (int64_t)many.size();
   ASSERT_EQ(sn_writer_create(p2.c_str(), sn_comm_serial(), &c, &w), SN_OK);
@@ -167,7 +190,7 @@ TEST(Writer, HalfFeatures) {
             SN_OK);
   ASSERT_EQ(sn_writer_finish(w), SN_OK);
   sn_writer_destroy(w);
-  std::vector<uint16_t> bits(many.size());  // raw bits: read with the file's own type
+  std::vector<uint16_t> bits(many.size()); // raw bits: read with the file's own type
   sn_io_lock();
   hid_t f = H5Fopen(p2.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   hid_t d = H5Dopen2(f, "features", H5P_DEFAULT);
@@ -202,7 +225,7 @@ TEST(Writer, ResumeFromDone) {
   ASSERT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &c, &w), SN_OK);
   ASSERT_EQ(write_range(w, r, 0, 4), SN_OK);
   ASSERT_EQ(write_range(w, r, 8, 2), SN_OK);
-  sn_writer_destroy(w);  // "crash": never finished
+  sn_writer_destroy(w); // "crash": never finished
   sn_output_state state;
   ASSERT_EQ(sn_output_status(p.c_str(), &state), SN_OK);
   EXPECT_EQ(state, SN_OUTPUT_INCOMPLETE);
@@ -211,7 +234,8 @@ TEST(Writer, ResumeFromDone) {
   bad.resume = 1;
   bad.classes = 5;
   EXPECT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &bad, &w), SN_ERR_SHAPE);
-  EXPECT_TRUE(has(sn_last_error(), "cannot resume: dataset /logits has shape (11,4)")) << sn_last_error();
+  EXPECT_TRUE(has(sn_last_error(), "cannot resume: dataset /logits has shape (11,4)"))
+      << sn_last_error();
   bad = c;
   bad.resume = 1;
   bad.feature_dtype = SN_FEATURES_F16;
@@ -225,7 +249,7 @@ TEST(Writer, ResumeFromDone) {
   free(miss);
   EXPECT_EQ(m, (std::vector<int64_t>{4, 5, 6, 7, 10}));
   ASSERT_EQ(write_range(w, r, 4, 3), SN_OK);
-  EXPECT_EQ(sn_writer_finish(w), SN_ERR_INVALID);  // row 7 and 10 still missing
+  EXPECT_EQ(sn_writer_finish(w), SN_ERR_INVALID); // row 7 and 10 still missing
   EXPECT_TRUE(has(sn_last_error(), "2 of 11 rows not written (first: row 7)")) << sn_last_error();
   sn_writer_destroy(w);
   ASSERT_EQ(sn_output_status(p.c_str(), &state), SN_OK);
@@ -272,9 +296,9 @@ TEST(Writer, Errors) {
   ASSERT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &c, &w), SN_OK);
   EXPECT_EQ(write_range(w, r, 4, 2), SN_ERR_INVALID);
   EXPECT_TRUE(has(sn_last_error(), "cannot write rows [4, 6) of 5")) << sn_last_error();
-  EXPECT_EQ(sn_writer_write_block(w, 0, 1, r.idx.data(), r.val.data(), nullptr, r.feat.data(),
-                                  nullptr),
-            SN_ERR_INVALID);
+  EXPECT_EQ(
+      sn_writer_write_block(w, 0, 1, r.idx.data(), r.val.data(), nullptr, r.feat.data(), nullptr),
+      SN_ERR_INVALID);
   EXPECT_TRUE(has(sn_last_error(), "no data given for /logits")) << sn_last_error();
   sn_writer_destroy(w);
   {
@@ -285,4 +309,4 @@ TEST(Writer, Errors) {
   EXPECT_EQ(sn_output_status((dir + "/text.h5").c_str(), &state), SN_ERR_FORMAT);
 }
 
-}  // namespace
+} // namespace

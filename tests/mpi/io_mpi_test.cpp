@@ -54,7 +54,8 @@ Blob read_blob(const std::string &path, const char *name) {
     b.dims.resize(r);
     H5Sget_simple_extent_dims(s, b.dims.data(), nullptr);
     size_t n = 1;
-    for (auto x : b.dims) n *= x;
+    for (auto x : b.dims)
+      n *= x;
     b.type_size = H5Tget_size(t);
     b.bytes.resize(n * b.type_size);
     b.ok = H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, b.bytes.data()) >= 0;
@@ -67,7 +68,8 @@ Blob read_blob(const std::string &path, const char *name) {
   return b;
 }
 
-void expect_same(const std::string &a, const std::string &b, const std::vector<const char *> &names) {
+void expect_same(const std::string &a, const std::string &b,
+                 const std::vector<const char *> &names) {
   for (const char *n : names) {
     Blob x = read_blob(a, n), y = read_blob(b, n);
     EXPECT_TRUE(x.ok) << a << " " << n;
@@ -119,16 +121,16 @@ sn_status write_part(sn_writer *w, const Data &x, int64_t b, int64_t e, int step
   for (int64_t c = 0; c < calls; ++c) {
     int64_t rb = std::min(e, b + c * step), re = std::min(e, rb + step);
     int cnt = (int)(re - rb);
-    sn_status s = sn_writer_write_block(w, rb, cnt, x.idx.data() + rb * x.k, x.val.data() + rb * x.k,
-                                        x.logits.data() + rb * x.classes, x.feat.data() + rb * x.d,
-                                        nullptr);
+    sn_status s =
+        sn_writer_write_block(w, rb, cnt, x.idx.data() + rb * x.k, x.val.data() + rb * x.k,
+                              x.logits.data() + rb * x.classes, x.feat.data() + rb * x.d, nullptr);
     if (s != SN_OK) return s;
   }
   return SN_OK;
 }
 
-const std::vector<const char *> kOutputs = {"predictions/top_k_indices", "predictions/top_k_scores",
-                                            "logits", "features", "index", "done"};
+const std::vector<const char *> kOutputs = {
+    "predictions/top_k_indices", "predictions/top_k_scores", "logits", "features", "index", "done"};
 
 TEST(IoMpi, CollectiveWriterMatchesSerial) {
   World w;
@@ -150,7 +152,7 @@ TEST(IoMpi, CollectiveWriterMatchesSerial) {
     all_ok(sn_writer_create(par.c_str(), w.comm, &c, &pw));
     all_ok(sn_writer_set_attr_str(pw, "arch", "resnet18"));
     int64_t b, e;
-    sn_shard_block(n, w.rank, w.size, &b, &e);  // blocks not aligned to chunks: shared chunks
+    sn_shard_block(n, w.rank, w.size, &b, &e); // blocks not aligned to chunks: shared chunks
     all_ok(write_part(pw, x, b, e, 3, w.comm));
     all_ok(sn_writer_finish(pw));
     sn_writer_destroy(pw);
@@ -176,9 +178,9 @@ TEST(IoMpi, ResumeUnderMpi) {
   all_ok(sn_writer_create(p.c_str(), w.comm, &c, &pw));
   int64_t b, e;
   sn_shard_block(n, w.rank, w.size, &b, &e);
-  const int64_t half = b + (e - b) / 2;  // every rank writes the first half of its block
+  const int64_t half = b + (e - b) / 2; // every rank writes the first half of its block
   all_ok(write_part(pw, x, b, half, 4, w.comm));
-  sn_writer_destroy(pw);  // interrupted
+  sn_writer_destroy(pw); // interrupted
   MPI_Barrier(MPI_COMM_WORLD);
   sn_output_state st;
   ASSERT_EQ(sn_output_status(p.c_str(), &st), SN_OK);
@@ -191,7 +193,8 @@ TEST(IoMpi, ResumeUnderMpi) {
   for (int r = 0; r < w.size; ++r) {
     int64_t rb, re;
     sn_shard_block(n, r, w.size, &rb, &re);
-    for (int64_t i = rb + (re - rb) / 2; i < re; ++i) expect.push_back(i);
+    for (int64_t i = rb + (re - rb) / 2; i < re; ++i)
+      expect.push_back(i);
   }
   EXPECT_EQ(std::vector<int64_t>(miss, miss + nmiss), expect);
   free(miss);
@@ -217,11 +220,13 @@ std::string make_tree(World &w, const std::string &dir) {
   std::string root = dir + "/tree";
   if (w.rank == 0) {
     mkdir(root.c_str(), 0755);
-    for (int c = 0; c < 3; ++c) mkdir((root + "/cls" + std::to_string(c)).c_str(), 0755);
+    for (int c = 0; c < 3; ++c)
+      mkdir((root + "/cls" + std::to_string(c)).c_str(), 0755);
     for (int i = 0; i < 23; ++i) {
       const int h = 10 + (i * 7) % 23, wd = 12 + (i * 5) % 19, ch = i % 5 == 0 ? 1 : 3;
       std::vector<uint8_t> pix((size_t)h * wd * ch);
-      for (size_t j = 0; j < pix.size(); ++j) pix[j] = (uint8_t)((j * 3 + i * 17) % 200 + 20);
+      for (size_t j = 0; j < pix.size(); ++j)
+        pix[j] = (uint8_t)((j * 3 + i * 17) % 200 + 20);
       uint8_t *b = nullptr;
       size_t n = 0;
       const bool jpg = i % 2 == 0;
@@ -294,4 +299,4 @@ TEST(IoMpi, ParallelConvertIdxMatchesSerial) {
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
-}  // namespace
+} // namespace
