@@ -1,9 +1,120 @@
-/* cmd_convert.c - `shardnet convert` (waiting for io/convert.c). */
+/* cmd_convert.c - `shardnet convert idx|folder`: datasets into shardnet's HDF5 schema. Under
+ * mpirun every rank converts its part and all ranks write the one output file. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
 #include "cli.h"
 
+static const char *EXAMPLES =
+    "  shardnet convert idx --images train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz \\\n"
+    "      --out fashion_train.h5 --fashion\n"
+    "  mpirun -np 4 shardnet convert folder --root /data/imagenet/train --out train.h5 --size 224x224\n"
+    "  shardnet convert folder --root photos/ --out photos.h5 --encoded\n";
+
+static void progress(void *ctx, int64_t done, int64_t total) {
+  char extra[64];
+  snprintf(extra, sizeof extra, "%lld/%lld", (long long)done, (long long)total);
+  cli_progress((const char *)ctx, (double)done, (double)total, extra);
+}
+
 int cmd_convert(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  cli_error("convert: not implemented yet");
-  return EXIT_FAIL;
+  cli_opt o[] = {{"images", 1, "idx: images file (.gz or plain)", NULL},
+                 {"labels", 1, "idx: labels file (.gz or plain)", NULL},
+                 {"fashion", 0, "idx: Fashion-MNIST class names (default: digits)", NULL},
+                 {"root", 1, "folder: root with one sub-folder per class", NULL},
+                 {"out", 1, "output HDF5 file", NULL},
+                 {"force", 0, "replace an existing output", NULL},
+                 {"encoded", 0, "folder: store the JPEG/PNG bytes (decoded when read)", NULL},
+                 {"size", 1, "folder: decode target HxW (default 224x224)", NULL},
+                 {"channels", 1, "folder: 1 or 3 (default 3)", NULL},
+                 {"resize", 1, "folder raw: bilinear|nearest (default bilinear)", NULL},
+                 {"resize-shorter", 1, "folder raw: shorter side to S, then centre crop (torchvision)", NULL},
+                 {"compression", 1, "gzip level 0-9 for /images (default 0)", NULL},
+                 {"quiet", 0, "no progress bar", NULL},
+                 {"help", 0, "show this help", NULL}};
+  int no = (int)(sizeof o / sizeof o[0]);
+  const char *kind = argc > 2 ? argv[2] : NULL;
+  if (kind && (!strcmp(kind, "--help") || !strcmp(kind, "-h"))) {
+    cli_print_help(stdout, "convert", "idx|folder [options]", EXAMPLES, o, no);
+    return 0;
+  }
+  if (!kind || (strcmp(kind, "idx") && strcmp(kind, "folder"))) {
+    cli_error("convert: the first argument must be idx or folder (see 'shardnet convert --help')");
+    return EXIT_USAGE;
+  }
+  if (cli_parse("convert", argc, argv, 3, o, no)) return EXIT_USAGE;
+  if (cli_has(o, no, "help")) {
+    cli_print_help(stdout, "convert", "idx|folder [options]", EXAMPLES, o, no);
+    return 0;
+  }
+  if (cli_has(o, no, "quiet")) cli_verbose = 0;
+  const char *out = cli_get(o, no, "out");
+  if (!out) {
+    cli_error("convert: --out is required");
+    return EXIT_USAGE;
+  }
+  sn_convert_options opt;
+  sn_convert_options_init(&opt);
+  long v;
+  if (cli_int(o, no, "channels", 1, 3, 3, &v) || (v != 1 && v != 3)) {
+    cli_error("option --channels: must be 1 or 3");
+    return EXIT_USAGE;
+  }
+  opt.channels = (int)v;
+  if (cli_int(o, no, "compression", 0, 9, 0, &v)) return EXIT_USAGE;
+  opt.compression = (int)v;
+  if (cli_int(o, no, "resize-shorter", 1, 65536, 0, &v)) return EXIT_USAGE;
+  opt.resize_shorter = (int)v;
+  const char *size = cli_get(o, no, "size");
+  if (size) {
+    int hh, ww;
+    char extra;
+    if (sscanf(size, "%dx%d%c", &hh, &ww, &extra) != 2 || hh <= 0 || ww <= 0 || hh > 16384 || ww > 16384) {
+      cli_error("option --size: '%s' is not HxW (e.g. 224x224)", size);
+      return EXIT_USAGE;
+    }
+    opt.height = hh;
+    opt.width = ww;
+  }
+  const char *rs = cli_get(o, no, "resize");
+  if (rs && strcmp(rs, "bilinear") && strcmp(rs, "nearest")) {
+    cli_error("option --resize: '%s' is not bilinear or nearest", rs);
+    return EXIT_USAGE;
+  }
+  if (rs) opt.resize = !strcmp(rs, "nearest") ? SN_RESIZE_NEAREST : SN_RESIZE_BILINEAR;
+  opt.encoded = cli_has(o, no, "encoded");
+  opt.fashion = cli_has(o, no, "fashion");
+  opt.progress = progress;
+  opt.progress_ctx = (void *)"convert";
+  struct stat st;
+  if (!cli_has(o, no, "force") && stat(out, &st) == 0) {
+    cli_error("convert: output %s exists (use --force to replace it)", out);
+    return EXIT_USAGE;
+  }
+  cli_job job;
+  int rc = cli_job_start(&job, &argc, &argv, 0);
+  if (rc) return rc;
+  double t0 = cli_now();
+  sn_status s;
+  if (!strcmp(kind, "idx")) {
+    const char *im = cli_get(o, no, "images"), *lb = cli_get(o, no, "labels");
+    if (!im || !lb) s = sn_error_set(SN_ERR_INVALID, "convert idx: --images and --labels are required");
+    else s = sn_convert_idx(im, lb, out, job.comm, &opt);
+  } else {
+    const char *root = cli_get(o, no, "root");
+    if (!root) s = sn_error_set(SN_ERR_INVALID, "convert folder: --root is required");
+    else s = sn_convert_folder(root, out, job.comm, &opt);
+  }
+  cli_check(&job, s);
+  if (job.rank == 0 && cli_verbose) {
+    sn_dataset *ds;
+    if (sn_dataset_open(out, sn_comm_serial(), &ds) == SN_OK) {
+      const sn_dataset_info *i = sn_dataset_get_info(ds);
+      printf("wrote %s: %lld images %dx%dx%d%s, %d classes in %.1f s\n", out, (long long)i->n, i->h,
+             i->w, i->c, i->encoded ? " (encoded)" : "", i->num_classes, cli_now() - t0);
+      sn_dataset_close(ds);
+    }
+  }
+  return cli_job_end(&job, 0);
 }

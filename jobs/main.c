@@ -6,19 +6,32 @@
 
 #include "cli.h"
 
-/* OpenBLAS 0.3.21 does not know recent Xeons and falls back to its SSE3 "Prescott" kernels (8x
- * slower here). It reads OPENBLAS_CORETYPE only when it loads, so when it picked Prescott on an
- * AVX-512 machine and the user set nothing, restart once with the AVX-512 kernels. */
-static void fix_openblas_core(char **argv) {
-  if (getenv("OPENBLAS_CORETYPE") || getenv("SN_NO_REEXEC")) return;
+/* Two settings are read only when the libraries load, so they are fixed by restarting once:
+ * - OpenBLAS 0.3.21 does not know recent Xeons and falls back to its SSE3 "Prescott" kernels
+ *   (8x slower here): when it picked Prescott on an AVX-512 (or AVX2) machine and the user set
+ *   nothing, use the SkylakeX (Haswell) kernels.
+ * - OpenBLAS runs its own thread pool beside OpenMP's; spinning idle OpenMP threads steal the
+ *   cores OpenBLAS (and, under mpirun, other ranks and MPI progress) need - 5x slower measured
+ *   here. Unless the user chose, idle OpenMP threads sleep (OMP_WAIT_POLICY=passive). */
+static void fix_environment(char **argv) {
+  if (getenv("SN_NO_REEXEC")) return;
+  int restart = 0;
   const char *core = openblas_get_corename();
-  if (!core || strcmp(core, "Prescott") != 0) return;
-  __builtin_cpu_init();
-  const char *want = __builtin_cpu_supports("avx512f") ? "SkylakeX"
-                     : __builtin_cpu_supports("avx2")  ? "Haswell"
-                                                       : NULL;
-  if (!want) return;
-  setenv("OPENBLAS_CORETYPE", want, 1);
+  if (!getenv("OPENBLAS_CORETYPE") && core && !strcmp(core, "Prescott")) {
+    __builtin_cpu_init();
+    const char *want = __builtin_cpu_supports("avx512f") ? "SkylakeX"
+                       : __builtin_cpu_supports("avx2")  ? "Haswell"
+                                                         : NULL;
+    if (want) {
+      setenv("OPENBLAS_CORETYPE", want, 1);
+      restart = 1;
+    }
+  }
+  if (!getenv("OMP_WAIT_POLICY")) {
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    restart = 1;
+  }
+  if (!restart) return;
   setenv("SN_NO_REEXEC", "1", 1);
   execv("/proc/self/exe", argv);
 }
@@ -36,7 +49,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-  fix_openblas_core(argv);
+  fix_environment(argv);
   if (argc < 2) {
     usage(stderr);
     return EXIT_USAGE;
