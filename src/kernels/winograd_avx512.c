@@ -131,27 +131,19 @@ static void input_item(const wino_ctx *w, int t0, int np, int tl, int ch, float 
   int img = t / w->tpi, rem = t % w->tpi, ty = rem / w->tw, tx = rem % w->tw;
   int iy0 = 4 * ty - g->pt, ix0 = 4 * tx - g->pl;
   const float *base = w->x + (size_t)img * g->h * g->w * g->cin + c0;
-  __m512 d[6][6], c[6][6];
+  /* rows [i_lo, i_hi) and columns [j_lo, j_hi) of the 6x6 patch are inside x, the rest is 0 */
+  int i_lo = imax(0, -iy0), i_hi = imin(6, g->h - iy0);
+  int j_lo = imax(0, -ix0), j_hi = imin(6, g->w - ix0);
   const __m512 zero = _mm512_setzero_ps();
-  if (iy0 >= 0 && ix0 >= 0 && iy0 + 6 <= g->h && ix0 + 6 <= g->w) {
-    for (int i = 0; i < 6; i++)
-      for (int j = 0; j < 6; j++)
-        d[i][j] = _mm512_maskz_loadu_ps(cm, base + ((size_t)(iy0 + i) * g->w + ix0 + j) * g->cin);
-  } else {
-    for (int i = 0; i < 6; i++) {
-      int iy = iy0 + i;
-      for (int j = 0; j < 6; j++) {
-        int ix = ix0 + j;
-        d[i][j] = (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w)
-                      ? _mm512_maskz_loadu_ps(cm, base + ((size_t)iy * g->w + ix) * g->cin)
-                      : zero;
-      }
-    }
-  }
-  /* columns: c[.][j] = B^T d[.][j]; rows: V[i][.] = B^T c[i][.] */
+  /* column by column: c[.][j] = B^T d[.][j] (6 loads live at a time); then rows */
+  __m512 c[6][6];
   for (int j = 0; j < 6; j++) {
     __m512 col[6], o[6];
-    for (int i = 0; i < 6; i++) col[i] = d[i][j];
+    int jin = j >= j_lo && j < j_hi;
+    for (int i = 0; i < 6; i++)
+      col[i] = jin && i >= i_lo && i < i_hi
+                   ? _mm512_maskz_loadu_ps(cm, base + ((size_t)(iy0 + i) * g->w + (ix0 + j)) * g->cin)
+                   : zero;
     bt6(col, o);
     for (int i = 0; i < 6; i++) c[i][j] = o[i];
   }
