@@ -62,12 +62,15 @@ void sn_wino_prepare_u(int cin, int cout, const float *w, float *u) {
  * least 56 tiles (112 when U exceeds 4 MiB): each band reads all of U (36 Cin Cout floats,
  * 9.4 MB at 256 channels), so for wide layers a band that spills to L3 beats re-streaming U
  * every few tiles (measured at 14x14x256, batch 8: 14-tile bands 53 GFLOP/s in the GEMMs,
- * 112-tile bands 109). */
-static int band_tiles(int cin, int cout) {
+ * 112-tile bands 109). Never more than a thread's share of the T tiles (workspace). */
+static int band_tiles(int cin, int cout, int T, int nt) {
   int tb = SN_WINO_BAND_FLOATS / (36 * (cin + cout)) / SN_MR * SN_MR;
   int min_tb = (size_t)36 * cin * cout * sizeof(float) > (4u << 20) ? 8 * SN_MR : 4 * SN_MR;
-  return imin(imax(tb, min_tb), 16 * SN_MR);
+  tb = imin(imax(tb, min_tb), 16 * SN_MR);
+  return imin(tb, ceil_div(ceil_div(T, nt), SN_MR) * SN_MR);
 }
+
+static int tiles(const sn_conv_geom *g) { return g->n * ceil_div(g->oh, 4) * ceil_div(g->ow, 4); }
 
 /* Per-thread band buffers: Vp (36 x K blocks x panels of SN_PANEL) and Mb (36, tb, Cout). */
 static size_t vp_floats(int cin, int tb) {
@@ -76,7 +79,7 @@ static size_t vp_floats(int cin, int tb) {
 
 size_t sn_wino_workspace(const sn_conv_geom *g, int nthreads) {
   int nt = imax(1, nthreads);
-  int tb = band_tiles(g->cin, g->cout);
+  int tb = band_tiles(g->cin, g->cout, tiles(g), nt); /* grows with the batch */
   return (size_t)nt * (vp_floats(g->cin, tb) + (size_t)36 * tb * g->cout) + 64;
 }
 
@@ -240,7 +243,7 @@ void sn_wino_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x,
   w.tpi = ceil_div(g->oh, 4) * w.tw; /* tiles cover the output */
   int T = g->n * w.tpi;
   int nt = imax(1, nthreads);
-  int tb = band_tiles(g->cin, g->cout);
+  int tb = band_tiles(g->cin, g->cout, T, nt);
   /* Enough tiles: a multiple of nt bands of at most tb tiles, handed out dynamically, each run
    * by one thread in its own buffers. Else all threads share bands of up to nt * tb tiles (the
    * per-thread buffers are contiguous). */
