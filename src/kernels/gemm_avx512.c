@@ -3,10 +3,11 @@
  *
  * One task = a block of rows x a range of column panels. For each K block (kc <= SN_KC):
  *   narrow N (B block (kc, ncols) <= 256 KiB, stays in L2): for each row panel: copy its 14 rows
- *     into one panel buffer (L1), then run it against every column panel;
+ *     into one panel buffer (L1), then run it against every column panel; the RGB stem's
+ *     interior panels skip the copy (row-direct kernel reading x in place);
  *   wide N: copy all row panels of the block (<= 512 KiB, L2), then for each column panel (B
  *     panel (kc, 32) stays in L1) run every row panel.
- * Threads split the rows when there are enough of them, else the column panels. */
+ * Threads split the rows when there are enough of them, else the column panels (plan_conv). */
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
@@ -56,7 +57,7 @@ typedef struct gemm_plan {
   int kc, nkb;    /* K block and number of K blocks */
   int mp;         /* row panels */
   int direct;     /* 1: unpadded 1x1, A rows are pixels of x; 0: im2col rows */
-  int rows;       /* 1: Cin * stride == SN_ROWS_LDA, one K block: interior panels run row-direct */
+  int rowdirect;  /* 1: Cin * stride == SN_ROWS_LDA, one K block: interior panels run row-direct */
   int shared_a;   /* 1: shared-A split */
   int ppb, nmb;   /* rows split: panels per row block, row blocks */
   int nsplit;     /* shared-A split: column ranges */
@@ -72,7 +73,7 @@ static void plan_conv(const sn_conv_geom *g, int nt, gemm_plan *p) {
   p->kc = sn_gemm_kc(p->k);
   p->nkb = ceil_div(p->k, p->kc);
   p->direct = g->kh == 1 && g->kw == 1 && g->pt == 0 && g->pl == 0 && g->pb == 0 && g->pr == 0;
-  p->rows = g->cin * g->sw == SN_ROWS_LDA && p->nkb == 1 && !p->direct;
+  p->rowdirect = g->cin * g->sw == SN_ROWS_LDA && p->nkb == 1 && !p->direct;
   p->mp = ceil_div(p->m, SN_MR);
   p->shared_a = p->mp < shared_a_limit(nt);
   int npan = ceil_div(p->n, SN_NR);
@@ -377,7 +378,7 @@ static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x,
     if (ncols <= SN_NARROW_N) {
       for (int i0 = m0; i0 < m1; i0 += SN_MR) {
         int mi = imin(SN_MR, m1 - i0);
-        if (p->rows && kh_fits(g) && rows_direct_ok(g, i0, mi)) {
+        if (p->rowdirect && kh_fits(g) && rows_direct_ok(g, i0, mi)) {
           rows_direct_panel(g, p, x, i0, mi, bk, n0, ncols, bias, res, relu, y);
           continue;
         }
