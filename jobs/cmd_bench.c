@@ -1,9 +1,102 @@
-/* cmd_bench.c - `shardnet bench`. */
+/* cmd_bench.c - `shardnet bench`: median images/s of inference passes or training steps on random
+ * data, as one JSON line (the format jobs/bench/peers.py prints for PyTorch and ONNX Runtime, so
+ * the scripts can compare them side by side). */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
 #include "cli.h"
 
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
 int cmd_bench(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  cli_error("bench: not implemented yet");
-  return EXIT_FAIL;
+  cli_opt o[] = {CLI_MODEL_OPTS,
+                 {"batch", 1, "images per pass (default 8)", NULL},
+                 {"train", 0, "time training steps (forward, backward, SGD) instead of inference", NULL},
+                 {"reps", 1, "timed repetitions at least (default 10)", NULL},
+                 {"min-time", 1, "keep repeating until this many seconds passed (default 5)", NULL},
+                 {"threads", 1, "threads (default: the cores available)", NULL},
+                 {"help", 0, "show this help", NULL}};
+  int no = (int)(sizeof o / sizeof o[0]);
+  if (cli_parse("bench", argc, argv, 2, o, no)) return EXIT_USAGE;
+  if (cli_has(o, no, "help")) {
+    cli_print_help(stdout, "bench", "--arch A [--batch N] [--train] [options]",
+                   "  shardnet bench --arch resnet50 --batch 16\n"
+                   "  shardnet bench --arch resnet20 --input 28x28x1 --batch 128 --train\n"
+                   "  jobs/bench/bench_infer.sh   (shardnet, PyTorch and ONNX Runtime side by side)\n",
+                   o, no);
+    return 0;
+  }
+  long batch, reps, threads;
+  double min_time;
+  if (cli_int(o, no, "batch", 1, 1 << 16, 8, &batch) || cli_int(o, no, "reps", 1, 100000, 10, &reps) ||
+      cli_int(o, no, "threads", 1, 1024, 0, &threads) ||
+      cli_float(o, no, "min-time", 0, 3600, 5, &min_time))
+    return EXIT_USAGE;
+  sn_model_config cfg;
+  if (cli_model_config(o, no, &cfg)) return EXIT_USAGE;
+  int train = cli_has(o, no, "train");
+  cli_job job;
+  int rc = cli_job_start(&job, &argc, &argv, threads);
+  if (rc) return rc;
+  sn_net *net = NULL;
+  sn_status s = sn_net_create(&cfg, 1, &net);
+  if (s == SN_OK) s = sn_net_plan(net, (int)batch, train);
+  cli_check(&job, s);
+  int h, w, c, oh, ow, oc;
+  sn_net_input_shape(net, &h, &w, &c);
+  sn_net_output_shape(net, &oh, &ow, &oc);
+  size_t nx = (size_t)batch * h * w * c;
+  float *x = malloc(nx * sizeof(float)), *out = malloc((size_t)batch * oh * ow * oc * sizeof(float));
+  int32_t *labels = malloc((size_t)batch * sizeof(int32_t));
+  int cap = (int)(3 * reps + 3);
+  double *ts = malloc((size_t)cap * sizeof(double));
+  if (!x || !out || !labels || !ts) s = sn_error_set(SN_ERR_NOMEM, "bench: out of memory");
+  cli_check(&job, s);
+  uint32_t r = 12345;
+  for (size_t i = 0; i < nx; ++i) {
+    r = r * 1664525u + 1013904223u;
+    x[i] = (float)(r >> 8) / 16777216.0f * 2.0f - 1.0f;
+  }
+  for (long i = 0; i < batch; ++i) labels[i] = (int32_t)(i % oc);
+  sn_train_config tc;
+  sn_train_config_init(&tc);
+  tc.lr = 0.01f;
+  int nr = 0;
+  double start = 0;
+  for (int it = -2; s == SN_OK; ++it) { /* two warm-up passes */
+    if (it == 0) start = cli_now();
+    double t0 = cli_now();
+    if (train) {
+      float loss;
+      int correct;
+      s = sn_net_train_step(net, x, labels, (int)batch, (int)batch, &tc, &loss, &correct);
+      if (s == SN_OK) s = sn_net_sgd_update(net, &tc, tc.lr);
+    } else {
+      s = sn_net_forward(net, x, (int)batch, out);
+    }
+    if (it < 0) continue;
+    ts[nr++] = cli_now() - t0;
+    if (nr >= cap || (nr >= reps && cli_now() - start >= min_time)) break;
+  }
+  cli_check(&job, s);
+  qsort(ts, (size_t)nr, sizeof(double), cmp_d);
+  double med = ts[nr / 2];
+  double flop = 2.0 * (double)sn_net_macs(net) * (double)batch * (train ? 3.0 : 1.0);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  printf("{\"framework\": \"shardnet\", \"version\": \"%s\", \"model\": \"%s\", \"mode\": \"%s\", "
+         "\"batch\": %ld, \"threads\": %d, \"img_per_s\": %.2f, \"ms_per_batch\": %.3f, "
+         "\"ms_min\": %.3f, \"runs\": %d, \"gflops\": %.1f, \"peak_rss_mb\": %.1f}\n",
+         SN_VERSION, cfg.arch, train ? "train" : "infer", batch, job.threads, batch / med, med * 1e3,
+         ts[0] * 1e3, nr, flop / med / 1e9, ru.ru_maxrss / 1024.0);
+  free(x);
+  free(out);
+  free(labels);
+  free(ts);
+  sn_net_destroy(net);
+  return cli_job_end(&job, 0);
 }

@@ -245,14 +245,14 @@ int cmd_train(int argc, char **argv) {
   tc.label_smoothing = (float)ls;
 
   size_t img = (size_t)h * w * c;
+  int64_t *epoch_rows = malloc((size_t)(steps_per_epoch * local_max) * sizeof(int64_t));
   void *raw = malloc((size_t)local_max * img * sizeof(float));
   float *x = malloc((size_t)local_max * img * sizeof(float));
   float *logits = malloc((size_t)local_max * k * sizeof(float));
-  float *scratch = malloc(img * sizeof(float));
   int32_t *labels = malloc((size_t)local_max * sizeof(int32_t));
   int64_t *perm = malloc((size_t)ti->n * sizeof(int64_t));
   int64_t *rows = malloc((size_t)local_max * sizeof(int64_t));
-  if (!raw || !x || !logits || !scratch || !labels || !perm || !rows)
+  if (!raw || !x || !logits || !labels || !perm || !rows || !epoch_rows)
     s = sn_error_set(SN_ERR_NOMEM, "train: out of memory for batch buffers");
   cli_check(&job, s);
   FILE *metrics = NULL;
@@ -267,22 +267,44 @@ int cmd_train(int argc, char **argv) {
   for (int64_t epoch = meta.epoch; step < total_steps; ++epoch) {
     if (shuffle) sn_shard_permutation(ti->n, (uint64_t)seed, epoch, perm);
     else for (int64_t i = 0; i < ti->n; ++i) perm[i] = i;
+    /* This rank's rows of every global batch of the epoch (a constant count per rank), read and
+     * augmented ahead by the reader's thread. */
+    int64_t first = step - epoch * steps_per_epoch, nlocal = 0;
+    if (first < 0) first = 0;
+    int per_step = 0;
+    for (int64_t st = first; st < steps_per_epoch; ++st) {
+      per_step = sn_shard_step_rows(perm, ti->n, batch, drop_last, job.rank, job.size, st,
+                                    epoch_rows + nlocal);
+      nlocal += per_step;
+    }
+    sn_reader_options ro;
+    sn_reader_options_init(&ro);
+    ro.batch = per_step;
+    ro.preprocess = pre;
+    ro.augment = aug;
+    ro.pad = h >= 64 ? h / 8 : 4;
+    ro.seed = (uint64_t)seed;
+    ro.epoch = epoch;
+    sn_reader *rd = NULL;
+    s = sn_reader_create(train, epoch_rows, nlocal, &ro, &rd);
+    cli_check(&job, s);
     double t0 = cli_now(), sums[3] = {0, 0, 0};
-    int64_t first = step - epoch * steps_per_epoch;
-    for (int64_t st = first < 0 ? 0 : first; st < steps_per_epoch && step < total_steps; ++st) {
-      int n = sn_shard_step_rows(perm, ti->n, batch, drop_last, job.rank, job.size, st, rows);
-      double tr = cli_now();
-      s = cli_load_batch(train, rows, n, pre, raw, x, labels);
+    for (int64_t st = first; st < steps_per_epoch && step < total_steps; ++st) {
+      float *xb;
+      int32_t *lb;
+      int64_t *rb;
+      int n = 0;
+      s = sn_reader_next(rd, &xb, &lb, &rb, &n);
+      if (s == SN_OK && n != per_step)
+        s = sn_error_set(SN_ERR_INVALID, "train: reader gave %d rows, expected %d", n, per_step);
       for (int i = 0; s == SN_OK && i < n; ++i)
-        if (labels[i] < 0 || labels[i] >= k)
+        if (lb[i] < 0 || lb[i] >= k)
           s = sn_error_set(SN_ERR_FORMAT, "file %s: row %lld: label %d outside [0, %d)", data,
-                           (long long)rows[i], labels[i], k);
-      wait_data += cli_now() - tr;
+                           (long long)rb[i], lb[i], k);
       cli_check(&job, s);
-      sn_augment_batch(x, n, h, w, c, aug, h >= 64 ? h / 8 : 4, (uint64_t)seed, epoch, rows, scratch);
       float loss = 0;
       int correct = 0;
-      s = sn_net_train_step(net, x, labels, n, (int)batch, &tc, &loss, &correct);
+      s = sn_net_train_step(net, xb, lb, n, (int)batch, &tc, &loss, &correct);
       if (s == SN_ERR_NUMERIC)
         s = sn_error_set(s, "epoch %lld step %lld: %s; the last checkpoint is kept", (long long)epoch + 1,
                          (long long)step + 1, sn_last_error());
@@ -294,16 +316,18 @@ int cmd_train(int argc, char **argv) {
       sums[2] += n;
       ++step;
       if (job.rank == 0 && cli_verbose) {
-        double el = cli_now() - t0, done = (double)(st + 1 - (first < 0 ? 0 : first));
-        double left = (double)((steps_per_epoch - st - 1) < (total_steps - step) ? (steps_per_epoch - st - 1) : (total_steps - step));
+        double el = cli_now() - t0, done = (double)(st + 1 - first);
+        int64_t rest = steps_per_epoch - st - 1 < total_steps - step ? steps_per_epoch - st - 1 : total_steps - step;
         char extra[160];
         snprintf(extra, sizeof extra, "loss %.4f acc %.1f%% %.0f img/s ETA %.0fs ", sums[0] / sums[2],
-                 100.0 * sums[1] / sums[2], done * batch / el, el / done * left);
+                 100.0 * sums[1] / sums[2], done * batch / el, el / done * (double)rest);
         char what[48];
         snprintf(what, sizeof what, "epoch %lld", (long long)epoch + 1);
         cli_progress(what, (double)(st + 1), (double)steps_per_epoch, extra);
       }
     }
+    wait_data += sn_reader_wait_seconds(rd);
+    sn_reader_destroy(rd);
     s = sn_comm_allreduce(job.comm, sums, 3, SN_F64, SN_SUM);
     cli_check(&job, s);
     double secs = cli_now() - t0;
@@ -346,7 +370,7 @@ int cmd_train(int argc, char **argv) {
            cli_now() - t_start, job.size, job.threads, cli_get(o, no, "out") ? "; weights: " : "",
            cli_get(o, no, "out") ? cli_get(o, no, "out") : "");
   if (metrics) fclose(metrics);
-  free(raw); free(x); free(logits); free(scratch); free(labels); free(perm); free(rows);
+  free(epoch_rows); free(raw); free(x); free(logits); free(labels); free(perm); free(rows);
   sn_net_destroy(net);
   sn_net_destroy(evalnet);
   sn_dataset_close(train);

@@ -380,6 +380,18 @@ void sn_net_param_counts(const sn_net *net, int64_t *total, int64_t *trainable,
   if (non_trainable) *non_trainable = nt;
 }
 
+int64_t sn_net_macs(const sn_net *net) {
+  int64_t macs = 0;
+  for (int j = 0; j < net->nlayers; ++j) {
+    const sn_layer *l = &net->layers[j];
+    if (!strcmp(l->ops->kind, "conv"))
+      macs += (int64_t)l->out.h * l->out.w * l->out.c * l->kh * l->kw * sn_layer_in_shape(net, l, 0)->c;
+    else if (!strcmp(l->ops->kind, "dense"))
+      macs += (int64_t)l->out.c * (int64_t)sn_shape_size(*sn_layer_in_shape(net, l, 0));
+  }
+  return macs;
+}
+
 int sn_net_num_params(const sn_net *net) { return net->nparams; }
 
 sn_status sn_net_param(const sn_net *net, int i, sn_param_info *info) {

@@ -83,6 +83,11 @@ sn_status sn_comm_barrier(sn_comm *comm);
 typedef struct sn_request sn_request;
 sn_status sn_comm_iallreduce_f32(sn_comm *comm, float *buf, size_t n, sn_request **req);
 sn_status sn_comm_wait(sn_comm *comm, sn_request *req);
+/* Drives the MPI progress engine once and sets *done = 1 if req (NULL: completed) has completed.
+ * Does not free req: call sn_comm_wait afterwards (it then returns at once). With no
+ * asynchronous progress in the MPI library (Open MPI 4.1), a pending non-blocking all-reduce
+ * advances only inside MPI calls such as this one. Not collective. */
+sn_status sn_comm_test(sn_comm *comm, sn_request *req, int *done);
 /* Agreement: returns SN_OK on every rank iff `local` is SN_OK on every rank; otherwise every rank
  * gets SN_ERR_COMM (or its own error) and the message names the lowest failing rank and its
  * message. Collective. */
@@ -140,6 +145,9 @@ void sn_net_output_shape(const sn_net *net, int *h, int *w, int *c);
 /* Width D of the pooled feature vector (the classifier's input), 0 if the model has none. */
 int sn_net_feature_dim(const sn_net *net);
 
+/* Multiply-adds of one image's forward pass (convolutions and dense layers), as MODELS.md counts
+ * them. */
+int64_t sn_net_macs(const sn_net *net);
 /* Parameter counts as Keras reports them (moving statistics are non-trainable). */
 void sn_net_param_counts(const sn_net *net, int64_t *total, int64_t *trainable,
                          int64_t *non_trainable);
@@ -230,6 +238,17 @@ int64_t sn_net_sgd_steps(const sn_net *net);
 void sn_net_set_sgd_steps(sn_net *net, int64_t steps);
 /* Size of the gradient all-reduce buckets (MiB, default 25). */
 void sn_net_set_bucket_mb(sn_net *net, double mb);
+/* Whether sn_net_train_step polls the pending gradient buckets (sn_comm_test) after each layer's
+ * backward, so that they progress while backward continues (default 1; the MPI library has no
+ * progress thread). The result is the same either way. sn_net_set_comm applies the environment
+ * variable SN_COMM_POLL (0 = off, anything else = on) if it is set; call this afterwards to
+ * override it. */
+void sn_net_set_comm_poll(sn_net *net, int poll);
+/* Communication counters of the gradient all-reduce, cumulative over all train steps of this
+ * net: seconds blocked after backward until every bucket was reduced (the communication not
+ * hidden behind backward) and gradient bytes all-reduced per rank. Zero with one rank. Sync-BN
+ * all-reduces are not included. */
+void sn_net_comm_stats(const sn_net *net, double *exposed_seconds, int64_t *bytes);
 
 /* Learning-rate schedule. */
 typedef enum sn_schedule { SN_SCHED_CONSTANT = 0, SN_SCHED_STEP = 1, SN_SCHED_COSINE = 2 } sn_schedule;

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# cli_help_test.sh - every subcommand has --help with examples; unknown flags and bad values are
+# rejected with a message naming them and exit code 2; --version works.
+set -u
+sn="$1"
+fail=0
+check() { # description, expected exit, grep pattern (on stdout+stderr), command...
+  local what="$1" want="$2" pat="$3"; shift 3
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [[ $rc -ne $want ]] || ! grep -qE -- "$pat" <<<"$out"; then
+    echo "FAIL: $what: exit $rc (want $want), output: $out"; fail=1
+  else
+    echo "ok: $what"
+  fi
+}
+check "version" 0 "^shardnet [0-9]+\.[0-9]+" "$sn" --version
+check "top-level help" 0 "commands:" "$sn" --help
+check "no command" 2 "usage" "$sn"
+check "unknown command" 2 "unknown command 'frobnicate'" "$sn" frobnicate
+for c in summary infer train convert bench; do
+  check "$c --help" 0 "examples:" "$sn" "$c" --help
+  check "$c unknown flag" 2 "unknown option '--bogus-flag'" "$sn" "$c" $([[ $c == convert ]] && echo idx) --bogus-flag
+done
+check "summary bad arch" 2 "unknown architecture 'resnet51'" "$sn" summary --arch resnet51
+check "summary bad input" 2 "option --input: '224x224' is not HxWxC" "$sn" summary --arch resnet50 --input 224x224
+check "summary pooling without no-top" 2 "--pooling needs --no-top" "$sn" summary --arch resnet50 --pooling avg
+check "summary bad pooling" 2 "option --pooling: 'mean'" "$sn" summary --arch resnet50 --no-top --pooling mean
+check "train bad batch" 2 "option --batch: 'abc'" "$sn" train --arch lenet --data x.h5 --batch abc
+check "train negative lr" 2 "option --lr: '-1'" "$sn" train --arch lenet --data x.h5 --lr -1
+check "train missing data" 2 "--data is required" "$sn" train --arch lenet
+check "train bad schedule" 2 "option --schedule: 'linear'" "$sn" train --arch lenet --data x.h5 --schedule linear
+check "infer missing out" 2 "--data and --out are required" "$sn" infer --arch lenet --data x.h5
+check "infer bad top-k" 2 "option --top-k: '-3'" "$sn" infer --arch lenet --data x.h5 --out y.h5 --top-k -3
+check "infer bad features dtype" 2 "option --features-dtype: 'f64'" "$sn" infer --arch lenet --data x.h5 --out y.h5 --features-dtype f64
+check "convert bad kind" 2 "idx or folder" "$sn" convert tarball --out x.h5
+check "convert bad size" 2 "option --size: '224'" "$sn" convert folder --root . --out x.h5 --size 224
+check "bench bad batch" 2 "option --batch: '0'" "$sn" bench --arch lenet --batch 0
+check "summary counts" 0 "Total params: 25,636,712" "$sn" summary --arch keras_resnet50
+exit $fail
