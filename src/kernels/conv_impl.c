@@ -21,7 +21,7 @@
  * 7x7x512), so at batch 1 the 7x7 and 14x14 layers are faster direct; with a few images per
  * call the tiles amortise U (spec/KERNELS.md 2.2). */
 #define SN_COST_GFLOPS_PER_THREAD 140.0
-#define SN_COST_DRAM_GBS 10.0
+#define SN_COST_DRAM_GBS 15.0 /* 2 threads streaming U at 7x7x512, batch 2: 17 GB/s */
 #define SN_COST_WINO_TRANSFORM_NS 9.0 /* per tile and (Cin + Cout) channel, one thread */
 
 struct sn_conv_impl {

@@ -77,7 +77,9 @@ static void plan_conv(const sn_conv_geom *g, int nt, gemm_plan *p) {
   p->mp = ceil_div(p->m, SN_MR);
   p->shared_a = p->mp < shared_a_limit(nt);
   int npan = ceil_div(p->n, SN_NR);
-  p->nsplit = imin(npan, 4 * nt);
+  /* shared A: every column task reads all of packed A, so few tasks when A is large */
+  size_t abytes = (size_t)p->mp * p->nkb * SN_PANEL * sizeof(float);
+  p->nsplit = imin(npan, abytes > (512u << 10) ? nt : 4 * nt);
   /* rows: about 3 tasks per thread, fewer when B's K block does not fit L2 */
   int want = (size_t)p->kc * p->n * sizeof(float) <= (1u << 20) ? 3 * nt : nt;
   int nmb = imax(ceil_div(p->mp, max_panels_per_block()), imin(p->mp, want));
