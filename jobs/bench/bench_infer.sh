@@ -35,7 +35,11 @@ for prog in conv_bench net_bench; do
 done
 
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads
-echo "{\"host_load_avg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"threads\":$threads,\"reps\":$reps}"
+# OpenBLAS 0.3.21 (DYNAMIC_ARCH) detects this Sapphire Rapids VM as "Prescott" and runs SSE3
+# kernels (l3 1x1 256>1024 sgemm, 1 thread: 94 GFLOP/s vs 134 with SkylakeX); force the AVX-512
+# kernels so that the generic path and the sgemm ceiling are fair.
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
+echo "{\"host_load_avg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"threads\":$threads,\"reps\":$reps,\"openblas_coretype\":\"$OPENBLAS_CORETYPE\",\"omp_wait_policy\":\"${OMP_WAIT_POLICY:-default}\"}"
 for m in $models; do
   for b in $batches; do
     "$exe" --model "$m" --batch "$b" --reps "$reps" "$@"
