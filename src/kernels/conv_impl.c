@@ -119,6 +119,7 @@ size_t sn_conv_impl_workspace(const sn_conv_impl *c) {
 
 void sn_conv_impl_forward(const sn_conv_impl *c, int n, const float *x, const float *res, int relu,
                           float *y, float *ws) {
+  if (n <= 0) return;
   sn_conv_geom g = c->g;
   g.n = n;
   int nt = omp_get_max_threads();
