@@ -68,6 +68,7 @@ int cmd_infer(int argc, char **argv) {
                  {"features-dtype", 1, "f32|f16 (default f32)", NULL},
                  {"labels", 1, "class names file (one per line) to print decoded predictions", NULL},
                  {"print", 1, "print the predictions of the first N rows (default 5 with --labels)", NULL},
+                 {"confusion", 1, "with /labels: write the confusion matrix (TSV, rows = true class)", NULL},
                  {"compression", 1, "gzip level 0-9 for the output (default 0)", NULL},
                  {"resume", 0, "complete an interrupted output (only missing rows are computed)", NULL},
                  {"force", 0, "replace an existing output", NULL},
@@ -230,6 +231,11 @@ int cmd_infer(int argc, char **argv) {
   }
   cli_check(&job, s);
 
+  /* With labels: top-1/top-k hits and the confusion matrix (summed over ranks at the end). */
+  int labelled = di->has_labels && topk > 0;
+  double *conf = labelled ? calloc((size_t)oc * oc + 2, sizeof *conf) : NULL;
+  if (labelled && !conf) s = sn_error_set(SN_ERR_NOMEM, "infer: out of memory");
+  cli_check(&job, s);
   double t0 = cli_now(), t_compute = 0;
   int64_t filled = 0, done_rows = 0, printed = 0;
   size_t lw = (size_t)oc * oh * ow;
@@ -258,6 +264,14 @@ int cmd_infer(int argc, char **argv) {
       if (topk) {
         sn_softmax(slog + (size_t)filled * lw, n, oc, probs);
         sn_topk(probs, n, oc, (int)topk, sidx + (size_t)filled * topk, sval + (size_t)filled * topk);
+        for (int j = 0; labelled && lab && j < n; ++j) {
+          const int32_t *ix = sidx + (size_t)(filled + j) * topk;
+          if (lab[j] < 0 || lab[j] >= oc) continue;
+          conf[(size_t)lab[j] * oc + ix[0]] += 1;
+          for (int t = 0; t < topk; ++t)
+            if (ix[t] == lab[j]) conf[(size_t)oc * oc] += 1; /* top-k hits */
+          conf[(size_t)oc * oc + 1] += 1;                    /* labelled rows */
+        }
         for (int j = 0; j < n && printed < nprint && job.rank == 0; ++j, ++printed) {
           printf("row %lld:", (long long)brows[j]);
           for (int t = 0; t < topk && t < 5; ++t) {
@@ -295,6 +309,37 @@ int cmd_infer(int argc, char **argv) {
   double tot[4] = {(double)nrows, wait, t_compute, secs};
   s = sn_comm_allreduce(job.comm, tot, 4, SN_F64, SN_SUM);
   cli_check(&job, s);
+  if (labelled) {
+    s = sn_comm_allreduce(job.comm, conf, (size_t)oc * oc + 2, SN_F64, SN_SUM);
+    cli_check(&job, s);
+  }
+  if (job.rank == 0 && labelled && conf[(size_t)oc * oc + 1] > 0) {
+    double n = conf[(size_t)oc * oc + 1], hit1 = 0;
+    for (int i = 0; i < oc; ++i) hit1 += conf[(size_t)i * oc + i];
+    if (cli_verbose) {
+      printf("accuracy on %.0f labelled rows: top-1 %.2f%%, top-%ld %.2f%%\n", n, 100.0 * hit1 / n, topk,
+             100.0 * conf[(size_t)oc * oc] / n);
+      if (oc <= 100) {
+        printf("per-class top-1 accuracy:\n");
+        for (int i = 0; i < oc; ++i) {
+          double row = 0;
+          for (int j = 0; j < oc; ++j) row += conf[(size_t)i * oc + j];
+          const char *name = sn_dataset_class_name(ds, i);
+          if (row > 0) printf("  %3d %-20s %6.2f%% of %.0f\n", i, name ? name : "", 100.0 * conf[(size_t)i * oc + i] / row, row);
+        }
+      }
+    }
+    const char *cpath = cli_get(o, no, "confusion");
+    if (cpath) {
+      FILE *f = fopen(cpath, "w");
+      if (!f) s = sn_error_set(SN_ERR_IO, "cannot write confusion matrix %s", cpath);
+      for (int i = 0; f && i < oc; ++i)
+        for (int j = 0; j < oc; ++j) fprintf(f, "%.0f%c", conf[(size_t)i * oc + j], j + 1 < oc ? '\t' : '\n');
+      if (f) fclose(f);
+      cli_check(&job, s);
+    }
+  }
+  free(conf);
   if (job.rank == 0) {
     if (cli_verbose)
       printf("inferred %lld rows on %d rank(s) in %.2f s: %.1f images/s; waiting for data %.1f%% of the "
