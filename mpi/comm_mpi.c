@@ -241,6 +241,19 @@ static sn_status mpi_wait(sn_comm *c, sn_request *req) {
   return rc == MPI_SUCCESS ? SN_OK : sn_mpi_error(c, rc, "MPI_Wait (iallreduce)");
 }
 
+/* One MPI_Testall over the request's chunks: enters Open MPI's progress engine (which advances
+ * every pending non-blocking collective, not only this one) and reports completion. Completed
+ * MPI requests become MPI_REQUEST_NULL, so the later sn_comm_wait returns at once. */
+static sn_status mpi_test(sn_comm *c, sn_request *req, int *done) {
+  *done = 1;
+  if (!req) return SN_OK;
+  int flag = 0;
+  int rc = MPI_Testall(req->count, req->reqs, &flag, MPI_STATUSES_IGNORE);
+  if (rc != MPI_SUCCESS) return sn_mpi_error(c, rc, "MPI_Testall (iallreduce)");
+  *done = flag != 0;
+  return SN_OK;
+}
+
 static void mpi_destroy(sn_comm *c) {
   sn_comm_mpi *impl = c->impl;
   int finalized = 1;
@@ -251,7 +264,7 @@ static void mpi_destroy(sn_comm *c) {
 }
 
 static const sn_comm_ops mpi_ops = {mpi_allreduce,      mpi_bcast, mpi_allgather, mpi_barrier,
-                                    mpi_iallreduce_f32, mpi_wait,  mpi_destroy};
+                                    mpi_iallreduce_f32, mpi_wait,  mpi_test,      mpi_destroy};
 
 /* Duplicates `from` and wraps the duplicate. Collective over `from`. */
 static sn_status create_from(MPI_Comm from, const char *what, sn_comm **out) {

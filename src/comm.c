@@ -36,9 +36,15 @@ static sn_status serial_iallreduce(sn_comm *c, float *buf, size_t n, sn_request 
   return SN_OK;
 }
 static sn_status serial_wait(sn_comm *c, sn_request *req) { (void)c; (void)req; return SN_OK; }
+static sn_status serial_test(sn_comm *c, sn_request *req, int *done) {
+  (void)c; (void)req;
+  *done = 1;
+  return SN_OK;
+}
 
 static const sn_comm_ops serial_ops = {serial_allreduce, serial_bcast, serial_allgather,
-                                       serial_barrier,   serial_iallreduce, serial_wait, NULL};
+                                       serial_barrier,   serial_iallreduce, serial_wait,
+                                       serial_test,      NULL};
 static sn_comm serial_comm = {&serial_ops, 0, 1, -1, NULL};
 
 sn_comm *sn_comm_serial(void) { return &serial_comm; }
@@ -75,6 +81,13 @@ sn_status sn_comm_iallreduce_f32(sn_comm *c, float *buf, size_t n, sn_request **
 sn_status sn_comm_wait(sn_comm *c, sn_request *req) {
   if (!c) c = &serial_comm;
   return c->ops->wait(c, req);
+}
+sn_status sn_comm_test(sn_comm *c, sn_request *req, int *done) {
+  int d = 1;
+  if (!c) c = &serial_comm;
+  sn_status s = c->ops->test(c, req, &d);
+  if (done) *done = d;
+  return s;
 }
 
 /* Every rank contributes its status; the lowest failing rank's message is broadcast. */

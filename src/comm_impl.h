@@ -19,6 +19,9 @@ typedef struct sn_comm_ops {
   sn_status (*barrier)(sn_comm *c);
   sn_status (*iallreduce_f32)(sn_comm *c, float *buf, size_t n, sn_request **req);
   sn_status (*wait)(sn_comm *c, sn_request *req);
+  /* Drives progress and sets *done = 1 if req has completed (req stays valid: sn_comm_wait
+   * still frees it, immediately). NULL is a completed request. */
+  sn_status (*test)(sn_comm *c, sn_request *req, int *done);
   void (*destroy)(sn_comm *c);
 } sn_comm_ops;
 
