@@ -114,6 +114,9 @@ struct sn_net {
   sn_comm *comm;
   int sync_bn;
   size_t bucket_floats;    /* gradient all-reduce bucket size */
+  int comm_nopoll;         /* 1: pending buckets are not polled during backward (train.c) */
+  double comm_exposed_s;   /* seconds blocked completing gradient all-reduces, cumulative */
+  int64_t comm_bytes;      /* gradient bytes all-reduced, cumulative */
   const sn_train_config *tcfg; /* during a train step */
   uint64_t seed;
 };

@@ -1,5 +1,6 @@
 /* train.c - one training step (forward, loss, backward, gradient all-reduce) and SGD. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,16 @@ void sn_net_set_bucket_mb(sn_net *net, double mb) {
 sn_status sn_net_set_comm(sn_net *net, sn_comm *comm, int sync_bn) {
   net->comm = comm;
   net->sync_bn = sync_bn;
+  const char *poll = getenv("SN_COMM_POLL");
+  if (poll && *poll) net->comm_nopoll = !strcmp(poll, "0");
   return SN_OK;
+}
+
+void sn_net_set_comm_poll(sn_net *net, int poll) { net->comm_nopoll = !poll; }
+
+void sn_net_comm_stats(const sn_net *net, double *exposed_seconds, int64_t *bytes) {
+  if (exposed_seconds) *exposed_seconds = net->comm_exposed_s;
+  if (bytes) *bytes = net->comm_bytes;
 }
 
 int64_t sn_net_sgd_steps(const sn_net *net) { return net->sgd_steps; }
@@ -41,23 +51,41 @@ static size_t first_offset_from(const sn_net *net, int j) {
 typedef struct bucket_state {
   sn_request *req[4096];
   int nreq;
+  int ndone; /* req[0, ndone) are known to have completed (sn_comm_test) */
   size_t pending_end;
 } bucket_state;
 
 static sn_status launch(sn_net *net, bucket_state *b, size_t lo) {
   if (b->pending_end <= lo) return SN_OK;
   if (b->nreq == (int)(sizeof b->req / sizeof b->req[0])) {
+    double t0 = omp_get_wtime();
     for (int i = 0; i < b->nreq; ++i) {
       sn_status s = sn_comm_wait(net->comm, b->req[i]);
       if (s != SN_OK) return s;
     }
-    b->nreq = 0;
+    net->comm_exposed_s += omp_get_wtime() - t0;
+    b->nreq = b->ndone = 0;
   }
   sn_status s = sn_comm_iallreduce_f32(net->comm, net->grads + lo, b->pending_end - lo,
                                        &b->req[b->nreq]);
   if (s != SN_OK) return s;
   b->nreq++;
   b->pending_end = lo;
+  return SN_OK;
+}
+
+/* The MPI library has no progress thread (Open MPI 4.1: "OMPI progress: no"), so a launched
+ * bucket advances only inside MPI calls. After each layer's backward, test the oldest bucket not
+ * yet known complete: each test enters the progress engine, which advances every pending
+ * non-blocking collective. No call at all when nothing is pending. */
+static sn_status poll_buckets(sn_net *net, bucket_state *b) {
+  while (b->ndone < b->nreq) {
+    int done = 0;
+    sn_status s = sn_comm_test(net->comm, b->req[b->ndone], &done);
+    if (s != SN_OK) return s;
+    if (!done) break;
+    b->ndone++;
+  }
   return SN_OK;
 }
 
@@ -98,7 +126,7 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
 
   int dist = net->comm && sn_comm_size(net->comm) > 1;
   bucket_state b;
-  b.nreq = 0;
+  b.nreq = b.ndone = 0;
   b.pending_end = net->ntrainable;
   for (int j = net->nlayers - 1; j >= 0; --j) {
     sn_layer *l = &net->layers[j];
@@ -114,12 +142,20 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
         sn_status s = launch(net, &b, lo);
         if (s != SN_OK) return s;
       }
+      if (!net->comm_nopoll) {
+        sn_status s = poll_buckets(net, &b);
+        if (s != SN_OK) return s;
+      }
     }
   }
   net->input = NULL;
   if (dist) {
+    /* Exposed communication: from the end of backward until every bucket is reduced. */
+    double t0 = omp_get_wtime();
     sn_status s = launch(net, &b, 0);
     for (int i = 0; i < b.nreq && s == SN_OK; ++i) s = sn_comm_wait(net->comm, b.req[i]);
+    net->comm_exposed_s += omp_get_wtime() - t0;
+    net->comm_bytes += (int64_t)(net->ntrainable * sizeof(float));
     if (s != SN_OK) return s;
   }
   if (bad_loss)
