@@ -19,7 +19,7 @@ width=()
 t_start=$(date +%s)
 
 echo "== 1/5 install and build"
-"$here/jobs/setup.sh" "$here/build" >/dev/null
+"$here/jobs/setup.sh" "$here/build" shardnet_cli >/dev/null
 sn="$here/build/shardnet"
 mkdir -p "$out"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 HDF5_USE_FILE_LOCKING=FALSE

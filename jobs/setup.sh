@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # setup.sh - installs the Debian packages shardnet needs (only the missing ones) and builds it.
-# Usage: jobs/setup.sh [build-dir]   (default: build). Env: SN_CMAKE_ARGS for extra cmake flags.
+# Usage: jobs/setup.sh [build-dir] [target...]   (default: build, all targets).
+# Env: SN_CMAKE_ARGS for extra cmake flags.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$here/build}"
+shift || true
+targets=()
+for t in "$@"; do targets+=(--target "$t"); done
 
 pkgs=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
       libopenblas-dev libgtest-dev googletest libjpeg-dev libpng-dev zlib1g-dev
@@ -21,4 +25,4 @@ if ((${#missing[@]})); then
 fi
 
 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release ${SN_CMAKE_ARGS:-} >/dev/null
-cmake --build "$build" -j"$(nproc)"
+cmake --build "$build" -j"$(nproc)" "${targets[@]}"
