@@ -14,6 +14,9 @@ Examples:
   # random weights for tests, also saved as .pth for comparison with PyTorch
   convert_torch_weights.py --random-init resnet18 --out r18.h5 --save-pth r18.pth --check
 
+The .pth is loaded with torch.load(map_location="cpu", weights_only=True): a whole pickled
+model needs --trust-pickle (pickles can run code; use it only for files you trust).
+
 --check reads the file back with h5py, compares the parameter count with
 `shardnet summary`, and, when `shardnet infer` exists, runs it on a few random images and
 compares its logits with PyTorch's (MODELS.md 9 tolerance).
@@ -22,6 +25,8 @@ Exit status: 0 success, 1 conversion or check failed, 2 bad arguments.
 """
 import argparse
 import hashlib
+import importlib
+import inspect
 import os
 import re
 import shutil
@@ -100,7 +105,8 @@ def validate(sd, arch, path):
     """Every key and shape of torchvision's own model, nothing else (num_batches_tracked aside).
     Returns the number of classes."""
     if "fc.weight" not in sd:
-        fail(f"{path}: key fc.weight missing (shardnet needs the classifier of a torchvision ResNet)")
+        fail(f"{path}: key fc.weight missing "
+             "(shardnet needs the classifier of a torchvision ResNet)")
     classes = int(sd["fc.weight"].shape[0])
     ref = {k: tuple(v.shape) for k, v in reference_model(arch, classes).state_dict().items()
            if not k.endswith("num_batches_tracked")}
@@ -236,7 +242,8 @@ def check(out, sd, arch, classes, shardnet, threads, log):
     diff = float(np.abs(got - ref).max())
     tol = 1e-4 + 1e-4 * float(np.abs(ref).max())
     if not diff <= tol:
-        fail(f"check: shardnet infer logits differ from PyTorch by {diff:.3g} (tolerance {tol:.3g})")
+        fail(f"check: shardnet infer logits differ from PyTorch by {diff:.3g} "
+             f"(tolerance {tol:.3g})")
     log(f"check: shardnet infer logits on {n} images {side}x{side}: max |diff| {diff:.2e} "
         f"<= {tol:.2e} (PyTorch {torch.__version__})")
 
@@ -256,6 +263,9 @@ def main(argv=None):
                    help="--random-init: number of classes (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="--random-init: torch seed (default 0)")
     p.add_argument("--save-pth", metavar="FILE", help="--random-init: also save the state_dict")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="let torch.load run arbitrary pickle code (whole saved models); by default "
+                   "only tensors and containers are loaded (weights_only=True)")
     p.add_argument("--force", action="store_true", help="replace an existing output")
     p.add_argument("--check", action="store_true",
                    help="read the output back and verify it with shardnet summary / infer")
@@ -276,9 +286,12 @@ def main(argv=None):
     if a.save_pth and not a.random_init:
         p.error("--save-pth goes with --random-init")
     try:
+        for mod in ("h5py", "torchvision", "torch"):
+            importlib.import_module(mod)
         import torch
     except ImportError as e:
-        print(f"convert_torch_weights: error: PyTorch is needed ({e})", file=sys.stderr)
+        print(f"convert_torch_weights: error: {sys.executable} lacks a module the converter needs "
+              f"(torch, torchvision, h5py): {e}", file=sys.stderr)
         return 1
     try:
         if a.random_init:
@@ -294,10 +307,17 @@ def main(argv=None):
         else:
             if not os.path.isfile(a.pth):
                 fail(f"{a.pth}: no such file")
+            kw = {}
+            if "weights_only" in inspect.signature(torch.load).parameters:
+                kw["weights_only"] = not a.trust_pickle
             try:
-                obj = torch.load(a.pth, map_location="cpu")
+                obj = torch.load(a.pth, map_location="cpu", **kw)
             except Exception as e:  # pickle and zip errors come in many types
-                fail(f"{a.pth}: torch.load failed: {e}")
+                hint = ("" if a.trust_pickle or not kw else
+                        " (only tensors and plain containers are loaded; for a whole pickled "
+                        "model or a checkpoint with other objects, from a trusted source, add "
+                        "--trust-pickle)")
+                fail(f"{a.pth}: torch.load failed: {str(e).splitlines()[0]}{hint}")
             sd = unwrap_state_dict(obj, a.pth)
             arch = infer_arch(sd, a.pth)
             if a.arch and a.arch != arch:
