@@ -345,13 +345,17 @@ int cmd_train(int argc, char **argv) {
     cli_check(&job, s);
     if (job.rank == 0) {
       char line[512];
+      double comm_s = 0; /* rank 0's time blocked on gradient all-reduces after backward */
+      int64_t comm_bytes = 0;
+      sn_net_comm_stats(net, &comm_s, &comm_bytes);
       snprintf(line, sizeof line,
                "{\"epoch\": %lld, \"step\": %lld, \"train_loss\": %.6f, \"train_acc\": %.6f, "
                "\"val_loss\": %.6f, \"val_acc\": %.6f, \"lr\": %.6g, \"seconds\": %.3f, "
-               "\"images_per_s\": %.1f, \"data_wait_s\": %.3f, \"ranks\": %d, \"threads\": %d}",
+               "\"images_per_s\": %.1f, \"data_wait_s\": %.3f, \"ranks\": %d, \"threads\": %d, "
+               "\"comm_exposed_s\": %.4f, \"comm_bytes\": %lld}",
                (long long)meta.epoch, (long long)step, sums[0] / sums[2], sums[1] / sums[2],
                ev.loss, ev.count ? ev.correct / ev.count : 0.0, sn_lr_at(&ls_sched, step ? step - 1 : 0),
-               secs, sums[2] / secs, wait_data, job.size, job.threads);
+               secs, sums[2] / secs, wait_data, job.size, job.threads, comm_s, (long long)comm_bytes);
       if (metrics) {
         fprintf(metrics, "%s\n", line);
         fflush(metrics);
