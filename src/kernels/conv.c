@@ -1,5 +1,6 @@
-/* conv.c - generic 2-D convolution (forward and backward) by im2col + sgemm, and the plain
- * reference versions the tests compare against.
+/* conv.c - 2-D convolution (forward and backward): the AVX-512 direct kernels of conv_direct.c
+ * when the CPU has them, else the generic im2col + sgemm path below; and the plain reference
+ * versions the tests compare against.
  *
  * Layout: x (N, H, W, Cin), w (KH, KW, Cin, Cout) = HWIO, y / dy (N, OH, OW, Cout).
  * The im2col matrix has one row per output pixel and K = KH*KW*Cin columns in (ky, kx, ci)
@@ -13,6 +14,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "conv_direct.h"
+#include "conv_fast.h"
 #include "kernels.h"
 
 /* Target size of one im2col chunk, in floats (8 MiB). One image is always allowed even if it
@@ -59,14 +62,24 @@ static int sn_conv_chunk_images(const sn_conv_geom *g) {
  *   1x1 stride-1 unpadded: 0 (x is used in place);
  *   otherwise: B * OH*OW * KH*KW*Cin with B = min(N, max(1, floor(2^21 / (OH*OW*KH*KW*Cin))))
  *   images per chunk, i.e. at most max(8 MiB, one image's im2col matrix). */
-size_t sn_conv2d_forward_workspace(const sn_conv_geom *g) {
+static size_t generic_workspace(const sn_conv_geom *g) {
   if (conv_is_pointwise(g)) return 0;
   return (size_t)sn_conv_chunk_images(g) * g->oh * g->ow * conv_k(g);
 }
 
-/* Same formula as forward: backward reuses one chunk buffer first for im2col(x) (dW), then for
- * dy . W^T (dx, before col2im). */
-size_t sn_conv2d_backward_workspace(const sn_conv_geom *g) { return sn_conv2d_forward_workspace(g); }
+static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+
+/* The larger of the generic and the direct (conv_direct.h) workspace, so that a workspace stays
+ * valid whichever path runs (SN_NO_AVX512 may change between query and call). */
+size_t sn_conv2d_forward_workspace(const sn_conv_geom *g) {
+  return zmax(generic_workspace(g), sn_dconv_forward_workspace(g));
+}
+
+/* Generic: the forward formula (one chunk buffer, first for im2col(x) (dW), then for dy . W^T
+ * (dx, before col2im)). */
+size_t sn_conv2d_backward_workspace(const sn_conv_geom *g) {
+  return zmax(generic_workspace(g), sn_dconv_backward_workspace(g));
+}
 
 /* col (nimg*OH*OW, K) = im2col of images [0, nimg) of x (x points at the first image). */
 static void im2col(const sn_conv_geom *g, const float *x, int nimg, float *col) {
@@ -150,6 +163,10 @@ static void conv_epilogue(float *y, size_t rows, int c, const float *bias, const
 
 void sn_conv2d_forward(const sn_conv_geom *g, const float *x, const float *w, const float *bias,
                        const float *res, int relu, float *y, float *ws) {
+  if (sn_cpu_has_avx512()) {
+    sn_dconv_forward_avx512(g, x, w, bias, res, relu, y, ws);
+    return;
+  }
   const int cout = g->cout;
   if (conv_is_pointwise(g)) {
     const size_t rows = (size_t)g->n * g->h * g->w;
@@ -194,6 +211,10 @@ void sn_conv2d_backward(const sn_conv_geom *g, const float *x, const float *w, c
   const int cout = g->cout, cin = g->cin;
   const size_t out_pix = (size_t)g->oh * g->ow;
   if (db) column_sums(dy, (size_t)g->n * out_pix, cout, db);
+  if (sn_cpu_has_avx512()) {
+    sn_dconv_backward_avx512(g, x, w, dy, dx, dw, db, ws);
+    return;
+  }
   if (conv_is_pointwise(g)) {
     const int rows = g->n * g->h * g->w;
     /* dw (Cin, Cout) = x^T . dy; dx (rows, Cin) = dy . w^T */

@@ -8,6 +8,10 @@
 // Gradients sum N*OH*OW terms (dw, db) or KH*KW*Cout terms (dx): same argument, rtol = 2e-5.
 // The finite differences are taken in double on the double reference with h = 1e-3; the loss
 // sum(dy * y) is linear in x and in w, so they are exact up to ~1e-12.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -186,20 +190,41 @@ TEST(KernelConv, GeomInit) {
   EXPECT_EQ(-1, sn_conv_geom_init(&g, 1, 8, 8, 4, 3, 3, 1, 1, -1, 1, 1, 1, 4));
 }
 
+// Workspace = max(generic, direct) so that either path fits whichever runs.
+//   generic: 0 for unpadded 1x1 stride 1, else B * OH*OW * KH*KW*Cin with
+//            B = min(N, max(1, floor(2^21 / (OH*OW*KH*KW*Cin)))) images per im2col chunk;
+//   direct forward: K * r16(Cout) packed weights + G * r16(HP*WP*Cin) padded images (0 if
+//            unpadded), G = min(N, 8) chunks, r16 = round up to 16 floats;
+//   direct backward: packed flipped weights KH*KW*Cout * r16(Cin) (stride 1, pads < kernel) or
+//            W^T Cout * r16(KH*KW*Cin), + G * (padded image + padded dy (stride 1) or
+//            r16(OH*OW*KH*KW*Cin) (dcol) + r16(KH*KW*Cin*Cout) (dW partial)).
 TEST(KernelConv, WorkspaceFormula) {
   sn_conv_geom g;
-  // 1x1 stride 1 unpadded: x is used in place.
+  auto r16 = [](size_t v) { return (v + 15) / 16 * 16; };
+  // 1x1 stride 1 unpadded: generic 0, direct = the packed weights only.
   ASSERT_EQ(0, sn_conv_geom_init(&g, 8, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 256));
-  EXPECT_EQ(0u, sn_conv2d_forward_workspace(&g));
-  // 3x3 at 56x56x64: one image is 3136 * 576 floats (< 2^21), so 1 image per chunk.
+  EXPECT_EQ((size_t)64 * 256, sn_conv2d_forward_workspace(&g));
+  EXPECT_EQ((size_t)64 * 256 + 8 * (size_t)64 * 256, sn_conv2d_backward_workspace(&g));
+  // 3x3 at 56x56x64: generic one image per chunk, 3136 * 576, larger than the direct forward.
   ASSERT_EQ(0, sn_conv_geom_init(&g, 8, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 64));
+  const size_t pad = (size_t)58 * 58 * 64, wts = (size_t)576 * 64;
   EXPECT_EQ((size_t)3136 * 576, sn_conv2d_forward_workspace(&g));
-  // 7x7 at 7x7x512 (K = 4608, 49 rows per image): floor(2^21 / 225792) = 9 images, capped at n.
+  EXPECT_LT(wts + 8 * pad, (size_t)3136 * 576);
+  EXPECT_EQ(wts + 8 * (pad + pad + wts), sn_conv2d_backward_workspace(&g));
+  // 7x7x512, 32 images: generic floor(2^21 / 225792) = 9 images per chunk (2032128 floats) is
+  // less than the direct 4608 * 512 weights + 8 padded 9x9x512 images.
   ASSERT_EQ(0, sn_conv_geom_init(&g, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, 512));
-  EXPECT_EQ((size_t)9 * 49 * 4608, sn_conv2d_forward_workspace(&g));
+  EXPECT_EQ(std::max((size_t)9 * 49 * 4608, (size_t)4608 * 512 + 8 * 81 * 512),
+            sn_conv2d_forward_workspace(&g));
   ASSERT_EQ(0, sn_conv_geom_init(&g, 4, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, 512));
-  EXPECT_EQ((size_t)4 * 49 * 4608, sn_conv2d_forward_workspace(&g));
-  EXPECT_EQ(sn_conv2d_forward_workspace(&g), sn_conv2d_backward_workspace(&g));
+  EXPECT_EQ(std::max((size_t)4 * 49 * 4608, (size_t)4608 * 512 + 4 * 81 * 512),
+            sn_conv2d_forward_workspace(&g));
+  // Stride 2, odd channels: direct backward uses dcol; N = 3 < 8 chunks.
+  ASSERT_EQ(0, sn_conv_geom_init(&g, 3, 9, 9, 17, 3, 3, 2, 2, 1, 1, 1, 1, 20));
+  const size_t k = 9 * 17, pd = r16(11 * 11 * 17);
+  EXPECT_EQ(std::max((size_t)3 * 25 * k, k * r16(20) + 3 * pd), sn_conv2d_forward_workspace(&g));
+  EXPECT_EQ(std::max((size_t)3 * 25 * k, 20 * r16(k) + 3 * (pd + r16(25 * k) + r16(k * 20))),
+            sn_conv2d_backward_workspace(&g));
 }
 
 TEST(KernelConv, ForwardShapes) {
@@ -258,12 +283,99 @@ TEST(KernelConv, GradientFiniteDifferences) {
 TEST(KernelConv, ResidualBeforeRelu) {
   sn_conv_geom g = geom({1, 4, 4, 2, 1, 1, 1, 1, 0, 0, 0, 0, 2});
   fvec x(32, 1.0f), w = {1, 0, 0, 1}, r(32, -3.0f), y(32);
-  sn_conv2d_forward(&g, x.data(), w.data(), nullptr, r.data(), 1, y.data(), nullptr);
+  Workspace ws(sn_conv2d_forward_workspace(&g));
+  sn_conv2d_forward(&g, x.data(), w.data(), nullptr, r.data(), 1, y.data(), ws.data());
   for (float v : y) EXPECT_EQ(0.0f, v);  // relu(1 - 3) = 0, not relu(1) - 3 = -2
   fvec b = {2.5f, 1.0f};
-  sn_conv2d_forward(&g, x.data(), w.data(), b.data(), r.data(), 1, y.data(), nullptr);
+  sn_conv2d_forward(&g, x.data(), w.data(), b.data(), r.data(), 1, y.data(), ws.data());
   for (int i = 0; i < 16; ++i) {
     EXPECT_FLOAT_EQ(0.5f, y[2 * i]);
     EXPECT_FLOAT_EQ(0.0f, y[2 * i + 1]);
+  }
+}
+
+namespace {
+
+// Sets SN_NO_AVX512 for its lifetime (forces the generic im2col + sgemm path).
+struct GenericPath {
+  GenericPath() { setenv("SN_NO_AVX512", "1", 1); }
+  ~GenericPath() { unsetenv("SN_NO_AVX512"); }
+};
+
+// Shapes of the direct AVX-512 kernels' corner cases (conv_direct.c): column blocks of 64 with a
+// partial last vector, row tiles split unevenly (OW > 28), the constant-stride full tiles
+// (Cin*stride 16/32/64 with Cout 16/32), Cin = 1, pointwise rows longer than a tile, batch not a
+// multiple of the 8 chunks, batch 1, stride 2 (dcol backward data), padding >= kernel (dcol at
+// stride 1), asymmetric padding (flipped-kernel backward data with uneven padding).
+const Shape kDirectShapes[] = {
+    // n  h   w  cin kh kw sh sw pt pl pb pr cout
+    {11, 5, 30, 17, 3, 3, 1, 1, 1, 1, 1, 1, 70},
+    {2, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16},
+    {2, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32},
+    {2, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 32},
+    {2, 28, 28, 16, 3, 3, 2, 2, 1, 1, 1, 1, 32},
+    {3, 28, 28, 1, 3, 3, 1, 1, 1, 1, 1, 1, 16},
+    {2, 14, 14, 16, 1, 1, 2, 2, 0, 0, 0, 0, 32},
+    {2, 7, 9, 33, 1, 1, 1, 1, 0, 0, 0, 0, 50},
+    {9, 5, 6, 48, 3, 3, 1, 1, 1, 1, 1, 1, 48},
+    {1, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 64},
+    {1, 8, 8, 20, 3, 3, 1, 1, 0, 0, 2, 2, 24},
+    {2, 6, 7, 5, 3, 3, 1, 1, 3, 0, 0, 3, 19},
+    {3, 11, 10, 24, 5, 5, 2, 2, 2, 2, 2, 2, 130},
+    {2, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 128},
+};
+
+}  // namespace
+
+TEST(KernelConv, DirectShapesForward) {
+  uint64_t seed = 500;
+  for (const Shape &s : kDirectShapes) check_forward(s, seed += 10);
+}
+
+TEST(KernelConv, DirectShapesBackward) {
+  uint64_t seed = 600;
+  for (const Shape &s : kDirectShapes) check_backward(s, seed += 10);
+}
+
+// The generic path (used without AVX-512) on the same shapes.
+TEST(KernelConv, GenericPathShapes) {
+  GenericPath generic;
+  uint64_t seed = 700;
+  for (const Shape &s : kDirectShapes) {
+    check_forward(s, seed += 10);
+    check_backward(s, seed += 10);
+  }
+  check_backward(kShapes[1], 790);
+}
+
+// Results do not depend on the thread count: each output (and each chunk's partial dW) is
+// computed by one thread in a fixed order, and the partials are summed in chunk order.
+TEST(KernelConv, SameResultsForAnyThreadCount) {
+  const Shape shapes[] = {{11, 5, 30, 17, 3, 3, 1, 1, 1, 1, 1, 1, 70},
+                          {16, 14, 14, 16, 3, 3, 2, 2, 1, 1, 1, 1, 32}};
+  const int saved = omp_get_max_threads();
+  for (const Shape &s : shapes) {
+    SCOPED_TRACE(name(s));
+    sn_conv_geom g = geom(s);
+    const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
+    const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
+    fvec x = sntest::randn(nx, 800), w = sntest::randn(nw, 801), dy = sntest::randn(ny, 802);
+    std::vector<fvec> outs;
+    for (int t : {1, 2, 3}) {
+      omp_set_num_threads(t);
+      Workspace wf(sn_conv2d_forward_workspace(&g)), wb(sn_conv2d_backward_workspace(&g));
+      fvec y(ny), dx(nx), dw(nw), db(g.cout);
+      sn_conv2d_forward(&g, x.data(), w.data(), nullptr, nullptr, 0, y.data(), wf.data());
+      sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
+                         wb.data());
+      fvec all = y;
+      all.insert(all.end(), dx.begin(), dx.end());
+      all.insert(all.end(), dw.begin(), dw.end());
+      all.insert(all.end(), db.begin(), db.end());
+      outs.push_back(all);
+    }
+    omp_set_num_threads(saved);
+    for (size_t i = 1; i < outs.size(); ++i)
+      EXPECT_EQ(0, memcmp(outs[0].data(), outs[i].data(), outs[0].size() * sizeof(float)));
   }
 }

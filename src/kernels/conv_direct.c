@@ -1,0 +1,553 @@
+/* conv_direct.c - AVX-512 direct convolution for training (see conv_direct.h).
+ *
+ * Forward, one image at a time: the image is copied into a zero-padded buffer (L2-sized), then
+ * every output tile of R consecutive pixels of one output row x up to 64 output channels
+ * (R x NV zmm accumulators, R * NV <= 28) is
+ *   sum over kernel rows ky of  A_ky (R, KW*Cin) . B_ky (KW*Cin, 16*NV)
+ * where row r of A_ky starts at padded pixel (oy*sh + ky, (ox0 + r)*sw): the KW taps of one
+ * kernel row are adjacent pixels, so each row of A_ky is one contiguous run of KW*Cin floats and
+ * consecutive rows overlap (row stride sw*Cin). A is read in place (broadcasts), B is the weight
+ * tensor repacked once per call into column blocks of 64 (one sequential stream per block).
+ * Bias, residual and ReLU are applied when the tile is stored.
+ *
+ * Backward data: stride 1 (and padding < kernel) is the forward pass of dy, padded by
+ * (KH-1-pt, KW-1-pl, KH-1-pb, KW-1-pr), with the kernel flipped and transposed
+ * (w'[ky][kx][co][ci] = w[KH-1-ky][KW-1-kx][ci][co]). Other geometries: per image
+ * dcol (OH*OW, KH*KW*Cin) = dy . W^T with the same tile kernel (a 1x1 "convolution" of dy), then
+ * a col2im gather (every dx pixel sums its taps in a fixed order).
+ *
+ * Backward weights: tile = MR consecutive rows k of one kernel row's KW*Cin block x 16*NV output
+ * channels; for every output pixel, MR broadcasts of the (contiguous) padded input run and NV
+ * loads of dy. Each chunk of images accumulates into its own partial dW; the partials are summed
+ * in chunk order at the end.
+ *
+ * Every function here runs only when sn_cpu_has_avx512() (conv.c checks). */
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "conv_direct.h"
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+#define SN_DCONV_NB 64 /* output channels per column block (NV <= 4 vectors) */
+
+/* Largest tile rows for NV vectors per row: R * NV <= 28 accumulators. */
+static const int k_rmax[5] = {0, 28, 14, 9, 7};
+
+/* One direct pass over one image: y (OH, OW, Cout) = act(conv(x (H, W, Cin)) + bias + res). */
+typedef struct dpass {
+  int h, w, cin, kh, kw, sh, sw, pt, pl, pb, pr, oh, ow, cout;
+  int hp, wp;  /* rows and columns of the (padded) input the tiles read */
+  int padded;  /* 1: x is first copied into a zero-padded buffer */
+} dpass;
+
+static void dpass_init(dpass *d, int h, int w, int cin, int kh, int kw, int sh, int sw, int pt,
+                       int pl, int pb, int pr, int cout) {
+  d->h = h; d->w = w; d->cin = cin; d->kh = kh; d->kw = kw; d->sh = sh; d->sw = sw;
+  d->pt = pt; d->pl = pl; d->pb = pb; d->pr = pr; d->cout = cout;
+  d->oh = (h + pt + pb - kh) / sh + 1;
+  d->ow = (w + pl + pr - kw) / sw + 1;
+  d->padded = pt || pl || pb || pr;
+  d->hp = h + pt + pb;
+  d->wp = w + pl + pr;
+  if (kh == 1 && kw == 1 && sh == 1 && sw == 1 && !d->padded) {
+    /* pointwise: the image is one row of H*W pixels (longer tiles, no row ends) */
+    d->w = d->wp = d->ow = h * w;
+    d->h = d->hp = d->oh = 1;
+  }
+}
+
+static size_t dpass_pad_floats(const dpass *d) {
+  return d->padded ? round16((size_t)d->hp * d->wp * d->cin) : 0;
+}
+
+/* Packed B: K rows x Cout columns as column blocks of 64 (the last one 16 * ceil(cols/16) wide,
+ * zero padded); block cb starts at K * cb * 64. */
+static size_t packed_floats(int k, int n) {
+  return round16((size_t)k * (size_t)round16((size_t)n));
+}
+
+/* ------------------------------------------------------------ AVX-512 kernels */
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+#include <immintrin.h>
+
+static inline __mmask16 tail_mask(int n) {
+  return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* Forward tile: c (R, cols) = act(sum_s A_s . B_s + bias + res), A_s row r at a + s*sa + r*lda
+ * (kseg floats), B_s = b + s*kseg*ldb (kseg rows of ldb = 16*NV floats). res has row stride ldc.
+ * LDA != 0 makes the row stride a compile-time constant (constant broadcast offsets). */
+static inline __attribute__((always_inline)) void tile_body(
+    const int R, const int NV, const int LDA, const float *a, ptrdiff_t lda_rt, int nseg,
+    ptrdiff_t sa, int kseg, const float *b, float *c, ptrdiff_t ldc, int cols, const float *bias,
+    const float *res, int relu) {
+  const ptrdiff_t lda = LDA ? (ptrdiff_t)LDA : lda_rt;
+  const int ldb = 16 * NV;
+  __m512 acc[28][4];
+#pragma GCC unroll 28
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+  for (int s = 0; s < nseg; s++) {
+    const float *as = a + s * sa;
+    const float *bs = b + (ptrdiff_t)s * kseg * ldb;
+    for (int k = 0; k < kseg; k++) {
+      __m512 bv[4];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(bs + (ptrdiff_t)k * ldb + 16 * v);
+#pragma GCC unroll 28
+      for (int r = 0; r < R; r++) {
+        const __m512 av = _mm512_set1_ps(as[r * lda + k]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+      }
+    }
+  }
+  __mmask16 mk[4];
+  __m512 bb[4];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; v++) {
+    mk[v] = tail_mask(cols - 16 * v);
+    bb[v] = bias ? _mm512_maskz_loadu_ps(mk[v], bias + 16 * v) : _mm512_setzero_ps();
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 28
+  for (int r = 0; r < R; r++) {
+    float *cr = c + r * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) {
+      __m512 o = _mm512_add_ps(acc[r][v], bb[v]);
+      if (res) o = _mm512_add_ps(o, _mm512_maskz_loadu_ps(mk[v], res + r * ldc + 16 * v));
+      if (relu) o = _mm512_max_ps(o, zero);
+      _mm512_mask_storeu_ps(cr + 16 * v, mk[v], o);
+    }
+  }
+}
+
+typedef void (*tile_fn)(const float *a, ptrdiff_t lda, int nseg, ptrdiff_t sa, int kseg,
+                        const float *b, float *c, ptrdiff_t ldc, int cols, const float *bias,
+                        const float *res, int relu);
+
+#define SN_TILE(R, NV, LDA)                                                                   \
+  static void tile_##R##_##NV##_##LDA(const float *a, ptrdiff_t lda, int nseg, ptrdiff_t sa,  \
+                                      int kseg, const float *b, float *c, ptrdiff_t ldc,      \
+                                      int cols, const float *bias, const float *res,          \
+                                      int relu) {                                             \
+    tile_body(R, NV, LDA, a, lda, nseg, sa, kseg, b, c, ldc, cols, bias, res, relu);          \
+  }
+#define SN_TILES4(A, B, C, D, NV) SN_TILE(A, NV, 0) SN_TILE(B, NV, 0) SN_TILE(C, NV, 0) SN_TILE(D, NV, 0)
+
+SN_TILES4(1, 2, 3, 4, 1) SN_TILES4(5, 6, 7, 8, 1) SN_TILES4(9, 10, 11, 12, 1)
+SN_TILES4(13, 14, 15, 16, 1) SN_TILES4(17, 18, 19, 20, 1) SN_TILES4(21, 22, 23, 24, 1)
+SN_TILES4(25, 26, 27, 28, 1)
+SN_TILES4(1, 2, 3, 4, 2) SN_TILES4(5, 6, 7, 8, 2) SN_TILES4(9, 10, 11, 12, 2)
+SN_TILE(13, 2, 0) SN_TILE(14, 2, 0)
+SN_TILES4(1, 2, 3, 4, 3) SN_TILES4(5, 6, 7, 8, 3) SN_TILE(9, 3, 0)
+SN_TILES4(1, 2, 3, 4, 4) SN_TILE(5, 4, 0) SN_TILE(6, 4, 0) SN_TILE(7, 4, 0)
+/* full tiles with the row strides of the small-channel layers as constants */
+SN_TILE(28, 1, 16) SN_TILE(28, 1, 32) SN_TILE(28, 1, 64)
+SN_TILE(14, 2, 16) SN_TILE(14, 2, 32) SN_TILE(14, 2, 64) SN_TILE(14, 2, 128)
+
+#define T1(R) tile_##R##_1_0
+#define T2(R) tile_##R##_2_0
+#define T3(R) tile_##R##_3_0
+#define T4(R) tile_##R##_4_0
+static const tile_fn k_tiles1[29] = {NULL,   T1(1),  T1(2),  T1(3),  T1(4),  T1(5),  T1(6),  T1(7),
+                                     T1(8),  T1(9),  T1(10), T1(11), T1(12), T1(13), T1(14), T1(15),
+                                     T1(16), T1(17), T1(18), T1(19), T1(20), T1(21), T1(22), T1(23),
+                                     T1(24), T1(25), T1(26), T1(27), T1(28)};
+static const tile_fn k_tiles2[15] = {NULL,  T2(1),  T2(2),  T2(3),  T2(4),  T2(5),  T2(6), T2(7),
+                                     T2(8), T2(9),  T2(10), T2(11), T2(12), T2(13), T2(14)};
+static const tile_fn k_tiles3[10] = {NULL,  T3(1), T3(2), T3(3), T3(4),
+                                     T3(5), T3(6), T3(7), T3(8), T3(9)};
+static const tile_fn k_tiles4[8] = {NULL, T4(1), T4(2), T4(3), T4(4), T4(5), T4(6), T4(7)};
+
+static tile_fn pick_tile(int r, int nv, ptrdiff_t lda) {
+  switch (nv) {
+    case 1:
+      if (r == 28 && lda == 16) return tile_28_1_16;
+      if (r == 28 && lda == 32) return tile_28_1_32;
+      if (r == 28 && lda == 64) return tile_28_1_64;
+      return k_tiles1[r];
+    case 2:
+      if (r == 14 && lda == 16) return tile_14_2_16;
+      if (r == 14 && lda == 32) return tile_14_2_32;
+      if (r == 14 && lda == 64) return tile_14_2_64;
+      if (r == 14 && lda == 128) return tile_14_2_128;
+      return k_tiles2[r];
+    case 3: return k_tiles3[r];
+    default: return k_tiles4[r];
+  }
+}
+
+/* Weight-gradient tile: out (MR, cols) += sum over pixels of a_p[m] * d_p[0, cols), with
+ * a_p = a + row*lrow + p*lpix (MR consecutive floats), d_p = d + row*drow + p*dpix. */
+static inline __attribute__((always_inline)) void wtile_body(
+    const int MR, const int NV, const float *a, ptrdiff_t lpix, ptrdiff_t lrow, const float *d,
+    ptrdiff_t dpix, ptrdiff_t drow, int nrows, int npix, int cols, float *out, ptrdiff_t ldo) {
+  __m512 acc[28][4];
+  __mmask16 mk[4];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; v++) mk[v] = tail_mask(cols - 16 * v);
+#pragma GCC unroll 28
+  for (int m = 0; m < MR; m++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[m][v] = _mm512_setzero_ps();
+  for (int row = 0; row < nrows; row++) {
+    const float *ap = a + row * lrow;
+    const float *dp = d + row * drow;
+    for (int p = 0; p < npix; p++, ap += lpix, dp += dpix) {
+      __m512 dv[4];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++)
+        dv[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(mk[v], dp + 16 * v) : _mm512_loadu_ps(dp + 16 * v);
+#pragma GCC unroll 28
+      for (int m = 0; m < MR; m++) {
+        const __m512 av = _mm512_set1_ps(ap[m]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[m][v] = _mm512_fmadd_ps(av, dv[v], acc[m][v]);
+      }
+    }
+  }
+#pragma GCC unroll 28
+  for (int m = 0; m < MR; m++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) {
+      float *o = out + m * ldo + 16 * v;
+      _mm512_mask_storeu_ps(o, mk[v], _mm512_add_ps(acc[m][v], _mm512_maskz_loadu_ps(mk[v], o)));
+    }
+}
+
+typedef void (*wtile_fn)(const float *a, ptrdiff_t lpix, ptrdiff_t lrow, const float *d,
+                         ptrdiff_t dpix, ptrdiff_t drow, int nrows, int npix, int cols, float *out,
+                         ptrdiff_t ldo);
+
+#define SN_WTILE(MR, NV)                                                                        \
+  static void wtile_##MR##_##NV(const float *a, ptrdiff_t lpix, ptrdiff_t lrow, const float *d, \
+                                ptrdiff_t dpix, ptrdiff_t drow, int nrows, int npix, int cols,  \
+                                float *out, ptrdiff_t ldo) {                                    \
+    wtile_body(MR, NV, a, lpix, lrow, d, dpix, drow, nrows, npix, cols, out, ldo);              \
+  }
+#define SN_WTILES4(A, B, C, D, NV) SN_WTILE(A, NV) SN_WTILE(B, NV) SN_WTILE(C, NV) SN_WTILE(D, NV)
+
+SN_WTILES4(1, 2, 3, 4, 1) SN_WTILES4(5, 6, 7, 8, 1) SN_WTILES4(9, 10, 11, 12, 1)
+SN_WTILES4(13, 14, 15, 16, 1) SN_WTILES4(17, 18, 19, 20, 1) SN_WTILES4(21, 22, 23, 24, 1)
+SN_WTILES4(25, 26, 27, 28, 1)
+SN_WTILES4(1, 2, 3, 4, 2) SN_WTILES4(5, 6, 7, 8, 2) SN_WTILES4(9, 10, 11, 12, 2)
+SN_WTILE(13, 2) SN_WTILE(14, 2)
+SN_WTILES4(1, 2, 3, 4, 3) SN_WTILES4(5, 6, 7, 8, 3) SN_WTILE(9, 3)
+SN_WTILES4(1, 2, 3, 4, 4) SN_WTILE(5, 4) SN_WTILE(6, 4) SN_WTILE(7, 4)
+
+#define W1(R) wtile_##R##_1
+#define W2(R) wtile_##R##_2
+#define W3(R) wtile_##R##_3
+#define W4(R) wtile_##R##_4
+static const wtile_fn k_wtiles1[29] = {NULL,   W1(1),  W1(2),  W1(3),  W1(4),  W1(5),  W1(6),  W1(7),
+                                       W1(8),  W1(9),  W1(10), W1(11), W1(12), W1(13), W1(14), W1(15),
+                                       W1(16), W1(17), W1(18), W1(19), W1(20), W1(21), W1(22), W1(23),
+                                       W1(24), W1(25), W1(26), W1(27), W1(28)};
+static const wtile_fn k_wtiles2[15] = {NULL,  W2(1),  W2(2),  W2(3),  W2(4),  W2(5),  W2(6), W2(7),
+                                       W2(8), W2(9),  W2(10), W2(11), W2(12), W2(13), W2(14)};
+static const wtile_fn k_wtiles3[10] = {NULL,  W3(1), W3(2), W3(3), W3(4),
+                                       W3(5), W3(6), W3(7), W3(8), W3(9)};
+static const wtile_fn k_wtiles4[8] = {NULL, W4(1), W4(2), W4(3), W4(4), W4(5), W4(6), W4(7)};
+
+static wtile_fn pick_wtile(int mr, int nv) {
+  switch (nv) {
+    case 1: return k_wtiles1[mr];
+    case 2: return k_wtiles2[mr];
+    case 3: return k_wtiles3[mr];
+    default: return k_wtiles4[mr];
+  }
+}
+
+/* d[0, n) = s[0, n) / = 0 */
+static inline void copy_f(float *d, const float *s, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(d + i, _mm512_loadu_ps(s + i));
+  if (i < n) {
+    __mmask16 m = tail_mask((int)(n - i));
+    _mm512_mask_storeu_ps(d + i, m, _mm512_maskz_loadu_ps(m, s + i));
+  }
+}
+static inline void zero_f(float *d, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(d + i, _mm512_setzero_ps());
+  if (i < n) _mm512_mask_storeu_ps(d + i, tail_mask((int)(n - i)), _mm512_setzero_ps());
+}
+
+/* One image x (H, W, Cin) into the zero-padded buffer (HP, WP, Cin). The border is zeroed only
+ * when `border` (the interior is rewritten by every image, the border never changes). */
+static void pad_image(const dpass *d, const float *x, float *buf, int border) {
+  const size_t c = (size_t)d->cin, row = (size_t)d->wp * c;
+  for (int y = 0; y < d->hp; y++) {
+    float *br = buf + (size_t)y * row;
+    const int iy = y - d->pt;
+    if (iy < 0 || iy >= d->h) {
+      if (border) zero_f(br, row);
+      continue;
+    }
+    if (border) {
+      zero_f(br, (size_t)d->pl * c);
+      zero_f(br + (size_t)(d->pl + d->w) * c, (size_t)d->pr * c);
+    }
+    copy_f(br + (size_t)d->pl * c, x + (size_t)iy * d->w * c, (size_t)d->w * c);
+  }
+}
+
+/* y = act(conv(x) + bias + res) for one image; bp packed (packed_floats(KH*KW*Cin, Cout)). */
+static void pass_image(const dpass *d, const float *x, const float *bp, const float *bias,
+                       const float *res, int relu, float *y, float *padbuf, int border) {
+  const float *src = x;
+  if (d->padded) {
+    pad_image(d, x, padbuf, border);
+    src = padbuf;
+  }
+  const int cin = d->cin, cout = d->cout;
+  const ptrdiff_t k = (ptrdiff_t)d->kh * d->kw * cin, kseg = (ptrdiff_t)d->kw * cin;
+  const ptrdiff_t lda = (ptrdiff_t)d->sw * cin, sa = (ptrdiff_t)d->wp * cin;
+  for (int cb = 0; cb < cout; cb += SN_DCONV_NB) {
+    const int cols = imin(SN_DCONV_NB, cout - cb), nv = ceil_div(cols, 16), rmax = k_rmax[nv];
+    const float *b = bp + k * cb;
+    const int nt = ceil_div(d->ow, rmax);
+    for (int oy = 0; oy < d->oh; oy++) {
+      const float *arow = src + (ptrdiff_t)oy * d->sh * sa;
+      for (int t = 0; t < nt; t++) {
+        const int ox0 = (int)((long)d->ow * t / nt), ox1 = (int)((long)d->ow * (t + 1) / nt);
+        const ptrdiff_t o = ((ptrdiff_t)oy * d->ow + ox0) * cout + cb;
+        pick_tile(ox1 - ox0, nv, lda)(arow + ox0 * lda, lda, d->kh, sa, (int)kseg, b, y + o, cout,
+                                      cols, bias ? bias + cb : NULL, res ? res + o : NULL, relu);
+      }
+    }
+  }
+}
+
+/* partial (KH*KW*Cin, Cout) += weight gradient of one image; x padded as in pass_image. */
+static void wgrad_image(const dpass *d, const float *src, const float *dy, float *partial) {
+  const int cin = d->cin, cout = d->cout;
+  const ptrdiff_t kseg = (ptrdiff_t)d->kw * cin, sa = (ptrdiff_t)d->wp * cin;
+  for (int cb = 0; cb < cout; cb += SN_DCONV_NB) {
+    const int cols = imin(SN_DCONV_NB, cout - cb), nv = ceil_div(cols, 16), rmax = k_rmax[nv];
+    const int nt = ceil_div((int)kseg, rmax);
+    for (int ky = 0; ky < d->kh; ky++)
+      for (int t = 0; t < nt; t++) {
+        const int k0 = (int)(kseg * t / nt), k1 = (int)(kseg * (t + 1) / nt);
+        pick_wtile(k1 - k0, nv)(src + ky * sa + k0, (ptrdiff_t)d->sw * cin, d->sh * sa, dy + cb,
+                                cout, (ptrdiff_t)d->ow * cout, d->oh, d->ow, cols,
+                                partial + (ky * kseg + k0) * cout + cb, cout);
+      }
+  }
+}
+
+/* dx (H, W, Cin) of one image from dcol (OH*OW, KH*KW*Cin): each pixel sums its taps in
+ * (ky, kx) order. */
+static void col2im_image(const sn_conv_geom *g, const float *col, float *dx) {
+  const int cin = g->cin;
+  const size_t k = (size_t)g->kh * g->kw * cin;
+  for (int iy = 0; iy < g->h; iy++)
+    for (int ix = 0; ix < g->w; ix++) {
+      float *dst = dx + ((size_t)iy * g->w + ix) * cin;
+      for (int c0 = 0; c0 < cin; c0 += 16) {
+        const __mmask16 m = tail_mask(cin - c0);
+        __m512 acc = _mm512_setzero_ps();
+        for (int ky = 0; ky < g->kh; ky++) {
+          const int ty = iy + g->pt - ky;
+          if (ty < 0 || ty % g->sh) continue;
+          const int oy = ty / g->sh;
+          if (oy >= g->oh) continue;
+          for (int kx = 0; kx < g->kw; kx++) {
+            const int tx = ix + g->pl - kx;
+            if (tx < 0 || tx % g->sw) continue;
+            const int ox = tx / g->sw;
+            if (ox >= g->ow) continue;
+            const float *s = col + ((size_t)oy * g->ow + ox) * k + ((size_t)ky * g->kw + kx) * cin;
+            acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, s + c0));
+          }
+        }
+        _mm512_mask_storeu_ps(dst + c0, m, acc);
+      }
+    }
+}
+
+#pragma GCC pop_options
+
+/* ------------------------------------------------------------ packing and drivers */
+
+/* Row kr of a packed (K, N) matrix: bp row kr of every column block gets src[0, N). */
+static void pack_row(int k, int n, int kr, const float *src, float *bp) {
+  for (int cb = 0; cb < n; cb += SN_DCONV_NB) {
+    const int cols = imin(SN_DCONV_NB, n - cb), ldb = 16 * ceil_div(cols, 16);
+    float *d = bp + (size_t)k * cb + (size_t)kr * ldb;
+    memcpy(d, src + cb, (size_t)cols * sizeof(float));
+    for (int j = cols; j < ldb; j++) d[j] = 0.0f;
+  }
+}
+
+static int chunks_of(int n) { return imin(n, SN_DCONV_CHUNKS); }
+
+static int bwd_data_direct(const sn_conv_geom *g) {
+  return g->sh == 1 && g->sw == 1 && g->pt < g->kh && g->pb < g->kh && g->pl < g->kw &&
+         g->pr < g->kw;
+}
+
+static void fwd_pass_of(const sn_conv_geom *g, dpass *d) {
+  dpass_init(d, g->h, g->w, g->cin, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->pb, g->pr,
+             g->cout);
+}
+
+/* Backward data as a forward pass over dy: flipped kernel (direct) or dy . W^T (dcol). */
+static void bwd_pass_of(const sn_conv_geom *g, dpass *d) {
+  if (bwd_data_direct(g))
+    dpass_init(d, g->oh, g->ow, g->cout, g->kh, g->kw, 1, 1, g->kh - 1 - g->pt, g->kw - 1 - g->pl,
+               g->kh - 1 - g->pb, g->kw - 1 - g->pr, g->cin);
+  else
+    dpass_init(d, g->oh, g->ow, g->cout, 1, 1, 1, 1, 0, 0, 0, 0, g->kh * g->kw * g->cin);
+}
+
+size_t sn_dconv_forward_workspace(const sn_conv_geom *g) {
+  dpass d;
+  fwd_pass_of(g, &d);
+  return packed_floats(g->kh * g->kw * g->cin, g->cout) +
+         (size_t)chunks_of(g->n) * dpass_pad_floats(&d);
+}
+
+/* Per chunk: padded x, the backward-data buffer (padded dy or dcol), the dW partial. */
+static size_t bwd_chunk_floats(const sn_conv_geom *g) {
+  dpass d, b;
+  fwd_pass_of(g, &d);
+  bwd_pass_of(g, &b);
+  size_t data = bwd_data_direct(g) ? dpass_pad_floats(&b)
+                                   : round16((size_t)g->oh * g->ow * g->kh * g->kw * g->cin);
+  return dpass_pad_floats(&d) + data + round16((size_t)g->kh * g->kw * g->cin * g->cout);
+}
+
+static size_t bwd_packed_floats(const sn_conv_geom *g) {
+  return bwd_data_direct(g) ? packed_floats(g->kh * g->kw * g->cout, g->cin)
+                            : packed_floats(g->cout, g->kh * g->kw * g->cin);
+}
+
+size_t sn_dconv_backward_workspace(const sn_conv_geom *g) {
+  return bwd_packed_floats(g) + (size_t)chunks_of(g->n) * bwd_chunk_floats(g);
+}
+
+static int team_size(int chunks) {
+  int t = omp_get_max_threads();
+  return imax(1, imin(t, chunks));
+}
+
+void sn_dconv_forward_avx512(const sn_conv_geom *g, const float *x, const float *w,
+                             const float *bias, const float *res, int relu, float *y, float *ws) {
+  dpass d;
+  fwd_pass_of(g, &d);
+  const int k = g->kh * g->kw * g->cin, nch = chunks_of(g->n);
+  const size_t in_img = (size_t)g->h * g->w * g->cin, out_img = (size_t)g->oh * g->ow * g->cout;
+  /* one column block of whole vectors is the HWIO tensor itself */
+  const int inplace = g->cout % 16 == 0 && g->cout <= SN_DCONV_NB;
+  float *pads = ws + packed_floats(k, g->cout);
+  const float *bp = inplace ? w : ws;
+  const size_t padn = dpass_pad_floats(&d);
+#pragma omp parallel num_threads(team_size(nch))
+  {
+    if (!inplace) {
+#pragma omp for schedule(static)
+      for (int kr = 0; kr < k; kr++) pack_row(k, g->cout, kr, w + (size_t)kr * g->cout, ws);
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int ch = 0; ch < nch; ch++) {
+      const int i0 = (int)((long)g->n * ch / nch), i1 = (int)((long)g->n * (ch + 1) / nch);
+      for (int i = i0; i < i1; i++)
+        pass_image(&d, x + i * in_img, bp, bias, res ? res + i * out_img : NULL, relu,
+                   y + i * out_img, pads + ch * padn, i == i0);
+    }
+  }
+}
+
+void sn_dconv_backward_avx512(const sn_conv_geom *g, const float *x, const float *w,
+                              const float *dy, float *dx, float *dw, float *db, float *ws) {
+  (void)db; /* the caller (conv.c) computes db */
+  dpass d, b;
+  fwd_pass_of(g, &d);
+  bwd_pass_of(g, &b);
+  const int direct = bwd_data_direct(g), nch = chunks_of(g->n);
+  const int kk = g->kh * g->kw, cin = g->cin, cout = g->cout;
+  const size_t nw = (size_t)kk * cin * cout;
+  const size_t in_img = (size_t)g->h * g->w * cin, out_img = (size_t)g->oh * g->ow * cout;
+  const size_t padx = dpass_pad_floats(&d);
+  const size_t datan = direct ? dpass_pad_floats(&b) : round16((size_t)g->oh * g->ow * kk * cin);
+  const size_t chunkn = bwd_chunk_floats(g);
+  float *bp = ws, *chunks = ws + bwd_packed_floats(g);
+#pragma omp parallel num_threads(team_size(nch))
+  {
+    if (dx) {
+      if (direct) {
+        /* row (ky', kx', co) of the flipped kernel: w[KH-1-ky'][KW-1-kx'][.][co] */
+        const int kb = kk * cout;
+#pragma omp for schedule(static)
+        for (int kr = 0; kr < kb; kr++) {
+          const int tap = kr / cout, co = kr % cout;
+          const int ky = g->kh - 1 - tap / g->kw, kx = g->kw - 1 - tap % g->kw;
+          const float *src = w + ((size_t)(ky * g->kw + kx) * cin) * cout + co;
+          float row[SN_DCONV_NB];
+          for (int c0 = 0; c0 < cin; c0 += SN_DCONV_NB) {
+            const int cols = imin(SN_DCONV_NB, cin - c0), ldb = 16 * ceil_div(cols, 16);
+            for (int j = 0; j < cols; j++) row[j] = src[(size_t)(c0 + j) * cout];
+            float *dst = bp + (size_t)kb * c0 + (size_t)kr * ldb;
+            memcpy(dst, row, (size_t)cols * sizeof(float));
+            for (int j = cols; j < ldb; j++) dst[j] = 0.0f;
+          }
+        }
+      } else {
+        /* W^T: row co = w[.][co] over K = KH*KW*Cin columns */
+        const int kc = kk * cin;
+#pragma omp for schedule(static)
+        for (int co = 0; co < cout; co++)
+          for (int c0 = 0; c0 < kc; c0 += SN_DCONV_NB) {
+            const int cols = imin(SN_DCONV_NB, kc - c0), ldb = 16 * ceil_div(cols, 16);
+            float *dst = bp + (size_t)cout * c0 + (size_t)co * ldb;
+            for (int j = 0; j < cols; j++) dst[j] = w[(size_t)(c0 + j) * cout + co];
+            for (int j = cols; j < ldb; j++) dst[j] = 0.0f;
+          }
+      }
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int ch = 0; ch < nch; ch++) {
+      float *base = chunks + ch * chunkn;
+      float *xpad = base, *data = base + padx, *partial = base + padx + datan;
+      memset(partial, 0, nw * sizeof(float));
+      const int i0 = (int)((long)g->n * ch / nch), i1 = (int)((long)g->n * (ch + 1) / nch);
+      for (int i = i0; i < i1; i++) {
+        const float *xi = x + i * in_img, *dyi = dy + i * out_img;
+        const float *src = xi;
+        if (d.padded) {
+          pad_image(&d, xi, xpad, i == i0);
+          src = xpad;
+        }
+        wgrad_image(&d, src, dyi, partial);
+        if (!dx) continue;
+        if (direct) {
+          pass_image(&b, dyi, bp, NULL, NULL, 0, dx + i * in_img, data, i == i0);
+        } else {
+          pass_image(&b, dyi, bp, NULL, NULL, 0, data, NULL, 0);
+          col2im_image(g, data, dx + i * in_img);
+        }
+      }
+    }
+    /* dW = sum of the partials in chunk order */
+#pragma omp for schedule(static)
+    for (size_t j0 = 0; j0 < nw; j0 += 256) {
+      const size_t j1 = j0 + 256 < nw ? j0 + 256 : nw;
+      for (size_t j = j0; j < j1; j++) dw[j] = chunks[j + padx + datan];
+      for (int ch = 1; ch < nch; ch++) {
+        const float *p = chunks + ch * chunkn + padx + datan;
+        for (size_t j = j0; j < j1; j++) dw[j] += p[j];
+      }
+    }
+  }
+}

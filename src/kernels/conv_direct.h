@@ -1,0 +1,34 @@
+/* conv_direct.h - private to src/kernels: the AVX-512 direct convolution behind
+ * sn_conv2d_forward / sn_conv2d_backward (the training path; conv.c dispatches here when
+ * sn_cpu_has_avx512()). NHWC, float32, no im2col for the forward and the weight gradient.
+ *
+ * Work is split into chunks of whole images, G = min(N, SN_DCONV_CHUNKS); each chunk owns a
+ * slice of the workspace (a zero-padded copy of one image, the weight-gradient partial sums) and
+ * is processed by one thread at a time (dynamic schedule). The weight gradient is the sum of the
+ * chunks' partials in chunk order, so every result is independent of the thread count and of the
+ * schedule. */
+#ifndef SN_CONV_DIRECT_H
+#define SN_CONV_DIRECT_H
+
+#include <stddef.h>
+
+#include "kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SN_DCONV_CHUNKS 8
+
+size_t sn_dconv_forward_workspace(const sn_conv_geom *g);
+size_t sn_dconv_backward_workspace(const sn_conv_geom *g);
+/* Same contracts as sn_conv2d_forward / sn_conv2d_backward; only when sn_cpu_has_avx512(). */
+void sn_dconv_forward_avx512(const sn_conv_geom *g, const float *x, const float *w,
+                             const float *bias, const float *res, int relu, float *y, float *ws);
+void sn_dconv_backward_avx512(const sn_conv_geom *g, const float *x, const float *w,
+                              const float *dy, float *dx, float *dw, float *db, float *ws);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SN_CONV_DIRECT_H */
