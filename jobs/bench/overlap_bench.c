@@ -1,0 +1,193 @@
+/* overlap_bench.c - all-reduce cost and overlap, through the public sn_comm API.
+ *
+ * Mode "overlap" (default): does a non-blocking all-reduce progress while the rank computes?
+ * Each rank starts sn_comm_iallreduce_f32 on MB MiB, computes for COMPUTE seconds in SLICES
+ * equal slices (a busy loop, as backward would), optionally calling sn_comm_test between slices,
+ * then times sn_comm_wait. Without asynchronous progress in the MPI library the wait costs as
+ * much as a blocking all-reduce; with polling it should shrink towards zero. Also times a
+ * blocking sn_comm_allreduce of the same size for reference. Prints one JSON line (rank 0) per
+ * mode with the median over REPS repetitions.
+ *
+ * Build (jobs/bench/scaling.sh does it):
+ *   mpicc -O2 -std=c11 -Isrc jobs/bench/overlap_bench.c build/libshardnet.so -Wl,-rpath,build
+ *
+ * Mode "sweep": blocking sn_comm_allreduce and non-blocking iallreduce + wait of 4 B .. MAXMB MiB
+ * (x4 steps), median of REPS, one JSON line per size: fit T(S) = a + S / B to get the latency
+ * term and the bandwidth of the cost model (docs/distributed.md).
+ *
+ * Run:
+ *   mpirun --allow-run-as-root --oversubscribe -np 2 ./overlap_bench overlap [MB] [COMPUTE] [SLICES] [REPS]
+ *   mpirun --allow-run-as-root --oversubscribe -np 2 ./overlap_bench sweep [MAXMB] [REPS]
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shardnet.h"
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static volatile double sink;
+
+/* Busy work for `secs` seconds (no system calls besides the clock). */
+static void compute(double secs) {
+  double t0 = now(), acc = 0;
+  while (now() - t0 < secs)
+    for (int i = 0; i < 2000; ++i) acc += (double)i * 1e-9;
+  sink = acc;
+}
+
+static int cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof(double), cmp);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int sweep(sn_comm *comm, double max_mb, int reps) {
+  size_t max_n = (size_t)(max_mb * 1048576.0 / sizeof(float));
+  if (max_n < 1) max_n = 1;
+  float *buf = malloc(max_n * sizeof(float));
+  if (!buf) return 1;
+  for (size_t i = 0; i < max_n; ++i) buf[i] = 0.0f;
+  int rank = sn_comm_rank(comm), size = sn_comm_size(comm);
+  for (size_t n = 1; n <= max_n; n *= 4) {
+    double tb[64], tn[64];
+    int r_n = n * sizeof(float) < 65536 ? 4 * reps : reps; /* small sizes: cheap, noisier */
+    if (r_n > 64) r_n = 64;
+    sn_comm_allreduce(comm, buf, n, SN_F32, SN_SUM); /* warm-up (connections, buffers) */
+    for (int r = 0; r < r_n; ++r) {
+      sn_comm_barrier(comm);
+      double t0 = now();
+      sn_comm_allreduce(comm, buf, n, SN_F32, SN_SUM);
+      tb[r] = now() - t0;
+      sn_comm_barrier(comm);
+      sn_request *req = NULL;
+      t0 = now();
+      if (sn_comm_iallreduce_f32(comm, buf, n, &req) != SN_OK || sn_comm_wait(comm, req) != SN_OK) {
+        fprintf(stderr, "overlap_bench: %s\n", sn_last_error());
+        free(buf);
+        return 1;
+      }
+      tn[r] = now() - t0;
+    }
+    /* Every rank's median, the slowest rank's is reported. */
+    double med[2] = {median(tb, r_n), median(tn, r_n)};
+    sn_comm_allreduce(comm, med, 2, SN_F64, SN_MAX);
+    if (rank == 0) {
+      printf("{\"mode\": \"sweep\", \"ranks\": %d, \"bytes\": %zu, \"allreduce_s\": %.7f, "
+             "\"iallreduce_wait_s\": %.7f, \"allreduce_GBps\": %.3f, \"reps\": %d}\n",
+             size, n * sizeof(float), med[0], med[1], (double)(n * sizeof(float)) / med[0] / 1e9,
+             r_n);
+      fflush(stdout);
+    }
+  }
+  free(buf);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (sn_mpi_init(&argc, &argv) != SN_OK) {
+    fprintf(stderr, "overlap_bench: %s\n", sn_last_error());
+    return 1;
+  }
+  sn_comm *comm = NULL;
+  if (sn_comm_create_world(&comm) != SN_OK) {
+    fprintf(stderr, "overlap_bench: %s\n", sn_last_error());
+    return 1;
+  }
+  const char *mode = argc > 1 ? argv[1] : "overlap";
+  if (!strcmp(mode, "sweep")) {
+    double max_mb = argc > 2 ? atof(argv[2]) : 64.0;
+    int reps = argc > 3 ? atoi(argv[3]) : 5;
+    if (reps < 1) reps = 1;
+    if (reps > 16) reps = 16;
+    int rc = sweep(comm, max_mb, reps);
+    sn_comm_destroy(comm);
+    sn_mpi_finalize();
+    return rc;
+  }
+  if (strcmp(mode, "overlap")) {
+    fprintf(stderr, "overlap_bench: mode is overlap or sweep, not '%s'\n", mode);
+    return 2;
+  }
+  double mb = argc > 2 ? atof(argv[2]) : 25.0;
+  double compute_s = argc > 3 ? atof(argv[3]) : 0.3;
+  int slices = argc > 4 ? atoi(argv[4]) : 60;
+  int reps = argc > 5 ? atoi(argv[5]) : 5;
+  if (slices < 1) slices = 1;
+  if (reps < 1) reps = 1;
+  if (reps > 64) reps = 64;
+  size_t n = (size_t)(mb * 1048576.0 / sizeof(float));
+  float *buf = malloc(n * sizeof(float));
+  if (!buf) return 1;
+  for (size_t i = 0; i < n; ++i) buf[i] = 1.0f;
+  int rank = sn_comm_rank(comm), size = sn_comm_size(comm);
+
+  double blocking[64], waits[2][64], totals[2][64], done_at[2][64];
+  for (int r = 0; r < reps; ++r) {
+    sn_comm_barrier(comm);
+    double t0 = now();
+    sn_comm_allreduce(comm, buf, n, SN_F32, SN_SUM);
+    blocking[r] = now() - t0;
+    for (int poll = 0; poll < 2; ++poll) {
+      sn_request *req = NULL;
+      sn_comm_barrier(comm);
+      double ts = now();
+      if (sn_comm_iallreduce_f32(comm, buf, n, &req) != SN_OK) {
+        fprintf(stderr, "overlap_bench: %s\n", sn_last_error());
+        return 1;
+      }
+      int done = 0;
+      done_at[poll][r] = -1;
+      for (int s = 0; s < slices; ++s) {
+        compute(compute_s / slices);
+        if (poll && !done) {
+          sn_comm_test(comm, req, &done);
+          if (done) done_at[poll][r] = now() - ts;
+        }
+      }
+      double tw = now();
+      sn_status st = sn_comm_wait(comm, req);
+      waits[poll][r] = now() - tw;
+      totals[poll][r] = now() - ts;
+      if (st != SN_OK) {
+        fprintf(stderr, "overlap_bench: %s\n", sn_last_error());
+        return 1;
+      }
+    }
+  }
+  if (rank == 0) {
+    double bl[64];
+    memcpy(bl, blocking, sizeof bl);
+    qsort(bl, (size_t)reps, sizeof(double), cmp);
+    for (int poll = 0; poll < 2; ++poll) {
+      double w[64], t[64], d[64];
+      memcpy(w, waits[poll], sizeof w);
+      memcpy(t, totals[poll], sizeof t);
+      memcpy(d, done_at[poll], sizeof d);
+      qsort(w, (size_t)reps, sizeof(double), cmp);
+      qsort(t, (size_t)reps, sizeof(double), cmp);
+      qsort(d, (size_t)reps, sizeof(double), cmp);
+      printf("{\"mode\": \"overlap\", \"ranks\": %d, \"mb\": %.3f, \"compute_s\": %.3f, \"slices\": %d, \"poll\": %d, "
+             "\"blocking_allreduce_s\": %.4f, \"final_wait_s\": %.4f, \"total_s\": %.4f, "
+             "\"completed_at_s\": %.4f, \"reps\": %d}\n",
+             size, mb, compute_s, slices, poll, bl[reps / 2], w[reps / 2], t[reps / 2],
+             poll ? d[reps / 2] : -1.0, reps);
+    }
+    fflush(stdout);
+  }
+  free(buf);
+  sn_comm_destroy(comm);
+  sn_mpi_finalize();
+  return 0;
+}
