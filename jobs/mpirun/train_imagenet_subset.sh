@@ -4,8 +4,8 @@
 # jobs/slurm/train_imagenet_subset.sbatch is the same job for Slurm.
 #
 #   1. shardnet convert folder (all ranks): TRAIN_ROOT and VAL_ROOT -> raw HDF5 datasets at
-#      SIZE x SIZE (Resize(256/224*SIZE) + CenterCrop, bilinear). Raw, because every epoch reads
-#      every image and decoding JPEGs each time would cost more than the training step.
+#      SIZE x SIZE (Resize(256/224*SIZE) + CenterCrop, bilinear). Raw: every image is decoded
+#      and resized once, not in every epoch.
 #   2. shardnet train: global batch BATCH split over the ranks, synchronized batch norm, gradient
 #      all-reduce in buckets, crop-flip augmentation, cosine schedule with linear warm-up,
 #      validation after every epoch, a checkpoint after every epoch, final weights.
