@@ -10,7 +10,8 @@ lines in the format of train_bench.c so train_bench.sh can print ratios.
 One step = forward, cross-entropy, backward, SGD (momentum 0.9, weight decay 5e-4) update, on
 random data, model in train() mode. torch.set_num_threads(T). Both memory formats (NCHW
 contiguous and channels_last) are timed and the faster is reported ("format").
-img_per_s = batch / median step time after warm-up steps.
+img_per_s = batch / median step time after warm-up steps; cpu_ms_per_step = median process CPU
+time of a step (all threads).
 
 Usage: train_peer.py [--models resnet20,resnet50] [--batch resnet20=128,resnet50=16]
                      [--threads 2] [--warmup 3] [--reps 10] [--min-time 10]
@@ -102,11 +103,12 @@ def bench(name, batch, fmt, args):
 
     for _ in range(args.warmup):
         step()
-    ts, start = [], time.perf_counter()
+    ts, cs, start = [], [], time.perf_counter()
     while len(ts) < args.reps or (len(ts) < 3 * args.reps + 3 and
                                   time.perf_counter() - start < args.min_time):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = step()
+        cs.append(time.process_time() - c0)
         ts.append(time.perf_counter() - t0)
         if len(ts) >= 3 and time.perf_counter() - start > 6 * args.min_time:
             break
@@ -115,7 +117,7 @@ def bench(name, batch, fmt, args):
             "input": "x".join(str(v) for v in (shape[1], shape[2], shape[0])), "batch": batch,
             "threads": args.threads, "img_per_s": round(batch / med, 2),
             "ms_per_step": round(med * 1e3, 3), "ms_min": round(min(ts) * 1e3, 3),
-            "runs": len(ts), "loss": round(loss, 4), "format": fmt,
+            "cpu_ms_per_step": round(statistics.median(cs) * 1e3, 3), "runs": len(ts), "loss": round(loss, 4), "format": fmt,
             "load_avg_1min": os.getloadavg()[0]}
 
 

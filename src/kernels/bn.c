@@ -1,17 +1,29 @@
 /* bn.c - batch-normalization kernels over (rows, C) tensors, rows = N*H*W.
  *
- * Determinism: the per-channel sums are computed by blocks of 16 channels (one cache line);
- * each block belongs to one thread and is accumulated in row order, so results are identical
- * for any thread count. Elementwise passes are parallel over rows.
+ * Determinism: the per-channel sums split the rows into a fixed number of blocks
+ * (min(rows, SN_BN_RBLOCKS), independent of the thread count); each block accumulates its rows in
+ * order in double, and the block partials are added in block order. Results are therefore
+ * identical for any thread count. The AVX-512 and portable bodies add in the same order (they may
+ * differ by FMA contraction only). Elementwise passes are parallel over rows.
+ *
+ * AVX-512 bodies (conv_fast.h: sn_cpu_has_avx512) keep up to 64 channels per row pass in
+ * registers (16 double accumulators for the sums).
  */
 #include <math.h>
 #include <stddef.h>
 
+#include "conv_fast.h"
 #include "kernels.h"
 
 #define SN_OMP_MIN 32768
 /* Channels whose coefficients are precomputed at a time on the stack. */
 #define SN_BN_CBLOCK 256
+/* Row blocks of the sums (fixed: the results do not depend on the thread count) and channels per
+ * pass (their double partials live on the stack: 2 * 16 * 256 * 8 = 64 KiB). */
+#define SN_BN_RBLOCKS 16
+#define SN_BN_SUMC 256
+/* Rows per parallel task of the elementwise passes (times C floats). */
+#define SN_BN_ROWTASK 1024
 
 void sn_bn_fold(const float *gamma, const float *beta, const float *mean, const float *var,
                 float eps, int c, float *scale, float *shift) {
@@ -22,8 +34,193 @@ void sn_bn_fold(const float *gamma, const float *beta, const float *mean, const 
   }
 }
 
+/* ------------------------------------------------------------ AVX-512 bodies */
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+#include <immintrin.h>
+
+static inline __mmask16 bn_mask(int n) {
+  return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* s[j], q[j] (j < cw <= 64) = sums over rows [r0, r1) of x[r*c + c0 + j] and its square; with
+ * d != NULL: s = sum d, q = sum d * (x - mean) (the backward sums). Lane j of the accumulators is
+ * channel j, rows in order: the same additions as the portable loop. */
+static void sums_block_avx512(const float *x, const float *d, const float *mean, size_t r0,
+                              size_t r1, int c, int c0, int cw, double *s, double *q) {
+  __m512d as[8], aq[8], mu[8];
+  __mmask16 mk[4];
+  const int nv = (cw + 15) / 16;
+  for (int v = 0; v < 4; v++) mk[v] = bn_mask(cw - 16 * v);
+  for (int h = 0; h < 8; h++) {
+    as[h] = aq[h] = _mm512_setzero_pd();
+    mu[h] = _mm512_setzero_pd();
+  }
+  if (d)
+    for (int v = 0; v < nv; v++) {
+      const __m512 m = _mm512_maskz_loadu_ps(mk[v], mean + c0 + 16 * v);
+      mu[2 * v] = _mm512_cvtps_pd(_mm512_castps512_ps256(m));
+      mu[2 * v + 1] = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(m), 1)));
+    }
+#define SN_BN_HALVES(V, X)                                                                     \
+  const __m512d lo##V = _mm512_cvtps_pd(_mm512_castps512_ps256(X));                            \
+  const __m512d hi##V = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(X), 1)))
+  for (size_t r = r0; r < r1; r++) {
+    const float *xr = x + r * c + c0;
+    if (d) {
+      const float *dr = d + r * c + c0;
+      for (int v = 0; v < nv; v++) {
+        const __m512 xv = _mm512_maskz_loadu_ps(mk[v], xr + 16 * v);
+        const __m512 dv = _mm512_maskz_loadu_ps(mk[v], dr + 16 * v);
+        SN_BN_HALVES(x, xv);
+        SN_BN_HALVES(d, dv);
+        as[2 * v] = _mm512_add_pd(as[2 * v], lod);
+        as[2 * v + 1] = _mm512_add_pd(as[2 * v + 1], hid);
+        aq[2 * v] = _mm512_add_pd(aq[2 * v], _mm512_mul_pd(lod, _mm512_sub_pd(lox, mu[2 * v])));
+        aq[2 * v + 1] =
+            _mm512_add_pd(aq[2 * v + 1], _mm512_mul_pd(hid, _mm512_sub_pd(hix, mu[2 * v + 1])));
+      }
+    } else {
+      for (int v = 0; v < nv; v++) {
+        const __m512 xv = _mm512_maskz_loadu_ps(mk[v], xr + 16 * v);
+        SN_BN_HALVES(x, xv);
+        as[2 * v] = _mm512_add_pd(as[2 * v], lox);
+        as[2 * v + 1] = _mm512_add_pd(as[2 * v + 1], hix);
+        aq[2 * v] = _mm512_add_pd(aq[2 * v], _mm512_mul_pd(lox, lox));
+        aq[2 * v + 1] = _mm512_add_pd(aq[2 * v + 1], _mm512_mul_pd(hix, hix));
+      }
+    }
+  }
+#undef SN_BN_HALVES
+  double ts[64], tq[64];
+  for (int h = 0; h < 8; h++) {
+    _mm512_storeu_pd(ts + 8 * h, as[h]);
+    _mm512_storeu_pd(tq + 8 * h, aq[h]);
+  }
+  for (int j = 0; j < cw; j++) {
+    s[j] = ts[j];
+    q[j] = tq[j];
+  }
+}
+
+/* y[r][j] = (x[r][j] - m[j]) * a[j] + b[j] (m may be NULL: 0) for rows [r0, r1) and channels
+ * j < cw; x and y have row stride c. */
+static void affine_rows_avx512(const float *x, size_t r0, size_t r1, int c, int cw, const float *m,
+                               const float *a, const float *b, int relu, float *y) {
+  const __m512 z = _mm512_setzero_ps();
+  for (size_t r = r0; r < r1; r++) {
+    const float *xr = x + r * c;
+    float *yr = y + r * c;
+    for (int j = 0; j < cw; j += 16) {
+      const __mmask16 k = bn_mask(cw - j);
+      const __m512 xv = _mm512_maskz_loadu_ps(k, xr + j);
+      const __m512 mv = m ? _mm512_maskz_loadu_ps(k, m + j) : z;
+      __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(xv, mv), _mm512_maskz_loadu_ps(k, a + j),
+                                 _mm512_maskz_loadu_ps(k, b + j));
+      if (relu) v = _mm512_max_ps(v, z);
+      _mm512_mask_storeu_ps(yr + j, k, v);
+    }
+  }
+}
+
+/* dx = k1 * (dy - mdy - (x - m) * k2) over rows [r0, r1), channels j < cw, row stride c */
+static void bwd_dx_rows_avx512(const float *x, const float *dy, size_t r0, size_t r1, int c,
+                               int cw, const float *m, const float *k1, const float *mdy,
+                               const float *k2, float *dx) {
+  for (size_t r = r0; r < r1; r++) {
+    const float *xr = x + r * c, *dr = dy + r * c;
+    float *o = dx + r * c;
+    for (int j = 0; j < cw; j += 16) {
+      const __mmask16 k = bn_mask(cw - j);
+      const __m512 xm = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + j), _mm512_maskz_loadu_ps(k, m + j));
+      const __m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, dr + j), _mm512_maskz_loadu_ps(k, mdy + j));
+      const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, k1 + j),
+                                     _mm512_sub_ps(t, _mm512_mul_ps(xm, _mm512_maskz_loadu_ps(k, k2 + j))));
+      _mm512_mask_storeu_ps(o + j, k, v);
+    }
+  }
+}
+
+#pragma GCC pop_options
+
+/* ------------------------------------------------------------ portable bodies */
+
+static void sums_block(const float *x, const float *d, const float *mean, size_t r0, size_t r1,
+                       int c, int c0, int cw, double *s, double *q) {
+  for (int j = 0; j < cw; ++j) s[j] = q[j] = 0.0;
+  for (size_t r = r0; r < r1; ++r) {
+    const float *xr = x + r * c + c0;
+    if (d) {
+      const float *dr = d + r * c + c0;
+      for (int j = 0; j < cw; ++j) {
+        const double dv = dr[j];
+        s[j] += dv;
+        q[j] += dv * ((double)xr[j] - (double)mean[c0 + j]);
+      }
+    } else {
+      for (int j = 0; j < cw; ++j) {
+        const double v = xr[j];
+        s[j] += v;
+        q[j] += v * v;
+      }
+    }
+  }
+}
+
+/* sum/sumsq (or the backward sums when d != NULL) over all rows, by fixed row blocks. */
+static void block_sums(const float *x, const float *d, const float *mean, size_t rows, int c,
+                       double *sum, double *sq) {
+  const int nb = rows < SN_BN_RBLOCKS ? (int)rows : SN_BN_RBLOCKS;
+  const int simd = sn_cpu_has_avx512();
+  double ps[SN_BN_RBLOCKS][SN_BN_SUMC], pq[SN_BN_RBLOCKS][SN_BN_SUMC];
+  for (int c0 = 0; c0 < c; c0 += SN_BN_SUMC) {
+    const int cw = c - c0 < SN_BN_SUMC ? c - c0 : SN_BN_SUMC;
+    const int ng = (cw + 63) / 64; /* groups of 64 channels */
+#pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN)
+    for (int t = 0; t < nb * ng; ++t) {
+      const int b = t / ng, gi = t % ng, g0 = gi * 64, gw = cw - g0 < 64 ? cw - g0 : 64;
+      const size_t r0 = rows * (size_t)b / (size_t)nb, r1 = rows * (size_t)(b + 1) / (size_t)nb;
+      if (simd)
+        sums_block_avx512(x, d, mean, r0, r1, c, c0 + g0, gw, ps[b] + g0, pq[b] + g0);
+      else
+        sums_block(x, d, mean, r0, r1, c, c0 + g0, gw, ps[b] + g0, pq[b] + g0);
+    }
+    for (int j = 0; j < cw; ++j) {
+      double s = 0.0, q = 0.0;
+      for (int b = 0; b < nb; ++b) {
+        s += ps[b][j];
+        q += pq[b][j];
+      }
+      sum[c0 + j] = s;
+      sq[c0 + j] = q;
+    }
+  }
+}
+
+void sn_bn_sums(const float *x, size_t rows, int c, double *sum, double *sumsq) {
+  block_sums(x, NULL, NULL, rows, c, sum, sumsq);
+}
+
+void sn_bn_backward_sums(const float *x, const float *dy, size_t rows, int c, const float *mean,
+                         double *sum_dy, double *sum_dy_xmu) {
+  block_sums(x, dy, mean, rows, c, sum_dy, sum_dy_xmu);
+}
+
+/* ------------------------------------------------------------ elementwise passes */
+
 void sn_bn_affine(const float *x, size_t rows, int c, const float *scale, const float *shift,
                   int relu, float *y) {
+  if (sn_cpu_has_avx512()) {
+    const long nt = (long)((rows + SN_BN_ROWTASK - 1) / SN_BN_ROWTASK);
+#pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN)
+    for (long t = 0; t < nt; ++t) {
+      const size_t r0 = (size_t)t * SN_BN_ROWTASK;
+      const size_t r1 = r0 + SN_BN_ROWTASK < rows ? r0 + SN_BN_ROWTASK : rows;
+      affine_rows_avx512(x, r0, r1, c, c, NULL, scale, shift, relu, y);
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN)
   for (long r = 0; r < (long)rows; ++r) {
     const float *xr = x + (size_t)r * c;
@@ -39,29 +236,9 @@ void sn_bn_affine(const float *x, size_t rows, int c, const float *scale, const 
   }
 }
 
-void sn_bn_sums(const float *x, size_t rows, int c, double *sum, double *sumsq) {
-  const int nb = (c + 15) / 16;
-#pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN && nb > 1)
-  for (int b = 0; b < nb; ++b) {
-    const int c0 = b * 16, c1 = c0 + 16 < c ? c0 + 16 : c;
-    double s[16] = {0}, q[16] = {0};
-    for (size_t r = 0; r < rows; ++r) {
-      const float *xr = x + r * c;
-      for (int j = c0; j < c1; ++j) {
-        const double v = xr[j];
-        s[j - c0] += v;
-        q[j - c0] += v * v;
-      }
-    }
-    for (int j = c0; j < c1; ++j) {
-      sum[j] = s[j - c0];
-      sumsq[j] = q[j - c0];
-    }
-  }
-}
-
 void sn_bn_normalize(const float *x, size_t rows, int c, const float *mean, const float *invstd,
                      const float *gamma, const float *beta, float *y) {
+  const int simd = sn_cpu_has_avx512();
   for (int c0 = 0; c0 < c; c0 += SN_BN_CBLOCK) {
     const int c1 = c0 + SN_BN_CBLOCK < c ? c0 + SN_BN_CBLOCK : c;
     float a[SN_BN_CBLOCK], m[SN_BN_CBLOCK], bb[SN_BN_CBLOCK];
@@ -69,6 +246,16 @@ void sn_bn_normalize(const float *x, size_t rows, int c, const float *mean, cons
       a[j - c0] = (float)((double)gamma[j] * invstd[j]);
       m[j - c0] = mean[j];
       bb[j - c0] = beta[j];
+    }
+    if (simd) {
+      const long nt = (long)((rows + SN_BN_ROWTASK - 1) / SN_BN_ROWTASK);
+#pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN)
+      for (long t = 0; t < nt; ++t) {
+        const size_t r0 = (size_t)t * SN_BN_ROWTASK;
+        const size_t r1 = r0 + SN_BN_ROWTASK < rows ? r0 + SN_BN_ROWTASK : rows;
+        affine_rows_avx512(x + c0, r0, r1, c, c1 - c0, m, a, bb, 0, y + c0);
+      }
+      continue;
     }
 #pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN)
     for (long r = 0; r < (long)rows; ++r) {
@@ -79,33 +266,12 @@ void sn_bn_normalize(const float *x, size_t rows, int c, const float *mean, cons
   }
 }
 
-void sn_bn_backward_sums(const float *x, const float *dy, size_t rows, int c, const float *mean,
-                         double *sum_dy, double *sum_dy_xmu) {
-  const int nb = (c + 15) / 16;
-#pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN && nb > 1)
-  for (int b = 0; b < nb; ++b) {
-    const int c0 = b * 16, c1 = c0 + 16 < c ? c0 + 16 : c;
-    double s[16] = {0}, q[16] = {0};
-    for (size_t r = 0; r < rows; ++r) {
-      const float *xr = x + r * c, *dr = dy + r * c;
-      for (int j = c0; j < c1; ++j) {
-        const double d = dr[j];
-        s[j - c0] += d;
-        q[j - c0] += d * ((double)xr[j] - (double)mean[j]);
-      }
-    }
-    for (int j = c0; j < c1; ++j) {
-      sum_dy[j] = s[j - c0];
-      sum_dy_xmu[j] = q[j - c0];
-    }
-  }
-}
-
 void sn_bn_backward_dx(const float *x, const float *dy, size_t rows, int c, const float *mean,
                        const float *invstd, const float *gamma, const double *sum_dy,
                        const double *sum_dy_xmu, double count, float *dx) {
   /* dx = k1 * (dy - mdy - (x - mean) * k2) with k1 = gamma*invstd, mdy = sum_dy/count,
    * k2 = invstd^2 * sum_dy_xmu / count; coefficients in double, rounded once. */
+  const int simd = sn_cpu_has_avx512();
   for (int c0 = 0; c0 < c; c0 += SN_BN_CBLOCK) {
     const int c1 = c0 + SN_BN_CBLOCK < c ? c0 + SN_BN_CBLOCK : c;
     float k1[SN_BN_CBLOCK], mdy[SN_BN_CBLOCK], k2[SN_BN_CBLOCK], m[SN_BN_CBLOCK];
@@ -115,6 +281,16 @@ void sn_bn_backward_dx(const float *x, const float *dy, size_t rows, int c, cons
       mdy[j - c0] = (float)(sum_dy[j] / count);
       k2[j - c0] = (float)(is * is * sum_dy_xmu[j] / count);
       m[j - c0] = mean[j];
+    }
+    if (simd) {
+      const long nt = (long)((rows + SN_BN_ROWTASK - 1) / SN_BN_ROWTASK);
+#pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN)
+      for (long t = 0; t < nt; ++t) {
+        const size_t r0 = (size_t)t * SN_BN_ROWTASK;
+        const size_t r1 = r0 + SN_BN_ROWTASK < rows ? r0 + SN_BN_ROWTASK : rows;
+        bwd_dx_rows_avx512(x + c0, dy + c0, r0, r1, c, c1 - c0, m, k1, mdy, k2, dx + c0);
+      }
+      continue;
     }
 #pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN)
     for (long r = 0; r < (long)rows; ++r) {

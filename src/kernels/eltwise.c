@@ -1,23 +1,103 @@
-/* eltwise.c - ReLU, residual add, Keras-style zero padding and the finiteness check. */
+/* eltwise.c - ReLU, residual add, Keras-style zero padding and the finiteness check.
+ * ReLU and add have AVX-512 bodies (conv_fast.h: sn_cpu_has_avx512) with identical results:
+ * they are exact (max, select) or one rounding (add). */
 #include <math.h>
 #include <string.h>
 
+#include "conv_fast.h"
 #include "kernels.h"
 
 #define SN_OMP_MIN 32768
+/* Elements per parallel task of the elementwise loops (a multiple of 16). */
+#define SN_EW_BLOCK 16384
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+#include <immintrin.h>
+
+static inline __mmask16 ew_mask(size_t n) { return (__mmask16)((1u << n) - 1); }
+
+static void relu_fwd_avx512(const float *x, size_t n, float *y) {
+  const __m512 z = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_max_ps(_mm512_loadu_ps(x + i), z));
+  if (i < n) {
+    const __mmask16 m = ew_mask(n - i);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_max_ps(_mm512_maskz_loadu_ps(m, x + i), z));
+  }
+}
+
+/* dx = dy where y > 0 (an ordered compare: NaN y gives 0, as the portable loop) */
+static void relu_bwd_avx512(const float *y, const float *dy, size_t n, float *dx) {
+  const __m512 z = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + i), z, _CMP_GT_OQ);
+    _mm512_storeu_ps(dx + i, _mm512_maskz_mov_ps(pos, _mm512_loadu_ps(dy + i)));
+  }
+  if (i < n) {
+    const __mmask16 m = ew_mask(n - i);
+    const __mmask16 pos = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, y + i), z, _CMP_GT_OQ);
+    _mm512_mask_storeu_ps(dx + i, m, _mm512_maskz_loadu_ps(pos, dy + i));
+  }
+}
+
+static void add_avx512(const float *a, const float *b, size_t n, int relu, float *y) {
+  const __m512 z = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_add_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+    _mm512_storeu_ps(y + i, relu ? _mm512_max_ps(v, z) : v);
+  }
+  if (i < n) {
+    const __mmask16 m = ew_mask(n - i);
+    __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
+    _mm512_mask_storeu_ps(y + i, m, relu ? _mm512_max_ps(v, z) : v);
+  }
+}
+
+#pragma GCC pop_options
+
+/* Runs body(i0, len) over [0, n) in blocks of SN_EW_BLOCK, in parallel when n is large. */
+#define SN_EW_BLOCKS(n, body)                                                       \
+  do {                                                                              \
+    const long nb_ = (long)(((n) + SN_EW_BLOCK - 1) / SN_EW_BLOCK);                 \
+    _Pragma("omp parallel for schedule(static) if ((n) > SN_OMP_MIN)")              \
+    for (long b_ = 0; b_ < nb_; ++b_) {                                             \
+      const size_t i0 = (size_t)b_ * SN_EW_BLOCK;                                   \
+      const size_t len = (n) - i0 < SN_EW_BLOCK ? (n) - i0 : SN_EW_BLOCK;           \
+      body;                                                                         \
+    }                                                                               \
+  } while (0)
 
 void sn_relu_forward(const float *x, size_t n, float *y) {
+  if (sn_cpu_has_avx512()) {
+    SN_EW_BLOCKS(n, relu_fwd_avx512(x + i0, len, y + i0));
+    return;
+  }
 #pragma omp parallel for schedule(static) if (n > SN_OMP_MIN)
   for (long i = 0; i < (long)n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-/* dx = dy where y > 0, else 0 (the gradient at 0 is 0, as in PyTorch). */
+/* dx = dy where y > 0, else 0 (the gradient at 0 is 0, as in PyTorch). dy is read
+ * unconditionally so that the loop vectorizes (a select, not a branch). */
 void sn_relu_backward(const float *y, const float *dy, size_t n, float *dx) {
+  if (sn_cpu_has_avx512()) {
+    SN_EW_BLOCKS(n, relu_bwd_avx512(y + i0, dy + i0, len, dx + i0));
+    return;
+  }
 #pragma omp parallel for schedule(static) if (n > SN_OMP_MIN)
-  for (long i = 0; i < (long)n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  for (long i = 0; i < (long)n; ++i) {
+    const float d = dy[i];
+    dx[i] = y[i] > 0.0f ? d : 0.0f;
+  }
 }
 
 void sn_add_forward(const float *a, const float *b, size_t n, int relu, float *y) {
+  if (sn_cpu_has_avx512()) {
+    SN_EW_BLOCKS(n, add_avx512(a + i0, b + i0, len, relu, y + i0));
+    return;
+  }
   if (relu) {
 #pragma omp parallel for schedule(static) if (n > SN_OMP_MIN)
     for (long i = 0; i < (long)n; ++i) {

@@ -2,13 +2,16 @@
 // the local sums) against finite differences of a float64 batch-norm forward.
 //
 // Tolerances: the elementwise kernels do 2-3 float32 operations per element on O(1) values,
-// so rtol = 1e-6 (a few ulps of max|y|). The sums use double accumulators in row order, so they
-// match a double sum of the same floats to ~1e-15 relative; we allow 1e-12. The backward dx
-// rounds its three per-channel coefficients to float and does ~5 float operations: rtol = 1e-5.
+// so rtol = 1e-6 (a few ulps of max|y|). The sums use double accumulators (rows in order within
+// fixed row blocks), so they match a double sum of the same floats to ~1e-15 relative; we allow
+// 1e-12. The backward dx rounds its three per-channel coefficients to float and does ~5 float
+// operations: rtol = 1e-5.
 // The finite differences use h = 1e-4 on a smooth function (truncation ~h^2 * |f'''| ~ 1e-8).
 #include <omp.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "kernel_check.h"
@@ -169,4 +172,78 @@ TEST(KernelBn, SumsDeterministicAcrossThreads) {
   EXPECT_EQ(q1, q2);
   EXPECT_EQ(a1, a2);
   EXPECT_EQ(b1, b2);
+}
+
+// The sums use fixed row blocks and 64-channel groups: identical for 1, 2 and 3 threads also
+// with one 16-channel group (rows split only) and with C = 300 (a 256-channel pass, then 44
+// channels in a partial vector). AVX-512 and portable bodies add in the same order, but the
+// compiler may contract a product and a sum into an FMA in one of them (one rounding less per
+// term), so they are compared with 1e-14 * sum|terms| (~100 u of the absolute terms; the
+// recursive-summation bound is n u sum|terms|). The elementwise passes agree to rtol 1e-6 (one
+// or two roundings of O(1) values) on every channel count, rows < 16 included.
+TEST(KernelBn, BlockedSumsAndPaths) {
+  for (int c : {16, 300, 5}) {
+    for (size_t rows : {(size_t)5, (size_t)2000}) {
+      SCOPED_TRACE("c " + std::to_string(c) + " rows " + std::to_string(rows));
+      fvec x = sntest::randn(rows * c, 50 + c), dy = sntest::randn(rows * c, 51 + c);
+      fvec m = sntest::randn(c, 52), is = sntest::uniform(c, 53, 0.5f, 2.0f);
+      fvec g = sntest::randn(c, 54), b = sntest::randn(c, 55);
+      struct Out {
+        std::vector<double> s, q, a, bq;
+        fvec y, dx, af;
+      };
+      auto run = [&](int threads) {
+        const int saved = omp_get_max_threads();
+        omp_set_num_threads(threads);
+        Out o{std::vector<double>(c), std::vector<double>(c), std::vector<double>(c),
+              std::vector<double>(c), fvec(rows * c), fvec(rows * c), fvec(rows * c)};
+        sn_bn_sums(x.data(), rows, c, o.s.data(), o.q.data());
+        sn_bn_backward_sums(x.data(), dy.data(), rows, c, m.data(), o.a.data(), o.bq.data());
+        sn_bn_normalize(x.data(), rows, c, m.data(), is.data(), g.data(), b.data(), o.y.data());
+        sn_bn_backward_dx(x.data(), dy.data(), rows, c, m.data(), is.data(), g.data(), o.a.data(),
+                          o.bq.data(), (double)rows, o.dx.data());
+        sn_bn_affine(x.data(), rows, c, g.data(), b.data(), 1, o.af.data());
+        omp_set_num_threads(saved);
+        return o;
+      };
+      Out o1 = run(1), o2 = run(2), o3 = run(3);
+      EXPECT_EQ(o1.s, o2.s);
+      EXPECT_EQ(o1.q, o2.q);
+      EXPECT_EQ(o1.a, o3.a);
+      EXPECT_EQ(o1.bq, o3.bq);
+      EXPECT_EQ(o1.y, o2.y);
+      EXPECT_EQ(o1.dx, o3.dx);
+      // double references in row order; abs_[j] = sum of |terms| of each sum
+      std::vector<double> abs_s(c), abs_a(c), abs_b(c);
+      for (int j = 0; j < c; ++j) {
+        double s = 0, q = 0, a = 0, bq = 0;
+        for (size_t r = 0; r < rows; ++r) {
+          const double v = x[r * c + j], d = dy[r * c + j];
+          s += v;
+          q += v * v;
+          a += d;
+          bq += d * (v - (double)m[j]);
+          abs_s[j] += std::fabs(v);
+          abs_a[j] += std::fabs(d);
+          abs_b[j] += std::fabs(d * (v - (double)m[j]));
+        }
+        ASSERT_NEAR(s, o1.s[j], 1e-12 * (1 + std::fabs(s)));
+        ASSERT_NEAR(q, o1.q[j], 1e-12 * q);
+        ASSERT_NEAR(a, o1.a[j], 1e-12 * (1 + std::fabs(a)));
+        ASSERT_NEAR(bq, o1.bq[j], 1e-12 * (1 + std::fabs(bq)));
+      }
+      setenv("SN_NO_AVX512", "1", 1);
+      Out p = run(2);
+      unsetenv("SN_NO_AVX512");
+      for (int j = 0; j < c; ++j) {
+        EXPECT_NEAR(p.s[j], o1.s[j], 1e-14 * abs_s[j]);
+        EXPECT_NEAR(p.q[j], o1.q[j], 1e-14 * p.q[j]);
+        EXPECT_NEAR(p.a[j], o1.a[j], 1e-14 * abs_a[j]);
+        EXPECT_NEAR(p.bq[j], o1.bq[j], 1e-14 * abs_b[j]);
+      }
+      EXPECT_TRUE(kcheck::close(o1.y, kcheck::to_d(p.y), 1e-6));
+      EXPECT_TRUE(kcheck::close(o1.dx, kcheck::to_d(p.dx), 1e-6));
+      EXPECT_TRUE(kcheck::close(o1.af, kcheck::to_d(p.af), 1e-6));
+    }
+  }
 }

@@ -6,6 +6,8 @@
 // differences in double (h = 1e-3) with inputs kept >= 5e-3 away from ReLU's kink; the losses
 // are piecewise linear, so the differences are exact up to ~1e-12, and rtol = 1e-6 is used.
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -109,4 +111,28 @@ TEST(KernelEltwise, AllFinite) {
   }
   float big = std::numeric_limits<float>::max();
   EXPECT_EQ(1, sn_all_finite(&big, 1));
+}
+
+// The AVX-512 bodies (tail masks included) and the portable loops give identical results: the
+// operations are exact (max, select) or one rounding (add).
+TEST(KernelEltwise, SimdMatchesPortable) {
+  for (size_t n : {(size_t)1, (size_t)15, (size_t)17, (size_t)40000, (size_t)100003}) {
+    SCOPED_TRACE(n);
+    fvec x = sntest::randn(n, 60), b = sntest::randn(n, 61), dy = sntest::randn(n, 62);
+    if (n > 3) x[3] = NAN;  // ReLU backward at NaN: 0 in both
+    auto run = [&]() {
+      std::vector<fvec> o(4, fvec(n));
+      sn_relu_forward(x.data(), n, o[0].data());
+      sn_relu_backward(x.data(), dy.data(), n, o[1].data());
+      sn_add_forward(x.data(), b.data(), n, 0, o[2].data());
+      sn_add_forward(x.data(), b.data(), n, 1, o[3].data());
+      return o;
+    };
+    std::vector<fvec> fast = run();
+    setenv("SN_NO_AVX512", "1", 1);
+    std::vector<fvec> portable = run();
+    unsetenv("SN_NO_AVX512");
+    for (int k = 0; k < 4; ++k)
+      EXPECT_EQ(0, memcmp(fast[k].data(), portable[k].data(), n * sizeof(float))) << k;
+  }
 }
