@@ -57,7 +57,8 @@ int cmd_convert(int argc, char **argv) {
   sn_convert_options opt;
   sn_convert_options_init(&opt);
   long v;
-  if (cli_int(o, no, "channels", 1, 3, 3, &v) || (v != 1 && v != 3)) {
+  if (cli_int(o, no, "channels", 1, 3, 3, &v)) return EXIT_USAGE;
+  if (v != 1 && v != 3) {
     cli_error("option --channels: must be 1 or 3");
     return EXIT_USAGE;
   }
@@ -84,6 +85,11 @@ int cmd_convert(int argc, char **argv) {
   }
   if (rs) opt.resize = !strcmp(rs, "nearest") ? SN_RESIZE_NEAREST : SN_RESIZE_BILINEAR;
   opt.encoded = cli_has(o, no, "encoded");
+  if (opt.encoded && (rs || opt.resize_shorter || opt.compression)) {
+    cli_error("convert: --encoded stores the files' bytes as they are; --resize, --resize-shorter and "
+              "--compression apply to raw datasets only (resizing happens when an encoded dataset is read)");
+    return EXIT_USAGE;
+  }
   opt.fashion = cli_has(o, no, "fashion");
   opt.progress = progress;
   opt.progress_ctx = (void *)"convert";

@@ -176,6 +176,26 @@ int cmd_infer(int argc, char **argv) {
   wc.compression = (int)comp;
   wc.resume = resume;
   if (!wc.flags) s = sn_error_set(SN_ERR_INVALID, "infer: nothing to write (--top-k 0 without --logits or --features)");
+  char **names = NULL;
+  int nnames = 0;
+  if (s == SN_OK && cli_get(o, no, "labels") && job.rank == 0) {
+    names = read_label_file(cli_get(o, no, "labels"), &nnames);
+    if (!names) s = sn_error_set(SN_ERR_IO, "cannot read label file %s", cli_get(o, no, "labels"));
+  }
+  if (s == SN_OK && cli_get(o, no, "confusion") && !(di->has_labels && topk > 0))
+    s = sn_error_set(SN_ERR_INVALID, "infer: --confusion needs a dataset with /labels and --top-k > 0 (%s has %s)",
+                     data, di->has_labels ? "labels" : "no /labels");
+  /* Resuming must continue the same computation: same model, weights and preprocessing. */
+  if (s == SN_OK && resume && state == SN_OUTPUT_INCOMPLETE) {
+    const char *want[][2] = {{"arch", cfg.arch}, {"weights_md5", md5}, {"preprocess", sn_preprocess_name(pre)}};
+    for (size_t i = 0; s == SN_OK && i < sizeof want / sizeof want[0]; ++i) {
+      char have[128];
+      sn_status a = sn_file_attr_str(out, want[i][0], have, sizeof have);
+      if (a == SN_OK && strcmp(have, want[i][1]))
+        s = sn_error_set(SN_ERR_INVALID, "infer: cannot resume %s: it was started with %s '%s', this run has '%s'",
+                         out, want[i][0], have, want[i][1]);
+    }
+  }
   sn_writer *wr = NULL;
   cli_check(&job, s);
   s = sn_writer_create(out, job.comm, &wc, &wr);
@@ -222,13 +242,6 @@ int cmd_infer(int argc, char **argv) {
   ro.batch = (int)batch;
   ro.preprocess = pre;
   if (s == SN_OK && nrows) s = sn_reader_create(ds, rows, nrows, &ro, &rd);
-  cli_check(&job, s);
-  char **names = NULL;
-  int nnames = 0;
-  if (cli_get(o, no, "labels") && job.rank == 0) {
-    names = read_label_file(cli_get(o, no, "labels"), &nnames);
-    if (!names) s = sn_error_set(SN_ERR_IO, "cannot read label file %s", cli_get(o, no, "labels"));
-  }
   cli_check(&job, s);
 
   /* With labels: top-1/top-k hits and the confusion matrix (summed over ranks at the end). */

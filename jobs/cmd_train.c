@@ -336,7 +336,9 @@ int cmd_train(int argc, char **argv) {
       s = evaluate(&job, evalnet, net, val, local_max, pre, raw, x, labels, logits, &ev);
       cli_check(&job, s);
     }
-    meta.epoch = epoch + 1;
+    /* An epoch cut short by --steps is not complete: a resume continues inside it. */
+    int epoch_done = step >= (epoch + 1) * steps_per_epoch;
+    meta.epoch = epoch_done ? epoch + 1 : epoch;
     meta.step = step;
     meta.ranks = job.size;
     meta.seed = (uint64_t)seed;
@@ -353,7 +355,7 @@ int cmd_train(int argc, char **argv) {
                "\"val_loss\": %.6f, \"val_acc\": %.6f, \"lr\": %.6g, \"seconds\": %.3f, "
                "\"images_per_s\": %.1f, \"data_wait_s\": %.3f, \"ranks\": %d, \"threads\": %d, "
                "\"comm_exposed_s\": %.4f, \"comm_bytes\": %lld}",
-               (long long)meta.epoch, (long long)step, sums[0] / sums[2], sums[1] / sums[2],
+               (long long)epoch + 1, (long long)step, sums[0] / sums[2], sums[1] / sums[2],
                ev.loss, ev.count ? ev.correct / ev.count : 0.0, sn_lr_at(&ls_sched, step ? step - 1 : 0),
                secs, sums[2] / secs, wait_data, job.size, job.threads, comm_s, (long long)comm_bytes);
       if (metrics) {
@@ -361,9 +363,13 @@ int cmd_train(int argc, char **argv) {
         fflush(metrics);
       }
       if (cli_verbose)
-        printf("epoch %lld: loss %.4f acc %.2f%%%s%.4f%s%.2f%% %.1f s %.0f img/s\n", (long long)meta.epoch,
-               sums[0] / sums[2], 100.0 * sums[1] / sums[2], val ? " | val loss " : "", val ? ev.loss : 0.0,
-               val ? " acc " : "", val ? 100.0 * ev.correct / ev.count : 0.0, secs, sums[2] / secs);
+      {
+        char vbuf[64] = "";
+        if (val) snprintf(vbuf, sizeof vbuf, " | val loss %.4f acc %.2f%%", ev.loss, 100.0 * ev.correct / ev.count);
+        printf("epoch %lld%s: loss %.4f acc %.2f%%%s %.1f s %.0f img/s\n", (long long)epoch + 1,
+               epoch_done ? "" : " (partial)", sums[0] / sums[2], 100.0 * sums[1] / sums[2], vbuf, secs,
+               sums[2] / secs);
+      }
       fflush(stdout);
     }
   }

@@ -249,6 +249,9 @@ void sn_net_set_comm_poll(sn_net *net, int poll);
  * hidden behind backward) and gradient bytes all-reduced per rank. Zero with one rank. Sync-BN
  * all-reduces are not included. */
 void sn_net_comm_stats(const sn_net *net, double *exposed_seconds, int64_t *bytes);
+/* Gradient buckets launched (cumulative) and how many of them had completed when backward ended,
+ * i.e. were fully overlapped with backward (the last bucket, launched after backward, never is). */
+void sn_net_comm_buckets(const sn_net *net, int64_t *launched, int64_t *done_in_backward);
 
 /* Learning-rate schedule. */
 typedef enum sn_schedule { SN_SCHED_CONSTANT = 0, SN_SCHED_STEP = 1, SN_SCHED_COSINE = 2 } sn_schedule;
@@ -342,6 +345,17 @@ sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_format fmt, 
 /* Rank 0 loads (format detected), then parameters and MD5 are broadcast; a failure on rank 0
  * is returned on every rank and no net changes. comm NULL: serial. Collective. */
 sn_status sn_weights_load_bcast(sn_net *net, const char *path, sn_comm *comm, char *md5_hex);
+/* Load flags. SN_LOAD_NEW_HEAD (fine-tuning with another class count): the classifier (the
+ * net's last "dense" layer: torch "fc", Keras/LeNet "predictions") is loaded only if the file
+ * has all its tensors with the net's shapes; if any is absent or shaped differently (or the
+ * Keras layer has another weight count), the net keeps its own classifier. Every other
+ * tensor stays strict (missing, unexpected or mis-shaped keys are errors). No effect without a
+ * classifier. Unknown bits: SN_ERR_INVALID. The functions without _ex use SN_LOAD_STRICT. */
+typedef enum { SN_LOAD_STRICT = 0, SN_LOAD_NEW_HEAD = 1 } sn_load_flags;
+sn_status sn_weights_load_ex(sn_net *net, const char *path, sn_weights_format fmt, unsigned flags,
+                             char *md5_hex);
+sn_status sn_weights_load_bcast_ex(sn_net *net, const char *path, sn_comm *comm, unsigned flags,
+                                   char *md5_hex);
 /* Saves the native layout: /params/<layer>/<role> datasets (Keras role names: kernel, bias,
  * gamma, beta, moving_mean, moving_variance) in engine layout; root attributes format =
  * "shardnet", version, arch, style, classes, height, width, channels, include_top, pooling,
@@ -498,6 +512,9 @@ typedef enum sn_output_state {
   SN_OUTPUT_COMPLETE = 2
 } sn_output_state;
 sn_status sn_output_status(const char *path, sn_output_state *state);
+/* A root string attribute of an HDF5 file (e.g. "arch" or "weights_md5" of an output) into buf
+ * (n bytes, truncated). Missing attribute -> SN_ERR_NOTFOUND. Not collective. */
+sn_status sn_file_attr_str(const char *path, const char *name, char *buf, size_t n);
 
 /* Streaming reader: a background thread reads, decodes, preprocesses (and augments) the next
  * batches into a ring of prefetch + 1 preallocated batch buffers, so memory is bounded by
