@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # bench_infer.sh - per-layer GFLOP/s of the prepared inference convolutions (sn_conv_prepare) on
 # the resnet50/resnet18 conv shapes, vs the generic path and a plain cblas_sgemm of the same size,
-# then whole-network images/s (net_bench.c, same JSON fields as peers.py).
+# then whole-network images/s (`shardnet bench`, same JSON fields as peers.py).
 #
-# Builds libshardnet_static.a in BUILD (default build-bench), compiles jobs/bench/conv_bench.c and
-# net_bench.c against it and runs them for every MODELS x BATCHES. Output: JSON lines.
+# Builds libshardnet_static.a and the CLI in BUILD (default build-bench), compiles
+# jobs/bench/conv_bench.c against the library, runs it for every MODELS x BATCHES, then
+# `shardnet bench` for every NETS x NET_BATCHES. Output: JSON lines.
 # The machine is shared: times are medians (and mins) of REPS runs; the load average is printed
 # so that noisy runs can be spotted. On a loaded machine OMP_WAIT_POLICY=passive avoids spinning
 # threads starving the ones they wait for (measured: resnet50 batch 1 at load 10, 2 threads:
@@ -27,12 +28,10 @@ net_batches=${NET_BATCHES:-1 8 32}
 if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
-cmake --build "$build" -j2 --target shardnet_static >/dev/null
+cmake --build "$build" -j2 --target shardnet_static shardnet_cli >/dev/null
 exe=$build/conv_bench
-for prog in conv_bench net_bench; do
-  cc -O2 -std=c11 -fopenmp -I"$root/src" -I/usr/include/x86_64-linux-gnu "$here/$prog.c" \
-    "$build/libshardnet_static.a" -lopenblas -lm -o "$build/$prog"
-done
+cc -O2 -std=c11 -fopenmp -I"$root/src" -I/usr/include/x86_64-linux-gnu "$here/conv_bench.c" \
+  "$build/libshardnet_static.a" -lopenblas -lm -o "$exe"
 
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads
 # OpenBLAS 0.3.21 (DYNAMIC_ARCH) detects this Sapphire Rapids VM as "Prescott" and runs SSE3
@@ -47,7 +46,7 @@ for m in $models; do
 done
 for m in $nets; do
   for b in $net_batches; do
-    "$build/net_bench" --arch "$m" --batch "$b"
+    "$build/shardnet" bench --arch "$m" --batch "$b" --threads "$threads"
   done
 done
 echo "{\"host_load_avg_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
