@@ -185,8 +185,10 @@ int main(int argc, char **argv) {
            "\"res\":%d,\"ms\":%.4f,\"ms_min\":%.4f,\"gflops\":%.1f",
            model, batch, l->name, l->count, sn_conv_impl_name(c), use_res, ti.med * 1e3, ti.min * 1e3,
            flop / ti.med * 1e-9);
-    if (do_generic) printf(",\"generic_gflops\":%.1f", flop / tg.med * 1e-9);
-    if (do_sgemm) printf(",\"sgemm_gflops\":%.1f", flop / ts.med * 1e-9);
+    if (do_generic)
+      printf(",\"generic_gflops\":%.1f,\"generic_ms_min\":%.4f", flop / tg.med * 1e-9, tg.min * 1e3);
+    if (do_sgemm)
+      printf(",\"sgemm_gflops\":%.1f,\"sgemm_ms_min\":%.4f", flop / ts.med * 1e-9, ts.min * 1e3);
     printf("}\n");
     fflush(stdout);
     tot_impl += ti.med * l->count;
