@@ -1,4 +1,4 @@
-/* winograd_avx512.c - Winograd F(4x4, 3x3) for 3x3 stride-1 pad-1 convolutions, NHWC
+/* winograd_avx512.c - Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions (any zero padding), NHWC
  * (Lavin & Gray 2015; matrices in spec/KERNELS.md 2.1).
  *
  * Y = A^T [ U (.) V ] A per 6x6 input tile d (stride 4), U = G g G^T (plan time),
