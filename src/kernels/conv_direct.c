@@ -10,11 +10,11 @@
  * tensor repacked once per call into column blocks of 64 (one sequential stream per block).
  * Bias, residual and ReLU are applied when the tile is stored.
  *
- * Backward data: stride 1 (and padding < kernel) is the forward pass of dy, padded by
- * (KH-1-pt, KW-1-pl, KH-1-pb, KW-1-pr), with the kernel flipped and transposed
- * (w'[ky][kx][co][ci] = w[KH-1-ky][KW-1-kx][ci][co]). Other geometries: per image
- * dcol (OH*OW, KH*KW*Cin) = dy . W^T with the same tile kernel (a 1x1 "convolution" of dy), then
- * a col2im gather (every dx pixel sums its taps in a fixed order).
+ * Backward data, by stride phases (bwd_data_image): the dx pixels of one phase (iy mod sh,
+ * ix mod sw) are a stride-1 correlation of dy with the flipped, transposed sub-kernel of the taps
+ * that reach them, computed with the same tile kernel over a zero-padded copy of dy; each dx
+ * pixel is written once (no col2im, no atomics). At stride 1 this is the forward pass of dy with
+ * the whole kernel flipped.
  *
  * Backward weights: tile = MR consecutive rows k of one kernel row's KW*Cin block x 16*NV output
  * channels; for every output pixel, MR broadcasts of the (contiguous) padded input run and NV
@@ -346,36 +346,6 @@ static void wgrad_image(const dpass *d, const float *src, const float *dy, float
   }
 }
 
-/* dx (H, W, Cin) of one image from dcol (OH*OW, KH*KW*Cin): each pixel sums its taps in
- * (ky, kx) order. */
-static void col2im_image(const sn_conv_geom *g, const float *col, float *dx) {
-  const int cin = g->cin;
-  const size_t k = (size_t)g->kh * g->kw * cin;
-  for (int iy = 0; iy < g->h; iy++)
-    for (int ix = 0; ix < g->w; ix++) {
-      float *dst = dx + ((size_t)iy * g->w + ix) * cin;
-      for (int c0 = 0; c0 < cin; c0 += 16) {
-        const __mmask16 m = tail_mask(cin - c0);
-        __m512 acc = _mm512_setzero_ps();
-        for (int ky = 0; ky < g->kh; ky++) {
-          const int ty = iy + g->pt - ky;
-          if (ty < 0 || ty % g->sh) continue;
-          const int oy = ty / g->sh;
-          if (oy >= g->oh) continue;
-          for (int kx = 0; kx < g->kw; kx++) {
-            const int tx = ix + g->pl - kx;
-            if (tx < 0 || tx % g->sw) continue;
-            const int ox = tx / g->sw;
-            if (ox >= g->ow) continue;
-            const float *s = col + ((size_t)oy * g->ow + ox) * k + ((size_t)ky * g->kw + kx) * cin;
-            acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, s + c0));
-          }
-        }
-        _mm512_mask_storeu_ps(dst + c0, m, acc);
-      }
-    }
-}
-
 #pragma GCC pop_options
 
 /* ------------------------------------------------------------ packing and drivers */
@@ -392,23 +362,35 @@ static void pack_row(int k, int n, int kr, const float *src, float *bp) {
 
 static int chunks_of(int n) { return imin(n, SN_DCONV_CHUNKS); }
 
-static int bwd_data_direct(const sn_conv_geom *g) {
-  return g->sh == 1 && g->sw == 1 && g->pt < g->kh && g->pb < g->kh && g->pl < g->kw &&
-         g->pr < g->kw;
-}
-
 static void fwd_pass_of(const sn_conv_geom *g, dpass *d) {
   dpass_init(d, g->h, g->w, g->cin, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->pb, g->pr,
              g->cout);
 }
 
-/* Backward data as a forward pass over dy: flipped kernel (direct) or dy . W^T (dcol). */
-static void bwd_pass_of(const sn_conv_geom *g, dpass *d) {
-  if (bwd_data_direct(g))
-    dpass_init(d, g->oh, g->ow, g->cout, g->kh, g->kw, 1, 1, g->kh - 1 - g->pt, g->kw - 1 - g->pl,
-               g->kh - 1 - g->pb, g->kw - 1 - g->pr, g->cin);
-  else
-    dpass_init(d, g->oh, g->ow, g->cout, 1, 1, 1, 1, 0, 0, 0, 0, g->kh * g->kw * g->cin);
+/* Backward data by stride phases. Input pixel iy belongs to phase py = (iy + pt) mod sh; its
+ * taps are ky = py + sh*t (t < ty), from dy row q - t with q = (iy + pt - py) / sh (columns
+ * likewise). Per phase this is a stride-1 correlation of dy with the flipped sub-kernel
+ * w[py + sh*(ty-1-t')][px + sw*(tx-1-u')]^T: the forward tile over a zero-padded copy of dy
+ * (PT = max ty - 1 rows above, PB below so that every q of every phase has its rows; columns
+ * likewise), output pixels at stride sw in the row of dx. At stride 1 there is one phase (the
+ * whole flipped kernel). Phases without taps (stride > kernel) are zero. */
+typedef struct bplan {
+  dpass pad; /* dy (OH, OW, Cout) -> padded buffer (hp, wp, Cout) */
+} bplan;
+
+static int phase_taps(int k, int s, int p) { return p < k ? ceil_div(k - p, s) : 0; }
+
+static void bplan_init(const sn_conv_geom *g, bplan *b) {
+  const int pt = ceil_div(g->kh, g->sh) - 1, pl = ceil_div(g->kw, g->sw) - 1;
+  const int qmax = (g->h - 1 + g->pt) / g->sh, rmax = (g->w - 1 + g->pl) / g->sw;
+  const int pb = imax(0, qmax - (g->oh - 1)), pr = imax(0, rmax - (g->ow - 1));
+  dpass *d = &b->pad;
+  memset(d, 0, sizeof *d);
+  d->h = g->oh; d->w = g->ow; d->cin = g->cout;
+  d->pt = pt; d->pl = pl; d->pb = pb; d->pr = pr;
+  d->hp = g->oh + pt + pb;
+  d->wp = g->ow + pl + pr;
+  d->padded = pt || pl || pb || pr;
 }
 
 size_t sn_dconv_forward_workspace(const sn_conv_geom *g) {
@@ -418,23 +400,88 @@ size_t sn_dconv_forward_workspace(const sn_conv_geom *g) {
          (size_t)chunks_of(g->n) * dpass_pad_floats(&d);
 }
 
-/* Per chunk: padded x, the backward-data buffer (padded dy or dcol), the dW partial. */
+/* Per chunk: padded x, padded dy, the dW partial. */
 static size_t bwd_chunk_floats(const sn_conv_geom *g) {
-  dpass d, b;
+  dpass d;
+  bplan b;
   fwd_pass_of(g, &d);
-  bwd_pass_of(g, &b);
-  size_t data = bwd_data_direct(g) ? dpass_pad_floats(&b)
-                                   : round16((size_t)g->oh * g->ow * g->kh * g->kw * g->cin);
-  return dpass_pad_floats(&d) + data + round16((size_t)g->kh * g->kw * g->cin * g->cout);
+  bplan_init(g, &b);
+  return dpass_pad_floats(&d) + dpass_pad_floats(&b.pad) +
+         round16((size_t)g->kh * g->kw * g->cin * g->cout);
 }
 
+/* Flipped sub-kernels of all phases, each packed (ty*tx*Cout rows, Cin columns): every tap is in
+ * exactly one phase. */
 static size_t bwd_packed_floats(const sn_conv_geom *g) {
-  return bwd_data_direct(g) ? packed_floats(g->kh * g->kw * g->cout, g->cin)
-                            : packed_floats(g->cout, g->kh * g->kw * g->cin);
+  return (size_t)g->kh * g->kw * g->cout * round16((size_t)g->cin);
 }
 
 size_t sn_dconv_backward_workspace(const sn_conv_geom *g) {
   return bwd_packed_floats(g) + (size_t)chunks_of(g->n) * bwd_chunk_floats(g);
+}
+
+/* Row kr = (t', u', co) of the packed flipped sub-kernel of phase (py, px):
+ * w[py + sh*(ty-1-t')][px + sw*(tx-1-u')][ci][co] over ci, in column blocks of 64. */
+static void pack_phase_row(const sn_conv_geom *g, const float *w, int py, int px, int ty, int tx,
+                           int kr, float *bp) {
+  const int cin = g->cin, cout = g->cout, kph = ty * tx * cout;
+  const int tap = kr / cout, co = kr % cout;
+  const int ky = py + g->sh * (ty - 1 - tap / tx), kx = px + g->sw * (tx - 1 - tap % tx);
+  const float *src = w + ((size_t)(ky * g->kw + kx) * cin) * cout + co;
+  for (int c0 = 0; c0 < cin; c0 += SN_DCONV_NB) {
+    const int cols = imin(SN_DCONV_NB, cin - c0), ldb = 16 * ceil_div(cols, 16);
+    float *dst = bp + (size_t)kph * c0 + (size_t)kr * ldb;
+    for (int j = 0; j < cols; j++) dst[j] = src[(size_t)(c0 + j) * cout];
+    for (int j = cols; j < ldb; j++) dst[j] = 0.0f;
+  }
+}
+
+/* dx (H, W, Cin) of one image from the padded dy (bplan) and the packed phases. */
+static void bwd_data_image(const sn_conv_geom *g, const bplan *bp_, const float *dyp,
+                           const float *bp, float *dx) {
+  const int cin = g->cin, cout = g->cout, sh = g->sh, sw = g->sw;
+  const dpass *d = &bp_->pad;
+  const ptrdiff_t sa = (ptrdiff_t)d->wp * cout;
+  size_t boff = 0;
+  for (int py = 0; py < sh; py++) {
+    const int ty = phase_taps(g->kh, sh, py);
+    const int iy0 = ((py - g->pt) % sh + sh) % sh;
+    for (int px = 0; px < sw; px++) {
+      const int tx = phase_taps(g->kw, sw, px);
+      const int ix0 = ((px - g->pl) % sw + sw) % sw;
+      if (ix0 >= g->w || iy0 >= g->h) {
+        boff += (size_t)ty * tx * cout * round16((size_t)cin);
+        continue;
+      }
+      const int r0 = (ix0 + g->pl - px) / sw, nr = ceil_div(g->w - ix0, sw);
+      if (!ty || !tx) { /* no tap reaches these pixels */
+        for (int iy = iy0; iy < g->h; iy += sh)
+          for (int r = 0; r < nr; r++)
+            memset(dx + ((size_t)iy * g->w + ix0 + (size_t)r * sw) * cin, 0,
+                   (size_t)cin * sizeof(float));
+        continue;
+      }
+      const int kph = ty * tx * cout;
+      for (int iy = iy0; iy < g->h; iy += sh) {
+        const int q = (iy + g->pt - py) / sh;
+        const float *arow = dyp + (ptrdiff_t)(q - ty + 1 + d->pt) * sa;
+        for (int cb = 0; cb < cin; cb += SN_DCONV_NB) {
+          const int cols = imin(SN_DCONV_NB, cin - cb), nv = ceil_div(cols, 16);
+          const int rmax = k_rmax[nv], nt = ceil_div(nr, rmax);
+          const float *b = bp + boff + (size_t)kph * cb;
+          for (int t = 0; t < nt; t++) {
+            const int a0 = (int)((long)nr * t / nt), a1 = (int)((long)nr * (t + 1) / nt);
+            const int r = r0 + a0;
+            float *c = dx + ((size_t)iy * g->w + ix0 + (size_t)a0 * sw) * cin + cb;
+            pick_tile(a1 - a0, nv, cout)(arow + (ptrdiff_t)(r - tx + 1 + d->pl) * cout, cout, ty,
+                                         sa, tx * cout, b, c, (ptrdiff_t)sw * cin, cols, NULL,
+                                         NULL, 0);
+          }
+        }
+      }
+      boff += (size_t)kph * round16((size_t)cin);
+    }
+  }
 }
 
 static int team_size(int chunks) {
@@ -472,54 +519,34 @@ void sn_dconv_forward_avx512(const sn_conv_geom *g, const float *x, const float 
 void sn_dconv_backward_avx512(const sn_conv_geom *g, const float *x, const float *w,
                               const float *dy, float *dx, float *dw, float *db, float *ws) {
   (void)db; /* the caller (conv.c) computes db */
-  dpass d, b;
+  dpass d;
+  bplan b;
   fwd_pass_of(g, &d);
-  bwd_pass_of(g, &b);
-  const int direct = bwd_data_direct(g), nch = chunks_of(g->n);
-  const int kk = g->kh * g->kw, cin = g->cin, cout = g->cout;
-  const size_t nw = (size_t)kk * cin * cout;
+  bplan_init(g, &b);
+  const int nch = chunks_of(g->n), cin = g->cin, cout = g->cout;
+  const size_t nw = (size_t)g->kh * g->kw * cin * cout;
   const size_t in_img = (size_t)g->h * g->w * cin, out_img = (size_t)g->oh * g->ow * cout;
-  const size_t padx = dpass_pad_floats(&d);
-  const size_t datan = direct ? dpass_pad_floats(&b) : round16((size_t)g->oh * g->ow * kk * cin);
+  const size_t padx = dpass_pad_floats(&d), pady = dpass_pad_floats(&b.pad);
   const size_t chunkn = bwd_chunk_floats(g);
   float *bp = ws, *chunks = ws + bwd_packed_floats(g);
 #pragma omp parallel num_threads(team_size(nch))
   {
     if (dx) {
-      if (direct) {
-        /* row (ky', kx', co) of the flipped kernel: w[KH-1-ky'][KW-1-kx'][.][co] */
-        const int kb = kk * cout;
-#pragma omp for schedule(static)
-        for (int kr = 0; kr < kb; kr++) {
-          const int tap = kr / cout, co = kr % cout;
-          const int ky = g->kh - 1 - tap / g->kw, kx = g->kw - 1 - tap % g->kw;
-          const float *src = w + ((size_t)(ky * g->kw + kx) * cin) * cout + co;
-          float row[SN_DCONV_NB];
-          for (int c0 = 0; c0 < cin; c0 += SN_DCONV_NB) {
-            const int cols = imin(SN_DCONV_NB, cin - c0), ldb = 16 * ceil_div(cols, 16);
-            for (int j = 0; j < cols; j++) row[j] = src[(size_t)(c0 + j) * cout];
-            float *dst = bp + (size_t)kb * c0 + (size_t)kr * ldb;
-            memcpy(dst, row, (size_t)cols * sizeof(float));
-            for (int j = cols; j < ldb; j++) dst[j] = 0.0f;
-          }
+      size_t boff = 0;
+      for (int py = 0; py < g->sh; py++)
+        for (int px = 0; px < g->sw; px++) {
+          const int ty = phase_taps(g->kh, g->sh, py), tx = phase_taps(g->kw, g->sw, px);
+          const int kph = ty * tx * cout;
+#pragma omp for schedule(static) nowait
+          for (int kr = 0; kr < kph; kr++) pack_phase_row(g, w, py, px, ty, tx, kr, bp + boff);
+          boff += (size_t)kph * round16((size_t)cin);
         }
-      } else {
-        /* W^T: row co = w[.][co] over K = KH*KW*Cin columns */
-        const int kc = kk * cin;
-#pragma omp for schedule(static)
-        for (int co = 0; co < cout; co++)
-          for (int c0 = 0; c0 < kc; c0 += SN_DCONV_NB) {
-            const int cols = imin(SN_DCONV_NB, kc - c0), ldb = 16 * ceil_div(cols, 16);
-            float *dst = bp + (size_t)cout * c0 + (size_t)co * ldb;
-            for (int j = 0; j < cols; j++) dst[j] = w[(size_t)(c0 + j) * cout + co];
-            for (int j = cols; j < ldb; j++) dst[j] = 0.0f;
-          }
-      }
+#pragma omp barrier
     }
 #pragma omp for schedule(dynamic, 1)
     for (int ch = 0; ch < nch; ch++) {
       float *base = chunks + ch * chunkn;
-      float *xpad = base, *data = base + padx, *partial = base + padx + datan;
+      float *xpad = base, *dypad = base + padx, *partial = base + padx + pady;
       memset(partial, 0, nw * sizeof(float));
       const int i0 = (int)((long)g->n * ch / nch), i1 = (int)((long)g->n * (ch + 1) / nch);
       for (int i = i0; i < i1; i++) {
@@ -531,21 +558,22 @@ void sn_dconv_backward_avx512(const sn_conv_geom *g, const float *x, const float
         }
         wgrad_image(&d, src, dyi, partial);
         if (!dx) continue;
-        if (direct) {
-          pass_image(&b, dyi, bp, NULL, NULL, 0, dx + i * in_img, data, i == i0);
-        } else {
-          pass_image(&b, dyi, bp, NULL, NULL, 0, data, NULL, 0);
-          col2im_image(g, data, dx + i * in_img);
+        const float *dys = dyi;
+        if (b.pad.padded) {
+          pad_image(&b.pad, dyi, dypad, i == i0);
+          dys = dypad;
         }
+        bwd_data_image(g, &b, dys, bp, dx + i * in_img);
       }
     }
     /* dW = sum of the partials in chunk order */
 #pragma omp for schedule(static)
     for (size_t j0 = 0; j0 < nw; j0 += 256) {
       const size_t j1 = j0 + 256 < nw ? j0 + 256 : nw;
-      for (size_t j = j0; j < j1; j++) dw[j] = chunks[j + padx + datan];
+      const float *p0 = chunks + padx + pady;
+      for (size_t j = j0; j < j1; j++) dw[j] = p0[j];
       for (int ch = 1; ch < nch; ch++) {
-        const float *p = chunks + ch * chunkn + padx + datan;
+        const float *p = chunks + ch * chunkn + padx + pady;
         for (size_t j = j0; j < j1; j++) dw[j] += p[j];
       }
     }

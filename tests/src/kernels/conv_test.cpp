@@ -195,9 +195,9 @@ TEST(KernelConv, GeomInit) {
 //            B = min(N, max(1, floor(2^21 / (OH*OW*KH*KW*Cin)))) images per im2col chunk;
 //   direct forward: K * r16(Cout) packed weights + G * r16(HP*WP*Cin) padded images (0 if
 //            unpadded), G = min(N, 8) chunks, r16 = round up to 16 floats;
-//   direct backward: packed flipped weights KH*KW*Cout * r16(Cin) (stride 1, pads < kernel) or
-//            W^T Cout * r16(KH*KW*Cin), + G * (padded image + padded dy (stride 1) or
-//            r16(OH*OW*KH*KW*Cin) (dcol) + r16(KH*KW*Cin*Cout) (dW partial)).
+//   direct backward: packed flipped weights KH*KW*Cout * r16(Cin), + G * (padded image +
+//            padded dy + r16(KH*KW*Cin*Cout) (dW partial)); dy is padded by ceil(K/s) - 1
+//            before and max(0, (H-1+pt)/s - (OH-1)) after (rows; columns alike), 0 if unpadded.
 TEST(KernelConv, WorkspaceFormula) {
   sn_conv_geom g;
   auto r16 = [](size_t v) { return (v + 15) / 16 * 16; };
@@ -205,12 +205,13 @@ TEST(KernelConv, WorkspaceFormula) {
   ASSERT_EQ(0, sn_conv_geom_init(&g, 8, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 256));
   EXPECT_EQ((size_t)64 * 256, sn_conv2d_forward_workspace(&g));
   EXPECT_EQ((size_t)64 * 256 + 8 * (size_t)64 * 256, sn_conv2d_backward_workspace(&g));
-  // 3x3 at 56x56x64: generic one image per chunk, 3136 * 576, larger than the direct forward.
+  // 3x3 at 56x56x64: generic one image per chunk, 3136 * 576, larger than the direct forward;
+  // dy padded by 2 before and (55+1) - 55 = 1 after: 59x59x64.
   ASSERT_EQ(0, sn_conv_geom_init(&g, 8, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 64));
   const size_t pad = (size_t)58 * 58 * 64, wts = (size_t)576 * 64;
   EXPECT_EQ((size_t)3136 * 576, sn_conv2d_forward_workspace(&g));
   EXPECT_LT(wts + 8 * pad, (size_t)3136 * 576);
-  EXPECT_EQ(wts + 8 * (pad + pad + wts), sn_conv2d_backward_workspace(&g));
+  EXPECT_EQ(wts + 8 * (pad + (size_t)59 * 59 * 64 + wts), sn_conv2d_backward_workspace(&g));
   // 7x7x512, 32 images: generic floor(2^21 / 225792) = 9 images per chunk (2032128 floats) is
   // less than the direct 4608 * 512 weights + 8 padded 9x9x512 images.
   ASSERT_EQ(0, sn_conv_geom_init(&g, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, 512));
@@ -219,11 +220,12 @@ TEST(KernelConv, WorkspaceFormula) {
   ASSERT_EQ(0, sn_conv_geom_init(&g, 4, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, 512));
   EXPECT_EQ(std::max((size_t)4 * 49 * 4608, (size_t)4608 * 512 + 4 * 81 * 512),
             sn_conv2d_forward_workspace(&g));
-  // Stride 2, odd channels: direct backward uses dcol; N = 3 < 8 chunks.
+  // Stride 2, odd channels, N = 3 < 8 chunks: OH = 5; dy padded by 1 before, (8+1)/2 - 4 = 0
+  // after: 6x6x20.
   ASSERT_EQ(0, sn_conv_geom_init(&g, 3, 9, 9, 17, 3, 3, 2, 2, 1, 1, 1, 1, 20));
   const size_t k = 9 * 17, pd = r16(11 * 11 * 17);
   EXPECT_EQ(std::max((size_t)3 * 25 * k, k * r16(20) + 3 * pd), sn_conv2d_forward_workspace(&g));
-  EXPECT_EQ(std::max((size_t)3 * 25 * k, 20 * r16(k) + 3 * (pd + r16(25 * k) + r16(k * 20))),
+  EXPECT_EQ(std::max((size_t)3 * 25 * k, 9 * 20 * r16(17) + 3 * (pd + r16(36 * 20) + r16(k * 20))),
             sn_conv2d_backward_workspace(&g));
 }
 
@@ -305,8 +307,9 @@ struct GenericPath {
 // Shapes of the direct AVX-512 kernels' corner cases (conv_direct.c): column blocks of 64 with a
 // partial last vector, row tiles split unevenly (OW > 28), the constant-stride full tiles
 // (Cin*stride 16/32/64 with Cout 16/32), Cin = 1, pointwise rows longer than a tile, batch not a
-// multiple of the 8 chunks, batch 1, stride 2 (dcol backward data), padding >= kernel (dcol at
-// stride 1), asymmetric padding (flipped-kernel backward data with uneven padding).
+// multiple of the 8 chunks, batch 1, stride 2 (backward data by phases, some rows of the last
+// phase beyond dy), padding >= kernel, asymmetric padding, stride 3 > kernel 2 (phases without
+// taps: zero dx), stride 2 with an even kernel and more phase rows than dy rows.
 const Shape kDirectShapes[] = {
     // n  h   w  cin kh kw sh sw pt pl pb pr cout
     {11, 5, 30, 17, 3, 3, 1, 1, 1, 1, 1, 1, 70},
@@ -323,6 +326,9 @@ const Shape kDirectShapes[] = {
     {2, 6, 7, 5, 3, 3, 1, 1, 3, 0, 0, 3, 19},
     {3, 11, 10, 24, 5, 5, 2, 2, 2, 2, 2, 2, 130},
     {2, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 128},
+    {2, 11, 10, 7, 2, 2, 3, 3, 1, 0, 1, 2, 9},
+    {3, 9, 8, 6, 4, 4, 2, 2, 3, 1, 0, 2, 5},
+    {2, 7, 7, 16, 1, 1, 2, 2, 1, 1, 1, 1, 16},
 };
 
 }  // namespace
