@@ -102,6 +102,7 @@ typedef struct loader {
   float *stage;        /* (sum of counts) the file's values in engine layout */
   int *filled;         /* (np) 1 once tensor i was read */
   float *scratch;      /* (largest count) PyTorch-layout tensor before transposition */
+  const char *head;    /* SN_LOAD_NEW_HEAD: the classifier layer (last dense layer), else NULL */
 } loader;
 
 static void loader_free(loader *L) {
@@ -112,7 +113,7 @@ static void loader_free(loader *L) {
   free(L->scratch);
 }
 
-static sn_status loader_init(loader *L, sn_net *net, const char *path) {
+static sn_status loader_init(loader *L, sn_net *net, const char *path, unsigned flags) {
   memset(L, 0, sizeof *L);
   L->net = net;
   L->path = path;
@@ -130,6 +131,8 @@ static sn_status loader_init(loader *L, sn_net *net, const char *path) {
     L->offset[i] = total;
     total += (size_t)L->info[i].count;
     if ((size_t)L->info[i].count > largest) largest = (size_t)L->info[i].count;
+    if ((flags & SN_LOAD_NEW_HEAD) && !strcmp(L->info[i].layer_kind, "dense"))
+      L->head = L->info[i].layer;
   }
   L->stage = malloc((total ? total : 1) * sizeof(float));
   L->scratch = malloc(largest * sizeof(float));
@@ -150,6 +153,26 @@ static int loader_find(const loader *L, const char *layer, sn_param_role role) {
 static int loader_has_layer(const loader *L, const char *layer) {
   for (int i = 0; i < L->np; ++i)
     if (!strcmp(L->info[i].layer, layer)) return 1;
+  return 0;
+}
+
+/* 1 if tensor i belongs to the classifier that SN_LOAD_NEW_HEAD may keep. */
+static int is_head(const loader *L, int i) {
+  return L->head && !strcmp(L->info[i].layer, L->head);
+}
+
+/* SN_LOAD_NEW_HEAD: 1 if tensor i is the classifier's and dataset dset under loc is absent or
+ * of another shape (another class count): the tensor is skipped, not an error. */
+static int head_differs(const loader *L, hid_t loc, const char *dset, int i, int ndim,
+                        const int64_t *dims) {
+  if (!is_head(L, i)) return 0;
+  if (!sn_h5_is_dataset(loc, dset)) return 1;
+  int fnd;
+  int64_t fd[SN_H5_MAX_RANK];
+  if (sn_h5_dataset_shape(loc, dset, L->path, &fnd, fd) != SN_OK) return 0; /* reported later */
+  if (fnd != ndim) return 1;
+  for (int k = 0; k < ndim; ++k)
+    if (fd[k] != dims[k]) return 1;
   return 0;
 }
 
@@ -225,16 +248,22 @@ static sn_status stage_engine(loader *L, hid_t loc, const char *dset, const char
                         key, L->info[i].layer, keras_role(L->info[i].role));
   int64_t dims[4];
   engine_dims(&L->info[i], dims);
+  if (head_differs(L, loc, dset, i, L->info[i].ndim, dims)) return SN_OK;
   sn_status st = check_shape(L, loc, dset, keyword, key, i, L->info[i].ndim, dims, "");
   if (!st) st = sn_h5_read_f32(loc, dset, L->path, L->info[i].ndim, dims, L->stage + L->offset[i]);
   if (!st) L->filled[i] = 1;
   return st;
 }
 
-/* Copies the staged values into the net and refreshes derived inference weights. */
+/* Copies the staged values into the net and refreshes derived inference weights. The classifier
+ * (SN_LOAD_NEW_HEAD) is copied only if the file gave all its tensors with the net's shapes. */
 static sn_status loader_commit(loader *L) {
+  int head_loaded = 1;
   for (int i = 0; i < L->np; ++i)
-    memcpy(L->info[i].data, L->stage + L->offset[i], (size_t)L->info[i].count * sizeof(float));
+    if (is_head(L, i) && !L->filled[i]) head_loaded = 0;
+  for (int i = 0; i < L->np; ++i)
+    if (head_loaded || !is_head(L, i))
+      memcpy(L->info[i].data, L->stage + L->offset[i], (size_t)L->info[i].count * sizeof(float));
   return sn_net_refresh(L->net);
 }
 
@@ -250,7 +279,7 @@ static const char *top_hint(const loader *L, const char *layer) {
 /* First tensor not read, reported as missing. */
 static sn_status check_all_filled(const loader *L, const char *what) {
   for (int i = 0; i < L->np; ++i)
-    if (!L->filled[i])
+    if (!L->filled[i] && !is_head(L, i))
       return sn_error_set(SN_ERR_NOTFOUND, "file %s: %s: layer %s %s is missing", L->path, what,
                           L->info[i].layer, keras_role(L->info[i].role));
   return SN_OK;
@@ -288,6 +317,9 @@ static sn_status load_torch(loader *L, hid_t f) {
     const sn_param_info *p = &L->info[i];
     snprintf(key, sizeof key, "%s.%s", p->layer, torch_role(p->role, p->layer_kind));
     const char *k = key;
+    int64_t hd[4];
+    torch_dims(p, hd);
+    if (head_differs(L, f, key, i, p->ndim, hd)) continue;
     if (!bsearch(&k, names, (size_t)n, sizeof *names, cmp_str)) {
       char b[96];
       int64_t dims[4];
@@ -380,6 +412,7 @@ static sn_status keras_layer(loader *L, hid_t g, const char *layer, char **wn, i
                keras_role((sn_param_role)r));
     }
   }
+  if (nw != m && L->head && !strcmp(layer, L->head)) return SN_OK; /* a new head: skipped */
   if (nw != m)
     return sn_error_set(SN_ERR_SHAPE,
                         "file %s: layer %s: has %d weights in the file but %d (%s) in the net",
@@ -474,7 +507,7 @@ static sn_status load_keras(loader *L, hid_t f, const char *md5) {
   }
   /* Layers of the net that the file lacks. */
   for (int i = 0; i < L->np && !st; ++i)
-    if (!L->filled[i])
+    if (!L->filled[i] && !is_head(L, i))
       st = sn_error_set(SN_ERR_NOTFOUND, "file %s: layer %s (%s) is missing from the file", L->path,
                         L->info[i].layer, L->info[i].layer_kind);
   sn_h5_free_strs(layers, nl);
@@ -562,7 +595,7 @@ static sn_status load_keras3(loader *L, hid_t f) {
   }
   sn_h5_free_strs(groups, ng);
   for (int i = 0; i < L->np && !st; ++i)
-    if (!L->filled[i])
+    if (!L->filled[i] && !is_head(L, i))
       st = sn_error_set(SN_ERR_NOTFOUND, "file %s: layer %s (%s) is missing from the file", L->path,
                         L->info[i].layer, L->info[i].layer_kind);
   return st;
@@ -639,7 +672,7 @@ static int torch_file(hid_t f) {
 /* Stages the file's tensors into L (HDF5 part of sn_weights_load; the caller holds the io lock).
  * md5 receives the file's MD5 when want_md5 or the file is Keras. */
 static sn_status read_weights(loader *L, sn_net *net, const char *path, sn_weights_format fmt,
-                              int want_md5, char md5[33]) {
+                              unsigned flags, int want_md5, char md5[33]) {
   hid_t f;
   sn_status st = sn_h5_open_read(path, &f);
   if (st) return st;
@@ -657,7 +690,7 @@ static sn_status read_weights(loader *L, sn_net *net, const char *path, sn_weigh
                         path);
   }
   if (!st && (want_md5 || fmt == SN_WEIGHTS_KERAS)) st = sn_md5_file(path, md5);
-  if (!st) st = loader_init(L, net, path);
+  if (!st) st = loader_init(L, net, path, flags);
   if (!st) {
     switch (fmt) {
     case SN_WEIGHTS_NATIVE:
@@ -676,17 +709,24 @@ static sn_status read_weights(loader *L, sn_net *net, const char *path, sn_weigh
 }
 
 sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_format fmt, char *md5_hex) {
+  return sn_weights_load_ex(net, path, fmt, SN_LOAD_STRICT, md5_hex);
+}
+
+sn_status sn_weights_load_ex(sn_net *net, const char *path, sn_weights_format fmt, unsigned flags,
+                             char *md5_hex) {
   if (md5_hex) md5_hex[0] = '\0';
   if (!net || !path)
     return sn_error_set(SN_ERR_INVALID, "sn_weights_load: net and path are required");
   if (fmt < SN_WEIGHTS_AUTO || fmt > SN_WEIGHTS_KERAS)
     return sn_error_set(SN_ERR_INVALID, "file %s: unknown weights format %d", path, (int)fmt);
+  if (flags & ~(unsigned)SN_LOAD_NEW_HEAD)
+    return sn_error_set(SN_ERR_INVALID, "file %s: unknown load flags 0x%x", path, flags);
   char md5[33] = "";
   loader L;
   memset(&L, 0, sizeof L);
   /* HDF5 is not thread-safe here: exclude a live dataset reader's thread (io_impl.h). */
   sn_io_lock();
-  sn_status st = read_weights(&L, net, path, fmt, md5_hex != NULL, md5);
+  sn_status st = read_weights(&L, net, path, fmt, flags, md5_hex != NULL, md5);
   sn_io_unlock();
   if (!st) st = loader_commit(&L);
   loader_free(&L);
@@ -695,12 +735,17 @@ sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_format fmt, 
 }
 
 sn_status sn_weights_load_bcast(sn_net *net, const char *path, sn_comm *comm, char *md5_hex) {
+  return sn_weights_load_bcast_ex(net, path, comm, SN_LOAD_STRICT, md5_hex);
+}
+
+sn_status sn_weights_load_bcast_ex(sn_net *net, const char *path, sn_comm *comm, unsigned flags,
+                                   char *md5_hex) {
   if (!comm) comm = sn_comm_serial();
   if (md5_hex) md5_hex[0] = '\0';
   const int rank = sn_comm_rank(comm);
   char md5[33] = "";
   sn_status st = SN_OK;
-  if (rank == 0) st = sn_weights_load(net, path, SN_WEIGHTS_AUTO, md5);
+  if (rank == 0) st = sn_weights_load_ex(net, path, SN_WEIGHTS_AUTO, flags, md5);
   st = sn_comm_agree(comm, st);
   if (st) return st;
   if (sn_comm_size(comm) == 1) {

@@ -190,7 +190,7 @@ int cmd_train(int argc, char **argv) {
   cli_check(&job, s);
   sn_preprocess pre = sn_net_default_preprocess(net);
   if (cli_get(o, no, "preprocess")) s = sn_preprocess_parse(cli_get(o, no, "preprocess"), &pre);
-  if (s == SN_OK && cli_get(o, no, "init")) s = sn_weights_load_bcast(net, cli_get(o, no, "init"), job.comm, NULL);
+  if (s == SN_OK && cli_get(o, no, "init")) s = sn_weights_load_bcast_ex(net, cli_get(o, no, "init"), job.comm, SN_LOAD_NEW_HEAD, NULL);
   if (s == SN_OK && cli_has(o, no, "zero-init-residual") && !cli_get(o, no, "init")) sn_net_zero_init_residual(net);
   /* Every rank starts from rank 0's parameters, so ranks cannot drift. */
   size_t nblock;

@@ -722,3 +722,176 @@ TEST(WeightsKeras, Keras3WeightsH5ByNameAttribute) {
   EXPECT_MSG("layer");
   EXPECT_EQ(block_of(dst.get()), before);
 }
+
+// ------------------------------------------------------------------ SN_LOAD_NEW_HEAD (fine-tuning)
+
+namespace {
+
+// After a new-head load of src (another class count) into dst: every tensor outside `head`
+// equals src's, the head's tensors still hold dst's values from before the load.
+void expect_new_head(sn_net *src, sn_net *dst, const std::vector<float> &dst_before,
+                     const char *head) {
+  std::vector<sn_param_info> s = params_of(src), d = params_of(dst);
+  ASSERT_EQ(s.size(), d.size());
+  size_t head_tensors = 0;
+  for (size_t i = 0; i < d.size(); ++i) {
+    SCOPED_TRACE(std::string(d[i].layer) + " " + std::to_string((int)d[i].role));
+    ASSERT_STREQ(s[i].layer, d[i].layer);
+    if (!std::strcmp(d[i].layer, head)) {
+      ++head_tensors;
+      EXPECT_EQ(0, std::memcmp(d[i].data, dst_before.data() + (d[i].data - d[0].data),
+                               d[i].count * sizeof(float)));
+    } else {
+      ASSERT_EQ(s[i].count, d[i].count);
+      EXPECT_EQ(0, std::memcmp(d[i].data, s[i].data, d[i].count * sizeof(float)));
+    }
+  }
+  EXPECT_EQ(head_tensors, 2u); // kernel and bias
+}
+
+} // namespace
+
+TEST(WeightsNewHead, TorchLayoutOtherClassCount) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/r18_7.h5";
+  NetPtr src = make_net("resnet18", 1, 1, 2, 7), dst = make_net("resnet18", 2, 1, 2, 3);
+  TorchOpts o;
+  o.arch = "resnet18";
+  write_torch(src.get(), path, o);
+  const std::vector<float> before = block_of(dst.get());
+  // Strict: the classifier's shape is an error naming fc; nothing changes.
+  EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_SHAPE);
+  EXPECT_MSG(path.c_str(), "key fc.weight", "shape (7,16)", "layer fc kernel (3,16)");
+  EXPECT_EQ(sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_STRICT, nullptr),
+            SN_ERR_SHAPE);
+  EXPECT_MSG("fc.weight");
+  EXPECT_EQ(block_of(dst.get()), before);
+  // New head: the body is loaded, fc keeps the net's own initialisation.
+  ASSERT_EQ(sn_net_plan(dst.get(), 2, 0), SN_OK) << sn_last_error();
+  char md5[33];
+  ASSERT_EQ(sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_NEW_HEAD, md5),
+            SN_OK)
+      << sn_last_error();
+  EXPECT_EQ(std::strlen(md5), 32u);
+  expect_new_head(src.get(), dst.get(), before, "fc");
+  // The same through the broadcasting loader (serial communicator).
+  NetPtr dst2 = make_net("resnet18", 3, 1, 2, 3);
+  const std::vector<float> before2 = block_of(dst2.get());
+  ASSERT_EQ(sn_weights_load_bcast_ex(dst2.get(), path.c_str(), sn_comm_serial(), SN_LOAD_NEW_HEAD,
+                                     nullptr),
+            SN_OK)
+      << sn_last_error();
+  expect_new_head(src.get(), dst2.get(), before2, "fc");
+  EXPECT_EQ(sn_weights_load_bcast(dst2.get(), path.c_str(), sn_comm_serial(), nullptr),
+            SN_ERR_SHAPE);
+  EXPECT_MSG("fc.weight");
+}
+
+TEST(WeightsNewHead, TorchLayoutSameClassCountLoadsTheHead) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/r18.h5";
+  NetPtr src = make_net("resnet18", 1, 1, 2, 7), dst = make_net("resnet18", 2, 1, 2, 7);
+  write_torch(src.get(), path);
+  ASSERT_EQ(sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_NEW_HEAD, nullptr),
+            SN_OK)
+      << sn_last_error();
+  EXPECT_TRUE(same_block(src.get(), dst.get()));
+  // A partial classifier (bias absent) is not half-loaded: the net keeps both tensors.
+  TorchOpts o;
+  o.skip = "fc.bias";
+  write_torch(src.get(), path, o);
+  NetPtr dst2 = make_net("resnet18", 3, 1, 2, 7);
+  const std::vector<float> before = block_of(dst2.get());
+  EXPECT_EQ(sn_weights_load(dst2.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_NOTFOUND);
+  EXPECT_MSG("key fc.bias", "missing");
+  ASSERT_EQ(
+      sn_weights_load_ex(dst2.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_NEW_HEAD, nullptr),
+      SN_OK)
+      << sn_last_error();
+  expect_new_head(src.get(), dst2.get(), before, "fc");
+}
+
+TEST(WeightsNewHead, BodyStaysStrict) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/bad.h5";
+  NetPtr src = make_net("resnet18", 1, 1, 2, 7), dst = make_net("resnet18", 2, 1, 2, 3);
+  const std::vector<float> before = block_of(dst.get());
+  TorchOpts o;
+  o.skip = "layer2.0.bn1.running_mean";
+  write_torch(src.get(), path, o);
+  EXPECT_EQ(sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_NEW_HEAD, nullptr),
+            SN_ERR_NOTFOUND);
+  EXPECT_MSG("key layer2.0.bn1.running_mean");
+  o = TorchOpts();
+  o.extra = "fc2.weight";
+  write_torch(src.get(), path, o);
+  EXPECT_EQ(sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_NEW_HEAD, nullptr),
+            SN_ERR_FORMAT);
+  EXPECT_MSG("key fc2.weight", "unexpected");
+  o = TorchOpts();
+  o.wrong = "layer1.0.conv1.weight";
+  write_torch(src.get(), path, o);
+  EXPECT_EQ(sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_NEW_HEAD, nullptr),
+            SN_ERR_SHAPE);
+  EXPECT_MSG("key layer1.0.conv1.weight");
+  EXPECT_EQ(sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, 6u, nullptr),
+            SN_ERR_INVALID);
+  EXPECT_EQ(block_of(dst.get()), before);
+  // A net without a classifier: the flag changes nothing (the file's fc is unexpected).
+  NetPtr notop = make_net("resnet18", 4, 0, 2);
+  write_torch(src.get(), path);
+  EXPECT_EQ(
+      sn_weights_load_ex(notop.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_NEW_HEAD, nullptr),
+      SN_ERR_FORMAT);
+  EXPECT_MSG("key fc.", "unexpected", "without a classifier");
+}
+
+TEST(WeightsNewHead, KerasLayoutOtherClassCount) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/k7.h5";
+  NetPtr src = make_net("keras_resnet50", 1, 1, 2, 7);
+  for (int variant = 0; variant < 3; ++variant) {
+    SCOPED_TRACE(variant);
+    if (variant == 0) write_keras(src.get(), path);
+    if (variant == 1) {
+      KerasOpts o;
+      o.drop_layer = "predictions"; // a no-top file: the classifier is absent
+      write_keras(src.get(), path, o);
+    }
+    if (variant == 2) write_keras3(src.get(), path, 1);
+    NetPtr dst = make_net("keras_resnet50", 2, 1, 2, 3);
+    const std::vector<float> before = block_of(dst.get());
+    EXPECT_NE(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_OK);
+    EXPECT_MSG(path.c_str(), "predictions");
+    EXPECT_EQ(block_of(dst.get()), before);
+    ASSERT_EQ(
+        sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_NEW_HEAD, nullptr),
+        SN_OK)
+        << sn_last_error();
+    expect_new_head(src.get(), dst.get(), before, "predictions");
+  }
+  // Strict elsewhere: a missing body layer is still an error.
+  KerasOpts o;
+  o.drop_layer = "conv3_block2_2_bn";
+  write_keras(src.get(), path, o);
+  NetPtr dst = make_net("keras_resnet50", 2, 1, 2, 3);
+  EXPECT_EQ(sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_NEW_HEAD, nullptr),
+            SN_ERR_NOTFOUND);
+  EXPECT_MSG("layer conv3_block2_2_bn", "missing");
+}
+
+TEST(WeightsNewHead, NativeLayoutOtherClassCount) {
+  for (const char *arch : {"resnet18", "lenet"}) {
+    SCOPED_TRACE(arch);
+    const std::string dir = sntest::temp_dir(), path = dir + "/w7.h5";
+    const char *head = !std::strcmp(arch, "lenet") ? "predictions" : "fc";
+    NetPtr src = make_net(arch, 1, 1, 2, 7), dst = make_net(arch, 2, 1, 2, 3);
+    ASSERT_EQ(sn_weights_save(src.get(), path.c_str()), SN_OK) << sn_last_error();
+    const std::vector<float> before = block_of(dst.get());
+    EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_SHAPE);
+    EXPECT_MSG(std::string("params/") + head + "/kernel", std::string("layer ") + head);
+    EXPECT_EQ(block_of(dst.get()), before);
+    ASSERT_EQ(
+        sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_NATIVE, SN_LOAD_NEW_HEAD, nullptr),
+        SN_OK)
+        << sn_last_error();
+    // LeNet's fc1 and fc2 are body layers (loaded); only the last dense layer is the head.
+    expect_new_head(src.get(), dst.get(), before, head);
+  }
+}
