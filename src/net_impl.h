@@ -117,6 +117,8 @@ struct sn_net {
   int comm_nopoll;         /* 1: pending buckets are not polled during backward (train.c) */
   double comm_exposed_s;   /* seconds blocked completing gradient all-reduces, cumulative */
   int64_t comm_bytes;      /* gradient bytes all-reduced, cumulative */
+  int64_t comm_buckets;    /* gradient buckets launched, cumulative */
+  int64_t comm_buckets_early; /* of those, complete when backward ended (overlapped) */
   const sn_train_config *tcfg; /* during a train step */
   uint64_t seed;
 };

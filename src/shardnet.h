@@ -252,6 +252,9 @@ void sn_net_comm_stats(const sn_net *net, double *exposed_seconds, int64_t *byte
 /* Gradient buckets launched (cumulative) and how many of them had completed when backward ended,
  * i.e. were fully overlapped with backward (the last bucket, launched after backward, never is). */
 void sn_net_comm_buckets(const sn_net *net, int64_t *launched, int64_t *done_in_backward);
+/* Gradient buckets launched (cumulative) and how many of them had completed when backward ended,
+ * i.e. were fully overlapped with backward (the last bucket, launched after backward, never is). */
+void sn_net_comm_buckets(const sn_net *net, int64_t *launched, int64_t *done_in_backward);
 
 /* Learning-rate schedule. */
 typedef enum sn_schedule { SN_SCHED_CONSTANT = 0, SN_SCHED_STEP = 1, SN_SCHED_COSINE = 2 } sn_schedule;

@@ -15,9 +15,19 @@
  * (x4 steps), median of REPS, one JSON line per size: fit T(S) = a + S / B to get the latency
  * term and the bandwidth of the cost model (docs/distributed.md).
  *
+ * Mode "train": sn_net_train_step of ARCH (random input, local batch N, sync BN) for STEPS steps
+ * after one warm-up step, with bucket polling on or off (POLL 1/0) and BUCKET MiB buckets. Per
+ * step and rank: step time, exposed communication (sn_net_comm_stats) and buckets complete when
+ * backward ended (sn_net_comm_buckets). Rank 0's exposed time includes waiting for a slower
+ * rank; the minimum over ranks is the part that is communication (the last rank to arrive
+ * waits only for the network), so both are printed.
+ *
  * Run:
  *   mpirun --allow-run-as-root --oversubscribe -np 2 ./overlap_bench overlap [MB] [COMPUTE] [SLICES] [REPS]
  *   mpirun --allow-run-as-root --oversubscribe -np 2 ./overlap_bench sweep [MAXMB] [REPS]
+ *   mpirun ... ./overlap_bench train ARCH HxWxC CLASSES N STEPS BUCKET_MB POLL [sync|local]
+ * (sync: synchronized batch norm, whose blocking all-reduces in backward also drive progress;
+ * local: per-rank BN statistics, so only the polling does.)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -95,6 +105,91 @@ static int sweep(sn_comm *comm, double max_mb, int reps) {
   return 0;
 }
 
+static int train(sn_comm *comm, int argc, char **argv) {
+  if (argc < 9) {
+    fprintf(stderr, "overlap_bench train ARCH HxWxC CLASSES N STEPS BUCKET_MB POLL\n");
+    return 2;
+  }
+  sn_model_config cfg;
+  sn_model_config_init(&cfg, argv[2]);
+  if (sscanf(argv[3], "%dx%dx%d", &cfg.height, &cfg.width, &cfg.channels) != 3) return 2;
+  cfg.classes = atoi(argv[4]);
+  int n = atoi(argv[5]), steps = atoi(argv[6]), poll = atoi(argv[8]);
+  double bucket = atof(argv[7]);
+  if (n < 1 || steps < 1 || steps > 64) return 2;
+  int rank = sn_comm_rank(comm), size = sn_comm_size(comm);
+  sn_net *net = NULL;
+  sn_status st = sn_net_create(&cfg, 1, &net);
+  if (st == SN_OK) st = sn_net_plan(net, n, 1);
+  if (st != SN_OK) {
+    fprintf(stderr, "overlap_bench: %s\n", sn_last_error());
+    return 1;
+  }
+  int sync_bn = !(argc > 9 && !strcmp(argv[9], "local"));
+  sn_net_set_comm(net, comm, sync_bn);
+  sn_net_set_comm_poll(net, poll);
+  sn_net_set_bucket_mb(net, bucket);
+  size_t img = (size_t)cfg.height * cfg.width * cfg.channels;
+  float *x = malloc((size_t)n * img * sizeof(float));
+  int32_t *y = malloc((size_t)n * sizeof(int32_t));
+  if (!x || !y) return 1;
+  uint64_t r = 88172645463325252ull + (uint64_t)rank;
+  for (size_t i = 0; i < (size_t)n * img; ++i) {
+    r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+    x[i] = (float)((double)(r >> 11) / 9007199254740992.0 - 0.5);
+  }
+  for (int i = 0; i < n; ++i) y[i] = (rank * 7 + i) % cfg.classes;
+  sn_train_config tc;
+  sn_train_config_init(&tc);
+  double step_s[65], exposed[65], early[65], launched[65];
+  for (int s = 0; s <= steps; ++s) { /* step 0: warm-up, not reported */
+    double e0, t0;
+    int64_t b0, l0, d0, l1, d1;
+    sn_net_comm_stats(net, &e0, &b0);
+    sn_net_comm_buckets(net, &l0, &d0);
+    sn_comm_barrier(comm);
+    t0 = now();
+    float loss;
+    int correct;
+    st = sn_net_train_step(net, x, y, n, n * size, &tc, &loss, &correct);
+    step_s[s] = now() - t0;
+    if (st != SN_OK) {
+      fprintf(stderr, "overlap_bench: %s\n", sn_last_error());
+      return 1;
+    }
+    double e1;
+    sn_net_comm_stats(net, &e1, &b0);
+    sn_net_comm_buckets(net, &l1, &d1);
+    exposed[s] = e1 - e0;
+    launched[s] = (double)(l1 - l0);
+    early[s] = (double)(d1 - d0);
+  }
+  /* Medians over the steps on each rank, then min / max over ranks. */
+  double med[4] = {median(step_s + 1, steps), median(exposed + 1, steps),
+                   median(launched + 1, steps), median(early + 1, steps)};
+  double lo[4], hi[4];
+  memcpy(lo, med, sizeof med);
+  memcpy(hi, med, sizeof med);
+  sn_comm_allreduce(comm, lo, 4, SN_F64, SN_MIN);
+  sn_comm_allreduce(comm, hi, 4, SN_F64, SN_MAX);
+  if (rank == 0) {
+    size_t ng = 0;
+    sn_net_grad_block(net, &ng);
+    printf("{\"mode\": \"train\", \"arch\": \"%s\", \"ranks\": %d, \"local_batch\": %d, "
+           "\"grad_MB\": %.2f, \"bucket_MB\": %.3f, \"poll\": %d, \"bn\": \"%s\", \"steps\": %d, "
+           "\"step_s\": %.4f, \"images_per_s\": %.2f, \"exposed_ms_rank0\": %.2f, "
+           "\"exposed_ms_min\": %.2f, \"exposed_ms_max\": %.2f, \"buckets\": %.0f, "
+           "\"buckets_done_in_backward_min\": %.1f, \"buckets_done_in_backward_max\": %.1f}\n",
+           argv[2], size, n, (double)ng * 4 / 1e6, bucket, poll, sync_bn ? "sync" : "local", steps, hi[0],
+           (double)n * size / hi[0], 1e3 * med[1], 1e3 * lo[1], 1e3 * hi[1], hi[2], lo[3], hi[3]);
+    fflush(stdout);
+  }
+  free(x);
+  free(y);
+  sn_net_destroy(net);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (sn_mpi_init(&argc, &argv) != SN_OK) {
     fprintf(stderr, "overlap_bench: %s\n", sn_last_error());
@@ -116,8 +211,14 @@ int main(int argc, char **argv) {
     sn_mpi_finalize();
     return rc;
   }
+  if (!strcmp(mode, "train")) {
+    int rc = train(comm, argc, argv);
+    sn_comm_destroy(comm);
+    sn_mpi_finalize();
+    return rc;
+  }
   if (strcmp(mode, "overlap")) {
-    fprintf(stderr, "overlap_bench: mode is overlap or sweep, not '%s'\n", mode);
+    fprintf(stderr, "overlap_bench: mode is overlap, sweep or train, not '%s'\n", mode);
     return 2;
   }
   double mb = argc > 2 ? atof(argv[2]) : 25.0;

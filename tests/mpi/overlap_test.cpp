@@ -42,6 +42,7 @@ struct TrainRun {
   std::vector<float> params;             // after the last SGD step
   double exposed_s = -1;
   int64_t bytes = -1;
+  int64_t buckets = -1, buckets_early = -1; // launched; complete when backward ended
   size_t trainable = 0;
 };
 
@@ -88,6 +89,7 @@ TrainRun train(sn_comm *comm, int poll, double bucket_mb) {
   const float *p = sn_net_param_block(net, &np);
   out.params.assign(p, p + np);
   sn_net_comm_stats(net, &out.exposed_s, &out.bytes);
+  sn_net_comm_buckets(net, &out.buckets, &out.buckets_early);
   sn_net_destroy(net);
   return out;
 }
@@ -120,6 +122,17 @@ TEST_F(Overlap, PollingDoesNotChangeTheResult) {
     EXPECT_EQ(r->bytes, expect_bytes);
     EXPECT_GE(r->exposed_s, 0.0);
     if (size_ == 1) EXPECT_EQ(r->exposed_s, 0.0);
+    EXPECT_GE(r->buckets_early, 0);
+    EXPECT_LE(r->buckets_early, r->buckets);
+  }
+  // Same bucket boundaries with and without polling; one bucket per step with a huge size.
+  EXPECT_EQ(polled.buckets, unpolled.buckets);
+  if (size_ > 1) {
+    EXPECT_GT(polled.buckets, 4 * kSteps) << "0.002 MiB buckets should give many all-reduces";
+    EXPECT_EQ(one_bucket.buckets, kSteps);
+    EXPECT_EQ(one_bucket.buckets_early, 0) << "the only bucket starts after backward";
+  } else {
+    EXPECT_EQ(polled.buckets, 0);
   }
 }
 
