@@ -263,6 +263,11 @@ int cmd_infer(int argc, char **argv) {
       s = sn_reader_next(rd, &x, &lab, &brows, &n);
       if (s == SN_OK && n == 0) s = sn_error_set(SN_ERR_INVALID, "infer: reader ended early");
       if (s != SN_OK) break;
+      if (di->dtype == SN_F32 && !sn_values_finite(x, (size_t)n * h * w * c)) {
+        s = sn_error_set(SN_ERR_NUMERIC, "file %s: /images rows %lld..%lld contain NaN or infinity", data,
+                         (long long)brows[0], (long long)brows[n - 1]);
+        break;
+      }
       double tc = cli_now();
       s = sn_net_forward(net, x, n, slog + (size_t)filled * lw);
       t_compute += cli_now() - tc;

@@ -21,6 +21,7 @@ int cmd_summary(int argc, char **argv) {
   sn_model_config cfg;
   if (cli_model_config(opts, n, &cfg)) return EXIT_USAGE;
   sn_net *net;
+  cfg.skip_init = 1; /* only shapes and counts are needed */
   sn_status s = sn_net_create(&cfg, 1, &net);
   if (s != SN_OK) {
     cli_error("%s", sn_last_error());

@@ -297,6 +297,9 @@ int cmd_train(int argc, char **argv) {
       s = sn_reader_next(rd, &xb, &lb, &rb, &n);
       if (s == SN_OK && n != per_step)
         s = sn_error_set(SN_ERR_INVALID, "train: reader gave %d rows, expected %d", n, per_step);
+      if (s == SN_OK && ti->dtype == SN_F32 && !sn_values_finite(xb, (size_t)n * img))
+        s = sn_error_set(SN_ERR_NUMERIC, "file %s: /images rows of step %lld contain NaN or infinity", data,
+                         (long long)step + 1);
       for (int i = 0; s == SN_OK && i < n; ++i)
         if (lb[i] < 0 || lb[i] >= k)
           s = sn_error_set(SN_ERR_FORMAT, "file %s: row %lld: label %d outside [0, %d)", data,

@@ -308,7 +308,7 @@ sn_status sn_net_create(const sn_model_config *cfg, uint64_t seed, sn_net **out)
     sn_net_destroy(net);
     return sn_error_set(SN_ERR_NOMEM, "%s: cannot allocate %zu parameters", net->arch, off);
   }
-  init_params(net, seed);
+  if (!cfg->skip_init) init_params(net, seed);
   *out = net;
   return SN_OK;
 }

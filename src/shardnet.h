@@ -118,6 +118,7 @@ typedef struct sn_model_config {
   sn_pooling pooling;   /* with include_top == 0: pooling after the last stage */
   int base_width;       /* <= 0: default (64, LeNet 6, CIFAR 16); reduced-width variants for tests */
   int bn_momentum_style; /* -1: the architecture's; else an sn_style whose BN rule to use */
+  int skip_init;        /* 1: parameters start at zero (for summaries or when weights are loaded) */
 } sn_model_config;
 
 /* Fills cfg with defaults for arch (include_top = 1, everything else "default"). */
@@ -249,9 +250,6 @@ void sn_net_set_comm_poll(sn_net *net, int poll);
  * hidden behind backward) and gradient bytes all-reduced per rank. Zero with one rank. Sync-BN
  * all-reduces are not included. */
 void sn_net_comm_stats(const sn_net *net, double *exposed_seconds, int64_t *bytes);
-/* Gradient buckets launched (cumulative) and how many of them had completed when backward ended,
- * i.e. were fully overlapped with backward (the last bucket, launched after backward, never is). */
-void sn_net_comm_buckets(const sn_net *net, int64_t *launched, int64_t *done_in_backward);
 /* Gradient buckets launched (cumulative) and how many of them had completed when backward ended,
  * i.e. were fully overlapped with backward (the last bucket, launched after backward, never is). */
 void sn_net_comm_buckets(const sn_net *net, int64_t *launched, int64_t *done_in_backward);

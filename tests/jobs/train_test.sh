@@ -28,6 +28,9 @@ h5diff "$t/straight.h5" "$t/resumed.h5" >/dev/null && echo "ok: resumed == strai
   || die "resumed weights differ: $(h5diff "$t/straight.h5" "$t/resumed.h5" | head -3)"
 $mpirun -np 2 "$sn" train "${common[@]}" --epochs 1 --threads 1 --metrics "$t/m2.jsonl" || die "np2 train"
 grep -q '"ranks": 2' "$t/m2.jsonl" && echo "ok: 2-rank training" || die "no 2-rank metrics"
+# fine-tuning from the trained weights with a new 12-class head
+"$sn" train "${common[@]}" --steps 3 --init "$t/straight.h5" --classes 12 --out "$t/ft.h5" \
+  && echo "ok: --init with a new head" || die "--init with a new head"
 out=$("$sn" train "${common[@]}" --epochs 1 --lr 1000 --schedule constant --out "$t/nan.h5" 2>&1); rc=$?
 if [[ $rc -ne 0 ]] && grep -qE "NaN|infinite|non-finite" <<<"$out" && [[ ! -f "$t/nan.h5" ]]; then
   echo "ok: divergence stops training: $(tail -1 <<<"$out")"

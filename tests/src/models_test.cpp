@@ -32,7 +32,7 @@ const Counts kCounts[] = {
 };
 
 sn_net *make(const char *arch, int include_top = 1, int h = 0, int c = 0, int width = 0,
-             int classes = 0, sn_pooling pool = SN_POOL_AVG) {
+             int classes = 0, sn_pooling pool = SN_POOL_AVG, int skip_init = 0) {
   sn_model_config cfg;
   sn_model_config_init(&cfg, arch);
   cfg.include_top = include_top;
@@ -41,6 +41,7 @@ sn_net *make(const char *arch, int include_top = 1, int h = 0, int c = 0, int wi
   cfg.base_width = width;
   cfg.classes = classes;
   cfg.pooling = pool;
+  cfg.skip_init = skip_init;
   sn_net *net = nullptr;
   EXPECT_EQ(sn_net_create(&cfg, 7, &net), SN_OK) << sn_last_error();
   return net;
@@ -49,7 +50,7 @@ sn_net *make(const char *arch, int include_top = 1, int h = 0, int c = 0, int wi
 
 TEST(Models, ParameterCountsMatchModelsMd) {
   for (const Counts &c : kCounts) {
-    sn_net *net = make(c.arch);
+    sn_net *net = make(c.arch, 1, 0, 0, 0, 0, SN_POOL_AVG, 1);
     ASSERT_NE(net, nullptr);
     int64_t t, tr, nt;
     sn_net_param_counts(net, &t, &tr, &nt);
@@ -58,7 +59,7 @@ TEST(Models, ParameterCountsMatchModelsMd) {
     EXPECT_EQ(nt, c.non_trainable) << c.arch;
     sn_net_destroy(net);
     if (c.notop_total) {
-      net = make(c.arch, 0);
+      net = make(c.arch, 0, 0, 0, 0, 0, SN_POOL_AVG, 1);
       sn_net_param_counts(net, &t, &tr, &nt);
       EXPECT_EQ(t, c.notop_total) << c.arch << " notop";
       sn_net_destroy(net);
@@ -67,7 +68,7 @@ TEST(Models, ParameterCountsMatchModelsMd) {
 }
 
 TEST(Models, SummaryPrintsKerasCountLines) {
-  sn_net *net = make("keras_resnet50");
+  sn_net *net = make("keras_resnet50", 1, 0, 0, 0, 0, SN_POOL_AVG, 1);
   char *text = nullptr;
   ASSERT_EQ(sn_net_summary(net, &text), SN_OK);
   std::string s(text);
@@ -81,13 +82,13 @@ TEST(Models, SummaryPrintsKerasCountLines) {
 
 TEST(Models, StageShapes) {
   int h, w, c;
-  sn_net *net = make("keras_resnet50", 0, 0, 0, 0, 0, SN_POOL_NONE);
+  sn_net *net = make("keras_resnet50", 0, 0, 0, 0, 0, SN_POOL_NONE, 1);
   sn_net_output_shape(net, &h, &w, &c);
   EXPECT_EQ(h, 7);
   EXPECT_EQ(w, 7);
   EXPECT_EQ(c, 2048);
   sn_net_destroy(net);
-  net = make("resnet18", 0, 0, 0, 0, 0, SN_POOL_MAX);
+  net = make("resnet18", 0, 0, 0, 0, 0, SN_POOL_MAX, 1);
   sn_net_output_shape(net, &h, &w, &c);
   EXPECT_EQ(c, 512);
   EXPECT_EQ(sn_net_feature_dim(net), 512);
