@@ -28,6 +28,7 @@
 # Usage: jobs/bench/scaling.sh            (output: JSON lines on stdout; logs in $WORK)
 # Env:   BUILD=dir (default build-scaling) WORK=dir REPS=3 MODELS="resnet20 resnet50"
 #        LAYOUTS="1x2 2x1 2x1-nopoll 2x1-1bucket" STEPS20=8 STEPS50=2 MPIRUN_ARGS="..."
+#        BENCH_TRAIN=1 (also overlap_bench train: skew-free exposed time, buckets overlapped)
 # The machine is shared (2 cores): the host load average is printed with every run; medians of
 # REPS runs; OMP_WAIT_POLICY=passive (see docs/distributed-failures.md).
 set -euo pipefail
@@ -46,7 +47,7 @@ py=/usr/bin/python3 # has h5py and numpy
 if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
-cmake --build "$build" -j2 --target shardnet_cli >"$work.build.log" 2>&1 || { cat "$work.build.log" >&2; exit 1; }
+cmake --build "$build" -j2 --target shardnet shardnet_cli >"$work.build.log" 2>&1 || { cat "$work.build.log" >&2; exit 1; }
 exe=$build/shardnet
 mkdir -p "$work"
 
@@ -135,6 +136,30 @@ EOF
     done
   done
 done
+
+# The engine-level view (overlap_bench train, 2 ranks): exposed time of the last rank to reach the
+# final wait (skew-free) and buckets complete when backward ended, polling on/off, sync and local BN.
+if [ "${BENCH_TRAIN:-1}" = 1 ]; then
+  mpicc -O2 -std=c11 -I"$root/src" "$here/overlap_bench.c" "$build/libshardnet.so" \
+    -Wl,-rpath,"$build" -o "$build/overlap_bench"
+  for model in $models; do
+    if [ "$model" = resnet20 ]; then
+      targs=(resnet20 28x28x1 10 64 5 0.25)
+    else
+      targs=(resnet50 224x224x3 1000 8 2 25)
+    fi
+    for bn in local sync; do
+      for poll in 1 0; do
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        "${mpi[@]}" -x OMP_NUM_THREADS=1 $mpirun_args "$build/overlap_bench" train "${targs[@]}" \
+          "$poll" "$bn" 2>>"$work/bench_train.err" |
+          "$py" -c "import json,sys
+for l in sys.stdin:
+    d=json.loads(l); d['load_avg']=$load; print(json.dumps(d))"
+      done
+    done
+  done
+fi
 
 # Medians per (model, layout).
 "$py" - "$results" <<'EOF'
