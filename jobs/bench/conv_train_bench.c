@@ -8,7 +8,8 @@
  *
  * Usage: conv_train_bench [--model resnet20|resnet50] [--batch N] [--reps R] [--generic] [--no-dx]
  *   --generic: the portable im2col + OpenBLAS path (SN_NO_AVX512=1); --no-dx: backward without dx
- *   (the weight gradient alone; bwd_gflops still counts the dx flops). */
+ *   (the weight gradient alone; bwd_gflops still counts the dx flops); --layers: only the layers
+ *   whose name contains SUBSTR. */
 #define _POSIX_C_SOURCE 200809L
 #include <omp.h>
 #include <stdio.h>
@@ -62,14 +63,16 @@ static const shape k_r50[] = {
 int main(int argc, char **argv) {
   const char *model = "resnet20";
   int batch = -1, reps = 7, nodx = 0;
+  const char *only = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--generic")) setenv("SN_NO_AVX512", "1", 1);
     else if (!strcmp(argv[i], "--no-dx")) nodx = 1;
+    else if (!strcmp(argv[i], "--layers") && i + 1 < argc) only = argv[++i];
     else {
-      fprintf(stderr, "usage: %s [--model resnet20|resnet50] [--batch N] [--reps R] [--generic] [--no-dx]\n",
+      fprintf(stderr, "usage: %s [--model resnet20|resnet50] [--batch N] [--reps R] [--generic] [--no-dx] [--layers SUBSTR]\n",
               argv[0]);
       return 2;
     }
@@ -82,6 +85,7 @@ int main(int argc, char **argv) {
   double *t = malloc(sizeof(double) * (size_t)reps), *ct = malloc(sizeof(double) * (size_t)reps);
   for (int i = 0; i < ns; i++) {
     const shape *s = &sh[i];
+    if (only && !strstr(s->name, only)) continue;
     sn_conv_geom g;
     sn_conv_geom_init(&g, batch, s->h, s->w, s->cin, s->k, s->k, s->s, s->s, s->p, s->p, s->p,
                       s->p, s->cout);

@@ -2,8 +2,13 @@
 # train_bench.sh - training throughput of shardnet vs PyTorch 1.13 (train_peer.py), as JSON lines
 # and a ratio line per model.
 #
-#   shardnet: train_bench.c (sn_net_train_step + sn_net_sgd_update on random data, median step)
+#   shardnet: `shardnet bench --train` (sn_net_train_step + sn_net_sgd_update on random data,
+#             median step), and train_bench.c (the same step with SGD momentum 0.9 and weight
+#             decay, as the peer; also reports the median CPU time of a step)
 #   torch:    train_peer.py (same model, same batch, SGD momentum, torch.set_num_threads(T))
+#   KERNELS=1: also conv_train_bench.c (per-layer GFLOP/s of the training convolutions)
+# Ratio lines: img/s of `shardnet bench` over PyTorch's, and PyTorch's CPU ms per step over
+# train_bench's (the work per step, less sensitive to a loaded machine than the wall time).
 #   CLI=1:    also `shardnet train --steps N --quiet --metrics F` on a generated HDF5 dataset
 #             (end to end, with data loading), reading images_per_s from the metrics line.
 #
@@ -29,9 +34,11 @@ peer=${PEER:-1}
 if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
-cmake --build "$build" -j2 --target shardnet_static >/dev/null
-cc -O2 -std=c11 -fopenmp -I"$root/src" -I/usr/include/x86_64-linux-gnu "$here/train_bench.c" \
-  "$build/libshardnet_static.a" -lopenblas -lm -o "$build/train_bench"
+cmake --build "$build" -j2 --target shardnet_static shardnet_cli >/dev/null
+for prog in train_bench conv_train_bench; do
+  cc -O2 -std=c11 -fopenmp -I"$root/src" -I/usr/include/x86_64-linux-gnu "$here/$prog.c" \
+    "$build/libshardnet_static.a" -lopenblas -lm -o "$build/$prog"
+done
 
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX} OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
@@ -44,20 +51,30 @@ args_of() {
   esac
 }
 batch_of() { case $1 in resnet20) echo 128 ;; resnet50) echo 16 ;; esac; }
+input_of() { case $1 in resnet20) echo 28x28x1 ;; resnet50) echo 224x224x3 ;; esac; }
 ips() { sed -n 's/.*"img_per_s": \([0-9.]*\).*/\1/p'; }
+cpu() { sed -n 's/.*"cpu_ms_per_step": \([0-9.]*\).*/\1/p'; }
 
 echo "{\"host_load_avg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"threads\":$threads}"
 for m in $models; do
+  sb=$("$build/shardnet" bench --arch "$m" --input "$(input_of "$m")" --batch "$(batch_of "$m")" \
+    --train --threads "$threads" --reps "$reps" --min-time "$min_time")
+  echo "$sb"
   # shellcheck disable=SC2046
   sn=$("$build/train_bench" --arch "$m" $(args_of "$m") --reps "$reps" --min-time "$min_time")
   echo "$sn"
+  if [ "${KERNELS:-0}" = 1 ]; then
+    "$build/conv_train_bench" --model "$m" --batch "$(batch_of "$m")"
+  fi
   if [ "$peer" = 1 ]; then
     pt=$(/usr/bin/python3 "$here/train_peer.py" --models "$m" --batch "$m=$(batch_of "$m")" \
       --threads "$threads" --reps "$reps" --min-time "$min_time")
     echo "$pt"
-    a=$(echo "$sn" | ips)
+    a=$(echo "$sb" | ips)
     b=$(echo "$pt" | ips)
-    echo "{\"model\": \"$m\", \"shardnet_img_per_s\": $a, \"torch_img_per_s\": $b, \"ratio\": $(echo "scale=3; $a / $b" | bc)}"
+    ca=$(echo "$sn" | cpu)
+    cb=$(echo "$pt" | cpu)
+    echo "{\"model\": \"$m\", \"shardnet_img_per_s\": $a, \"torch_img_per_s\": $b, \"ratio\": $(echo "scale=3; $a / $b" | bc), \"cpu_ratio\": $(echo "scale=3; $cb / $ca" | bc)}"
   fi
 done
 
