@@ -375,6 +375,43 @@ static hid_t with_chunk_cache(sn_dataset *ds, hid_t d, const char *name) {
   return d2;
 }
 
+/* Every declared row must be stored: a dataset that declares more rows than the file holds
+ * (unwritten chunks, or a contiguous layout larger than its storage) is rejected before anything
+ * is sized from its row count. */
+static sn_status check_rows_stored(const sn_dataset *ds, hid_t d, const hsize_t dims[4]) {
+  if (dims[0] == 0) return SN_OK;
+  hid_t dcpl = H5Dget_create_plist(d);
+  if (dcpl < 0) return SN_OK;
+  H5D_layout_t lay = H5Pget_layout(dcpl);
+  sn_status st = SN_OK;
+  if (lay == H5D_CHUNKED) {
+    hsize_t cd[4] = {1, 1, 1, 1};
+    if (H5Pget_chunk(dcpl, 4, cd) == 4 && cd[0] && cd[1] && cd[2] && cd[3]) {
+      hsize_t blocks = (dims[0] + cd[0] - 1) / cd[0];
+      hsize_t per = ((dims[1] + cd[1] - 1) / cd[1]) * ((dims[2] + cd[2] - 1) / cd[2]) *
+                    ((dims[3] + cd[3] - 1) / cd[3]);
+      hsize_t nch = 0;
+      /* H5Dget_num_chunks fails on a dataset without any allocated chunk: that is 0 chunks. */
+      if (H5Dget_num_chunks(d, H5S_ALL, &nch) < 0) nch = H5Dget_storage_size(d) ? blocks * per : 0;
+      if (nch < blocks * per)
+        st = sn_error_set(SN_ERR_FORMAT,
+                          "file %s: dataset /images declares %llu rows but stores only %llu of its "
+                          "%llu chunks (rows never written, or a damaged file)",
+                          ds->path, (unsigned long long)dims[0], (unsigned long long)nch,
+                          (unsigned long long)(blocks * per));
+    }
+  } else if (lay == H5D_CONTIGUOUS) {
+    double need = (double)dims[0] * (double)dims[1] * (double)dims[2] * (double)dims[3] * (double)ds->elem;
+    if ((double)H5Dget_storage_size(d) < need)
+      st = sn_error_set(SN_ERR_FORMAT,
+                        "file %s: dataset /images declares %llu rows but stores only %llu bytes",
+                        ds->path, (unsigned long long)dims[0],
+                        (unsigned long long)H5Dget_storage_size(d));
+  }
+  H5Pclose(dcpl);
+  return st;
+}
+
 static sn_status open_images(sn_dataset *ds) {
   sn_status st = SN_OK;
   hid_t d = open_dataset(ds, "images", &st);
@@ -411,6 +448,8 @@ static sn_status open_images(sn_dataset *ds) {
                         "accepted range (H, W <= %d, C in 1..4)",
                         ds->path, (unsigned long long)dims[0], (unsigned long long)dims[1],
                         (unsigned long long)dims[2], (unsigned long long)dims[3], SN_IO_MAX_SIDE);
+  sn_status cov = check_rows_stored(ds, d, dims);
+  if (cov != SN_OK) return cov;
   ds->info.n = (int64_t)dims[0];
   ds->info.h = ds->stored_h = (int)dims[1];
   ds->info.w = ds->stored_w = (int)dims[2];

@@ -1,5 +1,6 @@
 /* cmd_convert.c - `shardnet convert idx|folder`: datasets into shardnet's HDF5 schema. Under
  * mpirun every rank converts its part and all ranks write the one output file. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -93,6 +94,13 @@ int cmd_convert(int argc, char **argv) {
   opt.fashion = cli_has(o, no, "fashion");
   opt.progress = progress;
   opt.progress_ctx = (void *)"convert";
+  const char *ins[] = {cli_get(o, no, "images"), cli_get(o, no, "labels"), cli_get(o, no, "root")};
+  char rout[PATH_MAX], rin[PATH_MAX];
+  for (int i = 0; i < 3; ++i)
+    if (ins[i] && realpath(out, rout) && realpath(ins[i], rin) && !strcmp(rin, rout)) {
+      cli_error("convert: output %s is one of the inputs", out);
+      return EXIT_USAGE;
+    }
   struct stat st;
   if (!cli_has(o, no, "force") && stat(out, &st) == 0) {
     cli_error("convert: output %s exists (use --force to replace it)", out);

@@ -134,6 +134,8 @@ int cmd_infer(int argc, char **argv) {
   s = sn_dataset_open(data, job.comm, &ds);
   cli_check(&job, s);
   const sn_dataset_info *di = sn_dataset_get_info(ds);
+  if (di->n == 0) s = sn_error_set(SN_ERR_FORMAT, "file %s: the dataset has no rows", data);
+  cli_check(&job, s);
   if (cfg.height <= 0 && !di->encoded) {
     cfg.height = di->h;
     cfg.width = di->w;
@@ -156,7 +158,8 @@ int cmd_infer(int argc, char **argv) {
     fprintf(stderr, "shardnet: note: float32 images are preprocessed with '%s' (use --preprocess none "
             "if they are already)\n", sn_preprocess_name(pre));
   char md5[33] = "";
-  if (s == SN_OK && wpath) s = sn_weights_load_bcast(net, wpath, job.comm, md5);
+  if (s == SN_OK && wpath)
+    s = sn_weights_load_bcast_ex(net, wpath, job.comm, cfg.include_top ? 0 : SN_LOAD_IGNORE_HEAD, md5);
   else if (s == SN_OK && job.rank == 0 && cli_verbose)
     fprintf(stderr, "shardnet: warning: no --weights: random initialisation\n");
   cli_check(&job, s);

@@ -18,7 +18,7 @@ typedef struct evalres {
 } evalres;
 
 /* Each rank evaluates its contiguous block of the validation set; sums are all-reduced. */
-static sn_status evaluate(cli_job *job, sn_net *evalnet, sn_net *net, sn_dataset *val, int batch,
+static sn_status evaluate(cli_job *job, sn_net *evalnet, sn_net *net, sn_dataset *val, const char *vpath, int batch,
                           sn_preprocess pre, void *raw, float *x, int32_t *labels, float *logits,
                           evalres *r) {
   size_t nb;
@@ -47,8 +47,8 @@ static sn_status evaluate(cli_job *job, sn_net *evalnet, sn_net *net, sn_dataset
         if (p[c] > p[best]) best = c;
       int y = labels[j];
       if (y < 0 || y >= k) {
-        s = sn_error_set(SN_ERR_FORMAT, "validation row %lld: label %d outside [0, %d)",
-                         (long long)rows[j], y, k);
+        s = sn_error_set(SN_ERR_FORMAT, "file %s: validation row %lld: label %d outside [0, %d)",
+                         vpath, (long long)rows[j], y, k);
         break;
       }
       acc[0] += -log(fmax((double)p[y], 1e-30));
@@ -164,6 +164,7 @@ int cmd_train(int argc, char **argv) {
   cli_check(&job, s);
   const sn_dataset_info *ti = sn_dataset_get_info(train);
   if (!ti->has_labels) s = sn_error_set(SN_ERR_FORMAT, "file %s: no /labels to train on", data);
+  if (s == SN_OK && ti->n == 0) s = sn_error_set(SN_ERR_FORMAT, "file %s: the dataset has no rows", data);
   if (s == SN_OK && cfg.classes <= 0 && ti->num_classes > 0) cfg.classes = ti->num_classes;
   if (s == SN_OK && cfg.height <= 0) {
     cfg.height = ti->h;
@@ -336,7 +337,7 @@ int cmd_train(int argc, char **argv) {
     double secs = cli_now() - t0;
     evalres ev = {0, 0, 0};
     if (val) {
-      s = evaluate(&job, evalnet, net, val, local_max, pre, raw, x, labels, logits, &ev);
+      s = evaluate(&job, evalnet, net, val, cli_get(o, no, "val"), local_max, pre, raw, x, labels, logits, &ev);
       cli_check(&job, s);
     }
     /* An epoch cut short by --steps is not complete: a resume continues inside it. */
