@@ -103,6 +103,8 @@ typedef struct loader {
   int *filled;         /* (np) 1 once tensor i was read */
   float *scratch;      /* (largest count) PyTorch-layout tensor before transposition */
   const char *head;    /* SN_LOAD_NEW_HEAD: the classifier layer (last dense layer), else NULL */
+  const char *const *ignore; /* SN_LOAD_IGNORE_HEAD on a net without a classifier: the file's */
+  int nignore;               /* top layers that are skipped (see top_layers), else NULL / 0 */
 } loader;
 
 static void loader_free(loader *L) {
@@ -111,6 +113,19 @@ static void loader_free(loader *L) {
   free(L->stage);
   free(L->filled);
   free(L->scratch);
+}
+
+/* The dense layers that the net's architecture has with include_top = 1 and lacks without: torch
+ * and CIFAR style "fc", Keras style "predictions", LeNet fc1, fc2 and predictions. */
+static const char *const *top_layers(const sn_net *net, int *n) {
+  static const char *const torch_top[] = {"fc"}, *const keras_top[] = {"predictions"},
+                           *const lenet_top[] = {"fc1", "fc2", "predictions"};
+  if (!strncmp(sn_net_arch(net), "lenet", 5)) {
+    *n = 3;
+    return lenet_top;
+  }
+  *n = 1;
+  return sn_net_style(net) == SN_STYLE_KERAS ? keras_top : torch_top;
 }
 
 static sn_status loader_init(loader *L, sn_net *net, const char *path, unsigned flags) {
@@ -125,6 +140,7 @@ static sn_status loader_init(loader *L, sn_net *net, const char *path, unsigned 
   if (!L->info || !L->offset || !L->filled)
     return sn_error_set(SN_ERR_NOMEM, "file %s: out of memory", path);
   size_t total = 0, largest = 1;
+  int has_dense = 0;
   for (int i = 0; i < L->np; ++i) {
     sn_status st = sn_net_param(net, i, &L->info[i]);
     if (st) return st;
@@ -133,7 +149,9 @@ static sn_status loader_init(loader *L, sn_net *net, const char *path, unsigned 
     if ((size_t)L->info[i].count > largest) largest = (size_t)L->info[i].count;
     if ((flags & SN_LOAD_NEW_HEAD) && !strcmp(L->info[i].layer_kind, "dense"))
       L->head = L->info[i].layer;
+    if (!strcmp(L->info[i].layer_kind, "dense")) has_dense = 1;
   }
+  if ((flags & SN_LOAD_IGNORE_HEAD) && !has_dense) L->ignore = top_layers(net, &L->nignore);
   L->stage = malloc((total ? total : 1) * sizeof(float));
   L->scratch = malloc(largest * sizeof(float));
   if (!L->stage || !L->scratch)
@@ -153,6 +171,17 @@ static int loader_find(const loader *L, const char *layer, sn_param_role role) {
 static int loader_has_layer(const loader *L, const char *layer) {
   for (int i = 0; i < L->np; ++i)
     if (!strcmp(L->info[i].layer, layer)) return 1;
+  return 0;
+}
+
+/* SN_LOAD_IGNORE_HEAD: 1 if the file's layer (or, with prefix, a torch key starting with
+ * "<layer>.") is a top layer of a net built without one. */
+static int ignored(const loader *L, const char *name, int prefix) {
+  for (int k = 0; k < L->nignore; ++k) {
+    size_t m = strlen(L->ignore[k]);
+    if (prefix ? !strncmp(name, L->ignore[k], m) && name[m] == '.' : !strcmp(name, L->ignore[k]))
+      return 1;
+  }
   return 0;
 }
 
@@ -271,9 +300,13 @@ static sn_status loader_commit(loader *L) {
 static const char *top_hint(const loader *L, const char *layer) {
   for (int i = 0; i < L->np; ++i)
     if (!strcmp(L->info[i].layer_kind, "dense")) return "";
-  return !strcmp(layer, "fc") || !strcmp(layer, "predictions")
-             ? "; the net was built without a classifier (include_top = 0)"
-             : "";
+  int n;
+  const char *const *top = top_layers(L->net, &n);
+  for (int k = 0; k < n; ++k)
+    if (!strcmp(layer, top[k]))
+      return "; the net was built without a classifier (include_top = 0; "
+             "SN_LOAD_IGNORE_HEAD skips the file's)";
+  return "";
 }
 
 /* First tensor not read, reported as missing. */
@@ -343,7 +376,7 @@ static sn_status load_torch(loader *L, hid_t f) {
   }
   /* Every key of the file: known to the net (num_batches_tracked excepted). */
   for (int j = 0; j < n && !st; ++j) {
-    if (ends_with(names[j], ".num_batches_tracked")) continue;
+    if (ends_with(names[j], ".num_batches_tracked") || ignored(L, names[j], 1)) continue;
     const char *dot = strrchr(names[j], '.');
     int known = 0;
     if (dot && (size_t)(dot - names[j]) < SN_MAX_NAME) {
@@ -466,7 +499,8 @@ static sn_status load_keras(loader *L, hid_t f, const char *md5) {
       top |= !strcmp(L->info[i].layer_kind, "dense");
     char want[48];
     snprintf(want, sizeof want, "keras_%s", kf->key);
-    if (strcmp(want, sn_net_arch(L->net)) != 0 || top != kf->top)
+    /* SN_LOAD_IGNORE_HEAD: a top release file may feed a no-top net. */
+    if (strcmp(want, sn_net_arch(L->net)) != 0 || (top != kf->top && !(L->ignore && kf->top)))
       st = sn_error_set(SN_ERR_FORMAT,
                         "file %s: this is the Keras release %s (%s), which fits arch %s with "
                         "include_top = %d; the net is %s with include_top = %d",
@@ -474,6 +508,7 @@ static sn_status load_keras(loader *L, hid_t f, const char *md5) {
   }
   for (int j = 0; j < nl && !st; ++j) {
     const char *layer = layers[j];
+    if (ignored(L, layer, 0)) continue;
     if (!sn_h5_is_group(b, layer)) {
       st = sn_error_set(SN_ERR_FORMAT, "file %s: layer_names lists %s but %s%s%s is not a group",
                         L->path, layer, base, strcmp(base, "/") ? "/" : "", layer);
@@ -560,6 +595,11 @@ static sn_status load_keras3(loader *L, hid_t f) {
       st = lg >= 0 ? sn_h5_read_str_attr(lg, "name", L->path, lpath, &layer) : SN_ERR_NOTFOUND;
       if (lg >= 0) H5Gclose(lg);
     }
+    if (!st && ignored(L, layer, 0)) {
+      free(layer);
+      H5Gclose(g);
+      continue;
+    }
     if (st == SN_ERR_NOTFOUND)
       st = sn_error_set(SN_ERR_FORMAT,
                         "file %s: group %s has no layer name attribute (Keras 3 before 3.6): "
@@ -634,6 +674,7 @@ static sn_status load_native(loader *L, hid_t f) {
   int nl = 0;
   if (!st) st = sn_h5_list(f, "params", L->path, &layers, &nl);
   for (int j = 0; j < nl && !st; ++j) {
+    if (ignored(L, layers[j], 0)) continue;
     snprintf(key, sizeof key, "params/%s", layers[j]);
     char **roles = NULL;
     int nr = 0;
@@ -719,7 +760,7 @@ sn_status sn_weights_load_ex(sn_net *net, const char *path, sn_weights_format fm
     return sn_error_set(SN_ERR_INVALID, "sn_weights_load: net and path are required");
   if (fmt < SN_WEIGHTS_AUTO || fmt > SN_WEIGHTS_KERAS)
     return sn_error_set(SN_ERR_INVALID, "file %s: unknown weights format %d", path, (int)fmt);
-  if (flags & ~(unsigned)SN_LOAD_NEW_HEAD)
+  if (flags & ~(unsigned)(SN_LOAD_NEW_HEAD | SN_LOAD_IGNORE_HEAD))
     return sn_error_set(SN_ERR_INVALID, "file %s: unknown load flags 0x%x", path, flags);
   char md5[33] = "";
   loader L;

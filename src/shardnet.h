@@ -351,8 +351,17 @@ sn_status sn_weights_load_bcast(sn_net *net, const char *path, sn_comm *comm, ch
  * has all its tensors with the net's shapes; if any is absent or shaped differently (or the
  * Keras layer has another weight count), the net keeps its own classifier. Every other
  * tensor stays strict (missing, unexpected or mis-shaped keys are errors). No effect without a
- * classifier. Unknown bits: SN_ERR_INVALID. The functions without _ex use SN_LOAD_STRICT. */
-typedef enum { SN_LOAD_STRICT = 0, SN_LOAD_NEW_HEAD = 1 } sn_load_flags;
+ * classifier. SN_LOAD_IGNORE_HEAD (feature extraction from a full file): when the net has no
+ * classifier (include_top = 0: no "dense" layer), the file's top is skipped: torch keys "fc.*",
+ * Keras layer "predictions" (legacy, or Keras 3 vars named so), native /params/fc or
+ * /params/predictions; for LeNet fc1, fc2 and predictions. No effect on a net with a classifier;
+ * everything else stays strict. The flags combine (each acts only in its case). Unknown bits:
+ * SN_ERR_INVALID. The functions without _ex use SN_LOAD_STRICT. */
+typedef enum {
+  SN_LOAD_STRICT = 0,
+  SN_LOAD_NEW_HEAD = 1,
+  SN_LOAD_IGNORE_HEAD = 2
+} sn_load_flags;
 sn_status sn_weights_load_ex(sn_net *net, const char *path, sn_weights_format fmt, unsigned flags,
                              char *md5_hex);
 sn_status sn_weights_load_bcast_ex(sn_net *net, const char *path, sn_comm *comm, unsigned flags,

@@ -895,3 +895,164 @@ TEST(WeightsNewHead, NativeLayoutOtherClassCount) {
     expect_new_head(src.get(), dst.get(), before, head);
   }
 }
+
+// ------------------------------------------------------------------ SN_LOAD_IGNORE_HEAD (features)
+
+namespace {
+
+// After loading a full file of src into the no-top dst: every tensor of dst equals src's
+// tensor of the same layer and role (dst has a subset of src's tensors).
+void expect_body_equal(sn_net *src, sn_net *dst) {
+  std::vector<sn_param_info> d = params_of(dst);
+  ASSERT_FALSE(d.empty());
+  for (const sn_param_info &p : d) {
+    SCOPED_TRACE(std::string(p.layer) + " " + std::to_string((int)p.role));
+    EXPECT_STRNE(p.layer_kind, "dense");
+    int i = sn_net_find_param(src, p.layer, p.role);
+    ASSERT_GE(i, 0);
+    sn_param_info s;
+    ASSERT_EQ(sn_net_param(src, i, &s), SN_OK);
+    ASSERT_EQ(s.count, p.count);
+    EXPECT_EQ(0, std::memcmp(s.data, p.data, p.count * sizeof(float)));
+  }
+}
+
+// A no-top net (avg pooling) of arch.
+NetPtr make_notop(const char *arch, uint64_t seed) {
+  NetPtr n = make_net(arch, seed, 0, 2);
+  EXPECT_EQ(sn_net_config(n.get())->include_top, 0);
+  EXPECT_EQ(sn_net_config(n.get())->pooling, SN_POOL_AVG);
+  return n;
+}
+
+// Loads path into a fresh no-top net: strict fails naming `head` (net unchanged), with the flag
+// (alone and combined with SN_LOAD_NEW_HEAD, also through the broadcasting loader) the body
+// equals src's.
+void check_ignore_head(sn_net *src, const char *arch, const std::string &path, const char *head) {
+  NetPtr dst = make_notop(arch, 2);
+  const std::vector<float> before = block_of(dst.get());
+  EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG(path.c_str(), head, "unexpected", "without a classifier", "SN_LOAD_IGNORE_HEAD");
+  EXPECT_EQ(sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_NEW_HEAD, nullptr),
+            SN_ERR_FORMAT);
+  EXPECT_MSG(head);
+  EXPECT_EQ(block_of(dst.get()), before);
+  ASSERT_EQ(sn_net_plan(dst.get(), 2, 0), SN_OK) << sn_last_error();
+  char md5[33];
+  ASSERT_EQ(
+      sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_IGNORE_HEAD, md5),
+      SN_OK)
+      << sn_last_error();
+  EXPECT_EQ(std::strlen(md5), 32u);
+  expect_body_equal(src, dst.get());
+  std::vector<float> feats = logits(dst.get());
+  for (float v : feats)
+    EXPECT_TRUE(std::isfinite(v));
+  NetPtr dst2 = make_notop(arch, 3);
+  ASSERT_EQ(sn_weights_load_bcast_ex(dst2.get(), path.c_str(), sn_comm_serial(),
+                                     SN_LOAD_NEW_HEAD | SN_LOAD_IGNORE_HEAD, nullptr),
+            SN_OK)
+      << sn_last_error();
+  expect_body_equal(src, dst2.get());
+  ASSERT_EQ(sn_net_plan(dst2.get(), 2, 0), SN_OK) << sn_last_error();
+  EXPECT_EQ(logits(dst2.get()), feats);
+}
+
+} // namespace
+
+TEST(WeightsIgnoreHead, TorchLayout) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/r18_full.h5";
+  NetPtr src = make_net("resnet18", 1, 1, 2, 7);
+  TorchOpts o;
+  o.arch = "resnet18";
+  write_torch(src.get(), path, o);
+  check_ignore_head(src.get(), "resnet18", path, "key fc.");
+  // CIFAR style: its classifier is fc too.
+  NetPtr cifar = make_net("resnet20", 1, 1, 2, 7);
+  write_torch(cifar.get(), path);
+  check_ignore_head(cifar.get(), "resnet20", path, "key fc.");
+}
+
+TEST(WeightsIgnoreHead, KerasLayout) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/k_full.h5";
+  NetPtr src = make_net("keras_resnet50", 1, 1, 2, 7);
+  for (int variant = 0; variant < 2; ++variant) {
+    SCOPED_TRACE(variant);
+    if (variant == 0) write_keras(src.get(), path);
+    if (variant == 1) write_keras3(src.get(), path, 1); // dense group, vars named "predictions"
+    check_ignore_head(src.get(), "keras_resnet50", path, "layer predictions");
+  }
+}
+
+TEST(WeightsIgnoreHead, NativeLayout) {
+  for (const char *arch : {"resnet18", "keras_resnet50", "lenet_bn"}) {
+    SCOPED_TRACE(arch);
+    const std::string dir = sntest::temp_dir(), path = dir + "/w_full.h5";
+    const char *head = !std::strcmp(arch, "resnet18") ? "params/fc" : "params/predictions";
+    if (!std::strcmp(arch, "lenet_bn")) head = "params/fc1";
+    NetPtr src = make_net(arch, 1, 1, 2, 7);
+    ASSERT_EQ(sn_weights_save(src.get(), path.c_str()), SN_OK) << sn_last_error();
+    NetPtr dst = make_notop(arch, 2);
+    EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+    EXPECT_MSG(path.c_str(), head, "unexpected");
+    ASSERT_EQ(
+        sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_NATIVE, SN_LOAD_IGNORE_HEAD, nullptr),
+        SN_OK)
+        << sn_last_error();
+    expect_body_equal(src.get(), dst.get());
+  }
+}
+
+TEST(WeightsIgnoreHead, BodyStaysStrictAndTopNetsUnaffected) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/bad.h5";
+  NetPtr src = make_net("resnet18", 1, 1, 2, 7);
+  NetPtr dst = make_notop("resnet18", 2);
+  const std::vector<float> before = block_of(dst.get());
+  TorchOpts o;
+  o.skip = "layer3.1.bn2.running_var";
+  write_torch(src.get(), path, o);
+  EXPECT_EQ(
+      sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_IGNORE_HEAD, nullptr),
+      SN_ERR_NOTFOUND);
+  EXPECT_MSG("key layer3.1.bn2.running_var");
+  o = TorchOpts();
+  o.extra = "fc2.weight"; // not the classifier: still unexpected
+  write_torch(src.get(), path, o);
+  EXPECT_EQ(
+      sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_IGNORE_HEAD, nullptr),
+      SN_ERR_FORMAT);
+  EXPECT_MSG("key fc2.weight", "unexpected");
+  o = TorchOpts();
+  o.wrong = "conv1.weight";
+  write_torch(src.get(), path, o);
+  EXPECT_EQ(
+      sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_IGNORE_HEAD, nullptr),
+      SN_ERR_SHAPE);
+  EXPECT_MSG("key conv1.weight");
+  // Keras: "predictions" is skipped, but a Keras-style net never skips torch's "fc".
+  KerasOpts ko;
+  ko.extra_layer = "fc";
+  NetPtr ksrc = make_net("keras_resnet50", 1, 1, 2, 7);
+  write_keras(ksrc.get(), path, ko);
+  NetPtr kdst = make_notop("keras_resnet50", 2);
+  EXPECT_EQ(
+      sn_weights_load_ex(kdst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_IGNORE_HEAD, nullptr),
+      SN_ERR_FORMAT);
+  EXPECT_MSG("unexpected layer fc");
+  EXPECT_EQ(sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, 4u, nullptr),
+            SN_ERR_INVALID);
+  EXPECT_EQ(block_of(dst.get()), before);
+  // A net with a classifier: the flag changes nothing (strict; with NEW_HEAD the new-head rule).
+  write_torch(src.get(), path);
+  NetPtr top3 = make_net("resnet18", 5, 1, 2, 3);
+  EXPECT_EQ(
+      sn_weights_load_ex(top3.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_IGNORE_HEAD, nullptr),
+      SN_ERR_SHAPE);
+  EXPECT_MSG("key fc.weight");
+  const std::vector<float> before3 = block_of(top3.get());
+  ASSERT_EQ(sn_weights_load_ex(top3.get(), path.c_str(), SN_WEIGHTS_AUTO,
+                               SN_LOAD_NEW_HEAD | SN_LOAD_IGNORE_HEAD, nullptr),
+            SN_OK)
+      << sn_last_error();
+  expect_new_head(src.get(), top3.get(), before3, "fc");
+}
