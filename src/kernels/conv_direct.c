@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "conv_direct.h"
+#include "conv_fast.h"
 
 static int imin(int a, int b) { return a < b ? a : b; }
 static int imax(int a, int b) { return a > b ? a : b; }
@@ -188,11 +189,13 @@ static tile_fn pick_tile(int r, int nv, ptrdiff_t lda) {
   }
 }
 
-/* Weight-gradient tile: out (MR, cols) += sum over pixels of a_p[m] * d_p[0, cols), with
- * a_p = a + row*lrow + p*lpix (MR consecutive floats), d_p = d + row*drow + p*dpix. */
+/* Weight-gradient tile: out (MR, cols) += sum over the images im < nimg and their pixels of
+ * a_p[m] * d_p[0, cols), with a_p = as[im] + aoff + row*lrow + p*lpix (MR consecutive floats),
+ * d_p = ds[im] + doff + row*drow + p*dpix; the images in order, then rows, then pixels. */
 static inline __attribute__((always_inline)) void wtile_body(
-    const int MR, const int NV, const float *a, ptrdiff_t lpix, ptrdiff_t lrow, const float *d,
-    ptrdiff_t dpix, ptrdiff_t drow, int nrows, int npix, int cols, float *out, ptrdiff_t ldo) {
+    const int MR, const int NV, const float *const *as, const float *const *ds, int nimg,
+    ptrdiff_t aoff, ptrdiff_t doff, ptrdiff_t lpix, ptrdiff_t lrow, ptrdiff_t dpix, ptrdiff_t drow,
+    int nrows, int npix, int cols, float *out, ptrdiff_t ldo) {
   __m512 acc[28][4];
   __mmask16 mk[4];
 #pragma GCC unroll 4
@@ -201,22 +204,23 @@ static inline __attribute__((always_inline)) void wtile_body(
   for (int m = 0; m < MR; m++)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) acc[m][v] = _mm512_setzero_ps();
-  for (int row = 0; row < nrows; row++) {
-    const float *ap = a + row * lrow;
-    const float *dp = d + row * drow;
-    for (int p = 0; p < npix; p++, ap += lpix, dp += dpix) {
-      __m512 dv[4];
+  for (int im = 0; im < nimg; im++)
+    for (int row = 0; row < nrows; row++) {
+      const float *ap = as[im] + aoff + row * lrow;
+      const float *dp = ds[im] + doff + row * drow;
+      for (int p = 0; p < npix; p++, ap += lpix, dp += dpix) {
+        __m512 dv[4];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; v++)
-        dv[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(mk[v], dp + 16 * v) : _mm512_loadu_ps(dp + 16 * v);
+        for (int v = 0; v < NV; v++)
+          dv[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(mk[v], dp + 16 * v) : _mm512_loadu_ps(dp + 16 * v);
 #pragma GCC unroll 28
-      for (int m = 0; m < MR; m++) {
-        const __m512 av = _mm512_set1_ps(ap[m]);
+        for (int m = 0; m < MR; m++) {
+          const __m512 av = _mm512_set1_ps(ap[m]);
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) acc[m][v] = _mm512_fmadd_ps(av, dv[v], acc[m][v]);
+          for (int v = 0; v < NV; v++) acc[m][v] = _mm512_fmadd_ps(av, dv[v], acc[m][v]);
+        }
       }
     }
-  }
 #pragma GCC unroll 28
   for (int m = 0; m < MR; m++)
 #pragma GCC unroll 4
@@ -226,15 +230,18 @@ static inline __attribute__((always_inline)) void wtile_body(
     }
 }
 
-typedef void (*wtile_fn)(const float *a, ptrdiff_t lpix, ptrdiff_t lrow, const float *d,
+typedef void (*wtile_fn)(const float *const *as, const float *const *ds, int nimg,
+                         ptrdiff_t aoff, ptrdiff_t doff, ptrdiff_t lpix, ptrdiff_t lrow,
                          ptrdiff_t dpix, ptrdiff_t drow, int nrows, int npix, int cols, float *out,
                          ptrdiff_t ldo);
 
 #define SN_WTILE(MR, NV)                                                                        \
-  static void wtile_##MR##_##NV(const float *a, ptrdiff_t lpix, ptrdiff_t lrow, const float *d, \
+  static void wtile_##MR##_##NV(const float *const *as, const float *const *ds, int nimg,       \
+                                ptrdiff_t aoff, ptrdiff_t doff, ptrdiff_t lpix, ptrdiff_t lrow, \
                                 ptrdiff_t dpix, ptrdiff_t drow, int nrows, int npix, int cols,  \
                                 float *out, ptrdiff_t ldo) {                                    \
-    wtile_body(MR, NV, a, lpix, lrow, d, dpix, drow, nrows, npix, cols, out, ldo);              \
+    wtile_body(MR, NV, as, ds, nimg, aoff, doff, lpix, lrow, dpix, drow, nrows, npix, cols, out, \
+               ldo);                                                                            \
   }
 #define SN_WTILES4(A, B, C, D, NV) SN_WTILE(A, NV) SN_WTILE(B, NV) SN_WTILE(C, NV) SN_WTILE(D, NV)
 
@@ -330,8 +337,10 @@ static void pass_image(const dpass *d, const float *x, const float *bp, const fl
   }
 }
 
-/* partial (KH*KW*Cin, Cout) += weight gradient of one image; x padded as in pass_image. */
-static void wgrad_image(const dpass *d, const float *src, const float *dy, float *partial) {
+/* partial (KH*KW*Cin, Cout) += weight gradient of nimg images (srcs: x of each, padded as in
+ * pass_image; dys: dy of each); every weight tile sums the images in order. */
+static void wgrad_images(const dpass *d, const float *const *srcs, const float *const *dys,
+                         int nimg, float *partial) {
   const int cin = d->cin, cout = d->cout;
   const ptrdiff_t kseg = (ptrdiff_t)d->kw * cin, sa = (ptrdiff_t)d->wp * cin;
   for (int cb = 0; cb < cout; cb += SN_DCONV_NB) {
@@ -340,13 +349,12 @@ static void wgrad_image(const dpass *d, const float *src, const float *dy, float
     for (int ky = 0; ky < d->kh; ky++)
       for (int t = 0; t < nt; t++) {
         const int k0 = (int)(kseg * t / nt), k1 = (int)(kseg * (t + 1) / nt);
-        pick_wtile(k1 - k0, nv)(src + ky * sa + k0, (ptrdiff_t)d->sw * cin, d->sh * sa, dy + cb,
-                                cout, (ptrdiff_t)d->ow * cout, d->oh, d->ow, cols,
+        pick_wtile(k1 - k0, nv)(srcs, dys, nimg, ky * sa + k0, cb, (ptrdiff_t)d->sw * cin,
+                                d->sh * sa, cout, (ptrdiff_t)d->ow * cout, d->oh, d->ow, cols,
                                 partial + (ky * kseg + k0) * cout + cb, cout);
       }
   }
 }
-
 
 /* ---- Winograd F(2x2, 3x3) transforms (see the Winograd section below) */
 
@@ -477,6 +485,21 @@ static void pack_row(int k, int n, int kr, const float *src, float *bp) {
 
 static int chunks_of(int n) { return imin(n, SN_DCONV_CHUNKS); }
 
+/* Backward of layers with large weights: fewer chunks (each chunk's dW partial is read and
+ * written once per block of images, and summed at the end). */
+#define SN_DCONV_BIG_W 65536
+#define SN_DCONV_BWD_CHUNKS_BIG 4
+/* A weight tile of the gradient sweeps the x (padded) and dy of a block of images: as many as
+ * fit this budget (at least one, at most SN_WGRAD_MAX_IMAGES), so that large weights are
+ * read-modify-written once per block rather than once per image. */
+#define SN_WGRAD_BLOCK_BYTES (1 << 20)
+#define SN_WGRAD_MAX_IMAGES 32
+
+static int bwd_chunks(const sn_conv_geom *g) {
+  const size_t nw = (size_t)g->kh * g->kw * g->cin * g->cout;
+  return imin(g->n, nw > SN_DCONV_BIG_W ? SN_DCONV_BWD_CHUNKS_BIG : SN_DCONV_CHUNKS);
+}
+
 static void fwd_pass_of(const sn_conv_geom *g, dpass *d) {
   dpass_init(d, g->h, g->w, g->cin, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->pb, g->pr,
              g->cout);
@@ -515,13 +538,21 @@ static size_t direct_forward_workspace(const sn_conv_geom *g) {
          (size_t)chunks_of(g->n) * dpass_pad_floats(&d);
 }
 
-/* Per chunk: padded x, padded dy, the dW partial. */
+/* Images per weight-gradient block (wgrad_images). */
+static int wgrad_block(const sn_conv_geom *g, const dpass *d) {
+  const size_t xf = d->padded ? dpass_pad_floats(d) : (size_t)g->h * g->w * g->cin;
+  const size_t per = (xf + (size_t)g->oh * g->ow * g->cout) * sizeof(float);
+  const int b = (int)(SN_WGRAD_BLOCK_BYTES / per);
+  return imax(1, imin(imin(b, SN_WGRAD_MAX_IMAGES), ceil_div(g->n, bwd_chunks(g))));
+}
+
+/* Per chunk: padded x of a block of images, padded dy, the dW partial. */
 static size_t bwd_chunk_floats(const sn_conv_geom *g) {
   dpass d;
   bplan b;
   fwd_pass_of(g, &d);
   bplan_init(g, &b);
-  return dpass_pad_floats(&d) + dpass_pad_floats(&b.pad) +
+  return (size_t)wgrad_block(g, &d) * dpass_pad_floats(&d) + dpass_pad_floats(&b.pad) +
          round16((size_t)g->kh * g->kw * g->cin * g->cout);
 }
 
@@ -532,7 +563,7 @@ static size_t bwd_packed_floats(const sn_conv_geom *g) {
 }
 
 static size_t direct_backward_workspace(const sn_conv_geom *g) {
-  return bwd_packed_floats(g) + (size_t)chunks_of(g->n) * bwd_chunk_floats(g);
+  return bwd_packed_floats(g) + (size_t)bwd_chunks(g) * bwd_chunk_floats(g);
 }
 
 /* Row kr = (t', u', co) of the packed flipped sub-kernel of phase (py, px):
@@ -637,11 +668,11 @@ static void direct_backward(const sn_conv_geom *g, const float *x, const float *
   bplan b;
   fwd_pass_of(g, &d);
   bplan_init(g, &b);
-  const int nch = chunks_of(g->n), cin = g->cin, cout = g->cout;
+  const int nch = bwd_chunks(g), blk = wgrad_block(g, &d), cin = g->cin, cout = g->cout;
   const size_t nw = (size_t)g->kh * g->kw * cin * cout;
   const size_t in_img = (size_t)g->h * g->w * cin, out_img = (size_t)g->oh * g->ow * cout;
   const size_t padx = dpass_pad_floats(&d), pady = dpass_pad_floats(&b.pad);
-  const size_t chunkn = bwd_chunk_floats(g);
+  const size_t chunkn = bwd_chunk_floats(g), partoff = (size_t)blk * padx + pady;
   float *bp = ws, *chunks = ws + bwd_packed_floats(g);
 #pragma omp parallel num_threads(team_size(nch))
   {
@@ -660,34 +691,40 @@ static void direct_backward(const sn_conv_geom *g, const float *x, const float *
 #pragma omp for schedule(dynamic, 1)
     for (int ch = 0; ch < nch; ch++) {
       float *base = chunks + ch * chunkn;
-      float *xpad = base, *dypad = base + padx, *partial = base + padx + pady;
+      float *dypad = base + (size_t)blk * padx, *partial = base + partoff;
       memset(partial, 0, nw * sizeof(float));
       const int i0 = (int)((long)g->n * ch / nch), i1 = (int)((long)g->n * (ch + 1) / nch);
-      for (int i = i0; i < i1; i++) {
-        const float *xi = x + i * in_img, *dyi = dy + i * out_img;
-        const float *src = xi;
-        if (d.padded) {
-          pad_image(&d, xi, xpad, i == i0);
-          src = xpad;
+      for (int ib = i0; ib < i1; ib += blk) {
+        const int ie = imin(i1, ib + blk);
+        const float *srcs[SN_WGRAD_MAX_IMAGES], *dys[SN_WGRAD_MAX_IMAGES];
+        for (int i = ib; i < ie; i++) {
+          srcs[i - ib] = x + i * in_img;
+          dys[i - ib] = dy + i * out_img;
+          if (d.padded) {
+            pad_image(&d, x + i * in_img, base + (size_t)(i - ib) * padx, ib == i0);
+            srcs[i - ib] = base + (size_t)(i - ib) * padx;
+          }
         }
-        wgrad_image(&d, src, dyi, partial);
+        wgrad_images(&d, srcs, dys, ie - ib, partial);
         if (!dx) continue;
-        const float *dys = dyi;
-        if (b.pad.padded) {
-          pad_image(&b.pad, dyi, dypad, i == i0);
-          dys = dypad;
+        for (int i = ib; i < ie; i++) {
+          const float *dyi = dy + i * out_img;
+          if (b.pad.padded) {
+            pad_image(&b.pad, dyi, dypad, i == i0);
+            dyi = dypad;
+          }
+          bwd_data_image(g, &b, dyi, bp, dx + i * in_img);
         }
-        bwd_data_image(g, &b, dys, bp, dx + i * in_img);
       }
     }
     /* dW = sum of the partials in chunk order */
 #pragma omp for schedule(static)
     for (size_t j0 = 0; j0 < nw; j0 += 256) {
       const size_t j1 = j0 + 256 < nw ? j0 + 256 : nw;
-      const float *p0 = chunks + padx + pady;
+      const float *p0 = chunks + partoff;
       for (size_t j = j0; j < j1; j++) dw[j] = p0[j];
       for (int ch = 1; ch < nch; ch++) {
-        const float *p = chunks + ch * chunkn + padx + pady;
+        const float *p = chunks + ch * chunkn + partoff;
         for (size_t j = j0; j < j1; j++) dw[j] += p[j];
       }
     }
@@ -874,8 +911,9 @@ static void wino_wgrad_image(const wplan *p, const float *x, const float *dy, fl
         const int rmax = k_rmax[nv], nt = ceil_div(cin, rmax);
         for (int t = 0; t < nt; t++) {
           const int k0 = (int)((long)cin * t / nt), k1 = (int)((long)cin * (t + 1) / nt);
-          pick_wtile(k1 - k0, nv)(vb + q * vplane + k0, cin, 0, mb + q * mplane + cb, cout, 0, 1,
-                                  nb, cols, du + ((size_t)q * cin + k0) * cout + cb, cout);
+          const float *va = vb + q * vplane, *ma = mb + q * mplane;
+          pick_wtile(k1 - k0, nv)(&va, &ma, 1, k0, cb, cin, 0, cout, 0, 1, nb, cols,
+                                  du + ((size_t)q * cin + k0) * cout + cb, cout);
         }
       }
   }
@@ -968,10 +1006,101 @@ static void wino_backward(const sn_conv_geom *g, const float *x, const float *w,
 #undef SN_WINO_DU
 }
 
+
+/* ------------------------------------------------------------ packed GEMM (gemm_avx512.c)
+ *
+ * Large layers by the inference path's packed AVX-512 GEMM (conv_fast.h: B packed in K blocks,
+ * A rows packed per panel by im2col): the forward pass, and the stride-1 backward-data pass as
+ * the forward pass of dy with the flipped kernel. Used where K = KH*KW*Cin and Cout are large
+ * enough for its 14x32 tiles and K blocking (SN_GEMM_MIN_K, SN_GEMM_MIN_N, SN_GEMM_MAX_PIX; from
+ * conv_train_bench on resnet50 at batch 16, 1 thread, best CPU times on a loaded machine:
+ * 7x7x512 3x3 forward 31 vs 39 ms, backward with dx 83 vs 121 ms; 14x14 and 28x28 layers with
+ * K = 256-2304 within the noise of each other; the 28x28 1x1/2 downsample faster direct, 30 vs
+ * 39 ms); the direct tiles stream the whole weight block per row tile, which does not fit in L2
+ * when K is large. Each output is accumulated by one task over the K blocks in order:
+ * deterministic for any thread count. */
+
+#define SN_GEMM_MIN_K 1024
+#define SN_GEMM_MIN_N 64
+#define SN_GEMM_MAX_PIX 196 /* K >= MIN_K / 2 suffices at <= 14x14 */
+#define SN_GEMM_THREADS_MAX 16 /* the workspace covers up to this many threads */
+
+/* SN_CONV_GEMM=0: never; =1: every geometry; unset: the size rule. */
+static int gemm_mode(void) {
+  const char *e = getenv("SN_CONV_GEMM");
+  return e && e[0] ? (strcmp(e, "0") != 0 ? 1 : 0) : -1;
+}
+
+static int gemm_fwd_eligible(const sn_conv_geom *g) {
+  const int m = gemm_mode();
+  if (m >= 0) return m;
+  const int k = g->kh * g->kw * g->cin;
+  return g->cout >= SN_GEMM_MIN_N &&
+         (k >= SN_GEMM_MIN_K || (k >= SN_GEMM_MIN_K / 2 && g->oh * g->ow <= SN_GEMM_MAX_PIX));
+}
+
+/* The backward-data pass of a stride-1 convolution as a forward geometry over dy. */
+static int gemm_bwd_geom(const sn_conv_geom *g, sn_conv_geom *b) {
+  if (g->sh != 1 || g->sw != 1 || g->pt >= g->kh || g->pb >= g->kh || g->pl >= g->kw ||
+      g->pr >= g->kw)
+    return -1;
+  return sn_conv_geom_init(b, g->n, g->oh, g->ow, g->cout, g->kh, g->kw, 1, 1, g->kh - 1 - g->pt,
+                           g->kw - 1 - g->pl, g->kh - 1 - g->pb, g->kw - 1 - g->pr, g->cin);
+}
+
+static int gemm_bwd_eligible(const sn_conv_geom *g) {
+  sn_conv_geom b;
+  if (gemm_bwd_geom(g, &b) != 0) return 0;
+  const int m = gemm_mode();
+  if (m >= 0) return m;
+  return gemm_fwd_eligible(&b);
+}
+
+static size_t gemm_fwd_workspace(const sn_conv_geom *g) {
+  return round16(sn_gemm_packb_floats(g->kh * g->kw * g->cin, g->cout)) +
+         sn_gemm_conv_workspace(g, SN_GEMM_THREADS_MAX);
+}
+
+/* flipped HWIO kernel (KH*KW*Cout, Cin) + the forward workspace of the backward geometry */
+static size_t gemm_bwd_workspace(const sn_conv_geom *g) {
+  sn_conv_geom b;
+  if (gemm_bwd_geom(g, &b) != 0) return 0;
+  return round16((size_t)g->kh * g->kw * g->cin * g->cout) + gemm_fwd_workspace(&b);
+}
+
+static int gemm_threads(void) { return imax(1, imin(omp_get_max_threads(), SN_GEMM_THREADS_MAX)); }
+
+static void gemm_forward(const sn_conv_geom *g, const float *x, const float *w, const float *bias,
+                         const float *res, int relu, float *y, float *ws) {
+  const int k = g->kh * g->kw * g->cin;
+  sn_gemm_packb(k, g->cout, w, (size_t)g->cout, ws);
+  sn_gemm_conv_forward_avx512(g, gemm_threads(), x, ws, bias, res, relu, y,
+                              ws + round16(sn_gemm_packb_floats(k, g->cout)));
+}
+
+/* dx = forward of dy with wf[ky][kx][co][ci] = w[KH-1-ky][KW-1-kx][ci][co] */
+static void gemm_bwd_data(const sn_conv_geom *g, const float *w, const float *dy, float *dx,
+                          float *ws) {
+  sn_conv_geom b;
+  gemm_bwd_geom(g, &b);
+  const int cin = g->cin, cout = g->cout, taps = g->kh * g->kw;
+  float *wf = ws;
+#pragma omp parallel for schedule(static) num_threads(gemm_threads())
+  for (int r = 0; r < taps * cout; r++) {
+    const int tap = r / cout, co = r % cout;
+    const int ky = g->kh - 1 - tap / g->kw, kx = g->kw - 1 - tap % g->kw;
+    const float *src = w + ((size_t)(ky * g->kw + kx) * cin) * cout + co;
+    float *dst = wf + (size_t)r * cin;
+    for (int ci = 0; ci < cin; ci++) dst[ci] = src[(size_t)ci * cout];
+  }
+  gemm_forward(&b, dy, wf, NULL, NULL, 0, dx, ws + round16((size_t)taps * cin * cout));
+}
+
 /* ------------------------------------------------------------ entry points */
 
 size_t sn_dconv_forward_workspace(const sn_conv_geom *g) {
   size_t d = direct_forward_workspace(g);
+  if (gemm_fwd_workspace(g) > d) d = gemm_fwd_workspace(g);
   if (g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->pt <= 2 && g->pl <= 2 &&
       g->pb <= 2 && g->pr <= 2) {
     size_t w = wino_forward_workspace(g);
@@ -982,6 +1111,7 @@ size_t sn_dconv_forward_workspace(const sn_conv_geom *g) {
 
 size_t sn_dconv_backward_workspace(const sn_conv_geom *g) {
   size_t d = direct_backward_workspace(g);
+  if (gemm_bwd_workspace(g) > d) d = gemm_bwd_workspace(g);
   if (g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->pt <= 2 && g->pl <= 2 &&
       g->pb <= 2 && g->pr <= 2) {
     size_t w = wino_backward_workspace(g);
@@ -994,6 +1124,8 @@ void sn_dconv_forward_avx512(const sn_conv_geom *g, const float *x, const float 
                              const float *bias, const float *res, int relu, float *y, float *ws) {
   if (wino_eligible(g))
     wino_forward(g, x, w, bias, res, relu, y, ws);
+  else if (gemm_fwd_eligible(g))
+    gemm_forward(g, x, w, bias, res, relu, y, ws);
   else
     direct_forward(g, x, w, bias, res, relu, y, ws);
 }
@@ -1001,8 +1133,14 @@ void sn_dconv_forward_avx512(const sn_conv_geom *g, const float *x, const float 
 void sn_dconv_backward_avx512(const sn_conv_geom *g, const float *x, const float *w,
                               const float *dy, float *dx, float *dw, float *db, float *ws) {
   (void)db; /* the caller (conv.c) computes db */
-  if (wino_eligible(g))
+  if (wino_eligible(g)) {
     wino_backward(g, x, w, dy, dx, dw, ws);
-  else
+  } else if (dx && gemm_bwd_eligible(g)) {
+    /* the weight gradient by the direct kernels, then dx by the packed GEMM (the same
+     * workspace, one after the other) */
+    direct_backward(g, x, w, dy, NULL, dw, ws);
+    gemm_bwd_data(g, w, dy, dx, ws);
+  } else {
     direct_backward(g, x, w, dy, dx, dw, ws);
+  }
 }
