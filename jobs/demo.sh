@@ -5,12 +5,13 @@
 #   3. trains a ResNet-20 on 2 ranks with synchronized batch norm (data parallel);
 #   4. runs distributed inference + feature extraction on the test set into one HDF5 file;
 #   5. prints a report and renders the training curve and the confusion matrix as PNG files.
-# Settings (environment): SN_DEMO_OUT (default ./demo-out), SN_DEMO_EPOCHS (default 5),
-# SN_DEMO_RANKS (2), SN_DEMO_ARCH (resnet20), SN_DEMO_WIDTH (architecture default), SN_DEMO_BATCH (128).
+# Settings (environment): SN_DEMO_OUT (default ./demo-out), SN_DEMO_EPOCHS (default 4),
+# SN_DEMO_RANKS (2), SN_DEMO_ARCH (resnet20), SN_DEMO_WIDTH (architecture default), SN_DEMO_BATCH (128),
+# SN_DEMO_AUGMENT (flip; or crop-flip, none).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${SN_DEMO_OUT:-$PWD/demo-out}"
-epochs="${SN_DEMO_EPOCHS:-5}"
+epochs="${SN_DEMO_EPOCHS:-4}"
 ranks="${SN_DEMO_RANKS:-2}"
 arch="${SN_DEMO_ARCH:-resnet20}"
 batch="${SN_DEMO_BATCH:-128}"
@@ -41,7 +42,7 @@ rm -f "$out/metrics.jsonl" "$out/checkpoint.h5"
 t0=$(date +%s)
 "${mpirun[@]}" "$sn" train --arch "$arch" "${width[@]}" --input 28x28x1 --data "$out/fashion_train.h5" \
   --val "$out/fashion_test.h5" --epochs "$epochs" --batch "$batch" --lr 0.1 --momentum 0.9 \
-  --nesterov --weight-decay 5e-4 --schedule cosine --augment crop-flip --bn sync --threads "$threads" \
+  --nesterov --weight-decay 5e-4 --schedule cosine --augment "${SN_DEMO_AUGMENT:-flip}" --bn sync --threads "$threads" \
   --checkpoint "$out/checkpoint.h5" --metrics "$out/metrics.jsonl" --out "$out/${arch}_fashion.h5"
 t_train=$(( $(date +%s) - t0 ))
 
