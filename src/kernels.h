@@ -94,10 +94,23 @@ void sn_bn_backward_dx(const float *x, const float *dy, size_t rows, int c, cons
                        const float *invstd, const float *gamma, const double *sum_dy,
                        const double *sum_dy_xmu, double count, float *dx);
 
+/* Batch norm with a fused ReLU in training: y = max(0, normalize(x)); the backward passes take
+ * the gradient w.r.t. y and use dy where y > 0, else 0 (PyTorch's ReLU gradient at 0), so no
+ * separate ReLU pass or buffer is needed. y is the output of sn_bn_normalize_relu. */
+void sn_bn_normalize_relu(const float *x, size_t rows, int c, const float *mean,
+                          const float *invstd, const float *gamma, const float *beta, float *y);
+void sn_bn_backward_sums_relu(const float *x, const float *y, const float *dy, size_t rows, int c,
+                              const float *mean, double *sum_dy, double *sum_dy_xmu);
+void sn_bn_backward_dx_relu(const float *x, const float *y, const float *dy, size_t rows, int c,
+                            const float *mean, const float *invstd, const float *gamma,
+                            const double *sum_dy, const double *sum_dy_xmu, double count,
+                            float *dx);
+
 /* ------------------------------------------------------------ elementwise */
 
 void sn_relu_forward(const float *x, size_t n, float *y);           /* y may alias x */
 void sn_relu_backward(const float *y, const float *dy, size_t n, float *dx); /* dx may alias dy */
+void sn_relu_backward_acc(const float *y, const float *dy, size_t n, float *dx); /* dx += ... */
 void sn_add_forward(const float *a, const float *b, size_t n, int relu, float *y);
 /* Keras ZeroPadding2D: (N, H, W, C) -> (N, H+pt+pb, W+pl+pr, C); backward crops. */
 void sn_pad_forward(const float *x, int n, int h, int w, int c, int pt, int pl, int pb, int pr,

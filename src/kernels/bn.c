@@ -47,8 +47,8 @@ static inline __mmask16 bn_mask(int n) {
 /* s[j], q[j] (j < cw <= 64) = sums over rows [r0, r1) of x[r*c + c0 + j] and its square; with
  * d != NULL: s = sum d, q = sum d * (x - mean) (the backward sums). Lane j of the accumulators is
  * channel j, rows in order: the same additions as the portable loop. */
-static void sums_block_avx512(const float *x, const float *d, const float *mean, size_t r0,
-                              size_t r1, int c, int c0, int cw, double *s, double *q) {
+static void sums_block_avx512(const float *x, const float *d, const float *ym, const float *mean,
+                              size_t r0, size_t r1, int c, int c0, int cw, double *s, double *q) {
   __m512d as[8], aq[8], mu[8];
   __mmask16 mk[4];
   const int nv = (cw + 15) / 16;
@@ -72,7 +72,11 @@ static void sums_block_avx512(const float *x, const float *d, const float *mean,
       const float *dr = d + r * c + c0;
       for (int v = 0; v < nv; v++) {
         const __m512 xv = _mm512_maskz_loadu_ps(mk[v], xr + 16 * v);
-        const __m512 dv = _mm512_maskz_loadu_ps(mk[v], dr + 16 * v);
+        __mmask16 dm = mk[v];
+        if (ym) /* the gradient through a fused ReLU: dy where y > 0 */
+          dm = _mm512_mask_cmp_ps_mask(dm, _mm512_maskz_loadu_ps(dm, ym + r * c + c0 + 16 * v),
+                                       _mm512_setzero_ps(), _CMP_GT_OQ);
+        const __m512 dv = _mm512_maskz_loadu_ps(dm, dr + 16 * v);
         SN_BN_HALVES(x, xv);
         SN_BN_HALVES(d, dv);
         as[2 * v] = _mm512_add_pd(as[2 * v], lod);
@@ -124,17 +128,22 @@ static void affine_rows_avx512(const float *x, size_t r0, size_t r1, int c, int 
   }
 }
 
-/* dx = k1 * (dy - mdy - (x - m) * k2) over rows [r0, r1), channels j < cw, row stride c */
-static void bwd_dx_rows_avx512(const float *x, const float *dy, size_t r0, size_t r1, int c,
-                               int cw, const float *m, const float *k1, const float *mdy,
-                               const float *k2, float *dx) {
+/* dx = k1 * (dy - mdy - (x - m) * k2) over rows [r0, r1), channels j < cw, row stride c; with
+ * ym, dy is taken as 0 where ym <= 0 (a fused ReLU's output). */
+static void bwd_dx_rows_avx512(const float *x, const float *dy, const float *ym, size_t r0,
+                               size_t r1, int c, int cw, const float *m, const float *k1,
+                               const float *mdy, const float *k2, float *dx) {
   for (size_t r = r0; r < r1; r++) {
     const float *xr = x + r * c, *dr = dy + r * c;
     float *o = dx + r * c;
     for (int j = 0; j < cw; j += 16) {
       const __mmask16 k = bn_mask(cw - j);
+      __mmask16 dm = k;
+      if (ym)
+        dm = _mm512_mask_cmp_ps_mask(k, _mm512_maskz_loadu_ps(k, ym + r * c + j),
+                                     _mm512_setzero_ps(), _CMP_GT_OQ);
       const __m512 xm = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + j), _mm512_maskz_loadu_ps(k, m + j));
-      const __m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, dr + j), _mm512_maskz_loadu_ps(k, mdy + j));
+      const __m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(dm, dr + j), _mm512_maskz_loadu_ps(k, mdy + j));
       const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, k1 + j),
                                      _mm512_sub_ps(t, _mm512_mul_ps(xm, _mm512_maskz_loadu_ps(k, k2 + j))));
       _mm512_mask_storeu_ps(o + j, k, v);
@@ -146,15 +155,17 @@ static void bwd_dx_rows_avx512(const float *x, const float *dy, size_t r0, size_
 
 /* ------------------------------------------------------------ portable bodies */
 
-static void sums_block(const float *x, const float *d, const float *mean, size_t r0, size_t r1,
-                       int c, int c0, int cw, double *s, double *q) {
+static void sums_block(const float *x, const float *d, const float *ym, const float *mean,
+                       size_t r0, size_t r1, int c, int c0, int cw, double *s, double *q) {
   for (int j = 0; j < cw; ++j) s[j] = q[j] = 0.0;
   for (size_t r = r0; r < r1; ++r) {
     const float *xr = x + r * c + c0;
     if (d) {
       const float *dr = d + r * c + c0;
+      const float *yr = ym ? ym + r * c + c0 : NULL;
       for (int j = 0; j < cw; ++j) {
-        const double dv = dr[j];
+        const float dj = dr[j];
+        const double dv = yr && !(yr[j] > 0.0f) ? 0.0 : dj;
         s[j] += dv;
         q[j] += dv * ((double)xr[j] - (double)mean[c0 + j]);
       }
@@ -168,9 +179,10 @@ static void sums_block(const float *x, const float *d, const float *mean, size_t
   }
 }
 
-/* sum/sumsq (or the backward sums when d != NULL) over all rows, by fixed row blocks. */
-static void block_sums(const float *x, const float *d, const float *mean, size_t rows, int c,
-                       double *sum, double *sq) {
+/* sum/sumsq (or the backward sums when d != NULL, of d masked by ym > 0 when ym != NULL) over
+ * all rows, by fixed row blocks. */
+static void block_sums(const float *x, const float *d, const float *ym, const float *mean,
+                       size_t rows, int c, double *sum, double *sq) {
   const int nb = rows < SN_BN_RBLOCKS ? (int)rows : SN_BN_RBLOCKS;
   const int simd = sn_cpu_has_avx512();
   double ps[SN_BN_RBLOCKS][SN_BN_SUMC], pq[SN_BN_RBLOCKS][SN_BN_SUMC];
@@ -182,9 +194,9 @@ static void block_sums(const float *x, const float *d, const float *mean, size_t
       const int b = t / ng, gi = t % ng, g0 = gi * 64, gw = cw - g0 < 64 ? cw - g0 : 64;
       const size_t r0 = rows * (size_t)b / (size_t)nb, r1 = rows * (size_t)(b + 1) / (size_t)nb;
       if (simd)
-        sums_block_avx512(x, d, mean, r0, r1, c, c0 + g0, gw, ps[b] + g0, pq[b] + g0);
+        sums_block_avx512(x, d, ym, mean, r0, r1, c, c0 + g0, gw, ps[b] + g0, pq[b] + g0);
       else
-        sums_block(x, d, mean, r0, r1, c, c0 + g0, gw, ps[b] + g0, pq[b] + g0);
+        sums_block(x, d, ym, mean, r0, r1, c, c0 + g0, gw, ps[b] + g0, pq[b] + g0);
     }
     for (int j = 0; j < cw; ++j) {
       double s = 0.0, q = 0.0;
@@ -199,12 +211,17 @@ static void block_sums(const float *x, const float *d, const float *mean, size_t
 }
 
 void sn_bn_sums(const float *x, size_t rows, int c, double *sum, double *sumsq) {
-  block_sums(x, NULL, NULL, rows, c, sum, sumsq);
+  block_sums(x, NULL, NULL, NULL, rows, c, sum, sumsq);
 }
 
 void sn_bn_backward_sums(const float *x, const float *dy, size_t rows, int c, const float *mean,
                          double *sum_dy, double *sum_dy_xmu) {
-  block_sums(x, dy, mean, rows, c, sum_dy, sum_dy_xmu);
+  block_sums(x, dy, NULL, mean, rows, c, sum_dy, sum_dy_xmu);
+}
+
+void sn_bn_backward_sums_relu(const float *x, const float *y, const float *dy, size_t rows, int c,
+                              const float *mean, double *sum_dy, double *sum_dy_xmu) {
+  block_sums(x, dy, y, mean, rows, c, sum_dy, sum_dy_xmu);
 }
 
 /* ------------------------------------------------------------ elementwise passes */
@@ -236,8 +253,8 @@ void sn_bn_affine(const float *x, size_t rows, int c, const float *scale, const 
   }
 }
 
-void sn_bn_normalize(const float *x, size_t rows, int c, const float *mean, const float *invstd,
-                     const float *gamma, const float *beta, float *y) {
+static void normalize(const float *x, size_t rows, int c, const float *mean, const float *invstd,
+                      const float *gamma, const float *beta, int relu, float *y) {
   const int simd = sn_cpu_has_avx512();
   for (int c0 = 0; c0 < c; c0 += SN_BN_CBLOCK) {
     const int c1 = c0 + SN_BN_CBLOCK < c ? c0 + SN_BN_CBLOCK : c;
@@ -253,7 +270,7 @@ void sn_bn_normalize(const float *x, size_t rows, int c, const float *mean, cons
       for (long t = 0; t < nt; ++t) {
         const size_t r0 = (size_t)t * SN_BN_ROWTASK;
         const size_t r1 = r0 + SN_BN_ROWTASK < rows ? r0 + SN_BN_ROWTASK : rows;
-        affine_rows_avx512(x + c0, r0, r1, c, c1 - c0, m, a, bb, 0, y + c0);
+        affine_rows_avx512(x + c0, r0, r1, c, c1 - c0, m, a, bb, relu, y + c0);
       }
       continue;
     }
@@ -261,14 +278,27 @@ void sn_bn_normalize(const float *x, size_t rows, int c, const float *mean, cons
     for (long r = 0; r < (long)rows; ++r) {
       const float *xr = x + (size_t)r * c + c0;
       float *yr = y + (size_t)r * c + c0;
-      for (int j = 0; j < c1 - c0; ++j) yr[j] = (xr[j] - m[j]) * a[j] + bb[j];
+      for (int j = 0; j < c1 - c0; ++j) {
+        const float v = (xr[j] - m[j]) * a[j] + bb[j];
+        yr[j] = relu ? (v > 0.0f ? v : 0.0f) : v;
+      }
     }
   }
 }
 
-void sn_bn_backward_dx(const float *x, const float *dy, size_t rows, int c, const float *mean,
-                       const float *invstd, const float *gamma, const double *sum_dy,
-                       const double *sum_dy_xmu, double count, float *dx) {
+void sn_bn_normalize(const float *x, size_t rows, int c, const float *mean, const float *invstd,
+                     const float *gamma, const float *beta, float *y) {
+  normalize(x, rows, c, mean, invstd, gamma, beta, 0, y);
+}
+
+void sn_bn_normalize_relu(const float *x, size_t rows, int c, const float *mean,
+                          const float *invstd, const float *gamma, const float *beta, float *y) {
+  normalize(x, rows, c, mean, invstd, gamma, beta, 1, y);
+}
+
+static void backward_dx(const float *x, const float *ym, const float *dy, size_t rows, int c,
+                        const float *mean, const float *invstd, const float *gamma,
+                        const double *sum_dy, const double *sum_dy_xmu, double count, float *dx) {
   /* dx = k1 * (dy - mdy - (x - mean) * k2) with k1 = gamma*invstd, mdy = sum_dy/count,
    * k2 = invstd^2 * sum_dy_xmu / count; coefficients in double, rounded once. */
   const int simd = sn_cpu_has_avx512();
@@ -288,7 +318,8 @@ void sn_bn_backward_dx(const float *x, const float *dy, size_t rows, int c, cons
       for (long t = 0; t < nt; ++t) {
         const size_t r0 = (size_t)t * SN_BN_ROWTASK;
         const size_t r1 = r0 + SN_BN_ROWTASK < rows ? r0 + SN_BN_ROWTASK : rows;
-        bwd_dx_rows_avx512(x + c0, dy + c0, r0, r1, c, c1 - c0, m, k1, mdy, k2, dx + c0);
+        bwd_dx_rows_avx512(x + c0, dy + c0, ym ? ym + c0 : NULL, r0, r1, c, c1 - c0, m, k1, mdy,
+                           k2, dx + c0);
       }
       continue;
     }
@@ -296,9 +327,26 @@ void sn_bn_backward_dx(const float *x, const float *dy, size_t rows, int c, cons
     for (long r = 0; r < (long)rows; ++r) {
       const float *xr = x + (size_t)r * c + c0;
       const float *dr = dy + (size_t)r * c + c0;
+      const float *yr = ym ? ym + (size_t)r * c + c0 : NULL;
       float *or_ = dx + (size_t)r * c + c0;
-      for (int j = 0; j < c1 - c0; ++j)
-        or_[j] = k1[j] * (dr[j] - mdy[j] - (xr[j] - m[j]) * k2[j]);
+      for (int j = 0; j < c1 - c0; ++j) {
+        const float dj = dr[j];
+        const float d = yr && !(yr[j] > 0.0f) ? 0.0f : dj;
+        or_[j] = k1[j] * (d - mdy[j] - (xr[j] - m[j]) * k2[j]);
+      }
     }
   }
+}
+
+void sn_bn_backward_dx(const float *x, const float *dy, size_t rows, int c, const float *mean,
+                       const float *invstd, const float *gamma, const double *sum_dy,
+                       const double *sum_dy_xmu, double count, float *dx) {
+  backward_dx(x, NULL, dy, rows, c, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, dx);
+}
+
+void sn_bn_backward_dx_relu(const float *x, const float *y, const float *dy, size_t rows, int c,
+                            const float *mean, const float *invstd, const float *gamma,
+                            const double *sum_dy, const double *sum_dy_xmu, double count,
+                            float *dx) {
+  backward_dx(x, y, dy, rows, c, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, dx);
 }

@@ -42,6 +42,23 @@ static void relu_bwd_avx512(const float *y, const float *dy, size_t n, float *dx
   }
 }
 
+/* dx += dy where y > 0 */
+static void relu_bwd_acc_avx512(const float *y, const float *dy, size_t n, float *dx) {
+  const __m512 z = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + i), z, _CMP_GT_OQ);
+    _mm512_storeu_ps(dx + i, _mm512_mask_add_ps(_mm512_loadu_ps(dx + i), pos,
+                                                _mm512_loadu_ps(dx + i), _mm512_loadu_ps(dy + i)));
+  }
+  if (i < n) {
+    const __mmask16 m = ew_mask(n - i);
+    const __mmask16 pos = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, y + i), z, _CMP_GT_OQ);
+    const __m512 o = _mm512_maskz_loadu_ps(m, dx + i);
+    _mm512_mask_storeu_ps(dx + i, m, _mm512_mask_add_ps(o, pos, o, _mm512_maskz_loadu_ps(pos, dy + i)));
+  }
+}
+
 static void add_avx512(const float *a, const float *b, size_t n, int relu, float *y) {
   const __m512 z = _mm512_setzero_ps();
   size_t i = 0;
@@ -90,6 +107,18 @@ void sn_relu_backward(const float *y, const float *dy, size_t n, float *dx) {
   for (long i = 0; i < (long)n; ++i) {
     const float d = dy[i];
     dx[i] = y[i] > 0.0f ? d : 0.0f;
+  }
+}
+
+void sn_relu_backward_acc(const float *y, const float *dy, size_t n, float *dx) {
+  if (sn_cpu_has_avx512()) {
+    SN_EW_BLOCKS(n, relu_bwd_acc_avx512(y + i0, dy + i0, len, dx + i0));
+    return;
+  }
+#pragma omp parallel for schedule(static) if (n > SN_OMP_MIN)
+  for (long i = 0; i < (long)n; ++i) {
+    const float d = dy[i];
+    dx[i] += y[i] > 0.0f ? d : 0.0f;
   }
 }
 

@@ -136,3 +136,22 @@ TEST(KernelEltwise, SimdMatchesPortable) {
       EXPECT_EQ(0, memcmp(fast[k].data(), portable[k].data(), n * sizeof(float))) << k;
   }
 }
+
+// dx += dy where y > 0: the same floats as relu_backward followed by an addition (one rounding),
+// SIMD (tail masks) and portable alike; NaN y adds nothing.
+TEST(KernelEltwise, ReluBackwardAccumulate) {
+  for (size_t n : {(size_t)1, (size_t)17, (size_t)40000, (size_t)100003}) {
+    SCOPED_TRACE(n);
+    fvec y = sntest::randn(n, 80), dy = sntest::randn(n, 81), base = sntest::randn(n, 82);
+    if (n > 3) y[3] = NAN;
+    fvec ref(n);
+    for (size_t i = 0; i < n; ++i) ref[i] = base[i] + (y[i] > 0 ? dy[i] : 0.0f);
+    for (int simd = 1; simd >= 0; --simd) {
+      if (!simd) setenv("SN_NO_AVX512", "1", 1);
+      fvec dx = base;
+      sn_relu_backward_acc(y.data(), dy.data(), n, dx.data());
+      EXPECT_EQ(0, memcmp(ref.data(), dx.data(), n * sizeof(float))) << "simd " << simd;
+      if (!simd) unsetenv("SN_NO_AVX512");
+    }
+  }
+}
