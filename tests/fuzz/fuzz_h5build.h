@@ -79,7 +79,7 @@ static hid_t fzb_create(const char *path, int latest) {
 /* Writes a dataset name (intermediate groups created) of type t and shape (rank, dims).
  * values: count floats (converted to t), or NULL for fzb_value(tag, k). Storage layout:
  * 0 contiguous, 1 chunked, 2 chunked + gzip, 3 compact (falls back to contiguous when large).
- * Datasets over 1 Mi elements are created chunked and left unwritten (fill value 0).
+ * Datasets over 64 Ki elements are created chunked and left unwritten (fill value 0).
  * nan: 1 puts a NaN into element 0, 2 an infinity. */
 static void fzb_dataset(hid_t loc, const char *name, int t, int rank, const hsize_t *dims,
                         const float *values, uint32_t tag, int layout, int nan) {
@@ -94,10 +94,11 @@ static void fzb_dataset(hid_t loc, const char *name, int t, int rank, const hsiz
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
   H5Pset_create_intermediate_group(lcpl, 1);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  const int big = count > ((hsize_t)1 << 20);
+  const int big = count > ((hsize_t)1 << 16);
   if (rank > 0 && (layout == 1 || layout == 2 || big) && count > 0) {
+    /* chunks of up to 32 per dimension: few enough to write (and read back) quickly */
     hsize_t chunk[8];
-    for (int i = 0; i < rank; ++i) chunk[i] = dims[i] < 4 ? (dims[i] ? dims[i] : 1) : 4;
+    for (int i = 0; i < rank; ++i) chunk[i] = dims[i] < 32 ? (dims[i] ? dims[i] : 1) : 32;
     H5Pset_chunk(dcpl, rank, chunk);
     if (layout == 2) H5Pset_deflate(dcpl, 1);
   } else if (layout == 3 && count * H5Tget_size(type) < 30000) {

@@ -70,7 +70,8 @@ for h in "${harnesses[@]}"; do
     # HDF5 leaks inside itself on many corrupt files and, built without frame pointers, shows
     # no stack to suppress them by: leak checks are off here (shardnet's leaks are the
     # structure-aware harnesses' job, HDF5 handles are counted after every call).
-    mode=(-fork="${SN_FUZZ_JOBS:-1}" -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 -detect_leaks=0)
+    # HDF5 also loops forever on some files: a shorter timeout keeps those from eating the run.
+    mode=(-fork="${SN_FUZZ_JOBS:-1}" -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 -detect_leaks=0 -timeout=20)
   elif [[ "${SN_FUZZ_JOBS:-1}" -gt 1 ]]; then
     mode=(-fork="$SN_FUZZ_JOBS")
   fi

@@ -16,8 +16,8 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export SN_FUZZ_TMP="${SN_FUZZ_TMP:-/dev/shm}" HDF5_USE_FILE_LOCKING=FALSE OMP_NUM_THREADS=1
 for f in "${files[@]}"; do
   [[ -f "$f" ]] || continue
-  out=$(timeout 300 "$build/$h" -runs=1 -timeout=60 "$f" 2>&1)
-  kind=$(grep -m1 -oE 'ERROR: [A-Za-z]+: [a-zA-Z-]+|FUZZ INVARIANT|runtime error|out-of-memory|timeout' <<<"$out")
+  out=$(timeout 300 "$build/$h" -runs=1 -timeout=60 -rss_limit_mb=3072 -malloc_limit_mb=2048 "$f" 2>&1)
+  kind=$(grep -m1 -oE 'ERROR: [A-Za-z]+: [a-zA-Z-]+|FUZZ INVARIANT|runtime error|out-of-memory|timeout' <<<"$out" | head -1)
   [[ -n "$kind" ]] || { echo "fixed $f (no longer fails)"; continue; }
   frame=$(grep -E '^ +#[0-9]+ ' <<<"$out" |
     grep -vE 'in (__asan|__ubsan|__sanitizer|__interceptor|__lsan|fuzzer::|malloc|calloc|realloc|free|abort|raise|__libc|_start|main )|libc\.so|/sanitizer_common/|compiler-rt' |
