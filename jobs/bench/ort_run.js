@@ -1,12 +1,14 @@
 // ort_run.js - times one ONNX model with ONNX Runtime (CPU) for jobs/bench/peers.py.
 // Usage: node ort_run.js --model FILE --batch B [--threads 2] [--reps 20] [--min-time 10]
-//        [--size 224]
+//        [--size 224] [--spin 0|1]
+// --spin 0 stops idle intra-op threads from spinning (ORT's default is 1); on a loaded machine
+// spinning threads starve the ones they wait for, as OMP_WAIT_POLICY=active does for shardnet.
 // Prints one JSON line: median / min milliseconds per batch and images per second.
 'use strict';
 const ort = require('onnxruntime-node');
 
 function parseArgs(argv) {
-  const a = {threads: 2, reps: 20, minTime: 10, size: 224};
+  const a = {threads: 2, reps: 20, minTime: 10, size: 224, spin: 1};
   for (let i = 2; i < argv.length; i += 2) {
     const k = argv[i], v = argv[i + 1];
     if (k === '--model') a.model = v;
@@ -15,6 +17,7 @@ function parseArgs(argv) {
     else if (k === '--reps') a.reps = parseInt(v, 10);
     else if (k === '--min-time') a.minTime = parseFloat(v);
     else if (k === '--size') a.size = parseInt(v, 10);
+    else if (k === '--spin') a.spin = parseInt(v, 10);
     else throw new Error('unknown argument ' + k);
   }
   if (!a.model || !a.batch) throw new Error('need --model and --batch');
@@ -29,6 +32,7 @@ async function main() {
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
+    extra: {session: {intra_op: {allow_spinning: a.spin ? '1' : '0'}}},
   });
   const n = a.batch * 3 * a.size * a.size;
   const data = new Float32Array(n);
@@ -52,6 +56,7 @@ async function main() {
   const med = times[Math.floor(times.length / 2)];
   console.log(JSON.stringify({
     framework: 'onnxruntime', version: ort.env.versions.common, batch: a.batch, threads: a.threads,
+    spin: a.spin,
     runs: times.length, ms_per_batch: +med.toFixed(3), ms_min: +times[0].toFixed(3),
     img_per_s: +(a.batch * 1000 / med).toFixed(2),
   }));

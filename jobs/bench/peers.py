@@ -18,7 +18,10 @@ committed). Run with /usr/bin/python3 (torch 1.13).
 
 Usage: peers.py [--models resnet18,resnet50,keras_resnet50v2] [--batches 1,8,32]
                 [--frameworks torch,ort] [--threads 2] [--reps 10] [--min-time 10]
-                [--workdir /tmp/shardnet_peers]
+                [--workdir /tmp/shardnet_peers] [--ort-spin 1]
+On a loaded machine spinning idle threads starve the workers: compare with `shardnet bench`
+(which runs with OMP_WAIT_POLICY=passive) using --ort-spin 0 and OMP_WAIT_POLICY=passive for
+PyTorch (measured at load 12, ORT resnet18 batch 1: 5.3 img/s spinning, 9.5 without).
 Each line: {"framework", "version", "model", "batch", "threads", "img_per_s" (median),
             "ms_per_batch" (median), "ms_min", "runs", ["format"]}.
 """
@@ -150,7 +153,7 @@ def bench_ort(name, batch, args):
     path = export_onnx(name, args.workdir)
     cmd = ['node', os.path.join(HERE, 'ort_run.js'), '--model', path, '--batch', str(batch),
            '--threads', str(args.threads), '--reps', str(args.reps), '--min-time',
-           str(args.min_time)]
+           str(args.min_time), '--spin', str(args.ort_spin)]
     out = subprocess.run(cmd, cwd=HERE, check=True, capture_output=True, text=True).stdout
     rec = json.loads(out.strip().splitlines()[-1])
     rec['model'] = name
@@ -166,6 +169,7 @@ def main():
     p.add_argument('--reps', type=int, default=10)
     p.add_argument('--min-time', type=float, default=10.0)
     p.add_argument('--workdir', default='/tmp/shardnet_peers')
+    p.add_argument('--ort-spin', type=int, default=1, help='ORT intra-op spinning (its default 1)')
     p.add_argument('--verbose', action='store_true')
     args = p.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
