@@ -17,7 +17,7 @@
 #          uninterrupted run with the same rank and thread counts.
 #
 # Usage: jobs/faults.sh path/to/shardnet [runs per kind (default 10)] [work dir]
-# Env:   SN_FAULTS_KINDS="infer train" (default both), SN_FAULTS_SEED (bash RANDOM seed),
+# Env:   SN_FAULTS_KINDS="infer train" (default both), SN_FAULTS_SEED (seed of the random victims and moments),
 #        SN_FAULTS_END_LIMIT (seconds a killed job may take to end, default 60).
 # Output: one line per run and a summary; also written to WORKDIR/faults_results.txt.
 # Exit status: 0 if every run ended in time, resumed and matched; 1 otherwise.
@@ -30,7 +30,14 @@ mkdir -p "$w"
 cd "$w" || exit 1
 kinds="${SN_FAULTS_KINDS:-infer train}"
 end_limit="${SN_FAULTS_END_LIMIT:-60}"
-RANDOM="${SN_FAULTS_SEED:-$$}"
+seed="${SN_FAULTS_SEED:-$$}"
+draws=0
+# rnd: a uniform number in [0, 1) from awk's generator, seeded by (seed, draw number). (bash's
+# RANDOM % 2 alternated with the call pattern here: every epoch-2 victim came out as rank 1.)
+rnd() {
+  draws=$((draws + 1))
+  awk -v s="$seed" -v k="$draws" 'BEGIN { srand(s * 1000 + k); rand(); printf "%.6f", rand() }'
+}
 export OMP_WAIT_POLICY=passive SN_PROGRESS=0
 mpirun=(mpirun --allow-run-as-root --oversubscribe -q -np 2)
 py=/usr/bin/python3
@@ -76,7 +83,7 @@ if [[ ! -f test.h5 ]]; then
   "$sn" convert idx --images $fm/t10k-images-idx3-ubyte.gz --labels $fm/t10k-labels-idx1-ubyte.gz \
     --out test.h5 --fashion --quiet || { echo "convert failed"; exit 1; }
 fi
-say "faults.sh: $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), runs per kind $runs, workdir $w"
+say "faults.sh: $(date -u +%FT%TZ), seed $seed, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), runs per kind $runs, workdir $w"
 
 # ---------------------------------------------------------------- infer
 if [[ " $kinds " == *" infer "* ]]; then
@@ -90,8 +97,8 @@ if [[ " $kinds " == *" infer "* ]]; then
   for i in $(seq 1 "$runs"); do
     out="$w/killed_infer_$i.h5"
     rm -f "$out"
-    victim=$((RANDOM % 2))
-    delay=$(awk -v r="$RANDOM" -v T="$T" 'BEGIN { printf "%.2f", 0.5 + (0.9 * T - 0.5) * r / 32767 }')
+    victim=$(awk -v r="$(rnd)" 'BEGIN { print (r < 0.5) ? 0 : 1 }')
+    delay=$(awk -v r="$(rnd)" -v T="$T" 'BEGIN { printf "%.2f", 0.5 + (0.9 * T - 0.5) * r }')
     t0=$(now)
     "${mpirun[@]}" "$sn" "${I[@]}" --out "$out" 2>"$w/killed_infer_$i.err" &
     mp=$!
@@ -169,10 +176,10 @@ PY
     mp=$!
     if ((i % 2 == 1)); then
       phase="epoch2"
-      victim=$((RANDOM % 2))
+      victim=$(awk -v r="$(rnd)" 'BEGIN { print (r < 0.5) ? 0 : 1 }')
       # epoch 2 starts when the epoch-1 checkpoint is renamed into place
       while [[ ! -f $ck ]] && kill -0 "$mp" 2>/dev/null; do sleep 0.05; done
-      delay=$(awk -v r="$RANDOM" -v T="$E2" 'BEGIN { printf "%.2f", 0.9 * T * r / 32767 }')
+      delay=$(awk -v r="$(rnd)" -v T="$E2" 'BEGIN { printf "%.2f", 0.9 * T * r }')
       sleep "$delay"
       vp=$(rank_pid "$mp" "$victim")
       tk=$(now)
