@@ -1021,7 +1021,7 @@ static void wino_backward(const sn_conv_geom *g, const float *x, const float *w,
  * deterministic for any thread count. */
 
 #define SN_GEMM_MIN_K 1024
-#define SN_GEMM_MIN_N 64
+#define SN_GEMM_MIN_N 128 /* resnet20's 7x7x64 layers: direct 150 GFLOP/s in a training step */
 #define SN_GEMM_MAX_PIX 196 /* K >= MIN_K / 2 suffices at <= 14x14 */
 #define SN_GEMM_THREADS_MAX 16 /* the workspace covers up to this many threads */
 
