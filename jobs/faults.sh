@@ -32,11 +32,13 @@ kinds="${SN_FAULTS_KINDS:-infer train}"
 end_limit="${SN_FAULTS_END_LIMIT:-60}"
 seed="${SN_FAULTS_SEED:-$$}"
 draws=0
-# rnd: a uniform number in [0, 1) from awk's generator, seeded by (seed, draw number). (bash's
-# RANDOM % 2 alternated with the call pattern here: every epoch-2 victim came out as rank 1.)
+# rnd: sets RND to a uniform number in [0, 1) from the MD5 of "seed:draw number" (called in the
+# main shell, not in $(...), so that the draw counter advances).
 rnd() {
   draws=$((draws + 1))
-  awk -v s="$seed" -v k="$draws" 'BEGIN { srand(s * 1000 + k); rand(); printf "%.6f", rand() }'
+  local h
+  h=$(printf '%s:%s' "$seed" "$draws" | md5sum | cut -c1-8)
+  RND=$(awk -v x="$((16#$h))" 'BEGIN { printf "%.6f", x / 4294967296 }')
 }
 export OMP_WAIT_POLICY=passive SN_PROGRESS=0
 mpirun=(mpirun --allow-run-as-root --oversubscribe -q -np 2)
@@ -97,8 +99,10 @@ if [[ " $kinds " == *" infer "* ]]; then
   for i in $(seq 1 "$runs"); do
     out="$w/killed_infer_$i.h5"
     rm -f "$out"
-    victim=$(awk -v r="$(rnd)" 'BEGIN { print (r < 0.5) ? 0 : 1 }')
-    delay=$(awk -v r="$(rnd)" -v T="$T" 'BEGIN { printf "%.2f", 0.5 + (0.9 * T - 0.5) * r }')
+    rnd
+    victim=$(awk -v r="$RND" 'BEGIN { print (r < 0.5) ? 0 : 1 }')
+    rnd
+    delay=$(awk -v r="$RND" -v T="$T" 'BEGIN { printf "%.2f", 0.5 + (0.9 * T - 0.5) * r }')
     t0=$(now)
     "${mpirun[@]}" "$sn" "${I[@]}" --out "$out" 2>"$w/killed_infer_$i.err" &
     mp=$!
@@ -176,10 +180,12 @@ PY
     mp=$!
     if ((i % 2 == 1)); then
       phase="epoch2"
-      victim=$(awk -v r="$(rnd)" 'BEGIN { print (r < 0.5) ? 0 : 1 }')
+      rnd
+      victim=$(awk -v r="$RND" 'BEGIN { print (r < 0.5) ? 0 : 1 }')
       # epoch 2 starts when the epoch-1 checkpoint is renamed into place
       while [[ ! -f $ck ]] && kill -0 "$mp" 2>/dev/null; do sleep 0.05; done
-      delay=$(awk -v r="$(rnd)" -v T="$E2" 'BEGIN { printf "%.2f", 0.9 * T * r }')
+      rnd
+      delay=$(awk -v r="$RND" -v T="$E2" 'BEGIN { printf "%.2f", 0.9 * T * r }')
       sleep "$delay"
       vp=$(rank_pid "$mp" "$victim")
       tk=$(now)

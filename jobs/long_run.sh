@@ -91,7 +91,8 @@ while kill -0 "$mp" 2>/dev/null; do
   while read -r p v; do rssof[$p]=$v; done < <(ps -o pid=,rss= -p "$plist" 2>/dev/null)
   alive=1
   for r in $(seq 0 $((np - 1))); do
-    [[ -z ${rssof[${pids[r]}]:-} ]] && alive=0 && break
+    # an exiting rank (zombie) shows RSS 0
+    [[ ${rssof[${pids[r]}]:-0} == 0 ]] && alive=0 && break
     line+=" ${rssof[${pids[r]}]}"
   done
   ((alive)) || break
