@@ -43,7 +43,9 @@
 #
 # Usage (root): jobs/bench/netns.sh
 # Env: HOSTS=2 RATES="none 10gbit 1gbit" SUBNET=77 NAME=snbench BUILD=dir WORK=dir STEPS=6
-#      SWEEP_MB=16 SWEEP_REPS=5 TRAIN_LAYOUTS="overlap nopoll 1bucket" BENCH_TRAIN=1 REPS=1
+#      SWEEP_MB=16 (0: no sweep) SWEEP_REPS=5 TRAIN_LAYOUTS="overlap nopoll 1bucket" ("": none)
+#      REPS=1 BENCH_TRAIN=1 BENCH_MODEL=resnet20|resnet50 (overlap_bench train: resnet50 is
+#      224x224x3, 1000 classes, local batch 8, 2 steps, 25 MiB buckets) BENCH_BN="local sync"
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -56,8 +58,13 @@ name=${NAME:-snbench}
 steps=${STEPS:-6}
 sweep_mb=${SWEEP_MB:-16}
 sweep_reps=${SWEEP_REPS:-5}
-layouts=${TRAIN_LAYOUTS:-overlap nopoll 1bucket}
+layouts=${TRAIN_LAYOUTS-overlap nopoll 1bucket}
 bench_train=${BENCH_TRAIN:-1}
+if [ "${BENCH_MODEL:-resnet20}" = resnet50 ]; then
+  bench_args=(resnet50 224x224x3 1000 8 2 25)
+else
+  bench_args=(resnet20 28x28x1 10 64 5 0.25)
+fi
 reps=${REPS:-1}
 py=/usr/bin/python3
 
@@ -182,7 +189,7 @@ echo "{\"netns\": true, \"hosts\": $hosts, \"subnet\": \"10.213.$subnet.0/24\", 
 for rate in $rates; do
   shape "$rate"
   # all-reduce sweep
-  run_mpi "$hosts" "$build/overlap_bench" sweep "$sweep_mb" "$sweep_reps" 2>"$work/sweep_$rate.err" |
+  [ "$sweep_mb" != 0 ] && run_mpi "$hosts" "$build/overlap_bench" sweep "$sweep_mb" "$sweep_reps" 2>"$work/sweep_$rate.err" |
     "$py" -c "import json,sys
 for l in sys.stdin:
     d=json.loads(l); d['rate']='$rate'; d['load_avg']=float(open('/proc/loadavg').read().split()[0]); print(json.dumps(d))"
@@ -216,9 +223,9 @@ EOF
     done
   done
   if [ "$bench_train" = 1 ]; then
-    for bn in local sync; do
+    for bn in ${BENCH_BN:-local sync}; do
       for poll in 1 0; do
-        run_mpi "$hosts" "$build/overlap_bench" train resnet20 28x28x1 10 64 5 0.25 $poll $bn \
+        run_mpi "$hosts" "$build/overlap_bench" train "${bench_args[@]}" $poll $bn \
           2>>"$work/bench_train.err" |
           "$py" -c "import json,sys
 for l in sys.stdin:
