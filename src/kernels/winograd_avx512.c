@@ -125,13 +125,13 @@ typedef struct wino_ctx {
   size_t upb;   /* floats per packed U[xi] */
 } wino_ctx;
 
-/* Phase 1 item: V of tile t0 + tl, channels [c0, c0 + 16), into its rows of the A panels. */
-static void input_item(const wino_ctx *w, int t0, int np, int tl, int ch, float *vp) {
+/* V of band tile tl (image img, tile row ty, column tx), channels [c0, c0 + 16), into its rows
+ * of the A panels. */
+static inline void input_chunk(const wino_ctx *w, int np, int tl, int img, int ty, int tx, int ch,
+                               float *vp) {
   const sn_conv_geom *g = w->g;
   int c0 = ch * 16, kr = imin(16, g->cin - c0);
   __mmask16 cm = (__mmask16)(kr == 16 ? 0xFFFFu : (1u << kr) - 1);
-  int t = t0 + tl;
-  int img = t / w->tpi, rem = t % w->tpi, ty = rem / w->tw, tx = rem % w->tw;
   int iy0 = 4 * ty - g->pt, ix0 = 4 * tx - g->pl;
   const float *base = w->x + (size_t)img * g->h * g->w * g->cin + c0;
   /* rows [i_lo, i_hi) and columns [j_lo, j_hi) of the 6x6 patch are inside x, the rest is 0 */
@@ -160,6 +160,13 @@ static void input_item(const wino_ctx *w, int t0, int np, int tl, int ch, float 
   }
 }
 
+/* Phase 1 item: all channels of tile t0 + tl (one division per tile, not per chunk). */
+static void input_item(const wino_ctx *w, int t0, int np, int tl, float *vp) {
+  int t = t0 + tl, nch = ceil_div(w->g->cin, 16);
+  int img = t / w->tpi, rem = t % w->tpi, ty = rem / w->tw, tx = rem % w->tw;
+  for (int ch = 0; ch < nch; ch++) input_chunk(w, np, tl, img, ty, tx, ch, vp);
+}
+
 /* Phase 2 item: GEMM of position xi, output column panel j. */
 static void gemm_item(const wino_ctx *w, int bt, int np, int xi, int j, const float *vp, float *mb) {
   int cin = w->g->cin, cout = w->g->cout;
@@ -174,8 +181,10 @@ static void gemm_item(const wino_ctx *w, int bt, int np, int xi, int j, const fl
   }
 }
 
-/* Phase 3 item: output transform of tile t0 + tl, channel chunk ch, fused epilogue. */
-static void output_item(const wino_ctx *w, int t0, int bt, int tl, int ch, const float *mb) {
+/* Output transform of band tile tl (image img, tile row ty, column tx), channel chunk ch, with
+ * the fused epilogue. */
+static inline void output_chunk(const wino_ctx *w, int bt, int tl, int img, int ty, int tx, int ch,
+                                const float *mb) {
   const sn_conv_geom *g = w->g;
   int cout = g->cout;
   int c0 = ch * 16, kr = imin(16, cout - c0);
@@ -188,8 +197,6 @@ static void output_item(const wino_ctx *w, int t0, int bt, int tl, int ch, const
     at6(col, o);
     for (int a = 0; a < 4; a++) c[a][j] = o[a];
   }
-  int t = t0 + tl;
-  int img = t / w->tpi, rem = t % w->tpi, ty = rem / w->tw, tx = rem % w->tw;
   __m512 bias = w->bias ? _mm512_maskz_loadu_ps(cm, w->bias + c0) : _mm512_setzero_ps();
   const __m512 zero = _mm512_setzero_ps();
   for (int a = 0; a < 4; a++) {
@@ -209,30 +216,34 @@ static void output_item(const wino_ctx *w, int t0, int bt, int tl, int ch, const
   }
 }
 
+/* Phase 3 item: all channels of tile t0 + tl. */
+static void output_item(const wino_ctx *w, int t0, int bt, int tl, const float *mb) {
+  int t = t0 + tl, nco = ceil_div(w->g->cout, 16);
+  int img = t / w->tpi, rem = t % w->tpi, ty = rem / w->tw, tx = rem % w->tw;
+  for (int ch = 0; ch < nco; ch++) output_chunk(w, bt, tl, img, ty, tx, ch, mb);
+}
+
 /* One band [t0, t0 + bt) run by one thread. */
 static void band_alone(const wino_ctx *w, int t0, int bt, float *vp, float *mb) {
   int np = ceil_div(bt, SN_MR);
-  int nch = ceil_div(w->g->cin, 16), nco = ceil_div(w->g->cout, 16);
   int npan = ceil_div(w->g->cout, SN_NR);
-  for (int it = 0; it < bt * nch; it++) input_item(w, t0, np, it / nch, it % nch, vp);
+  for (int tl = 0; tl < bt; tl++) input_item(w, t0, np, tl, vp);
   for (int it = 0; it < 36 * npan; it++) gemm_item(w, bt, np, it / npan, it % npan, vp, mb);
-  for (int it = 0; it < bt * nco; it++) output_item(w, t0, bt, it / nco, it % nco, mb);
+  for (int tl = 0; tl < bt; tl++) output_item(w, t0, bt, tl, mb);
 }
 
 /* One band shared by all threads of the enclosing parallel region (every thread must call it):
  * each phase is a dynamic loop, its implicit barrier separates the phases. */
 static void band_shared(const wino_ctx *w, int t0, int bt, int nth, float *vp, float *mb) {
   int np = ceil_div(bt, SN_MR);
-  int nch = ceil_div(w->g->cin, 16), nco = ceil_div(w->g->cout, 16);
   int npan = ceil_div(w->g->cout, SN_NR);
-  int n1 = bt * nch, n2 = 36 * npan, n3 = bt * nco;
-  int c1 = imax(1, n1 / (16 * nth)), c3 = imax(1, n3 / (16 * nth));
-#pragma omp for schedule(dynamic, c1)
-  for (int it = 0; it < n1; it++) input_item(w, t0, np, it / nch, it % nch, vp);
+  int n2 = 36 * npan, ct = imax(1, bt / (8 * nth));
+#pragma omp for schedule(dynamic, ct)
+  for (int tl = 0; tl < bt; tl++) input_item(w, t0, np, tl, vp);
 #pragma omp for schedule(dynamic, 1)
   for (int it = 0; it < n2; it++) gemm_item(w, bt, np, it / npan, it % npan, vp, mb);
-#pragma omp for schedule(dynamic, c3)
-  for (int it = 0; it < n3; it++) output_item(w, t0, bt, it / nco, it % nco, mb);
+#pragma omp for schedule(dynamic, ct)
+  for (int tl = 0; tl < bt; tl++) output_item(w, t0, bt, tl, mb);
 }
 
 void sn_wino_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x, const float *u,
