@@ -36,6 +36,13 @@ static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 #define SN_DCONV_NB 64 /* output channels per column block (NV <= 4 vectors) */
+/* x (padded) + dy bytes of the block of images whose weight gradient is summed together, and
+ * the pixels one sweep of the weight-gradient tiles covers (wgrad_images) */
+#define SN_WGRAD_BLOCK_BYTES (1 << 20)
+#define SN_WGRAD_SWEEP_BYTES (256 << 10)
+#define SN_WGRAD_SWEEP_PIX 256
+/* weights (floats) above which the backward uses fewer chunks and longer weight-gradient bands */
+#define SN_DCONV_BIG_W 65536
 
 /* Largest tile rows for NV vectors per row: R * NV <= 28 accumulators. */
 static const int k_rmax[5] = {0, 28, 14, 9, 7};
@@ -338,21 +345,43 @@ static void pass_image(const dpass *d, const float *x, const float *bp, const fl
 }
 
 /* partial (KH*KW*Cin, Cout) += weight gradient of nimg images (srcs: x of each, padded as in
- * pass_image; dys: dy of each); every weight tile sums the images in order. */
+ * pass_image; dys: dy of each). The output rows (or, for a pointwise image, its pixels) are
+ * swept in bands whose x and dy take about SN_WGRAD_SWEEP_BYTES, each band by every weight tile:
+ * the band's dy columns and x rows are reused from L2 by all the tiles (as a GEMM's blocks); a
+ * band has at least SN_WGRAD_SWEEP_PIX pixels when the weights are large (the read-modify-write
+ * of a tile of the partial is amortised over the band's pixels).
+ * Every weight tile sums a band's images in order; the bands are added in order. */
 static void wgrad_images(const dpass *d, const float *const *srcs, const float *const *dys,
                          int nimg, float *partial) {
   const int cin = d->cin, cout = d->cout;
   const ptrdiff_t kseg = (ptrdiff_t)d->kw * cin, sa = (ptrdiff_t)d->wp * cin;
-  for (int cb = 0; cb < cout; cb += SN_DCONV_NB) {
-    const int cols = imin(SN_DCONV_NB, cout - cb), nv = ceil_div(cols, 16), rmax = k_rmax[nv];
-    const int nt = ceil_div((int)kseg, rmax);
-    for (int ky = 0; ky < d->kh; ky++)
-      for (int t = 0; t < nt; t++) {
-        const int k0 = (int)(kseg * t / nt), k1 = (int)(kseg * (t + 1) / nt);
-        pick_wtile(k1 - k0, nv)(srcs, dys, nimg, ky * sa + k0, cb, (ptrdiff_t)d->sw * cin,
-                                d->sh * sa, cout, (ptrdiff_t)d->ow * cout, d->oh, d->ow, cols,
-                                partial + (ky * kseg + k0) * cout + cb, cout);
-      }
+  const ptrdiff_t lpix = (ptrdiff_t)d->sw * cin;
+  const int rows = d->oh > 1;
+  const int total = rows ? d->oh : d->ow;
+  const int per = (rows ? d->ow : 1) * nimg; /* pixels per unit (row or pixel) */
+  /* x and dy bytes per unit; at least SN_WGRAD_SWEEP_PIX pixels when the weights are large */
+  const size_t unit = (rows ? (size_t)d->sh * sa + (size_t)d->ow * cout
+                            : (size_t)lpix + (size_t)cout) * sizeof(float) * (size_t)nimg;
+  const size_t nw = (size_t)d->kh * kseg * cout;
+  const int minpix = nw > SN_DCONV_BIG_W ? SN_WGRAD_SWEEP_PIX : SN_WGRAD_SWEEP_PIX / 8;
+  const int band = imax(1, imin(total, imax(ceil_div(minpix, per),
+                                            (int)(SN_WGRAD_SWEEP_BYTES / unit))));
+  for (int u0 = 0; u0 < total; u0 += band) {
+    const int nu = imin(band, total - u0);
+    const ptrdiff_t aoff = rows ? (ptrdiff_t)u0 * d->sh * sa : (ptrdiff_t)u0 * lpix;
+    const ptrdiff_t doff = rows ? (ptrdiff_t)u0 * d->ow * cout : (ptrdiff_t)u0 * cout;
+    for (int cb = 0; cb < cout; cb += SN_DCONV_NB) {
+      const int cols = imin(SN_DCONV_NB, cout - cb), nv = ceil_div(cols, 16), rmax = k_rmax[nv];
+      const int nt = ceil_div((int)kseg, rmax);
+      for (int ky = 0; ky < d->kh; ky++)
+        for (int t = 0; t < nt; t++) {
+          const int k0 = (int)(kseg * t / nt), k1 = (int)(kseg * (t + 1) / nt);
+          pick_wtile(k1 - k0, nv)(srcs, dys, nimg, aoff + ky * sa + k0, doff + cb, lpix,
+                                  d->sh * sa, cout, (ptrdiff_t)d->ow * cout, rows ? nu : 1,
+                                  rows ? d->ow : nu, cols,
+                                  partial + (ky * kseg + k0) * cout + cb, cout);
+        }
+    }
   }
 }
 
@@ -487,12 +516,10 @@ static int chunks_of(int n) { return imin(n, SN_DCONV_CHUNKS); }
 
 /* Backward of layers with large weights: fewer chunks (each chunk's dW partial is read and
  * written once per block of images, and summed at the end). */
-#define SN_DCONV_BIG_W 65536
 #define SN_DCONV_BWD_CHUNKS_BIG 4
 /* A weight tile of the gradient sweeps the x (padded) and dy of a block of images: as many as
  * fit this budget (at least one, at most SN_WGRAD_MAX_IMAGES), so that large weights are
  * read-modify-written once per block rather than once per image. */
-#define SN_WGRAD_BLOCK_BYTES (1 << 20)
 #define SN_WGRAD_MAX_IMAGES 32
 
 static int bwd_chunks(const sn_conv_geom *g) {

@@ -387,6 +387,17 @@ TEST(KernelConv, WinogradShapes) {
   }
 }
 
+// Images whose x and dy exceed the weight gradient's sweep (1 MiB): bands of pixels of a
+// pointwise image, bands of output rows (stride 1 with Winograd off, and stride 2).
+TEST(KernelConv, WeightGradientBands) {
+  WinogradMode off("0");
+  const Shape shapes[] = {{1, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 256},
+                          {1, 48, 48, 96, 3, 3, 1, 1, 1, 1, 1, 1, 96},
+                          {1, 60, 60, 64, 3, 3, 2, 2, 1, 1, 1, 1, 80}};
+  uint64_t seed = 1100;
+  for (const Shape &s : shapes) check_backward(s, seed += 10);
+}
+
 // The generic path (used without AVX-512) on the same shapes.
 TEST(KernelConv, GenericPathShapes) {
   GenericPath generic;
