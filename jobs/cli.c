@@ -225,15 +225,18 @@ int cli_job_start(cli_job *job, int *argc, char ***argv, long threads) {
   cpu_set_t set;
   int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
   int mine = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : cores;
-  /* --threads, else OMP_NUM_THREADS, else the cores this rank may run on. */
-  const char *env_threads = getenv("OMP_NUM_THREADS");
-  int omp_env = env_threads ? atoi(env_threads) : 0;
-  job->threads = threads > 0 ? (int)threads : omp_env > 0 ? omp_env : (mine > 0 ? mine : 1);
   /* Ranks on this node: Open MPI's local size, Slurm's tasks per node, else this one. */
   const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
   if (!local) local = getenv("SLURM_NTASKS_PER_NODE");
   if (!local) local = getenv("MPI_LOCALNRANKS");
   int per_node = local && atoi(local) > 0 ? atoi(local) : 1;
+  /* --threads, else OMP_NUM_THREADS, else the cores this rank may run on; when the rank is not
+   * bound (its mask spans the node), those cores are shared with the node's other ranks. */
+  const char *env_threads = getenv("OMP_NUM_THREADS");
+  int omp_env = env_threads ? atoi(env_threads) : 0;
+  int avail = mine > 0 ? mine : 1;
+  if (avail >= cores && per_node > 1) avail = avail / per_node > 0 ? avail / per_node : 1;
+  job->threads = threads > 0 ? (int)threads : omp_env > 0 ? omp_env : avail;
   if (job->rank == 0 && per_node * job->threads > cores)
     fprintf(stderr,
             "shardnet: warning: %d ranks x %d threads on this node oversubscribe its %d cores "
