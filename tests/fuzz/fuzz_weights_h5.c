@@ -16,7 +16,7 @@
  *          attribute on the layer group; byte 2: perturbation count (mod 8); per perturbation
  *          u16 tensor, u8 kind; then free operations until the end.
  * Oracles (besides fuzz_nets.h's): a file for the loading net with only benign perturbations
- * (float64/float16 storage, NaN values, reordered Keras weight names, extra num_batches_tracked)
+ * (float64 storage, NaN values, reordered Keras weight names, extra num_batches_tracked)
  * and no free operations must load, and then every parameter equals what was written.
  * SN_FUZZ_EMIT=dir keeps each generated file as dir/<n>.h5 (seeds for fuzz_weights).
  */
@@ -33,7 +33,7 @@ enum {
   P_RANK_DROP,
   P_F64,   /* benign */
   P_I32,
-  P_F16,   /* benign */
+  P_F16,   /* refused: float32 or float64 only */
   P_STR,
   P_NAN,   /* benign for weights (they are not checked for finiteness) */
   P_EXTRA,
@@ -47,7 +47,8 @@ enum {
 };
 
 static int benign(int kind) {
-  return kind == P_F64 || kind == P_F16 || kind == P_NAN || kind == P_NBT || kind == P_REORDER;
+  /* float16 is refused by design: sn_h5_read_f32 takes float32 or float64 only */
+  return kind == P_F64 || kind == P_NAN || kind == P_NBT || kind == P_REORDER;
 }
 
 /* ---------------------------------------------------------------- dictionary */
@@ -363,7 +364,7 @@ static void write_keras3(hid_t f, const fz_net *z, const int *pk, int storage, i
 /* Checkpoint of net z: params fzb_value(1000, k), momentum fzb_value(2000, k). The
  * perturbation of tensor t acts on target t % 16: 0 /params, 1 /momentum, 2 the format
  * attribute, 3 arch, 4.. the integer attributes. Returns 1 if the result must load (only benign
- * changes: float64/float16 storage, int32 attributes, changed values the loader does not check). */
+ * changes: float64 storage, int32 attributes, changed values the loader does not check). */
 enum { CK_TARGETS = 16 };
 static const char *const ck_ints[12] = {"param_count", "momentum_count", "height", "width",
                                         "channels", "outputs", "epoch", "step", "sgd_steps",
@@ -383,7 +384,7 @@ static int write_ckpt(hid_t f, const fz_net *z, const int *pk, int storage, int 
   hsize_t d1[1] = {nb}, d2[1] = {nm};
   for (int i = 0; i < 2; ++i) {
     const int k = kind[i];
-    if (k != -1 && k != P_F64 && k != P_F16 && k != P_NBT && k != P_REORDER) ok = 0;
+    if (k != -1 && k != P_F64 && k != P_NBT && k != P_REORDER) ok = 0;
   }
   put_tensor(f, "params", "momentum", pv, 1, d1, kind[0], storage, 1000);
   put_tensor(f, "momentum", "params", mv, 1, d2, kind[1], storage, 2000);
