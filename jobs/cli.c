@@ -237,7 +237,7 @@ int cli_job_start(cli_job *job, int *argc, char ***argv, long threads) {
   int avail = mine > 0 ? mine : 1;
   if (avail >= cores && per_node > 1) avail = avail / per_node > 0 ? avail / per_node : 1;
   job->threads = threads > 0 ? (int)threads : omp_env > 0 ? omp_env : avail;
-  if (job->rank == 0 && per_node * job->threads > cores)
+  if (job->rank == 0 && !(threads <= 0 && omp_env > 0) && per_node * job->threads > cores)
     fprintf(stderr,
             "shardnet: warning: %d ranks x %d threads on this node oversubscribe its %d cores "
             "(set --threads)\n", per_node, job->threads, cores);
