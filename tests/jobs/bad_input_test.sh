@@ -84,6 +84,24 @@ check() {
   [[ $kind == infer || $kind == absent ]] && rm -rf "$outp" "$outp.partial"
   return 0
 }
+# repeat N OUT CMD...: runs CMD up to N times (removing OUT between runs); stops at the first run
+# with other than one line on stderr or a status outside 1..127, and passes on that run's stderr
+# and status (else the last run's). For failures raced by the prefetching reader thread.
+repeat() {
+  local n="$1" o="$2" i rc=0
+  shift 2
+  for ((i = 1; i <= n; ++i)); do
+    rm -rf "$o" "$o.partial"
+    "$@" >/dev/null 2>"$t/repeat.err"
+    rc=$?
+    if [[ $(wc -l <"$t/repeat.err") -ne 1 ]] || ((rc == 0 || rc >= 124)); then
+      echo "(run $i of $n)" >>"$t/repeat.err"
+      break
+    fi
+  done
+  cat "$t/repeat.err" >&2
+  return $rc
+}
 skip() {
   printf 'skip %-58s %s\n' "$1" "$2"
   nskip=$((nskip + 1))
@@ -152,6 +170,10 @@ ds("inf.h5", x, lab)
 # MPI: bad rows only in rank 1's half (rows 32..63 with 2 ranks, --shuffle off, --batch 64)
 x = img.astype(np.float32) / 255; x[60, 5, 5, 0] = np.nan
 ds("nan_rank1.h5", x, lab)
+# 128 rows, NaN in row 12: with --batch 16 --shuffle off rank 1 (rows 8-15 of each step) fails at
+# step 1 while both ranks' reader threads prefetch the next steps
+img2 = np.concatenate([img, img]); x = img2.astype(np.float32) / 255; x[12, 5, 5, 0] = np.nan
+ds("nan_rank1_steps.h5", x, np.concatenate([lab, lab]))
 # infer splits rows by output chunks (1 MiB of the widest output row): with lenet --no-top
 # --pooling none at 224x224 a row is 56x56x16 floats, 5 rows a chunk, so of 16 rows rank 1 gets 10-15
 x = np.random.default_rng(3).random((16, 224, 224, 1), dtype=np.float32); x[13, 7, 7, 0] = np.nan
@@ -178,6 +200,16 @@ def enc(name, files, offsets=True, stretch=0, attrs=True):
         if offsets:
             f["offsets"] = off
         f["labels"] = (np.arange(len(files)) % 2).astype(np.int32)
+# decompression bombs: headers declaring 60000x60000 (PNG) and 65000x65000 (JPEG) pixels
+import zlib
+def pngchunk(t, d):
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+bomb_png = (b"\x89PNG\r\n\x1a\n" + pngchunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
+            + pngchunk(b"IDAT", zlib.compress(bytes(100))) + pngchunk(b"IEND", b""))
+bomb_jpg = bytearray(jp[0]); i = bomb_jpg.find(b"\xff\xc0")
+bomb_jpg[i + 5:i + 9] = struct.pack(">HH", 65000, 65000)
+enc("enc_bomb_png.h5", jp[:3] + [bomb_png])
+enc("enc_bomb_jpg.h5", jp[:3] + [bytes(bomb_jpg)])
 bad = list(jp); bad[13] = corrupt(bad[13])
 enc("enc_bad_rank1.h5", bad)
 enc("enc_bad.h5", bad)
@@ -213,6 +245,9 @@ idx("lab.gz", 0x801, (20,), labs)
 idx("img_magic.gz", 0x802, (20, 28, 28), pix)                 # wrong magic
 idx("lab_19.gz", 0x801, (19,), labs[:19])                     # 19 labels for 20 images
 idx("lab_ten.gz", 0x801, (20,), labs[:19] + b"\x0a")          # label 10
+# a plain idx header declaring 2^31 - 1 images (1.7 TB) in a 1 KB file
+with open("img_huge", "wb") as f:
+    f.write(struct.pack(">IIII", 0x803, 2**31 - 1, 28, 28) + bytes(1000))
 with open("img.gz", "rb") as f:
     g = f.read()
 with open("img_trunc.gz", "wb") as f:                         # gzip stream cut in half
@@ -279,87 +314,102 @@ if ((have_py)); then
   cp good.h5 existing.h5
   check "convert idx: existing output without --force" "existing.h5" same "$t/existing.h5" -- \
     timeout 60 "$sn" convert idx --images img.gz --labels lab.gz --out existing.h5 --quiet
-  # 11: missing idx file
+  # 11: an idx header declaring far more data than the (plain) file holds: refused as an input
+  #     error (exit 3) before 1.7 TB is reserved, not an out-of-memory failure
+  want_rc=3
+  check "convert idx: header declares 2^31-1 images (1 KB file)" "img_huge" absent "$t/c.h5" -- \
+    bash -c 'ulimit -v 4000000; exec timeout 60 "$@"' _ "$sn" convert idx --images img_huge --labels lab.gz --out "$t/c.h5" --quiet
+  # 12: missing idx file
   check "convert idx: --images missing" "nothere.gz" absent "$t/c.h5" -- \
     timeout 60 "$sn" convert idx --images nothere.gz --labels lab.gz --out "$t/c.h5" --quiet
-  # 12: folder, raw: a truncated JPEG
+  # 13: folder, raw: a truncated JPEG
   check "convert folder: corrupt JPEG (raw)" "0.jpg" absent "$t/c.h5" -- \
     timeout 60 "$sn" convert folder --root f_badjpeg --size 16x16 --out "$t/c.h5" --quiet
-  # 13: folder, encoded: a zero-byte PNG
+  # 14: folder, encoded: a zero-byte PNG
   check "convert folder --encoded: zero-byte PNG" "1.png" absent "$t/c.h5" -- \
     timeout 60 "$sn" convert folder --root f_zeropng --encoded --size 16x16 --out "$t/c.h5" --quiet
-  # 14: folder, raw: a zero-byte PNG
+  # 15: folder, raw: a zero-byte PNG
   check "convert folder: zero-byte PNG (raw)" "1.png" absent "$t/c.h5" -- \
     timeout 60 "$sn" convert folder --root f_zeropng --size 16x16 --out "$t/c.h5" --quiet
-  # 15: a class folder without images
+  # 16: a class folder without images
   check "convert folder: class without images" "f_emptyclass|/b" absent "$t/c.h5" -- \
     timeout 60 "$sn" convert folder --root f_emptyclass --size 16x16 --out "$t/c.h5" --quiet
 else
-  skip "convert idx/folder cases (4-15)" "no h5py/numpy/PIL in $py"
+  skip "convert idx/folder cases (4-16)" "no h5py/numpy/PIL in $py"
 fi
-# 16: --root does not exist
+# 17: --root does not exist
 check "convert folder: --root missing" "noroot" absent "$t/c.h5" -- \
   timeout 60 "$sn" convert folder --root "$t/noroot" --out "$t/c.h5" --quiet
-# 17: --root is a regular file
+# 18: --root is a regular file
 check "convert folder: --root is a file" "text.txt" absent "$t/c.h5" -- \
   timeout 60 "$sn" convert folder --root "$t/text.txt" --out "$t/c.h5" --quiet
 
 # ---------------------------------------------------------------- infer
 L=(--arch lenet --quiet --threads 1)
-# 18: --data is a directory
+# 19: --data is a directory
 check "infer: --data is a directory" "adir" infer "$t/o.h5" -- \
   timeout 60 "$sn" infer "${L[@]}" --data "$t/adir" --out "$t/o.h5"
-# 19: --data is an empty file
+# 20: --data is an empty file
 check "infer: --data is an empty file" "empty.h5" infer "$t/o.h5" -- \
   timeout 60 "$sn" infer "${L[@]}" --data "$t/empty.h5" --out "$t/o.h5"
 if ((have_py)); then
-  # 20: the first half of a valid HDF5 file
+  # 21: the first half of a valid HDF5 file
   check "infer: truncated HDF5" "trunc.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data trunc.h5 --out "$t/o.h5"
-  # 21: /images of rank 5
+  # 22: /images of rank 5
   check "infer: /images rank 5" "rank5.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data rank5.h5 --out "$t/o.h5"
-  # 22: /images int16
+  # 23: /images int16
   check "infer: /images int16" "int16.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data int16.h5 --out "$t/o.h5"
-  # 23: /images float64
+  # 24: /images float64
   check "infer: /images float64" "f64.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data f64.h5 --out "$t/o.h5"
-  # 24: zero rows
+  # 25: zero rows
   check "infer: zero rows" "zero.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data zero.h5 --out "$t/o.h5"
-  # 25: 1e9 x 28 x 28 x 1 declared with one stored chunk. Must be refused as an input error (exit
+  # 26: 1e9 x 28 x 28 x 1 declared with one stored chunk. Must be refused as an input error (exit
   #     3) naming the file; a 4 GB address-space limit keeps a run that accepts it from eating the
   #     shared machine's memory (unlimited, it grows past 9 GB and writes a 1 GB output).
   want_rc=3
   check "infer: absurd dims 1e9x28x28x1 (tiny chunked file)" "absurd.h5" infer "$t/o.h5" -- \
     bash -c 'ulimit -v 4000000; exec timeout 60 "$@"' _ "$sn" infer "${L[@]}" --data absurd.h5 --out "$t/o.h5"
-  # 26: label 12 with 3 names in /classes
+  # 27: label 12 with 3 names in /classes
   check "infer: label outside /classes" "labclasses.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data labclasses.h5 --out "$t/o.h5"
-  # 27: +inf in float32 images with --preprocess none
+  # 28: +inf in float32 images with --preprocess none
   check "infer: +inf in float32 images (--preprocess none)" "inf.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data inf.h5 --out "$t/o.h5" --preprocess none
-  # 28: encoded dataset without /offsets
+  # 29: the same 40 times: the error is found while the reader thread prefetches the next batches
+  #    (the process must not exit with that thread inside HDF5)
+  check "infer: +inf, 40 runs (reader thread prefetching)" "inf.h5" infer "$t/o.h5" -- \
+    repeat 40 "$t/o.h5" timeout 60 "$sn" infer "${L[@]}" --data inf.h5 --out "$t/o.h5" --preprocess none --batch 8
+  # 30: encoded dataset without /offsets
   check "infer: encoded without /offsets" "enc_nooffsets.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --input 28x28x3 --data enc_nooffsets.h5 --out "$t/o.h5"
-  # 29: encoded dataset whose /offsets end past /encoded
+  # 31: encoded dataset whose /offsets end past /encoded
   check "infer: /offsets past the end of /encoded" "enc_offsets_past.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --input 28x28x3 --data enc_offsets_past.h5 --out "$t/o.h5"
-  # 30: a truncated JPEG inside an encoded dataset
+  # 32: PNG header of 60000x60000 pixels (refused before decoding)
+  check "infer: PNG bomb 60000x60000 in an encoded dataset" "enc_bomb_png.h5" infer "$t/o.h5" -- \
+    timeout 60 "$sn" infer "${L[@]}" --input 28x28x3 --data enc_bomb_png.h5 --out "$t/o.h5"
+  # 33: JPEG header of 65000x65000 pixels
+  check "infer: JPEG bomb 65000x65000 in an encoded dataset" "enc_bomb_jpg.h5" infer "$t/o.h5" -- \
+    timeout 60 "$sn" infer "${L[@]}" --input 28x28x3 --data enc_bomb_jpg.h5 --out "$t/o.h5"
+  # 34: a truncated JPEG inside an encoded dataset
   check "infer: corrupt JPEG in an encoded dataset" "enc_bad.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --input 28x28x3 --data enc_bad.h5 --out "$t/o.h5"
-  # 31: output = input through a symbolic link, with --force
+  # 35: output = input through a symbolic link, with --force
   ln -sf good.h5 "$t/alias.h5"
   cp good.h5 good_keep.h5
   check "infer: --out = --data via a symlink (--force)" "alias.h5|good.h5" same "$t/good.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data good.h5 --out "$t/alias.h5" --force
   cmp -s good.h5 good_keep.h5 || cp good_keep.h5 good.h5
-  # 32: --out is a directory (with --force)
+  # 36: --out is a directory (with --force)
   mkdir -p "$t/odir"
   check "infer: --out is a directory (--force)" "odir" none - -- \
     timeout 60 "$sn" infer "${L[@]}" --data good.h5 --out "$t/odir" --force
-  # 33: --labels file missing (checked before the output is created)
+  # 37: --labels file missing (checked before the output is created)
   check "infer: --labels file missing" "nolabels.txt" absent "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data good.h5 --out "$t/o.h5" --labels nolabels.txt
   # incomplete output of good.h5 (rows 40.. not done, no complete attribute) for the --resume cases
@@ -368,10 +418,10 @@ if ((have_py)); then
 with h5py.File(sys.argv[1], "a") as f:
     del f.attrs["complete"]; f["done"][40:] = 0' "$t/inc.h5"
   head -c 3000 "$t/inc.h5" >"$t/inc_trunc.h5"
-  # 34: --resume an output made for a dataset of another length
+  # 38: --resume an output made for a dataset of another length
   check "infer --resume: output of another dataset" "inc.h5" infer "$t/inc.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data small8.h5 --out "$t/inc.h5" --resume
-  # 35: --resume a truncated output
+  # 39: --resume a truncated output
   check "infer --resume: truncated output" "inc_trunc.h5" infer "$t/inc_trunc.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data good.h5 --out "$t/inc_trunc.h5" --resume
 
@@ -391,87 +441,90 @@ with h5py.File("w_shape.h5", "a") as f:
     f["params/fc2/kernel"] = k[:, :80]
 PY
   head -c $(($(stat -c %s ck_lenet.h5) / 2)) ck_lenet.h5 >ck_trunc.h5
-  # 36: native weights with a key deleted
+  # 40: native weights with a key deleted
   check "infer --weights: a key missing" "w_nokey.h5.*conv2|conv2.*w_nokey.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data good.h5 --weights w_nokey.h5 --out "$t/o.h5"
-  # 37: native weights with a wrong shape
+  # 41: native weights with a wrong shape
   check "infer --weights: a wrong shape" "w_shape.h5.*fc2|fc2.*w_shape.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data good.h5 --weights w_shape.h5 --out "$t/o.h5"
-  # 38: Keras <= 2.2 ResNet50 layer names
+  # 42: Keras <= 2.2 ResNet50 layer names
   check "infer --weights: old Keras (<= 2.2) layer names" "oldkeras.h5.*(bn_conv1|res2a_branch2a)" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer --arch keras_resnet50 --width 4 --input 32x32x3 --quiet --threads 1 \
     --data enc_bad.h5 --weights oldkeras.h5 --out "$t/o.h5"
-  # 39: an HDF5 file in no weights layout
+  # 43: an HDF5 file in no weights layout
   check "infer --weights: unrecognised layout" "unknown_layout.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data good.h5 --weights unknown_layout.h5 --out "$t/o.h5"
-  # 40: a training checkpoint given as weights
+  # 44: a training checkpoint given as weights
   check "infer --weights: a checkpoint file" "ck_lenet.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data good.h5 --weights ck_lenet.h5 --out "$t/o.h5"
 
   # ---------------------------------------------------------------- train
   T=(--quiet --threads 1 --batch 16 --steps 2 --out "$t/tw.h5")
-  # 41: missing --data
+  # 45: missing --data
   check "train: --data missing" "nothere.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data nothere.h5
-  # 42: /images of rank 3
+  # 46: /images of rank 3
   check "train: /images rank 3" "rank3.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data rank3.h5
-  # 43: no /images (only /labels)
+  # 47: no /images (only /labels)
   check "train: no /images" "noimages.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data noimages.h5
-  # 44: no /labels
+  # 48: no /labels
   check "train: no /labels" "nolabels.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data nolabels.h5
-  # 45: zero rows
+  # 49: zero rows
   check "train: zero rows" "zero.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data zero.h5
-  # 46: /labels shorter than /images
+  # 50: /labels shorter than /images
   check "train: labels length mismatch" "lablen.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data lablen.h5
-  # 47: float labels
+  # 51: float labels
   check "train: labels of type float32" "labfloat.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data labfloat.h5
-  # 48: a negative label
+  # 52: a negative label
   check "train: negative label" "labneg.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data labneg.h5
-  # 49: labels 0..9 for a 5-class model
+  # 53: labels 0..9 for a 5-class model
   check "train: labels out of range (--classes 5)" "good.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet --classes 5 "${T[@]}" --data good.h5
-  # 50: NaN in float32 images
+  # 54: NaN in float32 images
   check "train: NaN in float32 images" "nan_train.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data nan_train.h5 --preprocess none --batch 64 --shuffle off
-  # 51: --input not matching the data
+  # 55: NaN found at step 1 while the reader thread prefetches steps 2-3, 40 times
+  check "train: NaN at step 1, 40 runs (reader thread prefetching)" "nan_train.h5" absent "$t/tw.h5" -- \
+    repeat 40 "$t/tw.h5" timeout 60 "$sn" train --arch lenet "${T[@]}" --data nan_train.h5 --preprocess none --shuffle off --steps 4
+  # 56: --input not matching the data
   check "train: --input 32x32x3 for 28x28x1 data" "good.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet --input 32x32x3 "${T[@]}" --data good.h5
-  # 52: --val of another image size
+  # 57: --val of another image size
   check "train: --val of another image size" "val32.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data good.h5 --val val32.h5
-  # 53: --resume from a checkpoint of another architecture
+  # 58: --resume from a checkpoint of another architecture
   cp ck_lenet_bn.h5 ck_other.h5
   check "train --resume: checkpoint of another arch" "ck_other.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data good.h5 --checkpoint ck_other.h5 --resume
-  # 54: --resume from a truncated checkpoint
+  # 59: --resume from a truncated checkpoint
   check "train --resume: truncated checkpoint" "ck_trunc.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data good.h5 --checkpoint ck_trunc.h5 --resume
-  # 55: --resume from a weights file (not a checkpoint)
+  # 60: --resume from a weights file (not a checkpoint)
   cp w.h5 w_as_ck.h5
   check "train --resume: a weights file as checkpoint" "w_as_ck.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data good.h5 --checkpoint w_as_ck.h5 --resume
-  # 56: 1e9 rows and labels declared in a 2 KB file: an input error (exit 3), not an allocation
+  # 61: 1e9 rows and labels declared in a 2 KB file: an input error (exit 3), not an allocation
   want_rc=3
   check "train: absurd dims 1e9 rows (tiny chunked file)" "absurd_labels.h5" absent "$t/tw.h5" -- \
     bash -c 'ulimit -v 4000000; exec timeout 60 "$@"' _ "$sn" train --arch lenet "${T[@]}" --data absurd_labels.h5
-  # 57: --val file missing
+  # 62: --val file missing
   check "train: --val missing" "noval.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data good.h5 --val noval.h5
-  # 58: --init with a missing key
+  # 63: --init with a missing key
   check "train --init: weights with a key missing" "w_nokey.h5" absent "$t/tw.h5" -- \
     timeout 60 "$sn" train --arch lenet "${T[@]}" --data good.h5 --init w_nokey.h5
-  # 59: --out in a directory that does not exist (found after training)
+  # 64: --out in a directory that does not exist (found after training)
   check "train: --out in a missing directory" "nodir" absent "$t/nodir/w.h5" -- \
     timeout 60 "$sn" train --arch lenet --quiet --threads 1 --batch 16 --steps 1 --data good.h5 --out "$t/nodir/w.h5"
 else
-  skip "infer/train cases on crafted files (20-59)" "no h5py/numpy/PIL in $py"
+  skip "infer/train cases on crafted files (21-64)" "no h5py/numpy/PIL in $py"
 fi
 
 # ---------------------------------------------------------------- mpirun -np 2: one rank's part bad
@@ -479,28 +532,33 @@ if ((have_py)) && command -v mpirun >/dev/null; then
   M=(timeout 120 "${mpirun[@]}" -np 2 "$sn")
   # rows are shared out by output chunks; 5 rows a chunk here (see nan_rank1_224.h5): rank 1 gets 10-15
   F=(--no-top --pooling none --input 224x224x3 --batch 4)
-  # 60: corrupt JPEG (row 13) in the rows rank 1 infers
+  # 65: corrupt JPEG (row 13) in the rows rank 1 infers
   check "mpi infer: corrupt JPEG in rank 1's rows" "rank 1.*enc_bad_rank1.h5" infer "$t/o.h5" -- \
     "${M[@]}" infer "${L[@]}" "${F[@]}" --data enc_bad_rank1.h5 --out "$t/o.h5"
-  # 61: NaN (row 13) in the float32 rows rank 1 infers
+  # 66: NaN (row 13) in the float32 rows rank 1 infers
   check "mpi infer: NaN in rank 1's rows (--preprocess none)" "rank 1.*nan_rank1_224.h5" infer "$t/o.h5" -- \
     "${M[@]}" infer "${L[@]}" "${F[@]/224x224x3/224x224x1}" --preprocess none --data nan_rank1_224.h5 --out "$t/o.h5"
-  # 62: NaN in the rows rank 1 trains on (no shuffling: rank 1 reads rows 32..63 of each batch of 64)
+  # 67: NaN in the rows rank 1 trains on (no shuffling: rank 1 reads rows 32..63 of each batch of 64)
   check "mpi train: NaN in rank 1's rows" "rank 1.*nan_rank1.h5" absent "$t/tw.h5" -- \
     "${M[@]}" train --arch lenet --quiet --threads 1 --batch 64 --steps 1 --shuffle off \
     --preprocess none --data nan_rank1.h5 --out "$t/tw.h5"
-  # 63: a label out of the model's range in rank 1's block of the validation set (a label out of
+  # 68: the same at step 1 of 8, 12 times: every rank exits (sn_mpi_check) while its reader thread
+  #    prefetches; no rank may print anything but the one line
+  check "mpi train: NaN in rank 1's rows, 12 runs (readers prefetching)" "rank 1.*nan_rank1_steps.h5" absent "$t/tw.h5" -- \
+    repeat 12 "$t/tw.h5" "${M[@]}" train --arch lenet --quiet --threads 1 --batch 16 --steps 8 --shuffle off \
+    --preprocess none --data nan_rank1_steps.h5 --out "$t/tw.h5"
+  # 69: a label out of the model's range in rank 1's block of the validation set (a label out of
   #     range in the rows rank 1 trains on cannot be made: every rank checks all /labels at open).
   #     Rank 1 alone finds it after the epoch; a check at start-up on every rank (rank 0 named)
   #     would be as good, hence "rank [01]".
   check "mpi train: --val label out of range in rank 1's block" "rank [01]: .*val_badlab.h5" absent "$t/tw.h5" -- \
     "${M[@]}" train --arch lenet --quiet --threads 1 --batch 16 --steps 1 --data good.h5 \
     --val val_badlab.h5 --out "$t/tw.h5"
-  # 64: corrupt JPEG in the files rank 1 converts
+  # 70: corrupt JPEG in the files rank 1 converts
   check "mpi convert folder: corrupt JPEG in rank 1's part" "rank 1.*2.jpg" absent "$t/c.h5" -- \
     "${M[@]}" convert folder --root f_rank1 --size 300x300 --out "$t/c.h5" --quiet
 else
-  skip "mpirun cases (60-64)" "no mpirun or no h5py/numpy/PIL"
+  skip "mpirun cases (65-70)" "no mpirun or no h5py/numpy/PIL"
 fi
 
 echo "bad_input_test: $npass passed, $nfail failed, $nskip skipped"
