@@ -261,7 +261,10 @@ void cli_check(cli_job *job, sn_status s) {
   }
   if (s != SN_OK) {
     cli_error("%s", sn_last_error());
-    exit(cli_exit_code(s));
+    /* _exit: a prefetching reader thread may be inside HDF5; HDF5's atexit teardown racing with
+     * it crashes. Outputs rely on complete = 1 written last and atomic renames, not on exit. */
+    fflush(stdout);
+    _exit(cli_exit_code(s));
   }
 }
 

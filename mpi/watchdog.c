@@ -15,6 +15,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -263,5 +264,10 @@ void sn_mpi_check(sn_comm *comm, sn_status local, double timeout_s, const char *
     sn_mpi_abort(1);
   }
   sn_mpi_finalize();
-  exit(1);
+  /* _exit, not exit: a prefetching reader thread may be inside HDF5, and HDF5's atexit teardown
+   * racing with it crashes. Outputs are protected by their own protocols (complete = 1 last,
+   * atomic renames), not by exit handlers. */
+  fflush(stdout);
+  fflush(stderr);
+  _exit(1);
 }
