@@ -167,10 +167,26 @@ static sn_status read_idx(const char *path, int ndim, uint32_t *dims, uint8_t **
       st = sn_error_set(SN_ERR_FORMAT, "file %s: idx dimension %d is %u (accepted 1..%u)", path, i,
                         dims[i], lim);
   }
+  /* The header's sizes are not trusted: the buffer grows with the data actually present, so a
+   * small file declaring billions of images is "truncated", not an allocation failure. */
   uint8_t *buf = NULL;
-  if (st == SN_OK && !(buf = malloc(total)))
-    st = sn_error_set(SN_ERR_NOMEM, "file %s: %zu bytes of idx data", path, total);
-  if (st == SN_OK) st = gz_read_all(g, path, buf, total, "data");
+  size_t have = 0, cap = 0;
+  while (st == SN_OK && have < total) {
+    size_t next = cap ? (cap * 2 < total ? cap * 2 : total) : (total < ((size_t)64 << 20) ? total : ((size_t)64 << 20));
+    uint8_t *nb = realloc(buf, next);
+    if (!nb) {
+      st = sn_error_set(SN_ERR_NOMEM, "file %s: %zu bytes of idx data", path, next);
+      break;
+    }
+    buf = nb;
+    cap = next;
+    size_t want = cap - have;
+    st = gz_read_all(g, path, buf + have, want, "data");
+    if (st != SN_OK && have + want < total) /* name the whole declared size */
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: truncated: the header declares %zu data bytes, the file "
+                        "holds fewer", path, total);
+    have = cap;
+  }
   gzclose(g);
   if (st != SN_OK) {
     free(buf);
