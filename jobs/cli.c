@@ -254,6 +254,20 @@ int cli_job_end(cli_job *job, int code) {
   return code;
 }
 
+static sn_reader *watched_reader;
+static void stop_watched_reader(void) {
+  sn_reader_destroy(watched_reader);
+  watched_reader = NULL;
+}
+void cli_watch_reader(sn_reader *rd) {
+  static int registered;
+  watched_reader = rd;
+  if (rd && !registered++) {
+    atexit(stop_watched_reader);
+    sn_mpi_before_exit = stop_watched_reader;
+  }
+}
+
 void cli_check(cli_job *job, sn_status s) {
   if (job->mpi) {
     sn_mpi_check(job->comm, s, 600.0, "shardnet");

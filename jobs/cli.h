@@ -64,6 +64,11 @@ typedef struct cli_job {
 int cli_job_start(cli_job *job, int *argc, char ***argv, long threads);
 /* Ends the job: frees the communicator, finalises MPI. Returns code. */
 int cli_job_end(cli_job *job, int code);
+/* The reader rd (NULL: none) is destroyed before the process exits through cli_check (atexit,
+ * registered after HDF5's own handler; under MPI before sn_mpi_check finalizes MPI, which closes
+ * parallel HDF5), so that no reader thread is inside HDF5 while the library is torn down.
+ * Call cli_watch_reader(NULL) before destroying it yourself. */
+void cli_watch_reader(sn_reader *rd);
 /* Collective failure check (see sn_mpi_check); serial: prints and exits on failure. */
 void cli_check(cli_job *job, sn_status s);
 

@@ -245,6 +245,7 @@ int cmd_infer(int argc, char **argv) {
   ro.batch = (int)batch;
   ro.preprocess = pre;
   if (s == SN_OK && nrows) s = sn_reader_create(ds, rows, nrows, &ro, &rd);
+  cli_watch_reader(rd);
   cli_check(&job, s);
 
   /* With labels: top-1/top-k hits and the confusion matrix (summed over ranks at the end). */
@@ -378,6 +379,7 @@ int cmd_infer(int argc, char **argv) {
   }
   for (int i = 0; i < nnames; ++i) free(names[i]);
   free(names);
+  cli_watch_reader(NULL);
   sn_reader_destroy(rd);
   sn_writer_destroy(wr);
   free(missing); free(units); free(rows); free(sidx); free(sval); free(slog); free(sfeat); free(probs);

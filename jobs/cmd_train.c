@@ -288,6 +288,7 @@ int cmd_train(int argc, char **argv) {
     ro.epoch = epoch;
     sn_reader *rd = NULL;
     s = sn_reader_create(train, epoch_rows, nlocal, &ro, &rd);
+    cli_watch_reader(rd);
     cli_check(&job, s);
     double t0 = cli_now(), sums[3] = {0, 0, 0};
     for (int64_t st = first; st < steps_per_epoch && step < total_steps; ++st) {
@@ -331,6 +332,7 @@ int cmd_train(int argc, char **argv) {
       }
     }
     wait_data += sn_reader_wait_seconds(rd);
+    cli_watch_reader(NULL);
     sn_reader_destroy(rd);
     s = sn_comm_allreduce(job.comm, sums, 3, SN_F64, SN_SUM);
     cli_check(&job, s);

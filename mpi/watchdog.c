@@ -238,10 +238,13 @@ sn_status sn_comm_agree_timeout(sn_comm *comm, sn_status local, double timeout_s
   return agree(comm, local, timeout_s, &how);
 }
 
+void (*sn_mpi_before_exit)(void) = NULL;
+
 void sn_mpi_check(sn_comm *comm, sn_status local, double timeout_s, const char *prog) {
   outcome how = AGREED;
   sn_status s = agree(comm, local, timeout_s, &how);
   if (s == SN_OK) return;
+  if (sn_mpi_before_exit) sn_mpi_before_exit(); /* stop reader threads before HDF5 is closed */
   const int rank = sn_comm_rank(comm);
   int world = 1, initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);

@@ -590,6 +590,9 @@ sn_status sn_comm_agree_timeout(sn_comm *comm, sn_status local, double timeout_s
  * (timeout_s > 0, see sn_comm_agree_timeout) or a communication failure the rank that saw it
  * prints and the job ends through MPI_Abort. */
 void sn_mpi_check(sn_comm *comm, sn_status local, double timeout_s, const char *prog);
+/* Called by sn_mpi_check before it finalizes or aborts MPI on a failed verdict (NULL: nothing):
+ * the program stops threads that use HDF5 (parallel HDF5 closes itself in MPI_Finalize). */
+extern void (*sn_mpi_before_exit)(void);
 
 #ifdef __cplusplus
 }
