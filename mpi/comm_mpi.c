@@ -258,7 +258,8 @@ static void mpi_destroy(sn_comm *c) {
   sn_comm_mpi *impl = c->impl;
   int finalized = 1;
   MPI_Finalized(&finalized);
-  if (impl && !finalized && impl->comm != MPI_COMM_NULL) MPI_Comm_free(&impl->comm);
+  if (impl && !finalized && !impl->poisoned && impl->comm != MPI_COMM_NULL)
+    MPI_Comm_free(&impl->comm);
   free(impl);
   free(c);
 }

@@ -16,6 +16,12 @@ extern "C" {
 /* Implementation data of an MPI sn_comm (sn_comm.impl). */
 typedef struct sn_comm_mpi {
   MPI_Comm comm; /* our duplicate, MPI_ERRORS_RETURN installed; freed by destroy */
+  /* Set when a step agreement on this communicator timed out: messages of that agreement may
+   * still be in flight (a late rank's status, a verdict to a rank that gave up). Freeing the
+   * communicator would let Open MPI deliver them to the next communicator that reuses its
+   * context id (it keeps fragments for not-yet-created communicators), corrupting that
+   * communicator's message order. destroy therefore leaks a poisoned communicator. */
+  int poisoned;
 } sn_comm_mpi;
 
 /* The MPI communicator behind c, or MPI_COMM_NULL if c is not an MPI sn_comm (serial, NULL). */

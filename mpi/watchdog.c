@@ -233,16 +233,25 @@ static sn_status agree(sn_comm *c, sn_status local, double timeout_s, outcome *h
   return sn_error_set((sn_status)verdict.code, "rank %d: %s", verdict.rank, verdict.msg);
 }
 
+/* An agreement that did not complete everywhere leaves messages in flight on the communicator;
+ * it must never be freed (see sn_comm_mpi.poisoned). */
+static sn_status agree_marking(sn_comm *c, sn_status local, double timeout_s, outcome *how) {
+  sn_status s = agree(c, local, timeout_s, how);
+  if (*how != AGREED && c && sn_comm_mpi_handle(c) != MPI_COMM_NULL)
+    ((sn_comm_mpi *)c->impl)->poisoned = 1;
+  return s;
+}
+
 sn_status sn_comm_agree_timeout(sn_comm *comm, sn_status local, double timeout_s) {
   outcome how;
-  return agree(comm, local, timeout_s, &how);
+  return agree_marking(comm, local, timeout_s, &how);
 }
 
 void (*sn_mpi_before_exit)(void) = NULL;
 
 void sn_mpi_check(sn_comm *comm, sn_status local, double timeout_s, const char *prog) {
   outcome how = AGREED;
-  sn_status s = agree(comm, local, timeout_s, &how);
+  sn_status s = agree_marking(comm, local, timeout_s, &how);
   if (s == SN_OK) return;
   if (sn_mpi_before_exit) sn_mpi_before_exit(); /* stop reader threads before HDF5 is closed */
   const int rank = sn_comm_rank(comm);
