@@ -38,7 +38,10 @@ size_t sn_conv2d_backward_workspace(const sn_conv_geom *g);
 /* y = act(conv(x, w) + bias + res).
  * x (N, H, W, Cin); w (KH, KW, Cin, Cout) = HWIO; bias (Cout) or NULL; res (N, OH, OW, Cout) or
  * NULL (residual added before the activation); relu 0/1; y (N, OH, OW, Cout).
- * Generic path: 1x1 stride-1 unpadded = one sgemm on x in place; otherwise im2col + sgemm. */
+ * With AVX-512 (the training path): direct NHWC tiles, Winograd F(2x2,3x3) or the packed GEMM by
+ * geometry (kernels/conv_direct.h); results independent of the thread count. Generic path
+ * (SN_NO_AVX512=1 or no AVX-512): 1x1 stride-1 unpadded = one sgemm on x in place; otherwise
+ * im2col + sgemm. */
 void sn_conv2d_forward(const sn_conv_geom *g, const float *x, const float *w, const float *bias,
                        const float *res, int relu, float *y, float *ws);
 void sn_conv2d_forward_ref(const sn_conv_geom *g, const float *x, const float *w,

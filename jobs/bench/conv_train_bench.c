@@ -42,10 +42,10 @@ typedef struct shape {
 } shape;
 
 static const shape k_r20[] = {
-    {"stem", 28, 28, 1, 3, 1, 1, 16, 1},        {"s1.3x3", 28, 28, 16, 3, 1, 1, 16, 6},
-    {"s2.3x3/2", 28, 28, 16, 3, 2, 1, 32, 1},   {"s2.ds", 28, 28, 16, 1, 2, 0, 32, 1},
-    {"s2.3x3", 14, 14, 32, 3, 1, 1, 32, 5},     {"s3.3x3/2", 14, 14, 32, 3, 2, 1, 64, 1},
-    {"s3.ds", 14, 14, 32, 1, 2, 0, 64, 1},      {"s3.3x3", 7, 7, 64, 3, 1, 1, 64, 5},
+    {"stem", 28, 28, 1, 3, 1, 1, 16, 1},      {"s1.3x3", 28, 28, 16, 3, 1, 1, 16, 6},
+    {"s2.3x3/2", 28, 28, 16, 3, 2, 1, 32, 1}, {"s2.ds", 28, 28, 16, 1, 2, 0, 32, 1},
+    {"s2.3x3", 14, 14, 32, 3, 1, 1, 32, 5},   {"s3.3x3/2", 14, 14, 32, 3, 2, 1, 64, 1},
+    {"s3.ds", 14, 14, 32, 1, 2, 0, 64, 1},    {"s3.3x3", 7, 7, 64, 3, 1, 1, 64, 5},
 };
 
 static const shape k_r50[] = {
@@ -65,14 +65,22 @@ int main(int argc, char **argv) {
   int batch = -1, reps = 7, nodx = 0;
   const char *only = NULL;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
-    else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--generic")) setenv("SN_NO_AVX512", "1", 1);
-    else if (!strcmp(argv[i], "--no-dx")) nodx = 1;
-    else if (!strcmp(argv[i], "--layers") && i + 1 < argc) only = argv[++i];
+    if (!strcmp(argv[i], "--model") && i + 1 < argc)
+      model = argv[++i];
+    else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+      batch = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+      reps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--generic"))
+      setenv("SN_NO_AVX512", "1", 1);
+    else if (!strcmp(argv[i], "--no-dx"))
+      nodx = 1;
+    else if (!strcmp(argv[i], "--layers") && i + 1 < argc)
+      only = argv[++i];
     else {
-      fprintf(stderr, "usage: %s [--model resnet20|resnet50] [--batch N] [--reps R] [--generic] [--no-dx] [--layers SUBSTR]\n",
+      fprintf(stderr,
+              "usage: %s [--model resnet20|resnet50] [--batch N] [--reps R] [--generic] [--no-dx] "
+              "[--layers SUBSTR]\n",
               argv[0]);
       return 2;
     }
@@ -87,17 +95,20 @@ int main(int argc, char **argv) {
     const shape *s = &sh[i];
     if (only && !strstr(s->name, only)) continue;
     sn_conv_geom g;
-    sn_conv_geom_init(&g, batch, s->h, s->w, s->cin, s->k, s->k, s->s, s->s, s->p, s->p, s->p,
-                      s->p, s->cout);
+    sn_conv_geom_init(&g, batch, s->h, s->w, s->cin, s->k, s->k, s->s, s->s, s->p, s->p, s->p, s->p,
+                      s->cout);
     size_t nx = (size_t)batch * s->h * s->w * s->cin, nw = (size_t)s->k * s->k * s->cin * s->cout;
     size_t ny = (size_t)batch * g.oh * g.ow * s->cout;
     size_t wsn = sn_conv2d_forward_workspace(&g), wbn = sn_conv2d_backward_workspace(&g);
     float *x = malloc(nx * 4), *w = malloc(nw * 4), *y = malloc(ny * 4), *dy = malloc(ny * 4);
     float *dx = malloc(nx * 4), *dw = malloc(nw * 4);
     float *ws = malloc((wsn > wbn ? wsn : wbn) * 4 + 64);
-    for (size_t j = 0; j < nx; j++) x[j] = (float)((j * 2654435761u) % 1000) * 1e-3f - 0.5f;
-    for (size_t j = 0; j < nw; j++) w[j] = (float)((j * 40503u) % 1000) * 1e-3f - 0.5f;
-    for (size_t j = 0; j < ny; j++) dy[j] = (float)((j * 69069u) % 1000) * 1e-3f - 0.5f;
+    for (size_t j = 0; j < nx; j++)
+      x[j] = (float)((j * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    for (size_t j = 0; j < nw; j++)
+      w[j] = (float)((j * 40503u) % 1000) * 1e-3f - 0.5f;
+    for (size_t j = 0; j < ny; j++)
+      dy[j] = (float)((j * 69069u) % 1000) * 1e-3f - 0.5f;
     double flops = 2.0 * batch * g.oh * g.ow * (double)nw;
     double med[2], mn[2], cmn[2];
     for (int pass = 0; pass < 2; pass++) {
@@ -106,7 +117,7 @@ int main(int argc, char **argv) {
         if (pass == 0)
           sn_conv2d_forward(&g, x, w, NULL, NULL, 0, y, ws);
         else
-            sn_conv2d_backward(&g, x, w, dy, (i == 0 || nodx) ? NULL : dx, dw, NULL, ws);
+          sn_conv2d_backward(&g, x, w, dy, (i == 0 || nodx) ? NULL : dx, dw, NULL, ws);
         if (r > 0) {
           t[r - 1] = now() - t0;
           ct[r - 1] = cpu_now() - c0;
@@ -129,7 +140,13 @@ int main(int argc, char **argv) {
            flops / mn[0] * 1e-9, med[0] * 1e3, mn[1] * 1e3, bflops / mn[1] * 1e-9, med[1] * 1e3,
            cmn[0] * 1e3, cmn[1] * 1e3);
     fflush(stdout);
-    free(x); free(w); free(y); free(dy); free(dx); free(dw); free(ws);
+    free(x);
+    free(w);
+    free(y);
+    free(dy);
+    free(dx);
+    free(dw);
+    free(ws);
   }
   printf("{\"model\": \"%s\", \"total\": true, \"fwd_ms\": %.2f, \"fwd_gflops\": %.1f, "
          "\"bwd_ms\": %.2f, \"bwd_gflops\": %.1f}\n",

@@ -38,12 +38,18 @@ int main(int argc, char **argv) {
   int batch = 128, reps = 10, warmup = 3, h = 28, w = 28, c = 1, classes = 10;
   double min_time = 10.0;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--arch") && i + 1 < argc) arch = argv[++i];
-    else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--classes") && i + 1 < argc) classes = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--min-time") && i + 1 < argc) min_time = atof(argv[++i]);
+    if (!strcmp(argv[i], "--arch") && i + 1 < argc)
+      arch = argv[++i];
+    else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+      batch = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+      reps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--warmup") && i + 1 < argc)
+      warmup = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--classes") && i + 1 < argc)
+      classes = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--min-time") && i + 1 < argc)
+      min_time = atof(argv[++i]);
     else if (!strcmp(argv[i], "--input") && i + 1 < argc) {
       if (sscanf(argv[++i], "%dx%dx%d", &h, &w, &c) != 3) return 2;
     } else {
@@ -77,7 +83,8 @@ int main(int argc, char **argv) {
     s = s * 1664525u + 1013904223u;
     x[i] = (float)(s >> 8) / 16777216.0f * 2.0f - 1.0f;
   }
-  for (int i = 0; i < batch; i++) labels[i] = i % classes;
+  for (int i = 0; i < batch; i++)
+    labels[i] = i % classes;
   int cap = 3 * reps + 3;
   double *ts = malloc(sizeof(double) * (size_t)cap), *cs = malloc(sizeof(double) * (size_t)cap);
   float loss = 0;
@@ -110,12 +117,14 @@ int main(int argc, char **argv) {
     if (fscanf(f, "%lf %lf %lf", &la[0], &la[1], &la[2]) != 3) la[0] = -1;
     fclose(f);
   }
-  printf("{\"framework\": \"shardnet\", \"version\": \"%s\", \"mode\": \"train\", \"model\": \"%s\", "
-         "\"input\": \"%dx%dx%d\", \"batch\": %d, \"threads\": %d, \"img_per_s\": %.2f, "
-         "\"ms_per_step\": %.3f, \"ms_min\": %.3f, \"cpu_ms_per_step\": %.3f, \"runs\": %d, \"loss\": %.4f, "
-         "\"load_avg_1min\": %.2f}\n",
-         SN_VERSION, arch, h, w, c, batch, omp_get_max_threads(), batch / med, med * 1e3,
-         ts[0] * 1e3, cs[nr / 2] * 1e3, nr, loss, la[0]);
+  printf(
+      "{\"framework\": \"shardnet\", \"version\": \"%s\", \"mode\": \"train\", \"model\": \"%s\", "
+      "\"input\": \"%dx%dx%d\", \"batch\": %d, \"threads\": %d, \"img_per_s\": %.2f, "
+      "\"ms_per_step\": %.3f, \"ms_min\": %.3f, \"cpu_ms_per_step\": %.3f, \"runs\": %d, \"loss\": "
+      "%.4f, "
+      "\"load_avg_1min\": %.2f}\n",
+      SN_VERSION, arch, h, w, c, batch, omp_get_max_threads(), batch / med, med * 1e3, ts[0] * 1e3,
+      cs[nr / 2] * 1e3, nr, loss, la[0]);
   sn_net_destroy(net);
   free(x);
   free(labels);

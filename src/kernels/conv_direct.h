@@ -2,11 +2,13 @@
  * sn_conv2d_forward / sn_conv2d_backward (the training path; conv.c dispatches here when
  * sn_cpu_has_avx512()). NHWC, float32, no im2col for the forward and the weight gradient.
  *
- * Work is split into chunks of whole images, G = min(N, SN_DCONV_CHUNKS); each chunk owns a
- * slice of the workspace (a zero-padded copy of one image, the weight-gradient partial sums) and
- * is processed by one thread at a time (dynamic schedule). The weight gradient is the sum of the
- * chunks' partials in chunk order, so every result is independent of the thread count and of the
- * schedule. */
+ * Work is split into chunks of whole images, G = min(N, SN_DCONV_CHUNKS) (4 for the backward of
+ * layers with more than 64K weights); each chunk owns a slice of the workspace (zero-padded
+ * copies of its images, the weight-gradient partial sums) and is processed by one thread at a
+ * time (dynamic schedule). The weight gradient is the sum of the chunks' partials in chunk order,
+ * so every result is independent of the thread count and of the schedule. The workspace is the
+ * largest need of the paths the geometry may take (direct, Winograd, packed GEMM), valid
+ * whichever runs. */
 #ifndef SN_CONV_DIRECT_H
 #define SN_CONV_DIRECT_H
 

@@ -28,16 +28,19 @@ dvec bn_train_fwd(const dvec &x, size_t rows, int c, const dvec &gamma, const dv
   dvec y(x.size());
   for (int j = 0; j < c; ++j) {
     double m = 0, v = 0;
-    for (size_t r = 0; r < rows; ++r) m += x[r * c + j];
+    for (size_t r = 0; r < rows; ++r)
+      m += x[r * c + j];
     m /= rows;
-    for (size_t r = 0; r < rows; ++r) v += (x[r * c + j] - m) * (x[r * c + j] - m);
+    for (size_t r = 0; r < rows; ++r)
+      v += (x[r * c + j] - m) * (x[r * c + j] - m);
     v /= rows;
     const double is = 1.0 / std::sqrt(v + eps);
-    for (size_t r = 0; r < rows; ++r) y[r * c + j] = gamma[j] * (x[r * c + j] - m) * is + beta[j];
+    for (size_t r = 0; r < rows; ++r)
+      y[r * c + j] = gamma[j] * (x[r * c + j] - m) * is + beta[j];
   }
   return y;
 }
-}  // namespace
+} // namespace
 
 TEST(KernelBn, Fold) {
   const int c = 37;
@@ -46,7 +49,7 @@ TEST(KernelBn, Fold) {
   sn_bn_fold(g.data(), b.data(), m.data(), v.data(), 1.001e-5f, c, scale.data(), shift.data());
   for (int j = 0; j < c; ++j) {
     const double s = (double)g[j] / std::sqrt((double)v[j] + (double)1.001e-5f);
-    EXPECT_EQ((float)s, scale[j]);  // computed in double, rounded once
+    EXPECT_EQ((float)s, scale[j]); // computed in double, rounded once
     EXPECT_EQ((float)((double)b[j] - (double)m[j] * s), shift[j]);
   }
 }
@@ -65,7 +68,7 @@ TEST(KernelBn, AffineAndRelu) {
     fvec y(rows * c, NAN);
     sn_bn_affine(x.data(), rows, c, sc.data(), sh.data(), relu, y.data());
     EXPECT_TRUE(kcheck::close(y, ref, 1e-6));
-    fvec z = x;  // in place
+    fvec z = x; // in place
     sn_bn_affine(z.data(), rows, c, sc.data(), sh.data(), relu, z.data());
     EXPECT_EQ(y, z);
   }
@@ -76,7 +79,8 @@ TEST(KernelBn, SumsAndNormalize) {
   for (int c : {3, 16, 17, 70}) {
     SCOPED_TRACE(c);
     fvec x = sntest::randn(rows * c, 10 + c, 2.0f);
-    for (auto &v : x) v += 1.5f;
+    for (auto &v : x)
+      v += 1.5f;
     std::vector<double> sum(c), sq(c);
     sn_bn_sums(x.data(), rows, c, sum.data(), sq.data());
     dvec mean(c), var(c);
@@ -104,8 +108,8 @@ TEST(KernelBn, SumsAndNormalize) {
     sn_bn_normalize(x.data(), rows, c, m.data(), is.data(), g.data(), b.data(), y.data());
     EXPECT_TRUE(kcheck::close(y, ref, 1e-6));
     // Matches the double training forward (statistics rounded to float once).
-    EXPECT_TRUE(kcheck::close(y, bn_train_fwd(kcheck::to_d(x), rows, c, kcheck::to_d(g),
-                                              kcheck::to_d(b), 1e-5), 1e-5));
+    EXPECT_TRUE(kcheck::close(
+        y, bn_train_fwd(kcheck::to_d(x), rows, c, kcheck::to_d(g), kcheck::to_d(b), 1e-5), 1e-5));
   }
 }
 
@@ -196,7 +200,8 @@ TEST(KernelBn, BlockedSumsAndPaths) {
         const int saved = omp_get_max_threads();
         omp_set_num_threads(threads);
         Out o{std::vector<double>(c), std::vector<double>(c), std::vector<double>(c),
-              std::vector<double>(c), fvec(rows * c), fvec(rows * c), fvec(rows * c)};
+              std::vector<double>(c), fvec(rows * c),         fvec(rows * c),
+              fvec(rows * c)};
         sn_bn_sums(x.data(), rows, c, o.s.data(), o.q.data());
         sn_bn_backward_sums(x.data(), dy.data(), rows, c, m.data(), o.a.data(), o.bq.data());
         sn_bn_normalize(x.data(), rows, c, m.data(), is.data(), g.data(), b.data(), o.y.data());
@@ -286,10 +291,10 @@ TEST(KernelBn, FusedRelu) {
       fvec dx1(rows * c), dx2(rows * c);
       sn_bn_backward_dx(x.data(), dm.data(), rows, c, m.data(), is.data(), g.data(), a1.data(),
                         b1.data(), (double)rows, dx1.data());
-      sn_bn_backward_dx_relu(x.data(), z.data(), dy.data(), rows, c, m.data(), is.data(),
-                             g.data(), a2.data(), b2.data(), (double)rows, dx2.data());
+      sn_bn_backward_dx_relu(x.data(), z.data(), dy.data(), rows, c, m.data(), is.data(), g.data(),
+                             a2.data(), b2.data(), (double)rows, dx2.data());
       EXPECT_EQ(dx1, dx2);
-      fvec inplace = dy;  // dx may alias dy
+      fvec inplace = dy; // dx may alias dy
       sn_bn_backward_dx_relu(x.data(), z.data(), inplace.data(), rows, c, m.data(), is.data(),
                              g.data(), a2.data(), b2.data(), (double)rows, inplace.data());
       EXPECT_EQ(dx2, inplace);
@@ -304,12 +309,14 @@ TEST(KernelBn, FusedRelu) {
   bool checked = false;
   for (uint64_t seed = 90; seed < 190 && !checked; ++seed) {
     fvec x = sntest::randn(rows * c, seed), dy = sntest::randn(rows * c, seed + 1000);
-    fvec g = sntest::uniform(c, seed + 2000, 0.5f, 1.5f), b = sntest::uniform(c, seed + 3000, -0.3f, 0.3f);
+    fvec g = sntest::uniform(c, seed + 2000, 0.5f, 1.5f),
+         b = sntest::uniform(c, seed + 3000, -0.3f, 0.3f);
     const dvec xd = kcheck::to_d(x), dyd = kcheck::to_d(dy), gd = kcheck::to_d(g),
                bd = kcheck::to_d(b);
     const dvec yd = bn_train_fwd(xd, rows, c, gd, bd, eps);
     bool kink = false;
-    for (double v : yd) kink = kink || std::fabs(v) < 0.05;
+    for (double v : yd)
+      kink = kink || std::fabs(v) < 0.05;
     if (kink) continue;
     std::vector<double> sum(c), sq(c), a(c), bq(c);
     sn_bn_sums(x.data(), rows, c, sum.data(), sq.data());
@@ -325,7 +332,8 @@ TEST(KernelBn, FusedRelu) {
                            a.data(), bq.data(), (double)rows, dx.data());
     auto lx = [&](const dvec &v) {
       dvec o = bn_train_fwd(v, rows, c, gd, bd, eps);
-      for (double &t : o) t = t > 0 ? t : 0;
+      for (double &t : o)
+        t = t > 0 ? t : 0;
       return kcheck::dot(dyd, o);
     };
     EXPECT_TRUE(kcheck::close(dx, kcheck::fd_grad(lx, xd, 1e-4), 1e-5));

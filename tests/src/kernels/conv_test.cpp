@@ -82,8 +82,8 @@ void conv_bwd(const sn_conv_geom &g, const dvec &x, const dvec &w, const dvec &d
 
 sn_conv_geom geom(const Shape &s) {
   sn_conv_geom g;
-  EXPECT_EQ(0, sn_conv_geom_init(&g, s.n, s.h, s.w, s.cin, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl,
-                                 s.pb, s.pr, s.cout));
+  EXPECT_EQ(0, sn_conv_geom_init(&g, s.n, s.h, s.w, s.cin, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.pb,
+                                 s.pr, s.cout));
   return g;
 }
 
@@ -116,16 +116,16 @@ struct WinogradMode {
 
 const Shape kShapes[] = {
     // n  h   w  cin kh kw sh sw pt pl pb pr cout
-    {1, 9, 11, 3, 3, 3, 1, 1, 1, 1, 1, 1, 5},     // 3x3 same, odd sizes, Cin 3
-    {3, 7, 5, 5, 3, 3, 2, 2, 1, 1, 1, 1, 17},     // stride 2, batch 3, Cout 17
-    {3, 9, 9, 17, 3, 3, 2, 2, 0, 0, 1, 1, 8},     // Keras asymmetric pad (0,1), stride 2
-    {1, 15, 13, 3, 7, 7, 2, 2, 3, 3, 3, 3, 8},    // 7x7/2 stem-like
-    {2, 10, 10, 3, 7, 7, 2, 2, 0, 0, 0, 0, 4},    // Keras stem after ZeroPadding (valid)
-    {3, 9, 7, 17, 1, 1, 2, 2, 0, 0, 0, 0, 6},     // 1x1 strided (row gather)
-    {3, 5, 7, 17, 1, 1, 1, 1, 0, 0, 0, 0, 5},     // 1x1 stride 1 (sgemm in place)
-    {1, 6, 6, 5, 1, 1, 1, 1, 1, 0, 0, 1, 3},      // 1x1 padded: generic path
-    {2, 8, 6, 5, 3, 2, 1, 3, 2, 0, 1, 2, 7},      // non-square kernel, mixed strides/pads
-    {1, 5, 5, 5, 5, 5, 1, 1, 0, 0, 0, 0, 3},      // kernel = image: 1x1 output
+    {1, 9, 11, 3, 3, 3, 1, 1, 1, 1, 1, 1, 5},  // 3x3 same, odd sizes, Cin 3
+    {3, 7, 5, 5, 3, 3, 2, 2, 1, 1, 1, 1, 17},  // stride 2, batch 3, Cout 17
+    {3, 9, 9, 17, 3, 3, 2, 2, 0, 0, 1, 1, 8},  // Keras asymmetric pad (0,1), stride 2
+    {1, 15, 13, 3, 7, 7, 2, 2, 3, 3, 3, 3, 8}, // 7x7/2 stem-like
+    {2, 10, 10, 3, 7, 7, 2, 2, 0, 0, 0, 0, 4}, // Keras stem after ZeroPadding (valid)
+    {3, 9, 7, 17, 1, 1, 2, 2, 0, 0, 0, 0, 6},  // 1x1 strided (row gather)
+    {3, 5, 7, 17, 1, 1, 1, 1, 0, 0, 0, 0, 5},  // 1x1 stride 1 (sgemm in place)
+    {1, 6, 6, 5, 1, 1, 1, 1, 1, 0, 0, 1, 3},   // 1x1 padded: generic path
+    {2, 8, 6, 5, 3, 2, 1, 3, 2, 0, 1, 2, 7},   // non-square kernel, mixed strides/pads
+    {1, 5, 5, 5, 5, 5, 1, 1, 0, 0, 0, 0, 3},   // kernel = image: 1x1 output
 };
 
 std::string name(const Shape &s) {
@@ -165,7 +165,8 @@ void check_backward(const Shape &s, uint64_t seed) {
   sn_conv_geom g = geom(s);
   const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
   const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
-  fvec x = sntest::randn(nx, seed), w = sntest::randn(nw, seed + 1), dy = sntest::randn(ny, seed + 2);
+  fvec x = sntest::randn(nx, seed), w = sntest::randn(nw, seed + 1),
+       dy = sntest::randn(ny, seed + 2);
   dvec dxr, dwr, dbr;
   conv_bwd(g, kcheck::to_d(x), kcheck::to_d(w), kcheck::to_d(dy), dxr, dwr, dbr);
   Workspace ws(sn_conv2d_backward_workspace(&g));
@@ -187,19 +188,19 @@ void check_backward(const Shape &s, uint64_t seed) {
   EXPECT_TRUE(kcheck::close(db3, dbr, 2e-5));
 }
 
-}  // namespace
+} // namespace
 
 TEST(KernelConv, GeomInit) {
   sn_conv_geom g;
   ASSERT_EQ(0, sn_conv_geom_init(&g, 2, 224, 224, 3, 7, 7, 2, 2, 3, 3, 3, 3, 64));
   EXPECT_EQ(112, g.oh);
   EXPECT_EQ(112, g.ow);
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 1, 56, 56, 64, 3, 3, 2, 2, 0, 0, 1, 1, 128));  // Keras (0,1)
+  ASSERT_EQ(0, sn_conv_geom_init(&g, 1, 56, 56, 64, 3, 3, 2, 2, 0, 0, 1, 1, 128)); // Keras (0,1)
   EXPECT_EQ(28, g.oh);
   ASSERT_EQ(0, sn_conv_geom_init(&g, 1, 7, 9, 4, 3, 3, 2, 2, 1, 1, 1, 1, 4));
   EXPECT_EQ(4, g.oh);
   EXPECT_EQ(5, g.ow);
-  EXPECT_EQ(-1, sn_conv_geom_init(&g, 1, 2, 2, 4, 3, 3, 1, 1, 0, 0, 0, 0, 4));  // empty output
+  EXPECT_EQ(-1, sn_conv_geom_init(&g, 1, 2, 2, 4, 3, 3, 1, 1, 0, 0, 0, 0, 4)); // empty output
   EXPECT_EQ(-1, sn_conv_geom_init(&g, 0, 8, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4));
   EXPECT_EQ(-1, sn_conv_geom_init(&g, 1, 8, 8, 4, 3, 3, 0, 1, 1, 1, 1, 1, 4));
   EXPECT_EQ(-1, sn_conv_geom_init(&g, 1, 8, 8, 4, 3, 3, 1, 1, -1, 1, 1, 1, 4));
@@ -229,12 +230,14 @@ TEST(KernelConv, WorkspaceFormula) {
 
 TEST(KernelConv, ForwardShapes) {
   uint64_t seed = 100;
-  for (const Shape &s : kShapes) check_forward(s, seed += 10);
+  for (const Shape &s : kShapes)
+    check_forward(s, seed += 10);
 }
 
 TEST(KernelConv, BackwardShapes) {
   uint64_t seed = 200;
-  for (const Shape &s : kShapes) check_backward(s, seed += 10);
+  for (const Shape &s : kShapes)
+    check_backward(s, seed += 10);
 }
 
 // Batches larger than one im2col chunk: 32x32 with K = 2304 is one image per chunk; K = 864
@@ -245,7 +248,7 @@ TEST(KernelConv, ChunkedBatch) {
   for (const Shape &s : big) {
     sn_conv_geom g = geom(s);
     const size_t per_image = (size_t)g.oh * g.ow * g.kh * g.kw * g.cin;
-    ASSERT_LT(sn_conv2d_forward_workspace(&g), per_image * g.n);  // really chunked
+    ASSERT_LT(sn_conv2d_forward_workspace(&g), per_image * g.n); // really chunked
     check_forward(s, 300);
     check_backward(s, 310);
   }
@@ -255,34 +258,39 @@ TEST(KernelConv, ChunkedBatch) {
 // Run with the default algorithm choice and with Winograd (the 3x3 stride-1 shapes) and the
 // packed GEMM (the others) forced.
 TEST(KernelConv, GradientFiniteDifferences) {
-  const Shape small[] = {{2, 5, 6, 3, 3, 3, 2, 2, 0, 0, 1, 1, 4},
-                         {1, 7, 5, 2, 7, 7, 2, 2, 3, 3, 3, 3, 3},
-                         {3, 5, 5, 3, 1, 1, 2, 2, 0, 0, 0, 0, 2},
-                         {2, 4, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 2},
-                         {2, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 2},
-                         {1, 6, 5, 2, 3, 3, 1, 1, 2, 0, 1, 2, 3}};
+  const Shape small[] = {
+      {2, 5, 6, 3, 3, 3, 2, 2, 0, 0, 1, 1, 4}, {1, 7, 5, 2, 7, 7, 2, 2, 3, 3, 3, 3, 3},
+      {3, 5, 5, 3, 1, 1, 2, 2, 0, 0, 0, 0, 2}, {2, 4, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 2},
+      {2, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 2}, {1, 6, 5, 2, 3, 3, 1, 1, 2, 0, 1, 2, 3}};
   uint64_t seed = 400;
   for (int pass = 0; pass < 2; ++pass)
-  for (const Shape &s : small) {
-    SCOPED_TRACE(name(s) + (pass ? " winograd and gemm forced" : ""));
-    std::unique_ptr<WinogradMode> mode(pass ? new WinogradMode("1", "1") : nullptr);
-    sn_conv_geom g = geom(s);
-    const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
-    const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
-    fvec x = sntest::randn(nx, ++seed), w = sntest::randn(nw, ++seed);
-    fvec b = sntest::randn(g.cout, ++seed), dy = sntest::randn(ny, ++seed);
-    const dvec xd = kcheck::to_d(x), wd = kcheck::to_d(w), bd = kcheck::to_d(b);
-    const dvec dyd = kcheck::to_d(dy);
-    auto loss_x = [&](const dvec &v) { return kcheck::dot(dyd, conv_fwd(g, v, wd, &bd, nullptr, false)); };
-    auto loss_w = [&](const dvec &v) { return kcheck::dot(dyd, conv_fwd(g, xd, v, &bd, nullptr, false)); };
-    auto loss_b = [&](const dvec &v) { return kcheck::dot(dyd, conv_fwd(g, xd, wd, &v, nullptr, false)); };
-    Workspace ws(sn_conv2d_backward_workspace(&g));
-    fvec dx(nx), dw(nw), db(g.cout);
-    sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), ws.data());
-    EXPECT_TRUE(kcheck::close(dx, kcheck::fd_grad(loss_x, xd, 1e-3), 2e-5));
-    EXPECT_TRUE(kcheck::close(dw, kcheck::fd_grad(loss_w, wd, 1e-3), 2e-5));
-    EXPECT_TRUE(kcheck::close(db, kcheck::fd_grad(loss_b, bd, 1e-3), 2e-5));
-  }
+    for (const Shape &s : small) {
+      SCOPED_TRACE(name(s) + (pass ? " winograd and gemm forced" : ""));
+      std::unique_ptr<WinogradMode> mode(pass ? new WinogradMode("1", "1") : nullptr);
+      sn_conv_geom g = geom(s);
+      const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
+      const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
+      fvec x = sntest::randn(nx, ++seed), w = sntest::randn(nw, ++seed);
+      fvec b = sntest::randn(g.cout, ++seed), dy = sntest::randn(ny, ++seed);
+      const dvec xd = kcheck::to_d(x), wd = kcheck::to_d(w), bd = kcheck::to_d(b);
+      const dvec dyd = kcheck::to_d(dy);
+      auto loss_x = [&](const dvec &v) {
+        return kcheck::dot(dyd, conv_fwd(g, v, wd, &bd, nullptr, false));
+      };
+      auto loss_w = [&](const dvec &v) {
+        return kcheck::dot(dyd, conv_fwd(g, xd, v, &bd, nullptr, false));
+      };
+      auto loss_b = [&](const dvec &v) {
+        return kcheck::dot(dyd, conv_fwd(g, xd, wd, &v, nullptr, false));
+      };
+      Workspace ws(sn_conv2d_backward_workspace(&g));
+      fvec dx(nx), dw(nw), db(g.cout);
+      sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
+                         ws.data());
+      EXPECT_TRUE(kcheck::close(dx, kcheck::fd_grad(loss_x, xd, 1e-3), 2e-5));
+      EXPECT_TRUE(kcheck::close(dw, kcheck::fd_grad(loss_w, wd, 1e-3), 2e-5));
+      EXPECT_TRUE(kcheck::close(db, kcheck::fd_grad(loss_b, bd, 1e-3), 2e-5));
+    }
 }
 
 // The residual is added before the activation: relu(conv + res) differs from relu(conv) + res.
@@ -291,7 +299,8 @@ TEST(KernelConv, ResidualBeforeRelu) {
   fvec x(32, 1.0f), w = {1, 0, 0, 1}, r(32, -3.0f), y(32);
   Workspace ws(sn_conv2d_forward_workspace(&g));
   sn_conv2d_forward(&g, x.data(), w.data(), nullptr, r.data(), 1, y.data(), ws.data());
-  for (float v : y) EXPECT_EQ(0.0f, v);  // relu(1 - 3) = 0, not relu(1) - 3 = -2
+  for (float v : y)
+    EXPECT_EQ(0.0f, v); // relu(1 - 3) = 0, not relu(1) - 3 = -2
   fvec b = {2.5f, 1.0f};
   sn_conv2d_forward(&g, x.data(), w.data(), b.data(), r.data(), 1, y.data(), ws.data());
   for (int i = 0; i < 16; ++i) {
@@ -316,35 +325,29 @@ struct GenericPath {
 // taps: zero dx), stride 2 with an even kernel and more phase rows than dy rows.
 const Shape kDirectShapes[] = {
     // n  h   w  cin kh kw sh sw pt pl pb pr cout
-    {11, 5, 30, 17, 3, 3, 1, 1, 1, 1, 1, 1, 70},
-    {2, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16},
-    {2, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32},
-    {2, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 32},
-    {2, 28, 28, 16, 3, 3, 2, 2, 1, 1, 1, 1, 32},
-    {3, 28, 28, 1, 3, 3, 1, 1, 1, 1, 1, 1, 16},
-    {2, 14, 14, 16, 1, 1, 2, 2, 0, 0, 0, 0, 32},
-    {2, 7, 9, 33, 1, 1, 1, 1, 0, 0, 0, 0, 50},
-    {9, 5, 6, 48, 3, 3, 1, 1, 1, 1, 1, 1, 48},
-    {1, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 64},
-    {1, 8, 8, 20, 3, 3, 1, 1, 0, 0, 2, 2, 24},
-    {2, 6, 7, 5, 3, 3, 1, 1, 3, 0, 0, 3, 19},
-    {3, 11, 10, 24, 5, 5, 2, 2, 2, 2, 2, 2, 130},
-    {2, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 128},
-    {2, 11, 10, 7, 2, 2, 3, 3, 1, 0, 1, 2, 9},
-    {3, 9, 8, 6, 4, 4, 2, 2, 3, 1, 0, 2, 5},
+    {11, 5, 30, 17, 3, 3, 1, 1, 1, 1, 1, 1, 70},  {2, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16},
+    {2, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32},  {2, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 32},
+    {2, 28, 28, 16, 3, 3, 2, 2, 1, 1, 1, 1, 32},  {3, 28, 28, 1, 3, 3, 1, 1, 1, 1, 1, 1, 16},
+    {2, 14, 14, 16, 1, 1, 2, 2, 0, 0, 0, 0, 32},  {2, 7, 9, 33, 1, 1, 1, 1, 0, 0, 0, 0, 50},
+    {9, 5, 6, 48, 3, 3, 1, 1, 1, 1, 1, 1, 48},    {1, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 64},
+    {1, 8, 8, 20, 3, 3, 1, 1, 0, 0, 2, 2, 24},    {2, 6, 7, 5, 3, 3, 1, 1, 3, 0, 0, 3, 19},
+    {3, 11, 10, 24, 5, 5, 2, 2, 2, 2, 2, 2, 130}, {2, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 128},
+    {2, 11, 10, 7, 2, 2, 3, 3, 1, 0, 1, 2, 9},    {3, 9, 8, 6, 4, 4, 2, 2, 3, 1, 0, 2, 5},
     {2, 7, 7, 16, 1, 1, 2, 2, 1, 1, 1, 1, 16},
 };
 
-}  // namespace
+} // namespace
 
 TEST(KernelConv, DirectShapesForward) {
   uint64_t seed = 500;
-  for (const Shape &s : kDirectShapes) check_forward(s, seed += 10);
+  for (const Shape &s : kDirectShapes)
+    check_forward(s, seed += 10);
 }
 
 TEST(KernelConv, DirectShapesBackward) {
   uint64_t seed = 600;
-  for (const Shape &s : kDirectShapes) check_backward(s, seed += 10);
+  for (const Shape &s : kDirectShapes)
+    check_backward(s, seed += 10);
 }
 
 // The direct shapes again with Winograd forced where valid, with it off (the direct kernels
@@ -371,14 +374,10 @@ TEST(KernelConv, WinogradShapes) {
   WinogradMode force("1");
   const Shape shapes[] = {
       // n  h   w  cin kh kw sh sw pt pl pb pr cout
-      {1, 7, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8},
-      {9, 6, 5, 19, 3, 3, 1, 1, 1, 1, 1, 1, 21},
-      {2, 8, 7, 16, 3, 3, 1, 1, 0, 0, 0, 0, 16},
-      {2, 5, 6, 16, 3, 3, 1, 1, 2, 2, 2, 2, 24},
-      {2, 7, 8, 24, 3, 3, 1, 1, 0, 2, 1, 0, 70},
-      {2, 30, 30, 80, 3, 3, 1, 1, 1, 1, 1, 1, 80},
-      {5, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 128},
-      {3, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 130},
+      {1, 7, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8},    {9, 6, 5, 19, 3, 3, 1, 1, 1, 1, 1, 1, 21},
+      {2, 8, 7, 16, 3, 3, 1, 1, 0, 0, 0, 0, 16},  {2, 5, 6, 16, 3, 3, 1, 1, 2, 2, 2, 2, 24},
+      {2, 7, 8, 24, 3, 3, 1, 1, 0, 2, 1, 0, 70},  {2, 30, 30, 80, 3, 3, 1, 1, 1, 1, 1, 1, 80},
+      {5, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 128}, {3, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 130},
   };
   uint64_t seed = 1000;
   for (const Shape &s : shapes) {
@@ -395,7 +394,8 @@ TEST(KernelConv, WeightGradientBands) {
                           {1, 48, 48, 96, 3, 3, 1, 1, 1, 1, 1, 1, 96},
                           {1, 60, 60, 64, 3, 3, 2, 2, 1, 1, 1, 1, 80}};
   uint64_t seed = 1100;
-  for (const Shape &s : shapes) check_backward(s, seed += 10);
+  for (const Shape &s : shapes)
+    check_backward(s, seed += 10);
 }
 
 // The generic path (used without AVX-512) on the same shapes.
@@ -412,12 +412,10 @@ TEST(KernelConv, GenericPathShapes) {
 // Results do not depend on the thread count: each output (and each chunk's partial dW) is
 // computed by one thread in a fixed order, and the partials are summed in chunk order.
 TEST(KernelConv, SameResultsForAnyThreadCount) {
-  const Shape shapes[] = {{11, 5, 30, 17, 3, 3, 1, 1, 1, 1, 1, 1, 70},
-                          {16, 14, 14, 16, 3, 3, 2, 2, 1, 1, 1, 1, 32},
-                          {10, 30, 30, 80, 3, 3, 1, 1, 1, 1, 1, 1, 80},
-                          {5, 7, 7, 64, 3, 3, 2, 2, 1, 1, 1, 1, 128},
-                          {5, 7, 7, 512, 1, 1, 1, 1, 0, 0, 0, 0, 160},
-                          {3, 7, 7, 64, 1, 1, 1, 1, 0, 0, 0, 0, 512}};
+  const Shape shapes[] = {
+      {11, 5, 30, 17, 3, 3, 1, 1, 1, 1, 1, 1, 70},  {16, 14, 14, 16, 3, 3, 2, 2, 1, 1, 1, 1, 32},
+      {10, 30, 30, 80, 3, 3, 1, 1, 1, 1, 1, 1, 80}, {5, 7, 7, 64, 3, 3, 2, 2, 1, 1, 1, 1, 128},
+      {5, 7, 7, 512, 1, 1, 1, 1, 0, 0, 0, 0, 160},  {3, 7, 7, 64, 1, 1, 1, 1, 0, 0, 0, 0, 512}};
   // The third shape by Winograd (forced; the first by direct: 5 rows); the last
   // three by the packed GEMM (forward of the first two, backward data of the last) and the
   // large-weight gradient (> 64K weights: 4 chunks, blocks of images).

@@ -19,12 +19,13 @@ using kcheck::dvec;
 using kcheck::fvec;
 
 TEST(KernelEltwise, ReluForwardBackward) {
-  const size_t n = 100003;  // odd, and large enough for the parallel path
+  const size_t n = 100003; // odd, and large enough for the parallel path
   fvec x = kcheck::distinct(n, 1, 1e-2f), y(n, NAN);
   sn_relu_forward(x.data(), n, y.data());
-  for (size_t i = 0; i < n; ++i) ASSERT_EQ(x[i] > 0 ? x[i] : 0.0f, y[i]) << i;
+  for (size_t i = 0; i < n; ++i)
+    ASSERT_EQ(x[i] > 0 ? x[i] : 0.0f, y[i]) << i;
   fvec z = x;
-  sn_relu_forward(z.data(), n, z.data());  // in place
+  sn_relu_forward(z.data(), n, z.data()); // in place
   EXPECT_EQ(y, z);
 
   // Gradient: small case by finite differences of sum(dy * relu(x)).
@@ -35,12 +36,13 @@ TEST(KernelEltwise, ReluForwardBackward) {
   const dvec dyd = kcheck::to_d(dy);
   auto loss = [&](const dvec &v) {
     double s = 0;
-    for (size_t i = 0; i < m; ++i) s += dyd[i] * (v[i] > 0 ? v[i] : 0);
+    for (size_t i = 0; i < m; ++i)
+      s += dyd[i] * (v[i] > 0 ? v[i] : 0);
     return s;
   };
   EXPECT_TRUE(kcheck::close(dx, kcheck::fd_grad(loss, kcheck::to_d(xs), 1e-3), 1e-6));
   fvec d2 = dy;
-  sn_relu_backward(ys.data(), d2.data(), m, d2.data());  // dx aliases dy
+  sn_relu_backward(ys.data(), d2.data(), m, d2.data()); // dx aliases dy
   EXPECT_EQ(dx, d2);
   // Gradient at exactly 0 is 0 (PyTorch convention).
   float y0 = 0.0f, g0 = 1.0f, r0 = NAN;
@@ -58,7 +60,7 @@ TEST(KernelEltwise, Add) {
     ASSERT_EQ(s, y[i]);
     ASSERT_EQ(s > 0 ? s : 0.0f, yr[i]);
   }
-  sn_add_forward(a.data(), b.data(), n, 0, a.data());  // y aliases a
+  sn_add_forward(a.data(), b.data(), n, 0, a.data()); // y aliases a
   EXPECT_EQ(y, a);
 }
 
@@ -70,13 +72,16 @@ dvec pad_ref(const dvec &x, int n, int h, int w, int c, int pt, int pl, int pb, 
     for (int r = 0; r < h; ++r)
       for (int s = 0; s < w; ++s)
         for (int k = 0; k < c; ++k)
-          y[(((size_t)i * H + r + pt) * W + s + pl) * c + k] = x[(((size_t)i * h + r) * w + s) * c + k];
+          y[(((size_t)i * H + r + pt) * W + s + pl) * c + k] =
+              x[(((size_t)i * h + r) * w + s) * c + k];
   return y;
 }
-}  // namespace
+} // namespace
 
 TEST(KernelEltwise, PadForwardBackward) {
-  struct P { int n, h, w, c, pt, pl, pb, pr; };
+  struct P {
+    int n, h, w, c, pt, pl, pb, pr;
+  };
   for (P p : {P{2, 5, 7, 3, 3, 3, 3, 3}, P{1, 6, 6, 5, 0, 0, 1, 1}, P{3, 4, 3, 2, 1, 0, 2, 0},
               P{1, 2, 2, 1, 0, 0, 0, 0}}) {
     SCOPED_TRACE(testing::Message() << p.n << "x" << p.h << "x" << p.w << "x" << p.c << " pads "
@@ -86,7 +91,8 @@ TEST(KernelEltwise, PadForwardBackward) {
     fvec x = sntest::randn(nx, 6), y(ny, NAN), dy = sntest::randn(ny, 7), dx(nx, NAN);
     sn_pad_forward(x.data(), p.n, p.h, p.w, p.c, p.pt, p.pl, p.pb, p.pr, y.data());
     const dvec ref = pad_ref(kcheck::to_d(x), p.n, p.h, p.w, p.c, p.pt, p.pl, p.pb, p.pr);
-    for (size_t i = 0; i < ny; ++i) ASSERT_EQ((float)ref[i], y[i]) << i;
+    for (size_t i = 0; i < ny; ++i)
+      ASSERT_EQ((float)ref[i], y[i]) << i;
     sn_pad_backward(dy.data(), p.n, p.h, p.w, p.c, p.pt, p.pl, p.pb, p.pr, dx.data());
     const dvec dyd = kcheck::to_d(dy);
     auto loss = [&](const dvec &v) {
@@ -119,7 +125,7 @@ TEST(KernelEltwise, SimdMatchesPortable) {
   for (size_t n : {(size_t)1, (size_t)15, (size_t)17, (size_t)40000, (size_t)100003}) {
     SCOPED_TRACE(n);
     fvec x = sntest::randn(n, 60), b = sntest::randn(n, 61), dy = sntest::randn(n, 62);
-    if (n > 3) x[3] = NAN;  // ReLU backward at NaN: 0 in both
+    if (n > 3) x[3] = NAN; // ReLU backward at NaN: 0 in both
     auto run = [&]() {
       std::vector<fvec> o(4, fvec(n));
       sn_relu_forward(x.data(), n, o[0].data());
@@ -145,7 +151,8 @@ TEST(KernelEltwise, ReluBackwardAccumulate) {
     fvec y = sntest::randn(n, 80), dy = sntest::randn(n, 81), base = sntest::randn(n, 82);
     if (n > 3) y[3] = NAN;
     fvec ref(n);
-    for (size_t i = 0; i < n; ++i) ref[i] = base[i] + (y[i] > 0 ? dy[i] : 0.0f);
+    for (size_t i = 0; i < n; ++i)
+      ref[i] = base[i] + (y[i] > 0 ? dy[i] : 0.0f);
     for (int simd = 1; simd >= 0; --simd) {
       if (!simd) setenv("SN_NO_AVX512", "1", 1);
       fvec dx = base;
