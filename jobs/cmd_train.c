@@ -264,6 +264,20 @@ int cmd_train(int argc, char **argv) {
   cli_check(&job, s);
 
   int64_t step = meta.step;
+  if (resume && meta.global_batch > 0 && meta.global_batch != batch) {
+    /* The checkpoint counts steps of its own global batch: carry over whole epochs, and the
+     * samples of a partly done epoch rounded down to steps of the new batch (none are skipped;
+     * a few may be seen twice). */
+    int64_t old_spe = sn_shard_epoch_steps(ti->n, meta.global_batch, drop_last);
+    int64_t within = old_spe > 0 ? meta.step - meta.epoch * old_spe : 0;
+    if (within < 0) within = 0;
+    int64_t new_within = within * meta.global_batch / batch;
+    if (new_within >= steps_per_epoch) new_within = steps_per_epoch - 1;
+    step = meta.epoch * steps_per_epoch + new_within;
+    if (job.rank == 0 && cli_verbose)
+      fprintf(stderr, "shardnet: step %lld of global batch %lld is step %lld of global batch %ld\n",
+              (long long)meta.step, (long long)meta.global_batch, (long long)step, batch);
+  }
   double t_start = cli_now(), wait_data = 0;
   for (int64_t epoch = meta.epoch; step < total_steps; ++epoch) {
     if (shuffle) sn_shard_permutation(ti->n, (uint64_t)seed, epoch, perm);

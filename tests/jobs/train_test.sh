@@ -23,9 +23,19 @@ assert rows[1]["val_acc"] > 0.6, rows
 print("ok: loss %.3f -> %.3f, val acc %.3f" % (rows[0]["train_loss"], rows[1]["train_loss"], rows[1]["val_acc"]))
 PY
 "$sn" train "${common[@]}" --epochs 1 --checkpoint "$t/ck.h5" || die "train epoch 1"
+cp "$t/ck.h5" "$t/ck1.h5"
 "$sn" train "${common[@]}" --epochs 2 --checkpoint "$t/ck.h5" --resume --out "$t/resumed.h5" || die "resume"
 h5diff "$t/straight.h5" "$t/resumed.h5" >/dev/null && echo "ok: resumed == straight (bit for bit)" \
   || die "resumed weights differ: $(h5diff "$t/straight.h5" "$t/resumed.h5" | head -3)"
+# resuming with another global batch: epoch 2 runs in full at the new batch (10000 / 200 = 50 steps)
+"$sn" train "${common[@]}" --epochs 2 --batch 200 --checkpoint "$t/ck1.h5" --resume --metrics "$t/mb.jsonl" \
+  || die "resume with another batch"
+python3 - "$t/mb.jsonl" <<'PY' || die "resume with another batch trained the wrong steps"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) == 1 and rows[0]["epoch"] == 2 and rows[0]["step"] == 100, rows
+print("ok: resume at another batch: epoch 2 = steps 51..100 of batch 200")
+PY
 $mpirun -np 2 "$sn" train "${common[@]}" --epochs 1 --threads 1 --metrics "$t/m2.jsonl" || die "np2 train"
 grep -q '"ranks": 2' "$t/m2.jsonl" && echo "ok: 2-rank training" || die "no 2-rank metrics"
 # fine-tuning from the trained weights with a new 12-class head
