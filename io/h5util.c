@@ -3,8 +3,10 @@
 #define _POSIX_C_SOURCE 200809L /* strdup, strnlen, O_DIRECTORY, fsync */
 #include "h5util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -522,9 +524,38 @@ sn_status sn_h5_write_str_array_attr(hid_t obj, const char *name, const char *co
   return st;
 }
 
+/* Removes PATH.tmp.<pid> files left by processes of this host that no longer exist (a job
+ * killed while writing): they are never valid files, and a job writing the same path every
+ * epoch would otherwise collect one per kill. A live pid's file is left alone. */
+static void remove_stale_tmp(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  const char *base = slash ? slash + 1 : path;
+  int w = slash ? snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + (slash == path)), path)
+                : snprintf(dir, sizeof dir, ".");
+  if (w < 0 || (size_t)w >= sizeof dir) return;
+  const size_t blen = strlen(base);
+  DIR *d = opendir(dir);
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    const char *n = e->d_name;
+    if (strncmp(n, base, blen) != 0 || strncmp(n + blen, ".tmp.", 5) != 0) continue;
+    const char *digits = n + blen + 5;
+    char *end = NULL;
+    errno = 0;
+    long pid = strtol(digits, &end, 10);
+    if (!*digits || *end || errno || pid <= 0 || pid == (long)getpid()) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+    char full[8192];
+    if (snprintf(full, sizeof full, "%s/%s", dir, n) < (int)sizeof full) unlink(full);
+  }
+  closedir(d);
+}
+
 sn_status sn_h5_create_atomic(const char *path, hid_t *file, char *tmp, size_t tmp_size) {
   *file = H5I_INVALID_HID;
   sn_h5_quiet();
+  remove_stale_tmp(path);
   int w = snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
   if (w < 0 || (size_t)w >= tmp_size)
     return sn_error_set(SN_ERR_INVALID, "file %s: path too long", path);

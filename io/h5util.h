@@ -97,7 +97,8 @@ sn_status sn_h5_write_str_array_attr(hid_t obj, const char *name, const char *co
                                      int fixed, const char *file);
 
 /* Atomic save: sn_h5_create_atomic creates PATH.tmp.<pid> (truncating) and returns its handle
- * and name (tmp of tmp_size bytes); sn_h5_finish_atomic closes the file and, if ok, flushes it
+ * and name (tmp of tmp_size bytes); it first removes PATH.tmp.<pid> files of processes of this
+ * host that no longer exist (left by a kill during a save); sn_h5_finish_atomic closes the file and, if ok, flushes it
  * to disk and renames it over path, else removes it. finish always closes and cleans up; it
  * returns the first failure (or SN_OK). */
 sn_status sn_h5_create_atomic(const char *path, hid_t *file, char *tmp, size_t tmp_size);

@@ -121,6 +121,8 @@ static sn_status check_config(const char *path, const sn_writer_config *c) {
   return SN_OK;
 }
 
+enum { SN_WRITER_CHUNKS_PER_RANK = 4, SN_WRITER_MIN_CHUNK = 64 };
+
 static void set_columns(sn_writer *w) {
   const sn_writer_config *c = &w->cfg;
   for (int i = 0; i < D_COUNT; ++i)
@@ -135,7 +137,16 @@ static void set_columns(sn_writer *w) {
     if (b > widest) widest = b;
   }
   int64_t k = c->chunk_rows > 0 ? c->chunk_rows : ((int64_t)1 << 20) / widest;
-  if (k > 65536 && c->chunk_rows <= 0) k = 65536;
+  if (c->chunk_rows <= 0) {
+    if (k > 65536) k = 65536;
+    /* Ranks write whole chunks of their own (jobs align their shares to chunks): keep at least
+     * SN_WRITER_CHUNKS_PER_RANK chunks per rank so a small output still spreads over the ranks,
+     * unless that makes chunks smaller than SN_WRITER_MIN_CHUNK rows. */
+    const int64_t want = (int64_t)SN_WRITER_CHUNKS_PER_RANK * sn_comm_size(w->comm);
+    int64_t balanced = (c->n_total + want - 1) / want;
+    if (balanced < SN_WRITER_MIN_CHUNK) balanced = SN_WRITER_MIN_CHUNK;
+    if (balanced < k) k = balanced;
+  }
   if (k < 1) k = 1;
   if (k > c->n_total) k = c->n_total;
   w->chunk = k;
@@ -189,6 +200,13 @@ static sn_status open_datasets(sn_writer *w) {
                           (unsigned long long)dims[1], rank, same_type ? "" : " of another type",
                           (long long)w->cfg.n_total, (long long)w->cols[i]);
   }
+  /* The file's own chunking (it may have been created by another number of ranks). */
+  hid_t dcpl = H5Dget_create_plist(w->d[D_DONE]);
+  hsize_t cdims[1] = {0};
+  if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 1, cdims) == 1 &&
+      cdims[0] > 0)
+    w->chunk = (int64_t)cdims[0];
+  if (dcpl >= 0) H5Pclose(dcpl);
   int64_t complete = 0;
   sn_status a = sn_io_read_int_attr(w->file, "complete", &complete);
   if (a == SN_OK && complete == 1) {

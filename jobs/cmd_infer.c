@@ -199,6 +199,11 @@ int cmd_infer(int argc, char **argv) {
                          out, want[i][0], have, want[i][1]);
     }
   }
+  FILE *metrics = NULL; /* opened now: an unwritable path fails before any work */
+  if (s == SN_OK && job.rank == 0 && cli_get(o, no, "metrics")) {
+    metrics = fopen(cli_get(o, no, "metrics"), "a");
+    if (!metrics) s = sn_error_set(SN_ERR_IO, "cannot open metrics file %s", cli_get(o, no, "metrics"));
+  }
   sn_writer *wr = NULL;
   cli_check(&job, s);
   s = sn_writer_create(out, job.comm, &wc, &wr);
@@ -367,14 +372,13 @@ int cmd_infer(int argc, char **argv) {
       printf("inferred %lld rows on %d rank(s) in %.2f s: %.1f images/s; waiting for data %.1f%% of the "
              "time; output %s\n", (long long)tot[0], job.size, secs, tot[0] / secs,
              tot[3] > 0 ? 100.0 * tot[1] / tot[3] : 0.0, out);
-    if (cli_get(o, no, "metrics")) {
-      FILE *m = fopen(cli_get(o, no, "metrics"), "a");
-      if (m) {
-        fprintf(m, "{\"rows\": %.0f, \"seconds\": %.3f, \"images_per_s\": %.1f, \"data_wait_s\": %.3f, "
-                "\"compute_s\": %.3f, \"ranks\": %d, \"threads\": %d, \"batch\": %ld}\n",
-                tot[0], secs, tot[0] / secs, tot[1] / job.size, tot[2] / job.size, job.size, job.threads, batch);
-        fclose(m);
-      }
+    if (metrics) {
+      fprintf(metrics, "{\"rows\": %.0f, \"seconds\": %.3f, \"images_per_s\": %.1f, \"data_wait_s\": %.3f, "
+              "\"compute_s\": %.3f, \"ranks\": %d, \"threads\": %d, \"batch\": %ld}\n",
+              tot[0], secs, tot[0] / secs, tot[1] / job.size, tot[2] / job.size, job.size, job.threads, batch);
+      if (fclose(metrics) != 0)
+        fprintf(stderr, "shardnet: warning: writing metrics file %s failed\n", cli_get(o, no, "metrics"));
+      metrics = NULL;
     }
   }
   for (int i = 0; i < nnames; ++i) free(names[i]);

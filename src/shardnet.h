@@ -483,7 +483,9 @@ typedef struct sn_writer_config {
   sn_feature_dtype feature_dtype;
   unsigned flags;       /* SN_WRITE_* */
   int compression;      /* gzip level 0..9 (parallel: filtered writes are collective) */
-  int chunk_rows;       /* rows per chunk; 0: about 1 MiB of the widest dataset */
+  int chunk_rows;       /* rows per chunk; 0: about 1 MiB of the widest dataset, smaller to give
+                           every rank of the communicator 4 chunks (not below 64 rows); on
+                           resume the existing file's chunking is kept */
   int resume;           /* 1: reopen an existing output (shapes must match) and keep its rows */
 } sn_writer_config;
 void sn_writer_config_init(sn_writer_config *c);

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
@@ -279,6 +280,31 @@ void check_strings(int fixed) {
 
 TEST(H5Util, StringsVariableLength) { check_strings(0); }
 TEST(H5Util, StringsFixedLength) { check_strings(1); }
+
+// Temporaries of dead processes (a kill during a save) are removed by the next save of the same
+// path; those of live processes and names that are not PATH.tmp.<pid> are left alone.
+TEST(H5Util, AtomicCreateRemovesStaleTemporaries) {
+  const std::string dir = sntest::temp_dir();
+  const std::string p = dir + "/ck.h5";
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(0);
+  ASSERT_EQ(waitpid(child, nullptr, 0), child); // reaped: that pid no longer exists
+  const std::string dead = p + ".tmp." + std::to_string((long)child);
+  const std::string live = p + ".tmp." + std::to_string((long)getppid());
+  const std::string other = p + ".tmp.x1", other_base = dir + "/ck.h5x.tmp." + std::to_string((long)child);
+  for (const std::string &f : {dead, live, other, other_base})
+    fclose(fopen(f.c_str(), "w"));
+  char tmp[4096];
+  hid_t f;
+  ASSERT_EQ(sn_h5_create_atomic(p.c_str(), &f, tmp, sizeof tmp), SN_OK);
+  ASSERT_EQ(sn_h5_finish_atomic(f, tmp, p.c_str(), 1), SN_OK);
+  EXPECT_FALSE(sntest::file_exists(dead));
+  EXPECT_TRUE(sntest::file_exists(live));
+  EXPECT_TRUE(sntest::file_exists(other));
+  EXPECT_TRUE(sntest::file_exists(other_base));
+  EXPECT_TRUE(sntest::file_exists(p));
+}
 
 TEST(H5Util, AtomicCreate) {
   const std::string dir = sntest::temp_dir();

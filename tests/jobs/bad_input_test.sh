@@ -523,6 +523,9 @@ PY
   # 64: --out in a directory that does not exist (found after training)
   check "train: --out in a missing directory" "nodir" absent "$t/nodir/w.h5" -- \
     timeout 60 "$sn" train --arch lenet --quiet --threads 1 --batch 16 --steps 1 --data good.h5 --out "$t/nodir/w.h5"
+  # 64b: infer --metrics in a directory that does not exist (refused before any work)
+  check "infer: --metrics in a missing directory" "metrics.*nodir" infer "$t/o.h5" -- \
+    timeout 60 "$sn" infer "${L[@]}" --data good.h5 --out "$t/o.h5" --metrics "$t/nodir/m.jsonl"
 else
   skip "infer/train cases on crafted files (21-64)" "no h5py/numpy/PIL in $py"
 fi
