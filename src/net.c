@@ -525,6 +525,28 @@ static void fuse_for_inference(sn_net *net, int mask) {
   for (int j = 0; j < net->nlayers; ++j) net->layers[j].alias = j;
 }
 
+/* Training fusion: a ReLU whose input is a batch norm or an add consumed only by it runs inside
+ * that layer (forward stores max(0, y), backward masks its dy by y > 0: sn_bn_*_relu kernels, or
+ * the add's gradient pass), so the ReLU layer is skipped in forward and backward and has neither
+ * an output nor a gradient buffer. Its consumers are rewired to the producer, whose output then
+ * holds the activation (the producer's pre-activation value is not kept). The network output and
+ * the feature layer are never fused into, as in inference. SN_FUSE_RELU in the mask enables it. */
+static void fuse_for_training(sn_net *net, int mask) {
+  if (!(mask & SN_FUSE_RELU)) return;
+  for (int j = 0; j < net->nlayers; ++j) {
+    sn_layer *l = &net->layers[j];
+    int p = l->nin ? l->in[0] : -1;
+    if (strcmp(l->ops->kind, "relu") || p < 0) continue;
+    sn_layer *pl = &net->layers[p];
+    if (pl->fused_relu || (strcmp(pl->ops->kind, "bn") && strcmp(pl->ops->kind, "add"))) continue;
+    if (single_consumer_of(net, p, p + 1) != j || net->feature == p || net->output == p) continue;
+    pl->fused_relu = 1;
+    l->skip = 1;
+    l->alias = p;
+    rewire(net, j, p);
+  }
+}
+
 /* Assigns arena offsets to the outputs of non-skipped layers by liveness (first fit). */
 typedef struct interval {
   size_t off, size;
@@ -611,6 +633,7 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
   net->training = training;
   net->max_batch = max_batch;
   if (!training) fuse_for_inference(net, fuse_mask);
+  else fuse_for_training(net, fuse_mask);
 
   size_t *offs = calloc(net->nlayers > 0 ? (size_t)net->nlayers : 1, sizeof *offs);
   if (!offs) return sn_error_set(SN_ERR_NOMEM, "%s: out of memory planning", net->arch);

@@ -54,10 +54,12 @@ struct sn_layer {
   int residual_last_bn;   /* 1: last BN of a residual branch (zero-init target) */
   /* parameters: tensors [p0, p0 + np) of net->params */
   int p0, np;
-  /* inference fusion (planned) */
-  int skip;               /* folded into another layer; output aliases `alias` */
+  /* fusion (planned): inference folds pad/BN/add/ReLU; training fuses a ReLU into the BN or add
+   * before it (net.c fuse_for_training) */
+  int skip;               /* folded into another layer; output aliases `alias`; not run */
   int alias;              /* layer whose buffer holds this layer's output */
-  int fused_relu;         /* activation applied in this layer's epilogue */
+  int fused_relu;         /* activation applied in this layer's epilogue (in training, y holds
+                             max(0, .) and backward masks dy by y > 0) */
   int fused_res;          /* layer index whose output is added before the activation, or -2 */
   int fold_bn;            /* conv: index of the BN folded into it, or -1 */
   sn_conv_impl *impl;     /* prepared convolution (inference) */

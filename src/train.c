@@ -117,8 +117,8 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
   net->last_n = n;
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    l->ops->forward(net, l, n, 1);
     l->dy_written = 0;
+    if (!l->skip) l->ops->forward(net, l, n, 1); /* skipped: a ReLU fused into its producer */
   }
   if (net->err != SN_OK) return net->err;
   int ok = 0;
@@ -137,11 +137,13 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
   b.pending_end = net->ntrainable;
   for (int j = net->nlayers - 1; j >= 0; --j) {
     sn_layer *l = &net->layers[j];
-    if (!l->dy_written) /* unreachable from the loss: zero gradient */
-      memset(l->dy, 0, (size_t)n * sn_shape_size(l->out) * sizeof(float));
-    if (l->ops->backward) {
-      sn_status s = l->ops->backward(net, l, n);
-      if (s != SN_OK) return s;
+    if (!l->skip) {
+      if (!l->dy_written) /* unreachable from the loss: zero gradient */
+        memset(l->dy, 0, (size_t)n * sn_shape_size(l->out) * sizeof(float));
+      if (l->ops->backward) {
+        sn_status s = l->ops->backward(net, l, n);
+        if (s != SN_OK) return s;
+      }
     }
     if (dist) {
       size_t lo = first_offset_from(net, j);

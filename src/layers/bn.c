@@ -68,7 +68,8 @@ static void bn_forward(sn_net *net, sn_layer *l, int n, int training) {
       rvar[k] = (float)((1.0 - p) * (double)rvar[k] + p * unbiased);
     }
   }
-  sn_bn_normalize(x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
+  if (l->fused_relu) sn_bn_normalize_relu(x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
+  else sn_bn_normalize(x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
 }
 
 static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
@@ -77,7 +78,10 @@ static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
   size_t rows = (size_t)n * l->out.h * l->out.w;
   double *sdy = (double *)net->ws, *sdyx = sdy + c, *count = sdy + 2 * c;
   float *tmp = net->ws + 2 * (6 * (size_t)c + 2);
-  sn_bn_backward_sums(x, l->dy, rows, c, l->mean, sdy, sdyx);
+  /* With a fused ReLU, l->y = max(0, bn(x)) and l->dy is the gradient w.r.t. it: the kernels use
+   * dy where y > 0, else 0. */
+  if (l->fused_relu) sn_bn_backward_sums_relu(x, l->y, l->dy, rows, c, l->mean, sdy, sdyx);
+  else sn_bn_backward_sums(x, l->dy, rows, c, l->mean, sdy, sdyx);
   float *dgamma = sn_param_grad(net, l, 0), *dbeta = sn_param_grad(net, l, 1);
   for (int k = 0; k < c; ++k) { /* parameter gradients stay local: gradient sync sums them */
     dgamma[k] = (float)(sdyx[k] * (double)l->invstd[k]);
@@ -91,8 +95,12 @@ static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
   int acc = 0;
   float *dx = sn_layer_input_grad(net, l, 0, &acc);
   if (!dx) return SN_OK;
-  sn_bn_backward_dx(x, l->dy, rows, c, l->mean, l->invstd, sn_param_data(net, l, 0), sdy, sdyx,
-                    count[0], acc ? tmp : dx);
+  if (l->fused_relu)
+    sn_bn_backward_dx_relu(x, l->y, l->dy, rows, c, l->mean, l->invstd, sn_param_data(net, l, 0),
+                           sdy, sdyx, count[0], acc ? tmp : dx);
+  else
+    sn_bn_backward_dx(x, l->dy, rows, c, l->mean, l->invstd, sn_param_data(net, l, 0), sdy, sdyx,
+                      count[0], acc ? tmp : dx);
   if (acc) sn_net_accumulate(dx, tmp, rows * (size_t)c);
   return SN_OK;
 }

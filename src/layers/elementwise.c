@@ -25,13 +25,20 @@ static void relu_forward(sn_net *net, sn_layer *l, int n, int training) {
   (void)training;
   sn_relu_forward(sn_layer_input(net, l, 0), (size_t)n * sn_shape_size(l->out), l->y);
 }
+/* Passes the gradient of input i of a layer whose output y = max(0, v): dy where y > 0, else 0,
+ * written (or added) straight into the input's gradient buffer. */
+static void give_relu_grad(sn_net *net, sn_layer *l, int i, size_t count) {
+  int acc = 0;
+  float *dx = sn_layer_input_grad(net, l, i, &acc);
+  if (!dx) return;
+  if (acc) sn_relu_backward_acc(l->y, l->dy, count, dx);
+  else sn_relu_backward(l->y, l->dy, count, dx);
+}
 static sn_status relu_backward(sn_net *net, sn_layer *l, int n) {
-  size_t count = (size_t)n * sn_shape_size(l->out);
-  sn_relu_backward(l->y, l->dy, count, net->ws);
-  give_grad(net, l, 0, net->ws, count);
+  give_relu_grad(net, l, 0, (size_t)n * sn_shape_size(l->out));
   return SN_OK;
 }
-const sn_layer_ops sn_relu_ops = {"relu", "Activation", same_shape, acc_workspace, relu_forward,
+const sn_layer_ops sn_relu_ops = {"relu", "Activation", same_shape, NULL, relu_forward,
                                   relu_backward};
 
 /* ---- residual add */
@@ -50,8 +57,10 @@ static void add_forward(sn_net *net, sn_layer *l, int n, int training) {
 }
 static sn_status add_backward(sn_net *net, sn_layer *l, int n) {
   size_t count = (size_t)n * sn_shape_size(l->out);
-  give_grad(net, l, 0, l->dy, count);
-  give_grad(net, l, 1, l->dy, count);
+  for (int i = 0; i < 2; ++i) {
+    if (l->fused_relu) give_relu_grad(net, l, i, count); /* training fusion (net.c) */
+    else give_grad(net, l, i, l->dy, count);
+  }
   return SN_OK;
 }
 const sn_layer_ops sn_add_ops = {"add", "Add", add_shape, NULL, add_forward, add_backward};

@@ -1,0 +1,121 @@
+// train_fusion_test.cpp - training-time ReLU fusion (net.c fuse_for_training): a ReLU after a
+// batch norm or an add that is its input's only consumer runs inside that layer. Fused and
+// unfused plans must give the same losses, logits, gradients and parameters after SGD steps, and
+// the fused plan must skip the ReLU layers and use less activation memory.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "net_impl.h"
+#include "shardnet.h"
+#include "test_util.h"
+
+namespace {
+struct Case {
+  const char *arch;
+  int hw, c, width;
+};
+const Case kCases[] = {{"lenet_bn", 28, 1, 0},       {"resnet20", 16, 3, 4},
+                       {"resnet18", 64, 3, 4},       {"resnet50", 64, 3, 4},
+                       {"keras_resnet50", 64, 3, 4}, {"keras_resnet50v2", 64, 3, 4}};
+
+sn_net *make(const Case &k) {
+  sn_model_config cfg;
+  sn_model_config_init(&cfg, k.arch);
+  cfg.height = cfg.width = k.hw;
+  cfg.channels = k.c;
+  cfg.base_width = k.width;
+  cfg.classes = 10;
+  sn_net *net = nullptr;
+  EXPECT_EQ(sn_net_create(&cfg, 11, &net), SN_OK) << sn_last_error();
+  return net;
+}
+
+int count_skipped_relus(const sn_net *net) {
+  int s = 0;
+  for (int j = 0; j < net->nlayers; ++j)
+    if (net->layers[j].skip && !std::strcmp(net->layers[j].ops->kind, "relu")) ++s;
+  return s;
+}
+}  // namespace
+
+TEST(TrainFusion, FusedEqualsUnfused) {
+  for (const Case &k : kCases) {
+    sn_net *a = make(k), *b = make(k);
+    ASSERT_NE(a, nullptr);
+    ASSERT_NE(b, nullptr);
+    const int n = 6;
+    ASSERT_EQ(sn_net_plan_fused(a, n, 1, SN_FUSE_ALL), SN_OK) << sn_last_error();
+    ASSERT_EQ(sn_net_plan_fused(b, n, 1, 0), SN_OK) << sn_last_error();
+    EXPECT_GT(count_skipped_relus(a), 0) << k.arch;
+    EXPECT_EQ(count_skipped_relus(b), 0) << k.arch;
+    EXPECT_LT(a->arena_n, b->arena_n) << k.arch;
+    size_t img = (size_t)k.hw * k.hw * k.c;
+    std::vector<int32_t> labels = {1, 2, 3, 4, 5, 6};
+    sn_train_config tc;
+    sn_train_config_init(&tc);
+    for (int step = 0; step < 2; ++step) {
+      auto x = sntest::randn(n * img, 40 + step);
+      float la = 0, lb = 0;
+      int ca = 0, cb = 0;
+      ASSERT_EQ(sn_net_train_step(a, x.data(), labels.data(), n, n, &tc, &la, &ca), SN_OK)
+          << sn_last_error();
+      ASSERT_EQ(sn_net_train_step(b, x.data(), labels.data(), n, n, &tc, &lb, &cb), SN_OK)
+          << sn_last_error();
+      EXPECT_EQ(la, lb) << k.arch << " step " << step;
+      EXPECT_EQ(ca, cb);
+      const float *ya = a->layers[a->output].y, *yb = b->layers[b->output].y;
+      EXPECT_EQ(sntest::max_abs_diff(ya, yb, n * 10), 0.0) << k.arch << " logits step " << step;
+      size_t ng;
+      float *ga = sn_net_grad_block(a, &ng), *gb = sn_net_grad_block(b, nullptr);
+      double scale = sntest::max_abs(gb, ng);
+      EXPECT_LE(sntest::max_abs_diff(ga, gb, ng), 1e-6 * scale) << k.arch << " grads step " << step;
+      ASSERT_EQ(sn_net_sgd_update(a, &tc, 0.1f), SN_OK);
+      ASSERT_EQ(sn_net_sgd_update(b, &tc, 0.1f), SN_OK);
+    }
+    size_t nb;
+    float *pa = sn_net_param_block(a, &nb), *pb = sn_net_param_block(b, nullptr);
+    EXPECT_LE(sntest::max_abs_diff(pa, pb, nb), 1e-6 * (1.0 + sntest::max_abs(pb, nb))) << k.arch;
+    // Features (the pooled layer) are never fused into and stay readable.
+    if (sn_net_feature_dim(a) > 0 && sn_net_features(a) && sn_net_features(b))
+      EXPECT_LE(sntest::max_abs_diff(sn_net_features(a), sn_net_features(b),
+                                     (size_t)n * sn_net_feature_dim(a)),
+                1e-5 * (1.0 + sntest::max_abs(sn_net_features(b), (size_t)n * sn_net_feature_dim(b))))
+          << k.arch;
+    sn_net_destroy(a);
+    sn_net_destroy(b);
+  }
+}
+
+// Only ReLUs are skipped in a training plan, each into a producer marked fused that no other layer
+// reads, and nothing reads a skipped layer; an inference plan after a training plan is still the
+// inference fusion (re-planning rebuilds the wiring).
+TEST(TrainFusion, ReplanKeepsInferenceFusion) {
+  const Case k = {"resnet20", 16, 3, 4};
+  sn_net *net = make(k);
+  ASSERT_NE(net, nullptr);
+  const int n = 4;
+  ASSERT_EQ(sn_net_plan(net, n, 1), SN_OK) << sn_last_error();
+  for (int j = 0; j < net->nlayers; ++j) {
+    const sn_layer *l = &net->layers[j];
+    if (!l->skip) continue;
+    ASSERT_STREQ(l->ops->kind, "relu");
+    const sn_layer *p = &net->layers[l->alias];
+    EXPECT_TRUE(p->fused_relu);
+    EXPECT_TRUE(!std::strcmp(p->ops->kind, "bn") || !std::strcmp(p->ops->kind, "add"));
+    for (int c = 0; c < net->nlayers; ++c)
+      for (int i = 0; i < net->layers[c].nin; ++i) EXPECT_NE(net->layers[c].in[i], j);
+  }
+  size_t img = (size_t)k.hw * k.hw * k.c;
+  auto x = sntest::randn(n * img, 3);
+  std::vector<float> fused(n * 10), plain(n * 10);
+  ASSERT_EQ(sn_net_plan_fused(net, n, 0, SN_FUSE_ALL), SN_OK) << sn_last_error();
+  ASSERT_EQ(sn_net_forward(net, x.data(), n, fused.data()), SN_OK);
+  ASSERT_EQ(sn_net_plan_fused(net, n, 0, 0), SN_OK) << sn_last_error();
+  ASSERT_EQ(sn_net_forward(net, x.data(), n, plain.data()), SN_OK);
+  EXPECT_LE(sntest::max_abs_diff(fused.data(), plain.data(), fused.size()),
+            1e-4 + 1e-4 * sntest::max_abs(plain.data(), plain.size()));
+  sn_net_destroy(net);
+}
