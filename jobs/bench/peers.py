@@ -19,6 +19,7 @@ committed). Run with /usr/bin/python3 (torch 1.13).
 Usage: peers.py [--models resnet18,resnet50,keras_resnet50v2] [--batches 1,8,32]
                 [--frameworks torch,ort] [--threads 2] [--reps 10] [--min-time 10]
                 [--workdir /tmp/shardnet_peers] [--ort-spin 1]
+                [--formats contiguous,channels_last]
 On a loaded machine spinning idle threads starve the workers: compare with `shardnet bench`
 (which runs with OMP_WAIT_POLICY=passive) using --ort-spin 0 and OMP_WAIT_POLICY=passive for
 PyTorch (measured at load 12, ORT resnet18 batch 1: 5.3 img/s spinning, 9.5 without).
@@ -121,7 +122,7 @@ def bench_torch(name, batch, args):
     x = torch.randn(batch, 3, 224, 224)
     best = None
     with torch.no_grad():
-        for fmt in ('contiguous', 'channels_last'):
+        for fmt in args.formats.split(','):
             mf = fmt == 'channels_last'
             m = model.to(memory_format=torch.channels_last) if mf else model
             xi = x.contiguous(memory_format=torch.channels_last) if mf else x.contiguous()
@@ -170,6 +171,8 @@ def main():
     p.add_argument('--min-time', type=float, default=10.0)
     p.add_argument('--workdir', default='/tmp/shardnet_peers')
     p.add_argument('--ort-spin', type=int, default=1, help='ORT intra-op spinning (its default 1)')
+    p.add_argument('--formats', default='contiguous,channels_last',
+                   help='PyTorch memory formats to time (the faster is reported)')
     p.add_argument('--verbose', action='store_true')
     args = p.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
