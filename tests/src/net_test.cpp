@@ -1,5 +1,10 @@
-// net_test.cpp - the network machinery: fused inference equals the training-mode graph, batch
-// norm statistics, backward against finite differences through whole networks.
+// net_test.cpp - the network machinery: fused inference equals the training-mode graph.
+// Backward is checked per layer against finite differences (tests/src/kernels/*_test.cpp) and
+// through whole networks against PyTorch (train_parity_test.cpp). Whole-network finite
+// differences in float32 were tried and dropped: with batch norm over a few images the loss is
+// so curved that central differences of single tensors scatter by 1-50% (resnet20, resnet18,
+// Keras nets at batch 4-16, steps 2e-5..2e-2 of the loss) while converging to the backward
+// values as the step shrinks - a test that would either be flaky or not able to fail.
 #include <gtest/gtest.h>
 
 #include <cmath>
