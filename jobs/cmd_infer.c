@@ -199,10 +199,14 @@ int cmd_infer(int argc, char **argv) {
                          out, want[i][0], have, want[i][1]);
     }
   }
-  FILE *metrics = NULL; /* opened now: an unwritable path fails before any work */
+  FILE *metrics = NULL, *confusion = NULL; /* opened now: an unwritable path fails before any work */
   if (s == SN_OK && job.rank == 0 && cli_get(o, no, "metrics")) {
     metrics = fopen(cli_get(o, no, "metrics"), "a");
     if (!metrics) s = sn_error_set(SN_ERR_IO, "cannot open metrics file %s", cli_get(o, no, "metrics"));
+  }
+  if (s == SN_OK && job.rank == 0 && cli_get(o, no, "confusion")) {
+    confusion = fopen(cli_get(o, no, "confusion"), "w");
+    if (!confusion) s = sn_error_set(SN_ERR_IO, "cannot write confusion matrix %s", cli_get(o, no, "confusion"));
   }
   sn_writer *wr = NULL;
   cli_check(&job, s);
@@ -356,16 +360,15 @@ int cmd_infer(int argc, char **argv) {
         }
       }
     }
-    const char *cpath = cli_get(o, no, "confusion");
-    if (cpath) {
-      FILE *f = fopen(cpath, "w");
-      if (!f) s = sn_error_set(SN_ERR_IO, "cannot write confusion matrix %s", cpath);
-      for (int i = 0; f && i < oc; ++i)
-        for (int j = 0; j < oc; ++j) fprintf(f, "%.0f%c", conf[(size_t)i * oc + j], j + 1 < oc ? '\t' : '\n');
-      if (f) fclose(f);
-      cli_check(&job, s);
-    }
+    for (int i = 0; confusion && i < oc; ++i)
+      for (int j = 0; j < oc; ++j)
+        fprintf(confusion, "%.0f%c", conf[(size_t)i * oc + j], j + 1 < oc ? '\t' : '\n');
   }
+  /* Rank 0 alone writes the matrix; every rank takes part in the check (an agreement). */
+  if (confusion && fclose(confusion) != 0)
+    s = sn_error_set(SN_ERR_IO, "cannot write confusion matrix %s", cli_get(o, no, "confusion"));
+  confusion = NULL;
+  cli_check(&job, s);
   free(conf);
   if (job.rank == 0) {
     if (cli_verbose)

@@ -13,12 +13,17 @@ fm=/usr/share/datasets/fashion-mnist
 "$sn" convert idx --images $fm/t10k-images-idx3-ubyte.gz --labels $fm/t10k-labels-idx1-ubyte.gz \
   --out "$t/test.h5" --fashion --quiet || { echo "FAIL: convert"; exit 1; }
 common=(--arch resnet20 --input 28x28x1 --width 8 --data "$t/test.h5" --logits --features --batch 50 --quiet)
-"$sn" infer "${common[@]}" --out "$t/np1.h5" || die "infer np1"
-$mpirun -np 2 "$sn" infer "${common[@]}" --out "$t/np2.h5" --threads 1 || die "infer np2"
-$mpirun -np 4 "$sn" infer "${common[@]}" --out "$t/np4.h5" --threads 1 || die "infer np4"
+"$sn" infer "${common[@]}" --out "$t/np1.h5" --confusion "$t/c1.tsv" || die "infer np1"
+# --confusion: rank 0 writes the matrix; under mpirun every rank must still end (a rank-0-only
+# agreement once left rank 0 waiting 600 s for the others, who had finalized)
+timeout 120 $mpirun -np 2 "$sn" infer "${common[@]}" --out "$t/np2.h5" --threads 1 --confusion "$t/c2.tsv" || die "infer np2"
+timeout 120 $mpirun -np 4 "$sn" infer "${common[@]}" --out "$t/np4.h5" --threads 1 --confusion "$t/c4.tsv" || die "infer np4"
 for n in 2 4; do
   h5diff "$t/np1.h5" "$t/np$n.h5" >/dev/null && echo "ok: np1 == np$n" || die "np1 != np$n: $(h5diff "$t/np1.h5" "$t/np$n.h5" | head -3)"
+  cmp -s "$t/c1.tsv" "$t/c$n.tsv" && echo "ok: confusion np1 == np$n" || die "confusion matrices np1 != np$n"
 done
+awk -F'\t' '{ for (i = 1; i <= NF; i++) s += $i } END { exit !(NR == 10 && NF == 10 && s == 10000) }' "$t/c1.tsv" \
+  && echo "ok: confusion matrix 10x10 sums to 10000" || die "confusion matrix shape or sum: $(head -2 "$t/c1.tsv")"
 h5dump -a /complete "$t/np1.h5" | grep -q "(0): 1" && echo "ok: complete attribute" || die "no complete=1"
 
 # kill -9 one rank part way, then resume: the result must equal the uninterrupted run.
