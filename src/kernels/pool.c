@@ -34,6 +34,35 @@ int sn_pool_geom_init(sn_pool_geom *g, int n, int h, int w, int c, int kh, int k
 /* Window cells are scanned in (ky, kx) order and a later cell wins only if strictly greater,
  * so ties go to the first cell (a padded zero included, as in TensorFlow's max pool over an
  * explicitly padded tensor). */
+/* Per output pixel the taps are the outer loop and the channels the inner, contiguous one (the
+ * NHWC rows of one input pixel), so the compare-and-select vectorises; the result is the same as
+ * scanning each channel's window in (ky, kx) order. */
+static void max_tap(const float *xp, int c, int32_t base, float *yp, int32_t *ap, int first) {
+  if (first) {
+    for (int ch = 0; ch < c; ++ch) yp[ch] = xp ? xp[ch] : 0.0f;
+    if (ap)
+      for (int ch = 0; ch < c; ++ch) ap[ch] = xp ? base + ch : -1;
+    return;
+  }
+  if (!xp) { /* a padded zero */
+    for (int ch = 0; ch < c; ++ch) {
+      const int gt = 0.0f > yp[ch];
+      yp[ch] = gt ? 0.0f : yp[ch];
+      if (ap) ap[ch] = gt ? -1 : ap[ch];
+    }
+    return;
+  }
+  if (!ap) {
+    for (int ch = 0; ch < c; ++ch) yp[ch] = xp[ch] > yp[ch] ? xp[ch] : yp[ch];
+    return;
+  }
+  for (int ch = 0; ch < c; ++ch) {
+    const int gt = xp[ch] > yp[ch];
+    yp[ch] = gt ? xp[ch] : yp[ch];
+    ap[ch] = gt ? base + ch : ap[ch];
+  }
+}
+
 void sn_maxpool_forward(const sn_pool_geom *g, const float *x, float *y, int32_t *argmax) {
   const int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow;
   const long opix = (long)g->n * oh * ow;
@@ -44,33 +73,25 @@ void sn_maxpool_forward(const sn_pool_geom *g, const float *x, float *y, int32_t
     const float *xi = x + (size_t)img * h * w * c;
     float *yp = y + (size_t)p * c;
     int32_t *ap = argmax ? argmax + (size_t)p * c : NULL;
-    for (int ch = 0; ch < c; ++ch) {
-      float best = -INFINITY;
-      int32_t bi = -1;
-      int have = 0;
-      for (int ky = 0; ky < g->kh; ++ky) {
-        const int iy = oy * g->sh - g->pt + ky;
-        for (int kx = 0; kx < g->kw; ++kx) {
-          const int ix = ox * g->sw - g->pl + kx;
-          float v;
-          int32_t idx;
-          if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
-            if (!g->pad_zero) continue;
-            v = 0.0f;
-            idx = -1;
-          } else {
-            idx = (int32_t)(((size_t)iy * w + ix) * c + ch);
-            v = xi[idx];
-          }
-          if (!have || v > best) {
-            best = v;
-            bi = idx;
-            have = 1;
-          }
+    int first = 1;
+    for (int ky = 0; ky < g->kh; ++ky) {
+      const int iy = oy * g->sh - g->pt + ky;
+      for (int kx = 0; kx < g->kw; ++kx) {
+        const int ix = ox * g->sw - g->pl + kx;
+        if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
+          if (!g->pad_zero) continue;
+          max_tap(NULL, c, -1, yp, ap, first);
+        } else {
+          const int32_t base = (int32_t)(((size_t)iy * w + ix) * c);
+          max_tap(xi + base, c, base, yp, ap, first);
         }
+        first = 0;
       }
-      yp[ch] = have ? best : 0.0f;
-      if (ap) ap[ch] = bi;
+    }
+    if (first) { /* no cell at all (cannot happen for a valid geometry) */
+      for (int ch = 0; ch < c; ++ch) yp[ch] = 0.0f;
+      if (ap)
+        for (int ch = 0; ch < c; ++ch) ap[ch] = -1;
     }
   }
 }
