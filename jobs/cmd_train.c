@@ -82,7 +82,7 @@ int cmd_train(int argc, char **argv) {
                  {"warmup", 1, "linear warm-up epochs (default 0)", NULL},
                  {"label-smoothing", 1, "label smoothing (default 0)", NULL},
                  {"preprocess", 1, "caffe|tf|torch|unit|none (default: the architecture's)", NULL},
-                 {"augment", 1, "crop-flip|flip|none (default crop-flip)", NULL},
+                 {"augment", 1, "crop-flip|resized-crop|flip|none (default: resized-crop from 96x96 up, else crop-flip)", NULL},
                  {"shuffle", 1, "on|off (default on)", NULL},
                  {"drop-last", 0, "drop the last partial global batch (default: pad by wrapping)", NULL},
                  {"seed", 1, "global seed (default 1)", NULL},
@@ -296,7 +296,7 @@ int cmd_train(int argc, char **argv) {
     sn_reader_options_init(&ro);
     ro.batch = per_step;
     ro.preprocess = pre;
-    ro.augment = aug;
+    ro.augment = cli_get(o, no, "augment") ? aug : h >= 96 ? SN_AUG_RESIZED_CROP : SN_AUG_CROP_FLIP;
     ro.pad = h >= 64 ? h / 8 : 4;
     ro.seed = (uint64_t)seed;
     ro.epoch = epoch;

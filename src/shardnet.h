@@ -281,9 +281,18 @@ int sn_values_finite(const float *x, size_t n);
 
 /* Training augmentation of a preprocessed batch x (n, H, W, C), in place: horizontal flip with
  * probability 1/2 and (crop-flip) a random translation of up to `pad` pixels with zero fill
- * (torchvision RandomCrop(padding=pad) + RandomHorizontalFlip). Choices depend only on
+ * (torchvision RandomCrop(padding=pad) + RandomHorizontalFlip), or (resized-crop) torchvision's
+ * RandomResizedCrop(H x W, scale 0.08..1, ratio 3/4..4/3) of the image, resized back to H x W
+ * bilinearly (half-pixel centres, no antialiasing), then the flip. Choices depend only on
  * (seed, epoch, rows[i]). scratch: H*W*C floats. */
-typedef enum sn_augment { SN_AUG_NONE = 0, SN_AUG_FLIP = 1, SN_AUG_CROP_FLIP = 2 } sn_augment;
+typedef enum sn_augment {
+  SN_AUG_NONE = 0,
+  SN_AUG_FLIP = 1,
+  SN_AUG_CROP_FLIP = 2,
+  SN_AUG_RESIZED_CROP = 3
+} sn_augment;
+/* The crop resized-crop takes for the random stream r of an h x w image (exposed for tests). */
+void sn_resized_crop_params(uint64_t r, int h, int w, int *top, int *left, int *ch, int *cw);
 void sn_augment_batch(float *x, int n, int h, int w, int c, sn_augment mode, int pad, uint64_t seed,
                       int64_t epoch, const int64_t *rows, float *scratch);
 const char *sn_augment_name(sn_augment a);
