@@ -27,7 +27,7 @@ const int kGlobalBatch = 8;
 struct Model {
   const char *arch;
   int base_width;
-  sn_style bn_style; // -1: the architecture's
+  int bn_style;      // an sn_style, or -1: the architecture's (an int: -1 is no sn_style value)
   double bucket_mb;  // gradient all-reduce bucket size; 0: the default
 };
 
@@ -44,7 +44,7 @@ sn_net *make_net(const Model &m, int max_batch) {
   sn_model_config_init(&cfg, m.arch);
   cfg.classes = 10;
   if (m.base_width > 0) cfg.base_width = m.base_width;
-  if (m.bn_style >= 0) cfg.bn_momentum_style = m.bn_style;
+  if (m.bn_style >= 0) cfg.bn_momentum_style = static_cast<sn_style>(m.bn_style);
   sn_net *net = nullptr;
   EXPECT_EQ(sn_net_create(&cfg, 1234, &net), SN_OK) << sn_last_error();
   if (!net) return nullptr;
@@ -251,7 +251,7 @@ TEST_P(SyncBn, LocalBatchNormDiffers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, SyncBn,
-                         ::testing::Values(Model{"lenet_bn", 0, static_cast<sn_style>(-1), 0},
+                         ::testing::Values(Model{"lenet_bn", 0, -1, 0},
                                            // small buckets: many overlapped all-reduces
                                            Model{"resnet20", 4, SN_STYLE_TORCH, 0.002},
                                            Model{"resnet20", 4, SN_STYLE_KERAS, 0}),
