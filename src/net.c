@@ -305,8 +305,9 @@ sn_status sn_net_create(const sn_model_config *cfg, uint64_t seed, sn_net **out)
   net->nblock = off;
   net->block = calloc(off ? off : 1, sizeof(float));
   if (!net->block) {
-    sn_net_destroy(net);
-    return sn_error_set(SN_ERR_NOMEM, "%s: cannot allocate %zu parameters", net->arch, off);
+    sn_status st = sn_error_set(SN_ERR_NOMEM, "%s: cannot allocate %zu parameters", net->arch, off);
+    sn_net_destroy(net); /* after the message: it names net->arch */
+    return st;
   }
   if (!cfg->skip_init) init_params(net, seed);
   *out = net;
