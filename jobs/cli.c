@@ -220,6 +220,7 @@ int cli_job_start(cli_job *job, int *argc, char ***argv, long threads) {
     }
     job->rank = sn_comm_rank(job->comm);
     job->size = sn_comm_size(job->comm);
+    sn_mpi_exit_status = cli_exit_code; /* the documented exit codes under MPI too */
   }
   cli_rank = job->rank;
   cpu_set_t set;

@@ -248,12 +248,15 @@ sn_status sn_comm_agree_timeout(sn_comm *comm, sn_status local, double timeout_s
 }
 
 void (*sn_mpi_before_exit)(void) = NULL;
+int (*sn_mpi_exit_status)(sn_status status) = NULL;
 
 void sn_mpi_check(sn_comm *comm, sn_status local, double timeout_s, const char *prog) {
   outcome how = AGREED;
   sn_status s = agree_marking(comm, local, timeout_s, &how);
   if (s == SN_OK) return;
   if (sn_mpi_before_exit) sn_mpi_before_exit(); /* stop reader threads before HDF5 is closed */
+  int code = sn_mpi_exit_status ? sn_mpi_exit_status(s) : 1;
+  if (code < 1 || code > 255) code = 1;
   const int rank = sn_comm_rank(comm);
   int world = 1, initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
@@ -273,7 +276,7 @@ void sn_mpi_check(sn_comm *comm, sn_status local, double timeout_s, const char *
       struct timespec ts = {2, 0};
       nanosleep(&ts, NULL);
     }
-    sn_mpi_abort(1);
+    sn_mpi_abort(code);
   }
   sn_mpi_finalize();
   /* _exit, not exit: a prefetching reader thread may be inside HDF5, and HDF5's atexit teardown
@@ -281,5 +284,5 @@ void sn_mpi_check(sn_comm *comm, sn_status local, double timeout_s, const char *
    * atomic renames), not by exit handlers. */
   fflush(stdout);
   fflush(stderr);
-  _exit(1);
+  _exit(code);
 }

@@ -26,8 +26,14 @@ sn_status sn_error_set(sn_status s, const char *fmt, ...) {
   /* Keep the message on one line. */
   for (char *p = body; *p; ++p)
     if (*p == '\n' || *p == '\r') *p = ' ';
-  if (sn_err_size > 1 && strncmp(body, "rank ", 5) != 0)
+  if (sn_err_size > 1 && strncmp(body, "rank ", 5) != 0) {
+    /* A message that wraps an earlier one ("epoch 3: <last error>") names the rank once, first */
+    char own[32];
+    snprintf(own, sizeof own, "rank %d: ", sn_err_rank);
+    char *dup = strstr(body, own);
+    if (dup) memmove(dup, dup + strlen(own), strlen(dup + strlen(own)) + 1);
     snprintf(sn_err_msg, sizeof sn_err_msg, "rank %d: %s", sn_err_rank, body);
+  }
   else
     snprintf(sn_err_msg, sizeof sn_err_msg, "%s", body);
   return s;

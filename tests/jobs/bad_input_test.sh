@@ -540,13 +540,16 @@ if ((have_py)) && command -v mpirun >/dev/null; then
   M=(timeout 120 "${mpirun[@]}" -np 2 "$sn")
   # rows are shared out by output chunks; 5 rows a chunk here (see nan_rank1_224.h5): rank 1 gets 10-15
   F=(--no-top --pooling none --input 224x224x3 --batch 4)
-  # 65: corrupt JPEG (row 13) in the rows rank 1 infers
+  # 65: corrupt JPEG (row 13) in the rows rank 1 infers (every rank exits 3, the input code)
+  want_rc=3
   check "mpi infer: corrupt JPEG in rank 1's rows" "rank 1.*enc_bad_rank1.h5" infer "$t/o.h5" -- \
     "${M[@]}" infer "${L[@]}" "${F[@]}" --data enc_bad_rank1.h5 --out "$t/o.h5"
   # 66: NaN (row 13) in the float32 rows rank 1 infers
   check "mpi infer: NaN in rank 1's rows (--preprocess none)" "rank 1.*nan_rank1_224.h5" infer "$t/o.h5" -- \
     "${M[@]}" infer "${L[@]}" "${F[@]/224x224x3/224x224x1}" --preprocess none --data nan_rank1_224.h5 --out "$t/o.h5"
-  # 67: NaN in the rows rank 1 trains on (no shuffling: rank 1 reads rows 32..63 of each batch of 64)
+  # 67: NaN in the rows rank 1 trains on (no shuffling: rank 1 reads rows 32..63 of each batch of 64);
+  #     every rank exits 4, the numeric code
+  want_rc=4
   check "mpi train: NaN in rank 1's rows" "rank 1.*nan_rank1.h5" absent "$t/tw.h5" -- \
     "${M[@]}" train --arch lenet --quiet --threads 1 --batch 64 --steps 1 --shuffle off \
     --preprocess none --data nan_rank1.h5 --out "$t/tw.h5"
