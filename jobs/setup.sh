@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # setup.sh - installs the Debian packages shardnet needs (only the missing ones) and builds it.
 # Usage: jobs/setup.sh [build-dir] [target...]   (default: build, all targets).
-# Env: SN_CMAKE_ARGS for extra cmake flags, SN_EXTRA_PKGS for more Debian packages.
+# Env: SN_CMAKE_ARGS for extra cmake flags.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$here/build}"
@@ -12,9 +12,6 @@ for t in "$@"; do targets+=(--target "$t"); done
 pkgs=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
       libopenblas-dev libgtest-dev googletest libjpeg-dev libpng-dev zlib1g-dev
       dataset-fashion-mnist gnuplot-nox python3-h5py python3-numpy)
-# SN_EXTRA_PKGS: more packages for optional steps (jobs/test.sh adds clang for the fuzz run)
-read -r -a extra <<<"${SN_EXTRA_PKGS:-}"
-pkgs+=("${extra[@]}")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

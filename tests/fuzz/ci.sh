@@ -3,15 +3,23 @@
 # then builds the harnesses and fuzzes each for SN_FUZZ_SECONDS seconds (tests/fuzz/run.sh),
 # failing on any crash in shardnet's code or a broken fuzz invariant. Six harnesses: budget
 # about 6 x SN_FUZZ_SECONDS + 2 minutes of build on 2 cores (SN_FUZZ_SECONDS=20: ~4 minutes).
-# Wiring: `bash tests/fuzz/ci.sh` after jobs/test.sh in .ci/run (see docs/reliability.md).
+# Wiring: .ci/run runs it after jobs/test.sh with SN_FUZZ_SECONDS=20 (see docs/reliability.md).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 if [[ -z "${SN_FUZZ_SECONDS:-}" ]]; then
   echo "fuzz: skipped (set SN_FUZZ_SECONDS=N to fuzz every harness N seconds)"
   exit 0
 fi
-if ! command -v clang >/dev/null; then
-  echo "fuzz: clang not installed (apt-get install clang libclang-rt-14-dev libomp-dev)" >&2
-  exit 2
+# clang, its fuzzer runtime and LLVM's OpenMP: installed when missing (Debian)
+missing=()
+for p in clang libclang-rt-14-dev libomp-dev; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "fuzz: installing ${missing[*]}" >&2
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 exec "$here/tests/fuzz/run.sh" "$SN_FUZZ_SECONDS"
