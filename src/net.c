@@ -599,6 +599,15 @@ static size_t plan_offsets(sn_net *net, int n, size_t *offs, int reuse) {
   return top;
 }
 
+/* n floats (at least one) at a 64-byte boundary. Activation offsets in the arena are multiples
+ * of 16 floats, so with an aligned base every tensor starts on a cache line and the kernels'
+ * 16-float vectors never straddle two lines (a malloc'd block of this size sits 16 bytes past a
+ * page boundary: every vector load and store of an activation was split). */
+static float *alloc_floats64(size_t n) {
+  size_t bytes = ((n ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
+  return aligned_alloc(64, bytes);
+}
+
 static size_t layer_ws(const sn_net *net, const sn_layer *l, int n, int training) {
   return l->ops->workspace ? l->ops->workspace(net, l, n, training) : 0;
 }
@@ -651,8 +660,8 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
       imax += (size_t)max_batch * sn_shape_size(l->out);
     if (!strcmp(l->ops->kind, "bn")) stats += 6 * (size_t)l->out.c;
   }
-  net->arena = malloc((total ? total : 1) * sizeof(float));
-  net->ws = malloc((ws ? ws : 1) * sizeof(float));
+  net->arena = alloc_floats64(total);
+  net->ws = alloc_floats64(ws);
   net->iarena = malloc((imax ? imax : 1) * sizeof(int32_t));
   net->stats = malloc((stats ? stats : 1) * sizeof(double));
   net->stats_n = stats;

@@ -88,6 +88,10 @@ static void fill(float *p, size_t n, unsigned seed, float scale, int nonneg) {
   }
 }
 
+static float *falloc(size_t n) {
+  return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+}
+
 typedef struct timing {
   double med, min;
 } timing;
@@ -145,9 +149,10 @@ int main(int argc, char **argv) {
     }
     size_t nx = (size_t)batch * l->h * l->h * l->cin, ny = (size_t)batch * g.oh * g.ow * l->cout;
     size_t K = (size_t)l->k * l->k * l->cin, M = (size_t)batch * g.oh * g.ow;
-    float *x = malloc(nx * sizeof(float)), *w = malloc(K * l->cout * sizeof(float));
-    float *b = malloc((size_t)l->cout * sizeof(float)), *y = malloc(ny * sizeof(float));
-    float *res = malloc(ny * sizeof(float));
+    /* 64-byte aligned like the network's arena (src/net.c) */
+    float *x = falloc(nx), *w = falloc(K * l->cout);
+    float *b = falloc((size_t)l->cout), *y = falloc(ny);
+    float *res = falloc(ny);
     fill(x, nx, 1, 1.0f, 1);
     fill(w, K * l->cout, 2, 0.05f, 0);
     fill(b, (size_t)l->cout, 3, 0.1f, 0);
@@ -160,7 +165,7 @@ int main(int argc, char **argv) {
       return 1;
     }
     size_t nws = sn_conv_impl_workspace(c);
-    float *ws = malloc((nws + 1) * sizeof(float));
+    float *ws = falloc(nws + 1);
     timing ti;
     const float *r = use_res ? res : NULL;
     TIME_IT(ti, reps, sn_conv_impl_forward(c, batch, x, r, 1, y, ws));
