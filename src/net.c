@@ -1,5 +1,6 @@
 /* net.c - network creation, parameters, planning and the inference pass. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,7 +315,41 @@ sn_status sn_net_create(const sn_model_config *cfg, uint64_t seed, sn_net **out)
   return SN_OK;
 }
 
+/* SN_PROFILE=1: the time of every inference layer, summed over the forward passes of one plan,
+ * printed to stderr when the plan is freed (largest first, with each convolution's algorithm). */
+static void print_profile(sn_net *net) {
+  if (!net->prof || net->prof_passes == 0) return;
+  double total = 0;
+  int *order = malloc((size_t)net->nlayers * sizeof *order);
+  int n = 0;
+  for (int j = 0; j < net->nlayers; ++j)
+    if (net->prof[j] > 0) {
+      total += net->prof[j];
+      order[n++] = j;
+    }
+  for (int a = 1; a < n; ++a) /* insertion sort, largest first */
+    for (int b = a; b > 0 && net->prof[order[b]] > net->prof[order[b - 1]]; --b) {
+      int t = order[b];
+      order[b] = order[b - 1];
+      order[b - 1] = t;
+    }
+  fprintf(stderr, "shardnet profile: %s, %ld forward passes, %.3f ms per pass\n", net->arch,
+          net->prof_passes, 1e3 * total / net->prof_passes);
+  fprintf(stderr, "%-32s %-8s %-12s %10s %7s\n", "layer", "kind", "algorithm", "ms/pass", "share");
+  for (int i = 0; i < n; ++i) {
+    const sn_layer *l = &net->layers[order[i]];
+    fprintf(stderr, "%-32s %-8s %-12s %10.3f %6.1f%%\n", l->name, l->ops->kind,
+            l->impl ? sn_conv_impl_name(l->impl) : "-", 1e3 * net->prof[order[i]] / net->prof_passes,
+            100.0 * net->prof[order[i]] / total);
+  }
+  free(order);
+}
+
 static void free_plan(sn_net *net) {
+  print_profile(net);
+  free(net->prof);
+  net->prof = NULL;
+  net->prof_passes = 0;
   for (int i = 0; i < net->nlayers; ++i) {
     sn_layer *l = &net->layers[i];
     sn_conv_impl_destroy(l->impl);
@@ -699,6 +734,9 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
       return sn_error_set(SN_ERR_NOMEM, "%s: cannot allocate gradients", net->arch);
     }
   }
+  const char *prof = getenv("SN_PROFILE");
+  if (!training && prof && prof[0] && strcmp(prof, "0") != 0)
+    net->prof = calloc((size_t)net->nlayers, sizeof *net->prof);
   net->planned = 1;
   return sn_net_refresh(net);
 }
@@ -726,8 +764,12 @@ sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out) {
   net->last_n = n;
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    if (!l->skip && l->ops->forward) l->ops->forward(net, l, n, 0);
+    if (l->skip || !l->ops->forward) continue;
+    double t0 = net->prof ? omp_get_wtime() : 0;
+    l->ops->forward(net, l, n, 0);
+    if (net->prof) net->prof[j] += omp_get_wtime() - t0;
   }
+  if (net->prof) net->prof_passes++;
   const sn_layer *o = &net->layers[net->layers[net->output].alias];
   if (out) memcpy(out, o->y, (size_t)n * sn_shape_size(net->layers[net->output].out) * sizeof(float));
   net->input = NULL;

@@ -108,6 +108,8 @@ struct sn_net {
   float *ws;               /* shared workspace */
   size_t ws_n;
   double *stats;           /* batch-norm scratch (sums) */
+  double *prof;            /* SN_PROFILE set: seconds per layer in inference forwards, or NULL */
+  long prof_passes;
   size_t stats_n;
   int last_n;              /* batch of the last forward */
   const float *input;      /* (N, H, W, C) network input during a pass */
