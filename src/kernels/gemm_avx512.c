@@ -299,35 +299,48 @@ static void ukernel_rows_m(int m, int n, int nseg, const float *const *as, const
   }
 }
 
-/* Row panels run against one B panel (kc x 32, 2 kc cache lines) after another. The first row
- * panel streams that B panel from memory (demand misses, faster than memory delivers); the
- * later ones reuse it from L1 with memory idle. Those later panels prefetch the next B panel
- * into L2: the second and third row panels one line per k step each, or the second alone two
- * lines per k step when there are only two. (At batch 1 the 7x7 layers' 4 row panels stream
- * 4-9 MB of weights per layer.) */
-void sn_gemm_block_avx512(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
-                          float *c, size_t ldc, int flags, const float *bias, const float *res,
-                          size_t ldr, int relu) {
+/* C (m, n) [+]= ap . bp over kc, column panel by column panel, each against all row panels.
+ * pf == NULL: the first row panel streams each B panel (kc x 32, 2 kc cache lines) from memory
+ * (demand misses, faster than memory delivers) and the later ones reuse it from L1 with memory
+ * idle, so those later panels prefetch the next B panel into L2: the second and third row
+ * panels one line per k step each, or the second alone two lines per k step when there are
+ * only two. (At batch 1 the 7x7 layers' 4 row panels stream 4-9 MB of weights per layer.)
+ * pf != NULL: instead, every column panel's kernel prefetches pfl lines per k step of the
+ * stream at pf (consecutive column panels, consecutive parts of it). */
+static void gemm_block(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
+                       float *c, size_t ldc, int flags, const float *bias, const float *res,
+                       size_t ldr, int relu, const float *pf, int pfl) {
   const int mp = (m + SN_MR - 1) / SN_MR;
   for (int j0 = 0; j0 < n; j0 += SN_NR) {
     const float *bj = bp + (size_t)(j0 / SN_NR) * bstride;
     const float *bnext = j0 + SN_NR < n ? bj + bstride : NULL;
     int nj = imin(SN_NR, n - j0);
     for (int i0 = 0, ip = 0; i0 < m; i0 += SN_MR, ip++) {
-      const float *pf = NULL;
-      int pfl = 0;
-      if (bnext && mp == 2 && ip == 1) {
-        pf = bnext;
-        pfl = 2;
+      const float *q = NULL;
+      int ql = 0;
+      if (pf) {
+        if (ip == 0) {
+          q = pf + (size_t)(j0 / SN_NR) * kc * 16 * pfl;
+          ql = pfl;
+        }
+      } else if (bnext && mp == 2 && ip == 1) {
+        q = bnext;
+        ql = 2;
       } else if (bnext && mp > 2 && (ip == 1 || ip == 2)) {
-        pf = bnext + (size_t)(ip - 1) * kc * 16;
-        pfl = 1;
+        q = bnext + (size_t)(ip - 1) * kc * 16;
+        ql = 1;
       }
       ukernel_m(imin(SN_MR, m - i0), nj, kc, ap + (size_t)ip * SN_PANEL, bj,
                 c + (size_t)i0 * ldc + j0, ldc, flags, bias ? bias + j0 : NULL,
-                res ? res + (size_t)i0 * ldr + j0 : NULL, ldr, relu, pf, pfl);
+                res ? res + (size_t)i0 * ldr + j0 : NULL, ldr, relu, q, ql);
     }
   }
+}
+
+void sn_gemm_block_avx512(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
+                          float *c, size_t ldc, int flags, const float *bias, const float *res,
+                          size_t ldr, int relu) {
+  gemm_block(m, n, kc, ap, bp, bstride, c, ldc, flags, bias, res, ldr, relu, NULL, 0);
 }
 
 /* Walks output pixels m = i0, i0 + 1, ... of an unpadded 1x1 convolution and gives the offset in
@@ -430,15 +443,27 @@ static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x,
     const size_t bstride = (size_t)kc * SN_NR;
     const float *bk = sn_gemm_bblock(bp, npan, k0) + (size_t)p0 * bstride;
     if (ncols <= SN_NARROW_N) {
-      for (int i0 = m0; i0 < m1; i0 += SN_MR) {
+      /* The first row panel streams this K block of B (kc x ncols) from memory, the others
+       * reuse it from L2; the second and third prefetch the next K block (kcn x ncols, 2 kcn
+       * lines per column panel: one line per k step each, or two when only one follows). */
+      const int ncp = ceil_div(ncols, SN_NR), rest = ceil_div(m1 - m0, SN_MR) - 1;
+      const int kcn = kb + 1 < p->nkb ? imin(p->kc, p->k - k0 - kc) : 0;
+      const float *bn = kcn ? sn_gemm_bblock(bp, npan, k0 + kc) + (size_t)p0 * kcn * SN_NR : NULL;
+      const int pfl = rest == 1 ? 2 : 1;
+      for (int i0 = m0, ip = 0; i0 < m1; i0 += SN_MR, ip++) {
         int mi = imin(SN_MR, m1 - i0);
         if (p->rowdirect && kh_fits(g) && rows_direct_ok(g, i0, mi)) {
           rows_direct_panel(g, p, x, i0, mi, bk, n0, ncols, bias, res, relu, y);
           continue;
         }
         pack_panel(g, p, x, i0, mi, k0, kc, ap);
-        sn_gemm_block_avx512(mi, ncols, kc, ap, bk, bstride, y + (size_t)i0 * p->n + n0, p->n,
-                             flags, bias0, res ? res + (size_t)i0 * p->n + n0 : NULL, p->n, relu);
+        /* this panel's share of the next block: ncp * kc * pfl lines from line (ip-1) * that */
+        const float *pf = NULL;
+        size_t share = (size_t)ncp * kc * pfl * 16, have = (size_t)ncp * kcn * SN_NR;
+        if (bn && (ip == 1 || ip == 2) && (size_t)(ip - 1) * share < have)
+          pf = bn + (size_t)(ip - 1) * share;
+        gemm_block(mi, ncols, kc, ap, bk, bstride, y + (size_t)i0 * p->n + n0, p->n, flags,
+                   bias0, res ? res + (size_t)i0 * p->n + n0 : NULL, p->n, relu, pf, pfl);
       }
     } else {
       for (int i0 = m0; i0 < m1; i0 += SN_MR)
