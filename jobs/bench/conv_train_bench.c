@@ -36,6 +36,16 @@ static int cmp_d(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* n floats at a 64-byte boundary (free() releases it) */
+static float *alloc64(size_t n) {
+  float *p = aligned_alloc(64, (n * sizeof(float) + 63) & ~(size_t)63);
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(1);
+  }
+  return p;
+}
+
 typedef struct shape {
   const char *name;
   int h, w, cin, k, s, p, cout, count; /* count: occurrences in the network */
@@ -100,9 +110,9 @@ int main(int argc, char **argv) {
     size_t nx = (size_t)batch * s->h * s->w * s->cin, nw = (size_t)s->k * s->k * s->cin * s->cout;
     size_t ny = (size_t)batch * g.oh * g.ow * s->cout;
     size_t wsn = sn_conv2d_forward_workspace(&g), wbn = sn_conv2d_backward_workspace(&g);
-    float *x = malloc(nx * 4), *w = malloc(nw * 4), *y = malloc(ny * 4), *dy = malloc(ny * 4);
-    float *dx = malloc(nx * 4), *dw = malloc(nw * 4);
-    float *ws = malloc((wsn > wbn ? wsn : wbn) * 4 + 64);
+    /* 64-byte aligned, as the network's arena and workspace */
+    float *x = alloc64(nx), *w = alloc64(nw), *y = alloc64(ny), *dy = alloc64(ny);
+    float *dx = alloc64(nx), *dw = alloc64(nw), *ws = alloc64(wsn > wbn ? wsn : wbn);
     for (size_t j = 0; j < nx; j++)
       x[j] = (float)((j * 2654435761u) % 1000) * 1e-3f - 0.5f;
     for (size_t j = 0; j < nw; j++)

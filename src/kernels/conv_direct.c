@@ -24,7 +24,8 @@
  *
  * Entry points (bottom of the file) choose per geometry: Winograd F(2x2, 3x3) (conv_wino.c) for
  * large 3x3 stride-1 layers, the inference path's packed GEMM for large K (forward and stride-1
- * backward data), else the direct tiles above.
+ * backward data) and for the weight gradient of layers with K >= 256 and Cout >= 128 (the
+ * transposed im2col rows packed as A, dy's rows as B), else the direct tiles above.
  *
  * Every function here runs only when sn_cpu_has_avx512() (conv.c checks). */
 #include <omp.h>
@@ -550,6 +551,7 @@ static void direct_forward(const sn_conv_geom *g, const float *x, const float *w
   }
 }
 
+/* dx (or NULL) and dw (or NULL: dx alone) by the direct tiles. */
 static void direct_backward(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
                             float *dx, float *dw, float *ws) {
   dpass d;
@@ -581,20 +583,22 @@ static void direct_backward(const sn_conv_geom *g, const float *x, const float *
     for (int ch = 0; ch < nch; ch++) {
       float *base = chunks + ch * chunkn;
       float *dypad = base + (size_t)blk * padx, *partial = base + partoff;
-      memset(partial, 0, nw * sizeof(float));
+      if (dw) memset(partial, 0, nw * sizeof(float));
       const int i0 = (int)((long)g->n * ch / nch), i1 = (int)((long)g->n * (ch + 1) / nch);
       for (int ib = i0; ib < i1; ib += blk) {
         const int ie = imin(i1, ib + blk);
-        const float *srcs[SN_WGRAD_MAX_IMAGES], *dys[SN_WGRAD_MAX_IMAGES];
-        for (int i = ib; i < ie; i++) {
-          srcs[i - ib] = x + i * in_img;
-          dys[i - ib] = dy + i * out_img;
-          if (d.padded) {
-            sn_dconv_pad_image(&d, x + i * in_img, base + (size_t)(i - ib) * padx, ib == i0);
-            srcs[i - ib] = base + (size_t)(i - ib) * padx;
+        if (dw) {
+          const float *srcs[SN_WGRAD_MAX_IMAGES], *dys[SN_WGRAD_MAX_IMAGES];
+          for (int i = ib; i < ie; i++) {
+            srcs[i - ib] = x + i * in_img;
+            dys[i - ib] = dy + i * out_img;
+            if (d.padded) {
+              sn_dconv_pad_image(&d, x + i * in_img, base + (size_t)(i - ib) * padx, ib == i0);
+              srcs[i - ib] = base + (size_t)(i - ib) * padx;
+            }
           }
+          wgrad_images(&d, srcs, dys, ie - ib, partial);
         }
-        wgrad_images(&d, srcs, dys, ie - ib, partial);
         if (!dx) continue;
         for (int i = ib; i < ie; i++) {
           const float *dyi = dy + i * out_img;
@@ -606,9 +610,9 @@ static void direct_backward(const sn_conv_geom *g, const float *x, const float *
         }
       }
     }
-    /* dW = sum of the partials in chunk order */
+    /* dW = sum of the partials in chunk order (dw NULL: dx only) */
 #pragma omp for schedule(static)
-    for (size_t j0 = 0; j0 < nw; j0 += 256) {
+    for (size_t j0 = 0; j0 < (dw ? nw : 0); j0 += 256) {
       const size_t j1 = j0 + 256 < nw ? j0 + 256 : nw;
       const float *p0 = chunks + partoff;
       for (size_t j = j0; j < j1; j++)
@@ -712,6 +716,207 @@ static void gemm_bwd_data(const sn_conv_geom *g, const float *w, const float *dy
   gemm_forward(&b, dy, wf, NULL, NULL, 0, dx, ws + round16((size_t)taps * cin * cout));
 }
 
+/* ------------------------------------------------------------ weight gradient by packed GEMM
+ *
+ * dW (K, Cout) = sum over blocks of kc output pixels of A (K, kc) . B (kc, Cout), A the im2col
+ * matrix transposed (row k = (ky, kx, ci): channel ci of tap (ky, kx) under each of the block's
+ * pixels, zero where the tap falls in the padding) and B the block's rows of dy. A task is a
+ * range of dW's rows x a range of its columns; it sweeps the pixel blocks in order, packing its
+ * columns of dy into B panels (kc, SN_NR) and, per chunk of <= SN_WG_MC rows, its rows of A by
+ * 16x16 transposes of the pixels' channel runs (SN_LDA-strided panels of SN_MR rows), then runs
+ * the inference path's micro-kernel (sn_gemm_block_avx512), accumulating into dW. Each element of
+ * dW is the same chain of FMAs whatever the split: independent of the thread count. The direct
+ * weight-gradient tiles (above) keep resnet20's narrow layers, where this measured no faster. */
+
+#define SN_WG_MC (16 * SN_MR) /* rows of A per packed chunk: 16 panels, 238 KiB (L2) */
+#define SN_WG_MAX_N 1024      /* columns per task: the task's B block <= 1 MiB */
+#define SN_WG_MIN_N 128       /* default rule: Cout >= this ... */
+#define SN_WG_MIN_K 256       /* ... and K = KH*KW*Cin >= this */
+
+/* SN_CONV_WGRAD=0: direct tiles; =1: packed GEMM for every geometry; unset: the size rule. */
+static int gemm_wgrad_eligible(const sn_conv_geom *g) {
+  const char *e = getenv("SN_CONV_WGRAD");
+  if (e && e[0]) return strcmp(e, "0") != 0;
+  return g->cout >= SN_WG_MIN_N && g->kh * g->kw * g->cin >= SN_WG_MIN_K;
+}
+
+typedef struct wgplan {
+  int m, n, p;   /* dW rows (K), columns (Cout), pixels (N*OH*OW) */
+  int kc, npb;   /* pixels per block, blocks */
+  int mt, nt;    /* row ranges x column ranges = tasks */
+} wgplan;
+
+/* Splits dW into >= 2 tasks per thread, choosing the split that packs least: A is packed once
+ * per column range (a transpose: counted twice), B once per row range. */
+static void wgplan_init(const sn_conv_geom *g, int threads, wgplan *p) {
+  p->m = g->kh * g->kw * g->cin;
+  p->n = g->cout;
+  p->p = g->n * g->oh * g->ow;
+  p->kc = sn_gemm_kc(p->p);
+  p->npb = ceil_div(p->p, p->kc);
+  const int mp = ceil_div(p->m, SN_MR), np = ceil_div(p->n, SN_NR);
+  const int nmin = ceil_div(p->n, SN_WG_MAX_N);
+  const long want = imin(2 * threads, mp * np);
+  double best = -1.0;
+  p->mt = 1;
+  p->nt = nmin;
+  for (int mt = 1; mt <= mp; mt++)
+    for (int nt = nmin; nt <= np; nt++) {
+      if ((long)mt * nt < want) continue;
+      const double cost = 2.0 * p->m * nt + (double)p->n * mt + 0.5 * (double)mt * nt;
+      if (best < 0 || cost < best) {
+        best = cost;
+        p->mt = mt;
+        p->nt = nt;
+      }
+      break; /* larger nt only costs more */
+    }
+}
+
+static size_t gemm_wgrad_thread_floats(const sn_conv_geom *g) {
+  wgplan p;
+  wgplan_init(g, 1, &p);
+  const int ncols = imin(p.n, SN_WG_MAX_N);
+  return (size_t)p.kc * (size_t)ceil_div(ncols, SN_NR) * SN_NR +
+         (size_t)(SN_WG_MC / SN_MR) * SN_PANEL;
+}
+
+static size_t gemm_wgrad_workspace(const sn_conv_geom *g) {
+  return (size_t)SN_GEMM_THREADS_MAX * round16(gemm_wgrad_thread_floats(g));
+}
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+
+/* r[i][j] <- r[j][i] for a 16x16 block of floats held in 16 registers. */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
+  __m512 t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; i++) {
+    r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) {
+    t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+    t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+    t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+    t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; j++) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+  }
+}
+
+/* Rows [r0, r1) of A for the pixels of one block (kc of them; pixel q's top-left input tap at
+ * row piy[q], column pix[q] of image pimg[q]) into panels ap (row r - r0 at panel (r-r0)/SN_MR,
+ * slot (r-r0)%SN_MR, stride SN_LDA; columns rounded up to 16 with zeros). Per tap and group of
+ * 16 pixels, the pixels' channel runs are read in order (16 sequential streams; x's pixels are
+ * Cin*4 bytes apart, which for Cin >= 1024 maps a group's loads to one L1 set) and transposed
+ * 16 channels at a time. */
+static void wg_pack_a(const sn_conv_geom *g, const float *x, const int *pimg, const int *piy,
+                      const int *pix, int kc, int r0, int r1, float *ap) {
+  const int cin = g->cin;
+  const __m512 zero = _mm512_setzero_ps();
+  float *rowp[SN_WG_MC];
+  for (int r = 0; r < r1 - r0; r++)
+    rowp[r] = ap + (size_t)(r / SN_MR) * SN_PANEL + (size_t)(r % SN_MR) * SN_LDA;
+  for (int m = r0; m < r1;) {
+    const int tap = m / cin, ci0 = m % cin, ky = tap / g->kw, kx = tap % g->kw;
+    const int mend = imin(r1, (tap + 1) * cin); /* rows m..mend-1: channels ci0.. of this tap */
+    for (int q0 = 0; q0 < kc; q0 += 16) {
+      const float *src[16];
+      for (int j = 0; j < 16; j++) {
+        const int q = q0 + j;
+        const int iy = q < kc ? piy[q] + ky : -1, ix = q < kc ? pix[q] + kx : -1;
+        src[j] = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w
+                     ? x + (((size_t)pimg[q] * g->h + iy) * g->w + ix) * cin + ci0
+                     : NULL;
+      }
+      for (int c = 0; c < mend - m; c += 16) {
+        const int nr = imin(16, mend - m - c);
+        const __mmask16 mk = tail_mask(nr);
+        __m512 v[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+          v[j] = src[j] ? _mm512_maskz_loadu_ps(mk, src[j] + c) : zero;
+        transpose16(v);
+        float *const *dst = rowp + (m - r0 + c);
+        for (int j = 0; j < nr; j++)
+          _mm512_storeu_ps(dst[j] + q0, v[j]);
+      }
+    }
+    m = mend;
+  }
+}
+
+/* Columns [n0, n0 + ncols) of dy's rows [p0, p0 + kc) into panels (kc, SN_NR), zero padded. */
+static void wg_pack_b(const float *dy, int cout, int p0, int kc, int n0, int ncols, float *bp) {
+  for (int j = 0; j < ncols; j += SN_NR) {
+    const int nj = imin(SN_NR, ncols - j);
+    const __mmask16 m0 = tail_mask(nj), m1 = tail_mask(nj - 16);
+    float *dst = bp + (size_t)(j / SN_NR) * kc * SN_NR;
+    const float *src = dy + (size_t)p0 * cout + n0 + j;
+    for (int q = 0; q < kc; q++) {
+      _mm512_storeu_ps(dst + (size_t)q * SN_NR, _mm512_maskz_loadu_ps(m0, src + (size_t)q * cout));
+      _mm512_storeu_ps(dst + (size_t)q * SN_NR + 16,
+                      _mm512_maskz_loadu_ps(m1, src + (size_t)q * cout + 16));
+    }
+  }
+}
+
+#pragma GCC pop_options
+
+static void gemm_wgrad(const sn_conv_geom *g, const float *x, const float *dy, float *dw,
+                       float *ws) {
+  const int threads = gemm_threads();
+  wgplan p;
+  wgplan_init(g, threads, &p);
+  const int mp = ceil_div(p.m, SN_MR), np = ceil_div(p.n, SN_NR), ntask = p.mt * p.nt;
+  const size_t tws = round16(gemm_wgrad_thread_floats(g));
+  const int ohw = g->oh * g->ow;
+#pragma omp parallel num_threads(imin(threads, ntask))
+  {
+    float *bbuf = ws + (size_t)omp_get_thread_num() * tws;
+    float *abuf = bbuf + (size_t)p.kc * (size_t)imin(np * SN_NR, SN_WG_MAX_N);
+    int pimg[SN_KC], piy[SN_KC], pix[SN_KC];
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < ntask; t++) {
+      const int ti = t / p.nt, tj = t % p.nt;
+      const int r0 = (int)((long)mp * ti / p.mt) * SN_MR;
+      const int r1 = imin(p.m, (int)((long)mp * (ti + 1) / p.mt) * SN_MR);
+      const int n0 = (int)((long)np * tj / p.nt) * SN_NR;
+      const int n1 = imin(p.n, (int)((long)np * (tj + 1) / p.nt) * SN_NR);
+      for (int pb = 0; pb < p.npb; pb++) {
+        const int p0 = pb * p.kc, kc = imin(p.kc, p.p - p0);
+        for (int q = 0; q < kc; q++) {
+          const int pp = p0 + q, img = pp / ohw, oy = pp % ohw / g->ow, ox = pp % g->ow;
+          pimg[q] = img;
+          piy[q] = oy * g->sh - g->pt;
+          pix[q] = ox * g->sw - g->pl;
+        }
+        wg_pack_b(dy, g->cout, p0, kc, n0, n1 - n0, bbuf);
+        for (int c0 = r0; c0 < r1; c0 += SN_WG_MC) {
+          const int c1 = imin(r1, c0 + SN_WG_MC);
+          wg_pack_a(g, x, pimg, piy, pix, kc, c0, c1, abuf);
+          sn_gemm_block_avx512(c1 - c0, n1 - n0, kc, abuf, bbuf, (size_t)kc * SN_NR,
+                               dw + (size_t)c0 * p.n + n0, (size_t)p.n, pb ? SN_GEMM_ACC : 0,
+                               NULL, NULL, 0, 0);
+        }
+      }
+    }
+  }
+}
+
 /* ------------------------------------------------------------ entry points */
 
 size_t sn_dconv_forward_workspace(const sn_conv_geom *g) {
@@ -725,6 +930,7 @@ size_t sn_dconv_forward_workspace(const sn_conv_geom *g) {
 size_t sn_dconv_backward_workspace(const sn_conv_geom *g) {
   size_t d = direct_backward_workspace(g);
   if (gemm_bwd_workspace(g) > d) d = gemm_bwd_workspace(g);
+  if (gemm_wgrad_workspace(g) > d) d = gemm_wgrad_workspace(g);
   if (sn_dconv_wino_valid(g) && sn_dconv_wino_backward_workspace(g) > d)
     d = sn_dconv_wino_backward_workspace(g);
   return d;
@@ -745,6 +951,13 @@ void sn_dconv_backward_avx512(const sn_conv_geom *g, const float *x, const float
   (void)db; /* the caller (conv.c) computes db */
   if (sn_dconv_wino_eligible(g)) {
     sn_dconv_wino_backward(g, x, w, dy, dx, dw, ws);
+  } else if (gemm_wgrad_eligible(g)) {
+    /* the weight gradient by the packed GEMM, then dx (the same workspace, one after the other) */
+    gemm_wgrad(g, x, dy, dw, ws);
+    if (dx && gemm_bwd_eligible(g))
+      gemm_bwd_data(g, w, dy, dx, ws);
+    else if (dx)
+      direct_backward(g, x, w, dy, dx, NULL, ws);
   } else if (dx && gemm_bwd_eligible(g)) {
     /* the weight gradient by the direct kernels, then dx by the packed GEMM (the same
      * workspace, one after the other) */
