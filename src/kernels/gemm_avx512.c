@@ -10,6 +10,7 @@
  * Threads split the rows when there are enough of them, else the column panels (plan_conv). */
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conv_fast.h"
@@ -80,10 +81,24 @@ static void plan_conv(const sn_conv_geom *g, int nt, gemm_plan *p) {
   /* shared A: every column task reads all of packed A, so few tasks when A is large */
   size_t abytes = (size_t)p->mp * p->nkb * SN_PANEL * sizeof(float);
   p->nsplit = imin(npan, abytes > (512u << 10) ? nt : 4 * nt);
-  /* rows: about 3 tasks per thread, fewer when B's K block does not fit L2 */
+  /* rows: panels per task such that the threads get equal shares (the busiest thread's
+   * ceil(tasks / nt) * ppb panels as small as possible; batch 1 at 14x14 used to be 5 tasks of
+   * 3 panels, 9 on one thread and 5 on the other), then the number of tasks nearest to 3 per
+   * thread (1 per thread when B's K block does not fit L2: every task streams it), then the
+   * larger ppb. At least 2 panels per task when there are enough: the second and third panels
+   * prefetch the weights the next ones need (gemm_block, conv_task). */
   int want = (size_t)p->kc * p->n * sizeof(float) <= (1u << 20) ? 3 * nt : nt;
-  int nmb = imax(ceil_div(p->mp, max_panels_per_block()), imin(p->mp, want));
-  p->ppb = ceil_div(p->mp, nmb);
+  int lo = p->mp >= 2 * nt ? 2 : 1, hi = imax(lo, imin(max_panels_per_block(), ceil_div(p->mp, nt)));
+  int best = hi, best_load = INT32_MAX, best_dist = INT32_MAX;
+  for (int ppb = lo; ppb <= hi; ppb++) {
+    int nmb = ceil_div(p->mp, ppb), load = ceil_div(nmb, nt) * ppb, dist = abs(nmb - want);
+    if (load < best_load || (load == best_load && dist <= best_dist)) {
+      best = ppb;
+      best_load = load;
+      best_dist = dist;
+    }
+  }
+  p->ppb = best;
   p->nmb = ceil_div(p->mp, p->ppb);
 }
 
