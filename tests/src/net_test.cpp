@@ -79,3 +79,32 @@ TEST(Net, FusedInferenceEqualsTrainingGraph) {
     sn_net_destroy(inf);
   }
 }
+
+// SN_PROFILE=1: every layer run in an inference forward is timed and listed (with the
+// convolutions' algorithms) on stderr when the plan is freed; skipped (fused) layers are not.
+TEST(Net, ProfileListsEveryRunLayer) {
+  setenv("SN_PROFILE", "1", 1);
+  sn_net *net = make("resnet20", 16, 3, 4);
+  ASSERT_NE(net, nullptr);
+  ASSERT_EQ(sn_net_plan(net, 2, 0), SN_OK) << sn_last_error();
+  unsetenv("SN_PROFILE");
+  auto x = sntest::randn(2 * 16 * 16 * 3, 7);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(sn_net_forward(net, x.data(), 2, nullptr), SN_OK);
+  int run = 0;
+  for (int j = 0; j < net->nlayers; ++j) run += !net->layers[j].skip;
+  testing::internal::CaptureStderr();
+  sn_net_destroy(net);
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("shardnet profile: resnet20, 3 forward passes"), std::string::npos) << err;
+  int lines = 0;
+  for (size_t p = 0; (p = err.find('\n', p)) != std::string::npos; ++p) ++lines;
+  EXPECT_EQ(lines, run + 2) << err;  // title, header, one line per layer that ran
+  EXPECT_NE(err.find(" conv "), std::string::npos) << err;
+
+  sn_net *quiet = make("resnet20", 16, 3, 4);  // without the variable: no table
+  ASSERT_EQ(sn_net_plan(quiet, 2, 0), SN_OK);
+  ASSERT_EQ(sn_net_forward(quiet, x.data(), 2, nullptr), SN_OK);
+  testing::internal::CaptureStderr();
+  sn_net_destroy(quiet);
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+}
