@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/conv_fast.h"
 #include "net_impl.h"
 
 /* ------------------------------------------------------------------ layer table */
@@ -614,6 +615,26 @@ static size_t plan_offsets(sn_net *net, int n, size_t *offs, int reuse) {
       for (int i = 0; i < nlive; ++i)
         if (live[i].end >= j) live[k++] = live[i];
       nlive = k;
+    }
+    /* A convolution whose fused residual dies with it writes over the residual when its
+     * algorithm allows (sn_conv_residual_in_place_ok): the residual's interval becomes this
+     * layer's. */
+    if (reuse && l->fused_res >= 0 && net->layers[l->fused_res].alias == l->fused_res &&
+        last[l->fused_res] == j && l->in[0] != l->fused_res && !strcmp(l->ops->kind, "conv")) {
+      const sn_shape *s = sn_layer_in_shape(net, l, 0);
+      sn_conv_geom g;
+      int r = l->fused_res, found = -1;
+      for (int i = 0; i < nlive; ++i)
+        if (live[i].off == offs[r] && live[i].size == size) found = i;
+      if (found >= 0 &&
+          sn_conv_geom_init(&g, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt, l->pl,
+                            l->pb, l->pr, l->filters) == 0 &&
+          (size_t)g.oh * g.ow * g.cout == sn_shape_size(net->layers[r].out) &&
+          sn_conv_residual_in_place_ok(&g)) {
+        offs[j] = offs[r];
+        live[found].end = last[j];
+        continue;
+      }
     }
     /* first fit among gaps of live intervals sorted by offset */
     size_t off = 0;

@@ -94,6 +94,11 @@ typedef enum sn_conv_algo {
 int sn_conv_prepare_algo(const sn_conv_geom *g, const float *w, const float *bias,
                          sn_conv_algo algo, sn_conv_impl **out);
 
+/* 1 if the prepared convolution of g may write its output over its residual input (y == res):
+ * the planner then gives a convolution whose residual dies with it the residual's buffer, which
+ * saves the output's read-for-ownership traffic (25.7 MB per layer1 block at batch 8). */
+int sn_conv_residual_in_place_ok(const sn_conv_geom *g);
+
 #ifdef __cplusplus
 }
 #endif

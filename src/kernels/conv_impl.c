@@ -69,6 +69,15 @@ static sn_conv_algo choose(const sn_conv_geom *g, int nt, sn_conv_algo want) {
   return SN_CONV_GEMM;
 }
 
+int sn_conv_residual_in_place_ok(const sn_conv_geom *g) {
+  /* The packed GEMM with a single K block writes each output element once, in the epilogue of
+   * the tile that has just read the same element of the residual; nothing else reads it. With
+   * several K blocks partial sums would overwrite the residual first; the generic path runs
+   * its GEMM into y before adding the residual; Winograd is not checked. */
+  int k = g->kh * g->kw * g->cin;
+  return choose(g, omp_get_max_threads(), SN_CONV_AUTO) == SN_CONV_GEMM && sn_gemm_kc(k) == k;
+}
+
 int sn_conv_prepare_algo(const sn_conv_geom *g, const float *w, const float *bias,
                          sn_conv_algo algo, sn_conv_impl **out) {
   *out = NULL;

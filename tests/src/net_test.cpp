@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/conv_fast.h"
 #include "net_impl.h"
 #include "shardnet.h"
 #include "test_util.h"
@@ -107,4 +108,34 @@ TEST(Net, ProfileListsEveryRunLayer) {
   testing::internal::CaptureStderr();
   sn_net_destroy(quiet);
   EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+}
+
+// The planner gives a convolution whose fused residual dies with it the residual's buffer when
+// the packed GEMM allows (single K block, K = KH*KW*Cin <= 256): in resnet50 the convolution
+// the add is fused into (the block's last, or its downsample) runs in place in layer1-2 and in
+// layer3's identity blocks, not in layer3.0 (downsample, K = 512) or layer4 (K >= 512); the
+// output equals the plan without the add fused.
+TEST(Net, ResidualConvolutionsRunInPlace) {
+  if (!sn_cpu_has_avx512()) GTEST_SKIP() << "in-place residuals need the AVX-512 GEMM path";
+  sn_net *net = make("resnet50", 64, 3, 0);
+  ASSERT_NE(net, nullptr);
+  ASSERT_EQ(sn_net_plan(net, 2, 0), SN_OK) << sn_last_error();
+  int inplace = 0, separate = 0;
+  for (int j = 0; j < net->nlayers; ++j) {
+    const sn_layer *l = &net->layers[j];
+    if (l->skip || l->fused_res < 0) continue;
+    const bool same = l->y == net->layers[l->fused_res].y;
+    (same ? inplace : separate)++;
+    EXPECT_EQ(same, l->kh * l->kw * sn_layer_in_shape(net, l, 0)->c <= 256) << l->name;
+  }
+  EXPECT_EQ(inplace, 12);  // 3 + 4 + 5 blocks
+  EXPECT_EQ(separate, 4);  // layer3.0, layer4.0-2
+  auto x = sntest::randn(2 * 64 * 64 * 3, 11);
+  std::vector<float> a(2 * 10), b(2 * 10);
+  ASSERT_EQ(sn_net_forward(net, x.data(), 2, a.data()), SN_OK);
+  ASSERT_EQ(sn_net_plan_fused(net, 2, 0, SN_FUSE_ALL & ~SN_FUSE_ADD), SN_OK);
+  ASSERT_EQ(sn_net_forward(net, x.data(), 2, b.data()), SN_OK);
+  EXPECT_LE(sntest::max_abs_diff(a.data(), b.data(), a.size()),
+            1e-5 + 1e-5 * sntest::max_abs(b.data(), b.size()));
+  sn_net_destroy(net);
 }
