@@ -4,6 +4,9 @@
 // relative to max|y| typically and below In*u = 2e-5 at worst: rtol = 2e-5. Gradients sum N or
 // Out terms: same bound. The loss sum(dy * y) is linear in x, w and b, so central differences
 // (h = 1e-3, double) are exact up to ~1e-12.
+#include <omp.h>
+
+#include <cstdlib>
 #include <vector>
 
 #include "kernel_check.h"
@@ -59,4 +62,44 @@ TEST(KernelDense, BackwardFiniteDifferences) {
     sn_dense_backward(x.data(), w.data(), dy.data(), s.n, s.in, s.out, nullptr, dw2.data(), nullptr);
     EXPECT_EQ(dw, dw2);
   }
+}
+
+// Sizes above the threshold where the loops run in parallel (N*In*Out > 1e6; several 256-column
+// blocks, a partial last one), for both builds of the loops (AVX-512 and baseline, forced by
+// SN_NO_AVX512), against float64 products; and the result must not depend on the thread count.
+TEST(KernelDense, ParallelSizesBothInstructionSets) {
+  const int n = 4, in = 300, out = 1000;
+  fvec x = sntest::randn((size_t)n * in, 8), w = sntest::randn((size_t)in * out, 9);
+  fvec b = sntest::randn(out, 10), dy = sntest::randn((size_t)n * out, 11);
+  const dvec xd = kcheck::to_d(x), wd = kcheck::to_d(w), bd = kcheck::to_d(b), dyd = kcheck::to_d(dy);
+  dvec dwr((size_t)in * out, 0.0), dxr((size_t)n * in, 0.0);
+  for (int r = 0; r < n; ++r)
+    for (int i = 0; i < in; ++i)
+      for (int o = 0; o < out; ++o) {
+        dwr[(size_t)i * out + o] += xd[(size_t)r * in + i] * dyd[(size_t)r * out + o];
+        dxr[(size_t)r * in + i] += dyd[(size_t)r * out + o] * wd[(size_t)i * out + o];
+      }
+  fvec first;
+  for (const char *off : {"0", "1"}) {
+    SCOPED_TRACE(testing::Message() << "SN_NO_AVX512=" << off);
+    setenv("SN_NO_AVX512", off, 1);
+    fvec y((size_t)n * out, NAN), dx(x.size(), NAN), dw(w.size(), NAN), db(b.size(), NAN);
+    sn_dense_forward(x.data(), w.data(), b.data(), n, in, out, y.data());
+    EXPECT_TRUE(kcheck::close(y, dense_ref(xd, wd, &bd, n, in, out), 2e-5));
+    sn_dense_backward(x.data(), w.data(), dy.data(), n, in, out, dx.data(), dw.data(), db.data());
+    EXPECT_TRUE(kcheck::close(dw, dwr, 2e-5));
+    EXPECT_TRUE(kcheck::close(dx, dxr, 2e-5));
+    const int saved = omp_get_max_threads();
+    for (int threads : {1, 3}) {
+      omp_set_num_threads(threads);
+      fvec y1((size_t)n * out, NAN), dw1(w.size(), NAN), dx1(x.size(), NAN);
+      sn_dense_forward(x.data(), w.data(), b.data(), n, in, out, y1.data());
+      sn_dense_backward(x.data(), w.data(), dy.data(), n, in, out, dx1.data(), dw1.data(), nullptr);
+      EXPECT_EQ(y1, y) << threads << " threads";
+      EXPECT_EQ(dw1, dw) << threads << " threads";
+      EXPECT_EQ(dx1, dx) << threads << " threads";
+    }
+    omp_set_num_threads(saved);
+  }
+  unsetenv("SN_NO_AVX512");
 }
