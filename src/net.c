@@ -322,6 +322,7 @@ static void print_profile(sn_net *net) {
   if (!net->prof || net->prof_passes == 0) return;
   double total = 0;
   int *order = malloc((size_t)net->nlayers * sizeof *order);
+  if (!order) return;
   int n = 0;
   for (int j = 0; j < net->nlayers; ++j)
     if (net->prof[j] > 0) {
