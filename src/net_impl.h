@@ -108,7 +108,7 @@ struct sn_net {
   float *ws;               /* shared workspace */
   size_t ws_n;
   double *stats;           /* batch-norm scratch (sums) */
-  double *prof;            /* SN_PROFILE set: seconds per layer in inference forwards, or NULL */
+  double *prof;            /* SN_PROFILE set: seconds per layer (training: nlayers forward, then nlayers backward), or NULL */
   long prof_passes;
   size_t stats_n;
   int last_n;              /* batch of the last forward */
@@ -159,6 +159,7 @@ const float *sn_layer_input(const sn_net *net, const sn_layer *l, int i);
  * the workspace and adds with sn_net_accumulate). */
 float *sn_layer_input_grad(sn_net *net, sn_layer *l, int i, int *accumulate);
 void sn_net_accumulate(float *dst, const float *src, size_t n);
+float *sn_alloc_floats(size_t n); /* n floats, 64-byte aligned (net.c) */
 float *sn_param_data(const sn_net *net, const sn_layer *l, int k);
 float *sn_param_grad(const sn_net *net, const sn_layer *l, int k);
 

@@ -118,7 +118,10 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
     l->dy_written = 0;
-    if (!l->skip) l->ops->forward(net, l, n, 1); /* skipped: a ReLU fused into its producer */
+    if (l->skip) continue; /* a ReLU fused into its producer */
+    double t0 = net->prof ? omp_get_wtime() : 0;
+    l->ops->forward(net, l, n, 1);
+    if (net->prof) net->prof[j] += omp_get_wtime() - t0;
   }
   if (net->err != SN_OK) return net->err;
   int ok = 0;
@@ -138,12 +141,14 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
   for (int j = net->nlayers - 1; j >= 0; --j) {
     sn_layer *l = &net->layers[j];
     if (!l->skip) {
+      double t0 = net->prof ? omp_get_wtime() : 0;
       if (!l->dy_written) /* unreachable from the loss: zero gradient */
         memset(l->dy, 0, (size_t)n * sn_shape_size(l->out) * sizeof(float));
       if (l->ops->backward) {
         sn_status s = l->ops->backward(net, l, n);
         if (s != SN_OK) return s;
       }
+      if (net->prof) net->prof[net->nlayers + j] += omp_get_wtime() - t0;
     }
     if (dist) {
       size_t lo = first_offset_from(net, j);
@@ -158,6 +163,7 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
     }
   }
   net->input = NULL;
+  if (net->prof) net->prof_passes++;
   if (dist) {
     /* Exposed communication: from the end of backward until every bucket is reduced. One test
      * first (also without polling) counts the buckets that completed during backward. */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "conv_fast.h" /* sn_cpu_has_avx512 */
 
 #define SN_OMP_MIN 32768
 #define SN_CB 16
@@ -63,7 +64,7 @@ static void max_tap(const float *xp, int c, int32_t base, float *yp, int32_t *ap
   }
 }
 
-void sn_maxpool_forward(const sn_pool_geom *g, const float *x, float *y, int32_t *argmax) {
+static void maxpool_forward_scalar(const sn_pool_geom *g, const float *x, float *y, int32_t *argmax) {
   const int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow;
   const long opix = (long)g->n * oh * ow;
 #pragma omp parallel for schedule(static) if ((size_t)opix * c * g->kh * g->kw > SN_OMP_MIN)
@@ -96,7 +97,8 @@ void sn_maxpool_forward(const sn_pool_geom *g, const float *x, float *y, int32_t
   }
 }
 
-void sn_maxpool_backward(const sn_pool_geom *g, const int32_t *argmax, const float *dy, float *dx) {
+static void maxpool_backward_scalar(const sn_pool_geom *g, const int32_t *argmax, const float *dy,
+                                    float *dx) {
   const int c = g->c, nb = (c + SN_CB - 1) / SN_CB;
   const size_t in_img = (size_t)g->h * g->w * c, out_pix = (size_t)g->oh * g->ow;
   const long jobs = (long)g->n * nb;
@@ -115,6 +117,105 @@ void sn_maxpool_backward(const sn_pool_geom *g, const int32_t *argmax, const flo
         if (a >= 0) dxi[a] += dyi[q * c + ch];
       }
   }
+}
+
+
+/* ------------------------------------------------------------ AVX-512 max pool
+ * The same scans as above, 16 channels per vector: the running maximum and argmax of a channel
+ * block stay in registers over the window's cells (taken in (ky, kx) order, a later cell winning
+ * only if strictly greater: _CMP_GT_OQ is the scalar `>`, NaN included), so the results are
+ * bitwise the portable loops'. Backward: the argmax of one output pixel's 16 channels are 16
+ * distinct elements of dx, so a masked gather-add-scatter per vector adds in the same order. */
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+#include <immintrin.h>
+
+static inline __mmask16 pool_mask(int n) {
+  return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+static void maxpool_forward_avx512(const sn_pool_geom *g, const float *x, float *y,
+                                   int32_t *argmax) {
+  const int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow;
+  const long opix = (long)g->n * oh * ow;
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#pragma omp parallel for schedule(static) if ((size_t)opix * c * g->kh * g->kw > SN_OMP_MIN)
+  for (long p = 0; p < opix; ++p) {
+    const int img = (int)(p / ((long)oh * ow)), rem = (int)(p % ((long)oh * ow));
+    const int oy = rem / ow, ox = rem % ow;
+    const float *xi = x + (size_t)img * h * w * c;
+    float *yp = y + (size_t)p * c;
+    int32_t *ap = argmax ? argmax + (size_t)p * c : NULL;
+    for (int c0 = 0; c0 < c; c0 += 16) {
+      const __mmask16 k = pool_mask(c - c0);
+      __m512 m = _mm512_setzero_ps();
+      __m512i a = _mm512_set1_epi32(-1);
+      int first = 1;
+      for (int ky = 0; ky < g->kh; ++ky) {
+        const int iy = oy * g->sh - g->pt + ky;
+        for (int kx = 0; kx < g->kw; ++kx) {
+          const int ix = ox * g->sw - g->pl + kx;
+          __m512 v = _mm512_setzero_ps();
+          __m512i vi = _mm512_set1_epi32(-1);
+          if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
+            if (!g->pad_zero) continue; /* a padded zero: value 0, argmax -1 */
+          } else {
+            const int32_t base = (int32_t)(((size_t)iy * w + ix) * c) + c0;
+            v = _mm512_maskz_loadu_ps(k, xi + base);
+            vi = _mm512_add_epi32(_mm512_set1_epi32(base), lane);
+          }
+          if (first) {
+            m = v;
+            a = vi;
+            first = 0;
+          } else {
+            const __mmask16 gt = _mm512_mask_cmp_ps_mask(k, v, m, _CMP_GT_OQ);
+            m = _mm512_mask_mov_ps(m, gt, v);
+            a = _mm512_mask_mov_epi32(a, gt, vi);
+          }
+        }
+      }
+      _mm512_mask_storeu_ps(yp + c0, k, m); /* no cell at all: 0 and -1 */
+      if (ap) _mm512_mask_storeu_epi32(ap + c0, k, a);
+    }
+  }
+}
+
+static void maxpool_backward_avx512(const sn_pool_geom *g, const int32_t *argmax, const float *dy,
+                                    float *dx) {
+  const int c = g->c, nb = (c + SN_CB - 1) / SN_CB;
+  const size_t in_img = (size_t)g->h * g->w * c, out_pix = (size_t)g->oh * g->ow;
+  const long jobs = (long)g->n * nb;
+#pragma omp parallel for schedule(static) if ((in_img + out_pix * c) * g->n > SN_OMP_MIN)
+  for (long jb = 0; jb < jobs; ++jb) {
+    const int img = (int)(jb / nb), b = (int)(jb % nb);
+    const int c0 = b * SN_CB;
+    const __mmask16 k = pool_mask(c - c0);
+    float *dxi = dx + (size_t)img * in_img;
+    for (size_t q = 0; q < (size_t)g->h * g->w; ++q)
+      _mm512_mask_storeu_ps(dxi + q * c + c0, k, _mm512_setzero_ps());
+    const float *dyi = dy + (size_t)img * out_pix * c + c0;
+    const int32_t *ai = argmax + (size_t)img * out_pix * c + c0;
+    for (size_t q = 0; q < out_pix; ++q) {
+      const __m512i a = _mm512_maskz_loadu_epi32(k, ai + q * c);
+      const __mmask16 m = _mm512_mask_cmpge_epi32_mask(k, a, _mm512_setzero_si512());
+      const __m512 d = _mm512_maskz_loadu_ps(m, dyi + q * c);
+      const __m512 t = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, a, dxi, 4);
+      _mm512_mask_i32scatter_ps(dxi, m, a, _mm512_add_ps(t, d), 4);
+    }
+  }
+}
+
+#pragma GCC pop_options
+
+void sn_maxpool_forward(const sn_pool_geom *g, const float *x, float *y, int32_t *argmax) {
+  if (sn_cpu_has_avx512()) maxpool_forward_avx512(g, x, y, argmax);
+  else maxpool_forward_scalar(g, x, y, argmax);
+}
+
+void sn_maxpool_backward(const sn_pool_geom *g, const int32_t *argmax, const float *dy, float *dx) {
+  if (sn_cpu_has_avx512()) maxpool_backward_avx512(g, argmax, dy, dx);
+  else maxpool_backward_scalar(g, argmax, dy, dx);
 }
 
 /* Number of window cells inside the image along one axis. */

@@ -65,8 +65,9 @@ sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n) {
     return sn_error_set(SN_ERR_NOMEM, "layer %s: cannot prepare convolution", l->name);
   size_t need = sn_conv_impl_workspace(l->impl);
   if (need > net->ws_n) {
-    float *ws = realloc(net->ws, need * sizeof(float));
+    float *ws = sn_alloc_floats(need); /* the plan's contents are scratch: not copied */
     if (!ws) return sn_error_set(SN_ERR_NOMEM, "layer %s: cannot allocate workspace", l->name);
+    free(net->ws);
     net->ws = ws;
     net->ws_n = need;
   }

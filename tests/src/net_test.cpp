@@ -110,6 +110,34 @@ TEST(Net, ProfileListsEveryRunLayer) {
   EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
 }
 
+// SN_PROFILE=1 on a training plan: every layer that ran is listed with its forward and backward
+// times, and the title counts the training steps.
+TEST(Net, ProfileListsTrainingForwardAndBackward) {
+  setenv("SN_PROFILE", "1", 1);
+  sn_net *net = make("resnet20", 16, 3, 4);
+  ASSERT_NE(net, nullptr);
+  ASSERT_EQ(sn_net_plan(net, 2, 1), SN_OK) << sn_last_error();
+  unsetenv("SN_PROFILE");
+  auto x = sntest::randn(2 * 16 * 16 * 3, 8);
+  const int32_t labels[2] = {1, 3};
+  sn_train_config tc;
+  sn_train_config_init(&tc);
+  for (int i = 0; i < 2; ++i)
+    ASSERT_EQ(sn_net_train_step(net, x.data(), labels, 2, 2, &tc, nullptr, nullptr), SN_OK)
+        << sn_last_error();
+  int run = 0;
+  for (int j = 0; j < net->nlayers; ++j) run += !net->layers[j].skip;
+  testing::internal::CaptureStderr();
+  sn_net_destroy(net);
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("shardnet profile: resnet20, 2 training steps"), std::string::npos) << err;
+  EXPECT_NE(err.find("fwd ms"), std::string::npos) << err;
+  EXPECT_NE(err.find("bwd ms"), std::string::npos) << err;
+  int lines = 0;
+  for (size_t p = 0; (p = err.find('\n', p)) != std::string::npos; ++p) ++lines;
+  EXPECT_EQ(lines, run + 2) << err;
+}
+
 // The planner gives a convolution whose fused residual dies with it the residual's buffer when
 // the packed GEMM allows (single K block, K = KH*KW*Cin <= 256): in resnet50 the convolution
 // the add is fused into (the block's last, or its downsample) runs in place in layer1-2 and in

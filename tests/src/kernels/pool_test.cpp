@@ -1,15 +1,20 @@
 // pool_test.cpp - max/avg pooling (windowed and global) against float64 references, argmax
 // conventions, and finite-difference gradient checks.
 //
-// Max pooling is exact (selection): compared for equality. Averages are summed in double and
+// Max pooling is exact (selection): compared for equality; the AVX-512 path bitwise against the
+// portable one. Averages are summed in double and
 // rounded once: rtol = 1e-6. Gradient checks use central differences (h = 1e-4, double) of
 // L = sum(dy * pool(x)); inputs are distinct values 1e-2 apart (kcheck::distinct), so no two
 // cells of a window tie within h and the max is differentiable; the losses are piecewise
 // linear, so the differences are exact up to ~1e-11 and rtol = 1e-6 applies.
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
 #include <vector>
 
 #include "kernel_check.h"
+#include "kernels/conv_fast.h"
 #include "kernels.h"
 #include "test_util.h"
 
@@ -77,6 +82,16 @@ const PS kMax[] = {
     {1, 28, 28, 6, 2, 2, 2, 2, 0, 0, 0, 0, 0},  // LeNet 2x2/2
     {2, 7, 5, 4, 3, 2, 1, 2, 2, 0, 0, 1, 1},    // mixed
 };
+// Several 16-channel vectors (the AVX-512 path's blocks): the forward and path-equality tests.
+const PS kMaxWide[] = {
+    {2, 11, 12, 40, 3, 3, 2, 2, 1, 1, 1, 1, 0},  // 2.5 vectors of channels
+    {1, 10, 9, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1},   // resnet50's stem pool channels, zero padding
+};
+std::vector<PS> all_max() {
+  std::vector<PS> v(std::begin(kMax), std::end(kMax));
+  v.insert(v.end(), std::begin(kMaxWide), std::end(kMaxWide));
+  return v;
+}
 
 std::string name(const PS &s) {
   char b[160];
@@ -98,7 +113,7 @@ TEST(KernelPool, GeomInit) {
 
 TEST(KernelPool, MaxForwardArgmax) {
   uint64_t seed = 1;
-  for (const PS &s : kMax) {
+  for (const PS &s : all_max()) {
     SCOPED_TRACE(name(s));
     sn_pool_geom g = geom(s);
     const size_t nx = (size_t)g.n * g.h * g.w * g.c, ny = (size_t)g.n * g.oh * g.ow * g.c;
@@ -258,4 +273,41 @@ TEST(KernelPool, GlobalMax) {
   int32_t ta = -7;
   sn_global_maxpool_forward(t.data(), 1, hw, 1, ty.data(), &ta);
   EXPECT_EQ(0, ta);
+}
+
+// The AVX-512 max pool (16 channels per vector, maximum and argmax kept in registers; backward
+// by gather-add-scatter) against the portable loops, bitwise: forward values and argmax, and the
+// scattered gradient, on every shape above (channels not a multiple of 16, padding with and
+// without zeros, strides, batch 1), with inputs rounded to a few levels so that windows tie
+// (first cell wins) and a NaN and an infinity placed in each image.
+TEST(KernelPool, MaxAvx512MatchesPortable) {
+  if (!sn_cpu_has_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  uint64_t seed = 40;
+  for (const PS &s : all_max()) {
+    SCOPED_TRACE(name(s));
+    sn_pool_geom g = geom(s);
+    const size_t img = (size_t)g.h * g.w * g.c;
+    const size_t nx = (size_t)g.n * img, ny = (size_t)g.n * g.oh * g.ow * g.c;
+    fvec x = sntest::randn(nx, ++seed);
+    for (float &v : x) v = std::round(v * 2.0f) / 2.0f;  // ties
+    for (int n = 0; n < g.n; ++n) {
+      x[(size_t)n * img + (img / 3)] = NAN;
+      x[(size_t)n * img + (img / 2)] = INFINITY;
+    }
+    const fvec dy = sntest::randn(ny, ++seed);
+    fvec y[2], dx[2];
+    std::vector<int32_t> am[2];
+    for (int simd = 1; simd >= 0; --simd) {
+      if (!simd) setenv("SN_NO_AVX512", "1", 1);
+      y[simd].assign(ny, -5.0f);
+      am[simd].assign(ny, -7);
+      dx[simd].assign(nx, -5.0f);
+      sn_maxpool_forward(&g, x.data(), y[simd].data(), am[simd].data());
+      sn_maxpool_backward(&g, am[simd].data(), dy.data(), dx[simd].data());
+      if (!simd) unsetenv("SN_NO_AVX512");
+    }
+    ASSERT_EQ(0, std::memcmp(y[0].data(), y[1].data(), ny * sizeof(float)));
+    ASSERT_EQ(am[0], am[1]);
+    ASSERT_EQ(0, std::memcmp(dx[0].data(), dx[1].data(), nx * sizeof(float)));
+  }
 }
