@@ -684,6 +684,54 @@ float *sn_alloc_floats(size_t n) {
   return aligned_alloc(64, bytes);
 }
 
+/* Training, SN_FUSE_GRAD: an add's inputs take its gradient by sharing its buffer instead of
+ * receiving copies. The add's backward masks its dy in place by its fused ReLU's output (one
+ * pass), and then the buffer holds the gradient of:
+ *   - an input batch norm (or convolution: V2's branches end in one) read by nothing else (a
+ *     residual branch's last layer, or the projection shortcut's): it reads the buffer in its
+ *     own backward;
+ *   - an input add whose last consumer this add is (the identity shortcut): the add's other
+ *     consumers (the next block's first convolution) accumulate into the buffer when their
+ *     backward runs, which must come after every layer reading the buffer (their indices
+ *     are below those layers'), and that add's own backward then masks it in place in turn.
+ * So a stage of identity blocks passes one buffer down, and each block saves the masked copies
+ * (two passes over the tensor, one of which wrote it). Adds are visited from the last one down,
+ * so an add's buffer is final when its inputs take it. */
+static void share_add_grads(sn_net *net) {
+  for (int j = net->nlayers - 1; j >= 0; --j) {
+    sn_layer *l = &net->layers[j];
+    if (l->skip || strcmp(l->ops->kind, "add") || l->in[0] == l->in[1]) continue;
+    int first_reader = net->nlayers; /* lowest index of a layer reading the buffer */
+    for (int i = 0; i < 2; ++i) {
+      const int p = l->in[i];
+      if (p < 0 || net->feature == p || net->output == p) continue;
+      sn_layer *pl = &net->layers[p];
+      if (pl->skip || pl->fused_relu || (strcmp(pl->ops->kind, "bn") && strcmp(pl->ops->kind, "conv")) ||
+          single_consumer_of(net, p, p + 1) != j)
+        continue;
+      pl->dy = l->dy;
+      l->shared_in |= 1 << i;
+      if (p < first_reader) first_reader = p;
+    }
+    for (int i = 0; i < 2; ++i) {
+      const int p = l->in[i];
+      if (p < 0 || (l->shared_in >> i & 1) || net->feature == p || net->output == p) continue;
+      sn_layer *pl = &net->layers[p];
+      if (pl->skip || strcmp(pl->ops->kind, "add")) continue;
+      int ok = 1; /* j is p's last consumer; the others run their backward after the readers */
+      for (int c = p + 1; c < net->nlayers && ok; ++c) {
+        const sn_layer *cl = &net->layers[c];
+        if (c == j || cl->skip) continue;
+        for (int k = 0; k < cl->nin; ++k)
+          if (cl->in[k] == p && (c > j || c > first_reader)) ok = 0;
+      }
+      if (!ok) continue;
+      pl->dy = l->dy;
+      l->shared_in |= 1 << i;
+    }
+  }
+}
+
 static size_t layer_ws(const sn_net *net, const sn_layer *l, int n, int training) {
   return l->ops->workspace ? l->ops->workspace(net, l, n, training) : 0;
 }
@@ -753,6 +801,7 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
   size_t ioff = 0, soff = 0;
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
+    l->shared_in = 0;
     if (l->skip) continue;
     l->y = net->arena + offs[j];
     if (training) l->dy = net->arena + act + offs[j];
@@ -767,6 +816,7 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
     }
   }
   free(offs);
+  if (training && (fuse_mask & SN_FUSE_GRAD)) share_add_grads(net);
   if (training) {
     if (!net->grads) net->grads = calloc(net->ntrainable ? net->ntrainable : 1, sizeof(float));
     if (!net->momentum) net->momentum = calloc(net->ntrainable ? net->ntrainable : 1, sizeof(float));

@@ -119,3 +119,57 @@ TEST(TrainFusion, ReplanKeepsInferenceFusion) {
             1e-4 + 1e-4 * sntest::max_abs(plain.data(), plain.size()));
   sn_net_destroy(net);
 }
+
+// SN_FUSE_GRAD (net.c share_add_grads): an add's batch-norm inputs and its identity-shortcut
+// input share its gradient buffer, masked in place by the add's ReLU, instead of receiving
+// copies. With and without it the steps are bitwise equal (the same floats, added in the same
+// order), and it applies to every residual block of the ResNets.
+TEST(TrainFusion, SharedAddGradientsEqualCopies) {
+  for (const Case &k : kCases) {
+    sn_net *a = make(k), *b = make(k);
+    ASSERT_NE(a, nullptr);
+    ASSERT_NE(b, nullptr);
+    const int n = 5;
+    ASSERT_EQ(sn_net_plan_fused(a, n, 1, SN_FUSE_ALL), SN_OK) << sn_last_error();
+    ASSERT_EQ(sn_net_plan_fused(b, n, 1, SN_FUSE_ALL & ~SN_FUSE_GRAD), SN_OK) << sn_last_error();
+    int shared = 0, adds = 0;
+    for (int j = 0; j < a->nlayers; ++j) {
+      const sn_layer *l = &a->layers[j];
+      if (l->skip || std::strcmp(l->ops->kind, "add")) continue;
+      ++adds;
+      shared += l->shared_in != 0;
+      for (int i = 0; i < 2; ++i)
+        if (l->shared_in >> i & 1) {
+          const sn_layer *p = &a->layers[l->in[i]];
+          EXPECT_TRUE(!std::strcmp(p->ops->kind, "bn") || !std::strcmp(p->ops->kind, "conv") ||
+                      !std::strcmp(p->ops->kind, "add"));
+          EXPECT_EQ(p->dy, l->dy);
+        }
+    }
+    for (int j = 0; j < b->nlayers; ++j) EXPECT_EQ(b->layers[j].shared_in, 0);
+    if (std::string(k.arch) == "lenet_bn")
+      EXPECT_EQ(adds, 0);
+    else
+      EXPECT_EQ(shared, adds) << k.arch;
+    size_t img = (size_t)k.hw * k.hw * k.c;
+    std::vector<int32_t> labels = {1, 2, 3, 4, 5};
+    sn_train_config tc;
+    sn_train_config_init(&tc);
+    for (int step = 0; step < 2; ++step) {
+      auto x = sntest::randn(n * img, 60 + step);
+      float la = 0, lb = 0;
+      ASSERT_EQ(sn_net_train_step(a, x.data(), labels.data(), n, n, &tc, &la, nullptr), SN_OK)
+          << sn_last_error();
+      ASSERT_EQ(sn_net_train_step(b, x.data(), labels.data(), n, n, &tc, &lb, nullptr), SN_OK)
+          << sn_last_error();
+      EXPECT_EQ(la, lb) << k.arch << " step " << step;
+      size_t ng;
+      float *ga = sn_net_grad_block(a, &ng), *gb = sn_net_grad_block(b, nullptr);
+      EXPECT_EQ(0, std::memcmp(ga, gb, ng * sizeof(float))) << k.arch << " grads step " << step;
+      ASSERT_EQ(sn_net_sgd_update(a, &tc, 0.1f), SN_OK);
+      ASSERT_EQ(sn_net_sgd_update(b, &tc, 0.1f), SN_OK);
+    }
+    sn_net_destroy(a);
+    sn_net_destroy(b);
+  }
+}
