@@ -54,6 +54,14 @@ void sn_conv2d_backward(const sn_conv_geom *g, const float *x, const float *w, c
                         float *dx, float *dw, float *db, float *ws);
 void sn_conv2d_backward_ref(const sn_conv_geom *g, const float *x, const float *w,
                             const float *dy, float *dx, float *dw, float *db);
+/* Whether sn_conv2d_backward_acc can add the input gradient into dx in its own output pass (the
+ * AVX-512 direct path computes dx for this geometry; there o = (dx_tile + dx), bitwise the
+ * same as computing dx apart and adding it). */
+int sn_conv2d_backward_accumulates(const sn_conv_geom *g);
+/* sn_conv2d_backward with dx += the input gradient (dx != NULL); only where
+ * sn_conv2d_backward_accumulates(g). */
+void sn_conv2d_backward_acc(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
+                            float *dx, float *dw, float *db, float *ws);
 
 /* A prepared convolution for inference: the algorithm is chosen and the weights are packed or
  * transformed once, at plan time (this is the only place a convolution allocates).

@@ -206,13 +206,23 @@ static void column_sums(const float *a, size_t rows, int c, float *db) {
   }
 }
 
+int sn_conv2d_backward_accumulates(const sn_conv_geom *g) {
+  return sn_cpu_has_avx512() && sn_dconv_dx_direct(g);
+}
+
+void sn_conv2d_backward_acc(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
+                            float *dx, float *dw, float *db, float *ws) {
+  if (db) column_sums(dy, (size_t)g->n * g->oh * g->ow, g->cout, db);
+  sn_dconv_backward_avx512(g, x, w, dy, dx, 1, dw, db, ws);
+}
+
 void sn_conv2d_backward(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
                         float *dx, float *dw, float *db, float *ws) {
   const int cout = g->cout, cin = g->cin;
   const size_t out_pix = (size_t)g->oh * g->ow;
   if (db) column_sums(dy, (size_t)g->n * out_pix, cout, db);
   if (sn_cpu_has_avx512()) {
-    sn_dconv_backward_avx512(g, x, w, dy, dx, dw, db, ws);
+    sn_dconv_backward_avx512(g, x, w, dy, dx, 0, dw, db, ws);
     return;
   }
   if (conv_is_pointwise(g)) {

@@ -470,9 +470,10 @@ static void pack_phase_row(const sn_conv_geom *g, const float *w, int py, int px
   }
 }
 
-/* dx (H, W, Cin) of one image from the padded dy (bplan) and the packed phases. */
+/* dx (H, W, Cin) of one image from the padded dy (bplan) and the packed phases; acc: dx += it
+ * (the tiles' residual input is dx itself: each element is read, added and stored in place). */
 static void bwd_data_image(const sn_conv_geom *g, const bplan *bp_, const float *dyp,
-                           const float *bp, float *dx) {
+                           const float *bp, float *dx, int acc) {
   const int cin = g->cin, cout = g->cout, sh = g->sh, sw = g->sw;
   const dpass *d = &bp_->pad;
   const ptrdiff_t sa = (ptrdiff_t)d->wp * cout;
@@ -489,6 +490,7 @@ static void bwd_data_image(const sn_conv_geom *g, const bplan *bp_, const float 
       }
       const int r0 = (ix0 + g->pl - px) / sw, nr = ceil_div(g->w - ix0, sw);
       if (!ty || !tx) { /* no tap reaches these pixels */
+        if (acc) continue;
         for (int iy = iy0; iy < g->h; iy += sh)
           for (int r = 0; r < nr; r++)
             memset(dx + ((size_t)iy * g->w + ix0 + (size_t)r * sw) * cin, 0,
@@ -509,7 +511,8 @@ static void bwd_data_image(const sn_conv_geom *g, const bplan *bp_, const float 
             float *c = dx + ((size_t)iy * g->w + ix0 + (size_t)a0 * sw) * cin + cb;
             sn_dconv_pick_tile(a1 - a0, nv, cout)(arow + (ptrdiff_t)(r - tx + 1 + d->pl) * cout,
                                                   cout, ty, sa, tx * cout, b, c,
-                                                  (ptrdiff_t)sw * cin, cols, NULL, NULL, 0);
+                                                  (ptrdiff_t)sw * cin, cols, NULL,
+                                                  acc ? c : NULL, 0);
           }
         }
       }
@@ -553,7 +556,7 @@ static void direct_forward(const sn_conv_geom *g, const float *x, const float *w
 
 /* dx (or NULL) and dw (or NULL: dx alone) by the direct tiles. */
 static void direct_backward(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
-                            float *dx, float *dw, float *ws) {
+                            float *dx, int dx_acc, float *dw, float *ws) {
   dpass d;
   bplan b;
   fwd_pass_of(g, &d);
@@ -606,7 +609,7 @@ static void direct_backward(const sn_conv_geom *g, const float *x, const float *
             sn_dconv_pad_image(&b.pad, dyi, dypad, i == i0);
             dyi = dypad;
           }
-          bwd_data_image(g, &b, dyi, bp, dx + i * in_img);
+          bwd_data_image(g, &b, dyi, bp, dx + i * in_img, dx_acc);
         }
       }
     }
@@ -997,8 +1000,13 @@ void sn_dconv_forward_avx512(const sn_conv_geom *g, const float *x, const float 
     direct_forward(g, x, w, bias, res, relu, y, ws);
 }
 
+int sn_dconv_dx_direct(const sn_conv_geom *g) {
+  return !sn_dconv_wino_eligible(g) && !gemm_bwd_eligible(g);
+}
+
 void sn_dconv_backward_avx512(const sn_conv_geom *g, const float *x, const float *w,
-                              const float *dy, float *dx, float *dw, float *db, float *ws) {
+                              const float *dy, float *dx, int dx_acc, float *dw, float *db,
+                              float *ws) {
   (void)db; /* the caller (conv.c) computes db */
   if (sn_dconv_wino_eligible(g)) {
     sn_dconv_wino_backward(g, x, w, dy, dx, dw, ws);
@@ -1008,13 +1016,13 @@ void sn_dconv_backward_avx512(const sn_conv_geom *g, const float *x, const float
     if (dx && gemm_bwd_eligible(g))
       gemm_bwd_data(g, w, dy, dx, ws);
     else if (dx)
-      direct_backward(g, x, w, dy, dx, NULL, ws);
+      direct_backward(g, x, w, dy, dx, dx_acc, NULL, ws);
   } else if (dx && gemm_bwd_eligible(g)) {
     /* the weight gradient by the direct kernels, then dx by the packed GEMM (the same
      * workspace, one after the other) */
-    direct_backward(g, x, w, dy, NULL, dw, ws);
+    direct_backward(g, x, w, dy, NULL, 0, dw, ws);
     gemm_bwd_data(g, w, dy, dx, ws);
   } else {
-    direct_backward(g, x, w, dy, dx, dw, ws);
+    direct_backward(g, x, w, dy, dx, dx_acc, dw, ws);
   }
 }

@@ -27,8 +27,12 @@ size_t sn_dconv_backward_workspace(const sn_conv_geom *g);
 /* Same contracts as sn_conv2d_forward / sn_conv2d_backward; only when sn_cpu_has_avx512(). */
 void sn_dconv_forward_avx512(const sn_conv_geom *g, const float *x, const float *w,
                              const float *bias, const float *res, int relu, float *y, float *ws);
+/* dx_acc: dx += the input gradient (only where sn_dconv_dx_direct(g)). */
 void sn_dconv_backward_avx512(const sn_conv_geom *g, const float *x, const float *w,
-                              const float *dy, float *dx, float *dw, float *db, float *ws);
+                              const float *dy, float *dx, int dx_acc, float *dw, float *db,
+                              float *ws);
+/* 1 when the backward data pass of g runs on the direct kernels (not Winograd, not the GEMM). */
+int sn_dconv_dx_direct(const sn_conv_geom *g);
 
 #ifdef __cplusplus
 }

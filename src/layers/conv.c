@@ -96,9 +96,13 @@ static sn_status conv_backward(sn_net *net, sn_layer *l, int n) {
   size_t in_n = (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0));
   size_t f = sn_conv2d_forward_workspace(&g), b = sn_conv2d_backward_workspace(&g);
   float *tmp = net->ws + (f > b ? f : b);
-  sn_conv2d_backward(&g, sn_layer_input(net, l, 0), sn_param_data(net, l, 0), l->dy,
-                     dx ? (acc ? tmp : dx) : NULL, sn_param_grad(net, l, 0),
-                     l->use_bias ? sn_param_grad(net, l, 1) : NULL, net->ws);
+  const float *x = sn_layer_input(net, l, 0), *w = sn_param_data(net, l, 0);
+  float *dw = sn_param_grad(net, l, 0), *db = l->use_bias ? sn_param_grad(net, l, 1) : NULL;
+  if (dx && acc && sn_conv2d_backward_accumulates(&g)) { /* added in the kernel's output pass */
+    sn_conv2d_backward_acc(&g, x, w, l->dy, dx, dw, db, net->ws);
+    return SN_OK;
+  }
+  sn_conv2d_backward(&g, x, w, l->dy, dx ? (acc ? tmp : dx) : NULL, dw, db, net->ws);
   if (dx && acc) sn_net_accumulate(dx, tmp, in_n);
   return SN_OK;
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernel_check.h"
+#include "kernels/conv_fast.h"
 #include "kernels.h"
 #include "test_util.h"
 
@@ -514,4 +515,35 @@ TEST(KernelConv, WeightGradientGemmAnyThreadCount) {
     for (size_t i = 1; i < outs.size(); ++i)
       EXPECT_EQ(0, memcmp(outs[0].data(), outs[i].data(), outs[0].size() * sizeof(float)));
   }
+}
+
+// sn_conv2d_backward_acc (dx += the input gradient in the direct kernels' output pass) against
+// sn_conv2d_backward into a separate buffer and then added: bitwise equal (float addition
+// commutes), with dW and db unchanged, on every direct shape (strides with tapless phases,
+// channels not a multiple of 16, batch 1) where the geometry's dx runs on the direct kernels.
+TEST(KernelConv, BackwardAccumulatesIntoDx) {
+  uint64_t seed = 1300;
+  int accumulating = 0;
+  for (const Shape &s : kDirectShapes) {
+    SCOPED_TRACE(name(s));
+    sn_conv_geom g = geom(s);
+    if (!sn_conv2d_backward_accumulates(&g)) continue;
+    ++accumulating;
+    const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
+    const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
+    fvec x = sntest::randn(nx, seed += 10), w = sntest::randn(nw, seed + 1),
+         dy = sntest::randn(ny, seed + 2), base = sntest::randn(nx, seed + 3);
+    Workspace ws(sn_conv2d_backward_workspace(&g));
+    fvec dx(nx, NAN), dw(nw, NAN), db(g.cout, NAN);
+    sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), ws.data());
+    for (size_t i = 0; i < nx; ++i) dx[i] += base[i];
+    fvec acc = base, dw2(nw, NAN), db2(g.cout, NAN);
+    sn_conv2d_backward_acc(&g, x.data(), w.data(), dy.data(), acc.data(), dw2.data(), db2.data(),
+                           ws.data());
+    EXPECT_EQ(0, std::memcmp(dx.data(), acc.data(), nx * sizeof(float)));
+    EXPECT_EQ(0, std::memcmp(dw.data(), dw2.data(), nw * sizeof(float)));
+    EXPECT_EQ(0, std::memcmp(db.data(), db2.data(), g.cout * sizeof(float)));
+    EXPECT_TRUE(ws.canary_intact());
+  }
+  if (sn_cpu_has_avx512()) EXPECT_GT(accumulating, 10);
 }
