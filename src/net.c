@@ -696,8 +696,9 @@ float *sn_alloc_floats(size_t n) {
  *     are below those layers'), and that add's own backward then masks it in place in turn.
  * So a stage of identity blocks passes one buffer down, and each block saves the masked copies
  * (two passes over the tensor, one of which wrote it). Adds are visited from the last one down,
- * so an add's buffer is final when its inputs take it. */
-static void share_add_grads(sn_net *net) {
+ * so an add's buffer is final when its inputs take it. own[k]: the layer whose buffer holds layer
+ * k's gradient (k itself unless shared). */
+static void share_add_grads(sn_net *net, int *own) {
   for (int j = net->nlayers - 1; j >= 0; --j) {
     sn_layer *l = &net->layers[j];
     if (l->skip || strcmp(l->ops->kind, "add") || l->in[0] == l->in[1]) continue;
@@ -709,7 +710,7 @@ static void share_add_grads(sn_net *net) {
       if (pl->skip || pl->fused_relu || (strcmp(pl->ops->kind, "bn") && strcmp(pl->ops->kind, "conv")) ||
           single_consumer_of(net, p, p + 1) != j)
         continue;
-      pl->dy = l->dy;
+      own[p] = own[j];
       l->shared_in |= 1 << i;
       if (p < first_reader) first_reader = p;
     }
@@ -726,10 +727,89 @@ static void share_add_grads(sn_net *net) {
           if (cl->in[k] == p && (c > j || c > first_reader)) ok = 0;
       }
       if (!ok) continue;
-      pl->dy = l->dy;
+      own[p] = own[j];
       l->shared_in |= 1 << i;
     }
   }
+}
+
+/* Training: offsets of the gradient buffers (dy) by their lifetimes in the backward pass, which
+ * visits layer k at time L-1-k. A buffer (a layer's, or a group sharing one: share_add_grads) is
+ * live from its first write - the backward of its highest consumer, or before the backward for
+ * the network output (the loss gradient) - to the backward of its lowest member, which reads
+ * it while writing its input's buffer: buffers live at the same time never overlap, and a buffer
+ * may take the place of one whose last reader ran strictly earlier (first fit). Every first
+ * writer overwrites its buffer (later ones add; an unreachable layer's is zeroed), so stale
+ * contents are never read. Returns the floats needed; doffs[k] for every run layer k. */
+static size_t plan_grad_offsets(sn_net *net, int n, int share, size_t *doffs) {
+  const int L = net->nlayers;
+  int *own = malloc((size_t)L * sizeof *own), *start = malloc((size_t)L * sizeof *start);
+  int *end = malloc((size_t)L * sizeof *end), *order = malloc((size_t)L * sizeof *order);
+  interval *live = malloc((size_t)L * sizeof *live);
+  size_t *goff = malloc((size_t)L * sizeof *goff);
+  size_t top = 0;
+  if (!own || !start || !end || !order || !live || !goff) {
+    top = (size_t)-1;
+    goto done;
+  }
+  for (int j = 0; j < L; ++j) {
+    own[j] = j;
+    net->layers[j].shared_in = 0;
+  }
+  if (share) share_add_grads(net, own);
+  for (int j = 0; j < L; ++j) start[j] = L, end[j] = -2;
+  for (int j = 0; j < L; ++j) { /* j's buffer is first written when its highest consumer runs */
+    if (net->layers[j].skip) continue;
+    int last = j; /* no consumer: zeroed at its own backward */
+    for (int c = j + 1; c < L; ++c) {
+      const sn_layer *cl = &net->layers[c];
+      if (cl->skip) continue;
+      for (int i = 0; i < cl->nin; ++i)
+        if (cl->in[i] == j) last = c;
+    }
+    const int o = own[j], w = j == net->output ? -1 : L - 1 - last, r = L - 1 - j;
+    if (w < start[o]) start[o] = w;
+    if (r > end[o]) end[o] = r;
+  }
+  int ng = 0;
+  for (int j = 0; j < L; ++j)
+    if (!net->layers[j].skip && own[j] == j) order[ng++] = j;
+  for (int a = 1; a < ng; ++a) /* by first write */
+    for (int b = a; b > 0 && start[order[b]] < start[order[b - 1]]; --b) {
+      int t = order[b];
+      order[b] = order[b - 1];
+      order[b - 1] = t;
+    }
+  int nlive = 0;
+  for (int gi = 0; gi < ng; ++gi) {
+    const int o = order[gi];
+    const size_t size = ((size_t)n * sn_shape_size(net->layers[o].out) + 15) & ~(size_t)15;
+    int k = 0;
+    for (int i = 0; i < nlive; ++i)
+      if (live[i].end >= start[o]) live[k++] = live[i];
+    nlive = k;
+    size_t off = 0;
+    for (int moved = 1; moved;) {
+      moved = 0;
+      for (int i = 0; i < nlive; ++i)
+        if (off < live[i].off + live[i].size && live[i].off < off + size) {
+          off = live[i].off + live[i].size;
+          moved = 1;
+        }
+    }
+    goff[o] = off;
+    live[nlive++] = (interval){off, size, end[o]};
+    if (off + size > top) top = off + size;
+  }
+  for (int j = 0; j < L; ++j) doffs[j] = net->layers[j].skip ? 0 : goff[own[j]];
+done:
+  free(own);
+  free(start);
+  free(end);
+  free(order);
+  free(live);
+  free(goff);
+  return top;
 }
 
 static size_t layer_ws(const sn_net *net, const sn_layer *l, int n, int training) {
@@ -773,7 +853,18 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
   if (!offs) return sn_error_set(SN_ERR_NOMEM, "%s: out of memory planning", net->arch);
   size_t total = plan_offsets(net, max_batch, offs, !training);
   size_t act = total;
-  if (training) total *= 2; /* gradients of every activation */
+  size_t *doffs = NULL;
+  if (training) { /* gradients, by their lifetimes in the backward pass */
+    doffs = calloc((size_t)net->nlayers, sizeof *doffs);
+    size_t g = doffs ? plan_grad_offsets(net, max_batch, (fuse_mask & SN_FUSE_GRAD) != 0, doffs)
+                     : (size_t)-1;
+    if (g == (size_t)-1) {
+      free(offs);
+      free(doffs);
+      return sn_error_set(SN_ERR_NOMEM, "%s: out of memory planning", net->arch);
+    }
+    total += g;
+  }
   size_t imax = 0, ws = 0, stats = 0;
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
@@ -793,6 +884,7 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
   net->arena_n = total;
   if (!net->arena || !net->ws || !net->iarena || !net->stats) {
     free(offs);
+    free(doffs);
     free_plan(net);
     return sn_error_set(SN_ERR_NOMEM,
                         "%s: cannot allocate %.1f MiB of activations for batch %d",
@@ -801,10 +893,9 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
   size_t ioff = 0, soff = 0;
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    l->shared_in = 0;
     if (l->skip) continue;
     l->y = net->arena + offs[j];
-    if (training) l->dy = net->arena + act + offs[j];
+    if (training) l->dy = net->arena + act + doffs[j];
     if (training && (!strcmp(l->ops->kind, "maxpool") || !strcmp(l->ops->kind, "gmp"))) {
       l->argmax = net->iarena + ioff;
       ioff += (size_t)max_batch * sn_shape_size(l->out);
@@ -816,7 +907,7 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
     }
   }
   free(offs);
-  if (training && (fuse_mask & SN_FUSE_GRAD)) share_add_grads(net);
+  free(doffs);
   if (training) {
     if (!net->grads) net->grads = calloc(net->ntrainable ? net->ntrainable : 1, sizeof(float));
     if (!net->momentum) net->momentum = calloc(net->ntrainable ? net->ntrainable : 1, sizeof(float));

@@ -4,6 +4,7 @@
 // the fused plan must skip the ReLU layers and use less activation memory.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -171,5 +172,70 @@ TEST(TrainFusion, SharedAddGradientsEqualCopies) {
     }
     sn_net_destroy(a);
     sn_net_destroy(b);
+  }
+}
+
+// Training plans place the gradient buffers by their lifetimes in the backward pass (net.c
+// plan_grad_offsets): buffers that overlap in memory are never live at the same time. A buffer
+// (the layers sharing one dy pointer) is live from the backward of its highest consumer (the
+// loss, before the backward, for the network output) to the backward of its lowest member; the
+// backward visits layer k at time L-1-k, and a layer reads its own buffer while writing its
+// inputs', so two overlapping buffers need one's last read strictly before the other's first
+// write. The gradient half of the arena is also far smaller than the activations'.
+TEST(TrainFusion, GradientBuffersNeverOverlapWhileLive) {
+  for (const Case &k : kCases) {
+    SCOPED_TRACE(k.arch);
+    sn_net *net = make(k);
+    ASSERT_NE(net, nullptr);
+    const int n = 3, L = net->nlayers;
+    ASSERT_EQ(sn_net_plan(net, n, 1), SN_OK) << sn_last_error();
+    // groups: an add and the inputs sharing its buffer (shared_in bits), joined transitively
+    std::vector<int> root(L);
+    for (int j = 0; j < L; ++j) root[j] = j;
+    auto find = [&](int j) {
+      while (root[j] != j) j = root[j];
+      return j;
+    };
+    for (int j = 0; j < L; ++j)
+      for (int i = 0; i < 2; ++i)
+        if (!net->layers[j].skip && (net->layers[j].shared_in >> i & 1)) {
+          const int p = net->layers[j].in[i];
+          EXPECT_EQ(net->layers[p].dy, net->layers[j].dy);
+          root[find(p)] = find(j);
+        }
+    struct Buf { const float *p; size_t size; int start, end; };
+    std::vector<Buf> bufs(L, Buf{nullptr, 0, L, -2});
+    for (int j = 0; j < L; ++j) {
+      const sn_layer *l = &net->layers[j];
+      if (l->skip) continue;
+      int last = j;
+      for (int c = j + 1; c < L; ++c)
+        for (int i = 0; i < net->layers[c].nin; ++i)
+          if (!net->layers[c].skip && net->layers[c].in[i] == j) last = c;
+      const int w = j == net->output ? -1 : L - 1 - last, r = L - 1 - j;
+      Buf &b = bufs[find(j)];
+      b.p = l->dy;
+      b.start = std::min(b.start, w);
+      b.end = std::max(b.end, r);
+      b.size = std::max(b.size, (size_t)n * sn_shape_size(l->out));
+    }
+    bufs.erase(std::remove_if(bufs.begin(), bufs.end(), [](const Buf &b) { return !b.p; }),
+               bufs.end());
+    size_t grad_floats = 0;
+    for (size_t a = 0; a < bufs.size(); ++a) {
+      grad_floats = std::max(grad_floats, (size_t)(bufs[a].p - net->arena) + bufs[a].size);
+      for (size_t b = a + 1; b < bufs.size(); ++b) {
+        const Buf &x = bufs[a], &y = bufs[b];
+        if (x.p + x.size <= y.p || y.p + y.size <= x.p) continue;  // disjoint memory
+        EXPECT_TRUE(x.end < y.start || y.end < x.start)
+            << "buffers " << a << " [" << x.start << "," << x.end << "] off " << (x.p - net->arena) << " size " << x.size << " and " << b << " [" << y.start << "," << y.end << "] off " << (y.p - net->arena) << " size " << y.size << " overlap while live";
+      }
+    }
+    ASSERT_LE(grad_floats, net->arena_n);
+    size_t act = 0;
+    for (int j = 0; j < L; ++j)
+      if (!net->layers[j].skip) act += (size_t)n * sn_shape_size(net->layers[j].out);
+    if (std::string(k.arch) != "lenet_bn") EXPECT_LT(net->arena_n, act + act / 2);
+    sn_net_destroy(net);
   }
 }
