@@ -105,6 +105,12 @@ void sn_bn_backward_dx(const float *x, const float *dy, size_t rows, int c, cons
                        const float *invstd, const float *gamma, const double *sum_dy,
                        const double *sum_dy_xmu, double count, float *dx);
 
+/* y = act(normalize(x) + res) (act: ReLU when relu): bitwise sn_bn_normalize into a buffer
+ * followed by sn_add_forward(buffer, res, relu, y), in one pass. y may alias res. */
+void sn_bn_normalize_add(const float *x, size_t rows, int c, const float *mean,
+                         const float *invstd, const float *gamma, const float *beta,
+                         const float *res, int relu, float *y);
+
 /* Batch norm with a fused ReLU in training: y = max(0, normalize(x)); the backward passes take
  * the gradient w.r.t. y and use dy where y > 0, else 0 (PyTorch's ReLU gradient at 0), so no
  * separate ReLU pass or buffer is needed. y is the output of sn_bn_normalize_relu. */

@@ -579,14 +579,49 @@ static void fuse_for_inference(sn_net *net, int mask) {
   for (int j = 0; j < net->nlayers; ++j) net->layers[j].alias = j;
 }
 
+static void fuse_bn_into_add(sn_net *net);
+static void fuse_relus_for_training(sn_net *net);
+
+/* Training fusion: ReLUs into their producers (SN_FUSE_RELU), then batch norms into the adds
+ * they feed (SN_FUSE_BNADD, which needs to know whether the add applies a ReLU). */
+static void fuse_for_training(sn_net *net, int mask) {
+  if (mask & SN_FUSE_RELU) fuse_relus_for_training(net);
+  if (mask & SN_FUSE_BNADD) fuse_bn_into_add(net);
+}
+
+/* Training, SN_FUSE_BNADD: a batch norm read only by an add (a residual branch's last BN, or
+ * the projection shortcut's) writes the add's output itself, act(normalize(x) + other input)
+ * (sn_bn_normalize_add, bitwise the two passes), when the add's other input is computed before
+ * it; the add's forward does nothing. The batch norm's own output is never written (nothing
+ * reads it: its backward needs its input, the add's backward its own output). Of two such
+ * inputs the later one fuses. */
+static void fuse_bn_into_add(sn_net *net) {
+  for (int j = 0; j < net->nlayers; ++j) {
+    sn_layer *l = &net->layers[j];
+    if (l->skip || strcmp(l->ops->kind, "add") || l->in[0] == l->in[1]) continue;
+    int best = -1;
+    for (int i = 0; i < 2; ++i) {
+      const int p = l->in[i];
+      if (p < 0 || net->feature == p || net->output == p) continue;
+      const sn_layer *pl = &net->layers[p];
+      if (pl->skip || pl->fused_relu || strcmp(pl->ops->kind, "bn") ||
+          single_consumer_of(net, p, p + 1) != j)
+        continue;
+      if (l->in[1 - i] < p && (best < 0 || p > l->in[best])) best = i;
+    }
+    if (best < 0) continue;
+    net->layers[l->in[best]].into_add = j + 1;
+    l->from_bn = l->in[best] + 1;
+  }
+}
+
 /* Training fusion: a ReLU whose input is a batch norm or an add consumed only by it runs inside
  * that layer (forward stores max(0, y), backward masks its dy by y > 0: sn_bn_*_relu kernels, or
  * the add's gradient pass), so the ReLU layer is skipped in forward and backward and has neither
  * an output nor a gradient buffer. Its consumers are rewired to the producer, whose output then
  * holds the activation (the producer's pre-activation value is not kept). The network output and
  * the feature layer are never fused into, as in inference. SN_FUSE_RELU in the mask enables it. */
-static void fuse_for_training(sn_net *net, int mask) {
-  if (!(mask & SN_FUSE_RELU)) return;
+static void fuse_relus_for_training(sn_net *net) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
     int p = l->nin ? l->in[0] : -1;

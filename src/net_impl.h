@@ -68,6 +68,9 @@ struct sn_layer {
   float *y;               /* (N, out) */
   float *dy;              /* (N, out), training */
   int dy_written;         /* backward: first contribution overwrites, later ones add */
+  int into_add;           /* bn, training, SN_FUSE_BNADD: 1 + the add whose output this layer's
+                             forward writes (act(normalize + other input)), or 0 */
+  int from_bn;            /* add, training: 1 + that batch norm (the add's forward is a no-op) */
   int shared_in;          /* add, training, SN_FUSE_GRAD (net.c share_add_grads): bit i set when
                              input i's gradient buffer is this add's dy */
   int32_t *argmax;        /* max pools, training */
@@ -147,7 +150,7 @@ int sn_add_flatten(sn_net *net, const char *name, int in);
 
 /* sn_net_plan with a choice of inference fusions (tests compare fused and unfused graphs). */
 enum { SN_FUSE_PAD = 1, SN_FUSE_BN = 2, SN_FUSE_ADD = 4, SN_FUSE_RELU = 8, SN_FUSE_GRAD = 16,
-       SN_FUSE_ALL = 31 };
+       SN_FUSE_BNADD = 32, SN_FUSE_ALL = 63 };
 sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_mask);
 
 /* Builds the layers of cfg->arch into net (models.c). */

@@ -68,8 +68,16 @@ static void bn_forward(sn_net *net, sn_layer *l, int n, int training) {
       rvar[k] = (float)((1.0 - p) * (double)rvar[k] + p * unbiased);
     }
   }
-  if (l->fused_relu) sn_bn_normalize_relu(x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
-  else sn_bn_normalize(x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
+  if (l->into_add) { /* writes the consumer add's output (net.c fuse_bn_into_add) */
+    sn_layer *a = &net->layers[l->into_add - 1];
+    const int self = (int)(l - net->layers);
+    sn_bn_normalize_add(x, rows, c, l->mean, l->invstd, gamma, beta,
+                        sn_layer_input(net, a, a->in[0] == self ? 1 : 0), a->fused_relu, a->y);
+  } else if (l->fused_relu) {
+    sn_bn_normalize_relu(x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
+  } else {
+    sn_bn_normalize(x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
+  }
 }
 
 static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {

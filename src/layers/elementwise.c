@@ -51,7 +51,7 @@ static sn_status add_shape(sn_net *net, sn_layer *l) {
   return SN_OK;
 }
 static void add_forward(sn_net *net, sn_layer *l, int n, int training) {
-  (void)training;
+  if (training && l->from_bn) return; /* computed by that batch norm (net.c fuse_bn_into_add) */
   sn_add_forward(sn_layer_input(net, l, 0), sn_layer_input(net, l, 1),
                  (size_t)n * sn_shape_size(l->out), l->fused_relu, l->y);
 }

@@ -239,3 +239,55 @@ TEST(TrainFusion, GradientBuffersNeverOverlapWhileLive) {
     sn_net_destroy(net);
   }
 }
+
+// SN_FUSE_BNADD (net.c fuse_bn_into_add): a batch norm read only by an add writes the add's
+// output, act(normalize + other input), in one pass; the steps are bitwise those of the two
+// passes, on every residual block of the ResNets.
+TEST(TrainFusion, BatchNormIntoAddEqualsTwoPasses) {
+  for (const Case &k : kCases) {
+    SCOPED_TRACE(k.arch);
+    sn_net *a = make(k), *b = make(k);
+    ASSERT_NE(a, nullptr);
+    ASSERT_NE(b, nullptr);
+    const int n = 4;
+    ASSERT_EQ(sn_net_plan_fused(a, n, 1, SN_FUSE_ALL), SN_OK) << sn_last_error();
+    ASSERT_EQ(sn_net_plan_fused(b, n, 1, SN_FUSE_ALL & ~SN_FUSE_BNADD), SN_OK) << sn_last_error();
+    int fused = 0, adds = 0;
+    for (int j = 0; j < a->nlayers; ++j) {
+      const sn_layer *l = &a->layers[j];
+      if (l->skip || std::strcmp(l->ops->kind, "add")) continue;
+      ++adds;
+      if (!l->from_bn) continue;
+      ++fused;
+      const sn_layer *p = &a->layers[l->from_bn - 1];
+      EXPECT_STREQ(p->ops->kind, "bn");
+      EXPECT_EQ(p->into_add, j + 1);
+    }
+    for (int j = 0; j < b->nlayers; ++j) EXPECT_EQ(b->layers[j].into_add + b->layers[j].from_bn, 0);
+    const std::string arch = k.arch;
+    if (arch == "lenet_bn" || arch == "keras_resnet50v2")  // V2's adds take convolutions
+      EXPECT_EQ(fused, 0);
+    else
+      EXPECT_EQ(fused, adds);
+    const size_t img = (size_t)k.hw * k.hw * k.c;
+    std::vector<int32_t> labels = {1, 2, 3, 4};
+    sn_train_config tc;
+    sn_train_config_init(&tc);
+    for (int step = 0; step < 2; ++step) {
+      auto x = sntest::randn(n * img, 80 + step);
+      float la = 0, lb = 0;
+      ASSERT_EQ(sn_net_train_step(a, x.data(), labels.data(), n, n, &tc, &la, nullptr), SN_OK)
+          << sn_last_error();
+      ASSERT_EQ(sn_net_train_step(b, x.data(), labels.data(), n, n, &tc, &lb, nullptr), SN_OK)
+          << sn_last_error();
+      EXPECT_EQ(la, lb) << " step " << step;
+      size_t ng;
+      float *ga = sn_net_grad_block(a, &ng), *gb = sn_net_grad_block(b, nullptr);
+      EXPECT_EQ(0, std::memcmp(ga, gb, ng * sizeof(float))) << " grads step " << step;
+      ASSERT_EQ(sn_net_sgd_update(a, &tc, 0.1f), SN_OK);
+      ASSERT_EQ(sn_net_sgd_update(b, &tc, 0.1f), SN_OK);
+    }
+    sn_net_destroy(a);
+    sn_net_destroy(b);
+  }
+}
