@@ -7,7 +7,8 @@
  * differ by FMA contraction only). Elementwise passes are parallel over rows.
  *
  * AVX-512 bodies (conv_fast.h: sn_cpu_has_avx512) keep up to 64 channels per row pass in
- * registers (16 double accumulators for the sums).
+ * registers (16 double accumulators for the sums). A sums task covers whole row segments of its
+ * block (L1-sized sub-blocks of rows, 64-channel groups inside), never a narrow channel slice.
  */
 #include <math.h>
 #include <stddef.h>
@@ -22,6 +23,9 @@
  * pass (their double partials live on the stack: 2 * 16 * 256 * 8 = 64 KiB). */
 #define SN_BN_RBLOCKS 16
 #define SN_BN_SUMC 256
+/* Bytes of input per row sub-block of the AVX-512 sums (walked over all channels of the pass
+ * while it stays in L1). */
+#define SN_BN_SUBBYTES 16384
 /* Rows per parallel task of the elementwise passes (times C floats). */
 #define SN_BN_ROWTASK 1024
 
@@ -44,17 +48,19 @@ static inline __mmask16 bn_mask(int n) {
   return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* s[j], q[j] (j < cw <= 64) = sums over rows [r0, r1) of x[r*c + c0 + j] and its square; with
- * d != NULL: s = sum d, q = sum d * (x - mean) (the backward sums). Lane j of the accumulators is
- * channel j, rows in order: the same additions as the portable loop. */
-static void sums_block_avx512(const float *x, const float *d, const float *ym, const float *mean,
+/* s[j], q[j] (j < cw <= 64) += sums over rows [r0, r1) of x[r*c + c0 + j] and its square; with
+ * d != NULL: s += sum d, q += sum d * (x - mean) (the backward sums). Lane j of the accumulators
+ * is channel j, rows in order: the same additions as the portable loop. s and q are 64-byte
+ * aligned with room for 64 doubles. */
+static void sums_group_avx512(const float *x, const float *d, const float *ym, const float *mean,
                               size_t r0, size_t r1, int c, int c0, int cw, double *s, double *q) {
   __m512d as[8], aq[8], mu[8];
   __mmask16 mk[4];
   const int nv = (cw + 15) / 16;
   for (int v = 0; v < 4; v++) mk[v] = bn_mask(cw - 16 * v);
   for (int h = 0; h < 8; h++) {
-    as[h] = aq[h] = _mm512_setzero_pd();
+    as[h] = _mm512_load_pd(s + 8 * h);
+    aq[h] = _mm512_load_pd(q + 8 * h);
     mu[h] = _mm512_setzero_pd();
   }
   if (d)
@@ -97,10 +103,29 @@ static void sums_block_avx512(const float *x, const float *d, const float *ym, c
     }
   }
 #undef SN_BN_HALVES
-  double ts[64], tq[64];
   for (int h = 0; h < 8; h++) {
-    _mm512_storeu_pd(ts + 8 * h, as[h]);
-    _mm512_storeu_pd(tq + 8 * h, aq[h]);
+    _mm512_store_pd(s + 8 * h, as[h]);
+    _mm512_store_pd(q + 8 * h, aq[h]);
+  }
+}
+
+/* s[j], q[j] (j < cw <= SN_BN_SUMC) = the sums of sums_group_avx512 over rows [r0, r1) and
+ * channels c0 + j. The rows are walked in L1-sized sub-blocks, each over all cw channels
+ * group by group, so that a task streams whole row segments (the hardware prefetchers fetch
+ * lines this task needs, not another task's); per channel the rows are still added in order. */
+static void sums_block_avx512(const float *x, const float *d, const float *ym, const float *mean,
+                              size_t r0, size_t r1, int c, int c0, int cw, double *s, double *q) {
+  _Alignas(64) double ts[SN_BN_SUMC], tq[SN_BN_SUMC];
+  const int cp = (cw + 63) / 64 * 64;
+  for (int j = 0; j < cp; j++) ts[j] = tq[j] = 0.0;
+  /* rows per sub-block: its segments of the 1-3 input tensors fill about SN_BN_SUBBYTES */
+  const int nt = 1 + (d != NULL) + (ym != NULL);
+  const size_t sr = cw <= 64 ? r1 - r0 : (size_t)(SN_BN_SUBBYTES / (4 * cp * nt) + 1);
+  for (size_t rs = r0; rs < r1; rs += sr) {
+    const size_t re = rs + sr < r1 ? rs + sr : r1;
+    for (int g0 = 0; g0 < cw; g0 += 64)
+      sums_group_avx512(x, d, ym, mean, rs, re, c, c0 + g0, cw - g0 < 64 ? cw - g0 : 64, ts + g0,
+                        tq + g0);
   }
   for (int j = 0; j < cw; j++) {
     s[j] = ts[j];
@@ -188,15 +213,13 @@ static void block_sums(const float *x, const float *d, const float *ym, const fl
   double ps[SN_BN_RBLOCKS][SN_BN_SUMC], pq[SN_BN_RBLOCKS][SN_BN_SUMC];
   for (int c0 = 0; c0 < c; c0 += SN_BN_SUMC) {
     const int cw = c - c0 < SN_BN_SUMC ? c - c0 : SN_BN_SUMC;
-    const int ng = (cw + 63) / 64; /* groups of 64 channels */
 #pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN)
-    for (int t = 0; t < nb * ng; ++t) {
-      const int b = t / ng, gi = t % ng, g0 = gi * 64, gw = cw - g0 < 64 ? cw - g0 : 64;
+    for (int b = 0; b < nb; ++b) {
       const size_t r0 = rows * (size_t)b / (size_t)nb, r1 = rows * (size_t)(b + 1) / (size_t)nb;
       if (simd)
-        sums_block_avx512(x, d, ym, mean, r0, r1, c, c0 + g0, gw, ps[b] + g0, pq[b] + g0);
+        sums_block_avx512(x, d, ym, mean, r0, r1, c, c0, cw, ps[b], pq[b]);
       else
-        sums_block(x, d, ym, mean, r0, r1, c, c0 + g0, gw, ps[b] + g0, pq[b] + g0);
+        sums_block(x, d, ym, mean, r0, r1, c, c0, cw, ps[b], pq[b]);
     }
     for (int j = 0; j < cw; ++j) {
       double s = 0.0, q = 0.0;
