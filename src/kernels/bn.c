@@ -17,8 +17,9 @@
 #include "kernels.h"
 
 #define SN_OMP_MIN 32768
-/* Channels whose coefficients are precomputed at a time on the stack. */
-#define SN_BN_CBLOCK 256
+/* Channels whose coefficients are precomputed at a time on the stack (at most 4 * 8 KiB): every
+ * ResNet width in one pass, so a row task streams whole rows. */
+#define SN_BN_CBLOCK 2048
 /* Row blocks of the sums (fixed: the results do not depend on the thread count) and channels per
  * pass (their double partials live on the stack: 2 * 16 * 256 * 8 = 64 KiB). */
 #define SN_BN_RBLOCKS 16
