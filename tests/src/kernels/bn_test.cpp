@@ -179,7 +179,7 @@ TEST(KernelBn, SumsDeterministicAcrossThreads) {
 }
 
 // The sums use fixed row blocks and 64-channel groups: identical for 1, 2 and 3 threads also
-// with one 16-channel group (rows split only) and with C = 300 (a 256-channel pass, then 44
+// with one 16-channel group (rows split only) and with C = 300 (four 64-channel groups, then 44
 // channels in a partial vector). AVX-512 and portable bodies add in the same order, but the
 // compiler may contract a product and a sum into an FMA in one of them (one rounding less per
 // term), so they are compared with 1e-14 * sum|terms| (~100 u of the absolute terms; the
@@ -343,14 +343,14 @@ TEST(KernelBn, FusedRelu) {
 }
 
 // The AVX-512 sums walk each row block in L1-sized sub-blocks of rows, group by group, when a
-// pass has more than 64 channels (c = 100, 300: a 256-channel pass then 44; sub-blocks of 6 to
-// 33 rows, the last one partial). On awkward channel and row counts, all three sums (plain,
+// pass has more than 64 channels (c = 100, 300, 600: a 512-channel pass then 88; sub-blocks of 3
+// to 33 rows, the last one partial). On awkward channel and row counts, all three sums (plain,
 // backward, backward through a ReLU mask) match double references in row order (1e-12, as
 // above), are bitwise the same for 1, 2 and 3 threads, agree with the portable bodies to
 // 1e-14 * sum|terms| (FMA contraction only), and the ReLU variant equals the plain backward sums
 // fed with the masked gradient bitwise.
 TEST(KernelBn, SumsAwkwardShapes) {
-  for (int c : {1, 5, 17, 40, 100, 300}) {
+  for (int c : {1, 5, 17, 40, 100, 300, 600}) {
     for (size_t rows : {(size_t)7, (size_t)1237, (size_t)3001}) {
       SCOPED_TRACE("c " + std::to_string(c) + " rows " + std::to_string(rows));
       const size_t n = rows * c;
