@@ -50,22 +50,25 @@ static inline __mmask16 bn_mask(int n) {
   return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* s[j], q[j] (j < cw <= 64) += sums over rows [r0, r1) of x[r*c + c0 + j] and its square; with
- * d != NULL: s += sum d, q += sum d * (x - mean) (the backward sums). Lane j of the accumulators
- * is channel j, rows in order: the same additions as the portable loop. s and q are 64-byte
- * aligned with room for 64 doubles. */
-static void sums_group_avx512(const float *x, const float *d, const float *ym, const float *mean,
-                              size_t r0, size_t r1, int c, int c0, int cw, double *s, double *q) {
+/* s[j], q[j] (j < cw <= 64, nv = ceil(cw / 16)) += sums over rows [r0, r1) of x[r*c + c0 + j]
+ * and its square; with mode 1 or 2: s += sum d, q += sum d * (x - mean) (the backward sums; mode 2
+ * masks d by ym > 0). Lane j of the accumulators is channel j, rows in order: the same additions
+ * as the portable loop. s and q are 64-byte aligned with room for 64 doubles. Inlined with
+ * constant nv and mode, so that the accumulator arrays live in registers (a runtime nv indexes
+ * them in memory: a store-to-load round trip on every addition). */
+static inline __attribute__((always_inline)) void
+sums_group_body(const float *x, const float *d, const float *ym, const float *mean, size_t r0,
+                size_t r1, int c, int c0, int cw, double *s, double *q, const int nv,
+                const int mode) {
   __m512d as[8], aq[8], mu[8];
   __mmask16 mk[4];
-  const int nv = (cw + 15) / 16;
-  for (int v = 0; v < 4; v++) mk[v] = bn_mask(cw - 16 * v);
-  for (int h = 0; h < 8; h++) {
+  for (int v = 0; v < nv; v++) mk[v] = bn_mask(cw - 16 * v);
+  for (int h = 0; h < 2 * nv; h++) {
     as[h] = _mm512_load_pd(s + 8 * h);
     aq[h] = _mm512_load_pd(q + 8 * h);
     mu[h] = _mm512_setzero_pd();
   }
-  if (d)
+  if (mode)
     for (int v = 0; v < nv; v++) {
       const __m512 m = _mm512_maskz_loadu_ps(mk[v], mean + c0 + 16 * v);
       mu[2 * v] = _mm512_cvtps_pd(_mm512_castps512_ps256(m));
@@ -76,12 +79,12 @@ static void sums_group_avx512(const float *x, const float *d, const float *ym, c
   const __m512d hi##V = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(X), 1)))
   for (size_t r = r0; r < r1; r++) {
     const float *xr = x + r * c + c0;
-    if (d) {
+    if (mode) {
       const float *dr = d + r * c + c0;
       for (int v = 0; v < nv; v++) {
         const __m512 xv = _mm512_maskz_loadu_ps(mk[v], xr + 16 * v);
         __mmask16 dm = mk[v];
-        if (ym) /* the gradient through a fused ReLU: dy where y > 0 */
+        if (mode == 2) /* the gradient through a fused ReLU: dy where y > 0 */
           dm = _mm512_mask_cmp_ps_mask(dm, _mm512_maskz_loadu_ps(dm, ym + r * c + c0 + 16 * v),
                                        _mm512_setzero_ps(), _CMP_GT_OQ);
         const __m512 dv = _mm512_maskz_loadu_ps(dm, dr + 16 * v);
@@ -105,10 +108,27 @@ static void sums_group_avx512(const float *x, const float *d, const float *ym, c
     }
   }
 #undef SN_BN_HALVES
-  for (int h = 0; h < 8; h++) {
+  for (int h = 0; h < 2 * nv; h++) {
     _mm512_store_pd(s + 8 * h, as[h]);
     _mm512_store_pd(q + 8 * h, aq[h]);
   }
+}
+
+/* sums_group_body for d == NULL (mode 0), ym == NULL (1) or not (2), by the vector count. */
+static void sums_group_avx512(const float *x, const float *d, const float *ym, const float *mean,
+                              size_t r0, size_t r1, int c, int c0, int cw, double *s, double *q) {
+  const int mode = !d ? 0 : !ym ? 1 : 2;
+#define SN_BN_GROUP(NV, M) sums_group_body(x, d, ym, mean, r0, r1, c, c0, cw, s, q, NV, M)
+#define SN_BN_MODES(NV)                                                                         \
+  (mode == 0 ? SN_BN_GROUP(NV, 0) : mode == 1 ? SN_BN_GROUP(NV, 1) : SN_BN_GROUP(NV, 2))
+  switch ((cw + 15) / 16) {
+  case 1: SN_BN_MODES(1); break;
+  case 2: SN_BN_MODES(2); break;
+  case 3: SN_BN_MODES(3); break;
+  default: SN_BN_MODES(4); break;
+  }
+#undef SN_BN_MODES
+#undef SN_BN_GROUP
 }
 
 /* s[j], q[j] (j < cw <= SN_BN_SUMC) = the sums of sums_group_avx512 over rows [r0, r1) and
