@@ -7,7 +7,8 @@
  * differ by FMA contraction only). Elementwise passes are parallel over rows.
  *
  * AVX-512 bodies (conv_fast.h: sn_cpu_has_avx512) keep up to 64 channels per row pass in
- * registers (16 double accumulators for the sums).
+ * registers (16 double accumulators for the sums). A sums task covers whole row segments of its
+ * block (L1-sized sub-blocks of rows, 64-channel groups inside), never a narrow channel slice.
  */
 #include <math.h>
 #include <stddef.h>
@@ -16,12 +17,17 @@
 #include "kernels.h"
 
 #define SN_OMP_MIN 32768
-/* Channels whose coefficients are precomputed at a time on the stack. */
-#define SN_BN_CBLOCK 256
+/* Channels whose coefficients are precomputed at a time on the stack (at most 4 * 8 KiB): every
+ * ResNet width in one pass, so a row task streams whole rows. */
+#define SN_BN_CBLOCK 2048
 /* Row blocks of the sums (fixed: the results do not depend on the thread count) and channels per
- * pass (their double partials live on the stack: 2 * 16 * 256 * 8 = 64 KiB). */
+ * pass (their double partials live on the stack: 2 * 16 * 512 * 8 = 128 KiB). A pass reads
+ * 2 KiB row segments; 256 channels (1 KiB) measured ~20% slower at C >= 512, 1024 no faster. */
 #define SN_BN_RBLOCKS 16
-#define SN_BN_SUMC 256
+#define SN_BN_SUMC 512
+/* Bytes of input per row sub-block of the AVX-512 sums (walked over all channels of the pass
+ * while it stays in L1). */
+#define SN_BN_SUBBYTES 16384
 /* Rows per parallel task of the elementwise passes (times C floats). */
 #define SN_BN_ROWTASK 1024
 
@@ -44,20 +50,25 @@ static inline __mmask16 bn_mask(int n) {
   return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* s[j], q[j] (j < cw <= 64) = sums over rows [r0, r1) of x[r*c + c0 + j] and its square; with
- * d != NULL: s = sum d, q = sum d * (x - mean) (the backward sums). Lane j of the accumulators is
- * channel j, rows in order: the same additions as the portable loop. */
-static void sums_block_avx512(const float *x, const float *d, const float *ym, const float *mean,
-                              size_t r0, size_t r1, int c, int c0, int cw, double *s, double *q) {
+/* s[j], q[j] (j < cw <= 64, nv = ceil(cw / 16)) += sums over rows [r0, r1) of x[r*c + c0 + j]
+ * and its square; with mode 1 or 2: s += sum d, q += sum d * (x - mean) (the backward sums; mode 2
+ * masks d by ym > 0). Lane j of the accumulators is channel j, rows in order: the same additions
+ * as the portable loop. s and q are 64-byte aligned with room for 64 doubles. Inlined with
+ * constant nv and mode, so that the accumulator arrays live in registers (a runtime nv indexes
+ * them in memory: a store-to-load round trip on every addition). */
+static inline __attribute__((always_inline)) void
+sums_group_body(const float *x, const float *d, const float *ym, const float *mean, size_t r0,
+                size_t r1, int c, int c0, int cw, double *s, double *q, const int nv,
+                const int mode) {
   __m512d as[8], aq[8], mu[8];
   __mmask16 mk[4];
-  const int nv = (cw + 15) / 16;
-  for (int v = 0; v < 4; v++) mk[v] = bn_mask(cw - 16 * v);
-  for (int h = 0; h < 8; h++) {
-    as[h] = aq[h] = _mm512_setzero_pd();
+  for (int v = 0; v < nv; v++) mk[v] = bn_mask(cw - 16 * v);
+  for (int h = 0; h < 2 * nv; h++) {
+    as[h] = _mm512_load_pd(s + 8 * h);
+    aq[h] = _mm512_load_pd(q + 8 * h);
     mu[h] = _mm512_setzero_pd();
   }
-  if (d)
+  if (mode)
     for (int v = 0; v < nv; v++) {
       const __m512 m = _mm512_maskz_loadu_ps(mk[v], mean + c0 + 16 * v);
       mu[2 * v] = _mm512_cvtps_pd(_mm512_castps512_ps256(m));
@@ -68,12 +79,12 @@ static void sums_block_avx512(const float *x, const float *d, const float *ym, c
   const __m512d hi##V = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(X), 1)))
   for (size_t r = r0; r < r1; r++) {
     const float *xr = x + r * c + c0;
-    if (d) {
+    if (mode) {
       const float *dr = d + r * c + c0;
       for (int v = 0; v < nv; v++) {
         const __m512 xv = _mm512_maskz_loadu_ps(mk[v], xr + 16 * v);
         __mmask16 dm = mk[v];
-        if (ym) /* the gradient through a fused ReLU: dy where y > 0 */
+        if (mode == 2) /* the gradient through a fused ReLU: dy where y > 0 */
           dm = _mm512_mask_cmp_ps_mask(dm, _mm512_maskz_loadu_ps(dm, ym + r * c + c0 + 16 * v),
                                        _mm512_setzero_ps(), _CMP_GT_OQ);
         const __m512 dv = _mm512_maskz_loadu_ps(dm, dr + 16 * v);
@@ -97,10 +108,46 @@ static void sums_block_avx512(const float *x, const float *d, const float *ym, c
     }
   }
 #undef SN_BN_HALVES
-  double ts[64], tq[64];
-  for (int h = 0; h < 8; h++) {
-    _mm512_storeu_pd(ts + 8 * h, as[h]);
-    _mm512_storeu_pd(tq + 8 * h, aq[h]);
+  for (int h = 0; h < 2 * nv; h++) {
+    _mm512_store_pd(s + 8 * h, as[h]);
+    _mm512_store_pd(q + 8 * h, aq[h]);
+  }
+}
+
+/* sums_group_body for d == NULL (mode 0), ym == NULL (1) or not (2), by the vector count. */
+static void sums_group_avx512(const float *x, const float *d, const float *ym, const float *mean,
+                              size_t r0, size_t r1, int c, int c0, int cw, double *s, double *q) {
+  const int mode = !d ? 0 : !ym ? 1 : 2;
+#define SN_BN_GROUP(NV, M) sums_group_body(x, d, ym, mean, r0, r1, c, c0, cw, s, q, NV, M)
+#define SN_BN_MODES(NV)                                                                         \
+  (mode == 0 ? SN_BN_GROUP(NV, 0) : mode == 1 ? SN_BN_GROUP(NV, 1) : SN_BN_GROUP(NV, 2))
+  switch ((cw + 15) / 16) {
+  case 1: SN_BN_MODES(1); break;
+  case 2: SN_BN_MODES(2); break;
+  case 3: SN_BN_MODES(3); break;
+  default: SN_BN_MODES(4); break;
+  }
+#undef SN_BN_MODES
+#undef SN_BN_GROUP
+}
+
+/* s[j], q[j] (j < cw <= SN_BN_SUMC) = the sums of sums_group_avx512 over rows [r0, r1) and
+ * channels c0 + j. The rows are walked in L1-sized sub-blocks, each over all cw channels
+ * group by group, so that a task streams whole row segments (the hardware prefetchers fetch
+ * lines this task needs, not another task's); per channel the rows are still added in order. */
+static void sums_block_avx512(const float *x, const float *d, const float *ym, const float *mean,
+                              size_t r0, size_t r1, int c, int c0, int cw, double *s, double *q) {
+  _Alignas(64) double ts[SN_BN_SUMC], tq[SN_BN_SUMC];
+  const int cp = (cw + 63) / 64 * 64;
+  for (int j = 0; j < cp; j++) ts[j] = tq[j] = 0.0;
+  /* rows per sub-block: its segments of the 1-3 input tensors fill about SN_BN_SUBBYTES */
+  const int nt = 1 + (d != NULL) + (ym != NULL);
+  const size_t sr = cw <= 64 ? r1 - r0 : (size_t)(SN_BN_SUBBYTES / (4 * cp * nt) + 1);
+  for (size_t rs = r0; rs < r1; rs += sr) {
+    const size_t re = rs + sr < r1 ? rs + sr : r1;
+    for (int g0 = 0; g0 < cw; g0 += 64)
+      sums_group_avx512(x, d, ym, mean, rs, re, c, c0 + g0, cw - g0 < 64 ? cw - g0 : 64, ts + g0,
+                        tq + g0);
   }
   for (int j = 0; j < cw; j++) {
     s[j] = ts[j];
@@ -188,15 +235,13 @@ static void block_sums(const float *x, const float *d, const float *ym, const fl
   double ps[SN_BN_RBLOCKS][SN_BN_SUMC], pq[SN_BN_RBLOCKS][SN_BN_SUMC];
   for (int c0 = 0; c0 < c; c0 += SN_BN_SUMC) {
     const int cw = c - c0 < SN_BN_SUMC ? c - c0 : SN_BN_SUMC;
-    const int ng = (cw + 63) / 64; /* groups of 64 channels */
 #pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN)
-    for (int t = 0; t < nb * ng; ++t) {
-      const int b = t / ng, gi = t % ng, g0 = gi * 64, gw = cw - g0 < 64 ? cw - g0 : 64;
+    for (int b = 0; b < nb; ++b) {
       const size_t r0 = rows * (size_t)b / (size_t)nb, r1 = rows * (size_t)(b + 1) / (size_t)nb;
       if (simd)
-        sums_block_avx512(x, d, ym, mean, r0, r1, c, c0 + g0, gw, ps[b] + g0, pq[b] + g0);
+        sums_block_avx512(x, d, ym, mean, r0, r1, c, c0, cw, ps[b], pq[b]);
       else
-        sums_block(x, d, ym, mean, r0, r1, c, c0 + g0, gw, ps[b] + g0, pq[b] + g0);
+        sums_block(x, d, ym, mean, r0, r1, c, c0, cw, ps[b], pq[b]);
     }
     for (int j = 0; j < cw; ++j) {
       double s = 0.0, q = 0.0;

@@ -179,7 +179,7 @@ TEST(KernelBn, SumsDeterministicAcrossThreads) {
 }
 
 // The sums use fixed row blocks and 64-channel groups: identical for 1, 2 and 3 threads also
-// with one 16-channel group (rows split only) and with C = 300 (a 256-channel pass, then 44
+// with one 16-channel group (rows split only) and with C = 300 (four 64-channel groups, then 44
 // channels in a partial vector). AVX-512 and portable bodies add in the same order, but the
 // compiler may contract a product and a sum into an FMA in one of them (one rounding less per
 // term), so they are compared with 1e-14 * sum|terms| (~100 u of the absolute terms; the
@@ -340,4 +340,120 @@ TEST(KernelBn, FusedRelu) {
     checked = true;
   }
   EXPECT_TRUE(checked);
+}
+
+// The AVX-512 sums walk each row block in L1-sized sub-blocks of rows, group by group, when a
+// pass has more than 64 channels (c = 100, 300, 600: a 512-channel pass then 88; sub-blocks of 3
+// to 33 rows, the last one partial). On awkward channel and row counts, all three sums (plain,
+// backward, backward through a ReLU mask) match double references in row order (1e-12, as
+// above), are bitwise the same for 1, 2 and 3 threads, agree with the portable bodies to
+// 1e-14 * sum|terms| (FMA contraction only), and the ReLU variant equals the plain backward sums
+// fed with the masked gradient bitwise.
+TEST(KernelBn, SumsAwkwardShapes) {
+  for (int c : {1, 5, 17, 40, 100, 300, 600}) {
+    for (size_t rows : {(size_t)7, (size_t)1237, (size_t)3001}) {
+      SCOPED_TRACE("c " + std::to_string(c) + " rows " + std::to_string(rows));
+      const size_t n = rows * c;
+      fvec x = sntest::randn(n, 60 + c, 2.0f), dy = sntest::randn(n, 61 + c);
+      fvec y = sntest::randn(n, 62 + c), m = sntest::randn(c, 63);
+      for (auto &v : x)
+        v += 1.5f;
+      fvec dm(n); // dy where y > 0
+      for (size_t i = 0; i < n; ++i)
+        dm[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+      using D = std::vector<double>;
+      struct Out {
+        D s, q, a, b, ar, br, am, bm;
+      };
+      auto run = [&](int threads) {
+        const int saved = omp_get_max_threads();
+        omp_set_num_threads(threads);
+        Out o{D(c), D(c), D(c), D(c), D(c), D(c), D(c), D(c)};
+        sn_bn_sums(x.data(), rows, c, o.s.data(), o.q.data());
+        sn_bn_backward_sums(x.data(), dy.data(), rows, c, m.data(), o.a.data(), o.b.data());
+        sn_bn_backward_sums_relu(x.data(), y.data(), dy.data(), rows, c, m.data(), o.ar.data(),
+                                 o.br.data());
+        sn_bn_backward_sums(x.data(), dm.data(), rows, c, m.data(), o.am.data(), o.bm.data());
+        omp_set_num_threads(saved);
+        return o;
+      };
+      const Out o1 = run(1), o2 = run(2), o3 = run(3);
+      for (const Out *o : {&o2, &o3}) {
+        EXPECT_EQ(o1.s, o->s);
+        EXPECT_EQ(o1.q, o->q);
+        EXPECT_EQ(o1.a, o->a);
+        EXPECT_EQ(o1.b, o->b);
+        EXPECT_EQ(o1.ar, o->ar);
+        EXPECT_EQ(o1.br, o->br);
+      }
+      EXPECT_EQ(o1.ar, o1.am);
+      EXPECT_EQ(o1.br, o1.bm);
+      setenv("SN_NO_AVX512", "1", 1);
+      const Out p = run(2);
+      unsetenv("SN_NO_AVX512");
+      for (int j = 0; j < c; ++j) {
+        // terms of each sum, in row order: x, x^2, d, d (x - m), dm, dm (x - m)
+        double r[6] = {0, 0, 0, 0, 0, 0}, ab[6] = {0, 0, 0, 0, 0, 0};
+        for (size_t i = 0; i < rows; ++i) {
+          const double v = x[i * c + j], d = dy[i * c + j], e = dm[i * c + j];
+          const double t[6] = {v, v * v, d, d * (v - (double)m[j]), e, e * (v - (double)m[j])};
+          for (int k = 0; k < 6; ++k) {
+            r[k] += t[k];
+            ab[k] += std::fabs(t[k]);
+          }
+        }
+        const double got[6] = {o1.s[j], o1.q[j], o1.a[j], o1.b[j], o1.ar[j], o1.br[j]};
+        const double port[6] = {p.s[j], p.q[j], p.a[j], p.b[j], p.ar[j], p.br[j]};
+        for (int k = 0; k < 6; ++k) {
+          SCOPED_TRACE("channel " + std::to_string(j) + " sum " + std::to_string(k));
+          ASSERT_NEAR(r[k], got[k], 1e-12 * (1 + std::fabs(r[k])));
+          ASSERT_NEAR(port[k], got[k], 1e-14 * ab[k]);
+        }
+      }
+    }
+  }
+}
+
+// The elementwise passes precompute per-channel coefficients for SN_BN_CBLOCK = 2048 channels at
+// a time: c = 2100 takes a second, partial pass (52 channels). Normalize (with and without ReLU)
+// and the backward dx (with and without the ReLU mask) against double formulas, in both bodies.
+TEST(KernelBn, ElementwiseWideChannels) {
+  const size_t rows = 37;
+  const int c = 2100;
+  const size_t n = rows * c;
+  fvec x = sntest::randn(n, 80), dy = sntest::randn(n, 81), y = sntest::randn(n, 82);
+  fvec m = sntest::randn(c, 83), is = sntest::uniform(c, 84, 0.5f, 2.0f);
+  fvec g = sntest::randn(c, 85), b = sntest::randn(c, 86);
+  std::vector<double> sdy(c), sdx(c);
+  for (int j = 0; j < c; ++j) {
+    sdy[j] = 3.0 * std::sin(j);
+    sdx[j] = 5.0 * std::cos(j);
+  }
+  dvec yn(n), yr(n), dx(n), dxr(n);
+  for (size_t r = 0; r < rows; ++r)
+    for (int j = 0; j < c; ++j) {
+      const size_t i = r * c + j;
+      const double xm = (double)x[i] - m[j], s = is[j];
+      yn[i] = (double)g[j] * s * xm + b[j];
+      yr[i] = yn[i] > 0 ? yn[i] : 0;
+      auto f = [&](double d) { return g[j] * s * (d - sdy[j] / rows - xm * s * s * sdx[j] / rows); };
+      dx[i] = f(dy[i]);
+      dxr[i] = f(y[i] > 0 ? dy[i] : 0.0);
+    }
+  for (int simd = 1; simd >= 0; --simd) {
+    SCOPED_TRACE("simd " + std::to_string(simd));
+    if (!simd) setenv("SN_NO_AVX512", "1", 1);
+    fvec o(n, NAN);
+    sn_bn_normalize(x.data(), rows, c, m.data(), is.data(), g.data(), b.data(), o.data());
+    EXPECT_TRUE(kcheck::close(o, yn, 1e-6));
+    sn_bn_normalize_relu(x.data(), rows, c, m.data(), is.data(), g.data(), b.data(), o.data());
+    EXPECT_TRUE(kcheck::close(o, yr, 1e-6));
+    sn_bn_backward_dx(x.data(), dy.data(), rows, c, m.data(), is.data(), g.data(), sdy.data(),
+                      sdx.data(), (double)rows, o.data());
+    EXPECT_TRUE(kcheck::close(o, dx, 1e-5));
+    sn_bn_backward_dx_relu(x.data(), y.data(), dy.data(), rows, c, m.data(), is.data(), g.data(),
+                           sdy.data(), sdx.data(), (double)rows, o.data());
+    EXPECT_TRUE(kcheck::close(o, dxr, 1e-5));
+    if (!simd) unsetenv("SN_NO_AVX512");
+  }
 }
