@@ -1,7 +1,7 @@
 // bn_add_test.cpp - sn_bn_normalize_add (training: a batch norm writing its consumer add's
 // output in one pass) against sn_bn_normalize followed by sn_add_forward: bitwise equal, with
 // and without the ReLU, in place over the residual, on both instruction-set paths, on channel
-// counts around the vector width and the 256-channel coefficient blocks.
+// counts around the vector width and past the 2048-channel coefficient block.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,8 +14,8 @@
 #include "test_util.h"
 
 TEST(KernelBnAdd, NormalizeAddEqualsTwoPasses) {
-  const int channels[] = {1, 5, 16, 17, 40, 300};
-  const size_t rows_of[] = {1, 7, 3000};
+  const int channels[] = {1, 5, 16, 17, 40, 300, 2100};
+  const size_t rows_of[] = {1, 7, 1500};
   uint64_t seed = 70;
   for (int simd = 0; simd < 2; ++simd) {
     if (simd && !sn_cpu_has_avx512()) continue;
