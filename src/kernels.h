@@ -105,6 +105,16 @@ void sn_bn_backward_dx(const float *x, const float *dy, size_t rows, int c, cons
                        const float *invstd, const float *gamma, const double *sum_dy,
                        const double *sum_dy_xmu, double count, float *dx);
 
+/* The fused-ReLU backward passes with the mask y > 0 recomputed from x, gamma and beta exactly
+ * as sn_bn_normalize_relu computed y (bitwise the same mask), instead of read from y. */
+void sn_bn_backward_sums_relu_x(const float *x, const float *dy, size_t rows, int c,
+                                const float *mean, const float *invstd, const float *gamma,
+                                const float *beta, double *sum_dy, double *sum_dy_xmu);
+void sn_bn_backward_dx_relu_x(const float *x, const float *dy, size_t rows, int c,
+                              const float *mean, const float *invstd, const float *gamma,
+                              const float *beta, const double *sum_dy, const double *sum_dy_xmu,
+                              double count, float *dx);
+
 /* y = act(normalize(x) + res) (act: ReLU when relu): bitwise sn_bn_normalize into a buffer
  * followed by sn_add_forward(buffer, res, relu, y), in one pass. y may alias res. */
 void sn_bn_normalize_add(const float *x, size_t rows, int c, const float *mean,

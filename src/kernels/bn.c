@@ -57,9 +57,9 @@ static inline __mmask16 bn_mask(int n) {
  * constant nv and mode, so that the accumulator arrays live in registers (a runtime nv indexes
  * them in memory: a store-to-load round trip on every addition). */
 static inline __attribute__((always_inline)) void
-sums_group_body(const float *x, const float *d, const float *ym, const float *mean, size_t r0,
-                size_t r1, int c, int c0, int cw, double *s, double *q, const int nv,
-                const int mode) {
+sums_group_body(const float *x, const float *d, const float *ym, const float *mean,
+                const float *ma, const float *mb, size_t r0, size_t r1, int c, int c0, int cw,
+                double *s, double *q, const int nv, const int mode) {
   __m512d as[8], aq[8], mu[8];
   __mmask16 mk[4];
   for (int v = 0; v < nv; v++) mk[v] = bn_mask(cw - 16 * v);
@@ -87,6 +87,13 @@ sums_group_body(const float *x, const float *d, const float *ym, const float *me
         if (mode == 2) /* the gradient through a fused ReLU: dy where y > 0 */
           dm = _mm512_mask_cmp_ps_mask(dm, _mm512_maskz_loadu_ps(dm, ym + r * c + c0 + 16 * v),
                                        _mm512_setzero_ps(), _CMP_GT_OQ);
+        if (mode == 3) /* y > 0 recomputed from x as the forward computed it (affine_rows) */
+          dm = _mm512_mask_cmp_ps_mask(
+              dm,
+              _mm512_fmadd_ps(_mm512_sub_ps(xv, _mm512_maskz_loadu_ps(dm, mean + c0 + 16 * v)),
+                              _mm512_maskz_loadu_ps(dm, ma + 16 * v),
+                              _mm512_maskz_loadu_ps(dm, mb + 16 * v)),
+              _mm512_setzero_ps(), _CMP_GT_OQ);
         const __m512 dv = _mm512_maskz_loadu_ps(dm, dr + 16 * v);
         SN_BN_HALVES(x, xv);
         SN_BN_HALVES(d, dv);
@@ -114,13 +121,16 @@ sums_group_body(const float *x, const float *d, const float *ym, const float *me
   }
 }
 
-/* sums_group_body for d == NULL (mode 0), ym == NULL (1) or not (2), by the vector count. */
+/* sums_group_body for d == NULL (mode 0), ym == NULL (1) or not (2), or the mask recomputed
+ * from x (3: ma != NULL, the channels' scale and shift from c0 on), by the vector count. */
 static void sums_group_avx512(const float *x, const float *d, const float *ym, const float *mean,
-                              size_t r0, size_t r1, int c, int c0, int cw, double *s, double *q) {
-  const int mode = !d ? 0 : !ym ? 1 : 2;
-#define SN_BN_GROUP(NV, M) sums_group_body(x, d, ym, mean, r0, r1, c, c0, cw, s, q, NV, M)
+                              const float *ma, const float *mb, size_t r0, size_t r1, int c,
+                              int c0, int cw, double *s, double *q) {
+  const int mode = !d ? 0 : ma ? 3 : !ym ? 1 : 2;
+#define SN_BN_GROUP(NV, M) sums_group_body(x, d, ym, mean, ma, mb, r0, r1, c, c0, cw, s, q, NV, M)
 #define SN_BN_MODES(NV)                                                                         \
-  (mode == 0 ? SN_BN_GROUP(NV, 0) : mode == 1 ? SN_BN_GROUP(NV, 1) : SN_BN_GROUP(NV, 2))
+  (mode == 0 ? SN_BN_GROUP(NV, 0) : mode == 1 ? SN_BN_GROUP(NV, 1)                            \
+   : mode == 2 ? SN_BN_GROUP(NV, 2) : SN_BN_GROUP(NV, 3))
   switch ((cw + 15) / 16) {
   case 1: SN_BN_MODES(1); break;
   case 2: SN_BN_MODES(2); break;
@@ -136,7 +146,8 @@ static void sums_group_avx512(const float *x, const float *d, const float *ym, c
  * group by group, so that a task streams whole row segments (the hardware prefetchers fetch
  * lines this task needs, not another task's); per channel the rows are still added in order. */
 static void sums_block_avx512(const float *x, const float *d, const float *ym, const float *mean,
-                              size_t r0, size_t r1, int c, int c0, int cw, double *s, double *q) {
+                              const float *ma, const float *mb, size_t r0, size_t r1, int c,
+                              int c0, int cw, double *s, double *q) {
   _Alignas(64) double ts[SN_BN_SUMC], tq[SN_BN_SUMC];
   const int cp = (cw + 63) / 64 * 64;
   for (int j = 0; j < cp; j++) ts[j] = tq[j] = 0.0;
@@ -146,8 +157,8 @@ static void sums_block_avx512(const float *x, const float *d, const float *ym, c
   for (size_t rs = r0; rs < r1; rs += sr) {
     const size_t re = rs + sr < r1 ? rs + sr : r1;
     for (int g0 = 0; g0 < cw; g0 += 64)
-      sums_group_avx512(x, d, ym, mean, rs, re, c, c0 + g0, cw - g0 < 64 ? cw - g0 : 64, ts + g0,
-                        tq + g0);
+      sums_group_avx512(x, d, ym, mean, ma ? ma + g0 : NULL, mb ? mb + g0 : NULL, rs, re, c,
+                        c0 + g0, cw - g0 < 64 ? cw - g0 : 64, ts + g0, tq + g0);
   }
   for (int j = 0; j < cw; j++) {
     s[j] = ts[j];
@@ -177,9 +188,9 @@ static void affine_rows_avx512(const float *x, size_t r0, size_t r1, int c, int 
 
 /* dx = k1 * (dy - mdy - (x - m) * k2) over rows [r0, r1), channels j < cw, row stride c; with
  * ym, dy is taken as 0 where ym <= 0 (a fused ReLU's output). */
-static void bwd_dx_rows_avx512(const float *x, const float *dy, const float *ym, size_t r0,
-                               size_t r1, int c, int cw, const float *m, const float *k1,
-                               const float *mdy, const float *k2, float *dx) {
+static void bwd_dx_rows_avx512(const float *x, const float *dy, const float *ym, const float *mb,
+                               size_t r0, size_t r1, int c, int cw, const float *m,
+                               const float *k1, const float *mdy, const float *k2, float *dx) {
   for (size_t r = r0; r < r1; r++) {
     const float *xr = x + r * c, *dr = dy + r * c;
     float *o = dx + r * c;
@@ -190,6 +201,10 @@ static void bwd_dx_rows_avx512(const float *x, const float *dy, const float *ym,
         dm = _mm512_mask_cmp_ps_mask(k, _mm512_maskz_loadu_ps(k, ym + r * c + j),
                                      _mm512_setzero_ps(), _CMP_GT_OQ);
       const __m512 xm = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + j), _mm512_maskz_loadu_ps(k, m + j));
+      if (mb) /* y > 0 recomputed as the forward did: k1 is its scale, mb its shift */
+        dm = _mm512_mask_cmp_ps_mask(
+            k, _mm512_fmadd_ps(xm, _mm512_maskz_loadu_ps(k, k1 + j), _mm512_maskz_loadu_ps(k, mb + j)),
+            _mm512_setzero_ps(), _CMP_GT_OQ);
       const __m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(dm, dr + j), _mm512_maskz_loadu_ps(k, mdy + j));
       const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, k1 + j),
                                      _mm512_sub_ps(t, _mm512_mul_ps(xm, _mm512_maskz_loadu_ps(k, k2 + j))));
@@ -203,7 +218,8 @@ static void bwd_dx_rows_avx512(const float *x, const float *dy, const float *ym,
 /* ------------------------------------------------------------ portable bodies */
 
 static void sums_block(const float *x, const float *d, const float *ym, const float *mean,
-                       size_t r0, size_t r1, int c, int c0, int cw, double *s, double *q) {
+                       const float *ma, const float *mb, size_t r0, size_t r1, int c, int c0,
+                       int cw, double *s, double *q) {
   for (int j = 0; j < cw; ++j) s[j] = q[j] = 0.0;
   for (size_t r = r0; r < r1; ++r) {
     const float *xr = x + r * c + c0;
@@ -212,7 +228,12 @@ static void sums_block(const float *x, const float *d, const float *ym, const fl
       const float *yr = ym ? ym + r * c + c0 : NULL;
       for (int j = 0; j < cw; ++j) {
         const float dj = dr[j];
-        const double dv = yr && !(yr[j] > 0.0f) ? 0.0 : dj;
+        int off = yr && !(yr[j] > 0.0f);
+        if (ma) { /* y > 0 recomputed as normalize() computed it */
+          const float v = (xr[j] - mean[c0 + j]) * ma[j] + mb[j];
+          off = !(v > 0.0f);
+        }
+        const double dv = off ? 0.0 : dj;
         s[j] += dv;
         q[j] += dv * ((double)xr[j] - (double)mean[c0 + j]);
       }
@@ -229,19 +250,26 @@ static void sums_block(const float *x, const float *d, const float *ym, const fl
 /* sum/sumsq (or the backward sums when d != NULL, of d masked by ym > 0 when ym != NULL) over
  * all rows, by fixed row blocks. */
 static void block_sums(const float *x, const float *d, const float *ym, const float *mean,
-                       size_t rows, int c, double *sum, double *sq) {
+                       const float *invstd, const float *gamma, const float *beta, size_t rows,
+                       int c, double *sum, double *sq) {
   const int nb = rows < SN_BN_RBLOCKS ? (int)rows : SN_BN_RBLOCKS;
   const int simd = sn_cpu_has_avx512();
   double ps[SN_BN_RBLOCKS][SN_BN_SUMC], pq[SN_BN_RBLOCKS][SN_BN_SUMC];
   for (int c0 = 0; c0 < c; c0 += SN_BN_SUMC) {
     const int cw = c - c0 < SN_BN_SUMC ? c - c0 : SN_BN_SUMC;
+    float ma[SN_BN_SUMC], mb[SN_BN_SUMC]; /* gamma != NULL: the forward's scale and shift */
+    for (int j = 0; gamma && j < cw; ++j) {
+      ma[j] = (float)((double)gamma[c0 + j] * invstd[c0 + j]);
+      mb[j] = beta[c0 + j];
+    }
+    const float *pa = gamma ? ma : NULL, *pb = gamma ? mb : NULL;
 #pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN)
     for (int b = 0; b < nb; ++b) {
       const size_t r0 = rows * (size_t)b / (size_t)nb, r1 = rows * (size_t)(b + 1) / (size_t)nb;
       if (simd)
-        sums_block_avx512(x, d, ym, mean, r0, r1, c, c0, cw, ps[b], pq[b]);
+        sums_block_avx512(x, d, ym, mean, pa, pb, r0, r1, c, c0, cw, ps[b], pq[b]);
       else
-        sums_block(x, d, ym, mean, r0, r1, c, c0, cw, ps[b], pq[b]);
+        sums_block(x, d, ym, mean, pa, pb, r0, r1, c, c0, cw, ps[b], pq[b]);
     }
     for (int j = 0; j < cw; ++j) {
       double s = 0.0, q = 0.0;
@@ -256,17 +284,17 @@ static void block_sums(const float *x, const float *d, const float *ym, const fl
 }
 
 void sn_bn_sums(const float *x, size_t rows, int c, double *sum, double *sumsq) {
-  block_sums(x, NULL, NULL, NULL, rows, c, sum, sumsq);
+  block_sums(x, NULL, NULL, NULL, NULL, NULL, NULL, rows, c, sum, sumsq);
 }
 
 void sn_bn_backward_sums(const float *x, const float *dy, size_t rows, int c, const float *mean,
                          double *sum_dy, double *sum_dy_xmu) {
-  block_sums(x, dy, NULL, mean, rows, c, sum_dy, sum_dy_xmu);
+  block_sums(x, dy, NULL, mean, NULL, NULL, NULL, rows, c, sum_dy, sum_dy_xmu);
 }
 
 void sn_bn_backward_sums_relu(const float *x, const float *y, const float *dy, size_t rows, int c,
                               const float *mean, double *sum_dy, double *sum_dy_xmu) {
-  block_sums(x, dy, y, mean, rows, c, sum_dy, sum_dy_xmu);
+  block_sums(x, dy, y, mean, NULL, NULL, NULL, rows, c, sum_dy, sum_dy_xmu);
 }
 
 /* ------------------------------------------------------------ elementwise passes */
@@ -341,9 +369,10 @@ void sn_bn_normalize_relu(const float *x, size_t rows, int c, const float *mean,
   normalize(x, rows, c, mean, invstd, gamma, beta, 1, y);
 }
 
-static void backward_dx(const float *x, const float *ym, const float *dy, size_t rows, int c,
-                        const float *mean, const float *invstd, const float *gamma,
-                        const double *sum_dy, const double *sum_dy_xmu, double count, float *dx) {
+static void backward_dx(const float *x, const float *ym, const float *beta, const float *dy,
+                        size_t rows, int c, const float *mean, const float *invstd,
+                        const float *gamma, const double *sum_dy, const double *sum_dy_xmu,
+                        double count, float *dx) {
   /* dx = k1 * (dy - mdy - (x - mean) * k2) with k1 = gamma*invstd, mdy = sum_dy/count,
    * k2 = invstd^2 * sum_dy_xmu / count; coefficients in double, rounded once. */
   const int simd = sn_cpu_has_avx512();
@@ -363,8 +392,8 @@ static void backward_dx(const float *x, const float *ym, const float *dy, size_t
       for (long t = 0; t < nt; ++t) {
         const size_t r0 = (size_t)t * SN_BN_ROWTASK;
         const size_t r1 = r0 + SN_BN_ROWTASK < rows ? r0 + SN_BN_ROWTASK : rows;
-        bwd_dx_rows_avx512(x + c0, dy + c0, ym ? ym + c0 : NULL, r0, r1, c, c1 - c0, m, k1, mdy,
-                           k2, dx + c0);
+        bwd_dx_rows_avx512(x + c0, dy + c0, ym ? ym + c0 : NULL, beta ? beta + c0 : NULL, r0, r1,
+                           c, c1 - c0, m, k1, mdy, k2, dx + c0);
       }
       continue;
     }
@@ -376,7 +405,12 @@ static void backward_dx(const float *x, const float *ym, const float *dy, size_t
       float *or_ = dx + (size_t)r * c + c0;
       for (int j = 0; j < c1 - c0; ++j) {
         const float dj = dr[j];
-        const float d = yr && !(yr[j] > 0.0f) ? 0.0f : dj;
+        int off = yr && !(yr[j] > 0.0f);
+        if (beta) { /* y > 0 recomputed as normalize() computed it (k1: its scale) */
+          const float v = (xr[j] - m[j]) * k1[j] + beta[c0 + j];
+          off = !(v > 0.0f);
+        }
+        const float d = off ? 0.0f : dj;
         or_[j] = k1[j] * (d - mdy[j] - (xr[j] - m[j]) * k2[j]);
       }
     }
@@ -386,14 +420,14 @@ static void backward_dx(const float *x, const float *ym, const float *dy, size_t
 void sn_bn_backward_dx(const float *x, const float *dy, size_t rows, int c, const float *mean,
                        const float *invstd, const float *gamma, const double *sum_dy,
                        const double *sum_dy_xmu, double count, float *dx) {
-  backward_dx(x, NULL, dy, rows, c, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, dx);
+  backward_dx(x, NULL, NULL, dy, rows, c, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, dx);
 }
 
 void sn_bn_backward_dx_relu(const float *x, const float *y, const float *dy, size_t rows, int c,
                             const float *mean, const float *invstd, const float *gamma,
                             const double *sum_dy, const double *sum_dy_xmu, double count,
                             float *dx) {
-  backward_dx(x, y, dy, rows, c, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, dx);
+  backward_dx(x, y, NULL, dy, rows, c, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, dx);
 }
 
 /* ------------------------------------------------------------ normalize + residual add
@@ -457,4 +491,21 @@ void sn_bn_normalize_add(const float *x, size_t rows, int c, const float *mean,
       }
     }
   }
+}
+
+/* ------------------------------------------------------------ fused-ReLU backward from x
+ * The fused ReLU's mask y > 0 recomputed from x with the forward's own scale and shift and the
+ * same operations (affine_rows / normalize), instead of read from y: the same mask bit for bit,
+ * one tensor fewer read by each of the two backward passes. */
+void sn_bn_backward_sums_relu_x(const float *x, const float *dy, size_t rows, int c,
+                                const float *mean, const float *invstd, const float *gamma,
+                                const float *beta, double *sum_dy, double *sum_dy_xmu) {
+  block_sums(x, dy, NULL, mean, invstd, gamma, beta, rows, c, sum_dy, sum_dy_xmu);
+}
+
+void sn_bn_backward_dx_relu_x(const float *x, const float *dy, size_t rows, int c,
+                              const float *mean, const float *invstd, const float *gamma,
+                              const float *beta, const double *sum_dy, const double *sum_dy_xmu,
+                              double count, float *dx) {
+  backward_dx(x, NULL, beta, dy, rows, c, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, dx);
 }

@@ -87,8 +87,11 @@ static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
   double *sdy = (double *)net->ws, *sdyx = sdy + c, *count = sdy + 2 * c;
   float *tmp = net->ws + 2 * (6 * (size_t)c + 2);
   /* With a fused ReLU, l->y = max(0, bn(x)) and l->dy is the gradient w.r.t. it: the kernels use
-   * dy where y > 0, else 0. */
-  if (l->fused_relu) sn_bn_backward_sums_relu(x, l->y, l->dy, rows, c, l->mean, sdy, sdyx);
+   * dy where y > 0, else 0, recomputing y > 0 from x as the forward computed y (the parameters
+   * change only after the step) rather than reading y. */
+  const float *gamma = sn_param_data(net, l, 0), *beta = sn_param_data(net, l, 1);
+  if (l->fused_relu)
+    sn_bn_backward_sums_relu_x(x, l->dy, rows, c, l->mean, l->invstd, gamma, beta, sdy, sdyx);
   else sn_bn_backward_sums(x, l->dy, rows, c, l->mean, sdy, sdyx);
   float *dgamma = sn_param_grad(net, l, 0), *dbeta = sn_param_grad(net, l, 1);
   for (int k = 0; k < c; ++k) { /* parameter gradients stay local: gradient sync sums them */
@@ -104,8 +107,8 @@ static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
   float *dx = sn_layer_input_grad(net, l, 0, &acc);
   if (!dx) return SN_OK;
   if (l->fused_relu)
-    sn_bn_backward_dx_relu(x, l->y, l->dy, rows, c, l->mean, l->invstd, sn_param_data(net, l, 0),
-                           sdy, sdyx, count[0], acc ? tmp : dx);
+    sn_bn_backward_dx_relu_x(x, l->dy, rows, c, l->mean, l->invstd, gamma, beta, sdy, sdyx,
+                             count[0], acc ? tmp : dx);
   else
     sn_bn_backward_dx(x, l->dy, rows, c, l->mean, l->invstd, sn_param_data(net, l, 0), sdy, sdyx,
                       count[0], acc ? tmp : dx);
