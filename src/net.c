@@ -642,6 +642,20 @@ typedef struct interval {
   int end;
 } interval;
 
+/* The lowest offset where `size` floats overlap none of the live intervals (first fit). */
+static size_t first_fit(const interval *live, int nlive, size_t size) {
+  size_t off = 0;
+  for (int moved = 1; moved;) {
+    moved = 0;
+    for (int i = 0; i < nlive; ++i)
+      if (off < live[i].off + live[i].size && live[i].off < off + size) {
+        off = live[i].off + live[i].size;
+        moved = 1;
+      }
+  }
+  return off;
+}
+
 static size_t plan_offsets(sn_net *net, int n, size_t *offs, int reuse) {
   int L = net->nlayers;
   int *last = malloc((size_t)L * sizeof *last);
@@ -688,16 +702,7 @@ static size_t plan_offsets(sn_net *net, int n, size_t *offs, int reuse) {
         continue;
       }
     }
-    /* first fit among gaps of live intervals sorted by offset */
-    size_t off = 0;
-    for (int moved = 1; moved;) {
-      moved = 0;
-      for (int i = 0; i < nlive; ++i)
-        if (off < live[i].off + live[i].size && live[i].off < off + size) {
-          off = live[i].off + live[i].size;
-          moved = 1;
-        }
-    }
+    const size_t off = first_fit(live, nlive, size);
     offs[j] = off;
     live[nlive++] = (interval){off, size, last[j]};
     if (off + size > top) top = off + size;
@@ -823,15 +828,7 @@ static size_t plan_grad_offsets(sn_net *net, int n, int share, size_t *doffs) {
     for (int i = 0; i < nlive; ++i)
       if (live[i].end >= start[o]) live[k++] = live[i];
     nlive = k;
-    size_t off = 0;
-    for (int moved = 1; moved;) {
-      moved = 0;
-      for (int i = 0; i < nlive; ++i)
-        if (off < live[i].off + live[i].size && live[i].off < off + size) {
-          off = live[i].off + live[i].size;
-          moved = 1;
-        }
-    }
+    const size_t off = first_fit(live, nlive, size);
     goff[o] = off;
     live[nlive++] = (interval){off, size, end[o]};
     if (off + size > top) top = off + size;

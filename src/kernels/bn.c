@@ -166,10 +166,11 @@ static void sums_block_avx512(const float *x, const float *d, const float *ym, c
   }
 }
 
-/* y[r][j] = (x[r][j] - m[j]) * a[j] + b[j] (m may be NULL: 0) for rows [r0, r1) and channels
- * j < cw; x and y have row stride c. */
-static void affine_rows_avx512(const float *x, size_t r0, size_t r1, int c, int cw, const float *m,
-                               const float *a, const float *b, int relu, float *y) {
+/* y[r][j] = act((x[r][j] - m[j]) * a[j] + b[j] (+ res[r][j])) (m, res may be NULL) for rows
+ * [r0, r1) and channels j < cw; x, res and y have row stride c (y may alias res). */
+static void affine_rows_avx512(const float *x, const float *res, size_t r0, size_t r1, int c,
+                               int cw, const float *m, const float *a, const float *b, int relu,
+                               float *y) {
   const __m512 z = _mm512_setzero_ps();
   for (size_t r = r0; r < r1; r++) {
     const float *xr = x + r * c;
@@ -180,6 +181,7 @@ static void affine_rows_avx512(const float *x, size_t r0, size_t r1, int c, int 
       const __m512 mv = m ? _mm512_maskz_loadu_ps(k, m + j) : z;
       __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(xv, mv), _mm512_maskz_loadu_ps(k, a + j),
                                  _mm512_maskz_loadu_ps(k, b + j));
+      if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res + r * c + j));
       if (relu) v = _mm512_max_ps(v, z);
       _mm512_mask_storeu_ps(yr + j, k, v);
     }
@@ -307,7 +309,7 @@ void sn_bn_affine(const float *x, size_t rows, int c, const float *scale, const 
     for (long t = 0; t < nt; ++t) {
       const size_t r0 = (size_t)t * SN_BN_ROWTASK;
       const size_t r1 = r0 + SN_BN_ROWTASK < rows ? r0 + SN_BN_ROWTASK : rows;
-      affine_rows_avx512(x, r0, r1, c, c, NULL, scale, shift, relu, y);
+      affine_rows_avx512(x, NULL, r0, r1, c, c, NULL, scale, shift, relu, y);
     }
     return;
   }
@@ -326,8 +328,10 @@ void sn_bn_affine(const float *x, size_t rows, int c, const float *scale, const 
   }
 }
 
-static void normalize(const float *x, size_t rows, int c, const float *mean, const float *invstd,
-                      const float *gamma, const float *beta, int relu, float *y) {
+/* y = act(normalize(x) (+ res)); res may be NULL, y may alias it. */
+static void normalize(const float *x, const float *res, size_t rows, int c, const float *mean,
+                      const float *invstd, const float *gamma, const float *beta, int relu,
+                      float *y) {
   const int simd = sn_cpu_has_avx512();
   for (int c0 = 0; c0 < c; c0 += SN_BN_CBLOCK) {
     const int c1 = c0 + SN_BN_CBLOCK < c ? c0 + SN_BN_CBLOCK : c;
@@ -343,16 +347,19 @@ static void normalize(const float *x, size_t rows, int c, const float *mean, con
       for (long t = 0; t < nt; ++t) {
         const size_t r0 = (size_t)t * SN_BN_ROWTASK;
         const size_t r1 = r0 + SN_BN_ROWTASK < rows ? r0 + SN_BN_ROWTASK : rows;
-        affine_rows_avx512(x + c0, r0, r1, c, c1 - c0, m, a, bb, relu, y + c0);
+        affine_rows_avx512(x + c0, res ? res + c0 : NULL, r0, r1, c, c1 - c0, m, a, bb, relu,
+                           y + c0);
       }
       continue;
     }
 #pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN)
     for (long r = 0; r < (long)rows; ++r) {
       const float *xr = x + (size_t)r * c + c0;
+      const float *rr = res ? res + (size_t)r * c + c0 : NULL;
       float *yr = y + (size_t)r * c + c0;
       for (int j = 0; j < c1 - c0; ++j) {
-        const float v = (xr[j] - m[j]) * a[j] + bb[j];
+        float v = (xr[j] - m[j]) * a[j] + bb[j];
+        if (rr) v = v + rr[j]; /* as sn_add_forward: the normalized value plus the residual */
         yr[j] = relu ? (v > 0.0f ? v : 0.0f) : v;
       }
     }
@@ -361,12 +368,12 @@ static void normalize(const float *x, size_t rows, int c, const float *mean, con
 
 void sn_bn_normalize(const float *x, size_t rows, int c, const float *mean, const float *invstd,
                      const float *gamma, const float *beta, float *y) {
-  normalize(x, rows, c, mean, invstd, gamma, beta, 0, y);
+  normalize(x, NULL, rows, c, mean, invstd, gamma, beta, 0, y);
 }
 
 void sn_bn_normalize_relu(const float *x, size_t rows, int c, const float *mean,
                           const float *invstd, const float *gamma, const float *beta, float *y) {
-  normalize(x, rows, c, mean, invstd, gamma, beta, 1, y);
+  normalize(x, NULL, rows, c, mean, invstd, gamma, beta, 1, y);
 }
 
 static void backward_dx(const float *x, const float *ym, const float *beta, const float *dy,
@@ -430,67 +437,14 @@ void sn_bn_backward_dx_relu(const float *x, const float *y, const float *dy, siz
   backward_dx(x, y, NULL, dy, rows, c, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, dx);
 }
 
-/* ------------------------------------------------------------ normalize + residual add
- * Training, a batch norm whose only consumer is an add (net.c fuse_for_training): y = act(
- * normalize(x) + res) in one pass, the same operations in the same order as sn_bn_normalize
- * followed by sn_add_forward (float addition commutes, so which input of the add the batch norm
- * was does not matter): bitwise their result, without writing and re-reading the normalized
- * tensor. */
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
-
-static void affine_add_rows_avx512(const float *x, const float *res, size_t r0, size_t r1, int c,
-                                   int cw, const float *m, const float *a, const float *b,
-                                   int relu, float *y) {
-  const __m512 z = _mm512_setzero_ps();
-  for (size_t r = r0; r < r1; r++) {
-    for (int j = 0; j < cw; j += 16) {
-      const __mmask16 k = bn_mask(cw - j);
-      const __m512 xv = _mm512_maskz_loadu_ps(k, x + r * c + j);
-      __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(xv, _mm512_maskz_loadu_ps(k, m + j)),
-                                 _mm512_maskz_loadu_ps(k, a + j), _mm512_maskz_loadu_ps(k, b + j));
-      v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res + r * c + j));
-      if (relu) v = _mm512_max_ps(v, z);
-      _mm512_mask_storeu_ps(y + r * c + j, k, v);
-    }
-  }
-}
-
-#pragma GCC pop_options
-
+/* Training, a batch norm whose only consumer is an add (net.c fuse_bn_into_add): the same
+ * operations in the same order as sn_bn_normalize followed by sn_add_forward (float addition
+ * commutes, so which input of the add the batch norm was does not matter): bitwise their
+ * result, without writing and re-reading the normalized tensor. */
 void sn_bn_normalize_add(const float *x, size_t rows, int c, const float *mean,
                          const float *invstd, const float *gamma, const float *beta,
                          const float *res, int relu, float *y) {
-  const int simd = sn_cpu_has_avx512();
-  for (int c0 = 0; c0 < c; c0 += SN_BN_CBLOCK) {
-    const int c1 = c0 + SN_BN_CBLOCK < c ? c0 + SN_BN_CBLOCK : c;
-    float a[SN_BN_CBLOCK], m[SN_BN_CBLOCK], bb[SN_BN_CBLOCK];
-    for (int j = c0; j < c1; ++j) { /* as normalize() */
-      a[j - c0] = (float)((double)gamma[j] * invstd[j]);
-      m[j - c0] = mean[j];
-      bb[j - c0] = beta[j];
-    }
-    if (simd) {
-      const long nt = (long)((rows + SN_BN_ROWTASK - 1) / SN_BN_ROWTASK);
-#pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN)
-      for (long t = 0; t < nt; ++t) {
-        const size_t r0 = (size_t)t * SN_BN_ROWTASK;
-        const size_t r1 = r0 + SN_BN_ROWTASK < rows ? r0 + SN_BN_ROWTASK : rows;
-        affine_add_rows_avx512(x + c0, res + c0, r0, r1, c, c1 - c0, m, a, bb, relu, y + c0);
-      }
-      continue;
-    }
-#pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN)
-    for (long r = 0; r < (long)rows; ++r) {
-      const float *xr = x + (size_t)r * c + c0, *rr = res + (size_t)r * c + c0;
-      float *yr = y + (size_t)r * c + c0;
-      for (int j = 0; j < c1 - c0; ++j) {
-        const float v = (xr[j] - m[j]) * a[j] + bb[j];
-        const float o = v + rr[j];
-        yr[j] = relu ? (o > 0.0f ? o : 0.0f) : o;
-      }
-    }
-  }
+  normalize(x, res, rows, c, mean, invstd, gamma, beta, relu, y);
 }
 
 /* ------------------------------------------------------------ fused-ReLU backward from x

@@ -97,28 +97,19 @@ static void maxpool_forward_scalar(const sn_pool_geom *g, const float *x, float 
   }
 }
 
-static void maxpool_backward_scalar(const sn_pool_geom *g, const int32_t *argmax, const float *dy,
-                                    float *dx) {
-  const int c = g->c, nb = (c + SN_CB - 1) / SN_CB;
-  const size_t in_img = (size_t)g->h * g->w * c, out_pix = (size_t)g->oh * g->ow;
-  const long jobs = (long)g->n * nb;
-#pragma omp parallel for schedule(static) if ((in_img + out_pix * c) * g->n > SN_OMP_MIN)
-  for (long jb = 0; jb < jobs; ++jb) {
-    const int img = (int)(jb / nb), b = (int)(jb % nb);
-    const int c0 = b * SN_CB, c1 = c0 + SN_CB < c ? c0 + SN_CB : c;
-    float *dxi = dx + (size_t)img * in_img;
-    for (size_t q = 0; q < (size_t)g->h * g->w; ++q)
-      for (int ch = c0; ch < c1; ++ch) dxi[q * c + ch] = 0.0f;
-    const float *dyi = dy + (size_t)img * out_pix * c;
-    const int32_t *ai = argmax + (size_t)img * out_pix * c;
-    for (size_t q = 0; q < out_pix; ++q)
-      for (int ch = c0; ch < c1; ++ch) {
-        const int32_t a = ai[q * c + ch];
-        if (a >= 0) dxi[a] += dyi[q * c + ch];
-      }
-  }
+/* The gradient of one (image, block of SN_CB channels) job: dx (that image, those channels)
+ * zeroed, then each output's dy added at its argmax, outputs in order. */
+static void maxpool_backward_job(const sn_pool_geom *g, const int32_t *ai, const float *dyi,
+                                 float *dxi, int c0) {
+  const int c = g->c, c1 = c0 + SN_CB < c ? c0 + SN_CB : c;
+  for (size_t q = 0; q < (size_t)g->h * g->w; ++q)
+    for (int ch = c0; ch < c1; ++ch) dxi[q * c + ch] = 0.0f;
+  for (size_t q = 0; q < (size_t)g->oh * g->ow; ++q)
+    for (int ch = c0; ch < c1; ++ch) {
+      const int32_t a = ai[q * c + ch];
+      if (a >= 0) dxi[a] += dyi[q * c + ch];
+    }
 }
-
 
 /* ------------------------------------------------------------ AVX-512 max pool
  * The same scans as above, 16 channels per vector: the running maximum and argmax of a channel
@@ -181,28 +172,18 @@ static void maxpool_forward_avx512(const sn_pool_geom *g, const float *x, float 
   }
 }
 
-static void maxpool_backward_avx512(const sn_pool_geom *g, const int32_t *argmax, const float *dy,
-                                    float *dx) {
-  const int c = g->c, nb = (c + SN_CB - 1) / SN_CB;
-  const size_t in_img = (size_t)g->h * g->w * c, out_pix = (size_t)g->oh * g->ow;
-  const long jobs = (long)g->n * nb;
-#pragma omp parallel for schedule(static) if ((in_img + out_pix * c) * g->n > SN_OMP_MIN)
-  for (long jb = 0; jb < jobs; ++jb) {
-    const int img = (int)(jb / nb), b = (int)(jb % nb);
-    const int c0 = b * SN_CB;
-    const __mmask16 k = pool_mask(c - c0);
-    float *dxi = dx + (size_t)img * in_img;
-    for (size_t q = 0; q < (size_t)g->h * g->w; ++q)
-      _mm512_mask_storeu_ps(dxi + q * c + c0, k, _mm512_setzero_ps());
-    const float *dyi = dy + (size_t)img * out_pix * c + c0;
-    const int32_t *ai = argmax + (size_t)img * out_pix * c + c0;
-    for (size_t q = 0; q < out_pix; ++q) {
-      const __m512i a = _mm512_maskz_loadu_epi32(k, ai + q * c);
-      const __mmask16 m = _mm512_mask_cmpge_epi32_mask(k, a, _mm512_setzero_si512());
-      const __m512 d = _mm512_maskz_loadu_ps(m, dyi + q * c);
-      const __m512 t = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, a, dxi, 4);
-      _mm512_mask_i32scatter_ps(dxi, m, a, _mm512_add_ps(t, d), 4);
-    }
+static void maxpool_backward_job_avx512(const sn_pool_geom *g, const int32_t *ai,
+                                        const float *dyi, float *dxi, int c0) {
+  const int c = g->c;
+  const __mmask16 k = pool_mask(c - c0);
+  for (size_t q = 0; q < (size_t)g->h * g->w; ++q)
+    _mm512_mask_storeu_ps(dxi + q * c + c0, k, _mm512_setzero_ps());
+  for (size_t q = 0; q < (size_t)g->oh * g->ow; ++q) {
+    const __m512i a = _mm512_maskz_loadu_epi32(k, ai + q * c + c0);
+    const __mmask16 m = _mm512_mask_cmpge_epi32_mask(k, a, _mm512_setzero_si512());
+    const __m512 d = _mm512_maskz_loadu_ps(m, dyi + q * c + c0);
+    const __m512 t = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, a, dxi, 4);
+    _mm512_mask_i32scatter_ps(dxi, m, a, _mm512_add_ps(t, d), 4);
   }
 }
 
@@ -213,9 +194,20 @@ void sn_maxpool_forward(const sn_pool_geom *g, const float *x, float *y, int32_t
   else maxpool_forward_scalar(g, x, y, argmax);
 }
 
+/* Parallel over (image, block of SN_CB channels): see the top of the file. */
 void sn_maxpool_backward(const sn_pool_geom *g, const int32_t *argmax, const float *dy, float *dx) {
-  if (sn_cpu_has_avx512()) maxpool_backward_avx512(g, argmax, dy, dx);
-  else maxpool_backward_scalar(g, argmax, dy, dx);
+  const int c = g->c, nb = (c + SN_CB - 1) / SN_CB, simd = sn_cpu_has_avx512();
+  const size_t in_img = (size_t)g->h * g->w * c, out_img = (size_t)g->oh * g->ow * c;
+  const long jobs = (long)g->n * nb;
+#pragma omp parallel for schedule(static) if ((in_img + out_img) * g->n > SN_OMP_MIN)
+  for (long jb = 0; jb < jobs; ++jb) {
+    const int img = (int)(jb / nb), c0 = (int)(jb % nb) * SN_CB;
+    const int32_t *ai = argmax + (size_t)img * out_img;
+    const float *dyi = dy + (size_t)img * out_img;
+    float *dxi = dx + (size_t)img * in_img;
+    if (simd) maxpool_backward_job_avx512(g, ai, dyi, dxi, c0);
+    else maxpool_backward_job(g, ai, dyi, dxi, c0);
+  }
 }
 
 /* Number of window cells inside the image along one axis. */

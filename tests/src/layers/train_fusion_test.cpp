@@ -40,6 +40,32 @@ int count_skipped_relus(const sn_net *net) {
     if (net->layers[j].skip && !std::strcmp(net->layers[j].ops->kind, "relu")) ++s;
   return s;
 }
+
+// Two SGD steps of two plans of the same network on the same batch: bitwise equal losses and
+// gradients after each step. Destroys both nets.
+void expect_same_steps(sn_net *a, sn_net *b, const Case &k, int n, uint64_t seed) {
+  const size_t img = (size_t)k.hw * k.hw * k.c;
+  std::vector<int32_t> labels(n);
+  for (int i = 0; i < n; ++i) labels[i] = i + 1;
+  sn_train_config tc;
+  sn_train_config_init(&tc);
+  for (int step = 0; step < 2; ++step) {
+    auto x = sntest::randn(n * img, seed + step);
+    float la = 0, lb = 0;
+    ASSERT_EQ(sn_net_train_step(a, x.data(), labels.data(), n, n, &tc, &la, nullptr), SN_OK)
+        << sn_last_error();
+    ASSERT_EQ(sn_net_train_step(b, x.data(), labels.data(), n, n, &tc, &lb, nullptr), SN_OK)
+        << sn_last_error();
+    EXPECT_EQ(la, lb) << k.arch << " step " << step;
+    size_t ng;
+    float *ga = sn_net_grad_block(a, &ng), *gb = sn_net_grad_block(b, nullptr);
+    EXPECT_EQ(0, std::memcmp(ga, gb, ng * sizeof(float))) << k.arch << " grads step " << step;
+    ASSERT_EQ(sn_net_sgd_update(a, &tc, 0.1f), SN_OK);
+    ASSERT_EQ(sn_net_sgd_update(b, &tc, 0.1f), SN_OK);
+  }
+  sn_net_destroy(a);
+  sn_net_destroy(b);
+}
 }  // namespace
 
 TEST(TrainFusion, FusedEqualsUnfused) {
@@ -152,26 +178,7 @@ TEST(TrainFusion, SharedAddGradientsEqualCopies) {
       EXPECT_EQ(adds, 0);
     else
       EXPECT_EQ(shared, adds) << k.arch;
-    size_t img = (size_t)k.hw * k.hw * k.c;
-    std::vector<int32_t> labels = {1, 2, 3, 4, 5};
-    sn_train_config tc;
-    sn_train_config_init(&tc);
-    for (int step = 0; step < 2; ++step) {
-      auto x = sntest::randn(n * img, 60 + step);
-      float la = 0, lb = 0;
-      ASSERT_EQ(sn_net_train_step(a, x.data(), labels.data(), n, n, &tc, &la, nullptr), SN_OK)
-          << sn_last_error();
-      ASSERT_EQ(sn_net_train_step(b, x.data(), labels.data(), n, n, &tc, &lb, nullptr), SN_OK)
-          << sn_last_error();
-      EXPECT_EQ(la, lb) << k.arch << " step " << step;
-      size_t ng;
-      float *ga = sn_net_grad_block(a, &ng), *gb = sn_net_grad_block(b, nullptr);
-      EXPECT_EQ(0, std::memcmp(ga, gb, ng * sizeof(float))) << k.arch << " grads step " << step;
-      ASSERT_EQ(sn_net_sgd_update(a, &tc, 0.1f), SN_OK);
-      ASSERT_EQ(sn_net_sgd_update(b, &tc, 0.1f), SN_OK);
-    }
-    sn_net_destroy(a);
-    sn_net_destroy(b);
+    expect_same_steps(a, b, k, n, 60);
   }
 }
 
@@ -269,25 +276,6 @@ TEST(TrainFusion, BatchNormIntoAddEqualsTwoPasses) {
       EXPECT_EQ(fused, 0);
     else
       EXPECT_EQ(fused, adds);
-    const size_t img = (size_t)k.hw * k.hw * k.c;
-    std::vector<int32_t> labels = {1, 2, 3, 4};
-    sn_train_config tc;
-    sn_train_config_init(&tc);
-    for (int step = 0; step < 2; ++step) {
-      auto x = sntest::randn(n * img, 80 + step);
-      float la = 0, lb = 0;
-      ASSERT_EQ(sn_net_train_step(a, x.data(), labels.data(), n, n, &tc, &la, nullptr), SN_OK)
-          << sn_last_error();
-      ASSERT_EQ(sn_net_train_step(b, x.data(), labels.data(), n, n, &tc, &lb, nullptr), SN_OK)
-          << sn_last_error();
-      EXPECT_EQ(la, lb) << " step " << step;
-      size_t ng;
-      float *ga = sn_net_grad_block(a, &ng), *gb = sn_net_grad_block(b, nullptr);
-      EXPECT_EQ(0, std::memcmp(ga, gb, ng * sizeof(float))) << " grads step " << step;
-      ASSERT_EQ(sn_net_sgd_update(a, &tc, 0.1f), SN_OK);
-      ASSERT_EQ(sn_net_sgd_update(b, &tc, 0.1f), SN_OK);
-    }
-    sn_net_destroy(a);
-    sn_net_destroy(b);
+    expect_same_steps(a, b, k, n, 80);
   }
 }
