@@ -110,8 +110,8 @@ static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
     sn_bn_backward_dx_relu_x(x, l->dy, rows, c, l->mean, l->invstd, gamma, beta, sdy, sdyx,
                              count[0], acc ? tmp : dx);
   else
-    sn_bn_backward_dx(x, l->dy, rows, c, l->mean, l->invstd, sn_param_data(net, l, 0), sdy, sdyx,
-                      count[0], acc ? tmp : dx);
+    sn_bn_backward_dx(x, l->dy, rows, c, l->mean, l->invstd, gamma, sdy, sdyx, count[0],
+                      acc ? tmp : dx);
   if (acc) sn_net_accumulate(dx, tmp, rows * (size_t)c);
   return SN_OK;
 }

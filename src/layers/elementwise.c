@@ -57,17 +57,14 @@ static void add_forward(sn_net *net, sn_layer *l, int n, int training) {
 }
 static sn_status add_backward(sn_net *net, sn_layer *l, int n) {
   size_t count = (size_t)n * sn_shape_size(l->out);
-  if (l->shared_in && l->fused_relu) { /* mask in place: the inputs sharing dy read it as is */
+  int relu = l->fused_relu; /* training fusion (net.c) */
+  if (l->shared_in && relu) { /* mask in place: the inputs sharing dy read it as is */
     sn_relu_backward(l->y, l->dy, count, l->dy);
-    for (int i = 0; i < 2; ++i) {
-      if (l->shared_in >> i & 1) net->layers[l->in[i]].dy_written = 1; /* net.c share_add_grads */
-      else give_grad(net, l, i, l->dy, count);
-    }
-    return SN_OK;
+    relu = 0;
   }
   for (int i = 0; i < 2; ++i) {
-    if (l->shared_in >> i & 1) net->layers[l->in[i]].dy_written = 1;
-    else if (l->fused_relu) give_relu_grad(net, l, i, count); /* training fusion (net.c) */
+    if (l->shared_in >> i & 1) net->layers[l->in[i]].dy_written = 1; /* net.c share_add_grads */
+    else if (relu) give_relu_grad(net, l, i, count);
     else give_grad(net, l, i, l->dy, count);
   }
   return SN_OK;
