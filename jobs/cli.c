@@ -238,10 +238,18 @@ int cli_job_start(cli_job *job, int *argc, char ***argv, long threads) {
   int avail = mine > 0 ? mine : 1;
   if (avail >= cores && per_node > 1) avail = avail / per_node > 0 ? avail / per_node : 1;
   job->threads = threads > 0 ? (int)threads : omp_env > 0 ? omp_env : avail;
-  if (job->rank == 0 && !(threads <= 0 && omp_env > 0) && per_node * job->threads > cores)
+  const int warn = job->rank == 0 && cli_verbose; /* --quiet: none */
+  if (warn && !(threads <= 0 && omp_env > 0) && per_node * job->threads > cores)
     fprintf(stderr,
             "shardnet: warning: %d ranks x %d threads on this node oversubscribe its %d cores "
             "(set --threads)\n", per_node, job->threads, cores);
+  else if (warn && mine > 0 && job->threads > mine)
+    /* e.g. `mpirun -np 1 ... --threads 2`: Open MPI binds each of up to 2 ranks to one core, so
+     * the threads would share it (measured: about half the images per second) */
+    fprintf(stderr,
+            "shardnet: warning: rank 0: %d threads but its CPU affinity mask allows %d core%s "
+            "(the launcher's binding: use mpirun --map-by slot:PE=%d, or --bind-to none)\n",
+            job->threads, mine, mine == 1 ? "" : "s", job->threads);
   omp_set_num_threads(job->threads);
   openblas_set_num_threads(job->threads);
   return 0;

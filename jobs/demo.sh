@@ -27,6 +27,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 HDF5_USE_FILE_L
 cores=$(nproc)
 threads=$(( cores / ranks )); (( threads < 1 )) && threads=1
 mpirun=(mpirun --oversubscribe -q -np "$ranks")
+# each rank bound to its own $threads cores (Open MPI alone binds each of up to 2 ranks to ONE
+# core, which would halve a single rank's 2 threads); oversubscribed runs are left unbound
+(( ranks * threads <= cores )) && mpirun+=(--map-by "slot:PE=$threads")
 echo "   built $("$sn" --version); $ranks ranks x $threads threads on $cores cores"
 
 echo "== 2/5 convert Fashion-MNIST to HDF5"

@@ -38,6 +38,17 @@ print("ok: resume at another batch: epoch 2 = steps 51..100 of batch 200")
 PY
 $mpirun -np 2 "$sn" train "${common[@]}" --epochs 1 --threads 1 --metrics "$t/m2.jsonl" || die "np2 train"
 grep -q '"ranks": 2' "$t/m2.jsonl" && echo "ok: 2-rank training" || die "no 2-rank metrics"
+# more threads than the affinity mask allows (as under `mpirun -np 1`, which binds to one core):
+# a warning naming the rank and the fix; none with the mask widened, none with --quiet
+loud=()
+for a in "${common[@]}"; do [[ $a == --quiet ]] || loud+=("$a"); done
+w=$(taskset -c 0 "$sn" train "${loud[@]}" --steps 1 2>&1 >/dev/null)
+grep -q "rank 0: 2 threads but its CPU affinity mask allows 1 core" <<<"$w" \
+  && echo "ok: binding warning: $(grep 'affinity mask' <<<"$w")" || die "no binding warning: $w"
+w=$(taskset -c 0,1 "$sn" train "${loud[@]}" --steps 1 2>&1 >/dev/null)
+! grep -q "affinity mask" <<<"$w" || die "binding warning with 2 cores: $w"
+w=$(taskset -c 0 "$sn" train "${common[@]}" --steps 1 2>&1 >/dev/null)
+! grep -q "affinity mask" <<<"$w" || die "binding warning despite --quiet: $w"
 # fine-tuning from the trained weights with a new 12-class head
 "$sn" train "${common[@]}" --steps 3 --init "$t/straight.h5" --classes 12 --out "$t/ft.h5" \
   && echo "ok: --init with a new head" || die "--init with a new head"
