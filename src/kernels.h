@@ -74,6 +74,20 @@ size_t sn_conv_impl_workspace(const sn_conv_impl *c); /* floats, for batch g->n 
 /* Same contract as sn_conv2d_forward for n <= g->n images. */
 void sn_conv_impl_forward(const sn_conv_impl *c, int n, const float *x, const float *res, int relu,
                           float *y, float *ws);
+/* A per-channel map applied to the input as it is read: x' = act(x * scale + shift) (Cin
+ * channels; act = ReLU when relu), the same operations as sn_bn_affine, so the result is
+ * bitwise that of sn_bn_affine followed by sn_conv_impl_forward. */
+typedef struct sn_conv_in {
+  const float *scale, *shift;
+  int relu;
+} sn_conv_in;
+/* 1 if the prepared convolution of g reads its input through sn_conv_impl_forward_in: unpadded
+ * 1x1 on the packed GEMM (AVX-512), whose input rows are copied anyway. */
+int sn_conv_input_map_ok(const sn_conv_geom *g);
+/* sn_conv_impl_forward on act(x * scale + shift) without writing it (only where
+ * sn_conv_input_map_ok; in may be NULL: no map). */
+void sn_conv_impl_forward_in(const sn_conv_impl *c, int n, const float *x, const sn_conv_in *in,
+                             const float *res, int relu, float *y, float *ws);
 const char *sn_conv_impl_name(const sn_conv_impl *c); /* "gemm1x1", "im2col", "winograd4x4"... */
 void sn_conv_impl_destroy(sn_conv_impl *c);
 

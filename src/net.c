@@ -29,6 +29,7 @@ int sn_net_add_layer(sn_net *net, const sn_layer_ops *ops, const char *name, int
   l->alias = idx;
   l->fused_res = -2;
   l->fold_bn = -1;
+  l->in_bn = -1;
   l->p0 = net->nparams;
   l->sh = l->sw = 1;
   net->nlayers++;
@@ -525,6 +526,8 @@ static void rewire(sn_net *net, int from, int to) {
   if (net->feature == from) net->feature = to;
 }
 
+static void fuse_bn_into_inputs(sn_net *net);
+
 /* Inference fusion, on a copy of the layer wiring: zero padding into the consumer, batch norm
  * into the preceding convolution, residual add into the convolution that produces one operand,
  * ReLU into its producer. The layers stay in the table (marked skip) for the summary. */
@@ -576,7 +579,42 @@ static void fuse_for_inference(sn_net *net, int mask) {
       rewire(net, j, p);
     }
   }
+  if (mask & SN_FUSE_BNIN) fuse_bn_into_inputs(net);
   for (int j = 0; j < net->nlayers; ++j) net->layers[j].alias = j;
+}
+
+/* Inference, SN_FUSE_BNIN: a batch norm that could not be folded into a preceding convolution
+ * (V2's pre-activation, after an add) and whose readers are all unpadded 1x1 convolutions on
+ * the packed GEMM (sn_conv_input_map_ok) is applied by those convolutions as they copy their
+ * input rows (sn_conv_impl_forward_in, bitwise the separate pass): the batch norm's pass and
+ * its output tensor disappear, and its readers read its input. Not for the network output or
+ * the feature layer, nor for a batch norm read as a residual. */
+static void fuse_bn_into_inputs(sn_net *net) {
+  for (int j = 0; j < net->nlayers; ++j) {
+    sn_layer *l = &net->layers[j];
+    if (l->skip || strcmp(l->ops->kind, "bn") || net->output == j || net->feature == j) continue;
+    int readers = 0, ok = 1;
+    for (int c = j + 1; c < net->nlayers && ok; ++c) {
+      const sn_layer *cl = &net->layers[c];
+      if (cl->skip) continue;
+      const int reads = (cl->nin > 0 && cl->in[0] == j) || (cl->nin > 1 && cl->in[1] == j);
+      if (cl->fused_res == j) ok = 0;
+      if (!reads) continue;
+      readers++;
+      sn_conv_geom g;
+      const sn_shape *s = sn_layer_in_shape(net, cl, 0);
+      ok = ok && !strcmp(cl->ops->kind, "conv") && cl->nin == 1 && cl->in_bn < 0 &&
+           sn_conv_geom_init(&g, 1, s->h, s->w, s->c, cl->kh, cl->kw, cl->sh, cl->sw, cl->pt,
+                             cl->pl, cl->pb, cl->pr, cl->filters) == 0 &&
+           sn_conv_input_map_ok(&g);
+    }
+    if (!ok || !readers) continue;
+    for (int c = j + 1; c < net->nlayers; ++c)
+      if (!net->layers[c].skip && net->layers[c].nin == 1 && net->layers[c].in[0] == j)
+        net->layers[c].in_bn = j;
+    l->skip = 1;
+    rewire(net, j, l->in[0]);
+  }
 }
 
 static void fuse_bn_into_add(sn_net *net);
@@ -848,11 +886,12 @@ static size_t layer_ws(const sn_net *net, const sn_layer *l, int n, int training
   return l->ops->workspace ? l->ops->workspace(net, l, n, training) : 0;
 }
 
-sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n); /* layers/conv.c */
-sn_status sn_bn_layer_prepare(sn_net *net, sn_layer *l);          /* layers/bn.c */
 
 sn_status sn_net_plan(sn_net *net, int max_batch, int training) {
-  return sn_net_plan_fused(net, max_batch, training, SN_FUSE_ALL);
+  /* SN_FUSE=mask restricts the fusions (docs/cli.md): for A/B measurements and bug isolation */
+  const char *e = getenv("SN_FUSE");
+  const int mask = e && e[0] ? (int)strtol(e, NULL, 0) & SN_FUSE_ALL : SN_FUSE_ALL;
+  return sn_net_plan_fused(net, max_batch, training, mask);
 }
 
 sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_mask) {

@@ -62,6 +62,9 @@ struct sn_layer {
                              max(0, .) and backward masks dy by y > 0) */
   int fused_res;          /* layer index whose output is added before the activation, or -2 */
   int fold_bn;            /* conv: index of the BN folded into it, or -1 */
+  int in_bn;              /* conv, inference, SN_FUSE_BNIN: the BN (affine and its fused ReLU)
+                             applied to this layer's input as it is read (net.c
+                             fuse_bn_into_inputs), or -1 */
   sn_conv_impl *impl;     /* prepared convolution (inference) */
   float *fold;            /* folded kernel/bias or BN scale/shift (inference), owned */
   /* activations (views into the arenas) */
@@ -149,8 +152,12 @@ int sn_add_dense(sn_net *net, const char *name, int in, int units, int bias);
 int sn_add_flatten(sn_net *net, const char *name, int in);
 
 /* sn_net_plan with a choice of inference fusions (tests compare fused and unfused graphs). */
+/* Inference preparation of one layer (folded weights, packed convolution, BN scale/shift). */
+sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n); /* layers/conv.c */
+sn_status sn_bn_layer_prepare(sn_net *net, sn_layer *l);          /* layers/bn.c */
+
 enum { SN_FUSE_PAD = 1, SN_FUSE_BN = 2, SN_FUSE_ADD = 4, SN_FUSE_RELU = 8, SN_FUSE_GRAD = 16,
-       SN_FUSE_BNADD = 32, SN_FUSE_ALL = 63 };
+       SN_FUSE_BNADD = 32, SN_FUSE_BNIN = 64, SN_FUSE_ALL = 127 };
 sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_mask);
 
 /* Builds the layers of cfg->arch into net (models.c). */

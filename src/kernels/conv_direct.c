@@ -783,7 +783,7 @@ static void gemm_forward(const sn_conv_geom *g, const float *x, const float *w, 
   const int k = g->kh * g->kw * g->cin;
 #pragma omp parallel num_threads(gemm_threads())
   pack_b_rows(k, g->cout, w, (size_t)g->cout, ws);
-  sn_gemm_conv_forward_avx512(g, gemm_threads(), x, ws, bias, res, relu, y,
+  sn_gemm_conv_forward_avx512(g, gemm_threads(), x, NULL, ws, bias, res, relu, y,
                               ws + round16(sn_gemm_packb_floats(k, g->cout)));
 }
 

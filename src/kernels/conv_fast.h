@@ -65,9 +65,10 @@ void sn_gemm_block_avx512(int m, int n, int kc, const float *ap, const float *bp
 /* Convolution as packed GEMM (A rows copied from x for unpadded 1x1, else built by im2col).
  * bp = sn_gemm_packb of w viewed as (KH*KW*Cin, Cout). g->n is the batch of this call. */
 size_t sn_gemm_conv_workspace(const sn_conv_geom *g, int nthreads);
+/* in: map applied to x's values as the A rows are copied (unpadded 1x1 only), or NULL. */
 void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x,
-                                 const float *bp, const float *bias, const float *res, int relu,
-                                 float *y, float *ws);
+                                 const sn_conv_in *in, const float *bp, const float *bias,
+                                 const float *res, int relu, float *y, float *ws);
 
 /* ------------------------------------------------------------ Winograd F(4x4, 3x3) */
 

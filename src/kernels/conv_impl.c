@@ -126,26 +126,39 @@ size_t sn_conv_impl_workspace(const sn_conv_impl *c) {
   }
 }
 
-void sn_conv_impl_forward(const sn_conv_impl *c, int n, const float *x, const float *res, int relu,
-                          float *y, float *ws) {
+static int is_1x1_unpadded(const sn_conv_geom *g) {
+  return g->kh == 1 && g->kw == 1 && !g->pt && !g->pl && !g->pb && !g->pr;
+}
+
+int sn_conv_input_map_ok(const sn_conv_geom *g) {
+  return is_1x1_unpadded(g) && choose(g, omp_get_max_threads(), SN_CONV_AUTO) == SN_CONV_GEMM;
+}
+
+void sn_conv_impl_forward_in(const sn_conv_impl *c, int n, const float *x, const sn_conv_in *in,
+                             const float *res, int relu, float *y, float *ws) {
   if (n <= 0) return;
   sn_conv_geom g = c->g;
   g.n = n;
   int nt = omp_get_max_threads();
   if (nt > c->nt) nt = c->nt;
+  if (in && (c->algo != SN_CONV_GEMM || !is_1x1_unpadded(&g))) abort(); /* planner's contract */
   switch (c->algo) {
     case SN_CONV_WINOGRAD: sn_wino_forward_avx512(&g, nt, x, c->w, c->bias, res, relu, y, ws); break;
-    case SN_CONV_GEMM: sn_gemm_conv_forward_avx512(&g, nt, x, c->w, c->bias, res, relu, y, ws); break;
+    case SN_CONV_GEMM: sn_gemm_conv_forward_avx512(&g, nt, x, in, c->w, c->bias, res, relu, y, ws); break;
     default: sn_conv2d_forward(&g, x, c->w, c->bias, res, relu, y, ws); break;
   }
+}
+
+void sn_conv_impl_forward(const sn_conv_impl *c, int n, const float *x, const float *res, int relu,
+                          float *y, float *ws) {
+  sn_conv_impl_forward_in(c, n, x, NULL, res, relu, y, ws);
 }
 
 const char *sn_conv_impl_name(const sn_conv_impl *c) {
   const sn_conv_geom *g = &c->g;
   switch (c->algo) {
     case SN_CONV_WINOGRAD: return "winograd4x4";
-    case SN_CONV_GEMM:
-      return g->kh == 1 && g->kw == 1 && !g->pt && !g->pl && !g->pb && !g->pr ? "gemm1x1" : "im2col";
+    case SN_CONV_GEMM: return is_1x1_unpadded(g) ? "gemm1x1" : "im2col";
     default: return "generic";
   }
 }

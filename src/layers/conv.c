@@ -57,6 +57,10 @@ sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n) {
     w = fw;
     b = fb;
   }
+  if (l->in_bn >= 0) { /* the input's batch norm, applied as the input is read */
+    sn_status s = sn_bn_layer_prepare(net, &net->layers[l->in_bn]);
+    if (s != SN_OK) return s;
+  }
   if (l->impl) {
     sn_conv_impl_update(l->impl, w, b);
     return SN_OK;
@@ -79,7 +83,10 @@ static void conv_forward(sn_net *net, sn_layer *l, int n, int training) {
   if (!training) {
     const float *res = l->fused_res >= 0 ? net->layers[net->layers[l->fused_res].alias].y
                        : l->fused_res == -1 ? net->input : NULL;
-    sn_conv_impl_forward(l->impl, n, x, res, l->fused_relu, l->y, net->ws);
+    const sn_layer *bn = l->in_bn >= 0 ? &net->layers[l->in_bn] : NULL;
+    const sn_conv_in in = {bn ? bn->fold : NULL, bn ? bn->fold + bn->out.c : NULL,
+                           bn ? bn->fused_relu : 0};
+    sn_conv_impl_forward_in(l->impl, n, x, bn ? &in : NULL, res, l->fused_relu, l->y, net->ws);
     return;
   }
   sn_conv_geom g;

@@ -81,6 +81,41 @@ TEST(Net, FusedInferenceEqualsTrainingGraph) {
   }
 }
 
+// SN_FUSE_BNIN: V2's pre-activation batch norms (after an add, so not foldable into a
+// convolution) are applied by the 1x1 convolutions reading them as they copy their input rows.
+// The logits are bitwise those of the plan without it; the batch norms are skipped, so their
+// outputs take no arena.
+TEST(Net, BatchNormIntoConvInputsIsBitwise) {
+  if (!sn_cpu_has_avx512()) GTEST_SKIP() << "the map runs in the AVX-512 packed GEMM";
+  sn_net *a = make("keras_resnet50v2", 64, 3, 4), *b = make("keras_resnet50v2", 64, 3, 4);
+  ASSERT_TRUE(a && b);
+  size_t nb;
+  float *src = sn_net_param_block(a, &nb);
+  auto p = sntest::randn(nb, 21, 0.05f);
+  std::copy(p.begin(), p.end(), src);
+  std::copy(src, src + nb, sn_net_param_block(b, nullptr));
+  const int n = 3;
+  ASSERT_EQ(sn_net_plan_fused(a, n, 0, SN_FUSE_ALL), SN_OK) << sn_last_error();
+  ASSERT_EQ(sn_net_plan_fused(b, n, 0, SN_FUSE_ALL & ~SN_FUSE_BNIN), SN_OK) << sn_last_error();
+  int mapped = 0, bn_run_a = 0, bn_run_b = 0;
+  for (int j = 0; j < a->nlayers; ++j) {
+    mapped += a->layers[j].in_bn >= 0;
+    bn_run_a += !a->layers[j].skip && !strcmp(a->layers[j].ops->kind, "bn");
+    bn_run_b += !b->layers[j].skip && !strcmp(b->layers[j].ops->kind, "bn");
+  }
+  EXPECT_EQ(mapped, 16 + 4);  // every block's conv1, and the 4 projection shortcuts
+  EXPECT_EQ(bn_run_a, 1);     // post_bn (read by the pooling) still runs
+  EXPECT_EQ(bn_run_b, 17);
+  EXPECT_LT(a->arena_n, b->arena_n);
+  auto x = sntest::randn((size_t)n * 64 * 64 * 3, 22);
+  std::vector<float> ya(n * 10), yb(n * 10);
+  ASSERT_EQ(sn_net_forward(a, x.data(), n, ya.data()), SN_OK);
+  ASSERT_EQ(sn_net_forward(b, x.data(), n, yb.data()), SN_OK);
+  EXPECT_EQ(0, memcmp(ya.data(), yb.data(), ya.size() * sizeof(float)));
+  sn_net_destroy(a);
+  sn_net_destroy(b);
+}
+
 // SN_PROFILE=1: every layer run in an inference forward is timed and listed (with the
 // convolutions' algorithms) on stderr when the plan is freed; skipped (fused) layers are not.
 TEST(Net, ProfileListsEveryRunLayer) {

@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -221,3 +222,57 @@ TEST(ConvImpl, UpdateRepacks) {
 TEST(ConvImpl, DestroyNull) { sn_conv_impl_destroy(nullptr); }
 
 }  // namespace
+
+// sn_conv_impl_forward_in (a batch norm's affine map and ReLU applied while the 1x1 input rows
+// are copied) against sn_bn_affine into a buffer, then sn_conv_impl_forward: bitwise equal, on
+// the unpadded 1x1 shapes: Cin not a multiple of 16, two K blocks (Cin 300), stride 2, wide N
+// (Cout 300: all row panels packed first), a batch of 1 (7x7: A packed once and shared), with
+// and without the ReLU, bias and residual; x holds negative values, -0 and a NaN.
+TEST(ConvImpl, InputMapEqualsAffineThenConv) {
+  if (!sn_cpu_has_avx512()) GTEST_SKIP() << "the map runs in the AVX-512 packed GEMM";
+  const Shape shapes[] = {
+      {3, 7, 7, 17, 1, 1, 0, 0, 0, 0, 33},   {3, 19, 19, 300, 1, 1, 0, 0, 0, 0, 40},
+      {3, 13, 13, 33, 1, 2, 0, 0, 0, 0, 17},  {2, 9, 9, 64, 1, 1, 0, 0, 0, 0, 300},
+      {1, 7, 7, 512, 1, 1, 0, 0, 0, 0, 128},
+  };
+  uint64_t seed = 700;
+  int cases = 0;
+  for (const Shape &s : shapes) {
+    sn_conv_geom g;
+    ASSERT_EQ(0, sn_conv_geom_init(&g, s.n, s.h, s.w, s.cin, 1, 1, s.s, s.s, 0, 0, 0, 0, s.cout));
+    ASSERT_TRUE(sn_conv_input_map_ok(&g)) << str(s);
+    const size_t rows = (size_t)s.n * s.h * s.w, ny = (size_t)s.n * g.oh * g.ow * s.cout;
+    std::vector<float> x = sntest::randn(rows * s.cin, seed += 10);
+    x[1] = -0.0f;
+    x[2] = NAN;
+    std::vector<float> w = sntest::randn((size_t)s.cin * s.cout, seed + 1, 0.1f);
+    std::vector<float> b = sntest::randn(s.cout, seed + 2, 0.1f);
+    std::vector<float> res = sntest::randn(ny, seed + 3);
+    std::vector<float> scale = sntest::randn(s.cin, seed + 4), shift = sntest::randn(s.cin, seed + 5);
+    sn_conv_impl *c = nullptr;
+    ASSERT_EQ(0, sn_conv_prepare(&g, w.data(), b.data(), &c));
+    std::vector<float> ws(sn_conv_impl_workspace(c));
+    for (int bn_relu = 0; bn_relu < 2; ++bn_relu)
+      for (const Epi &e : kEpis) {
+        SCOPED_TRACE(str(s) + " bn relu " + std::to_string(bn_relu) + " res " +
+                     std::to_string(e.res) + " relu " + std::to_string(e.relu));
+        std::vector<float> xm(x.size()), y1(ny, 1.0f), y2(ny, 2.0f);
+        sn_bn_affine(x.data(), rows, s.cin, scale.data(), shift.data(), bn_relu, xm.data());
+        sn_conv_impl_forward(c, s.n, xm.data(), e.res ? res.data() : nullptr, e.relu, y1.data(),
+                             ws.data());
+        const sn_conv_in in = {scale.data(), shift.data(), bn_relu};
+        sn_conv_impl_forward_in(c, s.n, x.data(), &in, e.res ? res.data() : nullptr, e.relu,
+                                y2.data(), ws.data());
+        EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), ny * sizeof(float)));
+        ++cases;
+      }
+    sn_conv_impl_destroy(c);
+  }
+  EXPECT_EQ(cases, 5 * 2 * 4);
+  // not for padded or 3x3 convolutions (the planner checks this before fusing)
+  sn_conv_geom g3;
+  ASSERT_EQ(0, sn_conv_geom_init(&g3, 1, 7, 7, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16));
+  EXPECT_FALSE(sn_conv_input_map_ok(&g3));
+  ASSERT_EQ(0, sn_conv_geom_init(&g3, 1, 7, 7, 16, 1, 1, 1, 1, 1, 1, 1, 1, 16));
+  EXPECT_FALSE(sn_conv_input_map_ok(&g3));
+}
