@@ -994,6 +994,27 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
   return sn_net_refresh(net);
 }
 
+/* The layer's prepared convolution for geometry g (packed at the first call, repacked after),
+ * and a workspace large enough for it (the plan's contents are scratch: not copied). */
+sn_status sn_layer_prepare_impl(sn_net *net, sn_layer *l, const sn_conv_geom *g, const float *w,
+                                const float *b) {
+  if (l->impl) {
+    sn_conv_impl_update(l->impl, w, b);
+    return SN_OK;
+  }
+  if (sn_conv_prepare(g, w, b, &l->impl) != 0)
+    return sn_error_set(SN_ERR_NOMEM, "layer %s: cannot prepare convolution", l->name);
+  size_t need = sn_conv_impl_workspace(l->impl);
+  if (need > net->ws_n) {
+    float *ws = sn_alloc_floats(need);
+    if (!ws) return sn_error_set(SN_ERR_NOMEM, "layer %s: cannot allocate workspace", l->name);
+    free(net->ws);
+    net->ws = ws;
+    net->ws_n = need;
+  }
+  return SN_OK;
+}
+
 /* Derives folded/prepared inference weights from the parameter block. */
 sn_status sn_net_refresh(sn_net *net) {
   if (!net->planned || net->training) return SN_OK;
@@ -1003,6 +1024,7 @@ sn_status sn_net_refresh(sn_net *net) {
     sn_status s = SN_OK;
     if (!strcmp(l->ops->kind, "conv")) s = sn_conv_layer_prepare(net, l, net->max_batch);
     else if (!strcmp(l->ops->kind, "bn")) s = sn_bn_layer_prepare(net, l);
+    else if (!strcmp(l->ops->kind, "dense")) s = sn_dense_layer_prepare(net, l);
     if (s != SN_OK) return s;
   }
   return SN_OK;

@@ -155,6 +155,10 @@ int sn_add_flatten(sn_net *net, const char *name, int in);
 /* Inference preparation of one layer (folded weights, packed convolution, BN scale/shift). */
 sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n); /* layers/conv.c */
 sn_status sn_bn_layer_prepare(sn_net *net, sn_layer *l);          /* layers/bn.c */
+sn_status sn_dense_layer_prepare(sn_net *net, sn_layer *l);       /* layers/dense.c */
+/* l->impl for g (prepared, or repacked from w and b) and net->ws grown to its workspace. */
+sn_status sn_layer_prepare_impl(sn_net *net, sn_layer *l, const sn_conv_geom *g, const float *w,
+                                const float *b);
 
 enum { SN_FUSE_PAD = 1, SN_FUSE_BN = 2, SN_FUSE_ADD = 4, SN_FUSE_RELU = 8, SN_FUSE_GRAD = 16,
        SN_FUSE_BNADD = 32, SN_FUSE_BNIN = 64, SN_FUSE_ALL = 127 };

@@ -61,21 +61,7 @@ sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n) {
     sn_status s = sn_bn_layer_prepare(net, &net->layers[l->in_bn]);
     if (s != SN_OK) return s;
   }
-  if (l->impl) {
-    sn_conv_impl_update(l->impl, w, b);
-    return SN_OK;
-  }
-  if (sn_conv_prepare(&g, w, b, &l->impl) != 0)
-    return sn_error_set(SN_ERR_NOMEM, "layer %s: cannot prepare convolution", l->name);
-  size_t need = sn_conv_impl_workspace(l->impl);
-  if (need > net->ws_n) {
-    float *ws = sn_alloc_floats(need); /* the plan's contents are scratch: not copied */
-    if (!ws) return sn_error_set(SN_ERR_NOMEM, "layer %s: cannot allocate workspace", l->name);
-    free(net->ws);
-    net->ws = ws;
-    net->ws_n = need;
-  }
-  return SN_OK;
+  return sn_layer_prepare_impl(net, l, &g, w, b);
 }
 
 static void conv_forward(sn_net *net, sn_layer *l, int n, int training) {

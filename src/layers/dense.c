@@ -10,8 +10,25 @@ static sn_status dense_shape(sn_net *net, sn_layer *l) {
 static size_t dense_workspace(const sn_net *net, const sn_layer *l, int n, int training) {
   return training ? (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0)) : 0;
 }
+/* Inference with AVX-512 (where an unpadded 1x1 runs on the packed GEMM): the layer is a 1x1 convolution of a 1x1 image (W (In, Out) is its
+ * HWIO kernel) on the packed GEMM, with W packed once here. Its K blocks stream the packed
+ * weights once per call, where the loops of sn_dense_forward read them in 4 KiB strides:
+ * resnet50's classifier 0.48 / 0.85 / 1.21 ms against 0.72 / 2.46 / 6.48 at batch 1 / 8 / 32
+ * (2 threads, medians of 41 alternating calls). Each output is still summed in a fixed order. */
+sn_status sn_dense_layer_prepare(sn_net *net, sn_layer *l) {
+  sn_conv_geom g;
+  int in = (int)sn_shape_size(*sn_layer_in_shape(net, l, 0));
+  sn_conv_geom_init(&g, net->max_batch, 1, 1, in, 1, 1, 1, 1, 0, 0, 0, 0, l->filters);
+  if (!sn_conv_input_map_ok(&g)) return SN_OK; /* no AVX-512: sn_dense_forward's loops */
+  return sn_layer_prepare_impl(net, l, &g, sn_param_data(net, l, 0),
+                               l->use_bias ? sn_param_data(net, l, 1) : NULL);
+}
+
 static void dense_forward(sn_net *net, sn_layer *l, int n, int training) {
-  (void)training;
+  if (!training && l->impl) {
+    sn_conv_impl_forward(l->impl, n, sn_layer_input(net, l, 0), NULL, 0, l->y, net->ws);
+    return;
+  }
   int in = (int)sn_shape_size(*sn_layer_in_shape(net, l, 0));
   sn_dense_forward(sn_layer_input(net, l, 0), sn_param_data(net, l, 0),
                    l->use_bias ? sn_param_data(net, l, 1) : NULL, n, in, l->filters, l->y);

@@ -116,6 +116,36 @@ TEST(Net, BatchNormIntoConvInputsIsBitwise) {
   sn_net_destroy(b);
 }
 
+// Inference runs the classifier as a 1x1 convolution on the packed GEMM (weights packed at plan
+// time): the logits match sn_dense_forward's loops on the same features to float rounding
+// (different summation order: 1e-5 of the logits' scale), for every batch up to the planned one.
+TEST(Net, InferenceDenseOnPackedGemm) {
+  if (!sn_cpu_has_avx512()) GTEST_SKIP() << "the packed GEMM needs AVX-512";
+  sn_net *net = make("resnet18", 32, 3, 8);
+  ASSERT_NE(net, nullptr);
+  size_t nb;
+  float *src = sn_net_param_block(net, &nb);
+  auto p = sntest::randn(nb, 31, 0.05f);
+  std::copy(p.begin(), p.end(), src);
+  const int n = 5;
+  ASSERT_EQ(sn_net_plan(net, n, 0), SN_OK) << sn_last_error();
+  const sn_layer *fc = &net->layers[net->output];
+  ASSERT_STREQ(fc->ops->kind, "dense");
+  ASSERT_NE(fc->impl, nullptr);
+  const int in = (int)sn_shape_size(*sn_layer_in_shape(net, fc, 0)), out = fc->filters;
+  auto x = sntest::randn((size_t)n * 32 * 32 * 3, 32);
+  for (int m : {n, 1, 3}) {
+    std::vector<float> y(m * out), ref(m * out);
+    ASSERT_EQ(sn_net_forward(net, x.data(), m, y.data()), SN_OK);
+    sn_dense_forward(sn_layer_input(net, fc, 0), sn_param_data(net, fc, 0),
+                     fc->use_bias ? sn_param_data(net, fc, 1) : nullptr, m, in, out, ref.data());
+    EXPECT_LE(sntest::max_abs_diff(y.data(), ref.data(), ref.size()),
+              1e-5 * sntest::max_abs(ref.data(), ref.size()))
+        << "batch " << m;
+  }
+  sn_net_destroy(net);
+}
+
 // SN_PROFILE=1: every layer run in an inference forward is timed and listed (with the
 // convolutions' algorithms) on stderr when the plan is freed; skipped (fused) layers are not.
 TEST(Net, ProfileListsEveryRunLayer) {
