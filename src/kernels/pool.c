@@ -172,6 +172,43 @@ static void maxpool_forward_avx512(const sn_pool_geom *g, const float *x, float 
   }
 }
 
+/* Inference (no argmax): m = max(v, m) per tap, which is v > m ? v : m, the compare-and-select
+ * of the training body above (a NaN never replaces m; a first NaN stays), so bitwise its
+ * output; a pixel's channel blocks are done together and only border pixels test the taps. */
+static void maxpool_forward_avx512_noarg(const sn_pool_geom *g, const float *x, float *y) {
+  const int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow;
+  const long opix = (long)g->n * oh * ow;
+#pragma omp parallel for schedule(static) if ((size_t)opix * c * g->kh * g->kw > SN_OMP_MIN)
+  for (long p = 0; p < opix; ++p) {
+    const int img = (int)(p / ((long)oh * ow)), rem = (int)(p % ((long)oh * ow));
+    const int oy = rem / ow, ox = rem % ow;
+    const int iy0 = oy * g->sh - g->pt, ix0 = ox * g->sw - g->pl;
+    const int inside = iy0 >= 0 && ix0 >= 0 && iy0 + g->kh <= h && ix0 + g->kw <= w;
+    const float *xi = x + (size_t)img * h * w * c;
+    float *yp = y + (size_t)p * c;
+    for (int c0 = 0; c0 < c; c0 += 16) {
+      const __mmask16 k = pool_mask(c - c0);
+      __m512 m = _mm512_setzero_ps();
+      int first = 1;
+      for (int ky = 0; ky < g->kh; ++ky) {
+        const int iy = iy0 + ky;
+        for (int kx = 0; kx < g->kw; ++kx) {
+          const int ix = ix0 + kx;
+          __m512 v = _mm512_setzero_ps();
+          if (!inside && (iy < 0 || iy >= h || ix < 0 || ix >= w)) {
+            if (!g->pad_zero) continue; /* a padded zero: value 0 */
+          } else {
+            v = _mm512_maskz_loadu_ps(k, xi + ((size_t)iy * w + ix) * c + c0);
+          }
+          m = first ? v : _mm512_max_ps(v, m);
+          first = 0;
+        }
+      }
+      _mm512_mask_storeu_ps(yp + c0, k, m); /* no cell at all: 0 */
+    }
+  }
+}
+
 static void maxpool_backward_job_avx512(const sn_pool_geom *g, const int32_t *ai,
                                         const float *dyi, float *dxi, int c0) {
   const int c = g->c;
@@ -190,7 +227,8 @@ static void maxpool_backward_job_avx512(const sn_pool_geom *g, const int32_t *ai
 #pragma GCC pop_options
 
 void sn_maxpool_forward(const sn_pool_geom *g, const float *x, float *y, int32_t *argmax) {
-  if (sn_cpu_has_avx512()) maxpool_forward_avx512(g, x, y, argmax);
+  if (sn_cpu_has_avx512() && !argmax) maxpool_forward_avx512_noarg(g, x, y);
+  else if (sn_cpu_has_avx512()) maxpool_forward_avx512(g, x, y, argmax);
   else maxpool_forward_scalar(g, x, y, argmax);
 }
 

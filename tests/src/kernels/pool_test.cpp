@@ -279,7 +279,8 @@ TEST(KernelPool, GlobalMax) {
 // by gather-add-scatter) against the portable loops, bitwise: forward values and argmax, and the
 // scattered gradient, on every shape above (channels not a multiple of 16, padding with and
 // without zeros, strides, batch 1), with inputs rounded to a few levels so that windows tie
-// (first cell wins) and a NaN and an infinity placed in each image.
+// (first cell wins) and a NaN and an infinity placed in each image. The inference forward (no
+// argmax: its own AVX-512 body) gives the same values, bitwise.
 TEST(KernelPool, MaxAvx512MatchesPortable) {
   if (!sn_cpu_has_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
   uint64_t seed = 40;
@@ -295,18 +296,22 @@ TEST(KernelPool, MaxAvx512MatchesPortable) {
       x[(size_t)n * img + (img / 2)] = INFINITY;
     }
     const fvec dy = sntest::randn(ny, ++seed);
-    fvec y[2], dx[2];
+    fvec y[2], dx[2], yi[2];
     std::vector<int32_t> am[2];
     for (int simd = 1; simd >= 0; --simd) {
       if (!simd) setenv("SN_NO_AVX512", "1", 1);
       y[simd].assign(ny, -5.0f);
+      yi[simd].assign(ny, -6.0f);
       am[simd].assign(ny, -7);
       dx[simd].assign(nx, -5.0f);
       sn_maxpool_forward(&g, x.data(), y[simd].data(), am[simd].data());
+      sn_maxpool_forward(&g, x.data(), yi[simd].data(), nullptr);  // inference: no argmax
       sn_maxpool_backward(&g, am[simd].data(), dy.data(), dx[simd].data());
       if (!simd) unsetenv("SN_NO_AVX512");
     }
     ASSERT_EQ(0, std::memcmp(y[0].data(), y[1].data(), ny * sizeof(float)));
+    ASSERT_EQ(0, std::memcmp(yi[1].data(), y[1].data(), ny * sizeof(float)));
+    ASSERT_EQ(0, std::memcmp(yi[0].data(), y[0].data(), ny * sizeof(float)));
     ASSERT_EQ(am[0], am[1]);
     ASSERT_EQ(0, std::memcmp(dx[0].data(), dx[1].data(), nx * sizeof(float)));
   }
