@@ -174,7 +174,7 @@ static void maxpool_forward_avx512(const sn_pool_geom *g, const float *x, float 
 
 /* Inference (no argmax): m = max(v, m) per tap, which is v > m ? v : m, the compare-and-select
  * of the training body above (a NaN never replaces m; a first NaN stays), so bitwise its
- * output; a pixel's channel blocks are done together and only border pixels test the taps. */
+ * output; only the pixels whose window crosses the border test the taps. */
 static void maxpool_forward_avx512_noarg(const sn_pool_geom *g, const float *x, float *y) {
   const int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow;
   const long opix = (long)g->n * oh * ow;
