@@ -125,88 +125,64 @@ static inline __mmask16 pool_mask(int n) {
   return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-static void maxpool_forward_avx512(const sn_pool_geom *g, const float *x, float *y,
-                                   int32_t *argmax) {
+/* One body for training (ARG: the argmax kept beside the maximum, a compare-and-select per tap)
+ * and inference (no argmax: m = max(v, m), which is v > m ? v : m, the same select - a NaN never
+ * replaces m, a first NaN stays - so bitwise the same values). Only the pixels whose window
+ * crosses the border test the taps. */
+static inline __attribute__((always_inline)) void
+maxpool_avx512_body(const sn_pool_geom *g, const float *x, float *y, int32_t *argmax,
+                    const int ARG) {
   const int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow;
   const long opix = (long)g->n * oh * ow;
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 #pragma omp parallel for schedule(static) if ((size_t)opix * c * g->kh * g->kw > SN_OMP_MIN)
   for (long p = 0; p < opix; ++p) {
     const int img = (int)(p / ((long)oh * ow)), rem = (int)(p % ((long)oh * ow));
-    const int oy = rem / ow, ox = rem % ow;
-    const float *xi = x + (size_t)img * h * w * c;
-    float *yp = y + (size_t)p * c;
-    int32_t *ap = argmax ? argmax + (size_t)p * c : NULL;
-    for (int c0 = 0; c0 < c; c0 += 16) {
-      const __mmask16 k = pool_mask(c - c0);
-      __m512 m = _mm512_setzero_ps();
-      __m512i a = _mm512_set1_epi32(-1);
-      int first = 1;
-      for (int ky = 0; ky < g->kh; ++ky) {
-        const int iy = oy * g->sh - g->pt + ky;
-        for (int kx = 0; kx < g->kw; ++kx) {
-          const int ix = ox * g->sw - g->pl + kx;
-          __m512 v = _mm512_setzero_ps();
-          __m512i vi = _mm512_set1_epi32(-1);
-          if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
-            if (!g->pad_zero) continue; /* a padded zero: value 0, argmax -1 */
-          } else {
-            const int32_t base = (int32_t)(((size_t)iy * w + ix) * c) + c0;
-            v = _mm512_maskz_loadu_ps(k, xi + base);
-            vi = _mm512_add_epi32(_mm512_set1_epi32(base), lane);
-          }
-          if (first) {
-            m = v;
-            a = vi;
-            first = 0;
-          } else {
-            const __mmask16 gt = _mm512_mask_cmp_ps_mask(k, v, m, _CMP_GT_OQ);
-            m = _mm512_mask_mov_ps(m, gt, v);
-            a = _mm512_mask_mov_epi32(a, gt, vi);
-          }
-        }
-      }
-      _mm512_mask_storeu_ps(yp + c0, k, m); /* no cell at all: 0 and -1 */
-      if (ap) _mm512_mask_storeu_epi32(ap + c0, k, a);
-    }
-  }
-}
-
-/* Inference (no argmax): m = max(v, m) per tap, which is v > m ? v : m, the compare-and-select
- * of the training body above (a NaN never replaces m; a first NaN stays), so bitwise its
- * output; only the pixels whose window crosses the border test the taps. */
-static void maxpool_forward_avx512_noarg(const sn_pool_geom *g, const float *x, float *y) {
-  const int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow;
-  const long opix = (long)g->n * oh * ow;
-#pragma omp parallel for schedule(static) if ((size_t)opix * c * g->kh * g->kw > SN_OMP_MIN)
-  for (long p = 0; p < opix; ++p) {
-    const int img = (int)(p / ((long)oh * ow)), rem = (int)(p % ((long)oh * ow));
-    const int oy = rem / ow, ox = rem % ow;
-    const int iy0 = oy * g->sh - g->pt, ix0 = ox * g->sw - g->pl;
+    const int iy0 = rem / ow * g->sh - g->pt, ix0 = rem % ow * g->sw - g->pl;
     const int inside = iy0 >= 0 && ix0 >= 0 && iy0 + g->kh <= h && ix0 + g->kw <= w;
     const float *xi = x + (size_t)img * h * w * c;
     float *yp = y + (size_t)p * c;
     for (int c0 = 0; c0 < c; c0 += 16) {
       const __mmask16 k = pool_mask(c - c0);
       __m512 m = _mm512_setzero_ps();
+      __m512i a = _mm512_set1_epi32(-1);
       int first = 1;
       for (int ky = 0; ky < g->kh; ++ky) {
         const int iy = iy0 + ky;
         for (int kx = 0; kx < g->kw; ++kx) {
           const int ix = ix0 + kx;
           __m512 v = _mm512_setzero_ps();
+          __m512i vi = _mm512_set1_epi32(-1);
           if (!inside && (iy < 0 || iy >= h || ix < 0 || ix >= w)) {
-            if (!g->pad_zero) continue; /* a padded zero: value 0 */
+            if (!g->pad_zero) continue; /* a padded zero: value 0, argmax -1 */
           } else {
-            v = _mm512_maskz_loadu_ps(k, xi + ((size_t)iy * w + ix) * c + c0);
+            const int32_t base = (int32_t)(((size_t)iy * w + ix) * c) + c0;
+            v = _mm512_maskz_loadu_ps(k, xi + base);
+            if (ARG) vi = _mm512_add_epi32(_mm512_set1_epi32(base), lane);
           }
-          m = first ? v : _mm512_max_ps(v, m);
-          first = 0;
+          if (first) {
+            m = v;
+            a = vi;
+            first = 0;
+          } else if (ARG) {
+            const __mmask16 gt = _mm512_mask_cmp_ps_mask(k, v, m, _CMP_GT_OQ);
+            m = _mm512_mask_mov_ps(m, gt, v);
+            a = _mm512_mask_mov_epi32(a, gt, vi);
+          } else {
+            m = _mm512_max_ps(v, m);
+          }
         }
       }
-      _mm512_mask_storeu_ps(yp + c0, k, m); /* no cell at all: 0 */
+      _mm512_mask_storeu_ps(yp + c0, k, m); /* no cell at all: 0 and -1 */
+      if (ARG) _mm512_mask_storeu_epi32(argmax + (size_t)p * c + c0, k, a);
     }
   }
+}
+
+static void maxpool_forward_avx512(const sn_pool_geom *g, const float *x, float *y,
+                                   int32_t *argmax) {
+  if (argmax) maxpool_avx512_body(g, x, y, argmax, 1);
+  else maxpool_avx512_body(g, x, y, NULL, 0);
 }
 
 static void maxpool_backward_job_avx512(const sn_pool_geom *g, const int32_t *ai,
@@ -227,8 +203,7 @@ static void maxpool_backward_job_avx512(const sn_pool_geom *g, const int32_t *ai
 #pragma GCC pop_options
 
 void sn_maxpool_forward(const sn_pool_geom *g, const float *x, float *y, int32_t *argmax) {
-  if (sn_cpu_has_avx512() && !argmax) maxpool_forward_avx512_noarg(g, x, y);
-  else if (sn_cpu_has_avx512()) maxpool_forward_avx512(g, x, y, argmax);
+  if (sn_cpu_has_avx512()) maxpool_forward_avx512(g, x, y, argmax);
   else maxpool_forward_scalar(g, x, y, argmax);
 }
 

@@ -30,6 +30,25 @@ sn_net *make(const char *arch, int hw, int c, int width) {
   return net;
 }
 
+// Parameters N(0, 0.05^2) from seed, so that outputs are not the initializer's (returns nb).
+size_t randomize(sn_net *net, uint64_t seed) {
+  size_t nb;
+  float *src = sn_net_param_block(net, &nb);
+  auto p = sntest::randn(nb, seed, 0.05f);
+  std::copy(p.begin(), p.end(), src);
+  return nb;
+}
+
+// resnet20 on 16x16x3 planned for batch 2 with SN_PROFILE=1 (training or inference).
+sn_net *profiled_resnet20(int training) {
+  setenv("SN_PROFILE", "1", 1);
+  sn_net *net = make("resnet20", 16, 3, 4);
+  EXPECT_NE(net, nullptr);
+  if (net) EXPECT_EQ(sn_net_plan(net, 2, training), SN_OK) << sn_last_error();
+  unsetenv("SN_PROFILE");
+  return net;
+}
+
 struct Case {
   const char *arch;
   int hw, c, width;
@@ -89,10 +108,8 @@ TEST(Net, BatchNormIntoConvInputsIsBitwise) {
   if (!sn_cpu_has_avx512()) GTEST_SKIP() << "the map runs in the AVX-512 packed GEMM";
   sn_net *a = make("keras_resnet50v2", 64, 3, 4), *b = make("keras_resnet50v2", 64, 3, 4);
   ASSERT_TRUE(a && b);
-  size_t nb;
-  float *src = sn_net_param_block(a, &nb);
-  auto p = sntest::randn(nb, 21, 0.05f);
-  std::copy(p.begin(), p.end(), src);
+  const size_t nb = randomize(a, 21);
+  const float *src = sn_net_param_block(a, nullptr);
   std::copy(src, src + nb, sn_net_param_block(b, nullptr));
   const int n = 3;
   ASSERT_EQ(sn_net_plan_fused(a, n, 0, SN_FUSE_ALL), SN_OK) << sn_last_error();
@@ -123,10 +140,7 @@ TEST(Net, InferenceDenseOnPackedGemm) {
   if (!sn_cpu_has_avx512()) GTEST_SKIP() << "the packed GEMM needs AVX-512";
   sn_net *net = make("resnet18", 32, 3, 8);
   ASSERT_NE(net, nullptr);
-  size_t nb;
-  float *src = sn_net_param_block(net, &nb);
-  auto p = sntest::randn(nb, 31, 0.05f);
-  std::copy(p.begin(), p.end(), src);
+  randomize(net, 31);
   const int n = 5;
   ASSERT_EQ(sn_net_plan(net, n, 0), SN_OK) << sn_last_error();
   const sn_layer *fc = &net->layers[net->output];
@@ -149,11 +163,8 @@ TEST(Net, InferenceDenseOnPackedGemm) {
 // SN_PROFILE=1: every layer run in an inference forward is timed and listed (with the
 // convolutions' algorithms) on stderr when the plan is freed; skipped (fused) layers are not.
 TEST(Net, ProfileListsEveryRunLayer) {
-  setenv("SN_PROFILE", "1", 1);
-  sn_net *net = make("resnet20", 16, 3, 4);
+  sn_net *net = profiled_resnet20(0);
   ASSERT_NE(net, nullptr);
-  ASSERT_EQ(sn_net_plan(net, 2, 0), SN_OK) << sn_last_error();
-  unsetenv("SN_PROFILE");
   auto x = sntest::randn(2 * 16 * 16 * 3, 7);
   for (int i = 0; i < 3; ++i) ASSERT_EQ(sn_net_forward(net, x.data(), 2, nullptr), SN_OK);
   int run = 0;
@@ -178,11 +189,8 @@ TEST(Net, ProfileListsEveryRunLayer) {
 // SN_PROFILE=1 on a training plan: every layer that ran is listed with its forward and backward
 // times, and the title counts the training steps.
 TEST(Net, ProfileListsTrainingForwardAndBackward) {
-  setenv("SN_PROFILE", "1", 1);
-  sn_net *net = make("resnet20", 16, 3, 4);
+  sn_net *net = profiled_resnet20(1);
   ASSERT_NE(net, nullptr);
-  ASSERT_EQ(sn_net_plan(net, 2, 1), SN_OK) << sn_last_error();
-  unsetenv("SN_PROFILE");
   auto x = sntest::randn(2 * 16 * 16 * 3, 8);
   const int32_t labels[2] = {1, 3};
   sn_train_config tc;
