@@ -7,6 +7,18 @@
 
 #include "cli.h"
 
+/* An environment variable's value for the JSON line: "default" when unset, "other" when it
+ * holds anything but letters, digits and . _ - (no escaping needed). */
+static const char *env_or_default(const char *name) {
+  const char *v = getenv(name);
+  if (!v) return "default";
+  for (const char *p = v; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          *p == '.' || *p == '_' || *p == '-'))
+      return "other";
+  return *v ? v : "default";
+}
+
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -90,9 +102,11 @@ int cmd_bench(int argc, char **argv) {
   getrusage(RUSAGE_SELF, &ru);
   printf("{\"framework\": \"shardnet\", \"version\": \"%s\", \"model\": \"%s\", \"mode\": \"%s\", "
          "\"batch\": %ld, \"threads\": %d, \"img_per_s\": %.2f, \"ms_per_batch\": %.3f, "
-         "\"ms_min\": %.3f, \"runs\": %d, \"gflops\": %.1f, \"peak_rss_mb\": %.1f}\n",
+         "\"ms_min\": %.3f, \"runs\": %d, \"gflops\": %.1f, \"peak_rss_mb\": %.1f, "
+         "\"omp_wait_policy\": \"%s\", \"gomp_spincount\": \"%s\"}\n",
          SN_VERSION, cfg.arch, train ? "train" : "infer", batch, job.threads, batch / med, med * 1e3,
-         ts[0] * 1e3, nr, flop / med / 1e9, ru.ru_maxrss / 1024.0);
+         ts[0] * 1e3, nr, flop / med / 1e9, ru.ru_maxrss / 1024.0, env_or_default("OMP_WAIT_POLICY"),
+         env_or_default("GOMP_SPINCOUNT"));
   free(x);
   free(out);
   free(labels);

@@ -13,7 +13,9 @@ fraction of the sgemm ceiling (cblas_sgemm 2048^3 with OpenBLAS, measured once a
 the peak RSS in MB (the largest over rounds).
 
 Engines:
-  shardnet      `shardnet bench` (OMP_WAIT_POLICY=passive, OPENBLAS_CORETYPE=SkylakeX).
+  shardnet      `shardnet bench` (OPENBLAS_CORETYPE=SkylakeX; OpenMP's wait policy as the caller's
+                environment sets it, else shardnet's own default, docs/cli.md: recorded in
+                each line as omp_wait_policy / gomp_spincount).
   pytorch       peers.py (inference) / train_peer.py (training); NCHW contiguous and
                 channels_last each in its own process every round, the faster counts.
   onnxruntime   ort_run.js (node, onnxruntime-node) on the module exported by peers.py
@@ -281,7 +283,7 @@ class Engines:
         a = self.args
         e = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
         if engine == 'shardnet':
-            e.update(OPENBLAS_NUM_THREADS=str(a.threads), OMP_WAIT_POLICY='passive',
+            e.update(OPENBLAS_NUM_THREADS=str(a.threads),
                      OPENBLAS_CORETYPE=os.environ.get('OPENBLAS_CORETYPE', 'SkylakeX'))
         elif a.peer_passive:
             e['OMP_WAIT_POLICY'] = 'passive'
@@ -468,7 +470,7 @@ def run_shardnet_train(args, files):
            '--augment', 'flip', '--bn', 'sync', '--threads', str(threads), '--metrics', metrics, '--quiet']
     if ranks > 1:
         cmd = ['mpirun', '--oversubscribe', '-q', '-np', str(ranks)] + cmd
-    env = dict(os.environ, OMP_WAIT_POLICY='passive', OMPI_ALLOW_RUN_AS_ROOT='1',
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT='1',
                OMPI_ALLOW_RUN_AS_ROOT_CONFIRM='1', HDF5_USE_FILE_LOCKING='FALSE',
                OPENBLAS_CORETYPE=os.environ.get('OPENBLAS_CORETYPE', 'SkylakeX'),
                OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))

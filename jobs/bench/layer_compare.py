@@ -94,7 +94,7 @@ def main():
     os.makedirs(a.workdir, exist_ok=True)
     onnx = peers.export_onnx(a.arch, a.workdir)
     bottleneck = a.arch == 'resnet50'
-    env = dict(os.environ, SN_PROFILE='1', OMP_WAIT_POLICY='passive',
+    env = dict(os.environ, SN_PROFILE='1',
                OPENBLAS_CORETYPE=os.environ.get('OPENBLAS_CORETYPE', 'SkylakeX'))
     ours, orts, algo = [], [], {}
     tmp = tempfile.mkdtemp(prefix='layer_compare.')

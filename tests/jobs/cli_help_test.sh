@@ -37,4 +37,22 @@ check "convert bad kind" 2 "idx or folder" "$sn" convert tarball --out x.h5
 check "convert bad size" 2 "option --size: '224'" "$sn" convert folder --root . --out x.h5 --size 224
 check "bench bad batch" 2 "option --batch: '0'" "$sn" bench --arch lenet --batch 0
 check "summary counts" 0 "Total params: 25,636,712" "$sn" summary --arch keras_resnet50
+# How idle OpenMP threads wait (jobs/main.c): bounded spinning only for a sole rank on the
+# engine's own AVX-512 kernels; passive under mpirun with several local ranks; the user's choice
+# untouched. The bench line reports what the restarted process got.
+flags=$(grep -m1 '^flags' /proc/cpuinfo)
+own=1
+for f in avx512f avx512bw avx512vl avx512dq fma; do grep -qw "$f" <<<"$flags" || own=0; done
+spin=$([[ $own == 1 ]] && echo 10000 || echo default)
+wait_check() { # description, expected policy, expected spin count, env settings...
+  local what="$1" pol="$2" sc="$3"; shift 3
+  check "wait policy: $what" 0 "\"omp_wait_policy\": \"$pol\", \"gomp_spincount\": \"$sc\"" \
+    env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u SN_NO_REEXEC -u OMPI_COMM_WORLD_LOCAL_SIZE \
+    -u MPI_LOCALNRANKS -u SN_NO_AVX512 "$@" "$sn" bench --arch lenet --batch 2 --reps 1 --min-time 0
+}
+wait_check "sole rank" passive "$spin"
+wait_check "2 local ranks" passive default OMPI_COMM_WORLD_LOCAL_SIZE=2
+wait_check "portable kernels" passive default SN_NO_AVX512=1
+wait_check "user's policy" active default OMP_WAIT_POLICY=active
+wait_check "user's spin count" default 5 GOMP_SPINCOUNT=5
 exit $fail
