@@ -611,8 +611,10 @@ def main():
               'cpu': cpu_model(), 'nproc': os.cpu_count(), 'load_avg_start': la_start, 'git': git_commit(),
               'command': ' '.join(map(shlex.quote, [sys.argv[0]] + sys.argv[1:])), 'threads': args.threads,
               'rounds': args.rounds, 'reps': args.reps, 'min_time': args.min_time,
-              'shardnet_env': 'OMP_WAIT_POLICY=passive OPENBLAS_CORETYPE=%s' %
-                              os.environ.get('OPENBLAS_CORETYPE', 'SkylakeX'),
+              'shardnet_env': 'OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s OPENBLAS_CORETYPE=%s' % (
+                  os.environ.get('OMP_WAIT_POLICY', '(shardnet default)'),
+                  os.environ.get('GOMP_SPINCOUNT', '(shardnet default)'),
+                  os.environ.get('OPENBLAS_CORETYPE', 'SkylakeX')),
               'peer_env': 'OMP_WAIT_POLICY=passive, ORT spin 0' if args.peer_passive else
                           'OMP_WAIT_POLICY unset, ORT spin 1 (their defaults)'}
     for k in ('date', 'cpu', 'nproc', 'load_avg_start', 'git', 'command', 'threads', 'shardnet_env', 'peer_env'):

@@ -21,8 +21,7 @@ Usage: peers.py [--models resnet18,resnet50,keras_resnet50v2] [--batches 1,8,32]
                 [--workdir /tmp/shardnet_peers] [--ort-spin 1]
                 [--formats contiguous,channels_last]
 On a loaded machine spinning idle threads starve the workers: compare with `shardnet bench`
-(which runs with OMP_WAIT_POLICY=passive) using --ort-spin 0 and OMP_WAIT_POLICY=passive for
-PyTorch (measured at load 12, ORT resnet18 batch 1: 5.3 img/s spinning, 9.5 without).
+run with OMP_WAIT_POLICY=passive, using --ort-spin 0 and OMP_WAIT_POLICY=passive for PyTorch (measured at load 12, ORT resnet18 batch 1: 5.3 img/s spinning, 9.5 without).
 Each line: {"framework", "version", "model", "batch", "threads", "img_per_s" (median),
             "ms_per_batch" (median), "ms_min", "runs", ["format"]}.
 """
