@@ -334,15 +334,17 @@ static void ukernel_rows_m(int m, int n, int nseg, const float *const *as, const
  * idle, so those later panels prefetch the next B panel into L2: the second and third row
  * panels one line per k step each, or the second alone two lines per k step when there are
  * only two. (At batch 1 the 7x7 layers' 4 row panels stream 4-9 MB of weights per layer.)
+ * The last column panel prefetches bafter (the panel the caller runs next: the next K block's
+ * first one), when not NULL.
  * pf != NULL: instead, every column panel's kernel prefetches pfl lines per k step of the
  * stream at pf (consecutive column panels, consecutive parts of it). */
 static void gemm_block(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
                        float *c, size_t ldc, int flags, const float *bias, const float *res,
-                       size_t ldr, int relu, const float *pf, int pfl) {
+                       size_t ldr, int relu, const float *pf, int pfl, const float *bafter) {
   const int mp = (m + SN_MR - 1) / SN_MR;
   for (int j0 = 0; j0 < n; j0 += SN_NR) {
     const float *bj = bp + (size_t)(j0 / SN_NR) * bstride;
-    const float *bnext = j0 + SN_NR < n ? bj + bstride : NULL;
+    const float *bnext = j0 + SN_NR < n ? bj + bstride : bafter;
     int nj = imin(SN_NR, n - j0);
     for (int i0 = 0, ip = 0; i0 < m; i0 += SN_MR, ip++) {
       const float *q = NULL;
@@ -369,7 +371,7 @@ static void gemm_block(int m, int n, int kc, const float *ap, const float *bp, s
 void sn_gemm_block_avx512(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
                           float *c, size_t ldc, int flags, const float *bias, const float *res,
                           size_t ldr, int relu) {
-  gemm_block(m, n, kc, ap, bp, bstride, c, ldc, flags, bias, res, ldr, relu, NULL, 0);
+  gemm_block(m, n, kc, ap, bp, bstride, c, ldc, flags, bias, res, ldr, relu, NULL, 0, NULL);
 }
 
 /* Walks output pixels m = i0, i0 + 1, ... of an unpadded 1x1 convolution and gives the offset in
@@ -462,6 +464,18 @@ static void rows_direct_panel(const sn_conv_geom *g, const gemm_plan *p, const f
   }
 }
 
+/* Column panel q of K block kb + 1 of the packed B, or NULL after the last K block: what the
+ * last column panel of K block kb prefetches (gemm_block's bafter). Until 2026-11-28 nothing
+ * did, so every K block's first panel streamed from memory on demand misses in the wide-N and
+ * shared-A paths; paired runs (pair_bench, resnet50): b1 0.974 and 1/1.036, b32 1/1.035,
+ * b8 within noise (1/1.033, 1.055, 1.008). A prefetch past the end of B (a shorter last
+ * K block) does not fault. */
+static const float *next_kblock(const gemm_plan *p, const float *bp, int kb, int q) {
+  if (kb + 1 >= p->nkb) return NULL;
+  int k1 = (kb + 1) * p->kc, kcn = imin(p->kc, p->k - k1);
+  return sn_gemm_bblock(bp, ceil_div(p->n, SN_NR), k1) + (size_t)q * kcn * SN_NR;
+}
+
 /* One task: rows [m0, m1) x column panels [p0, p1). */
 static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x,
                       const sn_conv_in *in, const float *bp, const float *bias, const float *res,
@@ -496,14 +510,15 @@ static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x,
         if (bn && (ip == 1 || ip == 2) && (size_t)(ip - 1) * share < have)
           pf = bn + (size_t)(ip - 1) * share;
         gemm_block(mi, ncols, kc, ap, bk, bstride, y + (size_t)i0 * p->n + n0, p->n, flags,
-                   bias0, res ? res + (size_t)i0 * p->n + n0 : NULL, p->n, relu, pf, pfl);
+                   bias0, res ? res + (size_t)i0 * p->n + n0 : NULL, p->n, relu, pf, pfl, NULL);
       }
     } else {
       for (int i0 = m0; i0 < m1; i0 += SN_MR)
         pack_panel(g, p, x, in, i0, imin(SN_MR, m1 - i0), k0, kc,
                    ap + (size_t)((i0 - m0) / SN_MR) * SN_PANEL);
-      sn_gemm_block_avx512(m1 - m0, ncols, kc, ap, bk, bstride, y + (size_t)m0 * p->n + n0, p->n,
-                           flags, bias0, res ? res + (size_t)m0 * p->n + n0 : NULL, p->n, relu);
+      gemm_block(m1 - m0, ncols, kc, ap, bk, bstride, y + (size_t)m0 * p->n + n0, p->n, flags,
+                 bias0, res ? res + (size_t)m0 * p->n + n0 : NULL, p->n, relu, NULL, 0,
+                 next_kblock(p, bp, kb, p0));
     }
   }
 }
@@ -533,10 +548,10 @@ void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const floa
           int k0 = kb * p.kc, kc = imin(p.kc, p.k - k0);
           int flags = (kb > 0 ? SN_GEMM_ACC : 0) | (kb == p.nkb - 1 ? SN_GEMM_EPI : 0);
           const size_t bstride = (size_t)kc * SN_NR;
-          sn_gemm_block_avx512(p.m, ncols, kc, a + (size_t)kb * p.mp * SN_PANEL,
-                               sn_gemm_bblock(bp, npan, k0) + (size_t)q0 * bstride, bstride,
-                               y + n0, p.n, flags, bias ? bias + n0 : NULL, res ? res + n0 : NULL,
-                               p.n, relu);
+          gemm_block(p.m, ncols, kc, a + (size_t)kb * p.mp * SN_PANEL,
+                     sn_gemm_bblock(bp, npan, k0) + (size_t)q0 * bstride, bstride, y + n0, p.n,
+                     flags, bias ? bias + n0 : NULL, res ? res + n0 : NULL, p.n, relu, NULL, 0,
+                     next_kblock(&p, bp, kb, q0));
         }
       }
     }
