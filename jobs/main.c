@@ -6,9 +6,11 @@
 
 #include "cli.h"
 
-/* 1 if this process is the only MPI rank on its node (or not under mpirun). */
+/* 1 if this process is the only MPI rank on its node (or not under a launcher): Open MPI's
+ * mpirun, MPICH's hydra, Slurm's srun ("2(x3)": the first node's count). */
 static int sole_local_rank(void) {
-  const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"};
+  const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS",
+                        "SLURM_STEP_TASKS_PER_NODE"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
     const char *v = getenv(vars[i]);
     if (v && atoi(v) > 1) return 0;

@@ -48,10 +48,11 @@ wait_check() { # description, expected policy, expected spin count, env settings
   local what="$1" pol="$2" sc="$3"; shift 3
   check "wait policy: $what" 0 "\"omp_wait_policy\": \"$pol\", \"gomp_spincount\": \"$sc\"" \
     env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u SN_NO_REEXEC -u OMPI_COMM_WORLD_LOCAL_SIZE \
-    -u MPI_LOCALNRANKS -u SN_NO_AVX512 "$@" "$sn" bench --arch lenet --batch 2 --reps 1 --min-time 0
+    -u MPI_LOCALNRANKS -u SLURM_STEP_TASKS_PER_NODE -u SN_NO_AVX512 "$@" "$sn" bench --arch lenet --batch 2 --reps 1 --min-time 0
 }
 wait_check "sole rank" passive "$spin"
 wait_check "2 local ranks" passive default OMPI_COMM_WORLD_LOCAL_SIZE=2
+wait_check "srun, 2 tasks per node" passive default "SLURM_STEP_TASKS_PER_NODE=2(x3)"
 wait_check "portable kernels" passive default SN_NO_AVX512=1
 wait_check "user's policy" active default OMP_WAIT_POLICY=active
 wait_check "user's spin count" default 5 GOMP_SPINCOUNT=5
