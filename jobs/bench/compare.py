@@ -7,7 +7,8 @@ peak_rss_mb is kept in the raw JSON too). Engines are interleaved in ROUNDS: rou
 engine once per workload, the engine order rotated from round to round and workload to workload,
 so that a slow drift of the machine's load hits everybody alike. Reported per workload and engine:
 the median over rounds of the engine's own median images/s, [min-max] over rounds; the ratio
-shardnet / engine; the effective GFLOP/s (shardnet's FLOPs per image for that model - 2 x MACs,
+shardnet / engine of those medians, and the same ratio round by round (both engines measured in
+the same round, so in about the same machine state) with the median of those; the effective GFLOP/s (shardnet's FLOPs per image for that model - 2 x MACs,
 x3 for a training step, taken from shardnet's own line - times the engine's images/s) and its
 fraction of the sgemm ceiling (cblas_sgemm 2048^3 with OpenBLAS, measured once at the start);
 the peak RSS in MB (the largest over rounds).
@@ -388,7 +389,7 @@ def throughput(args, eng, workloads, ceiling, raw):
             recs = results.get((w['id'], e))
             if not recs:
                 if e in eng.engines_for(w):
-                    rows.append([w['id'], ENGINE_NAMES[e], 'failed', '', '', '', ''])
+                    rows.append([w['id'], ENGINE_NAMES[e], 'failed', '', '', '', '', ''])
                 continue
             ips = [r['img_per_s'] for r in recs]
             med = statistics.median(ips)
@@ -396,23 +397,31 @@ def throughput(args, eng, workloads, ceiling, raw):
             eff = flop_img * med if flop_img else None
             frac = eff / ceiling if (eff and ceiling) else None
             ratio = sn_med / med if (sn_med and e != 'shardnet') else None
+            # the same machine state: shardnet's and this engine's measurement of one round
+            sn_by_round = {r['round']: r['img_per_s'] for r in sn}
+            per_round = [round(sn_by_round[r['round']] / r['img_per_s'], 3) for r in recs
+                         if e != 'shardnet' and r['round'] in sn_by_round]
             name = ENGINE_NAMES[e]
             if e == 'pytorch':
                 fmts = [r.get('variant') for r in recs]
                 name += ' (%s)' % '/'.join(sorted(set(fmts), key=fmts.index))
             rows.append([w['id'], name, '%s [%s-%s]' % (fmt_num(med), fmt_num(min(ips)), fmt_num(max(ips))),
                          ('%.2f' % ratio) if ratio else ('-' if e == 'shardnet' else 'n/a'),
+                         ('%s (median %.2f)' % (', '.join('%.2f' % x for x in per_round),
+                                                statistics.median(per_round))) if per_round else '-',
                          fmt_num(eff), ('%.0f%%' % (100 * frac)) if frac is not None else 'n/a',
                          '%.0f' % rss])
             summary.append({'kind': 'summary', 'workload': w['id'], 'engine': e, 'img_per_s_median': med,
                             'img_per_s_min': min(ips), 'img_per_s_max': max(ips), 'rounds': len(recs),
-                            'shardnet_over_engine': ratio, 'gflop_per_img': flop_img,
+                            'shardnet_over_engine': ratio, 'per_round_ratios': per_round,
+                            'gflop_per_img': flop_img,
                             'effective_gflops': eff, 'fraction_of_sgemm': frac, 'peak_rss_mb': rss})
     return rows, summary
 
 
 def md_table(rows, ceiling):
-    head = ['workload', 'engine', 'img/s median [min-max]', 'shardnet / engine', 'effective GFLOP/s',
+    head = ['workload', 'engine', 'img/s median [min-max]', 'shardnet / engine',
+            'per round: shardnet / engine', 'effective GFLOP/s',
             'of sgemm %s' % ('%.0f GFLOP/s' % ceiling if ceiling else 'ceiling'), 'peak RSS MB']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join('---' for _ in head) + '|']
     for r in rows:
