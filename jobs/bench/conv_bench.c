@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "kernels.h"
+#include "bench_clock.h"
 #include "kernels/conv_fast.h"
 
 typedef struct layer {
@@ -67,17 +68,6 @@ static const layer R18[] = {
     {"l4 ds 1x1/2 256>512", 14, 256, 1, 2, 512, 1},
     {"l4 3x3 512", 7, 512, 3, 1, 512, 3},
 };
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 static void fill(float *p, size_t n, unsigned seed, float scale, int nonneg) {
   unsigned s = seed * 2654435761u + 1;

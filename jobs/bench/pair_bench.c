@@ -24,20 +24,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "shardnet.h"
 
 #define MAX_REPS 1000
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 /* Applies "NAME=V,NAME=,..." (NAME= unsets); 0 on success. */
 static int apply_env(const char *spec) {
