@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "kernels/conv_fast.h" /* sn_cpu_has_avx512 */
 
 /* 1 if this process is the only MPI rank on its node (or not under a launcher): Open MPI's
  * mpirun, MPICH's hydra, Slurm's srun ("2(x3)": the first node's count). */
@@ -16,16 +17,6 @@ static int sole_local_rank(void) {
     if (v && atoi(v) > 1) return 0;
   }
   return 1;
-}
-
-/* 1 if the convolutions run on shardnet's own AVX-512 kernels (conv_impl.c), not OpenBLAS. */
-static int own_kernels(void) {
-  const char *off = getenv("SN_NO_AVX512");
-  if (off && off[0] && strcmp(off, "0") != 0) return 0;
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("fma");
 }
 
 /* Settings read only when the libraries load, so they are fixed by restarting once:
@@ -59,7 +50,8 @@ static void fix_environment(char **argv) {
   }
   if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
     setenv("OMP_WAIT_POLICY", "passive", 1);
-    if (sole_local_rank() && own_kernels()) setenv("GOMP_SPINCOUNT", "10000", 1);
+    /* the engine's own AVX-512 kernels, not OpenBLAS, run the convolutions */
+    if (sole_local_rank() && sn_cpu_has_avx512()) setenv("GOMP_SPINCOUNT", "10000", 1);
     restart = 1;
   }
   if (!restart) return;
