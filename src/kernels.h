@@ -31,6 +31,18 @@ typedef struct sn_conv_geom {
 int sn_conv_geom_init(sn_conv_geom *g, int n, int h, int w, int cin, int kh, int kw, int sh,
                       int sw, int pt, int pl, int pb, int pr, int cout);
 
+/* A per-channel map applied to a convolution's input as it is read (Cin channels; act = ReLU
+ * when relu): inference, x' = act(x * scale + shift) (mean NULL), the operations of
+ * sn_bn_affine; training, x' = act((x - mean) * scale + shift), those of the batch norm's
+ * normalize pass (sn_bn_normalize(_relu) with scale = gamma * invstd rounded to float, shift =
+ * beta). Either way the result is bitwise that of the batch norm's pass followed by the
+ * convolution. */
+typedef struct sn_conv_in {
+  const float *scale, *shift;
+  int relu;
+  const float *mean;
+} sn_conv_in;
+
 /* Workspace (floats) that sn_conv2d_forward / _backward need for this geometry. */
 size_t sn_conv2d_forward_workspace(const sn_conv_geom *g);
 size_t sn_conv2d_backward_workspace(const sn_conv_geom *g);
@@ -62,6 +74,22 @@ int sn_conv2d_backward_accumulates(const sn_conv_geom *g);
  * sn_conv2d_backward_accumulates(g). */
 void sn_conv2d_backward_acc(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
                             float *dx, float *dw, float *db, float *ws);
+/* Training with an input map (the batch norm before the convolution, applied as each image is
+ * copied into its zero-padded buffer, so that the normalized tensor is never written): 1 if g
+ * takes one, that is the AVX-512 direct kernels run its forward and weight gradient from padded
+ * copies (kernels/conv_direct.h sn_dconv_input_map_ok). Depends on g->n and the algorithm
+ * switches (SN_WINOGRAD, SN_CONV_GEMM, SN_CONV_WGRAD): ask per call. */
+int sn_conv2d_input_map_ok(const sn_conv_geom *g);
+/* sn_conv2d_forward and sn_conv2d_backward(_acc) of the convolution of act((x - mean) * scale +
+ * shift) (in->mean set), bitwise the same as on that tensor; only where
+ * sn_conv2d_input_map_ok(g). dx, dw and db are the gradients w.r.t. the mapped tensor and the
+ * weights; dx_acc: dx += (only where sn_conv2d_backward_accumulates(g)). */
+void sn_conv2d_forward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
+                          const float *w, const float *bias, const float *res, int relu, float *y,
+                          float *ws);
+void sn_conv2d_backward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
+                           const float *w, const float *dy, float *dx, int dx_acc, float *dw,
+                           float *db, float *ws);
 
 /* A prepared convolution for inference: the algorithm is chosen and the weights are packed or
  * transformed once, at plan time (this is the only place a convolution allocates).
@@ -74,13 +102,6 @@ size_t sn_conv_impl_workspace(const sn_conv_impl *c); /* floats, for batch g->n 
 /* Same contract as sn_conv2d_forward for n <= g->n images. */
 void sn_conv_impl_forward(const sn_conv_impl *c, int n, const float *x, const float *res, int relu,
                           float *y, float *ws);
-/* A per-channel map applied to the input as it is read: x' = act(x * scale + shift) (Cin
- * channels; act = ReLU when relu), the same operations as sn_bn_affine, so the result is
- * bitwise that of sn_bn_affine followed by sn_conv_impl_forward. */
-typedef struct sn_conv_in {
-  const float *scale, *shift;
-  int relu;
-} sn_conv_in;
 /* 1 if the prepared convolution of g reads its input through sn_conv_impl_forward_in: unpadded
  * 1x1 on the packed GEMM (AVX-512), whose input rows are copied anyway. */
 int sn_conv_input_map_ok(const sn_conv_geom *g);

@@ -618,13 +618,42 @@ static void fuse_bn_into_inputs(sn_net *net) {
 }
 
 static void fuse_bn_into_add(sn_net *net);
+static void fuse_bn_into_convs(sn_net *net);
 static void fuse_relus_for_training(sn_net *net);
 
 /* Training fusion: ReLUs into their producers (SN_FUSE_RELU), then batch norms into the adds
- * they feed (SN_FUSE_BNADD, which needs to know whether the add applies a ReLU). */
+ * they feed (SN_FUSE_BNADD, which needs to know whether the add applies a ReLU), then the
+ * normalize passes of batch norms read only by a convolution into its input copy
+ * (SN_FUSE_BNCONV). */
 static void fuse_for_training(sn_net *net, int mask) {
   if (mask & SN_FUSE_RELU) fuse_relus_for_training(net);
   if (mask & SN_FUSE_BNADD) fuse_bn_into_add(net);
+  if (mask & SN_FUSE_BNCONV) fuse_bn_into_convs(net);
+}
+
+/* Training, SN_FUSE_BNCONV: a batch norm (with its fused ReLU) whose only reader is a
+ * convolution on the direct kernels with zero padding (resnet20's and LeNet's 3x3 and 5x5
+ * layers) computes its statistics and leaves act(normalize(x)) to that convolution, which
+ * applies it to each image as it copies it into its padded buffer, in the forward pass and again
+ * for the weight gradient (sn_conv2d_forward_in / _backward_in, bitwise the separate pass): the
+ * normalized tensor is neither written nor read back. The batch norm's backward needs only its
+ * input (the ReLU mask is recomputed from it). Marked here for the plan's largest batch; each call
+ * asks again (sn_conv_layer_input_bn), since the convolution's path depends on the batch, and
+ * the batch norm then writes its output as before. Its output buffer stays planned for those
+ * calls and for evaluation. */
+static void fuse_bn_into_convs(sn_net *net) {
+  for (int j = 0; j < net->nlayers; ++j) {
+    sn_layer *l = &net->layers[j];
+    if (l->skip || strcmp(l->ops->kind, "bn") || l->into_add || net->output == j ||
+        net->feature == j)
+      continue;
+    const int c = single_consumer_of(net, j, j + 1);
+    if (c < 0) continue;
+    sn_layer *cl = &net->layers[c];
+    if (strcmp(cl->ops->kind, "conv") || cl->nin != 1 || cl->in[0] != j) continue;
+    l->into_conv = c + 1;
+    if (!sn_conv_layer_input_bn(net, cl, net->max_batch)) l->into_conv = 0;
+  }
 }
 
 /* Training, SN_FUSE_BNADD: a batch norm read only by an add (a residual branch's last BN, or

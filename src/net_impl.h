@@ -74,10 +74,14 @@ struct sn_layer {
   int into_add;           /* bn, training, SN_FUSE_BNADD: 1 + the add whose output this layer's
                              forward writes (act(normalize + other input)), or 0 */
   int from_bn;            /* add, training: 1 + that batch norm (the add's forward is a no-op) */
+  int into_conv;          /* bn, training, SN_FUSE_BNCONV: 1 + the convolution (its only reader)
+                             that applies this layer's normalize pass as it copies its input
+                             (net.c fuse_bn_into_convs; per call: sn_conv_layer_input_bn), or 0 */
   int shared_in;          /* add, training, SN_FUSE_GRAD (net.c share_add_grads): bit i set when
                              input i's gradient buffer is this add's dy */
   int32_t *argmax;        /* max pools, training */
-  float *mean, *invstd;   /* batch norm, training: statistics used in the last forward */
+  float *mean, *invstd;   /* batch norm, training: statistics used in the last forward, then
+                             (into_conv) the scale gamma * invstd at invstd + C */
   int nconsumers;
 };
 
@@ -155,13 +159,17 @@ int sn_add_flatten(sn_net *net, const char *name, int in);
 /* Inference preparation of one layer (folded weights, packed convolution, BN scale/shift). */
 sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n); /* layers/conv.c */
 sn_status sn_bn_layer_prepare(sn_net *net, sn_layer *l);          /* layers/bn.c */
+/* Training: the batch norm (into_conv) whose normalize pass convolution l applies to its input
+ * for a batch of n, or NULL when the batch norm writes its output and l reads it (the kernels
+ * take the map only on some paths: sn_conv2d_input_map_ok). Both layers ask, per call. */
+const sn_layer *sn_conv_layer_input_bn(const sn_net *net, const sn_layer *l, int n); /* conv.c */
 sn_status sn_dense_layer_prepare(sn_net *net, sn_layer *l);       /* layers/dense.c */
 /* l->impl for g (prepared, or repacked from w and b) and net->ws grown to its workspace. */
 sn_status sn_layer_prepare_impl(sn_net *net, sn_layer *l, const sn_conv_geom *g, const float *w,
                                 const float *b);
 
 enum { SN_FUSE_PAD = 1, SN_FUSE_BN = 2, SN_FUSE_ADD = 4, SN_FUSE_RELU = 8, SN_FUSE_GRAD = 16,
-       SN_FUSE_BNADD = 32, SN_FUSE_BNIN = 64, SN_FUSE_ALL = 127 };
+       SN_FUSE_BNADD = 32, SN_FUSE_BNIN = 64, SN_FUSE_BNCONV = 128, SN_FUSE_ALL = 255 };
 sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_mask);
 
 /* Builds the layers of cfg->arch into net (models.c). */

@@ -164,7 +164,7 @@ static void conv_epilogue(float *y, size_t rows, int c, const float *bias, const
 void sn_conv2d_forward(const sn_conv_geom *g, const float *x, const float *w, const float *bias,
                        const float *res, int relu, float *y, float *ws) {
   if (sn_cpu_has_avx512()) {
-    sn_dconv_forward_avx512(g, x, w, bias, res, relu, y, ws);
+    sn_dconv_forward_avx512(g, x, NULL, w, bias, res, relu, y, ws);
     return;
   }
   const int cout = g->cout;
@@ -213,7 +213,24 @@ int sn_conv2d_backward_accumulates(const sn_conv_geom *g) {
 void sn_conv2d_backward_acc(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
                             float *dx, float *dw, float *db, float *ws) {
   if (db) column_sums(dy, (size_t)g->n * g->oh * g->ow, g->cout, db);
-  sn_dconv_backward_avx512(g, x, w, dy, dx, 1, dw, db, ws);
+  sn_dconv_backward_avx512(g, x, NULL, w, dy, dx, 1, dw, db, ws);
+}
+
+int sn_conv2d_input_map_ok(const sn_conv_geom *g) {
+  return sn_cpu_has_avx512() && sn_dconv_input_map_ok(g);
+}
+
+void sn_conv2d_forward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
+                          const float *w, const float *bias, const float *res, int relu, float *y,
+                          float *ws) {
+  sn_dconv_forward_avx512(g, x, in, w, bias, res, relu, y, ws);
+}
+
+void sn_conv2d_backward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
+                           const float *w, const float *dy, float *dx, int dx_acc, float *dw,
+                           float *db, float *ws) {
+  if (db) column_sums(dy, (size_t)g->n * g->oh * g->ow, g->cout, db);
+  sn_dconv_backward_avx512(g, x, in, w, dy, dx, dx_acc, dw, db, ws);
 }
 
 void sn_conv2d_backward(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
@@ -222,7 +239,7 @@ void sn_conv2d_backward(const sn_conv_geom *g, const float *x, const float *w, c
   const size_t out_pix = (size_t)g->oh * g->ow;
   if (db) column_sums(dy, (size_t)g->n * out_pix, cout, db);
   if (sn_cpu_has_avx512()) {
-    sn_dconv_backward_avx512(g, x, w, dy, dx, 0, dw, db, ws);
+    sn_dconv_backward_avx512(g, x, NULL, w, dy, dx, 0, dw, db, ws);
     return;
   }
   if (conv_is_pointwise(g)) {

@@ -264,9 +264,55 @@ static inline void zero_f(float *d, size_t n) {
   if (i < n) _mm512_mask_storeu_ps(d + i, tail_mask((int)(n - i)), _mm512_setzero_ps());
 }
 
-/* One image x (H, W, Cin) into the zero-padded buffer (HP, WP, Cin). The border is zeroed only
+/* d[p * c + j] = act((s[p * c + j] - mean[j]) * scale[j] + shift[j]) for npix pixels of c
+ * channels: the operations of the batch norm's normalize pass (bn.c affine_rows_avx512), so
+ * bitwise its output. */
+static inline __attribute__((always_inline)) void
+map_pixels_nv(const int NV, float *d, const float *s, size_t npix, int c, const sn_conv_in *in) {
+  const __m512 z = _mm512_setzero_ps();
+  __m512 m[4], a[4], b[4];
+  __mmask16 k[4];
+  for (int v = 0; v < NV; v++) { /* the channels' coefficients stay in registers */
+    k[v] = tail_mask(c - 16 * v);
+    m[v] = _mm512_maskz_loadu_ps(k[v], in->mean + 16 * v);
+    a[v] = _mm512_maskz_loadu_ps(k[v], in->scale + 16 * v);
+    b[v] = _mm512_maskz_loadu_ps(k[v], in->shift + 16 * v);
+  }
+  for (size_t p = 0; p < npix; p++, d += c, s += c)
+    for (int v = 0; v < NV; v++) {
+      __m512 x = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k[v], s + 16 * v), m[v]),
+                                 a[v], b[v]);
+      if (in->relu) x = _mm512_max_ps(x, z);
+      _mm512_mask_storeu_ps(d + 16 * v, k[v], x);
+    }
+}
+
+static void map_pixels(float *d, const float *s, size_t npix, int c, const sn_conv_in *in) {
+  switch ((c + 15) / 16) {
+  case 1: map_pixels_nv(1, d, s, npix, c, in); return;
+  case 2: map_pixels_nv(2, d, s, npix, c, in); return;
+  case 3: map_pixels_nv(3, d, s, npix, c, in); return;
+  case 4: map_pixels_nv(4, d, s, npix, c, in); return;
+  default: break;
+  }
+  const __m512 z = _mm512_setzero_ps();
+  for (size_t p = 0; p < npix; p++, d += c, s += c)
+    for (int j = 0; j < c; j += 16) {
+      const __mmask16 k = tail_mask(c - j);
+      __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j),
+                                               _mm512_maskz_loadu_ps(k, in->mean + j)),
+                                 _mm512_maskz_loadu_ps(k, in->scale + j),
+                                 _mm512_maskz_loadu_ps(k, in->shift + j));
+      if (in->relu) v = _mm512_max_ps(v, z);
+      _mm512_mask_storeu_ps(d + j, k, v);
+    }
+}
+
+/* One image x (H, W, Cin) into the zero-padded buffer (HP, WP, Cin), through the input map `in`
+ * when not NULL (the padding stays zero: it pads the mapped tensor). The border is zeroed only
  * when `border` (the interior is rewritten by every image, the border never changes). */
-void sn_dconv_pad_image(const dpass *d, const float *x, float *buf, int border) {
+void sn_dconv_pad_image(const dpass *d, const float *x, float *buf, int border,
+                        const sn_conv_in *in) {
   const size_t c = (size_t)d->cin, row = (size_t)d->wp * c;
   for (int y = 0; y < d->hp; y++) {
     float *br = buf + (size_t)y * row;
@@ -279,16 +325,20 @@ void sn_dconv_pad_image(const dpass *d, const float *x, float *buf, int border) 
       zero_f(br, (size_t)d->pl * c);
       zero_f(br + (size_t)(d->pl + d->w) * c, (size_t)d->pr * c);
     }
-    copy_f(br + (size_t)d->pl * c, x + (size_t)iy * d->w * c, (size_t)d->w * c);
+    if (in)
+      map_pixels(br + (size_t)d->pl * c, x + (size_t)iy * d->w * c, (size_t)d->w, d->cin, in);
+    else
+      copy_f(br + (size_t)d->pl * c, x + (size_t)iy * d->w * c, (size_t)d->w * c);
   }
 }
 
 /* y = act(conv(x) + bias + res) for one image; bp packed (packed_floats(KH*KW*Cin, Cout)). */
-static void pass_image(const dpass *d, const float *x, const float *bp, const float *bias,
-                       const float *res, int relu, float *y, float *padbuf, int border) {
+static void pass_image(const dpass *d, const float *x, const sn_conv_in *in, const float *bp,
+                       const float *bias, const float *res, int relu, float *y, float *padbuf,
+                       int border) {
   const float *src = x;
   if (d->padded) {
-    sn_dconv_pad_image(d, x, padbuf, border);
+    sn_dconv_pad_image(d, x, padbuf, border, in);
     src = padbuf;
   }
   const int cin = d->cin, cout = d->cout;
@@ -526,8 +576,9 @@ int sn_dconv_team_size(int chunks) {
   return imax(1, imin(t, chunks));
 }
 
-static void direct_forward(const sn_conv_geom *g, const float *x, const float *w, const float *bias,
-                           const float *res, int relu, float *y, float *ws) {
+static void direct_forward(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
+                           const float *w, const float *bias, const float *res, int relu, float *y,
+                           float *ws) {
   dpass d;
   fwd_pass_of(g, &d);
   const int k = g->kh * g->kw * g->cin, nch = sn_dconv_chunks(g->n);
@@ -548,15 +599,16 @@ static void direct_forward(const sn_conv_geom *g, const float *x, const float *w
     for (int ch = 0; ch < nch; ch++) {
       const int i0 = (int)((long)g->n * ch / nch), i1 = (int)((long)g->n * (ch + 1) / nch);
       for (int i = i0; i < i1; i++)
-        pass_image(&d, x + i * in_img, bp, bias, res ? res + i * out_img : NULL, relu,
+        pass_image(&d, x + i * in_img, in, bp, bias, res ? res + i * out_img : NULL, relu,
                    y + i * out_img, pads + ch * padn, i == i0);
     }
   }
 }
 
 /* dx (or NULL) and dw (or NULL: dx alone) by the direct tiles. */
-static void direct_backward(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
-                            float *dx, int dx_acc, float *dw, float *ws) {
+static void direct_backward(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
+                            const float *w, const float *dy, float *dx, int dx_acc, float *dw,
+                            float *ws) {
   dpass d;
   bplan b;
   fwd_pass_of(g, &d);
@@ -596,7 +648,8 @@ static void direct_backward(const sn_conv_geom *g, const float *x, const float *
             srcs[i - ib] = x + i * in_img;
             dys[i - ib] = dy + i * out_img;
             if (d.padded) {
-              sn_dconv_pad_image(&d, x + i * in_img, base + (size_t)(i - ib) * padx, ib == i0);
+              sn_dconv_pad_image(&d, x + i * in_img, base + (size_t)(i - ib) * padx, ib == i0,
+                                 in);
               srcs[i - ib] = base + (size_t)(i - ib) * padx;
             }
           }
@@ -606,7 +659,7 @@ static void direct_backward(const sn_conv_geom *g, const float *x, const float *
         for (int i = ib; i < ie; i++) {
           const float *dyi = dy + i * out_img;
           if (b.pad.padded) {
-            sn_dconv_pad_image(&b.pad, dyi, dypad, i == i0);
+            sn_dconv_pad_image(&b.pad, dyi, dypad, i == i0, NULL);
             dyi = dypad;
           }
           bwd_data_image(g, &b, dyi, bp, dx + i * in_img, dx_acc);
@@ -990,25 +1043,40 @@ size_t sn_dconv_backward_workspace(const sn_conv_geom *g) {
   return d;
 }
 
-void sn_dconv_forward_avx512(const sn_conv_geom *g, const float *x, const float *w,
-                             const float *bias, const float *res, int relu, float *y, float *ws) {
-  if (sn_dconv_wino_eligible(g))
+int sn_dconv_input_map_ok(const sn_conv_geom *g) {
+  return (g->pt || g->pl || g->pb || g->pr) && !sn_dconv_wino_eligible(g) &&
+         !gemm_fwd_eligible(g) && !gemm_wgrad_eligible(g);
+}
+
+void sn_dconv_forward_avx512(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
+                             const float *w, const float *bias, const float *res, int relu,
+                             float *y, float *ws) {
+  if (in) /* only where sn_dconv_input_map_ok(g) */
+    direct_forward(g, x, in, w, bias, res, relu, y, ws);
+  else if (sn_dconv_wino_eligible(g))
     sn_dconv_wino_forward(g, x, w, bias, res, relu, y, ws);
   else if (gemm_fwd_eligible(g))
     gemm_forward(g, x, w, bias, res, relu, y, ws);
   else
-    direct_forward(g, x, w, bias, res, relu, y, ws);
+    direct_forward(g, x, NULL, w, bias, res, relu, y, ws);
 }
 
 int sn_dconv_dx_direct(const sn_conv_geom *g) {
   return !sn_dconv_wino_eligible(g) && !gemm_bwd_eligible(g);
 }
 
-void sn_dconv_backward_avx512(const sn_conv_geom *g, const float *x, const float *w,
-                              const float *dy, float *dx, int dx_acc, float *dw, float *db,
-                              float *ws) {
+void sn_dconv_backward_avx512(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
+                              const float *w, const float *dy, float *dx, int dx_acc, float *dw,
+                              float *db, float *ws) {
   (void)db; /* the caller (conv.c) computes db */
-  if (sn_dconv_wino_eligible(g)) {
+  if (in) { /* only where sn_dconv_input_map_ok(g): the weight gradient on the direct tiles */
+    if (dx && gemm_bwd_eligible(g)) {
+      direct_backward(g, x, in, w, dy, NULL, 0, dw, ws);
+      gemm_bwd_data(g, w, dy, dx, ws);
+    } else {
+      direct_backward(g, x, in, w, dy, dx, dx_acc, dw, ws);
+    }
+  } else if (sn_dconv_wino_eligible(g)) {
     sn_dconv_wino_backward(g, x, w, dy, dx, dw, ws);
   } else if (gemm_wgrad_eligible(g)) {
     /* the weight gradient by the packed GEMM, then dx (the same workspace, one after the other) */
@@ -1016,13 +1084,13 @@ void sn_dconv_backward_avx512(const sn_conv_geom *g, const float *x, const float
     if (dx && gemm_bwd_eligible(g))
       gemm_bwd_data(g, w, dy, dx, ws);
     else if (dx)
-      direct_backward(g, x, w, dy, dx, dx_acc, NULL, ws);
+      direct_backward(g, x, NULL, w, dy, dx, dx_acc, NULL, ws);
   } else if (dx && gemm_bwd_eligible(g)) {
     /* the weight gradient by the direct kernels, then dx by the packed GEMM (the same
      * workspace, one after the other) */
-    direct_backward(g, x, w, dy, NULL, 0, dw, ws);
+    direct_backward(g, x, NULL, w, dy, NULL, 0, dw, ws);
     gemm_bwd_data(g, w, dy, dx, ws);
   } else {
-    direct_backward(g, x, w, dy, dx, dx_acc, dw, ws);
+    direct_backward(g, x, NULL, w, dy, dx, dx_acc, dw, ws);
   }
 }

@@ -85,9 +85,11 @@ typedef void (*sn_dconv_wtile_fn)(const float *const *as, const float *const *ds
                                   float *out, ptrdiff_t ldo);
 sn_dconv_wtile_fn sn_dconv_pick_wtile(int mr, int nv);
 
-/* One image x (H, W, Cin) into the zero-padded buffer (HP, WP, Cin) of d; the border is written
- * only when `border` (it never changes between images). AVX-512. */
-void sn_dconv_pad_image(const dpass *d, const float *x, float *buf, int border);
+/* One image x (H, W, Cin) into the zero-padded buffer (HP, WP, Cin) of d, through the input map
+ * in (NULL: a copy); the border is written only when `border` (it never changes between
+ * images). AVX-512. */
+void sn_dconv_pad_image(const dpass *d, const float *x, float *buf, int border,
+                        const sn_conv_in *in);
 
 /* Chunks of whole images of a batch of n, and the OpenMP team for them. */
 static inline int sn_dconv_chunks(int n) { return imin(n, SN_DCONV_CHUNKS); }

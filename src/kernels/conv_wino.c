@@ -293,7 +293,7 @@ static void wino_gemm(const float *v, int nb, int cin, const float *u, int cout,
 static void wino_image(const wplan *p, const float *x, const float *u, const float *bias,
                        const float *res, int relu, float *y, float *padbuf, float *vb, float *mb,
                        int border) {
-  sn_dconv_pad_image(&p->pad, x, padbuf, border);
+  sn_dconv_pad_image(&p->pad, x, padbuf, border, NULL);
   for (int tr0 = 0; tr0 < p->th; tr0 += p->bh) {
     const int tr1 = imin(p->th, tr0 + p->bh), nb = (tr1 - tr0) * p->tw;
     wino_in(padbuf, p->pad.wp, p->cin, p->tw, tr0, tr1, vb);
@@ -306,7 +306,7 @@ static void wino_image(const wplan *p, const float *x, const float *u, const flo
 static void wino_wgrad_image(const wplan *p, const float *x, const float *dy, float *du,
                              float *padbuf, float *vb, float *mb, int border) {
   const int cin = p->cin, cout = p->cout;
-  sn_dconv_pad_image(&p->pad, x, padbuf, border);
+  sn_dconv_pad_image(&p->pad, x, padbuf, border, NULL);
   for (int tr0 = 0; tr0 < p->th; tr0 += p->bh) {
     const int tr1 = imin(p->th, tr0 + p->bh), nb = (tr1 - tr0) * p->tw;
     wino_in(padbuf, p->pad.wp, cin, p->tw, tr0, tr1, vb);

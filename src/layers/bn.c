@@ -68,7 +68,12 @@ static void bn_forward(sn_net *net, sn_layer *l, int n, int training) {
       rvar[k] = (float)((1.0 - p) * (double)rvar[k] + p * unbiased);
     }
   }
-  if (l->into_add) { /* writes the consumer add's output (net.c fuse_bn_into_add) */
+  if (l->into_conv && sn_conv_layer_input_bn(net, &net->layers[l->into_conv - 1], n)) {
+    /* the convolution normalizes its input copies (net.c fuse_bn_into_convs) with this scale,
+     * rounded as normalize() rounds it */
+    float *scale = l->invstd + c;
+    for (int k = 0; k < c; ++k) scale[k] = (float)((double)gamma[k] * l->invstd[k]);
+  } else if (l->into_add) { /* writes the consumer add's output (net.c fuse_bn_into_add) */
     sn_layer *a = &net->layers[l->into_add - 1];
     const int self = (int)(l - net->layers);
     sn_bn_normalize_add(x, rows, c, l->mean, l->invstd, gamma, beta,

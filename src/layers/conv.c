@@ -64,6 +64,23 @@ sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n) {
   return sn_layer_prepare_impl(net, l, &g, w, b);
 }
 
+const sn_layer *sn_conv_layer_input_bn(const sn_net *net, const sn_layer *l, int n) {
+  if (l->nin != 1 || l->in[0] < 0) return NULL;
+  const sn_layer *bn = &net->layers[l->in[0]];
+  if (bn->into_conv != (int)(l - net->layers) + 1) return NULL;
+  sn_conv_geom g;
+  geom(net, l, n, &g);
+  return sn_conv2d_input_map_ok(&g) ? bn : NULL;
+}
+
+/* The normalize pass of the batch norm bn as an input map: its batch statistics and the scale
+ * it computed (layers/bn.c), its beta and its fused ReLU. */
+static sn_conv_in input_map(sn_net *net, const sn_layer *bn) {
+  const sn_conv_in in = {bn->invstd + bn->out.c, sn_param_data(net, bn, 1), bn->fused_relu,
+                         bn->mean};
+  return in;
+}
+
 static void conv_forward(sn_net *net, sn_layer *l, int n, int training) {
   const float *x = sn_layer_input(net, l, 0);
   if (!training) {
@@ -71,14 +88,20 @@ static void conv_forward(sn_net *net, sn_layer *l, int n, int training) {
                        : l->fused_res == -1 ? net->input : NULL;
     const sn_layer *bn = l->in_bn >= 0 ? &net->layers[l->in_bn] : NULL;
     const sn_conv_in in = {bn ? bn->fold : NULL, bn ? bn->fold + bn->out.c : NULL,
-                           bn ? bn->fused_relu : 0};
+                           bn ? bn->fused_relu : 0, NULL};
     sn_conv_impl_forward_in(l->impl, n, x, bn ? &in : NULL, res, l->fused_relu, l->y, net->ws);
     return;
   }
   sn_conv_geom g;
   geom(net, l, n, &g);
-  sn_conv2d_forward(&g, x, sn_param_data(net, l, 0), l->use_bias ? sn_param_data(net, l, 1) : NULL,
-                    NULL, 0, l->y, net->ws);
+  const float *w = sn_param_data(net, l, 0), *b = l->use_bias ? sn_param_data(net, l, 1) : NULL;
+  const sn_layer *bn = sn_conv_layer_input_bn(net, l, n);
+  if (bn) {
+    const sn_conv_in in = input_map(net, bn);
+    sn_conv2d_forward_in(&g, sn_layer_input(net, bn, 0), &in, w, b, NULL, 0, l->y, net->ws);
+    return;
+  }
+  sn_conv2d_forward(&g, x, w, b, NULL, 0, l->y, net->ws);
 }
 
 static sn_status conv_backward(sn_net *net, sn_layer *l, int n) {
@@ -91,11 +114,17 @@ static sn_status conv_backward(sn_net *net, sn_layer *l, int n) {
   float *tmp = net->ws + (f > b ? f : b);
   const float *x = sn_layer_input(net, l, 0), *w = sn_param_data(net, l, 0);
   float *dw = sn_param_grad(net, l, 0), *db = l->use_bias ? sn_param_grad(net, l, 1) : NULL;
+  const sn_layer *bn = sn_conv_layer_input_bn(net, l, n); /* as the forward decided */
+  const sn_conv_in in = bn ? input_map(net, bn) : (sn_conv_in){NULL, NULL, 0, NULL};
+  if (bn) x = sn_layer_input(net, bn, 0);
   if (dx && acc && sn_conv2d_backward_accumulates(&g)) { /* added in the kernel's output pass */
-    sn_conv2d_backward_acc(&g, x, w, l->dy, dx, dw, db, net->ws);
+    if (bn) sn_conv2d_backward_in(&g, x, &in, w, l->dy, dx, 1, dw, db, net->ws);
+    else sn_conv2d_backward_acc(&g, x, w, l->dy, dx, dw, db, net->ws);
     return SN_OK;
   }
-  sn_conv2d_backward(&g, x, w, l->dy, dx ? (acc ? tmp : dx) : NULL, dw, db, net->ws);
+  float *d = dx ? (acc ? tmp : dx) : NULL;
+  if (bn) sn_conv2d_backward_in(&g, x, &in, w, l->dy, d, 0, dw, db, net->ws);
+  else sn_conv2d_backward(&g, x, w, l->dy, d, dw, db, net->ws);
   if (dx && acc) sn_net_accumulate(dx, tmp, in_n);
   return SN_OK;
 }

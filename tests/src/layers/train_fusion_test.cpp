@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "kernels/conv_fast.h"
 #include "net_impl.h"
 #include "shardnet.h"
 #include "test_util.h"
@@ -277,5 +279,47 @@ TEST(TrainFusion, BatchNormIntoAddEqualsTwoPasses) {
     else
       EXPECT_EQ(fused, adds);
     expect_same_steps(a, b, k, n, 80);
+  }
+}
+
+// SN_FUSE_BNCONV (net.c fuse_bn_into_convs): a batch norm read only by a padded convolution on
+// the direct kernels leaves its normalize pass (and fused ReLU) to that convolution, which applies
+// it as it copies each image into its padded buffer, in the forward pass and for the weight
+// gradient. The steps are bitwise those of the separate pass. With SN_CONV_WGRAD=1 (the weight
+// gradient on the packed GEMM, which reads the input in place) the convolutions refuse the map
+// at call time and the batch norms write their outputs as before: bitwise the same again.
+TEST(TrainFusion, BatchNormIntoConvInputEqualsSeparatePass) {
+  for (int forced_gemm = 0; forced_gemm < 2; ++forced_gemm) {
+    if (forced_gemm) setenv("SN_CONV_WGRAD", "1", 1);
+    for (const Case &k : kCases) {
+      SCOPED_TRACE(std::string(k.arch) + (forced_gemm ? " SN_CONV_WGRAD=1" : ""));
+      sn_net *a = make(k), *b = make(k);
+      ASSERT_NE(a, nullptr);
+      ASSERT_NE(b, nullptr);
+      const int n = 4;
+      ASSERT_EQ(sn_net_plan_fused(a, n, 1, SN_FUSE_ALL), SN_OK) << sn_last_error();
+      ASSERT_EQ(sn_net_plan_fused(b, n, 1, SN_FUSE_ALL & ~SN_FUSE_BNCONV), SN_OK)
+          << sn_last_error();
+      int marked = 0, active = 0;
+      for (int j = 0; j < a->nlayers; ++j) {
+        const sn_layer *l = &a->layers[j];
+        if (l->skip || !l->into_conv) continue;
+        ++marked;
+        EXPECT_STREQ(l->ops->kind, "bn");
+        const sn_layer *c = &a->layers[l->into_conv - 1];
+        EXPECT_STREQ(c->ops->kind, "conv");
+        EXPECT_EQ(c->in[0], j);
+        active += sn_conv_layer_input_bn(a, c, n) == l;
+      }
+      for (int j = 0; j < b->nlayers; ++j) EXPECT_EQ(b->layers[j].into_conv, 0);
+      const std::string arch = k.arch;
+      if (sn_cpu_has_avx512() && !forced_gemm &&
+          (arch == "resnet20" || arch == "resnet18" || arch == "resnet50"))
+        EXPECT_GT(active, 0);
+      if (forced_gemm || !sn_cpu_has_avx512()) EXPECT_EQ(active, 0);
+      EXPECT_EQ(active, marked);  // planned at this batch: every mark is taken
+      expect_same_steps(a, b, k, n, 90);
+    }
+    if (forced_gemm) unsetenv("SN_CONV_WGRAD");
   }
 }
