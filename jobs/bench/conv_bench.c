@@ -7,7 +7,7 @@
  * against build-<dir>/libshardnet_static.a.
  *
  * Usage: conv_bench [--model resnet50|resnet18] [--batch N] [--reps R] [--algo auto|gemm|wino]
- *                   [--no-generic] [--no-sgemm] [--layer SUBSTR] [--res]
+ *                   [--no-generic] [--no-sgemm] [--layer SUBSTR] [--res] [--cold MB]
  * Epilogue: bias + ReLU, plus a residual with --res (a worst case: in the networks only the last
  * conv of a block adds one).
  * Output: one JSON line per layer and a total line. GFLOP/s counts the direct convolution's
@@ -86,12 +86,24 @@ typedef struct timing {
   double med, min;
 } timing;
 
+/* --cold MB: before every call, each thread rewrites its share of a buffer of MB megabytes (not
+ * timed), so that the layer's input, weights and output come from L3 or memory as in a network
+ * pass (where ~100 MB of other layers' data go through the caches between two uses). */
+static float *g_flush;
+static size_t g_flush_n;
+static void flush_caches(void) {
+  if (!g_flush_n) return;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < g_flush_n; i += 16) g_flush[i] += 1.0f;
+}
+
 /* Runs fn reps times after 2 warm-ups; a short pause-free loop, median and min in seconds. */
 #define TIME_IT(out, reps, stmt)                               \
   do {                                                         \
     double *ts_ = malloc(sizeof(double) * (size_t)(reps));     \
-    for (int w_ = 0; w_ < 2; w_++) { stmt; }                   \
+    for (int w_ = 0; w_ < 2; w_++) { flush_caches(); stmt; }   \
     for (int r_ = 0; r_ < (reps); r_++) {                      \
+      flush_caches();                                          \
       double t0_ = now();                                      \
       stmt;                                                    \
       ts_[r_] = now() - t0_;                                   \
@@ -114,9 +126,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--no-generic")) do_generic = 0;
     else if (!strcmp(argv[i], "--no-sgemm")) do_sgemm = 0;
     else if (!strcmp(argv[i], "--res")) use_res = 1;
-    else {
+    else if (!strcmp(argv[i], "--cold") && i + 1 < argc) {
+      g_flush_n = (size_t)atoi(argv[++i]) << 18; /* MB -> floats */
+      g_flush = calloc(g_flush_n ? g_flush_n : 1, sizeof(float));
+    } else {
       fprintf(stderr, "usage: %s [--model resnet50|resnet18] [--batch N] [--reps R] "
-                      "[--algo auto|gemm|wino|generic] [--no-generic] [--no-sgemm] [--layer S] [--res]\n",
+                      "[--algo auto|gemm|wino|generic] [--no-generic] [--no-sgemm] [--layer S] [--res] "
+                      "[--cold MB]\n",
               argv[0]);
       return 2;
     }
