@@ -87,7 +87,10 @@ typedef enum sn_conv_algo {
   SN_CONV_AUTO = 0,
   SN_CONV_GENERIC = 1,  /* sn_conv2d_forward on a copy of the weights */
   SN_CONV_GEMM = 2,     /* packed AVX-512 GEMM (1x1 rows copied, else im2col rows) */
-  SN_CONV_WINOGRAD = 3  /* Winograd F(4x4, 3x3), only if sn_wino_eligible */
+  SN_CONV_WINOGRAD = 3, /* Winograd F(4x4, 3x3), only if sn_wino_eligible */
+  SN_CONV_DIRECT = 4    /* AVX-512: the training path's kernels (sn_conv2d_forward; the direct NHWC
+                           tiles for the small-channel shapes the size rule gives it) on a copy of
+                           the weights */
 } sn_conv_algo;
 
 /* sn_conv_prepare with a forced algorithm (falls back to generic when the algorithm cannot run:

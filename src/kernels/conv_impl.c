@@ -5,6 +5,8 @@
  *   winograd4x4  3x3 stride-1 (any padding) when the cost model below predicts it faster
  *   gemm1x1      unpadded 1x1 (any stride): packed AVX-512 GEMM, A rows copied from x
  *   im2col       everything else: packed AVX-512 GEMM over im2col rows
+ *   direct       small channel counts (direct_fits): the training kernels' direct NHWC tiles
+ *                (sn_conv2d_forward), a copy of the weights
  *   generic      no AVX-512: a copy of the weights and sn_conv2d_forward. */
 #include <omp.h>
 #include <stdlib.h>
@@ -26,9 +28,9 @@
 
 struct sn_conv_impl {
   sn_conv_geom g;    /* g.n = largest batch */
-  sn_conv_algo algo; /* resolved: GENERIC, GEMM or WINOGRAD */
+  sn_conv_algo algo; /* resolved: GENERIC, GEMM, WINOGRAD or DIRECT */
   int nt;            /* threads the workspace is sized for */
-  float *w;          /* GENERIC: (KH, KW, Cin, Cout) copy; GEMM: packed B; WINOGRAD: packed U */
+  float *w;          /* GENERIC, DIRECT: (KH, KW, Cin, Cout) copy; GEMM: packed B; WINOGRAD: U */
   size_t nw;         /* floats in w */
   float *bias;       /* (Cout) copy, or NULL */
 };
@@ -60,13 +62,32 @@ static double cost_wino(const sn_conv_geom *g, int nt) {
   return dmax(flops / (SN_COST_GFLOPS_PER_THREAD * 1e9 * nt) + tr, bytes / (SN_COST_DRAM_GBS * 1e9));
 }
 
+/* Shapes where the direct tiles (one output vector per pixel and 16 channels, the input read in
+ * place) beat the packed GEMM, whose 14x32 tile computes 32 columns for 16 output channels and
+ * whose im2col copies K floats per pixel for K = 9 to 288, and Winograd, whose transforms cost as
+ * much as its GEMMs save below 32 channels. Measured (1 thread, batch 64, paired calls, ms; the
+ * session notes in docs/performance.md): resnet20 28x28 16->16 3x3 direct 3.1 against Winograd
+ * 6.4 and im2col 8.7; the 1->16 stem 0.54 against 2.4; 16->32 stride 2 1.7 against 2.5; 32->64
+ * stride 2 1.5 against 1.8; the RGB 7x7 stem at batch 1 (2 threads) 1.60 against 2.33. At 32
+ * output channels stride 1 Winograd stays ahead (14x14 32->32: 2.5 against 2.8), hence its cost
+ * rule first above 16 output channels. Unpadded 1x1 layers stay on the packed GEMM, which reads
+ * their rows without im2col (and takes the input map, the in-place residual and the classifier):
+ * there the two measured within a few percent. The direct kernels split a call by whole images:
+ * with fewer images than threads (the RGB stem at batch 1: 2.1 ms on one thread against the
+ * GEMM's 1.4-3.0 on two) the GEMM stays. */
+static int is_1x1_unpadded(const sn_conv_geom *g);
+static int direct_fits(const sn_conv_geom *g) {
+  return !is_1x1_unpadded(g) && (g->cin <= 4 || g->cout <= 16 || (g->cin <= 32 && g->cout <= 64));
+}
+
 static sn_conv_algo choose(const sn_conv_geom *g, int nt, sn_conv_algo want) {
   if (want == SN_CONV_GENERIC || !sn_cpu_has_avx512()) return SN_CONV_GENERIC;
   if (want == SN_CONV_WINOGRAD) return sn_wino_eligible(g) ? SN_CONV_WINOGRAD : SN_CONV_GENERIC;
-  if (want == SN_CONV_GEMM) return SN_CONV_GEMM;
+  if (want == SN_CONV_GEMM || want == SN_CONV_DIRECT) return want;
   /* Winograd only with a clear predicted gain: its rounding error is ~10x direct's */
-  if (sn_wino_eligible(g) && cost_wino(g, nt) < 0.8 * cost_direct(g, nt)) return SN_CONV_WINOGRAD;
-  return SN_CONV_GEMM;
+  const int wino = sn_wino_eligible(g) && cost_wino(g, nt) < 0.8 * cost_direct(g, nt);
+  if (direct_fits(g) && g->n >= nt && (g->cout <= 16 || !wino)) return SN_CONV_DIRECT;
+  return wino ? SN_CONV_WINOGRAD : SN_CONV_GEMM;
 }
 
 int sn_conv_residual_in_place_ok(const sn_conv_geom *g) {
@@ -159,6 +180,7 @@ const char *sn_conv_impl_name(const sn_conv_impl *c) {
   switch (c->algo) {
     case SN_CONV_WINOGRAD: return "winograd4x4";
     case SN_CONV_GEMM: return is_1x1_unpadded(g) ? "gemm1x1" : "im2col";
+    case SN_CONV_DIRECT: return "direct";
     default: return "generic";
   }
 }

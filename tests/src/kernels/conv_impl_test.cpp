@@ -40,6 +40,7 @@ const char *algo_name(sn_conv_algo a) {
     case SN_CONV_GENERIC: return "generic";
     case SN_CONV_GEMM: return "gemm";
     case SN_CONV_WINOGRAD: return "winograd";
+    case SN_CONV_DIRECT: return "direct";
     default: return "auto";
   }
 }
@@ -153,6 +154,25 @@ TEST(ConvImpl, WinogradMatchesReference) {
   check_all(kWinoShapes, sizeof kWinoShapes / sizeof *kWinoShapes, SN_CONV_WINOGRAD, 1e-5);
 }
 
+// The direct tiles on the shapes the size rule gives them (small channel counts: resnet20,
+// LeNet, the stems) and on the GEMM shapes: an fp32 FMA chain over K per output, as the GEMM.
+const Shape kDirectShapes[] = {
+    {3, 28, 28, 16, 3, 1, 1, 1, 1, 1, 16},  // resnet20 layer1
+    {2, 28, 28, 1, 3, 1, 1, 1, 1, 1, 16},   // its grayscale stem
+    {2, 28, 28, 16, 3, 2, 1, 1, 1, 1, 32},  // stride 2, 32 channels
+    {2, 14, 14, 32, 3, 2, 1, 1, 1, 1, 64},
+    {2, 28, 28, 16, 1, 2, 0, 0, 0, 0, 32},  // projection shortcut (forced: AUTO keeps the GEMM)
+    {1, 13, 11, 5, 5, 1, 0, 0, 0, 0, 6},    // LeNet-style 5x5 valid, channels not 16
+    {2, 12, 12, 6, 5, 1, 2, 2, 2, 2, 16},
+    {1, 33, 33, 3, 7, 2, 3, 3, 3, 3, 64},   // RGB stem, odd size
+};
+
+TEST(ConvImpl, DirectMatchesReference) {
+  if (!sn_cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  check_all(kDirectShapes, sizeof kDirectShapes / sizeof *kDirectShapes, SN_CONV_DIRECT, 2e-6);
+  check_all(kGemmShapes, sizeof kGemmShapes / sizeof *kGemmShapes, SN_CONV_DIRECT, 2e-6);
+}
+
 TEST(ConvImpl, PackedGemmOnWinogradShapes) {
   if (!sn_cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
   check_all(kWinoShapes, sizeof kWinoShapes / sizeof *kWinoShapes, SN_CONV_GEMM, 2e-6);
@@ -178,23 +198,36 @@ TEST(ConvImpl, ThreadCounts) {
 }
 
 TEST(ConvImpl, AutoChoosesByShape) {
-  std::string name;
   const bool fast = sn_cpu_has_avx512();
-  const Shape r50_56 = {1, 56, 56, 64, 3, 1, 1, 1, 1, 1, 64};
-  const Shape r50_7 = {1, 7, 7, 64, 3, 1, 1, 1, 1, 1, 64};
-  const Shape pw = {2, 14, 14, 64, 1, 1, 0, 0, 0, 0, 256};
-  const Shape pw2 = {2, 14, 14, 64, 1, 2, 0, 0, 0, 0, 128};
-  const Shape s2 = {1, 28, 28, 32, 3, 2, 1, 1, 1, 1, 32};
-  EXPECT_LE(run_case(r50_56, SN_CONV_AUTO, true, true, true, 1, 1, &name), 1e-5);
-  EXPECT_EQ(name, fast ? "winograd4x4" : "generic");
-  EXPECT_LE(run_case(r50_7, SN_CONV_AUTO, true, false, true, 1, 2, &name), 2e-5);
-  EXPECT_EQ(name, fast ? "im2col" : "generic");
-  EXPECT_LE(run_case(pw, SN_CONV_AUTO, true, true, false, 2, 3, &name), 2e-5);
-  EXPECT_EQ(name, fast ? "gemm1x1" : "generic");
-  EXPECT_LE(run_case(pw2, SN_CONV_AUTO, false, false, true, 2, 4, &name), 2e-5);
-  EXPECT_EQ(name, fast ? "gemm1x1" : "generic");
-  EXPECT_LE(run_case(s2, SN_CONV_AUTO, true, false, true, 1, 5, &name), 2e-5);
-  EXPECT_EQ(name, fast ? "im2col" : "generic");
+  // the direct tiles split a call by images: planned for at least as many images as threads
+  const int nt = omp_get_max_threads();
+  struct Want {
+    Shape s;
+    bool bias, res, relu;
+    int n_run;
+    double tol;
+    const char *fast_name;  // with AVX-512; "generic" without
+  };
+  const Want wants[] = {
+      {{1, 56, 56, 64, 3, 1, 1, 1, 1, 1, 64}, true, true, true, 1, 1e-5, "winograd4x4"},
+      {{1, 7, 7, 64, 3, 1, 1, 1, 1, 1, 64}, true, false, true, 1, 2e-5, "im2col"},
+      {{2, 14, 14, 64, 1, 1, 0, 0, 0, 0, 256}, true, true, false, 2, 2e-5, "gemm1x1"},
+      {{2, 14, 14, 64, 1, 2, 0, 0, 0, 0, 128}, false, false, true, 2, 2e-5, "gemm1x1"},
+      {{1, 28, 28, 64, 3, 2, 1, 1, 1, 1, 64}, true, false, true, 1, 2e-5, "im2col"},
+      {{nt, 28, 28, 16, 3, 1, 1, 1, 1, 1, 16}, true, true, true, 2, 2e-5, "direct"},  // resnet20
+      {{nt, 28, 28, 16, 3, 2, 1, 1, 1, 1, 32}, true, false, true, 2, 2e-5, "direct"},
+      {{nt, 28, 28, 16, 1, 2, 0, 0, 0, 0, 32}, true, true, false, 2, 2e-5, "gemm1x1"},
+      {{nt, 64, 64, 3, 7, 2, 3, 3, 3, 3, 64}, true, false, true, 1, 2e-5, "direct"},  // RGB stem
+      {{1, 64, 64, 3, 7, 2, 3, 3, 3, 3, 64}, true, false, true, 1, 2e-5,
+       nt > 1 ? "im2col" : "direct"},  // at batch 1 the GEMM keeps both threads busy
+  };
+  uint64_t seed = 1;
+  for (const Want &w : wants) {
+    std::string name;
+    EXPECT_LE(run_case(w.s, SN_CONV_AUTO, w.bias, w.res, w.relu, w.n_run, seed++, &name), w.tol)
+        << str(w.s);
+    EXPECT_EQ(name, fast ? w.fast_name : "generic") << str(w.s);
+  }
 }
 
 // sn_conv_impl_update repacks: after it the plan computes with the new weights and bias.
