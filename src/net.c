@@ -632,8 +632,8 @@ static void fuse_for_training(sn_net *net, int mask) {
 }
 
 /* Training, SN_FUSE_BNCONV: a batch norm (with its fused ReLU) whose only reader is a
- * convolution on the direct kernels with zero padding (resnet20's and LeNet's 3x3 and 5x5
- * layers) computes its statistics and leaves act(normalize(x)) to that convolution, which
+ * convolution on the direct kernels with zero padding (the second 3x3 of each resnet20 block,
+ * which reads bn1) computes its statistics and leaves act(normalize(x)) to that convolution, which
  * applies it to each image as it copies it into its padded buffer, in the forward pass and again
  * for the weight gradient (sn_conv2d_forward_in / _backward_in, bitwise the separate pass): the
  * normalized tensor is neither written nor read back. The batch norm's backward needs only its
