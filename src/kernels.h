@@ -81,9 +81,10 @@ void sn_conv2d_backward_acc(const sn_conv_geom *g, const float *x, const float *
  * switches (SN_WINOGRAD, SN_CONV_GEMM, SN_CONV_WGRAD): ask per call. */
 int sn_conv2d_input_map_ok(const sn_conv_geom *g);
 /* sn_conv2d_forward and sn_conv2d_backward(_acc) of the convolution of act((x - mean) * scale +
- * shift) (in->mean set), bitwise the same as on that tensor; only where
- * sn_conv2d_input_map_ok(g). dx, dw and db are the gradients w.r.t. the mapped tensor and the
- * weights; dx_acc: dx += (only where sn_conv2d_backward_accumulates(g)). */
+ * shift) (in->mean set), bitwise the same as on that tensor; an input map only where
+ * sn_conv2d_input_map_ok(g), in NULL: sn_conv2d_forward / sn_conv2d_backward(_acc). dx, dw and
+ * db are the gradients w.r.t. the mapped tensor and the weights; dx_acc: dx += (only where
+ * sn_conv2d_backward_accumulates(g)). */
 void sn_conv2d_forward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
                           const float *w, const float *bias, const float *res, int relu, float *y,
                           float *ws);

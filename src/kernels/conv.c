@@ -212,8 +212,7 @@ int sn_conv2d_backward_accumulates(const sn_conv_geom *g) {
 
 void sn_conv2d_backward_acc(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
                             float *dx, float *dw, float *db, float *ws) {
-  if (db) column_sums(dy, (size_t)g->n * g->oh * g->ow, g->cout, db);
-  sn_dconv_backward_avx512(g, x, NULL, w, dy, dx, 1, dw, db, ws);
+  sn_conv2d_backward_in(g, x, NULL, w, dy, dx, 1, dw, db, ws);
 }
 
 int sn_conv2d_input_map_ok(const sn_conv_geom *g) {
@@ -223,12 +222,17 @@ int sn_conv2d_input_map_ok(const sn_conv_geom *g) {
 void sn_conv2d_forward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
                           const float *w, const float *bias, const float *res, int relu, float *y,
                           float *ws) {
-  sn_dconv_forward_avx512(g, x, in, w, bias, res, relu, y, ws);
+  if (in) sn_dconv_forward_avx512(g, x, in, w, bias, res, relu, y, ws);
+  else sn_conv2d_forward(g, x, w, bias, res, relu, y, ws);
 }
 
 void sn_conv2d_backward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
                            const float *w, const float *dy, float *dx, int dx_acc, float *dw,
                            float *db, float *ws) {
+  if (!in && !dx_acc) {
+    sn_conv2d_backward(g, x, w, dy, dx, dw, db, ws);
+    return;
+  }
   if (db) column_sums(dy, (size_t)g->n * g->oh * g->ow, g->cout, db);
   sn_dconv_backward_avx512(g, x, in, w, dy, dx, dx_acc, dw, db, ws);
 }

@@ -264,20 +264,23 @@ static inline void zero_f(float *d, size_t n) {
   if (i < n) _mm512_mask_storeu_ps(d + i, tail_mask((int)(n - i)), _mm512_setzero_ps());
 }
 
-/* d[p * c + j] = act((s[p * c + j] - mean[j]) * scale[j] + shift[j]) for npix pixels of c
- * channels: the operations of the batch norm's normalize pass (bn.c affine_rows_avx512), so
- * bitwise its output. */
+/* d[p * c + j] = act((s[p * c + j] - mean[j]) * scale[j] + shift[j]) for npix pixels (row
+ * stride c) and the cw <= 64 channels j from j0: the operations of the batch norm's normalize
+ * pass (bn.c affine_rows_avx512), so bitwise its output. The coefficients stay in registers. */
 static inline __attribute__((always_inline)) void
-map_pixels_nv(const int NV, float *d, const float *s, size_t npix, int c, const sn_conv_in *in) {
+map_group(const int NV, float *d, const float *s, size_t npix, int c, int j0, int cw,
+          const sn_conv_in *in) {
   const __m512 z = _mm512_setzero_ps();
   __m512 m[4], a[4], b[4];
   __mmask16 k[4];
-  for (int v = 0; v < NV; v++) { /* the channels' coefficients stay in registers */
-    k[v] = tail_mask(c - 16 * v);
-    m[v] = _mm512_maskz_loadu_ps(k[v], in->mean + 16 * v);
-    a[v] = _mm512_maskz_loadu_ps(k[v], in->scale + 16 * v);
-    b[v] = _mm512_maskz_loadu_ps(k[v], in->shift + 16 * v);
+  for (int v = 0; v < NV; v++) {
+    k[v] = tail_mask(cw - 16 * v);
+    m[v] = _mm512_maskz_loadu_ps(k[v], in->mean + j0 + 16 * v);
+    a[v] = _mm512_maskz_loadu_ps(k[v], in->scale + j0 + 16 * v);
+    b[v] = _mm512_maskz_loadu_ps(k[v], in->shift + j0 + 16 * v);
   }
+  d += j0;
+  s += j0;
   for (size_t p = 0; p < npix; p++, d += c, s += c)
     for (int v = 0; v < NV; v++) {
       __m512 x = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k[v], s + 16 * v), m[v]),
@@ -287,25 +290,17 @@ map_pixels_nv(const int NV, float *d, const float *s, size_t npix, int c, const 
     }
 }
 
+/* map_group over all c channels of npix pixels, 64 at a time. */
 static void map_pixels(float *d, const float *s, size_t npix, int c, const sn_conv_in *in) {
-  switch ((c + 15) / 16) {
-  case 1: map_pixels_nv(1, d, s, npix, c, in); return;
-  case 2: map_pixels_nv(2, d, s, npix, c, in); return;
-  case 3: map_pixels_nv(3, d, s, npix, c, in); return;
-  case 4: map_pixels_nv(4, d, s, npix, c, in); return;
-  default: break;
-  }
-  const __m512 z = _mm512_setzero_ps();
-  for (size_t p = 0; p < npix; p++, d += c, s += c)
-    for (int j = 0; j < c; j += 16) {
-      const __mmask16 k = tail_mask(c - j);
-      __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j),
-                                               _mm512_maskz_loadu_ps(k, in->mean + j)),
-                                 _mm512_maskz_loadu_ps(k, in->scale + j),
-                                 _mm512_maskz_loadu_ps(k, in->shift + j));
-      if (in->relu) v = _mm512_max_ps(v, z);
-      _mm512_mask_storeu_ps(d + j, k, v);
+  for (int j0 = 0; j0 < c; j0 += 64) {
+    const int cw = imin(64, c - j0);
+    switch ((cw + 15) / 16) {
+    case 1: map_group(1, d, s, npix, c, j0, cw, in); break;
+    case 2: map_group(2, d, s, npix, c, j0, cw, in); break;
+    case 3: map_group(3, d, s, npix, c, j0, cw, in); break;
+    default: map_group(4, d, s, npix, c, j0, cw, in); break;
     }
+  }
 }
 
 /* One image x (H, W, Cin) into the zero-padded buffer (HP, WP, Cin), through the input map `in`
@@ -1051,14 +1046,13 @@ int sn_dconv_input_map_ok(const sn_conv_geom *g) {
 void sn_dconv_forward_avx512(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
                              const float *w, const float *bias, const float *res, int relu,
                              float *y, float *ws) {
-  if (in) /* only where sn_dconv_input_map_ok(g) */
-    direct_forward(g, x, in, w, bias, res, relu, y, ws);
-  else if (sn_dconv_wino_eligible(g))
+  /* with an input map only the direct path runs (sn_dconv_input_map_ok) */
+  if (!in && sn_dconv_wino_eligible(g))
     sn_dconv_wino_forward(g, x, w, bias, res, relu, y, ws);
-  else if (gemm_fwd_eligible(g))
+  else if (!in && gemm_fwd_eligible(g))
     gemm_forward(g, x, w, bias, res, relu, y, ws);
   else
-    direct_forward(g, x, NULL, w, bias, res, relu, y, ws);
+    direct_forward(g, x, in, w, bias, res, relu, y, ws);
 }
 
 int sn_dconv_dx_direct(const sn_conv_geom *g) {
@@ -1069,16 +1063,10 @@ void sn_dconv_backward_avx512(const sn_conv_geom *g, const float *x, const sn_co
                               const float *w, const float *dy, float *dx, int dx_acc, float *dw,
                               float *db, float *ws) {
   (void)db; /* the caller (conv.c) computes db */
-  if (in) { /* only where sn_dconv_input_map_ok(g): the weight gradient on the direct tiles */
-    if (dx && gemm_bwd_eligible(g)) {
-      direct_backward(g, x, in, w, dy, NULL, 0, dw, ws);
-      gemm_bwd_data(g, w, dy, dx, ws);
-    } else {
-      direct_backward(g, x, in, w, dy, dx, dx_acc, dw, ws);
-    }
-  } else if (sn_dconv_wino_eligible(g)) {
+  /* with an input map the weight gradient runs on the direct tiles (sn_dconv_input_map_ok) */
+  if (!in && sn_dconv_wino_eligible(g)) {
     sn_dconv_wino_backward(g, x, w, dy, dx, dw, ws);
-  } else if (gemm_wgrad_eligible(g)) {
+  } else if (!in && gemm_wgrad_eligible(g)) {
     /* the weight gradient by the packed GEMM, then dx (the same workspace, one after the other) */
     gemm_wgrad(g, x, dy, dw, ws);
     if (dx && gemm_bwd_eligible(g))
@@ -1088,9 +1076,9 @@ void sn_dconv_backward_avx512(const sn_conv_geom *g, const float *x, const sn_co
   } else if (dx && gemm_bwd_eligible(g)) {
     /* the weight gradient by the direct kernels, then dx by the packed GEMM (the same
      * workspace, one after the other) */
-    direct_backward(g, x, NULL, w, dy, NULL, 0, dw, ws);
+    direct_backward(g, x, in, w, dy, NULL, 0, dw, ws);
     gemm_bwd_data(g, w, dy, dx, ws);
   } else {
-    direct_backward(g, x, NULL, w, dy, dx, dx_acc, dw, ws);
+    direct_backward(g, x, in, w, dy, dx, dx_acc, dw, ws);
   }
 }

@@ -68,7 +68,8 @@ static double cost_wino(const sn_conv_geom *g, int nt) {
  * much as its GEMMs save below 32 channels. Measured (1 thread, batch 64, paired calls, ms; the
  * session notes in docs/performance.md): resnet20 28x28 16->16 3x3 direct 3.1 against Winograd
  * 6.4 and im2col 8.7; the 1->16 stem 0.54 against 2.4; 16->32 stride 2 1.7 against 2.5; 32->64
- * stride 2 1.5 against 1.8; the RGB 7x7 stem at batch 1 (2 threads) 1.60 against 2.33. At 32
+ * stride 2 1.5 against 1.8; the RGB 7x7 stem (2 threads) 9.5-9.8 against 10.9-11.4 at batch 8,
+ * 36.0-38.3 against 43.1-45.8 at batch 32. At 32
  * output channels stride 1 Winograd stays ahead (14x14 32->32: 2.5 against 2.8), hence its cost
  * rule first above 16 output channels. Unpadded 1x1 layers stay on the packed GEMM, which reads
  * their rows without im2col (and takes the input map, the in-place residual and the classifier):

@@ -73,9 +73,11 @@ const sn_layer *sn_conv_layer_input_bn(const sn_net *net, const sn_layer *l, int
   return sn_conv2d_input_map_ok(&g) ? bn : NULL;
 }
 
-/* The normalize pass of the batch norm bn as an input map: its batch statistics and the scale
- * it computed (layers/bn.c), its beta and its fused ReLU. */
+/* The normalize pass of the batch norm bn (or nothing, bn NULL) as an input map: its batch
+ * statistics and the scale it computed (layers/bn.c), its beta and its fused ReLU. */
 static sn_conv_in input_map(sn_net *net, const sn_layer *bn) {
+  const sn_conv_in none = {NULL, NULL, 0, NULL};
+  if (!bn) return none;
   const sn_conv_in in = {bn->invstd + bn->out.c, sn_param_data(net, bn, 1), bn->fused_relu,
                          bn->mean};
   return in;
@@ -94,14 +96,11 @@ static void conv_forward(sn_net *net, sn_layer *l, int n, int training) {
   }
   sn_conv_geom g;
   geom(net, l, n, &g);
-  const float *w = sn_param_data(net, l, 0), *b = l->use_bias ? sn_param_data(net, l, 1) : NULL;
   const sn_layer *bn = sn_conv_layer_input_bn(net, l, n);
-  if (bn) {
-    const sn_conv_in in = input_map(net, bn);
-    sn_conv2d_forward_in(&g, sn_layer_input(net, bn, 0), &in, w, b, NULL, 0, l->y, net->ws);
-    return;
-  }
-  sn_conv2d_forward(&g, x, w, b, NULL, 0, l->y, net->ws);
+  const sn_conv_in in = input_map(net, bn);
+  sn_conv2d_forward_in(&g, bn ? sn_layer_input(net, bn, 0) : x, bn ? &in : NULL,
+                       sn_param_data(net, l, 0), l->use_bias ? sn_param_data(net, l, 1) : NULL,
+                       NULL, 0, l->y, net->ws);
 }
 
 static sn_status conv_backward(sn_net *net, sn_layer *l, int n) {
@@ -115,17 +114,13 @@ static sn_status conv_backward(sn_net *net, sn_layer *l, int n) {
   const float *x = sn_layer_input(net, l, 0), *w = sn_param_data(net, l, 0);
   float *dw = sn_param_grad(net, l, 0), *db = l->use_bias ? sn_param_grad(net, l, 1) : NULL;
   const sn_layer *bn = sn_conv_layer_input_bn(net, l, n); /* as the forward decided */
-  const sn_conv_in in = bn ? input_map(net, bn) : (sn_conv_in){NULL, NULL, 0, NULL};
+  const sn_conv_in in = input_map(net, bn);
   if (bn) x = sn_layer_input(net, bn, 0);
-  if (dx && acc && sn_conv2d_backward_accumulates(&g)) { /* added in the kernel's output pass */
-    if (bn) sn_conv2d_backward_in(&g, x, &in, w, l->dy, dx, 1, dw, db, net->ws);
-    else sn_conv2d_backward_acc(&g, x, w, l->dy, dx, dw, db, net->ws);
-    return SN_OK;
-  }
-  float *d = dx ? (acc ? tmp : dx) : NULL;
-  if (bn) sn_conv2d_backward_in(&g, x, &in, w, l->dy, d, 0, dw, db, net->ws);
-  else sn_conv2d_backward(&g, x, w, l->dy, d, dw, db, net->ws);
-  if (dx && acc) sn_net_accumulate(dx, tmp, in_n);
+  /* an accumulated dx is added in the kernel's output pass where it can, else through tmp */
+  const int in_kernel = dx && acc && sn_conv2d_backward_accumulates(&g);
+  sn_conv2d_backward_in(&g, x, bn ? &in : NULL, w, l->dy, dx && acc && !in_kernel ? tmp : dx,
+                        in_kernel, dw, db, net->ws);
+  if (dx && acc && !in_kernel) sn_net_accumulate(dx, tmp, in_n);
   return SN_OK;
 }
 
