@@ -7,7 +7,8 @@
 #             decay, as the peer; also reports the median CPU time of a step)
 #   torch:    train_peer.py (same model, same batch, SGD momentum, torch.set_num_threads(T))
 #   KERNELS=1: also conv_train_bench.c (per-layer GFLOP/s of the training convolutions)
-#   (also compiles pair_bench.c into $BUILD: two variants of a net alternated call by call)
+#   (also compiles pair_bench.c into $BUILD: two variants of a net alternated call by call, and
+#   tile_bench.c: one direct-convolution tile in L1 against a plain FMA loop)
 # Ratio lines: img/s of `shardnet bench` over PyTorch's, and PyTorch's CPU ms per step over
 # train_bench's (the work per step, less sensitive to a loaded machine than the wall time).
 #   CLI=1:    also `shardnet train --steps N --quiet --metrics F` on a generated HDF5 dataset
@@ -36,7 +37,7 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
 cmake --build "$build" -j2 --target shardnet_static shardnet_cli >/dev/null
-for prog in train_bench conv_train_bench pair_bench; do
+for prog in train_bench conv_train_bench pair_bench tile_bench; do
   cc -O2 -std=c11 -fopenmp -I"$root/src" -I/usr/include/x86_64-linux-gnu "$here/$prog.c" \
     "$build/libshardnet_static.a" -lopenblas -lm -o "$build/$prog"
 done

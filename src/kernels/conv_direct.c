@@ -115,9 +115,11 @@ SN_TILES4(5, 6, 7, 8, 1) SN_TILES4(9, 10, 11, 12, 1) SN_TILES4(13, 14, 15, 16, 1
             SN_TILE(13, 2, 0) SN_TILE(14, 2, 0) SN_TILES4(1, 2, 3, 4, 3) SN_TILES4(5, 6, 7, 8, 3)
                 SN_TILE(9, 3, 0) SN_TILES4(1, 2, 3, 4, 4) SN_TILE(5, 4, 0) SN_TILE(6, 4, 0)
                     SN_TILE(7, 4, 0)
-    /* full tiles with the row strides of the small-channel layers as constants */
+    /* full tiles with the row strides of the small-channel layers as constants (resnet20 at
+     * 28x28: every 3x3 forward and stride-1 backward-data row, and the stride-2 layers' backward
+     * phases, 14x1 over 32-channel dy and 7x2 over 64) */
     SN_TILE(28, 1, 16) SN_TILE(28, 1, 32) SN_TILE(28, 1, 64) SN_TILE(14, 2, 16) SN_TILE(14, 2, 32)
-        SN_TILE(14, 2, 64) SN_TILE(14, 2, 128)
+        SN_TILE(14, 2, 64) SN_TILE(14, 2, 128) SN_TILE(14, 1, 32) SN_TILE(7, 2, 64) SN_TILE(7, 4, 64)
 
 #define T1(R) tile_##R##_1_0
 #define T2(R) tile_##R##_2_0
@@ -140,16 +142,19 @@ sn_dconv_tile_fn sn_dconv_pick_tile(int r, int nv, ptrdiff_t lda) {
     if (r == 28 && lda == 16) return tile_28_1_16;
     if (r == 28 && lda == 32) return tile_28_1_32;
     if (r == 28 && lda == 64) return tile_28_1_64;
+    if (r == 14 && lda == 32) return tile_14_1_32;
     return k_tiles1[r];
   case 2:
     if (r == 14 && lda == 16) return tile_14_2_16;
     if (r == 14 && lda == 32) return tile_14_2_32;
     if (r == 14 && lda == 64) return tile_14_2_64;
     if (r == 14 && lda == 128) return tile_14_2_128;
+    if (r == 7 && lda == 64) return tile_7_2_64;
     return k_tiles2[r];
   case 3:
     return k_tiles3[r];
   default:
+    if (r == 7 && lda == 64) return tile_7_4_64;
     return k_tiles4[r];
   }
 }
