@@ -28,7 +28,9 @@ vs fmnist_peer.py (PyTorch, same resnet20 and recipe), the same epochs, printing
 to --target test accuracy for each and the ratio. shardnet's wall time is taken from this
 script's clock when each --metrics line appears (its "seconds" field is the epoch's training
 time only, without evaluation), counted from the process start (includes start-up and the
-first read of the data, as fmnist_peer.py's includes its HDF5 load).
+first read of the data, as fmnist_peer.py's includes its HDF5 load). A second line compares the
+engines' training epochs alone (the sum of each epoch's training time, without start-up and
+evaluation).
 
 Usage: compare.py [--workloads LIST|default|quick|none] [--engines shardnet,pytorch,onnxruntime]
                   [--rounds 3] [--reps 10] [--min-time 5] [--threads 2] [--quick]
@@ -558,7 +560,8 @@ def fmnist_compare(args, eng, raw):
     for e in order:
         lines, total, cmd = (run_shardnet_train if e == 'shardnet' else run_torch_train)(args, files)
         pts = [(r['wall_s'], r['val_acc']) for r in lines]
-        train_s = sum(r.get('seconds', 0) for r in lines) if e == 'shardnet' else None
+        train_s = sum(r.get('seconds' if e == 'shardnet' else 'train_s', 0) for r in lines) \
+            if lines else None
         res[e] = {'time_to_acc': time_to(pts, args.target), 'total_s': total,
                   'final_val_acc': lines[-1]['val_acc'] if lines else None,
                   'epochs': len(lines), 'train_only_s': train_s}
@@ -574,8 +577,14 @@ def fmnist_compare(args, eng, raw):
         rows.append('| %s | %d | %s | %s | %.1f |' % (name, r['epochs'], fmt_num(r['final_val_acc'], 4),
                                                     fmt_num(r['time_to_acc']), r['total_s']))
     s, t = res.get('shardnet', {}).get('time_to_acc'), res.get('pytorch', {}).get('time_to_acc')
-    ratio = ('time to %.2f: PyTorch / shardnet = %.2f' % (args.target, t / s)) if (s and t) else \
+    ratio = ('time to %.2f: PyTorch / shardnet = %.2f (shardnet / PyTorch = %.3f)'
+             % (args.target, t / s, s / t)) if (s and t) else \
         'time-to-accuracy ratio: n/a (an engine did not reach %.2f)' % args.target
+    # the training epochs alone (no start-up, no evaluation): the engines' step speed over the run
+    st, tt = res.get('shardnet', {}).get('train_only_s'), res.get('pytorch', {}).get('train_only_s')
+    if st and tt:
+        ratio += '\ntraining epochs only, %d each: shardnet %.1f s, PyTorch %.1f s (shardnet / PyTorch = %.3f)' \
+            % (res['shardnet']['epochs'], st, tt, st / tt)
     return '\n'.join(rows) + '\n\n' + ratio
 
 
