@@ -19,8 +19,8 @@
  * Backward weights: tile = MR consecutive rows k of one kernel row's KW*Cin block x 16*NV output
  * channels; for every output pixel, MR broadcasts of the (contiguous) padded input run and NV
  * loads of dy. Blocks of images are swept in bands by every weight tile (wgrad_images); each
- * chunk of images accumulates into its own partial dW; the partials are summed in chunk order at
- * the end.
+ * chunk of images accumulates into its own partial dW (the chunk's first band writes it, as 0 +
+ * its sums: no zeroing pass); the partials are summed in chunk order at the end.
  *
  * Entry points (bottom of the file) choose per geometry: Winograd F(2x2, 3x3) (conv_wino.c) for
  * large 3x3 stride-1 layers, the inference path's packed GEMM for large K (forward and stride-1
@@ -161,11 +161,12 @@ sn_dconv_tile_fn sn_dconv_pick_tile(int r, int nv, ptrdiff_t lda) {
 
 /* Weight-gradient tile: out (MR, cols) += sum over the images im < nimg and their pixels of
  * a_p[m] * d_p[0, cols), with a_p = as[im] + aoff + row*lrow + p*lpix (MR consecutive floats),
- * d_p = ds[im] + doff + row*drow + p*dpix; the images in order, then rows, then pixels. */
+ * d_p = ds[im] + doff + row*drow + p*dpix; the images in order, then rows, then pixels. With
+ * `first`, out = 0 + the sum, without reading out. */
 static inline __attribute__((always_inline)) void
 wtile_body(const int MR, const int NV, const float *const *as, const float *const *ds, int nimg,
            ptrdiff_t aoff, ptrdiff_t doff, ptrdiff_t lpix, ptrdiff_t lrow, ptrdiff_t dpix,
-           ptrdiff_t drow, int nrows, int npix, int cols, float *out, ptrdiff_t ldo) {
+           ptrdiff_t drow, int nrows, int npix, int cols, float *out, ptrdiff_t ldo, int first) {
   __m512 acc[28][4];
   __mmask16 mk[4];
 #pragma GCC unroll 4
@@ -200,7 +201,8 @@ wtile_body(const int MR, const int NV, const float *const *as, const float *cons
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) {
       float *o = out + m * ldo + 16 * v;
-      _mm512_mask_storeu_ps(o, mk[v], _mm512_add_ps(acc[m][v], _mm512_maskz_loadu_ps(mk[v], o)));
+      const __m512 prev = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mk[v], o);
+      _mm512_mask_storeu_ps(o, mk[v], _mm512_add_ps(acc[m][v], prev));
     }
 }
 
@@ -208,9 +210,9 @@ wtile_body(const int MR, const int NV, const float *const *as, const float *cons
   static void wtile_##MR##_##NV(const float *const *as, const float *const *ds, int nimg,          \
                                 ptrdiff_t aoff, ptrdiff_t doff, ptrdiff_t lpix, ptrdiff_t lrow,    \
                                 ptrdiff_t dpix, ptrdiff_t drow, int nrows, int npix, int cols,     \
-                                float *out, ptrdiff_t ldo) {                                       \
+                                float *out, ptrdiff_t ldo, int first) {                            \
     wtile_body(MR, NV, as, ds, nimg, aoff, doff, lpix, lrow, dpix, drow, nrows, npix, cols, out,   \
-               ldo);                                                                               \
+               ldo, first);                                                                        \
   }
 #define SN_WTILES4(A, B, C, D, NV) SN_WTILE(A, NV) SN_WTILE(B, NV) SN_WTILE(C, NV) SN_WTILE(D, NV)
 
@@ -362,14 +364,14 @@ static void pass_image(const dpass *d, const float *x, const sn_conv_in *in, con
 }
 
 /* partial (KH*KW*Cin, Cout) += weight gradient of nimg images (srcs: x of each, padded as in
- * pass_image; dys: dy of each). The output rows (or, for a pointwise image, its pixels) are
+ * pass_image; dys: dy of each); with `first`, partial = 0 + it (partial is not read). The output rows (or, for a pointwise image, its pixels) are
  * swept in bands whose x and dy take about SN_WGRAD_SWEEP_BYTES, each band by every weight tile:
  * the band's dy columns and x rows are reused from L2 by all the tiles (as a GEMM's blocks); a
  * band has at least SN_WGRAD_SWEEP_PIX pixels when the weights are large (the read-modify-write
  * of a tile of the partial is amortised over the band's pixels).
  * Every weight tile sums a band's images in order; the bands are added in order. */
 static void wgrad_images(const dpass *d, const float *const *srcs, const float *const *dys,
-                         int nimg, float *partial) {
+                         int nimg, float *partial, int first) {
   const int cin = d->cin, cout = d->cout;
   const ptrdiff_t kseg = (ptrdiff_t)d->kw * cin, sa = (ptrdiff_t)d->wp * cin;
   const ptrdiff_t lpix = (ptrdiff_t)d->sw * cin;
@@ -397,9 +399,22 @@ static void wgrad_images(const dpass *d, const float *const *srcs, const float *
           sn_dconv_pick_wtile(k1 - k0, nv)(srcs, dys, nimg, aoff + ky * sa + k0, doff + cb, lpix,
                                            d->sh * sa, cout, (ptrdiff_t)d->ow * cout, rows ? nu : 1,
                                            rows ? d->ow : nu, cols,
-                                           partial + (ky * kseg + k0) * cout + cb, cout);
+                                           partial + (ky * kseg + k0) * cout + cb, cout,
+                                           first && u0 == 0);
         }
     }
+  }
+}
+
+/* dw[j0, j1) = p_0 + p_1 + ... + p_{n-1}, added in that order, p_c = parts + c * stride. */
+static void sum_partials(float *dw, const float *parts, size_t stride, int n, size_t j0,
+                         size_t j1) {
+  for (size_t j = j0; j < j1; j += 16) {
+    const __mmask16 k = tail_mask((int)(j1 - j < 16 ? j1 - j : 16));
+    __m512 s = _mm512_maskz_loadu_ps(k, parts + j);
+    for (int c = 1; c < n; c++)
+      s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(k, parts + (size_t)c * stride + j));
+    _mm512_mask_storeu_ps(dw + j, k, s);
   }
 }
 
@@ -638,7 +653,6 @@ static void direct_backward(const sn_conv_geom *g, const float *x, const sn_conv
     for (int ch = 0; ch < nch; ch++) {
       float *base = chunks + ch * chunkn;
       float *dypad = base + (size_t)blk * padx, *partial = base + partoff;
-      if (dw) memset(partial, 0, nw * sizeof(float));
       const int i0 = (int)((long)g->n * ch / nch), i1 = (int)((long)g->n * (ch + 1) / nch);
       for (int ib = i0; ib < i1; ib += blk) {
         const int ie = imin(i1, ib + blk);
@@ -653,7 +667,7 @@ static void direct_backward(const sn_conv_geom *g, const float *x, const sn_conv
               srcs[i - ib] = base + (size_t)(i - ib) * padx;
             }
           }
-          wgrad_images(&d, srcs, dys, ie - ib, partial);
+          wgrad_images(&d, srcs, dys, ie - ib, partial, ib == i0); /* the first block writes */
         }
         if (!dx) continue;
         for (int i = ib; i < ie; i++) {
@@ -668,17 +682,8 @@ static void direct_backward(const sn_conv_geom *g, const float *x, const sn_conv
     }
     /* dW = sum of the partials in chunk order (dw NULL: dx only) */
 #pragma omp for schedule(static)
-    for (size_t j0 = 0; j0 < (dw ? nw : 0); j0 += 256) {
-      const size_t j1 = j0 + 256 < nw ? j0 + 256 : nw;
-      const float *p0 = chunks + partoff;
-      for (size_t j = j0; j < j1; j++)
-        dw[j] = p0[j];
-      for (int ch = 1; ch < nch; ch++) {
-        const float *p = chunks + ch * chunkn + partoff;
-        for (size_t j = j0; j < j1; j++)
-          dw[j] += p[j];
-      }
-    }
+    for (size_t j0 = 0; j0 < (dw ? nw : 0); j0 += 256)
+      sum_partials(dw, chunks + partoff, chunkn, nch, j0, j0 + 256 < nw ? j0 + 256 : nw);
   }
 }
 

@@ -78,11 +78,12 @@ sn_dconv_tile_fn sn_dconv_pick_tile(int r, int nv, ptrdiff_t lda);
 
 /* Weight-gradient tile: out (MR, cols) += sum over images im < nimg, rows and pixels of
  * a_p[m] * d_p[0, cols), a_p = as[im] + aoff + row*lrow + p*lpix, d_p = ds[im] + doff +
- * row*drow + p*dpix. MR <= k_rmax[nv]. AVX-512. */
+ * row*drow + p*dpix; with `first`, out is not read: out = 0 + the sum (bitwise the same as
+ * zeroing out first). MR <= k_rmax[nv]. AVX-512. */
 typedef void (*sn_dconv_wtile_fn)(const float *const *as, const float *const *ds, int nimg,
                                   ptrdiff_t aoff, ptrdiff_t doff, ptrdiff_t lpix, ptrdiff_t lrow,
                                   ptrdiff_t dpix, ptrdiff_t drow, int nrows, int npix, int cols,
-                                  float *out, ptrdiff_t ldo);
+                                  float *out, ptrdiff_t ldo, int first);
 sn_dconv_wtile_fn sn_dconv_pick_wtile(int mr, int nv);
 
 /* One image x (H, W, Cin) into the zero-padded buffer (HP, WP, Cin) of d, through the input map

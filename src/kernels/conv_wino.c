@@ -320,7 +320,7 @@ static void wino_wgrad_image(const wplan *p, const float *x, const float *dy, fl
           const int k0 = (int)((long)cin * t / nt), k1 = (int)((long)cin * (t + 1) / nt);
           const float *va = vb + q * vplane, *ma = mb + q * mplane;
           sn_dconv_pick_wtile(k1 - k0, nv)(&va, &ma, 1, k0, cb, cin, 0, cout, 0, 1, nb, cols,
-                                           du + ((size_t)q * cin + k0) * cout + cb, cout);
+                                           du + ((size_t)q * cin + k0) * cout + cb, cout, 0);
         }
       }
   }
