@@ -673,8 +673,8 @@ def main():
     if workloads:
         out[-1:-1] = [
             '- %d round(s), each engine x workload in its own process; img/s = median over rounds of each '
-            'process\'s median (>= %d runs, >= %g s), [min-max] over rounds' % (args.rounds, args.reps,
-                                                                               args.min_time),
+            'process\'s median (%d runs or more, until %g s have passed, at most %d), [min-max] over '
+            'rounds' % (args.rounds, args.reps, args.min_time, 3 * args.reps),
             '- effective GFLOP/s = shardnet\'s FLOPs per image (2 x MACs, x3 for training) x img/s; '
             'sgemm ceiling %s' % ('%.1f GFLOP/s (cblas_sgemm 2048^3, OpenBLAS)' % ceiling if ceiling else 'n/a')]
     if table:
