@@ -6,7 +6,7 @@
  * Not part of the CMake build (only the top-level jobs .c files are globbed): jobs/bench/bench_infer.sh compiles it
  * against build-<dir>/libshardnet_static.a.
  *
- * Usage: conv_bench [--model resnet50|resnet18] [--batch N] [--reps R] [--algo auto|gemm|wino]
+ * Usage: conv_bench [--model resnet50|resnet18] [--batch N] [--reps R] [--algo auto|gemm|wino|wino2]
  *                   [--no-generic] [--no-sgemm] [--layer SUBSTR] [--res] [--cold MB]
  * Epilogue: bias + ReLU, plus a residual with --res (a worst case: in the networks only the last
  * conv of a block adds one).
@@ -131,7 +131,7 @@ int main(int argc, char **argv) {
       g_flush = calloc(g_flush_n ? g_flush_n : 1, sizeof(float));
     } else {
       fprintf(stderr, "usage: %s [--model resnet50|resnet18] [--batch N] [--reps R] "
-                      "[--algo auto|gemm|wino|generic] [--no-generic] [--no-sgemm] [--layer S] [--res] "
+                      "[--algo auto|gemm|wino|wino2|generic] [--no-generic] [--no-sgemm] [--layer S] [--res] "
                       "[--cold MB]\n",
               argv[0]);
       return 2;
@@ -139,6 +139,7 @@ int main(int argc, char **argv) {
   }
   sn_conv_algo algo = !strcmp(algo_s, "gemm")      ? SN_CONV_GEMM
                       : !strcmp(algo_s, "wino")    ? SN_CONV_WINOGRAD
+                      : !strcmp(algo_s, "wino2")   ? SN_CONV_WINOGRAD2
                       : !strcmp(algo_s, "generic") ? SN_CONV_GENERIC
                                                    : SN_CONV_AUTO;
   const layer *L = !strcmp(model, "resnet18") ? R18 : R50;

@@ -1022,7 +1022,7 @@ static void gemm_wgrad(const sn_conv_geom *g, const float *x, const float *dy, f
           wg_pack_a(g, x, pimg, piy, pix, kc, c0, c1, abuf);
           sn_gemm_block_avx512(c1 - c0, n1 - n0, kc, abuf, bbuf, (size_t)kc * SN_NR,
                                dw + (size_t)c0 * p.n + n0, (size_t)p.n, pb ? SN_GEMM_ACC : 0,
-                               NULL, NULL, 0, 0);
+                               NULL, NULL, 0, 0, NULL);
         }
       }
     }

@@ -57,10 +57,12 @@ static inline const float *sn_gemm_bblock(const float *bp, int npan, int k0) {
 /* C (m, n) [+]= ap . bp over kc, then the epilogue when flags has SN_GEMM_EPI.
  * ap: ceil(m/MR) packed A panels (SN_PANEL floats each, consecutive), kc <= SN_KC.
  * bp: ceil(n/NR) packed B panels, panel j at bp + j * bstride (bstride >= kc * NR).
- * bias (n) or NULL, res (m, n) with row stride ldr or NULL; c row stride ldc. */
+ * bias (n) or NULL, res (m, n) with row stride ldr or NULL; c row stride ldc.
+ * bnext: the B panel (kc x NR) the caller runs next, or NULL: with 2 or more A panels the later
+ * ones prefetch it into L2 while the first panel's reads of B are done. */
 void sn_gemm_block_avx512(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
                           float *c, size_t ldc, int flags, const float *bias, const float *res,
-                          size_t ldr, int relu);
+                          size_t ldr, int relu, const float *bnext);
 
 /* Convolution as packed GEMM (A rows copied from x for unpadded 1x1, else built by im2col).
  * bp = sn_gemm_packb of w viewed as (KH*KW*Cin, Cout). g->n is the batch of this call. */
@@ -70,16 +72,17 @@ void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const floa
                                  const sn_conv_in *in, const float *bp, const float *bias,
                                  const float *res, int relu, float *y, float *ws);
 
-/* ------------------------------------------------------------ Winograd F(4x4, 3x3) */
+/* ------------------------------------------------------------ Winograd F(m x m, 3x3), m = 4 or 2 */
 
 /* 1 if g is a 3x3 stride-1 convolution (any zero padding). */
 int sn_wino_eligible(const sn_conv_geom *g);
-size_t sn_wino_u_floats(int cin, int cout);
+size_t sn_wino_u_floats(int m, int cin, int cout);
 /* w (3, 3, Cin, Cout) -> u: U = G g G^T computed in double, rounded once, packed per (xi, nu). */
-void sn_wino_prepare_u(int cin, int cout, const float *w, float *u);
-size_t sn_wino_workspace(const sn_conv_geom *g, int nthreads);
-void sn_wino_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x, const float *u,
-                            const float *bias, const float *res, int relu, float *y, float *ws);
+void sn_wino_prepare_u(int m, int cin, int cout, const float *w, float *u);
+size_t sn_wino_workspace(int m, const sn_conv_geom *g, int nthreads);
+void sn_wino_forward_avx512(int m, const sn_conv_geom *g, int nthreads, const float *x,
+                            const float *u, const float *bias, const float *res, int relu, float *y,
+                            float *ws);
 
 /* ------------------------------------------------------------ algorithm choice (for tests) */
 
@@ -88,9 +91,10 @@ typedef enum sn_conv_algo {
   SN_CONV_GENERIC = 1,  /* sn_conv2d_forward on a copy of the weights */
   SN_CONV_GEMM = 2,     /* packed AVX-512 GEMM (1x1 rows copied, else im2col rows) */
   SN_CONV_WINOGRAD = 3, /* Winograd F(4x4, 3x3), only if sn_wino_eligible */
-  SN_CONV_DIRECT = 4    /* AVX-512: the training path's kernels (sn_conv2d_forward; the direct NHWC
+  SN_CONV_DIRECT = 4,   /* AVX-512: the training path's kernels (sn_conv2d_forward; the direct NHWC
                            tiles for the small-channel shapes the size rule gives it) on a copy of
                            the weights */
+  SN_CONV_WINOGRAD2 = 5 /* Winograd F(2x2, 3x3), only if sn_wino_eligible */
 } sn_conv_algo;
 
 /* sn_conv_prepare with a forced algorithm (falls back to generic when the algorithm cannot run:

@@ -3,6 +3,8 @@
  *
  * Algorithms (conv_fast.h):
  *   winograd4x4  3x3 stride-1 (any padding) when the cost model below predicts it faster
+ *   winograd2x2  the same with F(2x2, 3x3): a third of F(4x4)'s U to stream, for the layers
+ *                whose weights, not their multiplications, bound F(4x4) (few tiles per call)
  *   gemm1x1      unpadded 1x1 (any stride): packed AVX-512 GEMM, A rows copied from x
  *   im2col       everything else: packed AVX-512 GEMM over im2col rows
  *   direct       small channel counts (direct_fits): the training kernels' direct NHWC tiles
@@ -20,8 +22,10 @@
  * jobs/bench/bench_infer.sh): a thread's GEMM rate, the DRAM bandwidth that streams the weights
  * (resnet50's 102 MB never stay in cache between images), and the cost of the two Winograd
  * transforms per tile and channel. U = G g G^T is 4x the weights (9.4 MB at 14x14x256, 37.7 MB at
- * 7x7x512), so at batch 1 the 7x7 and 14x14 layers are faster direct; with a few images per
- * call the tiles amortise U (spec/KERNELS.md 2.2). */
+ * 7x7x512), so at batch 1 the 7x7 layers are faster direct; with a few images per call the
+ * tiles amortise U (spec/KERNELS.md 2.2). F(2x2)'s U is 16/36 of F(4x4)'s (4.2 MB at 14x14x256),
+ * for 2.25x (not 4x) fewer multiplications than direct: at batch 1 it is the cheaper of the two
+ * at 14x14x256 on 2 threads. The transforms' cost per tile scales with the tile's points. */
 #define SN_COST_GFLOPS_PER_THREAD 140.0
 #define SN_COST_DRAM_GBS 15.0 /* 2 threads streaming U at 7x7x512, batch 2: 17 GB/s */
 #define SN_COST_WINO_TRANSFORM_NS 9.0 /* per tile and (Cin + Cout) channel, one thread */
@@ -45,21 +49,28 @@ int sn_cpu_has_avx512(void) {
 
 static double dmax(double a, double b) { return a > b ? a : b; }
 
+/* Bytes per second nt threads stream from DRAM: one thread half of two's (14x14x256 at batch
+ * 1 with caches flushed, conv_bench --cold 300: F(4x4) 1.8-2.0 ms on 1 thread for 9.4 MB of U,
+ * 0.73-0.88 ms on 2). */
+static double dram_bps(int nt) { return SN_COST_DRAM_GBS * 1e9 * (nt < 2 ? 0.5 : 1.0); }
+
 /* Predicted seconds of the direct (GEMM) and Winograd paths at batch g->n on nt threads: the
  * larger of compute and weight streaming (the kernels read weights sequentially, so the two
  * overlap). */
 static double cost_direct(const sn_conv_geom *g, int nt) {
   double flops = 2.0 * g->n * g->oh * g->ow * (double)g->kh * g->kw * g->cin * g->cout;
   double bytes = 4.0 * g->kh * g->kw * (double)g->cin * g->cout;
-  return dmax(flops / (SN_COST_GFLOPS_PER_THREAD * 1e9 * nt), bytes / (SN_COST_DRAM_GBS * 1e9));
+  return dmax(flops / (SN_COST_GFLOPS_PER_THREAD * 1e9 * nt), bytes / dram_bps(nt));
 }
 
-static double cost_wino(const sn_conv_geom *g, int nt) {
-  double tiles = (double)g->n * ((g->oh + 3) / 4) * ((g->ow + 3) / 4);
-  double flops = 2.0 * 36 * tiles * (double)g->cin * g->cout;
-  double tr = tiles * (g->cin + g->cout) * SN_COST_WINO_TRANSFORM_NS * 1e-9 / nt;
-  double bytes = 4.0 * 36 * (double)g->cin * g->cout;
-  return dmax(flops / (SN_COST_GFLOPS_PER_THREAD * 1e9 * nt) + tr, bytes / (SN_COST_DRAM_GBS * 1e9));
+/* F(m x m, 3x3), m = 4 or 2: P = (m + 2)^2 GEMMs and points per tile */
+static double cost_wino(const sn_conv_geom *g, int nt, int m) {
+  const double P = (m + 2) * (m + 2);
+  double tiles = (double)g->n * ((g->oh + m - 1) / m) * ((g->ow + m - 1) / m);
+  double flops = 2.0 * P * tiles * (double)g->cin * g->cout;
+  double tr = tiles * (g->cin + g->cout) * SN_COST_WINO_TRANSFORM_NS * (P / 36) * 1e-9 / nt;
+  double bytes = 4.0 * P * (double)g->cin * g->cout;
+  return dmax(flops / (SN_COST_GFLOPS_PER_THREAD * 1e9 * nt) + tr, bytes / dram_bps(nt));
 }
 
 /* Shapes where the direct tiles (one output vector per pixel and 16 channels, the input read in
@@ -83,12 +94,17 @@ static int direct_fits(const sn_conv_geom *g) {
 
 static sn_conv_algo choose(const sn_conv_geom *g, int nt, sn_conv_algo want) {
   if (want == SN_CONV_GENERIC || !sn_cpu_has_avx512()) return SN_CONV_GENERIC;
-  if (want == SN_CONV_WINOGRAD) return sn_wino_eligible(g) ? SN_CONV_WINOGRAD : SN_CONV_GENERIC;
+  if (want == SN_CONV_WINOGRAD || want == SN_CONV_WINOGRAD2)
+    return sn_wino_eligible(g) ? want : SN_CONV_GENERIC;
   if (want == SN_CONV_GEMM || want == SN_CONV_DIRECT) return want;
   /* Winograd only with a clear predicted gain: its rounding error is ~10x direct's */
-  const int wino = sn_wino_eligible(g) && cost_wino(g, nt) < 0.8 * cost_direct(g, nt);
+  const int eligible = sn_wino_eligible(g);
+  const double c4 = eligible ? cost_wino(g, nt, 4) : 0, c2 = eligible ? cost_wino(g, nt, 2) : 0;
+  const double cw = c2 < c4 ? c2 : c4;
+  const int wino = eligible && cw < 0.8 * cost_direct(g, nt);
   if (direct_fits(g) && g->n >= nt && (g->cout <= 16 || !wino)) return SN_CONV_DIRECT;
-  return wino ? SN_CONV_WINOGRAD : SN_CONV_GEMM;
+  if (!wino) return SN_CONV_GEMM;
+  return c2 < c4 ? SN_CONV_WINOGRAD2 : SN_CONV_WINOGRAD;
 }
 
 int sn_conv_residual_in_place_ok(const sn_conv_geom *g) {
@@ -109,7 +125,8 @@ int sn_conv_prepare_algo(const sn_conv_geom *g, const float *w, const float *bia
   c->nt = omp_get_max_threads();
   c->algo = choose(g, c->nt, algo);
   switch (c->algo) {
-    case SN_CONV_WINOGRAD: c->nw = sn_wino_u_floats(g->cin, g->cout); break;
+    case SN_CONV_WINOGRAD: c->nw = sn_wino_u_floats(4, g->cin, g->cout); break;
+    case SN_CONV_WINOGRAD2: c->nw = sn_wino_u_floats(2, g->cin, g->cout); break;
     case SN_CONV_GEMM: c->nw = sn_gemm_packb_floats(g->kh * g->kw * g->cin, g->cout); break;
     default: c->nw = (size_t)g->kh * g->kw * g->cin * g->cout; break;
   }
@@ -133,7 +150,8 @@ int sn_conv_prepare(const sn_conv_geom *g, const float *w, const float *bias, sn
 void sn_conv_impl_update(sn_conv_impl *c, const float *w, const float *bias) {
   const sn_conv_geom *g = &c->g;
   switch (c->algo) {
-    case SN_CONV_WINOGRAD: sn_wino_prepare_u(g->cin, g->cout, w, c->w); break;
+    case SN_CONV_WINOGRAD: sn_wino_prepare_u(4, g->cin, g->cout, w, c->w); break;
+    case SN_CONV_WINOGRAD2: sn_wino_prepare_u(2, g->cin, g->cout, w, c->w); break;
     case SN_CONV_GEMM: sn_gemm_packb(g->kh * g->kw * g->cin, g->cout, w, (size_t)g->cout, c->w); break;
     default: memcpy(c->w, w, c->nw * sizeof(float)); break;
   }
@@ -142,7 +160,8 @@ void sn_conv_impl_update(sn_conv_impl *c, const float *w, const float *bias) {
 
 size_t sn_conv_impl_workspace(const sn_conv_impl *c) {
   switch (c->algo) {
-    case SN_CONV_WINOGRAD: return sn_wino_workspace(&c->g, c->nt);
+    case SN_CONV_WINOGRAD: return sn_wino_workspace(4, &c->g, c->nt);
+    case SN_CONV_WINOGRAD2: return sn_wino_workspace(2, &c->g, c->nt);
     case SN_CONV_GEMM: return sn_gemm_conv_workspace(&c->g, c->nt);
     default: return sn_conv2d_forward_workspace(&c->g);
   }
@@ -165,7 +184,8 @@ void sn_conv_impl_forward_in(const sn_conv_impl *c, int n, const float *x, const
   if (nt > c->nt) nt = c->nt;
   if (in && (c->algo != SN_CONV_GEMM || !is_1x1_unpadded(&g))) abort(); /* planner's contract */
   switch (c->algo) {
-    case SN_CONV_WINOGRAD: sn_wino_forward_avx512(&g, nt, x, c->w, c->bias, res, relu, y, ws); break;
+    case SN_CONV_WINOGRAD: sn_wino_forward_avx512(4, &g, nt, x, c->w, c->bias, res, relu, y, ws); break;
+    case SN_CONV_WINOGRAD2: sn_wino_forward_avx512(2, &g, nt, x, c->w, c->bias, res, relu, y, ws); break;
     case SN_CONV_GEMM: sn_gemm_conv_forward_avx512(&g, nt, x, in, c->w, c->bias, res, relu, y, ws); break;
     default: sn_conv2d_forward(&g, x, c->w, c->bias, res, relu, y, ws); break;
   }
@@ -180,6 +200,7 @@ const char *sn_conv_impl_name(const sn_conv_impl *c) {
   const sn_conv_geom *g = &c->g;
   switch (c->algo) {
     case SN_CONV_WINOGRAD: return "winograd4x4";
+    case SN_CONV_WINOGRAD2: return "winograd2x2";
     case SN_CONV_GEMM: return is_1x1_unpadded(g) ? "gemm1x1" : "im2col";
     case SN_CONV_DIRECT: return "direct";
     default: return "generic";

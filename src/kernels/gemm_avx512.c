@@ -370,8 +370,8 @@ static void gemm_block(int m, int n, int kc, const float *ap, const float *bp, s
 
 void sn_gemm_block_avx512(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
                           float *c, size_t ldc, int flags, const float *bias, const float *res,
-                          size_t ldr, int relu) {
-  gemm_block(m, n, kc, ap, bp, bstride, c, ldc, flags, bias, res, ldr, relu, NULL, 0, NULL);
+                          size_t ldr, int relu, const float *bnext) {
+  gemm_block(m, n, kc, ap, bp, bstride, c, ldc, flags, bias, res, ldr, relu, NULL, 0, bnext);
 }
 
 /* Walks output pixels m = i0, i0 + 1, ... of an unpadded 1x1 convolution and gives the offset in

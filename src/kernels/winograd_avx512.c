@@ -1,12 +1,16 @@
-/* winograd_avx512.c - Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions (any zero padding), NHWC
- * (Lavin & Gray 2015; matrices in spec/KERNELS.md 2.1).
+/* winograd_avx512.c - Winograd F(4x4, 3x3) and F(2x2, 3x3) for 3x3 stride-1 convolutions (any
+ * zero padding), NHWC (Lavin & Gray 2015; matrices in spec/KERNELS.md 2.1).
  *
- * Y = A^T [ U (.) V ] A per 6x6 input tile d (stride 4), U = G g G^T (plan time),
- * V = B^T d B. Summed over channels this is 36 GEMMs: M[xi] (tiles, Cout) = V[xi] (tiles, Cin) .
- * U[xi] (Cin, Cout). Tiles (img, ty, tx) are numbered in one flat list and processed in bands:
+ * F(m x m, 3x3), m = 4 or 2: Y = A^T [ U (.) V ] A per a x a input tile d (a = m + 2, stride m),
+ * U = G g G^T (plan time), V = B^T d B. Summed over channels this is P = a^2 GEMMs (36 or 16):
+ * M[xi] (tiles, Cout) = V[xi] (tiles, Cin) . U[xi] (Cin, Cout). F(4x4) does 4x fewer
+ * multiplications than the direct convolution, F(2x2) 2.25x; but U is P Cin Cout floats, and
+ * at batch 1 on 14x14x256 (resnet50's layer 3) F(4x4) streams 9.4 MB of U per layer for 16
+ * tiles, F(2x2) 4.2 MB (conv_impl.c's cost rule picks between them).
+ * Tiles (img, ty, tx) are numbered in one flat list and processed in bands:
  *   1. input transform of the band, written straight into GEMM A panels:
  *      Vp[xi][kblock][panel][MR][SN_LDA] (K = Cin in blocks of sn_gemm_kc(Cin))
- *   2. 36 GEMMs into Mb[xi][tile][Cout] (U packed once as GEMM B panels)
+ *   2. P GEMMs into Mb[xi][tile][Cout] (U packed once as GEMM B panels)
  *   3. output transform, fused with bias, residual and ReLU, into y.
  * With many tiles each thread runs whole bands on its own (V and M stay in its L2); with few
  * tiles (batch 1, 14x14) all threads share one band and split each phase, so U is read once. */
@@ -27,60 +31,71 @@ int sn_wino_eligible(const sn_conv_geom *g) {
   return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1;
 }
 
-size_t sn_wino_u_floats(int cin, int cout) { return 36 * sn_gemm_packb_floats(cin, cout); }
+/* input points per tile side (a) and GEMMs (P = a^2) of F(m x m, 3x3) */
+static int wino_a(int m) { return m + 2; }
+static int wino_p(int m) { return wino_a(m) * wino_a(m); }
 
-void sn_wino_prepare_u(int cin, int cout, const float *w, float *u) {
-  static const double G[6][3] = {{1.0 / 4, 0, 0},
-                                 {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                 {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                 {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                 {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                 {0, 0, 1}};
+size_t sn_wino_u_floats(int m, int cin, int cout) {
+  return (size_t)wino_p(m) * sn_gemm_packb_floats(cin, cout);
+}
+
+void sn_wino_prepare_u(int m, int cin, int cout, const float *w, float *u) {
+  static const double G4[6][3] = {{1.0 / 4, 0, 0},
+                                  {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                  {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                  {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                  {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                  {0, 0, 1}};
+  static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  const double(*G)[3] = m == 2 ? G2 : G4;
+  const int a = wino_a(m);
   size_t pb = sn_gemm_packb_floats(cin, cout);
   int kc = sn_gemm_kc(cin), npan = ceil_div(cout, SN_NR);
-  memset(u, 0, 36 * pb * sizeof(float));
+  memset(u, 0, (size_t)wino_p(m) * pb * sizeof(float));
   for (int ci = 0; ci < cin; ci++) {
     int k0 = ci / kc * kc, kcur = imin(kc, cin - k0);
     for (int co = 0; co < cout; co++) {
       double g[3][3], gg[6][3];
       for (int a = 0; a < 3; a++)
         for (int b = 0; b < 3; b++) g[a][b] = w[((size_t)(a * 3 + b) * cin + ci) * cout + co];
-      for (int i = 0; i < 6; i++)
+      for (int i = 0; i < a; i++)
         for (int b = 0; b < 3; b++) gg[i][b] = G[i][0] * g[0][b] + G[i][1] * g[1][b] + G[i][2] * g[2][b];
       /* the packed B position of (ci, co), as sn_gemm_packb lays it out */
       float *dst = (float *)sn_gemm_bblock(u, npan, k0) + (size_t)(co / SN_NR) * kcur * SN_NR +
                    (size_t)(ci - k0) * SN_NR + co % SN_NR;
-      for (int i = 0; i < 6; i++)
-        for (int j = 0; j < 6; j++)
-          dst[(size_t)(i * 6 + j) * pb] =
+      for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++)
+          dst[(size_t)(i * a + j) * pb] =
               (float)(gg[i][0] * G[j][0] + gg[i][1] * G[j][1] + gg[i][2] * G[j][2]);
     }
   }
 }
 
 /* Tiles per band of one thread: Vp and Mb of the band fit SN_WINO_BAND_FLOATS (L2), but at
- * least 56 tiles (112 when U exceeds 4 MiB): each band reads all of U (36 Cin Cout floats,
- * 9.4 MB at 256 channels), so for wide layers a band that spills to L3 beats re-streaming U
- * every few tiles (measured at 14x14x256, batch 8: 14-tile bands 53 GFLOP/s in the GEMMs,
- * 112-tile bands 109). Never more than a thread's share of the T tiles (workspace). */
-static int band_tiles(int cin, int cout, int T, int nt) {
-  int tb = SN_WINO_BAND_FLOATS / (36 * (cin + cout)) / SN_MR * SN_MR;
-  int min_tb = (size_t)36 * cin * cout * sizeof(float) > (4u << 20) ? 8 * SN_MR : 4 * SN_MR;
+ * least 56 tiles (112 when U exceeds 4 MiB): each band reads all of U (P Cin Cout floats,
+ * 9.4 MB at 256 channels for F(4x4)), so for wide layers a band that spills to L3 beats
+ * re-streaming U every few tiles (measured at 14x14x256, batch 8: 14-tile bands 53 GFLOP/s in
+ * the GEMMs, 112-tile bands 109). Never more than a thread's share of the T tiles (workspace). */
+static int band_tiles(int P, int cin, int cout, int T, int nt) {
+  int tb = SN_WINO_BAND_FLOATS / (P * (cin + cout)) / SN_MR * SN_MR;
+  int min_tb = (size_t)P * cin * cout * sizeof(float) > (4u << 20) ? 8 * SN_MR : 4 * SN_MR;
   tb = imin(imax(tb, min_tb), 16 * SN_MR);
   return imin(tb, ceil_div(ceil_div(T, nt), SN_MR) * SN_MR);
 }
 
-static int tiles(const sn_conv_geom *g) { return g->n * ceil_div(g->oh, 4) * ceil_div(g->ow, 4); }
-
-/* Per-thread band buffers: Vp (36 x K blocks x panels of SN_PANEL) and Mb (36, tb, Cout). */
-static size_t vp_floats(int cin, int tb) {
-  return (size_t)36 * ceil_div(cin, sn_gemm_kc(cin)) * ceil_div(tb, SN_MR) * SN_PANEL;
+static int tiles(int m, const sn_conv_geom *g) {
+  return g->n * ceil_div(g->oh, m) * ceil_div(g->ow, m);
 }
 
-size_t sn_wino_workspace(const sn_conv_geom *g, int nthreads) {
-  int nt = imax(1, nthreads);
-  int tb = band_tiles(g->cin, g->cout, tiles(g), nt); /* grows with the batch */
-  return (size_t)nt * (vp_floats(g->cin, tb) + (size_t)36 * tb * g->cout) + 64;
+/* Per-thread band buffers: Vp (P x K blocks x panels of SN_PANEL) and Mb (P, tb, Cout). */
+static size_t vp_floats(int P, int cin, int tb) {
+  return (size_t)P * ceil_div(cin, sn_gemm_kc(cin)) * ceil_div(tb, SN_MR) * SN_PANEL;
+}
+
+size_t sn_wino_workspace(int m, const sn_conv_geom *g, int nthreads) {
+  int nt = imax(1, nthreads), P = wino_p(m);
+  int tb = band_tiles(P, g->cin, g->cout, tiles(m, g), nt); /* grows with the batch */
+  return (size_t)nt * (vp_floats(P, g->cin, tb) + (size_t)P * tb * g->cout) + 64;
 }
 
 /* ------------------------------------------------------------ AVX-512 parts */
@@ -115,48 +130,78 @@ static inline void at6(const __m512 m[6], __m512 o[4]) {
   o[3] = _mm512_add_ps(_mm512_fmadd_ps(c8, d2, d1), m[5]);
 }
 
+/* 1-D B^T of F(2x2, 3x3) (points 0, +-1, inf): 4 -> 4. */
+static inline void bt4(const __m512 d[4], __m512 o[4]) {
+  o[0] = _mm512_sub_ps(d[0], d[2]);
+  o[1] = _mm512_add_ps(d[1], d[2]);
+  o[2] = _mm512_sub_ps(d[2], d[1]);
+  o[3] = _mm512_sub_ps(d[1], d[3]);
+}
+
+/* 1-D A^T of F(2x2, 3x3): 4 -> 2. */
+static inline void at4(const __m512 m[4], __m512 o[2]) {
+  __m512 d = _mm512_sub_ps(m[1], m[2]);
+  o[0] = _mm512_add_ps(_mm512_add_ps(m[0], m[1]), m[2]);
+  o[1] = _mm512_sub_ps(d, m[3]);
+}
+
 typedef struct wino_ctx {
   const sn_conv_geom *g;
   const float *x, *u, *bias, *res;
   float *y;
   int relu;
+  int m, P;     /* output tile size (4 or 2), GEMMs (wino_p) */
   int tw, tpi;  /* tiles per row, tiles per image */
   int kc, nkb;  /* K block (sn_gemm_kc(Cin)) and number of K blocks */
   size_t upb;   /* floats per packed U[xi] */
 } wino_ctx;
 
+/* o = B^T d over A = 6 or 4 points (inlined with a constant A) */
+static inline __attribute__((always_inline)) void bt_n(const int A, const __m512 *d, __m512 *o) {
+  if (A == 6) bt6(d, o);
+  else bt4(d, o);
+}
+
+/* o = A^T m over A = 6 or 4 points */
+static inline __attribute__((always_inline)) void at_n(const int A, const __m512 *m, __m512 *o) {
+  if (A == 6) at6(m, o);
+  else at4(m, o);
+}
+
 /* V of band tile tl (image img, tile row ty, column tx), channels [c0, c0 + 16), into its rows
- * of the A panels. */
-static inline void input_chunk(const wino_ctx *w, int np, int tl, int img, int ty, int tx, int ch,
-                               float *vp) {
+ * of the A panels. A = a (6 or 4), M = m: constants after inlining. */
+static inline __attribute__((always_inline)) void input_chunk(const int A, const int M,
+                                                              const wino_ctx *w, int np, int tl,
+                                                              int img, int ty, int tx, int ch,
+                                                              float *vp) {
   const sn_conv_geom *g = w->g;
   int c0 = ch * 16, kr = imin(16, g->cin - c0);
   __mmask16 cm = (__mmask16)(kr == 16 ? 0xFFFFu : (1u << kr) - 1);
-  int iy0 = 4 * ty - g->pt, ix0 = 4 * tx - g->pl;
+  int iy0 = M * ty - g->pt, ix0 = M * tx - g->pl;
   const float *base = w->x + (size_t)img * g->h * g->w * g->cin + c0;
-  /* rows [i_lo, i_hi) and columns [j_lo, j_hi) of the 6x6 patch are inside x, the rest is 0 */
-  int i_lo = imax(0, -iy0), i_hi = imin(6, g->h - iy0);
-  int j_lo = imax(0, -ix0), j_hi = imin(6, g->w - ix0);
+  /* rows [i_lo, i_hi) and columns [j_lo, j_hi) of the A x A patch are inside x, the rest is 0 */
+  int i_lo = imax(0, -iy0), i_hi = imin(A, g->h - iy0);
+  int j_lo = imax(0, -ix0), j_hi = imin(A, g->w - ix0);
   const __m512 zero = _mm512_setzero_ps();
-  /* column by column: c[.][j] = B^T d[.][j] (6 loads live at a time); then rows */
+  /* column by column: c[.][j] = B^T d[.][j] (A loads live at a time); then rows */
   __m512 c[6][6];
-  for (int j = 0; j < 6; j++) {
+  for (int j = 0; j < A; j++) {
     __m512 col[6], o[6];
     int jin = j >= j_lo && j < j_hi;
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < A; i++)
       col[i] = jin && i >= i_lo && i < i_hi
                    ? _mm512_maskz_loadu_ps(cm, base + ((size_t)(iy0 + i) * g->w + (ix0 + j)) * g->cin)
                    : zero;
-    bt6(col, o);
-    for (int i = 0; i < 6; i++) c[i][j] = o[i];
+    bt_n(A, col, o);
+    for (int i = 0; i < A; i++) c[i][j] = o[i];
   }
   int kb = c0 / w->kc, p = tl / SN_MR, r = tl % SN_MR;
   float *dst = vp + ((size_t)kb * np + p) * SN_PANEL + (size_t)r * SN_LDA + (c0 - kb * w->kc);
   size_t xstride = (size_t)w->nkb * np * SN_PANEL;
-  for (int i = 0; i < 6; i++) {
+  for (int i = 0; i < A; i++) {
     __m512 o[6];
-    bt6(c[i], o);
-    for (int j = 0; j < 6; j++) _mm512_mask_storeu_ps(dst + (size_t)(i * 6 + j) * xstride, cm, o[j]);
+    bt_n(A, c[i], o);
+    for (int j = 0; j < A; j++) _mm512_mask_storeu_ps(dst + (size_t)(i * A + j) * xstride, cm, o[j]);
   }
 }
 
@@ -164,48 +209,64 @@ static inline void input_chunk(const wino_ctx *w, int np, int tl, int img, int t
 static void input_item(const wino_ctx *w, int t0, int np, int tl, float *vp) {
   int t = t0 + tl, nch = ceil_div(w->g->cin, 16);
   int img = t / w->tpi, rem = t % w->tpi, ty = rem / w->tw, tx = rem % w->tw;
-  for (int ch = 0; ch < nch; ch++) input_chunk(w, np, tl, img, ty, tx, ch, vp);
+  if (w->m == 2)
+    for (int ch = 0; ch < nch; ch++) input_chunk(4, 2, w, np, tl, img, ty, tx, ch, vp);
+  else
+    for (int ch = 0; ch < nch; ch++) input_chunk(6, 4, w, np, tl, img, ty, tx, ch, vp);
 }
 
-/* Phase 2 item: GEMM of position xi, output column panel j. */
-static void gemm_item(const wino_ctx *w, int bt, int np, int xi, int j, const float *vp, float *mb) {
+/* The U panel of GEMM item it (position it / npan, column panel it % npan), K block kb. */
+static const float *u_panel(const wino_ctx *w, int it, int kb) {
+  int npan = ceil_div(w->g->cout, SN_NR), k0 = kb * w->kc, kcur = imin(w->kc, w->g->cin - k0);
+  return sn_gemm_bblock(w->u + (size_t)(it / npan) * w->upb, npan, k0) +
+         (size_t)(it % npan) * kcur * SN_NR;
+}
+
+/* Phase 2 item it: GEMM of position xi = it / npan, output column panel j = it % npan. next:
+ * the item this thread runs after it, or -1: the later A panels of each K block prefetch the
+ * next K block's U panel, or next's first one (at batch 1 every U panel comes from memory:
+ * conv_bench --cold 300, 14x14x256, F(2x2) 0.98 ms without this). */
+static void gemm_item(const wino_ctx *w, int bt, int np, int it, int next, const float *vp,
+                      float *mb) {
   int cin = w->g->cin, cout = w->g->cout;
-  int n0 = j * SN_NR, npan = ceil_div(cout, SN_NR);
+  int npan = ceil_div(cout, SN_NR), xi = it / npan, n0 = it % npan * SN_NR;
   for (int kb = 0; kb < w->nkb; kb++) {
     int k0 = kb * w->kc, kcur = imin(w->kc, cin - k0);
-    const float *b = sn_gemm_bblock(w->u + (size_t)xi * w->upb, npan, k0) + (size_t)j * kcur * SN_NR;
+    const float *bn = kb + 1 < w->nkb ? u_panel(w, it, kb + 1) : next >= 0 ? u_panel(w, next, 0) : NULL;
     sn_gemm_block_avx512(bt, imin(SN_NR, cout - n0), kcur,
-                         vp + ((size_t)xi * w->nkb + kb) * np * SN_PANEL, b, (size_t)kcur * SN_NR,
-                         mb + (size_t)xi * bt * cout + n0, cout, kb > 0 ? SN_GEMM_ACC : 0, NULL,
-                         NULL, 0, 0);
+                         vp + ((size_t)xi * w->nkb + kb) * np * SN_PANEL, u_panel(w, it, kb),
+                         (size_t)kcur * SN_NR, mb + (size_t)xi * bt * cout + n0, cout,
+                         kb > 0 ? SN_GEMM_ACC : 0, NULL, NULL, 0, 0, bn);
   }
 }
 
 /* Output transform of band tile tl (image img, tile row ty, column tx), channel chunk ch, with
- * the fused epilogue. */
-static inline void output_chunk(const wino_ctx *w, int bt, int tl, int img, int ty, int tx, int ch,
-                                const float *mb) {
+ * the fused epilogue. A = a, M = m as in input_chunk. */
+static inline __attribute__((always_inline)) void output_chunk(const int A, const int M,
+                                                               const wino_ctx *w, int bt, int tl,
+                                                               int img, int ty, int tx, int ch,
+                                                               const float *mb) {
   const sn_conv_geom *g = w->g;
   int cout = g->cout;
   int c0 = ch * 16, kr = imin(16, cout - c0);
   __mmask16 cm = (__mmask16)(kr == 16 ? 0xFFFFu : (1u << kr) - 1);
   __m512 c[4][6];
-  for (int j = 0; j < 6; j++) {
+  for (int j = 0; j < A; j++) {
     __m512 col[6], o[4];
-    for (int i = 0; i < 6; i++)
-      col[i] = _mm512_maskz_loadu_ps(cm, mb + ((size_t)(i * 6 + j) * bt + tl) * cout + c0);
-    at6(col, o);
-    for (int a = 0; a < 4; a++) c[a][j] = o[a];
+    for (int i = 0; i < A; i++)
+      col[i] = _mm512_maskz_loadu_ps(cm, mb + ((size_t)(i * A + j) * bt + tl) * cout + c0);
+    at_n(A, col, o);
+    for (int a = 0; a < M; a++) c[a][j] = o[a];
   }
   __m512 bias = w->bias ? _mm512_maskz_loadu_ps(cm, w->bias + c0) : _mm512_setzero_ps();
   const __m512 zero = _mm512_setzero_ps();
-  for (int a = 0; a < 4; a++) {
-    int oy = 4 * ty + a;
+  for (int a = 0; a < M; a++) {
+    int oy = M * ty + a;
     if (oy >= g->oh) break;
     __m512 o[4];
-    at6(c[a], o);
-    for (int b = 0; b < 4; b++) {
-      int ox = 4 * tx + b;
+    at_n(A, c[a], o);
+    for (int b = 0; b < M; b++) {
+      int ox = M * tx + b;
       if (ox >= g->ow) break;
       size_t off = (((size_t)img * g->oh + oy) * g->ow + ox) * cout + c0;
       __m512 v = _mm512_add_ps(o[b], bias);
@@ -220,7 +281,10 @@ static inline void output_chunk(const wino_ctx *w, int bt, int tl, int img, int 
 static void output_item(const wino_ctx *w, int t0, int bt, int tl, const float *mb) {
   int t = t0 + tl, nco = ceil_div(w->g->cout, 16);
   int img = t / w->tpi, rem = t % w->tpi, ty = rem / w->tw, tx = rem % w->tw;
-  for (int ch = 0; ch < nco; ch++) output_chunk(w, bt, tl, img, ty, tx, ch, mb);
+  if (w->m == 2)
+    for (int ch = 0; ch < nco; ch++) output_chunk(4, 2, w, bt, tl, img, ty, tx, ch, mb);
+  else
+    for (int ch = 0; ch < nco; ch++) output_chunk(6, 4, w, bt, tl, img, ty, tx, ch, mb);
 }
 
 /* One band [t0, t0 + bt) run by one thread. */
@@ -228,7 +292,11 @@ static void band_alone(const wino_ctx *w, int t0, int bt, float *vp, float *mb) 
   int np = ceil_div(bt, SN_MR);
   int npan = ceil_div(w->g->cout, SN_NR);
   for (int tl = 0; tl < bt; tl++) input_item(w, t0, np, tl, vp);
-  for (int it = 0; it < 36 * npan; it++) gemm_item(w, bt, np, it / npan, it % npan, vp, mb);
+  /* prefetch the next U panel only for short bands (resnet50's layer 1 at batch 1: 4 A panels
+   * per U panel, conv_bench --cold 300 0.70-0.80 -> 0.50-0.53 ms); long bands reuse each panel
+   * from L1 over many A panels (batch 32: within noise, 1.02 [0.93, 1.06] in pair_bench) */
+  const int n2 = w->P * npan, pf = np <= 4;
+  for (int it = 0; it < n2; it++) gemm_item(w, bt, np, it, pf && it + 1 < n2 ? it + 1 : -1, vp, mb);
   for (int tl = 0; tl < bt; tl++) output_item(w, t0, bt, tl, mb);
 }
 
@@ -237,24 +305,29 @@ static void band_alone(const wino_ctx *w, int t0, int bt, float *vp, float *mb) 
 static void band_shared(const wino_ctx *w, int t0, int bt, int nth, float *vp, float *mb) {
   int np = ceil_div(bt, SN_MR);
   int npan = ceil_div(w->g->cout, SN_NR);
-  int n2 = 36 * npan, ct = imax(1, bt / (8 * nth));
+  int n2 = w->P * npan, ct = imax(1, bt / (8 * nth));
+  /* GEMM items in chunks of consecutive ones (a thread knows its next item inside a chunk) */
+  int cg = imax(1, imin(npan, n2 / (4 * nth)));
 #pragma omp for schedule(dynamic, ct)
   for (int tl = 0; tl < bt; tl++) input_item(w, t0, np, tl, vp);
-#pragma omp for schedule(dynamic, 1)
-  for (int it = 0; it < n2; it++) gemm_item(w, bt, np, it / npan, it % npan, vp, mb);
+#pragma omp for schedule(dynamic, cg)
+  for (int it = 0; it < n2; it++)
+    gemm_item(w, bt, np, it, (it + 1) % cg && it + 1 < n2 ? it + 1 : -1, vp, mb);
 #pragma omp for schedule(dynamic, ct)
   for (int tl = 0; tl < bt; tl++) output_item(w, t0, bt, tl, mb);
 }
 
-void sn_wino_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x, const float *u,
-                            const float *bias, const float *res, int relu, float *y, float *ws) {
-  wino_ctx w = {g, x, u, bias, res, y, relu, ceil_div(g->ow, 4), 0, sn_gemm_kc(g->cin), 0,
-                sn_gemm_packb_floats(g->cin, g->cout)};
+void sn_wino_forward_avx512(int m, const sn_conv_geom *g, int nthreads, const float *x,
+                            const float *u, const float *bias, const float *res, int relu, float *y,
+                            float *ws) {
+  m = m == 2 ? 2 : 4;
+  wino_ctx w = {g, x, u, bias, res, y, relu, m, wino_p(m), ceil_div(g->ow, m), 0,
+                sn_gemm_kc(g->cin), 0, sn_gemm_packb_floats(g->cin, g->cout)};
   w.nkb = ceil_div(g->cin, w.kc);
-  w.tpi = ceil_div(g->oh, 4) * w.tw; /* tiles cover the output */
+  w.tpi = ceil_div(g->oh, m) * w.tw; /* tiles cover the output */
   int T = g->n * w.tpi;
   int nt = imax(1, nthreads);
-  int tb = band_tiles(g->cin, g->cout, T, nt);
+  int tb = band_tiles(w.P, g->cin, g->cout, T, nt);
   /* Enough tiles: a multiple of nt bands of at most tb tiles, handed out dynamically, each run
    * by one thread in its own buffers. Else all threads share bands of up to nt * tb tiles (the
    * per-thread buffers are contiguous). */
@@ -262,7 +335,7 @@ void sn_wino_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x,
   int nb = shared ? ceil_div(T, nt * tb) : ceil_div(ceil_div(T, tb), nt) * nt;
   int bsz = ceil_div(T, nb);
   nb = ceil_div(T, bsz);
-  size_t vpt = vp_floats(g->cin, tb), mbt = (size_t)36 * tb * g->cout;
+  size_t vpt = vp_floats(w.P, g->cin, tb), mbt = (size_t)w.P * tb * g->cout;
   float *vp0 = ws, *mb0 = ws + (size_t)nt * vpt;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {

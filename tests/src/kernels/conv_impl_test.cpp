@@ -8,6 +8,8 @@
 //   Winograd F(4x4, 3x3) (fp32 transforms, entries of B^T/A^T up to 8 and of G down to 1/24
 //     amplify roundoff): rtol 1e-5, the per-layer error measured in KERNELS.md 4.1 (5.6e-6 to
 //     9.7e-6 with Cin up to 512; these shapes have Cin <= 64, measured here <= 4.8e-6).
+//   Winograd F(2x2, 3x3) (entries of B^T/A^T are +-1, of G 1/2 and 1): the GEMM paths' rtol
+//     2e-6; KERNELS.md 4.1 measured 3.4e-7 to 5.6e-7 (1-2x direct's RMS).
 // A wrong index, padding, stride or epilogue gives errors of order 1, so every check can fail.
 #include <gtest/gtest.h>
 #include <omp.h>
@@ -40,6 +42,7 @@ const char *algo_name(sn_conv_algo a) {
     case SN_CONV_GENERIC: return "generic";
     case SN_CONV_GEMM: return "gemm";
     case SN_CONV_WINOGRAD: return "winograd";
+    case SN_CONV_WINOGRAD2: return "winograd2x2";
     case SN_CONV_DIRECT: return "direct";
     default: return "auto";
   }
@@ -154,6 +157,14 @@ TEST(ConvImpl, WinogradMatchesReference) {
   check_all(kWinoShapes, sizeof kWinoShapes / sizeof *kWinoShapes, SN_CONV_WINOGRAD, 1e-5);
 }
 
+TEST(ConvImpl, Winograd2x2MatchesReference) {
+  if (!sn_cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  check_all(kWinoShapes, sizeof kWinoShapes / sizeof *kWinoShapes, SN_CONV_WINOGRAD2, 2e-6);
+  // resnet50's layer 3 at batch 1, the shape the cost rule gives F(2x2): 49 tiles, K = 256
+  const Shape l3 = {1, 14, 14, 256, 3, 1, 1, 1, 1, 1, 256};
+  EXPECT_LE(run_case(l3, SN_CONV_WINOGRAD2, true, false, true, 1, 77), 2e-6);
+}
+
 // The direct tiles on the shapes the size rule gives them (small channel counts: resnet20,
 // LeNet, the stems) and on the GEMM shapes: an fp32 FMA chain over K per output, as the GEMM.
 const Shape kDirectShapes[] = {
@@ -193,6 +204,8 @@ TEST(ConvImpl, ThreadCounts) {
     EXPECT_LE(run_case(g3, SN_CONV_GEMM, true, true, true, 2, 8), 2e-6) << nt;
     EXPECT_LE(run_case(w1, SN_CONV_WINOGRAD, true, true, true, 3, 9), 1e-5) << nt;
     EXPECT_LE(run_case(w2, SN_CONV_WINOGRAD, true, true, true, 1, 10), 1e-5) << nt;
+    EXPECT_LE(run_case(w1, SN_CONV_WINOGRAD2, true, true, true, 3, 11), 2e-6) << nt;
+    EXPECT_LE(run_case(w2, SN_CONV_WINOGRAD2, true, true, true, 1, 12), 2e-6) << nt;
   }
   omp_set_num_threads(saved);
 }
@@ -210,6 +223,12 @@ TEST(ConvImpl, AutoChoosesByShape) {
   };
   const Want wants[] = {
       {{1, 56, 56, 64, 3, 1, 1, 1, 1, 1, 64}, true, true, true, 1, 1e-5, "winograd4x4"},
+      // 14x14x256 (resnet50 layer 3): at batch 1 F(4x4) streams 9.4 MB of U for 16 tiles, and
+      // F(2x2) (4.2 MB) is cheaper; at batch 2 F(4x4) again, unless more than 2 threads share
+      // the streaming (the cost rule's DRAM rate stops growing at 2)
+      {{1, 14, 14, 256, 3, 1, 1, 1, 1, 1, 256}, true, false, true, 1, 1e-5, "winograd2x2"},
+      {{2, 14, 14, 256, 3, 1, 1, 1, 1, 1, 256}, true, false, true, 1, 1e-5,
+       nt > 2 ? "winograd2x2" : "winograd4x4"},
       {{1, 7, 7, 64, 3, 1, 1, 1, 1, 1, 64}, true, false, true, 1, 2e-5, "im2col"},
       {{2, 14, 14, 64, 1, 1, 0, 0, 0, 0, 256}, true, true, false, 2, 2e-5, "gemm1x1"},
       {{2, 14, 14, 64, 1, 2, 0, 0, 0, 0, 128}, false, false, true, 2, 2e-5, "gemm1x1"},
@@ -224,7 +243,9 @@ TEST(ConvImpl, AutoChoosesByShape) {
   uint64_t seed = 1;
   for (const Want &w : wants) {
     std::string name;
-    EXPECT_LE(run_case(w.s, SN_CONV_AUTO, w.bias, w.res, w.relu, w.n_run, seed++, &name), w.tol)
+    // n_run <= the planned batch (the resnet20 rows plan nt images: 1 with one thread)
+    const int n_run = w.n_run < w.s.n ? w.n_run : w.s.n;
+    EXPECT_LE(run_case(w.s, SN_CONV_AUTO, w.bias, w.res, w.relu, n_run, seed++, &name), w.tol)
         << str(w.s);
     EXPECT_EQ(name, fast ? w.fast_name : "generic") << str(w.s);
   }
@@ -232,7 +253,7 @@ TEST(ConvImpl, AutoChoosesByShape) {
 
 // sn_conv_impl_update repacks: after it the plan computes with the new weights and bias.
 TEST(ConvImpl, UpdateRepacks) {
-  for (sn_conv_algo algo : {SN_CONV_GENERIC, SN_CONV_GEMM, SN_CONV_WINOGRAD}) {
+  for (sn_conv_algo algo : {SN_CONV_GENERIC, SN_CONV_GEMM, SN_CONV_WINOGRAD, SN_CONV_WINOGRAD2}) {
     sn_conv_geom g;
     ASSERT_EQ(0, sn_conv_geom_init(&g, 2, 9, 9, 17, 3, 3, 1, 1, 1, 1, 1, 1, 20));
     const size_t K = 9 * 17;
