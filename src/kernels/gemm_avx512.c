@@ -336,11 +336,12 @@ static void ukernel_rows_m(int m, int n, int nseg, const float *const *as, const
  * only two. (At batch 1 the 7x7 layers' 4 row panels stream 4-9 MB of weights per layer.)
  * The last column panel prefetches bafter (the panel the caller runs next: the next K block's
  * first one), when not NULL.
- * pf != NULL: instead, every column panel's kernel prefetches pfl lines per k step of the
- * stream at pf (consecutive column panels, consecutive parts of it). */
+ * pf != NULL: instead, the first pfparts column panels' kernels prefetch pfl lines per k step
+ * of the stream at pf (consecutive column panels, consecutive parts of it). */
 static void gemm_block(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
                        float *c, size_t ldc, int flags, const float *bias, const float *res,
-                       size_t ldr, int relu, const float *pf, int pfl, const float *bafter) {
+                       size_t ldr, int relu, const float *pf, int pfl, int pfparts,
+                       const float *bafter) {
   const int mp = (m + SN_MR - 1) / SN_MR;
   for (int j0 = 0; j0 < n; j0 += SN_NR) {
     const float *bj = bp + (size_t)(j0 / SN_NR) * bstride;
@@ -350,7 +351,7 @@ static void gemm_block(int m, int n, int kc, const float *ap, const float *bp, s
       const float *q = NULL;
       int ql = 0;
       if (pf) {
-        if (ip == 0) {
+        if (ip == 0 && j0 / SN_NR < pfparts) {
           q = pf + (size_t)(j0 / SN_NR) * kc * 16 * pfl;
           ql = pfl;
         }
@@ -371,7 +372,7 @@ static void gemm_block(int m, int n, int kc, const float *ap, const float *bp, s
 void sn_gemm_block_avx512(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
                           float *c, size_t ldc, int flags, const float *bias, const float *res,
                           size_t ldr, int relu, const float *bnext) {
-  gemm_block(m, n, kc, ap, bp, bstride, c, ldc, flags, bias, res, ldr, relu, NULL, 0, bnext);
+  gemm_block(m, n, kc, ap, bp, bstride, c, ldc, flags, bias, res, ldr, relu, NULL, 0, 0, bnext);
 }
 
 /* Walks output pixels m = i0, i0 + 1, ... of an unpadded 1x1 convolution and gives the offset in
@@ -406,11 +407,12 @@ static inline void walk_next(pixel_walk *w) {
   w->off = (((size_t)w->img * g->h + (size_t)w->oy * g->sh) * g->w) * g->cin;
 }
 
-/* Copies rows [i0, i0 + mi) of A, columns [k0, k0 + kc), into the panel ap. No software
- * prefetch of the next panel: a burst of prefetches after each copy stalled on the fill buffers,
- * and spreading them over the micro-kernel's k loop measured the same as none (paired runs of
- * every resnet50 1x1 layer at batch 1 and 8, within 1%); the hardware streamer follows the
- * rows, which are contiguous for stride 1. */
+/* Copies rows [i0, i0 + mi) of A, columns [k0, k0 + kc), into the panel ap. The caller
+ * prefetches the next panel's rows during this one's kernel where they are one contiguous run
+ * (conv_task). A burst of prefetches after each copy stalled on the fill buffers; prefetches
+ * spread over the k loop measured the same as none in isolated paired runs (warm caches), but
+ * in a network pass x comes from memory: the 56x56 256->64 layer at batch 8 with caches flushed
+ * (conv_bench --cold 300) takes 4.3-4.7 ms without them, 3.2-3.5 with. */
 static void pack_panel(const sn_conv_geom *g, const gemm_plan *p, const float *x,
                        const sn_conv_in *in, int i0, int mi, int k0, int kc, float *ap) {
   if (p->direct) {
@@ -497,6 +499,7 @@ static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x,
       const int kcn = kb + 1 < p->nkb ? imin(p->kc, p->k - k0 - kc) : 0;
       const float *bn = kcn ? sn_gemm_bblock(bp, npan, k0 + kc) + (size_t)p0 * kcn * SN_NR : NULL;
       const int pfl = rest == 1 ? 2 : 1;
+      const int arows = p->direct && p->nkb == 1 && g->sh == 1 && g->sw == 1;
       for (int i0 = m0, ip = 0; i0 < m1; i0 += SN_MR, ip++) {
         int mi = imin(SN_MR, m1 - i0);
         if (!in && p->rowdirect && kh_fits(g) && rows_direct_ok(g, i0, mi)) {
@@ -506,18 +509,27 @@ static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x,
         pack_panel(g, p, x, in, i0, mi, k0, kc, ap);
         /* this panel's share of the next block: ncp * kc * pfl lines from line (ip-1) * that */
         const float *pf = NULL;
+        int pl = pfl, parts = ncp;
         size_t share = (size_t)ncp * kc * pfl * 16, have = (size_t)ncp * kcn * SN_NR;
         if (bn && (ip == 1 || ip == 2) && (size_t)(ip - 1) * share < have)
           pf = bn + (size_t)(ip - 1) * share;
+        else if (!bn && arows && i0 + SN_MR < m1) {
+          /* one K block of a stride-1 unpadded 1x1: the next panel's rows are the next
+           * SN_MR * Cin floats of x; the first column panels prefetch them, a line per k step */
+          pf = x + (size_t)(i0 + SN_MR) * g->cin;
+          pl = 1;
+          parts = ceil_div(imin(SN_MR, m1 - i0 - SN_MR) * g->cin, 16 * kc);
+        }
         gemm_block(mi, ncols, kc, ap, bk, bstride, y + (size_t)i0 * p->n + n0, p->n, flags,
-                   bias0, res ? res + (size_t)i0 * p->n + n0 : NULL, p->n, relu, pf, pfl, NULL);
+                   bias0, res ? res + (size_t)i0 * p->n + n0 : NULL, p->n, relu, pf, pl, parts,
+                   NULL);
       }
     } else {
       for (int i0 = m0; i0 < m1; i0 += SN_MR)
         pack_panel(g, p, x, in, i0, imin(SN_MR, m1 - i0), k0, kc,
                    ap + (size_t)((i0 - m0) / SN_MR) * SN_PANEL);
       gemm_block(m1 - m0, ncols, kc, ap, bk, bstride, y + (size_t)m0 * p->n + n0, p->n, flags,
-                 bias0, res ? res + (size_t)m0 * p->n + n0 : NULL, p->n, relu, NULL, 0,
+                 bias0, res ? res + (size_t)m0 * p->n + n0 : NULL, p->n, relu, NULL, 0, 0,
                  next_kblock(p, bp, kb, p0));
     }
   }
@@ -550,7 +562,7 @@ void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const floa
           const size_t bstride = (size_t)kc * SN_NR;
           gemm_block(p.m, ncols, kc, a + (size_t)kb * p.mp * SN_PANEL,
                      sn_gemm_bblock(bp, npan, k0) + (size_t)q0 * bstride, bstride, y + n0, p.n,
-                     flags, bias ? bias + n0 : NULL, res ? res + n0 : NULL, p.n, relu, NULL, 0,
+                     flags, bias ? bias + n0 : NULL, res ? res + n0 : NULL, p.n, relu, NULL, 0, 0,
                      next_kblock(&p, bp, kb, q0));
         }
       }
