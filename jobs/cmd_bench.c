@@ -64,7 +64,7 @@ int cmd_bench(int argc, char **argv) {
   size_t nx = (size_t)batch * h * w * c;
   float *x = malloc(nx * sizeof(float)), *out = malloc((size_t)batch * oh * ow * oc * sizeof(float));
   int32_t *labels = malloc((size_t)batch * sizeof(int32_t));
-  int cap = (int)(3 * reps + 3);
+  int cap = (int)(3 * reps); /* as jobs/bench/peers.py and ort_run.js: at most 3 x reps runs */
   double *ts = malloc((size_t)cap * sizeof(double));
   if (!x || !out || !labels || !ts) s = sn_error_set(SN_ERR_NOMEM, "bench: out of memory");
   cli_check(&job, s);
@@ -92,8 +92,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (it < 0) continue;
     ts[nr++] = cli_now() - t0;
-    /* as jobs/bench/peers.py and ort_run.js: at least reps, at most 3 x reps runs */
-    if (nr >= 3 * reps || (nr >= reps && cli_now() - start >= min_time)) break;
+    if (nr >= cap || (nr >= reps && cli_now() - start >= min_time)) break;
   }
   cli_check(&job, s);
   qsort(ts, (size_t)nr, sizeof(double), cmp_d);
