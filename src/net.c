@@ -270,6 +270,27 @@ static void init_params(sn_net *net, uint64_t seed) {
   }
 }
 
+void sn_engine_options_init(sn_engine_options *o) {
+  memset(o, 0, sizeof *o);
+  o->fuse = SN_FUSE_ALL;
+  o->comm_poll = 1;
+}
+
+sn_status sn_net_set_options(sn_net *net, const sn_engine_options *o) {
+  const int choices[3] = {o->conv_gemm, o->conv_wgrad, o->winograd};
+  for (int i = 0; i < 3; ++i)
+    if (choices[i] < SN_CHOICE_AUTO || choices[i] > SN_CHOICE_OFF)
+      return sn_error_set(SN_ERR_INVALID, "%s: engine option choice %d is not auto, on or off",
+                          net->arch, choices[i]);
+  if (o->fuse & ~(unsigned)SN_FUSE_ALL)
+    return sn_error_set(SN_ERR_INVALID, "%s: fusion mask 0x%x has unknown bits (all: 0x%x)",
+                        net->arch, o->fuse, (unsigned)SN_FUSE_ALL);
+  net->opts = *o;
+  return SN_OK;
+}
+
+const sn_engine_options *sn_net_options(const sn_net *net) { return &net->opts; }
+
 void sn_model_config_init(sn_model_config *cfg, const char *arch) {
   memset(cfg, 0, sizeof *cfg);
   cfg->arch = arch;
@@ -288,6 +309,7 @@ sn_status sn_net_create(const sn_model_config *cfg, uint64_t seed, sn_net **out)
   net->cfg.arch = net->arch;
   net->feature = -1;
   net->seed = seed;
+  sn_engine_options_init(&net->opts);
   net->bucket_floats = (size_t)25 << 18; /* 25 MiB of float32 */
   sn_status s = sn_models_build(net);
   if (s != SN_OK) {

@@ -137,6 +137,7 @@ struct sn_net {
   int64_t comm_buckets_early; /* of those, complete when backward ended (overlapped) */
   const sn_train_config *tcfg; /* during a train step */
   uint64_t seed;
+  sn_engine_options opts;  /* sn_net_set_options; read by sn_net_plan */
 };
 
 /* ---- graph building (models.c uses these; each returns the new layer index or -1) */
@@ -168,8 +169,6 @@ sn_status sn_dense_layer_prepare(sn_net *net, sn_layer *l);       /* layers/dens
 sn_status sn_layer_prepare_impl(sn_net *net, sn_layer *l, const sn_conv_geom *g, const float *w,
                                 const float *b);
 
-enum { SN_FUSE_PAD = 1, SN_FUSE_BN = 2, SN_FUSE_ADD = 4, SN_FUSE_RELU = 8, SN_FUSE_GRAD = 16,
-       SN_FUSE_BNADD = 32, SN_FUSE_BNIN = 64, SN_FUSE_BNCONV = 128, SN_FUSE_ALL = 255 };
 sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_mask);
 
 /* Builds the layers of cfg->arch into net (models.c). */

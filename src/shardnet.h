@@ -190,6 +190,46 @@ const char *sn_param_role_name(sn_param_role role, sn_style style, const char *l
 float *sn_net_param_block(sn_net *net, size_t *n_floats);
 float *sn_net_grad_block(sn_net *net, size_t *n_floats);
 
+/* Engine options: algorithm and fusion choices, profiling, communication polling. They never
+ * change what is computed beyond the documented tolerances (most choices are bitwise neutral);
+ * they exist for A/B timing, for tests of the portable paths and for isolating a suspected bug.
+ * Set them before sn_net_plan: a plan reads them once. The CLI maps environment variables onto
+ * them (docs/cli.md, "Environment"). */
+typedef enum sn_choice {
+  SN_CHOICE_AUTO = 0, /* the size rule */
+  SN_CHOICE_ON = 1,   /* wherever the algorithm can run */
+  SN_CHOICE_OFF = 2   /* never */
+} sn_choice;
+
+/* Planner fusions (sn_engine_options.fuse). */
+enum {
+  SN_FUSE_PAD = 1,     /* zero padding into the consumer */
+  SN_FUSE_BN = 2,      /* batch norm into the preceding convolution (inference) */
+  SN_FUSE_ADD = 4,     /* residual add into a convolution */
+  SN_FUSE_RELU = 8,    /* ReLU into its producer */
+  SN_FUSE_GRAD = 16,   /* shared add gradients (training) */
+  SN_FUSE_BNADD = 32,  /* batch norm into the add (training) */
+  SN_FUSE_BNIN = 64,   /* batch norm into the input of the 1x1 convolutions reading it (inference) */
+  SN_FUSE_BNCONV = 128,/* batch norm into the padded input copy of the next convolution (training) */
+  SN_FUSE_ALL = 255
+};
+
+typedef struct sn_engine_options {
+  int portable;         /* 1: portable kernels only, never AVX-512 (default 0: by the CPU) */
+  sn_choice conv_gemm;  /* training convolutions on the packed GEMM (forward, backward data) */
+  sn_choice conv_wgrad; /* training weight gradients on the packed GEMM */
+  sn_choice winograd;   /* training 3x3 convolutions on Winograd F(2x2, 3x3) */
+  unsigned fuse;        /* SN_FUSE_* mask (default SN_FUSE_ALL) */
+  int profile;          /* 1: time every layer of every pass (sn_net_profile) */
+  int comm_poll;        /* 1 (default): poll pending gradient all-reduces after each layer's
+                           backward (the result is the same either way) */
+} sn_engine_options;
+void sn_engine_options_init(sn_engine_options *o);
+/* Copies o into the net; takes effect at the next sn_net_plan. Unknown fuse bits or choice
+ * values: SN_ERR_INVALID. */
+sn_status sn_net_set_options(sn_net *net, const sn_engine_options *o);
+const sn_engine_options *sn_net_options(const sn_net *net);
+
 /* Plans activation memory for batches of up to max_batch. training = 1 keeps what backward
  * needs and allocates gradients; training = 0 may fold batch norm into convolutions and reuse
  * activation memory. Must be called again after parameters change if training = 0 (folding
