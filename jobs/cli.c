@@ -206,6 +206,46 @@ void cli_progress(const char *what, double done, double total, const char *extra
 #include <sched.h>
 #include <cblas.h>
 
+/* The environment variables that set engine options (docs/cli.md, "Environment"): for A/B timing,
+ * tests of the portable paths and isolating a suspected fusion bug. */
+static sn_status env_choice(const char *name, sn_choice *out) {
+  const char *e = getenv(name);
+  if (!e || !e[0]) return SN_OK;
+  if (!strcmp(e, "0")) *out = SN_CHOICE_OFF;
+  else if (!strcmp(e, "1")) *out = SN_CHOICE_ON;
+  else return sn_error_set(SN_ERR_INVALID, "environment %s=%s: expected 0 or 1", name, e);
+  return SN_OK;
+}
+
+static sn_status env_flag(const char *name, int *out) {
+  const char *e = getenv(name);
+  if (!e || !e[0]) return SN_OK;
+  if (strcmp(e, "0") && strcmp(e, "1"))
+    return sn_error_set(SN_ERR_INVALID, "environment %s=%s: expected 0 or 1", name, e);
+  *out = e[0] == '1';
+  return SN_OK;
+}
+
+sn_status cli_apply_engine_env(sn_net *net) {
+  sn_engine_options o = *sn_net_options(net);
+  sn_status s = env_flag("SN_NO_AVX512", &o.portable);
+  if (s == SN_OK) s = env_choice("SN_CONV_GEMM", &o.conv_gemm);
+  if (s == SN_OK) s = env_choice("SN_CONV_WGRAD", &o.conv_wgrad);
+  if (s == SN_OK) s = env_choice("SN_WINOGRAD", &o.winograd);
+  if (s == SN_OK) s = env_flag("SN_PROFILE", &o.profile);
+  if (s == SN_OK) s = env_flag("SN_COMM_POLL", &o.comm_poll);
+  const char *fuse = getenv("SN_FUSE");
+  if (s == SN_OK && fuse && fuse[0]) {
+    char *end;
+    unsigned long m = strtoul(fuse, &end, 0);
+    if (*end || m > SN_FUSE_ALL)
+      s = sn_error_set(SN_ERR_INVALID, "environment SN_FUSE=%s: expected a mask 0..%d", fuse,
+                       SN_FUSE_ALL);
+    o.fuse = (unsigned)m;
+  }
+  return s == SN_OK ? sn_net_set_options(net, &o) : s;
+}
+
 int cli_job_start(cli_job *job, int *argc, char ***argv, long threads) {
   memset(job, 0, sizeof *job);
   job->comm = sn_comm_serial();

@@ -72,6 +72,10 @@ void cli_watch_reader(sn_reader *rd);
 /* Collective failure check (see sn_mpi_check); serial: prints and exits on failure. */
 void cli_check(cli_job *job, sn_status s);
 
+/* Applies the engine options set in the environment (SN_NO_AVX512, SN_CONV_GEMM, SN_CONV_WGRAD,
+ * SN_WINOGRAD, SN_FUSE, SN_PROFILE, SN_COMM_POLL; docs/cli.md) to net, before it is planned. */
+sn_status cli_apply_engine_env(sn_net *net);
+
 /* Reads rows of a dataset and turns them into a preprocessed float batch (n, H, W, C). */
 sn_status cli_load_batch(sn_dataset *ds, const int64_t *rows, int n, sn_preprocess pre,
                          void *raw, float *x, int32_t *labels);

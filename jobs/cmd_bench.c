@@ -56,6 +56,7 @@ int cmd_bench(int argc, char **argv) {
   if (rc) return rc;
   sn_net *net = NULL;
   sn_status s = sn_net_create(&cfg, 1, &net);
+  if (s == SN_OK) s = cli_apply_engine_env(net);
   if (s == SN_OK) s = sn_net_plan(net, (int)batch, train);
   cli_check(&job, s);
   int h, w, c, oh, ow, oc;

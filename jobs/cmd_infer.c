@@ -142,6 +142,7 @@ int cmd_infer(int argc, char **argv) {
     cfg.channels = di->c;
   }
   s = sn_net_create(&cfg, 1, &net);
+  if (s == SN_OK) s = cli_apply_engine_env(net);
   cli_check(&job, s);
   int h, w, c, oh, ow, oc;
   sn_net_input_shape(net, &h, &w, &c);

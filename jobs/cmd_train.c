@@ -172,6 +172,7 @@ int cmd_train(int argc, char **argv) {
     cfg.channels = ti->c;
   }
   if (s == SN_OK) s = sn_net_create(&cfg, (uint64_t)seed, &net);
+  if (s == SN_OK) s = cli_apply_engine_env(net);
   cli_check(&job, s);
   int h, w, c, k, oh, ow;
   sn_net_input_shape(net, &h, &w, &c);
@@ -204,6 +205,7 @@ int cmd_train(int argc, char **argv) {
   sn_net_set_comm(net, job.comm, sync_bn);
   sn_net_set_bucket_mb(net, bucket);
   if (s == SN_OK && val) s = sn_net_create(&cfg, (uint64_t)seed, &evalnet);
+  if (s == SN_OK) s = cli_apply_engine_env(evalnet);
   if (s == SN_OK && val) s = sn_net_plan(evalnet, local_max, 0);
   cli_check(&job, s);
 
