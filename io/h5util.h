@@ -104,20 +104,6 @@ sn_status sn_h5_write_str_array_attr(hid_t obj, const char *name, const char *co
 sn_status sn_h5_create_atomic(const char *path, hid_t *file, char *tmp, size_t tmp_size);
 sn_status sn_h5_finish_atomic(hid_t file, const char *tmp, const char *path, int ok);
 
-/* MD5 (RFC 1321). */
-typedef struct sn_md5 {
-  uint32_t state[4];
-  uint64_t bytes;          /* total length so far */
-  unsigned char block[64]; /* pending partial block */
-} sn_md5;
-
-void sn_md5_init(sn_md5 *m);
-void sn_md5_update(sn_md5 *m, const void *data, size_t len);
-/* Writes 32 lowercase hex digits and a terminating NUL into hex (33 bytes). */
-void sn_md5_final(sn_md5 *m, char hex[33]);
-/* MD5 of a whole file; missing or unreadable -> SN_ERR_IO. */
-sn_status sn_md5_file(const char *path, char hex[33]);
-
 #ifdef __cplusplus
 }
 #endif

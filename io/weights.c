@@ -18,6 +18,7 @@
 
 #include "h5util.h"
 #include "io_impl.h"
+#include "md5.h"
 #include "shardnet.h"
 
 /* ---------------------------------------------------------------- known files (MODELS.md 6.1) */

@@ -14,6 +14,7 @@
 
 #include "h5util.h"
 #include "io_impl.h"
+#include "md5.h"
 #include "shardnet.h"
 #include "test_util.h"
 

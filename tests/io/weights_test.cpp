@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "h5util.h"
+#include "md5.h"
 #include "shardnet.h"
 #include "test_util.h"
 
