@@ -78,12 +78,6 @@ hid_t sn_io_dxpl(sn_comm *comm) {
   return dxpl;
 }
 
-int sn_io_mul(size_t a, size_t b, size_t *out) {
-  if (a != 0 && b > SIZE_MAX / a) return 0;
-  *out = a * b;
-  return 1;
-}
-
 sn_status sn_io_write_strings(hid_t file, const char *name, const char *const *s, int64_t n,
                               sn_comm *comm, const char *path) {
   size_t width = 1;

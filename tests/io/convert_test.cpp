@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "h5util.h"
+#include "image.h"
 #include "io_impl.h"
 #include "md5.h"
 #include "shardnet.h"

@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "image.h"
 #include "io_impl.h"
 #include "shardnet.h"
 #include "test_util.h"

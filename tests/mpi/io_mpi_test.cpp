@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <vector>
 
+#include "image.h"
 #include "io_impl.h"
 #include "shardnet.h"
 #include "test_util.h"
