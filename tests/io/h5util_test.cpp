@@ -29,7 +29,7 @@ bool contains(const std::string &hay, const std::string &needle) {
 
 // A fresh HDF5 file at dir/name; the caller closes it.
 hid_t create_file(const std::string &path) {
-  sn_h5_quiet();
+  sn_h5_init();
   return H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
 }
 
