@@ -1,4 +1,4 @@
-/* h5util.c - the HDF5 helpers of io/: the io lock and HDF5's set-up, file access and transfer
+/* h5util.c - the HDF5 layer of io/: the io lock and HDF5's set-up, file access and transfer
  * lists, checked opening and atomic creation, shape-checked float reads, row-block writes,
  * string datasets and attributes in both h5py encodings. */
 #define _POSIX_C_SOURCE 200809L /* strdup, strndup, strnlen, O_DIRECTORY, fsync */
@@ -85,7 +85,7 @@ static const char *obj_name(hid_t obj, char *buf, size_t n) {
 }
 
 /* "/" unless name is absolute: messages spell datasets "/name" whichever form the caller used. */
-static const char *lead(const char *name) { return name[0] == '/' ? "" : "/"; }
+static const char *root_prefix(const char *name) { return name[0] == '/' ? "" : "/"; }
 
 /* ---------------------------------------------------------------- files */
 
@@ -461,7 +461,7 @@ sn_status sn_h5_create_dataset(hid_t loc, const char *name, hid_t type, int rank
   *out = H5I_INVALID_HID;
   if (rank < 1 || rank > SN_H5_MAX_RANK)
     return sn_error_set(SN_ERR_INVALID, "file %s: dataset %s%s: rank %d (1 to %d)", file,
-                        lead(name), name, rank, SN_H5_MAX_RANK);
+                        root_prefix(name), name, rank, SN_H5_MAX_RANK);
   hsize_t chunk[SN_H5_MAX_RANK];
   for (int i = 0; i < rank; ++i)
     chunk[i] = dims[i];
@@ -481,8 +481,8 @@ sn_status sn_h5_create_dataset(hid_t loc, const char *name, hid_t type, int rank
   H5Pclose(dcpl);
   H5Sclose(space);
   if (d < 0)
-    return sn_error_set(SN_ERR_IO, "file %s: dataset %s%s: cannot create%s", file, lead(name), name,
-                        det);
+    return sn_error_set(SN_ERR_IO, "file %s: dataset %s%s: cannot create%s", file,
+                        root_prefix(name), name, det);
   *out = d;
   return SN_OK;
 }
@@ -596,12 +596,12 @@ sn_status sn_h5_write_str_dataset(hid_t loc, const char *name, const char *const
   }
   size_t bytes;
   if (n <= 0 || !sn_io_mul((size_t)n, width, &bytes))
-    return sn_error_set(SN_ERR_INVALID, "file %s: dataset %s%s: %lld strings", file, lead(name),
-                        name, (long long)n);
+    return sn_error_set(SN_ERR_INVALID, "file %s: dataset %s%s: %lld strings", file,
+                        root_prefix(name), name, (long long)n);
   char *buf = calloc(bytes, 1);
   if (!buf)
     return sn_error_set(SN_ERR_NOMEM, "file %s: dataset %s%s: %zu bytes of strings", file,
-                        lead(name), name, bytes);
+                        root_prefix(name), name, bytes);
   for (int64_t i = 0; i < n; ++i)
     memcpy(buf + (size_t)i * width, s[i], strlen(s[i]));
   const char *fail = NULL;
@@ -634,8 +634,8 @@ sn_status sn_h5_write_str_dataset(hid_t loc, const char *name, const char *const
   H5Tclose(t);
   free(buf);
   if (fail)
-    return sn_error_set(SN_ERR_IO, "file %s: dataset %s%s: %s%s", file, lead(name), name, fail,
-                        det);
+    return sn_error_set(SN_ERR_IO, "file %s: dataset %s%s: %s%s", file, root_prefix(name), name,
+                        fail, det);
   return SN_OK;
 }
 
@@ -645,9 +645,10 @@ sn_status sn_h5_read_str_dataset(hid_t loc, const char *name, const char *file, 
   *n_out = 0;
   hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
   if (d < 0)
-    return sn_error_set(SN_ERR_FORMAT, "file %s: %s%s is not a dataset", file, lead(name), name);
+    return sn_error_set(SN_ERR_FORMAT, "file %s: %s%s is not a dataset", file, root_prefix(name),
+                        name);
   char what[512];
-  snprintf(what, sizeof what, "dataset %s%s", lead(name), name);
+  snprintf(what, sizeof what, "dataset %s%s", root_prefix(name), name);
   hid_t ft = H5Dget_type(d), space = H5Dget_space(d);
   hsize_t dims[1] = {0};
   char **res = NULL;

@@ -1,16 +1,16 @@
-/* h5util.h - private: the HDF5 helpers of io/ (datasets, converters, outputs, weights,
+/* h5util.h - private: the HDF5 layer of io/ (datasets, converters, outputs, weights,
  * checkpoints), one family with the prefix sn_h5_.
  *
- * Only io/ (and its tests) include this header: it pulls in hdf5.h. Every helper that can fail
+ * Only io/ (and its tests) include this header: it pulls in hdf5.h. Every function that can fail
  * returns sn_status and sets a one-line message through sn_error_set naming the file and the
  * dataset, group or attribute (sn_error_set adds the rank); the two property-list constructors
  * return the list, or -1 with the message set. `file` is the path used in messages only. HDF5's
  * own error-stack printing is switched off in one place, sn_h5_init(), which the lock and the
- * opening helpers call; where it helps, HDF5's innermost message ends ours.
+ * opening functions call; where it helps, HDF5's innermost message ends ours.
  *
  * Thread safety. Debian's parallel HDF5 is built without --enable-threadsafe: two threads must
  * never be inside the library at once. Every HDF5 call of io/ is made holding the io lock
- * (sn_h5_lock, recursive); the helpers themselves do not lock. The dataset reader's background
+ * (sn_h5_lock, recursive); these functions do not lock themselves. The dataset reader's background
  * thread takes it only while it pulls bytes out of the file (decoding and preprocessing run
  * unlocked); the writer, the converters and the weights loader take it on the main thread. Code
  * that calls HDF5 while a reader is alive must take the lock too.
@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-/* Largest dataset rank the helpers accept (weights and images need at most 4). */
+/* Largest dataset rank these functions accept (weights and images need at most 4). */
 #define SN_H5_MAX_RANK 4
 /* Largest element count accepted from any file dimension product (2^40). */
 #define SN_H5_MAX_ELEMS ((int64_t)1 << 40)

@@ -1,6 +1,6 @@
 /* io_impl.h - private: the dataset's internals, shared by io/dataset.c and the streaming reader
  * (io/reader.c); it also brings in what the data plane (dataset, reader, writer) uses from the
- * rest of io/: the HDF5 helpers and the io lock (h5util.h, with its thread-safety rules), image
+ * rest of io/: the HDF5 functions and the io lock (h5util.h, with its thread-safety rules), image
  * decoding (image.h) and the file-size limits (io_limits.h). Includes hdf5.h, so only io/ and its
  * tests include it.
  */

@@ -1,5 +1,5 @@
 // h5util_test.cpp - tests of io/h5util.c: checked opening, float reads, string attributes in both
-// h5py encodings, atomic creation, and the message every helper sets on failure.
+// h5py encodings, atomic creation, and the message every function sets on failure.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -361,7 +361,7 @@ TEST(H5Util, RowBlocksAndStringDatasetsRoundTrip) {
   H5Fclose(f);
 }
 
-// Every helper that can fail says so in one line naming the file and the dataset or attribute.
+// Every function that can fail says so in one line naming the file and the dataset or attribute.
 TEST(H5Util, FailuresNameTheFileAndTheObject) {
   const std::string dir = sntest::temp_dir(), p = dir + "/fail.h5";
   hid_t w = create_file(p);
