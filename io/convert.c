@@ -11,7 +11,9 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
-#include "io_impl.h"
+#include "h5util.h"
+#include "image.h"
+#include "io_limits.h"
 
 static const char *const fashion_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
                                               "Coat",        "Sandal",    "Shirt",    "Sneaker",
@@ -63,27 +65,31 @@ static sn_status out_create(out_file *o, const char *path, sn_comm *comm) {
   o->file = o->dxpl = -1;
   if (snprintf(o->tmp, sizeof o->tmp, "%s.partial", path) >= (int)sizeof o->tmp)
     return sn_error_set(SN_ERR_INVALID, "file %s: path too long", path);
-  sn_io_lock();
-  hid_t fapl = sn_io_fapl(comm);
-  o->file = fapl < 0 ? -1 : H5Fcreate(o->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-  if (fapl >= 0) H5Pclose(fapl);
-  o->dxpl = sn_io_dxpl(comm);
-  char det[256] = "";
-  if (o->file < 0) sn_io_h5_detail(det, sizeof det);
-  sn_io_unlock();
   sn_status st = SN_OK;
-  if (o->file < 0)
-    st = sn_error_set(SN_ERR_IO, "file %s: cannot create: %s", o->tmp, det[0] ? det : "error");
+  sn_h5_lock();
+  hid_t fapl = sn_h5_fapl(comm, o->tmp);
+  if (fapl < 0) {
+    st = SN_ERR_IO; /* message set */
+  } else {
+    o->file = H5Fcreate(o->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    char det[256] = "";
+    if (o->file < 0) sn_h5_detail(det, sizeof det);
+    H5Pclose(fapl);
+    if (o->file < 0)
+      st = sn_error_set(SN_ERR_IO, "file %s: cannot create: %s", o->tmp, det[0] ? det : "error");
+  }
+  o->dxpl = sn_h5_dxpl(comm, o->tmp); /* on failure the first write reports it */
+  sn_h5_unlock();
   return sn_comm_agree(comm, st);
 }
 
 /* Closes the file collectively; on success renames it to the final path (rank 0), else
  * removes it. Returns the agreed status. */
 static sn_status out_finish(out_file *o, sn_status st) {
-  sn_io_lock();
+  sn_h5_lock();
   if (o->dxpl >= 0) H5Pclose(o->dxpl);
   herr_t e = o->file >= 0 ? H5Fclose(o->file) : 0;
-  sn_io_unlock();
+  sn_h5_unlock();
   if (st == SN_OK && e < 0) st = sn_error_set(SN_ERR_IO, "file %s: cannot close", o->tmp);
   st = sn_comm_agree(o->comm, st);
   sn_status r = SN_OK;
@@ -100,20 +106,16 @@ static sn_status out_finish(out_file *o, sn_status st) {
   return sn_comm_agree(o->comm, r);
 }
 
-static sn_status h5_fail(const char *path, const char *what) {
-  char det[256];
-  return sn_error_set(SN_ERR_IO, "file %s: %s: %s", path, what, sn_io_h5_detail(det, sizeof det));
-}
-
 /* /labels (n,) int32: rows [b, e) from lab (indexed from b). Collective. */
 static sn_status write_labels(out_file *o, int64_t n, int64_t b, int64_t e, const int32_t *lab) {
-  sn_io_lock();
+  sn_h5_lock();
   hsize_t dims[1] = {(hsize_t)n};
-  hid_t d = sn_io_create_dataset(o->file, "labels", H5T_STD_I32LE, 1, dims, 1 << 16, 0);
-  herr_t err = d < 0 ? -1 : sn_io_write_rows(d, H5T_NATIVE_INT32, b, e - b, lab, o->dxpl);
-  sn_status st = err < 0 ? h5_fail(o->tmp, "dataset /labels") : SN_OK;
+  hid_t d;
+  sn_status st =
+      sn_h5_create_dataset(o->file, "labels", H5T_STD_I32LE, 1, dims, 1 << 16, 0, o->tmp, &d);
+  if (st == SN_OK) st = sn_h5_write_rows(d, H5T_NATIVE_INT32, b, e - b, lab, o->dxpl, o->tmp);
   if (d >= 0) H5Dclose(d);
-  sn_io_unlock();
+  sn_h5_unlock();
   return st;
 }
 
@@ -241,20 +243,21 @@ sn_status sn_convert_idx(const char *images_idx, const char *labels_idx, const c
     return st;
   }
   progress(opt, 0, e - b);
-  sn_io_lock();
+  sn_h5_lock();
   hsize_t dims[4] = {(hsize_t)n, idims[1], idims[2], 1};
-  hid_t d =
-      sn_io_create_dataset(o.file, "images", H5T_STD_U8LE, 4, dims, (hsize_t)k, opt->compression);
-  herr_t err = d < 0 ? -1 : sn_io_write_rows(d, H5T_NATIVE_UINT8, b, e - b, img + b * row, o.dxpl);
-  if (err < 0) st = h5_fail(o.tmp, "dataset /images");
+  hid_t d;
+  st = sn_h5_create_dataset(o.file, "images", H5T_STD_U8LE, 4, dims, (hsize_t)k, opt->compression,
+                            o.tmp, &d);
+  if (st == SN_OK)
+    st = sn_h5_write_rows(d, H5T_NATIVE_UINT8, b, e - b, img + b * row, o.dxpl, o.tmp);
   if (d >= 0) H5Dclose(d);
-  sn_io_unlock();
+  sn_h5_unlock();
   if (st == SN_OK) st = write_labels(&o, n, b, e, lab + b);
   if (st == SN_OK) {
-    sn_io_lock();
-    st = sn_io_write_strings(o.file, "classes", opt->fashion ? fashion_names : digit_names, 10,
-                             comm, o.tmp);
-    sn_io_unlock();
+    sn_h5_lock();
+    st = sn_h5_write_str_dataset(o.file, "classes", opt->fashion ? fashion_names : digit_names, 10,
+                                 comm, o.tmp);
+    sn_h5_unlock();
   }
   if (st == SN_OK) progress(opt, e - b, e - b);
   free(img);
@@ -279,8 +282,8 @@ typedef struct listing {
 } listing;
 
 static void listing_free(listing *l) {
-  sn_io_free_strings(l->classes, l->n_classes);
-  sn_io_free_strings(l->files, l->n);
+  sn_h5_free_strs(l->classes, l->n_classes);
+  sn_h5_free_strs(l->files, l->n);
   free(l->labels);
   memset(l, 0, sizeof *l);
 }
@@ -538,12 +541,11 @@ static sn_status folder_raw(const char *root, const listing *l, out_file *o,
   st = sn_comm_agree(o->comm, st);
   hid_t d = -1;
   if (st == SN_OK) {
-    sn_io_lock();
+    sn_h5_lock();
     hsize_t dims[4] = {(hsize_t)l->n, (hsize_t)h, (hsize_t)w, (hsize_t)c};
-    d = sn_io_create_dataset(o->file, "images", H5T_STD_U8LE, 4, dims, (hsize_t)k,
-                             opt->compression);
-    if (d < 0) st = h5_fail(o->tmp, "cannot create dataset /images");
-    sn_io_unlock();
+    st = sn_h5_create_dataset(o->file, "images", H5T_STD_U8LE, 4, dims, (hsize_t)k,
+                              opt->compression, o->tmp, &d);
+    sn_h5_unlock();
     st = sn_comm_agree(o->comm, st);
   }
   for (int64_t r = 0; st == SN_OK && r < rounds; ++r) {
@@ -567,16 +569,15 @@ static sn_status folder_raw(const char *root, const listing *l, out_file *o,
     }
     st = sn_comm_agree(o->comm, st);
     if (st != SN_OK) break;
-    sn_io_lock();
-    if (sn_io_write_rows(d, H5T_NATIVE_UINT8, rb, re - rb, buf, o->dxpl) < 0)
-      st = h5_fail(o->tmp, "dataset /images: write");
-    sn_io_unlock();
+    sn_h5_lock();
+    st = sn_h5_write_rows(d, H5T_NATIVE_UINT8, rb, re - rb, buf, o->dxpl, o->tmp);
+    sn_h5_unlock();
     st = sn_comm_agree(o->comm, st);
     progress(opt, re - b, e - b);
   }
-  sn_io_lock();
+  sn_h5_lock();
   if (d >= 0) H5Dclose(d);
-  sn_io_unlock();
+  sn_h5_unlock();
   free(buf);
   free(file);
   sn_image_scratch_free(&img);
@@ -626,20 +627,21 @@ static sn_status folder_encoded(const char *root, const listing *l, out_file *o,
   st = sn_comm_allreduce(comm, &rounds, 1, SN_I64, SN_MAX);
   hid_t de = -1, dof = -1;
   if (st == SN_OK) {
-    sn_io_lock();
+    sn_h5_lock();
     hsize_t edims[1] = {(hsize_t)total}, odims[1] = {(hsize_t)l->n + 1};
-    de = sn_io_create_dataset(o->file, "encoded", H5T_STD_U8LE, 1, edims, 1 << 20, 0);
-    dof = sn_io_create_dataset(o->file, "offsets", H5T_STD_I64LE, 1, odims, 1 << 16, 0);
-    if (de < 0 || dof < 0) st = h5_fail(o->tmp, "cannot create /encoded and /offsets");
+    st = sn_h5_create_dataset(o->file, "encoded", H5T_STD_U8LE, 1, edims, 1 << 20, 0, o->tmp, &de);
+    /* whatever happened to /encoded: creation is collective, every rank makes the same calls */
+    sn_status sto =
+        sn_h5_create_dataset(o->file, "offsets", H5T_STD_I64LE, 1, odims, 1 << 16, 0, o->tmp, &dof);
+    if (st == SN_OK) st = sto;
     const int64_t attrs[3] = {opt->height, opt->width, opt->channels};
     const char *names[3] = {"height", "width", "channels"};
     for (int i = 0; st == SN_OK && i < 3; ++i)
-      st = sn_io_write_int_attr(de, names[i], attrs[i], o->tmp);
+      st = sn_h5_write_int_attr(de, names[i], attrs[i], o->tmp);
     /* offsets [b, e), plus the end offset from the rank that holds the last row */
     const int64_t count = (e - b) + (e == l->n && e > b ? 1 : 0);
-    if (st == SN_OK && sn_io_write_rows(dof, H5T_NATIVE_INT64, b, count, off, o->dxpl) < 0)
-      st = h5_fail(o->tmp, "dataset /offsets: write");
-    sn_io_unlock();
+    if (st == SN_OK) st = sn_h5_write_rows(dof, H5T_NATIVE_INT64, b, count, off, o->dxpl, o->tmp);
+    sn_h5_unlock();
   }
   st = sn_comm_agree(comm, st);
   uint8_t *buf = NULL, *file = NULL;
@@ -676,17 +678,16 @@ static sn_status folder_encoded(const char *root, const listing *l, out_file *o,
     }
     st = sn_comm_agree(comm, st);
     if (st != SN_OK) break;
-    sn_io_lock();
-    if (sn_io_write_rows(de, H5T_NATIVE_UINT8, off[rb - b], (int64_t)bytes, buf, o->dxpl) < 0)
-      st = h5_fail(o->tmp, "dataset /encoded: write");
-    sn_io_unlock();
+    sn_h5_lock();
+    st = sn_h5_write_rows(de, H5T_NATIVE_UINT8, off[rb - b], (int64_t)bytes, buf, o->dxpl, o->tmp);
+    sn_h5_unlock();
     st = sn_comm_agree(comm, st);
     progress(opt, re - b, e - b);
   }
-  sn_io_lock();
+  sn_h5_lock();
   if (de >= 0) H5Dclose(de);
   if (dof >= 0) H5Dclose(dof);
-  sn_io_unlock();
+  sn_h5_unlock();
   free(buf);
   free(file);
   free(off);
@@ -728,12 +729,13 @@ sn_status sn_convert_folder(const char *root, const char *out_path, sn_comm *com
     st = folder_raw(root, &l, &o, opt, k, b, e);
   if (st == SN_OK) st = sn_comm_agree(comm, write_labels(&o, l.n, b, e, l.labels + b));
   if (st == SN_OK) {
-    sn_io_lock();
-    st = sn_io_write_strings(o.file, "classes", (const char *const *)l.classes, l.n_classes, comm,
-                             o.tmp);
+    sn_h5_lock();
+    st = sn_h5_write_str_dataset(o.file, "classes", (const char *const *)l.classes, l.n_classes,
+                                 comm, o.tmp);
     if (st == SN_OK)
-      st = sn_io_write_strings(o.file, "filenames", (const char *const *)l.files, l.n, comm, o.tmp);
-    sn_io_unlock();
+      st = sn_h5_write_str_dataset(o.file, "filenames", (const char *const *)l.files, l.n, comm,
+                                   o.tmp);
+    sn_h5_unlock();
     st = sn_comm_agree(comm, st);
   }
   listing_free(&l);

@@ -1,313 +1,11 @@
 /* dataset.c - reading image datasets (docs/hdf5-schema.md): validation at open, row reads as
- * coalesced hyperslabs, decoding of the encoded form; plus the io lock and small HDF5 helpers
- * shared by io/ (io_impl.h). */
-#define _POSIX_C_SOURCE 200809L /* strdup, pthread_mutexattr_settype */
-#define _DEFAULT_SOURCE
-#include <errno.h>
-#include <pthread.h>
+ * coalesced hyperslabs, decoding of the encoded form (io/image.c). */
+#define _POSIX_C_SOURCE 200809L /* strdup */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "io_impl.h"
-
-/* ---------------------------------------------------------------- io lock, HDF5 setup */
-
-static pthread_mutex_t io_mutex;
-static pthread_once_t io_once = PTHREAD_ONCE_INIT;
-
-static void io_init_once(void) {
-  pthread_mutexattr_t a;
-  pthread_mutexattr_init(&a);
-  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
-  pthread_mutex_init(&io_mutex, &a);
-  pthread_mutexattr_destroy(&a);
-  H5open();
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-void sn_io_h5_init(void) { pthread_once(&io_once, io_init_once); }
-
-void sn_io_lock(void) {
-  sn_io_h5_init();
-  pthread_mutex_lock(&io_mutex);
-}
-void sn_io_unlock(void) { pthread_mutex_unlock(&io_mutex); }
-
-typedef struct h5_detail {
-  char *buf;
-  size_t n;
-} h5_detail;
-
-static herr_t detail_cb(unsigned i, const H5E_error2_t *e, void *data) {
-  h5_detail *d = data;
-  if (i == 0 && e->desc) snprintf(d->buf, d->n, "%s", e->desc);
-  return 0;
-}
-
-const char *sn_io_h5_detail(char *buf, size_t n) {
-  if (n == 0) return buf;
-  buf[0] = '\0';
-  h5_detail d = {buf, n};
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, detail_cb, &d);
-  return buf;
-}
-
-int sn_io_is_mpi(const sn_comm *comm) { return comm && sn_comm_fortran_handle(comm) >= 0; }
-
-hid_t sn_io_fapl(sn_comm *comm) {
-  sn_io_h5_init();
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  if (fapl < 0) return fapl;
-  if (sn_io_is_mpi(comm)) {
-    MPI_Comm c = MPI_Comm_f2c((MPI_Fint)sn_comm_fortran_handle(comm));
-    if (H5Pset_fapl_mpio(fapl, c, MPI_INFO_NULL) < 0 || H5Pset_coll_metadata_write(fapl, 1) < 0) {
-      H5Pclose(fapl);
-      return -1;
-    }
-  }
-  /* Large objects (chunks of images or features) start on 1 MiB boundaries (Lustre stripes). */
-  H5Pset_alignment(fapl, (hsize_t)1 << 20, (hsize_t)1 << 20);
-  return fapl;
-}
-
-hid_t sn_io_dxpl(sn_comm *comm) {
-  hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-  if (dxpl >= 0 && sn_io_is_mpi(comm)) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-  return dxpl;
-}
-
-int sn_io_mul(size_t a, size_t b, size_t *out) {
-  if (a != 0 && b > SIZE_MAX / a) return 0;
-  *out = a * b;
-  return 1;
-}
-
-sn_status sn_io_write_strings(hid_t file, const char *name, const char *const *s, int64_t n,
-                              sn_comm *comm, const char *path) {
-  size_t width = 1;
-  for (int64_t i = 0; i < n; ++i) {
-    size_t l = strlen(s[i]);
-    if (l + 1 > width) width = l + 1;
-  }
-  size_t bytes;
-  if (n <= 0 || !sn_io_mul((size_t)n, width, &bytes))
-    return sn_error_set(SN_ERR_INVALID, "file %s: dataset /%s: %lld strings", path, name,
-                        (long long)n);
-  char *buf = calloc(bytes, 1);
-  if (!buf)
-    return sn_error_set(SN_ERR_NOMEM, "file %s: dataset /%s: %zu bytes of strings", path, name,
-                        bytes);
-  for (int64_t i = 0; i < n; ++i)
-    memcpy(buf + (size_t)i * width, s[i], strlen(s[i]));
-  sn_status st = SN_OK;
-  hsize_t dims[1] = {(hsize_t)n};
-  hid_t t = H5Tcopy(H5T_C_S1);
-  H5Tset_size(t, width);
-  H5Tset_strpad(t, H5T_STR_NULLPAD);
-  H5Tset_cset(t, H5T_CSET_UTF8);
-  hid_t space = H5Screate_simple(1, dims, NULL);
-  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-  hid_t d = H5Dcreate2(file, name, t, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-  hid_t dxpl = sn_io_dxpl(comm);
-  if (d < 0) {
-    st = SN_ERR_IO;
-  } else {
-    if (sn_comm_rank(comm) != 0) H5Sselect_none(space);
-    if (H5Dwrite(d, t, space, space, dxpl, buf) < 0) st = SN_ERR_IO;
-    H5Dclose(d);
-  }
-  H5Pclose(dxpl);
-  H5Pclose(dcpl);
-  H5Sclose(space);
-  H5Tclose(t);
-  free(buf);
-  if (st != SN_OK) {
-    char det[256];
-    return sn_error_set(st, "file %s: dataset /%s: cannot write: %s", path, name,
-                        sn_io_h5_detail(det, sizeof det));
-  }
-  return SN_OK;
-}
-
-void sn_io_free_strings(char **s, int64_t n) {
-  if (!s) return;
-  for (int64_t i = 0; i < n; ++i)
-    free(s[i]);
-  free(s);
-}
-
-sn_status sn_io_read_strings(hid_t file, const char *name, const char *path, char ***out,
-                             int64_t *n_out) {
-  *out = NULL;
-  *n_out = 0;
-  sn_status st = SN_OK;
-  hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
-  if (d < 0) return sn_error_set(SN_ERR_FORMAT, "file %s: /%s is not a dataset", path, name);
-  hid_t ft = H5Dget_type(d), space = H5Dget_space(d), mt = -1;
-  hsize_t dims[1] = {0};
-  char **res = NULL;
-  int64_t n = 0;
-  if (H5Tget_class(ft) != H5T_STRING) {
-    st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s does not hold strings", path, name);
-    goto done;
-  }
-  if (H5Sget_simple_extent_ndims(space) != 1) {
-    st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s has rank %d, expected 1", path, name,
-                      H5Sget_simple_extent_ndims(space));
-    goto done;
-  }
-  H5Sget_simple_extent_dims(space, dims, NULL);
-  if (dims[0] > SN_IO_MAX_CLASSES * (hsize_t)64) {
-    st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s has %llu strings (too many)", path, name,
-                      (unsigned long long)dims[0]);
-    goto done;
-  }
-  n = (int64_t)dims[0];
-  res = calloc(n ? (size_t)n : 1, sizeof *res);
-  if (!res) {
-    st = sn_error_set(SN_ERR_NOMEM, "file %s: dataset /%s: %lld strings", path, name, (long long)n);
-    goto done;
-  }
-  if (n == 0) goto done;
-  if (H5Tis_variable_str(ft) > 0) {
-    mt = H5Tcopy(H5T_C_S1);
-    H5Tset_size(mt, H5T_VARIABLE);
-    H5Tset_cset(mt, H5Tget_cset(ft));
-    char **v = calloc((size_t)n, sizeof *v);
-    if (!v || H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) {
-      free(v);
-      st = sn_error_set(v ? SN_ERR_FORMAT : SN_ERR_NOMEM, "file %s: dataset /%s: cannot read", path,
-                        name);
-      goto done;
-    }
-    for (int64_t i = 0; i < n && st == SN_OK; ++i)
-      if (!(res[i] = strdup(v[i] ? v[i] : "")))
-        st = sn_error_set(SN_ERR_NOMEM, "file %s: dataset /%s", path, name);
-    H5Dvlen_reclaim(mt, space, H5P_DEFAULT, v);
-    free(v);
-  } else {
-    size_t width = H5Tget_size(ft), bytes;
-    if (width == 0 || width > 1 << 20 || !sn_io_mul((size_t)n, width, &bytes)) {
-      st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s: string width %zu", path, name, width);
-      goto done;
-    }
-    mt = H5Tcopy(ft);
-    char *buf = malloc(bytes);
-    if (!buf || H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-      free(buf);
-      st = sn_error_set(buf ? SN_ERR_FORMAT : SN_ERR_NOMEM, "file %s: dataset /%s: cannot read",
-                        path, name);
-      goto done;
-    }
-    const int spacepad = H5Tget_strpad(ft) == H5T_STR_SPACEPAD;
-    for (int64_t i = 0; i < n && st == SN_OK; ++i) {
-      const char *p = buf + (size_t)i * width;
-      size_t l = strnlen(p, width);
-      while (spacepad && l > 0 && p[l - 1] == ' ')
-        --l;
-      if (!(res[i] = strndup(p, l)))
-        st = sn_error_set(SN_ERR_NOMEM, "file %s: dataset /%s", path, name);
-    }
-    free(buf);
-  }
-done:
-  if (mt >= 0) H5Tclose(mt);
-  H5Tclose(ft);
-  H5Sclose(space);
-  H5Dclose(d);
-  if (st != SN_OK) {
-    sn_io_free_strings(res, n);
-    return st;
-  }
-  *out = res;
-  *n_out = n;
-  return SN_OK;
-}
-
-hid_t sn_io_create_dataset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims,
-                           hsize_t chunk0, int gzip) {
-  hsize_t chunk[4];
-  for (int i = 0; i < rank; ++i)
-    chunk[i] = dims[i];
-  chunk[0] = chunk0 < 1 ? 1 : chunk0 > dims[0] ? dims[0] : chunk0;
-  if (chunk[0] < 1) chunk[0] = 1;
-  hid_t space = H5Screate_simple(rank, dims, NULL);
-  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-  H5Pset_create_intermediate_group(lcpl, 1);
-  H5Pset_chunk(dcpl, rank, chunk);
-  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-  if (gzip > 0) H5Pset_deflate(dcpl, (unsigned)(gzip > 9 ? 9 : gzip));
-  hid_t d = H5Dcreate2(file, name, type, space, lcpl, dcpl, H5P_DEFAULT);
-  H5Pclose(lcpl);
-  H5Pclose(dcpl);
-  H5Sclose(space);
-  return d;
-}
-
-herr_t sn_io_write_rows(hid_t d, hid_t mtype, int64_t begin, int64_t count, const void *buf,
-                        hid_t dxpl) {
-  static const uint8_t dummy[16];
-  hid_t fs = H5Dget_space(d);
-  if (fs < 0) return -1;
-  hsize_t dims[8], start[8] = {0};
-  int rank = H5Sget_simple_extent_ndims(fs);
-  if (rank < 1 || rank > 8) {
-    H5Sclose(fs);
-    return -1;
-  }
-  H5Sget_simple_extent_dims(fs, dims, NULL);
-  hid_t ms;
-  herr_t e;
-  if (count > 0) {
-    start[0] = (hsize_t)begin;
-    dims[0] = (hsize_t)count;
-    e = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, dims, NULL);
-    ms = H5Screate_simple(rank, dims, NULL);
-  } else {
-    e = H5Sselect_none(fs);
-    dims[0] = 1;
-    ms = H5Screate_simple(rank, dims, NULL);
-    if (ms >= 0) H5Sselect_none(ms);
-    buf = dummy;
-  }
-  if (e >= 0 && ms >= 0) e = H5Dwrite(d, mtype, ms, fs, dxpl, buf);
-  if (ms >= 0)
-    H5Sclose(ms);
-  else
-    e = -1;
-  H5Sclose(fs);
-  return e;
-}
-
-sn_status sn_io_write_int_attr(hid_t obj, const char *name, int64_t v, const char *path) {
-  if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
-  hid_t space = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(space);
-  if (e < 0) return sn_error_set(SN_ERR_IO, "file %s: cannot write attribute %s", path, name);
-  return SN_OK;
-}
-
-sn_status sn_io_read_int_attr(hid_t obj, const char *name, int64_t *v) {
-  if (H5Aexists(obj, name) <= 0) return SN_ERR_NOTFOUND;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-  if (a < 0) return SN_ERR_FORMAT;
-  hid_t t = H5Aget_type(a), space = H5Aget_space(a);
-  sn_status st = SN_OK;
-  if (H5Tget_class(t) != H5T_INTEGER || H5Sget_simple_extent_npoints(space) != 1 ||
-      H5Aread(a, H5T_NATIVE_INT64, v) < 0)
-    st = SN_ERR_FORMAT;
-  H5Tclose(t);
-  H5Sclose(space);
-  H5Aclose(a);
-  return st;
-}
 
 /* ---------------------------------------------------------------- opening */
 
@@ -333,10 +31,6 @@ static const char *type_name(hid_t t, char *buf, size_t n) {
   else
     snprintf(buf, n, "class %d size %zu", (int)cl, sz);
   return buf;
-}
-
-static int link_exists(hid_t file, const char *name) {
-  return H5Lexists(file, name, H5P_DEFAULT) > 0;
 }
 
 static hid_t open_dataset(sn_dataset *ds, const char *name, sn_status *st) {
@@ -502,7 +196,7 @@ static sn_status read_int_1d(sn_dataset *ds, const char *name, int64_t want_n, c
       char det[256];
       free(buf);
       st = sn_error_set(SN_ERR_FORMAT, "file %s: dataset /%s: cannot read: %s", ds->path, name,
-                        sn_io_h5_detail(det, sizeof det));
+                        sn_h5_detail(det, sizeof det));
     } else {
       *out = buf;
     }
@@ -530,7 +224,7 @@ static sn_status open_encoded(sn_dataset *ds) {
     return sn_error_set(SN_ERR_FORMAT, "file %s: dataset /encoded has type %s, expected uint8",
                         ds->path, tn);
   ds->encoded_bytes = (int64_t)dims[0];
-  if (!link_exists(ds->file, "offsets"))
+  if (!sn_h5_exists(ds->file, "offsets"))
     return sn_error_set(SN_ERR_NOTFOUND, "file %s: dataset /offsets not found (needed by /encoded)",
                         ds->path);
   hid_t od = open_dataset(ds, "offsets", &st);
@@ -566,8 +260,8 @@ static sn_status open_encoded(sn_dataset *ds) {
   int64_t v[3] = {0, 0, 3};
   const char *names[3] = {"height", "width", "channels"};
   for (int i = 0; i < 3; ++i) {
-    sn_status a = sn_io_read_int_attr(d, names[i], &v[i]);
-    if (a == SN_ERR_NOTFOUND && i == 2) continue;
+    if (i == 2 && !sn_h5_has_attr(d, names[i])) continue; /* channels: 3 unless stated */
+    sn_status a = sn_h5_read_int_attr(d, names[i], ds->path, "/encoded", &v[i]);
     if (a == SN_ERR_NOTFOUND)
       return sn_error_set(SN_ERR_FORMAT, "file %s: dataset /encoded: attribute %s missing",
                           ds->path, names[i]);
@@ -598,15 +292,16 @@ static sn_status open_encoded(sn_dataset *ds) {
 
 static sn_status open_labels(sn_dataset *ds) {
   const int64_t n = ds->info.n;
-  if (link_exists(ds->file, "classes")) {
-    sn_status st = sn_io_read_strings(ds->file, "classes", ds->path, &ds->classes, &ds->n_classes);
+  if (sn_h5_exists(ds->file, "classes")) {
+    sn_status st =
+        sn_h5_read_str_dataset(ds->file, "classes", ds->path, &ds->classes, &ds->n_classes);
     if (st != SN_OK) return st;
     if (ds->n_classes < 1 || ds->n_classes > SN_IO_MAX_CLASSES)
       return sn_error_set(SN_ERR_FORMAT, "file %s: dataset /classes has %lld names", ds->path,
                           (long long)ds->n_classes);
     ds->info.num_classes = (int)ds->n_classes;
   }
-  if (!link_exists(ds->file, "labels")) return SN_OK;
+  if (!sn_h5_exists(ds->file, "labels")) return SN_OK;
   char what[96];
   snprintf(what, sizeof what, "%s has %lld rows", ds->info.encoded ? "/offsets" : "/images",
            (long long)n);
@@ -642,26 +337,6 @@ static sn_status open_labels(sn_dataset *ds) {
   return SN_OK;
 }
 
-static sn_status open_file(sn_dataset *ds) {
-  struct stat sb;
-  if (stat(ds->path, &sb) != 0)
-    return sn_error_set(SN_ERR_IO, "file %s: cannot open: %s", ds->path, strerror(errno));
-  if (S_ISDIR(sb.st_mode))
-    return sn_error_set(SN_ERR_IO, "file %s: cannot open: is a directory", ds->path);
-  FILE *f = fopen(ds->path, "rb");
-  if (!f) return sn_error_set(SN_ERR_IO, "file %s: cannot open: %s", ds->path, strerror(errno));
-  fclose(f);
-  if (H5Fis_hdf5(ds->path) <= 0)
-    return sn_error_set(SN_ERR_FORMAT, "file %s: not an HDF5 file", ds->path);
-  ds->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (ds->file < 0) {
-    char det[256];
-    return sn_error_set(SN_ERR_FORMAT, "file %s: cannot open as HDF5 (truncated or corrupt): %s",
-                        ds->path, sn_io_h5_detail(det, sizeof det));
-  }
-  return SN_OK;
-}
-
 sn_status sn_dataset_open(const char *path, sn_comm *comm, sn_dataset **out) {
   (void)comm; /* messages get the rank prefix from sn_error_set */
   if (!out) return sn_error_set(SN_ERR_INVALID, "sn_dataset_open: out is NULL");
@@ -673,18 +348,18 @@ sn_status sn_dataset_open(const char *path, sn_comm *comm, sn_dataset **out) {
     return sn_error_set(SN_ERR_NOMEM, "file %s: cannot allocate the dataset", path);
   }
   ds->file = ds->images = ds->encoded = -1;
-  sn_io_lock();
-  sn_status st = open_file(ds);
+  sn_h5_lock();
+  sn_status st = sn_h5_open_read(ds->path, &ds->file);
   if (st == SN_OK) {
-    if (link_exists(ds->file, "images"))
+    if (sn_h5_exists(ds->file, "images"))
       st = open_images(ds);
-    else if (link_exists(ds->file, "encoded"))
+    else if (sn_h5_exists(ds->file, "encoded"))
       st = open_encoded(ds);
     else
       st = sn_error_set(SN_ERR_NOTFOUND, "file %s: dataset /images not found", path);
   }
   if (st == SN_OK) st = open_labels(ds);
-  sn_io_unlock();
+  sn_h5_unlock();
   if (st == SN_OK) {
     ds->row_bytes = (size_t)ds->info.h * ds->info.w * ds->info.c * ds->elem;
   } else {
@@ -697,15 +372,15 @@ sn_status sn_dataset_open(const char *path, sn_comm *comm, sn_dataset **out) {
 
 void sn_dataset_close(sn_dataset *ds) {
   if (!ds) return;
-  sn_io_lock();
+  sn_h5_lock();
   if (ds->images >= 0) H5Dclose(ds->images);
   if (ds->encoded >= 0) H5Dclose(ds->encoded);
   if (ds->file >= 0) H5Fclose(ds->file);
-  sn_io_unlock();
+  sn_h5_unlock();
   free(ds->path);
   free(ds->labels);
   free(ds->offsets);
-  sn_io_free_strings(ds->classes, ds->n_classes);
+  sn_h5_free_strs(ds->classes, ds->n_classes);
   free(ds->refs);
   free(ds->uniq);
   free(ds->upos);
@@ -880,12 +555,12 @@ sn_status sn_dataset_fetch(sn_dataset *ds, const int64_t *rows, int count, void 
                       (hsize_t)ds->stored_h, (hsize_t)ds->stored_w, (hsize_t)ds->info.c};
   const int rank = ds->info.encoded ? 1 : 4;
   hid_t mt = ds->info.encoded || ds->info.dtype == SN_U8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
-  sn_io_lock();
+  sn_h5_lock();
   herr_t e = read_runs(d, mt, rank, fdims, starts, lens, nr, dst,
                        ds->info.encoded ? 1 : ds->stored_row_bytes);
   char det[256] = "";
-  if (e < 0) sn_io_h5_detail(det, sizeof det);
-  sn_io_unlock();
+  if (e < 0) sn_h5_detail(det, sizeof det);
+  sn_h5_unlock();
   free(starts);
   if (e < 0)
     return sn_error_set(SN_ERR_IO, "file %s: dataset /%s: cannot read %d rows (first row %lld): %s",

@@ -4,11 +4,10 @@
 #include <string.h>
 
 #include "h5util.h"
-#include "io_impl.h"
 
 sn_status sn_file_attr_str(const char *path, const char *name, char *buf, size_t n) {
   if (n) buf[0] = 0;
-  sn_io_lock();
+  sn_h5_lock();
   hid_t f;
   sn_status s = sn_h5_open_read(path, &f);
   if (s == SN_OK) {
@@ -21,6 +20,6 @@ sn_status sn_file_attr_str(const char *path, const char *name, char *buf, size_t
     free(v);
     H5Fclose(f);
   }
-  sn_io_unlock();
+  sn_h5_unlock();
   return s;
 }

@@ -1,28 +1,135 @@
-/* h5util.c - private HDF5 helpers: checked opening, shape-checked float reads, string
- * attributes in both h5py encodings, atomic creation, and MD5 (RFC 1321). */
-#define _POSIX_C_SOURCE 200809L /* strdup, strnlen, O_DIRECTORY, fsync */
+/* h5util.c - the HDF5 layer of io/: the io lock and HDF5's set-up, file access and transfer
+ * lists, checked opening and atomic creation, shape-checked float reads, row-block writes,
+ * string datasets and attributes in both h5py encodings. */
+#define _POSIX_C_SOURCE 200809L /* strdup, strndup, strnlen, O_DIRECTORY, fsync */
 #include "h5util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
+
+#include "io_limits.h"
 
 /* Upper bounds for string attributes, checked before allocating: the number of strings (Keras
  * files hold a few hundred) and the bytes of one fixed-length read. */
 #define SN_H5_MAX_STRS (1 << 20)
 #define SN_H5_MAX_STR_BYTES ((size_t)1 << 28)
 
-void sn_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+/* ---------------------------------------------------------------- set-up, lock, messages */
+
+static pthread_mutex_t h5_mutex;
+static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
+
+/* The one place HDF5's automatic error-stack printing is switched off: io/ reports failures as
+ * values with their own messages. (HDF5 is built without thread safety, so the setting is
+ * process-wide.) */
+static void h5_init_once(void) {
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init(&h5_mutex, &a);
+  pthread_mutexattr_destroy(&a);
+  H5open();
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void sn_h5_init(void) { pthread_once(&h5_once, h5_init_once); }
+
+void sn_h5_lock(void) {
+  sn_h5_init();
+  pthread_mutex_lock(&h5_mutex);
+}
+
+void sn_h5_unlock(void) { pthread_mutex_unlock(&h5_mutex); }
+
+typedef struct h5_detail {
+  char *buf;
+  size_t n;
+} h5_detail;
+
+static herr_t detail_cb(unsigned i, const H5E_error2_t *e, void *data) {
+  h5_detail *d = data;
+  if (i == 0 && e->desc) snprintf(d->buf, d->n, "%s", e->desc);
+  return 0;
+}
+
+const char *sn_h5_detail(char *buf, size_t n) {
+  if (n == 0) return buf;
+  buf[0] = '\0';
+  h5_detail d = {buf, n};
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, detail_cb, &d);
+  return buf;
+}
+
+/* ": <HDF5's innermost message>", or "" when the error stack is empty, into buf (the end of a
+ * message). Call it right after the failing HDF5 call, before any other. */
+static const char *why(char *buf, size_t n) {
+  char d[200];
+  sn_h5_detail(d, sizeof d);
+  snprintf(buf, n, "%s%s", d[0] ? ": " : "", d);
+  return buf;
+}
+
+/* The path of an open object for messages ("/" for a file), or "?" when it has none. */
+static const char *obj_name(hid_t obj, char *buf, size_t n) {
+  if (H5Iget_name(obj, buf, n) <= 0) snprintf(buf, n, "?");
+  return buf;
+}
+
+/* "/" unless name is absolute: messages spell datasets "/name" whichever form the caller used. */
+static const char *root_prefix(const char *name) { return name[0] == '/' ? "" : "/"; }
+
+/* ---------------------------------------------------------------- files */
+
+static int is_mpi(const sn_comm *comm) { return comm && sn_comm_fortran_handle(comm) >= 0; }
+
+hid_t sn_h5_fapl(sn_comm *comm, const char *file) {
+  sn_h5_init();
+  char det[256] = "";
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0) {
+    why(det, sizeof det);
+    sn_error_set(SN_ERR_IO, "file %s: cannot create a file access list%s", file, det);
+    return fapl;
+  }
+  if (is_mpi(comm)) {
+    /* mpi.h comes with Debian's parallel hdf5.h; io/ does not include it itself. */
+    MPI_Comm c = MPI_Comm_f2c((MPI_Fint)sn_comm_fortran_handle(comm));
+    if (H5Pset_fapl_mpio(fapl, c, MPI_INFO_NULL) < 0 || H5Pset_coll_metadata_write(fapl, 1) < 0) {
+      why(det, sizeof det);
+      H5Pclose(fapl);
+      sn_error_set(SN_ERR_IO, "file %s: cannot set up MPI-IO access%s", file, det);
+      return -1;
+    }
+  }
+  /* Large objects (chunks of images or features) start on 1 MiB boundaries (Lustre stripes). */
+  H5Pset_alignment(fapl, (hsize_t)1 << 20, (hsize_t)1 << 20);
+  return fapl;
+}
+
+hid_t sn_h5_dxpl(sn_comm *comm, const char *file) {
+  sn_h5_init();
+  hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+  if (dxpl < 0) {
+    char det[256];
+    sn_error_set(SN_ERR_IO, "file %s: cannot create a transfer list%s", file, why(det, sizeof det));
+    return dxpl;
+  }
+  if (is_mpi(comm)) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+  return dxpl;
+}
 
 sn_status sn_h5_open_read(const char *path, hid_t *out) {
   *out = H5I_INVALID_HID;
-  sn_h5_quiet();
+  sn_h5_init();
   struct stat st;
   if (stat(path, &st) != 0)
     return sn_error_set(SN_ERR_IO, "file %s: cannot open: %s", path, strerror(errno));
@@ -38,11 +145,105 @@ sn_status sn_h5_open_read(const char *path, hid_t *out) {
 #endif
   if (is <= 0) return sn_error_set(SN_ERR_FORMAT, "file %s: not an HDF5 file", path);
   hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (fid < 0)
-    return sn_error_set(SN_ERR_FORMAT, "file %s: not an HDF5 file (truncated or corrupt)", path);
+  if (fid < 0) {
+    /* HDF5's message tells a damaged file from one it cannot lock (docs/troubleshooting.md). */
+    char det[256];
+    return sn_error_set(SN_ERR_FORMAT, "file %s: not an HDF5 file (truncated or corrupt)%s", path,
+                        why(det, sizeof det));
+  }
   *out = fid;
   return SN_OK;
 }
+
+/* Removes PATH.tmp.<pid> files left by processes of this host that no longer exist (a job
+ * killed while writing): they are never valid files, and a job writing the same path every
+ * epoch would otherwise collect one per kill. A live pid's file is left alone. */
+static void remove_stale_tmp(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  const char *base = slash ? slash + 1 : path;
+  int w = slash ? snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + (slash == path)), path)
+                : snprintf(dir, sizeof dir, ".");
+  if (w < 0 || (size_t)w >= sizeof dir) return;
+  const size_t blen = strlen(base);
+  DIR *d = opendir(dir);
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    const char *n = e->d_name;
+    if (strncmp(n, base, blen) != 0 || strncmp(n + blen, ".tmp.", 5) != 0) continue;
+    const char *digits = n + blen + 5;
+    char *end = NULL;
+    errno = 0;
+    long pid = strtol(digits, &end, 10);
+    if (!*digits || *end || errno || pid <= 0 || pid == (long)getpid()) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+    char full[8192];
+    if (snprintf(full, sizeof full, "%s/%s", dir, n) < (int)sizeof full) unlink(full);
+  }
+  closedir(d);
+}
+
+sn_status sn_h5_create_atomic(const char *path, hid_t *file, char *tmp, size_t tmp_size) {
+  *file = H5I_INVALID_HID;
+  sn_h5_init();
+  remove_stale_tmp(path);
+  int w = snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
+  if (w < 0 || (size_t)w >= tmp_size)
+    return sn_error_set(SN_ERR_INVALID, "file %s: path too long", path);
+  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0) {
+    int err = errno;
+    char det[256];
+    why(det, sizeof det);
+    unlink(tmp);
+    if (err)
+      return sn_error_set(SN_ERR_IO, "file %s: cannot create %s: %s", path, tmp, strerror(err));
+    return sn_error_set(SN_ERR_IO, "file %s: cannot create %s%s", path, tmp, det);
+  }
+  *file = f;
+  return SN_OK;
+}
+
+/* fsync of a path opened read-only; failures are ignored for directories. */
+static int sn_fsync_path(const char *p, int flags) {
+  int fd = open(p, flags);
+  if (fd < 0) return -1;
+  int r = fsync(fd);
+  close(fd);
+  return r;
+}
+
+sn_status sn_h5_finish_atomic(hid_t file, const char *tmp, const char *path, int ok) {
+  sn_status st = SN_OK;
+  if (file >= 0 && H5Fclose(file) < 0 && ok)
+    st = sn_error_set(SN_ERR_IO, "file %s: closing %s failed", path, tmp);
+  if (ok && !st && sn_fsync_path(tmp, O_RDONLY) != 0)
+    st = sn_error_set(SN_ERR_IO, "file %s: fsync of %s failed: %s", path, tmp, strerror(errno));
+  if (ok && !st && rename(tmp, path) != 0)
+    st = sn_error_set(SN_ERR_IO, "file %s: rename from %s failed: %s", path, tmp, strerror(errno));
+  if (!ok || st) {
+    unlink(tmp);
+    return st;
+  }
+  /* Make the rename durable: fsync the containing directory (best effort). */
+  const char *slash = strrchr(path, '/');
+  if (slash) {
+    size_t dl = (size_t)(slash - path);
+    char *dir = malloc(dl + 2);
+    if (dir) {
+      if (dl == 0) dl = 1; /* "/file" */
+      memcpy(dir, path, dl);
+      dir[dl] = '\0';
+      sn_fsync_path(dir, O_RDONLY | O_DIRECTORY);
+      free(dir);
+    }
+  } else {
+    sn_fsync_path(".", O_RDONLY | O_DIRECTORY);
+  }
+  return SN_OK;
+}
+
+/* ---------------------------------------------------------------- links and groups */
 
 int sn_h5_exists(hid_t loc, const char *path) {
   size_t len = strlen(path);
@@ -121,13 +322,15 @@ sn_status sn_h5_list(hid_t loc, const char *group, const char *file, char ***nam
     return sn_error_set(SN_ERR_FORMAT, "file %s: group %s: cannot list members", file, group);
   }
   if (!l.v) l.v = calloc(1, sizeof *l.v);
-  if (!l.v) return sn_error_set(SN_ERR_NOMEM, "file %s: out of memory", file);
+  if (!l.v) return sn_error_set(SN_ERR_NOMEM, "file %s: group %s: out of memory", file, group);
   /* Byte order whatever the group's storage (callers binary-search the result). */
   qsort(l.v, (size_t)l.n, sizeof *l.v, sn_h5_cmp_str);
   *names = l.v;
   *n = l.n;
   return SN_OK;
 }
+
+/* ---------------------------------------------------------------- datasets */
 
 char *sn_h5_shape_str(int ndim, const int64_t *dims, char *buf, size_t size) {
   size_t pos = 0;
@@ -220,10 +423,12 @@ sn_status sn_h5_read_f32(hid_t loc, const char *path, const char *file, int ndim
                         tsize);
   }
   herr_t e = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+  char det[256] = "";
+  if (e < 0) why(det, sizeof det);
   H5Dclose(d);
   if (e < 0)
-    return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: read failed (corrupt or truncated)",
-                        file, path);
+    return sn_error_set(SN_ERR_FORMAT, "file %s: dataset %s: read failed (corrupt or truncated)%s",
+                        file, path, det);
   return SN_OK;
 }
 
@@ -241,114 +446,287 @@ sn_status sn_h5_write_f32(hid_t loc, const char *path, const char *file, int ndi
                 ? H5Dcreate2(loc, path, H5T_IEEE_F32LE, space, lcpl, H5P_DEFAULT, H5P_DEFAULT)
                 : H5I_INVALID_HID;
   herr_t e = d >= 0 ? H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : -1;
+  char det[256] = "";
+  if (e < 0) why(det, sizeof det);
   if (d >= 0) H5Dclose(d);
   if (lcpl >= 0) H5Pclose(lcpl);
   if (space >= 0) H5Sclose(space);
-  if (e < 0) return sn_error_set(SN_ERR_IO, "file %s: dataset %s: write failed", file, path);
+  if (e < 0) return sn_error_set(SN_ERR_IO, "file %s: dataset %s: write failed%s", file, path, det);
   return SN_OK;
 }
+
+sn_status sn_h5_create_dataset(hid_t loc, const char *name, hid_t type, int rank,
+                               const hsize_t *dims, hsize_t chunk0, int gzip, const char *file,
+                               hid_t *out) {
+  *out = H5I_INVALID_HID;
+  if (rank < 1 || rank > SN_H5_MAX_RANK)
+    return sn_error_set(SN_ERR_INVALID, "file %s: dataset %s%s: rank %d (1 to %d)", file,
+                        root_prefix(name), name, rank, SN_H5_MAX_RANK);
+  hsize_t chunk[SN_H5_MAX_RANK];
+  for (int i = 0; i < rank; ++i)
+    chunk[i] = dims[i];
+  chunk[0] = chunk0 < 1 ? 1 : chunk0 > dims[0] ? dims[0] : chunk0;
+  if (chunk[0] < 1) chunk[0] = 1;
+  hid_t space = H5Screate_simple(rank, dims, NULL);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  H5Pset_chunk(dcpl, rank, chunk);
+  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+  if (gzip > 0) H5Pset_deflate(dcpl, (unsigned)(gzip > 9 ? 9 : gzip));
+  hid_t d = H5Dcreate2(loc, name, type, space, lcpl, dcpl, H5P_DEFAULT);
+  char det[256] = "";
+  if (d < 0) why(det, sizeof det);
+  H5Pclose(lcpl);
+  H5Pclose(dcpl);
+  H5Sclose(space);
+  if (d < 0)
+    return sn_error_set(SN_ERR_IO, "file %s: dataset %s%s: cannot create%s", file,
+                        root_prefix(name), name, det);
+  *out = d;
+  return SN_OK;
+}
+
+sn_status sn_h5_write_rows(hid_t d, hid_t mtype, int64_t begin, int64_t count, const void *buf,
+                           hid_t dxpl, const char *file) {
+  static const uint8_t dummy[16];
+  herr_t e = -1;
+  hid_t fs = H5Dget_space(d), ms = H5I_INVALID_HID;
+  const int rank = fs < 0 ? -1 : H5Sget_simple_extent_ndims(fs);
+  if (rank >= 1 && rank <= 8) {
+    hsize_t dims[8], start[8] = {0};
+    H5Sget_simple_extent_dims(fs, dims, NULL);
+    if (count > 0) {
+      start[0] = (hsize_t)begin;
+      dims[0] = (hsize_t)count;
+      e = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, dims, NULL);
+      ms = H5Screate_simple(rank, dims, NULL);
+    } else {
+      e = H5Sselect_none(fs);
+      dims[0] = 1;
+      ms = H5Screate_simple(rank, dims, NULL);
+      if (ms >= 0) H5Sselect_none(ms);
+      buf = dummy;
+    }
+    e = e >= 0 && ms >= 0 ? H5Dwrite(d, mtype, ms, fs, dxpl, buf) : -1;
+  }
+  char det[256] = "";
+  if (e < 0) why(det, sizeof det);
+  if (ms >= 0) H5Sclose(ms);
+  if (fs >= 0) H5Sclose(fs);
+  if (e < 0) {
+    char name[256];
+    return sn_error_set(SN_ERR_IO, "file %s: dataset %s: cannot write rows [%lld, %lld)%s", file,
+                        obj_name(d, name, sizeof name), (long long)begin,
+                        (long long)(begin + count), det);
+  }
+  return SN_OK;
+}
+
+/* Reads the n (> 0) strings of an open attribute (is_attr) or dataset of file type t and
+ * dataspace space into strs (n entries, zeroed): variable-length, or fixed-length with the null
+ * or space padding removed (at most max_bytes of them). `what` names the object in messages. */
+static sn_status read_strs(hid_t obj, int is_attr, hid_t t, hid_t space, size_t n, size_t max_bytes,
+                           const char *file, const char *what, char **strs) {
+  sn_status st = SN_OK;
+  char det[256] = "";
+  hid_t mt = H5I_INVALID_HID;
+  if (H5Tis_variable_str(t) > 0) {
+    mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, H5T_VARIABLE);
+    H5Tset_cset(mt, H5Tget_cset(t));
+    char **raw = calloc(n, sizeof *raw);
+    if (!raw) {
+      st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: out of memory", file, what);
+    } else if ((is_attr ? H5Aread(obj, mt, raw)
+                        : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw)) < 0) {
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: cannot read%s", file, what,
+                        why(det, sizeof det));
+      free(raw);
+    } else {
+      for (size_t i = 0; i < n && !st; ++i)
+        if (!(strs[i] = strdup(raw[i] ? raw[i] : "")))
+          st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: out of memory", file, what);
+#if H5_VERSION_GE(1, 12, 0)
+      H5Treclaim(mt, space, H5P_DEFAULT, raw);
+#else
+      H5Dvlen_reclaim(mt, space, H5P_DEFAULT, raw);
+#endif
+      free(raw);
+    }
+  } else {
+    const size_t width = H5Tget_size(t);
+    size_t bytes = 0;
+    if (width == 0 || width > ((size_t)1 << 20) || !sn_io_mul(n, width, &bytes) ||
+        bytes > max_bytes) {
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: bad string width %zu", file, what, width);
+    } else {
+      mt = H5Tcopy(t);
+      const int spacepad = H5Tget_strpad(t) == H5T_STR_SPACEPAD;
+      char *raw = malloc(bytes);
+      if (!raw) {
+        st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: out of memory", file, what);
+      } else if ((is_attr ? H5Aread(obj, mt, raw)
+                          : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw)) < 0) {
+        st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: cannot read%s", file, what,
+                          why(det, sizeof det));
+      } else {
+        for (size_t i = 0; i < n && !st; ++i) {
+          const char *p = raw + i * width;
+          size_t len = strnlen(p, width);
+          while (spacepad && len > 0 && p[len - 1] == ' ')
+            --len;
+          if (!(strs[i] = strndup(p, len)))
+            st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: out of memory", file, what);
+        }
+      }
+      free(raw);
+    }
+  }
+  if (mt >= 0) H5Tclose(mt);
+  return st;
+}
+
+sn_status sn_h5_write_str_dataset(hid_t loc, const char *name, const char *const *s, int64_t n,
+                                  sn_comm *comm, const char *file) {
+  size_t width = 1;
+  for (int64_t i = 0; i < n; ++i) {
+    size_t l = strlen(s[i]);
+    if (l + 1 > width) width = l + 1;
+  }
+  size_t bytes;
+  if (n <= 0 || !sn_io_mul((size_t)n, width, &bytes))
+    return sn_error_set(SN_ERR_INVALID, "file %s: dataset %s%s: %lld strings", file,
+                        root_prefix(name), name, (long long)n);
+  char *buf = calloc(bytes, 1);
+  if (!buf)
+    return sn_error_set(SN_ERR_NOMEM, "file %s: dataset %s%s: %zu bytes of strings", file,
+                        root_prefix(name), name, bytes);
+  for (int64_t i = 0; i < n; ++i)
+    memcpy(buf + (size_t)i * width, s[i], strlen(s[i]));
+  const char *fail = NULL;
+  char det[256] = "";
+  hsize_t dims[1] = {(hsize_t)n};
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, width);
+  H5Tset_strpad(t, H5T_STR_NULLPAD);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  hid_t space = H5Screate_simple(1, dims, NULL);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+  hid_t d = H5Dcreate2(loc, name, t, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  if (d < 0) {
+    fail = "cannot create";
+    why(det, sizeof det);
+  }
+  hid_t dxpl = sn_h5_dxpl(comm, file);
+  if (d >= 0) {
+    if (sn_comm_rank(comm) != 0) H5Sselect_none(space);
+    if (H5Dwrite(d, t, space, space, dxpl, buf) < 0) {
+      fail = "cannot write";
+      why(det, sizeof det);
+    }
+    H5Dclose(d);
+  }
+  if (dxpl >= 0) H5Pclose(dxpl);
+  H5Pclose(dcpl);
+  H5Sclose(space);
+  H5Tclose(t);
+  free(buf);
+  if (fail)
+    return sn_error_set(SN_ERR_IO, "file %s: dataset %s%s: %s%s", file, root_prefix(name), name,
+                        fail, det);
+  return SN_OK;
+}
+
+sn_status sn_h5_read_str_dataset(hid_t loc, const char *name, const char *file, char ***out,
+                                 int64_t *n_out) {
+  *out = NULL;
+  *n_out = 0;
+  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  if (d < 0)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: %s%s is not a dataset", file, root_prefix(name),
+                        name);
+  char what[512];
+  snprintf(what, sizeof what, "dataset %s%s", root_prefix(name), name);
+  hid_t ft = H5Dget_type(d), space = H5Dget_space(d);
+  hsize_t dims[1] = {0};
+  char **res = NULL;
+  int64_t n = 0;
+  sn_status st = SN_OK;
+  if (H5Tget_class(ft) != H5T_STRING) {
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s does not hold strings", file, what);
+    goto done;
+  }
+  if (H5Sget_simple_extent_ndims(space) != 1) {
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s has rank %d, expected 1", file, what,
+                      H5Sget_simple_extent_ndims(space));
+    goto done;
+  }
+  H5Sget_simple_extent_dims(space, dims, NULL);
+  if (dims[0] > SN_IO_MAX_CLASSES * (hsize_t)64) {
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s has %llu strings (too many)", file, what,
+                      (unsigned long long)dims[0]);
+    goto done;
+  }
+  n = (int64_t)dims[0];
+  res = calloc(n ? (size_t)n : 1, sizeof *res);
+  if (!res) {
+    st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: %lld strings", file, what, (long long)n);
+    goto done;
+  }
+  if (n > 0) st = read_strs(d, 0, ft, space, (size_t)n, SIZE_MAX, file, what, res);
+done:
+  H5Tclose(ft);
+  H5Sclose(space);
+  H5Dclose(d);
+  if (st != SN_OK) {
+    sn_h5_free_strs(res, n);
+    return st;
+  }
+  *out = res;
+  *n_out = n;
+  return SN_OK;
+}
+
+/* ---------------------------------------------------------------- attributes */
 
 int sn_h5_has_attr(hid_t obj, const char *name) { return H5Aexists(obj, name) > 0; }
 
 /* Reads all elements of an open string attribute into newly allocated strings. */
-static sn_status sn_h5_read_strings(hid_t a, const char *name, const char *file, const char *where,
-                                    char ***out, int *n) {
+static sn_status read_attr_strs(hid_t a, const char *name, const char *file, const char *where,
+                                char ***out, int *n) {
   *out = NULL;
   *n = 0;
-  hid_t t = H5Aget_type(a), s = H5Aget_space(a), mt = H5I_INVALID_HID;
+  char what[512];
+  snprintf(what, sizeof what, "%s: attribute %s", where, name);
+  hid_t t = H5Aget_type(a), s = H5Aget_space(a);
   sn_status st = SN_OK;
   char **strs = NULL;
   int count = 0;
   if (t < 0 || s < 0) {
-    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: unreadable", file, where, name);
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: unreadable", file, what);
     goto done;
   }
   hssize_t np = H5Sget_simple_extent_type(s) == H5S_NULL ? 0 : H5Sget_simple_extent_npoints(s);
   if (np < 0 || np > SN_H5_MAX_STRS) {
-    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: bad element count %lld", file,
-                      where, name, (long long)np);
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: bad element count %lld", file, what,
+                      (long long)np);
     goto done;
   }
-  H5T_class_t cls = H5Tget_class(t);
-  if (cls != H5T_STRING) {
+  if (H5Tget_class(t) != H5T_STRING) {
     if (np == 0) goto done; /* Keras: empty float64 array for weightless layers */
-    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: not a string attribute", file,
-                      where, name);
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: not a string attribute", file, what);
     goto done;
   }
   count = (int)np;
   strs = calloc(count ? (size_t)count : 1, sizeof *strs);
   if (!strs) {
-    st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where, name);
+    st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: out of memory", file, what);
     goto done;
   }
-  if (count == 0) goto done;
-  if (H5Tis_variable_str(t) > 0) {
-    mt = H5Tcopy(H5T_C_S1);
-    H5Tset_size(mt, H5T_VARIABLE);
-    H5Tset_cset(mt, H5Tget_cset(t));
-    char **raw = calloc((size_t)count, sizeof *raw);
-    if (!raw) {
-      st =
-          sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where, name);
-      goto done;
-    }
-    if (H5Aread(a, mt, raw) < 0) {
-      free(raw);
-      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: read failed", file, where, name);
-      goto done;
-    }
-    for (int i = 0; i < count && !st; ++i) {
-      strs[i] = strdup(raw[i] ? raw[i] : "");
-      if (!strs[i])
-        st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where,
-                          name);
-    }
-#if H5_VERSION_GE(1, 12, 0)
-    H5Treclaim(mt, s, H5P_DEFAULT, raw);
-#else
-    H5Dvlen_reclaim(mt, s, H5P_DEFAULT, raw);
-#endif
-    free(raw);
-  } else {
-    size_t width = H5Tget_size(t);
-    H5T_str_t pad = H5Tget_strpad(t);
-    if (width == 0 || width > ((size_t)1 << 20) || (size_t)count > SN_H5_MAX_STR_BYTES / width) {
-      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: bad string width %zu", file,
-                        where, name, width);
-      goto done;
-    }
-    mt = H5Tcopy(t);
-    char *raw = malloc(width * (size_t)count);
-    if (!raw) {
-      st =
-          sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where, name);
-      goto done;
-    }
-    if (H5Aread(a, mt, raw) < 0) {
-      free(raw);
-      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: read failed", file, where, name);
-      goto done;
-    }
-    for (int i = 0; i < count && !st; ++i) {
-      const char *p = raw + (size_t)i * width;
-      size_t len = strnlen(p, width);
-      if (pad == H5T_STR_SPACEPAD)
-        while (len > 0 && p[len - 1] == ' ')
-          --len;
-      strs[i] = malloc(len + 1);
-      if (!strs[i]) {
-        st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where,
-                          name);
-        break;
-      }
-      memcpy(strs[i], p, len);
-      strs[i][len] = '\0';
-    }
-    free(raw);
-  }
+  if (count > 0) st = read_strs(a, 1, t, s, (size_t)count, SN_H5_MAX_STR_BYTES, file, what, strs);
 done:
-  if (mt >= 0) H5Tclose(mt);
   if (s >= 0) H5Sclose(s);
   if (t >= 0) H5Tclose(t);
   if (st) {
@@ -361,12 +739,12 @@ done:
   return SN_OK;
 }
 
-static sn_status sn_h5_read_strings_named(hid_t obj, const char *name, const char *file,
-                                          const char *where, char ***out, int *n) {
+static sn_status read_attr_strs_named(hid_t obj, const char *name, const char *file,
+                                      const char *where, char ***out, int *n) {
   hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
   if (a < 0)
     return sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: cannot open", file, where, name);
-  sn_status st = sn_h5_read_strings(a, name, file, where, out, n);
+  sn_status st = read_attr_strs(a, name, file, where, out, n);
   H5Aclose(a);
   return st;
 }
@@ -378,7 +756,7 @@ sn_status sn_h5_read_str_attr(hid_t obj, const char *name, const char *file, con
     return sn_error_set(SN_ERR_NOTFOUND, "file %s: %s: no attribute %s", file, where, name);
   char **strs;
   int n;
-  sn_status st = sn_h5_read_strings_named(obj, name, file, where, &strs, &n);
+  sn_status st = read_attr_strs_named(obj, name, file, where, &strs, &n);
   if (st) return st;
   if (n != 1) {
     sn_h5_free_strs(strs, n);
@@ -394,11 +772,13 @@ sn_status sn_h5_read_str_array_attr(hid_t obj, const char *name, const char *fil
                                     const char *where, char ***out, int *n) {
   *out = NULL;
   *n = 0;
-  if (sn_h5_has_attr(obj, name)) return sn_h5_read_strings_named(obj, name, file, where, out, n);
+  if (sn_h5_has_attr(obj, name)) return read_attr_strs_named(obj, name, file, where, out, n);
   /* Split form: name0, name1, ... concatenated. */
   size_t nl = strlen(name);
   char *part = malloc(nl + 16);
-  if (!part) return sn_error_set(SN_ERR_NOMEM, "file %s: out of memory", file);
+  if (!part)
+    return sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where,
+                        name);
   char **all = NULL;
   int total = 0;
   sn_status st = SN_OK;
@@ -408,7 +788,7 @@ sn_status sn_h5_read_str_array_attr(hid_t obj, const char *name, const char *fil
     if (!sn_h5_has_attr(obj, part)) break;
     char **strs;
     int m;
-    st = sn_h5_read_strings_named(obj, part, file, where, &strs, &m);
+    st = read_attr_strs_named(obj, part, file, where, &strs, &m);
     if (st) break;
     char **grown = realloc(all, ((size_t)total + (size_t)m + 1) * sizeof *all);
     if (!grown || total > SN_H5_MAX_STRS - m) {
@@ -431,17 +811,12 @@ sn_status sn_h5_read_str_array_attr(hid_t obj, const char *name, const char *fil
     return st;
   }
   if (!all) all = calloc(1, sizeof *all);
-  if (!all) return sn_error_set(SN_ERR_NOMEM, "file %s: out of memory", file);
+  if (!all)
+    return sn_error_set(SN_ERR_NOMEM, "file %s: %s: attribute %s: out of memory", file, where,
+                        name);
   *out = all;
   *n = total;
   return SN_OK;
-}
-
-void sn_h5_free_strs(char **strs, int n) {
-  if (!strs) return;
-  for (int i = 0; i < n; ++i)
-    free(strs[i]);
-  free(strs);
 }
 
 sn_status sn_h5_read_int_attr(hid_t obj, const char *name, const char *file, const char *where,
@@ -465,13 +840,19 @@ sn_status sn_h5_read_int_attr(hid_t obj, const char *name, const char *file, con
 }
 
 /* Creates attribute name (deleting an existing one) and writes buf with memory type mt. */
-static sn_status sn_h5_put_attr(hid_t obj, const char *name, hid_t ft, hid_t mt, hid_t space,
-                                const void *buf, const char *file) {
+static sn_status put_attr(hid_t obj, const char *name, hid_t ft, hid_t mt, hid_t space,
+                          const void *buf, const char *file) {
   if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
   hid_t a = H5Acreate2(obj, name, ft, space, H5P_DEFAULT, H5P_DEFAULT);
   herr_t e = a >= 0 ? H5Awrite(a, mt, buf) : -1;
+  char det[256] = "";
+  if (e < 0) why(det, sizeof det);
   if (a >= 0) H5Aclose(a);
-  if (e < 0) return sn_error_set(SN_ERR_IO, "file %s: attribute %s: write failed", file, name);
+  if (e < 0) {
+    char on[256];
+    return sn_error_set(SN_ERR_IO, "file %s: %s: attribute %s: write failed%s", file,
+                        obj_name(obj, on, sizeof on), name, det);
+  }
   return SN_OK;
 }
 
@@ -480,7 +861,7 @@ sn_status sn_h5_write_str_attr(hid_t obj, const char *name, const char *value, c
   H5Tset_size(t, H5T_VARIABLE);
   H5Tset_cset(t, H5T_CSET_UTF8);
   hid_t s = H5Screate(H5S_SCALAR);
-  sn_status st = sn_h5_put_attr(obj, name, t, t, s, &value, file);
+  sn_status st = put_attr(obj, name, t, t, s, &value, file);
   H5Sclose(s);
   H5Tclose(t);
   return st;
@@ -488,7 +869,7 @@ sn_status sn_h5_write_str_attr(hid_t obj, const char *name, const char *value, c
 
 sn_status sn_h5_write_int_attr(hid_t obj, const char *name, int64_t value, const char *file) {
   hid_t s = H5Screate(H5S_SCALAR);
-  sn_status st = sn_h5_put_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, s, &value, file);
+  sn_status st = put_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, s, &value, file);
   H5Sclose(s);
   return st;
 }
@@ -507,223 +888,26 @@ sn_status sn_h5_write_str_array_attr(hid_t obj, const char *name, const char *co
     H5Tset_strpad(t, H5T_STR_NULLPAD);
     char *buf = calloc(n > 0 ? (size_t)n : 1, width);
     if (!buf) {
-      st = sn_error_set(SN_ERR_NOMEM, "file %s: out of memory", file);
+      st = sn_error_set(SN_ERR_NOMEM, "file %s: attribute %s: out of memory", file, name);
     } else {
       for (int i = 0; i < n; ++i)
         memcpy(buf + (size_t)i * width, values[i], strlen(values[i]));
-      st = sn_h5_put_attr(obj, name, t, t, s, buf, file);
+      st = put_attr(obj, name, t, t, s, buf, file);
       free(buf);
     }
   } else {
     H5Tset_size(t, H5T_VARIABLE);
     H5Tset_cset(t, H5T_CSET_UTF8);
-    st = sn_h5_put_attr(obj, name, t, t, s, values, file);
+    st = put_attr(obj, name, t, t, s, values, file);
   }
   H5Tclose(t);
   H5Sclose(s);
   return st;
 }
 
-/* Removes PATH.tmp.<pid> files left by processes of this host that no longer exist (a job
- * killed while writing): they are never valid files, and a job writing the same path every
- * epoch would otherwise collect one per kill. A live pid's file is left alone. */
-static void remove_stale_tmp(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char dir[4096];
-  const char *base = slash ? slash + 1 : path;
-  int w = slash ? snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + (slash == path)), path)
-                : snprintf(dir, sizeof dir, ".");
-  if (w < 0 || (size_t)w >= sizeof dir) return;
-  const size_t blen = strlen(base);
-  DIR *d = opendir(dir);
-  if (!d) return;
-  for (struct dirent *e; (e = readdir(d)) != NULL;) {
-    const char *n = e->d_name;
-    if (strncmp(n, base, blen) != 0 || strncmp(n + blen, ".tmp.", 5) != 0) continue;
-    const char *digits = n + blen + 5;
-    char *end = NULL;
-    errno = 0;
-    long pid = strtol(digits, &end, 10);
-    if (!*digits || *end || errno || pid <= 0 || pid == (long)getpid()) continue;
-    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
-    char full[8192];
-    if (snprintf(full, sizeof full, "%s/%s", dir, n) < (int)sizeof full) unlink(full);
-  }
-  closedir(d);
-}
-
-sn_status sn_h5_create_atomic(const char *path, hid_t *file, char *tmp, size_t tmp_size) {
-  *file = H5I_INVALID_HID;
-  sn_h5_quiet();
-  remove_stale_tmp(path);
-  int w = snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
-  if (w < 0 || (size_t)w >= tmp_size)
-    return sn_error_set(SN_ERR_INVALID, "file %s: path too long", path);
-  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0) {
-    int err = errno;
-    unlink(tmp);
-    return sn_error_set(SN_ERR_IO, "file %s: cannot create %s%s%s", path, tmp, err ? ": " : "",
-                        err ? strerror(err) : "");
-  }
-  *file = f;
-  return SN_OK;
-}
-
-/* fsync of a path opened read-only; failures are ignored for directories. */
-static int sn_fsync_path(const char *p, int flags) {
-  int fd = open(p, flags);
-  if (fd < 0) return -1;
-  int r = fsync(fd);
-  close(fd);
-  return r;
-}
-
-sn_status sn_h5_finish_atomic(hid_t file, const char *tmp, const char *path, int ok) {
-  sn_status st = SN_OK;
-  if (file >= 0 && H5Fclose(file) < 0 && ok)
-    st = sn_error_set(SN_ERR_IO, "file %s: closing %s failed", path, tmp);
-  if (ok && !st && sn_fsync_path(tmp, O_RDONLY) != 0)
-    st = sn_error_set(SN_ERR_IO, "file %s: fsync of %s failed: %s", path, tmp, strerror(errno));
-  if (ok && !st && rename(tmp, path) != 0)
-    st = sn_error_set(SN_ERR_IO, "file %s: rename from %s failed: %s", path, tmp, strerror(errno));
-  if (!ok || st) {
-    unlink(tmp);
-    return st;
-  }
-  /* Make the rename durable: fsync the containing directory (best effort). */
-  const char *slash = strrchr(path, '/');
-  if (slash) {
-    size_t dl = (size_t)(slash - path);
-    char *dir = malloc(dl + 2);
-    if (dir) {
-      if (dl == 0) dl = 1; /* "/file" */
-      memcpy(dir, path, dl);
-      dir[dl] = '\0';
-      sn_fsync_path(dir, O_RDONLY | O_DIRECTORY);
-      free(dir);
-    }
-  } else {
-    sn_fsync_path(".", O_RDONLY | O_DIRECTORY);
-  }
-  return SN_OK;
-}
-
-/* ---------------------------------------------------------------- MD5 (RFC 1321) */
-
-#define SN_MD5_ROTL(x, c) (((x) << (c)) | ((x) >> (32 - (c))))
-
-/* Per-round shift amounts and the constants K[i] = floor(2^32 * |sin(i + 1)|). */
-static const uint32_t sn_md5_s[64] = {7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
-                                      5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20,
-                                      4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
-                                      6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21};
-static const uint32_t sn_md5_k[64] = {
-    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
-    0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821,
-    0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
-    0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a,
-    0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70,
-    0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
-    0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
-    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391};
-
-/* Processes one 64-byte block (little-endian words). */
-static void sn_md5_block(uint32_t st[4], const unsigned char *p) {
-  uint32_t w[16];
-  for (int i = 0; i < 16; ++i)
-    w[i] = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 | (uint32_t)p[4 * i + 2] << 16 |
-           (uint32_t)p[4 * i + 3] << 24;
-  uint32_t a = st[0], b = st[1], c = st[2], d = st[3];
-  for (int i = 0; i < 64; ++i) {
-    uint32_t f;
-    int g;
-    if (i < 16) {
-      f = (b & c) | (~b & d);
-      g = i;
-    } else if (i < 32) {
-      f = (d & b) | (~d & c);
-      g = (5 * i + 1) & 15;
-    } else if (i < 48) {
-      f = b ^ c ^ d;
-      g = (3 * i + 5) & 15;
-    } else {
-      f = c ^ (b | ~d);
-      g = (7 * i) & 15;
-    }
-    uint32_t tmp = d;
-    d = c;
-    c = b;
-    b = b + SN_MD5_ROTL(a + f + sn_md5_k[i] + w[g], sn_md5_s[i]);
-    a = tmp;
-  }
-  st[0] += a;
-  st[1] += b;
-  st[2] += c;
-  st[3] += d;
-}
-
-void sn_md5_init(sn_md5 *m) {
-  m->state[0] = 0x67452301;
-  m->state[1] = 0xefcdab89;
-  m->state[2] = 0x98badcfe;
-  m->state[3] = 0x10325476;
-  m->bytes = 0;
-}
-
-void sn_md5_update(sn_md5 *m, const void *data, size_t len) {
-  const unsigned char *p = data;
-  size_t have = (size_t)(m->bytes & 63);
-  m->bytes += len;
-  if (have) {
-    size_t take = 64 - have < len ? 64 - have : len;
-    memcpy(m->block + have, p, take);
-    p += take;
-    len -= take;
-    if (have + take < 64) return;
-    sn_md5_block(m->state, m->block);
-  }
-  for (; len >= 64; p += 64, len -= 64)
-    sn_md5_block(m->state, p);
-  memcpy(m->block, p, len);
-}
-
-void sn_md5_final(sn_md5 *m, char hex[33]) {
-  uint64_t bits = m->bytes * 8;
-  static const unsigned char pad[64] = {0x80};
-  size_t have = (size_t)(m->bytes & 63);
-  sn_md5_update(m, pad, have < 56 ? 56 - have : 120 - have);
-  unsigned char len[8];
-  for (int i = 0; i < 8; ++i)
-    len[i] = (unsigned char)(bits >> (8 * i));
-  sn_md5_update(m, len, 8);
-  static const char digits[] = "0123456789abcdef";
-  for (int i = 0; i < 16; ++i) {
-    unsigned char byte = (unsigned char)(m->state[i / 4] >> (8 * (i % 4)));
-    hex[2 * i] = digits[byte >> 4];
-    hex[2 * i + 1] = digits[byte & 15];
-  }
-  hex[32] = '\0';
-}
-
-sn_status sn_md5_file(const char *path, char hex[33]) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return sn_error_set(SN_ERR_IO, "file %s: cannot open: %s", path, strerror(errno));
-  enum { CHUNK = 1 << 20 };
-  unsigned char *buf = malloc(CHUNK);
-  if (!buf) {
-    fclose(f);
-    return sn_error_set(SN_ERR_NOMEM, "file %s: out of memory for MD5", path);
-  }
-  sn_md5 m;
-  sn_md5_init(&m);
-  size_t got;
-  while ((got = fread(buf, 1, CHUNK, f)) > 0)
-    sn_md5_update(&m, buf, got);
-  int err = ferror(f);
-  free(buf);
-  fclose(f);
-  if (err) return sn_error_set(SN_ERR_IO, "file %s: read error while hashing", path);
-  sn_md5_final(&m, hex);
-  return SN_OK;
+void sn_h5_free_strs(char **strs, int64_t n) {
+  if (!strs) return;
+  for (int64_t i = 0; i < n; ++i)
+    free(strs[i]);
+  free(strs);
 }

@@ -1,18 +1,26 @@
-/* h5util.h - private HDF5 helpers shared by io/ (weights, datasets).
+/* h5util.h - private: the HDF5 layer of io/ (datasets, converters, outputs, weights,
+ * checkpoints), one family with the prefix sn_h5_.
  *
- * Only io/ (and its tests) include this header: it pulls in hdf5.h. Every helper returns
- * sn_status and sets a one-line message naming the file (and dataset or attribute); `file` is
- * the path used in messages only. HDF5's own error-stack printing is switched off by
- * sn_h5_quiet(), which every opening helper calls.
+ * Only io/ (and its tests) include this header: it pulls in hdf5.h. Every function that can fail
+ * returns sn_status and sets a one-line message through sn_error_set naming the file and the
+ * dataset, group or attribute (sn_error_set adds the rank); the two property-list constructors
+ * return the list, or -1 with the message set. `file` is the path used in messages only. HDF5's
+ * own error-stack printing is switched off in one place, sn_h5_init(), which the lock and the
+ * opening functions call; where it helps, HDF5's innermost message ends ours.
  *
- * Thread safety: the helpers do not lock. HDF5 is built without thread safety, so a caller that
- * may run while a dataset reader's thread is alive holds sn_io_lock() (io_impl.h) around its
- * HDF5 work, as io/weights.c does.
+ * Thread safety. Debian's parallel HDF5 is built without --enable-threadsafe: two threads must
+ * never be inside the library at once. Every HDF5 call of io/ is made holding the io lock
+ * (sn_h5_lock, recursive); these functions do not lock themselves. The dataset reader's background
+ * thread takes it only while it pulls bytes out of the file (decoding and preprocessing run
+ * unlocked); the writer, the converters and the weights loader take it on the main thread. Code
+ * that calls HDF5 while a reader is alive must take the lock too.
  */
 #ifndef SN_H5UTIL_H
 #define SN_H5UTIL_H
 
 #include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "shardnet.h"
 
@@ -20,19 +28,48 @@
 extern "C" {
 #endif
 
-/* Largest dataset rank the helpers accept (weights and images need at most 4). */
+/* Largest dataset rank these functions accept (weights and images need at most 4). */
 #define SN_H5_MAX_RANK 4
 /* Largest element count accepted from any file dimension product (2^40). */
 #define SN_H5_MAX_ELEMS ((int64_t)1 << 40)
 
-/* Silences HDF5's automatic error-stack printing (process-wide; idempotent). */
-void sn_h5_quiet(void);
+/* ---------------------------------------------------------------- set-up, lock, messages */
+
+/* Once per process (thread-safe, idempotent): creates the io lock, initialises HDF5 and switches
+ * its automatic error-stack printing off. */
+void sn_h5_init(void);
+/* The io lock (recursive; calls sn_h5_init first). */
+void sn_h5_lock(void);
+void sn_h5_unlock(void);
+/* The most specific message of the current HDF5 error stack ("" if none), into buf. Any HDF5
+ * call clears the stack: read it right after the failing call. */
+const char *sn_h5_detail(char *buf, size_t n);
+
+/* ---------------------------------------------------------------- files */
+
+/* File access list for a file shared by comm's ranks: MPI-IO over its communicator when it has
+ * one (Fortran handle >= 0), else the default driver; large objects aligned to 1 MiB. Returns
+ * the list (the caller closes it) or -1 with a message naming file. */
+hid_t sn_h5_fapl(sn_comm *comm, const char *file);
+/* Transfer list: collective MPI-IO when comm has a communicator, else default. Returns the list
+ * (the caller closes it) or -1 with a message naming file. */
+hid_t sn_h5_dxpl(sn_comm *comm, const char *file);
 
 /* Opens path read-only with the default (serial) file access property list.
  * Missing or unreadable -> SN_ERR_IO "file X: cannot open: <reason>";
  * not HDF5, truncated or corrupt -> SN_ERR_FORMAT "file X: not an HDF5 file ...".
  * The caller closes *out with H5Fclose. */
 sn_status sn_h5_open_read(const char *path, hid_t *out);
+
+/* Atomic save: sn_h5_create_atomic creates PATH.tmp.<pid> (truncating) and returns its handle
+ * and name (tmp of tmp_size bytes); it first removes PATH.tmp.<pid> files of processes of this
+ * host that no longer exist (left by a kill during a save); sn_h5_finish_atomic closes the file
+ * and, if ok, flushes it to disk and renames it over path, else removes it. finish always closes
+ * and cleans up; it returns the first failure (or SN_OK). */
+sn_status sn_h5_create_atomic(const char *path, hid_t *file, char *tmp, size_t tmp_size);
+sn_status sn_h5_finish_atomic(hid_t file, const char *tmp, const char *path, int ok);
+
+/* ---------------------------------------------------------------- links and groups */
 
 /* 1 if every component of the relative or absolute `path` under loc exists (link), else 0.
  * Never fails: a broken intermediate component counts as absent. */
@@ -44,6 +81,8 @@ int sn_h5_is_group(hid_t loc, const char *path);
 /* Names of the links in group `group` under loc, sorted by strcmp. Missing group ->
  * SN_ERR_NOTFOUND. The caller frees with sn_h5_free_strs(*names, *n). */
 sn_status sn_h5_list(hid_t loc, const char *group, const char *file, char ***names, int *n);
+
+/* ---------------------------------------------------------------- datasets */
 
 /* Shape of the dataset at path under loc: rank (0 for a scalar) and dims. Rejects rank >
  * SN_H5_MAX_RANK, zero-sized or negative dims and element products over SN_H5_MAX_ELEMS
@@ -65,7 +104,32 @@ sn_status sn_h5_read_f32(hid_t loc, const char *path, const char *file, int ndim
 sn_status sn_h5_write_f32(hid_t loc, const char *path, const char *file, int ndim,
                           const int64_t *dims, const float *data);
 
-/* Attributes. `obj` is an open file, group or dataset; `where` names it in messages. */
+/* Creates the dataset `name` under loc of `rank` (1..SN_H5_MAX_RANK) dims, chunked by chunk0
+ * rows (whole rows: the other dims complete; chunk0 is clipped to dims[0]), fill time never,
+ * gzip level `gzip` (0: none); intermediate groups are created. *out is the open dataset (the
+ * caller closes it), or -1 on failure. Collective when the file is MPI. */
+sn_status sn_h5_create_dataset(hid_t loc, const char *name, hid_t type, int rank,
+                               const hsize_t *dims, hsize_t chunk0, int gzip, const char *file,
+                               hid_t *out);
+/* Writes rows [begin, begin + count) of a dataset from buf (count rows of the dataset's row
+ * shape, memory type mtype). count may be 0 (an empty selection, so that a collective transfer
+ * still sees this rank). Collective with an MPI-IO collective dxpl. */
+sn_status sn_h5_write_rows(hid_t d, hid_t mtype, int64_t begin, int64_t count, const void *buf,
+                           hid_t dxpl, const char *file);
+
+/* Fixed-length UTF-8 string dataset (n,) of the strings s at name under loc (NULL-terminated,
+ * null-padded, width of the longest). Collective over comm (rank 0 writes the data). */
+sn_status sn_h5_write_str_dataset(hid_t loc, const char *name, const char *const *s, int64_t n,
+                                  sn_comm *comm, const char *file);
+/* Reads a 1-D string dataset (fixed or variable length). The caller frees with
+ * sn_h5_free_strs(*out, *n). Not collective. */
+sn_status sn_h5_read_str_dataset(hid_t loc, const char *name, const char *file, char ***out,
+                                 int64_t *n);
+
+/* ---------------------------------------------------------------- attributes */
+
+/* `obj` is an open file, group or dataset; `where` names it in messages of the readers (the
+ * writers name it themselves). */
 
 /* 1 if obj has attribute name, else 0. */
 int sn_h5_has_attr(hid_t obj, const char *name);
@@ -82,13 +146,14 @@ sn_status sn_h5_read_str_attr(hid_t obj, const char *name, const char *file, con
  * The caller frees with sn_h5_free_strs(*out, *n). */
 sn_status sn_h5_read_str_array_attr(hid_t obj, const char *name, const char *file,
                                     const char *where, char ***out, int *n);
-void sn_h5_free_strs(char **strs, int n);
 
-/* Reads an integer attribute (any integer type, scalar or one element). */
+/* Reads an integer attribute (any integer type, scalar or one element). Missing ->
+ * SN_ERR_NOTFOUND; another type or shape -> SN_ERR_FORMAT. */
 sn_status sn_h5_read_int_attr(hid_t obj, const char *name, const char *file, const char *where,
                               int64_t *out);
 
-/* Writes a scalar attribute (replacing an existing one): variable-length UTF-8 string / int64. */
+/* Writes a scalar attribute (replacing an existing one): variable-length UTF-8 string / int64.
+ * Collective when the file is MPI. */
 sn_status sn_h5_write_str_attr(hid_t obj, const char *name, const char *value, const char *file);
 sn_status sn_h5_write_int_attr(hid_t obj, const char *name, int64_t value, const char *file);
 /* Writes a 1-D string-array attribute; fixed = 1 writes null-padded fixed-length strings
@@ -96,27 +161,8 @@ sn_status sn_h5_write_int_attr(hid_t obj, const char *name, int64_t value, const
 sn_status sn_h5_write_str_array_attr(hid_t obj, const char *name, const char *const *values, int n,
                                      int fixed, const char *file);
 
-/* Atomic save: sn_h5_create_atomic creates PATH.tmp.<pid> (truncating) and returns its handle
- * and name (tmp of tmp_size bytes); it first removes PATH.tmp.<pid> files of processes of this
- * host that no longer exist (left by a kill during a save); sn_h5_finish_atomic closes the file and, if ok, flushes it
- * to disk and renames it over path, else removes it. finish always closes and cleans up; it
- * returns the first failure (or SN_OK). */
-sn_status sn_h5_create_atomic(const char *path, hid_t *file, char *tmp, size_t tmp_size);
-sn_status sn_h5_finish_atomic(hid_t file, const char *tmp, const char *path, int ok);
-
-/* MD5 (RFC 1321). */
-typedef struct sn_md5 {
-  uint32_t state[4];
-  uint64_t bytes;          /* total length so far */
-  unsigned char block[64]; /* pending partial block */
-} sn_md5;
-
-void sn_md5_init(sn_md5 *m);
-void sn_md5_update(sn_md5 *m, const void *data, size_t len);
-/* Writes 32 lowercase hex digits and a terminating NUL into hex (33 bytes). */
-void sn_md5_final(sn_md5 *m, char hex[33]);
-/* MD5 of a whole file; missing or unreadable -> SN_ERR_IO. */
-sn_status sn_md5_file(const char *path, char hex[33]);
+/* Frees n strings and their array, as returned by the string readers (NULL is fine). */
+void sn_h5_free_strs(char **strs, int64_t n);
 
 #ifdef __cplusplus
 }

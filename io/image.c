@@ -10,7 +10,8 @@
 #include <jpeglib.h> /* needs stddef.h and stdio.h first */
 #include <png.h>
 
-#include "io_impl.h"
+#include "image.h"
+#include "io_limits.h"
 
 void sn_image_scratch_free(sn_image_scratch *s) {
   if (!s) return;

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "h5util.h"
-#include "io_impl.h"
+#include "md5.h"
 #include "shardnet.h"
 
 /* ---------------------------------------------------------------- known files (MODELS.md 6.1) */
@@ -765,10 +765,10 @@ sn_status sn_weights_load_ex(sn_net *net, const char *path, sn_weights_format fm
   char md5[33] = "";
   loader L;
   memset(&L, 0, sizeof L);
-  /* HDF5 is not thread-safe here: exclude a live dataset reader's thread (io_impl.h). */
-  sn_io_lock();
+  /* HDF5 is not thread-safe here: exclude a live dataset reader's thread (h5util.h). */
+  sn_h5_lock();
   sn_status st = read_weights(&L, net, path, fmt, flags, md5_hex != NULL, md5);
-  sn_io_unlock();
+  sn_h5_unlock();
   if (!st) st = loader_commit(&L);
   loader_free(&L);
   if (!st && md5_hex) memcpy(md5_hex, md5, sizeof md5);
@@ -839,10 +839,10 @@ sn_status sn_weights_save(const sn_net *net, const char *path) {
 
   hid_t f;
   char tmp[4096];
-  sn_io_lock(); /* see sn_weights_load */
+  sn_h5_lock(); /* see sn_weights_load */
   sn_status st = sn_h5_create_atomic(path, &f, tmp, sizeof tmp);
   if (st) {
-    sn_io_unlock();
+    sn_h5_unlock();
     return st;
   }
   st = sn_h5_write_str_attr(f, "format", "shardnet", path);
@@ -869,6 +869,6 @@ sn_status sn_weights_save(const sn_net *net, const char *path) {
     st = sn_h5_write_f32(f, key, path, p.ndim, dims, p.data);
   }
   sn_status fin = sn_h5_finish_atomic(f, tmp, path, st == SN_OK);
-  sn_io_unlock();
+  sn_h5_unlock();
   return st ? st : fin;
 }

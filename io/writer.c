@@ -70,7 +70,7 @@ static hid_t half_type(void) {
 
 static sn_status fail(sn_writer *w, sn_status s, const char *what) {
   char det[256];
-  return sn_error_set(s, "file %s: %s: %s", w->path, what, sn_io_h5_detail(det, sizeof det));
+  return sn_error_set(s, "file %s: %s: %s", w->path, what, sn_h5_detail(det, sizeof det));
 }
 
 static hid_t file_type(const sn_writer *w, int i) {
@@ -158,18 +158,19 @@ static sn_status create_datasets(sn_writer *w) {
     hsize_t dims[2] = {(hsize_t)w->cfg.n_total, (hsize_t)w->cols[i]};
     const int rank = i == D_INDEX || i == D_DONE ? 1 : 2;
     const int gz = i == D_DONE ? 0 : w->cfg.compression;
-    w->d[i] = sn_io_create_dataset(w->file, dnames[i], file_type(w, i), rank, dims,
-                                   (hsize_t)w->chunk, gz);
-    if (w->d[i] < 0) return fail(w, SN_ERR_IO, "cannot create a dataset");
+    sn_status st = sn_h5_create_dataset(w->file, dnames[i], file_type(w, i), rank, dims,
+                                        (hsize_t)w->chunk, gz, w->path, &w->d[i]);
+    if (st != SN_OK) return st;
   }
   /* /done starts at 0 everywhere (fill time is never: write it). */
   size_t n = (size_t)w->cfg.n_total;
   if (sn_comm_rank(w->comm) == 0) memset(w->done, 0, n);
   int64_t b = sn_comm_rank(w->comm) == 0 ? 0 : (int64_t)n,
           cnt = sn_comm_rank(w->comm) == 0 ? (int64_t)n : 0;
-  if (sn_io_write_rows(w->d[D_DONE], H5T_NATIVE_UINT8, b, cnt, w->done, w->dxpl) < 0)
-    return fail(w, SN_ERR_IO, "dataset /done: cannot write");
-  return sn_io_write_int_attr(w->file, "complete", 0, w->path);
+  sn_status st =
+      sn_h5_write_rows(w->d[D_DONE], H5T_NATIVE_UINT8, b, cnt, w->done, w->dxpl, w->path);
+  if (st != SN_OK) return st;
+  return sn_h5_write_int_attr(w->file, "complete", 0, w->path);
 }
 
 /* Reopens the datasets of an existing output and checks them against the configuration. */
@@ -208,7 +209,7 @@ static sn_status open_datasets(sn_writer *w) {
     w->chunk = (int64_t)cdims[0];
   if (dcpl >= 0) H5Pclose(dcpl);
   int64_t complete = 0;
-  sn_status a = sn_io_read_int_attr(w->file, "complete", &complete);
+  sn_status a = sn_h5_read_int_attr(w->file, "complete", w->path, "/", &complete);
   if (a == SN_OK && complete == 1) {
     memset(w->done, 1, (size_t)w->cfg.n_total);
     return SN_OK;
@@ -246,10 +247,10 @@ sn_status sn_writer_create(const char *path, sn_comm *comm, const sn_writer_conf
   st = sn_comm_bcast(w->comm, &exists, sizeof exists, 0);
   const int reopen = st == SN_OK && cfg->resume && exists;
   if (st == SN_OK) {
-    sn_io_lock();
+    sn_h5_lock();
     w->half = half_type();
-    w->dxpl = sn_io_dxpl(w->comm);
-    hid_t fapl = sn_io_fapl(w->comm);
+    w->dxpl = sn_h5_dxpl(w->comm, path);
+    hid_t fapl = sn_h5_fapl(w->comm, path);
     if (reopen) {
       w->file = H5Fopen(path, H5F_ACC_RDWR, fapl);
       st = w->file < 0 ? fail(w, SN_ERR_IO, "cannot reopen to resume") : open_datasets(w);
@@ -260,7 +261,7 @@ sn_status sn_writer_create(const char *path, sn_comm *comm, const sn_writer_conf
     if (fapl >= 0) H5Pclose(fapl);
     if (st == SN_OK && !reopen && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
       st = fail(w, SN_ERR_IO, "cannot flush");
-    sn_io_unlock();
+    sn_h5_unlock();
   }
   /* rank 0 wrote the zeros of /done; the others know them too */
   if (st == SN_OK && !reopen) memset(w->done, 0, (size_t)cfg->n_total);
@@ -297,7 +298,7 @@ int64_t sn_writer_chunk_rows(const sn_writer *w) { return w ? w->chunk : 0; }
 sn_status sn_writer_set_attr_str(sn_writer *w, const char *name, const char *value) {
   if (!w || !name || !value || w->finished)
     return sn_error_set(SN_ERR_INVALID, "sn_writer_set_attr_str: invalid arguments");
-  sn_io_lock();
+  sn_h5_lock();
   if (H5Aexists(w->file, name) > 0) H5Adelete(w->file, name);
   hid_t t = H5Tcopy(H5T_C_S1);
   H5Tset_size(t, strlen(value) + 1);
@@ -310,7 +311,7 @@ sn_status sn_writer_set_attr_str(sn_writer *w, const char *name, const char *val
   H5Sclose(s);
   H5Tclose(t);
   sn_status st = e < 0 ? fail(w, SN_ERR_IO, "cannot write an attribute") : SN_OK;
-  sn_io_unlock();
+  sn_h5_unlock();
   return sn_comm_agree(w->comm, st);
 }
 
@@ -358,20 +359,19 @@ sn_status sn_writer_write_block(sn_writer *w, int64_t row_begin, int count,
     src[D_INDEX] = w->rowids;
   }
   src[D_DONE] = w->ones;
-  sn_io_lock();
+  sn_h5_lock();
   for (int i = 0; st == SN_OK && i < D_COUNT; ++i) {
     if (w->d[i] < 0) continue;
-    if (sn_io_write_rows(w->d[i], mem_type(w, i), row_begin, count, src[i], w->dxpl) < 0)
-      st = fail(w, SN_ERR_IO, dnames[i]);
+    st = sn_h5_write_rows(w->d[i], mem_type(w, i), row_begin, count, src[i], w->dxpl, w->path);
   }
   if (st == SN_OK && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) st = fail(w, SN_ERR_IO, "flush");
-  sn_io_unlock();
+  sn_h5_unlock();
   if (st == SN_OK && count > 0) memset(w->done + row_begin, 1, (size_t)count);
   return sn_comm_agree(w->comm, st);
 }
 
 static void close_all(sn_writer *w) {
-  sn_io_lock();
+  sn_h5_lock();
   for (int i = 0; i < D_COUNT; ++i)
     if (w->d[i] >= 0) H5Dclose(w->d[i]);
   for (int i = 0; i < D_COUNT; ++i)
@@ -380,7 +380,7 @@ static void close_all(sn_writer *w) {
   if (w->half >= 0) H5Tclose(w->half);
   if (w->file >= 0) H5Fclose(w->file);
   w->file = w->dxpl = w->half = -1;
-  sn_io_unlock();
+  sn_h5_unlock();
 }
 
 sn_status sn_writer_finish(sn_writer *w) {
@@ -402,11 +402,11 @@ sn_status sn_writer_finish(sn_writer *w) {
                         "stays incomplete",
                         w->path, (long long)missing, (long long)w->cfg.n_total, (long long)first);
   }
-  sn_io_lock();
+  sn_h5_lock();
   if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) st = fail(w, SN_ERR_IO, "flush");
-  if (st == SN_OK) st = sn_io_write_int_attr(w->file, "complete", 1, w->path);
+  if (st == SN_OK) st = sn_h5_write_int_attr(w->file, "complete", 1, w->path);
   if (st == SN_OK && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) st = fail(w, SN_ERR_IO, "flush");
-  sn_io_unlock();
+  sn_h5_unlock();
   close_all(w);
   w->finished = 1;
   return sn_comm_agree(w->comm, st);
@@ -431,7 +431,7 @@ sn_status sn_output_status(const char *path, sn_output_state *state) {
       return sn_error_set(SN_ERR_IO, "file %s: cannot check: %s", path, strerror(errno));
     return SN_OK;
   }
-  sn_io_lock();
+  sn_h5_lock();
   sn_status st = SN_OK;
   if (H5Fis_hdf5(path) <= 0) {
     st = sn_error_set(SN_ERR_FORMAT, "file %s: exists but is not an HDF5 file", path);
@@ -442,11 +442,12 @@ sn_status sn_output_status(const char *path, sn_output_state *state) {
       *state = SN_OUTPUT_INCOMPLETE;
     } else {
       int64_t c = 0;
-      *state = sn_io_read_int_attr(f, "complete", &c) == SN_OK && c == 1 ? SN_OUTPUT_COMPLETE
-                                                                         : SN_OUTPUT_INCOMPLETE;
+      *state = sn_h5_read_int_attr(f, "complete", path, "/", &c) == SN_OK && c == 1
+                   ? SN_OUTPUT_COMPLETE
+                   : SN_OUTPUT_INCOMPLETE;
       H5Fclose(f);
     }
   }
-  sn_io_unlock();
+  sn_h5_unlock();
   return st;
 }

@@ -10,7 +10,7 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  sn_h5_quiet();
+  sn_h5_init();
   return 0;
 }
 

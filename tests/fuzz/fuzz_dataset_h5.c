@@ -20,7 +20,7 @@ static int ndict;
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  sn_h5_quiet();
+  sn_h5_init();
   static const char *words[] = {"images", "encoded", "offsets", "labels", "classes", "filenames",
                                 "height", "width", "channels", "/images", "/encoded", "0", "",
                                 "images/x", "group", "index", "done", "complete"};

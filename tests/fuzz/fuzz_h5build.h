@@ -214,7 +214,7 @@ static void fzb_attr_empty_f64(hid_t obj, const char *name) {
 }
 
 /* Opens (creating if needed, with parents) the group at path under loc; -1 on failure.
- * (HDF5's error printing is off: the harnesses call sn_h5_quiet at start-up.) */
+ * (HDF5's error printing is off: the harnesses call sn_h5_init at start-up.) */
 static hid_t fzb_group(hid_t loc, const char *path) {
   if (!*path || !strcmp(path, "/")) return H5Gopen2(loc, "/", H5P_DEFAULT);
   if (H5Lexists(loc, path, H5P_DEFAULT) > 0) return H5Gopen2(loc, path, H5P_DEFAULT);

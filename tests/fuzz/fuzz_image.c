@@ -7,7 +7,8 @@
  * any overrun; the decoder's scratch is reused across inputs, as a dataset reuses it across rows.
  */
 #include "fuzz_common.h"
-#include "io_impl.h"
+#include "image.h"
+#include "io_limits.h"
 
 /* Known finding F2 (docs/reliability.md): a thin image resized by its shorter side makes a
  * huge intermediate (a 1x65535 PNG -> 224 x 14.7M). Skipped here above this many pixels so that

@@ -423,7 +423,7 @@ static int write_ckpt(hid_t f, const fz_net *z, const int *pk, int storage, int 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  sn_h5_quiet();
+  sn_h5_init();
   fz_nets_setup();
   dict_setup();
   return 0;

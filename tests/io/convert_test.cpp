@@ -13,7 +13,9 @@
 #include <zlib.h>
 
 #include "h5util.h"
+#include "image.h"
 #include "io_impl.h"
+#include "md5.h"
 #include "shardnet.h"
 #include "test_util.h"
 
@@ -312,21 +314,21 @@ TEST(ConvertFolder, RawAndEncoded) {
   EXPECT_EQ(sn_dataset_get_info(de)->encoded, 1);
   // file names in order
   {
-    sn_io_lock();
+    sn_h5_lock();
     hid_t f = H5Fopen(raw.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     char **names = nullptr;
     int64_t nn = 0;
-    ASSERT_EQ(sn_io_read_strings(f, "filenames", raw.c_str(), &names, &nn), SN_OK);
+    ASSERT_EQ(sn_h5_read_str_dataset(f, "filenames", raw.c_str(), &names, &nn), SN_OK);
     H5Fclose(f);
-    sn_io_unlock();
+    sn_h5_unlock();
     ASSERT_EQ(nn, n);
     for (int64_t i = 0; i < n; ++i)
       EXPECT_EQ(names[i], t.files[i]);
-    sn_io_free_strings(names, nn);
+    sn_h5_free_strs(names, nn);
   }
   // the encoded bytes are the files' bytes
   {
-    sn_io_lock();
+    sn_h5_lock();
     hid_t f = H5Fopen(enc.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     hid_t d = H5Dopen2(f, "encoded", H5P_DEFAULT);
     hid_t sp = H5Dget_space(d);
@@ -337,7 +339,7 @@ TEST(ConvertFolder, RawAndEncoded) {
     H5Sclose(sp);
     H5Dclose(d);
     H5Fclose(f);
-    sn_io_unlock();
+    sn_h5_unlock();
     std::vector<uint8_t> cat;
     for (auto &rel : t.files) {
       auto b = read_all(t.root + "/" + rel);

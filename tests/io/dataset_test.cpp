@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "image.h"
 #include "io_impl.h"
 #include "shardnet.h"
 #include "test_util.h"
@@ -46,7 +47,7 @@ std::vector<uint8_t> smooth_image(int h, int w, int c, int seed) {
 struct H5File {
   hid_t f;
   explicit H5File(const std::string &p) {
-    sn_io_h5_init();
+    sn_h5_init();
     f = H5Fcreate(p.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   }
   ~H5File() { H5Fclose(f); }
@@ -67,7 +68,7 @@ struct H5File {
   }
   void attr(const char *obj, const char *name, int64_t v) {
     hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
-    sn_io_write_int_attr(o, name, v, "test");
+    sn_h5_write_int_attr(o, name, v, "test");
     H5Oclose(o);
   }
   void vlen_strings(const char *name, const std::vector<const char *> &s) {
@@ -755,14 +756,14 @@ TEST(Reader, RunsAlongsideTheWriter) {
   sn_reader_destroy(rd);
   sn_dataset_close(ds);
   sn_dataset *back = nullptr;
-  sn_io_lock();
+  sn_h5_lock();
   hid_t f = H5Fopen(out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   hid_t d = H5Dopen2(f, "features", H5P_DEFAULT);
   std::vector<float> got(expect.size());
   H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, got.data());
   H5Dclose(d);
   H5Fclose(f);
-  sn_io_unlock();
+  sn_h5_unlock();
   (void)back;
   EXPECT_EQ(got, expect);
 }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "h5util.h"
+#include "md5.h"
 #include "shardnet.h"
 #include "test_util.h"
 
@@ -100,7 +101,7 @@ void put(hid_t loc, const std::string &name, const std::vector<hsize_t> &dims,
 }
 
 hid_t create(const std::string &path) {
-  sn_h5_quiet();
+  sn_h5_init();
   hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   EXPECT_GE(f, 0) << path;
   return f;

@@ -36,7 +36,7 @@ struct Rows {
 template <typename T>
 std::vector<T> read_ds(const std::string &path, const char *name, hid_t mtype,
                        std::vector<hsize_t> *dims_out = nullptr) {
-  sn_io_lock();
+  sn_h5_lock();
   hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
   std::vector<T> v;
@@ -52,12 +52,12 @@ std::vector<T> read_ds(const std::string &path, const char *name, hid_t mtype,
     H5Dclose(d);
   }
   H5Fclose(f);
-  sn_io_unlock();
+  sn_h5_unlock();
   return v;
 }
 
 std::string str_attr(const std::string &path, const char *name) {
-  sn_io_lock();
+  sn_h5_lock();
   hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   hid_t a = H5Aopen(f, name, H5P_DEFAULT);
   hid_t t = H5Aget_type(a);
@@ -66,7 +66,7 @@ std::string str_attr(const std::string &path, const char *name) {
   H5Tclose(t);
   H5Aclose(a);
   H5Fclose(f);
-  sn_io_unlock();
+  sn_h5_unlock();
   return std::string(s.c_str());
 }
 
@@ -191,7 +191,7 @@ TEST(Writer, HalfFeatures) {
   ASSERT_EQ(sn_writer_finish(w), SN_OK);
   sn_writer_destroy(w);
   std::vector<uint16_t> bits(many.size()); // raw bits: read with the file's own type
-  sn_io_lock();
+  sn_h5_lock();
   hid_t f = H5Fopen(p2.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   hid_t d = H5Dopen2(f, "features", H5P_DEFAULT);
   hid_t t = H5Dget_type(d);
@@ -200,7 +200,7 @@ TEST(Writer, HalfFeatures) {
   H5Tclose(t);
   H5Dclose(d);
   H5Fclose(f);
-  sn_io_unlock();
+  sn_h5_unlock();
   int bad = 0;
   for (size_t i = 0; i < many.size(); ++i) {
     _Float16 h = (_Float16)many[i];

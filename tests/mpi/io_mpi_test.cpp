@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <vector>
 
+#include "image.h"
 #include "io_impl.h"
 #include "shardnet.h"
 #include "test_util.h"
@@ -45,7 +46,7 @@ struct Blob {
 
 Blob read_blob(const std::string &path, const char *name) {
   Blob b;
-  sn_io_lock();
+  sn_h5_lock();
   hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   hid_t d = f < 0 ? -1 : H5Dopen2(f, name, H5P_DEFAULT);
   if (d >= 0) {
@@ -64,7 +65,7 @@ Blob read_blob(const std::string &path, const char *name) {
     H5Dclose(d);
   }
   if (f >= 0) H5Fclose(f);
-  sn_io_unlock();
+  sn_h5_unlock();
   return b;
 }
 

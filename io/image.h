@@ -1,0 +1,60 @@
+/* image.h - private: JPEG/PNG decoding and encoding, Pillow-exact resizing and the torchvision /
+ * Keras fit (io/image.c). No HDF5: the converters, the dataset and the tests use it. */
+#ifndef SN_IMAGE_H
+#define SN_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shardnet.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Growable buffers reused across images (one per thread of use). */
+typedef struct sn_image_scratch {
+  uint8_t *pix; /* decoded image (h, w, c) */
+  size_t pix_cap;
+  uint8_t *tmp; /* colour conversion / resize intermediate */
+  size_t tmp_cap;
+  uint8_t *tmp2; /* second intermediate (resize then crop) */
+  size_t tmp2_cap;
+  void *coef; /* resampling coefficients and bounds */
+  size_t coef_cap;
+  int32_t *acc; /* one row of vertical-pass sums */
+  size_t acc_cap;
+} sn_image_scratch;
+
+void sn_image_scratch_free(sn_image_scratch *s);
+
+/* Decodes a JPEG or PNG (recognised by its signature) into s->pix as (h, w, channels) 8-bit,
+ * channels 1 or 3 (grey replicated to RGB; RGB to grey with PIL's "L" weights; CMYK/YCCK JPEGs
+ * converted as Pillow does, Adobe-inverted; alpha dropped, palettes expanded, 16-bit samples
+ * reduced to their high byte). Returns SN_OK or SN_ERR_FORMAT
+ * (corrupt, truncated, unsupported) / SN_ERR_NOMEM with a message in err; never exits. */
+sn_status sn_image_decode(const uint8_t *data, size_t n, int channels, sn_image_scratch *s, int *h,
+                          int *w, char *err, size_t errlen);
+
+/* Pillow-exact resizes of (ih, iw, c) uint8 into (oh, ow, c): bilinear is Pillow's antialiased
+ * two-pass convolution (what torchvision's Resize does to PIL images), nearest is Pillow's
+ * Image.resize(NEAREST) (Keras load_img's default). */
+sn_status sn_image_resize(const uint8_t *in, int ih, int iw, int c, uint8_t *out, int oh, int ow,
+                          sn_resize_mode mode, sn_image_scratch *s);
+
+/* The decode target pipeline: shorter > 0: resize the shorter side to `shorter` (longer =
+ * floor(shorter * long / short)) then centre crop (oh, ow) at round-half-even offsets
+ * (torchvision Resize + CenterCrop); shorter == 0: straight resize to (oh, ow). */
+sn_status sn_image_fit(const uint8_t *in, int ih, int iw, int c, uint8_t *out, int oh, int ow,
+                       sn_resize_mode mode, int shorter, sn_image_scratch *s);
+
+/* Encoders (tests and tools); JPEG takes c = 1, 3 or 4 (CMYK, Adobe marker), PNG 1..4. *out is
+ * malloc'd; the caller frees it. */
+sn_status sn_image_encode_jpeg(const uint8_t *pix, int h, int w, int c, int quality, uint8_t **out,
+                               size_t *n);
+sn_status sn_image_encode_png(const uint8_t *pix, int h, int w, int c, uint8_t **out, size_t *n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SN_IMAGE_H */
