@@ -343,6 +343,45 @@ sn_status sn_augment_parse(const char *name, sn_augment *out);
 void sn_softmax(const float *logits, int n, int k, float *probs);
 void sn_topk(const float *scores, int n, int classes, int k, int32_t *idx, float *val);
 
+/* ---------------------------------------------------------------- prediction and metrics */
+
+/* Inference on n <= max_batch images in one call (what `shardnet infer` computes per batch):
+ * sn_net_forward, then the features, the softmax and the top k classes.
+ *   x        (n, H, W, C) preprocessed float32
+ *   out      (n, D) the output, as sn_net_forward writes it (required)
+ *   features (n, F) or NULL: the pooled features (F = sn_net_feature_dim) of a model with a
+ *            classifier; for a model without one (include_top = 0), a copy of out
+ *   probs    (n, classes) or NULL: softmax probabilities of out; required when k > 0
+ *   top_idx, top_val (n, k): the k most probable classes and their probabilities, descending,
+ *            ties to the lower index (sn_topk of probs); NULL when k = 0
+ * probs and k > 0 need a classifier and k <= classes. All buffers are the caller's. Outputs are
+ * not checked for NaN or infinity (sn_values_finite). Errors: SN_ERR_INVALID (arguments, or no
+ * classifier), those of sn_net_forward. Not collective. */
+sn_status sn_net_predict(sn_net *net, const float *x, int n, int k, float *out, float *features,
+                         float *probs, int32_t *top_idx, float *top_val);
+
+/* Classification metrics summed over batches and ranks: labelled rows, top-1 and top-k hits,
+ * the summed cross-entropy -log(max(p[label], 1e-30)) and optionally the confusion matrix
+ * (classes, classes) of counts, row = true class, column = top-1 prediction. Counts are doubles
+ * (exact up to 2^53). */
+typedef struct sn_metrics sn_metrics;
+/* k: the width of the top_idx rows given to sn_metrics_add (1 <= k <= classes); confusion = 1
+ * keeps the matrix. The caller owns *out. */
+sn_status sn_metrics_create(int classes, int k, int confusion, sn_metrics **out);
+void sn_metrics_destroy(sn_metrics *m);
+/* Adds n rows: labels (n), top_idx (n, k) as sn_net_predict gives them, probs (n, classes) or
+ * NULL (then no loss is summed). Rows whose label is outside [0, classes) are not counted (check
+ * labels first where that is an error). Not collective. */
+void sn_metrics_add(sn_metrics *m, int n, const int32_t *labels, const int32_t *top_idx,
+                    const float *probs);
+/* Replaces every rank's sums by the sums over the ranks of comm. Collective. */
+sn_status sn_metrics_allreduce(sn_metrics *m, sn_comm *comm);
+/* The sums so far (any pointer may be NULL): labelled rows, top-1 hits, top-k hits, summed
+ * cross-entropy (0 if no probs were given). */
+void sn_metrics_sums(const sn_metrics *m, double *rows, double *top1, double *topk, double *loss);
+/* The confusion matrix (classes, classes), or NULL if it is not kept. Owned by m. */
+const double *sn_metrics_confusion(const sn_metrics *m);
+
 /* Sharding: pure functions of (dataset size, epoch seed, rank, size). */
 /* The epoch permutation (n entries), identical on every rank for the same seed and epoch. */
 void sn_shard_permutation(int64_t n, uint64_t seed, int64_t epoch, int64_t *perm);
