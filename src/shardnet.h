@@ -512,6 +512,14 @@ sn_status sn_dataset_read_rows(sn_dataset *ds, const int64_t *rows, int count, v
 typedef enum sn_resize_mode { SN_RESIZE_NEAREST = 0, SN_RESIZE_BILINEAR = 1 } sn_resize_mode;
 sn_status sn_dataset_set_decode(sn_dataset *ds, int out_h, int out_w, sn_resize_mode mode,
                                 int resize_shorter);
+/* The decode target for a model of input h x w fed with preprocessing pre, fitted as that
+ * preprocessing's framework does it: SN_PRE_TORCH, torchvision Resize(S) + CenterCrop(h x w)
+ * with S = (h * 256 + 112) / 224 (resize-256, crop-224 scaled to the input), bilinear; any other,
+ * a straight nearest-neighbour resize to h x w (Keras load_img). A raw dataset is left as it is
+ * (compare its info with the model's input). Errors: those of sn_dataset_set_decode;
+ * SN_PRE_DEFAULT for an encoded dataset is SN_ERR_INVALID (resolve it with
+ * sn_net_default_preprocess first). */
+sn_status sn_dataset_set_decode_for(sn_dataset *ds, int h, int w, sn_preprocess pre);
 /* Name of class i from /classes, or NULL (no /classes or i out of range). Owned by ds. */
 const char *sn_dataset_class_name(const sn_dataset *ds, int i);
 /* The file's labels (info.n entries), or NULL if it has none. Owned by ds. */

@@ -558,6 +558,44 @@ TEST(Dataset, SetDecodeResizesEncodedRows) {
   sn_dataset_close(ds);
 }
 
+// The framework rule: torch preprocessing resizes the shorter side to (h*256+112)/224 and crops
+// the centre (bilinear); any other is a straight nearest-neighbour resize; raw data stays.
+TEST(Dataset, SetDecodeForFollowsThePreprocessing) {
+  std::string dir = sntest::temp_dir();
+  auto a = random_bytes(30 * 40 * 3, 4);
+  auto f = png_of(a, 30, 40, 3);
+  std::string p = make_encoded(dir, {f}, 30, 40, 3);
+  struct Want {
+    sn_preprocess pre;
+    int h, w;
+    sn_resize_mode mode;
+    int shorter;
+  };
+  for (auto c : {Want{SN_PRE_TORCH, 16, 16, SN_RESIZE_BILINEAR, (16 * 256 + 112) / 224},
+                 Want{SN_PRE_TORCH, 28, 24, SN_RESIZE_BILINEAR, 32},
+                 Want{SN_PRE_CAFFE, 16, 20, SN_RESIZE_NEAREST, 0},
+                 Want{SN_PRE_TF, 12, 12, SN_RESIZE_NEAREST, 0}}) {
+    sn_dataset *ds = nullptr;
+    ASSERT_EQ(sn_dataset_open(p.c_str(), sn_comm_serial(), &ds), SN_OK) << sn_last_error();
+    ASSERT_EQ(sn_dataset_set_decode_for(ds, c.h, c.w, c.pre), SN_OK) << sn_last_error();
+    EXPECT_EQ(sn_dataset_get_info(ds)->h, c.h);
+    EXPECT_EQ(sn_dataset_get_info(ds)->w, c.w);
+    std::vector<uint8_t> out((size_t)c.h * c.w * 3);
+    int64_t r = 0;
+    ASSERT_EQ(sn_dataset_read_rows(ds, &r, 1, out.data(), nullptr), SN_OK) << sn_last_error();
+    EXPECT_EQ(out, ours(f, 3, c.h, c.w, c.mode, c.shorter)) << sn_preprocess_name(c.pre);
+    EXPECT_EQ(sn_dataset_set_decode_for(ds, c.h, c.w, SN_PRE_DEFAULT), SN_ERR_INVALID);
+    sn_dataset_close(ds);
+  }
+  Raw raw = make_raw(dir);
+  sn_dataset *ds = nullptr;
+  ASSERT_EQ(sn_dataset_open(raw.path.c_str(), sn_comm_serial(), &ds), SN_OK);
+  EXPECT_EQ(sn_dataset_set_decode_for(ds, 8, 8, SN_PRE_TORCH), SN_OK); // raw: left as it is
+  EXPECT_EQ(sn_dataset_get_info(ds)->h, 4);
+  EXPECT_EQ(sn_dataset_set_decode_for(nullptr, 8, 8, SN_PRE_TORCH), SN_ERR_INVALID);
+  sn_dataset_close(ds);
+}
+
 } // namespace
 
 // ------------------------------------------------------------ streaming reader
