@@ -650,6 +650,15 @@ sn_status sn_reader_create(sn_dataset *ds, const int64_t *rows, int64_t n_rows,
 sn_status sn_reader_create_epoch(sn_dataset *ds, uint64_t seed, int64_t epoch, int rank, int size,
                                  int64_t global_batch, int drop_last, const sn_reader_options *o,
                                  sn_reader **out);
+/* The epoch of sn_reader_create_epoch from global step `start` on: the batches of steps
+ * [start, sn_shard_epoch_steps) only, so a run resumed part way through an epoch reads the same
+ * rows at each step as an uninterrupted one. shuffle = 0 takes the epoch in file order (the
+ * identity permutation) instead of sn_shard_permutation. Each batch is one step's rows: every
+ * batch of rank r has the size of sn_shard_block(global_batch, r, size). start = 0 with
+ * shuffle = 1 is sn_reader_create_epoch; start >= the epoch's steps gives no batches. */
+sn_status sn_reader_create_epoch_from(sn_dataset *ds, uint64_t seed, int64_t epoch, int64_t start,
+                                      int shuffle, int rank, int size, int64_t global_batch,
+                                      int drop_last, const sn_reader_options *o, sn_reader **out);
 /* Blocks until the next batch is ready: x (count, H, W, C) float32, labels (count) or NULL if the
  * dataset has none, rows (count) dataset rows. The pointers stay valid until the next call.
  * After the last batch: SN_OK with *count = 0. A read or decode failure is returned for the batch
