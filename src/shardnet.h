@@ -611,6 +611,49 @@ sn_status sn_writer_write_block(sn_writer *w, int64_t row_begin, int count,
 sn_status sn_writer_finish(sn_writer *w);
 /* Closes the file if sn_writer_finish was not called (then collective) and frees w. */
 void sn_writer_destroy(sn_writer *w);
+/* The work split of a multi-rank output. The rows still missing are cut into write units (runs
+ * of consecutive rows inside one chunk, so no two ranks write the same chunk) and the units into
+ * contiguous blocks, one per rank of the writer's communicator (sn_shard_block): rank r writes
+ * its block one unit per collective write. *rows (*count entries) are this rank's rows,
+ * ascending, malloc'd (NULL when *count is 0; the caller frees them); *writes (may be NULL) is
+ * the number of collective writes every rank makes (the most units of any rank). Call it before
+ * writing, when every rank sees the same missing rows. Not collective. */
+sn_status sn_writer_local_rows(const sn_writer *w, int64_t **rows, int64_t *count, int64_t *writes);
+
+/* Output staging: the rows of this rank's share (sn_writer_local_rows) are added as they are
+ * computed, in that order and in batches of any size, and written one write unit at a time by
+ * collective calls that every rank makes equally often:
+ *
+ *   while (sn_staging_writes(st) > 0) {
+ *     while (!sn_staging_ready(st)) { compute the next rows; sn_staging_add(st, ...); }
+ *     sn_staging_write(st);                               (collective)
+ *   }
+ *
+ * Staged are the datasets the writer writes (/predictions, /logits, /features); memory is
+ * bounded by (largest unit + max_batch) rows. */
+typedef struct sn_staging sn_staging;
+/* Staging for w (which must outlive it) and batches of up to max_batch rows. Not collective.
+ * The caller owns *out. */
+sn_status sn_staging_create(sn_writer *w, int max_batch, sn_staging **out);
+void sn_staging_destroy(sn_staging *st);
+/* This rank's rows in the order they are to be added (*count entries). Owned by st. */
+const int64_t *sn_staging_rows(const sn_staging *st, int64_t *count);
+/* Collective writes left to make (the same on every rank). */
+int64_t sn_staging_writes(const sn_staging *st);
+/* 1 if the rows of this rank's next write unit are all staged (or it has none left). */
+int sn_staging_ready(const sn_staging *st);
+/* Stages the next n rows (n <= max_batch): top_k_indices (n,K), top_k_scores (n,K), logits
+ * (n,classes), features (n,D) float32 as for sn_writer_write_block (those of datasets not
+ * written may be NULL). More rows than this rank's share or than fit before the next write:
+ * SN_ERR_INVALID. Not collective. */
+sn_status sn_staging_add(sn_staging *st, int n, const int32_t *top_k_indices,
+                         const float *top_k_scores, const float *logits, const float *features);
+/* Writes this rank's next write unit (nothing once its share is written) with
+ * sn_writer_write_block; a rank whose unit is not ready gets SN_ERR_INVALID on every rank.
+ * Collective. */
+sn_status sn_staging_write(sn_staging *st);
+/* Rows of this rank's share written so far. */
+int64_t sn_staging_written(const sn_staging *st);
 
 /* State of an output file: missing, incomplete (no complete = 1: resumable) or complete. Not
  * collective. A file that exists but is not HDF5 -> SN_ERR_FORMAT. */
