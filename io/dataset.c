@@ -616,3 +616,16 @@ sn_status sn_dataset_read_rows(sn_dataset *ds, const int64_t *rows, int count, v
   if (st != SN_OK || count == 0) return st;
   return sn_dataset_place(ds, count, direct, images, labels);
 }
+
+sn_status sn_dataset_set_decode_for(sn_dataset *ds, int h, int w, sn_preprocess pre) {
+  if (!ds) return sn_error_set(SN_ERR_INVALID, "sn_dataset_set_decode_for: NULL dataset");
+  if (!ds->info.encoded) return SN_OK;
+  if (pre == SN_PRE_DEFAULT)
+    return sn_error_set(SN_ERR_INVALID,
+                        "file %s: no decode rule for preprocessing 'default' (resolve it first)",
+                        ds->path);
+  /* docs/cli.md, "Input size and decoding" */
+  if (pre == SN_PRE_TORCH)
+    return sn_dataset_set_decode(ds, h, w, SN_RESIZE_BILINEAR, (h * 256 + 112) / 224);
+  return sn_dataset_set_decode(ds, h, w, SN_RESIZE_NEAREST, 0);
+}

@@ -202,45 +202,8 @@ sn_status sn_reader_create(sn_dataset *ds, const int64_t *rows, int64_t n_rows,
 sn_status sn_reader_create_epoch(sn_dataset *ds, uint64_t seed, int64_t epoch, int rank, int size,
                                  int64_t global_batch, int drop_last, const sn_reader_options *o,
                                  sn_reader **out) {
-  sn_status st = check(ds, o, out);
-  if (st != SN_OK) return st;
-  const int64_t n = ds->info.n;
-  const int64_t steps = sn_shard_epoch_steps(n, global_batch, drop_last);
-  const int per = sn_shard_local_max(global_batch, size);
-  if (per < 1 || rank < 0 || rank >= size)
-    return sn_error_set(SN_ERR_INVALID, "sn_reader_create_epoch: global batch %lld, rank %d of %d",
-                        (long long)global_batch, rank, size);
-  int64_t *grid = malloc((steps ? (size_t)steps * per : 1) * sizeof *grid);
-  int *counts = malloc((steps ? (size_t)steps : 1) * sizeof *counts);
-  int64_t *starts = malloc((size_t)(steps + 1) * sizeof *starts);
-  if (!grid || !counts || !starts) {
-    free(grid);
-    free(counts);
-    free(starts);
-    return sn_error_set(SN_ERR_NOMEM, "reader: epoch of %lld steps", (long long)steps);
-  }
-  int64_t got = 0;
-  st = sn_shard_epoch_rows(n, seed, epoch, rank, size, global_batch, drop_last, grid, counts, &got);
-  if (st == SN_OK) {
-    /* compact (steps, per) with counts[s] valid entries into consecutive batches */
-    int64_t k = 0;
-    for (int64_t s = 0; s < got; ++s) {
-      starts[s] = k;
-      memmove(grid + k, grid + s * per, (size_t)counts[s] * sizeof *grid);
-      k += counts[s];
-    }
-    starts[got] = k;
-  }
-  free(counts);
-  if (st != SN_OK) {
-    free(grid);
-    free(starts);
-    return st;
-  }
-  sn_reader_options oo = *o;
-  oo.seed = seed;
-  oo.epoch = epoch;
-  return make(ds, &oo, grid, starts, got, out);
+  return sn_reader_create_epoch_from(ds, seed, epoch, 0, 1, rank, size, global_batch, drop_last, o,
+                                     out);
 }
 
 sn_status sn_reader_next(sn_reader *r, float **x, int32_t **labels, int64_t **rows, int *count) {
@@ -303,4 +266,46 @@ void sn_reader_destroy(sn_reader *r) {
   free(r->rows);
   free(r->starts);
   free(r);
+}
+
+sn_status sn_reader_create_epoch_from(sn_dataset *ds, uint64_t seed, int64_t epoch, int64_t start,
+                                      int shuffle, int rank, int size, int64_t global_batch,
+                                      int drop_last, const sn_reader_options *o, sn_reader **out) {
+  sn_status st = check(ds, o, out);
+  if (st != SN_OK) return st;
+  const int64_t n = ds->info.n;
+  const int per = sn_shard_local_max(global_batch, size);
+  if (per < 1 || global_batch > INT32_MAX || rank < 0 || rank >= size || start < 0)
+    return sn_error_set(SN_ERR_INVALID,
+                        "sn_reader_create_epoch: global batch %lld, rank %d of %d, start step %lld",
+                        (long long)global_batch, rank, size, (long long)start);
+  const int64_t steps = sn_shard_epoch_steps(n, global_batch, drop_last);
+  const int64_t nb = start < steps ? steps - start : 0;
+  int64_t *perm = malloc((n ? (size_t)n : 1) * sizeof *perm);
+  int64_t *rows = malloc((nb ? (size_t)nb * per : 1) * sizeof *rows);
+  int64_t *starts = malloc((size_t)(nb + 1) * sizeof *starts);
+  if (!perm || !rows || !starts) {
+    free(perm);
+    free(rows);
+    free(starts);
+    return sn_error_set(SN_ERR_NOMEM, "reader: epoch of %lld steps", (long long)steps);
+  }
+  if (shuffle) {
+    sn_shard_permutation(n, seed, epoch, perm);
+  } else {
+    for (int64_t i = 0; i < n; ++i)
+      perm[i] = i;
+  }
+  /* batch b is step start + b: this rank's part of that global batch */
+  int64_t k = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    starts[b] = k;
+    k += sn_shard_step_rows(perm, n, global_batch, drop_last, rank, size, start + b, rows + k);
+  }
+  starts[nb] = k;
+  free(perm);
+  sn_reader_options oo = *o;
+  oo.seed = seed;
+  oo.epoch = epoch;
+  return make(ds, &oo, rows, starts, nb, out);
 }

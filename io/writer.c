@@ -451,3 +451,184 @@ sn_status sn_output_status(const char *path, sn_output_state *state) {
   sn_h5_unlock();
   return st;
 }
+
+/* ---------------------------------------------------------------- work split and staging */
+
+/* The write units of an ascending row list: runs of consecutive rows inside one chunk. *begins
+ * and *counts (malloc'd, *n entries). */
+static sn_status cut_units(const sn_writer *w, const int64_t *rows, int64_t count, int64_t **begins,
+                           int **counts, int64_t *n) {
+  *begins = malloc((count ? (size_t)count : 1) * sizeof **begins);
+  *counts = malloc((count ? (size_t)count : 1) * sizeof **counts);
+  if (!*begins || !*counts) {
+    free(*begins);
+    free(*counts);
+    *begins = NULL;
+    *counts = NULL;
+    return sn_error_set(SN_ERR_NOMEM, "file %s: write units of %lld rows", w->path,
+                        (long long)count);
+  }
+  int64_t k = 0;
+  for (int64_t i = 0; i < count;) {
+    int64_t j = i + 1;
+    while (j < count && rows[j] == rows[j - 1] + 1 && rows[j] / w->chunk == rows[i] / w->chunk)
+      ++j;
+    (*begins)[k] = rows[i];
+    (*counts)[k++] = (int)(j - i);
+    i = j;
+  }
+  *n = k;
+  return SN_OK;
+}
+
+sn_status sn_writer_local_rows(const sn_writer *w, int64_t **rows, int64_t *count,
+                               int64_t *writes) {
+  *rows = NULL;
+  *count = 0;
+  if (writes) *writes = 0;
+  int64_t *missing = NULL, nmissing = 0, *begins = NULL, nunits = 0;
+  int *counts = NULL;
+  sn_status st = sn_writer_missing_rows(w, &missing, &nmissing);
+  if (st == SN_OK) st = cut_units(w, missing, nmissing, &begins, &counts, &nunits);
+  free(missing);
+  if (st != SN_OK) return st;
+  /* this rank's block of units; rank 0's block is the largest */
+  const int rank = sn_comm_rank(w->comm), size = sn_comm_size(w->comm);
+  int64_t ub, ue, b0, e0, n = 0;
+  sn_shard_block(nunits, rank, size, &ub, &ue);
+  sn_shard_block(nunits, 0, size, &b0, &e0);
+  for (int64_t u = ub; u < ue; ++u)
+    n += counts[u];
+  int64_t *r = n ? malloc((size_t)n * sizeof *r) : NULL;
+  if (n && !r) st = sn_error_set(SN_ERR_NOMEM, "file %s: %lld rows", w->path, (long long)n);
+  for (int64_t u = ub, k = 0; r && u < ue; ++u)
+    for (int j = 0; j < counts[u]; ++j)
+      r[k++] = begins[u] + j;
+  free(begins);
+  free(counts);
+  if (st != SN_OK) return st;
+  *rows = r;
+  *count = n;
+  if (writes) *writes = e0 - b0;
+  return SN_OK;
+}
+
+/* The staged datasets, D_IDX..D_FEAT: int32 or float32 values, 4 bytes each. */
+enum { S_IDX, S_VAL, S_LOGITS, S_FEAT, S_COUNT };
+_Static_assert(sizeof(int32_t) == sizeof(float), "staged values are 4 bytes");
+
+struct sn_staging {
+  sn_writer *w;
+  int64_t *rows, nrows; /* this rank's share, ascending */
+  int64_t *begins;      /* (nunits) first row of each write unit */
+  int *counts;          /* (nunits) rows of each write unit */
+  int64_t nunits, unit; /* units of this rank; the next one to write */
+  int64_t writes;       /* collective writes left */
+  int64_t added, written;
+  size_t width[S_COUNT]; /* values per row of each staged dataset (0: not written) */
+  void *buf[S_COUNT];    /* (cap, width) staged rows, the next unit's first */
+  int64_t cap, filled;
+  int max_batch;
+};
+
+sn_status sn_staging_create(sn_writer *w, int max_batch, sn_staging **out) {
+  if (!out) return sn_error_set(SN_ERR_INVALID, "sn_staging_create: out is NULL");
+  *out = NULL;
+  if (!w || w->finished || max_batch < 1)
+    return sn_error_set(SN_ERR_INVALID, "sn_staging_create: no open writer or batch %d", max_batch);
+  sn_staging *st = calloc(1, sizeof *st);
+  if (!st) return sn_error_set(SN_ERR_NOMEM, "file %s: staging", w->path);
+  st->w = w;
+  st->max_batch = max_batch;
+  sn_status s = sn_writer_local_rows(w, &st->rows, &st->nrows, &st->writes);
+  if (s == SN_OK) s = cut_units(w, st->rows, st->nrows, &st->begins, &st->counts, &st->nunits);
+  int64_t largest = 0;
+  for (int64_t u = 0; s == SN_OK && u < st->nunits; ++u)
+    if (st->counts[u] > largest) largest = st->counts[u];
+  st->cap = largest + max_batch;
+  for (int i = 0; s == SN_OK && i < S_COUNT; ++i) {
+    st->width[i] = (size_t)w->cols[i];
+    if (!st->width[i]) continue;
+    st->buf[i] = malloc((size_t)st->cap * st->width[i] * sizeof(float));
+    if (!st->buf[i])
+      s = sn_error_set(SN_ERR_NOMEM, "file %s: staging of %lld rows", w->path, (long long)st->cap);
+  }
+  if (s != SN_OK) {
+    sn_staging_destroy(st);
+    return s;
+  }
+  *out = st;
+  return SN_OK;
+}
+
+void sn_staging_destroy(sn_staging *st) {
+  if (!st) return;
+  for (int i = 0; i < S_COUNT; ++i)
+    free(st->buf[i]);
+  free(st->rows);
+  free(st->begins);
+  free(st->counts);
+  free(st);
+}
+
+const int64_t *sn_staging_rows(const sn_staging *st, int64_t *count) {
+  *count = st ? st->nrows : 0;
+  return st ? st->rows : NULL;
+}
+
+int64_t sn_staging_writes(const sn_staging *st) { return st ? st->writes : 0; }
+
+int64_t sn_staging_written(const sn_staging *st) { return st ? st->written : 0; }
+
+int sn_staging_ready(const sn_staging *st) {
+  return st->unit >= st->nunits || st->filled >= st->counts[st->unit];
+}
+
+sn_status sn_staging_add(sn_staging *st, int n, const int32_t *top_k_indices,
+                         const float *top_k_scores, const float *logits, const float *features) {
+  const void *src[S_COUNT] = {top_k_indices, top_k_scores, logits, features};
+  if (!st || n < 0 || n > st->max_batch || st->added + n > st->nrows || st->filled + n > st->cap)
+    return sn_error_set(
+        SN_ERR_INVALID, "sn_staging_add: %d rows do not fit (%lld of %lld added, batch %d)", n,
+        st ? (long long)st->added : 0LL, st ? (long long)st->nrows : 0LL, st ? st->max_batch : 0);
+  for (int i = 0; i < S_COUNT; ++i)
+    if (st->width[i] && n > 0 && !src[i])
+      return sn_error_set(SN_ERR_INVALID, "file %s: no data given for /%s", st->w->path, dnames[i]);
+  for (int i = 0; i < S_COUNT; ++i)
+    if (st->width[i])
+      memcpy((char *)st->buf[i] + (size_t)st->filled * st->width[i] * sizeof(float), src[i],
+             (size_t)n * st->width[i] * sizeof(float));
+  st->filled += n;
+  st->added += n;
+  return SN_OK;
+}
+
+sn_status sn_staging_write(sn_staging *st) {
+  if (!st) return sn_error_set(SN_ERR_INVALID, "sn_staging_write: NULL staging");
+  sn_status s = SN_OK;
+  if (st->writes < 1 || !sn_staging_ready(st))
+    s = sn_error_set(SN_ERR_INVALID, "file %s: staged rows written before they are complete",
+                     st->w->path);
+  s = sn_comm_agree(st->w->comm, s);
+  if (s != SN_OK) return s;
+  int64_t begin = 0;
+  int count = 0;
+  if (st->unit < st->nunits) {
+    begin = st->begins[st->unit];
+    count = st->counts[st->unit];
+  }
+  s = sn_writer_write_block(st->w, begin, count, st->buf[S_IDX], st->buf[S_VAL], st->buf[S_LOGITS],
+                            st->buf[S_FEAT], NULL);
+  if (s != SN_OK) return s;
+  /* rows of the next unit computed already move to the front */
+  const int64_t left = st->filled - count;
+  for (int i = 0; i < S_COUNT && left > 0; ++i)
+    if (st->width[i])
+      memmove(st->buf[i], (char *)st->buf[i] + (size_t)count * st->width[i] * sizeof(float),
+              (size_t)left * st->width[i] * sizeof(float));
+  st->filled = left;
+  st->written += count;
+  st->unit += st->unit < st->nunits;
+  st->writes--;
+  return SN_OK;
+}

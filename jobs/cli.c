@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -331,20 +332,36 @@ void cli_check(cli_job *job, sn_status s) {
   }
 }
 
-sn_status cli_load_batch(sn_dataset *ds, const int64_t *rows, int n, sn_preprocess pre, void *raw,
-                         float *x, int32_t *labels) {
-  const sn_dataset_info *info = sn_dataset_get_info(ds);
-  sn_status s = sn_dataset_read_rows(ds, rows, n, raw, labels);
-  if (s != SN_OK) return s;
-  size_t count = (size_t)n * info->h * info->w * info->c;
-  if (info->dtype == SN_U8 || info->encoded) {
-    sn_preprocess_u8((const uint8_t *)raw, (size_t)n, info->h, info->w, info->c, pre, x);
-  } else {
-    memcpy(x, raw, count * sizeof(float));
-    sn_preprocess_f32(x, (size_t)n, info->h, info->w, info->c, pre);
-    if (!sn_values_finite(x, count))
-      return sn_error_set(SN_ERR_NUMERIC, "dataset rows %lld..: /images contains NaN or infinity",
-                          (long long)rows[0]);
+int cli_check_output(const char *cmd, const char *in, const char *out, int resume, int force,
+                     sn_output_state *state) {
+  if (resume && force) {
+    cli_error("%s: --resume and --force exclude each other", cmd);
+    return EXIT_USAGE;
   }
-  return SN_OK;
+  char rin[PATH_MAX], rout[PATH_MAX];
+  if (realpath(in, rin) && realpath(out, rout) && !strcmp(rin, rout)) {
+    cli_error("%s: output %s is the input file", cmd, out);
+    return EXIT_USAGE;
+  }
+  *state = SN_OUTPUT_MISSING;
+  sn_status s = sn_output_status(out, state);
+  if (s != SN_OK && !force) {
+    cli_error("%s (use --force to replace it)", sn_last_error());
+    return cli_exit_code(s);
+  }
+  if (*state == SN_OUTPUT_COMPLETE && !force) {
+    cli_error("%s: output %s is complete already (use --force to recompute it)", cmd, out);
+    return EXIT_USAGE;
+  }
+  if (*state == SN_OUTPUT_INCOMPLETE && !force && !resume) {
+    cli_error("%s: output %s exists and is incomplete (use --resume to finish it or --force)", cmd,
+              out);
+    return EXIT_USAGE;
+  }
+  return 0;
+}
+
+sn_status cli_fopen(const char *path, const char *mode, const char *what, FILE **f) {
+  *f = fopen(path, mode);
+  return *f ? SN_OK : sn_error_set(SN_ERR_IO, "%s %s", what, path);
 }

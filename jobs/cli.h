@@ -76,9 +76,44 @@ void cli_check(cli_job *job, sn_status s);
  * SN_WINOGRAD, SN_FUSE, SN_PROFILE, SN_COMM_POLL; docs/cli.md) to net, before it is planned. */
 sn_status cli_apply_engine_env(sn_net *net);
 
-/* Reads rows of a dataset and turns them into a preprocessed float batch (n, H, W, C). */
-sn_status cli_load_batch(sn_dataset *ds, const int64_t *rows, int n, sn_preprocess pre,
-                         void *raw, float *x, int32_t *labels);
+/* The rules for an existing output OUT of a command reading IN (docs/cli.md, "Existing
+ * outputs"): --resume and --force exclude each other, OUT may not be IN, a complete OUT needs
+ * --force, an incomplete one --resume or --force. Sets *state. Returns 0 or the exit code after
+ * printing the message. */
+int cli_check_output(const char *cmd, const char *in, const char *out, int resume, int force,
+                     sn_output_state *state);
+/* fopen(path, mode); on failure SN_ERR_IO "<what> <path>" and *f = NULL. */
+sn_status cli_fopen(const char *path, const char *mode, const char *what, FILE **f);
+
+/* report.c: what infer and train print (rank 0) and append to --metrics. */
+typedef struct cli_names {
+  char **v; /* (n) class names, one per line of a label file */
+  int n;
+} cli_names;
+sn_status cli_names_read(const char *path, cli_names *names);
+void cli_names_free(cli_names *names);
+/* "row R: name(id) p | ..." for the batch's rows until nprint rows are printed in all. idx, val:
+ * (n, k). */
+void cli_report_rows(const cli_names *names, const int64_t *rows, int n, const int32_t *idx,
+                     const float *val, int k, int64_t *printed, int64_t nprint);
+/* Top-1 and top-k accuracy and the per-class lines (up to 100 classes), and the confusion matrix
+ * as TSV into confusion (may be NULL), from metrics summed over the ranks. */
+void cli_report_accuracy(const sn_metrics *m, const sn_dataset *ds, int classes, int k,
+                         FILE *confusion);
+/* The closing line of infer and its --metrics JSON line (then closes metrics). tot: rows, data
+ * wait, compute seconds and wall seconds, summed over the ranks. */
+void cli_report_infer(const cli_job *job, const double tot[4], double secs, const char *out,
+                      long batch, FILE *metrics, const char *metrics_path);
+/* One epoch of train. */
+typedef struct cli_epoch {
+  int64_t epoch, step; /* epoch (0-based) and global steps completed */
+  int done;            /* 0: cut short by --steps */
+  double sums[3];      /* summed loss x rows, correct, rows (all ranks) */
+  int has_val;
+  double val_loss, val_correct, val_count;
+  double lr, secs, wait; /* lr of the last step; seconds of the steps; data wait so far */
+} cli_epoch;
+void cli_report_epoch(const cli_job *job, const cli_epoch *e, const sn_net *net, FILE *metrics);
 
 int cmd_summary(int argc, char **argv);
 int cmd_infer(int argc, char **argv);

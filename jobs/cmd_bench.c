@@ -24,6 +24,34 @@ static int cmp_d(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* Times passes on x (two warm-up passes first) until reps runs and min_time seconds have passed,
+ * or cap runs: seconds of each run into ts, their count into *nr. */
+static sn_status time_passes(sn_net *net, int train, int batch, const float *x,
+                             const int32_t *labels, float *out, long reps, double min_time, int cap,
+                             double *ts, int *nr) {
+  sn_train_config tc;
+  sn_train_config_init(&tc);
+  tc.lr = 0.01f;
+  sn_status s = SN_OK;
+  double start = 0;
+  for (int it = -2; s == SN_OK; ++it) { /* two warm-up passes */
+    if (it == 0) start = cli_now();
+    double t0 = cli_now();
+    if (train) {
+      float loss;
+      int correct;
+      s = sn_net_train_step(net, x, labels, batch, batch, &tc, &loss, &correct);
+      if (s == SN_OK) s = sn_net_sgd_update(net, &tc, tc.lr);
+    } else {
+      s = sn_net_forward(net, x, batch, out);
+    }
+    if (it < 0) continue;
+    ts[(*nr)++] = cli_now() - t0;
+    if (*nr >= cap || (*nr >= reps && cli_now() - start >= min_time)) break;
+  }
+  return s;
+}
+
 int cmd_bench(int argc, char **argv) {
   cli_opt o[] = {CLI_MODEL_OPTS,
                  {"batch", 1, "images per pass (default 8)", NULL},
@@ -75,26 +103,9 @@ int cmd_bench(int argc, char **argv) {
     x[i] = (float)(r >> 8) / 16777216.0f * 2.0f - 1.0f;
   }
   for (long i = 0; i < batch; ++i) labels[i] = (int32_t)(i % oc);
-  sn_train_config tc;
-  sn_train_config_init(&tc);
-  tc.lr = 0.01f;
   int nr = 0;
-  double start = 0;
-  for (int it = -2; s == SN_OK; ++it) { /* two warm-up passes */
-    if (it == 0) start = cli_now();
-    double t0 = cli_now();
-    if (train) {
-      float loss;
-      int correct;
-      s = sn_net_train_step(net, x, labels, (int)batch, (int)batch, &tc, &loss, &correct);
-      if (s == SN_OK) s = sn_net_sgd_update(net, &tc, tc.lr);
-    } else {
-      s = sn_net_forward(net, x, (int)batch, out);
-    }
-    if (it < 0) continue;
-    ts[nr++] = cli_now() - t0;
-    if (nr >= cap || (nr >= reps && cli_now() - start >= min_time)) break;
-  }
+  if (s == SN_OK)
+    s = time_passes(net, train, (int)batch, x, labels, out, reps, min_time, cap, ts, &nr);
   cli_check(&job, s);
   qsort(ts, (size_t)nr, sizeof(double), cmp_d);
   double med = ts[nr / 2];

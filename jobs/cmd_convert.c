@@ -19,56 +19,39 @@ static void progress(void *ctx, int64_t done, int64_t total) {
   cli_progress((const char *)ctx, (double)done, (double)total, extra);
 }
 
-int cmd_convert(int argc, char **argv) {
-  cli_opt o[] = {{"images", 1, "idx: images file (.gz or plain)", NULL},
-                 {"labels", 1, "idx: labels file (.gz or plain)", NULL},
-                 {"fashion", 0, "idx: Fashion-MNIST class names (default: digits)", NULL},
-                 {"root", 1, "folder: root with one sub-folder per class", NULL},
-                 {"out", 1, "output HDF5 file", NULL},
-                 {"force", 0, "replace an existing output", NULL},
-                 {"encoded", 0, "folder: store the JPEG/PNG bytes (decoded when read)", NULL},
-                 {"size", 1, "folder: decode target HxW (default 224x224)", NULL},
-                 {"channels", 1, "folder: 1 or 3 (default 3)", NULL},
-                 {"resize", 1, "folder raw: bilinear|nearest (default bilinear)", NULL},
-                 {"resize-shorter", 1, "folder raw: shorter side to S, then centre crop (torchvision)", NULL},
-                 {"compression", 1, "gzip level 0-9 for /images (default 0)", NULL},
-                 {"quiet", 0, "no progress bar", NULL},
-                 {"help", 0, "show this help", NULL}};
-  int no = (int)(sizeof o / sizeof o[0]);
-  const char *kind = argc > 2 ? argv[2] : NULL;
-  if (kind && (!strcmp(kind, "--help") || !strcmp(kind, "-h"))) {
-    cli_print_help(stdout, "convert", "idx|folder [options]", EXAMPLES, o, no);
-    return 0;
-  }
-  if (!kind || (strcmp(kind, "idx") && strcmp(kind, "folder"))) {
-    cli_error("convert: the first argument must be idx or folder (see 'shardnet convert --help')");
-    return EXIT_USAGE;
-  }
-  if (cli_parse("convert", argc, argv, 3, o, no)) return EXIT_USAGE;
-  if (cli_has(o, no, "help")) {
-    cli_print_help(stdout, "convert", "idx|folder [options]", EXAMPLES, o, no);
-    return 0;
-  }
-  if (cli_has(o, no, "quiet")) cli_verbose = 0;
-  const char *out = cli_get(o, no, "out");
-  if (!out) {
-    cli_error("convert: --out is required");
-    return EXIT_USAGE;
-  }
-  sn_convert_options opt;
-  sn_convert_options_init(&opt);
+static cli_opt O[] = {
+    {"images", 1, "idx: images file (.gz or plain)", NULL},
+    {"labels", 1, "idx: labels file (.gz or plain)", NULL},
+    {"fashion", 0, "idx: Fashion-MNIST class names (default: digits)", NULL},
+    {"root", 1, "folder: root with one sub-folder per class", NULL},
+    {"out", 1, "output HDF5 file", NULL},
+    {"force", 0, "replace an existing output", NULL},
+    {"encoded", 0, "folder: store the JPEG/PNG bytes (decoded when read)", NULL},
+    {"size", 1, "folder: decode target HxW (default 224x224)", NULL},
+    {"channels", 1, "folder: 1 or 3 (default 3)", NULL},
+    {"resize", 1, "folder raw: bilinear|nearest (default bilinear)", NULL},
+    {"resize-shorter", 1, "folder raw: shorter side to S, then centre crop (torchvision)", NULL},
+    {"compression", 1, "gzip level 0-9 for /images (default 0)", NULL},
+    {"quiet", 0, "no progress bar", NULL},
+    {"help", 0, "show this help", NULL}};
+enum { NO = sizeof O / sizeof O[0] };
+
+/* The converter options and the rules for the output (not an input, not replaced without
+ * --force). Returns 0 or EXIT_USAGE after the message. */
+static int parse_options(sn_convert_options *opt, const char *out) {
+  sn_convert_options_init(opt);
   long v;
-  if (cli_int(o, no, "channels", 1, 3, 3, &v)) return EXIT_USAGE;
+  if (cli_int(O, NO, "channels", 1, 3, 3, &v)) return EXIT_USAGE;
   if (v != 1 && v != 3) {
     cli_error("option --channels: must be 1 or 3");
     return EXIT_USAGE;
   }
-  opt.channels = (int)v;
-  if (cli_int(o, no, "compression", 0, 9, 0, &v)) return EXIT_USAGE;
-  opt.compression = (int)v;
-  if (cli_int(o, no, "resize-shorter", 1, 65536, 0, &v)) return EXIT_USAGE;
-  opt.resize_shorter = (int)v;
-  const char *size = cli_get(o, no, "size");
+  opt->channels = (int)v;
+  if (cli_int(O, NO, "compression", 0, 9, 0, &v)) return EXIT_USAGE;
+  opt->compression = (int)v;
+  if (cli_int(O, NO, "resize-shorter", 1, 65536, 0, &v)) return EXIT_USAGE;
+  opt->resize_shorter = (int)v;
+  const char *size = cli_get(O, NO, "size");
   if (size) {
     int hh, ww;
     char extra;
@@ -76,25 +59,25 @@ int cmd_convert(int argc, char **argv) {
       cli_error("option --size: '%s' is not HxW (e.g. 224x224)", size);
       return EXIT_USAGE;
     }
-    opt.height = hh;
-    opt.width = ww;
+    opt->height = hh;
+    opt->width = ww;
   }
-  const char *rs = cli_get(o, no, "resize");
+  const char *rs = cli_get(O, NO, "resize");
   if (rs && strcmp(rs, "bilinear") && strcmp(rs, "nearest")) {
     cli_error("option --resize: '%s' is not bilinear or nearest", rs);
     return EXIT_USAGE;
   }
-  if (rs) opt.resize = !strcmp(rs, "nearest") ? SN_RESIZE_NEAREST : SN_RESIZE_BILINEAR;
-  opt.encoded = cli_has(o, no, "encoded");
-  if (opt.encoded && (rs || opt.resize_shorter || opt.compression)) {
+  if (rs) opt->resize = !strcmp(rs, "nearest") ? SN_RESIZE_NEAREST : SN_RESIZE_BILINEAR;
+  opt->encoded = cli_has(O, NO, "encoded");
+  if (opt->encoded && (rs || opt->resize_shorter || opt->compression)) {
     cli_error("convert: --encoded stores the files' bytes as they are; --resize, --resize-shorter and "
               "--compression apply to raw datasets only (resizing happens when an encoded dataset is read)");
     return EXIT_USAGE;
   }
-  opt.fashion = cli_has(o, no, "fashion");
-  opt.progress = progress;
-  opt.progress_ctx = (void *)"convert";
-  const char *ins[] = {cli_get(o, no, "images"), cli_get(o, no, "labels"), cli_get(o, no, "root")};
+  opt->fashion = cli_has(O, NO, "fashion");
+  opt->progress = progress;
+  opt->progress_ctx = (void *)"convert";
+  const char *ins[] = {cli_get(O, NO, "images"), cli_get(O, NO, "labels"), cli_get(O, NO, "root")};
   char rout[PATH_MAX], rin[PATH_MAX];
   for (int i = 0; i < 3; ++i)
     if (ins[i] && realpath(out, rout) && realpath(ins[i], rin) && !strcmp(rin, rout)) {
@@ -102,21 +85,47 @@ int cmd_convert(int argc, char **argv) {
       return EXIT_USAGE;
     }
   struct stat st;
-  if (!cli_has(o, no, "force") && stat(out, &st) == 0) {
+  if (!cli_has(O, NO, "force") && stat(out, &st) == 0) {
     cli_error("convert: output %s exists (use --force to replace it)", out);
     return EXIT_USAGE;
   }
+  return 0;
+}
+
+int cmd_convert(int argc, char **argv) {
+  const char *kind = argc > 2 ? argv[2] : NULL;
+  if (kind && (!strcmp(kind, "--help") || !strcmp(kind, "-h"))) {
+    cli_print_help(stdout, "convert", "idx|folder [options]", EXAMPLES, O, NO);
+    return 0;
+  }
+  if (!kind || (strcmp(kind, "idx") && strcmp(kind, "folder"))) {
+    cli_error("convert: the first argument must be idx or folder (see 'shardnet convert --help')");
+    return EXIT_USAGE;
+  }
+  if (cli_parse("convert", argc, argv, 3, O, NO)) return EXIT_USAGE;
+  if (cli_has(O, NO, "help")) {
+    cli_print_help(stdout, "convert", "idx|folder [options]", EXAMPLES, O, NO);
+    return 0;
+  }
+  if (cli_has(O, NO, "quiet")) cli_verbose = 0;
+  const char *out = cli_get(O, NO, "out");
+  if (!out) {
+    cli_error("convert: --out is required");
+    return EXIT_USAGE;
+  }
+  sn_convert_options opt;
+  if (parse_options(&opt, out)) return EXIT_USAGE;
   cli_job job;
   int rc = cli_job_start(&job, &argc, &argv, 0);
   if (rc) return rc;
   double t0 = cli_now();
   sn_status s;
   if (!strcmp(kind, "idx")) {
-    const char *im = cli_get(o, no, "images"), *lb = cli_get(o, no, "labels");
+    const char *im = cli_get(O, NO, "images"), *lb = cli_get(O, NO, "labels");
     if (!im || !lb) s = sn_error_set(SN_ERR_INVALID, "convert idx: --images and --labels are required");
     else s = sn_convert_idx(im, lb, out, job.comm, &opt);
   } else {
-    const char *root = cli_get(o, no, "root");
+    const char *root = cli_get(O, NO, "root");
     if (!root) s = sn_error_set(SN_ERR_INVALID, "convert folder: --root is required");
     else s = sn_convert_folder(root, out, job.comm, &opt);
   }

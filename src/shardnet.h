@@ -343,6 +343,45 @@ sn_status sn_augment_parse(const char *name, sn_augment *out);
 void sn_softmax(const float *logits, int n, int k, float *probs);
 void sn_topk(const float *scores, int n, int classes, int k, int32_t *idx, float *val);
 
+/* ---------------------------------------------------------------- prediction and metrics */
+
+/* Inference on n <= max_batch images in one call (what `shardnet infer` computes per batch):
+ * sn_net_forward, then the features, the softmax and the top k classes.
+ *   x        (n, H, W, C) preprocessed float32
+ *   out      (n, D) the output, as sn_net_forward writes it (required)
+ *   features (n, F) or NULL: the pooled features (F = sn_net_feature_dim) of a model with a
+ *            classifier; for a model without one (include_top = 0), a copy of out
+ *   probs    (n, classes) or NULL: softmax probabilities of out; required when k > 0
+ *   top_idx, top_val (n, k): the k most probable classes and their probabilities, descending,
+ *            ties to the lower index (sn_topk of probs); NULL when k = 0
+ * probs and k > 0 need a classifier and k <= classes. All buffers are the caller's. Outputs are
+ * not checked for NaN or infinity (sn_values_finite). Errors: SN_ERR_INVALID (arguments, or no
+ * classifier), those of sn_net_forward. Not collective. */
+sn_status sn_net_predict(sn_net *net, const float *x, int n, int k, float *out, float *features,
+                         float *probs, int32_t *top_idx, float *top_val);
+
+/* Classification metrics summed over batches and ranks: labelled rows, top-1 and top-k hits,
+ * the summed cross-entropy -log(max(p[label], 1e-30)) and optionally the confusion matrix
+ * (classes, classes) of counts, row = true class, column = top-1 prediction. Counts are doubles
+ * (exact up to 2^53). */
+typedef struct sn_metrics sn_metrics;
+/* k: the width of the top_idx rows given to sn_metrics_add (1 <= k <= classes); confusion = 1
+ * keeps the matrix. The caller owns *out. */
+sn_status sn_metrics_create(int classes, int k, int confusion, sn_metrics **out);
+void sn_metrics_destroy(sn_metrics *m);
+/* Adds n rows: labels (n), top_idx (n, k) as sn_net_predict gives them, probs (n, classes) or
+ * NULL (then no loss is summed). Rows whose label is outside [0, classes) are not counted (check
+ * labels first where that is an error). Not collective. */
+void sn_metrics_add(sn_metrics *m, int n, const int32_t *labels, const int32_t *top_idx,
+                    const float *probs);
+/* Replaces every rank's sums by the sums over the ranks of comm. Collective. */
+sn_status sn_metrics_allreduce(sn_metrics *m, sn_comm *comm);
+/* The sums so far (any pointer may be NULL): labelled rows, top-1 hits, top-k hits, summed
+ * cross-entropy (0 if no probs were given). */
+void sn_metrics_sums(const sn_metrics *m, double *rows, double *top1, double *topk, double *loss);
+/* The confusion matrix (classes, classes), or NULL if it is not kept. Owned by m. */
+const double *sn_metrics_confusion(const sn_metrics *m);
+
 /* Sharding: pure functions of (dataset size, epoch seed, rank, size). */
 /* The epoch permutation (n entries), identical on every rank for the same seed and epoch. */
 void sn_shard_permutation(int64_t n, uint64_t seed, int64_t epoch, int64_t *perm);
@@ -473,6 +512,14 @@ sn_status sn_dataset_read_rows(sn_dataset *ds, const int64_t *rows, int count, v
 typedef enum sn_resize_mode { SN_RESIZE_NEAREST = 0, SN_RESIZE_BILINEAR = 1 } sn_resize_mode;
 sn_status sn_dataset_set_decode(sn_dataset *ds, int out_h, int out_w, sn_resize_mode mode,
                                 int resize_shorter);
+/* The decode target for a model of input h x w fed with preprocessing pre, fitted as that
+ * preprocessing's framework does it: SN_PRE_TORCH, torchvision Resize(S) + CenterCrop(h x w)
+ * with S = (h * 256 + 112) / 224 (resize-256, crop-224 scaled to the input), bilinear; any other,
+ * a straight nearest-neighbour resize to h x w (Keras load_img). A raw dataset is left as it is
+ * (compare its info with the model's input). Errors: those of sn_dataset_set_decode;
+ * SN_PRE_DEFAULT for an encoded dataset is SN_ERR_INVALID (resolve it with
+ * sn_net_default_preprocess first). */
+sn_status sn_dataset_set_decode_for(sn_dataset *ds, int h, int w, sn_preprocess pre);
 /* Name of class i from /classes, or NULL (no /classes or i out of range). Owned by ds. */
 const char *sn_dataset_class_name(const sn_dataset *ds, int i);
 /* The file's labels (info.n entries), or NULL if it has none. Owned by ds. */
@@ -564,6 +611,49 @@ sn_status sn_writer_write_block(sn_writer *w, int64_t row_begin, int count,
 sn_status sn_writer_finish(sn_writer *w);
 /* Closes the file if sn_writer_finish was not called (then collective) and frees w. */
 void sn_writer_destroy(sn_writer *w);
+/* The work split of a multi-rank output. The rows still missing are cut into write units (runs
+ * of consecutive rows inside one chunk, so no two ranks write the same chunk) and the units into
+ * contiguous blocks, one per rank of the writer's communicator (sn_shard_block): rank r writes
+ * its block one unit per collective write. *rows (*count entries) are this rank's rows,
+ * ascending, malloc'd (NULL when *count is 0; the caller frees them); *writes (may be NULL) is
+ * the number of collective writes every rank makes (the most units of any rank). Call it before
+ * writing, when every rank sees the same missing rows. Not collective. */
+sn_status sn_writer_local_rows(const sn_writer *w, int64_t **rows, int64_t *count, int64_t *writes);
+
+/* Output staging: the rows of this rank's share (sn_writer_local_rows) are added as they are
+ * computed, in that order and in batches of any size, and written one write unit at a time by
+ * collective calls that every rank makes equally often:
+ *
+ *   while (sn_staging_writes(st) > 0) {
+ *     while (!sn_staging_ready(st)) { compute the next rows; sn_staging_add(st, ...); }
+ *     sn_staging_write(st);                               (collective)
+ *   }
+ *
+ * Staged are the datasets the writer writes (/predictions, /logits, /features); memory is
+ * bounded by (largest unit + max_batch) rows. */
+typedef struct sn_staging sn_staging;
+/* Staging for w (which must outlive it) and batches of up to max_batch rows. Not collective.
+ * The caller owns *out. */
+sn_status sn_staging_create(sn_writer *w, int max_batch, sn_staging **out);
+void sn_staging_destroy(sn_staging *st);
+/* This rank's rows in the order they are to be added (*count entries). Owned by st. */
+const int64_t *sn_staging_rows(const sn_staging *st, int64_t *count);
+/* Collective writes left to make (the same on every rank). */
+int64_t sn_staging_writes(const sn_staging *st);
+/* 1 if the rows of this rank's next write unit are all staged (or it has none left). */
+int sn_staging_ready(const sn_staging *st);
+/* Stages the next n rows (n <= max_batch): top_k_indices (n,K), top_k_scores (n,K), logits
+ * (n,classes), features (n,D) float32 as for sn_writer_write_block (those of datasets not
+ * written may be NULL). More rows than this rank's share or than fit before the next write:
+ * SN_ERR_INVALID. Not collective. */
+sn_status sn_staging_add(sn_staging *st, int n, const int32_t *top_k_indices,
+                         const float *top_k_scores, const float *logits, const float *features);
+/* Writes this rank's next write unit (nothing once its share is written) with
+ * sn_writer_write_block; a rank whose unit is not ready gets SN_ERR_INVALID on every rank.
+ * Collective. */
+sn_status sn_staging_write(sn_staging *st);
+/* Rows of this rank's share written so far. */
+int64_t sn_staging_written(const sn_staging *st);
 
 /* State of an output file: missing, incomplete (no complete = 1: resumable) or complete. Not
  * collective. A file that exists but is not HDF5 -> SN_ERR_FORMAT. */
@@ -603,6 +693,15 @@ sn_status sn_reader_create(sn_dataset *ds, const int64_t *rows, int64_t n_rows,
 sn_status sn_reader_create_epoch(sn_dataset *ds, uint64_t seed, int64_t epoch, int rank, int size,
                                  int64_t global_batch, int drop_last, const sn_reader_options *o,
                                  sn_reader **out);
+/* The epoch of sn_reader_create_epoch from global step `start` on: the batches of steps
+ * [start, sn_shard_epoch_steps) only, so a run resumed part way through an epoch reads the same
+ * rows at each step as an uninterrupted one. shuffle = 0 takes the epoch in file order (the
+ * identity permutation) instead of sn_shard_permutation. Each batch is one step's rows: every
+ * batch of rank r has the size of sn_shard_block(global_batch, r, size). start = 0 with
+ * shuffle = 1 is sn_reader_create_epoch; start >= the epoch's steps gives no batches. */
+sn_status sn_reader_create_epoch_from(sn_dataset *ds, uint64_t seed, int64_t epoch, int64_t start,
+                                      int shuffle, int rank, int size, int64_t global_batch,
+                                      int drop_last, const sn_reader_options *o, sn_reader **out);
 /* Blocks until the next batch is ready: x (count, H, W, C) float32, labels (count) or NULL if the
  * dataset has none, rows (count) dataset rows. The pointers stay valid until the next call.
  * After the last batch: SN_OK with *count = 0. A read or decode failure is returned for the batch

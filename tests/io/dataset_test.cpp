@@ -559,6 +559,44 @@ TEST(Dataset, SetDecodeResizesEncodedRows) {
   sn_dataset_close(ds);
 }
 
+// The framework rule: torch preprocessing resizes the shorter side to (h*256+112)/224 and crops
+// the centre (bilinear); any other is a straight nearest-neighbour resize; raw data stays.
+TEST(Dataset, SetDecodeForFollowsThePreprocessing) {
+  std::string dir = sntest::temp_dir();
+  auto a = random_bytes(30 * 40 * 3, 4);
+  auto f = png_of(a, 30, 40, 3);
+  std::string p = make_encoded(dir, {f}, 30, 40, 3);
+  struct Want {
+    sn_preprocess pre;
+    int h, w;
+    sn_resize_mode mode;
+    int shorter;
+  };
+  for (auto c : {Want{SN_PRE_TORCH, 16, 16, SN_RESIZE_BILINEAR, (16 * 256 + 112) / 224},
+                 Want{SN_PRE_TORCH, 28, 24, SN_RESIZE_BILINEAR, 32},
+                 Want{SN_PRE_CAFFE, 16, 20, SN_RESIZE_NEAREST, 0},
+                 Want{SN_PRE_TF, 12, 12, SN_RESIZE_NEAREST, 0}}) {
+    sn_dataset *ds = nullptr;
+    ASSERT_EQ(sn_dataset_open(p.c_str(), sn_comm_serial(), &ds), SN_OK) << sn_last_error();
+    ASSERT_EQ(sn_dataset_set_decode_for(ds, c.h, c.w, c.pre), SN_OK) << sn_last_error();
+    EXPECT_EQ(sn_dataset_get_info(ds)->h, c.h);
+    EXPECT_EQ(sn_dataset_get_info(ds)->w, c.w);
+    std::vector<uint8_t> out((size_t)c.h * c.w * 3);
+    int64_t r = 0;
+    ASSERT_EQ(sn_dataset_read_rows(ds, &r, 1, out.data(), nullptr), SN_OK) << sn_last_error();
+    EXPECT_EQ(out, ours(f, 3, c.h, c.w, c.mode, c.shorter)) << sn_preprocess_name(c.pre);
+    EXPECT_EQ(sn_dataset_set_decode_for(ds, c.h, c.w, SN_PRE_DEFAULT), SN_ERR_INVALID);
+    sn_dataset_close(ds);
+  }
+  Raw raw = make_raw(dir);
+  sn_dataset *ds = nullptr;
+  ASSERT_EQ(sn_dataset_open(raw.path.c_str(), sn_comm_serial(), &ds), SN_OK);
+  EXPECT_EQ(sn_dataset_set_decode_for(ds, 8, 8, SN_PRE_TORCH), SN_OK); // raw: left as it is
+  EXPECT_EQ(sn_dataset_get_info(ds)->h, 4);
+  EXPECT_EQ(sn_dataset_set_decode_for(nullptr, 8, 8, SN_PRE_TORCH), SN_ERR_INVALID);
+  sn_dataset_close(ds);
+}
+
 } // namespace
 
 // ------------------------------------------------------------ streaming reader
@@ -665,6 +703,70 @@ TEST(Reader, EpochShardsCoverTheGlobalBatches) {
     }
     EXPECT_EQ(global, std::vector<int64_t>(perm.begin() + s * B, perm.begin() + (s + 1) * B));
   }
+  sn_dataset_close(ds);
+}
+
+// Reads a whole reader: rows per batch, and the images of every batch.
+std::vector<std::vector<int64_t>> drain(sn_reader *rd, std::vector<float> *pixels = nullptr) {
+  std::vector<std::vector<int64_t>> batches;
+  float *x;
+  int64_t *rows;
+  int cnt;
+  while (sn_reader_next(rd, &x, nullptr, &rows, &cnt) == SN_OK && cnt > 0) {
+    batches.emplace_back(rows, rows + cnt);
+    if (pixels) pixels->insert(pixels->end(), x, x + (size_t)cnt * 4 * 5 * 3);
+  }
+  return batches;
+}
+
+// A resumed epoch (from step s) reads the same batches, augmented the same, as steps s.. of the
+// whole epoch; shuffle off reads the rows in file order.
+TEST(Reader, EpochFromAStepEqualsTheRestOfTheEpoch) {
+  std::string dir = sntest::temp_dir();
+  Raw r = make_raw(dir, 50);
+  sn_dataset *ds = nullptr;
+  ASSERT_EQ(sn_dataset_open(r.path.c_str(), sn_comm_serial(), &ds), SN_OK);
+  sn_reader_options o;
+  sn_reader_options_init(&o);
+  o.preprocess = SN_PRE_UNIT;
+  o.augment = SN_AUG_CROP_FLIP;
+  o.pad = 1;
+  const int B = 8;
+  for (int drop_last : {0, 1}) {
+    for (int rank = 0; rank < 3; ++rank) {
+      sn_reader *rd = nullptr;
+      ASSERT_EQ(sn_reader_create_epoch(ds, 42, 2, rank, 3, B, drop_last, &o, &rd), SN_OK);
+      std::vector<float> px_all;
+      auto all = drain(rd, &px_all);
+      sn_reader_destroy(rd);
+      const int64_t steps = sn_shard_epoch_steps(50, B, drop_last);
+      ASSERT_EQ((int64_t)all.size(), steps);
+      for (int64_t start : {int64_t{0}, int64_t{1}, int64_t{4}, steps - 1, steps, steps + 3}) {
+        ASSERT_EQ(sn_reader_create_epoch_from(ds, 42, 2, start, 1, rank, 3, B, drop_last, &o, &rd),
+                  SN_OK)
+            << sn_last_error();
+        std::vector<float> px;
+        auto rest = drain(rd, &px);
+        sn_reader_destroy(rd);
+        const size_t skip = (size_t)std::min<int64_t>(start, steps);
+        EXPECT_EQ(rest, std::vector<std::vector<int64_t>>(all.begin() + skip, all.end())) << start;
+        size_t skipped = 0;
+        for (size_t b = 0; b < skip; ++b)
+          skipped += all[b].size() * 4 * 5 * 3;
+        EXPECT_TRUE(std::equal(px.begin(), px.end(), px_all.begin() + skipped)) << start;
+      }
+    }
+  }
+  // shuffle off: global batch s is rows [s*B, (s+1)*B), wrapping at the end
+  sn_reader *rd = nullptr;
+  ASSERT_EQ(sn_reader_create_epoch_from(ds, 42, 2, 5, 0, 1, 2, B, 0, &o, &rd), SN_OK);
+  auto batches = drain(rd);
+  sn_reader_destroy(rd);
+  ASSERT_EQ(batches.size(), 2u); // steps 5 and 6 of ceil(50 / 8) = 7
+  EXPECT_EQ(batches[0], (std::vector<int64_t>{44, 45, 46, 47}));
+  EXPECT_EQ(batches[1], (std::vector<int64_t>{2, 3, 4, 5})); // 52..55 wrap to 2..5
+  EXPECT_EQ(sn_reader_create_epoch_from(ds, 42, 2, -1, 1, 0, 1, B, 0, &o, &rd), SN_ERR_INVALID);
+  EXPECT_EQ(sn_reader_create_epoch_from(ds, 42, 2, 0, 1, 2, 2, B, 0, &o, &rd), SN_ERR_INVALID);
   sn_dataset_close(ds);
 }
 

@@ -2,6 +2,7 @@
 // features, resume from /done, complete = 1 only when every row is written, output status.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -310,3 +311,97 @@ TEST(Writer, Errors) {
 }
 
 } // namespace
+
+// Serial: this rank's share is every missing row, one write per run of consecutive missing rows
+// inside a chunk.
+TEST(Writer, LocalRowsAreTheMissingRowsInChunkUnits) {
+  std::string dir = sntest::temp_dir();
+  std::string p = dir + "/local.h5";
+  Rows r(11, 2, 4, 3);
+  sn_writer_config c = config(11, 2, 4, 3, SN_FEATURES_F32); // chunks of 4 rows
+  sn_writer *w = nullptr;
+  ASSERT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &c, &w), SN_OK);
+  int64_t *rows = nullptr, n = 0, writes = 0;
+  ASSERT_EQ(sn_writer_local_rows(w, &rows, &n, &writes), SN_OK);
+  EXPECT_EQ(n, 11);
+  EXPECT_EQ(writes, 3); // [0,4) [4,8) [8,11)
+  free(rows);
+  ASSERT_EQ(write_range(w, r, 1, 2), SN_OK);
+  ASSERT_EQ(write_range(w, r, 6, 3), SN_OK);
+  sn_writer_destroy(w);
+  c.resume = 1;
+  ASSERT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &c, &w), SN_OK);
+  ASSERT_EQ(sn_writer_local_rows(w, &rows, &n, &writes), SN_OK);
+  EXPECT_EQ(std::vector<int64_t>(rows, rows + n), (std::vector<int64_t>{0, 3, 4, 5, 9, 10}));
+  EXPECT_EQ(writes, 4); // {0} {3} {4, 5} {9, 10}
+  free(rows);
+  sn_writer_destroy(w);
+}
+
+// Staged batches of any size give the same file as direct block writes; the staging refuses
+// rows it cannot place and writes before a unit is complete.
+TEST(Writer, StagingWritesUnitsInOrder) {
+  std::string dir = sntest::temp_dir();
+  Rows r(23, 3, 6, 5);
+  sn_writer_config c = config(23, 3, 6, 5, SN_FEATURES_F16);
+  c.chunk_rows = 5;
+  const std::string direct = dir + "/direct.h5", staged = dir + "/staged.h5";
+  sn_writer *w = nullptr;
+  ASSERT_EQ(sn_writer_create(direct.c_str(), sn_comm_serial(), &c, &w), SN_OK);
+  ASSERT_EQ(write_range(w, r, 0, 23), SN_OK);
+  ASSERT_EQ(sn_writer_finish(w), SN_OK);
+  sn_writer_destroy(w);
+  for (int batch : {1, 3, 7, 23}) {
+    ASSERT_EQ(sn_writer_create(staged.c_str(), sn_comm_serial(), &c, &w), SN_OK);
+    sn_staging *st = nullptr;
+    ASSERT_EQ(sn_staging_create(w, batch, &st), SN_OK) << sn_last_error();
+    int64_t n = 0;
+    const int64_t *rows = sn_staging_rows(st, &n);
+    ASSERT_EQ(n, 23);
+    EXPECT_EQ(sn_staging_writes(st), 5);
+    EXPECT_EQ(
+        sn_staging_add(st, batch + 1, r.idx.data(), r.val.data(), r.logits.data(), r.feat.data()),
+        SN_ERR_INVALID); // more than a batch
+    EXPECT_EQ(sn_staging_add(st, 1, nullptr, r.val.data(), r.logits.data(), r.feat.data()),
+              SN_ERR_INVALID);                       // a dataset's values missing
+    EXPECT_EQ(sn_staging_write(st), SN_ERR_INVALID); // unit 0 not complete
+    int64_t added = 0;
+    while (sn_staging_writes(st) > 0) {
+      while (!sn_staging_ready(st)) {
+        const int k = (int)std::min<int64_t>(batch, n - added);
+        const int64_t b = rows[added];
+        ASSERT_EQ(sn_staging_add(st, k, r.idx.data() + b * r.k, r.val.data() + b * r.k,
+                                 r.logits.data() + b * r.classes, r.feat.data() + b * r.d),
+                  SN_OK)
+            << sn_last_error();
+        added += k;
+      }
+      ASSERT_EQ(sn_staging_write(st), SN_OK) << sn_last_error();
+    }
+    EXPECT_EQ(sn_staging_written(st), 23);
+    EXPECT_EQ(sn_staging_write(st), SN_ERR_INVALID); // no writes left
+    ASSERT_EQ(sn_writer_finish(w), SN_OK) << sn_last_error();
+    sn_staging_destroy(st);
+    sn_writer_destroy(w);
+    for (const char *name : {"predictions/top_k_indices", "index", "done"})
+      EXPECT_EQ(read_ds<int64_t>(staged, name, H5T_NATIVE_INT64),
+                read_ds<int64_t>(direct, name, H5T_NATIVE_INT64))
+          << name << " batch " << batch;
+    for (const char *name : {"predictions/top_k_scores", "logits", "features"})
+      EXPECT_EQ(read_ds<float>(staged, name, H5T_NATIVE_FLOAT),
+                read_ds<float>(direct, name, H5T_NATIVE_FLOAT))
+          << name << " batch " << batch;
+  }
+  // only the datasets written are staged: logits may be NULL without SN_WRITE_LOGITS
+  c.flags = SN_WRITE_PREDICTIONS;
+  ASSERT_EQ(sn_writer_create(staged.c_str(), sn_comm_serial(), &c, &w), SN_OK);
+  sn_staging *st = nullptr;
+  ASSERT_EQ(sn_staging_create(w, 23, &st), SN_OK);
+  EXPECT_EQ(sn_staging_add(st, 23, r.idx.data(), r.val.data(), nullptr, nullptr), SN_OK);
+  EXPECT_EQ(sn_staging_add(st, 1, r.idx.data(), r.val.data(), nullptr, nullptr), SN_ERR_INVALID);
+  sn_staging_destroy(st);
+  EXPECT_EQ(sn_staging_create(nullptr, 4, &st), SN_ERR_INVALID);
+  EXPECT_EQ(st, nullptr);
+  EXPECT_EQ(sn_staging_create(w, 0, &st), SN_ERR_INVALID);
+  sn_writer_destroy(w);
+}
