@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/conv_fast.h"
 #include "net_impl.h"
 
 /* ------------------------------------------------------------------ layer table */
@@ -626,8 +625,8 @@ static void fuse_bn_into_inputs(sn_net *net) {
       sn_conv_geom g;
       const sn_shape *s = sn_layer_in_shape(net, cl, 0);
       ok = ok && !strcmp(cl->ops->kind, "conv") && cl->nin == 1 && cl->in_bn < 0 &&
-           sn_conv_geom_init(&g, 1, s->h, s->w, s->c, cl->kh, cl->kw, cl->sh, cl->sw, cl->pt,
-                             cl->pl, cl->pb, cl->pr, cl->filters) == 0 &&
+           sn_conv_geom_init(&g, &net->opts, 1, s->h, s->w, s->c, cl->kh, cl->kw, cl->sh, cl->sw,
+                             cl->pt, cl->pl, cl->pb, cl->pr, cl->filters) == 0 &&
            sn_conv_input_map_ok(&g);
     }
     if (!ok || !readers) continue;
@@ -782,8 +781,8 @@ static size_t plan_offsets(sn_net *net, int n, size_t *offs, int reuse) {
       for (int i = 0; i < nlive; ++i)
         if (live[i].off == offs[r] && live[i].size == size) found = i;
       if (found >= 0 &&
-          sn_conv_geom_init(&g, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt, l->pl,
-                            l->pb, l->pr, l->filters) == 0 &&
+          sn_conv_geom_init(&g, &net->opts, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt,
+                            l->pl, l->pb, l->pr, l->filters) == 0 &&
           (size_t)g.oh * g.ow * g.cout == sn_shape_size(net->layers[r].out) &&
           sn_conv_residual_in_place_ok(&g)) {
         offs[j] = offs[r];

@@ -150,7 +150,8 @@ int main(int argc, char **argv) {
     if (only && !strstr(l->name, only)) continue;
     int p = l->k / 2;
     sn_conv_geom g;
-    if (sn_conv_geom_init(&g, batch, l->h, l->h, l->cin, l->k, l->k, l->s, l->s, p, p, p, p, l->cout)) {
+    if (sn_conv_geom_init(&g, NULL, batch, l->h, l->h, l->cin, l->k, l->k, l->s, l->s, p, p, p, p,
+                          l->cout)) {
       fprintf(stderr, "bad geometry %s\n", l->name);
       return 1;
     }

@@ -25,8 +25,8 @@
 /* Below this many floats a loop is not worth an OpenMP fork. */
 #define SN_OMP_MIN 32768
 
-int sn_conv_geom_init(sn_conv_geom *g, int n, int h, int w, int cin, int kh, int kw, int sh,
-                      int sw, int pt, int pl, int pb, int pr, int cout) {
+int sn_conv_geom_init(sn_conv_geom *g, const sn_engine_options *opts, int n, int h, int w, int cin,
+                      int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr, int cout) {
   memset(g, 0, sizeof *g);
   if (n <= 0 || h <= 0 || w <= 0 || cin <= 0 || kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0 ||
       cout <= 0 || pt < 0 || pl < 0 || pb < 0 || pr < 0)
@@ -38,6 +38,7 @@ int sn_conv_geom_init(sn_conv_geom *g, int n, int h, int w, int cin, int kh, int
   g->oh = (h + pt + pb - kh) / sh + 1;
   g->ow = (w + pl + pr - kw) / sw + 1;
   g->cout = cout;
+  if (opts) g->opts = sn_kernel_opts_of(opts);
   return 0;
 }
 
@@ -70,7 +71,7 @@ static size_t generic_workspace(const sn_conv_geom *g) {
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
 /* The larger of the generic and the direct (conv_direct.h) workspace, so that a workspace stays
- * valid whichever path runs (SN_NO_AVX512 may change between query and call). */
+ * valid whichever path runs. */
 size_t sn_conv2d_forward_workspace(const sn_conv_geom *g) {
   return zmax(generic_workspace(g), sn_dconv_forward_workspace(g));
 }
@@ -163,7 +164,7 @@ static void conv_epilogue(float *y, size_t rows, int c, const float *bias, const
 
 void sn_conv2d_forward(const sn_conv_geom *g, const float *x, const float *w, const float *bias,
                        const float *res, int relu, float *y, float *ws) {
-  if (sn_cpu_has_avx512()) {
+  if (sn_use_avx512(g->opts.portable)) {
     sn_dconv_forward_avx512(g, x, NULL, w, bias, res, relu, y, ws);
     return;
   }
@@ -207,7 +208,7 @@ static void column_sums(const float *a, size_t rows, int c, float *db) {
 }
 
 int sn_conv2d_backward_accumulates(const sn_conv_geom *g) {
-  return sn_cpu_has_avx512() && sn_dconv_dx_direct(g);
+  return sn_use_avx512(g->opts.portable) && sn_dconv_dx_direct(g);
 }
 
 void sn_conv2d_backward_acc(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
@@ -216,7 +217,7 @@ void sn_conv2d_backward_acc(const sn_conv_geom *g, const float *x, const float *
 }
 
 int sn_conv2d_input_map_ok(const sn_conv_geom *g) {
-  return sn_cpu_has_avx512() && sn_dconv_input_map_ok(g);
+  return sn_use_avx512(g->opts.portable) && sn_dconv_input_map_ok(g);
 }
 
 void sn_conv2d_forward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
@@ -242,7 +243,7 @@ void sn_conv2d_backward(const sn_conv_geom *g, const float *x, const float *w, c
   const int cout = g->cout, cin = g->cin;
   const size_t out_pix = (size_t)g->oh * g->ow;
   if (db) column_sums(dy, (size_t)g->n * out_pix, cout, db);
-  if (sn_cpu_has_avx512()) {
+  if (sn_use_avx512(g->opts.portable)) {
     sn_dconv_backward_avx512(g, x, NULL, w, dy, dx, 0, dw, db, ws);
     return;
   }

@@ -705,10 +705,9 @@ static void direct_backward(const sn_conv_geom *g, const float *x, const sn_conv
 #define SN_GEMM_MAX_PIX 196    /* K >= MIN_K / 2 suffices at <= 14x14 */
 #define SN_GEMM_THREADS_MAX 16 /* the workspace covers up to this many threads */
 
-/* SN_CONV_GEMM=0: never; =1: every geometry; unset: the size rule. */
-static int gemm_mode(void) {
-  const char *e = getenv("SN_CONV_GEMM");
-  return e && e[0] ? (strcmp(e, "0") != 0 ? 1 : 0) : -1;
+/* g->opts.conv_gemm: off 0 (never), on 1 (every geometry), auto -1 (the size rule). */
+static int gemm_mode(const sn_conv_geom *g) {
+  return g->opts.conv_gemm == SN_CHOICE_AUTO ? -1 : g->opts.conv_gemm == SN_CHOICE_ON;
 }
 
 /* The size rule (forward and backward data): large K. */
@@ -723,7 +722,7 @@ static int gemm_size_rule(const sn_conv_geom *g) {
  * 31.9, batch 16, 1 thread, CPU-time minima of 5 interleaved calls; its backward data stays
  * direct, where the GEMM measured no faster). */
 static int gemm_fwd_eligible(const sn_conv_geom *g) {
-  const int m = gemm_mode();
+  const int m = gemm_mode(g);
   if (m >= 0) return m;
   const int pointwise = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && !g->pt &&
                         !g->pl && !g->pb && !g->pr;
@@ -735,14 +734,15 @@ static int gemm_bwd_geom(const sn_conv_geom *g, sn_conv_geom *b) {
   if (g->sh != 1 || g->sw != 1 || g->pt >= g->kh || g->pb >= g->kh || g->pl >= g->kw ||
       g->pr >= g->kw)
     return -1;
-  return sn_conv_geom_init(b, g->n, g->oh, g->ow, g->cout, g->kh, g->kw, 1, 1, g->kh - 1 - g->pt,
-                           g->kw - 1 - g->pl, g->kh - 1 - g->pb, g->kw - 1 - g->pr, g->cin);
+  return sn_conv_geom_init(b, NULL, g->n, g->oh, g->ow, g->cout, g->kh, g->kw, 1, 1,
+                           g->kh - 1 - g->pt, g->kw - 1 - g->pl, g->kh - 1 - g->pb,
+                           g->kw - 1 - g->pr, g->cin);
 }
 
 static int gemm_bwd_eligible(const sn_conv_geom *g) {
   sn_conv_geom b;
   if (gemm_bwd_geom(g, &b) != 0) return 0;
-  const int m = gemm_mode();
+  const int m = gemm_mode(g);
   if (m >= 0) return m;
   return gemm_size_rule(&b);
 }
@@ -874,10 +874,10 @@ static void gemm_bwd_data(const sn_conv_geom *g, const float *w, const float *dy
 #define SN_WG_MIN_N 128       /* default rule: Cout >= this ... */
 #define SN_WG_MIN_K 256       /* ... and K = KH*KW*Cin >= this */
 
-/* SN_CONV_WGRAD=0: direct tiles; =1: packed GEMM for every geometry; unset: the size rule. */
+/* g->opts.conv_wgrad: off, the direct tiles; on, the packed GEMM for every geometry; auto, the
+ * size rule. */
 static int gemm_wgrad_eligible(const sn_conv_geom *g) {
-  const char *e = getenv("SN_CONV_WGRAD");
-  if (e && e[0]) return strcmp(e, "0") != 0;
+  if (g->opts.conv_wgrad != SN_CHOICE_AUTO) return g->opts.conv_wgrad == SN_CHOICE_ON;
   return g->cout >= SN_WG_MIN_N && g->kh * g->kw * g->cin >= SN_WG_MIN_K;
 }
 

@@ -98,7 +98,7 @@ int sn_dconv_team_size(int chunks);
 
 /* Winograd F(2x2, 3x3) for 3x3 stride-1 training convolutions (conv_wino.c). */
 int sn_dconv_wino_valid(const sn_conv_geom *g);    /* 3x3, stride 1, padding <= 2 */
-int sn_dconv_wino_eligible(const sn_conv_geom *g); /* valid and chosen (size rule, SN_WINOGRAD) */
+int sn_dconv_wino_eligible(const sn_conv_geom *g); /* valid and chosen (size rule, opts) */
 size_t sn_dconv_wino_forward_workspace(const sn_conv_geom *g);
 size_t sn_dconv_wino_backward_workspace(const sn_conv_geom *g);
 void sn_dconv_wino_forward(const sn_conv_geom *g, const float *x, const float *w, const float *bias,

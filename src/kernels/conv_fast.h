@@ -12,7 +12,7 @@
  * Winograd F(4x4, 3x3) (winograd_avx512.c): 3x3 stride-1 convolutions; U = G g G^T per
  *   (xi, nu) packed as 36 GEMM B operands; tiles are processed in bands so that V and M stay in L2.
  *
- * Everything with the suffix _avx512 must only be called when sn_cpu_has_avx512() is true.
+ * Everything with the suffix _avx512 must only be called when sn_use_avx512(g->opts.portable).
  */
 #ifndef SN_CONV_FAST_H
 #define SN_CONV_FAST_H
@@ -32,10 +32,6 @@ extern "C" {
 #define SN_LDA (SN_KC + 16)   /* row stride of a packed A panel */
 #endif
 #define SN_PANEL (SN_MR * SN_LDA) /* floats per packed A panel */
-
-/* 1 if the CPU has AVX-512 F/BW/VL/DQ and FMA (cheap; used at plan time). SN_NO_AVX512=1 in the
- * environment forces 0 (to test the portable fallback). */
-int sn_cpu_has_avx512(void);
 
 /* ------------------------------------------------------------ packed GEMM */
 
@@ -101,11 +97,6 @@ typedef enum sn_conv_algo {
  * no AVX-512, or Winograd on an ineligible geometry). */
 int sn_conv_prepare_algo(const sn_conv_geom *g, const float *w, const float *bias,
                          sn_conv_algo algo, sn_conv_impl **out);
-
-/* 1 if the prepared convolution of g may write its output over its residual input (y == res):
- * the planner then gives a convolution whose residual dies with it the residual's buffer, which
- * saves the output's read-for-ownership traffic (25.7 MB per layer1 block at batch 8). */
-int sn_conv_residual_in_place_ok(const sn_conv_geom *g);
 
 #ifdef __cplusplus
 }

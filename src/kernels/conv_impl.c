@@ -39,14 +39,6 @@ struct sn_conv_impl {
   float *bias;       /* (Cout) copy, or NULL */
 };
 
-int sn_cpu_has_avx512(void) {
-  const char *off = getenv("SN_NO_AVX512");
-  if (off && off[0] && strcmp(off, "0") != 0) return 0;
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("fma");
-}
-
 static double dmax(double a, double b) { return a > b ? a : b; }
 
 /* Bytes per second nt threads stream from DRAM: one thread half of two's (14x14x256 at batch
@@ -93,7 +85,7 @@ static int direct_fits(const sn_conv_geom *g) {
 }
 
 static sn_conv_algo choose(const sn_conv_geom *g, int nt, sn_conv_algo want) {
-  if (want == SN_CONV_GENERIC || !sn_cpu_has_avx512()) return SN_CONV_GENERIC;
+  if (want == SN_CONV_GENERIC || !sn_use_avx512(g->opts.portable)) return SN_CONV_GENERIC;
   if (want == SN_CONV_WINOGRAD || want == SN_CONV_WINOGRAD2)
     return sn_wino_eligible(g) ? want : SN_CONV_GENERIC;
   if (want == SN_CONV_GEMM || want == SN_CONV_DIRECT) return want;

@@ -33,13 +33,11 @@ int sn_dconv_wino_valid(const sn_conv_geom *g) {
          g->pb <= 2 && g->pr <= 2;
 }
 
-/* SN_WINOGRAD=0: never; SN_WINOGRAD=1: every valid geometry (3x3, stride 1, padding <= 2: the
- * tests force it on small shapes); unset: by the size rule above. */
+/* g->opts.winograd: off, never; on, every valid geometry (3x3, stride 1, padding <= 2: the
+ * tests force it on small shapes); auto, by the size rule above. */
 int sn_dconv_wino_eligible(const sn_conv_geom *g) {
-  const char *e = getenv("SN_WINOGRAD");
-  const int mode = e && e[0] ? (strcmp(e, "0") != 0 ? 1 : 0) : -1;
-  if (mode == 0 || !sn_dconv_wino_valid(g)) return 0;
-  return mode == 1 ||
+  if (g->opts.winograd == SN_CHOICE_OFF || !sn_dconv_wino_valid(g)) return 0;
+  return g->opts.winograd == SN_CHOICE_ON ||
          (g->cin >= SN_WINO_MIN_C && g->cout >= SN_WINO_MIN_C && g->oh * g->ow >= SN_WINO_MIN_PIX);
 }
 

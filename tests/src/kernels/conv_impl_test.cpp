@@ -53,8 +53,8 @@ const char *algo_name(sn_conv_algo a) {
 double run_case(const Shape &s, sn_conv_algo algo, bool bias_on, bool res_on, bool relu,
                 int n_run, uint64_t seed, std::string *name = nullptr) {
   sn_conv_geom g;
-  EXPECT_EQ(0, sn_conv_geom_init(&g, s.n, s.h, s.w, s.cin, s.k, s.k, s.s, s.s, s.pt, s.pl, s.pb,
-                                 s.pr, s.cout));
+  EXPECT_EQ(0, sn_conv_geom_init(&g, nullptr, s.n, s.h, s.w, s.cin, s.k, s.k, s.s, s.s, s.pt, s.pl,
+                                 s.pb, s.pr, s.cout));
   const size_t K = (size_t)s.k * s.k * s.cin;
   std::vector<float> x = sntest::randn((size_t)s.n * s.h * s.w * s.cin, seed);
   for (auto &v : x) v = v > 0 ? v : 0;
@@ -255,7 +255,7 @@ TEST(ConvImpl, AutoChoosesByShape) {
 TEST(ConvImpl, UpdateRepacks) {
   for (sn_conv_algo algo : {SN_CONV_GENERIC, SN_CONV_GEMM, SN_CONV_WINOGRAD, SN_CONV_WINOGRAD2}) {
     sn_conv_geom g;
-    ASSERT_EQ(0, sn_conv_geom_init(&g, 2, 9, 9, 17, 3, 3, 1, 1, 1, 1, 1, 1, 20));
+    ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 2, 9, 9, 17, 3, 3, 1, 1, 1, 1, 1, 1, 20));
     const size_t K = 9 * 17;
     std::vector<float> x = sntest::randn(2 * 81 * 17, 1);
     std::vector<float> w1 = sntest::randn(K * 20, 2, 0.1f), w2 = sntest::randn(K * 20, 3, 0.1f);
@@ -293,7 +293,8 @@ TEST(ConvImpl, InputMapEqualsAffineThenConv) {
   int cases = 0;
   for (const Shape &s : shapes) {
     sn_conv_geom g;
-    ASSERT_EQ(0, sn_conv_geom_init(&g, s.n, s.h, s.w, s.cin, 1, 1, s.s, s.s, 0, 0, 0, 0, s.cout));
+    ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, s.n, s.h, s.w, s.cin, 1, 1, s.s, s.s, 0, 0, 0, 0,
+                                   s.cout));
     ASSERT_TRUE(sn_conv_input_map_ok(&g)) << str(s);
     const size_t rows = (size_t)s.n * s.h * s.w, ny = (size_t)s.n * g.oh * g.ow * s.cout;
     std::vector<float> x = sntest::randn(rows * s.cin, seed += 10);
@@ -311,7 +312,7 @@ TEST(ConvImpl, InputMapEqualsAffineThenConv) {
         SCOPED_TRACE(str(s) + " bn relu " + std::to_string(bn_relu) + " res " +
                      std::to_string(e.res) + " relu " + std::to_string(e.relu));
         std::vector<float> xm(x.size()), y1(ny, 1.0f), y2(ny, 2.0f);
-        sn_bn_affine(x.data(), rows, s.cin, scale.data(), shift.data(), bn_relu, xm.data());
+        sn_bn_affine(0, x.data(), rows, s.cin, scale.data(), shift.data(), bn_relu, xm.data());
         sn_conv_impl_forward(c, s.n, xm.data(), e.res ? res.data() : nullptr, e.relu, y1.data(),
                              ws.data());
         const sn_conv_in in = {scale.data(), shift.data(), bn_relu};
@@ -325,8 +326,8 @@ TEST(ConvImpl, InputMapEqualsAffineThenConv) {
   EXPECT_EQ(cases, 5 * 2 * 4);
   // not for padded or 3x3 convolutions (the planner checks this before fusing)
   sn_conv_geom g3;
-  ASSERT_EQ(0, sn_conv_geom_init(&g3, 1, 7, 7, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16));
+  ASSERT_EQ(0, sn_conv_geom_init(&g3, nullptr, 1, 7, 7, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16));
   EXPECT_FALSE(sn_conv_input_map_ok(&g3));
-  ASSERT_EQ(0, sn_conv_geom_init(&g3, 1, 7, 7, 16, 1, 1, 1, 1, 1, 1, 1, 1, 16));
+  ASSERT_EQ(0, sn_conv_geom_init(&g3, nullptr, 1, 7, 7, 16, 1, 1, 1, 1, 1, 1, 1, 1, 16));
   EXPECT_FALSE(sn_conv_input_map_ok(&g3));
 }

@@ -13,11 +13,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <vector>
 
 #include "kernel_check.h"
-#include "kernels/conv_fast.h"
 #include "kernels.h"
 #include "test_util.h"
 
@@ -81,10 +79,12 @@ void conv_bwd(const sn_conv_geom &g, const dvec &x, const dvec &w, const dvec &d
         }
 }
 
-sn_conv_geom geom(const Shape &s) {
+// The geometry of s with the kernel options o.
+sn_conv_geom geom(const Shape &s, const sn_kernel_opts &o = {}) {
   sn_conv_geom g;
-  EXPECT_EQ(0, sn_conv_geom_init(&g, s.n, s.h, s.w, s.cin, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.pb,
-                                 s.pr, s.cout));
+  EXPECT_EQ(0, sn_conv_geom_init(&g, nullptr, s.n, s.h, s.w, s.cin, s.kh, s.kw, s.sh, s.sw, s.pt,
+                                 s.pl, s.pb, s.pr, s.cout));
+  g.opts = o;
   return g;
 }
 
@@ -101,19 +101,20 @@ struct Workspace {
   }
 };
 
-// Sets SN_WINOGRAD (and SN_CONV_GEMM) for its lifetime: SN_WINOGRAD "1" = Winograd for every
-// 3x3 stride-1 geometry (also the small ones the size rule leaves to the other kernels), "0" =
-// never; SN_CONV_GEMM "1" = the packed GEMM for every forward and stride-1 backward-data pass.
-struct WinogradMode {
-  explicit WinogradMode(const char *v, const char *gemm = nullptr) {
-    setenv("SN_WINOGRAD", v, 1);
-    if (gemm) setenv("SN_CONV_GEMM", gemm, 1);
-  }
-  ~WinogradMode() {
-    unsetenv("SN_WINOGRAD");
-    unsetenv("SN_CONV_GEMM");
-  }
-};
+// Kernel options that force the training convolutions' algorithms: winograd on = Winograd for
+// every 3x3 stride-1 geometry (also the small ones the size rule leaves to the other kernels),
+// off = never; gemm on = the packed GEMM for every forward and stride-1 backward-data pass, off =
+// never; wgrad on = the weight gradient by the packed GEMM (16x16 transposes of the im2col rows,
+// dy's rows as B panels) for every geometry, off = never (the direct weight-gradient tiles).
+sn_kernel_opts forced(sn_choice winograd, sn_choice gemm = SN_CHOICE_AUTO,
+                      sn_choice wgrad = SN_CHOICE_AUTO) {
+  sn_kernel_opts o{};
+  o.winograd = winograd;
+  o.conv_gemm = gemm;
+  o.conv_wgrad = wgrad;
+  return o;
+}
+const sn_choice kOn = SN_CHOICE_ON, kOff = SN_CHOICE_OFF, kAuto = SN_CHOICE_AUTO;
 
 const Shape kShapes[] = {
     // n  h   w  cin kh kw sh sw pt pl pb pr cout
@@ -136,9 +137,9 @@ std::string name(const Shape &s) {
   return b;
 }
 
-void check_forward(const Shape &s, uint64_t seed) {
+void check_forward(const Shape &s, uint64_t seed, const sn_kernel_opts &o = {}) {
   SCOPED_TRACE(name(s));
-  sn_conv_geom g = geom(s);
+  sn_conv_geom g = geom(s, o);
   const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
   const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
   fvec x = sntest::randn(nx, seed), w = sntest::randn(nw, seed + 1);
@@ -161,9 +162,9 @@ void check_forward(const Shape &s, uint64_t seed) {
   }
 }
 
-void check_backward(const Shape &s, uint64_t seed) {
+void check_backward(const Shape &s, uint64_t seed, const sn_kernel_opts &o = {}) {
   SCOPED_TRACE(name(s));
-  sn_conv_geom g = geom(s);
+  sn_conv_geom g = geom(s, o);
   const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
   const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
   fvec x = sntest::randn(nx, seed), w = sntest::randn(nw, seed + 1),
@@ -193,18 +194,20 @@ void check_backward(const Shape &s, uint64_t seed) {
 
 TEST(KernelConv, GeomInit) {
   sn_conv_geom g;
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 2, 224, 224, 3, 7, 7, 2, 2, 3, 3, 3, 3, 64));
+  ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 2, 224, 224, 3, 7, 7, 2, 2, 3, 3, 3, 3, 64));
   EXPECT_EQ(112, g.oh);
   EXPECT_EQ(112, g.ow);
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 1, 56, 56, 64, 3, 3, 2, 2, 0, 0, 1, 1, 128)); // Keras (0,1)
+  ASSERT_EQ(
+      0, sn_conv_geom_init(&g, nullptr, 1, 56, 56, 64, 3, 3, 2, 2, 0, 0, 1, 1, 128)); // Keras (0,1)
   EXPECT_EQ(28, g.oh);
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 1, 7, 9, 4, 3, 3, 2, 2, 1, 1, 1, 1, 4));
+  ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 1, 7, 9, 4, 3, 3, 2, 2, 1, 1, 1, 1, 4));
   EXPECT_EQ(4, g.oh);
   EXPECT_EQ(5, g.ow);
-  EXPECT_EQ(-1, sn_conv_geom_init(&g, 1, 2, 2, 4, 3, 3, 1, 1, 0, 0, 0, 0, 4)); // empty output
-  EXPECT_EQ(-1, sn_conv_geom_init(&g, 0, 8, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4));
-  EXPECT_EQ(-1, sn_conv_geom_init(&g, 1, 8, 8, 4, 3, 3, 0, 1, 1, 1, 1, 1, 4));
-  EXPECT_EQ(-1, sn_conv_geom_init(&g, 1, 8, 8, 4, 3, 3, 1, 1, -1, 1, 1, 1, 4));
+  EXPECT_EQ(-1,
+            sn_conv_geom_init(&g, nullptr, 1, 2, 2, 4, 3, 3, 1, 1, 0, 0, 0, 0, 4)); // empty output
+  EXPECT_EQ(-1, sn_conv_geom_init(&g, nullptr, 0, 8, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4));
+  EXPECT_EQ(-1, sn_conv_geom_init(&g, nullptr, 1, 8, 8, 4, 3, 3, 0, 1, 1, 1, 1, 1, 4));
+  EXPECT_EQ(-1, sn_conv_geom_init(&g, nullptr, 1, 8, 8, 4, 3, 3, 1, 1, -1, 1, 1, 1, 4));
 }
 
 // Workspace: the largest need of the paths that may run (generic im2col + sgemm; direct;
@@ -216,16 +219,16 @@ TEST(KernelConv, GeomInit) {
 // and so are the packed weights (K * r16(Cout)) of the direct forward.
 TEST(KernelConv, WorkspaceFormula) {
   sn_conv_geom g;
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 8, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 256));
+  ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 8, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 256));
   EXPECT_GE(sn_conv2d_forward_workspace(&g), (size_t)64 * 256);
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 8, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 20));
+  ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 8, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 20));
   EXPECT_GE(sn_conv2d_forward_workspace(&g), (size_t)64 * 32);
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 8, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 64));
+  ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 8, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 64));
   EXPECT_GE(sn_conv2d_forward_workspace(&g), (size_t)3136 * 576);
   EXPECT_GE(sn_conv2d_backward_workspace(&g), (size_t)3136 * 576);
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, 512));
+  ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, 512));
   EXPECT_GE(sn_conv2d_forward_workspace(&g), (size_t)9 * 49 * 4608);
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 3, 9, 9, 17, 3, 3, 2, 2, 1, 1, 1, 1, 20));
+  ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 3, 9, 9, 17, 3, 3, 2, 2, 1, 1, 1, 1, 20));
   EXPECT_GE(sn_conv2d_backward_workspace(&g), (size_t)3 * 25 * 153);
 }
 
@@ -267,8 +270,7 @@ TEST(KernelConv, GradientFiniteDifferences) {
   for (int pass = 0; pass < 2; ++pass)
     for (const Shape &s : small) {
       SCOPED_TRACE(name(s) + (pass ? " winograd and gemm forced" : ""));
-      std::unique_ptr<WinogradMode> mode(pass ? new WinogradMode("1", "1") : nullptr);
-      sn_conv_geom g = geom(s);
+      sn_conv_geom g = geom(s, pass ? forced(kOn, kOn) : sn_kernel_opts{});
       const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
       const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
       fvec x = sntest::randn(nx, ++seed), w = sntest::randn(nw, ++seed);
@@ -312,12 +314,6 @@ TEST(KernelConv, ResidualBeforeRelu) {
 
 namespace {
 
-// Sets SN_NO_AVX512 for its lifetime (forces the generic im2col + sgemm path).
-struct GenericPath {
-  GenericPath() { setenv("SN_NO_AVX512", "1", 1); }
-  ~GenericPath() { unsetenv("SN_NO_AVX512"); }
-};
-
 // Shapes of the direct AVX-512 kernels' corner cases (conv_direct.c): column blocks of 64 with a
 // partial last vector, row tiles split unevenly (OW > 28), the constant-stride full tiles
 // (Cin*stride 16/32/64 with Cout 16/32), Cin = 1, pointwise rows longer than a tile, batch not a
@@ -356,11 +352,11 @@ TEST(KernelConv, DirectShapesBackward) {
 TEST(KernelConv, DirectShapesWinogradForcedAndOff) {
   uint64_t seed = 900;
   for (int mode = 0; mode < 3; ++mode) {
-    WinogradMode m(mode == 0 ? "1" : "0", mode == 2 ? "1" : "0");
+    const sn_kernel_opts o = forced(mode == 0 ? kOn : kOff, mode == 2 ? kOn : kOff);
     SCOPED_TRACE("mode " + std::to_string(mode));
     for (const Shape &s : kDirectShapes) {
-      check_forward(s, seed += 10);
-      check_backward(s, seed += 10);
+      check_forward(s, seed += 10, o);
+      check_backward(s, seed += 10, o);
     }
   }
 }
@@ -372,7 +368,7 @@ TEST(KernelConv, DirectShapesWinogradForcedAndOff) {
 // transforms have coefficients 0, +-1, +-1/2 and add ~2x the rounding of a direct sum
 // (spec/KERNELS.md 4.1).
 TEST(KernelConv, WinogradShapes) {
-  WinogradMode force("1");
+  const sn_kernel_opts force = forced(kOn);
   const Shape shapes[] = {
       // n  h   w  cin kh kw sh sw pt pl pb pr cout
       {1, 7, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8},    {9, 6, 5, 19, 3, 3, 1, 1, 1, 1, 1, 1, 21},
@@ -382,32 +378,33 @@ TEST(KernelConv, WinogradShapes) {
   };
   uint64_t seed = 1000;
   for (const Shape &s : shapes) {
-    check_forward(s, seed += 10);
-    check_backward(s, seed += 10);
+    check_forward(s, seed += 10, force);
+    check_backward(s, seed += 10, force);
   }
 }
 
 // Images whose x and dy exceed the weight gradient's sweep (1 MiB): bands of pixels of a
 // pointwise image, bands of output rows (stride 1 with Winograd off, and stride 2).
 TEST(KernelConv, WeightGradientBands) {
-  WinogradMode off("0");
+  const sn_kernel_opts off = forced(kOff);
   const Shape shapes[] = {{1, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 256},
                           {1, 48, 48, 96, 3, 3, 1, 1, 1, 1, 1, 1, 96},
                           {1, 60, 60, 64, 3, 3, 2, 2, 1, 1, 1, 1, 80}};
   uint64_t seed = 1100;
   for (const Shape &s : shapes)
-    check_backward(s, seed += 10);
+    check_backward(s, seed += 10, off);
 }
 
 // The generic path (used without AVX-512) on the same shapes.
 TEST(KernelConv, GenericPathShapes) {
-  GenericPath generic;
+  sn_kernel_opts generic{};
+  generic.portable = 1;
   uint64_t seed = 700;
   for (const Shape &s : kDirectShapes) {
-    check_forward(s, seed += 10);
-    check_backward(s, seed += 10);
+    check_forward(s, seed += 10, generic);
+    check_backward(s, seed += 10, generic);
   }
-  check_backward(kShapes[1], 790);
+  check_backward(kShapes[1], 790, generic);
 }
 
 // Results do not depend on the thread count: each output (and each chunk's partial dW) is
@@ -420,11 +417,10 @@ TEST(KernelConv, SameResultsForAnyThreadCount) {
   // The third shape by Winograd (forced; the first by direct: 5 rows); the last
   // three by the packed GEMM (forward of the first two, backward data of the last) and the
   // large-weight gradient (> 64K weights: 4 chunks, blocks of images).
-  WinogradMode force("1");
   const int saved = omp_get_max_threads();
   for (const Shape &s : shapes) {
     SCOPED_TRACE(name(s));
-    sn_conv_geom g = geom(s);
+    sn_conv_geom g = geom(s, forced(kOn));
     const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
     const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
     fvec x = sntest::randn(nx, 800), w = sntest::randn(nw, 801), dy = sntest::randn(ny, 802);
@@ -448,18 +444,6 @@ TEST(KernelConv, SameResultsForAnyThreadCount) {
   }
 }
 
-namespace {
-
-// Sets SN_CONV_WGRAD for its lifetime: "1" = the weight gradient by the packed GEMM (16x16
-// transposes of the im2col rows, dy's rows as B panels) for every geometry, "0" = never (the
-// direct weight-gradient tiles).
-struct WgradMode {
-  explicit WgradMode(const char *v) { setenv("SN_CONV_WGRAD", v, 1); }
-  ~WgradMode() { unsetenv("SN_CONV_WGRAD"); }
-};
-
-} // namespace
-
 // The packed-GEMM weight gradient forced on every shape above (Cin 1, 3, 5, 17: partial 16-row
 // transposes; Cout 3-130: partial 32-column panels; stride 2 and 3, padding >= kernel, asymmetric
 // padding: taps in the padding are zeros), on shapes with several pixel blocks and a partial last
@@ -473,32 +457,28 @@ TEST(KernelConv, WeightGradientGemm) {
       {1, 23, 21, 3, 7, 7, 2, 2, 3, 3, 3, 3, 64},
   };
   uint64_t seed = 1300;
-  {
-    WgradMode on("1");
-    for (const Shape &s : kShapes)
-      check_backward(s, seed += 10);
-    for (const Shape &s : kDirectShapes)
-      check_backward(s, seed += 10);
-    for (const Shape &s : more)
-      check_backward(s, seed += 10);
-  }
-  WgradMode off("0");
+  const sn_kernel_opts on = forced(kAuto, kAuto, kOn), off = forced(kAuto, kAuto, kOff);
+  for (const Shape &s : kShapes)
+    check_backward(s, seed += 10, on);
   for (const Shape &s : kDirectShapes)
-    check_backward(s, seed += 10);
+    check_backward(s, seed += 10, on);
+  for (const Shape &s : more)
+    check_backward(s, seed += 10, on);
+  for (const Shape &s : kDirectShapes)
+    check_backward(s, seed += 10, off);
 }
 
 // The packed-GEMM weight gradient gives the same bits for 1, 2 and 3 threads (the task split
 // changes with the thread count; every dW element is the same chain of FMAs over the same pixel
 // blocks).
 TEST(KernelConv, WeightGradientGemmAnyThreadCount) {
-  WgradMode on("1");
   const Shape shapes[] = {{3, 13, 11, 64, 3, 3, 1, 1, 1, 1, 1, 1, 40},
                           {2, 9, 9, 256, 1, 1, 1, 1, 0, 0, 0, 0, 1100},
                           {4, 14, 14, 17, 3, 3, 2, 2, 1, 1, 1, 1, 70}};
   const int saved = omp_get_max_threads();
   for (const Shape &s : shapes) {
     SCOPED_TRACE(name(s));
-    sn_conv_geom g = geom(s);
+    sn_conv_geom g = geom(s, forced(kAuto, kAuto, kOn));
     const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
     const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
     fvec x = sntest::randn(nx, 1400), dy = sntest::randn(ny, 1402), w = sntest::randn(nw, 1401);
