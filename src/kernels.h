@@ -70,79 +70,95 @@ typedef struct sn_conv_in {
   const float *mean;
 } sn_conv_in;
 
-/* Workspace (floats) that sn_conv2d_forward / _backward need for this geometry. */
-size_t sn_conv2d_forward_workspace(const sn_conv_geom *g);
-size_t sn_conv2d_backward_workspace(const sn_conv_geom *g);
+/* Workspace (floats) that sn_conv_forward / _backward need for this geometry: the largest need
+ * of the algorithms it may take, valid whichever runs. */
+size_t sn_conv_forward_workspace(const sn_conv_geom *g);
+size_t sn_conv_backward_workspace(const sn_conv_geom *g);
 
 /* y = act(conv(x, w) + bias + res).
  * x (N, H, W, Cin); w (KH, KW, Cin, Cout) = HWIO; bias (Cout) or NULL; res (N, OH, OW, Cout) or
  * NULL (residual added before the activation); relu 0/1; y (N, OH, OW, Cout).
  * With AVX-512 (the training path): direct NHWC tiles, Winograd F(2x2,3x3) or the packed GEMM by
- * geometry (kernels/conv_direct.h); results independent of the thread count. Generic path
+ * geometry and g->opts (kernels/conv.c); results independent of the thread count. Generic path
  * (g->opts.portable or no AVX-512): 1x1 stride-1 unpadded = one sgemm on x in place; otherwise
  * im2col + sgemm. */
-void sn_conv2d_forward(const sn_conv_geom *g, const float *x, const float *w, const float *bias,
-                       const float *res, int relu, float *y, float *ws);
-void sn_conv2d_forward_ref(const sn_conv_geom *g, const float *x, const float *w,
-                           const float *bias, const float *res, int relu, float *y);
+void sn_conv_forward(const sn_conv_geom *g, const float *x, const float *w, const float *bias,
+                     const float *res, int relu, float *y, float *ws);
+void sn_conv_forward_ref(const sn_conv_geom *g, const float *x, const float *w, const float *bias,
+                         const float *res, int relu, float *y);
 
 /* Backward of y = conv(x, w) + bias (no activation: callers apply the activation's backward
  * first). dy (N, OH, OW, Cout). Outputs are overwritten, not accumulated: dx (N, H, W, Cin) or
  * NULL, dw (KH, KW, Cin, Cout), db (Cout) or NULL. */
-void sn_conv2d_backward(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
-                        float *dx, float *dw, float *db, float *ws);
-void sn_conv2d_backward_ref(const sn_conv_geom *g, const float *x, const float *w,
-                            const float *dy, float *dx, float *dw, float *db);
-/* Whether sn_conv2d_backward_acc can add the input gradient into dx in its own output pass (the
+void sn_conv_backward(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
+                      float *dx, float *dw, float *db, float *ws);
+void sn_conv_backward_ref(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
+                          float *dx, float *dw, float *db);
+/* Whether sn_conv_backward_acc can add the input gradient into dx in its own output pass (the
  * AVX-512 direct path computes dx for this geometry; there o = (dx_tile + dx), bitwise the
  * same as computing dx apart and adding it). */
-int sn_conv2d_backward_accumulates(const sn_conv_geom *g);
-/* sn_conv2d_backward with dx += the input gradient (dx != NULL); only where
- * sn_conv2d_backward_accumulates(g). */
-void sn_conv2d_backward_acc(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
-                            float *dx, float *dw, float *db, float *ws);
+int sn_conv_backward_accumulates(const sn_conv_geom *g);
+/* sn_conv_backward with dx += the input gradient (dx != NULL); only where
+ * sn_conv_backward_accumulates(g). */
+void sn_conv_backward_acc(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
+                          float *dx, float *dw, float *db, float *ws);
 /* Training with an input map (the batch norm before the convolution, applied as each image is
  * copied into its zero-padded buffer, so that the normalized tensor is never written): 1 if g
  * takes one, that is the AVX-512 direct kernels run its forward and weight gradient from padded
- * copies (kernels/conv_direct.h sn_dconv_input_map_ok). Depends on g->n and the algorithm
- * choices in g->opts: ask per call. */
-int sn_conv2d_input_map_ok(const sn_conv_geom *g);
-/* sn_conv2d_forward and sn_conv2d_backward(_acc) of the convolution of act((x - mean) * scale +
+ * copies. Depends on g->n and the algorithm choices in g->opts: ask per call. */
+int sn_conv_train_input_map_ok(const sn_conv_geom *g);
+/* sn_conv_forward and sn_conv_backward(_acc) of the convolution of act((x - mean) * scale +
  * shift) (in->mean set), bitwise the same as on that tensor; an input map only where
- * sn_conv2d_input_map_ok(g), in NULL: sn_conv2d_forward / sn_conv2d_backward(_acc). dx, dw and
+ * sn_conv_train_input_map_ok(g), in NULL: sn_conv_forward / sn_conv_backward(_acc). dx, dw and
  * db are the gradients w.r.t. the mapped tensor and the weights; dx_acc: dx += (only where
- * sn_conv2d_backward_accumulates(g)). */
-void sn_conv2d_forward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
-                          const float *w, const float *bias, const float *res, int relu, float *y,
-                          float *ws);
-void sn_conv2d_backward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
-                           const float *w, const float *dy, float *dx, int dx_acc, float *dw,
-                           float *db, float *ws);
+ * sn_conv_backward_accumulates(g)). */
+void sn_conv_forward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
+                        const float *w, const float *bias, const float *res, int relu, float *y,
+                        float *ws);
+void sn_conv_backward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
+                         const float *w, const float *dy, float *dx, int dx_acc, float *dw,
+                         float *db, float *ws);
 
-/* A prepared convolution for inference: the algorithm is chosen and the weights are packed or
- * transformed once, at plan time (this is the only place a convolution allocates).
- * g->n is the largest batch the plan will be used for. */
+/* A prepared convolution for inference: the algorithm is chosen (by geometry and g->opts) and the
+ * weights are packed or transformed once, at plan time (this is the only place a convolution
+ * allocates). g->n is the largest batch the plan will be used for. */
 typedef struct sn_conv_impl sn_conv_impl;
 int sn_conv_prepare(const sn_conv_geom *g, const float *w, const float *bias, sn_conv_impl **out);
 /* Recomputes the packed weights after w/bias changed (same geometry). */
 void sn_conv_impl_update(sn_conv_impl *c, const float *w, const float *bias);
 size_t sn_conv_impl_workspace(const sn_conv_impl *c); /* floats, for batch g->n */
-/* Same contract as sn_conv2d_forward for n <= g->n images. */
+/* Same contract as sn_conv_forward for n <= g->n images. */
 void sn_conv_impl_forward(const sn_conv_impl *c, int n, const float *x, const float *res, int relu,
                           float *y, float *ws);
 /* 1 if the prepared convolution of g reads its input through sn_conv_impl_forward_in: unpadded
  * 1x1 on the packed GEMM (AVX-512), whose input rows are copied anyway. */
-int sn_conv_input_map_ok(const sn_conv_geom *g);
+int sn_conv_impl_input_map_ok(const sn_conv_geom *g);
 /* sn_conv_impl_forward on act(x * scale + shift) without writing it (only where
- * sn_conv_input_map_ok; in may be NULL: no map). */
+ * sn_conv_impl_input_map_ok; in may be NULL: no map). */
 void sn_conv_impl_forward_in(const sn_conv_impl *c, int n, const float *x, const sn_conv_in *in,
                              const float *res, int relu, float *y, float *ws);
 const char *sn_conv_impl_name(const sn_conv_impl *c); /* "gemm1x1", "im2col", "winograd4x4"... */
+void sn_conv_impl_destroy(sn_conv_impl *c);
 /* 1 if the prepared convolution of g may write its output over its residual input (y == res):
  * the planner then gives a convolution whose residual dies with it the residual's buffer, which
  * saves the output's read-for-ownership traffic (25.7 MB per layer1 block at batch 8). */
 int sn_conv_residual_in_place_ok(const sn_conv_geom *g);
-void sn_conv_impl_destroy(sn_conv_impl *c);
+
+/* The algorithms of a prepared convolution; forcing one is for tests and benchmarks. */
+typedef enum sn_conv_algo {
+  SN_CONV_AUTO = 0,
+  SN_CONV_GENERIC = 1,  /* sn_conv_forward on a copy of the weights */
+  SN_CONV_GEMM = 2,     /* packed AVX-512 GEMM (1x1 rows copied, else im2col rows) */
+  SN_CONV_WINOGRAD = 3, /* Winograd F(4x4, 3x3), 3x3 stride 1 only */
+  SN_CONV_DIRECT = 4,   /* AVX-512: the training path's kernels (sn_conv_forward; the direct NHWC
+                           tiles for the small-channel shapes the size rule gives it) on a copy of
+                           the weights */
+  SN_CONV_WINOGRAD2 = 5 /* Winograd F(2x2, 3x3), 3x3 stride 1 only */
+} sn_conv_algo;
+/* sn_conv_prepare with a forced algorithm (falls back to generic when the algorithm cannot run:
+ * no AVX-512 or g->opts.portable, or Winograd on an ineligible geometry). */
+int sn_conv_prepare_algo(const sn_conv_geom *g, const float *w, const float *bias,
+                         sn_conv_algo algo, sn_conv_impl **out);
 
 /* ------------------------------------------------------------ batch normalization */
 

@@ -1,5 +1,5 @@
-/* conv_train_bench.c - GFLOP/s of the training convolution kernels (sn_conv2d_forward and
- * sn_conv2d_backward with dx and dW) on the conv shapes of resnet20 at 28x28x1 or resnet50 at
+/* conv_train_bench.c - GFLOP/s of the training convolution kernels (sn_conv_forward and
+ * sn_conv_backward with dx and dW) on the conv shapes of resnet20 at 28x28x1 or resnet50 at
  * 224, one JSON line per shape. Times are the minimum (and median) of REPS calls: on a shared
  * machine the minimum is the kernel's speed, the median what a training step sees. cpu_*: the
  * minimum process CPU time of a call (all threads): with 1 thread on a loaded machine it is the
@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
                       s->p, s->p, s->cout);
     size_t nx = (size_t)batch * s->h * s->w * s->cin, nw = (size_t)s->k * s->k * s->cin * s->cout;
     size_t ny = (size_t)batch * g.oh * g.ow * s->cout;
-    size_t wsn = sn_conv2d_forward_workspace(&g), wbn = sn_conv2d_backward_workspace(&g);
+    size_t wsn = sn_conv_forward_workspace(&g), wbn = sn_conv_backward_workspace(&g);
     /* 64-byte aligned, as the network's arena and workspace */
     float *x = alloc64(nx), *w = alloc64(nw), *y = alloc64(ny), *dy = alloc64(ny);
     float *dx = alloc64(nx), *dw = alloc64(nw), *ws = alloc64(wsn > wbn ? wsn : wbn);
@@ -111,9 +111,9 @@ int main(int argc, char **argv) {
       for (int r = 0; r < reps + 1; r++) {
         double t0 = now(), c0 = cpu_now();
         if (pass == 0)
-          sn_conv2d_forward(&g, x, w, NULL, NULL, 0, y, ws);
+          sn_conv_forward(&g, x, w, NULL, NULL, 0, y, ws);
         else
-          sn_conv2d_backward(&g, x, w, dy, (i == 0 || nodx) ? NULL : dx, dw, NULL, ws);
+          sn_conv_backward(&g, x, w, dy, (i == 0 || nodx) ? NULL : dx, dw, NULL, ws);
         if (r > 0) {
           t[r - 1] = now() - t0;
           ct[r - 1] = cpu_now() - c0;

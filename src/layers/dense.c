@@ -19,7 +19,7 @@ sn_status sn_dense_layer_prepare(sn_net *net, sn_layer *l) {
   sn_conv_geom g;
   int in = (int)sn_shape_size(*sn_layer_in_shape(net, l, 0));
   sn_conv_geom_init(&g, &net->opts, net->max_batch, 1, 1, in, 1, 1, 1, 1, 0, 0, 0, 0, l->filters);
-  if (!sn_conv_input_map_ok(&g)) return SN_OK; /* no AVX-512: sn_dense_forward's loops */
+  if (!sn_conv_impl_input_map_ok(&g)) return SN_OK; /* no AVX-512: sn_dense_forward's loops */
   return sn_layer_prepare_impl(net, l, &g, sn_param_data(net, l, 0),
                                l->use_bias ? sn_param_data(net, l, 1) : NULL);
 }

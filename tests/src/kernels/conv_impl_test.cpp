@@ -1,5 +1,5 @@
 // conv_impl_test.cpp - prepared inference convolutions (sn_conv_prepare and the forced
-// algorithms of conv_fast.h) against sn_conv2d_forward_ref (direct, double accumulation).
+// algorithms of kernels.h) against sn_conv_forward_ref (direct, double accumulation).
 //
 // Data: x = ReLU(N(0,1)), w He-normal (stddev sqrt(2/K)), bias N(0, 0.1), res N(0,1), as in
 // spec/KERNELS.md 4.1. Error is measured as max|y - ref| / max|ref|.
@@ -21,7 +21,6 @@
 #include <vector>
 
 #include "kernels.h"
-#include "kernels/conv_fast.h"
 #include "test_util.h"
 
 namespace {
@@ -78,8 +77,8 @@ double run_case(const Shape &s, sn_conv_algo algo, bool bias_on, bool res_on, bo
   sn_conv_impl_forward(c, n_run, x.data(), res_on ? res.data() : nullptr, relu ? 1 : 0, y.data(),
                        ws.data());
   std::vector<float> ref(nyr);
-  sn_conv2d_forward_ref(&gr, x.data(), w.data(), bias_on ? b.data() : nullptr,
-                        res_on ? res.data() : nullptr, relu ? 1 : 0, ref.data());
+  sn_conv_forward_ref(&gr, x.data(), w.data(), bias_on ? b.data() : nullptr,
+                      res_on ? res.data() : nullptr, relu ? 1 : 0, ref.data());
   for (size_t i = nyr; i < y.size(); ++i) EXPECT_EQ(y[i], sentinel) << "write past y at " << i;
   EXPECT_EQ(ws.back(), sentinel) << "write past the workspace";
   sn_conv_impl_destroy(c);
@@ -265,7 +264,7 @@ TEST(ConvImpl, UpdateRepacks) {
     sn_conv_impl_update(c, w2.data(), b2.data());
     std::vector<float> ws(sn_conv_impl_workspace(c) + 1), y(2 * 81 * 20), ref(y.size());
     sn_conv_impl_forward(c, 2, x.data(), nullptr, 0, y.data(), ws.data());
-    sn_conv2d_forward_ref(&g, x.data(), w2.data(), b2.data(), nullptr, 0, ref.data());
+    sn_conv_forward_ref(&g, x.data(), w2.data(), b2.data(), nullptr, 0, ref.data());
     EXPECT_LE(sntest::max_abs_diff(y.data(), ref.data(), y.size()),
               1e-5 * sntest::max_abs(ref.data(), ref.size()))
         << algo_name(algo);
@@ -295,7 +294,7 @@ TEST(ConvImpl, InputMapEqualsAffineThenConv) {
     sn_conv_geom g;
     ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, s.n, s.h, s.w, s.cin, 1, 1, s.s, s.s, 0, 0, 0, 0,
                                    s.cout));
-    ASSERT_TRUE(sn_conv_input_map_ok(&g)) << str(s);
+    ASSERT_TRUE(sn_conv_impl_input_map_ok(&g)) << str(s);
     const size_t rows = (size_t)s.n * s.h * s.w, ny = (size_t)s.n * g.oh * g.ow * s.cout;
     std::vector<float> x = sntest::randn(rows * s.cin, seed += 10);
     x[1] = -0.0f;
@@ -327,7 +326,7 @@ TEST(ConvImpl, InputMapEqualsAffineThenConv) {
   // not for padded or 3x3 convolutions (the planner checks this before fusing)
   sn_conv_geom g3;
   ASSERT_EQ(0, sn_conv_geom_init(&g3, nullptr, 1, 7, 7, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16));
-  EXPECT_FALSE(sn_conv_input_map_ok(&g3));
+  EXPECT_FALSE(sn_conv_impl_input_map_ok(&g3));
   ASSERT_EQ(0, sn_conv_geom_init(&g3, nullptr, 1, 7, 7, 16, 1, 1, 1, 1, 1, 1, 1, 1, 16));
-  EXPECT_FALSE(sn_conv_input_map_ok(&g3));
+  EXPECT_FALSE(sn_conv_impl_input_map_ok(&g3));
 }

@@ -1,4 +1,4 @@
-// conv_test.cpp - sn_conv2d_forward/_backward (and their _ref versions) against a float64 direct
+// conv_test.cpp - sn_conv_forward/_backward (and their _ref versions) against a float64 direct
 // convolution written here, plus finite-difference gradient checks.
 //
 // Tolerances: inputs and weights are N(0, 1), so a conv output is a sum of K = KH*KW*Cin
@@ -150,14 +150,14 @@ void check_forward(const Shape &s, uint64_t seed, const sn_kernel_opts &o = {}) 
     SCOPED_TRACE("bias " + std::to_string(use_b) + " res " + std::to_string(use_r) + " relu " +
                  std::to_string(relu));
     dvec ref = conv_fwd(g, xd, wd, use_b ? &bd : nullptr, use_r ? &rd : nullptr, relu);
-    Workspace ws(sn_conv2d_forward_workspace(&g));
+    Workspace ws(sn_conv_forward_workspace(&g));
     fvec y(ny, NAN), yr(ny, NAN);
-    sn_conv2d_forward(&g, x.data(), w.data(), use_b ? b.data() : nullptr,
-                      use_r ? r.data() : nullptr, relu, y.data(), ws.data());
+    sn_conv_forward(&g, x.data(), w.data(), use_b ? b.data() : nullptr, use_r ? r.data() : nullptr,
+                    relu, y.data(), ws.data());
     EXPECT_TRUE(kcheck::close(y, ref, 2e-5));
     EXPECT_TRUE(ws.canary_intact());
-    sn_conv2d_forward_ref(&g, x.data(), w.data(), use_b ? b.data() : nullptr,
-                          use_r ? r.data() : nullptr, relu, yr.data());
+    sn_conv_forward_ref(&g, x.data(), w.data(), use_b ? b.data() : nullptr,
+                        use_r ? r.data() : nullptr, relu, yr.data());
     EXPECT_TRUE(kcheck::close(yr, ref, 2e-5));
   }
 }
@@ -171,20 +171,20 @@ void check_backward(const Shape &s, uint64_t seed, const sn_kernel_opts &o = {})
        dy = sntest::randn(ny, seed + 2);
   dvec dxr, dwr, dbr;
   conv_bwd(g, kcheck::to_d(x), kcheck::to_d(w), kcheck::to_d(dy), dxr, dwr, dbr);
-  Workspace ws(sn_conv2d_backward_workspace(&g));
+  Workspace ws(sn_conv_backward_workspace(&g));
   fvec dx(nx, NAN), dw(nw, NAN), db(g.cout, NAN);
-  sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), ws.data());
+  sn_conv_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), ws.data());
   EXPECT_TRUE(kcheck::close(dx, dxr, 2e-5));
   EXPECT_TRUE(kcheck::close(dw, dwr, 2e-5));
   EXPECT_TRUE(kcheck::close(db, dbr, 2e-5));
   EXPECT_TRUE(ws.canary_intact());
   // dx and db are optional; dw alone must be unchanged.
   fvec dw2(nw, NAN);
-  sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), nullptr, dw2.data(), nullptr, ws.data());
+  sn_conv_backward(&g, x.data(), w.data(), dy.data(), nullptr, dw2.data(), nullptr, ws.data());
   EXPECT_TRUE(kcheck::close(dw2, dwr, 2e-5));
   // Reference versions.
   fvec dx3(nx, NAN), dw3(nw, NAN), db3(g.cout, NAN);
-  sn_conv2d_backward_ref(&g, x.data(), w.data(), dy.data(), dx3.data(), dw3.data(), db3.data());
+  sn_conv_backward_ref(&g, x.data(), w.data(), dy.data(), dx3.data(), dw3.data(), db3.data());
   EXPECT_TRUE(kcheck::close(dx3, dxr, 2e-5));
   EXPECT_TRUE(kcheck::close(dw3, dwr, 2e-5));
   EXPECT_TRUE(kcheck::close(db3, dbr, 2e-5));
@@ -220,16 +220,16 @@ TEST(KernelConv, GeomInit) {
 TEST(KernelConv, WorkspaceFormula) {
   sn_conv_geom g;
   ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 8, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 256));
-  EXPECT_GE(sn_conv2d_forward_workspace(&g), (size_t)64 * 256);
+  EXPECT_GE(sn_conv_forward_workspace(&g), (size_t)64 * 256);
   ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 8, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 20));
-  EXPECT_GE(sn_conv2d_forward_workspace(&g), (size_t)64 * 32);
+  EXPECT_GE(sn_conv_forward_workspace(&g), (size_t)64 * 32);
   ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 8, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 64));
-  EXPECT_GE(sn_conv2d_forward_workspace(&g), (size_t)3136 * 576);
-  EXPECT_GE(sn_conv2d_backward_workspace(&g), (size_t)3136 * 576);
+  EXPECT_GE(sn_conv_forward_workspace(&g), (size_t)3136 * 576);
+  EXPECT_GE(sn_conv_backward_workspace(&g), (size_t)3136 * 576);
   ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, 512));
-  EXPECT_GE(sn_conv2d_forward_workspace(&g), (size_t)9 * 49 * 4608);
+  EXPECT_GE(sn_conv_forward_workspace(&g), (size_t)9 * 49 * 4608);
   ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 3, 9, 9, 17, 3, 3, 2, 2, 1, 1, 1, 1, 20));
-  EXPECT_GE(sn_conv2d_backward_workspace(&g), (size_t)3 * 25 * 153);
+  EXPECT_GE(sn_conv_backward_workspace(&g), (size_t)3 * 25 * 153);
 }
 
 TEST(KernelConv, ForwardShapes) {
@@ -252,7 +252,7 @@ TEST(KernelConv, ChunkedBatch) {
   for (const Shape &s : big) {
     sn_conv_geom g = geom(s);
     const size_t per_image = (size_t)g.oh * g.ow * g.kh * g.kw * g.cin;
-    ASSERT_LT(sn_conv2d_forward_workspace(&g), per_image * g.n); // really chunked
+    ASSERT_LT(sn_conv_forward_workspace(&g), per_image * g.n); // really chunked
     check_forward(s, 300);
     check_backward(s, 310);
   }
@@ -286,10 +286,10 @@ TEST(KernelConv, GradientFiniteDifferences) {
       auto loss_b = [&](const dvec &v) {
         return kcheck::dot(dyd, conv_fwd(g, xd, wd, &v, nullptr, false));
       };
-      Workspace ws(sn_conv2d_backward_workspace(&g));
+      Workspace ws(sn_conv_backward_workspace(&g));
       fvec dx(nx), dw(nw), db(g.cout);
-      sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
-                         ws.data());
+      sn_conv_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
+                       ws.data());
       EXPECT_TRUE(kcheck::close(dx, kcheck::fd_grad(loss_x, xd, 1e-3), 2e-5));
       EXPECT_TRUE(kcheck::close(dw, kcheck::fd_grad(loss_w, wd, 1e-3), 2e-5));
       EXPECT_TRUE(kcheck::close(db, kcheck::fd_grad(loss_b, bd, 1e-3), 2e-5));
@@ -300,12 +300,12 @@ TEST(KernelConv, GradientFiniteDifferences) {
 TEST(KernelConv, ResidualBeforeRelu) {
   sn_conv_geom g = geom({1, 4, 4, 2, 1, 1, 1, 1, 0, 0, 0, 0, 2});
   fvec x(32, 1.0f), w = {1, 0, 0, 1}, r(32, -3.0f), y(32);
-  Workspace ws(sn_conv2d_forward_workspace(&g));
-  sn_conv2d_forward(&g, x.data(), w.data(), nullptr, r.data(), 1, y.data(), ws.data());
+  Workspace ws(sn_conv_forward_workspace(&g));
+  sn_conv_forward(&g, x.data(), w.data(), nullptr, r.data(), 1, y.data(), ws.data());
   for (float v : y)
     EXPECT_EQ(0.0f, v); // relu(1 - 3) = 0, not relu(1) - 3 = -2
   fvec b = {2.5f, 1.0f};
-  sn_conv2d_forward(&g, x.data(), w.data(), b.data(), r.data(), 1, y.data(), ws.data());
+  sn_conv_forward(&g, x.data(), w.data(), b.data(), r.data(), 1, y.data(), ws.data());
   for (int i = 0; i < 16; ++i) {
     EXPECT_FLOAT_EQ(0.5f, y[2 * i]);
     EXPECT_FLOAT_EQ(0.0f, y[2 * i + 1]);
@@ -427,11 +427,11 @@ TEST(KernelConv, SameResultsForAnyThreadCount) {
     std::vector<fvec> outs;
     for (int t : {1, 2, 3}) {
       omp_set_num_threads(t);
-      Workspace wf(sn_conv2d_forward_workspace(&g)), wb(sn_conv2d_backward_workspace(&g));
+      Workspace wf(sn_conv_forward_workspace(&g)), wb(sn_conv_backward_workspace(&g));
       fvec y(ny), dx(nx), dw(nw), db(g.cout);
-      sn_conv2d_forward(&g, x.data(), w.data(), nullptr, nullptr, 0, y.data(), wf.data());
-      sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
-                         wb.data());
+      sn_conv_forward(&g, x.data(), w.data(), nullptr, nullptr, 0, y.data(), wf.data());
+      sn_conv_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
+                       wb.data());
       fvec all = y;
       all.insert(all.end(), dx.begin(), dx.end());
       all.insert(all.end(), dw.begin(), dw.end());
@@ -485,9 +485,9 @@ TEST(KernelConv, WeightGradientGemmAnyThreadCount) {
     std::vector<fvec> outs;
     for (int t : {1, 2, 3}) {
       omp_set_num_threads(t);
-      Workspace wb(sn_conv2d_backward_workspace(&g));
+      Workspace wb(sn_conv_backward_workspace(&g));
       fvec dw(nw, NAN);
-      sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), nullptr, dw.data(), nullptr, wb.data());
+      sn_conv_backward(&g, x.data(), w.data(), dy.data(), nullptr, dw.data(), nullptr, wb.data());
       EXPECT_TRUE(wb.canary_intact());
       outs.push_back(dw);
     }
@@ -497,8 +497,8 @@ TEST(KernelConv, WeightGradientGemmAnyThreadCount) {
   }
 }
 
-// sn_conv2d_backward_acc (dx += the input gradient in the direct kernels' output pass) against
-// sn_conv2d_backward into a separate buffer and then added: bitwise equal (float addition
+// sn_conv_backward_acc (dx += the input gradient in the direct kernels' output pass) against
+// sn_conv_backward into a separate buffer and then added: bitwise equal (float addition
 // commutes), with dW and db unchanged, on every direct shape (strides with tapless phases,
 // channels not a multiple of 16, batch 1) where the geometry's dx runs on the direct kernels.
 TEST(KernelConv, BackwardAccumulatesIntoDx) {
@@ -507,19 +507,19 @@ TEST(KernelConv, BackwardAccumulatesIntoDx) {
   for (const Shape &s : kDirectShapes) {
     SCOPED_TRACE(name(s));
     sn_conv_geom g = geom(s);
-    if (!sn_conv2d_backward_accumulates(&g)) continue;
+    if (!sn_conv_backward_accumulates(&g)) continue;
     ++accumulating;
     const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
     const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
     fvec x = sntest::randn(nx, seed += 10), w = sntest::randn(nw, seed + 1),
          dy = sntest::randn(ny, seed + 2), base = sntest::randn(nx, seed + 3);
-    Workspace ws(sn_conv2d_backward_workspace(&g));
+    Workspace ws(sn_conv_backward_workspace(&g));
     fvec dx(nx, NAN), dw(nw, NAN), db(g.cout, NAN);
-    sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), ws.data());
+    sn_conv_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), ws.data());
     for (size_t i = 0; i < nx; ++i) dx[i] += base[i];
     fvec acc = base, dw2(nw, NAN), db2(g.cout, NAN);
-    sn_conv2d_backward_acc(&g, x.data(), w.data(), dy.data(), acc.data(), dw2.data(), db2.data(),
-                           ws.data());
+    sn_conv_backward_acc(&g, x.data(), w.data(), dy.data(), acc.data(), dw2.data(), db2.data(),
+                         ws.data());
     EXPECT_EQ(0, std::memcmp(dx.data(), acc.data(), nx * sizeof(float)));
     EXPECT_EQ(0, std::memcmp(dw.data(), dw2.data(), nw * sizeof(float)));
     EXPECT_EQ(0, std::memcmp(db.data(), db2.data(), g.cout * sizeof(float)));
