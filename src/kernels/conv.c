@@ -461,9 +461,15 @@ void sn_conv_impl_forward_in(const sn_conv_impl *c, int n, const float *x, const
   if (nt > c->nt) nt = c->nt;
   if (in && (c->algo != SN_CONV_GEMM || !is_1x1_unpadded(&g))) abort(); /* planner's contract */
   switch (c->algo) {
-    case SN_CONV_WINOGRAD: sn_conv_wino_forward_packed(4, &g, nt, x, c->w, c->bias, res, relu, y, ws); break;
-    case SN_CONV_WINOGRAD2: sn_conv_wino_forward_packed(2, &g, nt, x, c->w, c->bias, res, relu, y, ws); break;
-    case SN_CONV_GEMM: sn_conv_gemm_forward_packed(&g, nt, x, in, c->w, c->bias, res, relu, y, ws); break;
+    case SN_CONV_WINOGRAD:
+      sn_conv_wino_forward_packed(4, &g, nt, x, c->w, c->bias, res, relu, y, ws);
+      break;
+    case SN_CONV_WINOGRAD2:
+      sn_conv_wino_forward_packed(2, &g, nt, x, c->w, c->bias, res, relu, y, ws);
+      break;
+    case SN_CONV_GEMM:
+      sn_conv_gemm_forward_packed(&g, nt, x, in, c->w, c->bias, res, relu, y, ws);
+      break;
     default: sn_conv_forward(&g, x, c->w, c->bias, res, relu, y, ws); break;
   }
 }

@@ -49,7 +49,7 @@ static void pass_image(const dpass *d, const float *x, const sn_conv_in *in, con
                        int border) {
   const float *src = x;
   if (d->padded) {
-    sn_conv_pad_image(d, x, padbuf, border, in);
+    sn_conv_tile_pad_image(d, x, padbuf, border, in);
     src = padbuf;
   }
   const int cin = d->cin, cout = d->cout;
@@ -105,7 +105,7 @@ static void wgrad_images(const dpass *d, const float *const *srcs, const float *
       for (int ky = 0; ky < d->kh; ky++)
         for (int t = 0; t < nt; t++) {
           const int k0 = (int)(kseg * t / nt), k1 = (int)(kseg * (t + 1) / nt);
-          sn_conv_wtile_pick(k1 - k0, nv)(
+          sn_conv_tile_pick_wgrad(k1 - k0, nv)(
               srcs, dys, nimg, aoff + ky * sa + k0, doff + cb, lpix, d->sh * sa, cout,
               (ptrdiff_t)d->ow * cout, rows ? nu : 1, rows ? d->ow : nu, cols,
               partial + (ky * kseg + k0) * cout + cb, cout, first && u0 == 0);
@@ -194,7 +194,7 @@ size_t sn_conv_direct_forward_workspace(const sn_conv_geom *g) {
   dpass d;
   fwd_pass_of(g, &d);
   return packed_floats(g->kh * g->kw * g->cin, g->cout) +
-         (size_t)sn_conv_chunks(g->n) * dpass_pad_floats(&d);
+         (size_t)sn_conv_tile_chunks(g->n) * dpass_pad_floats(&d);
 }
 
 /* Images per weight-gradient block (wgrad_images). */
@@ -298,14 +298,14 @@ void sn_conv_direct_forward(const sn_conv_geom *g, const float *x, const sn_conv
                             float *y, float *ws) {
   dpass d;
   fwd_pass_of(g, &d);
-  const int k = g->kh * g->kw * g->cin, nch = sn_conv_chunks(g->n);
+  const int k = g->kh * g->kw * g->cin, nch = sn_conv_tile_chunks(g->n);
   const size_t in_img = (size_t)g->h * g->w * g->cin, out_img = (size_t)g->oh * g->ow * g->cout;
   /* one column block of whole vectors is the HWIO tensor itself */
   const int inplace = g->cout % 16 == 0 && g->cout <= SN_TILE_NB;
   float *pads = ws + packed_floats(k, g->cout);
   const float *bp = inplace ? w : ws;
   const size_t padn = dpass_pad_floats(&d);
-#pragma omp parallel num_threads(sn_conv_team_size(nch))
+#pragma omp parallel num_threads(sn_conv_tile_team_size(nch))
   {
     if (!inplace) {
 #pragma omp for schedule(static)
@@ -336,7 +336,7 @@ void sn_conv_direct_backward(const sn_conv_geom *g, const float *x, const sn_con
   const size_t padx = dpass_pad_floats(&d), pady = dpass_pad_floats(&b.pad);
   const size_t chunkn = bwd_chunk_floats(g), partoff = (size_t)blk * padx + pady;
   float *bp = ws, *chunks = ws + bwd_packed_floats(g);
-#pragma omp parallel num_threads(sn_conv_team_size(nch))
+#pragma omp parallel num_threads(sn_conv_tile_team_size(nch))
   {
     if (dx) {
       size_t boff = 0;
@@ -364,7 +364,8 @@ void sn_conv_direct_backward(const sn_conv_geom *g, const float *x, const sn_con
             srcs[i - ib] = x + i * in_img;
             dys[i - ib] = dy + i * out_img;
             if (d.padded) {
-              sn_conv_pad_image(&d, x + i * in_img, base + (size_t)(i - ib) * padx, ib == i0, in);
+              sn_conv_tile_pad_image(&d, x + i * in_img, base + (size_t)(i - ib) * padx, ib == i0,
+                                     in);
               srcs[i - ib] = base + (size_t)(i - ib) * padx;
             }
           }
@@ -374,7 +375,7 @@ void sn_conv_direct_backward(const sn_conv_geom *g, const float *x, const sn_con
         for (int i = ib; i < ie; i++) {
           const float *dyi = dy + i * out_img;
           if (b.pad.padded) {
-            sn_conv_pad_image(&b.pad, dyi, dypad, i == i0, NULL);
+            sn_conv_tile_pad_image(&b.pad, dyi, dypad, i == i0, NULL);
             dyi = dypad;
           }
           bwd_data_image(g, &b, dyi, bp, dx + i * in_img, dx_acc);

@@ -319,7 +319,8 @@ static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x,
        * lines per column panel: one line per k step each, or two when only one follows). */
       const int ncp = ceil_div(ncols, SN_NR), rest = ceil_div(m1 - m0, SN_MR) - 1;
       const int kcn = kb + 1 < p->nkb ? imin(p->kc, p->k - k0 - kc) : 0;
-      const float *bn = kcn ? sn_conv_gemm_bblock(bp, npan, k0 + kc) + (size_t)p0 * kcn * SN_NR : NULL;
+      const float *bn =
+          kcn ? sn_conv_gemm_bblock(bp, npan, k0 + kc) + (size_t)p0 * kcn * SN_NR : NULL;
       const int pfl = rest == 1 ? 2 : 1;
       const int arows = p->direct && p->nkb == 1 && g->sh == 1 && g->sw == 1;
       for (int i0 = m0, ip = 0; i0 < m1; i0 += SN_MR, ip++) {
@@ -383,9 +384,9 @@ void sn_conv_gemm_forward_packed(const sn_conv_geom *g, int nthreads, const floa
           int flags = (kb > 0 ? SN_GEMM_ACC : 0) | (kb == p.nkb - 1 ? SN_GEMM_EPI : 0);
           const size_t bstride = (size_t)kc * SN_NR;
           sn_conv_gemm_block(p.m, ncols, kc, a + (size_t)kb * p.mp * SN_PANEL,
-                             sn_conv_gemm_bblock(bp, npan, k0) + (size_t)q0 * bstride, bstride, y + n0,
-                             p.n, flags, bias ? bias + n0 : NULL, res ? res + n0 : NULL, p.n, relu,
-                             next_kblock(&p, bp, kb, q0));
+                             sn_conv_gemm_bblock(bp, npan, k0) + (size_t)q0 * bstride, bstride,
+                             y + n0, p.n, flags, bias ? bias + n0 : NULL, res ? res + n0 : NULL,
+                             p.n, relu, next_kblock(&p, bp, kb, q0));
         }
       }
     }
@@ -454,9 +455,9 @@ static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
   }
 }
 
-/* b (K, N), row stride ldb -> bp in sn_conv_gemm_packb's layout (K blocks of sn_conv_gemm_kc(K) rows,
- * each as column panels (kcur, SN_NR), zero padded): the same floats, by vector copies, rows
- * split over the calling team (called inside a parallel region, or by one thread). */
+/* b (K, N), row stride ldb -> bp in sn_conv_gemm_packb's layout (K blocks of sn_conv_gemm_kc(K)
+ * rows, each as column panels (kcur, SN_NR), zero padded): the same floats, by vector copies,
+ * rows split over the calling team (called inside a parallel region, or by one thread). */
 static void pack_b_rows(int k, int n, const float *b, size_t ldb, float *bp) {
   const int kc = sn_conv_gemm_kc(k), npan = ceil_div(n, SN_NR);
 #pragma omp for schedule(static)

@@ -100,10 +100,10 @@ SN_TILES4(5, 6, 7, 8, 1) SN_TILES4(9, 10, 11, 12, 1) SN_TILES4(13, 14, 15, 16, 1
                 T1(10), T1(11), T1(12), T1(13), T1(14), T1(15), T1(16), T1(17), T1(18), T1(19),
                 T1(20), T1(21), T1(22), T1(23), T1(24), T1(25), T1(26), T1(27), T1(28)};
 static const sn_conv_tile_fn k_tiles2[15] = {NULL,   T2(1),  T2(2),  T2(3),  T2(4),
-                                              T2(5),  T2(6),  T2(7),  T2(8),  T2(9),
-                                              T2(10), T2(11), T2(12), T2(13), T2(14)};
+                                             T2(5),  T2(6),  T2(7),  T2(8),  T2(9),
+                                             T2(10), T2(11), T2(12), T2(13), T2(14)};
 static const sn_conv_tile_fn k_tiles3[10] = {NULL,  T3(1), T3(2), T3(3), T3(4),
-                                              T3(5), T3(6), T3(7), T3(8), T3(9)};
+                                             T3(5), T3(6), T3(7), T3(8), T3(9)};
 static const sn_conv_tile_fn k_tiles4[8] = {NULL, T4(1), T4(2), T4(3), T4(4), T4(5), T4(6), T4(7)};
 
 sn_conv_tile_fn sn_conv_tile_pick(int r, int nv, ptrdiff_t lda) {
@@ -198,20 +198,20 @@ SN_WTILES4(5, 6, 7, 8, 1) SN_WTILES4(9, 10, 11, 12, 1) SN_WTILES4(13, 14, 15, 16
 #define W2(R) wtile_##R##_2
 #define W3(R) wtile_##R##_3
 #define W4(R) wtile_##R##_4
-                        static const sn_conv_wtile_fn k_wtiles1[29] = {
+                        static const sn_conv_tile_wgrad_fn k_wtiles1[29] = {
                             NULL,   W1(1),  W1(2),  W1(3),  W1(4),  W1(5),  W1(6),  W1(7),
                             W1(8),  W1(9),  W1(10), W1(11), W1(12), W1(13), W1(14), W1(15),
                             W1(16), W1(17), W1(18), W1(19), W1(20), W1(21), W1(22), W1(23),
                             W1(24), W1(25), W1(26), W1(27), W1(28)};
-static const sn_conv_wtile_fn k_wtiles2[15] = {NULL,   W2(1),  W2(2),  W2(3),  W2(4),
-                                                W2(5),  W2(6),  W2(7),  W2(8),  W2(9),
-                                                W2(10), W2(11), W2(12), W2(13), W2(14)};
-static const sn_conv_wtile_fn k_wtiles3[10] = {NULL,  W3(1), W3(2), W3(3), W3(4),
-                                                W3(5), W3(6), W3(7), W3(8), W3(9)};
-static const sn_conv_wtile_fn k_wtiles4[8] = {NULL,  W4(1), W4(2), W4(3),
-                                               W4(4), W4(5), W4(6), W4(7)};
+static const sn_conv_tile_wgrad_fn k_wtiles2[15] = {NULL,   W2(1),  W2(2),  W2(3),  W2(4),
+                                                    W2(5),  W2(6),  W2(7),  W2(8),  W2(9),
+                                                    W2(10), W2(11), W2(12), W2(13), W2(14)};
+static const sn_conv_tile_wgrad_fn k_wtiles3[10] = {NULL,  W3(1), W3(2), W3(3), W3(4),
+                                                    W3(5), W3(6), W3(7), W3(8), W3(9)};
+static const sn_conv_tile_wgrad_fn k_wtiles4[8] = {NULL,  W4(1), W4(2), W4(3),
+                                                   W4(4), W4(5), W4(6), W4(7)};
 
-sn_conv_wtile_fn sn_conv_wtile_pick(int mr, int nv) {
+sn_conv_tile_wgrad_fn sn_conv_tile_pick_wgrad(int mr, int nv) {
   switch (nv) {
   case 1:
     return k_wtiles1[mr];
@@ -266,8 +266,8 @@ static void map_pixels(float *d, const float *s, size_t npix, int c, const sn_co
 /* One image x (H, W, Cin) into the zero-padded buffer (HP, WP, Cin), through the input map `in`
  * when not NULL (the padding stays zero: it pads the mapped tensor). The border is zeroed only
  * when `border` (the interior is rewritten by every image, the border never changes). */
-void sn_conv_pad_image(const dpass *d, const float *x, float *buf, int border,
-                       const sn_conv_in *in) {
+void sn_conv_tile_pad_image(const dpass *d, const float *x, float *buf, int border,
+                            const sn_conv_in *in) {
   const size_t c = (size_t)d->cin, row = (size_t)d->wp * c;
   for (int y = 0; y < d->hp; y++) {
     float *br = buf + (size_t)y * row;
@@ -289,7 +289,7 @@ void sn_conv_pad_image(const dpass *d, const float *x, float *buf, int border,
 
 #pragma GCC pop_options
 
-int sn_conv_team_size(int chunks) {
+int sn_conv_tile_team_size(int chunks) {
   int t = omp_get_max_threads();
   return imax(1, imin(t, chunks));
 }

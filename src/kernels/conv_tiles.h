@@ -66,28 +66,28 @@ static inline size_t packed_floats(int k, int n) {
  * a + s*sa + r*lda (kseg floats) and B_s = b + s*kseg*16*NV (packed rows of 16*NV floats); res
  * has row stride ldc. R <= k_rmax[nv]. AVX-512. */
 typedef void (*sn_conv_tile_fn)(const float *a, ptrdiff_t lda, int nseg, ptrdiff_t sa, int kseg,
-                                 const float *b, float *c, ptrdiff_t ldc, int cols,
-                                 const float *bias, const float *res, int relu);
+                                const float *b, float *c, ptrdiff_t ldc, int cols,
+                                const float *bias, const float *res, int relu);
 sn_conv_tile_fn sn_conv_tile_pick(int r, int nv, ptrdiff_t lda);
 
 /* Weight-gradient tile: out (MR, cols) += sum over images im < nimg, rows and pixels of
  * a_p[m] * d_p[0, cols), a_p = as[im] + aoff + row*lrow + p*lpix, d_p = ds[im] + doff +
  * row*drow + p*dpix; with `first`, out is not read: out = 0 + the sum (bitwise the same as
  * zeroing out first). MR <= k_rmax[nv]. AVX-512. */
-typedef void (*sn_conv_wtile_fn)(const float *const *as, const float *const *ds, int nimg,
-                                  ptrdiff_t aoff, ptrdiff_t doff, ptrdiff_t lpix, ptrdiff_t lrow,
-                                  ptrdiff_t dpix, ptrdiff_t drow, int nrows, int npix, int cols,
-                                  float *out, ptrdiff_t ldo, int first);
-sn_conv_wtile_fn sn_conv_wtile_pick(int mr, int nv);
+typedef void (*sn_conv_tile_wgrad_fn)(const float *const *as, const float *const *ds, int nimg,
+                                      ptrdiff_t aoff, ptrdiff_t doff, ptrdiff_t lpix,
+                                      ptrdiff_t lrow, ptrdiff_t dpix, ptrdiff_t drow, int nrows,
+                                      int npix, int cols, float *out, ptrdiff_t ldo, int first);
+sn_conv_tile_wgrad_fn sn_conv_tile_pick_wgrad(int mr, int nv);
 
 /* One image x (H, W, Cin) into the zero-padded buffer (HP, WP, Cin) of d, through the input map
  * in (NULL: a copy); the border is written only when `border` (it never changes between
  * images). AVX-512. */
-void sn_conv_pad_image(const dpass *d, const float *x, float *buf, int border,
-                       const sn_conv_in *in);
+void sn_conv_tile_pad_image(const dpass *d, const float *x, float *buf, int border,
+                            const sn_conv_in *in);
 
 /* Chunks of whole images of a batch of n, and the OpenMP team for them. */
-static inline int sn_conv_chunks(int n) { return imin(n, SN_CONV_CHUNKS); }
-int sn_conv_team_size(int chunks);
+static inline int sn_conv_tile_chunks(int n) { return imin(n, SN_CONV_CHUNKS); }
+int sn_conv_tile_team_size(int chunks);
 
 #endif /* SN_CONV_TILES_H */

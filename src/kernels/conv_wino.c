@@ -168,7 +168,7 @@ size_t sn_conv_wino_forward_workspace(const sn_conv_geom *g) {
   wplan f;
   wplan_fwd(g, &f);
   return train_u_floats(g->cin, g->cout) +
-         (size_t)sn_conv_chunks(g->n) * (wplan_pad_floats(&f) + 2 * wplan_band_floats(&f));
+         (size_t)sn_conv_tile_chunks(g->n) * (wplan_pad_floats(&f) + 2 * wplan_band_floats(&f));
 }
 
 static size_t wino_chunk_floats(const sn_conv_geom *g) {
@@ -182,7 +182,7 @@ static size_t wino_chunk_floats(const sn_conv_geom *g) {
 }
 
 size_t sn_conv_wino_backward_workspace(const sn_conv_geom *g) {
-  return train_u_floats(g->cout, g->cin) + (size_t)sn_conv_chunks(g->n) * wino_chunk_floats(g);
+  return train_u_floats(g->cout, g->cin) + (size_t)sn_conv_tile_chunks(g->n) * wino_chunk_floats(g);
 }
 
 /* Row ci of the 16 packed U[xi,nu] (cin, cout) from g[ky][kx] = w[ky][kx][ci][co] (flip = 0) or
@@ -616,7 +616,7 @@ static void wino_gemm(const float *v, int nb, int cin, const float *u, int cout,
 static void wino_image(const wplan *p, const float *x, const float *u, const float *bias,
                        const float *res, int relu, float *y, float *padbuf, float *vb, float *mb,
                        int border) {
-  sn_conv_pad_image(&p->pad, x, padbuf, border, NULL);
+  sn_conv_tile_pad_image(&p->pad, x, padbuf, border, NULL);
   for (int tr0 = 0; tr0 < p->th; tr0 += p->bh) {
     const int tr1 = imin(p->th, tr0 + p->bh), nb = (tr1 - tr0) * p->tw;
     wino_in(padbuf, p->pad.wp, p->cin, p->tw, tr0, tr1, vb);
@@ -629,7 +629,7 @@ static void wino_image(const wplan *p, const float *x, const float *u, const flo
 static void wino_wgrad_image(const wplan *p, const float *x, const float *dy, float *du,
                              float *padbuf, float *vb, float *mb, int border) {
   const int cin = p->cin, cout = p->cout;
-  sn_conv_pad_image(&p->pad, x, padbuf, border, NULL);
+  sn_conv_tile_pad_image(&p->pad, x, padbuf, border, NULL);
   for (int tr0 = 0; tr0 < p->th; tr0 += p->bh) {
     const int tr1 = imin(p->th, tr0 + p->bh), nb = (tr1 - tr0) * p->tw;
     wino_in(padbuf, p->pad.wp, cin, p->tw, tr0, tr1, vb);
@@ -642,8 +642,8 @@ static void wino_wgrad_image(const wplan *p, const float *x, const float *dy, fl
         for (int t = 0; t < nt; t++) {
           const int k0 = (int)((long)cin * t / nt), k1 = (int)((long)cin * (t + 1) / nt);
           const float *va = vb + q * vplane, *ma = mb + q * mplane;
-          sn_conv_wtile_pick(k1 - k0, nv)(&va, &ma, 1, k0, cb, cin, 0, cout, 0, 1, nb, cols,
-                                          du + ((size_t)q * cin + k0) * cout + cb, cout, 0);
+          sn_conv_tile_pick_wgrad(k1 - k0, nv)(&va, &ma, 1, k0, cb, cin, 0, cout, 0, 1, nb, cols,
+                                               du + ((size_t)q * cin + k0) * cout + cb, cout, 0);
         }
       }
   }
@@ -653,12 +653,12 @@ void sn_conv_wino_forward(const sn_conv_geom *g, const float *x, const float *w,
                           const float *res, int relu, float *y, float *ws) {
   wplan f;
   wplan_fwd(g, &f);
-  const int nch = sn_conv_chunks(g->n);
+  const int nch = sn_conv_tile_chunks(g->n);
   const size_t in_img = (size_t)g->h * g->w * g->cin, out_img = (size_t)g->oh * g->ow * g->cout;
   const size_t padn = wplan_pad_floats(&f), bandn = wplan_band_floats(&f);
   const size_t chunkn = padn + 2 * bandn;
   float *u = ws, *chunks = ws + train_u_floats(g->cin, g->cout);
-#pragma omp parallel num_threads(sn_conv_team_size(nch))
+#pragma omp parallel num_threads(sn_conv_tile_team_size(nch))
   {
 #pragma omp for schedule(static)
     for (int ci = 0; ci < g->cin; ci++)
@@ -679,7 +679,7 @@ void sn_conv_wino_backward(const sn_conv_geom *g, const float *x, const float *w
   wplan f, b;
   wplan_fwd(g, &f);
   wplan_bwd(g, &b);
-  const int nch = sn_conv_chunks(g->n), cin = g->cin, cout = g->cout;
+  const int nch = sn_conv_tile_chunks(g->n), cin = g->cin, cout = g->cout;
   const size_t in_img = (size_t)g->h * g->w * cin, out_img = (size_t)g->oh * g->ow * cout;
   const size_t padf = wplan_pad_floats(&f), padb = wplan_pad_floats(&b);
   const size_t bandn =
@@ -687,7 +687,7 @@ void sn_conv_wino_backward(const sn_conv_geom *g, const float *x, const float *w
   const size_t chunkn = wino_chunk_floats(g), nu = (size_t)16 * cin * cout;
   float *uf = ws, *chunks = ws + train_u_floats(cout, cin);
 #define SN_WINO_DU(ch) (chunks + (size_t)(ch)*chunkn + padf + padb + 2 * bandn)
-#pragma omp parallel num_threads(sn_conv_team_size(nch))
+#pragma omp parallel num_threads(sn_conv_tile_team_size(nch))
   {
     if (dx) {
 #pragma omp for schedule(static)

@@ -40,6 +40,7 @@ TEST(KernelConv, WeightGradientBands) {
 
 TEST(ConvImpl, DirectMatchesReference) {
   if (!sn_cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
-  check_all(kImplDirectShapes, sizeof kImplDirectShapes / sizeof *kImplDirectShapes, SN_CONV_DIRECT, 2e-6);
+  check_all(kImplDirectShapes, sizeof kImplDirectShapes / sizeof *kImplDirectShapes, SN_CONV_DIRECT,
+            2e-6);
   check_all(kGemmShapes, sizeof kGemmShapes / sizeof *kGemmShapes, SN_CONV_DIRECT, 2e-6);
 }
