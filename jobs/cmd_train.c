@@ -205,7 +205,7 @@ int cmd_train(int argc, char **argv) {
   sn_net_set_comm(net, job.comm, sync_bn);
   sn_net_set_bucket_mb(net, bucket);
   if (s == SN_OK && val) s = sn_net_create(&cfg, (uint64_t)seed, &evalnet);
-  if (s == SN_OK) s = cli_apply_engine_env(evalnet);
+  if (s == SN_OK && evalnet) s = cli_apply_engine_env(evalnet);
   if (s == SN_OK && val) s = sn_net_plan(evalnet, local_max, 0);
   cli_check(&job, s);
 
