@@ -1,4 +1,4 @@
-/* conv_util.h - private to src/kernels: the small helpers every convolution file uses (integer
+/* conv_util.h - private to src/kernels: the small functions every convolution file uses (integer
  * arithmetic, AVX-512 lane masks, masked copies). A leaf: it includes nothing of the kernels. */
 #ifndef SN_CONV_UTIL_H
 #define SN_CONV_UTIL_H

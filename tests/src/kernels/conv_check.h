@@ -1,4 +1,4 @@
-// conv_check.h - helpers for the convolution suites: conv_test.cpp (the dispatcher, conv.c) and
+// conv_check.h - shared code of the convolution suites: conv_test.cpp (the dispatcher, conv.c) and
 // one suite per algorithm (conv_direct_test.cpp, conv_gemm_test.cpp, conv_wino_test.cpp,
 // conv_generic_test.cpp).
 //

@@ -1,6 +1,6 @@
 // conv_direct_test.cpp - the direct convolution (src/kernels/conv_direct.c, on the tiles of
 // conv_tiles.c): its corner-case shapes, weight-gradient bands, and the prepared "direct" plans.
-// Helpers, shapes and tolerances: conv_check.h.
+// Reference convolutions, shapes and tolerances: conv_check.h.
 #include <gtest/gtest.h>
 #include <omp.h>
 

@@ -1,6 +1,6 @@
 // conv_gemm_test.cpp - convolution as packed GEMM (src/kernels/conv_gemm.c, on the block of
 // conv_gemm_block.c): the weight gradient and the prepared "gemm1x1" / "im2col" plans.
-// Helpers, shapes and tolerances: conv_check.h.
+// Reference convolutions, shapes and tolerances: conv_check.h.
 #include <gtest/gtest.h>
 #include <omp.h>
 

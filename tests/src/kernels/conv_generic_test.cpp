@@ -1,6 +1,6 @@
 // conv_generic_test.cpp - the portable convolution (src/kernels/conv_generic.c): im2col + sgemm on
 // the direct shapes and in chunks of images, and the prepared "generic" plans.
-// Helpers, shapes and tolerances: conv_check.h.
+// Reference convolutions, shapes and tolerances: conv_check.h.
 #include <gtest/gtest.h>
 #include <omp.h>
 

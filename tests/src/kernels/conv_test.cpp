@@ -1,7 +1,7 @@
 // conv_test.cpp - the convolution entry points and the algorithm choice (src/kernels/conv.c):
 // geometry, workspaces, forced and default choices, accumulation, input maps, prepared
 // convolutions, results independent of the thread count.
-// Helpers, shapes and tolerances: conv_check.h.
+// Reference convolutions, shapes and tolerances: conv_check.h.
 #include <gtest/gtest.h>
 #include <omp.h>
 

@@ -1,6 +1,6 @@
 // conv_wino_test.cpp - Winograd convolutions (src/kernels/conv_wino.c): F(2x2, 3x3) training and
 // the prepared F(4x4, 3x3) and F(2x2, 3x3) plans.
-// Helpers, shapes and tolerances: conv_check.h.
+// Reference convolutions, shapes and tolerances: conv_check.h.
 #include <gtest/gtest.h>
 #include <omp.h>
 
