@@ -85,11 +85,11 @@ static void plan_conv(const sn_conv_geom *g, int nt, gemm_plan *p) {
   size_t abytes = (size_t)p->mp * p->nkb * SN_PANEL * sizeof(float);
   p->nsplit = imin(npan, abytes > (512u << 10) ? nt : 4 * nt);
   /* rows: panels per task such that the threads get equal shares (the busiest thread's
-   * ceil(tasks / nt) * ppb panels as small as possible; batch 1 at 14x14 used to be 5 tasks of
-   * 3 panels, 9 on one thread and 5 on the other), then the number of tasks nearest to 3 per
+   * ceil(tasks / nt) * ppb panels as small as possible: at batch 1 at 14x14, 5 tasks of 3 panels
+   * would put 9 on one thread and 5 on the other), then the number of tasks nearest to 3 per
    * thread (1 per thread when B's K block does not fit L2: every task streams it), then the
    * larger ppb. At least 2 panels per task when there are enough: the second and third panels
-   * prefetch the weights the next ones need (gemm_block, conv_task). */
+   * prefetch the weights the next ones need (the GEMM block, conv_task). */
   int want = (size_t)p->kc * p->n * sizeof(float) <= (1u << 20) ? 3 * nt : nt;
   int lo = p->mp >= 2 * nt ? 2 : 1, hi = imax(lo, imin(max_panels_per_block(), ceil_div(p->mp, nt)));
   int best = hi, best_load = INT32_MAX, best_dist = INT32_MAX;
