@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "kernels/conv_fast.h" /* sn_cpu_has_avx512 */
+#include "shardnet.h" /* sn_cpu_has_avx512 */
 
 /* 1 if this process is the only MPI rank on its node (or not under a launcher): Open MPI's
  * mpirun, MPICH's hydra, Slurm's srun ("2(x3)": the first node's count). */
@@ -50,8 +50,11 @@ static void fix_environment(char **argv) {
   }
   if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
     setenv("OMP_WAIT_POLICY", "passive", 1);
-    /* the engine's own AVX-512 kernels, not OpenBLAS, run the convolutions */
-    if (sole_local_rank() && sn_cpu_has_avx512()) setenv("GOMP_SPINCOUNT", "10000", 1);
+    /* the engine's own AVX-512 kernels, not OpenBLAS, run the convolutions (unless
+     * SN_NO_AVX512 asks for the portable ones: cli_apply_engine_env) */
+    const char *portable = getenv("SN_NO_AVX512");
+    const int own = sn_cpu_has_avx512() && !(portable && portable[0] && strcmp(portable, "0"));
+    if (sole_local_rank() && own) setenv("GOMP_SPINCOUNT", "10000", 1);
     restart = 1;
   }
   if (!restart) return;

@@ -5,6 +5,10 @@
  * (suffix _ref) that the tests compare against. Tensors are float32 NHWC, row-major.
  * Threading: kernels may use OpenMP internally; they must not be called from inside a parallel
  * region. OpenBLAS is only called from outside parallel regions.
+ * Options: a kernel's algorithm choices are arguments, never read from the environment. A
+ * convolution takes them in its geometry (sn_conv_geom.opts); the other kernels with an AVX-512
+ * body take a `portable` flag (1: the portable body). Zero means the default (AVX-512 where
+ * sn_cpu_has_avx512(), every algorithm by its size rule).
  */
 #ifndef SN_KERNELS_H
 #define SN_KERNELS_H
@@ -12,24 +16,47 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shardnet.h" /* sn_choice, sn_engine_options, sn_cpu_has_avx512 */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* ------------------------------------------------------------ options */
+
+/* The choices of sn_engine_options that reach the kernels; all zero: the defaults. */
+typedef struct sn_kernel_opts {
+  int portable;         /* 1: the portable bodies, never AVX-512 */
+  sn_choice conv_gemm;  /* training convolutions on the packed GEMM (forward, backward data) */
+  sn_choice conv_wgrad; /* training weight gradients on the packed GEMM */
+  sn_choice winograd;   /* training 3x3 stride-1 convolutions on Winograd F(2x2, 3x3) */
+} sn_kernel_opts;
+
+static inline sn_kernel_opts sn_kernel_opts_of(const sn_engine_options *o) {
+  sn_kernel_opts k = {o->portable, o->conv_gemm, o->conv_wgrad, o->winograd};
+  return k;
+}
+
+/* 1 when a kernel runs its AVX-512 body: not told `portable` and the CPU has it. */
+static inline int sn_use_avx512(int portable) { return !portable && sn_cpu_has_avx512(); }
+
 /* ------------------------------------------------------------ convolution */
 
-/* Geometry of a 2-D convolution (cross-correlation, dilation 1, groups 1, zero padding). */
+/* Geometry of a 2-D convolution (cross-correlation, dilation 1, groups 1, zero padding), with
+ * the options its algorithm is chosen by. */
 typedef struct sn_conv_geom {
   int n, h, w, cin;       /* input (N, H, W, Cin) */
   int kh, kw, sh, sw;     /* kernel and stride */
   int pt, pl, pb, pr;     /* zero padding top, left, bottom, right */
   int oh, ow, cout;       /* output (N, OH, OW, Cout) */
+  sn_kernel_opts opts;    /* zero (sn_conv_geom_init): the defaults */
 } sn_conv_geom;
 
-/* Fills g and computes oh = (h + pt + pb - kh) / sh + 1 (likewise ow). Returns 0, or -1 if the
- * output would be empty or any size is not positive. */
-int sn_conv_geom_init(sn_conv_geom *g, int n, int h, int w, int cin, int kh, int kw, int sh,
-                      int sw, int pt, int pl, int pb, int pr, int cout);
+/* Fills g, computes oh = (h + pt + pb - kh) / sh + 1 (likewise ow) and takes the kernel choices
+ * of opts (NULL: the defaults). Returns 0, or -1 if the output would be empty or any size is not
+ * positive. */
+int sn_conv_geom_init(sn_conv_geom *g, const sn_engine_options *opts, int n, int h, int w, int cin,
+                      int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr, int cout);
 
 /* A per-channel map applied to a convolution's input as it is read (Cin channels; act = ReLU
  * when relu): inference, x' = act(x * scale + shift) (mean NULL), the operations of
@@ -43,75 +70,95 @@ typedef struct sn_conv_in {
   const float *mean;
 } sn_conv_in;
 
-/* Workspace (floats) that sn_conv2d_forward / _backward need for this geometry. */
-size_t sn_conv2d_forward_workspace(const sn_conv_geom *g);
-size_t sn_conv2d_backward_workspace(const sn_conv_geom *g);
+/* Workspace (floats) that sn_conv_forward / _backward need for this geometry: the largest need
+ * of the algorithms it may take, valid whichever runs. */
+size_t sn_conv_forward_workspace(const sn_conv_geom *g);
+size_t sn_conv_backward_workspace(const sn_conv_geom *g);
 
 /* y = act(conv(x, w) + bias + res).
  * x (N, H, W, Cin); w (KH, KW, Cin, Cout) = HWIO; bias (Cout) or NULL; res (N, OH, OW, Cout) or
  * NULL (residual added before the activation); relu 0/1; y (N, OH, OW, Cout).
  * With AVX-512 (the training path): direct NHWC tiles, Winograd F(2x2,3x3) or the packed GEMM by
- * geometry (kernels/conv_direct.h); results independent of the thread count. Generic path
- * (SN_NO_AVX512=1 or no AVX-512): 1x1 stride-1 unpadded = one sgemm on x in place; otherwise
+ * geometry and g->opts (kernels/conv.c); results independent of the thread count. Generic path
+ * (g->opts.portable or no AVX-512): 1x1 stride-1 unpadded = one sgemm on x in place; otherwise
  * im2col + sgemm. */
-void sn_conv2d_forward(const sn_conv_geom *g, const float *x, const float *w, const float *bias,
-                       const float *res, int relu, float *y, float *ws);
-void sn_conv2d_forward_ref(const sn_conv_geom *g, const float *x, const float *w,
-                           const float *bias, const float *res, int relu, float *y);
+void sn_conv_forward(const sn_conv_geom *g, const float *x, const float *w, const float *bias,
+                     const float *res, int relu, float *y, float *ws);
+void sn_conv_forward_ref(const sn_conv_geom *g, const float *x, const float *w, const float *bias,
+                         const float *res, int relu, float *y);
 
 /* Backward of y = conv(x, w) + bias (no activation: callers apply the activation's backward
  * first). dy (N, OH, OW, Cout). Outputs are overwritten, not accumulated: dx (N, H, W, Cin) or
  * NULL, dw (KH, KW, Cin, Cout), db (Cout) or NULL. */
-void sn_conv2d_backward(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
-                        float *dx, float *dw, float *db, float *ws);
-void sn_conv2d_backward_ref(const sn_conv_geom *g, const float *x, const float *w,
-                            const float *dy, float *dx, float *dw, float *db);
-/* Whether sn_conv2d_backward_acc can add the input gradient into dx in its own output pass (the
+void sn_conv_backward(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
+                      float *dx, float *dw, float *db, float *ws);
+void sn_conv_backward_ref(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
+                          float *dx, float *dw, float *db);
+/* Whether sn_conv_backward_acc can add the input gradient into dx in its own output pass (the
  * AVX-512 direct path computes dx for this geometry; there o = (dx_tile + dx), bitwise the
  * same as computing dx apart and adding it). */
-int sn_conv2d_backward_accumulates(const sn_conv_geom *g);
-/* sn_conv2d_backward with dx += the input gradient (dx != NULL); only where
- * sn_conv2d_backward_accumulates(g). */
-void sn_conv2d_backward_acc(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
-                            float *dx, float *dw, float *db, float *ws);
+int sn_conv_backward_accumulates(const sn_conv_geom *g);
+/* sn_conv_backward with dx += the input gradient (dx != NULL); only where
+ * sn_conv_backward_accumulates(g). */
+void sn_conv_backward_acc(const sn_conv_geom *g, const float *x, const float *w, const float *dy,
+                          float *dx, float *dw, float *db, float *ws);
 /* Training with an input map (the batch norm before the convolution, applied as each image is
  * copied into its zero-padded buffer, so that the normalized tensor is never written): 1 if g
  * takes one, that is the AVX-512 direct kernels run its forward and weight gradient from padded
- * copies (kernels/conv_direct.h sn_dconv_input_map_ok). Depends on g->n and the algorithm
- * switches (SN_WINOGRAD, SN_CONV_GEMM, SN_CONV_WGRAD): ask per call. */
-int sn_conv2d_input_map_ok(const sn_conv_geom *g);
-/* sn_conv2d_forward and sn_conv2d_backward(_acc) of the convolution of act((x - mean) * scale +
+ * copies. Depends on g->n and the algorithm choices in g->opts: ask per call. */
+int sn_conv_train_input_map_ok(const sn_conv_geom *g);
+/* sn_conv_forward and sn_conv_backward(_acc) of the convolution of act((x - mean) * scale +
  * shift) (in->mean set), bitwise the same as on that tensor; an input map only where
- * sn_conv2d_input_map_ok(g), in NULL: sn_conv2d_forward / sn_conv2d_backward(_acc). dx, dw and
+ * sn_conv_train_input_map_ok(g), in NULL: sn_conv_forward / sn_conv_backward(_acc). dx, dw and
  * db are the gradients w.r.t. the mapped tensor and the weights; dx_acc: dx += (only where
- * sn_conv2d_backward_accumulates(g)). */
-void sn_conv2d_forward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
-                          const float *w, const float *bias, const float *res, int relu, float *y,
-                          float *ws);
-void sn_conv2d_backward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
-                           const float *w, const float *dy, float *dx, int dx_acc, float *dw,
-                           float *db, float *ws);
+ * sn_conv_backward_accumulates(g)). */
+void sn_conv_forward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
+                        const float *w, const float *bias, const float *res, int relu, float *y,
+                        float *ws);
+void sn_conv_backward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
+                         const float *w, const float *dy, float *dx, int dx_acc, float *dw,
+                         float *db, float *ws);
 
-/* A prepared convolution for inference: the algorithm is chosen and the weights are packed or
- * transformed once, at plan time (this is the only place a convolution allocates).
- * g->n is the largest batch the plan will be used for. */
+/* A prepared convolution for inference: the algorithm is chosen (by geometry and g->opts) and the
+ * weights are packed or transformed once, at plan time (this is the only place a convolution
+ * allocates). g->n is the largest batch the plan will be used for. */
 typedef struct sn_conv_impl sn_conv_impl;
 int sn_conv_prepare(const sn_conv_geom *g, const float *w, const float *bias, sn_conv_impl **out);
 /* Recomputes the packed weights after w/bias changed (same geometry). */
 void sn_conv_impl_update(sn_conv_impl *c, const float *w, const float *bias);
 size_t sn_conv_impl_workspace(const sn_conv_impl *c); /* floats, for batch g->n */
-/* Same contract as sn_conv2d_forward for n <= g->n images. */
+/* Same contract as sn_conv_forward for n <= g->n images. */
 void sn_conv_impl_forward(const sn_conv_impl *c, int n, const float *x, const float *res, int relu,
                           float *y, float *ws);
 /* 1 if the prepared convolution of g reads its input through sn_conv_impl_forward_in: unpadded
  * 1x1 on the packed GEMM (AVX-512), whose input rows are copied anyway. */
-int sn_conv_input_map_ok(const sn_conv_geom *g);
+int sn_conv_impl_input_map_ok(const sn_conv_geom *g);
 /* sn_conv_impl_forward on act(x * scale + shift) without writing it (only where
- * sn_conv_input_map_ok; in may be NULL: no map). */
+ * sn_conv_impl_input_map_ok; in may be NULL: no map). */
 void sn_conv_impl_forward_in(const sn_conv_impl *c, int n, const float *x, const sn_conv_in *in,
                              const float *res, int relu, float *y, float *ws);
 const char *sn_conv_impl_name(const sn_conv_impl *c); /* "gemm1x1", "im2col", "winograd4x4"... */
 void sn_conv_impl_destroy(sn_conv_impl *c);
+/* 1 if the prepared convolution of g may write its output over its residual input (y == res):
+ * the planner then gives a convolution whose residual dies with it the residual's buffer, which
+ * saves the output's read-for-ownership traffic (25.7 MB per layer1 block at batch 8). */
+int sn_conv_residual_in_place_ok(const sn_conv_geom *g);
+
+/* The algorithms of a prepared convolution; forcing one is for tests and benchmarks. */
+typedef enum sn_conv_algo {
+  SN_CONV_AUTO = 0,
+  SN_CONV_GENERIC = 1,  /* sn_conv_forward on a copy of the weights */
+  SN_CONV_GEMM = 2,     /* packed AVX-512 GEMM (1x1 rows copied, else im2col rows) */
+  SN_CONV_WINOGRAD = 3, /* Winograd F(4x4, 3x3), 3x3 stride 1 only */
+  SN_CONV_DIRECT = 4,   /* AVX-512: the training path's kernels (sn_conv_forward; the direct NHWC
+                           tiles for the small-channel shapes the size rule gives it) on a copy of
+                           the weights */
+  SN_CONV_WINOGRAD2 = 5 /* Winograd F(2x2, 3x3), 3x3 stride 1 only */
+} sn_conv_algo;
+/* sn_conv_prepare with a forced algorithm (falls back to generic when the algorithm cannot run:
+ * no AVX-512 or g->opts.portable, or Winograd on an ineligible geometry). */
+int sn_conv_prepare_algo(const sn_conv_geom *g, const float *w, const float *bias,
+                         sn_conv_algo algo, sn_conv_impl **out);
 
 /* ------------------------------------------------------------ batch normalization */
 
@@ -121,60 +168,62 @@ void sn_bn_fold(const float *gamma, const float *beta, const float *mean, const 
                 float eps, int c, float *scale, float *shift);
 
 /* y = act(x * scale + shift), x and y (rows, C) with rows = N*H*W; y may alias x. */
-void sn_bn_affine(const float *x, size_t rows, int c, const float *scale, const float *shift,
-                  int relu, float *y);
+void sn_bn_affine(int portable, const float *x, size_t rows, int c, const float *scale,
+                  const float *shift, int relu, float *y);
 
 /* Per-channel local sums over rows: sum[c] = sum x, sumsq[c] = sum x^2 (double accumulators). */
-void sn_bn_sums(const float *x, size_t rows, int c, double *sum, double *sumsq);
+void sn_bn_sums(int portable, const float *x, size_t rows, int c, double *sum, double *sumsq);
 
 /* Normalises with given statistics: y = gamma * (x - mean) * invstd + beta. */
-void sn_bn_normalize(const float *x, size_t rows, int c, const float *mean, const float *invstd,
-                     const float *gamma, const float *beta, float *y);
+void sn_bn_normalize(int portable, const float *x, size_t rows, int c, const float *mean,
+                     const float *invstd, const float *gamma, const float *beta, float *y);
 
 /* Local backward sums with the (global) mean: sum_dy[c] = sum dy, sum_dy_xmu[c] = sum dy*(x-mean). */
-void sn_bn_backward_sums(const float *x, const float *dy, size_t rows, int c, const float *mean,
-                         double *sum_dy, double *sum_dy_xmu);
+void sn_bn_backward_sums(int portable, const float *x, const float *dy, size_t rows, int c,
+                         const float *mean, double *sum_dy, double *sum_dy_xmu);
 
 /* dx = gamma*invstd*(dy - sum_dy/count - (x-mean)*invstd^2*sum_dy_xmu/count), count = global
  * number of elements per channel. dx may alias dy. */
-void sn_bn_backward_dx(const float *x, const float *dy, size_t rows, int c, const float *mean,
-                       const float *invstd, const float *gamma, const double *sum_dy,
-                       const double *sum_dy_xmu, double count, float *dx);
+void sn_bn_backward_dx(int portable, const float *x, const float *dy, size_t rows, int c,
+                       const float *mean, const float *invstd, const float *gamma,
+                       const double *sum_dy, const double *sum_dy_xmu, double count, float *dx);
 
 /* The fused-ReLU backward passes with the mask y > 0 recomputed from x, gamma and beta exactly
  * as sn_bn_normalize_relu computed y (bitwise the same mask), instead of read from y. */
-void sn_bn_backward_sums_relu_x(const float *x, const float *dy, size_t rows, int c,
+void sn_bn_backward_sums_relu_x(int portable, const float *x, const float *dy, size_t rows, int c,
                                 const float *mean, const float *invstd, const float *gamma,
                                 const float *beta, double *sum_dy, double *sum_dy_xmu);
-void sn_bn_backward_dx_relu_x(const float *x, const float *dy, size_t rows, int c,
+void sn_bn_backward_dx_relu_x(int portable, const float *x, const float *dy, size_t rows, int c,
                               const float *mean, const float *invstd, const float *gamma,
                               const float *beta, const double *sum_dy, const double *sum_dy_xmu,
                               double count, float *dx);
 
 /* y = act(normalize(x) + res) (act: ReLU when relu): bitwise sn_bn_normalize into a buffer
  * followed by sn_add_forward(buffer, res, relu, y), in one pass. y may alias res. */
-void sn_bn_normalize_add(const float *x, size_t rows, int c, const float *mean,
+void sn_bn_normalize_add(int portable, const float *x, size_t rows, int c, const float *mean,
                          const float *invstd, const float *gamma, const float *beta,
                          const float *res, int relu, float *y);
 
 /* Batch norm with a fused ReLU in training: y = max(0, normalize(x)); the backward passes take
  * the gradient w.r.t. y and use dy where y > 0, else 0 (PyTorch's ReLU gradient at 0), so no
  * separate ReLU pass or buffer is needed. y is the output of sn_bn_normalize_relu. */
-void sn_bn_normalize_relu(const float *x, size_t rows, int c, const float *mean,
+void sn_bn_normalize_relu(int portable, const float *x, size_t rows, int c, const float *mean,
                           const float *invstd, const float *gamma, const float *beta, float *y);
-void sn_bn_backward_sums_relu(const float *x, const float *y, const float *dy, size_t rows, int c,
-                              const float *mean, double *sum_dy, double *sum_dy_xmu);
-void sn_bn_backward_dx_relu(const float *x, const float *y, const float *dy, size_t rows, int c,
-                            const float *mean, const float *invstd, const float *gamma,
-                            const double *sum_dy, const double *sum_dy_xmu, double count,
-                            float *dx);
+void sn_bn_backward_sums_relu(int portable, const float *x, const float *y, const float *dy,
+                              size_t rows, int c, const float *mean, double *sum_dy,
+                              double *sum_dy_xmu);
+void sn_bn_backward_dx_relu(int portable, const float *x, const float *y, const float *dy,
+                            size_t rows, int c, const float *mean, const float *invstd,
+                            const float *gamma, const double *sum_dy, const double *sum_dy_xmu,
+                            double count, float *dx);
 
 /* ------------------------------------------------------------ elementwise */
 
-void sn_relu_forward(const float *x, size_t n, float *y);           /* y may alias x */
-void sn_relu_backward(const float *y, const float *dy, size_t n, float *dx); /* dx may alias dy */
-void sn_relu_backward_acc(const float *y, const float *dy, size_t n, float *dx); /* dx += ... */
-void sn_add_forward(const float *a, const float *b, size_t n, int relu, float *y);
+void sn_relu_forward(int portable, const float *x, size_t n, float *y); /* y may alias x */
+/* dx = dy where y > 0, else 0; dx may alias dy. _acc: dx += that. */
+void sn_relu_backward(int portable, const float *y, const float *dy, size_t n, float *dx);
+void sn_relu_backward_acc(int portable, const float *y, const float *dy, size_t n, float *dx);
+void sn_add_forward(int portable, const float *a, const float *b, size_t n, int relu, float *y);
 /* Keras ZeroPadding2D: (N, H, W, C) -> (N, H+pt+pb, W+pl+pr, C); backward crops. */
 void sn_pad_forward(const float *x, int n, int h, int w, int c, int pt, int pl, int pb, int pr,
                     float *y);
@@ -195,8 +244,10 @@ int sn_pool_geom_init(sn_pool_geom *g, int n, int h, int w, int c, int kh, int k
 
 /* argmax (N, OH, OW, C) int32 flat input index of the max within its image (h*W + w)*C + c, or
  * -1 for a padded zero; may be NULL in inference. */
-void sn_maxpool_forward(const sn_pool_geom *g, const float *x, float *y, int32_t *argmax);
-void sn_maxpool_backward(const sn_pool_geom *g, const int32_t *argmax, const float *dy, float *dx);
+void sn_maxpool_forward(int portable, const sn_pool_geom *g, const float *x, float *y,
+                        int32_t *argmax);
+void sn_maxpool_backward(int portable, const sn_pool_geom *g, const int32_t *argmax,
+                         const float *dy, float *dx);
 /* Average pool; padded cells are excluded from the count (only used unpadded in these models). */
 void sn_avgpool_forward(const sn_pool_geom *g, const float *x, float *y);
 void sn_avgpool_backward(const sn_pool_geom *g, const float *dy, float *dx);
@@ -211,11 +262,11 @@ void sn_global_maxpool_backward(const int32_t *argmax, const float *dy, int n, i
 /* ------------------------------------------------------------ dense and loss */
 
 /* y (N, Out) = x (N, In) . w (In, Out) + b (Out, may be NULL). */
-void sn_dense_forward(const float *x, const float *w, const float *b, int n, int in, int out,
-                      float *y);
+void sn_dense_forward(int portable, const float *x, const float *w, const float *b, int n, int in,
+                      int out, float *y);
 /* dx (N, In) or NULL, dw (In, Out), db (Out) or NULL: overwritten. */
-void sn_dense_backward(const float *x, const float *w, const float *dy, int n, int in, int out,
-                       float *dx, float *dw, float *db);
+void sn_dense_backward(int portable, const float *x, const float *w, const float *dy, int n, int in,
+                       int out, float *dx, float *dw, float *db);
 
 /* Softmax cross-entropy with label smoothing eps (targets (1-eps)*onehot + eps/K, as PyTorch).
  * Returns the SUM of per-row losses (double). dlogits (N, K) = scale * (softmax - target), or

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/conv_fast.h"
 #include "net_impl.h"
 
 /* ------------------------------------------------------------------ layer table */
@@ -607,7 +606,7 @@ static void fuse_for_inference(sn_net *net, int mask) {
 
 /* Inference, SN_FUSE_BNIN: a batch norm that could not be folded into a preceding convolution
  * (V2's pre-activation, after an add) and whose readers are all unpadded 1x1 convolutions on
- * the packed GEMM (sn_conv_input_map_ok) is applied by those convolutions as they copy their
+ * the packed GEMM (sn_conv_impl_input_map_ok) is applied by those convolutions as they copy their
  * input rows (sn_conv_impl_forward_in, bitwise the separate pass): the batch norm's pass and
  * its output tensor disappear, and its readers read its input. Not for the network output or
  * the feature layer, nor for a batch norm read as a residual. */
@@ -626,9 +625,9 @@ static void fuse_bn_into_inputs(sn_net *net) {
       sn_conv_geom g;
       const sn_shape *s = sn_layer_in_shape(net, cl, 0);
       ok = ok && !strcmp(cl->ops->kind, "conv") && cl->nin == 1 && cl->in_bn < 0 &&
-           sn_conv_geom_init(&g, 1, s->h, s->w, s->c, cl->kh, cl->kw, cl->sh, cl->sw, cl->pt,
-                             cl->pl, cl->pb, cl->pr, cl->filters) == 0 &&
-           sn_conv_input_map_ok(&g);
+           sn_conv_geom_init(&g, &net->opts, 1, s->h, s->w, s->c, cl->kh, cl->kw, cl->sh, cl->sw,
+                             cl->pt, cl->pl, cl->pb, cl->pr, cl->filters) == 0 &&
+           sn_conv_impl_input_map_ok(&g);
     }
     if (!ok || !readers) continue;
     for (int c = j + 1; c < net->nlayers; ++c)
@@ -657,7 +656,7 @@ static void fuse_for_training(sn_net *net, int mask) {
  * convolution on the direct kernels with zero padding (the second 3x3 of each resnet20 block,
  * which reads bn1) computes its statistics and leaves act(normalize(x)) to that convolution, which
  * applies it to each image as it copies it into its padded buffer, in the forward pass and again
- * for the weight gradient (sn_conv2d_forward_in / _backward_in, bitwise the separate pass): the
+ * for the weight gradient (sn_conv_forward_in / _backward_in, bitwise the separate pass): the
  * normalized tensor is neither written nor read back. The batch norm's backward needs only its
  * input (the ReLU mask is recomputed from it). Marked here for the plan's largest batch; each call
  * asks again (sn_conv_layer_input_bn), since the convolution's path depends on the batch, and
@@ -782,8 +781,8 @@ static size_t plan_offsets(sn_net *net, int n, size_t *offs, int reuse) {
       for (int i = 0; i < nlive; ++i)
         if (live[i].off == offs[r] && live[i].size == size) found = i;
       if (found >= 0 &&
-          sn_conv_geom_init(&g, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt, l->pl,
-                            l->pb, l->pr, l->filters) == 0 &&
+          sn_conv_geom_init(&g, &net->opts, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt,
+                            l->pl, l->pb, l->pr, l->filters) == 0 &&
           (size_t)g.oh * g.ow * g.cout == sn_shape_size(net->layers[r].out) &&
           sn_conv_residual_in_place_ok(&g)) {
         offs[j] = offs[r];

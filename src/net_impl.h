@@ -162,7 +162,7 @@ sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n); /* layers/conv
 sn_status sn_bn_layer_prepare(sn_net *net, sn_layer *l);          /* layers/bn.c */
 /* Training: the batch norm (into_conv) whose normalize pass convolution l applies to its input
  * for a batch of n, or NULL when the batch norm writes its output and l reads it (the kernels
- * take the map only on some paths: sn_conv2d_input_map_ok). Both layers ask, per call. */
+ * take the map only on some paths: sn_conv_train_input_map_ok). Both layers ask, per call. */
 const sn_layer *sn_conv_layer_input_bn(const sn_net *net, const sn_layer *l, int n); /* conv.c */
 sn_status sn_dense_layer_prepare(sn_net *net, sn_layer *l);       /* layers/dense.c */
 /* l->impl for g (prepared, or repacked from w and b) and net->ws grown to its workspace. */

@@ -229,6 +229,9 @@ void sn_engine_options_init(sn_engine_options *o);
  * values: SN_ERR_INVALID. */
 sn_status sn_net_set_options(sn_net *net, const sn_engine_options *o);
 const sn_engine_options *sn_net_options(const sn_net *net);
+/* 1 if the CPU has the AVX-512 subsets (F, BW, VL, DQ) and FMA that the engine's fast kernels
+ * use, detected once; the kernels run them unless sn_engine_options.portable is set. */
+int sn_cpu_has_avx512(void);
 
 /* Plans activation memory for batches of up to max_batch. training = 1 keeps what backward
  * needs and allocates gradients; training = 0 may fold batch norm into convolutions and reuse

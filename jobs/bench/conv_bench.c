@@ -1,6 +1,6 @@
 /* conv_bench.c - per-layer timing of the prepared inference convolutions (sn_conv_prepare) on
  * the torchvision resnet18/resnet50 conv shapes at 224x224, against the generic path
- * (sn_conv2d_forward: im2col + OpenBLAS) and a plain cblas_sgemm of the same M x K x N (the
+ * (sn_conv_forward: im2col + OpenBLAS) and a plain cblas_sgemm of the same M x K x N (the
  * "ceiling" a GEMM-based direct convolution could reach with OpenBLAS; Winograd can beat it).
  *
  * Not part of the CMake build (only the top-level jobs .c files are globbed): jobs/bench/bench_infer.sh compiles it
@@ -21,7 +21,6 @@
 
 #include "kernels.h"
 #include "bench_clock.h"
-#include "kernels/conv_fast.h"
 
 typedef struct layer {
   const char *name;
@@ -150,7 +149,8 @@ int main(int argc, char **argv) {
     if (only && !strstr(l->name, only)) continue;
     int p = l->k / 2;
     sn_conv_geom g;
-    if (sn_conv_geom_init(&g, batch, l->h, l->h, l->cin, l->k, l->k, l->s, l->s, p, p, p, p, l->cout)) {
+    if (sn_conv_geom_init(&g, NULL, batch, l->h, l->h, l->cin, l->k, l->k, l->s, l->s, p, p, p, p,
+                          l->cout)) {
       fprintf(stderr, "bad geometry %s\n", l->name);
       return 1;
     }
@@ -179,9 +179,9 @@ int main(int argc, char **argv) {
 
     timing tg = {0, 0}, ts = {0, 0};
     if (do_generic) {
-      size_t ngw = sn_conv2d_forward_workspace(&g);
+      size_t ngw = sn_conv_forward_workspace(&g);
       float *gws = malloc((ngw + 1) * sizeof(float));
-      TIME_IT(tg, reps, sn_conv2d_forward(&g, x, w, b, r, 1, y, gws));
+      TIME_IT(tg, reps, sn_conv_forward(&g, x, w, b, r, 1, y, gws));
       free(gws);
     }
     if (do_sgemm) {

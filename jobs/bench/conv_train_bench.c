@@ -1,5 +1,5 @@
-/* conv_train_bench.c - GFLOP/s of the training convolution kernels (sn_conv2d_forward and
- * sn_conv2d_backward with dx and dW) on the conv shapes of resnet20 at 28x28x1 or resnet50 at
+/* conv_train_bench.c - GFLOP/s of the training convolution kernels (sn_conv_forward and
+ * sn_conv_backward with dx and dW) on the conv shapes of resnet20 at 28x28x1 or resnet50 at
  * 224, one JSON line per shape. Times are the minimum (and median) of REPS calls: on a shared
  * machine the minimum is the kernel's speed, the median what a training step sees. cpu_*: the
  * minimum process CPU time of a call (all threads): with 1 thread on a loaded machine it is the
@@ -7,7 +7,7 @@
  * Compiled by jobs/bench/train_bench.sh (KERNELS=1) against libshardnet_static.a.
  *
  * Usage: conv_train_bench [--model resnet20|resnet50] [--batch N] [--reps R] [--generic] [--no-dx]
- *   --generic: the portable im2col + OpenBLAS path (SN_NO_AVX512=1); --no-dx: backward without dx
+ *   --generic: the portable im2col + OpenBLAS path (options.portable); --no-dx: backward without dx
  *   (the weight gradient alone; bwd_gflops still counts the dx flops); --layers: only the layers
  *   whose name contains SUBSTR. */
 #define _POSIX_C_SOURCE 200809L
@@ -57,6 +57,8 @@ static const shape k_r50[] = {
 int main(int argc, char **argv) {
   const char *model = "resnet20";
   int batch = -1, reps = 7, nodx = 0;
+  sn_engine_options opts;
+  sn_engine_options_init(&opts);
   const char *only = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc)
@@ -66,7 +68,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
       reps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--generic"))
-      setenv("SN_NO_AVX512", "1", 1);
+      opts.portable = 1;
     else if (!strcmp(argv[i], "--no-dx"))
       nodx = 1;
     else if (!strcmp(argv[i], "--layers") && i + 1 < argc)
@@ -89,11 +91,11 @@ int main(int argc, char **argv) {
     const shape *s = &sh[i];
     if (only && !strstr(s->name, only)) continue;
     sn_conv_geom g;
-    sn_conv_geom_init(&g, batch, s->h, s->w, s->cin, s->k, s->k, s->s, s->s, s->p, s->p, s->p, s->p,
-                      s->cout);
+    sn_conv_geom_init(&g, &opts, batch, s->h, s->w, s->cin, s->k, s->k, s->s, s->s, s->p, s->p,
+                      s->p, s->p, s->cout);
     size_t nx = (size_t)batch * s->h * s->w * s->cin, nw = (size_t)s->k * s->k * s->cin * s->cout;
     size_t ny = (size_t)batch * g.oh * g.ow * s->cout;
-    size_t wsn = sn_conv2d_forward_workspace(&g), wbn = sn_conv2d_backward_workspace(&g);
+    size_t wsn = sn_conv_forward_workspace(&g), wbn = sn_conv_backward_workspace(&g);
     /* 64-byte aligned, as the network's arena and workspace */
     float *x = alloc64(nx), *w = alloc64(nw), *y = alloc64(ny), *dy = alloc64(ny);
     float *dx = alloc64(nx), *dw = alloc64(nw), *ws = alloc64(wsn > wbn ? wsn : wbn);
@@ -109,9 +111,9 @@ int main(int argc, char **argv) {
       for (int r = 0; r < reps + 1; r++) {
         double t0 = now(), c0 = cpu_now();
         if (pass == 0)
-          sn_conv2d_forward(&g, x, w, NULL, NULL, 0, y, ws);
+          sn_conv_forward(&g, x, w, NULL, NULL, 0, y, ws);
         else
-          sn_conv2d_backward(&g, x, w, dy, (i == 0 || nodx) ? NULL : dx, dw, NULL, ws);
+          sn_conv_backward(&g, x, w, dy, (i == 0 || nodx) ? NULL : dx, dw, NULL, ws);
         if (r > 0) {
           t[r - 1] = now() - t0;
           ct[r - 1] = cpu_now() - c0;

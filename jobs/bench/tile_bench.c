@@ -1,10 +1,10 @@
-/* tile_bench.c - GFLOP/s of one direct-convolution tile (src/kernels/conv_direct.c) with its data
+/* tile_bench.c - GFLOP/s of one direct-convolution tile (src/kernels/conv_tiles.c) with its data
  * in L1, against a plain FMA loop (16 independent zmm accumulators): how close a tile comes to
  * the core's FMA peak before memory and the rest of a layer enter.
  *
  * A tile computes R output pixels x 16*NV output channels of a 3x3 convolution from three
  * padded input rows with Cin channels (K = 3 * 3 * Cin); the row stride passed is Cin, so the
- * tile picked is the one sn_dconv_pick_tile returns for (R, NV, Cin): a constant-stride variant
+ * tile picked is the one sn_conv_tile_pick returns for (R, NV, Cin): a constant-stride variant
  * where one exists, else the generic one.
  *
  * Compiled by jobs/bench/train_bench.sh (not part of the CMake build), or by hand:
@@ -21,8 +21,7 @@
 #include <string.h>
 
 #include "bench_clock.h"
-#include "kernels/conv_direct_impl.h"
-#include "kernels/conv_fast.h"
+#include "kernels/conv_tiles.h"
 
 #define FMA_ITERS 20000000L
 
@@ -56,7 +55,7 @@ static void bench_tile(int r, int nv, int cin, int rounds) {
   }
   for (size_t i = 0; i < na; i++) a[i] = 0.001f * (float)(i % 97) - 0.03f;
   for (size_t i = 0; i < nb; i++) b[i] = 0.001f * (float)(i % 89) - 0.04f;
-  const sn_dconv_tile_fn f = sn_dconv_pick_tile(r, nv, cin);
+  const sn_conv_tile_fn f = sn_conv_tile_pick(r, nv, cin);
   const long reps = 40000000L / ((long)r * nv * kseg * 3);
   double best = 0.0;
   for (int k = 0; k < rounds; k++) {

@@ -6,14 +6,13 @@
  * identical for any thread count. The AVX-512 and portable bodies add in the same order (they may
  * differ by FMA contraction only). Elementwise passes are parallel over rows.
  *
- * AVX-512 bodies (conv_fast.h: sn_cpu_has_avx512) keep up to 64 channels per row pass in
+ * AVX-512 bodies (unless the caller passes portable = 1) keep up to 64 channels per row pass in
  * registers (16 double accumulators for the sums). A sums task covers whole row segments of its
  * block (L1-sized sub-blocks of rows, 64-channel groups inside), never a narrow channel slice.
  */
 #include <math.h>
 #include <stddef.h>
 
-#include "conv_fast.h"
 #include "kernels.h"
 
 #define SN_OMP_MIN 32768
@@ -251,11 +250,11 @@ static void sums_block(const float *x, const float *d, const float *ym, const fl
 
 /* sum/sumsq (or the backward sums when d != NULL, of d masked by ym > 0 when ym != NULL) over
  * all rows, by fixed row blocks. */
-static void block_sums(const float *x, const float *d, const float *ym, const float *mean,
-                       const float *invstd, const float *gamma, const float *beta, size_t rows,
-                       int c, double *sum, double *sq) {
+static void block_sums(int portable, const float *x, const float *d, const float *ym,
+                       const float *mean, const float *invstd, const float *gamma,
+                       const float *beta, size_t rows, int c, double *sum, double *sq) {
   const int nb = rows < SN_BN_RBLOCKS ? (int)rows : SN_BN_RBLOCKS;
-  const int simd = sn_cpu_has_avx512();
+  const int simd = sn_use_avx512(portable);
   double ps[SN_BN_RBLOCKS][SN_BN_SUMC], pq[SN_BN_RBLOCKS][SN_BN_SUMC];
   for (int c0 = 0; c0 < c; c0 += SN_BN_SUMC) {
     const int cw = c - c0 < SN_BN_SUMC ? c - c0 : SN_BN_SUMC;
@@ -285,25 +284,26 @@ static void block_sums(const float *x, const float *d, const float *ym, const fl
   }
 }
 
-void sn_bn_sums(const float *x, size_t rows, int c, double *sum, double *sumsq) {
-  block_sums(x, NULL, NULL, NULL, NULL, NULL, NULL, rows, c, sum, sumsq);
+void sn_bn_sums(int portable, const float *x, size_t rows, int c, double *sum, double *sumsq) {
+  block_sums(portable, x, NULL, NULL, NULL, NULL, NULL, NULL, rows, c, sum, sumsq);
 }
 
-void sn_bn_backward_sums(const float *x, const float *dy, size_t rows, int c, const float *mean,
-                         double *sum_dy, double *sum_dy_xmu) {
-  block_sums(x, dy, NULL, mean, NULL, NULL, NULL, rows, c, sum_dy, sum_dy_xmu);
+void sn_bn_backward_sums(int portable, const float *x, const float *dy, size_t rows, int c,
+                         const float *mean, double *sum_dy, double *sum_dy_xmu) {
+  block_sums(portable, x, dy, NULL, mean, NULL, NULL, NULL, rows, c, sum_dy, sum_dy_xmu);
 }
 
-void sn_bn_backward_sums_relu(const float *x, const float *y, const float *dy, size_t rows, int c,
-                              const float *mean, double *sum_dy, double *sum_dy_xmu) {
-  block_sums(x, dy, y, mean, NULL, NULL, NULL, rows, c, sum_dy, sum_dy_xmu);
+void sn_bn_backward_sums_relu(int portable, const float *x, const float *y, const float *dy,
+                              size_t rows, int c, const float *mean, double *sum_dy,
+                              double *sum_dy_xmu) {
+  block_sums(portable, x, dy, y, mean, NULL, NULL, NULL, rows, c, sum_dy, sum_dy_xmu);
 }
 
 /* ------------------------------------------------------------ elementwise passes */
 
-void sn_bn_affine(const float *x, size_t rows, int c, const float *scale, const float *shift,
-                  int relu, float *y) {
-  if (sn_cpu_has_avx512()) {
+void sn_bn_affine(int portable, const float *x, size_t rows, int c, const float *scale,
+                  const float *shift, int relu, float *y) {
+  if (sn_use_avx512(portable)) {
     const long nt = (long)((rows + SN_BN_ROWTASK - 1) / SN_BN_ROWTASK);
 #pragma omp parallel for schedule(static) if (rows * (size_t)c > SN_OMP_MIN)
     for (long t = 0; t < nt; ++t) {
@@ -329,10 +329,10 @@ void sn_bn_affine(const float *x, size_t rows, int c, const float *scale, const 
 }
 
 /* y = act(normalize(x) (+ res)); res may be NULL, y may alias it. */
-static void normalize(const float *x, const float *res, size_t rows, int c, const float *mean,
-                      const float *invstd, const float *gamma, const float *beta, int relu,
-                      float *y) {
-  const int simd = sn_cpu_has_avx512();
+static void normalize(int portable, const float *x, const float *res, size_t rows, int c,
+                      const float *mean, const float *invstd, const float *gamma, const float *beta,
+                      int relu, float *y) {
+  const int simd = sn_use_avx512(portable);
   for (int c0 = 0; c0 < c; c0 += SN_BN_CBLOCK) {
     const int c1 = c0 + SN_BN_CBLOCK < c ? c0 + SN_BN_CBLOCK : c;
     float a[SN_BN_CBLOCK], m[SN_BN_CBLOCK], bb[SN_BN_CBLOCK];
@@ -366,23 +366,23 @@ static void normalize(const float *x, const float *res, size_t rows, int c, cons
   }
 }
 
-void sn_bn_normalize(const float *x, size_t rows, int c, const float *mean, const float *invstd,
-                     const float *gamma, const float *beta, float *y) {
-  normalize(x, NULL, rows, c, mean, invstd, gamma, beta, 0, y);
+void sn_bn_normalize(int portable, const float *x, size_t rows, int c, const float *mean,
+                     const float *invstd, const float *gamma, const float *beta, float *y) {
+  normalize(portable, x, NULL, rows, c, mean, invstd, gamma, beta, 0, y);
 }
 
-void sn_bn_normalize_relu(const float *x, size_t rows, int c, const float *mean,
+void sn_bn_normalize_relu(int portable, const float *x, size_t rows, int c, const float *mean,
                           const float *invstd, const float *gamma, const float *beta, float *y) {
-  normalize(x, NULL, rows, c, mean, invstd, gamma, beta, 1, y);
+  normalize(portable, x, NULL, rows, c, mean, invstd, gamma, beta, 1, y);
 }
 
-static void backward_dx(const float *x, const float *ym, const float *beta, const float *dy,
-                        size_t rows, int c, const float *mean, const float *invstd,
+static void backward_dx(int portable, const float *x, const float *ym, const float *beta,
+                        const float *dy, size_t rows, int c, const float *mean, const float *invstd,
                         const float *gamma, const double *sum_dy, const double *sum_dy_xmu,
                         double count, float *dx) {
   /* dx = k1 * (dy - mdy - (x - mean) * k2) with k1 = gamma*invstd, mdy = sum_dy/count,
    * k2 = invstd^2 * sum_dy_xmu / count; coefficients in double, rounded once. */
-  const int simd = sn_cpu_has_avx512();
+  const int simd = sn_use_avx512(portable);
   for (int c0 = 0; c0 < c; c0 += SN_BN_CBLOCK) {
     const int c1 = c0 + SN_BN_CBLOCK < c ? c0 + SN_BN_CBLOCK : c;
     float k1[SN_BN_CBLOCK], mdy[SN_BN_CBLOCK], k2[SN_BN_CBLOCK], m[SN_BN_CBLOCK];
@@ -424,42 +424,45 @@ static void backward_dx(const float *x, const float *ym, const float *beta, cons
   }
 }
 
-void sn_bn_backward_dx(const float *x, const float *dy, size_t rows, int c, const float *mean,
-                       const float *invstd, const float *gamma, const double *sum_dy,
-                       const double *sum_dy_xmu, double count, float *dx) {
-  backward_dx(x, NULL, NULL, dy, rows, c, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, dx);
+void sn_bn_backward_dx(int portable, const float *x, const float *dy, size_t rows, int c,
+                       const float *mean, const float *invstd, const float *gamma,
+                       const double *sum_dy, const double *sum_dy_xmu, double count, float *dx) {
+  backward_dx(portable, x, NULL, NULL, dy, rows, c, mean, invstd, gamma, sum_dy, sum_dy_xmu, count,
+              dx);
 }
 
-void sn_bn_backward_dx_relu(const float *x, const float *y, const float *dy, size_t rows, int c,
-                            const float *mean, const float *invstd, const float *gamma,
-                            const double *sum_dy, const double *sum_dy_xmu, double count,
-                            float *dx) {
-  backward_dx(x, y, NULL, dy, rows, c, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, dx);
+void sn_bn_backward_dx_relu(int portable, const float *x, const float *y, const float *dy,
+                            size_t rows, int c, const float *mean, const float *invstd,
+                            const float *gamma, const double *sum_dy, const double *sum_dy_xmu,
+                            double count, float *dx) {
+  backward_dx(portable, x, y, NULL, dy, rows, c, mean, invstd, gamma, sum_dy, sum_dy_xmu, count,
+              dx);
 }
 
 /* Training, a batch norm whose only consumer is an add (net.c fuse_bn_into_add): the same
  * operations in the same order as sn_bn_normalize followed by sn_add_forward (float addition
  * commutes, so which input of the add the batch norm was does not matter): bitwise their
  * result, without writing and re-reading the normalized tensor. */
-void sn_bn_normalize_add(const float *x, size_t rows, int c, const float *mean,
+void sn_bn_normalize_add(int portable, const float *x, size_t rows, int c, const float *mean,
                          const float *invstd, const float *gamma, const float *beta,
                          const float *res, int relu, float *y) {
-  normalize(x, res, rows, c, mean, invstd, gamma, beta, relu, y);
+  normalize(portable, x, res, rows, c, mean, invstd, gamma, beta, relu, y);
 }
 
 /* ------------------------------------------------------------ fused-ReLU backward from x
  * The fused ReLU's mask y > 0 recomputed from x with the forward's own scale and shift and the
  * same operations (affine_rows / normalize), instead of read from y: the same mask bit for bit,
  * one tensor fewer read by each of the two backward passes. */
-void sn_bn_backward_sums_relu_x(const float *x, const float *dy, size_t rows, int c,
+void sn_bn_backward_sums_relu_x(int portable, const float *x, const float *dy, size_t rows, int c,
                                 const float *mean, const float *invstd, const float *gamma,
                                 const float *beta, double *sum_dy, double *sum_dy_xmu) {
-  block_sums(x, dy, NULL, mean, invstd, gamma, beta, rows, c, sum_dy, sum_dy_xmu);
+  block_sums(portable, x, dy, NULL, mean, invstd, gamma, beta, rows, c, sum_dy, sum_dy_xmu);
 }
 
-void sn_bn_backward_dx_relu_x(const float *x, const float *dy, size_t rows, int c,
+void sn_bn_backward_dx_relu_x(int portable, const float *x, const float *dy, size_t rows, int c,
                               const float *mean, const float *invstd, const float *gamma,
                               const float *beta, const double *sum_dy, const double *sum_dy_xmu,
                               double count, float *dx) {
-  backward_dx(x, NULL, beta, dy, rows, c, mean, invstd, gamma, sum_dy, sum_dy_xmu, count, dx);
+  backward_dx(portable, x, NULL, beta, dy, rows, c, mean, invstd, gamma, sum_dy, sum_dy_xmu, count,
+              dx);
 }

@@ -9,7 +9,6 @@
  * count. */
 #include <omp.h>
 
-#include "conv_fast.h"
 #include "kernels.h"
 
 #define SN_DENSE_COLS 256 /* output columns per task: an (N x 256) block of y stays in cache */
@@ -25,17 +24,17 @@
 #undef SN_DENSE_SFX
 #pragma GCC pop_options
 
-void sn_dense_forward(const float *x, const float *w, const float *b, int n, int in, int out,
-                      float *y) {
-  if (sn_cpu_has_avx512())
+void sn_dense_forward(int portable, const float *x, const float *w, const float *b, int n, int in,
+                      int out, float *y) {
+  if (sn_use_avx512(portable))
     forward_avx512(x, w, b, n, in, out, y);
   else
     forward_generic(x, w, b, n, in, out, y);
 }
 
-void sn_dense_backward(const float *x, const float *w, const float *dy, int n, int in, int out,
-                       float *dx, float *dw, float *db) {
-  if (sn_cpu_has_avx512())
+void sn_dense_backward(int portable, const float *x, const float *w, const float *dy, int n, int in,
+                       int out, float *dx, float *dw, float *db) {
+  if (sn_use_avx512(portable))
     backward_avx512(x, w, dy, n, in, out, dx, dw);
   else
     backward_generic(x, w, dy, n, in, out, dx, dw);

@@ -1,10 +1,9 @@
 /* eltwise.c - ReLU, residual add, Keras-style zero padding and the finiteness check.
- * ReLU and add have AVX-512 bodies (conv_fast.h: sn_cpu_has_avx512) with identical results:
+ * ReLU and add have AVX-512 bodies (unless the caller passes portable = 1) with identical results:
  * they are exact (max, select) or one rounding (add). */
 #include <math.h>
 #include <string.h>
 
-#include "conv_fast.h"
 #include "kernels.h"
 
 #define SN_OMP_MIN 32768
@@ -87,8 +86,8 @@ static void add_avx512(const float *a, const float *b, size_t n, int relu, float
     }                                                                               \
   } while (0)
 
-void sn_relu_forward(const float *x, size_t n, float *y) {
-  if (sn_cpu_has_avx512()) {
+void sn_relu_forward(int portable, const float *x, size_t n, float *y) {
+  if (sn_use_avx512(portable)) {
     SN_EW_BLOCKS(n, relu_fwd_avx512(x + i0, len, y + i0));
     return;
   }
@@ -98,8 +97,8 @@ void sn_relu_forward(const float *x, size_t n, float *y) {
 
 /* dx = dy where y > 0, else 0 (the gradient at 0 is 0, as in PyTorch). dy is read
  * unconditionally so that the loop vectorizes (a select, not a branch). */
-void sn_relu_backward(const float *y, const float *dy, size_t n, float *dx) {
-  if (sn_cpu_has_avx512()) {
+void sn_relu_backward(int portable, const float *y, const float *dy, size_t n, float *dx) {
+  if (sn_use_avx512(portable)) {
     SN_EW_BLOCKS(n, relu_bwd_avx512(y + i0, dy + i0, len, dx + i0));
     return;
   }
@@ -110,8 +109,8 @@ void sn_relu_backward(const float *y, const float *dy, size_t n, float *dx) {
   }
 }
 
-void sn_relu_backward_acc(const float *y, const float *dy, size_t n, float *dx) {
-  if (sn_cpu_has_avx512()) {
+void sn_relu_backward_acc(int portable, const float *y, const float *dy, size_t n, float *dx) {
+  if (sn_use_avx512(portable)) {
     SN_EW_BLOCKS(n, relu_bwd_acc_avx512(y + i0, dy + i0, len, dx + i0));
     return;
   }
@@ -122,8 +121,8 @@ void sn_relu_backward_acc(const float *y, const float *dy, size_t n, float *dx) 
   }
 }
 
-void sn_add_forward(const float *a, const float *b, size_t n, int relu, float *y) {
-  if (sn_cpu_has_avx512()) {
+void sn_add_forward(int portable, const float *a, const float *b, size_t n, int relu, float *y) {
+  if (sn_use_avx512(portable)) {
     SN_EW_BLOCKS(n, add_avx512(a + i0, b + i0, len, relu, y + i0));
     return;
   }

@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "kernels.h"
-#include "conv_fast.h" /* sn_cpu_has_avx512 */
 
 #define SN_OMP_MIN 32768
 #define SN_CB 16
@@ -202,14 +201,16 @@ static void maxpool_backward_job_avx512(const sn_pool_geom *g, const int32_t *ai
 
 #pragma GCC pop_options
 
-void sn_maxpool_forward(const sn_pool_geom *g, const float *x, float *y, int32_t *argmax) {
-  if (sn_cpu_has_avx512()) maxpool_forward_avx512(g, x, y, argmax);
+void sn_maxpool_forward(int portable, const sn_pool_geom *g, const float *x, float *y,
+                        int32_t *argmax) {
+  if (sn_use_avx512(portable)) maxpool_forward_avx512(g, x, y, argmax);
   else maxpool_forward_scalar(g, x, y, argmax);
 }
 
 /* Parallel over (image, block of SN_CB channels): see the top of the file. */
-void sn_maxpool_backward(const sn_pool_geom *g, const int32_t *argmax, const float *dy, float *dx) {
-  const int c = g->c, nb = (c + SN_CB - 1) / SN_CB, simd = sn_cpu_has_avx512();
+void sn_maxpool_backward(int portable, const sn_pool_geom *g, const int32_t *argmax,
+                         const float *dy, float *dx) {
+  const int c = g->c, nb = (c + SN_CB - 1) / SN_CB, simd = sn_use_avx512(portable);
   const size_t in_img = (size_t)g->h * g->w * c, out_img = (size_t)g->oh * g->ow * c;
   const long jobs = (long)g->n * nb;
 #pragma omp parallel for schedule(static) if ((in_img + out_img) * g->n > SN_OMP_MIN)

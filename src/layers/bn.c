@@ -37,11 +37,11 @@ static void bn_forward(sn_net *net, sn_layer *l, int n, int training) {
   int c = l->out.c;
   size_t rows = (size_t)n * l->out.h * l->out.w;
   if (!training) {
-    sn_bn_affine(x, rows, c, l->fold, l->fold + c, l->fused_relu, l->y);
+    sn_bn_affine(net->opts.portable, x, rows, c, l->fold, l->fold + c, l->fused_relu, l->y);
     return;
   }
   double *sum = (double *)net->ws, *sumsq = sum + c;
-  sn_bn_sums(x, rows, c, sum, sumsq);
+  sn_bn_sums(net->opts.portable, x, rows, c, sum, sumsq);
   sum[2 * c] = (double)rows;
   if (sync_active(net) && net->err == SN_OK) {
     sn_status s = sn_comm_allreduce(net->comm, sum, 2 * (size_t)c + 1, SN_F64, SN_SUM);
@@ -76,12 +76,12 @@ static void bn_forward(sn_net *net, sn_layer *l, int n, int training) {
   } else if (l->into_add) { /* writes the consumer add's output (net.c fuse_bn_into_add) */
     sn_layer *a = &net->layers[l->into_add - 1];
     const int self = (int)(l - net->layers);
-    sn_bn_normalize_add(x, rows, c, l->mean, l->invstd, gamma, beta,
+    sn_bn_normalize_add(net->opts.portable, x, rows, c, l->mean, l->invstd, gamma, beta,
                         sn_layer_input(net, a, a->in[0] == self ? 1 : 0), a->fused_relu, a->y);
   } else if (l->fused_relu) {
-    sn_bn_normalize_relu(x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
+    sn_bn_normalize_relu(net->opts.portable, x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
   } else {
-    sn_bn_normalize(x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
+    sn_bn_normalize(net->opts.portable, x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
   }
 }
 
@@ -96,8 +96,9 @@ static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
    * change only after the step) rather than reading y. */
   const float *gamma = sn_param_data(net, l, 0), *beta = sn_param_data(net, l, 1);
   if (l->fused_relu)
-    sn_bn_backward_sums_relu_x(x, l->dy, rows, c, l->mean, l->invstd, gamma, beta, sdy, sdyx);
-  else sn_bn_backward_sums(x, l->dy, rows, c, l->mean, sdy, sdyx);
+    sn_bn_backward_sums_relu_x(net->opts.portable, x, l->dy, rows, c, l->mean, l->invstd, gamma,
+                               beta, sdy, sdyx);
+  else sn_bn_backward_sums(net->opts.portable, x, l->dy, rows, c, l->mean, sdy, sdyx);
   float *dgamma = sn_param_grad(net, l, 0), *dbeta = sn_param_grad(net, l, 1);
   for (int k = 0; k < c; ++k) { /* parameter gradients stay local: gradient sync sums them */
     dgamma[k] = (float)(sdyx[k] * (double)l->invstd[k]);
@@ -112,11 +113,11 @@ static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
   float *dx = sn_layer_input_grad(net, l, 0, &acc);
   if (!dx) return SN_OK;
   if (l->fused_relu)
-    sn_bn_backward_dx_relu_x(x, l->dy, rows, c, l->mean, l->invstd, gamma, beta, sdy, sdyx,
-                             count[0], acc ? tmp : dx);
+    sn_bn_backward_dx_relu_x(net->opts.portable, x, l->dy, rows, c, l->mean, l->invstd, gamma, beta,
+                             sdy, sdyx, count[0], acc ? tmp : dx);
   else
-    sn_bn_backward_dx(x, l->dy, rows, c, l->mean, l->invstd, gamma, sdy, sdyx, count[0],
-                      acc ? tmp : dx);
+    sn_bn_backward_dx(net->opts.portable, x, l->dy, rows, c, l->mean, l->invstd, gamma, sdy, sdyx,
+                      count[0], acc ? tmp : dx);
   if (acc) sn_net_accumulate(dx, tmp, rows * (size_t)c);
   return SN_OK;
 }

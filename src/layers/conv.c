@@ -9,8 +9,8 @@
 
 static void geom(const sn_net *net, const sn_layer *l, int n, sn_conv_geom *g) {
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
-  sn_conv_geom_init(g, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt, l->pl, l->pb,
-                    l->pr, l->filters);
+  sn_conv_geom_init(g, &net->opts, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt, l->pl,
+                    l->pb, l->pr, l->filters);
 }
 
 static sn_status conv_shape(sn_net *net, sn_layer *l) {
@@ -29,8 +29,8 @@ static sn_status conv_shape(sn_net *net, sn_layer *l) {
 static size_t conv_workspace(const sn_net *net, const sn_layer *l, int n, int training) {
   sn_conv_geom g;
   geom(net, l, n, &g);
-  if (!training) return l->impl ? sn_conv_impl_workspace(l->impl) : sn_conv2d_forward_workspace(&g);
-  size_t f = sn_conv2d_forward_workspace(&g), b = sn_conv2d_backward_workspace(&g);
+  if (!training) return l->impl ? sn_conv_impl_workspace(l->impl) : sn_conv_forward_workspace(&g);
+  size_t f = sn_conv_forward_workspace(&g), b = sn_conv_backward_workspace(&g);
   return (f > b ? f : b) + (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0));
 }
 
@@ -70,7 +70,7 @@ const sn_layer *sn_conv_layer_input_bn(const sn_net *net, const sn_layer *l, int
   if (bn->into_conv != (int)(l - net->layers) + 1) return NULL;
   sn_conv_geom g;
   geom(net, l, n, &g);
-  return sn_conv2d_input_map_ok(&g) ? bn : NULL;
+  return sn_conv_train_input_map_ok(&g) ? bn : NULL;
 }
 
 /* The normalize pass of the batch norm bn (or nothing, bn NULL) as an input map: its batch
@@ -98,9 +98,9 @@ static void conv_forward(sn_net *net, sn_layer *l, int n, int training) {
   geom(net, l, n, &g);
   const sn_layer *bn = sn_conv_layer_input_bn(net, l, n);
   const sn_conv_in in = input_map(net, bn);
-  sn_conv2d_forward_in(&g, bn ? sn_layer_input(net, bn, 0) : x, bn ? &in : NULL,
-                       sn_param_data(net, l, 0), l->use_bias ? sn_param_data(net, l, 1) : NULL,
-                       NULL, 0, l->y, net->ws);
+  sn_conv_forward_in(&g, bn ? sn_layer_input(net, bn, 0) : x, bn ? &in : NULL,
+                     sn_param_data(net, l, 0), l->use_bias ? sn_param_data(net, l, 1) : NULL, NULL,
+                     0, l->y, net->ws);
 }
 
 static sn_status conv_backward(sn_net *net, sn_layer *l, int n) {
@@ -109,7 +109,7 @@ static sn_status conv_backward(sn_net *net, sn_layer *l, int n) {
   int acc = 0;
   float *dx = sn_layer_input_grad(net, l, 0, &acc);
   size_t in_n = (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0));
-  size_t f = sn_conv2d_forward_workspace(&g), b = sn_conv2d_backward_workspace(&g);
+  size_t f = sn_conv_forward_workspace(&g), b = sn_conv_backward_workspace(&g);
   float *tmp = net->ws + (f > b ? f : b);
   const float *x = sn_layer_input(net, l, 0), *w = sn_param_data(net, l, 0);
   float *dw = sn_param_grad(net, l, 0), *db = l->use_bias ? sn_param_grad(net, l, 1) : NULL;
@@ -117,9 +117,9 @@ static sn_status conv_backward(sn_net *net, sn_layer *l, int n) {
   const sn_conv_in in = input_map(net, bn);
   if (bn) x = sn_layer_input(net, bn, 0);
   /* an accumulated dx is added in the kernel's output pass where it can, else through tmp */
-  const int in_kernel = dx && acc && sn_conv2d_backward_accumulates(&g);
-  sn_conv2d_backward_in(&g, x, bn ? &in : NULL, w, l->dy, dx && acc && !in_kernel ? tmp : dx,
-                        in_kernel, dw, db, net->ws);
+  const int in_kernel = dx && acc && sn_conv_backward_accumulates(&g);
+  sn_conv_backward_in(&g, x, bn ? &in : NULL, w, l->dy, dx && acc && !in_kernel ? tmp : dx,
+                      in_kernel, dw, db, net->ws);
   if (dx && acc && !in_kernel) sn_net_accumulate(dx, tmp, in_n);
   return SN_OK;
 }

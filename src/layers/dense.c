@@ -18,8 +18,8 @@ static size_t dense_workspace(const sn_net *net, const sn_layer *l, int n, int t
 sn_status sn_dense_layer_prepare(sn_net *net, sn_layer *l) {
   sn_conv_geom g;
   int in = (int)sn_shape_size(*sn_layer_in_shape(net, l, 0));
-  sn_conv_geom_init(&g, net->max_batch, 1, 1, in, 1, 1, 1, 1, 0, 0, 0, 0, l->filters);
-  if (!sn_conv_input_map_ok(&g)) return SN_OK; /* no AVX-512: sn_dense_forward's loops */
+  sn_conv_geom_init(&g, &net->opts, net->max_batch, 1, 1, in, 1, 1, 1, 1, 0, 0, 0, 0, l->filters);
+  if (!sn_conv_impl_input_map_ok(&g)) return SN_OK; /* no AVX-512: sn_dense_forward's loops */
   return sn_layer_prepare_impl(net, l, &g, sn_param_data(net, l, 0),
                                l->use_bias ? sn_param_data(net, l, 1) : NULL);
 }
@@ -30,15 +30,15 @@ static void dense_forward(sn_net *net, sn_layer *l, int n, int training) {
     return;
   }
   int in = (int)sn_shape_size(*sn_layer_in_shape(net, l, 0));
-  sn_dense_forward(sn_layer_input(net, l, 0), sn_param_data(net, l, 0),
+  sn_dense_forward(net->opts.portable, sn_layer_input(net, l, 0), sn_param_data(net, l, 0),
                    l->use_bias ? sn_param_data(net, l, 1) : NULL, n, in, l->filters, l->y);
 }
 static sn_status dense_backward(sn_net *net, sn_layer *l, int n) {
   int in = (int)sn_shape_size(*sn_layer_in_shape(net, l, 0));
   int acc = 0;
   float *dx = sn_layer_input_grad(net, l, 0, &acc);
-  sn_dense_backward(sn_layer_input(net, l, 0), sn_param_data(net, l, 0), l->dy, n, in, l->filters,
-                    dx ? (acc ? net->ws : dx) : NULL, sn_param_grad(net, l, 0),
+  sn_dense_backward(net->opts.portable, sn_layer_input(net, l, 0), sn_param_data(net, l, 0), l->dy,
+                    n, in, l->filters, dx ? (acc ? net->ws : dx) : NULL, sn_param_grad(net, l, 0),
                     l->use_bias ? sn_param_grad(net, l, 1) : NULL);
   if (dx && acc) sn_net_accumulate(dx, net->ws, (size_t)n * in);
   return SN_OK;

@@ -23,7 +23,8 @@ static sn_status same_shape(sn_net *net, sn_layer *l) {
 }
 static void relu_forward(sn_net *net, sn_layer *l, int n, int training) {
   (void)training;
-  sn_relu_forward(sn_layer_input(net, l, 0), (size_t)n * sn_shape_size(l->out), l->y);
+  sn_relu_forward(net->opts.portable, sn_layer_input(net, l, 0), (size_t)n * sn_shape_size(l->out),
+                  l->y);
 }
 /* Passes the gradient of input i of a layer whose output y = max(0, v): dy where y > 0, else 0,
  * written (or added) straight into the input's gradient buffer. */
@@ -31,8 +32,8 @@ static void give_relu_grad(sn_net *net, sn_layer *l, int i, size_t count) {
   int acc = 0;
   float *dx = sn_layer_input_grad(net, l, i, &acc);
   if (!dx) return;
-  if (acc) sn_relu_backward_acc(l->y, l->dy, count, dx);
-  else sn_relu_backward(l->y, l->dy, count, dx);
+  if (acc) sn_relu_backward_acc(net->opts.portable, l->y, l->dy, count, dx);
+  else sn_relu_backward(net->opts.portable, l->y, l->dy, count, dx);
 }
 static sn_status relu_backward(sn_net *net, sn_layer *l, int n) {
   give_relu_grad(net, l, 0, (size_t)n * sn_shape_size(l->out));
@@ -52,14 +53,14 @@ static sn_status add_shape(sn_net *net, sn_layer *l) {
 }
 static void add_forward(sn_net *net, sn_layer *l, int n, int training) {
   if (training && l->from_bn) return; /* computed by that batch norm (net.c fuse_bn_into_add) */
-  sn_add_forward(sn_layer_input(net, l, 0), sn_layer_input(net, l, 1),
+  sn_add_forward(net->opts.portable, sn_layer_input(net, l, 0), sn_layer_input(net, l, 1),
                  (size_t)n * sn_shape_size(l->out), l->fused_relu, l->y);
 }
 static sn_status add_backward(sn_net *net, sn_layer *l, int n) {
   size_t count = (size_t)n * sn_shape_size(l->out);
   int relu = l->fused_relu; /* training fusion (net.c) */
   if (l->shared_in && relu) { /* mask in place: the inputs sharing dy read it as is */
-    sn_relu_backward(l->y, l->dy, count, l->dy);
+    sn_relu_backward(net->opts.portable, l->y, l->dy, count, l->dy);
     relu = 0;
   }
   for (int i = 0; i < 2; ++i) {

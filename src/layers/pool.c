@@ -32,12 +32,13 @@ static sn_status pool_shape(sn_net *net, sn_layer *l) {
 static void maxpool_forward(sn_net *net, sn_layer *l, int n, int training) {
   sn_pool_geom g;
   pgeom(net, l, n, &g);
-  sn_maxpool_forward(&g, sn_layer_input(net, l, 0), l->y, training ? l->argmax : NULL);
+  sn_maxpool_forward(net->opts.portable, &g, sn_layer_input(net, l, 0), l->y,
+                     training ? l->argmax : NULL);
 }
 static sn_status maxpool_backward(sn_net *net, sn_layer *l, int n) {
   sn_pool_geom g;
   pgeom(net, l, n, &g);
-  sn_maxpool_backward(&g, l->argmax, l->dy, net->ws);
+  sn_maxpool_backward(net->opts.portable, &g, l->argmax, l->dy, net->ws);
   give(net, l, net->ws, (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0)));
   return SN_OK;
 }

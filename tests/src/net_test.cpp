@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "kernels/conv_fast.h"
 #include "net_impl.h"
 #include "shardnet.h"
 #include "test_util.h"
@@ -151,7 +150,7 @@ TEST(Net, InferenceDenseOnPackedGemm) {
   for (int m : {n, 1, 3}) {
     std::vector<float> y(m * out), ref(m * out);
     ASSERT_EQ(sn_net_forward(net, x.data(), m, y.data()), SN_OK);
-    sn_dense_forward(sn_layer_input(net, fc, 0), sn_param_data(net, fc, 0),
+    sn_dense_forward(net->opts.portable, sn_layer_input(net, fc, 0), sn_param_data(net, fc, 0),
                      fc->use_bias ? sn_param_data(net, fc, 1) : nullptr, m, in, out, ref.data());
     EXPECT_LE(sntest::max_abs_diff(y.data(), ref.data(), ref.size()),
               1e-5 * sntest::max_abs(ref.data(), ref.size()))

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "kernels.h"
-#include "kernels/conv_fast.h"
 #include "test_util.h"
 
 TEST(KernelBnAdd, NormalizeAddEqualsTwoPasses) {
@@ -19,7 +18,7 @@ TEST(KernelBnAdd, NormalizeAddEqualsTwoPasses) {
   uint64_t seed = 70;
   for (int simd = 0; simd < 2; ++simd) {
     if (simd && !sn_cpu_has_avx512()) continue;
-    if (!simd) setenv("SN_NO_AVX512", "1", 1);
+    const int portable = !simd;
     for (int c : channels)
       for (size_t rows : rows_of)
         for (int relu = 0; relu < 2; ++relu) {
@@ -31,18 +30,17 @@ TEST(KernelBnAdd, NormalizeAddEqualsTwoPasses) {
                beta = sntest::randn(c, ++seed), invstd = sntest::randn(c, ++seed);
           for (float &v : invstd) v = std::fabs(v) + 0.1f;
           std::vector<float> t(n), want(n), got(n, NAN);
-          sn_bn_normalize(x.data(), rows, c, mean.data(), invstd.data(), gamma.data(),
+          sn_bn_normalize(portable, x.data(), rows, c, mean.data(), invstd.data(), gamma.data(),
                           beta.data(), t.data());
-          sn_add_forward(t.data(), res.data(), n, relu, want.data());
-          sn_bn_normalize_add(x.data(), rows, c, mean.data(), invstd.data(), gamma.data(),
+          sn_add_forward(portable, t.data(), res.data(), n, relu, want.data());
+          sn_bn_normalize_add(portable, x.data(), rows, c, mean.data(), invstd.data(), gamma.data(),
                               beta.data(), res.data(), relu, got.data());
           ASSERT_EQ(0, std::memcmp(want.data(), got.data(), n * sizeof(float)));
           std::vector<float> inplace = res;  // y aliasing the residual
-          sn_bn_normalize_add(x.data(), rows, c, mean.data(), invstd.data(), gamma.data(),
+          sn_bn_normalize_add(portable, x.data(), rows, c, mean.data(), invstd.data(), gamma.data(),
                               beta.data(), inplace.data(), relu, inplace.data());
           ASSERT_EQ(0, std::memcmp(want.data(), inplace.data(), n * sizeof(float)));
         }
-    if (!simd) unsetenv("SN_NO_AVX512");
   }
 }
 
@@ -56,7 +54,7 @@ TEST(KernelBnAdd, ReluMaskFromInputEqualsMaskFromOutput) {
   uint64_t seed = 170;
   for (int simd = 0; simd < 2; ++simd) {
     if (simd && !sn_cpu_has_avx512()) continue;
-    if (!simd) setenv("SN_NO_AVX512", "1", 1);
+    const int portable = !simd;
     for (int c : channels)
       for (size_t rows : rows_of) {
         SCOPED_TRACE(testing::Message() << "simd " << simd << " c " << c << " rows " << rows);
@@ -68,23 +66,22 @@ TEST(KernelBnAdd, ReluMaskFromInputEqualsMaskFromOutput) {
         for (int j = 0; j < c; j += 3) beta[j] = 0.0f;
         for (size_t i = 0; i < n; i += 7) x[i] = mean[i % c];  // exactly at the kink where beta = 0
         std::vector<float> y(n);
-        sn_bn_normalize_relu(x.data(), rows, c, mean.data(), invstd.data(), gamma.data(),
+        sn_bn_normalize_relu(portable, x.data(), rows, c, mean.data(), invstd.data(), gamma.data(),
                              beta.data(), y.data());
         std::vector<double> s1(c), q1(c), s2(c), q2(c);
-        sn_bn_backward_sums_relu(x.data(), y.data(), dy.data(), rows, c, mean.data(), s1.data(),
-                                 q1.data());
-        sn_bn_backward_sums_relu_x(x.data(), dy.data(), rows, c, mean.data(), invstd.data(),
-                                   gamma.data(), beta.data(), s2.data(), q2.data());
+        sn_bn_backward_sums_relu(portable, x.data(), y.data(), dy.data(), rows, c, mean.data(),
+                                 s1.data(), q1.data());
+        sn_bn_backward_sums_relu_x(portable, x.data(), dy.data(), rows, c, mean.data(),
+                                   invstd.data(), gamma.data(), beta.data(), s2.data(), q2.data());
         ASSERT_EQ(0, std::memcmp(s1.data(), s2.data(), c * sizeof(double)));
         ASSERT_EQ(0, std::memcmp(q1.data(), q2.data(), c * sizeof(double)));
         std::vector<float> d1(n, NAN), d2(n, NAN);
         const double count = (double)rows * 1.5;
-        sn_bn_backward_dx_relu(x.data(), y.data(), dy.data(), rows, c, mean.data(), invstd.data(),
-                               gamma.data(), s1.data(), q1.data(), count, d1.data());
-        sn_bn_backward_dx_relu_x(x.data(), dy.data(), rows, c, mean.data(), invstd.data(),
+        sn_bn_backward_dx_relu(portable, x.data(), y.data(), dy.data(), rows, c, mean.data(),
+                               invstd.data(), gamma.data(), s1.data(), q1.data(), count, d1.data());
+        sn_bn_backward_dx_relu_x(portable, x.data(), dy.data(), rows, c, mean.data(), invstd.data(),
                                  gamma.data(), beta.data(), s1.data(), q1.data(), count, d2.data());
         ASSERT_EQ(0, std::memcmp(d1.data(), d2.data(), n * sizeof(float)));
       }
-    if (!simd) unsetenv("SN_NO_AVX512");
   }
 }

@@ -66,10 +66,10 @@ TEST(KernelBn, AffineAndRelu) {
         ref[r * c + j] = relu && v < 0 ? 0 : v;
       }
     fvec y(rows * c, NAN);
-    sn_bn_affine(x.data(), rows, c, sc.data(), sh.data(), relu, y.data());
+    sn_bn_affine(kcheck::kSimd, x.data(), rows, c, sc.data(), sh.data(), relu, y.data());
     EXPECT_TRUE(kcheck::close(y, ref, 1e-6));
     fvec z = x; // in place
-    sn_bn_affine(z.data(), rows, c, sc.data(), sh.data(), relu, z.data());
+    sn_bn_affine(kcheck::kSimd, z.data(), rows, c, sc.data(), sh.data(), relu, z.data());
     EXPECT_EQ(y, z);
   }
 }
@@ -82,7 +82,7 @@ TEST(KernelBn, SumsAndNormalize) {
     for (auto &v : x)
       v += 1.5f;
     std::vector<double> sum(c), sq(c);
-    sn_bn_sums(x.data(), rows, c, sum.data(), sq.data());
+    sn_bn_sums(kcheck::kSimd, x.data(), rows, c, sum.data(), sq.data());
     dvec mean(c), var(c);
     for (int j = 0; j < c; ++j) {
       double s = 0, q = 0;
@@ -105,7 +105,8 @@ TEST(KernelBn, SumsAndNormalize) {
       for (int j = 0; j < c; ++j)
         ref[r * c + j] = (double)g[j] * ((double)x[r * c + j] - m[j]) * is[j] + b[j];
     fvec y(rows * c, NAN);
-    sn_bn_normalize(x.data(), rows, c, m.data(), is.data(), g.data(), b.data(), y.data());
+    sn_bn_normalize(kcheck::kSimd, x.data(), rows, c, m.data(), is.data(), g.data(), b.data(),
+                    y.data());
     EXPECT_TRUE(kcheck::close(y, ref, 1e-6));
     // Matches the double training forward (statistics rounded to float once).
     EXPECT_TRUE(kcheck::close(
@@ -123,17 +124,18 @@ TEST(KernelBn, BackwardFiniteDifferences) {
   fvec x = sntest::randn(rows * c, 30), dy = sntest::randn(rows * c, 31);
   fvec g = sntest::uniform(c, 32, 0.5f, 1.5f), b = sntest::randn(c, 33);
   std::vector<double> sum(c), sq(c), sdy(c), sdx(c);
-  sn_bn_sums(x.data(), rows, c, sum.data(), sq.data());
+  sn_bn_sums(kcheck::kSimd, x.data(), rows, c, sum.data(), sq.data());
   fvec m(c), is(c);
   for (int j = 0; j < c; ++j) {
     const double mu = sum[j] / rows;
     m[j] = (float)mu;
     is[j] = (float)(1.0 / std::sqrt(sq[j] / rows - mu * mu + eps));
   }
-  sn_bn_backward_sums(x.data(), dy.data(), rows, c, m.data(), sdy.data(), sdx.data());
+  sn_bn_backward_sums(kcheck::kSimd, x.data(), dy.data(), rows, c, m.data(), sdy.data(),
+                      sdx.data());
   fvec dx(rows * c, NAN);
-  sn_bn_backward_dx(x.data(), dy.data(), rows, c, m.data(), is.data(), g.data(), sdy.data(),
-                    sdx.data(), (double)rows, dx.data());
+  sn_bn_backward_dx(kcheck::kSimd, x.data(), dy.data(), rows, c, m.data(), is.data(), g.data(),
+                    sdy.data(), sdx.data(), (double)rows, dx.data());
 
   const dvec xd = kcheck::to_d(x), dyd = kcheck::to_d(dy), gd = kcheck::to_d(g),
              bd = kcheck::to_d(b);
@@ -151,8 +153,8 @@ TEST(KernelBn, BackwardFiniteDifferences) {
 
   // dx may alias dy.
   fvec inplace = dy;
-  sn_bn_backward_dx(x.data(), inplace.data(), rows, c, m.data(), is.data(), g.data(), sdy.data(),
-                    sdx.data(), (double)rows, inplace.data());
+  sn_bn_backward_dx(kcheck::kSimd, x.data(), inplace.data(), rows, c, m.data(), is.data(), g.data(),
+                    sdy.data(), sdx.data(), (double)rows, inplace.data());
   EXPECT_EQ(dx, inplace);
 }
 
@@ -166,11 +168,11 @@ TEST(KernelBn, SumsDeterministicAcrossThreads) {
   std::vector<double> s1(c), q1(c), s2(c), q2(c), a1(c), b1(c), a2(c), b2(c);
   const int saved = omp_get_max_threads();
   omp_set_num_threads(1);
-  sn_bn_sums(x.data(), rows, c, s1.data(), q1.data());
-  sn_bn_backward_sums(x.data(), dy.data(), rows, c, m.data(), a1.data(), b1.data());
+  sn_bn_sums(kcheck::kSimd, x.data(), rows, c, s1.data(), q1.data());
+  sn_bn_backward_sums(kcheck::kSimd, x.data(), dy.data(), rows, c, m.data(), a1.data(), b1.data());
   omp_set_num_threads(2);
-  sn_bn_sums(x.data(), rows, c, s2.data(), q2.data());
-  sn_bn_backward_sums(x.data(), dy.data(), rows, c, m.data(), a2.data(), b2.data());
+  sn_bn_sums(kcheck::kSimd, x.data(), rows, c, s2.data(), q2.data());
+  sn_bn_backward_sums(kcheck::kSimd, x.data(), dy.data(), rows, c, m.data(), a2.data(), b2.data());
   omp_set_num_threads(saved);
   EXPECT_EQ(s1, s2);
   EXPECT_EQ(q1, q2);
@@ -196,18 +198,20 @@ TEST(KernelBn, BlockedSumsAndPaths) {
         std::vector<double> s, q, a, bq;
         fvec y, dx, af;
       };
-      auto run = [&](int threads) {
+      auto run = [&](int threads, int portable = kcheck::kSimd) {
         const int saved = omp_get_max_threads();
         omp_set_num_threads(threads);
         Out o{std::vector<double>(c), std::vector<double>(c), std::vector<double>(c),
               std::vector<double>(c), fvec(rows * c),         fvec(rows * c),
               fvec(rows * c)};
-        sn_bn_sums(x.data(), rows, c, o.s.data(), o.q.data());
-        sn_bn_backward_sums(x.data(), dy.data(), rows, c, m.data(), o.a.data(), o.bq.data());
-        sn_bn_normalize(x.data(), rows, c, m.data(), is.data(), g.data(), b.data(), o.y.data());
-        sn_bn_backward_dx(x.data(), dy.data(), rows, c, m.data(), is.data(), g.data(), o.a.data(),
-                          o.bq.data(), (double)rows, o.dx.data());
-        sn_bn_affine(x.data(), rows, c, g.data(), b.data(), 1, o.af.data());
+        sn_bn_sums(portable, x.data(), rows, c, o.s.data(), o.q.data());
+        sn_bn_backward_sums(portable, x.data(), dy.data(), rows, c, m.data(), o.a.data(),
+                            o.bq.data());
+        sn_bn_normalize(portable, x.data(), rows, c, m.data(), is.data(), g.data(), b.data(),
+                        o.y.data());
+        sn_bn_backward_dx(portable, x.data(), dy.data(), rows, c, m.data(), is.data(), g.data(),
+                          o.a.data(), o.bq.data(), (double)rows, o.dx.data());
+        sn_bn_affine(portable, x.data(), rows, c, g.data(), b.data(), 1, o.af.data());
         omp_set_num_threads(saved);
         return o;
       };
@@ -237,9 +241,7 @@ TEST(KernelBn, BlockedSumsAndPaths) {
         ASSERT_NEAR(a, o1.a[j], 1e-12 * (1 + std::fabs(a)));
         ASSERT_NEAR(bq, o1.bq[j], 1e-12 * (1 + std::fabs(bq)));
       }
-      setenv("SN_NO_AVX512", "1", 1);
-      Out p = run(2);
-      unsetenv("SN_NO_AVX512");
+      Out p = run(2, kcheck::kPortable);
       for (int j = 0; j < c; ++j) {
         EXPECT_NEAR(p.s[j], o1.s[j], 1e-14 * abs_s[j]);
         EXPECT_NEAR(p.q[j], o1.q[j], 1e-14 * p.q[j]);
@@ -261,13 +263,13 @@ TEST(KernelBn, FusedRelu) {
   for (int c : {17, 64}) {
     for (int simd = 1; simd >= 0; --simd) {
       SCOPED_TRACE("c " + std::to_string(c) + " simd " + std::to_string(simd));
-      if (!simd) setenv("SN_NO_AVX512", "1", 1);
+      const int portable = !simd;
       const size_t rows = 2 * 3 * 5;
       const double eps = 1e-5;
       fvec x = sntest::randn(rows * c, 70 + c), dy = sntest::randn(rows * c, 71);
       fvec g = sntest::uniform(c, 72, 0.5f, 1.5f), b = sntest::uniform(c, 73, -0.3f, 0.3f);
       std::vector<double> sum(c), sq(c);
-      sn_bn_sums(x.data(), rows, c, sum.data(), sq.data());
+      sn_bn_sums(portable, x.data(), rows, c, sum.data(), sq.data());
       fvec m(c), is(c);
       for (int j = 0; j < c; ++j) {
         const double mu = sum[j] / rows;
@@ -275,30 +277,32 @@ TEST(KernelBn, FusedRelu) {
         is[j] = (float)(1.0 / std::sqrt(sq[j] / rows - mu * mu + eps));
       }
       fvec y(rows * c), z(rows * c), zr(rows * c);
-      sn_bn_normalize(x.data(), rows, c, m.data(), is.data(), g.data(), b.data(), y.data());
-      sn_bn_normalize_relu(x.data(), rows, c, m.data(), is.data(), g.data(), b.data(), z.data());
-      sn_relu_forward(y.data(), rows * c, zr.data());
+      sn_bn_normalize(portable, x.data(), rows, c, m.data(), is.data(), g.data(), b.data(),
+                      y.data());
+      sn_bn_normalize_relu(portable, x.data(), rows, c, m.data(), is.data(), g.data(), b.data(),
+                           z.data());
+      sn_relu_forward(portable, y.data(), rows * c, zr.data());
       EXPECT_EQ(zr, z);
       // masked gradient, then the plain kernels
       fvec dm(rows * c);
-      sn_relu_backward(z.data(), dy.data(), rows * c, dm.data());
+      sn_relu_backward(portable, z.data(), dy.data(), rows * c, dm.data());
       std::vector<double> a1(c), b1(c), a2(c), b2(c);
-      sn_bn_backward_sums(x.data(), dm.data(), rows, c, m.data(), a1.data(), b1.data());
-      sn_bn_backward_sums_relu(x.data(), z.data(), dy.data(), rows, c, m.data(), a2.data(),
-                               b2.data());
+      sn_bn_backward_sums(portable, x.data(), dm.data(), rows, c, m.data(), a1.data(), b1.data());
+      sn_bn_backward_sums_relu(portable, x.data(), z.data(), dy.data(), rows, c, m.data(),
+                               a2.data(), b2.data());
       EXPECT_EQ(a1, a2);
       EXPECT_EQ(b1, b2);
       fvec dx1(rows * c), dx2(rows * c);
-      sn_bn_backward_dx(x.data(), dm.data(), rows, c, m.data(), is.data(), g.data(), a1.data(),
-                        b1.data(), (double)rows, dx1.data());
-      sn_bn_backward_dx_relu(x.data(), z.data(), dy.data(), rows, c, m.data(), is.data(), g.data(),
-                             a2.data(), b2.data(), (double)rows, dx2.data());
+      sn_bn_backward_dx(portable, x.data(), dm.data(), rows, c, m.data(), is.data(), g.data(),
+                        a1.data(), b1.data(), (double)rows, dx1.data());
+      sn_bn_backward_dx_relu(portable, x.data(), z.data(), dy.data(), rows, c, m.data(), is.data(),
+                             g.data(), a2.data(), b2.data(), (double)rows, dx2.data());
       EXPECT_EQ(dx1, dx2);
       fvec inplace = dy; // dx may alias dy
-      sn_bn_backward_dx_relu(x.data(), z.data(), inplace.data(), rows, c, m.data(), is.data(),
-                             g.data(), a2.data(), b2.data(), (double)rows, inplace.data());
+      sn_bn_backward_dx_relu(portable, x.data(), z.data(), inplace.data(), rows, c, m.data(),
+                             is.data(), g.data(), a2.data(), b2.data(), (double)rows,
+                             inplace.data());
       EXPECT_EQ(dx2, inplace);
-      if (!simd) unsetenv("SN_NO_AVX512");
     }
   }
   // Finite differences on a small case whose BN outputs all keep |y| >= 0.05 (the first such
@@ -319,17 +323,19 @@ TEST(KernelBn, FusedRelu) {
       kink = kink || std::fabs(v) < 0.05;
     if (kink) continue;
     std::vector<double> sum(c), sq(c), a(c), bq(c);
-    sn_bn_sums(x.data(), rows, c, sum.data(), sq.data());
+    sn_bn_sums(kcheck::kSimd, x.data(), rows, c, sum.data(), sq.data());
     fvec m(c), is(c), z(rows * c), dx(rows * c);
     for (int j = 0; j < c; ++j) {
       const double mu = sum[j] / rows;
       m[j] = (float)mu;
       is[j] = (float)(1.0 / std::sqrt(sq[j] / rows - mu * mu + eps));
     }
-    sn_bn_normalize_relu(x.data(), rows, c, m.data(), is.data(), g.data(), b.data(), z.data());
-    sn_bn_backward_sums_relu(x.data(), z.data(), dy.data(), rows, c, m.data(), a.data(), bq.data());
-    sn_bn_backward_dx_relu(x.data(), z.data(), dy.data(), rows, c, m.data(), is.data(), g.data(),
-                           a.data(), bq.data(), (double)rows, dx.data());
+    sn_bn_normalize_relu(kcheck::kSimd, x.data(), rows, c, m.data(), is.data(), g.data(), b.data(),
+                         z.data());
+    sn_bn_backward_sums_relu(kcheck::kSimd, x.data(), z.data(), dy.data(), rows, c, m.data(),
+                             a.data(), bq.data());
+    sn_bn_backward_dx_relu(kcheck::kSimd, x.data(), z.data(), dy.data(), rows, c, m.data(),
+                           is.data(), g.data(), a.data(), bq.data(), (double)rows, dx.data());
     auto lx = [&](const dvec &v) {
       dvec o = bn_train_fwd(v, rows, c, gd, bd, eps);
       for (double &t : o)
@@ -365,15 +371,17 @@ TEST(KernelBn, SumsAwkwardShapes) {
       struct Out {
         D s, q, a, b, ar, br, am, bm;
       };
-      auto run = [&](int threads) {
+      auto run = [&](int threads, int portable = kcheck::kSimd) {
         const int saved = omp_get_max_threads();
         omp_set_num_threads(threads);
         Out o{D(c), D(c), D(c), D(c), D(c), D(c), D(c), D(c)};
-        sn_bn_sums(x.data(), rows, c, o.s.data(), o.q.data());
-        sn_bn_backward_sums(x.data(), dy.data(), rows, c, m.data(), o.a.data(), o.b.data());
-        sn_bn_backward_sums_relu(x.data(), y.data(), dy.data(), rows, c, m.data(), o.ar.data(),
-                                 o.br.data());
-        sn_bn_backward_sums(x.data(), dm.data(), rows, c, m.data(), o.am.data(), o.bm.data());
+        sn_bn_sums(portable, x.data(), rows, c, o.s.data(), o.q.data());
+        sn_bn_backward_sums(portable, x.data(), dy.data(), rows, c, m.data(), o.a.data(),
+                            o.b.data());
+        sn_bn_backward_sums_relu(portable, x.data(), y.data(), dy.data(), rows, c, m.data(),
+                                 o.ar.data(), o.br.data());
+        sn_bn_backward_sums(portable, x.data(), dm.data(), rows, c, m.data(), o.am.data(),
+                            o.bm.data());
         omp_set_num_threads(saved);
         return o;
       };
@@ -388,9 +396,7 @@ TEST(KernelBn, SumsAwkwardShapes) {
       }
       EXPECT_EQ(o1.ar, o1.am);
       EXPECT_EQ(o1.br, o1.bm);
-      setenv("SN_NO_AVX512", "1", 1);
-      const Out p = run(2);
-      unsetenv("SN_NO_AVX512");
+      const Out p = run(2, kcheck::kPortable);
       for (int j = 0; j < c; ++j) {
         // terms of each sum, in row order: x, x^2, d, d (x - m), dm, dm (x - m)
         double r[6] = {0, 0, 0, 0, 0, 0}, ab[6] = {0, 0, 0, 0, 0, 0};
@@ -442,18 +448,18 @@ TEST(KernelBn, ElementwiseWideChannels) {
     }
   for (int simd = 1; simd >= 0; --simd) {
     SCOPED_TRACE("simd " + std::to_string(simd));
-    if (!simd) setenv("SN_NO_AVX512", "1", 1);
+    const int portable = !simd;
     fvec o(n, NAN);
-    sn_bn_normalize(x.data(), rows, c, m.data(), is.data(), g.data(), b.data(), o.data());
+    sn_bn_normalize(portable, x.data(), rows, c, m.data(), is.data(), g.data(), b.data(), o.data());
     EXPECT_TRUE(kcheck::close(o, yn, 1e-6));
-    sn_bn_normalize_relu(x.data(), rows, c, m.data(), is.data(), g.data(), b.data(), o.data());
+    sn_bn_normalize_relu(portable, x.data(), rows, c, m.data(), is.data(), g.data(), b.data(),
+                         o.data());
     EXPECT_TRUE(kcheck::close(o, yr, 1e-6));
-    sn_bn_backward_dx(x.data(), dy.data(), rows, c, m.data(), is.data(), g.data(), sdy.data(),
-                      sdx.data(), (double)rows, o.data());
+    sn_bn_backward_dx(portable, x.data(), dy.data(), rows, c, m.data(), is.data(), g.data(),
+                      sdy.data(), sdx.data(), (double)rows, o.data());
     EXPECT_TRUE(kcheck::close(o, dx, 1e-5));
-    sn_bn_backward_dx_relu(x.data(), y.data(), dy.data(), rows, c, m.data(), is.data(), g.data(),
-                           sdy.data(), sdx.data(), (double)rows, o.data());
+    sn_bn_backward_dx_relu(portable, x.data(), y.data(), dy.data(), rows, c, m.data(), is.data(),
+                           g.data(), sdy.data(), sdx.data(), (double)rows, o.data());
     EXPECT_TRUE(kcheck::close(o, dxr, 1e-5));
-    if (!simd) unsetenv("SN_NO_AVX512");
   }
 }

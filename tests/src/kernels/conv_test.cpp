@@ -1,210 +1,36 @@
-// conv_test.cpp - sn_conv2d_forward/_backward (and their _ref versions) against a float64 direct
-// convolution written here, plus finite-difference gradient checks.
-//
-// Tolerances: inputs and weights are N(0, 1), so a conv output is a sum of K = KH*KW*Cin
-// products of size ~1 and max|y| ~ 3*sqrt(K). float32 accumulation over K <= 2304 terms
-// (blocked sgemm, any order) stays within ~K*u*sqrt(K) <= 1.4e-4*sqrt(K) at worst and is
-// ~1e-6*sqrt(K) in practice; relative to max|y| we allow rtol = 2e-5 (measured <= 3e-6).
-// Gradients sum N*OH*OW terms (dw, db) or KH*KW*Cout terms (dx): same argument, rtol = 2e-5.
-// The finite differences are taken in double on the double reference with h = 1e-3; the loss
-// sum(dy * y) is linear in x and in w, so they are exact up to ~1e-12.
+// conv_test.cpp - the convolution entry points and the algorithm choice (src/kernels/conv.c):
+// geometry, workspaces, forced and default choices, accumulation, input maps, prepared
+// convolutions, results independent of the thread count.
+// Reference convolutions, shapes and tolerances: conv_check.h.
+#include <gtest/gtest.h>
 #include <omp.h>
 
-#include <algorithm>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
+#include <string>
 #include <vector>
 
-#include "kernel_check.h"
-#include "kernels/conv_fast.h"
+#include "conv_check.h"
 #include "kernels.h"
 #include "test_util.h"
 
-using kcheck::dvec;
-using kcheck::fvec;
-
-namespace {
-
-struct Shape {
-  int n, h, w, cin, kh, kw, sh, sw, pt, pl, pb, pr, cout;
-};
-
-// y (N, OH, OW, Cout) in double.
-dvec conv_fwd(const sn_conv_geom &g, const dvec &x, const dvec &w, const dvec *bias,
-              const dvec *res, bool relu) {
-  dvec y((size_t)g.n * g.oh * g.ow * g.cout);
-  for (int n = 0; n < g.n; ++n)
-    for (int oy = 0; oy < g.oh; ++oy)
-      for (int ox = 0; ox < g.ow; ++ox)
-        for (int co = 0; co < g.cout; ++co) {
-          double a = bias ? (*bias)[co] : 0.0;
-          for (int ky = 0; ky < g.kh; ++ky)
-            for (int kx = 0; kx < g.kw; ++kx) {
-              const int iy = oy * g.sh + ky - g.pt, ix = ox * g.sw + kx - g.pl;
-              if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
-              for (int ci = 0; ci < g.cin; ++ci)
-                a += x[(((size_t)n * g.h + iy) * g.w + ix) * g.cin + ci] *
-                     w[(((size_t)ky * g.kw + kx) * g.cin + ci) * g.cout + co];
-            }
-          const size_t o = (((size_t)n * g.oh + oy) * g.ow + ox) * g.cout + co;
-          if (res) a += (*res)[o];
-          if (relu && a < 0) a = 0;
-          y[o] = a;
-        }
-  return y;
-}
-
-// Analytic double backward: dx, dw, db of sum(dy * conv(x, w) + b).
-void conv_bwd(const sn_conv_geom &g, const dvec &x, const dvec &w, const dvec &dy, dvec &dx,
-              dvec &dw, dvec &db) {
-  dx.assign((size_t)g.n * g.h * g.w * g.cin, 0.0);
-  dw.assign((size_t)g.kh * g.kw * g.cin * g.cout, 0.0);
-  db.assign(g.cout, 0.0);
-  for (int n = 0; n < g.n; ++n)
-    for (int oy = 0; oy < g.oh; ++oy)
-      for (int ox = 0; ox < g.ow; ++ox)
-        for (int co = 0; co < g.cout; ++co) {
-          const double d = dy[(((size_t)n * g.oh + oy) * g.ow + ox) * g.cout + co];
-          db[co] += d;
-          for (int ky = 0; ky < g.kh; ++ky)
-            for (int kx = 0; kx < g.kw; ++kx) {
-              const int iy = oy * g.sh + ky - g.pt, ix = ox * g.sw + kx - g.pl;
-              if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
-              for (int ci = 0; ci < g.cin; ++ci) {
-                const size_t xi = (((size_t)n * g.h + iy) * g.w + ix) * g.cin + ci;
-                const size_t wi = (((size_t)ky * g.kw + kx) * g.cin + ci) * g.cout + co;
-                dx[xi] += w[wi] * d;
-                dw[wi] += x[xi] * d;
-              }
-            }
-        }
-}
-
-sn_conv_geom geom(const Shape &s) {
-  sn_conv_geom g;
-  EXPECT_EQ(0, sn_conv_geom_init(&g, s.n, s.h, s.w, s.cin, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.pb,
-                                 s.pr, s.cout));
-  return g;
-}
-
-// Workspace with a NaN canary tail: the kernel must not touch past the advertised size.
-struct Workspace {
-  std::vector<float> buf;
-  size_t n;
-  explicit Workspace(size_t floats) : buf(floats + 64, NAN), n(floats) {}
-  float *data() { return buf.data(); }
-  bool canary_intact() const {
-    for (size_t i = n; i < buf.size(); ++i)
-      if (!std::isnan(buf[i])) return false;
-    return true;
-  }
-};
-
-// Sets SN_WINOGRAD (and SN_CONV_GEMM) for its lifetime: SN_WINOGRAD "1" = Winograd for every
-// 3x3 stride-1 geometry (also the small ones the size rule leaves to the other kernels), "0" =
-// never; SN_CONV_GEMM "1" = the packed GEMM for every forward and stride-1 backward-data pass.
-struct WinogradMode {
-  explicit WinogradMode(const char *v, const char *gemm = nullptr) {
-    setenv("SN_WINOGRAD", v, 1);
-    if (gemm) setenv("SN_CONV_GEMM", gemm, 1);
-  }
-  ~WinogradMode() {
-    unsetenv("SN_WINOGRAD");
-    unsetenv("SN_CONV_GEMM");
-  }
-};
-
-const Shape kShapes[] = {
-    // n  h   w  cin kh kw sh sw pt pl pb pr cout
-    {1, 9, 11, 3, 3, 3, 1, 1, 1, 1, 1, 1, 5},  // 3x3 same, odd sizes, Cin 3
-    {3, 7, 5, 5, 3, 3, 2, 2, 1, 1, 1, 1, 17},  // stride 2, batch 3, Cout 17
-    {3, 9, 9, 17, 3, 3, 2, 2, 0, 0, 1, 1, 8},  // Keras asymmetric pad (0,1), stride 2
-    {1, 15, 13, 3, 7, 7, 2, 2, 3, 3, 3, 3, 8}, // 7x7/2 stem-like
-    {2, 10, 10, 3, 7, 7, 2, 2, 0, 0, 0, 0, 4}, // Keras stem after ZeroPadding (valid)
-    {3, 9, 7, 17, 1, 1, 2, 2, 0, 0, 0, 0, 6},  // 1x1 strided (row gather)
-    {3, 5, 7, 17, 1, 1, 1, 1, 0, 0, 0, 0, 5},  // 1x1 stride 1 (sgemm in place)
-    {1, 6, 6, 5, 1, 1, 1, 1, 1, 0, 0, 1, 3},   // 1x1 padded: generic path
-    {2, 8, 6, 5, 3, 2, 1, 3, 2, 0, 1, 2, 7},   // non-square kernel, mixed strides/pads
-    {1, 5, 5, 5, 5, 5, 1, 1, 0, 0, 0, 0, 3},   // kernel = image: 1x1 output
-};
-
-std::string name(const Shape &s) {
-  char b[160];
-  snprintf(b, sizeof b, "n%d %dx%dx%d k%dx%d s%dx%d p%d,%d,%d,%d cout%d", s.n, s.h, s.w, s.cin,
-           s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.pb, s.pr, s.cout);
-  return b;
-}
-
-void check_forward(const Shape &s, uint64_t seed) {
-  SCOPED_TRACE(name(s));
-  sn_conv_geom g = geom(s);
-  const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
-  const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
-  fvec x = sntest::randn(nx, seed), w = sntest::randn(nw, seed + 1);
-  fvec b = sntest::randn(g.cout, seed + 2), r = sntest::randn(ny, seed + 3);
-  dvec xd = kcheck::to_d(x), wd = kcheck::to_d(w), bd = kcheck::to_d(b), rd = kcheck::to_d(r);
-  for (int variant = 0; variant < 4; ++variant) {
-    const bool use_b = variant & 1, use_r = variant & 2, relu = variant != 0;
-    SCOPED_TRACE("bias " + std::to_string(use_b) + " res " + std::to_string(use_r) + " relu " +
-                 std::to_string(relu));
-    dvec ref = conv_fwd(g, xd, wd, use_b ? &bd : nullptr, use_r ? &rd : nullptr, relu);
-    Workspace ws(sn_conv2d_forward_workspace(&g));
-    fvec y(ny, NAN), yr(ny, NAN);
-    sn_conv2d_forward(&g, x.data(), w.data(), use_b ? b.data() : nullptr,
-                      use_r ? r.data() : nullptr, relu, y.data(), ws.data());
-    EXPECT_TRUE(kcheck::close(y, ref, 2e-5));
-    EXPECT_TRUE(ws.canary_intact());
-    sn_conv2d_forward_ref(&g, x.data(), w.data(), use_b ? b.data() : nullptr,
-                          use_r ? r.data() : nullptr, relu, yr.data());
-    EXPECT_TRUE(kcheck::close(yr, ref, 2e-5));
-  }
-}
-
-void check_backward(const Shape &s, uint64_t seed) {
-  SCOPED_TRACE(name(s));
-  sn_conv_geom g = geom(s);
-  const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
-  const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
-  fvec x = sntest::randn(nx, seed), w = sntest::randn(nw, seed + 1),
-       dy = sntest::randn(ny, seed + 2);
-  dvec dxr, dwr, dbr;
-  conv_bwd(g, kcheck::to_d(x), kcheck::to_d(w), kcheck::to_d(dy), dxr, dwr, dbr);
-  Workspace ws(sn_conv2d_backward_workspace(&g));
-  fvec dx(nx, NAN), dw(nw, NAN), db(g.cout, NAN);
-  sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), ws.data());
-  EXPECT_TRUE(kcheck::close(dx, dxr, 2e-5));
-  EXPECT_TRUE(kcheck::close(dw, dwr, 2e-5));
-  EXPECT_TRUE(kcheck::close(db, dbr, 2e-5));
-  EXPECT_TRUE(ws.canary_intact());
-  // dx and db are optional; dw alone must be unchanged.
-  fvec dw2(nw, NAN);
-  sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), nullptr, dw2.data(), nullptr, ws.data());
-  EXPECT_TRUE(kcheck::close(dw2, dwr, 2e-5));
-  // Reference versions.
-  fvec dx3(nx, NAN), dw3(nw, NAN), db3(g.cout, NAN);
-  sn_conv2d_backward_ref(&g, x.data(), w.data(), dy.data(), dx3.data(), dw3.data(), db3.data());
-  EXPECT_TRUE(kcheck::close(dx3, dxr, 2e-5));
-  EXPECT_TRUE(kcheck::close(dw3, dwr, 2e-5));
-  EXPECT_TRUE(kcheck::close(db3, dbr, 2e-5));
-}
-
-} // namespace
+using namespace convcheck;
 
 TEST(KernelConv, GeomInit) {
   sn_conv_geom g;
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 2, 224, 224, 3, 7, 7, 2, 2, 3, 3, 3, 3, 64));
+  ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 2, 224, 224, 3, 7, 7, 2, 2, 3, 3, 3, 3, 64));
   EXPECT_EQ(112, g.oh);
   EXPECT_EQ(112, g.ow);
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 1, 56, 56, 64, 3, 3, 2, 2, 0, 0, 1, 1, 128)); // Keras (0,1)
+  ASSERT_EQ(
+      0, sn_conv_geom_init(&g, nullptr, 1, 56, 56, 64, 3, 3, 2, 2, 0, 0, 1, 1, 128)); // Keras (0,1)
   EXPECT_EQ(28, g.oh);
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 1, 7, 9, 4, 3, 3, 2, 2, 1, 1, 1, 1, 4));
+  ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 1, 7, 9, 4, 3, 3, 2, 2, 1, 1, 1, 1, 4));
   EXPECT_EQ(4, g.oh);
   EXPECT_EQ(5, g.ow);
-  EXPECT_EQ(-1, sn_conv_geom_init(&g, 1, 2, 2, 4, 3, 3, 1, 1, 0, 0, 0, 0, 4)); // empty output
-  EXPECT_EQ(-1, sn_conv_geom_init(&g, 0, 8, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4));
-  EXPECT_EQ(-1, sn_conv_geom_init(&g, 1, 8, 8, 4, 3, 3, 0, 1, 1, 1, 1, 1, 4));
-  EXPECT_EQ(-1, sn_conv_geom_init(&g, 1, 8, 8, 4, 3, 3, 1, 1, -1, 1, 1, 1, 4));
+  EXPECT_EQ(-1,
+            sn_conv_geom_init(&g, nullptr, 1, 2, 2, 4, 3, 3, 1, 1, 0, 0, 0, 0, 4)); // empty output
+  EXPECT_EQ(-1, sn_conv_geom_init(&g, nullptr, 0, 8, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4));
+  EXPECT_EQ(-1, sn_conv_geom_init(&g, nullptr, 1, 8, 8, 4, 3, 3, 0, 1, 1, 1, 1, 1, 4));
+  EXPECT_EQ(-1, sn_conv_geom_init(&g, nullptr, 1, 8, 8, 4, 3, 3, 1, 1, -1, 1, 1, 1, 4));
 }
 
 // Workspace: the largest need of the paths that may run (generic im2col + sgemm; direct;
@@ -216,17 +42,17 @@ TEST(KernelConv, GeomInit) {
 // and so are the packed weights (K * r16(Cout)) of the direct forward.
 TEST(KernelConv, WorkspaceFormula) {
   sn_conv_geom g;
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 8, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 256));
-  EXPECT_GE(sn_conv2d_forward_workspace(&g), (size_t)64 * 256);
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 8, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 20));
-  EXPECT_GE(sn_conv2d_forward_workspace(&g), (size_t)64 * 32);
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 8, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 64));
-  EXPECT_GE(sn_conv2d_forward_workspace(&g), (size_t)3136 * 576);
-  EXPECT_GE(sn_conv2d_backward_workspace(&g), (size_t)3136 * 576);
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, 512));
-  EXPECT_GE(sn_conv2d_forward_workspace(&g), (size_t)9 * 49 * 4608);
-  ASSERT_EQ(0, sn_conv_geom_init(&g, 3, 9, 9, 17, 3, 3, 2, 2, 1, 1, 1, 1, 20));
-  EXPECT_GE(sn_conv2d_backward_workspace(&g), (size_t)3 * 25 * 153);
+  ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 8, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 256));
+  EXPECT_GE(sn_conv_forward_workspace(&g), (size_t)64 * 256);
+  ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 8, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 20));
+  EXPECT_GE(sn_conv_forward_workspace(&g), (size_t)64 * 32);
+  ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 8, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 64));
+  EXPECT_GE(sn_conv_forward_workspace(&g), (size_t)3136 * 576);
+  EXPECT_GE(sn_conv_backward_workspace(&g), (size_t)3136 * 576);
+  ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 32, 7, 7, 512, 3, 3, 1, 1, 1, 1, 1, 1, 512));
+  EXPECT_GE(sn_conv_forward_workspace(&g), (size_t)9 * 49 * 4608);
+  ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 3, 9, 9, 17, 3, 3, 2, 2, 1, 1, 1, 1, 20));
+  EXPECT_GE(sn_conv_backward_workspace(&g), (size_t)3 * 25 * 153);
 }
 
 TEST(KernelConv, ForwardShapes) {
@@ -241,20 +67,6 @@ TEST(KernelConv, BackwardShapes) {
     check_backward(s, seed += 10);
 }
 
-// Batches larger than one im2col chunk: 32x32 with K = 2304 is one image per chunk; K = 864
-// gives two images per chunk, so n = 3 ends with a partial chunk.
-TEST(KernelConv, ChunkedBatch) {
-  const Shape big[] = {{3, 32, 32, 256, 3, 3, 1, 1, 1, 1, 1, 1, 4},
-                       {3, 32, 32, 96, 3, 3, 1, 1, 1, 1, 1, 1, 4}};
-  for (const Shape &s : big) {
-    sn_conv_geom g = geom(s);
-    const size_t per_image = (size_t)g.oh * g.ow * g.kh * g.kw * g.cin;
-    ASSERT_LT(sn_conv2d_forward_workspace(&g), per_image * g.n); // really chunked
-    check_forward(s, 300);
-    check_backward(s, 310);
-  }
-}
-
 // Finite differences of L = sum(dy * conv(x, w) + b) in double against the float kernel.
 // Run with the default algorithm choice and with Winograd (the 3x3 stride-1 shapes) and the
 // packed GEMM (the others) forced.
@@ -267,8 +79,7 @@ TEST(KernelConv, GradientFiniteDifferences) {
   for (int pass = 0; pass < 2; ++pass)
     for (const Shape &s : small) {
       SCOPED_TRACE(name(s) + (pass ? " winograd and gemm forced" : ""));
-      std::unique_ptr<WinogradMode> mode(pass ? new WinogradMode("1", "1") : nullptr);
-      sn_conv_geom g = geom(s);
+      sn_conv_geom g = geom(s, pass ? forced(kOn, kOn) : sn_kernel_opts{});
       const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
       const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
       fvec x = sntest::randn(nx, ++seed), w = sntest::randn(nw, ++seed);
@@ -284,10 +95,10 @@ TEST(KernelConv, GradientFiniteDifferences) {
       auto loss_b = [&](const dvec &v) {
         return kcheck::dot(dyd, conv_fwd(g, xd, wd, &v, nullptr, false));
       };
-      Workspace ws(sn_conv2d_backward_workspace(&g));
+      Workspace ws(sn_conv_backward_workspace(&g));
       fvec dx(nx), dw(nw), db(g.cout);
-      sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
-                         ws.data());
+      sn_conv_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
+                       ws.data());
       EXPECT_TRUE(kcheck::close(dx, kcheck::fd_grad(loss_x, xd, 1e-3), 2e-5));
       EXPECT_TRUE(kcheck::close(dw, kcheck::fd_grad(loss_w, wd, 1e-3), 2e-5));
       EXPECT_TRUE(kcheck::close(db, kcheck::fd_grad(loss_b, bd, 1e-3), 2e-5));
@@ -298,57 +109,16 @@ TEST(KernelConv, GradientFiniteDifferences) {
 TEST(KernelConv, ResidualBeforeRelu) {
   sn_conv_geom g = geom({1, 4, 4, 2, 1, 1, 1, 1, 0, 0, 0, 0, 2});
   fvec x(32, 1.0f), w = {1, 0, 0, 1}, r(32, -3.0f), y(32);
-  Workspace ws(sn_conv2d_forward_workspace(&g));
-  sn_conv2d_forward(&g, x.data(), w.data(), nullptr, r.data(), 1, y.data(), ws.data());
+  Workspace ws(sn_conv_forward_workspace(&g));
+  sn_conv_forward(&g, x.data(), w.data(), nullptr, r.data(), 1, y.data(), ws.data());
   for (float v : y)
     EXPECT_EQ(0.0f, v); // relu(1 - 3) = 0, not relu(1) - 3 = -2
   fvec b = {2.5f, 1.0f};
-  sn_conv2d_forward(&g, x.data(), w.data(), b.data(), r.data(), 1, y.data(), ws.data());
+  sn_conv_forward(&g, x.data(), w.data(), b.data(), r.data(), 1, y.data(), ws.data());
   for (int i = 0; i < 16; ++i) {
     EXPECT_FLOAT_EQ(0.5f, y[2 * i]);
     EXPECT_FLOAT_EQ(0.0f, y[2 * i + 1]);
   }
-}
-
-namespace {
-
-// Sets SN_NO_AVX512 for its lifetime (forces the generic im2col + sgemm path).
-struct GenericPath {
-  GenericPath() { setenv("SN_NO_AVX512", "1", 1); }
-  ~GenericPath() { unsetenv("SN_NO_AVX512"); }
-};
-
-// Shapes of the direct AVX-512 kernels' corner cases (conv_direct.c): column blocks of 64 with a
-// partial last vector, row tiles split unevenly (OW > 28), the constant-stride full tiles
-// (Cin*stride 16/32/64 with Cout 16/32), Cin = 1, pointwise rows longer than a tile, batch not a
-// multiple of the 8 chunks, batch 1, stride 2 (backward data by phases, some rows of the last
-// phase beyond dy), padding >= kernel, asymmetric padding, stride 3 > kernel 2 (phases without
-// taps: zero dx), stride 2 with an even kernel and more phase rows than dy rows.
-const Shape kDirectShapes[] = {
-    // n  h   w  cin kh kw sh sw pt pl pb pr cout
-    {11, 5, 30, 17, 3, 3, 1, 1, 1, 1, 1, 1, 70},  {2, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16},
-    {2, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32},  {2, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 32},
-    {2, 28, 28, 16, 3, 3, 2, 2, 1, 1, 1, 1, 32},  {3, 28, 28, 1, 3, 3, 1, 1, 1, 1, 1, 1, 16},
-    {2, 14, 14, 16, 1, 1, 2, 2, 0, 0, 0, 0, 32},  {2, 7, 9, 33, 1, 1, 1, 1, 0, 0, 0, 0, 50},
-    {9, 5, 6, 48, 3, 3, 1, 1, 1, 1, 1, 1, 48},    {1, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 64},
-    {1, 8, 8, 20, 3, 3, 1, 1, 0, 0, 2, 2, 24},    {2, 6, 7, 5, 3, 3, 1, 1, 3, 0, 0, 3, 19},
-    {3, 11, 10, 24, 5, 5, 2, 2, 2, 2, 2, 2, 130}, {2, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 128},
-    {2, 11, 10, 7, 2, 2, 3, 3, 1, 0, 1, 2, 9},    {3, 9, 8, 6, 4, 4, 2, 2, 3, 1, 0, 2, 5},
-    {2, 7, 7, 16, 1, 1, 2, 2, 1, 1, 1, 1, 16},
-};
-
-} // namespace
-
-TEST(KernelConv, DirectShapesForward) {
-  uint64_t seed = 500;
-  for (const Shape &s : kDirectShapes)
-    check_forward(s, seed += 10);
-}
-
-TEST(KernelConv, DirectShapesBackward) {
-  uint64_t seed = 600;
-  for (const Shape &s : kDirectShapes)
-    check_backward(s, seed += 10);
 }
 
 // The direct shapes again with Winograd forced where valid, with it off (the direct kernels
@@ -356,58 +126,13 @@ TEST(KernelConv, DirectShapesBackward) {
 TEST(KernelConv, DirectShapesWinogradForcedAndOff) {
   uint64_t seed = 900;
   for (int mode = 0; mode < 3; ++mode) {
-    WinogradMode m(mode == 0 ? "1" : "0", mode == 2 ? "1" : "0");
+    const sn_kernel_opts o = forced(mode == 0 ? kOn : kOff, mode == 2 ? kOn : kOff);
     SCOPED_TRACE("mode " + std::to_string(mode));
     for (const Shape &s : kDirectShapes) {
-      check_forward(s, seed += 10);
-      check_backward(s, seed += 10);
+      check_forward(s, seed += 10, o);
+      check_backward(s, seed += 10, o);
     }
   }
-}
-
-// Winograd F(2x2, 3x3) corner cases: odd output sizes (partial 2x2 tiles), padding 0 and 2 and
-// asymmetric (the flipped backward pass pads by 2 - p), channels not a multiple of 16 and more
-// than one 64-column block, several bands of tile rows per image (30x30 with 80 channels:
-// 51 tiles per band), batch 1 and batch 9 (uneven chunks). Same tolerance as direct: F(2x2)'s
-// transforms have coefficients 0, +-1, +-1/2 and add ~2x the rounding of a direct sum
-// (spec/KERNELS.md 4.1).
-TEST(KernelConv, WinogradShapes) {
-  WinogradMode force("1");
-  const Shape shapes[] = {
-      // n  h   w  cin kh kw sh sw pt pl pb pr cout
-      {1, 7, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8},    {9, 6, 5, 19, 3, 3, 1, 1, 1, 1, 1, 1, 21},
-      {2, 8, 7, 16, 3, 3, 1, 1, 0, 0, 0, 0, 16},  {2, 5, 6, 16, 3, 3, 1, 1, 2, 2, 2, 2, 24},
-      {2, 7, 8, 24, 3, 3, 1, 1, 0, 2, 1, 0, 70},  {2, 30, 30, 80, 3, 3, 1, 1, 1, 1, 1, 1, 80},
-      {5, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 128}, {3, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 130},
-  };
-  uint64_t seed = 1000;
-  for (const Shape &s : shapes) {
-    check_forward(s, seed += 10);
-    check_backward(s, seed += 10);
-  }
-}
-
-// Images whose x and dy exceed the weight gradient's sweep (1 MiB): bands of pixels of a
-// pointwise image, bands of output rows (stride 1 with Winograd off, and stride 2).
-TEST(KernelConv, WeightGradientBands) {
-  WinogradMode off("0");
-  const Shape shapes[] = {{1, 56, 56, 64, 1, 1, 1, 1, 0, 0, 0, 0, 256},
-                          {1, 48, 48, 96, 3, 3, 1, 1, 1, 1, 1, 1, 96},
-                          {1, 60, 60, 64, 3, 3, 2, 2, 1, 1, 1, 1, 80}};
-  uint64_t seed = 1100;
-  for (const Shape &s : shapes)
-    check_backward(s, seed += 10);
-}
-
-// The generic path (used without AVX-512) on the same shapes.
-TEST(KernelConv, GenericPathShapes) {
-  GenericPath generic;
-  uint64_t seed = 700;
-  for (const Shape &s : kDirectShapes) {
-    check_forward(s, seed += 10);
-    check_backward(s, seed += 10);
-  }
-  check_backward(kShapes[1], 790);
 }
 
 // Results do not depend on the thread count: each output (and each chunk's partial dW) is
@@ -420,22 +145,21 @@ TEST(KernelConv, SameResultsForAnyThreadCount) {
   // The third shape by Winograd (forced; the first by direct: 5 rows); the last
   // three by the packed GEMM (forward of the first two, backward data of the last) and the
   // large-weight gradient (> 64K weights: 4 chunks, blocks of images).
-  WinogradMode force("1");
   const int saved = omp_get_max_threads();
   for (const Shape &s : shapes) {
     SCOPED_TRACE(name(s));
-    sn_conv_geom g = geom(s);
+    sn_conv_geom g = geom(s, forced(kOn));
     const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
     const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
     fvec x = sntest::randn(nx, 800), w = sntest::randn(nw, 801), dy = sntest::randn(ny, 802);
     std::vector<fvec> outs;
     for (int t : {1, 2, 3}) {
       omp_set_num_threads(t);
-      Workspace wf(sn_conv2d_forward_workspace(&g)), wb(sn_conv2d_backward_workspace(&g));
+      Workspace wf(sn_conv_forward_workspace(&g)), wb(sn_conv_backward_workspace(&g));
       fvec y(ny), dx(nx), dw(nw), db(g.cout);
-      sn_conv2d_forward(&g, x.data(), w.data(), nullptr, nullptr, 0, y.data(), wf.data());
-      sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
-                         wb.data());
+      sn_conv_forward(&g, x.data(), w.data(), nullptr, nullptr, 0, y.data(), wf.data());
+      sn_conv_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
+                       wb.data());
       fvec all = y;
       all.insert(all.end(), dx.begin(), dx.end());
       all.insert(all.end(), dw.begin(), dw.end());
@@ -448,77 +172,8 @@ TEST(KernelConv, SameResultsForAnyThreadCount) {
   }
 }
 
-namespace {
-
-// Sets SN_CONV_WGRAD for its lifetime: "1" = the weight gradient by the packed GEMM (16x16
-// transposes of the im2col rows, dy's rows as B panels) for every geometry, "0" = never (the
-// direct weight-gradient tiles).
-struct WgradMode {
-  explicit WgradMode(const char *v) { setenv("SN_CONV_WGRAD", v, 1); }
-  ~WgradMode() { unsetenv("SN_CONV_WGRAD"); }
-};
-
-} // namespace
-
-// The packed-GEMM weight gradient forced on every shape above (Cin 1, 3, 5, 17: partial 16-row
-// transposes; Cout 3-130: partial 32-column panels; stride 2 and 3, padding >= kernel, asymmetric
-// padding: taps in the padding are zeros), on shapes with several pixel blocks and a partial last
-// one (N*OH*OW not a multiple of the block), dW row ranges longer than one packed chunk of A
-// (K = 9*64 = 576 rows) and more than 1024 columns; then every direct shape with it off.
-TEST(KernelConv, WeightGradientGemm) {
-  const Shape more[] = {
-      // n  h   w  cin kh kw sh sw pt pl pb pr cout
-      {3, 13, 11, 64, 3, 3, 1, 1, 1, 1, 1, 1, 40},  {1, 15, 17, 19, 3, 3, 2, 2, 1, 1, 1, 1, 33},
-      {2, 9, 9, 256, 1, 1, 1, 1, 0, 0, 0, 0, 1100}, {5, 7, 7, 48, 1, 1, 2, 2, 0, 0, 0, 0, 64},
-      {1, 23, 21, 3, 7, 7, 2, 2, 3, 3, 3, 3, 64},
-  };
-  uint64_t seed = 1300;
-  {
-    WgradMode on("1");
-    for (const Shape &s : kShapes)
-      check_backward(s, seed += 10);
-    for (const Shape &s : kDirectShapes)
-      check_backward(s, seed += 10);
-    for (const Shape &s : more)
-      check_backward(s, seed += 10);
-  }
-  WgradMode off("0");
-  for (const Shape &s : kDirectShapes)
-    check_backward(s, seed += 10);
-}
-
-// The packed-GEMM weight gradient gives the same bits for 1, 2 and 3 threads (the task split
-// changes with the thread count; every dW element is the same chain of FMAs over the same pixel
-// blocks).
-TEST(KernelConv, WeightGradientGemmAnyThreadCount) {
-  WgradMode on("1");
-  const Shape shapes[] = {{3, 13, 11, 64, 3, 3, 1, 1, 1, 1, 1, 1, 40},
-                          {2, 9, 9, 256, 1, 1, 1, 1, 0, 0, 0, 0, 1100},
-                          {4, 14, 14, 17, 3, 3, 2, 2, 1, 1, 1, 1, 70}};
-  const int saved = omp_get_max_threads();
-  for (const Shape &s : shapes) {
-    SCOPED_TRACE(name(s));
-    sn_conv_geom g = geom(s);
-    const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
-    const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
-    fvec x = sntest::randn(nx, 1400), dy = sntest::randn(ny, 1402), w = sntest::randn(nw, 1401);
-    std::vector<fvec> outs;
-    for (int t : {1, 2, 3}) {
-      omp_set_num_threads(t);
-      Workspace wb(sn_conv2d_backward_workspace(&g));
-      fvec dw(nw, NAN);
-      sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), nullptr, dw.data(), nullptr, wb.data());
-      EXPECT_TRUE(wb.canary_intact());
-      outs.push_back(dw);
-    }
-    omp_set_num_threads(saved);
-    for (size_t i = 1; i < outs.size(); ++i)
-      EXPECT_EQ(0, memcmp(outs[0].data(), outs[i].data(), outs[0].size() * sizeof(float)));
-  }
-}
-
-// sn_conv2d_backward_acc (dx += the input gradient in the direct kernels' output pass) against
-// sn_conv2d_backward into a separate buffer and then added: bitwise equal (float addition
+// sn_conv_backward_acc (dx += the input gradient in the direct kernels' output pass) against
+// sn_conv_backward into a separate buffer and then added: bitwise equal (float addition
 // commutes), with dW and db unchanged, on every direct shape (strides with tapless phases,
 // channels not a multiple of 16, batch 1) where the geometry's dx runs on the direct kernels.
 TEST(KernelConv, BackwardAccumulatesIntoDx) {
@@ -527,23 +182,164 @@ TEST(KernelConv, BackwardAccumulatesIntoDx) {
   for (const Shape &s : kDirectShapes) {
     SCOPED_TRACE(name(s));
     sn_conv_geom g = geom(s);
-    if (!sn_conv2d_backward_accumulates(&g)) continue;
+    if (!sn_conv_backward_accumulates(&g)) continue;
     ++accumulating;
     const size_t nx = (size_t)g.n * g.h * g.w * g.cin, nw = (size_t)g.kh * g.kw * g.cin * g.cout;
     const size_t ny = (size_t)g.n * g.oh * g.ow * g.cout;
     fvec x = sntest::randn(nx, seed += 10), w = sntest::randn(nw, seed + 1),
          dy = sntest::randn(ny, seed + 2), base = sntest::randn(nx, seed + 3);
-    Workspace ws(sn_conv2d_backward_workspace(&g));
+    Workspace ws(sn_conv_backward_workspace(&g));
     fvec dx(nx, NAN), dw(nw, NAN), db(g.cout, NAN);
-    sn_conv2d_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), ws.data());
+    sn_conv_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), ws.data());
     for (size_t i = 0; i < nx; ++i) dx[i] += base[i];
     fvec acc = base, dw2(nw, NAN), db2(g.cout, NAN);
-    sn_conv2d_backward_acc(&g, x.data(), w.data(), dy.data(), acc.data(), dw2.data(), db2.data(),
-                           ws.data());
+    sn_conv_backward_acc(&g, x.data(), w.data(), dy.data(), acc.data(), dw2.data(), db2.data(),
+                         ws.data());
     EXPECT_EQ(0, std::memcmp(dx.data(), acc.data(), nx * sizeof(float)));
     EXPECT_EQ(0, std::memcmp(dw.data(), dw2.data(), nw * sizeof(float)));
     EXPECT_EQ(0, std::memcmp(db.data(), db2.data(), g.cout * sizeof(float)));
     EXPECT_TRUE(ws.canary_intact());
   }
   if (sn_cpu_has_avx512()) EXPECT_GT(accumulating, 10);
+}
+
+// Thread counts other than the default 2 change the work split (1 thread: no split; 3 threads:
+// uneven ranges); the prepared workspace must also cover running with fewer threads.
+TEST(ConvImpl, ThreadCounts) {
+  if (!sn_cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+  const int saved = omp_get_max_threads();
+  const ImplShape g1 = {3, 19, 19, 300, 1, 1, 0, 0, 0, 0, 40};
+  const ImplShape g3 = {3, 13, 13, 17, 3, 2, 1, 1, 1, 1, 33};
+  const ImplShape w1 = {3, 29, 29, 64, 3, 1, 1, 1, 1, 1, 48};
+  const ImplShape w2 = {1, 14, 14, 48, 3, 1, 1, 1, 1, 1, 130};
+  for (int nt : {1, 3}) {
+    omp_set_num_threads(nt);
+    EXPECT_LE(run_case(g1, SN_CONV_GEMM, true, true, true, 3, 7), 2e-6) << nt;
+    EXPECT_LE(run_case(g3, SN_CONV_GEMM, true, true, true, 2, 8), 2e-6) << nt;
+    EXPECT_LE(run_case(w1, SN_CONV_WINOGRAD, true, true, true, 3, 9), 1e-5) << nt;
+    EXPECT_LE(run_case(w2, SN_CONV_WINOGRAD, true, true, true, 1, 10), 1e-5) << nt;
+    EXPECT_LE(run_case(w1, SN_CONV_WINOGRAD2, true, true, true, 3, 11), 2e-6) << nt;
+    EXPECT_LE(run_case(w2, SN_CONV_WINOGRAD2, true, true, true, 1, 12), 2e-6) << nt;
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST(ConvImpl, AutoChoosesByShape) {
+  const bool fast = sn_cpu_has_avx512();
+  // the direct tiles split a call by images: planned for at least as many images as threads
+  const int nt = omp_get_max_threads();
+  struct Want {
+    ImplShape s;
+    bool bias, res, relu;
+    int n_run;
+    double tol;
+    const char *fast_name;  // with AVX-512; "generic" without
+  };
+  const Want wants[] = {
+      {{1, 56, 56, 64, 3, 1, 1, 1, 1, 1, 64}, true, true, true, 1, 1e-5, "winograd4x4"},
+      // 14x14x256 (resnet50 layer 3): at batch 1 F(4x4) streams 9.4 MB of U for 16 tiles, and
+      // F(2x2) (4.2 MB) is cheaper; at batch 2 F(4x4) again, unless more than 2 threads share
+      // the streaming (the cost rule's DRAM rate stops growing at 2)
+      {{1, 14, 14, 256, 3, 1, 1, 1, 1, 1, 256}, true, false, true, 1, 1e-5, "winograd2x2"},
+      {{2, 14, 14, 256, 3, 1, 1, 1, 1, 1, 256}, true, false, true, 1, 1e-5,
+       nt > 2 ? "winograd2x2" : "winograd4x4"},
+      {{1, 7, 7, 64, 3, 1, 1, 1, 1, 1, 64}, true, false, true, 1, 2e-5, "im2col"},
+      {{2, 14, 14, 64, 1, 1, 0, 0, 0, 0, 256}, true, true, false, 2, 2e-5, "gemm1x1"},
+      {{2, 14, 14, 64, 1, 2, 0, 0, 0, 0, 128}, false, false, true, 2, 2e-5, "gemm1x1"},
+      {{1, 28, 28, 64, 3, 2, 1, 1, 1, 1, 64}, true, false, true, 1, 2e-5, "im2col"},
+      {{nt, 28, 28, 16, 3, 1, 1, 1, 1, 1, 16}, true, true, true, 2, 2e-5, "direct"},  // resnet20
+      {{nt, 28, 28, 16, 3, 2, 1, 1, 1, 1, 32}, true, false, true, 2, 2e-5, "direct"},
+      {{nt, 28, 28, 16, 1, 2, 0, 0, 0, 0, 32}, true, true, false, 2, 2e-5, "gemm1x1"},
+      {{nt, 64, 64, 3, 7, 2, 3, 3, 3, 3, 64}, true, false, true, 1, 2e-5, "direct"},  // RGB stem
+      {{1, 64, 64, 3, 7, 2, 3, 3, 3, 3, 64}, true, false, true, 1, 2e-5,
+       nt > 1 ? "im2col" : "direct"},  // at batch 1 the GEMM keeps both threads busy
+  };
+  uint64_t seed = 1;
+  for (const Want &w : wants) {
+    std::string name;
+    // n_run <= the planned batch (the resnet20 rows plan nt images: 1 with one thread)
+    const int n_run = w.n_run < w.s.n ? w.n_run : w.s.n;
+    EXPECT_LE(run_case(w.s, SN_CONV_AUTO, w.bias, w.res, w.relu, n_run, seed++, &name), w.tol)
+        << str(w.s);
+    EXPECT_EQ(name, fast ? w.fast_name : "generic") << str(w.s);
+  }
+}
+
+// sn_conv_impl_update repacks: after it the plan computes with the new weights and bias.
+TEST(ConvImpl, UpdateRepacks) {
+  for (sn_conv_algo algo : {SN_CONV_GENERIC, SN_CONV_GEMM, SN_CONV_WINOGRAD, SN_CONV_WINOGRAD2}) {
+    sn_conv_geom g;
+    ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, 2, 9, 9, 17, 3, 3, 1, 1, 1, 1, 1, 1, 20));
+    const size_t K = 9 * 17;
+    std::vector<float> x = sntest::randn(2 * 81 * 17, 1);
+    std::vector<float> w1 = sntest::randn(K * 20, 2, 0.1f), w2 = sntest::randn(K * 20, 3, 0.1f);
+    std::vector<float> b1 = sntest::randn(20, 4), b2 = sntest::randn(20, 5);
+    sn_conv_impl *c = nullptr;
+    ASSERT_EQ(0, sn_conv_prepare_algo(&g, w1.data(), b1.data(), algo, &c));
+    sn_conv_impl_update(c, w2.data(), b2.data());
+    std::vector<float> ws(sn_conv_impl_workspace(c) + 1), y(2 * 81 * 20), ref(y.size());
+    sn_conv_impl_forward(c, 2, x.data(), nullptr, 0, y.data(), ws.data());
+    sn_conv_forward_ref(&g, x.data(), w2.data(), b2.data(), nullptr, 0, ref.data());
+    EXPECT_LE(sntest::max_abs_diff(y.data(), ref.data(), y.size()),
+              1e-5 * sntest::max_abs(ref.data(), ref.size()))
+        << algo_name(algo);
+    sn_conv_impl_destroy(c);
+  }
+}
+
+TEST(ConvImpl, DestroyNull) { sn_conv_impl_destroy(nullptr); }
+
+// sn_conv_impl_forward_in (a batch norm's affine map and ReLU applied while the 1x1 input rows
+// are copied) against sn_bn_affine into a buffer, then sn_conv_impl_forward: bitwise equal, on
+// the unpadded 1x1 shapes: Cin not a multiple of 16, two K blocks (Cin 300), stride 2, wide N
+// (Cout 300: all row panels packed first), a batch of 1 (7x7: A packed once and shared), with
+// and without the ReLU, bias and residual; x holds negative values, -0 and a NaN.
+TEST(ConvImpl, InputMapEqualsAffineThenConv) {
+  if (!sn_cpu_has_avx512()) GTEST_SKIP() << "the map runs in the AVX-512 packed GEMM";
+  const ImplShape shapes[] = {
+      {3, 7, 7, 17, 1, 1, 0, 0, 0, 0, 33},   {3, 19, 19, 300, 1, 1, 0, 0, 0, 0, 40},
+      {3, 13, 13, 33, 1, 2, 0, 0, 0, 0, 17},  {2, 9, 9, 64, 1, 1, 0, 0, 0, 0, 300},
+      {1, 7, 7, 512, 1, 1, 0, 0, 0, 0, 128},
+  };
+  uint64_t seed = 700;
+  int cases = 0;
+  for (const ImplShape &s : shapes) {
+    sn_conv_geom g;
+    ASSERT_EQ(0, sn_conv_geom_init(&g, nullptr, s.n, s.h, s.w, s.cin, 1, 1, s.s, s.s, 0, 0, 0, 0,
+                                   s.cout));
+    ASSERT_TRUE(sn_conv_impl_input_map_ok(&g)) << str(s);
+    const size_t rows = (size_t)s.n * s.h * s.w, ny = (size_t)s.n * g.oh * g.ow * s.cout;
+    std::vector<float> x = sntest::randn(rows * s.cin, seed += 10);
+    x[1] = -0.0f;
+    x[2] = NAN;
+    std::vector<float> w = sntest::randn((size_t)s.cin * s.cout, seed + 1, 0.1f);
+    std::vector<float> b = sntest::randn(s.cout, seed + 2, 0.1f);
+    std::vector<float> res = sntest::randn(ny, seed + 3);
+    std::vector<float> scale = sntest::randn(s.cin, seed + 4), shift = sntest::randn(s.cin, seed + 5);
+    sn_conv_impl *c = nullptr;
+    ASSERT_EQ(0, sn_conv_prepare(&g, w.data(), b.data(), &c));
+    std::vector<float> ws(sn_conv_impl_workspace(c));
+    for (int bn_relu = 0; bn_relu < 2; ++bn_relu)
+      for (const Epi &e : kEpis) {
+        SCOPED_TRACE(str(s) + " bn relu " + std::to_string(bn_relu) + " res " +
+                     std::to_string(e.res) + " relu " + std::to_string(e.relu));
+        std::vector<float> xm(x.size()), y1(ny, 1.0f), y2(ny, 2.0f);
+        sn_bn_affine(0, x.data(), rows, s.cin, scale.data(), shift.data(), bn_relu, xm.data());
+        sn_conv_impl_forward(c, s.n, xm.data(), e.res ? res.data() : nullptr, e.relu, y1.data(),
+                             ws.data());
+        const sn_conv_in in = {scale.data(), shift.data(), bn_relu};
+        sn_conv_impl_forward_in(c, s.n, x.data(), &in, e.res ? res.data() : nullptr, e.relu,
+                                y2.data(), ws.data());
+        EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), ny * sizeof(float)));
+        ++cases;
+      }
+    sn_conv_impl_destroy(c);
+  }
+  EXPECT_EQ(cases, 5 * 2 * 4);
+  // not for padded or 3x3 convolutions (the planner checks this before fusing)
+  sn_conv_geom g3;
+  ASSERT_EQ(0, sn_conv_geom_init(&g3, nullptr, 1, 7, 7, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16));
+  EXPECT_FALSE(sn_conv_impl_input_map_ok(&g3));
+  ASSERT_EQ(0, sn_conv_geom_init(&g3, nullptr, 1, 7, 7, 16, 1, 1, 1, 1, 1, 1, 1, 1, 16));
+  EXPECT_FALSE(sn_conv_impl_input_map_ok(&g3));
 }

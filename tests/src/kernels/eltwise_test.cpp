@@ -21,18 +21,18 @@ using kcheck::fvec;
 TEST(KernelEltwise, ReluForwardBackward) {
   const size_t n = 100003; // odd, and large enough for the parallel path
   fvec x = kcheck::distinct(n, 1, 1e-2f), y(n, NAN);
-  sn_relu_forward(x.data(), n, y.data());
+  sn_relu_forward(kcheck::kSimd, x.data(), n, y.data());
   for (size_t i = 0; i < n; ++i)
     ASSERT_EQ(x[i] > 0 ? x[i] : 0.0f, y[i]) << i;
   fvec z = x;
-  sn_relu_forward(z.data(), n, z.data()); // in place
+  sn_relu_forward(kcheck::kSimd, z.data(), n, z.data()); // in place
   EXPECT_EQ(y, z);
 
   // Gradient: small case by finite differences of sum(dy * relu(x)).
   const size_t m = 257;
   fvec xs = kcheck::distinct(m, 2, 1e-2f), ys(m), dy = sntest::randn(m, 3), dx(m, NAN);
-  sn_relu_forward(xs.data(), m, ys.data());
-  sn_relu_backward(ys.data(), dy.data(), m, dx.data());
+  sn_relu_forward(kcheck::kSimd, xs.data(), m, ys.data());
+  sn_relu_backward(kcheck::kSimd, ys.data(), dy.data(), m, dx.data());
   const dvec dyd = kcheck::to_d(dy);
   auto loss = [&](const dvec &v) {
     double s = 0;
@@ -42,25 +42,25 @@ TEST(KernelEltwise, ReluForwardBackward) {
   };
   EXPECT_TRUE(kcheck::close(dx, kcheck::fd_grad(loss, kcheck::to_d(xs), 1e-3), 1e-6));
   fvec d2 = dy;
-  sn_relu_backward(ys.data(), d2.data(), m, d2.data()); // dx aliases dy
+  sn_relu_backward(kcheck::kSimd, ys.data(), d2.data(), m, d2.data()); // dx aliases dy
   EXPECT_EQ(dx, d2);
   // Gradient at exactly 0 is 0 (PyTorch convention).
   float y0 = 0.0f, g0 = 1.0f, r0 = NAN;
-  sn_relu_backward(&y0, &g0, 1, &r0);
+  sn_relu_backward(kcheck::kSimd, &y0, &g0, 1, &r0);
   EXPECT_EQ(0.0f, r0);
 }
 
 TEST(KernelEltwise, Add) {
   const size_t n = 70001;
   fvec a = sntest::randn(n, 4), b = sntest::randn(n, 5), y(n, NAN), yr(n, NAN);
-  sn_add_forward(a.data(), b.data(), n, 0, y.data());
-  sn_add_forward(a.data(), b.data(), n, 1, yr.data());
+  sn_add_forward(kcheck::kSimd, a.data(), b.data(), n, 0, y.data());
+  sn_add_forward(kcheck::kSimd, a.data(), b.data(), n, 1, yr.data());
   for (size_t i = 0; i < n; ++i) {
     const float s = a[i] + b[i];
     ASSERT_EQ(s, y[i]);
     ASSERT_EQ(s > 0 ? s : 0.0f, yr[i]);
   }
-  sn_add_forward(a.data(), b.data(), n, 0, a.data()); // y aliases a
+  sn_add_forward(kcheck::kSimd, a.data(), b.data(), n, 0, a.data()); // y aliases a
   EXPECT_EQ(y, a);
 }
 
@@ -126,18 +126,15 @@ TEST(KernelEltwise, SimdMatchesPortable) {
     SCOPED_TRACE(n);
     fvec x = sntest::randn(n, 60), b = sntest::randn(n, 61), dy = sntest::randn(n, 62);
     if (n > 3) x[3] = NAN; // ReLU backward at NaN: 0 in both
-    auto run = [&]() {
+    auto run = [&](int portable) {
       std::vector<fvec> o(4, fvec(n));
-      sn_relu_forward(x.data(), n, o[0].data());
-      sn_relu_backward(x.data(), dy.data(), n, o[1].data());
-      sn_add_forward(x.data(), b.data(), n, 0, o[2].data());
-      sn_add_forward(x.data(), b.data(), n, 1, o[3].data());
+      sn_relu_forward(portable, x.data(), n, o[0].data());
+      sn_relu_backward(portable, x.data(), dy.data(), n, o[1].data());
+      sn_add_forward(portable, x.data(), b.data(), n, 0, o[2].data());
+      sn_add_forward(portable, x.data(), b.data(), n, 1, o[3].data());
       return o;
     };
-    std::vector<fvec> fast = run();
-    setenv("SN_NO_AVX512", "1", 1);
-    std::vector<fvec> portable = run();
-    unsetenv("SN_NO_AVX512");
+    std::vector<fvec> fast = run(kcheck::kSimd), portable = run(kcheck::kPortable);
     for (int k = 0; k < 4; ++k)
       EXPECT_EQ(0, memcmp(fast[k].data(), portable[k].data(), n * sizeof(float))) << k;
   }
@@ -154,11 +151,10 @@ TEST(KernelEltwise, ReluBackwardAccumulate) {
     for (size_t i = 0; i < n; ++i)
       ref[i] = base[i] + (y[i] > 0 ? dy[i] : 0.0f);
     for (int simd = 1; simd >= 0; --simd) {
-      if (!simd) setenv("SN_NO_AVX512", "1", 1);
+      const int portable = !simd;
       fvec dx = base;
-      sn_relu_backward_acc(y.data(), dy.data(), n, dx.data());
+      sn_relu_backward_acc(portable, y.data(), dy.data(), n, dx.data());
       EXPECT_EQ(0, memcmp(ref.data(), dx.data(), n * sizeof(float))) << "simd " << simd;
-      if (!simd) unsetenv("SN_NO_AVX512");
     }
   }
 }

@@ -20,6 +20,10 @@ namespace kcheck {
 using dvec = std::vector<double>;
 using fvec = std::vector<float>;
 
+// The `portable` argument of the kernels that have an AVX-512 body: kSimd runs that body where
+// the CPU has it (the default), kPortable the portable one.
+constexpr int kSimd = 0, kPortable = 1;
+
 inline dvec to_d(const fvec &v) { return dvec(v.begin(), v.end()); }
 inline fvec to_f(const dvec &v) { return fvec(v.begin(), v.end()); }
 

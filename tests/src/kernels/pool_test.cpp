@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "kernel_check.h"
-#include "kernels/conv_fast.h"
 #include "kernels.h"
 #include "test_util.h"
 
@@ -120,8 +119,8 @@ TEST(KernelPool, MaxForwardArgmax) {
     fvec x = sntest::randn(nx, ++seed);
     fvec y(ny, NAN), y2(ny, NAN);
     std::vector<int32_t> am(ny, -7);
-    sn_maxpool_forward(&g, x.data(), y.data(), am.data());
-    sn_maxpool_forward(&g, x.data(), y2.data(), nullptr);  // argmax optional
+    sn_maxpool_forward(kcheck::kSimd, &g, x.data(), y.data(), am.data());
+    sn_maxpool_forward(kcheck::kSimd, &g, x.data(), y2.data(), nullptr); // argmax optional
     EXPECT_EQ(y, y2);
     const dvec ref = maxpool_ref(g, kcheck::to_d(x));
     const size_t img = (size_t)g.h * g.w * g.c, opix = (size_t)g.oh * g.ow * g.c;
@@ -151,7 +150,7 @@ TEST(KernelPool, MaxPaddingSemantics) {
     sn_pool_geom g = geom({1, h, w, c, 3, 3, 2, 2, 1, 1, 1, 1, zero});
     fvec y((size_t)g.oh * g.ow * c);
     std::vector<int32_t> am(y.size());
-    sn_maxpool_forward(&g, x.data(), y.data(), am.data());
+    sn_maxpool_forward(kcheck::kSimd, &g, x.data(), y.data(), am.data());
     // Output (0,0) covers rows/cols -1..1: padded for zero = 1, else max of x[0..1][0..1].
     if (zero) {
       EXPECT_EQ(0.0f, y[0]);
@@ -170,7 +169,7 @@ TEST(KernelPool, MaxPaddingSemantics) {
   sn_pool_geom g = geom({1, h, w, c, 3, 3, 2, 2, 1, 1, 1, 1, 1});
   std::vector<int32_t> am((size_t)g.oh * g.ow * c);
   fvec y(am.size());
-  sn_maxpool_forward(&g, xp.data(), y.data(), am.data());
+  sn_maxpool_forward(kcheck::kSimd, &g, xp.data(), y.data(), am.data());
   for (int32_t a : am) EXPECT_GE(a, 0);
 
   // Ties go to the first cell in window order (PyTorch and TensorFlow): on an all-zero input
@@ -180,7 +179,7 @@ TEST(KernelPool, MaxPaddingSemantics) {
     sn_pool_geom gz = geom({1, h, w, c, 3, 3, 2, 2, 1, 1, 1, 1, zero});
     std::vector<int32_t> az((size_t)gz.oh * gz.ow * c);
     fvec yz(az.size());
-    sn_maxpool_forward(&gz, z.data(), yz.data(), az.data());
+    sn_maxpool_forward(kcheck::kSimd, &gz, z.data(), yz.data(), az.data());
     EXPECT_EQ(zero ? -1 : 0, az[0]);                  // output (0,0), channel 0
     EXPECT_EQ(zero ? -1 : 1, az[1]);                  // channel 1
     EXPECT_EQ((1 * w + 1) * c, az[(1 * gz.ow + 1) * c]);  // output (1,1): window starts at (1,1)
@@ -197,8 +196,8 @@ TEST(KernelPool, MaxBackwardFiniteDifferences) {
     fvec x = kcheck::distinct(nx, ++seed, 1e-2f);
     fvec y(ny), dy = sntest::randn(ny, ++seed), dx(nx, NAN);
     std::vector<int32_t> am(ny);
-    sn_maxpool_forward(&g, x.data(), y.data(), am.data());
-    sn_maxpool_backward(&g, am.data(), dy.data(), dx.data());
+    sn_maxpool_forward(kcheck::kSimd, &g, x.data(), y.data(), am.data());
+    sn_maxpool_backward(kcheck::kSimd, &g, am.data(), dy.data(), dx.data());
     const dvec dyd = kcheck::to_d(dy);
     auto loss = [&](const dvec &v) { return kcheck::dot(dyd, maxpool_ref(g, v)); };
     EXPECT_TRUE(kcheck::close(dx, kcheck::fd_grad(loss, kcheck::to_d(x), 1e-4), 1e-6));
@@ -299,15 +298,14 @@ TEST(KernelPool, MaxAvx512MatchesPortable) {
     fvec y[2], dx[2], yi[2];
     std::vector<int32_t> am[2];
     for (int simd = 1; simd >= 0; --simd) {
-      if (!simd) setenv("SN_NO_AVX512", "1", 1);
+      const int portable = !simd;
       y[simd].assign(ny, -5.0f);
       yi[simd].assign(ny, -6.0f);
       am[simd].assign(ny, -7);
       dx[simd].assign(nx, -5.0f);
-      sn_maxpool_forward(&g, x.data(), y[simd].data(), am[simd].data());
-      sn_maxpool_forward(&g, x.data(), yi[simd].data(), nullptr);  // inference: no argmax
-      sn_maxpool_backward(&g, am[simd].data(), dy.data(), dx[simd].data());
-      if (!simd) unsetenv("SN_NO_AVX512");
+      sn_maxpool_forward(portable, &g, x.data(), y[simd].data(), am[simd].data());
+      sn_maxpool_forward(portable, &g, x.data(), yi[simd].data(), nullptr); // inference: no argmax
+      sn_maxpool_backward(portable, &g, am[simd].data(), dy.data(), dx[simd].data());
     }
     ASSERT_EQ(0, std::memcmp(y[0].data(), y[1].data(), ny * sizeof(float)));
     ASSERT_EQ(0, std::memcmp(yi[1].data(), y[1].data(), ny * sizeof(float)));

@@ -10,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "kernels/conv_fast.h"
 #include "net_impl.h"
 #include "shardnet.h"
 #include "test_util.h"
@@ -285,17 +284,21 @@ TEST(TrainFusion, BatchNormIntoAddEqualsTwoPasses) {
 // SN_FUSE_BNCONV (net.c fuse_bn_into_convs): a batch norm read only by a padded convolution on
 // the direct kernels leaves its normalize pass (and fused ReLU) to that convolution, which applies
 // it as it copies each image into its padded buffer, in the forward pass and for the weight
-// gradient. The steps are bitwise those of the separate pass. With SN_CONV_WGRAD=1 (the weight
+// gradient. The steps are bitwise those of the separate pass. With conv_wgrad on (the weight
 // gradient on the packed GEMM, which reads the input in place) the convolutions refuse the map
 // at call time and the batch norms write their outputs as before: bitwise the same again.
 TEST(TrainFusion, BatchNormIntoConvInputEqualsSeparatePass) {
   for (int forced_gemm = 0; forced_gemm < 2; ++forced_gemm) {
-    if (forced_gemm) setenv("SN_CONV_WGRAD", "1", 1);
     for (const Case &k : kCases) {
-      SCOPED_TRACE(std::string(k.arch) + (forced_gemm ? " SN_CONV_WGRAD=1" : ""));
+      SCOPED_TRACE(std::string(k.arch) + (forced_gemm ? " conv_wgrad on" : ""));
       sn_net *a = make(k), *b = make(k);
       ASSERT_NE(a, nullptr);
       ASSERT_NE(b, nullptr);
+      for (sn_net *net : {a, b}) {
+        sn_engine_options o = *sn_net_options(net);
+        o.conv_wgrad = forced_gemm ? SN_CHOICE_ON : SN_CHOICE_AUTO;
+        ASSERT_EQ(sn_net_set_options(net, &o), SN_OK) << sn_last_error();
+      }
       const int n = 4;
       ASSERT_EQ(sn_net_plan_fused(a, n, 1, SN_FUSE_ALL), SN_OK) << sn_last_error();
       ASSERT_EQ(sn_net_plan_fused(b, n, 1, SN_FUSE_ALL & ~SN_FUSE_BNCONV), SN_OK)
@@ -320,6 +323,5 @@ TEST(TrainFusion, BatchNormIntoConvInputEqualsSeparatePass) {
       EXPECT_EQ(active, marked);  // planned at this batch: every mark is taken
       expect_same_steps(a, b, k, n, 90);
     }
-    if (forced_gemm) unsetenv("SN_CONV_WGRAD");
   }
 }

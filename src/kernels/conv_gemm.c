@@ -1,5 +1,6 @@
-/* gemm_avx512.c - packed AVX-512 GEMM with a fused epilogue, and convolution on top of it
- * (A rows copied from x for unpadded 1x1, built by im2col otherwise). See conv_fast.h.
+/* conv_gemm.c - convolution as a packed AVX-512 GEMM (conv_gemm.h): A rows copied from x for
+ * unpadded 1x1, built by im2col otherwise; B the packed weights; the GEMM block of
+ * conv_gemm_block.c with bias, residual and ReLU fused into its epilogue.
  *
  * One task = a block of rows x a range of column panels. For each K block (kc <= SN_KC):
  *   narrow N (B block (kc, ncols) <= 256 KiB, stays in L2): for each row panel: copy its 14 rows
@@ -7,45 +8,47 @@
  *     interior panels skip the copy (row-direct kernel reading x in place);
  *   wide N: copy all row panels of the block (<= 512 KiB, L2), then for each column panel (B
  *     panel (kc, 32) stays in L1) run every row panel.
- * Threads split the rows when there are enough of them, else the column panels (plan_conv). */
+ * Threads split the rows when there are enough of them, else the column panels (plan_conv).
+ *
+ * Training: the forward pass and the stride-1 backward-data pass (the forward pass of dy with the
+ * flipped kernel) pack the weights into the workspace per call, then run the inference path
+ * above; the direct tiles stream the whole weight block per row tile, which does not fit in L2
+ * when K is large. Each output is accumulated by one task over the K blocks in order:
+ * deterministic for any thread count.
+ *
+ * Weight gradient: dW (K, Cout) = sum over blocks of kc output pixels of A (K, kc) . B (kc, Cout),
+ * A the im2col matrix transposed (row k = (ky, kx, ci): channel ci of tap (ky, kx) under each of
+ * the block's pixels, zero where the tap falls in the padding) and B the block's rows of dy. A
+ * task is a range of dW's rows x a range of its columns; it sweeps the pixel blocks in order,
+ * packing its columns of dy into B panels (kc, SN_NR) and, per chunk of <= SN_WG_MC rows, its rows
+ * of A by 16x16 transposes of the pixels' channel runs (SN_LDA-strided panels of SN_MR rows), then
+ * runs the GEMM block, accumulating into dW. Each element of dW is the same chain of FMAs
+ * whatever the split: independent of the thread count. */
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "conv_fast.h"
+#include "conv_gemm.h"
+#include "conv_gemm_block.h"
+#include "conv_util.h"
 
 #define SN_A_BLOCK_FLOATS 131072 /* packed A block <= 512 KiB, in L2 */
 #define SN_NARROW_N 256          /* column count up to which a task runs panel by panel */
-#define SN_ROWS_LDA 6            /* Cin * stride of the row-direct kernel (RGB stem, stride 2) */
-
-static int imin(int a, int b) { return a < b ? a : b; }
-static int imax(int a, int b) { return a > b ? a : b; }
-static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 /* ------------------------------------------------------------ portable parts (no AVX-512) */
 
-int sn_gemm_kc(int k) {
-  int nkb = ceil_div(k, SN_KC);
-  return imin(k, (ceil_div(k, nkb) + 15) / 16 * 16);
+size_t sn_conv_gemm_weights_floats(const sn_conv_geom *g) {
+  return sn_conv_gemm_packb_floats(g->kh * g->kw * g->cin, g->cout);
 }
 
-size_t sn_gemm_packb_floats(int k, int n) {
-  return (size_t)ceil_div(n, SN_NR) * SN_NR * (size_t)k;
+void sn_conv_gemm_pack_weights(const sn_conv_geom *g, const float *w, float *bp) {
+  sn_conv_gemm_packb(g->kh * g->kw * g->cin, g->cout, w, (size_t)g->cout, bp);
 }
 
-void sn_gemm_packb(int k, int n, const float *b, size_t ldb, float *bp) {
-  int kc = sn_gemm_kc(k), npan = ceil_div(n, SN_NR);
-  for (int k0 = 0; k0 < k; k0 += kc) {
-    int kcur = imin(kc, k - k0);
-    for (int j = 0; j < npan; j++) {
-      float *p = (float *)sn_gemm_bblock(bp, npan, k0) + (size_t)j * kcur * SN_NR;
-      int nj = imin(SN_NR, n - j * SN_NR);
-      for (int kk = 0; kk < kcur; kk++)
-        for (int q = 0; q < SN_NR; q++)
-          p[(size_t)kk * SN_NR + q] = q < nj ? b[(k0 + kk) * ldb + j * SN_NR + q] : 0.0f;
-    }
-  }
+int sn_conv_gemm_single_kblock(const sn_conv_geom *g) {
+  const int k = g->kh * g->kw * g->cin;
+  return sn_conv_gemm_kc(k) == k;
 }
 
 /* Blocking of one conv-as-GEMM call. Two ways to split the work over threads:
@@ -71,7 +74,7 @@ static void plan_conv(const sn_conv_geom *g, int nt, gemm_plan *p) {
   p->m = g->n * g->oh * g->ow;
   p->k = g->kh * g->kw * g->cin;
   p->n = g->cout;
-  p->kc = sn_gemm_kc(p->k);
+  p->kc = sn_conv_gemm_kc(p->k);
   p->nkb = ceil_div(p->k, p->kc);
   p->direct = g->kh == 1 && g->kw == 1 && g->pt == 0 && g->pl == 0 && g->pb == 0 && g->pr == 0;
   p->rowdirect = g->cin * g->sw == SN_ROWS_LDA && p->nkb == 1 && !p->direct;
@@ -82,11 +85,11 @@ static void plan_conv(const sn_conv_geom *g, int nt, gemm_plan *p) {
   size_t abytes = (size_t)p->mp * p->nkb * SN_PANEL * sizeof(float);
   p->nsplit = imin(npan, abytes > (512u << 10) ? nt : 4 * nt);
   /* rows: panels per task such that the threads get equal shares (the busiest thread's
-   * ceil(tasks / nt) * ppb panels as small as possible; batch 1 at 14x14 used to be 5 tasks of
-   * 3 panels, 9 on one thread and 5 on the other), then the number of tasks nearest to 3 per
+   * ceil(tasks / nt) * ppb panels as small as possible: at batch 1 at 14x14, 5 tasks of 3 panels
+   * would put 9 on one thread and 5 on the other), then the number of tasks nearest to 3 per
    * thread (1 per thread when B's K block does not fit L2: every task streams it), then the
    * larger ppb. At least 2 panels per task when there are enough: the second and third panels
-   * prefetch the weights the next ones need (gemm_block, conv_task). */
+   * prefetch the weights the next ones need (the GEMM block, conv_task). */
   int want = (size_t)p->kc * p->n * sizeof(float) <= (1u << 20) ? 3 * nt : nt;
   int lo = p->mp >= 2 * nt ? 2 : 1, hi = imax(lo, imin(max_panels_per_block(), ceil_div(p->mp, nt)));
   int best = hi, best_load = INT32_MAX, best_dist = INT32_MAX;
@@ -109,7 +112,7 @@ static size_t rows_thread_ws(const sn_conv_geom *g) {
   return (size_t)imin(mp, max_panels_per_block()) * SN_PANEL + 16;
 }
 
-size_t sn_gemm_conv_workspace(const sn_conv_geom *g, int nthreads) {
+size_t sn_conv_gemm_packed_workspace(const sn_conv_geom *g, int nthreads) {
   int nt = imax(1, nthreads);
   gemm_plan p;
   plan_conv(g, nt, &p);
@@ -124,36 +127,18 @@ size_t sn_gemm_conv_workspace(const sn_conv_geom *g, int nthreads) {
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
 #include <immintrin.h>
 
-static inline __mmask16 tail_mask(int n) { return (__mmask16)((1u << n) - 1); }
-
-/* d[0, n) = s[0, n), n small (a few vectors). */
-static inline void copy_f(float *d, const float *s, int n) {
-  int i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(d + i, _mm512_loadu_ps(s + i));
-  if (i < n) {
-    __mmask16 m = tail_mask(n - i);
-    _mm512_mask_storeu_ps(d + i, m, _mm512_maskz_loadu_ps(m, s + i));
-  }
-}
-
 /* d = act(s * scale + shift), n floats: the operations of sn_bn_affine (bn.c
  * affine_rows_avx512 without a mean: one FMA, then max(v, 0)), so bitwise its output. */
 static inline void map_f(float *d, const float *s, int n, const float *scale, const float *shift,
                          int relu) {
   const __m512 z = _mm512_setzero_ps();
   for (int j = 0; j < n; j += 16) {
-    const __mmask16 k = tail_mask(n - j < 16 ? n - j : 16);
+    const __mmask16 k = lane_mask(n - j < 16 ? n - j : 16);
     __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, s + j), _mm512_maskz_loadu_ps(k, scale + j),
                                _mm512_maskz_loadu_ps(k, shift + j));
     if (relu) v = _mm512_max_ps(v, z);
     _mm512_mask_storeu_ps(d + j, k, v);
   }
-}
-
-static inline void zero_f(float *d, int n) {
-  int i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(d + i, _mm512_setzero_ps());
-  if (i < n) _mm512_mask_storeu_ps(d + i, tail_mask(n - i), _mm512_setzero_ps());
 }
 
 /* Row m of the im2col matrix (K = KH*KW*Cin in HWIO order), columns [k0, k0 + kc), into dst.
@@ -184,105 +169,6 @@ static void im2col_row(const sn_conv_geom *g, const float *x, int m, int k0, int
   }
 }
 
-static inline __mmask16 col_mask(int n) {
-  return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
-}
-
-/* Micro-kernel pieces, inlined with constant MRC (rows) and LDAC (A row stride) so that the 28
- * accumulators live in registers and every broadcast is a constant offset. */
-static inline __attribute__((always_inline)) void uk_zero(const int MRC, __m512 *c0, __m512 *c1,
-                                                          const float *c, size_t ldc,
-                                                          const float *res, size_t ldr) {
-#pragma GCC unroll 14
-  for (int r = 0; r < MRC; r++) {
-    c0[r] = _mm512_setzero_ps();
-    c1[r] = _mm512_setzero_ps();
-    /* the C (and residual) lines the epilogue touches arrive during the k loop */
-    _mm_prefetch((const char *)(c + (size_t)r * ldc), _MM_HINT_T0);
-    _mm_prefetch((const char *)(c + (size_t)r * ldc + 16), _MM_HINT_T0);
-    if (res) {
-      _mm_prefetch((const char *)(res + (size_t)r * ldr), _MM_HINT_T0);
-      _mm_prefetch((const char *)(res + (size_t)r * ldr + 16), _MM_HINT_T0);
-    }
-  }
-}
-
-/* acc (MRC, 32) += a (MRC, kc; row stride LDAC) . b (kc, SN_NR). With pfl = 1 or 2, also
- * prefetches into L2 pfl cache lines per k step from pf onwards (see sn_gemm_block_avx512). */
-static inline __attribute__((always_inline)) void uk_loop(const int MRC, const int LDAC, int kc,
-                                                          const float *restrict a,
-                                                          const float *restrict b, __m512 *c0,
-                                                          __m512 *c1, const float *pf, int pfl) {
-  for (int k = 0; k < kc; k++) {
-    __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-    if (pfl) {
-      _mm_prefetch((const char *)pf, _MM_HINT_T1);
-      if (pfl == 2) _mm_prefetch((const char *)(pf + 16), _MM_HINT_T1);
-      pf += 16 * pfl;
-    }
-#pragma GCC unroll 14
-    for (int r = 0; r < MRC; r++) {
-      __m512 av = _mm512_set1_ps(a[r * LDAC]);
-      c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
-      c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
-    }
-    a++;
-    b += SN_NR;
-  }
-}
-
-/* C (MRC rows, n <= 32 cols) = [C +] acc, then the epilogue act(. + bias + res). */
-static inline __attribute__((always_inline)) void uk_store(const int MRC, const __m512 *c0,
-                                                           const __m512 *c1, int n, float *c,
-                                                           size_t ldc, int flags,
-                                                           const float *bias, const float *res,
-                                                           size_t ldr, int relu) {
-  __mmask16 m0 = col_mask(n), m1 = col_mask(n - 16);
-  __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-  if ((flags & SN_GEMM_EPI) && bias) {
-    bias0 = _mm512_maskz_loadu_ps(m0, bias);
-    bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
-  }
-  const __m512 zero = _mm512_setzero_ps();
-#pragma GCC unroll 14
-  for (int r = 0; r < MRC; r++) {
-    float *cr = c + (size_t)r * ldc;
-    __m512 v0 = c0[r], v1 = c1[r];
-    if (flags & SN_GEMM_ACC) {
-      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
-      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
-    }
-    if (flags & SN_GEMM_EPI) {
-      v0 = _mm512_add_ps(v0, bias0);
-      v1 = _mm512_add_ps(v1, bias1);
-      if (res) {
-        const float *rr = res + (size_t)r * ldr;
-        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, rr));
-        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, rr + 16));
-      }
-      if (relu) {
-        v0 = _mm512_max_ps(v0, zero);
-        v1 = _mm512_max_ps(v1, zero);
-      }
-    }
-    _mm512_mask_storeu_ps(cr, m0, v0);
-    _mm512_mask_storeu_ps(cr + 16, m1, v1);
-  }
-}
-
-/* Packed-panel micro-kernel: C (MRC, n) [+]= a (MRC, kc; stride SN_LDA) . b, then epilogue. */
-static inline __attribute__((always_inline)) void ukernel(const int MRC, int n, int kc,
-                                                          const float *a, const float *b,
-                                                          float *c, size_t ldc, int flags,
-                                                          const float *bias, const float *res,
-                                                          size_t ldr, int relu, const float *pf,
-                                                          int pfl) {
-  __m512 c0[SN_MR], c1[SN_MR];
-  uk_zero(MRC, c0, c1, c, ldc, res, ldr);
-  uk_loop(MRC, SN_LDA, kc, a, b, c0, c1, pf, pfl);
-  uk_store(MRC, c0, c1, n, c, ldc, flags, bias, res, ldr, relu);
-}
-
 /* Row-direct micro-kernel for convolutions with Cin * stride == SN_ROWS_LDA (the RGB stem,
  * 3 channels, stride 2): MRC consecutive output pixels of one output row read x in place, each
  * kernel row ky being a segment a_s (MRC rows at stride SN_ROWS_LDA, len contiguous floats)
@@ -294,22 +180,6 @@ static inline __attribute__((always_inline)) void ukernel_rows(
   uk_zero(MRC, c0, c1, c, ldc, res, ldr);
   for (int sg = 0; sg < nseg; sg++) uk_loop(MRC, SN_ROWS_LDA, len, as[sg], bs[sg], c0, c1, NULL, 0);
   uk_store(MRC, c0, c1, n, c, ldc, SN_GEMM_EPI, bias, res, ldr, relu);
-}
-
-#define SN_UK_CASE(R)                                                                 \
-  case R:                                                                             \
-    ukernel(R, n, kc, a, b, c, ldc, flags, bias, res, ldr, relu, pf, pfl);            \
-    break;
-
-static void ukernel_m(int m, int n, int kc, const float *a, const float *b, float *c, size_t ldc,
-                      int flags, const float *bias, const float *res, size_t ldr, int relu,
-                      const float *pf, int pfl) {
-  switch (m) {
-    SN_UK_CASE(14) SN_UK_CASE(13) SN_UK_CASE(12) SN_UK_CASE(11) SN_UK_CASE(10) SN_UK_CASE(9)
-    SN_UK_CASE(8) SN_UK_CASE(7) SN_UK_CASE(6) SN_UK_CASE(5) SN_UK_CASE(4) SN_UK_CASE(3)
-    SN_UK_CASE(2) SN_UK_CASE(1)
-    default: break;
-  }
 }
 
 #define SN_UKR_CASE(R)                                                                \
@@ -326,53 +196,6 @@ static void ukernel_rows_m(int m, int n, int nseg, const float *const *as, const
     SN_UKR_CASE(3) SN_UKR_CASE(2) SN_UKR_CASE(1)
     default: break;
   }
-}
-
-/* C (m, n) [+]= ap . bp over kc, column panel by column panel, each against all row panels.
- * pf == NULL: the first row panel streams each B panel (kc x 32, 2 kc cache lines) from memory
- * (demand misses, faster than memory delivers) and the later ones reuse it from L1 with memory
- * idle, so those later panels prefetch the next B panel into L2: the second and third row
- * panels one line per k step each, or the second alone two lines per k step when there are
- * only two. (At batch 1 the 7x7 layers' 4 row panels stream 4-9 MB of weights per layer.)
- * The last column panel prefetches bafter (the panel the caller runs next: the next K block's
- * first one), when not NULL.
- * pf != NULL: instead, the first pfparts column panels' kernels prefetch pfl lines per k step
- * of the stream at pf (consecutive column panels, consecutive parts of it). */
-static void gemm_block(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
-                       float *c, size_t ldc, int flags, const float *bias, const float *res,
-                       size_t ldr, int relu, const float *pf, int pfl, int pfparts,
-                       const float *bafter) {
-  const int mp = (m + SN_MR - 1) / SN_MR;
-  for (int j0 = 0; j0 < n; j0 += SN_NR) {
-    const float *bj = bp + (size_t)(j0 / SN_NR) * bstride;
-    const float *bnext = j0 + SN_NR < n ? bj + bstride : bafter;
-    int nj = imin(SN_NR, n - j0);
-    for (int i0 = 0, ip = 0; i0 < m; i0 += SN_MR, ip++) {
-      const float *q = NULL;
-      int ql = 0;
-      if (pf) {
-        if (ip == 0 && j0 / SN_NR < pfparts) {
-          q = pf + (size_t)(j0 / SN_NR) * kc * 16 * pfl;
-          ql = pfl;
-        }
-      } else if (bnext && mp == 2 && ip == 1) {
-        q = bnext;
-        ql = 2;
-      } else if (bnext && mp > 2 && (ip == 1 || ip == 2)) {
-        q = bnext + (size_t)(ip - 1) * kc * 16;
-        ql = 1;
-      }
-      ukernel_m(imin(SN_MR, m - i0), nj, kc, ap + (size_t)ip * SN_PANEL, bj,
-                c + (size_t)i0 * ldc + j0, ldc, flags, bias ? bias + j0 : NULL,
-                res ? res + (size_t)i0 * ldr + j0 : NULL, ldr, relu, q, ql);
-    }
-  }
-}
-
-void sn_gemm_block_avx512(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
-                          float *c, size_t ldc, int flags, const float *bias, const float *res,
-                          size_t ldr, int relu, const float *bnext) {
-  gemm_block(m, n, kc, ap, bp, bstride, c, ldc, flags, bias, res, ldr, relu, NULL, 0, 0, bnext);
 }
 
 /* Walks output pixels m = i0, i0 + 1, ... of an unpadded 1x1 convolution and gives the offset in
@@ -467,15 +290,14 @@ static void rows_direct_panel(const sn_conv_geom *g, const gemm_plan *p, const f
 }
 
 /* Column panel q of K block kb + 1 of the packed B, or NULL after the last K block: what the
- * last column panel of K block kb prefetches (gemm_block's bafter). Until 2026-11-28 nothing
- * did, so every K block's first panel streamed from memory on demand misses in the wide-N and
- * shared-A paths; paired runs (pair_bench, resnet50): b1 0.974 and 1/1.036, b32 1/1.035,
- * b8 within noise (1/1.033, 1.055, 1.008). A prefetch past the end of B (a shorter last
- * K block) does not fault. */
+ * last column panel of K block kb prefetches (the GEMM block's bnext). Without it every K
+ * block's first panel streams from memory on demand misses in the wide-N and shared-A paths
+ * (resnet50 at batch 1 and 32: about 3% slower in paired runs). A prefetch past the end of B
+ * (a shorter last K block) does not fault. */
 static const float *next_kblock(const gemm_plan *p, const float *bp, int kb, int q) {
   if (kb + 1 >= p->nkb) return NULL;
   int k1 = (kb + 1) * p->kc, kcn = imin(p->kc, p->k - k1);
-  return sn_gemm_bblock(bp, ceil_div(p->n, SN_NR), k1) + (size_t)q * kcn * SN_NR;
+  return sn_conv_gemm_bblock(bp, ceil_div(p->n, SN_NR), k1) + (size_t)q * kcn * SN_NR;
 }
 
 /* One task: rows [m0, m1) x column panels [p0, p1). */
@@ -490,14 +312,15 @@ static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x,
     int k0 = kb * p->kc, kc = imin(p->kc, p->k - k0);
     int flags = (kb > 0 ? SN_GEMM_ACC : 0) | (kb == p->nkb - 1 ? SN_GEMM_EPI : 0);
     const size_t bstride = (size_t)kc * SN_NR;
-    const float *bk = sn_gemm_bblock(bp, npan, k0) + (size_t)p0 * bstride;
+    const float *bk = sn_conv_gemm_bblock(bp, npan, k0) + (size_t)p0 * bstride;
     if (ncols <= SN_NARROW_N) {
       /* The first row panel streams this K block of B (kc x ncols) from memory, the others
        * reuse it from L2; the second and third prefetch the next K block (kcn x ncols, 2 kcn
        * lines per column panel: one line per k step each, or two when only one follows). */
       const int ncp = ceil_div(ncols, SN_NR), rest = ceil_div(m1 - m0, SN_MR) - 1;
       const int kcn = kb + 1 < p->nkb ? imin(p->kc, p->k - k0 - kc) : 0;
-      const float *bn = kcn ? sn_gemm_bblock(bp, npan, k0 + kc) + (size_t)p0 * kcn * SN_NR : NULL;
+      const float *bn =
+          kcn ? sn_conv_gemm_bblock(bp, npan, k0 + kc) + (size_t)p0 * kcn * SN_NR : NULL;
       const int pfl = rest == 1 ? 2 : 1;
       const int arows = p->direct && p->nkb == 1 && g->sh == 1 && g->sw == 1;
       for (int i0 = m0, ip = 0; i0 < m1; i0 += SN_MR, ip++) {
@@ -520,22 +343,22 @@ static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x,
           pl = 1;
           parts = ceil_div(imin(SN_MR, m1 - i0 - SN_MR) * g->cin, 16 * kc);
         }
-        gemm_block(mi, ncols, kc, ap, bk, bstride, y + (size_t)i0 * p->n + n0, p->n, flags,
-                   bias0, res ? res + (size_t)i0 * p->n + n0 : NULL, p->n, relu, pf, pl, parts,
-                   NULL);
+        sn_conv_gemm_block_prefetch(mi, ncols, kc, ap, bk, bstride, y + (size_t)i0 * p->n + n0,
+                                    p->n, flags, bias0, res ? res + (size_t)i0 * p->n + n0 : NULL,
+                                    p->n, relu, pf, pl, parts, NULL);
       }
     } else {
       for (int i0 = m0; i0 < m1; i0 += SN_MR)
         pack_panel(g, p, x, in, i0, imin(SN_MR, m1 - i0), k0, kc,
                    ap + (size_t)((i0 - m0) / SN_MR) * SN_PANEL);
-      gemm_block(m1 - m0, ncols, kc, ap, bk, bstride, y + (size_t)m0 * p->n + n0, p->n, flags,
-                 bias0, res ? res + (size_t)m0 * p->n + n0 : NULL, p->n, relu, NULL, 0, 0,
-                 next_kblock(p, bp, kb, p0));
+      sn_conv_gemm_block(m1 - m0, ncols, kc, ap, bk, bstride, y + (size_t)m0 * p->n + n0, p->n,
+                         flags, bias0, res ? res + (size_t)m0 * p->n + n0 : NULL, p->n, relu,
+                         next_kblock(p, bp, kb, p0));
     }
   }
 }
 
-void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const float *x,
+void sn_conv_gemm_forward_packed(const sn_conv_geom *g, int nthreads, const float *x,
                                  const sn_conv_in *in, const float *bp, const float *bias,
                                  const float *res, int relu, float *y, float *ws) {
   gemm_plan p;
@@ -560,10 +383,10 @@ void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const floa
           int k0 = kb * p.kc, kc = imin(p.kc, p.k - k0);
           int flags = (kb > 0 ? SN_GEMM_ACC : 0) | (kb == p.nkb - 1 ? SN_GEMM_EPI : 0);
           const size_t bstride = (size_t)kc * SN_NR;
-          gemm_block(p.m, ncols, kc, a + (size_t)kb * p.mp * SN_PANEL,
-                     sn_gemm_bblock(bp, npan, k0) + (size_t)q0 * bstride, bstride, y + n0, p.n,
-                     flags, bias ? bias + n0 : NULL, res ? res + n0 : NULL, p.n, relu, NULL, 0, 0,
-                     next_kblock(&p, bp, kb, q0));
+          sn_conv_gemm_block(p.m, ncols, kc, a + (size_t)kb * p.mp * SN_PANEL,
+                             sn_conv_gemm_bblock(bp, npan, k0) + (size_t)q0 * bstride, bstride,
+                             y + n0, p.n, flags, bias ? bias + n0 : NULL, res ? res + n0 : NULL,
+                             p.n, relu, next_kblock(&p, bp, kb, q0));
         }
       }
     }
@@ -583,3 +406,266 @@ void sn_gemm_conv_forward_avx512(const sn_conv_geom *g, int nthreads, const floa
 }
 
 #pragma GCC pop_options
+
+/* ------------------------------------------------------------ training */
+
+#define SN_GEMM_THREADS_MAX 16 /* the workspace covers up to this many threads */
+
+size_t sn_conv_gemm_forward_workspace(const sn_conv_geom *g) {
+  return round16(sn_conv_gemm_packb_floats(g->kh * g->kw * g->cin, g->cout)) +
+         sn_conv_gemm_packed_workspace(g, SN_GEMM_THREADS_MAX);
+}
+
+/* flipped HWIO kernel (KH*KW*Cout, Cin) + the forward workspace of the backward geometry */
+size_t sn_conv_gemm_backward_data_workspace(const sn_conv_geom *g, const sn_conv_geom *b) {
+  return round16((size_t)g->kh * g->kw * g->cin * g->cout) + sn_conv_gemm_forward_workspace(b);
+}
+
+static int gemm_threads(void) { return imax(1, imin(omp_get_max_threads(), SN_GEMM_THREADS_MAX)); }
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+
+/* r[i][j] <- r[j][i] for a 16x16 block of floats held in 16 registers. */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
+  __m512 t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; i++) {
+    r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) {
+    t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+    t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+    t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+    t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; j++) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+  }
+}
+
+/* b (K, N), row stride ldb -> bp in sn_conv_gemm_packb's layout (K blocks of sn_conv_gemm_kc(K)
+ * rows, each as column panels (kcur, SN_NR), zero padded): the same floats, by vector copies,
+ * rows split over the calling team (called inside a parallel region, or by one thread). */
+static void pack_b_rows(int k, int n, const float *b, size_t ldb, float *bp) {
+  const int kc = sn_conv_gemm_kc(k), npan = ceil_div(n, SN_NR);
+#pragma omp for schedule(static)
+  for (int r = 0; r < k; r++) {
+    const int k0 = r / kc * kc, kcur = imin(kc, k - k0), kk = r - k0;
+    const float *src = b + (size_t)r * ldb;
+    float *dst = (float *)sn_conv_gemm_bblock(bp, npan, k0) + (size_t)kk * SN_NR;
+    for (int j = 0; j < npan; j++) {
+      const int nj = n - j * SN_NR;
+      float *d = dst + (size_t)j * kcur * SN_NR;
+      _mm512_storeu_ps(d, _mm512_maskz_loadu_ps(tail_mask(nj), src + j * SN_NR));
+      _mm512_storeu_ps(d + 16, _mm512_maskz_loadu_ps(tail_mask(nj - 16), src + j * SN_NR + 16));
+    }
+  }
+}
+
+/* wf[ky][kx][co][ci] = w[KH-1-ky][KW-1-kx][ci][co] by 16x16 transposes, split over the team. */
+static void flip_kernel(const sn_conv_geom *g, const float *w, float *wf) {
+  const int cin = g->cin, cout = g->cout, taps = g->kh * g->kw;
+  const int cib = ceil_div(cin, 16), cob = ceil_div(cout, 16);
+#pragma omp for schedule(static)
+  for (int t = 0; t < taps * cib * cob; t++) {
+    const int tap = t / (cib * cob), ci0 = t / cob % cib * 16, co0 = t % cob * 16;
+    const int ftap = taps - 1 - tap; /* (KH-1-ky, KW-1-kx) */
+    const int nci = imin(16, cin - ci0), nco = imin(16, cout - co0);
+    const float *src = w + ((size_t)ftap * cin + ci0) * cout + co0;
+    float *dst = wf + ((size_t)tap * cout + co0) * cin + ci0;
+    __m512 v[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++)
+      v[j] = j < nci ? _mm512_maskz_loadu_ps(tail_mask(nco), src + (size_t)j * cout)
+                     : _mm512_setzero_ps();
+    transpose16(v);
+    for (int j = 0; j < nco; j++)
+      _mm512_mask_storeu_ps(dst + (size_t)j * cin, tail_mask(nci), v[j]);
+  }
+}
+
+#pragma GCC pop_options
+
+void sn_conv_gemm_forward(const sn_conv_geom *g, const float *x, const float *w, const float *bias,
+                          const float *res, int relu, float *y, float *ws) {
+  const int k = g->kh * g->kw * g->cin;
+#pragma omp parallel num_threads(gemm_threads())
+  pack_b_rows(k, g->cout, w, (size_t)g->cout, ws);
+  sn_conv_gemm_forward_packed(g, gemm_threads(), x, NULL, ws, bias, res, relu, y,
+                              ws + round16(sn_conv_gemm_packb_floats(k, g->cout)));
+}
+
+/* dx = forward of dy with wf[ky][kx][co][ci] = w[KH-1-ky][KW-1-kx][ci][co] */
+void sn_conv_gemm_backward_data(const sn_conv_geom *g, const sn_conv_geom *b, const float *w,
+                                const float *dy, float *dx, float *ws) {
+  const int cin = g->cin, cout = g->cout, taps = g->kh * g->kw;
+  float *wf = ws;
+#pragma omp parallel num_threads(gemm_threads())
+  flip_kernel(g, w, wf);
+  sn_conv_gemm_forward(b, dy, wf, NULL, NULL, 0, dx, ws + round16((size_t)taps * cin * cout));
+}
+
+/* ------------------------------------------------------------ weight gradient */
+
+#define SN_WG_MC (16 * SN_MR) /* rows of A per packed chunk: 16 panels, 238 KiB (L2) */
+#define SN_WG_MAX_N 1024      /* columns per task: the task's B block <= 1 MiB */
+
+typedef struct wgplan {
+  int m, n, p;   /* dW rows (K), columns (Cout), pixels (N*OH*OW) */
+  int kc, npb;   /* pixels per block, blocks */
+  int mt, nt;    /* row ranges x column ranges = tasks */
+} wgplan;
+
+/* Splits dW into >= 2 tasks per thread, choosing the split that packs least: A is packed once
+ * per column range (a transpose: counted twice), B once per row range. */
+static void wgplan_init(const sn_conv_geom *g, int threads, wgplan *p) {
+  p->m = g->kh * g->kw * g->cin;
+  p->n = g->cout;
+  p->p = g->n * g->oh * g->ow;
+  p->kc = sn_conv_gemm_kc(p->p);
+  p->npb = ceil_div(p->p, p->kc);
+  const int mp = ceil_div(p->m, SN_MR), np = ceil_div(p->n, SN_NR);
+  const int nmin = ceil_div(p->n, SN_WG_MAX_N);
+  const long want = imin(2 * threads, mp * np);
+  double best = -1.0;
+  p->mt = 1;
+  p->nt = nmin;
+  for (int mt = 1; mt <= mp; mt++)
+    for (int nt = nmin; nt <= np; nt++) {
+      if ((long)mt * nt < want) continue;
+      const double cost = 2.0 * p->m * nt + (double)p->n * mt + 0.5 * (double)mt * nt;
+      if (best < 0 || cost < best) {
+        best = cost;
+        p->mt = mt;
+        p->nt = nt;
+      }
+      break; /* larger nt only costs more */
+    }
+}
+
+static size_t gemm_wgrad_thread_floats(const sn_conv_geom *g) {
+  wgplan p;
+  wgplan_init(g, 1, &p);
+  const int ncols = imin(p.n, SN_WG_MAX_N);
+  return (size_t)p.kc * (size_t)ceil_div(ncols, SN_NR) * SN_NR +
+         (size_t)(SN_WG_MC / SN_MR) * SN_PANEL;
+}
+
+size_t sn_conv_gemm_wgrad_workspace(const sn_conv_geom *g) {
+  return (size_t)SN_GEMM_THREADS_MAX * round16(gemm_wgrad_thread_floats(g));
+}
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+
+/* Rows [r0, r1) of A for the pixels of one block (kc of them; pixel q's top-left input tap at
+ * row piy[q], column pix[q] of image pimg[q]) into panels ap (row r - r0 at panel (r-r0)/SN_MR,
+ * slot (r-r0)%SN_MR, stride SN_LDA; columns rounded up to 16 with zeros). Per tap and group of
+ * 16 pixels, the pixels' channel runs are read in order (16 sequential streams; x's pixels are
+ * Cin*4 bytes apart, which for Cin >= 1024 maps a group's loads to one L1 set) and transposed
+ * 16 channels at a time. */
+static void wg_pack_a(const sn_conv_geom *g, const float *x, const int *pimg, const int *piy,
+                      const int *pix, int kc, int r0, int r1, float *ap) {
+  const int cin = g->cin;
+  const __m512 zero = _mm512_setzero_ps();
+  float *rowp[SN_WG_MC];
+  for (int r = 0; r < r1 - r0; r++)
+    rowp[r] = ap + (size_t)(r / SN_MR) * SN_PANEL + (size_t)(r % SN_MR) * SN_LDA;
+  for (int m = r0; m < r1;) {
+    const int tap = m / cin, ci0 = m % cin, ky = tap / g->kw, kx = tap % g->kw;
+    const int mend = imin(r1, (tap + 1) * cin); /* rows m..mend-1: channels ci0.. of this tap */
+    for (int q0 = 0; q0 < kc; q0 += 16) {
+      const float *src[16];
+      for (int j = 0; j < 16; j++) {
+        const int q = q0 + j;
+        const int iy = q < kc ? piy[q] + ky : -1, ix = q < kc ? pix[q] + kx : -1;
+        src[j] = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w
+                     ? x + (((size_t)pimg[q] * g->h + iy) * g->w + ix) * cin + ci0
+                     : NULL;
+      }
+      for (int c = 0; c < mend - m; c += 16) {
+        const int nr = imin(16, mend - m - c);
+        const __mmask16 mk = tail_mask(nr);
+        __m512 v[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+          v[j] = src[j] ? _mm512_maskz_loadu_ps(mk, src[j] + c) : zero;
+        transpose16(v);
+        float *const *dst = rowp + (m - r0 + c);
+        for (int j = 0; j < nr; j++)
+          _mm512_storeu_ps(dst[j] + q0, v[j]);
+      }
+    }
+    m = mend;
+  }
+}
+
+/* Columns [n0, n0 + ncols) of dy's rows [p0, p0 + kc) into panels (kc, SN_NR), zero padded. */
+static void wg_pack_b(const float *dy, int cout, int p0, int kc, int n0, int ncols, float *bp) {
+  for (int j = 0; j < ncols; j += SN_NR) {
+    const int nj = imin(SN_NR, ncols - j);
+    const __mmask16 m0 = tail_mask(nj), m1 = tail_mask(nj - 16);
+    float *dst = bp + (size_t)(j / SN_NR) * kc * SN_NR;
+    const float *src = dy + (size_t)p0 * cout + n0 + j;
+    for (int q = 0; q < kc; q++) {
+      _mm512_storeu_ps(dst + (size_t)q * SN_NR, _mm512_maskz_loadu_ps(m0, src + (size_t)q * cout));
+      _mm512_storeu_ps(dst + (size_t)q * SN_NR + 16,
+                      _mm512_maskz_loadu_ps(m1, src + (size_t)q * cout + 16));
+    }
+  }
+}
+
+#pragma GCC pop_options
+
+void sn_conv_gemm_wgrad(const sn_conv_geom *g, const float *x, const float *dy, float *dw,
+                        float *ws) {
+  const int threads = gemm_threads();
+  wgplan p;
+  wgplan_init(g, threads, &p);
+  const int mp = ceil_div(p.m, SN_MR), np = ceil_div(p.n, SN_NR), ntask = p.mt * p.nt;
+  const size_t tws = round16(gemm_wgrad_thread_floats(g));
+  const int ohw = g->oh * g->ow;
+#pragma omp parallel num_threads(imin(threads, ntask))
+  {
+    float *bbuf = ws + (size_t)omp_get_thread_num() * tws;
+    float *abuf = bbuf + (size_t)p.kc * (size_t)imin(np * SN_NR, SN_WG_MAX_N);
+    int pimg[SN_KC], piy[SN_KC], pix[SN_KC];
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < ntask; t++) {
+      const int ti = t / p.nt, tj = t % p.nt;
+      const int r0 = (int)((long)mp * ti / p.mt) * SN_MR;
+      const int r1 = imin(p.m, (int)((long)mp * (ti + 1) / p.mt) * SN_MR);
+      const int n0 = (int)((long)np * tj / p.nt) * SN_NR;
+      const int n1 = imin(p.n, (int)((long)np * (tj + 1) / p.nt) * SN_NR);
+      for (int pb = 0; pb < p.npb; pb++) {
+        const int p0 = pb * p.kc, kc = imin(p.kc, p.p - p0);
+        for (int q = 0; q < kc; q++) {
+          const int pp = p0 + q, img = pp / ohw, oy = pp % ohw / g->ow, ox = pp % g->ow;
+          pimg[q] = img;
+          piy[q] = oy * g->sh - g->pt;
+          pix[q] = ox * g->sw - g->pl;
+        }
+        wg_pack_b(dy, g->cout, p0, kc, n0, n1 - n0, bbuf);
+        for (int c0 = r0; c0 < r1; c0 += SN_WG_MC) {
+          const int c1 = imin(r1, c0 + SN_WG_MC);
+          wg_pack_a(g, x, pimg, piy, pix, kc, c0, c1, abuf);
+          sn_conv_gemm_block(c1 - c0, n1 - n0, kc, abuf, bbuf, (size_t)kc * SN_NR,
+                             dw + (size_t)c0 * p.n + n0, (size_t)p.n, pb ? SN_GEMM_ACC : 0, NULL,
+                             NULL, 0, 0, NULL);
+        }
+      }
+    }
+  }
+}
