@@ -170,6 +170,17 @@ sn_status sn_layer_prepare_impl(sn_net *net, sn_layer *l, const sn_conv_geom *g,
                                 const float *b);
 
 sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_mask);
+/* Frees the plan: arenas, workspace, prepared convolutions, profile (plan.c). */
+void sn_net_unplan(sn_net *net);
+
+/* ---- fusion (fuse.c), on the plan's copy of the wiring */
+/* Inference: pad, BN, add and ReLU folded into their neighbours (fuse_mask: SN_FUSE_*). */
+void sn_fuse_for_inference(sn_net *net, int mask);
+/* Training: ReLUs into their producers, BNs into the adds and convolutions reading them. */
+void sn_fuse_for_training(sn_net *net, int mask);
+/* Training, SN_FUSE_GRAD: adds whose inputs take their gradient buffer; own[k] is the layer whose
+ * buffer holds layer k's gradient (preset to k). */
+void sn_fuse_share_add_grads(sn_net *net, int *own);
 
 /* Builds the layers of cfg->arch into net (models.c). */
 sn_status sn_models_build(sn_net *net);
@@ -183,7 +194,7 @@ const float *sn_layer_input(const sn_net *net, const sn_layer *l, int i);
  * the workspace and adds with sn_net_accumulate). */
 float *sn_layer_input_grad(sn_net *net, sn_layer *l, int i, int *accumulate);
 void sn_net_accumulate(float *dst, const float *src, size_t n);
-float *sn_alloc_floats(size_t n); /* n floats, 64-byte aligned (net.c) */
+float *sn_alloc_floats(size_t n); /* n floats, 64-byte aligned (plan.c) */
 float *sn_param_data(const sn_net *net, const sn_layer *l, int k);
 float *sn_param_grad(const sn_net *net, const sn_layer *l, int k);
 

@@ -1,0 +1,255 @@
+/* fuse.c - the planner's graph rewrites: layers folded into their neighbours (inference), ReLUs
+ * and batch norms fused into the layers next to them and gradient buffers shared (training).
+ * They work on the plan's copy of the wiring (sn_net_plan restores the built graph first). */
+#include <string.h>
+
+#include "net_impl.h"
+
+static int single_consumer_of(const sn_net *net, int producer, int from) {
+  int found = -1;
+  for (int j = from; j < net->nlayers; ++j) {
+    const sn_layer *c = &net->layers[j];
+    if (c->skip) continue;
+    for (int i = 0; i < c->nin; ++i)
+      if (c->in[i] == producer) {
+        if (found >= 0) return -1;
+        found = j;
+      }
+  }
+  return found;
+}
+
+/* Rewires consumers of layer `from` to read layer `to`. */
+static void rewire(sn_net *net, int from, int to) {
+  for (int j = from + 1; j < net->nlayers; ++j)
+    for (int i = 0; i < net->layers[j].nin; ++i)
+      if (net->layers[j].in[i] == from) net->layers[j].in[i] = to;
+  if (net->output == from) net->output = to;
+  if (net->feature == from) net->feature = to;
+}
+
+static void fuse_bn_into_inputs(sn_net *net);
+
+/* Inference fusion, on a copy of the layer wiring: zero padding into the consumer, batch norm
+ * into the preceding convolution, residual add into the convolution that produces one operand,
+ * ReLU into its producer. The layers stay in the table (marked skip) for the summary. */
+void sn_fuse_for_inference(sn_net *net, int mask) {
+  for (int j = 0; j < net->nlayers; ++j) {
+    sn_layer *l = &net->layers[j];
+    const char *k = l->ops->kind;
+    int p = l->nin ? l->in[0] : -1;
+    sn_layer *pl = p >= 0 ? &net->layers[p] : NULL;
+    if (!strcmp(k, "pad") && (mask & SN_FUSE_PAD)) {
+      int c = single_consumer_of(net, j, j + 1);
+      if (c < 0) continue;
+      sn_layer *cl = &net->layers[c];
+      int ok = !strcmp(cl->ops->kind, "conv") ||
+               (!strcmp(cl->ops->kind, "maxpool") && (cl->pad_zero || (!cl->pt && !cl->pl)));
+      if (!ok) continue;
+      cl->pt += l->pt;
+      cl->pl += l->pl;
+      cl->pb += l->pb;
+      cl->pr += l->pr;
+      if (!strcmp(cl->ops->kind, "maxpool")) cl->pad_zero = 1;
+      l->skip = 1;
+      cl->in[0] = l->in[0];
+    } else if (!strcmp(k, "bn") && (mask & SN_FUSE_BN) && pl && !strcmp(pl->ops->kind, "conv") && pl->fold_bn < 0 &&
+               !pl->fused_relu && pl->fused_res == -2 && single_consumer_of(net, p, p + 1) == j) {
+      pl->fold_bn = j;
+      l->skip = 1;
+      rewire(net, j, p);
+    } else if (!strcmp(k, "add") && (mask & SN_FUSE_ADD)) {
+      /* Fuse into the convolution producing one operand if it is used only here. */
+      for (int side = 1; side >= 0; --side) {
+        int c = l->in[side], other = l->in[1 - side];
+        if (c < 0 || other == c) continue;
+        sn_layer *cl = &net->layers[c];
+        if (strcmp(cl->ops->kind, "conv") || cl->fused_relu || cl->fused_res != -2) continue;
+        if (single_consumer_of(net, c, c + 1) != j) continue;
+        if (other > c) continue; /* the other operand must exist before the conv runs */
+        cl->fused_res = other;
+        l->skip = 1;
+        rewire(net, j, c);
+        break;
+      }
+    } else if (!strcmp(k, "relu") && (mask & SN_FUSE_RELU) && pl && !pl->fused_relu &&
+               (!strcmp(pl->ops->kind, "conv") || !strcmp(pl->ops->kind, "bn") ||
+                !strcmp(pl->ops->kind, "add")) &&
+               single_consumer_of(net, p, p + 1) == j && net->feature != p) {
+      pl->fused_relu = 1;
+      l->skip = 1;
+      rewire(net, j, p);
+    }
+  }
+  if (mask & SN_FUSE_BNIN) fuse_bn_into_inputs(net);
+  for (int j = 0; j < net->nlayers; ++j) net->layers[j].alias = j;
+}
+
+/* Inference, SN_FUSE_BNIN: a batch norm that could not be folded into a preceding convolution
+ * (V2's pre-activation, after an add) and whose readers are all unpadded 1x1 convolutions on
+ * the packed GEMM (sn_conv_input_map_ok) is applied by those convolutions as they copy their
+ * input rows (sn_conv_impl_forward_in, bitwise the separate pass): the batch norm's pass and
+ * its output tensor disappear, and its readers read its input. Not for the network output or
+ * the feature layer, nor for a batch norm read as a residual. */
+static void fuse_bn_into_inputs(sn_net *net) {
+  for (int j = 0; j < net->nlayers; ++j) {
+    sn_layer *l = &net->layers[j];
+    if (l->skip || strcmp(l->ops->kind, "bn") || net->output == j || net->feature == j) continue;
+    int readers = 0, ok = 1;
+    for (int c = j + 1; c < net->nlayers && ok; ++c) {
+      const sn_layer *cl = &net->layers[c];
+      if (cl->skip) continue;
+      const int reads = (cl->nin > 0 && cl->in[0] == j) || (cl->nin > 1 && cl->in[1] == j);
+      if (cl->fused_res == j) ok = 0;
+      if (!reads) continue;
+      readers++;
+      sn_conv_geom g;
+      const sn_shape *s = sn_layer_in_shape(net, cl, 0);
+      ok = ok && !strcmp(cl->ops->kind, "conv") && cl->nin == 1 && cl->in_bn < 0 &&
+           sn_conv_geom_init(&g, 1, s->h, s->w, s->c, cl->kh, cl->kw, cl->sh, cl->sw, cl->pt,
+                             cl->pl, cl->pb, cl->pr, cl->filters) == 0 &&
+           sn_conv_input_map_ok(&g);
+    }
+    if (!ok || !readers) continue;
+    for (int c = j + 1; c < net->nlayers; ++c)
+      if (!net->layers[c].skip && net->layers[c].nin == 1 && net->layers[c].in[0] == j)
+        net->layers[c].in_bn = j;
+    l->skip = 1;
+    rewire(net, j, l->in[0]);
+  }
+}
+
+static void fuse_bn_into_add(sn_net *net);
+static void fuse_bn_into_convs(sn_net *net);
+static void fuse_relus_for_training(sn_net *net);
+
+/* Training fusion: ReLUs into their producers (SN_FUSE_RELU), then batch norms into the adds
+ * they feed (SN_FUSE_BNADD, which needs to know whether the add applies a ReLU), then the
+ * normalize passes of batch norms read only by a convolution into its input copy
+ * (SN_FUSE_BNCONV). */
+void sn_fuse_for_training(sn_net *net, int mask) {
+  if (mask & SN_FUSE_RELU) fuse_relus_for_training(net);
+  if (mask & SN_FUSE_BNADD) fuse_bn_into_add(net);
+  if (mask & SN_FUSE_BNCONV) fuse_bn_into_convs(net);
+}
+
+/* Training, SN_FUSE_BNCONV: a batch norm (with its fused ReLU) whose only reader is a
+ * convolution on the direct kernels with zero padding (the second 3x3 of each resnet20 block,
+ * which reads bn1) computes its statistics and leaves act(normalize(x)) to that convolution, which
+ * applies it to each image as it copies it into its padded buffer, in the forward pass and again
+ * for the weight gradient (sn_conv2d_forward_in / _backward_in, bitwise the separate pass): the
+ * normalized tensor is neither written nor read back. The batch norm's backward needs only its
+ * input (the ReLU mask is recomputed from it). Marked here for the plan's largest batch; each call
+ * asks again (sn_conv_layer_input_bn), since the convolution's path depends on the batch, and
+ * the batch norm then writes its output as before. Its output buffer stays planned for those
+ * calls and for evaluation. */
+static void fuse_bn_into_convs(sn_net *net) {
+  for (int j = 0; j < net->nlayers; ++j) {
+    sn_layer *l = &net->layers[j];
+    if (l->skip || strcmp(l->ops->kind, "bn") || l->into_add || net->output == j ||
+        net->feature == j)
+      continue;
+    const int c = single_consumer_of(net, j, j + 1);
+    if (c < 0) continue;
+    sn_layer *cl = &net->layers[c];
+    if (strcmp(cl->ops->kind, "conv") || cl->nin != 1 || cl->in[0] != j) continue;
+    l->into_conv = c + 1;
+    if (!sn_conv_layer_input_bn(net, cl, net->max_batch)) l->into_conv = 0;
+  }
+}
+
+/* Training, SN_FUSE_BNADD: a batch norm read only by an add (a residual branch's last BN, or
+ * the projection shortcut's) writes the add's output itself, act(normalize(x) + other input)
+ * (sn_bn_normalize_add, bitwise the two passes), when the add's other input is computed before
+ * it; the add's forward does nothing. The batch norm's own output is never written (nothing
+ * reads it: its backward needs its input, the add's backward its own output). Of two such
+ * inputs the later one fuses. */
+static void fuse_bn_into_add(sn_net *net) {
+  for (int j = 0; j < net->nlayers; ++j) {
+    sn_layer *l = &net->layers[j];
+    if (l->skip || strcmp(l->ops->kind, "add") || l->in[0] == l->in[1]) continue;
+    int best = -1;
+    for (int i = 0; i < 2; ++i) {
+      const int p = l->in[i];
+      if (p < 0 || net->feature == p || net->output == p) continue;
+      const sn_layer *pl = &net->layers[p];
+      if (pl->skip || pl->fused_relu || strcmp(pl->ops->kind, "bn") ||
+          single_consumer_of(net, p, p + 1) != j)
+        continue;
+      if (l->in[1 - i] < p && (best < 0 || p > l->in[best])) best = i;
+    }
+    if (best < 0) continue;
+    net->layers[l->in[best]].into_add = j + 1;
+    l->from_bn = l->in[best] + 1;
+  }
+}
+
+/* Training fusion: a ReLU whose input is a batch norm or an add consumed only by it runs inside
+ * that layer (forward stores max(0, y), backward masks its dy by y > 0: sn_bn_*_relu kernels, or
+ * the add's gradient pass), so the ReLU layer is skipped in forward and backward and has neither
+ * an output nor a gradient buffer. Its consumers are rewired to the producer, whose output then
+ * holds the activation (the producer's pre-activation value is not kept). The network output and
+ * the feature layer are never fused into, as in inference. SN_FUSE_RELU in the mask enables it. */
+static void fuse_relus_for_training(sn_net *net) {
+  for (int j = 0; j < net->nlayers; ++j) {
+    sn_layer *l = &net->layers[j];
+    int p = l->nin ? l->in[0] : -1;
+    if (strcmp(l->ops->kind, "relu") || p < 0) continue;
+    sn_layer *pl = &net->layers[p];
+    if (pl->fused_relu || (strcmp(pl->ops->kind, "bn") && strcmp(pl->ops->kind, "add"))) continue;
+    if (single_consumer_of(net, p, p + 1) != j || net->feature == p || net->output == p) continue;
+    pl->fused_relu = 1;
+    l->skip = 1;
+    l->alias = p;
+    rewire(net, j, p);
+  }
+}
+
+/* Training, SN_FUSE_GRAD: an add's inputs take its gradient by sharing its buffer instead of
+ * receiving copies. The add's backward masks its dy in place by its fused ReLU's output (one
+ * pass), and then the buffer holds the gradient of:
+ *   - an input batch norm (or convolution: V2's branches end in one) read by nothing else (a
+ *     residual branch's last layer, or the projection shortcut's): it reads the buffer in its
+ *     own backward;
+ *   - an input add whose last consumer this add is (the identity shortcut): the add's other
+ *     consumers (the next block's first convolution) accumulate into the buffer when their
+ *     backward runs, which must come after every layer reading the buffer (their indices
+ *     are below those layers'), and that add's own backward then masks it in place in turn.
+ * So a stage of identity blocks passes one buffer down, and each block saves the masked copies
+ * (two passes over the tensor, one of which wrote it). Adds are visited from the last one down,
+ * so an add's buffer is final when its inputs take it. own[k]: the layer whose buffer holds layer
+ * k's gradient (k itself unless shared). */
+void sn_fuse_share_add_grads(sn_net *net, int *own) {
+  for (int j = net->nlayers - 1; j >= 0; --j) {
+    sn_layer *l = &net->layers[j];
+    if (l->skip || strcmp(l->ops->kind, "add") || l->in[0] == l->in[1]) continue;
+    int first_reader = net->nlayers; /* lowest index of a layer reading the buffer */
+    for (int i = 0; i < 2; ++i) {
+      const int p = l->in[i];
+      if (p < 0 || net->feature == p || net->output == p) continue;
+      sn_layer *pl = &net->layers[p];
+      if (pl->skip || pl->fused_relu || (strcmp(pl->ops->kind, "bn") && strcmp(pl->ops->kind, "conv")) ||
+          single_consumer_of(net, p, p + 1) != j)
+        continue;
+      own[p] = own[j];
+      l->shared_in |= 1 << i;
+      if (p < first_reader) first_reader = p;
+    }
+    for (int i = 0; i < 2; ++i) {
+      const int p = l->in[i];
+      if (p < 0 || (l->shared_in >> i & 1) || net->feature == p || net->output == p) continue;
+      sn_layer *pl = &net->layers[p];
+      if (pl->skip || strcmp(pl->ops->kind, "add")) continue;
+      int ok = 1; /* j is p's last consumer; the others run their backward after the readers */
+      for (int c = p + 1; c < net->nlayers && ok; ++c) {
+        const sn_layer *cl = &net->layers[c];
+        if (c == j || cl->skip) continue;
+        for (int k = 0; k < cl->nin; ++k)
+          if (cl->in[k] == p && (c > j || c > first_reader)) ok = 0;
+      }
+      if (!ok) continue;
+      own[p] = own[j];
+      l->shared_in |= 1 << i;
+    }
+  }
+}

@@ -1,0 +1,388 @@
+/* plan.c - planning: fusion (fuse.c), then the activation and gradient arenas laid out by
+ * liveness, workspace and per-layer state, and the inference preparation of the weights. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/conv_fast.h"
+#include "net_impl.h"
+
+/* SN_PROFILE=1: the time of every layer, summed over the passes of one plan (inference
+ * forwards, or training steps: forward and backward apart), printed to stderr when the plan is
+ * freed (largest first, with each convolution's algorithm). */
+static void print_profile(sn_net *net) {
+  if (!net->prof || net->prof_passes == 0) return;
+  const int nl = net->nlayers, tr = net->training;
+  double total = 0;
+  int *order = malloc((size_t)nl * sizeof *order);
+  if (!order) return;
+  double *t = net->prof;
+#define SN_PROF_LAYER(j) (t[j] + (tr ? t[nl + (j)] : 0.0))
+  int n = 0;
+  for (int j = 0; j < nl; ++j)
+    if (SN_PROF_LAYER(j) > 0) {
+      total += SN_PROF_LAYER(j);
+      order[n++] = j;
+    }
+  for (int a = 1; a < n; ++a) /* insertion sort, largest first */
+    for (int b = a; b > 0 && SN_PROF_LAYER(order[b]) > SN_PROF_LAYER(order[b - 1]); --b) {
+      int o = order[b];
+      order[b] = order[b - 1];
+      order[b - 1] = o;
+    }
+  const double per = 1e3 / (double)net->prof_passes;
+  fprintf(stderr, "shardnet profile: %s, %ld %s, %.3f ms per pass\n", net->arch, net->prof_passes,
+          tr ? "training steps (forward, backward; loss and SGD not included)" : "forward passes",
+          per * total);
+  if (tr)
+    fprintf(stderr, "%-32s %-8s %-12s %10s %10s %7s\n", "layer", "kind", "algorithm", "fwd ms",
+            "bwd ms", "share");
+  else
+    fprintf(stderr, "%-32s %-8s %-12s %10s %7s\n", "layer", "kind", "algorithm", "ms/pass", "share");
+  for (int i = 0; i < n; ++i) {
+    const int j = order[i];
+    const sn_layer *l = &net->layers[j];
+    const char *alg = l->impl ? sn_conv_impl_name(l->impl) : "-";
+    if (tr)
+      fprintf(stderr, "%-32s %-8s %-12s %10.3f %10.3f %6.1f%%\n", l->name, l->ops->kind, alg,
+              per * t[j], per * t[nl + j], 100.0 * SN_PROF_LAYER(j) / total);
+    else
+      fprintf(stderr, "%-32s %-8s %-12s %10.3f %6.1f%%\n", l->name, l->ops->kind, alg, per * t[j],
+              100.0 * t[j] / total);
+  }
+#undef SN_PROF_LAYER
+  free(order);
+}
+
+void sn_net_unplan(sn_net *net) {
+  print_profile(net);
+  free(net->prof);
+  net->prof = NULL;
+  net->prof_passes = 0;
+  for (int i = 0; i < net->nlayers; ++i) {
+    sn_layer *l = &net->layers[i];
+    sn_conv_impl_destroy(l->impl);
+    l->impl = NULL;
+    free(l->fold);
+    l->fold = NULL;
+    l->y = l->dy = NULL;
+    l->argmax = NULL;
+    l->mean = l->invstd = NULL;
+  }
+  free(net->arena);
+  free(net->iarena);
+  free(net->ws);
+  free(net->stats);
+  net->arena = NULL;
+  net->iarena = NULL;
+  net->ws = NULL;
+  net->stats = NULL;
+  net->planned = 0;
+}
+
+/* Assigns arena offsets to the outputs of non-skipped layers by liveness (first fit). */
+typedef struct interval {
+  size_t off, size;
+  int end;
+} interval;
+
+/* The lowest offset where `size` floats overlap none of the live intervals (first fit). */
+static size_t first_fit(const interval *live, int nlive, size_t size) {
+  size_t off = 0;
+  for (int moved = 1; moved;) {
+    moved = 0;
+    for (int i = 0; i < nlive; ++i)
+      if (off < live[i].off + live[i].size && live[i].off < off + size) {
+        off = live[i].off + live[i].size;
+        moved = 1;
+      }
+  }
+  return off;
+}
+
+static size_t plan_offsets(sn_net *net, int n, size_t *offs, int reuse) {
+  int L = net->nlayers;
+  int *last = malloc((size_t)L * sizeof *last);
+  interval *live = malloc((size_t)L * sizeof *live);
+  int nlive = 0;
+  size_t top = 0;
+  for (int j = 0; j < L; ++j) last[j] = j;
+  for (int j = 0; j < L; ++j) {
+    const sn_layer *l = &net->layers[j];
+    if (l->skip) continue;
+    for (int i = 0; i < l->nin; ++i)
+      if (l->in[i] >= 0 && last[l->in[i]] < j) last[l->in[i]] = j;
+    if (l->fused_res >= 0 && last[l->fused_res] < j) last[l->fused_res] = j;
+  }
+  if (net->output >= 0) last[net->output] = L;
+  if (net->feature >= 0) last[net->feature] = L;
+  for (int j = 0; j < L; ++j) {
+    const sn_layer *l = &net->layers[j];
+    if (l->skip) continue;
+    size_t size = ((size_t)n * sn_shape_size(l->out) + 15) & ~(size_t)15;
+    if (reuse) { /* drop intervals that ended before this layer */
+      int k = 0;
+      for (int i = 0; i < nlive; ++i)
+        if (live[i].end >= j) live[k++] = live[i];
+      nlive = k;
+    }
+    /* A convolution whose fused residual dies with it writes over the residual when its
+     * algorithm allows (sn_conv_residual_in_place_ok): the residual's interval becomes this
+     * layer's. */
+    if (reuse && l->fused_res >= 0 && net->layers[l->fused_res].alias == l->fused_res &&
+        last[l->fused_res] == j && l->in[0] != l->fused_res && !strcmp(l->ops->kind, "conv")) {
+      const sn_shape *s = sn_layer_in_shape(net, l, 0);
+      sn_conv_geom g;
+      int r = l->fused_res, found = -1;
+      for (int i = 0; i < nlive; ++i)
+        if (live[i].off == offs[r] && live[i].size == size) found = i;
+      if (found >= 0 &&
+          sn_conv_geom_init(&g, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt, l->pl,
+                            l->pb, l->pr, l->filters) == 0 &&
+          (size_t)g.oh * g.ow * g.cout == sn_shape_size(net->layers[r].out) &&
+          sn_conv_residual_in_place_ok(&g)) {
+        offs[j] = offs[r];
+        live[found].end = last[j];
+        continue;
+      }
+    }
+    const size_t off = first_fit(live, nlive, size);
+    offs[j] = off;
+    live[nlive++] = (interval){off, size, last[j]};
+    if (off + size > top) top = off + size;
+  }
+  free(last);
+  free(live);
+  return top;
+}
+
+/* n floats (at least one) at a 64-byte boundary. Activation offsets in the arena are multiples
+ * of 16 floats, so with an aligned base every tensor starts on a cache line and the kernels'
+ * 16-float vectors never straddle two lines (a malloc'd block of this size sits 16 bytes past a
+ * page boundary: every vector load and store of an activation was split).
+ * Released with free(). (Advising the training arena as transparent huge pages - the kernel's
+ * default here is "madvise" - measured no faster in paired runs: resnet50 b16 training step
+ * time ratio 1.07 [q1 1.00, q3 1.11], resnet20 b128 1.00.) */
+float *sn_alloc_floats(size_t n) {
+  size_t bytes = ((n ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
+  return aligned_alloc(64, bytes);
+}
+
+/* Training: offsets of the gradient buffers (dy) by their lifetimes in the backward pass, which
+ * visits layer k at time L-1-k. A buffer (a layer's, or a group sharing one:
+ * sn_fuse_share_add_grads) is live from its first write - the backward of its highest consumer, or before the backward for
+ * the network output (the loss gradient) - to the backward of its lowest member, which reads
+ * it while writing its input's buffer: buffers live at the same time never overlap, and a buffer
+ * may take the place of one whose last reader ran strictly earlier (first fit). Every first
+ * writer overwrites its buffer (later ones add; an unreachable layer's is zeroed), so stale
+ * contents are never read. Returns the floats needed; doffs[k] for every run layer k. */
+static size_t plan_grad_offsets(sn_net *net, int n, int share, size_t *doffs) {
+  const int L = net->nlayers;
+  int *own = malloc((size_t)L * sizeof *own), *start = malloc((size_t)L * sizeof *start);
+  int *end = malloc((size_t)L * sizeof *end), *order = malloc((size_t)L * sizeof *order);
+  interval *live = malloc((size_t)L * sizeof *live);
+  size_t *goff = malloc((size_t)L * sizeof *goff);
+  size_t top = 0;
+  if (!own || !start || !end || !order || !live || !goff) {
+    top = (size_t)-1;
+    goto done;
+  }
+  for (int j = 0; j < L; ++j) {
+    own[j] = j;
+    net->layers[j].shared_in = 0;
+  }
+  if (share) sn_fuse_share_add_grads(net, own);
+  for (int j = 0; j < L; ++j) start[j] = L, end[j] = -2;
+  for (int j = 0; j < L; ++j) { /* j's buffer is first written when its highest consumer runs */
+    if (net->layers[j].skip) continue;
+    int last = j; /* no consumer: zeroed at its own backward */
+    for (int c = j + 1; c < L; ++c) {
+      const sn_layer *cl = &net->layers[c];
+      if (cl->skip) continue;
+      for (int i = 0; i < cl->nin; ++i)
+        if (cl->in[i] == j) last = c;
+    }
+    const int o = own[j], w = j == net->output ? -1 : L - 1 - last, r = L - 1 - j;
+    if (w < start[o]) start[o] = w;
+    if (r > end[o]) end[o] = r;
+  }
+  int ng = 0;
+  for (int j = 0; j < L; ++j)
+    if (!net->layers[j].skip && own[j] == j) order[ng++] = j;
+  for (int a = 1; a < ng; ++a) /* by first write */
+    for (int b = a; b > 0 && start[order[b]] < start[order[b - 1]]; --b) {
+      int t = order[b];
+      order[b] = order[b - 1];
+      order[b - 1] = t;
+    }
+  int nlive = 0;
+  for (int gi = 0; gi < ng; ++gi) {
+    const int o = order[gi];
+    const size_t size = ((size_t)n * sn_shape_size(net->layers[o].out) + 15) & ~(size_t)15;
+    int k = 0;
+    for (int i = 0; i < nlive; ++i)
+      if (live[i].end >= start[o]) live[k++] = live[i];
+    nlive = k;
+    const size_t off = first_fit(live, nlive, size);
+    goff[o] = off;
+    live[nlive++] = (interval){off, size, end[o]};
+    if (off + size > top) top = off + size;
+  }
+  for (int j = 0; j < L; ++j) doffs[j] = net->layers[j].skip ? 0 : goff[own[j]];
+done:
+  free(own);
+  free(start);
+  free(end);
+  free(order);
+  free(live);
+  free(goff);
+  return top;
+}
+
+static size_t layer_ws(const sn_net *net, const sn_layer *l, int n, int training) {
+  return l->ops->workspace ? l->ops->workspace(net, l, n, training) : 0;
+}
+
+
+sn_status sn_net_plan(sn_net *net, int max_batch, int training) {
+  /* SN_FUSE=mask restricts the fusions (docs/cli.md): for A/B measurements and bug isolation */
+  const char *e = getenv("SN_FUSE");
+  const int mask = e && e[0] ? (int)strtol(e, NULL, 0) & SN_FUSE_ALL : SN_FUSE_ALL;
+  return sn_net_plan_fused(net, max_batch, training, mask);
+}
+
+sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_mask) {
+  if (max_batch <= 0) return sn_error_set(SN_ERR_INVALID, "%s: batch %d must be positive", net->arch, max_batch);
+  sn_net_unplan(net);
+  /* Reset wiring changes of an earlier inference plan by rebuilding the graph. */
+  if (net->nlayers) {
+    sn_net tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.cfg = net->cfg;
+    memcpy(tmp.arch, net->arch, sizeof tmp.arch);
+    tmp.cfg.arch = tmp.arch;
+    tmp.feature = -1;
+    sn_status s = sn_models_build(&tmp);
+    if (s != SN_OK) return s;
+    free(net->layers);
+    free(tmp.params);
+    net->layers = tmp.layers;
+    net->nlayers = tmp.nlayers;
+    net->layers_cap = tmp.layers_cap;
+    net->output = tmp.output;
+    net->feature = tmp.feature;
+  }
+  net->training = training;
+  net->max_batch = max_batch;
+  if (!training) sn_fuse_for_inference(net, fuse_mask);
+  else sn_fuse_for_training(net, fuse_mask);
+
+  size_t *offs = calloc(net->nlayers > 0 ? (size_t)net->nlayers : 1, sizeof *offs);
+  if (!offs) return sn_error_set(SN_ERR_NOMEM, "%s: out of memory planning", net->arch);
+  size_t total = plan_offsets(net, max_batch, offs, !training);
+  size_t act = total;
+  size_t *doffs = NULL;
+  if (training) { /* gradients, by their lifetimes in the backward pass */
+    doffs = calloc((size_t)net->nlayers, sizeof *doffs);
+    size_t g = doffs ? plan_grad_offsets(net, max_batch, (fuse_mask & SN_FUSE_GRAD) != 0, doffs)
+                     : (size_t)-1;
+    if (g == (size_t)-1) {
+      free(offs);
+      free(doffs);
+      return sn_error_set(SN_ERR_NOMEM, "%s: out of memory planning", net->arch);
+    }
+    total += g;
+  }
+  size_t imax = 0, ws = 0, stats = 0;
+  for (int j = 0; j < net->nlayers; ++j) {
+    sn_layer *l = &net->layers[j];
+    if (l->skip) continue;
+    size_t w = layer_ws(net, l, max_batch, training);
+    if (w > ws) ws = w;
+    if (training && (!strcmp(l->ops->kind, "maxpool") || !strcmp(l->ops->kind, "gmp")))
+      imax += (size_t)max_batch * sn_shape_size(l->out);
+    if (!strcmp(l->ops->kind, "bn")) stats += 6 * (size_t)l->out.c;
+  }
+  net->arena = sn_alloc_floats(total);
+  net->ws = sn_alloc_floats(ws);
+  net->iarena = malloc((imax ? imax : 1) * sizeof(int32_t));
+  net->stats = malloc((stats ? stats : 1) * sizeof(double));
+  net->stats_n = stats;
+  net->ws_n = ws;
+  net->arena_n = total;
+  if (!net->arena || !net->ws || !net->iarena || !net->stats) {
+    free(offs);
+    free(doffs);
+    sn_net_unplan(net);
+    return sn_error_set(SN_ERR_NOMEM,
+                        "%s: cannot allocate %.1f MiB of activations for batch %d",
+                        net->arch, (double)(total + ws) * 4.0 / 1048576.0, max_batch);
+  }
+  size_t ioff = 0, soff = 0;
+  for (int j = 0; j < net->nlayers; ++j) {
+    sn_layer *l = &net->layers[j];
+    if (l->skip) continue;
+    l->y = net->arena + offs[j];
+    if (training) l->dy = net->arena + act + doffs[j];
+    if (training && (!strcmp(l->ops->kind, "maxpool") || !strcmp(l->ops->kind, "gmp"))) {
+      l->argmax = net->iarena + ioff;
+      ioff += (size_t)max_batch * sn_shape_size(l->out);
+    }
+    if (!strcmp(l->ops->kind, "bn")) {
+      l->mean = (float *)(net->stats + soff);
+      l->invstd = l->mean + l->out.c;
+      soff += 6 * (size_t)l->out.c;
+    }
+  }
+  free(offs);
+  free(doffs);
+  if (training) {
+    if (!net->grads) net->grads = calloc(net->ntrainable ? net->ntrainable : 1, sizeof(float));
+    if (!net->momentum) net->momentum = calloc(net->ntrainable ? net->ntrainable : 1, sizeof(float));
+    if (!net->grads || !net->momentum) {
+      sn_net_unplan(net);
+      return sn_error_set(SN_ERR_NOMEM, "%s: cannot allocate gradients", net->arch);
+    }
+  }
+  const char *prof = getenv("SN_PROFILE");
+  if (prof && prof[0] && strcmp(prof, "0") != 0) /* training: forward and backward times */
+    net->prof = calloc((size_t)net->nlayers * (training ? 2 : 1), sizeof *net->prof);
+  net->planned = 1;
+  return sn_net_refresh(net);
+}
+
+/* The layer's prepared convolution for geometry g (packed at the first call, repacked after),
+ * and a workspace large enough for it (the plan's contents are scratch: not copied). */
+sn_status sn_layer_prepare_impl(sn_net *net, sn_layer *l, const sn_conv_geom *g, const float *w,
+                                const float *b) {
+  if (l->impl) {
+    sn_conv_impl_update(l->impl, w, b);
+    return SN_OK;
+  }
+  if (sn_conv_prepare(g, w, b, &l->impl) != 0)
+    return sn_error_set(SN_ERR_NOMEM, "layer %s: cannot prepare convolution", l->name);
+  size_t need = sn_conv_impl_workspace(l->impl);
+  if (need > net->ws_n) {
+    float *ws = sn_alloc_floats(need);
+    if (!ws) return sn_error_set(SN_ERR_NOMEM, "layer %s: cannot allocate workspace", l->name);
+    free(net->ws);
+    net->ws = ws;
+    net->ws_n = need;
+  }
+  return SN_OK;
+}
+
+/* Derives folded/prepared inference weights from the parameter block. */
+sn_status sn_net_refresh(sn_net *net) {
+  if (!net->planned || net->training) return SN_OK;
+  for (int j = 0; j < net->nlayers; ++j) {
+    sn_layer *l = &net->layers[j];
+    if (l->skip) continue;
+    sn_status s = SN_OK;
+    if (!strcmp(l->ops->kind, "conv")) s = sn_conv_layer_prepare(net, l, net->max_batch);
+    else if (!strcmp(l->ops->kind, "bn")) s = sn_bn_layer_prepare(net, l);
+    else if (!strcmp(l->ops->kind, "dense")) s = sn_dense_layer_prepare(net, l);
+    if (s != SN_OK) return s;
+  }
+  return SN_OK;
+}
