@@ -272,17 +272,8 @@ sn_status sn_net_set_options(sn_net *net, const sn_engine_options *o) {
 
 const sn_engine_options *sn_net_options(const sn_net *net) { return &net->opts; }
 
-void sn_model_config_init(sn_model_config *cfg, const char *arch) {
-  memset(cfg, 0, sizeof *cfg);
-  cfg->arch = arch;
-  cfg->include_top = 1;
-  cfg->pooling = SN_POOL_AVG;
-  cfg->bn_momentum_style = -1;
-}
-
-sn_status sn_net_create(const sn_model_config *cfg, uint64_t seed, sn_net **out) {
+sn_status sn_net_new(const sn_model_config *cfg, uint64_t seed, sn_net **out) {
   *out = NULL;
-  if (!cfg || !cfg->arch) return sn_error_set(SN_ERR_INVALID, "sn_net_create: no architecture");
   sn_net *net = calloc(1, sizeof *net);
   if (!net) return sn_error_set(SN_ERR_NOMEM, "sn_net_create: out of memory");
   net->cfg = *cfg;
@@ -292,11 +283,11 @@ sn_status sn_net_create(const sn_model_config *cfg, uint64_t seed, sn_net **out)
   net->seed = seed;
   sn_engine_options_init(&net->opts);
   net->bucket_floats = (size_t)25 << 18; /* 25 MiB of float32 */
-  sn_status s = sn_models_build(net);
-  if (s != SN_OK) {
-    sn_net_destroy(net);
-    return s;
-  }
+  *out = net;
+  return SN_OK;
+}
+
+sn_status sn_net_finish_graph(sn_net *net) {
   if (net->cfg.bn_momentum_style == SN_STYLE_TORCH || net->cfg.bn_momentum_style == SN_STYLE_KERAS)
     net->bn_style = (sn_style)net->cfg.bn_momentum_style;
   /* Lay out the parameter block: trainable tensors first, then moving statistics. */
@@ -310,20 +301,28 @@ sn_status sn_net_create(const sn_model_config *cfg, uint64_t seed, sn_net **out)
       }
   net->nblock = off;
   net->block = calloc(off ? off : 1, sizeof(float));
-  if (!net->block) {
-    sn_status st = sn_error_set(SN_ERR_NOMEM, "%s: cannot allocate %zu parameters", net->arch, off);
-    sn_net_destroy(net); /* after the message: it names net->arch */
-    return st;
-  }
-  if (!cfg->skip_init) init_params(net, seed);
-  *out = net;
+  if (!net->block) /* the caller destroys the net after this message, which names net->arch */
+    return sn_error_set(SN_ERR_NOMEM, "%s: cannot allocate %zu parameters", net->arch, off);
+  if (!net->cfg.skip_init) init_params(net, net->seed);
+  net->built = malloc((net->nlayers ? (size_t)net->nlayers : 1) * sizeof *net->built);
+  if (!net->built) return sn_error_set(SN_ERR_NOMEM, "%s: out of memory", net->arch);
+  if (net->nlayers) memcpy(net->built, net->layers, (size_t)net->nlayers * sizeof *net->built);
+  net->built_output = net->output;
+  net->built_feature = net->feature;
   return SN_OK;
+}
+
+void sn_net_restore_graph(sn_net *net) {
+  if (net->nlayers) memcpy(net->layers, net->built, (size_t)net->nlayers * sizeof *net->layers);
+  net->output = net->built_output;
+  net->feature = net->built_feature;
 }
 
 void sn_net_destroy(sn_net *net) {
   if (!net) return;
   sn_net_unplan(net);
   free(net->layers);
+  free(net->built);
   free(net->params);
   free(net->block);
   free(net->grads);

@@ -103,6 +103,8 @@ struct sn_net {
   sn_shape in;
   sn_layer *layers;
   int nlayers, layers_cap;
+  sn_layer *built;         /* (nlayers) the graph as built: each plan fuses a copy of it */
+  int built_output, built_feature;
   sn_param *params;
   int nparams, params_cap;
   float *block;            /* all parameters: trainable, then moving statistics */
@@ -140,7 +142,14 @@ struct sn_net {
   sn_engine_options opts;  /* sn_net_set_options; read by sn_net_plan */
 };
 
-/* ---- graph building (models.c uses these; each returns the new layer index or -1) */
+/* ---- graph building (graph.c; sn_net_create in models.c builds an architecture with these) */
+/* An empty net with a copy of cfg (cfg->arch set). */
+sn_status sn_net_new(const sn_model_config *cfg, uint64_t seed, sn_net **out);
+/* After the last layer: lays out and initialises the parameter block and keeps the built graph. */
+sn_status sn_net_finish_graph(sn_net *net);
+/* Restores the built wiring and fusion marks into net->layers (plan.c, before fusing). */
+void sn_net_restore_graph(sn_net *net);
+/* Each returns the new layer index or -1. */
 int sn_net_add_layer(sn_net *net, const sn_layer_ops *ops, const char *name, int in0, int in1);
 int sn_add_conv(sn_net *net, const char *name, int in, int filters, int k, int stride, int pad,
                 int bias);
@@ -182,8 +191,6 @@ void sn_fuse_for_training(sn_net *net, int mask);
  * buffer holds layer k's gradient (preset to k). */
 void sn_fuse_share_add_grads(sn_net *net, int *own);
 
-/* Builds the layers of cfg->arch into net (models.c). */
-sn_status sn_models_build(sn_net *net);
 
 /* ---- used by layers */
 const sn_shape *sn_layer_in_shape(const sn_net *net, const sn_layer *l, int i);

@@ -254,24 +254,7 @@ sn_status sn_net_plan(sn_net *net, int max_batch, int training) {
 sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_mask) {
   if (max_batch <= 0) return sn_error_set(SN_ERR_INVALID, "%s: batch %d must be positive", net->arch, max_batch);
   sn_net_unplan(net);
-  /* Reset wiring changes of an earlier inference plan by rebuilding the graph. */
-  if (net->nlayers) {
-    sn_net tmp;
-    memset(&tmp, 0, sizeof tmp);
-    tmp.cfg = net->cfg;
-    memcpy(tmp.arch, net->arch, sizeof tmp.arch);
-    tmp.cfg.arch = tmp.arch;
-    tmp.feature = -1;
-    sn_status s = sn_models_build(&tmp);
-    if (s != SN_OK) return s;
-    free(net->layers);
-    free(tmp.params);
-    net->layers = tmp.layers;
-    net->nlayers = tmp.nlayers;
-    net->layers_cap = tmp.layers_cap;
-    net->output = tmp.output;
-    net->feature = tmp.feature;
-  }
+  sn_net_restore_graph(net); /* undo an earlier plan's fusion */
   net->training = training;
   net->max_batch = max_batch;
   if (!training) sn_fuse_for_inference(net, fuse_mask);
