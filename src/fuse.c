@@ -9,7 +9,7 @@ static int single_consumer_of(const sn_net *net, int producer, int from) {
   int found = -1;
   for (int j = from; j < net->nlayers; ++j) {
     const sn_layer *c = &net->layers[j];
-    if (c->skip) continue;
+    if (c->fuse.skip) continue;
     for (int i = 0; i < c->nin; ++i)
       if (c->in[i] == producer) {
         if (found >= 0) return -1;
@@ -51,12 +51,12 @@ void sn_fuse_for_inference(sn_net *net, int mask) {
       cl->pb += l->pb;
       cl->pr += l->pr;
       if (!strcmp(cl->ops->kind, "maxpool")) cl->pad_zero = 1;
-      l->skip = 1;
+      l->fuse.skip = 1;
       cl->in[0] = l->in[0];
-    } else if (!strcmp(k, "bn") && (mask & SN_FUSE_BN) && pl && !strcmp(pl->ops->kind, "conv") && pl->fold_bn < 0 &&
-               !pl->fused_relu && pl->fused_res == -2 && single_consumer_of(net, p, p + 1) == j) {
-      pl->fold_bn = j;
-      l->skip = 1;
+    } else if (!strcmp(k, "bn") && (mask & SN_FUSE_BN) && pl && !strcmp(pl->ops->kind, "conv") && pl->fuse.fold_bn < 0 &&
+               !pl->fuse.relu && pl->fuse.residual == -2 && single_consumer_of(net, p, p + 1) == j) {
+      pl->fuse.fold_bn = j;
+      l->fuse.skip = 1;
       rewire(net, j, p);
     } else if (!strcmp(k, "add") && (mask & SN_FUSE_ADD)) {
       /* Fuse into the convolution producing one operand if it is used only here. */
@@ -64,25 +64,25 @@ void sn_fuse_for_inference(sn_net *net, int mask) {
         int c = l->in[side], other = l->in[1 - side];
         if (c < 0 || other == c) continue;
         sn_layer *cl = &net->layers[c];
-        if (strcmp(cl->ops->kind, "conv") || cl->fused_relu || cl->fused_res != -2) continue;
+        if (strcmp(cl->ops->kind, "conv") || cl->fuse.relu || cl->fuse.residual != -2) continue;
         if (single_consumer_of(net, c, c + 1) != j) continue;
         if (other > c) continue; /* the other operand must exist before the conv runs */
-        cl->fused_res = other;
-        l->skip = 1;
+        cl->fuse.residual = other;
+        l->fuse.skip = 1;
         rewire(net, j, c);
         break;
       }
-    } else if (!strcmp(k, "relu") && (mask & SN_FUSE_RELU) && pl && !pl->fused_relu &&
+    } else if (!strcmp(k, "relu") && (mask & SN_FUSE_RELU) && pl && !pl->fuse.relu &&
                (!strcmp(pl->ops->kind, "conv") || !strcmp(pl->ops->kind, "bn") ||
                 !strcmp(pl->ops->kind, "add")) &&
                single_consumer_of(net, p, p + 1) == j && net->feature != p) {
-      pl->fused_relu = 1;
-      l->skip = 1;
+      pl->fuse.relu = 1;
+      l->fuse.skip = 1;
       rewire(net, j, p);
     }
   }
   if (mask & SN_FUSE_BNIN) fuse_bn_into_inputs(net);
-  for (int j = 0; j < net->nlayers; ++j) net->layers[j].alias = j;
+  for (int j = 0; j < net->nlayers; ++j) net->layers[j].fuse.alias = j;
 }
 
 /* Inference, SN_FUSE_BNIN: a batch norm that could not be folded into a preceding convolution
@@ -94,27 +94,27 @@ void sn_fuse_for_inference(sn_net *net, int mask) {
 static void fuse_bn_into_inputs(sn_net *net) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    if (l->skip || strcmp(l->ops->kind, "bn") || net->output == j || net->feature == j) continue;
+    if (l->fuse.skip || strcmp(l->ops->kind, "bn") || net->output == j || net->feature == j) continue;
     int readers = 0, ok = 1;
     for (int c = j + 1; c < net->nlayers && ok; ++c) {
       const sn_layer *cl = &net->layers[c];
-      if (cl->skip) continue;
+      if (cl->fuse.skip) continue;
       const int reads = (cl->nin > 0 && cl->in[0] == j) || (cl->nin > 1 && cl->in[1] == j);
-      if (cl->fused_res == j) ok = 0;
+      if (cl->fuse.residual == j) ok = 0;
       if (!reads) continue;
       readers++;
       sn_conv_geom g;
       const sn_shape *s = sn_layer_in_shape(net, cl, 0);
-      ok = ok && !strcmp(cl->ops->kind, "conv") && cl->nin == 1 && cl->in_bn < 0 &&
+      ok = ok && !strcmp(cl->ops->kind, "conv") && cl->nin == 1 && cl->fuse.in_bn < 0 &&
            sn_conv_geom_init(&g, 1, s->h, s->w, s->c, cl->kh, cl->kw, cl->sh, cl->sw, cl->pt,
                              cl->pl, cl->pb, cl->pr, cl->filters) == 0 &&
            sn_conv_input_map_ok(&g);
     }
     if (!ok || !readers) continue;
     for (int c = j + 1; c < net->nlayers; ++c)
-      if (!net->layers[c].skip && net->layers[c].nin == 1 && net->layers[c].in[0] == j)
-        net->layers[c].in_bn = j;
-    l->skip = 1;
+      if (!net->layers[c].fuse.skip && net->layers[c].nin == 1 && net->layers[c].in[0] == j)
+        net->layers[c].fuse.in_bn = j;
+    l->fuse.skip = 1;
     rewire(net, j, l->in[0]);
   }
 }
@@ -146,15 +146,15 @@ void sn_fuse_for_training(sn_net *net, int mask) {
 static void fuse_bn_into_convs(sn_net *net) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    if (l->skip || strcmp(l->ops->kind, "bn") || l->into_add || net->output == j ||
+    if (l->fuse.skip || strcmp(l->ops->kind, "bn") || l->fuse.into_add || net->output == j ||
         net->feature == j)
       continue;
     const int c = single_consumer_of(net, j, j + 1);
     if (c < 0) continue;
     sn_layer *cl = &net->layers[c];
     if (strcmp(cl->ops->kind, "conv") || cl->nin != 1 || cl->in[0] != j) continue;
-    l->into_conv = c + 1;
-    if (!sn_conv_layer_input_bn(net, cl, net->max_batch)) l->into_conv = 0;
+    l->fuse.into_conv = c + 1;
+    if (!sn_conv_layer_input_bn(net, cl, net->max_batch)) l->fuse.into_conv = 0;
   }
 }
 
@@ -167,20 +167,20 @@ static void fuse_bn_into_convs(sn_net *net) {
 static void fuse_bn_into_add(sn_net *net) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    if (l->skip || strcmp(l->ops->kind, "add") || l->in[0] == l->in[1]) continue;
+    if (l->fuse.skip || strcmp(l->ops->kind, "add") || l->in[0] == l->in[1]) continue;
     int best = -1;
     for (int i = 0; i < 2; ++i) {
       const int p = l->in[i];
       if (p < 0 || net->feature == p || net->output == p) continue;
       const sn_layer *pl = &net->layers[p];
-      if (pl->skip || pl->fused_relu || strcmp(pl->ops->kind, "bn") ||
+      if (pl->fuse.skip || pl->fuse.relu || strcmp(pl->ops->kind, "bn") ||
           single_consumer_of(net, p, p + 1) != j)
         continue;
       if (l->in[1 - i] < p && (best < 0 || p > l->in[best])) best = i;
     }
     if (best < 0) continue;
-    net->layers[l->in[best]].into_add = j + 1;
-    l->from_bn = l->in[best] + 1;
+    net->layers[l->in[best]].fuse.into_add = j + 1;
+    l->fuse.from_bn = l->in[best] + 1;
   }
 }
 
@@ -196,11 +196,11 @@ static void fuse_relus_for_training(sn_net *net) {
     int p = l->nin ? l->in[0] : -1;
     if (strcmp(l->ops->kind, "relu") || p < 0) continue;
     sn_layer *pl = &net->layers[p];
-    if (pl->fused_relu || (strcmp(pl->ops->kind, "bn") && strcmp(pl->ops->kind, "add"))) continue;
+    if (pl->fuse.relu || (strcmp(pl->ops->kind, "bn") && strcmp(pl->ops->kind, "add"))) continue;
     if (single_consumer_of(net, p, p + 1) != j || net->feature == p || net->output == p) continue;
-    pl->fused_relu = 1;
-    l->skip = 1;
-    l->alias = p;
+    pl->fuse.relu = 1;
+    l->fuse.skip = 1;
+    l->fuse.alias = p;
     rewire(net, j, p);
   }
 }
@@ -222,34 +222,34 @@ static void fuse_relus_for_training(sn_net *net) {
 void sn_fuse_share_add_grads(sn_net *net, int *own) {
   for (int j = net->nlayers - 1; j >= 0; --j) {
     sn_layer *l = &net->layers[j];
-    if (l->skip || strcmp(l->ops->kind, "add") || l->in[0] == l->in[1]) continue;
+    if (l->fuse.skip || strcmp(l->ops->kind, "add") || l->in[0] == l->in[1]) continue;
     int first_reader = net->nlayers; /* lowest index of a layer reading the buffer */
     for (int i = 0; i < 2; ++i) {
       const int p = l->in[i];
       if (p < 0 || net->feature == p || net->output == p) continue;
       sn_layer *pl = &net->layers[p];
-      if (pl->skip || pl->fused_relu || (strcmp(pl->ops->kind, "bn") && strcmp(pl->ops->kind, "conv")) ||
+      if (pl->fuse.skip || pl->fuse.relu || (strcmp(pl->ops->kind, "bn") && strcmp(pl->ops->kind, "conv")) ||
           single_consumer_of(net, p, p + 1) != j)
         continue;
       own[p] = own[j];
-      l->shared_in |= 1 << i;
+      l->fuse.shared_in |= 1 << i;
       if (p < first_reader) first_reader = p;
     }
     for (int i = 0; i < 2; ++i) {
       const int p = l->in[i];
-      if (p < 0 || (l->shared_in >> i & 1) || net->feature == p || net->output == p) continue;
+      if (p < 0 || (l->fuse.shared_in >> i & 1) || net->feature == p || net->output == p) continue;
       sn_layer *pl = &net->layers[p];
-      if (pl->skip || strcmp(pl->ops->kind, "add")) continue;
+      if (pl->fuse.skip || strcmp(pl->ops->kind, "add")) continue;
       int ok = 1; /* j is p's last consumer; the others run their backward after the readers */
       for (int c = p + 1; c < net->nlayers && ok; ++c) {
         const sn_layer *cl = &net->layers[c];
-        if (c == j || cl->skip) continue;
+        if (c == j || cl->fuse.skip) continue;
         for (int k = 0; k < cl->nin; ++k)
           if (cl->in[k] == p && (c > j || c > first_reader)) ok = 0;
       }
       if (!ok) continue;
       own[p] = own[j];
-      l->shared_in |= 1 << i;
+      l->fuse.shared_in |= 1 << i;
     }
   }
 }

@@ -26,10 +26,10 @@ int sn_net_add_layer(sn_net *net, const sn_layer_ops *ops, const char *name, int
   l->in[0] = in0;
   l->in[1] = in1;
   l->nin = in1 == -2 ? (in0 == -2 ? 0 : 1) : 2;
-  l->alias = idx;
-  l->fused_res = -2;
-  l->fold_bn = -1;
-  l->in_bn = -1;
+  l->fuse.alias = idx;
+  l->fuse.residual = -2;
+  l->fuse.fold_bn = -1;
+  l->fuse.in_bn = -1;
   l->p0 = net->nparams;
   l->sh = l->sw = 1;
   net->nlayers++;

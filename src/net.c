@@ -7,7 +7,7 @@
 
 const float *sn_layer_input(const sn_net *net, const sn_layer *l, int i) {
   if (l->in[i] < 0) return net->input;
-  return net->layers[net->layers[l->in[i]].alias].y;
+  return net->layers[net->layers[l->in[i]].fuse.alias].y;
 }
 
 float *sn_layer_input_grad(sn_net *net, sn_layer *l, int i, int *accumulate) {
@@ -26,7 +26,7 @@ void sn_net_accumulate(float *dst, const float *src, size_t n) {
 
 const float *sn_net_features(const sn_net *net) {
   if (net->feature < 0 || !net->planned) return NULL;
-  return net->layers[net->layers[net->feature].alias].y;
+  return net->layers[net->layers[net->feature].fuse.alias].y;
 }
 
 sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out) {
@@ -38,13 +38,13 @@ sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out) {
   net->last_n = n;
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    if (l->skip || !l->ops->forward) continue;
+    if (l->fuse.skip || !l->ops->forward) continue;
     double t0 = net->prof ? omp_get_wtime() : 0;
     l->ops->forward(net, l, n, 0);
     if (net->prof) net->prof[j] += omp_get_wtime() - t0;
   }
   if (net->prof) net->prof_passes++;
-  const sn_layer *o = &net->layers[net->layers[net->output].alias];
+  const sn_layer *o = &net->layers[net->layers[net->output].fuse.alias];
   if (out) memcpy(out, o->y, (size_t)n * sn_shape_size(net->layers[net->output].out) * sizeof(float));
   net->input = NULL;
   return SN_OK;

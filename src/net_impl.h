@@ -41,6 +41,31 @@ typedef struct sn_layer_ops {
 extern const sn_layer_ops sn_conv_ops, sn_bn_ops, sn_relu_ops, sn_pad_ops, sn_maxpool_ops,
     sn_avgpool_ops, sn_gap_ops, sn_gmp_ops, sn_add_ops, sn_dense_ops, sn_flatten_ops;
 
+/* What the planner fused (fuse.c), on the plan's copy of the graph: inference folds zero padding,
+ * batch norm, residual add and ReLU into their neighbours; training fuses a ReLU into the batch
+ * norm or add before it, a batch norm into the add or convolution reading it, and shares the
+ * gradient buffers of an add and its inputs. Layer references are indices (with the sentinels
+ * given) or 1 + index where 0 means none. */
+typedef struct sn_layer_fusion {
+  int skip;      /* folded into another layer: not run, no buffers; its output is alias's */
+  int alias;     /* layer whose buffer holds this layer's output (itself unless skipped) */
+  int relu;      /* a ReLU applied in this layer's output pass (in training, y holds max(0, .)
+                    and backward masks dy by y > 0) */
+  int residual;  /* conv, inference: layer whose output is added before the activation (-1: the
+                    network input), or -2 */
+  int fold_bn;   /* conv, inference: the batch norm folded into its weights, or -1 */
+  int in_bn;     /* conv, inference, SN_FUSE_BNIN: the batch norm (affine and its ReLU) applied to
+                    this layer's input as it is read (fuse_bn_into_inputs), or -1 */
+  int into_add;  /* bn, training, SN_FUSE_BNADD: 1 + the add whose output this layer's forward
+                    writes, act(normalize + other input) (fuse_bn_into_add), or 0 */
+  int from_bn;   /* add, training: 1 + that batch norm (the add's forward does nothing), or 0 */
+  int into_conv; /* bn, training, SN_FUSE_BNCONV: 1 + the convolution (its only reader) that
+                    applies this layer's normalize pass as it copies its input (fuse_bn_into_convs;
+                    per call only where that convolution's kernels take the map), or 0 */
+  int shared_in; /* add, training, SN_FUSE_GRAD: bit i set when input i's gradient buffer is this
+                    add's dy (sn_fuse_share_add_grads) */
+} sn_layer_fusion;
+
 struct sn_layer {
   const sn_layer_ops *ops;
   char name[SN_MAX_NAME];
@@ -54,34 +79,16 @@ struct sn_layer {
   int residual_last_bn;   /* 1: last BN of a residual branch (zero-init target) */
   /* parameters: tensors [p0, p0 + np) of net->params */
   int p0, np;
-  /* fusion (planned): inference folds pad/BN/add/ReLU; training fuses a ReLU into the BN or add
-   * before it (net.c fuse_for_training) */
-  int skip;               /* folded into another layer; output aliases `alias`; not run */
-  int alias;              /* layer whose buffer holds this layer's output */
-  int fused_relu;         /* activation applied in this layer's epilogue (in training, y holds
-                             max(0, .) and backward masks dy by y > 0) */
-  int fused_res;          /* layer index whose output is added before the activation, or -2 */
-  int fold_bn;            /* conv: index of the BN folded into it, or -1 */
-  int in_bn;              /* conv, inference, SN_FUSE_BNIN: the BN (affine and its fused ReLU)
-                             applied to this layer's input as it is read (net.c
-                             fuse_bn_into_inputs), or -1 */
+  sn_layer_fusion fuse;   /* planned (fuse.c); the built graph has none */
   sn_conv_impl *impl;     /* prepared convolution (inference) */
   float *fold;            /* folded kernel/bias or BN scale/shift (inference), owned */
   /* activations (views into the arenas) */
   float *y;               /* (N, out) */
   float *dy;              /* (N, out), training */
   int dy_written;         /* backward: first contribution overwrites, later ones add */
-  int into_add;           /* bn, training, SN_FUSE_BNADD: 1 + the add whose output this layer's
-                             forward writes (act(normalize + other input)), or 0 */
-  int from_bn;            /* add, training: 1 + that batch norm (the add's forward is a no-op) */
-  int into_conv;          /* bn, training, SN_FUSE_BNCONV: 1 + the convolution (its only reader)
-                             that applies this layer's normalize pass as it copies its input
-                             (net.c fuse_bn_into_convs; per call: sn_conv_layer_input_bn), or 0 */
-  int shared_in;          /* add, training, SN_FUSE_GRAD (net.c share_add_grads): bit i set when
-                             input i's gradient buffer is this add's dy */
   int32_t *argmax;        /* max pools, training */
   float *mean, *invstd;   /* batch norm, training: statistics used in the last forward, then
-                             (into_conv) the scale gamma * invstd at invstd + C */
+                             (fuse.into_conv) the scale gamma * invstd at invstd + C */
   int nconsumers;
 };
 

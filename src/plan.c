@@ -109,16 +109,16 @@ static size_t plan_offsets(sn_net *net, int n, size_t *offs, int reuse) {
   for (int j = 0; j < L; ++j) last[j] = j;
   for (int j = 0; j < L; ++j) {
     const sn_layer *l = &net->layers[j];
-    if (l->skip) continue;
+    if (l->fuse.skip) continue;
     for (int i = 0; i < l->nin; ++i)
       if (l->in[i] >= 0 && last[l->in[i]] < j) last[l->in[i]] = j;
-    if (l->fused_res >= 0 && last[l->fused_res] < j) last[l->fused_res] = j;
+    if (l->fuse.residual >= 0 && last[l->fuse.residual] < j) last[l->fuse.residual] = j;
   }
   if (net->output >= 0) last[net->output] = L;
   if (net->feature >= 0) last[net->feature] = L;
   for (int j = 0; j < L; ++j) {
     const sn_layer *l = &net->layers[j];
-    if (l->skip) continue;
+    if (l->fuse.skip) continue;
     size_t size = ((size_t)n * sn_shape_size(l->out) + 15) & ~(size_t)15;
     if (reuse) { /* drop intervals that ended before this layer */
       int k = 0;
@@ -129,11 +129,11 @@ static size_t plan_offsets(sn_net *net, int n, size_t *offs, int reuse) {
     /* A convolution whose fused residual dies with it writes over the residual when its
      * algorithm allows (sn_conv_residual_in_place_ok): the residual's interval becomes this
      * layer's. */
-    if (reuse && l->fused_res >= 0 && net->layers[l->fused_res].alias == l->fused_res &&
-        last[l->fused_res] == j && l->in[0] != l->fused_res && !strcmp(l->ops->kind, "conv")) {
+    if (reuse && l->fuse.residual >= 0 && net->layers[l->fuse.residual].fuse.alias == l->fuse.residual &&
+        last[l->fuse.residual] == j && l->in[0] != l->fuse.residual && !strcmp(l->ops->kind, "conv")) {
       const sn_shape *s = sn_layer_in_shape(net, l, 0);
       sn_conv_geom g;
-      int r = l->fused_res, found = -1;
+      int r = l->fuse.residual, found = -1;
       for (int i = 0; i < nlive; ++i)
         if (live[i].off == offs[r] && live[i].size == size) found = i;
       if (found >= 0 &&
@@ -189,16 +189,16 @@ static size_t plan_grad_offsets(sn_net *net, int n, int share, size_t *doffs) {
   }
   for (int j = 0; j < L; ++j) {
     own[j] = j;
-    net->layers[j].shared_in = 0;
+    net->layers[j].fuse.shared_in = 0;
   }
   if (share) sn_fuse_share_add_grads(net, own);
   for (int j = 0; j < L; ++j) start[j] = L, end[j] = -2;
   for (int j = 0; j < L; ++j) { /* j's buffer is first written when its highest consumer runs */
-    if (net->layers[j].skip) continue;
+    if (net->layers[j].fuse.skip) continue;
     int last = j; /* no consumer: zeroed at its own backward */
     for (int c = j + 1; c < L; ++c) {
       const sn_layer *cl = &net->layers[c];
-      if (cl->skip) continue;
+      if (cl->fuse.skip) continue;
       for (int i = 0; i < cl->nin; ++i)
         if (cl->in[i] == j) last = c;
     }
@@ -208,7 +208,7 @@ static size_t plan_grad_offsets(sn_net *net, int n, int share, size_t *doffs) {
   }
   int ng = 0;
   for (int j = 0; j < L; ++j)
-    if (!net->layers[j].skip && own[j] == j) order[ng++] = j;
+    if (!net->layers[j].fuse.skip && own[j] == j) order[ng++] = j;
   for (int a = 1; a < ng; ++a) /* by first write */
     for (int b = a; b > 0 && start[order[b]] < start[order[b - 1]]; --b) {
       int t = order[b];
@@ -228,7 +228,7 @@ static size_t plan_grad_offsets(sn_net *net, int n, int share, size_t *doffs) {
     live[nlive++] = (interval){off, size, end[o]};
     if (off + size > top) top = off + size;
   }
-  for (int j = 0; j < L; ++j) doffs[j] = net->layers[j].skip ? 0 : goff[own[j]];
+  for (int j = 0; j < L; ++j) doffs[j] = net->layers[j].fuse.skip ? 0 : goff[own[j]];
 done:
   free(own);
   free(start);
@@ -279,7 +279,7 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
   size_t imax = 0, ws = 0, stats = 0;
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    if (l->skip) continue;
+    if (l->fuse.skip) continue;
     size_t w = layer_ws(net, l, max_batch, training);
     if (w > ws) ws = w;
     if (training && (!strcmp(l->ops->kind, "maxpool") || !strcmp(l->ops->kind, "gmp")))
@@ -304,7 +304,7 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
   size_t ioff = 0, soff = 0;
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    if (l->skip) continue;
+    if (l->fuse.skip) continue;
     l->y = net->arena + offs[j];
     if (training) l->dy = net->arena + act + doffs[j];
     if (training && (!strcmp(l->ops->kind, "maxpool") || !strcmp(l->ops->kind, "gmp"))) {
@@ -360,7 +360,7 @@ sn_status sn_net_refresh(sn_net *net) {
   if (!net->planned || net->training) return SN_OK;
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    if (l->skip) continue;
+    if (l->fuse.skip) continue;
     sn_status s = SN_OK;
     if (!strcmp(l->ops->kind, "conv")) s = sn_conv_layer_prepare(net, l, net->max_batch);
     else if (!strcmp(l->ops->kind, "bn")) s = sn_bn_layer_prepare(net, l);

@@ -118,7 +118,7 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
     l->dy_written = 0;
-    if (l->skip) continue; /* a ReLU fused into its producer */
+    if (l->fuse.skip) continue; /* a ReLU fused into its producer */
     double t0 = net->prof ? omp_get_wtime() : 0;
     l->ops->forward(net, l, n, 1);
     if (net->prof) net->prof[j] += omp_get_wtime() - t0;
@@ -140,7 +140,7 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
   b.pending_end = net->ntrainable;
   for (int j = net->nlayers - 1; j >= 0; --j) {
     sn_layer *l = &net->layers[j];
-    if (!l->skip) {
+    if (!l->fuse.skip) {
       double t0 = net->prof ? omp_get_wtime() : 0;
       if (!l->dy_written) /* unreachable from the loss: zero gradient */
         memset(l->dy, 0, (size_t)n * sn_shape_size(l->out) * sizeof(float));

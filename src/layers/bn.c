@@ -37,7 +37,7 @@ static void bn_forward(sn_net *net, sn_layer *l, int n, int training) {
   int c = l->out.c;
   size_t rows = (size_t)n * l->out.h * l->out.w;
   if (!training) {
-    sn_bn_affine(x, rows, c, l->fold, l->fold + c, l->fused_relu, l->y);
+    sn_bn_affine(x, rows, c, l->fold, l->fold + c, l->fuse.relu, l->y);
     return;
   }
   double *sum = (double *)net->ws, *sumsq = sum + c;
@@ -68,17 +68,17 @@ static void bn_forward(sn_net *net, sn_layer *l, int n, int training) {
       rvar[k] = (float)((1.0 - p) * (double)rvar[k] + p * unbiased);
     }
   }
-  if (l->into_conv && sn_conv_layer_input_bn(net, &net->layers[l->into_conv - 1], n)) {
-    /* the convolution normalizes its input copies (net.c fuse_bn_into_convs) with this scale,
+  if (l->fuse.into_conv && sn_conv_layer_input_bn(net, &net->layers[l->fuse.into_conv - 1], n)) {
+    /* the convolution normalizes its input copies (fuse.c fuse_bn_into_convs) with this scale,
      * rounded as normalize() rounds it */
     float *scale = l->invstd + c;
     for (int k = 0; k < c; ++k) scale[k] = (float)((double)gamma[k] * l->invstd[k]);
-  } else if (l->into_add) { /* writes the consumer add's output (net.c fuse_bn_into_add) */
-    sn_layer *a = &net->layers[l->into_add - 1];
+  } else if (l->fuse.into_add) { /* writes the consumer add's output (fuse.c fuse_bn_into_add) */
+    sn_layer *a = &net->layers[l->fuse.into_add - 1];
     const int self = (int)(l - net->layers);
     sn_bn_normalize_add(x, rows, c, l->mean, l->invstd, gamma, beta,
-                        sn_layer_input(net, a, a->in[0] == self ? 1 : 0), a->fused_relu, a->y);
-  } else if (l->fused_relu) {
+                        sn_layer_input(net, a, a->in[0] == self ? 1 : 0), a->fuse.relu, a->y);
+  } else if (l->fuse.relu) {
     sn_bn_normalize_relu(x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
   } else {
     sn_bn_normalize(x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
@@ -95,7 +95,7 @@ static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
    * dy where y > 0, else 0, recomputing y > 0 from x as the forward computed y (the parameters
    * change only after the step) rather than reading y. */
   const float *gamma = sn_param_data(net, l, 0), *beta = sn_param_data(net, l, 1);
-  if (l->fused_relu)
+  if (l->fuse.relu)
     sn_bn_backward_sums_relu_x(x, l->dy, rows, c, l->mean, l->invstd, gamma, beta, sdy, sdyx);
   else sn_bn_backward_sums(x, l->dy, rows, c, l->mean, sdy, sdyx);
   float *dgamma = sn_param_grad(net, l, 0), *dbeta = sn_param_grad(net, l, 1);
@@ -111,7 +111,7 @@ static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
   int acc = 0;
   float *dx = sn_layer_input_grad(net, l, 0, &acc);
   if (!dx) return SN_OK;
-  if (l->fused_relu)
+  if (l->fuse.relu)
     sn_bn_backward_dx_relu_x(x, l->dy, rows, c, l->mean, l->invstd, gamma, beta, sdy, sdyx,
                              count[0], acc ? tmp : dx);
   else

@@ -41,8 +41,8 @@ sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n) {
   size_t kn = (size_t)l->kh * l->kw * g.cin * l->filters;
   const float *w = sn_param_data(net, l, 0);
   const float *b = l->use_bias ? sn_param_data(net, l, 1) : NULL;
-  if (l->fold_bn >= 0) {
-    const sn_layer *bn = &net->layers[l->fold_bn];
+  if (l->fuse.fold_bn >= 0) {
+    const sn_layer *bn = &net->layers[l->fuse.fold_bn];
     if (!l->fold) l->fold = malloc((kn + (size_t)l->filters) * sizeof(float));
     if (!l->fold) return sn_error_set(SN_ERR_NOMEM, "layer %s: out of memory folding %s", l->name, bn->name);
     const float *gamma = sn_param_data(net, bn, 0), *beta = sn_param_data(net, bn, 1);
@@ -57,8 +57,8 @@ sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n) {
     w = fw;
     b = fb;
   }
-  if (l->in_bn >= 0) { /* the input's batch norm, applied as the input is read */
-    sn_status s = sn_bn_layer_prepare(net, &net->layers[l->in_bn]);
+  if (l->fuse.in_bn >= 0) { /* the input's batch norm, applied as the input is read */
+    sn_status s = sn_bn_layer_prepare(net, &net->layers[l->fuse.in_bn]);
     if (s != SN_OK) return s;
   }
   return sn_layer_prepare_impl(net, l, &g, w, b);
@@ -67,7 +67,7 @@ sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n) {
 const sn_layer *sn_conv_layer_input_bn(const sn_net *net, const sn_layer *l, int n) {
   if (l->nin != 1 || l->in[0] < 0) return NULL;
   const sn_layer *bn = &net->layers[l->in[0]];
-  if (bn->into_conv != (int)(l - net->layers) + 1) return NULL;
+  if (bn->fuse.into_conv != (int)(l - net->layers) + 1) return NULL;
   sn_conv_geom g;
   geom(net, l, n, &g);
   return sn_conv2d_input_map_ok(&g) ? bn : NULL;
@@ -78,7 +78,7 @@ const sn_layer *sn_conv_layer_input_bn(const sn_net *net, const sn_layer *l, int
 static sn_conv_in input_map(sn_net *net, const sn_layer *bn) {
   const sn_conv_in none = {NULL, NULL, 0, NULL};
   if (!bn) return none;
-  const sn_conv_in in = {bn->invstd + bn->out.c, sn_param_data(net, bn, 1), bn->fused_relu,
+  const sn_conv_in in = {bn->invstd + bn->out.c, sn_param_data(net, bn, 1), bn->fuse.relu,
                          bn->mean};
   return in;
 }
@@ -86,12 +86,12 @@ static sn_conv_in input_map(sn_net *net, const sn_layer *bn) {
 static void conv_forward(sn_net *net, sn_layer *l, int n, int training) {
   const float *x = sn_layer_input(net, l, 0);
   if (!training) {
-    const float *res = l->fused_res >= 0 ? net->layers[net->layers[l->fused_res].alias].y
-                       : l->fused_res == -1 ? net->input : NULL;
-    const sn_layer *bn = l->in_bn >= 0 ? &net->layers[l->in_bn] : NULL;
+    const float *res = l->fuse.residual >= 0 ? net->layers[net->layers[l->fuse.residual].fuse.alias].y
+                       : l->fuse.residual == -1 ? net->input : NULL;
+    const sn_layer *bn = l->fuse.in_bn >= 0 ? &net->layers[l->fuse.in_bn] : NULL;
     const sn_conv_in in = {bn ? bn->fold : NULL, bn ? bn->fold + bn->out.c : NULL,
-                           bn ? bn->fused_relu : 0, NULL};
-    sn_conv_impl_forward_in(l->impl, n, x, bn ? &in : NULL, res, l->fused_relu, l->y, net->ws);
+                           bn ? bn->fuse.relu : 0, NULL};
+    sn_conv_impl_forward_in(l->impl, n, x, bn ? &in : NULL, res, l->fuse.relu, l->y, net->ws);
     return;
   }
   sn_conv_geom g;

@@ -51,19 +51,19 @@ static sn_status add_shape(sn_net *net, sn_layer *l) {
   return SN_OK;
 }
 static void add_forward(sn_net *net, sn_layer *l, int n, int training) {
-  if (training && l->from_bn) return; /* computed by that batch norm (net.c fuse_bn_into_add) */
+  if (training && l->fuse.from_bn) return; /* computed by that batch norm (fuse.c fuse_bn_into_add) */
   sn_add_forward(sn_layer_input(net, l, 0), sn_layer_input(net, l, 1),
-                 (size_t)n * sn_shape_size(l->out), l->fused_relu, l->y);
+                 (size_t)n * sn_shape_size(l->out), l->fuse.relu, l->y);
 }
 static sn_status add_backward(sn_net *net, sn_layer *l, int n) {
   size_t count = (size_t)n * sn_shape_size(l->out);
-  int relu = l->fused_relu; /* training fusion (net.c) */
-  if (l->shared_in && relu) { /* mask in place: the inputs sharing dy read it as is */
+  int relu = l->fuse.relu; /* training fusion (fuse.c) */
+  if (l->fuse.shared_in && relu) { /* mask in place: the inputs sharing dy read it as is */
     sn_relu_backward(l->y, l->dy, count, l->dy);
     relu = 0;
   }
   for (int i = 0; i < 2; ++i) {
-    if (l->shared_in >> i & 1) net->layers[l->in[i]].dy_written = 1; /* net.c share_add_grads */
+    if (l->fuse.shared_in >> i & 1) net->layers[l->in[i]].dy_written = 1; /* fuse.c sn_fuse_share_add_grads */
     else if (relu) give_relu_grad(net, l, i, count);
     else give_grad(net, l, i, l->dy, count);
   }

@@ -116,9 +116,9 @@ TEST(Net, BatchNormIntoConvInputsIsBitwise) {
   ASSERT_EQ(sn_net_plan_fused(b, n, 0, SN_FUSE_ALL & ~SN_FUSE_BNIN), SN_OK) << sn_last_error();
   int mapped = 0, bn_run_a = 0, bn_run_b = 0;
   for (int j = 0; j < a->nlayers; ++j) {
-    mapped += a->layers[j].in_bn >= 0;
-    bn_run_a += !a->layers[j].skip && !strcmp(a->layers[j].ops->kind, "bn");
-    bn_run_b += !b->layers[j].skip && !strcmp(b->layers[j].ops->kind, "bn");
+    mapped += a->layers[j].fuse.in_bn >= 0;
+    bn_run_a += !a->layers[j].fuse.skip && !strcmp(a->layers[j].ops->kind, "bn");
+    bn_run_b += !b->layers[j].fuse.skip && !strcmp(b->layers[j].ops->kind, "bn");
   }
   EXPECT_EQ(mapped, 16 + 4);  // every block's conv1, and the 4 projection shortcuts
   EXPECT_EQ(bn_run_a, 1);     // post_bn (read by the pooling) still runs
@@ -168,7 +168,7 @@ TEST(Net, ProfileListsEveryRunLayer) {
   auto x = sntest::randn(2 * 16 * 16 * 3, 7);
   for (int i = 0; i < 3; ++i) ASSERT_EQ(sn_net_forward(net, x.data(), 2, nullptr), SN_OK);
   int run = 0;
-  for (int j = 0; j < net->nlayers; ++j) run += !net->layers[j].skip;
+  for (int j = 0; j < net->nlayers; ++j) run += !net->layers[j].fuse.skip;
   testing::internal::CaptureStderr();
   sn_net_destroy(net);
   std::string err = testing::internal::GetCapturedStderr();
@@ -199,7 +199,7 @@ TEST(Net, ProfileListsTrainingForwardAndBackward) {
     ASSERT_EQ(sn_net_train_step(net, x.data(), labels, 2, 2, &tc, nullptr, nullptr), SN_OK)
         << sn_last_error();
   int run = 0;
-  for (int j = 0; j < net->nlayers; ++j) run += !net->layers[j].skip;
+  for (int j = 0; j < net->nlayers; ++j) run += !net->layers[j].fuse.skip;
   testing::internal::CaptureStderr();
   sn_net_destroy(net);
   std::string err = testing::internal::GetCapturedStderr();
@@ -224,8 +224,8 @@ TEST(Net, ResidualConvolutionsRunInPlace) {
   int inplace = 0, separate = 0;
   for (int j = 0; j < net->nlayers; ++j) {
     const sn_layer *l = &net->layers[j];
-    if (l->skip || l->fused_res < 0) continue;
-    const bool same = l->y == net->layers[l->fused_res].y;
+    if (l->fuse.skip || l->fuse.residual < 0) continue;
+    const bool same = l->y == net->layers[l->fuse.residual].y;
     (same ? inplace : separate)++;
     EXPECT_EQ(same, l->kh * l->kw * sn_layer_in_shape(net, l, 0)->c <= 256) << l->name;
   }

@@ -39,7 +39,7 @@ sn_net *make(const Case &k) {
 int count_skipped_relus(const sn_net *net) {
   int s = 0;
   for (int j = 0; j < net->nlayers; ++j)
-    if (net->layers[j].skip && !std::strcmp(net->layers[j].ops->kind, "relu")) ++s;
+    if (net->layers[j].fuse.skip && !std::strcmp(net->layers[j].ops->kind, "relu")) ++s;
   return s;
 }
 
@@ -129,10 +129,10 @@ TEST(TrainFusion, ReplanKeepsInferenceFusion) {
   ASSERT_EQ(sn_net_plan(net, n, 1), SN_OK) << sn_last_error();
   for (int j = 0; j < net->nlayers; ++j) {
     const sn_layer *l = &net->layers[j];
-    if (!l->skip) continue;
+    if (!l->fuse.skip) continue;
     ASSERT_STREQ(l->ops->kind, "relu");
-    const sn_layer *p = &net->layers[l->alias];
-    EXPECT_TRUE(p->fused_relu);
+    const sn_layer *p = &net->layers[l->fuse.alias];
+    EXPECT_TRUE(p->fuse.relu);
     EXPECT_TRUE(!std::strcmp(p->ops->kind, "bn") || !std::strcmp(p->ops->kind, "add"));
     for (int c = 0; c < net->nlayers; ++c)
       for (int i = 0; i < net->layers[c].nin; ++i) EXPECT_NE(net->layers[c].in[i], j);
@@ -164,18 +164,18 @@ TEST(TrainFusion, SharedAddGradientsEqualCopies) {
     int shared = 0, adds = 0;
     for (int j = 0; j < a->nlayers; ++j) {
       const sn_layer *l = &a->layers[j];
-      if (l->skip || std::strcmp(l->ops->kind, "add")) continue;
+      if (l->fuse.skip || std::strcmp(l->ops->kind, "add")) continue;
       ++adds;
-      shared += l->shared_in != 0;
+      shared += l->fuse.shared_in != 0;
       for (int i = 0; i < 2; ++i)
-        if (l->shared_in >> i & 1) {
+        if (l->fuse.shared_in >> i & 1) {
           const sn_layer *p = &a->layers[l->in[i]];
           EXPECT_TRUE(!std::strcmp(p->ops->kind, "bn") || !std::strcmp(p->ops->kind, "conv") ||
                       !std::strcmp(p->ops->kind, "add"));
           EXPECT_EQ(p->dy, l->dy);
         }
     }
-    for (int j = 0; j < b->nlayers; ++j) EXPECT_EQ(b->layers[j].shared_in, 0);
+    for (int j = 0; j < b->nlayers; ++j) EXPECT_EQ(b->layers[j].fuse.shared_in, 0);
     if (std::string(k.arch) == "lenet_bn")
       EXPECT_EQ(adds, 0);
     else
@@ -207,7 +207,7 @@ TEST(TrainFusion, GradientBuffersNeverOverlapWhileLive) {
     };
     for (int j = 0; j < L; ++j)
       for (int i = 0; i < 2; ++i)
-        if (!net->layers[j].skip && (net->layers[j].shared_in >> i & 1)) {
+        if (!net->layers[j].fuse.skip && (net->layers[j].fuse.shared_in >> i & 1)) {
           const int p = net->layers[j].in[i];
           EXPECT_EQ(net->layers[p].dy, net->layers[j].dy);
           root[find(p)] = find(j);
@@ -216,11 +216,11 @@ TEST(TrainFusion, GradientBuffersNeverOverlapWhileLive) {
     std::vector<Buf> bufs(L, Buf{nullptr, 0, L, -2});
     for (int j = 0; j < L; ++j) {
       const sn_layer *l = &net->layers[j];
-      if (l->skip) continue;
+      if (l->fuse.skip) continue;
       int last = j;
       for (int c = j + 1; c < L; ++c)
         for (int i = 0; i < net->layers[c].nin; ++i)
-          if (!net->layers[c].skip && net->layers[c].in[i] == j) last = c;
+          if (!net->layers[c].fuse.skip && net->layers[c].in[i] == j) last = c;
       const int w = j == net->output ? -1 : L - 1 - last, r = L - 1 - j;
       Buf &b = bufs[find(j)];
       b.p = l->dy;
@@ -243,7 +243,7 @@ TEST(TrainFusion, GradientBuffersNeverOverlapWhileLive) {
     ASSERT_LE(grad_floats, net->arena_n);
     size_t act = 0;
     for (int j = 0; j < L; ++j)
-      if (!net->layers[j].skip) act += (size_t)n * sn_shape_size(net->layers[j].out);
+      if (!net->layers[j].fuse.skip) act += (size_t)n * sn_shape_size(net->layers[j].out);
     if (std::string(k.arch) != "lenet_bn") EXPECT_LT(net->arena_n, act + act / 2);
     sn_net_destroy(net);
   }
@@ -264,15 +264,15 @@ TEST(TrainFusion, BatchNormIntoAddEqualsTwoPasses) {
     int fused = 0, adds = 0;
     for (int j = 0; j < a->nlayers; ++j) {
       const sn_layer *l = &a->layers[j];
-      if (l->skip || std::strcmp(l->ops->kind, "add")) continue;
+      if (l->fuse.skip || std::strcmp(l->ops->kind, "add")) continue;
       ++adds;
-      if (!l->from_bn) continue;
+      if (!l->fuse.from_bn) continue;
       ++fused;
-      const sn_layer *p = &a->layers[l->from_bn - 1];
+      const sn_layer *p = &a->layers[l->fuse.from_bn - 1];
       EXPECT_STREQ(p->ops->kind, "bn");
-      EXPECT_EQ(p->into_add, j + 1);
+      EXPECT_EQ(p->fuse.into_add, j + 1);
     }
-    for (int j = 0; j < b->nlayers; ++j) EXPECT_EQ(b->layers[j].into_add + b->layers[j].from_bn, 0);
+    for (int j = 0; j < b->nlayers; ++j) EXPECT_EQ(b->layers[j].fuse.into_add + b->layers[j].fuse.from_bn, 0);
     const std::string arch = k.arch;
     if (arch == "lenet_bn" || arch == "keras_resnet50v2")  // V2's adds take convolutions
       EXPECT_EQ(fused, 0);
@@ -303,15 +303,15 @@ TEST(TrainFusion, BatchNormIntoConvInputEqualsSeparatePass) {
       int marked = 0, active = 0;
       for (int j = 0; j < a->nlayers; ++j) {
         const sn_layer *l = &a->layers[j];
-        if (l->skip || !l->into_conv) continue;
+        if (l->fuse.skip || !l->fuse.into_conv) continue;
         ++marked;
         EXPECT_STREQ(l->ops->kind, "bn");
-        const sn_layer *c = &a->layers[l->into_conv - 1];
+        const sn_layer *c = &a->layers[l->fuse.into_conv - 1];
         EXPECT_STREQ(c->ops->kind, "conv");
         EXPECT_EQ(c->in[0], j);
         active += sn_conv_layer_input_bn(a, c, n) == l;
       }
-      for (int j = 0; j < b->nlayers; ++j) EXPECT_EQ(b->layers[j].into_conv, 0);
+      for (int j = 0; j < b->nlayers; ++j) EXPECT_EQ(b->layers[j].fuse.into_conv, 0);
       const std::string arch = k.arch;
       if (sn_cpu_has_avx512() && !forced_gemm &&
           (arch == "resnet20" || arch == "resnet18" || arch == "resnet50"))
