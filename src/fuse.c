@@ -1,8 +1,6 @@
 /* fuse.c - the planner's graph rewrites: layers folded into their neighbours (inference), ReLUs
  * and batch norms fused into the layers next to them and gradient buffers shared (training).
  * They work on the plan's copy of the wiring (sn_net_plan restores the built graph first). */
-#include <string.h>
-
 #include "net_impl.h"
 
 static int single_consumer_of(const sn_net *net, int producer, int from) {
@@ -36,35 +34,30 @@ static void fuse_bn_into_inputs(sn_net *net);
 void sn_fuse_for_inference(sn_net *net, int mask) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    const char *k = l->ops->kind;
+    const sn_layer_type k = l->ops->type;
     int p = l->nin ? l->in[0] : -1;
     sn_layer *pl = p >= 0 ? &net->layers[p] : NULL;
-    if (!strcmp(k, "pad") && (mask & SN_FUSE_PAD)) {
+    if (k == SN_LAYER_PAD && (mask & SN_FUSE_PAD)) {
       int c = single_consumer_of(net, j, j + 1);
       if (c < 0) continue;
       sn_layer *cl = &net->layers[c];
-      int ok = !strcmp(cl->ops->kind, "conv") ||
-               (!strcmp(cl->ops->kind, "maxpool") && (cl->pad_zero || (!cl->pt && !cl->pl)));
-      if (!ok) continue;
-      cl->pt += l->pt;
-      cl->pl += l->pl;
-      cl->pb += l->pb;
-      cl->pr += l->pr;
-      if (!strcmp(cl->ops->kind, "maxpool")) cl->pad_zero = 1;
+      if (!cl->ops->take_pad || !cl->ops->take_pad(cl, l)) continue;
       l->fuse.skip = 1;
       cl->in[0] = l->in[0];
-    } else if (!strcmp(k, "bn") && (mask & SN_FUSE_BN) && pl && !strcmp(pl->ops->kind, "conv") && pl->fuse.fold_bn < 0 &&
-               !pl->fuse.relu && pl->fuse.residual == -2 && single_consumer_of(net, p, p + 1) == j) {
+    } else if (k == SN_LAYER_BN && (mask & SN_FUSE_BN) && pl && (pl->ops->caps & SN_CAP_FOLD_BN) &&
+               pl->fuse.fold_bn < 0 && !pl->fuse.relu && pl->fuse.residual == -2 &&
+               single_consumer_of(net, p, p + 1) == j) {
       pl->fuse.fold_bn = j;
       l->fuse.skip = 1;
       rewire(net, j, p);
-    } else if (!strcmp(k, "add") && (mask & SN_FUSE_ADD)) {
+    } else if (k == SN_LAYER_ADD && (mask & SN_FUSE_ADD)) {
       /* Fuse into the convolution producing one operand if it is used only here. */
       for (int side = 1; side >= 0; --side) {
         int c = l->in[side], other = l->in[1 - side];
         if (c < 0 || other == c) continue;
         sn_layer *cl = &net->layers[c];
-        if (strcmp(cl->ops->kind, "conv") || cl->fuse.relu || cl->fuse.residual != -2) continue;
+        if (!(cl->ops->caps & SN_CAP_RESIDUAL) || cl->fuse.relu || cl->fuse.residual != -2)
+          continue;
         if (single_consumer_of(net, c, c + 1) != j) continue;
         if (other > c) continue; /* the other operand must exist before the conv runs */
         cl->fuse.residual = other;
@@ -72,10 +65,9 @@ void sn_fuse_for_inference(sn_net *net, int mask) {
         rewire(net, j, c);
         break;
       }
-    } else if (!strcmp(k, "relu") && (mask & SN_FUSE_RELU) && pl && !pl->fuse.relu &&
-               (!strcmp(pl->ops->kind, "conv") || !strcmp(pl->ops->kind, "bn") ||
-                !strcmp(pl->ops->kind, "add")) &&
-               single_consumer_of(net, p, p + 1) == j && net->feature != p) {
+    } else if (k == SN_LAYER_RELU && (mask & SN_FUSE_RELU) && pl && !pl->fuse.relu &&
+               (pl->ops->caps & SN_CAP_RELU) && single_consumer_of(net, p, p + 1) == j &&
+               net->feature != p) {
       pl->fuse.relu = 1;
       l->fuse.skip = 1;
       rewire(net, j, p);
@@ -86,15 +78,16 @@ void sn_fuse_for_inference(sn_net *net, int mask) {
 }
 
 /* Inference, SN_FUSE_BNIN: a batch norm that could not be folded into a preceding convolution
- * (V2's pre-activation, after an add) and whose readers are all unpadded 1x1 convolutions on
- * the packed GEMM (sn_conv_input_map_ok) is applied by those convolutions as they copy their
- * input rows (sn_conv_impl_forward_in, bitwise the separate pass): the batch norm's pass and
- * its output tensor disappear, and its readers read its input. Not for the network output or
+ * (V2's pre-activation, after an add) and whose readers all take it as an input map (their
+ * input_map_ok: unpadded 1x1 convolutions on the packed GEMM) is applied by those readers as they
+ * copy their input rows (sn_conv_impl_forward_in, bitwise the separate pass): the batch norm's
+ * pass and its output tensor disappear, and its readers read its input. Not for the network output or
  * the feature layer, nor for a batch norm read as a residual. */
 static void fuse_bn_into_inputs(sn_net *net) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    if (l->fuse.skip || strcmp(l->ops->kind, "bn") || net->output == j || net->feature == j) continue;
+    if (l->fuse.skip || l->ops->type != SN_LAYER_BN || net->output == j || net->feature == j)
+      continue;
     int readers = 0, ok = 1;
     for (int c = j + 1; c < net->nlayers && ok; ++c) {
       const sn_layer *cl = &net->layers[c];
@@ -103,12 +96,8 @@ static void fuse_bn_into_inputs(sn_net *net) {
       if (cl->fuse.residual == j) ok = 0;
       if (!reads) continue;
       readers++;
-      sn_conv_geom g;
-      const sn_shape *s = sn_layer_in_shape(net, cl, 0);
-      ok = ok && !strcmp(cl->ops->kind, "conv") && cl->nin == 1 && cl->fuse.in_bn < 0 &&
-           sn_conv_geom_init(&g, 1, s->h, s->w, s->c, cl->kh, cl->kw, cl->sh, cl->sw, cl->pt,
-                             cl->pl, cl->pb, cl->pr, cl->filters) == 0 &&
-           sn_conv_input_map_ok(&g);
+      ok = ok && cl->ops->input_map_ok && cl->fuse.in_bn < 0 &&
+           cl->ops->input_map_ok(net, cl, 1, 0);
     }
     if (!ok || !readers) continue;
     for (int c = j + 1; c < net->nlayers; ++c)
@@ -140,21 +129,20 @@ void sn_fuse_for_training(sn_net *net, int mask) {
  * for the weight gradient (sn_conv2d_forward_in / _backward_in, bitwise the separate pass): the
  * normalized tensor is neither written nor read back. The batch norm's backward needs only its
  * input (the ReLU mask is recomputed from it). Marked here for the plan's largest batch; each call
- * asks again (sn_conv_layer_input_bn), since the convolution's path depends on the batch, and
- * the batch norm then writes its output as before. Its output buffer stays planned for those
- * calls and for evaluation. */
+ * asks again (the convolution's input_map_ok), since the convolution's path depends on the batch,
+ * and where the answer is no the batch norm writes its output as before. Its output buffer stays
+ * planned for those calls and for evaluation. */
 static void fuse_bn_into_convs(sn_net *net) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    if (l->fuse.skip || strcmp(l->ops->kind, "bn") || l->fuse.into_add || net->output == j ||
+    if (l->fuse.skip || l->ops->type != SN_LAYER_BN || l->fuse.into_add || net->output == j ||
         net->feature == j)
       continue;
     const int c = single_consumer_of(net, j, j + 1);
     if (c < 0) continue;
     sn_layer *cl = &net->layers[c];
-    if (strcmp(cl->ops->kind, "conv") || cl->nin != 1 || cl->in[0] != j) continue;
-    l->fuse.into_conv = c + 1;
-    if (!sn_conv_layer_input_bn(net, cl, net->max_batch)) l->fuse.into_conv = 0;
+    if (!cl->ops->input_map_ok || cl->in[0] != j) continue;
+    if (cl->ops->input_map_ok(net, cl, net->max_batch, 1)) l->fuse.into_conv = c + 1;
   }
 }
 
@@ -167,13 +155,13 @@ static void fuse_bn_into_convs(sn_net *net) {
 static void fuse_bn_into_add(sn_net *net) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    if (l->fuse.skip || strcmp(l->ops->kind, "add") || l->in[0] == l->in[1]) continue;
+    if (l->fuse.skip || l->ops->type != SN_LAYER_ADD || l->in[0] == l->in[1]) continue;
     int best = -1;
     for (int i = 0; i < 2; ++i) {
       const int p = l->in[i];
       if (p < 0 || net->feature == p || net->output == p) continue;
       const sn_layer *pl = &net->layers[p];
-      if (pl->fuse.skip || pl->fuse.relu || strcmp(pl->ops->kind, "bn") ||
+      if (pl->fuse.skip || pl->fuse.relu || pl->ops->type != SN_LAYER_BN ||
           single_consumer_of(net, p, p + 1) != j)
         continue;
       if (l->in[1 - i] < p && (best < 0 || p > l->in[best])) best = i;
@@ -194,9 +182,9 @@ static void fuse_relus_for_training(sn_net *net) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
     int p = l->nin ? l->in[0] : -1;
-    if (strcmp(l->ops->kind, "relu") || p < 0) continue;
+    if (l->ops->type != SN_LAYER_RELU || p < 0) continue;
     sn_layer *pl = &net->layers[p];
-    if (pl->fuse.relu || (strcmp(pl->ops->kind, "bn") && strcmp(pl->ops->kind, "add"))) continue;
+    if (pl->fuse.relu || !(pl->ops->caps & SN_CAP_RELU_TRAIN)) continue;
     if (single_consumer_of(net, p, p + 1) != j || net->feature == p || net->output == p) continue;
     pl->fuse.relu = 1;
     l->fuse.skip = 1;
@@ -222,13 +210,13 @@ static void fuse_relus_for_training(sn_net *net) {
 void sn_fuse_share_add_grads(sn_net *net, int *own) {
   for (int j = net->nlayers - 1; j >= 0; --j) {
     sn_layer *l = &net->layers[j];
-    if (l->fuse.skip || strcmp(l->ops->kind, "add") || l->in[0] == l->in[1]) continue;
+    if (l->fuse.skip || l->ops->type != SN_LAYER_ADD || l->in[0] == l->in[1]) continue;
     int first_reader = net->nlayers; /* lowest index of a layer reading the buffer */
     for (int i = 0; i < 2; ++i) {
       const int p = l->in[i];
       if (p < 0 || net->feature == p || net->output == p) continue;
       sn_layer *pl = &net->layers[p];
-      if (pl->fuse.skip || pl->fuse.relu || (strcmp(pl->ops->kind, "bn") && strcmp(pl->ops->kind, "conv")) ||
+      if (pl->fuse.skip || pl->fuse.relu || !(pl->ops->caps & SN_CAP_SHARE_DY) ||
           single_consumer_of(net, p, p + 1) != j)
         continue;
       own[p] = own[j];
@@ -239,7 +227,7 @@ void sn_fuse_share_add_grads(sn_net *net, int *own) {
       const int p = l->in[i];
       if (p < 0 || (l->fuse.shared_in >> i & 1) || net->feature == p || net->output == p) continue;
       sn_layer *pl = &net->layers[p];
-      if (pl->fuse.skip || strcmp(pl->ops->kind, "add")) continue;
+      if (pl->fuse.skip || pl->ops->type != SN_LAYER_ADD) continue;
       int ok = 1; /* j is p's last consumer; the others run their backward after the readers */
       for (int c = p + 1; c < net->nlayers && ok; ++c) {
         const sn_layer *cl = &net->layers[c];

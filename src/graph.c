@@ -36,17 +36,18 @@ int sn_net_add_layer(sn_net *net, const sn_layer_ops *ops, const char *name, int
   return idx;
 }
 
-static int add_param(sn_net *net, int layer, sn_param_role role, int ndim, const int *shape) {
+sn_status sn_net_add_param(sn_net *net, sn_layer *l, sn_param_role role, int ndim,
+                           const int *shape) {
   if (net->nparams == net->params_cap) {
     int cap = net->params_cap ? net->params_cap * 2 : 128;
     sn_param *p = realloc(net->params, (size_t)cap * sizeof *p);
-    if (!p) return -1;
+    if (!p) return sn_error_set(SN_ERR_NOMEM, "layer %s: out of memory", l->name);
     net->params = p;
     net->params_cap = cap;
   }
   sn_param *p = &net->params[net->nparams];
   memset(p, 0, sizeof *p);
-  p->layer = layer;
+  p->layer = (int)(l - net->layers);
   p->role = role;
   p->ndim = ndim;
   p->count = 1;
@@ -55,8 +56,9 @@ static int add_param(sn_net *net, int layer, sn_param_role role, int ndim, const
     p->count *= shape[i];
   }
   p->trainable = role != SN_ROLE_MOVING_MEAN && role != SN_ROLE_MOVING_VAR;
-  net->layers[layer].np++;
-  return net->nparams++;
+  l->np++;
+  net->nparams++;
+  return SN_OK;
 }
 
 /* Shapes are computed as layers are added: the input shape is known up front. A failure leaves
@@ -75,21 +77,7 @@ static int finish_layer(sn_net *net, int idx) {
   if (l->ops->shape(net, l) != SN_OK) return -1;
   for (int i = 0; i < l->nin; ++i)
     if (l->in[i] >= 0) net->layers[l->in[i]].nconsumers++;
-  /* Parameters, in Keras order. */
-  const char *k = l->ops->kind;
-  if (!strcmp(k, "conv")) {
-    int ks[4] = {l->kh, l->kw, sn_layer_in_shape(net, l, 0)->c, l->filters};
-    if (add_param(net, idx, SN_ROLE_KERNEL, 4, ks) < 0) return -1;
-    if (l->use_bias && add_param(net, idx, SN_ROLE_BIAS, 1, &l->filters) < 0) return -1;
-  } else if (!strcmp(k, "dense")) {
-    int ks[2] = {(int)sn_shape_size(*sn_layer_in_shape(net, l, 0)), l->filters};
-    if (add_param(net, idx, SN_ROLE_KERNEL, 2, ks) < 0) return -1;
-    if (l->use_bias && add_param(net, idx, SN_ROLE_BIAS, 1, &l->filters) < 0) return -1;
-  } else if (!strcmp(k, "bn")) {
-    int c = l->out.c;
-    for (int r = SN_ROLE_GAMMA; r <= SN_ROLE_MOVING_VAR; ++r)
-      if (add_param(net, idx, (sn_param_role)r, 1, &c) < 0) return -1;
-  }
+  if (l->ops->params && l->ops->params(net, l) != SN_OK) return -1;
   return idx;
 }
 
@@ -226,7 +214,7 @@ static void init_params(sn_net *net, uint64_t seed) {
       for (int64_t j = 0; j < p->count; ++j) d[j] = v;
       continue;
     }
-    int conv = !strcmp(l->ops->kind, "conv");
+    int conv = l->ops->type == SN_LAYER_CONV;
     double sd = conv ? sqrt(2.0 / ((double)p->shape[0] * p->shape[1] * p->shape[2])) : 0.0;
     double bound = conv ? 0.0 : 1.0 / sqrt((double)p->shape[0]);
     int64_t nchunks = (p->count + chunk - 1) / chunk;
@@ -364,14 +352,13 @@ void sn_net_param_counts(const sn_net *net, int64_t *total, int64_t *trainable,
   if (non_trainable) *non_trainable = nt;
 }
 
+/* Each kernel weight is multiplied once per output pixel (conv and dense alike). */
 int64_t sn_net_macs(const sn_net *net) {
   int64_t macs = 0;
-  for (int j = 0; j < net->nlayers; ++j) {
-    const sn_layer *l = &net->layers[j];
-    if (!strcmp(l->ops->kind, "conv"))
-      macs += (int64_t)l->out.h * l->out.w * l->out.c * l->kh * l->kw * sn_layer_in_shape(net, l, 0)->c;
-    else if (!strcmp(l->ops->kind, "dense"))
-      macs += (int64_t)l->out.c * (int64_t)sn_shape_size(*sn_layer_in_shape(net, l, 0));
+  for (int i = 0; i < net->nparams; ++i) {
+    const sn_param *p = &net->params[i];
+    const sn_layer *l = &net->layers[p->layer];
+    if (p->role == SN_ROLE_KERNEL) macs += (int64_t)l->out.h * l->out.w * p->count;
   }
   return macs;
 }

@@ -25,16 +25,84 @@ static inline size_t sn_shape_size(sn_shape s) { return (size_t)s.h * s.w * s.c;
 
 typedef struct sn_layer sn_layer;
 
+/* Layer kinds, for the planner's pattern tests (fuse.c: which layer a fusion removes) and the few
+ * places that need one kind (a training step needs a dense classifier on top). */
+typedef enum sn_layer_type {
+  SN_LAYER_CONV,
+  SN_LAYER_BN,
+  SN_LAYER_RELU,
+  SN_LAYER_PAD,
+  SN_LAYER_MAXPOOL,
+  SN_LAYER_AVGPOOL,
+  SN_LAYER_GAP,
+  SN_LAYER_GMP,
+  SN_LAYER_ADD,
+  SN_LAYER_DENSE,
+  SN_LAYER_FLATTEN
+} sn_layer_type;
+
+/* What a layer can take over from its neighbours when the planner fuses (sn_layer_ops.caps). */
+enum {
+  SN_CAP_FOLD_BN = 1,    /* inference: folds the batch norm reading its output into its weights */
+  SN_CAP_RESIDUAL = 2,   /* inference: adds a residual operand in its output pass */
+  SN_CAP_RELU = 4,       /* inference: applies the ReLU reading its output in its output pass */
+  SN_CAP_RELU_TRAIN = 8, /* training: stores max(0, y) and masks its dy by y > 0 in backward */
+  SN_CAP_SHARE_DY = 16   /* training: its backward only reads its dy, which may therefore be the
+                            gradient buffer of the add it feeds (sn_fuse_share_add_grads) */
+};
+
+/* Plan-time state a layer keeps besides its output (max pool argmax, batch norm statistics),
+ * taken from two arenas in layer order. The planner calls the state hooks twice: with NULL bases
+ * to count, then with the allocated arenas (sn_plan_ints and sn_plan_doubles return NULL while
+ * counting). */
+typedef struct sn_plan_arena {
+  int32_t *ints;
+  double *doubles;
+  size_t nints, ndoubles; /* taken so far */
+} sn_plan_arena;
+
+static inline int32_t *sn_plan_ints(sn_plan_arena *a, size_t n) {
+  int32_t *p = a->ints ? a->ints + a->nints : NULL;
+  a->nints += n;
+  return p;
+}
+
+static inline double *sn_plan_doubles(sn_plan_arena *a, size_t n) {
+  double *p = a->doubles ? a->doubles + a->ndoubles : NULL;
+  a->ndoubles += n;
+  return p;
+}
+
+/* A layer kind: a const table (one per kind, src/layers/). Hooks marked optional may be NULL. */
 typedef struct sn_layer_ops {
-  const char *kind;       /* "conv", "bn", "relu", ... */
+  const char *kind;       /* "conv", "bn", "relu", ...: for messages, summaries and profiles */
   const char *keras_type; /* for the summary: "Conv2D", "BatchNormalization", ... */
+  sn_layer_type type;
+  unsigned caps;          /* SN_CAP_* */
   /* Computes l->out from the input shapes; the message names the layer and the shapes. */
   sn_status (*shape)(sn_net *net, sn_layer *l);
-  /* Workspace floats needed for a batch of n. */
+  /* Optional: declares the layer's parameter tensors in Keras order (sn_net_add_param). */
+  sn_status (*params)(sn_net *net, sn_layer *l);
+  /* Optional: workspace floats needed for a batch of n. */
   size_t (*workspace)(const sn_net *net, const sn_layer *l, int n, int training);
+  /* Optional: takes the plan-time state for a batch of n from a (sn_plan_arena). */
+  void (*state)(sn_layer *l, int n, int training, sn_plan_arena *a);
+  /* Optional, inference: derives what the pass needs from the parameter block (folded or packed
+   * weights), at plan time and at sn_net_refresh. */
+  sn_status (*prepare)(sn_net *net, sn_layer *l);
+  /* Optional, inference fusion: takes the zero padding of `pad`, its input, into its own padding;
+   * returns 0 (nothing changed) where it cannot. */
+  int (*take_pad)(sn_layer *l, const sn_layer *pad);
+  /* Optional, fusion: 1 if the layer can apply a batch norm's normalize pass (and its ReLU) to its
+   * input as it reads it, for a batch of n (inference: the prepared path; training: the training
+   * kernels, asked again at every call). */
+  int (*input_map_ok)(const sn_net *net, const sn_layer *l, int n, int training);
+  /* Optional, inference planning: 1 if the output pass may write over the buffer of the fused
+   * residual (l->fuse.residual), for a batch of n. */
+  int (*residual_in_place)(const sn_net *net, const sn_layer *l, int n);
   void (*forward)(sn_net *net, sn_layer *l, int n, int training);
   /* Computes the gradients of the layer's parameters and the input gradients (through
-   * sn_net_input_grad). NULL for layers with nothing to propagate. */
+   * sn_layer_input_grad). NULL for layers with nothing to propagate. */
   sn_status (*backward)(sn_net *net, sn_layer *l, int n);
 } sn_layer_ops;
 
@@ -156,6 +224,9 @@ sn_status sn_net_new(const sn_model_config *cfg, uint64_t seed, sn_net **out);
 sn_status sn_net_finish_graph(sn_net *net);
 /* Restores the built wiring and fusion marks into net->layers (plan.c, before fusing). */
 void sn_net_restore_graph(sn_net *net);
+/* Adds a parameter tensor of layer l (its params hook). */
+sn_status sn_net_add_param(sn_net *net, sn_layer *l, sn_param_role role, int ndim,
+                           const int *shape);
 /* Each returns the new layer index or -1. */
 int sn_net_add_layer(sn_net *net, const sn_layer_ops *ops, const char *name, int in0, int in1);
 int sn_add_conv(sn_net *net, const char *name, int in, int filters, int k, int stride, int pad,
@@ -172,16 +243,8 @@ int sn_add_sum(sn_net *net, const char *name, int a, int b);
 int sn_add_dense(sn_net *net, const char *name, int in, int units, int bias);
 int sn_add_flatten(sn_net *net, const char *name, int in);
 
-/* sn_net_plan with a choice of inference fusions (tests compare fused and unfused graphs). */
-/* Inference preparation of one layer (folded weights, packed convolution, BN scale/shift). */
-sn_status sn_conv_layer_prepare(sn_net *net, sn_layer *l, int n); /* layers/conv.c */
-sn_status sn_bn_layer_prepare(sn_net *net, sn_layer *l);          /* layers/bn.c */
-/* Training: the batch norm (into_conv) whose normalize pass convolution l applies to its input
- * for a batch of n, or NULL when the batch norm writes its output and l reads it (the kernels
- * take the map only on some paths: sn_conv2d_input_map_ok). Both layers ask, per call. */
-const sn_layer *sn_conv_layer_input_bn(const sn_net *net, const sn_layer *l, int n); /* conv.c */
-sn_status sn_dense_layer_prepare(sn_net *net, sn_layer *l);       /* layers/dense.c */
-/* l->impl for g (prepared, or repacked from w and b) and net->ws grown to its workspace. */
+/* l->impl for g (prepared, or repacked from w and b) and net->ws grown to its workspace (plan.c;
+ * the prepare hooks of conv and dense). */
 sn_status sn_layer_prepare_impl(sn_net *net, sn_layer *l, const sn_conv_geom *g, const float *w,
                                 const float *b);
 

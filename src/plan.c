@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/conv_fast.h"
 #include "net_impl.h"
 
 /* SN_PROFILE=1: the time of every layer, summed over the passes of one plan (inference
@@ -126,21 +125,15 @@ static size_t plan_offsets(sn_net *net, int n, size_t *offs, int reuse) {
         if (live[i].end >= j) live[k++] = live[i];
       nlive = k;
     }
-    /* A convolution whose fused residual dies with it writes over the residual when its
-     * algorithm allows (sn_conv_residual_in_place_ok): the residual's interval becomes this
-     * layer's. */
-    if (reuse && l->fuse.residual >= 0 && net->layers[l->fuse.residual].fuse.alias == l->fuse.residual &&
-        last[l->fuse.residual] == j && l->in[0] != l->fuse.residual && !strcmp(l->ops->kind, "conv")) {
-      const sn_shape *s = sn_layer_in_shape(net, l, 0);
-      sn_conv_geom g;
-      int r = l->fuse.residual, found = -1;
+    /* A layer whose fused residual dies with it writes over the residual when its algorithm
+     * allows (its residual_in_place): the residual's interval becomes this layer's. */
+    const int r = l->fuse.residual;
+    if (reuse && r >= 0 && net->layers[r].fuse.alias == r && last[r] == j && l->in[0] != r &&
+        l->ops->residual_in_place) {
+      int found = -1;
       for (int i = 0; i < nlive; ++i)
         if (live[i].off == offs[r] && live[i].size == size) found = i;
-      if (found >= 0 &&
-          sn_conv_geom_init(&g, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt, l->pl,
-                            l->pb, l->pr, l->filters) == 0 &&
-          (size_t)g.oh * g.ow * g.cout == sn_shape_size(net->layers[r].out) &&
-          sn_conv_residual_in_place_ok(&g)) {
+      if (found >= 0 && l->ops->residual_in_place(net, l, n)) {
         offs[j] = offs[r];
         live[found].end = last[j];
         continue;
@@ -276,16 +269,16 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
     }
     total += g;
   }
-  size_t imax = 0, ws = 0, stats = 0;
+  size_t ws = 0;
+  sn_plan_arena count = {NULL, NULL, 0, 0}; /* layers' state: counted, allocated, then taken */
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
     if (l->fuse.skip) continue;
     size_t w = layer_ws(net, l, max_batch, training);
     if (w > ws) ws = w;
-    if (training && (!strcmp(l->ops->kind, "maxpool") || !strcmp(l->ops->kind, "gmp")))
-      imax += (size_t)max_batch * sn_shape_size(l->out);
-    if (!strcmp(l->ops->kind, "bn")) stats += 6 * (size_t)l->out.c;
+    if (l->ops->state) l->ops->state(l, max_batch, training, &count);
   }
+  const size_t imax = count.nints, stats = count.ndoubles;
   net->arena = sn_alloc_floats(total);
   net->ws = sn_alloc_floats(ws);
   net->iarena = malloc((imax ? imax : 1) * sizeof(int32_t));
@@ -301,21 +294,13 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
                         "%s: cannot allocate %.1f MiB of activations for batch %d",
                         net->arch, (double)(total + ws) * 4.0 / 1048576.0, max_batch);
   }
-  size_t ioff = 0, soff = 0;
+  sn_plan_arena take = {net->iarena, net->stats, 0, 0};
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
     if (l->fuse.skip) continue;
     l->y = net->arena + offs[j];
     if (training) l->dy = net->arena + act + doffs[j];
-    if (training && (!strcmp(l->ops->kind, "maxpool") || !strcmp(l->ops->kind, "gmp"))) {
-      l->argmax = net->iarena + ioff;
-      ioff += (size_t)max_batch * sn_shape_size(l->out);
-    }
-    if (!strcmp(l->ops->kind, "bn")) {
-      l->mean = (float *)(net->stats + soff);
-      l->invstd = l->mean + l->out.c;
-      soff += 6 * (size_t)l->out.c;
-    }
+    if (l->ops->state) l->ops->state(l, max_batch, training, &take);
   }
   free(offs);
   free(doffs);
@@ -361,10 +346,7 @@ sn_status sn_net_refresh(sn_net *net) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
     if (l->fuse.skip) continue;
-    sn_status s = SN_OK;
-    if (!strcmp(l->ops->kind, "conv")) s = sn_conv_layer_prepare(net, l, net->max_batch);
-    else if (!strcmp(l->ops->kind, "bn")) s = sn_bn_layer_prepare(net, l);
-    else if (!strcmp(l->ops->kind, "dense")) s = sn_dense_layer_prepare(net, l);
+    sn_status s = l->ops->prepare ? l->ops->prepare(net, l) : SN_OK;
     if (s != SN_OK) return s;
   }
   return SN_OK;

@@ -37,7 +37,7 @@ void sn_net_set_sgd_steps(sn_net *net, int64_t steps) { net->sgd_steps = steps; 
 void sn_net_zero_init_residual(sn_net *net) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    if (l->residual_last_bn && !strcmp(l->ops->kind, "bn"))
+    if (l->residual_last_bn && l->ops->type == SN_LAYER_BN)
       memset(sn_param_data(net, l, 0), 0, (size_t)l->out.c * sizeof(float));
   }
 }
@@ -105,7 +105,7 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
                         global_n, net->max_batch);
   sn_layer *out = &net->layers[net->output];
   int k = out->out.c;
-  if (out->out.h != 1 || out->out.w != 1 || strcmp(out->ops->kind, "dense"))
+  if (out->out.h != 1 || out->out.w != 1 || out->ops->type != SN_LAYER_DENSE)
     return sn_error_set(SN_ERR_INVALID, "%s: training needs a classifier top", net->arch);
   for (int i = 0; i < n; ++i)
     if (labels[i] < 0 || labels[i] >= k)

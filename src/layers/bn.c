@@ -13,13 +13,31 @@ static sn_status bn_shape(sn_net *net, sn_layer *l) {
   return SN_OK;
 }
 
+static sn_status bn_params(sn_net *net, sn_layer *l) {
+  sn_status s = SN_OK;
+  for (int r = SN_ROLE_GAMMA; r <= SN_ROLE_MOVING_VAR && s == SN_OK; ++r)
+    s = sn_net_add_param(net, l, (sn_param_role)r, 1, &l->out.c);
+  return s;
+}
+
 static size_t bn_workspace(const sn_net *net, const sn_layer *l, int n, int training) {
   if (!training) return 0;
   /* 6C+2 doubles of sums, then an input-sized buffer for accumulating dx */
   return 2 * (6 * (size_t)l->out.c + 2) + (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0));
 }
 
-sn_status sn_bn_layer_prepare(sn_net *net, sn_layer *l) {
+/* Training: the statistics of the last forward, mean and invstd, then (fuse.into_conv) the scale
+ * gamma * invstd: C floats each, in the room of 6C doubles. */
+static void bn_state(sn_layer *l, int n, int training, sn_plan_arena *a) {
+  (void)n;
+  (void)training;
+  double *d = sn_plan_doubles(a, 6 * (size_t)l->out.c);
+  l->mean = (float *)d;
+  l->invstd = d ? l->mean + l->out.c : NULL;
+}
+
+/* Inference: the scale and shift of sn_bn_affine. */
+static sn_status bn_prepare(sn_net *net, sn_layer *l) {
   int c = l->out.c;
   if (!l->fold) l->fold = malloc(2 * (size_t)c * sizeof(float));
   if (!l->fold) return sn_error_set(SN_ERR_NOMEM, "layer %s: out of memory", l->name);
@@ -68,7 +86,8 @@ static void bn_forward(sn_net *net, sn_layer *l, int n, int training) {
       rvar[k] = (float)((1.0 - p) * (double)rvar[k] + p * unbiased);
     }
   }
-  if (l->fuse.into_conv && sn_conv_layer_input_bn(net, &net->layers[l->fuse.into_conv - 1], n)) {
+  const sn_layer *conv = l->fuse.into_conv ? &net->layers[l->fuse.into_conv - 1] : NULL;
+  if (conv && conv->ops->input_map_ok(net, conv, n, 1)) {
     /* the convolution normalizes its input copies (fuse.c fuse_bn_into_convs) with this scale,
      * rounded as normalize() rounds it */
     float *scale = l->invstd + c;
@@ -121,5 +140,16 @@ static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
   return SN_OK;
 }
 
-const sn_layer_ops sn_bn_ops = {"bn", "BatchNormalization", bn_shape, bn_workspace, bn_forward,
-                                bn_backward};
+const sn_layer_ops sn_bn_ops = {
+    .kind = "bn",
+    .keras_type = "BatchNormalization",
+    .type = SN_LAYER_BN,
+    .caps = SN_CAP_RELU | SN_CAP_RELU_TRAIN | SN_CAP_SHARE_DY,
+    .shape = bn_shape,
+    .params = bn_params,
+    .workspace = bn_workspace,
+    .state = bn_state,
+    .prepare = bn_prepare,
+    .forward = bn_forward,
+    .backward = bn_backward,
+};

@@ -38,8 +38,14 @@ static sn_status relu_backward(sn_net *net, sn_layer *l, int n) {
   give_relu_grad(net, l, 0, (size_t)n * sn_shape_size(l->out));
   return SN_OK;
 }
-const sn_layer_ops sn_relu_ops = {"relu", "Activation", same_shape, NULL, relu_forward,
-                                  relu_backward};
+const sn_layer_ops sn_relu_ops = {
+    .kind = "relu",
+    .keras_type = "Activation",
+    .type = SN_LAYER_RELU,
+    .shape = same_shape,
+    .forward = relu_forward,
+    .backward = relu_backward,
+};
 
 /* ---- residual add */
 static sn_status add_shape(sn_net *net, sn_layer *l) {
@@ -69,7 +75,15 @@ static sn_status add_backward(sn_net *net, sn_layer *l, int n) {
   }
   return SN_OK;
 }
-const sn_layer_ops sn_add_ops = {"add", "Add", add_shape, NULL, add_forward, add_backward};
+const sn_layer_ops sn_add_ops = {
+    .kind = "add",
+    .keras_type = "Add",
+    .type = SN_LAYER_ADD,
+    .caps = SN_CAP_RELU | SN_CAP_RELU_TRAIN,
+    .shape = add_shape,
+    .forward = add_forward,
+    .backward = add_backward,
+};
 
 /* ---- zero padding (Keras ZeroPadding2D) */
 static sn_status pad_shape(sn_net *net, sn_layer *l) {
@@ -88,8 +102,15 @@ static sn_status pad_backward(sn_net *net, sn_layer *l, int n) {
   give_grad(net, l, 0, net->ws, (size_t)n * sn_shape_size(*s));
   return SN_OK;
 }
-const sn_layer_ops sn_pad_ops = {"pad", "ZeroPadding2D", pad_shape, acc_workspace, pad_forward,
-                                 pad_backward};
+const sn_layer_ops sn_pad_ops = {
+    .kind = "pad",
+    .keras_type = "ZeroPadding2D",
+    .type = SN_LAYER_PAD,
+    .shape = pad_shape,
+    .workspace = acc_workspace,
+    .forward = pad_forward,
+    .backward = pad_backward,
+};
 
 /* ---- flatten (NHWC order, as Keras) */
 static sn_status flatten_shape(sn_net *net, sn_layer *l) {
@@ -104,5 +125,11 @@ static sn_status flatten_backward(sn_net *net, sn_layer *l, int n) {
   give_grad(net, l, 0, l->dy, (size_t)n * sn_shape_size(l->out));
   return SN_OK;
 }
-const sn_layer_ops sn_flatten_ops = {"flatten", "Flatten", flatten_shape, NULL, flatten_forward,
-                                     flatten_backward};
+const sn_layer_ops sn_flatten_ops = {
+    .kind = "flatten",
+    .keras_type = "Flatten",
+    .type = SN_LAYER_FLATTEN,
+    .shape = flatten_shape,
+    .forward = flatten_forward,
+    .backward = flatten_backward,
+};

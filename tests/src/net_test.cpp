@@ -117,8 +117,8 @@ TEST(Net, BatchNormIntoConvInputsIsBitwise) {
   int mapped = 0, bn_run_a = 0, bn_run_b = 0;
   for (int j = 0; j < a->nlayers; ++j) {
     mapped += a->layers[j].fuse.in_bn >= 0;
-    bn_run_a += !a->layers[j].fuse.skip && !strcmp(a->layers[j].ops->kind, "bn");
-    bn_run_b += !b->layers[j].fuse.skip && !strcmp(b->layers[j].ops->kind, "bn");
+    bn_run_a += !a->layers[j].fuse.skip && a->layers[j].ops->type == SN_LAYER_BN;
+    bn_run_b += !b->layers[j].fuse.skip && b->layers[j].ops->type == SN_LAYER_BN;
   }
   EXPECT_EQ(mapped, 16 + 4);  // every block's conv1, and the 4 projection shortcuts
   EXPECT_EQ(bn_run_a, 1);     // post_bn (read by the pooling) still runs
