@@ -243,6 +243,15 @@ int sn_add_sum(sn_net *net, const char *name, int a, int b);
 int sn_add_dense(sn_net *net, const char *name, int in, int units, int bias);
 int sn_add_flatten(sn_net *net, const char *name, int in);
 
+/* Channel k of batch norm l in inference, y = (x - mean) * s + beta with s = gamma / sqrt(var +
+ * eps), in double (a convolution folds it into its weights; layers/bn.c). */
+void sn_bn_layer_channel(const sn_net *net, const sn_layer *l, int k, double *mean, double *s,
+                         double *beta);
+/* The pass of batch norm l as the input map of the convolution that applies it as it reads its
+ * input (fuse.in_bn in inference: the folded scale and shift; fuse.into_conv in training: the
+ * last forward's statistics, its scale gamma * invstd and beta), with its fused ReLU (layers/bn.c;
+ * the only code that knows the batch norm's buffers). */
+sn_conv_in sn_bn_layer_input_map(const sn_net *net, const sn_layer *l, int training);
 /* l->impl for g (prepared, or repacked from w and b) and net->ws grown to its workspace (plan.c;
  * the prepare hooks of conv and dense). */
 sn_status sn_layer_prepare_impl(sn_net *net, sn_layer *l, const sn_conv_geom *g, const float *w,

@@ -46,6 +46,26 @@ static sn_status bn_prepare(sn_net *net, sn_layer *l) {
   return SN_OK;
 }
 
+void sn_bn_layer_channel(const sn_net *net, const sn_layer *l, int k, double *mean, double *s,
+                         double *beta) {
+  const float *g = sn_param_data(net, l, 0), *b = sn_param_data(net, l, 1);
+  const float *m = sn_param_data(net, l, 2), *v = sn_param_data(net, l, 3);
+  *s = (double)g[k] / sqrt((double)v[k] + (double)l->eps);
+  *mean = (double)m[k];
+  *beta = (double)b[k];
+}
+
+sn_conv_in sn_bn_layer_input_map(const sn_net *net, const sn_layer *l, int training) {
+  const int c = l->out.c;
+  if (!training) {
+    const sn_conv_in in = {l->fold, l->fold + c, l->fuse.relu, NULL}; /* bn_prepare's */
+    return in;
+  }
+  /* the batch statistics and the scale bn_forward computed for the convolution */
+  const sn_conv_in in = {l->invstd + c, sn_param_data(net, l, 1), l->fuse.relu, l->mean};
+  return in;
+}
+
 static int sync_active(const sn_net *net) {
   return net->comm && net->sync_bn && sn_comm_size(net->comm) > 1;
 }

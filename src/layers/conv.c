@@ -1,7 +1,6 @@
 /* conv.c - convolution layer: Keras Conv2D / torch Conv2d, HWIO kernel, optional bias.
  * Inference runs through a prepared sn_conv_impl with batch norm folded in and the bias,
  * residual and ReLU fused into the output pass. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,13 +52,12 @@ static sn_status conv_prepare(sn_net *net, sn_layer *l) {
     const sn_layer *bn = &net->layers[l->fuse.fold_bn];
     if (!l->fold) l->fold = malloc((kn + (size_t)l->filters) * sizeof(float));
     if (!l->fold) return sn_error_set(SN_ERR_NOMEM, "layer %s: out of memory folding %s", l->name, bn->name);
-    const float *gamma = sn_param_data(net, bn, 0), *beta = sn_param_data(net, bn, 1);
-    const float *mean = sn_param_data(net, bn, 2), *var = sn_param_data(net, bn, 3);
     float *fw = l->fold, *fb = l->fold + kn;
-    /* w' = s*w, b' = beta + (b - mean)*s with s = gamma/sqrt(var+eps), in double. */
+    /* w' = s*w, b' = beta + (b - mean)*s, in double. */
     for (int o = 0; o < l->filters; ++o) {
-      double s = (double)gamma[o] / sqrt((double)var[o] + (double)bn->eps);
-      fb[o] = (float)((double)beta[o] + ((b ? (double)b[o] : 0.0) - (double)mean[o]) * s);
+      double mean, s, beta;
+      sn_bn_layer_channel(net, bn, o, &mean, &s, &beta);
+      fb[o] = (float)(beta + ((b ? (double)b[o] : 0.0) - mean) * s);
       for (size_t i = (size_t)o; i < kn; i += (size_t)l->filters) fw[i] = (float)((double)w[i] * s);
     }
     w = fw;
@@ -108,14 +106,10 @@ static const sn_layer *input_bn(const sn_net *net, const sn_layer *l, int n) {
   return conv_input_map_ok(net, l, n, 1) ? bn : NULL;
 }
 
-/* The normalize pass of the batch norm bn (or nothing, bn NULL) as an input map: its batch
- * statistics and the scale it computed (layers/bn.c), its beta and its fused ReLU. */
-static sn_conv_in input_map(sn_net *net, const sn_layer *bn) {
+/* The batch norm bn's pass as an input map (bn.c), or nothing for bn NULL. */
+static sn_conv_in input_map(const sn_net *net, const sn_layer *bn, int training) {
   const sn_conv_in none = {NULL, NULL, 0, NULL};
-  if (!bn) return none;
-  const sn_conv_in in = {bn->invstd + bn->out.c, sn_param_data(net, bn, 1), bn->fuse.relu,
-                         bn->mean};
-  return in;
+  return bn ? sn_bn_layer_input_map(net, bn, training) : none;
 }
 
 static void conv_forward(sn_net *net, sn_layer *l, int n, int training) {
@@ -124,15 +118,14 @@ static void conv_forward(sn_net *net, sn_layer *l, int n, int training) {
     const float *res = l->fuse.residual >= 0 ? net->layers[net->layers[l->fuse.residual].fuse.alias].y
                        : l->fuse.residual == -1 ? net->input : NULL;
     const sn_layer *bn = l->fuse.in_bn >= 0 ? &net->layers[l->fuse.in_bn] : NULL;
-    const sn_conv_in in = {bn ? bn->fold : NULL, bn ? bn->fold + bn->out.c : NULL,
-                           bn ? bn->fuse.relu : 0, NULL};
+    const sn_conv_in in = input_map(net, bn, 0);
     sn_conv_impl_forward_in(l->impl, n, x, bn ? &in : NULL, res, l->fuse.relu, l->y, net->ws);
     return;
   }
   sn_conv_geom g;
   geom(net, l, n, &g);
   const sn_layer *bn = input_bn(net, l, n);
-  const sn_conv_in in = input_map(net, bn);
+  const sn_conv_in in = input_map(net, bn, 1);
   sn_conv2d_forward_in(&g, bn ? sn_layer_input(net, bn, 0) : x, bn ? &in : NULL,
                        sn_param_data(net, l, 0), l->use_bias ? sn_param_data(net, l, 1) : NULL,
                        NULL, 0, l->y, net->ws);
@@ -149,7 +142,7 @@ static sn_status conv_backward(sn_net *net, sn_layer *l, int n) {
   const float *x = sn_layer_input(net, l, 0), *w = sn_param_data(net, l, 0);
   float *dw = sn_param_grad(net, l, 0), *db = l->use_bias ? sn_param_grad(net, l, 1) : NULL;
   const sn_layer *bn = input_bn(net, l, n); /* as the forward decided */
-  const sn_conv_in in = input_map(net, bn);
+  const sn_conv_in in = input_map(net, bn, 1);
   if (bn) x = sn_layer_input(net, bn, 0);
   /* an accumulated dx is added in the kernel's output pass where it can, else through tmp */
   const int in_kernel = dx && acc && sn_conv2d_backward_accumulates(&g);
