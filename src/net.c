@@ -40,7 +40,11 @@ sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out) {
     sn_layer *l = &net->layers[j];
     if (l->fuse.skip || !l->ops->forward) continue;
     double t0 = net->prof ? omp_get_wtime() : 0;
-    l->ops->forward(net, l, n, 0);
+    sn_status s = l->ops->forward(net, l, n, 0);
+    if (s != SN_OK) {
+      net->input = NULL;
+      return s;
+    }
     if (net->prof) net->prof[j] += omp_get_wtime() - t0;
   }
   if (net->prof) net->prof_passes++;

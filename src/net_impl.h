@@ -100,7 +100,8 @@ typedef struct sn_layer_ops {
   /* Optional, inference planning: 1 if the output pass may write over the buffer of the fused
    * residual (l->fuse.residual), for a batch of n. */
   int (*residual_in_place)(const sn_net *net, const sn_layer *l, int n);
-  void (*forward)(sn_net *net, sn_layer *l, int n, int training);
+  /* One pass over a batch of n: l->y from the inputs (training: and what backward needs). */
+  sn_status (*forward)(sn_net *net, sn_layer *l, int n, int training);
   /* Computes the gradients of the layer's parameters and the input gradients (through
    * sn_layer_input_grad). NULL for layers with nothing to propagate. */
   sn_status (*backward)(sn_net *net, sn_layer *l, int n);
@@ -202,7 +203,6 @@ struct sn_net {
   size_t stats_n;
   int last_n;              /* batch of the last forward */
   const float *input;      /* (N, H, W, C) network input during a pass */
-  sn_status err;           /* first failure inside a pass (communication) */
   /* distribution */
   sn_comm *comm;
   int sync_bn;

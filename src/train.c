@@ -113,17 +113,16 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
                           labels[i], i, k);
   net->input = x;
   net->tcfg = cfg;
-  net->err = SN_OK;
   net->last_n = n;
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
     l->dy_written = 0;
     if (l->fuse.skip) continue; /* a ReLU fused into its producer */
     double t0 = net->prof ? omp_get_wtime() : 0;
-    l->ops->forward(net, l, n, 1);
+    sn_status s = l->ops->forward(net, l, n, 1);
+    if (s != SN_OK) return s; /* a sync-BN all-reduce failed (no later collective is started) */
     if (net->prof) net->prof[j] += omp_get_wtime() - t0;
   }
-  if (net->err != SN_OK) return net->err;
   int ok = 0;
   double sum = sn_softmax_xent(out->y, labels, n, k, cfg->label_smoothing, 1.0f / (float)global_n,
                                out->dy, &ok);

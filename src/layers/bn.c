@@ -70,20 +70,20 @@ static int sync_active(const sn_net *net) {
   return net->comm && net->sync_bn && sn_comm_size(net->comm) > 1;
 }
 
-static void bn_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status bn_forward(sn_net *net, sn_layer *l, int n, int training) {
   const float *x = sn_layer_input(net, l, 0);
   int c = l->out.c;
   size_t rows = (size_t)n * l->out.h * l->out.w;
   if (!training) {
     sn_bn_affine(x, rows, c, l->fold, l->fold + c, l->fuse.relu, l->y);
-    return;
+    return SN_OK;
   }
   double *sum = (double *)net->ws, *sumsq = sum + c;
   sn_bn_sums(x, rows, c, sum, sumsq);
   sum[2 * c] = (double)rows;
-  if (sync_active(net) && net->err == SN_OK) {
+  if (sync_active(net)) {
     sn_status s = sn_comm_allreduce(net->comm, sum, 2 * (size_t)c + 1, SN_F64, SN_SUM);
-    if (s != SN_OK) net->err = s;
+    if (s != SN_OK) return s;
   }
   double m = sum[2 * c];
   const sn_train_config *tc = net->tcfg;
@@ -122,6 +122,7 @@ static void bn_forward(sn_net *net, sn_layer *l, int n, int training) {
   } else {
     sn_bn_normalize(x, rows, c, l->mean, l->invstd, gamma, beta, l->y);
   }
+  return SN_OK;
 }
 
 static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {

@@ -112,7 +112,7 @@ static sn_conv_in input_map(const sn_net *net, const sn_layer *bn, int training)
   return bn ? sn_bn_layer_input_map(net, bn, training) : none;
 }
 
-static void conv_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status conv_forward(sn_net *net, sn_layer *l, int n, int training) {
   const float *x = sn_layer_input(net, l, 0);
   if (!training) {
     const float *res = l->fuse.residual >= 0 ? net->layers[net->layers[l->fuse.residual].fuse.alias].y
@@ -120,7 +120,7 @@ static void conv_forward(sn_net *net, sn_layer *l, int n, int training) {
     const sn_layer *bn = l->fuse.in_bn >= 0 ? &net->layers[l->fuse.in_bn] : NULL;
     const sn_conv_in in = input_map(net, bn, 0);
     sn_conv_impl_forward_in(l->impl, n, x, bn ? &in : NULL, res, l->fuse.relu, l->y, net->ws);
-    return;
+    return SN_OK;
   }
   sn_conv_geom g;
   geom(net, l, n, &g);
@@ -129,6 +129,7 @@ static void conv_forward(sn_net *net, sn_layer *l, int n, int training) {
   sn_conv2d_forward_in(&g, bn ? sn_layer_input(net, bn, 0) : x, bn ? &in : NULL,
                        sn_param_data(net, l, 0), l->use_bias ? sn_param_data(net, l, 1) : NULL,
                        NULL, 0, l->y, net->ws);
+  return SN_OK;
 }
 
 static sn_status conv_backward(sn_net *net, sn_layer *l, int n) {

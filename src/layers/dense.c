@@ -31,14 +31,15 @@ static sn_status dense_prepare(sn_net *net, sn_layer *l) {
                                l->use_bias ? sn_param_data(net, l, 1) : NULL);
 }
 
-static void dense_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status dense_forward(sn_net *net, sn_layer *l, int n, int training) {
   if (!training && l->impl) {
     sn_conv_impl_forward(l->impl, n, sn_layer_input(net, l, 0), NULL, 0, l->y, net->ws);
-    return;
+    return SN_OK;
   }
   int in = (int)sn_shape_size(*sn_layer_in_shape(net, l, 0));
   sn_dense_forward(sn_layer_input(net, l, 0), sn_param_data(net, l, 0),
                    l->use_bias ? sn_param_data(net, l, 1) : NULL, n, in, l->filters, l->y);
+  return SN_OK;
 }
 static sn_status dense_backward(sn_net *net, sn_layer *l, int n) {
   int in = (int)sn_shape_size(*sn_layer_in_shape(net, l, 0));

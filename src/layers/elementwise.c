@@ -21,9 +21,10 @@ static sn_status same_shape(sn_net *net, sn_layer *l) {
   l->out = *sn_layer_in_shape(net, l, 0);
   return SN_OK;
 }
-static void relu_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status relu_forward(sn_net *net, sn_layer *l, int n, int training) {
   (void)training;
   sn_relu_forward(sn_layer_input(net, l, 0), (size_t)n * sn_shape_size(l->out), l->y);
+  return SN_OK;
 }
 /* Passes the gradient of input i of a layer whose output y = max(0, v): dy where y > 0, else 0,
  * written (or added) straight into the input's gradient buffer. */
@@ -56,10 +57,12 @@ static sn_status add_shape(sn_net *net, sn_layer *l) {
   l->out = *a;
   return SN_OK;
 }
-static void add_forward(sn_net *net, sn_layer *l, int n, int training) {
-  if (training && l->fuse.from_bn) return; /* computed by that batch norm (fuse.c fuse_bn_into_add) */
+static sn_status add_forward(sn_net *net, sn_layer *l, int n, int training) {
+  if (training && l->fuse.from_bn) /* computed by that batch norm (fuse.c fuse_bn_into_add) */
+    return SN_OK;
   sn_add_forward(sn_layer_input(net, l, 0), sn_layer_input(net, l, 1),
                  (size_t)n * sn_shape_size(l->out), l->fuse.relu, l->y);
+  return SN_OK;
 }
 static sn_status add_backward(sn_net *net, sn_layer *l, int n) {
   size_t count = (size_t)n * sn_shape_size(l->out);
@@ -91,10 +94,11 @@ static sn_status pad_shape(sn_net *net, sn_layer *l) {
   l->out = (sn_shape){s->h + l->pt + l->pb, s->w + l->pl + l->pr, s->c};
   return SN_OK;
 }
-static void pad_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status pad_forward(sn_net *net, sn_layer *l, int n, int training) {
   (void)training;
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
   sn_pad_forward(sn_layer_input(net, l, 0), n, s->h, s->w, s->c, l->pt, l->pl, l->pb, l->pr, l->y);
+  return SN_OK;
 }
 static sn_status pad_backward(sn_net *net, sn_layer *l, int n) {
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
@@ -117,9 +121,10 @@ static sn_status flatten_shape(sn_net *net, sn_layer *l) {
   l->out = (sn_shape){1, 1, (int)sn_shape_size(*sn_layer_in_shape(net, l, 0))};
   return SN_OK;
 }
-static void flatten_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status flatten_forward(sn_net *net, sn_layer *l, int n, int training) {
   (void)training;
   memcpy(l->y, sn_layer_input(net, l, 0), (size_t)n * sn_shape_size(l->out) * sizeof(float));
+  return SN_OK;
 }
 static sn_status flatten_backward(sn_net *net, sn_layer *l, int n) {
   give_grad(net, l, 0, l->dy, (size_t)n * sn_shape_size(l->out));

@@ -46,10 +46,11 @@ static int maxpool_take_pad(sn_layer *l, const sn_layer *pad) {
   return 1;
 }
 
-static void maxpool_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status maxpool_forward(sn_net *net, sn_layer *l, int n, int training) {
   sn_pool_geom g;
   pgeom(net, l, n, &g);
   sn_maxpool_forward(&g, sn_layer_input(net, l, 0), l->y, training ? l->argmax : NULL);
+  return SN_OK;
 }
 static sn_status maxpool_backward(sn_net *net, sn_layer *l, int n) {
   sn_pool_geom g;
@@ -70,11 +71,12 @@ const sn_layer_ops sn_maxpool_ops = {
     .backward = maxpool_backward,
 };
 
-static void avgpool_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status avgpool_forward(sn_net *net, sn_layer *l, int n, int training) {
   (void)training;
   sn_pool_geom g;
   pgeom(net, l, n, &g);
   sn_avgpool_forward(&g, sn_layer_input(net, l, 0), l->y);
+  return SN_OK;
 }
 static sn_status avgpool_backward(sn_net *net, sn_layer *l, int n) {
   sn_pool_geom g;
@@ -97,10 +99,11 @@ static sn_status global_shape(sn_net *net, sn_layer *l) {
   l->out = (sn_shape){1, 1, sn_layer_in_shape(net, l, 0)->c};
   return SN_OK;
 }
-static void gap_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status gap_forward(sn_net *net, sn_layer *l, int n, int training) {
   (void)training;
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
   sn_global_avgpool_forward(sn_layer_input(net, l, 0), n, s->h * s->w, s->c, l->y);
+  return SN_OK;
 }
 static sn_status gap_backward(sn_net *net, sn_layer *l, int n) {
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
@@ -118,10 +121,11 @@ const sn_layer_ops sn_gap_ops = {
     .backward = gap_backward,
 };
 
-static void gmp_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status gmp_forward(sn_net *net, sn_layer *l, int n, int training) {
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
   sn_global_maxpool_forward(sn_layer_input(net, l, 0), n, s->h * s->w, s->c, l->y,
                             training ? l->argmax : NULL);
+  return SN_OK;
 }
 static sn_status gmp_backward(sn_net *net, sn_layer *l, int n) {
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
