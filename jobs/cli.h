@@ -76,6 +76,11 @@ void cli_check(cli_job *job, sn_status s);
  * SN_WINOGRAD, SN_FUSE, SN_PROFILE, SN_COMM_POLL; docs/cli.md) to net, before it is planned. */
 sn_status cli_apply_engine_env(sn_net *net);
 
+/* With the profile option (SN_PROFILE=1) on stderr: the time of every layer over the passes of
+ * net's plan, largest first, with each convolution's algorithm (docs/cli.md). Nothing without
+ * it; net may be NULL. Call when done with the net. */
+void cli_print_profile(const sn_net *net);
+
 /* Reads rows of a dataset and turns them into a preprocessed float batch (n, H, W, C). */
 sn_status cli_load_batch(sn_dataset *ds, const int64_t *rows, int n, sn_preprocess pre,
                          void *raw, float *x, int32_t *labels);

@@ -391,6 +391,7 @@ int cmd_infer(int argc, char **argv) {
   sn_reader_destroy(rd);
   sn_writer_destroy(wr);
   free(missing); free(units); free(rows); free(sidx); free(sval); free(slog); free(sfeat); free(probs);
+  cli_print_profile(net);
   sn_net_destroy(net);
   sn_dataset_close(ds);
   return cli_job_end(&job, 0);

@@ -205,7 +205,7 @@ int cmd_train(int argc, char **argv) {
   sn_net_set_comm(net, job.comm, sync_bn);
   sn_net_set_bucket_mb(net, bucket);
   if (s == SN_OK && val) s = sn_net_create(&cfg, (uint64_t)seed, &evalnet);
-  if (s == SN_OK) s = cli_apply_engine_env(evalnet);
+  if (s == SN_OK && val) s = cli_apply_engine_env(evalnet);
   if (s == SN_OK && val) s = sn_net_plan(evalnet, local_max, 0);
   cli_check(&job, s);
 
@@ -403,6 +403,8 @@ int cmd_train(int argc, char **argv) {
            cli_get(o, no, "out") ? cli_get(o, no, "out") : "");
   if (metrics) fclose(metrics);
   free(epoch_rows); free(raw); free(x); free(logits); free(labels); free(perm); free(rows);
+  cli_print_profile(net);
+  cli_print_profile(evalnet);
   sn_net_destroy(net);
   sn_net_destroy(evalnet);
   sn_dataset_close(train);

@@ -1,6 +1,7 @@
-/* graph.c - the network object: its layers (added in topological order, shapes computed as they
- * are added), its parameter tensors in one block and their initialisation, engine options and
- * queries. Building a graph: models.c; planning it: fuse.c and plan.c; running it: net.c. */
+/* graph.c - the network object and its memory: its layers (added in topological order, shapes
+ * computed as they are added), its parameter tensors in one block and their initialisation, engine
+ * options and queries. Building a graph: models.c; planning it: fuse.c and plan.c; running it:
+ * net.c and train.c. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,6 +305,31 @@ void sn_net_restore_graph(sn_net *net) {
   if (net->nlayers) memcpy(net->layers, net->built, (size_t)net->nlayers * sizeof *net->layers);
   net->output = net->built_output;
   net->feature = net->built_feature;
+}
+
+void sn_net_unplan(sn_net *net) {
+  free(net->prof);
+  net->prof = NULL;
+  net->prof_passes = 0;
+  for (int i = 0; i < net->nlayers; ++i) {
+    sn_layer *l = &net->layers[i];
+    sn_conv_impl_destroy(l->impl);
+    l->impl = NULL;
+    free(l->fold);
+    l->fold = NULL;
+    l->y = l->dy = NULL;
+    l->argmax = NULL;
+    l->mean = l->invstd = NULL;
+  }
+  free(net->arena);
+  free(net->iarena);
+  free(net->ws);
+  free(net->stats);
+  net->arena = NULL;
+  net->iarena = NULL;
+  net->ws = NULL;
+  net->stats = NULL;
+  net->planned = 0;
 }
 
 void sn_net_destroy(sn_net *net) {

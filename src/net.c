@@ -1,6 +1,7 @@
 /* net.c - running a planned network: the inference pass and the helpers layers call during a
  * pass (their inputs, their input gradients). The training step is train.c. */
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "net_impl.h"
@@ -51,5 +52,33 @@ sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out) {
   const sn_layer *o = &net->layers[net->layers[net->output].fuse.alias];
   if (out) memcpy(out, o->y, (size_t)n * sn_shape_size(net->layers[net->output].out) * sizeof(float));
   net->input = NULL;
+  return SN_OK;
+}
+
+int sn_net_is_training(const sn_net *net) { return net->planned && net->training; }
+
+sn_status sn_net_profile(const sn_net *net, sn_layer_profile **rows, int *n, long *passes) {
+  *rows = NULL;
+  *n = 0;
+  *passes = 0;
+  if (!net->prof) return SN_OK;
+  int run = 0;
+  for (int j = 0; j < net->nlayers; ++j) run += !net->layers[j].fuse.skip;
+  sn_layer_profile *r = malloc((run ? (size_t)run : 1) * sizeof *r);
+  if (!r) return sn_error_set(SN_ERR_NOMEM, "%s: out of memory for the profile", net->arch);
+  int k = 0;
+  for (int j = 0; j < net->nlayers; ++j) {
+    const sn_layer *l = &net->layers[j];
+    if (l->fuse.skip) continue;
+    r[k].layer = l->name;
+    r[k].kind = l->ops->kind;
+    r[k].algorithm = l->impl ? sn_conv_impl_name(l->impl) : "-";
+    r[k].forward_s = net->prof[j];
+    r[k].backward_s = net->training ? net->prof[net->nlayers + j] : 0.0;
+    k++;
+  }
+  *rows = r;
+  *n = run;
+  *passes = net->prof_passes;
   return SN_OK;
 }

@@ -198,8 +198,9 @@ struct sn_net {
   float *ws;               /* shared workspace */
   size_t ws_n;
   double *stats;           /* batch-norm scratch (sums) */
-  double *prof;            /* SN_PROFILE set: seconds per layer (training: nlayers forward, then nlayers backward), or NULL */
-  long prof_passes;
+  double *prof;            /* opts.profile: seconds per layer (training: nlayers forward, then
+                              nlayers backward), or NULL */
+  long prof_passes;        /* passes timed into prof */
   size_t stats_n;
   int last_n;              /* batch of the last forward */
   const float *input;      /* (N, H, W, C) network input during a pass */
@@ -207,7 +208,6 @@ struct sn_net {
   sn_comm *comm;
   int sync_bn;
   size_t bucket_floats;    /* gradient all-reduce bucket size */
-  int comm_nopoll;         /* 1: pending buckets are not polled during backward (train.c) */
   double comm_exposed_s;   /* seconds blocked completing gradient all-reduces, cumulative */
   int64_t comm_bytes;      /* gradient bytes all-reduced, cumulative */
   int64_t comm_buckets;    /* gradient buckets launched, cumulative */
@@ -257,8 +257,8 @@ sn_conv_in sn_bn_layer_input_map(const sn_net *net, const sn_layer *l, int train
 sn_status sn_layer_prepare_impl(sn_net *net, sn_layer *l, const sn_conv_geom *g, const float *w,
                                 const float *b);
 
-sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_mask);
-/* Frees the plan: arenas, workspace, prepared convolutions, profile (plan.c). */
+/* Frees what a plan allocated: arenas, workspace, prepared convolutions, profile (graph.c, with
+ * the rest of the net's memory). */
 void sn_net_unplan(sn_net *net);
 
 /* ---- fusion (fuse.c), on the plan's copy of the wiring */

@@ -1,83 +1,8 @@
 /* plan.c - planning: fusion (fuse.c), then the activation and gradient arenas laid out by
  * liveness, workspace and per-layer state, and the inference preparation of the weights. */
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "net_impl.h"
-
-/* SN_PROFILE=1: the time of every layer, summed over the passes of one plan (inference
- * forwards, or training steps: forward and backward apart), printed to stderr when the plan is
- * freed (largest first, with each convolution's algorithm). */
-static void print_profile(sn_net *net) {
-  if (!net->prof || net->prof_passes == 0) return;
-  const int nl = net->nlayers, tr = net->training;
-  double total = 0;
-  int *order = malloc((size_t)nl * sizeof *order);
-  if (!order) return;
-  double *t = net->prof;
-#define SN_PROF_LAYER(j) (t[j] + (tr ? t[nl + (j)] : 0.0))
-  int n = 0;
-  for (int j = 0; j < nl; ++j)
-    if (SN_PROF_LAYER(j) > 0) {
-      total += SN_PROF_LAYER(j);
-      order[n++] = j;
-    }
-  for (int a = 1; a < n; ++a) /* insertion sort, largest first */
-    for (int b = a; b > 0 && SN_PROF_LAYER(order[b]) > SN_PROF_LAYER(order[b - 1]); --b) {
-      int o = order[b];
-      order[b] = order[b - 1];
-      order[b - 1] = o;
-    }
-  const double per = 1e3 / (double)net->prof_passes;
-  fprintf(stderr, "shardnet profile: %s, %ld %s, %.3f ms per pass\n", net->arch, net->prof_passes,
-          tr ? "training steps (forward, backward; loss and SGD not included)" : "forward passes",
-          per * total);
-  if (tr)
-    fprintf(stderr, "%-32s %-8s %-12s %10s %10s %7s\n", "layer", "kind", "algorithm", "fwd ms",
-            "bwd ms", "share");
-  else
-    fprintf(stderr, "%-32s %-8s %-12s %10s %7s\n", "layer", "kind", "algorithm", "ms/pass", "share");
-  for (int i = 0; i < n; ++i) {
-    const int j = order[i];
-    const sn_layer *l = &net->layers[j];
-    const char *alg = l->impl ? sn_conv_impl_name(l->impl) : "-";
-    if (tr)
-      fprintf(stderr, "%-32s %-8s %-12s %10.3f %10.3f %6.1f%%\n", l->name, l->ops->kind, alg,
-              per * t[j], per * t[nl + j], 100.0 * SN_PROF_LAYER(j) / total);
-    else
-      fprintf(stderr, "%-32s %-8s %-12s %10.3f %6.1f%%\n", l->name, l->ops->kind, alg, per * t[j],
-              100.0 * t[j] / total);
-  }
-#undef SN_PROF_LAYER
-  free(order);
-}
-
-void sn_net_unplan(sn_net *net) {
-  print_profile(net);
-  free(net->prof);
-  net->prof = NULL;
-  net->prof_passes = 0;
-  for (int i = 0; i < net->nlayers; ++i) {
-    sn_layer *l = &net->layers[i];
-    sn_conv_impl_destroy(l->impl);
-    l->impl = NULL;
-    free(l->fold);
-    l->fold = NULL;
-    l->y = l->dy = NULL;
-    l->argmax = NULL;
-    l->mean = l->invstd = NULL;
-  }
-  free(net->arena);
-  free(net->iarena);
-  free(net->ws);
-  free(net->stats);
-  net->arena = NULL;
-  net->iarena = NULL;
-  net->ws = NULL;
-  net->stats = NULL;
-  net->planned = 0;
-}
 
 /* Assigns arena offsets to the outputs of non-skipped layers by liveness (first fit). */
 typedef struct interval {
@@ -236,18 +161,11 @@ static size_t layer_ws(const sn_net *net, const sn_layer *l, int n, int training
   return l->ops->workspace ? l->ops->workspace(net, l, n, training) : 0;
 }
 
-
 sn_status sn_net_plan(sn_net *net, int max_batch, int training) {
-  /* SN_FUSE=mask restricts the fusions (docs/cli.md): for A/B measurements and bug isolation */
-  const char *e = getenv("SN_FUSE");
-  const int mask = e && e[0] ? (int)strtol(e, NULL, 0) & SN_FUSE_ALL : SN_FUSE_ALL;
-  return sn_net_plan_fused(net, max_batch, training, mask);
-}
-
-sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_mask) {
   if (max_batch <= 0) return sn_error_set(SN_ERR_INVALID, "%s: batch %d must be positive", net->arch, max_batch);
   sn_net_unplan(net);
   sn_net_restore_graph(net); /* undo an earlier plan's fusion */
+  const int fuse_mask = (int)net->opts.fuse; /* restricted for A/B timing and bug isolation */
   net->training = training;
   net->max_batch = max_batch;
   if (!training) sn_fuse_for_inference(net, fuse_mask);
@@ -312,8 +230,7 @@ sn_status sn_net_plan_fused(sn_net *net, int max_batch, int training, int fuse_m
       return sn_error_set(SN_ERR_NOMEM, "%s: cannot allocate gradients", net->arch);
     }
   }
-  const char *prof = getenv("SN_PROFILE");
-  if (prof && prof[0] && strcmp(prof, "0") != 0) /* training: forward and backward times */
+  if (net->opts.profile) /* training: forward and backward times */
     net->prof = calloc((size_t)net->nlayers * (training ? 2 : 1), sizeof *net->prof);
   net->planned = 1;
   return sn_net_refresh(net);

@@ -14,12 +14,8 @@ void sn_net_set_bucket_mb(sn_net *net, double mb) {
 sn_status sn_net_set_comm(sn_net *net, sn_comm *comm, int sync_bn) {
   net->comm = comm;
   net->sync_bn = sync_bn;
-  const char *poll = getenv("SN_COMM_POLL");
-  if (poll && *poll) net->comm_nopoll = !strcmp(poll, "0");
   return SN_OK;
 }
-
-void sn_net_set_comm_poll(sn_net *net, int poll) { net->comm_nopoll = !poll; }
 
 void sn_net_comm_stats(const sn_net *net, double *exposed_seconds, int64_t *bytes) {
   if (exposed_seconds) *exposed_seconds = net->comm_exposed_s;
@@ -155,7 +151,7 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
         sn_status s = launch(net, &b, lo);
         if (s != SN_OK) return s;
       }
-      if (!net->comm_nopoll) {
+      if (net->opts.comm_poll) {
         sn_status s = poll_buckets(net, &b);
         if (s != SN_OK) return s;
       }
