@@ -5,6 +5,10 @@
  * few hyperparameters. Parameters of all layers live in one block (trainable tensors first, then
  * moving statistics), gradients and momentum in matching blocks. Activations come from an arena
  * planned once per (batch, mode).
+ *
+ * graph.c holds the net object (models.c builds the architectures with it), fuse.c rewrites the
+ * plan's copy of the graph, plan.c lays out its memory, net.c runs the inference pass and train.c
+ * the training step; src/layers/ holds the kinds.
  */
 #ifndef SN_NET_IMPL_H
 #define SN_NET_IMPL_H
@@ -47,8 +51,8 @@ enum {
   SN_CAP_RESIDUAL = 2,   /* inference: adds a residual operand in its output pass */
   SN_CAP_RELU = 4,       /* inference: applies the ReLU reading its output in its output pass */
   SN_CAP_RELU_TRAIN = 8, /* training: stores max(0, y) and masks its dy by y > 0 in backward */
-  SN_CAP_SHARE_DY = 16   /* training: its backward only reads its dy, which may therefore be the
-                            gradient buffer of the add it feeds (sn_fuse_share_add_grads) */
+  SN_CAP_SHARE_DY = 16   /* training: may take the gradient buffer of the add it feeds as its dy
+                            (sn_fuse_share_add_grads): its backward only reads dy */
 };
 
 /* Plan-time state a layer keeps besides its output (max pool argmax, batch norm statistics),
@@ -148,7 +152,7 @@ struct sn_layer {
   int residual_last_bn;   /* 1: last BN of a residual branch (zero-init target) */
   /* parameters: tensors [p0, p0 + np) of net->params */
   int p0, np;
-  sn_layer_fusion fuse;   /* planned (fuse.c); the built graph has none */
+  sn_layer_fusion fuse;   /* set by fuse.c on the plan's copy; unset in the built graph */
   sn_conv_impl *impl;     /* prepared convolution (inference) */
   float *fold;            /* folded kernel/bias or BN scale/shift (inference), owned */
   /* activations (views into the arenas) */
@@ -214,7 +218,8 @@ struct sn_net {
   int64_t comm_buckets_early; /* of those, complete when backward ended (overlapped) */
   const sn_train_config *tcfg; /* during a train step */
   uint64_t seed;
-  sn_engine_options opts;  /* sn_net_set_options; read by sn_net_plan */
+  sn_engine_options opts;  /* sn_net_set_options; read by sn_net_plan (comm_poll: by each
+                              training step) */
 };
 
 /* ---- graph building (graph.c; sn_net_create in models.c builds an architecture with these) */
@@ -262,14 +267,13 @@ sn_status sn_layer_prepare_impl(sn_net *net, sn_layer *l, const sn_conv_geom *g,
 void sn_net_unplan(sn_net *net);
 
 /* ---- fusion (fuse.c), on the plan's copy of the wiring */
-/* Inference: pad, BN, add and ReLU folded into their neighbours (fuse_mask: SN_FUSE_*). */
+/* Inference: pad, BN, add and ReLU folded into their neighbours (mask: SN_FUSE_*). */
 void sn_fuse_for_inference(sn_net *net, int mask);
 /* Training: ReLUs into their producers, BNs into the adds and convolutions reading them. */
 void sn_fuse_for_training(sn_net *net, int mask);
 /* Training, SN_FUSE_GRAD: adds whose inputs take their gradient buffer; own[k] is the layer whose
  * buffer holds layer k's gradient (preset to k). */
 void sn_fuse_share_add_grads(sn_net *net, int *own);
-
 
 /* ---- used by layers */
 const sn_shape *sn_layer_in_shape(const sn_net *net, const sn_layer *l, int i);
