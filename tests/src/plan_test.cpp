@@ -161,3 +161,26 @@ TEST(Plan, ReplanKeepsInferenceFusion) {
             1e-4 + 1e-4 * sntest::max_abs(plain.data(), plain.size()));
   sn_net_destroy(net);
 }
+
+// Every plan starts from the graph as built (the copy kept by sn_net_create): an inference plan
+// made after a training plan and after an unfused inference plan gives bitwise the logits of a
+// fresh net's first plan.
+TEST(Plan, ReplanEqualsFirstPlan) {
+  for (const Case &k : kCases) {
+    SCOPED_TRACE(k.arch);
+    sn_net *a = make(k), *b = make(k);
+    ASSERT_TRUE(a && b);
+    const int n = 3;
+    ASSERT_EQ(sn_net_plan(a, n, 0), SN_OK) << sn_last_error();
+    ASSERT_EQ(sn_net_plan(b, n, 1), SN_OK) << sn_last_error();
+    ASSERT_EQ(sntest::plan_fused(b, n, 0, 0), SN_OK) << sn_last_error();
+    ASSERT_EQ(sntest::plan_fused(b, n, 0, SN_FUSE_ALL), SN_OK) << sn_last_error();
+    const auto x = sntest::randn((size_t)n * k.hw * k.hw * k.c, 5);
+    std::vector<float> ya(n * 10), yb(n * 10);
+    ASSERT_EQ(sn_net_forward(a, x.data(), n, ya.data()), SN_OK);
+    ASSERT_EQ(sn_net_forward(b, x.data(), n, yb.data()), SN_OK);
+    EXPECT_EQ(0, std::memcmp(ya.data(), yb.data(), ya.size() * sizeof(float)));
+    sn_net_destroy(a);
+    sn_net_destroy(b);
+  }
+}
