@@ -281,7 +281,8 @@ void cli_print_profile(const sn_net *net) {
     fprintf(stderr, "%-32s %-8s %-12s %10s %10s %7s\n", "layer", "kind", "algorithm", "fwd ms",
             "bwd ms", "share");
   else
-    fprintf(stderr, "%-32s %-8s %-12s %10s %7s\n", "layer", "kind", "algorithm", "ms/pass", "share");
+    fprintf(stderr, "%-32s %-8s %-12s %10s %7s\n", "layer", "kind", "algorithm", "ms/pass",
+            "share");
   for (int k = 0; k < m; ++k) {
     const sn_layer_profile *p = &r[order[k]];
     if (tr)

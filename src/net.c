@@ -63,7 +63,8 @@ sn_status sn_net_profile(const sn_net *net, sn_layer_profile **rows, int *n, lon
   *passes = 0;
   if (!net->prof) return SN_OK;
   int run = 0;
-  for (int j = 0; j < net->nlayers; ++j) run += !net->layers[j].fuse.skip;
+  for (int j = 0; j < net->nlayers; ++j)
+    run += !net->layers[j].fuse.skip;
   sn_layer_profile *r = malloc((run ? (size_t)run : 1) * sizeof *r);
   if (!r) return sn_error_set(SN_ERR_NOMEM, "%s: out of memory for the profile", net->arch);
   int k = 0;

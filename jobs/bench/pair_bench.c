@@ -31,10 +31,14 @@
 #define MAX_REPS 1000
 
 static int parse_choice(const char *v, sn_choice *out) {
-  if (!strcmp(v, "auto")) *out = SN_CHOICE_AUTO;
-  else if (!strcmp(v, "on")) *out = SN_CHOICE_ON;
-  else if (!strcmp(v, "off")) *out = SN_CHOICE_OFF;
-  else return -1;
+  if (!strcmp(v, "auto"))
+    *out = SN_CHOICE_AUTO;
+  else if (!strcmp(v, "on"))
+    *out = SN_CHOICE_ON;
+  else if (!strcmp(v, "off"))
+    *out = SN_CHOICE_OFF;
+  else
+    return -1;
   return 0;
 }
 
@@ -61,12 +65,18 @@ static int parse_options(const char *spec, sn_engine_options *o) {
       unsigned long m = strtoul(v, &end, 0);
       bad = !*v || *end || m > SN_FUSE_ALL;
       o->fuse = (unsigned)m;
-    } else if (!strcmp(kv, "portable")) bad = parse_flag(v, &o->portable);
-    else if (!strcmp(kv, "comm_poll")) bad = parse_flag(v, &o->comm_poll);
-    else if (!strcmp(kv, "conv_gemm")) bad = parse_choice(v, &o->conv_gemm);
-    else if (!strcmp(kv, "conv_wgrad")) bad = parse_choice(v, &o->conv_wgrad);
-    else if (!strcmp(kv, "winograd")) bad = parse_choice(v, &o->winograd);
-    else bad = 1;
+    } else if (!strcmp(kv, "portable"))
+      bad = parse_flag(v, &o->portable);
+    else if (!strcmp(kv, "comm_poll"))
+      bad = parse_flag(v, &o->comm_poll);
+    else if (!strcmp(kv, "conv_gemm"))
+      bad = parse_choice(v, &o->conv_gemm);
+    else if (!strcmp(kv, "conv_wgrad"))
+      bad = parse_choice(v, &o->conv_wgrad);
+    else if (!strcmp(kv, "winograd"))
+      bad = parse_choice(v, &o->winograd);
+    else
+      bad = 1;
     if (bad) {
       fprintf(stderr, "pair_bench: bad option %s=%s\n", kv, v);
       return -1;

@@ -9,8 +9,8 @@
 
 static int geom(const sn_net *net, const sn_layer *l, int n, sn_conv_geom *g) {
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
-  return sn_conv_geom_init(g, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt, l->pl,
-                           l->pb, l->pr, l->filters);
+  return sn_conv_geom_init(g, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt, l->pl, l->pb,
+                           l->pr, l->filters);
 }
 
 static sn_status conv_shape(sn_net *net, sn_layer *l) {

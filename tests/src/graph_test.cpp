@@ -19,7 +19,7 @@ int64_t macs_by_layer(const sn_net *net) {
   }
   return macs;
 }
-}  // namespace
+} // namespace
 
 // sn_net_macs counts each kernel weight once per output pixel: the per-layer formula for every
 // architecture, and torchvision's 4.09 GMACs for resnet50 at 224x224.

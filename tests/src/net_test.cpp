@@ -39,7 +39,7 @@ sn_net *profiled_resnet20(int training) {
   EXPECT_EQ(sn_net_plan(net, 2, training), SN_OK) << sn_last_error();
   return net;
 }
-}  // namespace
+} // namespace
 
 // The profile option: every layer run in an inference forward is timed and listed in network
 // order (with the convolutions' algorithms); skipped (fused) layers are not. Without the option
@@ -48,7 +48,8 @@ TEST(Net, ProfileListsEveryRunLayer) {
   sn_net *net = profiled_resnet20(0);
   ASSERT_NE(net, nullptr);
   auto x = sntest::randn(2 * 16 * 16 * 3, 7);
-  for (int i = 0; i < 3; ++i) ASSERT_EQ(sn_net_forward(net, x.data(), 2, nullptr), SN_OK);
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(sn_net_forward(net, x.data(), 2, nullptr), SN_OK);
   sn_layer_profile *rows = nullptr;
   int n = 0;
   long passes = 0;
@@ -70,19 +71,20 @@ TEST(Net, ProfileListsEveryRunLayer) {
     ++k;
   }
   int run = 0;
-  for (int j = 0; j < net->nlayers; ++j) run += !net->layers[j].fuse.skip;
+  for (int j = 0; j < net->nlayers; ++j)
+    run += !net->layers[j].fuse.skip;
   EXPECT_EQ(n, run);
   EXPECT_EQ(k, run);
   EXPECT_GT(convs, 0);
   free(rows);
   sn_net_destroy(net);
 
-  sn_net *quiet = make("resnet20", 16, 3, 4);  // without the option: no profile
+  sn_net *quiet = make("resnet20", 16, 3, 4); // without the option: no profile
   ASSERT_NE(quiet, nullptr);
   ASSERT_EQ(sn_net_plan(quiet, 2, 0), SN_OK);
   ASSERT_EQ(sn_net_forward(quiet, x.data(), 2, nullptr), SN_OK);
   sn_layer_profile stale;
-  rows = &stale;  // reset by the call
+  rows = &stale; // reset by the call
   ASSERT_EQ(sn_net_profile(quiet, &rows, &n, &passes), SN_OK);
   EXPECT_EQ(rows, nullptr);
   EXPECT_EQ(n, 0);
@@ -109,7 +111,8 @@ TEST(Net, ProfileListsTrainingForwardAndBackward) {
   EXPECT_EQ(passes, 2);
   EXPECT_EQ(sn_net_is_training(net), 1);
   int run = 0;
-  for (int j = 0; j < net->nlayers; ++j) run += !net->layers[j].fuse.skip;
+  for (int j = 0; j < net->nlayers; ++j)
+    run += !net->layers[j].fuse.skip;
   EXPECT_EQ(n, run);
   double backward = 0;
   for (int i = 0; i < n; ++i) {

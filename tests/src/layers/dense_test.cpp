@@ -25,7 +25,7 @@ TEST(DenseLayer, InferenceOnPackedGemm) {
   ASSERT_EQ(sn_net_create(&cfg, 3, &net), SN_OK) << sn_last_error();
   size_t nb;
   float *params = sn_net_param_block(net, &nb);
-  const auto p = sntest::randn(nb, 31, 0.05f);  // so that outputs are not the initializer's
+  const auto p = sntest::randn(nb, 31, 0.05f); // so that outputs are not the initializer's
   std::copy(p.begin(), p.end(), params);
   const int n = 5;
   ASSERT_EQ(sn_net_plan(net, n, 0), SN_OK) << sn_last_error();
