@@ -252,8 +252,9 @@ int sn_net_is_training(const sn_net *net);
 typedef struct sn_layer_profile {
   const char *layer;     /* layer name */
   const char *kind;      /* "conv", "bn", "relu", ... */
-  const char *algorithm; /* an inference convolution's algorithm ("gemm1x1", "im2col",
-                            "winograd4x4", "winograd2x2", "direct", "generic"), else "-" */
+  const char *algorithm; /* the prepared convolution's algorithm in inference ("gemm1x1",
+                            "im2col", "winograd4x4", "winograd2x2", "direct", "generic"; also a
+                            dense layer on the packed GEMM), else "-" */
   double forward_s;      /* seconds in forward, summed over the passes */
   double backward_s;     /* seconds in backward, summed over the training steps (0 in inference) */
 } sn_layer_profile;
