@@ -247,6 +247,57 @@ sn_status cli_apply_engine_env(sn_net *net) {
   return s == SN_OK ? sn_net_set_options(net, &o) : s;
 }
 
+void cli_print_profile(const sn_net *net) {
+  sn_layer_profile *r = NULL;
+  int n = 0;
+  long passes = 0;
+  if (!net || sn_net_profile(net, &r, &n, &passes) != SN_OK || passes == 0) {
+    free(r);
+    return;
+  }
+  const int tr = sn_net_is_training(net);
+  double total = 0;
+  int *order = malloc((n ? (size_t)n : 1) * sizeof *order), m = 0;
+  if (!order) {
+    free(r);
+    return;
+  }
+#define LAYER_S(i) (r[i].forward_s + r[i].backward_s)
+  for (int i = 0; i < n; ++i)
+    if (LAYER_S(i) > 0) {
+      total += LAYER_S(i);
+      order[m++] = i;
+    }
+  for (int a = 1; a < m; ++a) /* insertion sort, largest first */
+    for (int b = a; b > 0 && LAYER_S(order[b]) > LAYER_S(order[b - 1]); --b) {
+      int o = order[b];
+      order[b] = order[b - 1];
+      order[b - 1] = o;
+    }
+  const double per = 1e3 / (double)passes;
+  fprintf(stderr, "shardnet profile: %s, %ld %s, %.3f ms per pass\n", sn_net_arch(net), passes,
+          tr ? "training steps (forward, backward; loss and SGD not included)" : "forward passes",
+          per * total);
+  if (tr)
+    fprintf(stderr, "%-32s %-8s %-12s %10s %10s %7s\n", "layer", "kind", "algorithm", "fwd ms",
+            "bwd ms", "share");
+  else
+    fprintf(stderr, "%-32s %-8s %-12s %10s %7s\n", "layer", "kind", "algorithm", "ms/pass",
+            "share");
+  for (int k = 0; k < m; ++k) {
+    const sn_layer_profile *p = &r[order[k]];
+    if (tr)
+      fprintf(stderr, "%-32s %-8s %-12s %10.3f %10.3f %6.1f%%\n", p->layer, p->kind, p->algorithm,
+              per * p->forward_s, per * p->backward_s, 100.0 * LAYER_S(order[k]) / total);
+    else
+      fprintf(stderr, "%-32s %-8s %-12s %10.3f %6.1f%%\n", p->layer, p->kind, p->algorithm,
+              per * p->forward_s, 100.0 * p->forward_s / total);
+  }
+#undef LAYER_S
+  free(order);
+  free(r);
+}
+
 int cli_job_start(cli_job *job, int *argc, char ***argv, long threads) {
   memset(job, 0, sizeof *job);
   job->comm = sn_comm_serial();

@@ -114,6 +114,10 @@ typedef struct cli_epoch {
   double lr, secs, wait; /* lr of the last step; seconds of the steps; data wait so far */
 } cli_epoch;
 void cli_report_epoch(const cli_job *job, const cli_epoch *e, const sn_net *net, FILE *metrics);
+/* With the profile option (SN_PROFILE=1) on stderr: the time of every layer over the passes of
+ * net's plan, largest first, with each convolution's algorithm (docs/cli.md). Nothing without
+ * it; net may be NULL. Call when done with the net. */
+void cli_print_profile(const sn_net *net);
 
 int cmd_summary(int argc, char **argv);
 int cmd_infer(int argc, char **argv);

@@ -123,6 +123,7 @@ int cmd_bench(int argc, char **argv) {
   free(out);
   free(labels);
   free(ts);
+  cli_print_profile(net);
   sn_net_destroy(net);
   return cli_job_end(&job, 0);
 }

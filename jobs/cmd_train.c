@@ -190,6 +190,8 @@ int cmd_train(int argc, char **argv) {
            cli_now() - t_start, c.job.size, c.job.threads, c.out ? "; weights: " : "",
            c.out ? c.out : "");
   if (c.metrics) fclose(c.metrics);
+  cli_print_profile(c.net);
+  cli_print_profile(c.evalnet);
   sn_net_destroy(c.net);
   sn_net_destroy(c.evalnet);
   sn_dataset_close(c.train);

@@ -166,6 +166,7 @@ void infer_free(infer_job *c) {
   free(c->probs_b);
   free(c->val_b);
   free(c->idx_b);
+  cli_print_profile(c->net);
   sn_net_destroy(c->net);
   sn_dataset_close(c->ds);
 }

@@ -227,7 +227,7 @@ static int build_lenet(sn_net *net, const arch_info *a, int w) {
     if ((x) < 0) return SN_ERR_SHAPE;                                                              \
   } while (0)
 
-sn_status sn_models_build(sn_net *net) {
+static sn_status build(sn_net *net) {
   const sn_model_config *cfg = &net->cfg;
   const arch_info *a = NULL;
   for (int i = 0; i < NARCH; ++i)
@@ -296,5 +296,28 @@ sn_status sn_models_build(sn_net *net) {
   }
   (void)feat_in;
   net->output = x;
+  return SN_OK;
+}
+
+void sn_model_config_init(sn_model_config *cfg, const char *arch) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->arch = arch;
+  cfg->include_top = 1;
+  cfg->pooling = SN_POOL_AVG;
+  cfg->bn_momentum_style = -1;
+}
+
+sn_status sn_net_create(const sn_model_config *cfg, uint64_t seed, sn_net **out) {
+  *out = NULL;
+  if (!cfg || !cfg->arch) return sn_error_set(SN_ERR_INVALID, "sn_net_create: no architecture");
+  sn_net *net = NULL;
+  sn_status s = sn_net_new(cfg, seed, &net);
+  if (s == SN_OK) s = build(net);
+  if (s == SN_OK) s = sn_net_finish_graph(net);
+  if (s != SN_OK) {
+    sn_net_destroy(net);
+    return s;
+  }
+  *out = net;
   return SN_OK;
 }

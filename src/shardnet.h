@@ -193,8 +193,8 @@ float *sn_net_grad_block(sn_net *net, size_t *n_floats);
 /* Engine options: algorithm and fusion choices, profiling, communication polling. They never
  * change what is computed beyond the documented tolerances (most choices are bitwise neutral);
  * they exist for A/B timing, for tests of the portable paths and for isolating a suspected bug.
- * Set them before sn_net_plan: a plan reads them once. The CLI maps environment variables onto
- * them (docs/cli.md, "Environment"). */
+ * Set them before sn_net_plan: a plan reads them once (comm_poll is read by every training step).
+ * The CLI maps environment variables onto them (docs/cli.md, "Environment"). */
 typedef enum sn_choice {
   SN_CHOICE_AUTO = 0, /* the size rule */
   SN_CHOICE_ON = 1,   /* wherever the algorithm can run */
@@ -220,9 +220,11 @@ typedef struct sn_engine_options {
   sn_choice conv_wgrad; /* training weight gradients on the packed GEMM */
   sn_choice winograd;   /* training 3x3 convolutions on Winograd F(2x2, 3x3) */
   unsigned fuse;        /* SN_FUSE_* mask (default SN_FUSE_ALL) */
-  int profile;          /* 1: time every layer of every pass (sn_net_profile) */
-  int comm_poll;        /* 1 (default): poll pending gradient all-reduces after each layer's
-                           backward (the result is the same either way) */
+  int profile;          /* 1: time every layer of every pass of the plan (sn_net_profile) */
+  int comm_poll;        /* 1 (default): sn_net_train_step polls the pending gradient all-reduces
+                           (sn_comm_test) after each layer's backward, so that they progress
+                           while backward continues (the MPI library has no progress thread);
+                           the result is the same either way */
 } sn_engine_options;
 void sn_engine_options_init(sn_engine_options *o);
 /* Copies o into the net; takes effect at the next sn_net_plan. Unknown fuse bits or choice
@@ -246,6 +248,26 @@ sn_status sn_net_refresh(sn_net *net);
 sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out);
 /* After sn_net_forward: the pooled features (n, feature_dim) (the classifier's input). */
 const float *sn_net_features(const sn_net *net);
+/* 1 if the net is planned for training (sn_net_plan(..., training = 1)), else 0. */
+int sn_net_is_training(const sn_net *net);
+
+/* One layer's time in the passes of the current plan (sn_engine_options.profile). */
+typedef struct sn_layer_profile {
+  const char *layer;     /* layer name */
+  const char *kind;      /* "conv", "bn", "relu", ... */
+  const char *algorithm; /* the prepared convolution's algorithm in inference ("gemm1x1",
+                            "im2col", "winograd4x4", "winograd2x2", "direct", "generic"; also a
+                            dense layer on the packed GEMM), else "-" */
+  double forward_s;      /* seconds in forward, summed over the passes */
+  double backward_s;     /* seconds in backward, summed over the training steps (0 in inference) */
+} sn_layer_profile;
+/* The per-layer times of the passes run since the net was planned with the profile option set:
+ * one row per layer the plan runs (layers fused into others are not), in network order, and in
+ * *passes the number of passes timed (inference forwards, or training steps: forward and backward,
+ * loss and SGD not included). Without the option: *rows NULL, *n 0, *passes 0. *rows is allocated
+ * here and freed by the caller with free(); its strings belong to the net (valid until it is
+ * destroyed). A new plan starts the counts afresh. Not collective. Errors: SN_ERR_NOMEM. */
+sn_status sn_net_profile(const sn_net *net, sn_layer_profile **rows, int *n, long *passes);
 
 /* ---------------------------------------------------------------- training */
 
@@ -282,12 +304,6 @@ int64_t sn_net_sgd_steps(const sn_net *net);
 void sn_net_set_sgd_steps(sn_net *net, int64_t steps);
 /* Size of the gradient all-reduce buckets (MiB, default 25). */
 void sn_net_set_bucket_mb(sn_net *net, double mb);
-/* Whether sn_net_train_step polls the pending gradient buckets (sn_comm_test) after each layer's
- * backward, so that they progress while backward continues (default 1; the MPI library has no
- * progress thread). The result is the same either way. sn_net_set_comm applies the environment
- * variable SN_COMM_POLL (0 = off, anything else = on) if it is set; call this afterwards to
- * override it. */
-void sn_net_set_comm_poll(sn_net *net, int poll);
 /* Communication counters of the gradient all-reduce, cumulative over all train steps of this
  * net: seconds blocked after backward until every bucket was reduced (the communication not
  * hidden behind backward) and gradient bytes all-reduced per rank. Zero with one rank. Sync-BN

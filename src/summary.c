@@ -69,7 +69,8 @@ sn_status sn_net_summary(const sn_net *net, char **out) {
     for (int k = 0; k < l->np; ++k) np += net->params[l->p0 + k].count;
     char name[160];
     snprintf(name, sizeof name, "%s (%s)", l->name, keras_type(l));
-    if (l->out.h == 1 && l->out.w == 1 && strcmp(l->ops->kind, "conv") && strcmp(l->ops->kind, "bn"))
+    if (l->out.h == 1 && l->out.w == 1 && l->ops->type != SN_LAYER_CONV &&
+        l->ops->type != SN_LAYER_BN)
       snprintf(c2, sizeof c2, "(None, %d)", l->out.c);
     else
       snprintf(c2, sizeof c2, "(None, %d, %d, %d)", l->out.h, l->out.w, l->out.c);

@@ -14,12 +14,8 @@ void sn_net_set_bucket_mb(sn_net *net, double mb) {
 sn_status sn_net_set_comm(sn_net *net, sn_comm *comm, int sync_bn) {
   net->comm = comm;
   net->sync_bn = sync_bn;
-  const char *poll = getenv("SN_COMM_POLL");
-  if (poll && *poll) net->comm_nopoll = !strcmp(poll, "0");
   return SN_OK;
 }
-
-void sn_net_set_comm_poll(sn_net *net, int poll) { net->comm_nopoll = !poll; }
 
 void sn_net_comm_stats(const sn_net *net, double *exposed_seconds, int64_t *bytes) {
   if (exposed_seconds) *exposed_seconds = net->comm_exposed_s;
@@ -37,7 +33,7 @@ void sn_net_set_sgd_steps(sn_net *net, int64_t steps) { net->sgd_steps = steps; 
 void sn_net_zero_init_residual(sn_net *net) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
-    if (l->residual_last_bn && !strcmp(l->ops->kind, "bn"))
+    if (l->residual_last_bn && l->ops->type == SN_LAYER_BN)
       memset(sn_param_data(net, l, 0), 0, (size_t)l->out.c * sizeof(float));
   }
 }
@@ -105,7 +101,7 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
                         global_n, net->max_batch);
   sn_layer *out = &net->layers[net->output];
   int k = out->out.c;
-  if (out->out.h != 1 || out->out.w != 1 || strcmp(out->ops->kind, "dense"))
+  if (out->out.h != 1 || out->out.w != 1 || out->ops->type != SN_LAYER_DENSE)
     return sn_error_set(SN_ERR_INVALID, "%s: training needs a classifier top", net->arch);
   for (int i = 0; i < n; ++i)
     if (labels[i] < 0 || labels[i] >= k)
@@ -113,17 +109,16 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
                           labels[i], i, k);
   net->input = x;
   net->tcfg = cfg;
-  net->err = SN_OK;
   net->last_n = n;
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
     l->dy_written = 0;
-    if (l->skip) continue; /* a ReLU fused into its producer */
+    if (l->fuse.skip) continue; /* a ReLU fused into its producer */
     double t0 = net->prof ? omp_get_wtime() : 0;
-    l->ops->forward(net, l, n, 1);
+    sn_status s = l->ops->forward(net, l, n, 1);
+    if (s != SN_OK) return s; /* a sync-BN all-reduce failed (no later collective is started) */
     if (net->prof) net->prof[j] += omp_get_wtime() - t0;
   }
-  if (net->err != SN_OK) return net->err;
   int ok = 0;
   double sum = sn_softmax_xent(out->y, labels, n, k, cfg->label_smoothing, 1.0f / (float)global_n,
                                out->dy, &ok);
@@ -140,7 +135,7 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
   b.pending_end = net->ntrainable;
   for (int j = net->nlayers - 1; j >= 0; --j) {
     sn_layer *l = &net->layers[j];
-    if (!l->skip) {
+    if (!l->fuse.skip) {
       double t0 = net->prof ? omp_get_wtime() : 0;
       if (!l->dy_written) /* unreachable from the loss: zero gradient */
         memset(l->dy, 0, (size_t)n * sn_shape_size(l->out) * sizeof(float));
@@ -156,7 +151,7 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
         sn_status s = launch(net, &b, lo);
         if (s != SN_OK) return s;
       }
-      if (!net->comm_nopoll) {
+      if (net->opts.comm_poll) {
         sn_status s = poll_buckets(net, &b);
         if (s != SN_OK) return s;
       }

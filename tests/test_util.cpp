@@ -44,4 +44,10 @@ bool file_exists(const std::string &path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0;
 }
+sn_status plan_fused(sn_net *net, int max_batch, int training, unsigned fuse) {
+  sn_engine_options o = *sn_net_options(net);
+  o.fuse = fuse;
+  sn_status s = sn_net_set_options(net, &o);
+  return s == SN_OK ? sn_net_plan(net, max_batch, training) : s;
+}
 }  // namespace sntest

@@ -120,6 +120,11 @@ static int train(sn_comm *comm, int argc, char **argv) {
   int rank = sn_comm_rank(comm), size = sn_comm_size(comm);
   sn_net *net = NULL;
   sn_status st = sn_net_create(&cfg, 1, &net);
+  if (st == SN_OK) {
+    sn_engine_options o = *sn_net_options(net);
+    o.comm_poll = poll;
+    st = sn_net_set_options(net, &o);
+  }
   if (st == SN_OK) st = sn_net_plan(net, n, 1);
   if (st != SN_OK) {
     fprintf(stderr, "overlap_bench: %s\n", sn_last_error());
@@ -127,7 +132,6 @@ static int train(sn_comm *comm, int argc, char **argv) {
   }
   int sync_bn = !(argc > 9 && !strcmp(argv[9], "local"));
   sn_net_set_comm(net, comm, sync_bn);
-  sn_net_set_comm_poll(net, poll);
   sn_net_set_bucket_mb(net, bucket);
   size_t img = (size_t)cfg.height * cfg.width * cfg.channels;
   float *x = malloc((size_t)n * img * sizeof(float));

@@ -3,11 +3,12 @@
  * (or in two processes) differ by more than most changes do; alternated call by call, both see
  * the same machine, and the per-round ratio B/A stays stable when the times do not.
  *
- * A variant is a list of environment settings (NAME=VALUE, or NAME= to unset it), applied before
- * its net is planned and again before each of its calls: the engine reads its switches per call
- * (SN_WINOGRAD, SN_CONV_GEMM, SN_FUSE, SN_NO_AVX512, ... see docs/cli.md), so the two nets of
- * one process can take different paths. Within a round the order alternates (A B, then B A), so
- * that whichever runs second (warmer caches, or a descheduled neighbour) favours each equally.
+ * A variant is a list of engine option settings (sn_engine_options, docs/cli.md) applied to its
+ * own net before it is planned, so the two nets of one process take different paths:
+ *   fuse=MASK (SN_FUSE_* bits, e.g. 127 or 0x7f), portable=0|1, conv_gemm=auto|on|off,
+ *   conv_wgrad=auto|on|off, winograd=auto|on|off, comm_poll=0|1
+ * ("" or "default": the defaults). Within a round the order alternates (A B, then B A), so that
+ * whichever runs second (warmer caches, or a descheduled neighbour) favours each equally.
  *
  * Usage: pair_bench [--arch resnet20] [--input 28x28x1] [--classes 10] [--batch 128] [--train]
  *                   [--reps 40] --a "NAME=V[,NAME=V...]" --b "NAME=V[,...]"
@@ -29,16 +30,57 @@
 
 #define MAX_REPS 1000
 
-/* Applies "NAME=V,NAME=,..." (NAME= unsets); 0 on success. */
-static int apply_env(const char *spec) {
+static int parse_choice(const char *v, sn_choice *out) {
+  if (!strcmp(v, "auto"))
+    *out = SN_CHOICE_AUTO;
+  else if (!strcmp(v, "on"))
+    *out = SN_CHOICE_ON;
+  else if (!strcmp(v, "off"))
+    *out = SN_CHOICE_OFF;
+  else
+    return -1;
+  return 0;
+}
+
+static int parse_flag(const char *v, int *out) {
+  if (strcmp(v, "0") && strcmp(v, "1")) return -1;
+  *out = v[0] == '1';
+  return 0;
+}
+
+/* Sets the options of "NAME=V,NAME=V,..." in o (from the defaults); 0 on success. */
+static int parse_options(const char *spec, sn_engine_options *o) {
+  sn_engine_options_init(o);
+  if (!strcmp(spec, "default")) return 0;
   char buf[1024];
   if (strlen(spec) >= sizeof buf) return -1;
   strcpy(buf, spec);
   for (char *save = NULL, *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-    char *eq = strchr(kv, '=');
-    if (!eq || eq == kv) return -1;
-    *eq = '\0';
-    if (eq[1] ? setenv(kv, eq + 1, 1) : unsetenv(kv)) return -1;
+    char *v = strchr(kv, '=');
+    if (!v || v == kv) return -1;
+    *v++ = '\0';
+    char *end;
+    int bad = 0;
+    if (!strcmp(kv, "fuse")) {
+      unsigned long m = strtoul(v, &end, 0);
+      bad = !*v || *end || m > SN_FUSE_ALL;
+      o->fuse = (unsigned)m;
+    } else if (!strcmp(kv, "portable"))
+      bad = parse_flag(v, &o->portable);
+    else if (!strcmp(kv, "comm_poll"))
+      bad = parse_flag(v, &o->comm_poll);
+    else if (!strcmp(kv, "conv_gemm"))
+      bad = parse_choice(v, &o->conv_gemm);
+    else if (!strcmp(kv, "conv_wgrad"))
+      bad = parse_choice(v, &o->conv_wgrad);
+    else if (!strcmp(kv, "winograd"))
+      bad = parse_choice(v, &o->winograd);
+    else
+      bad = 1;
+    if (bad) {
+      fprintf(stderr, "pair_bench: bad option %s=%s\n", kv, v);
+      return -1;
+    }
   }
   return 0;
 }
@@ -73,16 +115,19 @@ int main(int argc, char **argv) {
       c < 1 || classes < 1)
     goto usage;
 
+  sn_engine_options opts[2];
+  for (int v = 0; v < 2; v++)
+    if (parse_options(spec[v], &opts[v])) goto usage;
   sn_net *net[2] = {NULL, NULL};
   for (int v = 0; v < 2; v++) {
-    if (apply_env(spec[v])) goto usage;
     sn_model_config cfg;
     sn_model_config_init(&cfg, arch);
     cfg.height = h;
     cfg.width = w;
     cfg.channels = c;
     cfg.classes = classes;
-    if (sn_net_create(&cfg, 1, &net[v]) != SN_OK || sn_net_plan(net[v], batch, train) != SN_OK)
+    if (sn_net_create(&cfg, 1, &net[v]) != SN_OK || sn_net_set_options(net[v], &opts[v]) != SN_OK ||
+        sn_net_plan(net[v], batch, train) != SN_OK)
       return fail("net");
   }
   const size_t nx = (size_t)batch * h * w * c;
@@ -107,7 +152,6 @@ int main(int argc, char **argv) {
   for (int r = -1; r < reps; r++) /* round -1 warms both up */
     for (int k = 0; k < 2; k++) {
       const int v = (r & 1) ? 1 - k : k;
-      apply_env(spec[v]);
       const double t0 = now();
       float loss;
       if (train ? sn_net_train_step(net[v], x, labels, batch, batch, &tc, &loss, NULL) != SN_OK ||
@@ -140,7 +184,8 @@ int main(int argc, char **argv) {
 usage:
   fprintf(stderr,
           "usage: pair_bench [--arch A] [--input HxWxC] [--classes K] [--batch N] [--train] "
-          "[--reps R (4-%d)] --a \"NAME=V,...\" --b \"NAME=V,...\" (NAME= unsets)\n",
+          "[--reps R (4-%d)] --a \"NAME=V,...\" --b \"NAME=V,...\" (NAME: fuse, portable, "
+          "conv_gemm, conv_wgrad, winograd, comm_poll; or \"default\")\n",
           MAX_REPS);
   return 2;
 }

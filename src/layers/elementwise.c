@@ -21,10 +21,10 @@ static sn_status same_shape(sn_net *net, sn_layer *l) {
   l->out = *sn_layer_in_shape(net, l, 0);
   return SN_OK;
 }
-static void relu_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status relu_forward(sn_net *net, sn_layer *l, int n, int training) {
   (void)training;
-  sn_relu_forward(net->opts.portable, sn_layer_input(net, l, 0), (size_t)n * sn_shape_size(l->out),
-                  l->y);
+  sn_relu_forward(net->opts.portable, sn_layer_input(net, l, 0), (size_t)n * sn_shape_size(l->out), l->y);
+  return SN_OK;
 }
 /* Passes the gradient of input i of a layer whose output y = max(0, v): dy where y > 0, else 0,
  * written (or added) straight into the input's gradient buffer. */
@@ -39,8 +39,14 @@ static sn_status relu_backward(sn_net *net, sn_layer *l, int n) {
   give_relu_grad(net, l, 0, (size_t)n * sn_shape_size(l->out));
   return SN_OK;
 }
-const sn_layer_ops sn_relu_ops = {"relu", "Activation", same_shape, NULL, relu_forward,
-                                  relu_backward};
+const sn_layer_ops sn_relu_ops = {
+    .kind = "relu",
+    .keras_type = "Activation",
+    .type = SN_LAYER_RELU,
+    .shape = same_shape,
+    .forward = relu_forward,
+    .backward = relu_backward,
+};
 
 /* ---- residual add */
 static sn_status add_shape(sn_net *net, sn_layer *l) {
@@ -51,26 +57,36 @@ static sn_status add_shape(sn_net *net, sn_layer *l) {
   l->out = *a;
   return SN_OK;
 }
-static void add_forward(sn_net *net, sn_layer *l, int n, int training) {
-  if (training && l->from_bn) return; /* computed by that batch norm (net.c fuse_bn_into_add) */
+static sn_status add_forward(sn_net *net, sn_layer *l, int n, int training) {
+  if (training && l->fuse.from_bn) /* computed by that batch norm (fuse.c fuse_bn_into_add) */
+    return SN_OK;
   sn_add_forward(net->opts.portable, sn_layer_input(net, l, 0), sn_layer_input(net, l, 1),
-                 (size_t)n * sn_shape_size(l->out), l->fused_relu, l->y);
+                 (size_t)n * sn_shape_size(l->out), l->fuse.relu, l->y);
+  return SN_OK;
 }
 static sn_status add_backward(sn_net *net, sn_layer *l, int n) {
   size_t count = (size_t)n * sn_shape_size(l->out);
-  int relu = l->fused_relu; /* training fusion (net.c) */
-  if (l->shared_in && relu) { /* mask in place: the inputs sharing dy read it as is */
+  int relu = l->fuse.relu; /* training fusion (fuse.c) */
+  if (l->fuse.shared_in && relu) { /* mask in place: the inputs sharing dy read it as is */
     sn_relu_backward(net->opts.portable, l->y, l->dy, count, l->dy);
     relu = 0;
   }
   for (int i = 0; i < 2; ++i) {
-    if (l->shared_in >> i & 1) net->layers[l->in[i]].dy_written = 1; /* net.c share_add_grads */
+    if (l->fuse.shared_in >> i & 1) net->layers[l->in[i]].dy_written = 1; /* fuse.c sn_fuse_share_add_grads */
     else if (relu) give_relu_grad(net, l, i, count);
     else give_grad(net, l, i, l->dy, count);
   }
   return SN_OK;
 }
-const sn_layer_ops sn_add_ops = {"add", "Add", add_shape, NULL, add_forward, add_backward};
+const sn_layer_ops sn_add_ops = {
+    .kind = "add",
+    .keras_type = "Add",
+    .type = SN_LAYER_ADD,
+    .caps = SN_CAP_RELU | SN_CAP_RELU_TRAIN,
+    .shape = add_shape,
+    .forward = add_forward,
+    .backward = add_backward,
+};
 
 /* ---- zero padding (Keras ZeroPadding2D) */
 static sn_status pad_shape(sn_net *net, sn_layer *l) {
@@ -78,10 +94,11 @@ static sn_status pad_shape(sn_net *net, sn_layer *l) {
   l->out = (sn_shape){s->h + l->pt + l->pb, s->w + l->pl + l->pr, s->c};
   return SN_OK;
 }
-static void pad_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status pad_forward(sn_net *net, sn_layer *l, int n, int training) {
   (void)training;
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
   sn_pad_forward(sn_layer_input(net, l, 0), n, s->h, s->w, s->c, l->pt, l->pl, l->pb, l->pr, l->y);
+  return SN_OK;
 }
 static sn_status pad_backward(sn_net *net, sn_layer *l, int n) {
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
@@ -89,21 +106,35 @@ static sn_status pad_backward(sn_net *net, sn_layer *l, int n) {
   give_grad(net, l, 0, net->ws, (size_t)n * sn_shape_size(*s));
   return SN_OK;
 }
-const sn_layer_ops sn_pad_ops = {"pad", "ZeroPadding2D", pad_shape, acc_workspace, pad_forward,
-                                 pad_backward};
+const sn_layer_ops sn_pad_ops = {
+    .kind = "pad",
+    .keras_type = "ZeroPadding2D",
+    .type = SN_LAYER_PAD,
+    .shape = pad_shape,
+    .workspace = acc_workspace,
+    .forward = pad_forward,
+    .backward = pad_backward,
+};
 
 /* ---- flatten (NHWC order, as Keras) */
 static sn_status flatten_shape(sn_net *net, sn_layer *l) {
   l->out = (sn_shape){1, 1, (int)sn_shape_size(*sn_layer_in_shape(net, l, 0))};
   return SN_OK;
 }
-static void flatten_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status flatten_forward(sn_net *net, sn_layer *l, int n, int training) {
   (void)training;
   memcpy(l->y, sn_layer_input(net, l, 0), (size_t)n * sn_shape_size(l->out) * sizeof(float));
+  return SN_OK;
 }
 static sn_status flatten_backward(sn_net *net, sn_layer *l, int n) {
   give_grad(net, l, 0, l->dy, (size_t)n * sn_shape_size(l->out));
   return SN_OK;
 }
-const sn_layer_ops sn_flatten_ops = {"flatten", "Flatten", flatten_shape, NULL, flatten_forward,
-                                     flatten_backward};
+const sn_layer_ops sn_flatten_ops = {
+    .kind = "flatten",
+    .keras_type = "Flatten",
+    .type = SN_LAYER_FLATTEN,
+    .shape = flatten_shape,
+    .forward = flatten_forward,
+    .backward = flatten_backward,
+};

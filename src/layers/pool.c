@@ -29,11 +29,28 @@ static sn_status pool_shape(sn_net *net, sn_layer *l) {
   return SN_OK;
 }
 
-static void maxpool_forward(sn_net *net, sn_layer *l, int n, int training) {
+/* Training: the argmax of every output, for backward. */
+static void argmax_state(sn_layer *l, int n, int training, sn_plan_arena *a) {
+  if (training) l->argmax = sn_plan_ints(a, (size_t)n * sn_shape_size(l->out));
+}
+
+/* Zero padding is added to the pool's own, which then pads with zeros (as Keras's padding layer
+ * before a pool does); not where the pool already pads with -inf. */
+static int maxpool_take_pad(sn_layer *l, const sn_layer *pad) {
+  if (!l->pad_zero && (l->pt || l->pl)) return 0;
+  l->pt += pad->pt;
+  l->pl += pad->pl;
+  l->pb += pad->pb;
+  l->pr += pad->pr;
+  l->pad_zero = 1;
+  return 1;
+}
+
+static sn_status maxpool_forward(sn_net *net, sn_layer *l, int n, int training) {
   sn_pool_geom g;
   pgeom(net, l, n, &g);
-  sn_maxpool_forward(net->opts.portable, &g, sn_layer_input(net, l, 0), l->y,
-                     training ? l->argmax : NULL);
+  sn_maxpool_forward(net->opts.portable, &g, sn_layer_input(net, l, 0), l->y, training ? l->argmax : NULL);
+  return SN_OK;
 }
 static sn_status maxpool_backward(sn_net *net, sn_layer *l, int n) {
   sn_pool_geom g;
@@ -42,14 +59,24 @@ static sn_status maxpool_backward(sn_net *net, sn_layer *l, int n) {
   give(net, l, net->ws, (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0)));
   return SN_OK;
 }
-const sn_layer_ops sn_maxpool_ops = {"maxpool", "MaxPooling2D", pool_shape, in_workspace,
-                                     maxpool_forward, maxpool_backward};
+const sn_layer_ops sn_maxpool_ops = {
+    .kind = "maxpool",
+    .keras_type = "MaxPooling2D",
+    .type = SN_LAYER_MAXPOOL,
+    .shape = pool_shape,
+    .workspace = in_workspace,
+    .state = argmax_state,
+    .take_pad = maxpool_take_pad,
+    .forward = maxpool_forward,
+    .backward = maxpool_backward,
+};
 
-static void avgpool_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status avgpool_forward(sn_net *net, sn_layer *l, int n, int training) {
   (void)training;
   sn_pool_geom g;
   pgeom(net, l, n, &g);
   sn_avgpool_forward(&g, sn_layer_input(net, l, 0), l->y);
+  return SN_OK;
 }
 static sn_status avgpool_backward(sn_net *net, sn_layer *l, int n) {
   sn_pool_geom g;
@@ -58,17 +85,25 @@ static sn_status avgpool_backward(sn_net *net, sn_layer *l, int n) {
   give(net, l, net->ws, (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0)));
   return SN_OK;
 }
-const sn_layer_ops sn_avgpool_ops = {"avgpool", "AveragePooling2D", pool_shape, in_workspace,
-                                     avgpool_forward, avgpool_backward};
+const sn_layer_ops sn_avgpool_ops = {
+    .kind = "avgpool",
+    .keras_type = "AveragePooling2D",
+    .type = SN_LAYER_AVGPOOL,
+    .shape = pool_shape,
+    .workspace = in_workspace,
+    .forward = avgpool_forward,
+    .backward = avgpool_backward,
+};
 
 static sn_status global_shape(sn_net *net, sn_layer *l) {
   l->out = (sn_shape){1, 1, sn_layer_in_shape(net, l, 0)->c};
   return SN_OK;
 }
-static void gap_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status gap_forward(sn_net *net, sn_layer *l, int n, int training) {
   (void)training;
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
   sn_global_avgpool_forward(sn_layer_input(net, l, 0), n, s->h * s->w, s->c, l->y);
+  return SN_OK;
 }
 static sn_status gap_backward(sn_net *net, sn_layer *l, int n) {
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
@@ -76,13 +111,21 @@ static sn_status gap_backward(sn_net *net, sn_layer *l, int n) {
   give(net, l, net->ws, (size_t)n * sn_shape_size(*s));
   return SN_OK;
 }
-const sn_layer_ops sn_gap_ops = {"gap", "GlobalAveragePooling2D", global_shape, in_workspace,
-                                 gap_forward, gap_backward};
+const sn_layer_ops sn_gap_ops = {
+    .kind = "gap",
+    .keras_type = "GlobalAveragePooling2D",
+    .type = SN_LAYER_GAP,
+    .shape = global_shape,
+    .workspace = in_workspace,
+    .forward = gap_forward,
+    .backward = gap_backward,
+};
 
-static void gmp_forward(sn_net *net, sn_layer *l, int n, int training) {
+static sn_status gmp_forward(sn_net *net, sn_layer *l, int n, int training) {
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
   sn_global_maxpool_forward(sn_layer_input(net, l, 0), n, s->h * s->w, s->c, l->y,
                             training ? l->argmax : NULL);
+  return SN_OK;
 }
 static sn_status gmp_backward(sn_net *net, sn_layer *l, int n) {
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
@@ -90,5 +133,13 @@ static sn_status gmp_backward(sn_net *net, sn_layer *l, int n) {
   give(net, l, net->ws, (size_t)n * sn_shape_size(*s));
   return SN_OK;
 }
-const sn_layer_ops sn_gmp_ops = {"gmp", "GlobalMaxPooling2D", global_shape, in_workspace,
-                                 gmp_forward, gmp_backward};
+const sn_layer_ops sn_gmp_ops = {
+    .kind = "gmp",
+    .keras_type = "GlobalMaxPooling2D",
+    .type = SN_LAYER_GMP,
+    .shape = global_shape,
+    .workspace = in_workspace,
+    .state = argmax_state,
+    .forward = gmp_forward,
+    .backward = gmp_backward,
+};

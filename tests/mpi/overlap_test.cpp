@@ -60,9 +60,11 @@ TrainRun train(sn_comm *comm, int poll, double bucket_mb) {
   sn_net *net = nullptr;
   EXPECT_EQ(sn_net_create(&cfg, 77, &net), SN_OK) << sn_last_error();
   if (!net) return out;
+  sn_engine_options o = *sn_net_options(net);
+  o.comm_poll = poll;
+  EXPECT_EQ(sn_net_set_options(net, &o), SN_OK) << sn_last_error();
   EXPECT_EQ(sn_net_plan(net, kLocalBatch, 1), SN_OK) << sn_last_error();
   EXPECT_EQ(sn_net_set_comm(net, comm, 1), SN_OK);
-  sn_net_set_comm_poll(net, poll);
   if (bucket_mb > 0) sn_net_set_bucket_mb(net, bucket_mb);
   sn_train_config tc;
   sn_train_config_init(&tc);
