@@ -34,11 +34,21 @@ sn_status sn_checkpoint_save(sn_net *net, const char *path, const sn_checkpoint_
   if (s == SN_OK) s = sn_h5_write_str_attr(f, "format", "shardnet-checkpoint", path);
   if (s == SN_OK) s = sn_h5_write_str_attr(f, "version", SN_VERSION, path);
   if (s == SN_OK) s = sn_h5_write_str_attr(f, "arch", sn_net_arch(net), path);
-  struct { const char *k; int64_t v; } ints[] = {
-      {"param_count", (int64_t)nblock}, {"momentum_count", (int64_t)nmom},
-      {"height", h}, {"width", w}, {"channels", c}, {"outputs", oc},
-      {"epoch", m->epoch}, {"step", m->step}, {"sgd_steps", sn_net_sgd_steps(net)},
-      {"seed", (int64_t)m->seed}, {"ranks", m->ranks}, {"global_batch", m->global_batch}};
+  struct {
+    const char *k;
+    int64_t v;
+  } ints[] = {{"param_count", (int64_t)nblock},
+              {"momentum_count", (int64_t)nmom},
+              {"height", h},
+              {"width", w},
+              {"channels", c},
+              {"outputs", oc},
+              {"epoch", m->epoch},
+              {"step", m->step},
+              {"sgd_steps", sn_net_sgd_steps(net)},
+              {"seed", (int64_t)m->seed},
+              {"ranks", m->ranks},
+              {"global_batch", m->global_batch}};
   for (size_t i = 0; s == SN_OK && i < sizeof ints / sizeof ints[0]; ++i)
     s = sn_h5_write_int_attr(f, ints[i].k, ints[i].v, path);
   sn_status fin = sn_h5_finish_atomic(f, tmp, path, s == SN_OK);
@@ -70,7 +80,8 @@ sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_checkpoint_meta *
   if (s == SN_OK) s = check_attr_int(f, path, "outputs", oc);
   int64_t v[6] = {0};
   const char *keys[6] = {"epoch", "step", "sgd_steps", "seed", "ranks", "global_batch"};
-  for (int i = 0; s == SN_OK && i < 6; ++i) s = sn_h5_read_int_attr(f, keys[i], path, "/", &v[i]);
+  for (int i = 0; s == SN_OK && i < 6; ++i)
+    s = sn_h5_read_int_attr(f, keys[i], path, "/", &v[i]);
   /* Read into temporaries first: nothing is half-loaded. */
   float *pb = NULL, *mb = NULL;
   if (s == SN_OK) {
@@ -87,8 +98,10 @@ sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_checkpoint_meta *
   if (s == SN_OK) {
     memcpy(block, pb, nblock * sizeof(float));
     if (mom && nmom) {
-      if (has_mom) memcpy(mom, mb, nmom * sizeof(float));
-      else memset(mom, 0, nmom * sizeof(float));
+      if (has_mom)
+        memcpy(mom, mb, nmom * sizeof(float));
+      else
+        memset(mom, 0, nmom * sizeof(float));
     }
     sn_net_set_sgd_steps(net, has_mom ? v[2] : 0);
     m->epoch = v[0];

@@ -174,7 +174,8 @@ static sn_status read_idx(const char *path, int ndim, uint32_t *dims, uint8_t **
   uint8_t *buf = NULL;
   size_t have = 0, cap = 0;
   while (st == SN_OK && have < total) {
-    size_t next = cap ? (cap * 2 < total ? cap * 2 : total) : (total < ((size_t)64 << 20) ? total : ((size_t)64 << 20));
+    size_t next = cap ? (cap * 2 < total ? cap * 2 : total)
+                      : (total < ((size_t)64 << 20) ? total : ((size_t)64 << 20));
     uint8_t *nb = realloc(buf, next);
     if (!nb) {
       st = sn_error_set(SN_ERR_NOMEM, "file %s: %zu bytes of idx data", path, next);
@@ -185,8 +186,10 @@ static sn_status read_idx(const char *path, int ndim, uint32_t *dims, uint8_t **
     size_t want = cap - have;
     st = gz_read_all(g, path, buf + have, want, "data");
     if (st != SN_OK && have + want < total) /* name the whole declared size */
-      st = sn_error_set(SN_ERR_FORMAT, "file %s: truncated: the header declares %zu data bytes, the file "
-                        "holds fewer", path, total);
+      st = sn_error_set(SN_ERR_FORMAT,
+                        "file %s: truncated: the header declares %zu data bytes, the file "
+                        "holds fewer",
+                        path, total);
     have = cap;
   }
   gzclose(g);

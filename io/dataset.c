@@ -61,7 +61,8 @@ static hid_t with_chunk_cache(sn_dataset *ds, hid_t d, const char *name) {
   if (cache > (double)(256 << 20)) cache = (double)(256 << 20);
   if (!filtered) cache = 0;
   /* HDF5 keeps the first open handle's chunk cache for a dataset that is open twice: close it
-   * before reopening, or the settings are ignored (every shuffled row then read its whole chunk). */
+   * before reopening, or the settings are ignored (every shuffled row then read its whole
+   * chunk). */
   H5Dclose(d);
   hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
   H5Pset_chunk_cache(dapl, 521, (size_t)cache, 0.75);
@@ -94,9 +95,12 @@ static sn_status check_rows_stored(const sn_dataset *ds, hid_t d, const hsize_t 
         /* Without a chunk count: unfiltered chunks must hold every byte; filtered ones at least
          * something. */
         double stored = (double)H5Dget_storage_size(d);
-        double need = (double)dims[0] * (double)dims[1] * (double)dims[2] * (double)dims[3] * (double)ds->elem;
+        double need = (double)dims[0] * (double)dims[1] * (double)dims[2] * (double)dims[3] *
+                      (double)ds->elem;
         int filtered = H5Pget_nfilters(dcpl) > 0;
-        nch = (filtered ? stored > 0 : stored >= need) ? blocks * per : (hsize_t)(stored / ((double)cd[0] * cd[1] * cd[2] * cd[3] * ds->elem));
+        nch = (filtered ? stored > 0 : stored >= need)
+                  ? blocks * per
+                  : (hsize_t)(stored / ((double)cd[0] * cd[1] * cd[2] * cd[3] * ds->elem));
       }
       if (nch < blocks * per)
         st = sn_error_set(SN_ERR_FORMAT,
@@ -106,12 +110,12 @@ static sn_status check_rows_stored(const sn_dataset *ds, hid_t d, const hsize_t 
                           (unsigned long long)(blocks * per));
     }
   } else if (lay == H5D_CONTIGUOUS) {
-    double need = (double)dims[0] * (double)dims[1] * (double)dims[2] * (double)dims[3] * (double)ds->elem;
+    double need =
+        (double)dims[0] * (double)dims[1] * (double)dims[2] * (double)dims[3] * (double)ds->elem;
     if ((double)H5Dget_storage_size(d) < need)
-      st = sn_error_set(SN_ERR_FORMAT,
-                        "file %s: dataset /images declares %llu rows but stores only %llu bytes",
-                        ds->path, (unsigned long long)dims[0],
-                        (unsigned long long)H5Dget_storage_size(d));
+      st = sn_error_set(
+          SN_ERR_FORMAT, "file %s: dataset /images declares %llu rows but stores only %llu bytes",
+          ds->path, (unsigned long long)dims[0], (unsigned long long)H5Dget_storage_size(d));
   }
   H5Pclose(dcpl);
   return st;

@@ -186,9 +186,7 @@ static int ignored(const loader *L, const char *name, int prefix) {
 }
 
 /* 1 if tensor i belongs to the classifier that SN_LOAD_NEW_HEAD may keep. */
-static int is_head(const loader *L, int i) {
-  return L->head && !strcmp(L->info[i].layer, L->head);
-}
+static int is_head(const loader *L, int i) { return L->head && !strcmp(L->info[i].layer, L->head); }
 
 /* SN_LOAD_NEW_HEAD: 1 if tensor i is the classifier's and dataset dset under loc is absent or
  * of another shape (another class count): the tensor is skipped, not an error. */

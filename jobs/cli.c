@@ -22,15 +22,21 @@ double cli_now(void) {
 
 int cli_exit_code(sn_status s) {
   switch (s) {
-  case SN_OK: return EXIT_OK;
-  case SN_ERR_INVALID: return EXIT_USAGE;
+  case SN_OK:
+    return EXIT_OK;
+  case SN_ERR_INVALID:
+    return EXIT_USAGE;
   case SN_ERR_IO:
   case SN_ERR_FORMAT:
   case SN_ERR_SHAPE:
-  case SN_ERR_NOTFOUND: return EXIT_INPUT;
-  case SN_ERR_NUMERIC: return EXIT_NUMERIC;
-  case SN_ERR_COMM: return EXIT_COMM;
-  default: return EXIT_FAIL;
+  case SN_ERR_NOTFOUND:
+    return EXIT_INPUT;
+  case SN_ERR_NUMERIC:
+    return EXIT_NUMERIC;
+  case SN_ERR_COMM:
+    return EXIT_COMM;
+  default:
+    return EXIT_FAIL;
   }
 }
 
@@ -71,8 +77,10 @@ int cli_parse(const char *cmd, int argc, char **argv, int first, cli_opt *opts, 
       return EXIT_USAGE;
     }
     if (o->takes_value) {
-      if (eq) o->value = eq + 1;
-      else if (i + 1 < argc) o->value = argv[++i];
+      if (eq)
+        o->value = eq + 1;
+      else if (i + 1 < argc)
+        o->value = argv[++i];
       else {
         cli_error("%s: option --%s needs a value", cmd, name);
         return EXIT_USAGE;
@@ -93,7 +101,9 @@ const char *cli_get(cli_opt *opts, int nopts, const char *name) {
   return o ? o->value : NULL;
 }
 
-int cli_has(cli_opt *opts, int nopts, const char *name) { return cli_get(opts, nopts, name) != NULL; }
+int cli_has(cli_opt *opts, int nopts, const char *name) {
+  return cli_get(opts, nopts, name) != NULL;
+}
 
 int cli_int(cli_opt *opts, int nopts, const char *name, long lo, long hi, long dflt, long *out) {
   const char *v = cli_get(opts, nopts, name);
@@ -173,9 +183,12 @@ int cli_model_config(cli_opt *opts, int nopts, sn_model_config *cfg) {
       cli_error("option --pooling needs --no-top");
       return EXIT_USAGE;
     }
-    if (!strcmp(p, "avg")) cfg->pooling = SN_POOL_AVG;
-    else if (!strcmp(p, "max")) cfg->pooling = SN_POOL_MAX;
-    else if (!strcmp(p, "none")) cfg->pooling = SN_POOL_NONE;
+    if (!strcmp(p, "avg"))
+      cfg->pooling = SN_POOL_AVG;
+    else if (!strcmp(p, "max"))
+      cfg->pooling = SN_POOL_MAX;
+    else if (!strcmp(p, "none"))
+      cfg->pooling = SN_POOL_NONE;
     else {
       cli_error("option --pooling: '%s' is not avg, max or none", p);
       return EXIT_USAGE;
@@ -195,7 +208,8 @@ void cli_progress(const char *what, double done, double total, const char *extra
   int width = 30, filled = total > 0 ? (int)(width * done / total) : 0;
   if (filled > width) filled = width;
   char bar[64];
-  for (int i = 0; i < width; ++i) bar[i] = i < filled ? '#' : '.';
+  for (int i = 0; i < width; ++i)
+    bar[i] = i < filled ? '#' : '.';
   bar[width] = 0;
   fprintf(stderr, "\r%s [%s] %5.1f%% %s", what, bar, total > 0 ? 100.0 * done / total : 0.0,
           extra ? extra : "");
@@ -203,18 +217,21 @@ void cli_progress(const char *what, double done, double total, const char *extra
   fflush(stderr);
 }
 
+#include <cblas.h>
 #include <omp.h>
 #include <sched.h>
-#include <cblas.h>
 
 /* The environment variables that set engine options (docs/cli.md, "Environment"): for A/B timing,
  * tests of the portable paths and isolating a suspected fusion bug. */
 static sn_status env_choice(const char *name, sn_choice *out) {
   const char *e = getenv(name);
   if (!e || !e[0]) return SN_OK;
-  if (!strcmp(e, "0")) *out = SN_CHOICE_OFF;
-  else if (!strcmp(e, "1")) *out = SN_CHOICE_ON;
-  else return sn_error_set(SN_ERR_INVALID, "environment %s=%s: expected 0 or 1", name, e);
+  if (!strcmp(e, "0"))
+    *out = SN_CHOICE_OFF;
+  else if (!strcmp(e, "1"))
+    *out = SN_CHOICE_ON;
+  else
+    return sn_error_set(SN_ERR_INVALID, "environment %s=%s: expected 0 or 1", name, e);
   return SN_OK;
 }
 
@@ -334,7 +351,8 @@ int cli_job_start(cli_job *job, int *argc, char ***argv, long threads) {
   if (warn && !(threads <= 0 && omp_env > 0) && per_node * job->threads > cores)
     fprintf(stderr,
             "shardnet: warning: %d ranks x %d threads on this node oversubscribe its %d cores "
-            "(set --threads)\n", per_node, job->threads, cores);
+            "(set --threads)\n",
+            per_node, job->threads, cores);
   else if (warn && mine > 0 && job->threads > mine)
     /* e.g. `mpirun -np 1 ... --threads 2`: Open MPI binds each of up to 2 ranks to one core, so
      * the threads would share it (measured: about half the images per second) */

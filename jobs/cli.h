@@ -7,7 +7,14 @@
 #include "shardnet.h"
 
 /* Exit codes (documented in docs/cli.md). */
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_INPUT = 3, EXIT_NUMERIC = 4, EXIT_COMM = 5 };
+enum {
+  EXIT_OK = 0,
+  EXIT_FAIL = 1,
+  EXIT_USAGE = 2,
+  EXIT_INPUT = 3,
+  EXIT_NUMERIC = 4,
+  EXIT_COMM = 5
+};
 
 /* Maps a library status to an exit code. */
 int cli_exit_code(sn_status s);
@@ -35,12 +42,13 @@ void cli_print_help(FILE *f, const char *cmd, const char *usage, const char *exa
 /* The model flags every model-building subcommand takes: --arch --classes --input --no-top
  * --pooling --width. */
 #define CLI_MODEL_OPTS                                                                             \
-  {"arch", 1, "architecture (see `shardnet summary --help`)", NULL},                              \
-      {"classes", 1, "number of classes (default: 1000, or 10 for small-image models)", NULL},    \
-      {"input", 1, "input size HxWxC (default: the architecture's)", NULL},                       \
-      {"no-top", 0, "feature extractor: no classifier", NULL},                                    \
-      {"pooling", 1, "with --no-top: avg|max|none (default avg)", NULL},                          \
-      {"width", 1, "base width (reduced-width variants; default the architecture's)", NULL}
+  {"arch", 1, "architecture (see `shardnet summary --help`)", NULL},                               \
+      {"classes", 1, "number of classes (default: 1000, or 10 for small-image models)", NULL},     \
+      {"input", 1, "input size HxWxC (default: the architecture's)", NULL},                        \
+      {"no-top", 0, "feature extractor: no classifier", NULL},                                     \
+      {"pooling", 1, "with --no-top: avg|max|none (default avg)", NULL}, {                         \
+    "width", 1, "base width (reduced-width variants; default the architecture's)", NULL            \
+  }
 
 /* Fills cfg from the model flags. Returns 0 or EXIT_USAGE. */
 int cli_model_config(cli_opt *opts, int nopts, sn_model_config *cfg);

@@ -53,26 +53,30 @@ static sn_status time_passes(sn_net *net, int train, int batch, const float *x,
 }
 
 int cmd_bench(int argc, char **argv) {
-  cli_opt o[] = {CLI_MODEL_OPTS,
-                 {"batch", 1, "images per pass (default 8)", NULL},
-                 {"train", 0, "time training steps (forward, backward, SGD) instead of inference", NULL},
-                 {"reps", 1, "timed repetitions at least (default 10)", NULL},
-                 {"min-time", 1, "keep repeating until this many seconds passed, up to 3 x --reps runs (default 5)", NULL},
-                 {"threads", 1, "threads (default: the cores available)", NULL},
-                 {"help", 0, "show this help", NULL}};
+  cli_opt o[] = {
+      CLI_MODEL_OPTS,
+      {"batch", 1, "images per pass (default 8)", NULL},
+      {"train", 0, "time training steps (forward, backward, SGD) instead of inference", NULL},
+      {"reps", 1, "timed repetitions at least (default 10)", NULL},
+      {"min-time", 1,
+       "keep repeating until this many seconds passed, up to 3 x --reps runs (default 5)", NULL},
+      {"threads", 1, "threads (default: the cores available)", NULL},
+      {"help", 0, "show this help", NULL}};
   int no = (int)(sizeof o / sizeof o[0]);
   if (cli_parse("bench", argc, argv, 2, o, no)) return EXIT_USAGE;
   if (cli_has(o, no, "help")) {
-    cli_print_help(stdout, "bench", "--arch A [--batch N] [--train] [options]",
-                   "  shardnet bench --arch resnet50 --batch 16\n"
-                   "  shardnet bench --arch resnet20 --input 28x28x1 --batch 128 --train\n"
-                   "  jobs/bench/bench_infer.sh   (shardnet, PyTorch and ONNX Runtime side by side)\n",
-                   o, no);
+    cli_print_help(
+        stdout, "bench", "--arch A [--batch N] [--train] [options]",
+        "  shardnet bench --arch resnet50 --batch 16\n"
+        "  shardnet bench --arch resnet20 --input 28x28x1 --batch 128 --train\n"
+        "  jobs/bench/bench_infer.sh   (shardnet, PyTorch and ONNX Runtime side by side)\n",
+        o, no);
     return 0;
   }
   long batch, reps, threads;
   double min_time;
-  if (cli_int(o, no, "batch", 1, 1 << 16, 8, &batch) || cli_int(o, no, "reps", 1, 100000, 10, &reps) ||
+  if (cli_int(o, no, "batch", 1, 1 << 16, 8, &batch) ||
+      cli_int(o, no, "reps", 1, 100000, 10, &reps) ||
       cli_int(o, no, "threads", 1, 1024, 0, &threads) ||
       cli_float(o, no, "min-time", 0, 3600, 5, &min_time))
     return EXIT_USAGE;
@@ -91,7 +95,8 @@ int cmd_bench(int argc, char **argv) {
   sn_net_input_shape(net, &h, &w, &c);
   sn_net_output_shape(net, &oh, &ow, &oc);
   size_t nx = (size_t)batch * h * w * c;
-  float *x = malloc(nx * sizeof(float)), *out = malloc((size_t)batch * oh * ow * oc * sizeof(float));
+  float *x = malloc(nx * sizeof(float)),
+        *out = malloc((size_t)batch * oh * ow * oc * sizeof(float));
   int32_t *labels = malloc((size_t)batch * sizeof(int32_t));
   int cap = (int)(3 * reps); /* as jobs/bench/peers.py and ort_run.js: at most 3 x reps runs */
   double *ts = malloc((size_t)cap * sizeof(double));
@@ -102,7 +107,8 @@ int cmd_bench(int argc, char **argv) {
     r = r * 1664525u + 1013904223u;
     x[i] = (float)(r >> 8) / 16777216.0f * 2.0f - 1.0f;
   }
-  for (long i = 0; i < batch; ++i) labels[i] = (int32_t)(i % oc);
+  for (long i = 0; i < batch; ++i)
+    labels[i] = (int32_t)(i % oc);
   int nr = 0;
   if (s == SN_OK)
     s = time_passes(net, train, (int)batch, x, labels, out, reps, min_time, cap, ts, &nr);
@@ -116,9 +122,9 @@ int cmd_bench(int argc, char **argv) {
          "\"batch\": %ld, \"threads\": %d, \"img_per_s\": %.2f, \"ms_per_batch\": %.3f, "
          "\"ms_min\": %.3f, \"runs\": %d, \"gflops\": %.1f, \"peak_rss_mb\": %.1f, "
          "\"omp_wait_policy\": \"%s\", \"gomp_spincount\": \"%s\"}\n",
-         SN_VERSION, cfg.arch, train ? "train" : "infer", batch, job.threads, batch / med, med * 1e3,
-         ts[0] * 1e3, nr, flop / med / 1e9, ru.ru_maxrss / 1024.0, env_or_default("OMP_WAIT_POLICY"),
-         env_or_default("GOMP_SPINCOUNT"));
+         SN_VERSION, cfg.arch, train ? "train" : "infer", batch, job.threads, batch / med,
+         med * 1e3, ts[0] * 1e3, nr, flop / med / 1e9, ru.ru_maxrss / 1024.0,
+         env_or_default("OMP_WAIT_POLICY"), env_or_default("GOMP_SPINCOUNT"));
   free(x);
   free(out);
   free(labels);

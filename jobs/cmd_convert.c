@@ -8,9 +8,11 @@
 #include "cli.h"
 
 static const char *EXAMPLES =
-    "  shardnet convert idx --images train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz \\\n"
+    "  shardnet convert idx --images train-images-idx3-ubyte.gz --labels "
+    "train-labels-idx1-ubyte.gz \\\n"
     "      --out fashion_train.h5 --fashion\n"
-    "  mpirun -np 4 shardnet convert folder --root /data/imagenet/train --out train.h5 --size 224x224\n"
+    "  mpirun -np 4 shardnet convert folder --root /data/imagenet/train --out train.h5 --size "
+    "224x224\n"
     "  shardnet convert folder --root photos/ --out photos.h5 --encoded\n";
 
 static void progress(void *ctx, int64_t done, int64_t total) {
@@ -55,7 +57,8 @@ static int parse_options(sn_convert_options *opt, const char *out) {
   if (size) {
     int hh, ww;
     char extra;
-    if (sscanf(size, "%dx%d%c", &hh, &ww, &extra) != 2 || hh <= 0 || ww <= 0 || hh > 16384 || ww > 16384) {
+    if (sscanf(size, "%dx%d%c", &hh, &ww, &extra) != 2 || hh <= 0 || ww <= 0 || hh > 16384 ||
+        ww > 16384) {
       cli_error("option --size: '%s' is not HxW (e.g. 224x224)", size);
       return EXIT_USAGE;
     }
@@ -70,8 +73,10 @@ static int parse_options(sn_convert_options *opt, const char *out) {
   if (rs) opt->resize = !strcmp(rs, "nearest") ? SN_RESIZE_NEAREST : SN_RESIZE_BILINEAR;
   opt->encoded = cli_has(O, NO, "encoded");
   if (opt->encoded && (rs || opt->resize_shorter || opt->compression)) {
-    cli_error("convert: --encoded stores the files' bytes as they are; --resize, --resize-shorter and "
-              "--compression apply to raw datasets only (resizing happens when an encoded dataset is read)");
+    cli_error(
+        "convert: --encoded stores the files' bytes as they are; --resize, --resize-shorter and "
+        "--compression apply to raw datasets only (resizing happens when an encoded dataset is "
+        "read)");
     return EXIT_USAGE;
   }
   opt->fashion = cli_has(O, NO, "fashion");
@@ -122,12 +127,16 @@ int cmd_convert(int argc, char **argv) {
   sn_status s;
   if (!strcmp(kind, "idx")) {
     const char *im = cli_get(O, NO, "images"), *lb = cli_get(O, NO, "labels");
-    if (!im || !lb) s = sn_error_set(SN_ERR_INVALID, "convert idx: --images and --labels are required");
-    else s = sn_convert_idx(im, lb, out, job.comm, &opt);
+    if (!im || !lb)
+      s = sn_error_set(SN_ERR_INVALID, "convert idx: --images and --labels are required");
+    else
+      s = sn_convert_idx(im, lb, out, job.comm, &opt);
   } else {
     const char *root = cli_get(O, NO, "root");
-    if (!root) s = sn_error_set(SN_ERR_INVALID, "convert folder: --root is required");
-    else s = sn_convert_folder(root, out, job.comm, &opt);
+    if (!root)
+      s = sn_error_set(SN_ERR_INVALID, "convert folder: --root is required");
+    else
+      s = sn_convert_folder(root, out, job.comm, &opt);
   }
   cli_check(&job, s);
   if (job.rank == 0 && cli_verbose) {

@@ -9,12 +9,15 @@ int cmd_summary(int argc, char **argv) {
   int n = (int)(sizeof opts / sizeof opts[0]);
   if (cli_parse("summary", argc, argv, 2, opts, n)) return EXIT_USAGE;
   if (cli_has(opts, n, "help")) {
-    cli_print_help(stdout, "summary", "--arch A [--classes K] [--input HxWxC] [--no-top --pooling avg]",
+    cli_print_help(stdout, "summary",
+                   "--arch A [--classes K] [--input HxWxC] [--no-top --pooling avg]",
                    "  shardnet summary --arch keras_resnet50\n"
                    "  shardnet summary --arch resnet50 --no-top --pooling avg\n"
-                   "  shardnet summary --arch resnet20 --input 28x28x1\n", opts, n);
+                   "  shardnet summary --arch resnet20 --input 28x28x1\n",
+                   opts, n);
     printf("\narchitectures:");
-    for (const char *const *a = sn_arch_names(); *a; ++a) printf(" %s", *a);
+    for (const char *const *a = sn_arch_names(); *a; ++a)
+      printf(" %s", *a);
     printf("\n");
     return 0;
   }

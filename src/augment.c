@@ -16,25 +16,37 @@ static uint64_t mix(uint64_t z) {
 
 const char *sn_augment_name(sn_augment a) {
   switch (a) {
-  case SN_AUG_NONE: return "none";
-  case SN_AUG_CROP_FLIP: return "crop-flip";
-  case SN_AUG_FLIP: return "flip";
-  case SN_AUG_RESIZED_CROP: return "resized-crop";
+  case SN_AUG_NONE:
+    return "none";
+  case SN_AUG_CROP_FLIP:
+    return "crop-flip";
+  case SN_AUG_FLIP:
+    return "flip";
+  case SN_AUG_RESIZED_CROP:
+    return "resized-crop";
   }
   return "?";
 }
 
 sn_status sn_augment_parse(const char *name, sn_augment *out) {
-  if (!strcmp(name, "none")) *out = SN_AUG_NONE;
-  else if (!strcmp(name, "crop-flip")) *out = SN_AUG_CROP_FLIP;
-  else if (!strcmp(name, "flip")) *out = SN_AUG_FLIP;
-  else if (!strcmp(name, "resized-crop")) *out = SN_AUG_RESIZED_CROP;
-  else return sn_error_set(SN_ERR_INVALID, "unknown augmentation '%s' (none, flip, crop-flip, resized-crop)", name);
+  if (!strcmp(name, "none"))
+    *out = SN_AUG_NONE;
+  else if (!strcmp(name, "crop-flip"))
+    *out = SN_AUG_CROP_FLIP;
+  else if (!strcmp(name, "flip"))
+    *out = SN_AUG_FLIP;
+  else if (!strcmp(name, "resized-crop"))
+    *out = SN_AUG_RESIZED_CROP;
+  else
+    return sn_error_set(SN_ERR_INVALID,
+                        "unknown augmentation '%s' (none, flip, crop-flip, resized-crop)", name);
   return SN_OK;
 }
 
 /* Uniform in [0, 1) from the k-th draw of a sample's stream. */
-static double unif(uint64_t r, int k) { return (double)(mix(r + 0x9e3779b97f4a7c15ull * (uint64_t)(k + 1)) >> 11) * 0x1p-53; }
+static double unif(uint64_t r, int k) {
+  return (double)(mix(r + 0x9e3779b97f4a7c15ull * (uint64_t)(k + 1)) >> 11) * 0x1p-53;
+}
 
 /* torchvision RandomResizedCrop.get_params (scale 0.08..1, ratio 3/4..4/3): up to 10 tries of a
  * random area and log-uniform aspect ratio, else the centre crop with the ratio clamped. */
@@ -130,8 +142,10 @@ void sn_augment_batch(float *x, int n, int h, int w, int c, sn_augment mode, int
         int sx = flip ? w - 1 - xx : xx;
         int iy = yy + dy, ix = sx + dx;
         float *o = im + ((size_t)yy * w + xx) * c;
-        if (iy < 0 || iy >= h || ix < 0 || ix >= w) memset(o, 0, (size_t)c * sizeof(float));
-        else memcpy(o, scratch + ((size_t)iy * w + ix) * c, (size_t)c * sizeof(float));
+        if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+          memset(o, 0, (size_t)c * sizeof(float));
+        else
+          memcpy(o, scratch + ((size_t)iy * w + ix) * c, (size_t)c * sizeof(float));
       }
   }
 }

@@ -6,21 +6,32 @@
 
 size_t sn_dtype_size(sn_dtype t) {
   switch (t) {
-  case SN_F32: return 4;
-  case SN_F64: return 8;
-  case SN_I32: return 4;
-  case SN_I64: return 8;
-  case SN_U8: return 1;
+  case SN_F32:
+    return 4;
+  case SN_F64:
+    return 8;
+  case SN_I32:
+    return 4;
+  case SN_I64:
+    return 8;
+  case SN_U8:
+    return 1;
   }
   return 0;
 }
 
 static sn_status serial_allreduce(sn_comm *c, void *buf, size_t n, sn_dtype t, sn_reduce_op op) {
-  (void)c; (void)buf; (void)n; (void)t; (void)op;
+  (void)c;
+  (void)buf;
+  (void)n;
+  (void)t;
+  (void)op;
   return SN_OK;
 }
 static sn_status serial_bcast(sn_comm *c, void *buf, size_t bytes, int root) {
-  (void)c; (void)buf; (void)bytes;
+  (void)c;
+  (void)buf;
+  (void)bytes;
   if (root != 0) return sn_error_set(SN_ERR_INVALID, "sn_comm_bcast: root %d out of range", root);
   return SN_OK;
 }
@@ -29,22 +40,32 @@ static sn_status serial_allgather(sn_comm *c, const void *send, void *recv, size
   if (bytes) memmove(recv, send, bytes);
   return SN_OK;
 }
-static sn_status serial_barrier(sn_comm *c) { (void)c; return SN_OK; }
+static sn_status serial_barrier(sn_comm *c) {
+  (void)c;
+  return SN_OK;
+}
 static sn_status serial_iallreduce(sn_comm *c, float *buf, size_t n, sn_request **req) {
-  (void)c; (void)buf; (void)n;
+  (void)c;
+  (void)buf;
+  (void)n;
   *req = NULL;
   return SN_OK;
 }
-static sn_status serial_wait(sn_comm *c, sn_request *req) { (void)c; (void)req; return SN_OK; }
+static sn_status serial_wait(sn_comm *c, sn_request *req) {
+  (void)c;
+  (void)req;
+  return SN_OK;
+}
 static sn_status serial_test(sn_comm *c, sn_request *req, int *done) {
-  (void)c; (void)req;
+  (void)c;
+  (void)req;
   *done = 1;
   return SN_OK;
 }
 
-static const sn_comm_ops serial_ops = {serial_allreduce, serial_bcast, serial_allgather,
-                                       serial_barrier,   serial_iallreduce, serial_wait,
-                                       serial_test,      NULL};
+static const sn_comm_ops serial_ops = {
+    serial_allreduce,  serial_bcast, serial_allgather, serial_barrier,
+    serial_iallreduce, serial_wait,  serial_test,      NULL};
 static sn_comm serial_comm = {&serial_ops, 0, 1, -1, NULL};
 
 sn_comm *sn_comm_serial(void) { return &serial_comm; }
@@ -106,7 +127,6 @@ sn_status sn_comm_agree(sn_comm *c, sn_status local) {
   if (s == SN_OK) s = sn_comm_bcast(c, msg, sizeof msg, first_bad);
   if (s != SN_OK) return s;
   if (c->rank == first_bad) return local;
-  if (strncmp(msg, "rank ", 5) == 0)
-    return sn_error_set((sn_status)code, "%s", msg);
+  if (strncmp(msg, "rank ", 5) == 0) return sn_error_set((sn_status)code, "%s", msg);
   return sn_error_set((sn_status)code, "rank %d: %s", first_bad, msg);
 }

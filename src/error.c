@@ -33,23 +33,31 @@ sn_status sn_error_set(sn_status s, const char *fmt, ...) {
     char *dup = strstr(body, own);
     if (dup) memmove(dup, dup + strlen(own), strlen(dup + strlen(own)) + 1);
     snprintf(sn_err_msg, sizeof sn_err_msg, "rank %d: %s", sn_err_rank, body);
-  }
-  else
+  } else
     snprintf(sn_err_msg, sizeof sn_err_msg, "%s", body);
   return s;
 }
 
 const char *sn_status_string(sn_status s) {
   switch (s) {
-  case SN_OK: return "ok";
-  case SN_ERR_INVALID: return "invalid argument";
-  case SN_ERR_SHAPE: return "shape mismatch";
-  case SN_ERR_IO: return "I/O error";
-  case SN_ERR_FORMAT: return "malformed file";
-  case SN_ERR_NOMEM: return "out of memory";
-  case SN_ERR_NUMERIC: return "non-finite value";
-  case SN_ERR_COMM: return "communication error";
-  case SN_ERR_NOTFOUND: return "not found";
+  case SN_OK:
+    return "ok";
+  case SN_ERR_INVALID:
+    return "invalid argument";
+  case SN_ERR_SHAPE:
+    return "shape mismatch";
+  case SN_ERR_IO:
+    return "I/O error";
+  case SN_ERR_FORMAT:
+    return "malformed file";
+  case SN_ERR_NOMEM:
+    return "out of memory";
+  case SN_ERR_NUMERIC:
+    return "non-finite value";
+  case SN_ERR_COMM:
+    return "communication error";
+  case SN_ERR_NOTFOUND:
+    return "not found";
   }
   return "unknown error";
 }

@@ -74,15 +74,16 @@ void sn_fuse_for_inference(sn_net *net, int mask) {
     }
   }
   if (mask & SN_FUSE_BNIN) fuse_bn_into_inputs(net);
-  for (int j = 0; j < net->nlayers; ++j) net->layers[j].fuse.alias = j;
+  for (int j = 0; j < net->nlayers; ++j)
+    net->layers[j].fuse.alias = j;
 }
 
 /* Inference, SN_FUSE_BNIN: a batch norm that could not be folded into a preceding convolution
  * (V2's pre-activation, after an add) and whose readers all take it as an input map (their
  * input_map_ok: unpadded 1x1 convolutions on the packed GEMM) is applied by those readers as they
  * copy their input rows (sn_conv_impl_forward_in, bitwise the separate pass): the batch norm's
- * pass and its output tensor disappear, and its readers read its input. Not for the network output or
- * the feature layer, nor for a batch norm read as a residual. */
+ * pass and its output tensor disappear, and its readers read its input. Not for the network output
+ * or the feature layer, nor for a batch norm read as a residual. */
 static void fuse_bn_into_inputs(sn_net *net) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
@@ -96,8 +97,8 @@ static void fuse_bn_into_inputs(sn_net *net) {
       if (cl->fuse.residual == j) ok = 0;
       if (!reads) continue;
       readers++;
-      ok = ok && cl->ops->input_map_ok && cl->fuse.in_bn < 0 &&
-           cl->ops->input_map_ok(net, cl, 1, 0);
+      ok =
+          ok && cl->ops->input_map_ok && cl->fuse.in_bn < 0 && cl->ops->input_map_ok(net, cl, 1, 0);
     }
     if (!ok || !readers) continue;
     for (int c = j + 1; c < net->nlayers; ++c)

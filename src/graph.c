@@ -82,8 +82,8 @@ static int finish_layer(sn_net *net, int idx) {
   return idx;
 }
 
-int sn_add_conv_pads(sn_net *net, const char *name, int in, int filters, int kh, int kw,
-                     int stride, int pt, int pl, int pb, int pr, int bias) {
+int sn_add_conv_pads(sn_net *net, const char *name, int in, int filters, int kh, int kw, int stride,
+                     int pt, int pl, int pb, int pr, int bias) {
   int i = sn_net_add_layer(net, &sn_conv_ops, name, in, -2);
   if (i < 0) return finish_layer(net, i);
   sn_layer *l = &net->layers[i];
@@ -212,7 +212,8 @@ static void init_params(sn_net *net, uint64_t seed) {
     float *d = net->block + p->offset;
     if (p->role != SN_ROLE_KERNEL) {
       float v = (p->role == SN_ROLE_GAMMA || p->role == SN_ROLE_MOVING_VAR) ? 1.0f : 0.0f;
-      for (int64_t j = 0; j < p->count; ++j) d[j] = v;
+      for (int64_t j = 0; j < p->count; ++j)
+        d[j] = v;
       continue;
     }
     int conv = l->ops->type == SN_LAYER_CONV;
@@ -223,7 +224,8 @@ static void init_params(sn_net *net, uint64_t seed) {
     for (int64_t c = 0; c < nchunks; ++c) {
       rng r;
       uint64_t x = seed ^ ((uint64_t)i << 40) ^ (uint64_t)c * 0x2545f4914f6cdd1dull;
-      for (int k = 0; k < 4; ++k) r.s[k] = splitmix(&x);
+      for (int k = 0; k < 4; ++k)
+        r.s[k] = splitmix(&x);
       int64_t end = (c + 1) * chunk < p->count ? (c + 1) * chunk : p->count;
       if (!conv) {
         for (int64_t j = c * chunk; j < end; ++j)
@@ -400,7 +402,8 @@ sn_status sn_net_param(const sn_net *net, int i, sn_param_info *info) {
   info->layer_kind = l->ops->kind;
   info->role = p->role;
   info->ndim = p->ndim;
-  for (int k = 0; k < 4; ++k) info->shape[k] = k < p->ndim ? p->shape[k] : 0;
+  for (int k = 0; k < 4; ++k)
+    info->shape[k] = k < p->ndim ? p->shape[k] : 0;
   info->count = p->count;
   info->trainable = p->trainable;
   info->data = net->block + p->offset;
@@ -418,7 +421,8 @@ int sn_net_find_param(const sn_net *net, const char *layer, sn_param_role role) 
 const char *sn_param_role_name(sn_param_role role, sn_style style, const char *layer_kind) {
   (void)layer_kind;
   static const char *torch[] = {"weight", "bias", "weight", "bias", "running_mean", "running_var"};
-  static const char *keras[] = {"kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance"};
+  static const char *keras[] = {"kernel", "bias",        "gamma",
+                                "beta",   "moving_mean", "moving_variance"};
   if ((int)role < 0 || role > SN_ROLE_MOVING_VAR) return "?";
   return style == SN_STYLE_TORCH ? torch[role] : keras[role];
 }
@@ -437,4 +441,3 @@ float *sn_net_momentum_block(sn_net *net, size_t *n) {
   if (n) *n = net->momentum ? net->ntrainable : 0;
   return net->momentum;
 }
-

@@ -45,11 +45,11 @@ static inline int sn_use_avx512(int portable) { return !portable && sn_cpu_has_a
 /* Geometry of a 2-D convolution (cross-correlation, dilation 1, groups 1, zero padding), with
  * the options its algorithm is chosen by. */
 typedef struct sn_conv_geom {
-  int n, h, w, cin;       /* input (N, H, W, Cin) */
-  int kh, kw, sh, sw;     /* kernel and stride */
-  int pt, pl, pb, pr;     /* zero padding top, left, bottom, right */
-  int oh, ow, cout;       /* output (N, OH, OW, Cout) */
-  sn_kernel_opts opts;    /* zero (sn_conv_geom_init): the defaults */
+  int n, h, w, cin;    /* input (N, H, W, Cin) */
+  int kh, kw, sh, sw;  /* kernel and stride */
+  int pt, pl, pb, pr;  /* zero padding top, left, bottom, right */
+  int oh, ow, cout;    /* output (N, OH, OW, Cout) */
+  sn_kernel_opts opts; /* zero (sn_conv_geom_init): the defaults */
 } sn_conv_geom;
 
 /* Fills g, computes oh = (h + pt + pb - kh) / sh + 1 (likewise ow) and takes the kernel choices
@@ -112,9 +112,8 @@ int sn_conv_train_input_map_ok(const sn_conv_geom *g);
  * sn_conv_train_input_map_ok(g), in NULL: sn_conv_forward / sn_conv_backward(_acc). dx, dw and
  * db are the gradients w.r.t. the mapped tensor and the weights; dx_acc: dx += (only where
  * sn_conv_backward_accumulates(g)). */
-void sn_conv_forward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
-                        const float *w, const float *bias, const float *res, int relu, float *y,
-                        float *ws);
+void sn_conv_forward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in, const float *w,
+                        const float *bias, const float *res, int relu, float *y, float *ws);
 void sn_conv_backward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
                          const float *w, const float *dy, float *dx, int dx_acc, float *dw,
                          float *db, float *ws);
@@ -178,7 +177,8 @@ void sn_bn_sums(int portable, const float *x, size_t rows, int c, double *sum, d
 void sn_bn_normalize(int portable, const float *x, size_t rows, int c, const float *mean,
                      const float *invstd, const float *gamma, const float *beta, float *y);
 
-/* Local backward sums with the (global) mean: sum_dy[c] = sum dy, sum_dy_xmu[c] = sum dy*(x-mean). */
+/* Local backward sums with the (global) mean: sum_dy[c] = sum dy,
+ * sum_dy_xmu[c] = sum dy*(x-mean). */
 void sn_bn_backward_sums(int portable, const float *x, const float *dy, size_t rows, int c,
                          const float *mean, double *sum_dy, double *sum_dy_xmu);
 
@@ -237,7 +237,7 @@ typedef struct sn_pool_geom {
   int kh, kw, sh, sw;
   int pt, pl, pb, pr;
   int oh, ow;
-  int pad_zero;    /* max pool: 1 = padded cells are 0 (Keras ZeroPadding), 0 = -inf (PyTorch) */
+  int pad_zero; /* max pool: 1 = padded cells are 0 (Keras ZeroPadding), 0 = -inf (PyTorch) */
 } sn_pool_geom;
 int sn_pool_geom_init(sn_pool_geom *g, int n, int h, int w, int c, int kh, int kw, int sh, int sw,
                       int pt, int pl, int pb, int pr, int pad_zero);

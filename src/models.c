@@ -16,10 +16,10 @@
 
 typedef struct arch_info {
   const char *name;
-  int family;        /* 0 torchvision, 1 keras v1, 2 keras v2, 3 cifar, 4 lenet */
-  int bottleneck;    /* torchvision */
+  int family;     /* 0 torchvision, 1 keras v1, 2 keras v2, 3 cifar, 4 lenet */
+  int bottleneck; /* torchvision */
   int blocks[4];
-  int bn;            /* lenet: with batch norm */
+  int bn; /* lenet: with batch norm */
 } arch_info;
 
 enum { FAM_TORCH, FAM_KERAS1, FAM_KERAS2, FAM_CIFAR, FAM_LENET };
@@ -47,7 +47,8 @@ static const arch_info archs[] = {
 const char *const *sn_arch_names(void) {
   static const char *names[NARCH + 1];
   if (!names[0])
-    for (int i = 0; i < NARCH; ++i) names[i] = archs[i].name;
+    for (int i = 0; i < NARCH; ++i)
+      names[i] = archs[i].name;
   return names;
 }
 
@@ -91,8 +92,8 @@ static int torch_block(sn_net *net, int x, const char *p, int planes, int stride
   }
   net->layers[y].residual_last_bn = 1;
   if (downsample) {
-    CHECK(sc = sn_add_conv(net, nm(b, "%s.downsample.0", p, 0), x, planes * (bottleneck ? 4 : 1),
-                           1, stride, 0, 0));
+    CHECK(sc = sn_add_conv(net, nm(b, "%s.downsample.0", p, 0), x, planes * (bottleneck ? 4 : 1), 1,
+                           stride, 0, 0));
     CHECK(sc = sn_add_bn(net, nm(b, "%s.downsample.1", p, 0), sc, TORCH_EPS));
   }
   CHECK(y = sn_add_sum(net, nm(b, "%s.add", p, 0), sc, y));
@@ -265,9 +266,12 @@ static sn_status build(sn_net *net) {
                         a->name, net->in.h, net->in.w, net->in.c, w, classes);
 
   int x, feat_in = -1;
-  if (a->family == FAM_TORCH || a->family == FAM_CIFAR) x = build_torch(net, a, w, &feat_in);
-  else if (a->family == FAM_LENET) x = build_lenet(net, a, w);
-  else x = build_keras(net, a, w, &feat_in);
+  if (a->family == FAM_TORCH || a->family == FAM_CIFAR)
+    x = build_torch(net, a, w, &feat_in);
+  else if (a->family == FAM_LENET)
+    x = build_lenet(net, a, w);
+  else
+    x = build_keras(net, a, w, &feat_in);
   if (x < 0) return SN_ERR_SHAPE;
 
   const char *pool_name = keras ? "avg_pool" : "avgpool";

@@ -22,7 +22,8 @@ float *sn_layer_input_grad(sn_net *net, sn_layer *l, int i, int *accumulate) {
 
 void sn_net_accumulate(float *dst, const float *src, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; ++i) dst[i] += src[i];
+  for (size_t i = 0; i < n; ++i)
+    dst[i] += src[i];
 }
 
 const float *sn_net_features(const sn_net *net) {
@@ -32,9 +33,12 @@ const float *sn_net_features(const sn_net *net) {
 
 sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out) {
   if (!net->planned || net->training)
-    return sn_error_set(SN_ERR_INVALID, "%s: sn_net_forward needs an inference plan (sn_net_plan(net, batch, 0))", net->arch);
+    return sn_error_set(SN_ERR_INVALID,
+                        "%s: sn_net_forward needs an inference plan (sn_net_plan(net, batch, 0))",
+                        net->arch);
   if (n <= 0 || n > net->max_batch)
-    return sn_error_set(SN_ERR_INVALID, "%s: batch %d outside the planned range 1..%d", net->arch, n, net->max_batch);
+    return sn_error_set(SN_ERR_INVALID, "%s: batch %d outside the planned range 1..%d", net->arch,
+                        n, net->max_batch);
   net->input = x;
   net->last_n = n;
   for (int j = 0; j < net->nlayers; ++j) {
@@ -50,7 +54,8 @@ sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out) {
   }
   if (net->prof) net->prof_passes++;
   const sn_layer *o = &net->layers[net->layers[net->output].fuse.alias];
-  if (out) memcpy(out, o->y, (size_t)n * sn_shape_size(net->layers[net->output].out) * sizeof(float));
+  if (out)
+    memcpy(out, o->y, (size_t)n * sn_shape_size(net->layers[net->output].out) * sizeof(float));
   net->input = NULL;
   return SN_OK;
 }

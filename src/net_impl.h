@@ -82,7 +82,7 @@ typedef struct sn_layer_ops {
   const char *kind;       /* "conv", "bn", "relu", ...: for messages, summaries and profiles */
   const char *keras_type; /* for the summary: "Conv2D", "BatchNormalization", ... */
   sn_layer_type type;
-  unsigned caps;          /* SN_CAP_* */
+  unsigned caps; /* SN_CAP_* */
   /* Computes l->out from the input shapes; the message names the layer and the shapes. */
   sn_status (*shape)(sn_net *net, sn_layer *l);
   /* Optional: declares the layer's parameter tensors in Keras order (sn_net_add_param). */
@@ -142,26 +142,26 @@ typedef struct sn_layer_fusion {
 struct sn_layer {
   const sn_layer_ops *ops;
   char name[SN_MAX_NAME];
-  int in[2];              /* producer layer indices; -1 = network input */
+  int in[2]; /* producer layer indices; -1 = network input */
   int nin;
-  sn_shape out;           /* output shape per image */
+  sn_shape out; /* output shape per image */
   /* hyperparameters */
   int filters, kh, kw, sh, sw, pt, pl, pb, pr, use_bias;
-  int pad_zero;           /* max pool: padding cells are zero (Keras) instead of -inf */
-  float eps;              /* batch norm */
-  int residual_last_bn;   /* 1: last BN of a residual branch (zero-init target) */
+  int pad_zero;         /* max pool: padding cells are zero (Keras) instead of -inf */
+  float eps;            /* batch norm */
+  int residual_last_bn; /* 1: last BN of a residual branch (zero-init target) */
   /* parameters: tensors [p0, p0 + np) of net->params */
   int p0, np;
-  sn_layer_fusion fuse;   /* set by fuse.c on the plan's copy; unset in the built graph */
-  sn_conv_impl *impl;     /* prepared convolution (inference) */
-  float *fold;            /* folded kernel/bias or BN scale/shift (inference), owned */
+  sn_layer_fusion fuse; /* set by fuse.c on the plan's copy; unset in the built graph */
+  sn_conv_impl *impl;   /* prepared convolution (inference) */
+  float *fold;          /* folded kernel/bias or BN scale/shift (inference), owned */
   /* activations (views into the arenas) */
-  float *y;               /* (N, out) */
-  float *dy;              /* (N, out), training */
-  int dy_written;         /* backward: first contribution overwrites, later ones add */
-  int32_t *argmax;        /* max pools, training */
-  float *mean, *invstd;   /* batch norm, training: statistics used in the last forward, then
-                             (fuse.into_conv) the scale gamma * invstd at invstd + C */
+  float *y;             /* (N, out) */
+  float *dy;            /* (N, out), training */
+  int dy_written;       /* backward: first contribution overwrites, later ones add */
+  int32_t *argmax;      /* max pools, training */
+  float *mean, *invstd; /* batch norm, training: statistics used in the last forward, then
+                           (fuse.into_conv) the scale gamma * invstd at invstd + C */
   int nconsumers;
 };
 
@@ -171,55 +171,55 @@ typedef struct sn_param {
   int ndim, shape[4];
   int64_t count;
   int trainable;
-  size_t offset;          /* into the parameter block (and, if trainable, grad/momentum blocks) */
+  size_t offset; /* into the parameter block (and, if trainable, grad/momentum blocks) */
 } sn_param;
 
 struct sn_net {
   sn_model_config cfg;
   char arch[32];
-  sn_style style;          /* naming and loading conventions */
-  sn_style bn_style;       /* moving statistics rule */
+  sn_style style;    /* naming and loading conventions */
+  sn_style bn_style; /* moving statistics rule */
   sn_preprocess preprocess;
   sn_shape in;
   sn_layer *layers;
   int nlayers, layers_cap;
-  sn_layer *built;         /* (nlayers) the graph as built: each plan fuses a copy of it */
+  sn_layer *built; /* (nlayers) the graph as built: each plan fuses a copy of it */
   int built_output, built_feature;
   sn_param *params;
   int nparams, params_cap;
-  float *block;            /* all parameters: trainable, then moving statistics */
+  float *block; /* all parameters: trainable, then moving statistics */
   size_t nblock, ntrainable;
-  float *grads;            /* (ntrainable) */
-  float *momentum;         /* (ntrainable) */
+  float *grads;    /* (ntrainable) */
+  float *momentum; /* (ntrainable) */
   int64_t sgd_steps;
-  int output;              /* output layer */
-  int feature;             /* pooled-feature layer, or -1 */
+  int output;  /* output layer */
+  int feature; /* pooled-feature layer, or -1 */
   /* plan */
   int planned, max_batch, training;
-  float *arena;            /* activations (and gradients when training) */
+  float *arena; /* activations (and gradients when training) */
   size_t arena_n;
   int32_t *iarena;
-  float *ws;               /* shared workspace */
+  float *ws; /* shared workspace */
   size_t ws_n;
-  double *stats;           /* batch-norm scratch (sums) */
-  double *prof;            /* opts.profile: seconds per layer (training: nlayers forward, then
-                              nlayers backward), or NULL */
-  long prof_passes;        /* passes timed into prof */
+  double *stats;    /* batch-norm scratch (sums) */
+  double *prof;     /* opts.profile: seconds per layer (training: nlayers forward, then
+                       nlayers backward), or NULL */
+  long prof_passes; /* passes timed into prof */
   size_t stats_n;
-  int last_n;              /* batch of the last forward */
-  const float *input;      /* (N, H, W, C) network input during a pass */
+  int last_n;         /* batch of the last forward */
+  const float *input; /* (N, H, W, C) network input during a pass */
   /* distribution */
   sn_comm *comm;
   int sync_bn;
-  size_t bucket_floats;    /* gradient all-reduce bucket size */
-  double comm_exposed_s;   /* seconds blocked completing gradient all-reduces, cumulative */
-  int64_t comm_bytes;      /* gradient bytes all-reduced, cumulative */
-  int64_t comm_buckets;    /* gradient buckets launched, cumulative */
-  int64_t comm_buckets_early; /* of those, complete when backward ended (overlapped) */
+  size_t bucket_floats;        /* gradient all-reduce bucket size */
+  double comm_exposed_s;       /* seconds blocked completing gradient all-reduces, cumulative */
+  int64_t comm_bytes;          /* gradient bytes all-reduced, cumulative */
+  int64_t comm_buckets;        /* gradient buckets launched, cumulative */
+  int64_t comm_buckets_early;  /* of those, complete when backward ended (overlapped) */
   const sn_train_config *tcfg; /* during a train step */
   uint64_t seed;
-  sn_engine_options opts;  /* sn_net_set_options; read by sn_net_plan (comm_poll: by each
-                              training step) */
+  sn_engine_options opts; /* sn_net_set_options; read by sn_net_plan (comm_poll: by each
+                             training step) */
 };
 
 /* ---- graph building (graph.c; sn_net_create in models.c builds an architecture with these) */
@@ -236,8 +236,8 @@ sn_status sn_net_add_param(sn_net *net, sn_layer *l, sn_param_role role, int ndi
 int sn_net_add_layer(sn_net *net, const sn_layer_ops *ops, const char *name, int in0, int in1);
 int sn_add_conv(sn_net *net, const char *name, int in, int filters, int k, int stride, int pad,
                 int bias);
-int sn_add_conv_pads(sn_net *net, const char *name, int in, int filters, int kh, int kw,
-                     int stride, int pt, int pl, int pb, int pr, int bias);
+int sn_add_conv_pads(sn_net *net, const char *name, int in, int filters, int kh, int kw, int stride,
+                     int pt, int pl, int pb, int pr, int bias);
 int sn_add_bn(sn_net *net, const char *name, int in, float eps);
 int sn_add_relu(sn_net *net, const char *name, int in);
 int sn_add_pad(sn_net *net, const char *name, int in, int pad);

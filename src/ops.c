@@ -35,13 +35,16 @@ static void pre_pixel(const float *in, int c, sn_preprocess mode, float *out) {
     break;
   }
   case SN_PRE_TF:
-    for (int j = 0; j < c; ++j) out[j] = in[j] / 127.5f - 1.0f;
+    for (int j = 0; j < c; ++j)
+      out[j] = in[j] / 127.5f - 1.0f;
     break;
   case SN_PRE_TORCH:
-    for (int j = 0; j < 3; ++j) out[j] = (in[j] / 255.0f - sn_torch_mean[j]) / sn_torch_std[j];
+    for (int j = 0; j < 3; ++j)
+      out[j] = (in[j] / 255.0f - sn_torch_mean[j]) / sn_torch_std[j];
     break;
   case SN_PRE_UNIT:
-    for (int j = 0; j < c; ++j) out[j] = in[j] / 255.0f;
+    for (int j = 0; j < c; ++j)
+      out[j] = in[j] / 255.0f;
     break;
   default:
     if (out != in) memcpy(out, in, (size_t)c * sizeof(float));
@@ -55,7 +58,8 @@ void sn_preprocess_u8(const uint8_t *in, size_t n, int h, int w, int c, sn_prepr
 #pragma omp parallel for schedule(static) if (pixels * (size_t)c > SN_OMP_MIN)
   for (long p = 0; p < (long)pixels; ++p) {
     float *o = out + (size_t)p * c;
-    for (int j = 0; j < c; ++j) o[j] = (float)in[(size_t)p * c + j];
+    for (int j = 0; j < c; ++j)
+      o[j] = (float)in[(size_t)p * c + j];
     pre_pixel(o, c, mode, o);
   }
 }
@@ -64,7 +68,8 @@ void sn_preprocess_f32(float *x, size_t n, int h, int w, int c, sn_preprocess mo
   if (mode == SN_PRE_NONE || mode == SN_PRE_DEFAULT) return;
   const size_t pixels = n * (size_t)h * w;
 #pragma omp parallel for schedule(static) if (pixels * (size_t)c > SN_OMP_MIN)
-  for (long p = 0; p < (long)pixels; ++p) pre_pixel(x + (size_t)p * c, c, mode, x + (size_t)p * c);
+  for (long p = 0; p < (long)pixels; ++p)
+    pre_pixel(x + (size_t)p * c, c, mode, x + (size_t)p * c);
 }
 
 static const struct {
@@ -103,9 +108,11 @@ void sn_softmax(const float *logits, int n, int k, float *probs) {
     for (int j = 1; j < k; ++j)
       if (l[j] > m) m = l[j];
     double s = 0.0;
-    for (int j = 0; j < k; ++j) s += exp((double)l[j] - m);
+    for (int j = 0; j < k; ++j)
+      s += exp((double)l[j] - m);
     const double ls = log(s) + m;
-    for (int j = 0; j < k; ++j) p[j] = (float)exp((double)l[j] - ls);
+    for (int j = 0; j < k; ++j)
+      p[j] = (float)exp((double)l[j] - ls);
   }
 }
 

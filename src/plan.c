@@ -30,7 +30,8 @@ static size_t plan_offsets(sn_net *net, int n, size_t *offs, int reuse) {
   interval *live = malloc((size_t)L * sizeof *live);
   int nlive = 0;
   size_t top = 0;
-  for (int j = 0; j < L; ++j) last[j] = j;
+  for (int j = 0; j < L; ++j)
+    last[j] = j;
   for (int j = 0; j < L; ++j) {
     const sn_layer *l = &net->layers[j];
     if (l->fuse.skip) continue;
@@ -88,12 +89,13 @@ float *sn_alloc_floats(size_t n) {
 
 /* Training: offsets of the gradient buffers (dy) by their lifetimes in the backward pass, which
  * visits layer k at time L-1-k. A buffer (a layer's, or a group sharing one:
- * sn_fuse_share_add_grads) is live from its first write - the backward of its highest consumer, or before the backward for
- * the network output (the loss gradient) - to the backward of its lowest member, which reads
- * it while writing its input's buffer: buffers live at the same time never overlap, and a buffer
- * may take the place of one whose last reader ran strictly earlier (first fit). Every first
- * writer overwrites its buffer (later ones add; an unreachable layer's is zeroed), so stale
- * contents are never read. Returns the floats needed; doffs[k] for every run layer k. */
+ * sn_fuse_share_add_grads) is live from its first write - the backward of its highest consumer, or
+ * before the backward for the network output (the loss gradient) - to the backward of its lowest
+ * member, which reads it while writing its input's buffer: buffers live at the same time never
+ * overlap, and a buffer may take the place of one whose last reader ran strictly earlier (first
+ * fit). Every first writer overwrites its buffer (later ones add; an unreachable layer's is
+ * zeroed), so stale contents are never read. Returns the floats needed; doffs[k] for every run
+ * layer k. */
 static size_t plan_grad_offsets(sn_net *net, int n, int share, size_t *doffs) {
   const int L = net->nlayers;
   int *own = malloc((size_t)L * sizeof *own), *start = malloc((size_t)L * sizeof *start);
@@ -110,7 +112,8 @@ static size_t plan_grad_offsets(sn_net *net, int n, int share, size_t *doffs) {
     net->layers[j].fuse.shared_in = 0;
   }
   if (share) sn_fuse_share_add_grads(net, own);
-  for (int j = 0; j < L; ++j) start[j] = L, end[j] = -2;
+  for (int j = 0; j < L; ++j)
+    start[j] = L, end[j] = -2;
   for (int j = 0; j < L; ++j) { /* j's buffer is first written when its highest consumer runs */
     if (net->layers[j].fuse.skip) continue;
     int last = j; /* no consumer: zeroed at its own backward */
@@ -146,7 +149,8 @@ static size_t plan_grad_offsets(sn_net *net, int n, int share, size_t *doffs) {
     live[nlive++] = (interval){off, size, end[o]};
     if (off + size > top) top = off + size;
   }
-  for (int j = 0; j < L; ++j) doffs[j] = net->layers[j].fuse.skip ? 0 : goff[own[j]];
+  for (int j = 0; j < L; ++j)
+    doffs[j] = net->layers[j].fuse.skip ? 0 : goff[own[j]];
 done:
   free(own);
   free(start);
@@ -162,14 +166,17 @@ static size_t layer_ws(const sn_net *net, const sn_layer *l, int n, int training
 }
 
 sn_status sn_net_plan(sn_net *net, int max_batch, int training) {
-  if (max_batch <= 0) return sn_error_set(SN_ERR_INVALID, "%s: batch %d must be positive", net->arch, max_batch);
+  if (max_batch <= 0)
+    return sn_error_set(SN_ERR_INVALID, "%s: batch %d must be positive", net->arch, max_batch);
   sn_net_unplan(net);
-  sn_net_restore_graph(net); /* undo an earlier plan's fusion */
+  sn_net_restore_graph(net);                 /* undo an earlier plan's fusion */
   const int fuse_mask = (int)net->opts.fuse; /* restricted for A/B timing and bug isolation */
   net->training = training;
   net->max_batch = max_batch;
-  if (!training) sn_fuse_for_inference(net, fuse_mask);
-  else sn_fuse_for_training(net, fuse_mask);
+  if (!training)
+    sn_fuse_for_inference(net, fuse_mask);
+  else
+    sn_fuse_for_training(net, fuse_mask);
 
   size_t *offs = calloc(net->nlayers > 0 ? (size_t)net->nlayers : 1, sizeof *offs);
   if (!offs) return sn_error_set(SN_ERR_NOMEM, "%s: out of memory planning", net->arch);
@@ -208,8 +215,7 @@ sn_status sn_net_plan(sn_net *net, int max_batch, int training) {
     free(offs);
     free(doffs);
     sn_net_unplan(net);
-    return sn_error_set(SN_ERR_NOMEM,
-                        "%s: cannot allocate %.1f MiB of activations for batch %d",
+    return sn_error_set(SN_ERR_NOMEM, "%s: cannot allocate %.1f MiB of activations for batch %d",
                         net->arch, (double)(total + ws) * 4.0 / 1048576.0, max_batch);
   }
   sn_plan_arena take = {net->iarena, net->stats, 0, 0};
@@ -224,7 +230,8 @@ sn_status sn_net_plan(sn_net *net, int max_batch, int training) {
   free(doffs);
   if (training) {
     if (!net->grads) net->grads = calloc(net->ntrainable ? net->ntrainable : 1, sizeof(float));
-    if (!net->momentum) net->momentum = calloc(net->ntrainable ? net->ntrainable : 1, sizeof(float));
+    if (!net->momentum)
+      net->momentum = calloc(net->ntrainable ? net->ntrainable : 1, sizeof(float));
     if (!net->grads || !net->momentum) {
       sn_net_unplan(net);
       return sn_error_set(SN_ERR_NOMEM, "%s: cannot allocate gradients", net->arch);

@@ -76,7 +76,8 @@ typedef enum sn_reduce_op { SN_SUM = 0, SN_MAX = 1, SN_MIN = 2 } sn_reduce_op;
 sn_status sn_comm_allreduce(sn_comm *comm, void *buf, size_t n, sn_dtype t, sn_reduce_op op);
 /* Broadcast of bytes from root. Collective. */
 sn_status sn_comm_bcast(sn_comm *comm, void *buf, size_t bytes, int root);
-/* Gathers `bytes` from every rank into recv (size * bytes, rank order) on every rank. Collective. */
+/* Gathers `bytes` from every rank into recv (size * bytes, rank order) on every rank.
+ * Collective. */
 sn_status sn_comm_allgather(sn_comm *comm, const void *send, void *recv, size_t bytes);
 sn_status sn_comm_barrier(sn_comm *comm);
 /* Non-blocking in-place all-reduce (sum of float32). The request is completed by sn_comm_wait. */
@@ -111,14 +112,14 @@ typedef enum sn_preprocess {
 } sn_preprocess;
 
 typedef struct sn_model_config {
-  const char *arch;     /* resnet18..152, keras_resnet50[v2].., lenet, lenet_bn, resnet20/32/56 */
-  int classes;          /* <= 0: architecture default (1000, or 10 for small-image models) */
+  const char *arch; /* resnet18..152, keras_resnet50[v2].., lenet, lenet_bn, resnet20/32/56 */
+  int classes;      /* <= 0: architecture default (1000, or 10 for small-image models) */
   int height, width, channels; /* <= 0: architecture default (224x224x3, 28x28x1, 32x32x3) */
-  int include_top;      /* 1: classifier on top; 0: "no top" feature extractor */
-  sn_pooling pooling;   /* with include_top == 0: pooling after the last stage */
-  int base_width;       /* <= 0: default (64, LeNet 6, CIFAR 16); reduced-width variants for tests */
+  int include_top;             /* 1: classifier on top; 0: "no top" feature extractor */
+  sn_pooling pooling;          /* with include_top == 0: pooling after the last stage */
+  int base_width; /* <= 0: default (64, LeNet 6, CIFAR 16); reduced-width variants for tests */
   int bn_momentum_style; /* -1: the architecture's; else an sn_style whose BN rule to use */
-  int skip_init;        /* 1: parameters start at zero (for summaries or when weights are loaded) */
+  int skip_init; /* 1: parameters start at zero (for summaries or when weights are loaded) */
 } sn_model_config;
 
 /* Fills cfg with defaults for arch (include_top = 1, everything else "default"). */
@@ -157,24 +158,24 @@ sn_status sn_net_summary(const sn_net *net, char **out);
 
 /* Parameter tensors, in network order. */
 typedef enum sn_param_role {
-  SN_ROLE_KERNEL = 0,     /* conv (KH, KW, Cin, Cout) = HWIO; dense (In, Out) */
-  SN_ROLE_BIAS = 1,       /* (Cout) */
-  SN_ROLE_GAMMA = 2,      /* BN (C) */
-  SN_ROLE_BETA = 3,       /* BN (C) */
-  SN_ROLE_MOVING_MEAN = 4,/* BN (C), non-trainable */
-  SN_ROLE_MOVING_VAR = 5  /* BN (C), non-trainable */
+  SN_ROLE_KERNEL = 0,      /* conv (KH, KW, Cin, Cout) = HWIO; dense (In, Out) */
+  SN_ROLE_BIAS = 1,        /* (Cout) */
+  SN_ROLE_GAMMA = 2,       /* BN (C) */
+  SN_ROLE_BETA = 3,        /* BN (C) */
+  SN_ROLE_MOVING_MEAN = 4, /* BN (C), non-trainable */
+  SN_ROLE_MOVING_VAR = 5   /* BN (C), non-trainable */
 } sn_param_role;
 
 typedef struct sn_param_info {
-  const char *layer;     /* layer name: Keras ("conv2_block1_1_conv") or torch ("layer1.0.conv1") */
-  const char *layer_kind;/* "conv", "bn", "dense" */
+  const char *layer; /* layer name: Keras ("conv2_block1_1_conv") or torch ("layer1.0.conv1") */
+  const char *layer_kind; /* "conv", "bn", "dense" */
   sn_param_role role;
   int ndim;
-  int shape[4];          /* engine layout, see sn_param_role */
+  int shape[4]; /* engine layout, see sn_param_role */
   int64_t count;
   int trainable;
-  float *data;           /* into the net's parameter block; owned by the net */
-  float *grad;           /* gradient (NULL until training is planned) */
+  float *data; /* into the net's parameter block; owned by the net */
+  float *grad; /* gradient (NULL until training is planned) */
 } sn_param_info;
 
 int sn_net_num_params(const sn_net *net);
@@ -203,14 +204,15 @@ typedef enum sn_choice {
 
 /* Planner fusions (sn_engine_options.fuse). */
 enum {
-  SN_FUSE_PAD = 1,     /* zero padding into the consumer */
-  SN_FUSE_BN = 2,      /* batch norm into the preceding convolution (inference) */
-  SN_FUSE_ADD = 4,     /* residual add into a convolution */
-  SN_FUSE_RELU = 8,    /* ReLU into its producer */
-  SN_FUSE_GRAD = 16,   /* shared add gradients (training) */
-  SN_FUSE_BNADD = 32,  /* batch norm into the add (training) */
-  SN_FUSE_BNIN = 64,   /* batch norm into the input of the 1x1 convolutions reading it (inference) */
-  SN_FUSE_BNCONV = 128,/* batch norm into the padded input copy of the next convolution (training) */
+  SN_FUSE_PAD = 1,    /* zero padding into the consumer */
+  SN_FUSE_BN = 2,     /* batch norm into the preceding convolution (inference) */
+  SN_FUSE_ADD = 4,    /* residual add into a convolution */
+  SN_FUSE_RELU = 8,   /* ReLU into its producer */
+  SN_FUSE_GRAD = 16,  /* shared add gradients (training) */
+  SN_FUSE_BNADD = 32, /* batch norm into the add (training) */
+  SN_FUSE_BNIN = 64,  /* batch norm into the input of the 1x1 convolutions reading it (inference) */
+  SN_FUSE_BNCONV =
+      128, /* batch norm into the padded input copy of the next convolution (training) */
   SN_FUSE_ALL = 255
 };
 
@@ -273,12 +275,13 @@ sn_status sn_net_profile(const sn_net *net, sn_layer_profile **rows, int *n, lon
 
 typedef struct sn_train_config {
   float lr;
-  float momentum;          /* SGD momentum (PyTorch semantics: buf = m*buf + g; p -= lr*buf) */
+  float momentum; /* SGD momentum (PyTorch semantics: buf = m*buf + g; p -= lr*buf) */
   int nesterov;
   float weight_decay;
-  int decay_bn_and_bias;   /* 1: weight decay on BN parameters and biases too (PyTorch default) */
+  int decay_bn_and_bias; /* 1: weight decay on BN parameters and biases too (PyTorch default) */
   float label_smoothing;
-  float bn_momentum;       /* < 0: the style's default (torch 0.1 on the new value, keras 0.99 on the old) */
+  /* < 0: the style's default (torch 0.1 on the new value, keras 0.99 on the old) */
+  float bn_momentum;
 } sn_train_config;
 void sn_train_config_init(sn_train_config *cfg);
 
@@ -314,13 +317,17 @@ void sn_net_comm_stats(const sn_net *net, double *exposed_seconds, int64_t *byte
 void sn_net_comm_buckets(const sn_net *net, int64_t *launched, int64_t *done_in_backward);
 
 /* Learning-rate schedule. */
-typedef enum sn_schedule { SN_SCHED_CONSTANT = 0, SN_SCHED_STEP = 1, SN_SCHED_COSINE = 2 } sn_schedule;
+typedef enum sn_schedule {
+  SN_SCHED_CONSTANT = 0,
+  SN_SCHED_STEP = 1,
+  SN_SCHED_COSINE = 2
+} sn_schedule;
 typedef struct sn_lr_schedule {
   sn_schedule kind;
   float base_lr;
   int64_t total_steps;
-  int64_t warmup_steps;     /* linear warm-up from base_lr/warmup_steps... to base_lr */
-  int64_t step_every;       /* SN_SCHED_STEP: multiply by step_gamma every step_every steps */
+  int64_t warmup_steps; /* linear warm-up from base_lr/warmup_steps... to base_lr */
+  int64_t step_every;   /* SN_SCHED_STEP: multiply by step_gamma every step_every steps */
   float step_gamma;
 } sn_lr_schedule;
 float sn_lr_at(const sn_lr_schedule *s, int64_t step);
@@ -464,11 +471,7 @@ sn_status sn_weights_load_bcast(sn_net *net, const char *path, sn_comm *comm, ch
  * /params/predictions; for LeNet fc1, fc2 and predictions. No effect on a net with a classifier;
  * everything else stays strict. The flags combine (each acts only in its case). Unknown bits:
  * SN_ERR_INVALID. The functions without _ex use SN_LOAD_STRICT. */
-typedef enum {
-  SN_LOAD_STRICT = 0,
-  SN_LOAD_NEW_HEAD = 1,
-  SN_LOAD_IGNORE_HEAD = 2
-} sn_load_flags;
+typedef enum { SN_LOAD_STRICT = 0, SN_LOAD_NEW_HEAD = 1, SN_LOAD_IGNORE_HEAD = 2 } sn_load_flags;
 sn_status sn_weights_load_ex(sn_net *net, const char *path, sn_weights_format fmt, unsigned flags,
                              char *md5_hex);
 sn_status sn_weights_load_bcast_ex(sn_net *net, const char *path, sn_comm *comm, unsigned flags,
@@ -487,10 +490,10 @@ const char *sn_weights_known_file(const char *md5_hex);
  * one HDF5 file, written atomically (a kill never leaves a broken file under the real name).
  * Save on one rank; load on every rank (or load on rank 0 and broadcast the blocks). */
 typedef struct sn_checkpoint_meta {
-  int64_t epoch;        /* epochs completed */
-  int64_t step;         /* global steps completed */
+  int64_t epoch; /* epochs completed */
+  int64_t step;  /* global steps completed */
   uint64_t seed;
-  int ranks;            /* rank count that wrote it */
+  int ranks; /* rank count that wrote it */
   int64_t global_batch;
 } sn_checkpoint_meta;
 sn_status sn_checkpoint_save(sn_net *net, const char *path, const sn_checkpoint_meta *meta);
@@ -503,10 +506,10 @@ typedef struct sn_dataset sn_dataset;
 typedef struct sn_dataset_info {
   int64_t n;
   int h, w, c;
-  sn_dtype dtype;     /* of /images: SN_U8 or SN_F32 */
-  int encoded;        /* 1: JPEG/PNG bytes + offsets */
+  sn_dtype dtype; /* of /images: SN_U8 or SN_F32 */
+  int encoded;    /* 1: JPEG/PNG bytes + offsets */
   int has_labels;
-  int num_classes;    /* from /classes or the labels' maximum + 1; 0 if unknown */
+  int num_classes; /* from /classes or the labels' maximum + 1; 0 if unknown */
 } sn_dataset_info;
 
 /* Opens a dataset file for reading. Not collective (each rank opens independently); `comm` is
@@ -591,17 +594,17 @@ typedef enum sn_feature_dtype { SN_FEATURES_F32 = 0, SN_FEATURES_F16 = 1 } sn_fe
 #define SN_WRITE_LOGITS 2u      /* /logits */
 #define SN_WRITE_FEATURES 4u    /* /features */
 typedef struct sn_writer_config {
-  int64_t n_total;      /* rows N */
-  int top_k;            /* K */
-  int classes;          /* width of /logits */
-  int feature_dim;      /* D of /features */
+  int64_t n_total; /* rows N */
+  int top_k;       /* K */
+  int classes;     /* width of /logits */
+  int feature_dim; /* D of /features */
   sn_feature_dtype feature_dtype;
-  unsigned flags;       /* SN_WRITE_* */
-  int compression;      /* gzip level 0..9 (parallel: filtered writes are collective) */
-  int chunk_rows;       /* rows per chunk; 0: about 1 MiB of the widest dataset, smaller to give
-                           every rank of the communicator 4 chunks (not below 64 rows); on
-                           resume the existing file's chunking is kept */
-  int resume;           /* 1: reopen an existing output (shapes must match) and keep its rows */
+  unsigned flags;  /* SN_WRITE_* */
+  int compression; /* gzip level 0..9 (parallel: filtered writes are collective) */
+  int chunk_rows;  /* rows per chunk; 0: about 1 MiB of the widest dataset, smaller to give
+                      every rank of the communicator 4 chunks (not below 64 rows); on
+                      resume the existing file's chunking is kept */
+  int resume;      /* 1: reopen an existing output (shapes must match) and keep its rows */
 } sn_writer_config;
 void sn_writer_config_init(sn_writer_config *c);
 /* Creates path (truncating) or, with resume and an existing file, reopens it. Collective; every

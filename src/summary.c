@@ -58,7 +58,8 @@ sn_status sn_net_summary(const sn_net *net, char **out) {
   memset(rule, '_', 108);
   rule[108] = 0;
   sb_printf(&b, "Model: \"%s\"\n%s\n", net->arch, rule);
-  sb_printf(&b, " %-50s %-22s %-12s %s\n", "Layer (type)", "Output Shape", "Param #", "Connected to");
+  sb_printf(&b, " %-50s %-22s %-12s %s\n", "Layer (type)", "Output Shape", "Param #",
+            "Connected to");
   memset(rule, '=', 108);
   sb_printf(&b, "%s\n", rule);
   snprintf(c2, sizeof c2, "(None, %d, %d, %d)", net->in.h, net->in.w, net->in.c);
@@ -66,7 +67,8 @@ sn_status sn_net_summary(const sn_net *net, char **out) {
   for (int j = 0; j < net->nlayers; ++j) {
     const sn_layer *l = &net->layers[j];
     int64_t np = 0;
-    for (int k = 0; k < l->np; ++k) np += net->params[l->p0 + k].count;
+    for (int k = 0; k < l->np; ++k)
+      np += net->params[l->p0 + k].count;
     char name[160];
     snprintf(name, sizeof name, "%s (%s)", l->name, keras_type(l));
     if (l->out.h == 1 && l->out.w == 1 && l->ops->type != SN_LAYER_CONV &&

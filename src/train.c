@@ -69,8 +69,8 @@ static sn_status launch(sn_net *net, bucket_state *b, size_t lo) {
     net->comm_buckets_early += b->ndone;
     b->nreq = b->ndone = 0;
   }
-  sn_status s = sn_comm_iallreduce_f32(net->comm, net->grads + lo, b->pending_end - lo,
-                                       &b->req[b->nreq]);
+  sn_status s =
+      sn_comm_iallreduce_f32(net->comm, net->grads + lo, b->pending_end - lo, &b->req[b->nreq]);
   if (s != SN_OK) return s;
   b->nreq++;
   b->pending_end = lo;
@@ -167,13 +167,15 @@ sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, 
     net->comm_buckets_early += b.ndone;
     net->comm_buckets += b.nreq + (b.pending_end > 0);
     if (s == SN_OK) s = launch(net, &b, 0);
-    for (int i = 0; i < b.nreq && s == SN_OK; ++i) s = sn_comm_wait(net->comm, b.req[i]);
+    for (int i = 0; i < b.nreq && s == SN_OK; ++i)
+      s = sn_comm_wait(net->comm, b.req[i]);
     net->comm_exposed_s += omp_get_wtime() - t0;
     net->comm_bytes += (int64_t)(net->ntrainable * sizeof(float));
     if (s != SN_OK) return s;
   }
   if (bad_loss)
-    return sn_error_set(SN_ERR_NUMERIC, "%s: loss is %s", net->arch, isnan(sum) ? "NaN" : "infinite");
+    return sn_error_set(SN_ERR_NUMERIC, "%s: loss is %s", net->arch,
+                        isnan(sum) ? "NaN" : "infinite");
   return SN_OK;
 }
 

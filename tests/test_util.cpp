@@ -11,24 +11,28 @@ std::vector<float> randn(size_t n, uint64_t seed, float stddev) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> d(0.0f, stddev);
   std::vector<float> v(n);
-  for (auto &x : v) x = d(rng);
+  for (auto &x : v)
+    x = d(rng);
   return v;
 }
 std::vector<float> uniform(size_t n, uint64_t seed, float lo, float hi) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> d(lo, hi);
   std::vector<float> v(n);
-  for (auto &x : v) x = d(rng);
+  for (auto &x : v)
+    x = d(rng);
   return v;
 }
 double max_abs_diff(const float *a, const float *b, size_t n) {
   double m = 0;
-  for (size_t i = 0; i < n; ++i) m = std::fmax(m, std::fabs((double)a[i] - (double)b[i]));
+  for (size_t i = 0; i < n; ++i)
+    m = std::fmax(m, std::fabs((double)a[i] - (double)b[i]));
   return m;
 }
 double max_abs(const float *a, size_t n) {
   double m = 0;
-  for (size_t i = 0; i < n; ++i) m = std::fmax(m, std::fabs((double)a[i]));
+  for (size_t i = 0; i < n; ++i)
+    m = std::fmax(m, std::fabs((double)a[i]));
   return m;
 }
 std::string fixture(const std::string &name) {
@@ -50,4 +54,4 @@ sn_status plan_fused(sn_net *net, int max_batch, int training, unsigned fuse) {
   sn_status s = sn_net_set_options(net, &o);
   return s == SN_OK ? sn_net_plan(net, max_batch, training) : s;
 }
-}  // namespace sntest
+} // namespace sntest

@@ -20,4 +20,4 @@ std::string temp_dir();
 bool file_exists(const std::string &path);
 // sn_net_plan with only the fusions in the mask fuse (sn_engine_options.fuse).
 sn_status plan_fused(sn_net *net, int max_batch, int training, unsigned fuse);
-}  // namespace sntest
+} // namespace sntest

@@ -3,10 +3,11 @@
  * (sn_conv_forward: im2col + OpenBLAS) and a plain cblas_sgemm of the same M x K x N (the
  * "ceiling" a GEMM-based direct convolution could reach with OpenBLAS; Winograd can beat it).
  *
- * Not part of the CMake build (only the top-level jobs .c files are globbed): jobs/bench/bench_infer.sh compiles it
- * against build-<dir>/libshardnet_static.a.
+ * Not part of the CMake build (only the top-level jobs .c files are globbed):
+ * jobs/bench/bench_infer.sh compiles it against build-<dir>/libshardnet_static.a.
  *
- * Usage: conv_bench [--model resnet50|resnet18] [--batch N] [--reps R] [--algo auto|gemm|wino|wino2]
+ * Usage: conv_bench [--model resnet50|resnet18] [--batch N] [--reps R] [--algo
+ * auto|gemm|wino|wino2]
  *                   [--no-generic] [--no-sgemm] [--layer SUBSTR] [--res] [--cold MB]
  * Epilogue: bias + ReLU, plus a residual with --res (a worst case: in the networks only the last
  * conv of a block adds one).
@@ -19,8 +20,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "kernels.h"
 #include "bench_clock.h"
+#include "kernels.h"
 
 typedef struct layer {
   const char *name;
@@ -77,9 +78,7 @@ static void fill(float *p, size_t n, unsigned seed, float scale, int nonneg) {
   }
 }
 
-static float *falloc(size_t n) {
-  return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
-}
+static float *falloc(size_t n) { return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64); }
 
 typedef struct timing {
   double med, min;
@@ -93,46 +92,60 @@ static size_t g_flush_n;
 static void flush_caches(void) {
   if (!g_flush_n) return;
 #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < g_flush_n; i += 16) g_flush[i] += 1.0f;
+  for (size_t i = 0; i < g_flush_n; i += 16)
+    g_flush[i] += 1.0f;
 }
 
 /* Runs fn reps times after 2 warm-ups; a short pause-free loop, median and min in seconds. */
-#define TIME_IT(out, reps, stmt)                               \
-  do {                                                         \
-    double *ts_ = malloc(sizeof(double) * (size_t)(reps));     \
-    for (int w_ = 0; w_ < 2; w_++) { flush_caches(); stmt; }   \
-    for (int r_ = 0; r_ < (reps); r_++) {                      \
-      flush_caches();                                          \
-      double t0_ = now();                                      \
-      stmt;                                                    \
-      ts_[r_] = now() - t0_;                                   \
-    }                                                          \
-    qsort(ts_, (size_t)(reps), sizeof(double), cmp_d);         \
-    (out).med = ts_[(reps) / 2];                               \
-    (out).min = ts_[0];                                        \
-    free(ts_);                                                 \
+#define TIME_IT(out, reps, stmt)                                                                   \
+  do {                                                                                             \
+    double *ts_ = malloc(sizeof(double) * (size_t)(reps));                                         \
+    for (int w_ = 0; w_ < 2; w_++) {                                                               \
+      flush_caches();                                                                              \
+      stmt;                                                                                        \
+    }                                                                                              \
+    for (int r_ = 0; r_ < (reps); r_++) {                                                          \
+      flush_caches();                                                                              \
+      double t0_ = now();                                                                          \
+      stmt;                                                                                        \
+      ts_[r_] = now() - t0_;                                                                       \
+    }                                                                                              \
+    qsort(ts_, (size_t)(reps), sizeof(double), cmp_d);                                             \
+    (out).med = ts_[(reps) / 2];                                                                   \
+    (out).min = ts_[0];                                                                            \
+    free(ts_);                                                                                     \
   } while (0)
 
 int main(int argc, char **argv) {
   const char *model = "resnet50", *algo_s = "auto", *only = NULL;
   int batch = 1, reps = 21, do_generic = 1, do_sgemm = 1, use_res = 0;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
-    else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--algo") && i + 1 < argc) algo_s = argv[++i];
-    else if (!strcmp(argv[i], "--layer") && i + 1 < argc) only = argv[++i];
-    else if (!strcmp(argv[i], "--no-generic")) do_generic = 0;
-    else if (!strcmp(argv[i], "--no-sgemm")) do_sgemm = 0;
-    else if (!strcmp(argv[i], "--res")) use_res = 1;
+    if (!strcmp(argv[i], "--model") && i + 1 < argc)
+      model = argv[++i];
+    else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+      batch = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+      reps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--algo") && i + 1 < argc)
+      algo_s = argv[++i];
+    else if (!strcmp(argv[i], "--layer") && i + 1 < argc)
+      only = argv[++i];
+    else if (!strcmp(argv[i], "--no-generic"))
+      do_generic = 0;
+    else if (!strcmp(argv[i], "--no-sgemm"))
+      do_sgemm = 0;
+    else if (!strcmp(argv[i], "--res"))
+      use_res = 1;
     else if (!strcmp(argv[i], "--cold") && i + 1 < argc) {
       g_flush_n = (size_t)atoi(argv[++i]) << 18; /* MB -> floats */
       g_flush = calloc(g_flush_n ? g_flush_n : 1, sizeof(float));
     } else {
-      fprintf(stderr, "usage: %s [--model resnet50|resnet18] [--batch N] [--reps R] "
-                      "[--algo auto|gemm|wino|wino2|generic] [--no-generic] [--no-sgemm] [--layer S] [--res] "
-                      "[--cold MB]\n",
-              argv[0]);
+      fprintf(
+          stderr,
+          "usage: %s [--model resnet50|resnet18] [--batch N] [--reps R] "
+          "[--algo auto|gemm|wino|wino2|generic] [--no-generic] [--no-sgemm] [--layer S] [--res] "
+          "[--cold MB]\n",
+          argv[0]);
       return 2;
     }
   }
@@ -142,7 +155,8 @@ int main(int argc, char **argv) {
                       : !strcmp(algo_s, "generic") ? SN_CONV_GENERIC
                                                    : SN_CONV_AUTO;
   const layer *L = !strcmp(model, "resnet18") ? R18 : R50;
-  int nl = !strcmp(model, "resnet18") ? (int)(sizeof R18 / sizeof *R18) : (int)(sizeof R50 / sizeof *R50);
+  int nl = !strcmp(model, "resnet18") ? (int)(sizeof R18 / sizeof *R18)
+                                      : (int)(sizeof R50 / sizeof *R50);
   double tot_impl = 0, tot_gen = 0, tot_sg = 0, tot_flop = 0;
   for (int li = 0; li < nl; li++) {
     const layer *l = &L[li];
@@ -195,10 +209,11 @@ int main(int argc, char **argv) {
     }
     printf("{\"model\":\"%s\",\"batch\":%d,\"layer\":\"%s\",\"count\":%d,\"algo\":\"%s\","
            "\"res\":%d,\"ms\":%.4f,\"ms_min\":%.4f,\"gflops\":%.1f",
-           model, batch, l->name, l->count, sn_conv_impl_name(c), use_res, ti.med * 1e3, ti.min * 1e3,
-           flop / ti.med * 1e-9);
+           model, batch, l->name, l->count, sn_conv_impl_name(c), use_res, ti.med * 1e3,
+           ti.min * 1e3, flop / ti.med * 1e-9);
     if (do_generic)
-      printf(",\"generic_gflops\":%.1f,\"generic_ms_min\":%.4f", flop / tg.med * 1e-9, tg.min * 1e3);
+      printf(",\"generic_gflops\":%.1f,\"generic_ms_min\":%.4f", flop / tg.med * 1e-9,
+             tg.min * 1e3);
     if (do_sgemm)
       printf(",\"sgemm_gflops\":%.1f,\"sgemm_ms_min\":%.4f", flop / ts.med * 1e-9, ts.min * 1e3);
     printf("}\n");
@@ -219,7 +234,8 @@ int main(int argc, char **argv) {
          "\"gflops\":%.1f,\"conv_img_per_s\":%.2f",
          model, batch, omp_get_max_threads(), tot_impl * 1e3, tot_flop / tot_impl * 1e-9,
          batch / tot_impl);
-  if (do_generic) printf(",\"generic_ms\":%.3f,\"generic_img_per_s\":%.2f", tot_gen * 1e3, batch / tot_gen);
+  if (do_generic)
+    printf(",\"generic_ms\":%.3f,\"generic_img_per_s\":%.2f", tot_gen * 1e3, batch / tot_gen);
   if (do_sgemm) printf(",\"sgemm_ms\":%.3f,\"sgemm_img_per_s\":%.2f", tot_sg * 1e3, batch / tot_sg);
   printf("}\n");
   return 0;

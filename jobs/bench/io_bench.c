@@ -72,7 +72,8 @@ static double cached_fraction(const char *path, int evict, long long *file_bytes
   double frac = -1;
   if (map != MAP_FAILED && vec && mincore(map, (size_t)st.st_size, vec) == 0) {
     size_t in = 0;
-    for (size_t i = 0; i < pages; ++i) in += vec[i] & 1;
+    for (size_t i = 0; i < pages; ++i)
+      in += vec[i] & 1;
     frac = (double)in / (double)pages;
   }
   free(vec);
@@ -94,17 +95,26 @@ int main(int argc, char **argv) {
     }
     if (!v) die("every option but --evict takes a value");
     ++i;
-    if (!strcmp(a, "--data")) data = v;
-    else if (!strcmp(a, "--order")) order = v;
-    else if (!strcmp(a, "--batch")) batch = atoi(v);
-    else if (!strcmp(a, "--prefetch")) prefetch = atoi(v);
-    else if (!strcmp(a, "--limit")) limit = atoll(v);
-    else if (!strcmp(a, "--preprocess")) pre_name = v;
+    if (!strcmp(a, "--data"))
+      data = v;
+    else if (!strcmp(a, "--order"))
+      order = v;
+    else if (!strcmp(a, "--batch"))
+      batch = atoi(v);
+    else if (!strcmp(a, "--prefetch"))
+      prefetch = atoi(v);
+    else if (!strcmp(a, "--limit"))
+      limit = atoll(v);
+    else if (!strcmp(a, "--preprocess"))
+      pre_name = v;
     else if (!strcmp(a, "--size")) {
       if (sscanf(v, "%dx%d", &out_h, &out_w) != 2) die("--size takes HxW");
-    } else if (!strcmp(a, "--resize-shorter")) shorter = atoi(v);
-    else if (!strcmp(a, "--resize")) resize = v;
-    else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
+    } else if (!strcmp(a, "--resize-shorter"))
+      shorter = atoi(v);
+    else if (!strcmp(a, "--resize"))
+      resize = v;
+    else if (!strcmp(a, "--seed"))
+      seed = strtoull(v, NULL, 10);
     else {
       fprintf(stderr, "io_bench: error: unknown option %s\n", a);
       return 2;
@@ -123,7 +133,8 @@ int main(int argc, char **argv) {
   if (sn_dataset_open(data, sn_comm_serial(), &ds) != SN_OK) die(sn_last_error());
   const sn_dataset_info *info = sn_dataset_get_info(ds);
   /* Bytes the dataset's images take as stored: raw pixels, or the whole file (encoded). */
-  const long long stored_row = (long long)info->h * info->w * info->c * (info->dtype == SN_F32 ? 4 : 1);
+  const long long stored_row =
+      (long long)info->h * info->w * info->c * (info->dtype == SN_F32 ? 4 : 1);
   const long long dataset_bytes = info->encoded ? file_bytes : stored_row * info->n;
   if (info->encoded) {
     sn_resize_mode mode = !strcmp(resize, "nearest") ? SN_RESIZE_NEAREST : SN_RESIZE_BILINEAR;
@@ -135,9 +146,11 @@ int main(int argc, char **argv) {
 
   int64_t *rows = malloc((size_t)n * sizeof *rows); /* (n) the read order */
   if (!rows) die("out of memory");
-  if (shuffle) sn_shard_permutation(n, seed, 0, rows);
+  if (shuffle)
+    sn_shard_permutation(n, seed, 0, rows);
   else
-    for (int64_t i = 0; i < n; ++i) rows[i] = i;
+    for (int64_t i = 0; i < n; ++i)
+      rows[i] = i;
 
   sn_reader_options ro;
   sn_reader_options_init(&ro);
@@ -177,13 +190,14 @@ int main(int argc, char **argv) {
          "\"n\": %lld, \"h\": %d, \"w\": %d, \"c\": %d, \"order\": \"%s\", \"rows\": %lld, "
          "\"batch\": %d, \"prefetch\": %d, \"preprocess\": \"%s\", \"seconds\": %.3f, "
          "\"images_per_s\": %.1f, \"out_mb_per_s\": %.1f, \"first_batch_s\": %.4f, "
-         "\"wait_s\": %.3f, \"cpu_s\": %.3f, \"images_per_cpu_s\": %.1f, \"reader_buffer_bytes\": %zu, "
+         "\"wait_s\": %.3f, \"cpu_s\": %.3f, \"images_per_cpu_s\": %.1f, \"reader_buffer_bytes\": "
+         "%zu, "
          "\"buffer_over_dataset\": %.6f, \"peak_rss_mb\": %.1f, \"cached_at_start\": %.3f, "
          "\"evict\": %d, \"omp_threads\": \"%s\", \"checksum\": %.4f}\n",
          data, info->encoded ? "encoded" : "raw", file_bytes, dataset_bytes, (long long)n, h, w, c,
          order, (long long)got, batch, prefetch, sn_preprocess_name(pre), secs, (double)got / secs,
-         (double)got * h * w * c / secs / 1e6, first, wait, cpu, cpu > 0 ? (double)got / cpu : 0.0, buf,
-         dataset_bytes > 0 ? (double)buf / (double)dataset_bytes : 0.0, ru.ru_maxrss / 1024.0,
+         (double)got * h * w * c / secs / 1e6, first, wait, cpu, cpu > 0 ? (double)got / cpu : 0.0,
+         buf, dataset_bytes > 0 ? (double)buf / (double)dataset_bytes : 0.0, ru.ru_maxrss / 1024.0,
          cached, evict, env_omp ? env_omp : "unset", checksum);
   return 0;
 }

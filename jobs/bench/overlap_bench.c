@@ -23,9 +23,9 @@
  * waits only for the network), so both are printed.
  *
  * Run:
- *   mpirun --allow-run-as-root --oversubscribe -np 2 ./overlap_bench overlap [MB] [COMPUTE] [SLICES] [REPS]
- *   mpirun --allow-run-as-root --oversubscribe -np 2 ./overlap_bench sweep [MAXMB] [REPS]
- *   mpirun ... ./overlap_bench train ARCH HxWxC CLASSES N STEPS BUCKET_MB POLL [sync|local]
+ *   mpirun --allow-run-as-root --oversubscribe -np 2 ./overlap_bench overlap [MB] [COMPUTE]
+ * [SLICES] [REPS] mpirun --allow-run-as-root --oversubscribe -np 2 ./overlap_bench sweep [MAXMB]
+ * [REPS] mpirun ... ./overlap_bench train ARCH HxWxC CLASSES N STEPS BUCKET_MB POLL [sync|local]
  * (sync: synchronized batch norm, whose blocking all-reduces in backward also drive progress;
  * local: per-rank BN statistics, so only the polling does.)
  */
@@ -49,7 +49,8 @@ static volatile double sink;
 static void compute(double secs) {
   double t0 = now(), acc = 0;
   while (now() - t0 < secs)
-    for (int i = 0; i < 2000; ++i) acc += (double)i * 1e-9;
+    for (int i = 0; i < 2000; ++i)
+      acc += (double)i * 1e-9;
   sink = acc;
 }
 
@@ -68,7 +69,8 @@ static int sweep(sn_comm *comm, double max_mb, int reps) {
   if (max_n < 1) max_n = 1;
   float *buf = malloc(max_n * sizeof(float));
   if (!buf) return 1;
-  for (size_t i = 0; i < max_n; ++i) buf[i] = 0.0f;
+  for (size_t i = 0; i < max_n; ++i)
+    buf[i] = 0.0f;
   int rank = sn_comm_rank(comm), size = sn_comm_size(comm);
   for (size_t n = 1; n <= max_n; n *= 4) {
     double tb[64], tn[64];
@@ -142,7 +144,8 @@ static int train(sn_comm *comm, int argc, char **argv) {
     r ^= r << 13, r ^= r >> 7, r ^= r << 17;
     x[i] = (float)((double)(r >> 11) / 9007199254740992.0 - 0.5);
   }
-  for (int i = 0; i < n; ++i) y[i] = (rank * 7 + i) % cfg.classes;
+  for (int i = 0; i < n; ++i)
+    y[i] = (rank * 7 + i) % cfg.classes;
   sn_train_config tc;
   sn_train_config_init(&tc);
   double step_s[65], exposed[65], early[65], launched[65];
@@ -193,8 +196,9 @@ static int train(sn_comm *comm, int argc, char **argv) {
            "\"step_s\": %.4f, \"images_per_s\": %.2f, \"exposed_ms_rank0\": %.2f, "
            "\"exposed_ms_min\": %.2f, \"exposed_ms_max\": %.2f, \"buckets\": %.0f, "
            "\"buckets_done_in_backward_min\": %.1f, \"buckets_done_in_backward_max\": %.1f}\n",
-           argv[2], size, n, (double)ng * 4 / 1e6, bucket, poll, sync_bn ? "sync" : "local", steps, hi[0],
-           (double)n * size / hi[0], 1e3 * med[1], 1e3 * lo[1], 1e3 * hi[1], hi[2], lo[3], hi[3]);
+           argv[2], size, n, (double)ng * 4 / 1e6, bucket, poll, sync_bn ? "sync" : "local", steps,
+           hi[0], (double)n * size / hi[0], 1e3 * med[1], 1e3 * lo[1], 1e3 * hi[1], hi[2], lo[3],
+           hi[3]);
     fflush(stdout);
   }
   free(x);
@@ -244,7 +248,8 @@ int main(int argc, char **argv) {
   size_t n = (size_t)(mb * 1048576.0 / sizeof(float));
   float *buf = malloc(n * sizeof(float));
   if (!buf) return 1;
-  for (size_t i = 0; i < n; ++i) buf[i] = 1.0f;
+  for (size_t i = 0; i < n; ++i)
+    buf[i] = 1.0f;
   int rank = sn_comm_rank(comm), size = sn_comm_size(comm);
 
   double blocking[64], waits[2][64], totals[2][64], done_at[2][64];
@@ -292,7 +297,8 @@ int main(int argc, char **argv) {
       qsort(w, (size_t)reps, sizeof(double), cmp);
       qsort(t, (size_t)reps, sizeof(double), cmp);
       qsort(d, (size_t)reps, sizeof(double), cmp);
-      printf("{\"mode\": \"overlap\", \"ranks\": %d, \"mb\": %.3f, \"compute_s\": %.3f, \"slices\": %d, \"poll\": %d, "
+      printf("{\"mode\": \"overlap\", \"ranks\": %d, \"mb\": %.3f, \"compute_s\": %.3f, "
+             "\"slices\": %d, \"poll\": %d, "
              "\"blocking_allreduce_s\": %.4f, \"final_wait_s\": %.4f, \"total_s\": %.4f, "
              "\"completed_at_s\": %.4f, \"reps\": %d}\n",
              size, mb, compute_s, slices, poll, bl[reps / 2], w[reps / 2], t[reps / 2],

@@ -101,18 +101,25 @@ int main(int argc, char **argv) {
     }
     if (!v) goto usage;
     i++;
-    if (!strcmp(a, "--arch")) arch = v;
+    if (!strcmp(a, "--arch"))
+      arch = v;
     else if (!strcmp(a, "--input")) {
       if (sscanf(v, "%dx%dx%d", &h, &w, &c) != 3) goto usage;
-    } else if (!strcmp(a, "--classes")) classes = atoi(v);
-    else if (!strcmp(a, "--batch")) batch = atoi(v);
-    else if (!strcmp(a, "--reps")) reps = atoi(v);
-    else if (!strcmp(a, "--a")) spec[0] = v;
-    else if (!strcmp(a, "--b")) spec[1] = v;
-    else goto usage;
+    } else if (!strcmp(a, "--classes"))
+      classes = atoi(v);
+    else if (!strcmp(a, "--batch"))
+      batch = atoi(v);
+    else if (!strcmp(a, "--reps"))
+      reps = atoi(v);
+    else if (!strcmp(a, "--a"))
+      spec[0] = v;
+    else if (!strcmp(a, "--b"))
+      spec[1] = v;
+    else
+      goto usage;
   }
-  if (!spec[0] || !spec[1] || batch < 1 || reps < 4 || reps > MAX_REPS || h < 1 || w < 1 ||
-      c < 1 || classes < 1)
+  if (!spec[0] || !spec[1] || batch < 1 || reps < 4 || reps > MAX_REPS || h < 1 || w < 1 || c < 1 ||
+      classes < 1)
     goto usage;
 
   sn_engine_options opts[2];
@@ -144,7 +151,8 @@ int main(int argc, char **argv) {
     s = s * 1664525u + 1013904223u;
     x[i] = (float)(s >> 8) / 16777216.0f * 2.0f - 1.0f;
   }
-  for (int i = 0; i < batch; i++) labels[i] = i % classes;
+  for (int i = 0; i < batch; i++)
+    labels[i] = i % classes;
   sn_train_config tc;
   sn_train_config_init(&tc);
   tc.momentum = 0.9f;
@@ -160,7 +168,8 @@ int main(int argc, char **argv) {
         return fail(train ? "train step" : "forward");
       if (r >= 0) t[v][r] = now() - t0;
     }
-  for (int r = 0; r < reps; r++) ratio[r] = t[1][r] / t[0][r];
+  for (int r = 0; r < reps; r++)
+    ratio[r] = t[1][r] / t[0][r];
   qsort(t[0], (size_t)reps, sizeof(double), cmp_d);
   qsort(t[1], (size_t)reps, sizeof(double), cmp_d);
   qsort(ratio, (size_t)reps, sizeof(double), cmp_d);
@@ -169,8 +178,8 @@ int main(int argc, char **argv) {
          "\"b_ms_median\": %.2f, \"b_ms_min\": %.2f, \"ratio_b_over_a\": %.3f, "
          "\"ratio_q1\": %.3f, \"ratio_q3\": %.3f}\n",
          arch, h, w, c, batch, train ? "train" : "infer", reps, spec[0], spec[1],
-         t[0][reps / 2] * 1e3, t[0][0] * 1e3, t[1][reps / 2] * 1e3, t[1][0] * 1e3,
-         ratio[reps / 2], ratio[reps / 4], ratio[3 * reps / 4]);
+         t[0][reps / 2] * 1e3, t[0][0] * 1e3, t[1][reps / 2] * 1e3, t[1][0] * 1e3, ratio[reps / 2],
+         ratio[reps / 4], ratio[3 * reps / 4]);
   sn_net_destroy(net[0]);
   sn_net_destroy(net[1]);
   free(x);

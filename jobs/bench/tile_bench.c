@@ -30,16 +30,18 @@
 /* FLOPs of FMA_ITERS x 16 independent zmm FMAs; out keeps the result live. */
 __attribute__((target("avx512f,fma"), noinline)) static double fma_loop(float *out) {
   const __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-6f);
+  /* clang-format off */
   SN_ACC(0) SN_ACC(1) SN_ACC(2) SN_ACC(3) SN_ACC(4) SN_ACC(5) SN_ACC(6) SN_ACC(7)
   SN_ACC(8) SN_ACC(9) SN_ACC(10) SN_ACC(11) SN_ACC(12) SN_ACC(13) SN_ACC(14) SN_ACC(15)
   for (long it = 0; it < FMA_ITERS; it++) {
     SN_FMA(0) SN_FMA(1) SN_FMA(2) SN_FMA(3) SN_FMA(4) SN_FMA(5) SN_FMA(6) SN_FMA(7)
     SN_FMA(8) SN_FMA(9) SN_FMA(10) SN_FMA(11) SN_FMA(12) SN_FMA(13) SN_FMA(14) SN_FMA(15)
-  }
+  } /* clang-format on */
   __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
                            _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
-  s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)),
-                                     _mm512_add_ps(_mm512_add_ps(a12, a13), _mm512_add_ps(a14, a15))));
+  s = _mm512_add_ps(s,
+                    _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)),
+                                  _mm512_add_ps(_mm512_add_ps(a12, a13), _mm512_add_ps(a14, a15))));
   _mm512_storeu_ps(out, s);
   return (double)FMA_ITERS * 16 * 16 * 2;
 }
@@ -47,14 +49,17 @@ __attribute__((target("avx512f,fma"), noinline)) static double fma_loop(float *o
 static void bench_tile(int r, int nv, int cin, int rounds) {
   const int cout = 16 * nv, wp = r + 2, kseg = 3 * cin;
   const size_t na = (size_t)3 * wp * cin, nb = (size_t)3 * kseg * cout;
-  float *a = aligned_alloc(64, (na * 4 + 63) / 64 * 64), *b = aligned_alloc(64, (nb * 4 + 63) / 64 * 64);
+  float *a = aligned_alloc(64, (na * 4 + 63) / 64 * 64),
+        *b = aligned_alloc(64, (nb * 4 + 63) / 64 * 64);
   float *c = aligned_alloc(64, ((size_t)r * cout * 4 + 63) / 64 * 64);
   if (!a || !b || !c) {
     fprintf(stderr, "tile_bench: out of memory\n");
     exit(1);
   }
-  for (size_t i = 0; i < na; i++) a[i] = 0.001f * (float)(i % 97) - 0.03f;
-  for (size_t i = 0; i < nb; i++) b[i] = 0.001f * (float)(i % 89) - 0.04f;
+  for (size_t i = 0; i < na; i++)
+    a[i] = 0.001f * (float)(i % 97) - 0.03f;
+  for (size_t i = 0; i < nb; i++)
+    b[i] = 0.001f * (float)(i % 89) - 0.04f;
   const sn_conv_tile_fn f = sn_conv_tile_pick(r, nv, cin);
   const long reps = 40000000L / ((long)r * nv * kseg * 3);
   double best = 0.0;

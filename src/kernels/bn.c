@@ -56,12 +56,13 @@ static inline __mmask16 bn_mask(int n) {
  * constant nv and mode, so that the accumulator arrays live in registers (a runtime nv indexes
  * them in memory: a store-to-load round trip on every addition). */
 static inline __attribute__((always_inline)) void
-sums_group_body(const float *x, const float *d, const float *ym, const float *mean,
-                const float *ma, const float *mb, size_t r0, size_t r1, int c, int c0, int cw,
-                double *s, double *q, const int nv, const int mode) {
+sums_group_body(const float *x, const float *d, const float *ym, const float *mean, const float *ma,
+                const float *mb, size_t r0, size_t r1, int c, int c0, int cw, double *s, double *q,
+                const int nv, const int mode) {
   __m512d as[8], aq[8], mu[8];
   __mmask16 mk[4];
-  for (int v = 0; v < nv; v++) mk[v] = bn_mask(cw - 16 * v);
+  for (int v = 0; v < nv; v++)
+    mk[v] = bn_mask(cw - 16 * v);
   for (int h = 0; h < 2 * nv; h++) {
     as[h] = _mm512_load_pd(s + 8 * h);
     aq[h] = _mm512_load_pd(q + 8 * h);
@@ -71,11 +72,13 @@ sums_group_body(const float *x, const float *d, const float *ym, const float *me
     for (int v = 0; v < nv; v++) {
       const __m512 m = _mm512_maskz_loadu_ps(mk[v], mean + c0 + 16 * v);
       mu[2 * v] = _mm512_cvtps_pd(_mm512_castps512_ps256(m));
-      mu[2 * v + 1] = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(m), 1)));
+      mu[2 * v + 1] =
+          _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(m), 1)));
     }
-#define SN_BN_HALVES(V, X)                                                                     \
-  const __m512d lo##V = _mm512_cvtps_pd(_mm512_castps512_ps256(X));                            \
-  const __m512d hi##V = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(X), 1)))
+#define SN_BN_HALVES(V, X)                                                                         \
+  const __m512d lo##V = _mm512_cvtps_pd(_mm512_castps512_ps256(X));                                \
+  const __m512d hi##V =                                                                            \
+      _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(X), 1)))
   for (size_t r = r0; r < r1; r++) {
     const float *xr = x + r * c + c0;
     if (mode) {
@@ -123,18 +126,28 @@ sums_group_body(const float *x, const float *d, const float *ym, const float *me
 /* sums_group_body for d == NULL (mode 0), ym == NULL (1) or not (2), or the mask recomputed
  * from x (3: ma != NULL, the channels' scale and shift from c0 on), by the vector count. */
 static void sums_group_avx512(const float *x, const float *d, const float *ym, const float *mean,
-                              const float *ma, const float *mb, size_t r0, size_t r1, int c,
-                              int c0, int cw, double *s, double *q) {
+                              const float *ma, const float *mb, size_t r0, size_t r1, int c, int c0,
+                              int cw, double *s, double *q) {
   const int mode = !d ? 0 : ma ? 3 : !ym ? 1 : 2;
 #define SN_BN_GROUP(NV, M) sums_group_body(x, d, ym, mean, ma, mb, r0, r1, c, c0, cw, s, q, NV, M)
-#define SN_BN_MODES(NV)                                                                         \
-  (mode == 0 ? SN_BN_GROUP(NV, 0) : mode == 1 ? SN_BN_GROUP(NV, 1)                            \
-   : mode == 2 ? SN_BN_GROUP(NV, 2) : SN_BN_GROUP(NV, 3))
+#define SN_BN_MODES(NV)                                                                            \
+  (mode == 0   ? SN_BN_GROUP(NV, 0)                                                                \
+   : mode == 1 ? SN_BN_GROUP(NV, 1)                                                                \
+   : mode == 2 ? SN_BN_GROUP(NV, 2)                                                                \
+               : SN_BN_GROUP(NV, 3))
   switch ((cw + 15) / 16) {
-  case 1: SN_BN_MODES(1); break;
-  case 2: SN_BN_MODES(2); break;
-  case 3: SN_BN_MODES(3); break;
-  default: SN_BN_MODES(4); break;
+  case 1:
+    SN_BN_MODES(1);
+    break;
+  case 2:
+    SN_BN_MODES(2);
+    break;
+  case 3:
+    SN_BN_MODES(3);
+    break;
+  default:
+    SN_BN_MODES(4);
+    break;
   }
 #undef SN_BN_MODES
 #undef SN_BN_GROUP
@@ -145,11 +158,12 @@ static void sums_group_avx512(const float *x, const float *d, const float *ym, c
  * group by group, so that a task streams whole row segments (the hardware prefetchers fetch
  * lines this task needs, not another task's); per channel the rows are still added in order. */
 static void sums_block_avx512(const float *x, const float *d, const float *ym, const float *mean,
-                              const float *ma, const float *mb, size_t r0, size_t r1, int c,
-                              int c0, int cw, double *s, double *q) {
+                              const float *ma, const float *mb, size_t r0, size_t r1, int c, int c0,
+                              int cw, double *s, double *q) {
   _Alignas(64) double ts[SN_BN_SUMC], tq[SN_BN_SUMC];
   const int cp = (cw + 63) / 64 * 64;
-  for (int j = 0; j < cp; j++) ts[j] = tq[j] = 0.0;
+  for (int j = 0; j < cp; j++)
+    ts[j] = tq[j] = 0.0;
   /* rows per sub-block: its segments of the 1-3 input tensors fill about SN_BN_SUBBYTES */
   const int nt = 1 + (d != NULL) + (ym != NULL);
   const size_t sr = cw <= 64 ? r1 - r0 : (size_t)(SN_BN_SUBBYTES / (4 * cp * nt) + 1);
@@ -190,8 +204,8 @@ static void affine_rows_avx512(const float *x, const float *res, size_t r0, size
 /* dx = k1 * (dy - mdy - (x - m) * k2) over rows [r0, r1), channels j < cw, row stride c; with
  * ym, dy is taken as 0 where ym <= 0 (a fused ReLU's output). */
 static void bwd_dx_rows_avx512(const float *x, const float *dy, const float *ym, const float *mb,
-                               size_t r0, size_t r1, int c, int cw, const float *m,
-                               const float *k1, const float *mdy, const float *k2, float *dx) {
+                               size_t r0, size_t r1, int c, int cw, const float *m, const float *k1,
+                               const float *mdy, const float *k2, float *dx) {
   for (size_t r = r0; r < r1; r++) {
     const float *xr = x + r * c, *dr = dy + r * c;
     float *o = dx + r * c;
@@ -201,14 +215,18 @@ static void bwd_dx_rows_avx512(const float *x, const float *dy, const float *ym,
       if (ym)
         dm = _mm512_mask_cmp_ps_mask(k, _mm512_maskz_loadu_ps(k, ym + r * c + j),
                                      _mm512_setzero_ps(), _CMP_GT_OQ);
-      const __m512 xm = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + j), _mm512_maskz_loadu_ps(k, m + j));
+      const __m512 xm =
+          _mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + j), _mm512_maskz_loadu_ps(k, m + j));
       if (mb) /* y > 0 recomputed as the forward did: k1 is its scale, mb its shift */
         dm = _mm512_mask_cmp_ps_mask(
-            k, _mm512_fmadd_ps(xm, _mm512_maskz_loadu_ps(k, k1 + j), _mm512_maskz_loadu_ps(k, mb + j)),
+            k,
+            _mm512_fmadd_ps(xm, _mm512_maskz_loadu_ps(k, k1 + j), _mm512_maskz_loadu_ps(k, mb + j)),
             _mm512_setzero_ps(), _CMP_GT_OQ);
-      const __m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(dm, dr + j), _mm512_maskz_loadu_ps(k, mdy + j));
-      const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, k1 + j),
-                                     _mm512_sub_ps(t, _mm512_mul_ps(xm, _mm512_maskz_loadu_ps(k, k2 + j))));
+      const __m512 t =
+          _mm512_sub_ps(_mm512_maskz_loadu_ps(dm, dr + j), _mm512_maskz_loadu_ps(k, mdy + j));
+      const __m512 v =
+          _mm512_mul_ps(_mm512_maskz_loadu_ps(k, k1 + j),
+                        _mm512_sub_ps(t, _mm512_mul_ps(xm, _mm512_maskz_loadu_ps(k, k2 + j))));
       _mm512_mask_storeu_ps(o + j, k, v);
     }
   }
@@ -221,7 +239,8 @@ static void bwd_dx_rows_avx512(const float *x, const float *dy, const float *ym,
 static void sums_block(const float *x, const float *d, const float *ym, const float *mean,
                        const float *ma, const float *mb, size_t r0, size_t r1, int c, int c0,
                        int cw, double *s, double *q) {
-  for (int j = 0; j < cw; ++j) s[j] = q[j] = 0.0;
+  for (int j = 0; j < cw; ++j)
+    s[j] = q[j] = 0.0;
   for (size_t r = r0; r < r1; ++r) {
     const float *xr = x + r * c + c0;
     if (d) {
@@ -323,7 +342,8 @@ void sn_bn_affine(int portable, const float *x, size_t rows, int c, const float 
         yr[j] = v > 0.0f ? v : 0.0f;
       }
     } else {
-      for (int j = 0; j < c; ++j) yr[j] = xr[j] * scale[j] + shift[j];
+      for (int j = 0; j < c; ++j)
+        yr[j] = xr[j] * scale[j] + shift[j];
     }
   }
 }
@@ -399,8 +419,8 @@ static void backward_dx(int portable, const float *x, const float *ym, const flo
       for (long t = 0; t < nt; ++t) {
         const size_t r0 = (size_t)t * SN_BN_ROWTASK;
         const size_t r1 = r0 + SN_BN_ROWTASK < rows ? r0 + SN_BN_ROWTASK : rows;
-        bwd_dx_rows_avx512(x + c0, dy + c0, ym ? ym + c0 : NULL, beta ? beta + c0 : NULL, r0, r1,
-                           c, c1 - c0, m, k1, mdy, k2, dx + c0);
+        bwd_dx_rows_avx512(x + c0, dy + c0, ym ? ym + c0 : NULL, beta ? beta + c0 : NULL, r0, r1, c,
+                           c1 - c0, m, k1, mdy, k2, dx + c0);
       }
       continue;
     }

@@ -46,9 +46,18 @@ int sn_conv_geom_init(sn_conv_geom *g, const sn_engine_options *opts, int n, int
       cout <= 0 || pt < 0 || pl < 0 || pb < 0 || pr < 0)
     return -1;
   if (h + pt + pb < kh || w + pl + pr < kw) return -1;
-  g->n = n; g->h = h; g->w = w; g->cin = cin;
-  g->kh = kh; g->kw = kw; g->sh = sh; g->sw = sw;
-  g->pt = pt; g->pl = pl; g->pb = pb; g->pr = pr;
+  g->n = n;
+  g->h = h;
+  g->w = w;
+  g->cin = cin;
+  g->kh = kh;
+  g->kw = kw;
+  g->sh = sh;
+  g->sw = sw;
+  g->pt = pt;
+  g->pl = pl;
+  g->pb = pb;
+  g->pr = pr;
   g->oh = (h + pt + pb - kh) / sh + 1;
   g->ow = (w + pl + pr - kw) / sw + 1;
   g->cout = cout;
@@ -89,8 +98,8 @@ static int wino_train_eligible(const sn_conv_geom *g) {
  * 28x28 1x1/2 downsample faster direct, 30 vs 39 ms); the direct tiles stream the whole weight
  * block per row tile, which does not fit in L2 when K is large. */
 #define SN_GEMM_MIN_K 1024
-#define SN_GEMM_MIN_N 128      /* resnet20's 7x7x64 layers: direct 150 GFLOP/s in a training step */
-#define SN_GEMM_MAX_PIX 196    /* K >= MIN_K / 2 suffices at <= 14x14 */
+#define SN_GEMM_MIN_N 128   /* resnet20's 7x7x64 layers: direct 150 GFLOP/s in a training step */
+#define SN_GEMM_MAX_PIX 196 /* K >= MIN_K / 2 suffices at <= 14x14 */
 
 /* g->opts.conv_gemm: off 0 (never), on 1 (every geometry), auto -1 (the size rule). */
 static int gemm_mode(const sn_conv_geom *g) {
@@ -111,8 +120,8 @@ static int gemm_size_rule(const sn_conv_geom *g) {
 static int gemm_fwd_eligible(const sn_conv_geom *g) {
   const int m = gemm_mode(g);
   if (m >= 0) return m;
-  const int pointwise = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && !g->pt &&
-                        !g->pl && !g->pb && !g->pr;
+  const int pointwise =
+      g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && !g->pt && !g->pl && !g->pb && !g->pr;
   return gemm_size_rule(g) || (pointwise && g->cout >= SN_GEMM_MIN_N);
 }
 
@@ -122,9 +131,9 @@ static int gemm_bwd_geom(const sn_conv_geom *g, sn_conv_geom *b) {
   if (g->sh != 1 || g->sw != 1 || g->pt >= g->kh || g->pb >= g->kh || g->pl >= g->kw ||
       g->pr >= g->kw)
     return -1;
-  const int r = sn_conv_geom_init(b, NULL, g->n, g->oh, g->ow, g->cout, g->kh, g->kw, 1, 1,
-                                  g->kh - 1 - g->pt, g->kw - 1 - g->pl, g->kh - 1 - g->pb,
-                                  g->kw - 1 - g->pr, g->cin);
+  const int r =
+      sn_conv_geom_init(b, NULL, g->n, g->oh, g->ow, g->cout, g->kh, g->kw, 1, 1, g->kh - 1 - g->pt,
+                        g->kw - 1 - g->pl, g->kh - 1 - g->pb, g->kw - 1 - g->pr, g->cin);
   b->opts = g->opts;
   return r;
 }
@@ -140,8 +149,8 @@ static int gemm_bwd_eligible(const sn_conv_geom *g) {
 /* The weight gradient by the packed GEMM (conv_gemm.c) for layers with K >= 256 and
  * Cout >= 128; the direct weight-gradient tiles keep resnet20's narrow layers, where the GEMM
  * measured no faster. */
-#define SN_WG_MIN_N 128       /* default rule: Cout >= this ... */
-#define SN_WG_MIN_K 256       /* ... and K = KH*KW*Cin >= this */
+#define SN_WG_MIN_N 128 /* default rule: Cout >= this ... */
+#define SN_WG_MIN_K 256 /* ... and K = KH*KW*Cin >= this */
 
 /* g->opts.conv_wgrad: off, the direct tiles; on, the packed GEMM for every geometry; auto, the
  * size rule. */
@@ -154,8 +163,8 @@ static int gemm_wgrad_eligible(const sn_conv_geom *g) {
  * copies of the input images (padding, not Winograd, not the packed GEMM): an input map (in)
  * can be applied as the images are copied. */
 static int direct_input_map_ok(const sn_conv_geom *g) {
-  return (g->pt || g->pl || g->pb || g->pr) && !wino_train_eligible(g) &&
-         !gemm_fwd_eligible(g) && !gemm_wgrad_eligible(g);
+  return (g->pt || g->pl || g->pb || g->pr) && !wino_train_eligible(g) && !gemm_fwd_eligible(g) &&
+         !gemm_wgrad_eligible(g);
 }
 
 /* 1 when the backward data pass of g runs on the direct kernels (not Winograd, not the GEMM). */
@@ -272,8 +281,10 @@ int sn_conv_train_input_map_ok(const sn_conv_geom *g) {
 
 void sn_conv_forward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in, const float *w,
                         const float *bias, const float *res, int relu, float *y, float *ws) {
-  if (in) avx512_forward(g, x, in, w, bias, res, relu, y, ws);
-  else sn_conv_forward(g, x, w, bias, res, relu, y, ws);
+  if (in)
+    avx512_forward(g, x, in, w, bias, res, relu, y, ws);
+  else
+    sn_conv_forward(g, x, w, bias, res, relu, y, ws);
 }
 
 void sn_conv_backward_in(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
@@ -308,7 +319,7 @@ void sn_conv_backward(const sn_conv_geom *g, const float *x, const float *w, con
  * for 2.25x (not 4x) fewer multiplications than direct: at batch 1 it is the cheaper of the two
  * at 14x14x256 on 2 threads. The transforms' cost per tile scales with the tile's points. */
 #define SN_COST_GFLOPS_PER_THREAD 140.0
-#define SN_COST_DRAM_GBS 15.0 /* 2 threads streaming U at 7x7x512, batch 2: 17 GB/s */
+#define SN_COST_DRAM_GBS 15.0         /* 2 threads streaming U at 7x7x512, batch 2: 17 GB/s */
 #define SN_COST_WINO_TRANSFORM_NS 9.0 /* per tile and (Cin + Cout) channel, one thread */
 
 struct sn_conv_impl {
@@ -402,10 +413,18 @@ int sn_conv_prepare_algo(const sn_conv_geom *g, const float *w, const float *bia
   c->nt = omp_get_max_threads();
   c->algo = choose(g, c->nt, algo);
   switch (c->algo) {
-    case SN_CONV_WINOGRAD: c->nw = sn_conv_wino_u_floats(4, g->cin, g->cout); break;
-    case SN_CONV_WINOGRAD2: c->nw = sn_conv_wino_u_floats(2, g->cin, g->cout); break;
-    case SN_CONV_GEMM: c->nw = sn_conv_gemm_weights_floats(g); break;
-    default: c->nw = (size_t)g->kh * g->kw * g->cin * g->cout; break;
+  case SN_CONV_WINOGRAD:
+    c->nw = sn_conv_wino_u_floats(4, g->cin, g->cout);
+    break;
+  case SN_CONV_WINOGRAD2:
+    c->nw = sn_conv_wino_u_floats(2, g->cin, g->cout);
+    break;
+  case SN_CONV_GEMM:
+    c->nw = sn_conv_gemm_weights_floats(g);
+    break;
+  default:
+    c->nw = (size_t)g->kh * g->kw * g->cin * g->cout;
+    break;
   }
   /* 64-byte alignment for the packed panels */
   c->w = aligned_alloc(64, (c->nw * sizeof(float) + 63) / 64 * 64);
@@ -427,20 +446,32 @@ int sn_conv_prepare(const sn_conv_geom *g, const float *w, const float *bias, sn
 void sn_conv_impl_update(sn_conv_impl *c, const float *w, const float *bias) {
   const sn_conv_geom *g = &c->g;
   switch (c->algo) {
-    case SN_CONV_WINOGRAD: sn_conv_wino_pack_u(4, g->cin, g->cout, w, c->w); break;
-    case SN_CONV_WINOGRAD2: sn_conv_wino_pack_u(2, g->cin, g->cout, w, c->w); break;
-    case SN_CONV_GEMM: sn_conv_gemm_pack_weights(g, w, c->w); break;
-    default: memcpy(c->w, w, c->nw * sizeof(float)); break;
+  case SN_CONV_WINOGRAD:
+    sn_conv_wino_pack_u(4, g->cin, g->cout, w, c->w);
+    break;
+  case SN_CONV_WINOGRAD2:
+    sn_conv_wino_pack_u(2, g->cin, g->cout, w, c->w);
+    break;
+  case SN_CONV_GEMM:
+    sn_conv_gemm_pack_weights(g, w, c->w);
+    break;
+  default:
+    memcpy(c->w, w, c->nw * sizeof(float));
+    break;
   }
   if (c->bias && bias) memcpy(c->bias, bias, (size_t)g->cout * sizeof(float));
 }
 
 size_t sn_conv_impl_workspace(const sn_conv_impl *c) {
   switch (c->algo) {
-    case SN_CONV_WINOGRAD: return sn_conv_wino_packed_workspace(4, &c->g, c->nt);
-    case SN_CONV_WINOGRAD2: return sn_conv_wino_packed_workspace(2, &c->g, c->nt);
-    case SN_CONV_GEMM: return sn_conv_gemm_packed_workspace(&c->g, c->nt);
-    default: return sn_conv_forward_workspace(&c->g);
+  case SN_CONV_WINOGRAD:
+    return sn_conv_wino_packed_workspace(4, &c->g, c->nt);
+  case SN_CONV_WINOGRAD2:
+    return sn_conv_wino_packed_workspace(2, &c->g, c->nt);
+  case SN_CONV_GEMM:
+    return sn_conv_gemm_packed_workspace(&c->g, c->nt);
+  default:
+    return sn_conv_forward_workspace(&c->g);
   }
 }
 
@@ -461,16 +492,18 @@ void sn_conv_impl_forward_in(const sn_conv_impl *c, int n, const float *x, const
   if (nt > c->nt) nt = c->nt;
   if (in && (c->algo != SN_CONV_GEMM || !is_1x1_unpadded(&g))) abort(); /* planner's contract */
   switch (c->algo) {
-    case SN_CONV_WINOGRAD:
-      sn_conv_wino_forward_packed(4, &g, nt, x, c->w, c->bias, res, relu, y, ws);
-      break;
-    case SN_CONV_WINOGRAD2:
-      sn_conv_wino_forward_packed(2, &g, nt, x, c->w, c->bias, res, relu, y, ws);
-      break;
-    case SN_CONV_GEMM:
-      sn_conv_gemm_forward_packed(&g, nt, x, in, c->w, c->bias, res, relu, y, ws);
-      break;
-    default: sn_conv_forward(&g, x, c->w, c->bias, res, relu, y, ws); break;
+  case SN_CONV_WINOGRAD:
+    sn_conv_wino_forward_packed(4, &g, nt, x, c->w, c->bias, res, relu, y, ws);
+    break;
+  case SN_CONV_WINOGRAD2:
+    sn_conv_wino_forward_packed(2, &g, nt, x, c->w, c->bias, res, relu, y, ws);
+    break;
+  case SN_CONV_GEMM:
+    sn_conv_gemm_forward_packed(&g, nt, x, in, c->w, c->bias, res, relu, y, ws);
+    break;
+  default:
+    sn_conv_forward(&g, x, c->w, c->bias, res, relu, y, ws);
+    break;
   }
 }
 
@@ -482,11 +515,16 @@ void sn_conv_impl_forward(const sn_conv_impl *c, int n, const float *x, const fl
 const char *sn_conv_impl_name(const sn_conv_impl *c) {
   const sn_conv_geom *g = &c->g;
   switch (c->algo) {
-    case SN_CONV_WINOGRAD: return "winograd4x4";
-    case SN_CONV_WINOGRAD2: return "winograd2x2";
-    case SN_CONV_GEMM: return is_1x1_unpadded(g) ? "gemm1x1" : "im2col";
-    case SN_CONV_DIRECT: return "direct";
-    default: return "generic";
+  case SN_CONV_WINOGRAD:
+    return "winograd4x4";
+  case SN_CONV_WINOGRAD2:
+    return "winograd2x2";
+  case SN_CONV_GEMM:
+    return is_1x1_unpadded(g) ? "gemm1x1" : "im2col";
+  case SN_CONV_DIRECT:
+    return "direct";
+  default:
+    return "generic";
   }
 }
 

@@ -73,12 +73,12 @@ static void pass_image(const dpass *d, const float *x, const sn_conv_in *in, con
 }
 
 /* partial (KH*KW*Cin, Cout) += weight gradient of nimg images (srcs: x of each, padded as in
- * pass_image; dys: dy of each); with `first`, partial = 0 + it (partial is not read). The output rows (or, for a pointwise image, its pixels) are
- * swept in bands whose x and dy take about SN_WGRAD_SWEEP_BYTES, each band by every weight tile:
- * the band's dy columns and x rows are reused from L2 by all the tiles (as a GEMM's blocks); a
- * band has at least SN_WGRAD_SWEEP_PIX pixels when the weights are large (the read-modify-write
- * of a tile of the partial is amortised over the band's pixels).
- * Every weight tile sums a band's images in order; the bands are added in order. */
+ * pass_image; dys: dy of each); with `first`, partial = 0 + it (partial is not read). The output
+ * rows (or, for a pointwise image, its pixels) are swept in bands whose x and dy take about
+ * SN_WGRAD_SWEEP_BYTES, each band by every weight tile: the band's dy columns and x rows are reused
+ * from L2 by all the tiles (as a GEMM's blocks); a band has at least SN_WGRAD_SWEEP_PIX pixels when
+ * the weights are large (the read-modify-write of a tile of the partial is amortised over the
+ * band's pixels). Every weight tile sums a band's images in order; the bands are added in order. */
 static void wgrad_images(const dpass *d, const float *const *srcs, const float *const *dys,
                          int nimg, float *partial, int first) {
   const int cin = d->cin, cout = d->cout;
@@ -294,8 +294,8 @@ static void bwd_data_image(const sn_conv_geom *g, const bplan *bp_, const float 
 }
 
 void sn_conv_direct_forward(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
-                            const float *w, const float *bias, const float *res, int relu,
-                            float *y, float *ws) {
+                            const float *w, const float *bias, const float *res, int relu, float *y,
+                            float *ws) {
   dpass d;
   fwd_pass_of(g, &d);
   const int k = g->kh * g->kw * g->cin, nch = sn_conv_tile_chunks(g->n);

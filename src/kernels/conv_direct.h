@@ -24,8 +24,8 @@ size_t sn_conv_direct_backward_workspace(const sn_conv_geom *g);
 /* y = act(conv(x', w) + bias + res), x' = x through the input map in (NULL: x itself; only for
  * a padded geometry, applied as each image is copied into its padded buffer). */
 void sn_conv_direct_forward(const sn_conv_geom *g, const float *x, const sn_conv_in *in,
-                            const float *w, const float *bias, const float *res, int relu,
-                            float *y, float *ws);
+                            const float *w, const float *bias, const float *res, int relu, float *y,
+                            float *ws);
 /* dx (or NULL) and dw (or NULL: dx alone) of y = conv(x', w), x' as in the forward; dx_acc:
  * dx += the input gradient, added in the tiles' output pass. */
 void sn_conv_direct_backward(const sn_conv_geom *g, const float *x, const sn_conv_in *in,

@@ -57,14 +57,14 @@ int sn_conv_gemm_single_kblock(const sn_conv_geom *g) {
  *   shared A: few rows (batch 1 at 7x7): all threads pack A once, then column ranges are tasks,
  *             so each B panel is read from memory once and reused by every row panel. */
 typedef struct gemm_plan {
-  int m, k, n;    /* GEMM sizes: M = N*OH*OW, K = KH*KW*Cin, N = Cout */
-  int kc, nkb;    /* K block and number of K blocks */
-  int mp;         /* row panels */
-  int direct;     /* 1: unpadded 1x1, A rows are pixels of x; 0: im2col rows */
-  int rowdirect;  /* 1: Cin * stride == SN_ROWS_LDA, one K block: interior panels run row-direct */
-  int shared_a;   /* 1: shared-A split */
-  int ppb, nmb;   /* rows split: panels per row block, row blocks */
-  int nsplit;     /* shared-A split: column ranges */
+  int m, k, n;   /* GEMM sizes: M = N*OH*OW, K = KH*KW*Cin, N = Cout */
+  int kc, nkb;   /* K block and number of K blocks */
+  int mp;        /* row panels */
+  int direct;    /* 1: unpadded 1x1, A rows are pixels of x; 0: im2col rows */
+  int rowdirect; /* 1: Cin * stride == SN_ROWS_LDA, one K block: interior panels run row-direct */
+  int shared_a;  /* 1: shared-A split */
+  int ppb, nmb;  /* rows split: panels per row block, row blocks */
+  int nsplit;    /* shared-A split: column ranges */
 } gemm_plan;
 
 static int max_panels_per_block(void) { return imax(1, SN_A_BLOCK_FLOATS / SN_PANEL); }
@@ -91,7 +91,8 @@ static void plan_conv(const sn_conv_geom *g, int nt, gemm_plan *p) {
    * larger ppb. At least 2 panels per task when there are enough: the second and third panels
    * prefetch the weights the next ones need (the GEMM block, conv_task). */
   int want = (size_t)p->kc * p->n * sizeof(float) <= (1u << 20) ? 3 * nt : nt;
-  int lo = p->mp >= 2 * nt ? 2 : 1, hi = imax(lo, imin(max_panels_per_block(), ceil_div(p->mp, nt)));
+  int lo = p->mp >= 2 * nt ? 2 : 1,
+      hi = imax(lo, imin(max_panels_per_block(), ceil_div(p->mp, nt)));
   int best = hi, best_load = INT32_MAX, best_dist = INT32_MAX;
   for (int ppb = lo; ppb <= hi; ppb++) {
     int nmb = ceil_div(p->mp, ppb), load = ceil_div(nmb, nt) * ppb, dist = abs(nmb - want);
@@ -173,28 +174,32 @@ static void im2col_row(const sn_conv_geom *g, const float *x, int m, int k0, int
  * 3 channels, stride 2): MRC consecutive output pixels of one output row read x in place, each
  * kernel row ky being a segment a_s (MRC rows at stride SN_ROWS_LDA, len contiguous floats)
  * against b_s. No im2col copy. */
-static inline __attribute__((always_inline)) void ukernel_rows(
-    const int MRC, int n, int nseg, const float *const *as, const float *const *bs, int len,
-    float *c, size_t ldc, const float *bias, const float *res, size_t ldr, int relu) {
+static inline __attribute__((always_inline)) void
+ukernel_rows(const int MRC, int n, int nseg, const float *const *as, const float *const *bs,
+             int len, float *c, size_t ldc, const float *bias, const float *res, size_t ldr,
+             int relu) {
   __m512 c0[SN_MR], c1[SN_MR];
   uk_zero(MRC, c0, c1, c, ldc, res, ldr);
-  for (int sg = 0; sg < nseg; sg++) uk_loop(MRC, SN_ROWS_LDA, len, as[sg], bs[sg], c0, c1, NULL, 0);
+  for (int sg = 0; sg < nseg; sg++)
+    uk_loop(MRC, SN_ROWS_LDA, len, as[sg], bs[sg], c0, c1, NULL, 0);
   uk_store(MRC, c0, c1, n, c, ldc, SN_GEMM_EPI, bias, res, ldr, relu);
 }
 
-#define SN_UKR_CASE(R)                                                                \
-  case R:                                                                             \
-    ukernel_rows(R, n, nseg, as, bs, len, c, ldc, bias, res, ldr, relu);              \
+#define SN_UKR_CASE(R)                                                                             \
+  case R:                                                                                          \
+    ukernel_rows(R, n, nseg, as, bs, len, c, ldc, bias, res, ldr, relu);                           \
     break;
 
 static void ukernel_rows_m(int m, int n, int nseg, const float *const *as, const float *const *bs,
                            int len, float *c, size_t ldc, const float *bias, const float *res,
                            size_t ldr, int relu) {
   switch (m) {
+    /* clang-format off */
     SN_UKR_CASE(14) SN_UKR_CASE(13) SN_UKR_CASE(12) SN_UKR_CASE(11) SN_UKR_CASE(10)
     SN_UKR_CASE(9) SN_UKR_CASE(8) SN_UKR_CASE(7) SN_UKR_CASE(6) SN_UKR_CASE(5) SN_UKR_CASE(4)
     SN_UKR_CASE(3) SN_UKR_CASE(2) SN_UKR_CASE(1)
-    default: break;
+        /* clang-format on */
+        default : break;
   }
 }
 
@@ -213,7 +218,8 @@ static inline void walk_init(pixel_walk *w, const sn_conv_geom *g, int m) {
   w->img = m / ohw;
   w->oy = m % ohw / g->ow;
   w->ox = m % ohw % g->ow;
-  w->off = (((size_t)w->img * g->h + (size_t)w->oy * g->sh) * g->w + (size_t)w->ox * g->sw) * g->cin;
+  w->off =
+      (((size_t)w->img * g->h + (size_t)w->oy * g->sh) * g->w + (size_t)w->ox * g->sw) * g->cin;
 }
 
 static inline void walk_next(pixel_walk *w) {
@@ -251,7 +257,8 @@ static void pack_panel(const sn_conv_geom *g, const gemm_plan *p, const float *x
     }
     return;
   }
-  for (int r = 0; r < mi; r++) im2col_row(g, x, i0 + r, k0, kc, ap + (size_t)r * SN_LDA);
+  for (int r = 0; r < mi; r++)
+    im2col_row(g, x, i0 + r, k0, kc, ap + (size_t)r * SN_LDA);
 }
 
 static int kh_fits(const sn_conv_geom *g) { return g->kh <= 16; }
@@ -523,9 +530,9 @@ void sn_conv_gemm_backward_data(const sn_conv_geom *g, const sn_conv_geom *b, co
 #define SN_WG_MAX_N 1024      /* columns per task: the task's B block <= 1 MiB */
 
 typedef struct wgplan {
-  int m, n, p;   /* dW rows (K), columns (Cout), pixels (N*OH*OW) */
-  int kc, npb;   /* pixels per block, blocks */
-  int mt, nt;    /* row ranges x column ranges = tasks */
+  int m, n, p; /* dW rows (K), columns (Cout), pixels (N*OH*OW) */
+  int kc, npb; /* pixels per block, blocks */
+  int mt, nt;  /* row ranges x column ranges = tasks */
 } wgplan;
 
 /* Splits dW into >= 2 tasks per thread, choosing the split that packs least: A is packed once
@@ -622,7 +629,7 @@ static void wg_pack_b(const float *dy, int cout, int p0, int kc, int n0, int nco
     for (int q = 0; q < kc; q++) {
       _mm512_storeu_ps(dst + (size_t)q * SN_NR, _mm512_maskz_loadu_ps(m0, src + (size_t)q * cout));
       _mm512_storeu_ps(dst + (size_t)q * SN_NR + 16,
-                      _mm512_maskz_loadu_ps(m1, src + (size_t)q * cout + 16));
+                       _mm512_maskz_loadu_ps(m1, src + (size_t)q * cout + 16));
     }
   }
 }

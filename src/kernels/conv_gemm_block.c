@@ -42,30 +42,31 @@ void sn_conv_gemm_packb(int k, int n, const float *b, size_t ldb, float *bp) {
 
 /* Packed-panel micro-kernel: C (MRC, n) [+]= a (MRC, kc; stride SN_LDA) . b, then epilogue. */
 static inline __attribute__((always_inline)) void ukernel(const int MRC, int n, int kc,
-                                                          const float *a, const float *b,
-                                                          float *c, size_t ldc, int flags,
-                                                          const float *bias, const float *res,
-                                                          size_t ldr, int relu, const float *pf,
-                                                          int pfl) {
+                                                          const float *a, const float *b, float *c,
+                                                          size_t ldc, int flags, const float *bias,
+                                                          const float *res, size_t ldr, int relu,
+                                                          const float *pf, int pfl) {
   __m512 c0[SN_MR], c1[SN_MR];
   uk_zero(MRC, c0, c1, c, ldc, res, ldr);
   uk_loop(MRC, SN_LDA, kc, a, b, c0, c1, pf, pfl);
   uk_store(MRC, c0, c1, n, c, ldc, flags, bias, res, ldr, relu);
 }
 
-#define SN_UK_CASE(R)                                                                 \
-  case R:                                                                             \
-    ukernel(R, n, kc, a, b, c, ldc, flags, bias, res, ldr, relu, pf, pfl);            \
+#define SN_UK_CASE(R)                                                                              \
+  case R:                                                                                          \
+    ukernel(R, n, kc, a, b, c, ldc, flags, bias, res, ldr, relu, pf, pfl);                         \
     break;
 
 static void ukernel_m(int m, int n, int kc, const float *a, const float *b, float *c, size_t ldc,
                       int flags, const float *bias, const float *res, size_t ldr, int relu,
                       const float *pf, int pfl) {
   switch (m) {
+    /* clang-format off */
     SN_UK_CASE(14) SN_UK_CASE(13) SN_UK_CASE(12) SN_UK_CASE(11) SN_UK_CASE(10) SN_UK_CASE(9)
     SN_UK_CASE(8) SN_UK_CASE(7) SN_UK_CASE(6) SN_UK_CASE(5) SN_UK_CASE(4) SN_UK_CASE(3)
     SN_UK_CASE(2) SN_UK_CASE(1)
-    default: break;
+        /* clang-format on */
+        default : break;
   }
 }
 
@@ -117,9 +118,9 @@ void sn_conv_gemm_block(int m, int n, int kc, const float *ap, const float *bp, 
 }
 
 void sn_conv_gemm_block_prefetch(int m, int n, int kc, const float *ap, const float *bp,
-                                 size_t bstride, float *c, size_t ldc, int flags,
-                                 const float *bias, const float *res, size_t ldr, int relu,
-                                 const float *pf, int pfl, int pfparts, const float *bafter) {
+                                 size_t bstride, float *c, size_t ldc, int flags, const float *bias,
+                                 const float *res, size_t ldr, int relu, const float *pf, int pfl,
+                                 int pfparts, const float *bafter) {
   gemm_block(m, n, kc, ap, bp, bstride, c, ldc, flags, bias, res, ldr, relu, pf, pfl, pfparts,
              bafter);
 }

@@ -22,16 +22,18 @@
 
 #define SN_MR 14
 #define SN_NR 32
-#define SN_KC 256             /* K block */
+#define SN_KC 256 /* K block */
 #ifndef SN_LDA
-#define SN_LDA (SN_KC + 16)   /* row stride of a packed A panel */
+#define SN_LDA (SN_KC + 16) /* row stride of a packed A panel */
 #endif
 #define SN_PANEL (SN_MR * SN_LDA) /* floats per packed A panel */
-#define SN_ROWS_LDA 6            /* Cin * stride of the row-direct kernel (RGB stem, stride 2) */
+#define SN_ROWS_LDA 6             /* Cin * stride of the row-direct kernel (RGB stem, stride 2) */
 
 /* Epilogue flags of the macro-kernel. */
-enum { SN_GEMM_ACC = 1, /* C += A.B (else C = A.B) */
-       SN_GEMM_EPI = 2  /* then C = act(C + bias + res) */ };
+enum {
+  SN_GEMM_ACC = 1, /* C += A.B (else C = A.B) */
+  SN_GEMM_EPI = 2  /* then C = act(C + bias + res) */
+};
 
 /* K block for a GEMM of depth k: equal blocks, multiples of 16, at most SN_KC. */
 int sn_conv_gemm_kc(int k);
@@ -58,9 +60,9 @@ void sn_conv_gemm_block(int m, int n, int kc, const float *ap, const float *bp, 
  * consecutive parts of it) instead of the next B panel; bafter: the panel the caller runs after
  * this block (bnext of the last column panel). */
 void sn_conv_gemm_block_prefetch(int m, int n, int kc, const float *ap, const float *bp,
-                                 size_t bstride, float *c, size_t ldc, int flags,
-                                 const float *bias, const float *res, size_t ldr, int relu,
-                                 const float *pf, int pfl, int pfparts, const float *bafter);
+                                 size_t bstride, float *c, size_t ldc, int flags, const float *bias,
+                                 const float *res, size_t ldr, int relu, const float *pf, int pfl,
+                                 int pfparts, const float *bafter);
 
 /* ------------------------------------------------------------ micro-kernel pieces
  * Shared by the block's kernel and the row-direct kernel of conv_gemm.c, which reads A in place
@@ -115,9 +117,8 @@ static inline __attribute__((always_inline)) void uk_loop(const int MRC, const i
 /* C (MRC rows, n <= 32 cols) = [C +] acc, then the epilogue act(. + bias + res). */
 static inline __attribute__((always_inline)) void uk_store(const int MRC, const __m512 *c0,
                                                            const __m512 *c1, int n, float *c,
-                                                           size_t ldc, int flags,
-                                                           const float *bias, const float *res,
-                                                           size_t ldr, int relu) {
+                                                           size_t ldc, int flags, const float *bias,
+                                                           const float *res, size_t ldr, int relu) {
   __mmask16 m0 = tail_mask(n), m1 = tail_mask(n - 16);
   __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
   if ((flags & SN_GEMM_EPI) && bias) {

@@ -64,8 +64,8 @@ static void im2col(const sn_conv_geom *g, const float *x, int nimg, float *col) 
     /* The taps kx = 0..KW-1 of one kernel row are adjacent pixels of one input row, i.e. one
      * contiguous run of KW*Cin floats: copy its in-image part at once, zero the rest. */
     const int ix0 = ox * g->sw - g->pl;
-    const int a = ix0 < 0 ? -ix0 : 0;                              /* first tap inside */
-    const int b = ix0 + g->kw > g->w ? g->w - ix0 : g->kw;          /* one past the last */
+    const int a = ix0 < 0 ? -ix0 : 0;                      /* first tap inside */
+    const int b = ix0 + g->kw > g->w ? g->w - ix0 : g->kw; /* one past the last */
     for (int ky = 0; ky < g->kh; ++ky, dst += (size_t)g->kw * cin) {
       const int iy = oy * g->sh - g->pt + ky;
       if (iy < 0 || iy >= g->h || b <= a) {
@@ -92,7 +92,8 @@ static void col2im(const sn_conv_geom *g, const float *col, int nimg, float *dx)
     const int rem = (int)(p % ((long)h * w));
     const int iy = rem / w, ix = rem % w;
     float *dst = dx + (size_t)p * cin;
-    for (int c = 0; c < cin; ++c) dst[c] = 0.0f;
+    for (int c = 0; c < cin; ++c)
+      dst[c] = 0.0f;
     for (int ky = 0; ky < g->kh; ++ky) {
       const int ty = iy + g->pt - ky; /* = oy * sh */
       if (ty < 0 || ty % g->sh) continue;
@@ -105,7 +106,8 @@ static void col2im(const sn_conv_geom *g, const float *col, int nimg, float *dx)
         if (ox >= ow) continue;
         const float *src =
             col + (((size_t)img * oh + oy) * ow + ox) * k + ((size_t)ky * g->kw + kx) * cin;
-        for (int c = 0; c < cin; ++c) dst[c] += src[c];
+        for (int c = 0; c < cin; ++c)
+          dst[c] += src[c];
       }
     }
   }
@@ -120,11 +122,14 @@ static void conv_epilogue(float *y, size_t rows, int c, const float *bias, const
     float *yr = y + (size_t)r * c;
     const float *rr = res ? res + (size_t)r * c : NULL;
     if (bias)
-      for (int j = 0; j < c; ++j) yr[j] += bias[j];
+      for (int j = 0; j < c; ++j)
+        yr[j] += bias[j];
     if (rr)
-      for (int j = 0; j < c; ++j) yr[j] += rr[j];
+      for (int j = 0; j < c; ++j)
+        yr[j] += rr[j];
     if (relu)
-      for (int j = 0; j < c; ++j) yr[j] = yr[j] > 0.0f ? yr[j] : 0.0f;
+      for (int j = 0; j < c; ++j)
+        yr[j] = yr[j] > 0.0f ? yr[j] : 0.0f;
   }
 }
 
@@ -133,8 +138,8 @@ void sn_conv_generic_forward(const sn_conv_geom *g, const float *x, const float 
   const int cout = g->cout;
   if (conv_is_pointwise(g)) {
     const size_t rows = (size_t)g->n * g->h * g->w;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, cout, g->cin, 1.0f, x,
-                g->cin, w, cout, 0.0f, y, cout);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, cout, g->cin, 1.0f, x, g->cin,
+                w, cout, 0.0f, y, cout);
     conv_epilogue(y, rows, cout, bias, res, relu);
     return;
   }
@@ -146,8 +151,8 @@ void sn_conv_generic_forward(const sn_conv_geom *g, const float *x, const float 
     const size_t rows = (size_t)nimg * out_pix;
     float *yc = y + (size_t)i0 * out_pix * cout;
     im2col(g, x + (size_t)i0 * in_img, nimg, ws);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, cout, k, 1.0f, ws, k, w,
-                cout, 0.0f, yc, cout);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, cout, k, 1.0f, ws, k, w, cout,
+                0.0f, yc, cout);
     conv_epilogue(yc, rows, cout, bias, res ? res + (size_t)i0 * out_pix * cout : NULL, relu);
   }
 }
@@ -163,9 +168,11 @@ void sn_conv_generic_bias_grad(const float *a, size_t rows, int c, float *db) {
     double acc[16] = {0};
     for (size_t r = 0; r < rows; ++r) {
       const float *ar = a + r * c;
-      for (int j = c0; j < c1; ++j) acc[j - c0] += ar[j];
+      for (int j = c0; j < c1; ++j)
+        acc[j - c0] += ar[j];
     }
-    for (int j = c0; j < c1; ++j) db[j] = (float)acc[j - c0];
+    for (int j = c0; j < c1; ++j)
+      db[j] = (float)acc[j - c0];
   }
 }
 
@@ -179,8 +186,8 @@ void sn_conv_generic_backward(const sn_conv_geom *g, const float *x, const float
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cin, cout, rows, 1.0f, x, cin, dy, cout,
                 0.0f, dw, cout);
     if (dx)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cin, cout, 1.0f, dy, cout, w,
-                  cout, 0.0f, dx, cin);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cin, cout, 1.0f, dy, cout, w, cout,
+                  0.0f, dx, cin);
     return;
   }
   const int k = (int)conv_k(g);
@@ -196,8 +203,8 @@ void sn_conv_generic_backward(const sn_conv_geom *g, const float *x, const float
                 i0 == 0 ? 0.0f : 1.0f, dw, cout);
     if (dx) {
       /* col (rows, K) = dy_chunk . w^T, then scattered back as a gather */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, cout, 1.0f, dyc, cout, w,
-                  cout, 0.0f, ws, k);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, cout, 1.0f, dyc, cout, w, cout,
+                  0.0f, ws, k);
       col2im(g, ws, nimg, dx + (size_t)i0 * in_img);
     }
   }
@@ -220,7 +227,8 @@ void sn_conv_forward_ref(const sn_conv_geom *g, const float *x, const float *w, 
               if (ix < 0 || ix >= g->w) continue;
               const float *xp = x + (((size_t)n * g->h + iy) * g->w + ix) * g->cin;
               const float *wp = w + ((size_t)ky * g->kw + kx) * g->cin * g->cout + co;
-              for (int ci = 0; ci < g->cin; ++ci) acc += (double)xp[ci] * wp[(size_t)ci * g->cout];
+              for (int ci = 0; ci < g->cin; ++ci)
+                acc += (double)xp[ci] * wp[(size_t)ci * g->cout];
             }
           }
           const size_t o = (((size_t)n * g->oh + oy) * g->ow + ox) * g->cout + co;

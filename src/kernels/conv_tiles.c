@@ -78,27 +78,29 @@ tile_body(const int R, const int NV, const int LDA, const float *a, ptrdiff_t ld
 #define SN_TILES4(A, B, C, D, NV)                                                                  \
   SN_TILE(A, NV, 0) SN_TILE(B, NV, 0) SN_TILE(C, NV, 0) SN_TILE(D, NV, 0)
 
-SN_TILES4(1, 2, 3, 4, 1)
-SN_TILES4(5, 6, 7, 8, 1) SN_TILES4(9, 10, 11, 12, 1) SN_TILES4(13, 14, 15, 16, 1)
-    SN_TILES4(17, 18, 19, 20, 1) SN_TILES4(21, 22, 23, 24, 1) SN_TILES4(25, 26, 27, 28, 1)
-        SN_TILES4(1, 2, 3, 4, 2) SN_TILES4(5, 6, 7, 8, 2) SN_TILES4(9, 10, 11, 12, 2)
-            SN_TILE(13, 2, 0) SN_TILE(14, 2, 0) SN_TILES4(1, 2, 3, 4, 3) SN_TILES4(5, 6, 7, 8, 3)
-                SN_TILE(9, 3, 0) SN_TILES4(1, 2, 3, 4, 4) SN_TILE(5, 4, 0) SN_TILE(6, 4, 0)
-                    SN_TILE(7, 4, 0)
-    /* full tiles with the row strides of the small-channel layers as constants (resnet20 at
-     * 28x28: every 3x3 forward and stride-1 backward-data row, and the stride-2 layers' backward
-     * phases, 14x1 over 32-channel dy and 7x2 over 64) */
-    SN_TILE(28, 1, 16) SN_TILE(28, 1, 32) SN_TILE(28, 1, 64) SN_TILE(14, 2, 16) SN_TILE(14, 2, 32)
-        SN_TILE(14, 2, 64) SN_TILE(14, 2, 128) SN_TILE(14, 1, 32) SN_TILE(7, 2, 64) SN_TILE(7, 4, 64)
+/* clang-format off */
+SN_TILES4(1, 2, 3, 4, 1) SN_TILES4(5, 6, 7, 8, 1) SN_TILES4(9, 10, 11, 12, 1)
+SN_TILES4(13, 14, 15, 16, 1) SN_TILES4(17, 18, 19, 20, 1) SN_TILES4(21, 22, 23, 24, 1)
+SN_TILES4(25, 26, 27, 28, 1)
+SN_TILES4(1, 2, 3, 4, 2) SN_TILES4(5, 6, 7, 8, 2) SN_TILES4(9, 10, 11, 12, 2)
+SN_TILE(13, 2, 0) SN_TILE(14, 2, 0)
+SN_TILES4(1, 2, 3, 4, 3) SN_TILES4(5, 6, 7, 8, 3) SN_TILE(9, 3, 0)
+SN_TILES4(1, 2, 3, 4, 4) SN_TILE(5, 4, 0) SN_TILE(6, 4, 0) SN_TILE(7, 4, 0)
+/* full tiles with the row strides of the small-channel layers as constants (resnet20 at
+ * 28x28: every 3x3 forward and stride-1 backward-data row, and the stride-2 layers' backward
+ * phases, 14x1 over 32-channel dy and 7x2 over 64) */
+SN_TILE(28, 1, 16) SN_TILE(28, 1, 32) SN_TILE(28, 1, 64) SN_TILE(14, 2, 16) SN_TILE(14, 2, 32)
+SN_TILE(14, 2, 64) SN_TILE(14, 2, 128) SN_TILE(14, 1, 32) SN_TILE(7, 2, 64) SN_TILE(7, 4, 64)
 
 #define T1(R) tile_##R##_1_0
 #define T2(R) tile_##R##_2_0
 #define T3(R) tile_##R##_3_0
 #define T4(R) tile_##R##_4_0
-            static const sn_conv_tile_fn k_tiles1[29] = {
-                NULL,   T1(1),  T1(2),  T1(3),  T1(4),  T1(5),  T1(6),  T1(7),  T1(8),  T1(9),
-                T1(10), T1(11), T1(12), T1(13), T1(14), T1(15), T1(16), T1(17), T1(18), T1(19),
-                T1(20), T1(21), T1(22), T1(23), T1(24), T1(25), T1(26), T1(27), T1(28)};
+static const sn_conv_tile_fn k_tiles1[29] = {
+    NULL,   T1(1),  T1(2),  T1(3),  T1(4),  T1(5),  T1(6),  T1(7),  T1(8),  T1(9),
+    T1(10), T1(11), T1(12), T1(13), T1(14), T1(15), T1(16), T1(17), T1(18), T1(19),
+    T1(20), T1(21), T1(22), T1(23), T1(24), T1(25), T1(26), T1(27), T1(28)};
+/* clang-format on */
 static const sn_conv_tile_fn k_tiles2[15] = {NULL,   T2(1),  T2(2),  T2(3),  T2(4),
                                              T2(5),  T2(6),  T2(7),  T2(8),  T2(9),
                                              T2(10), T2(11), T2(12), T2(13), T2(14)};
@@ -186,23 +188,24 @@ wtile_body(const int MR, const int NV, const float *const *as, const float *cons
   }
 #define SN_WTILES4(A, B, C, D, NV) SN_WTILE(A, NV) SN_WTILE(B, NV) SN_WTILE(C, NV) SN_WTILE(D, NV)
 
-SN_WTILES4(1, 2, 3, 4, 1)
-SN_WTILES4(5, 6, 7, 8, 1) SN_WTILES4(9, 10, 11, 12, 1) SN_WTILES4(13, 14, 15, 16, 1)
-    SN_WTILES4(17, 18, 19, 20, 1) SN_WTILES4(21, 22, 23, 24, 1) SN_WTILES4(25, 26, 27, 28, 1)
-        SN_WTILES4(1, 2, 3, 4, 2) SN_WTILES4(5, 6, 7, 8, 2) SN_WTILES4(9, 10, 11, 12, 2)
-            SN_WTILE(13, 2) SN_WTILE(14, 2) SN_WTILES4(1, 2, 3, 4, 3) SN_WTILES4(5, 6, 7, 8, 3)
-                SN_WTILE(9, 3) SN_WTILES4(1, 2, 3, 4, 4) SN_WTILE(5, 4) SN_WTILE(6, 4)
-                    SN_WTILE(7, 4)
+/* clang-format off */
+SN_WTILES4(1, 2, 3, 4, 1) SN_WTILES4(5, 6, 7, 8, 1) SN_WTILES4(9, 10, 11, 12, 1)
+SN_WTILES4(13, 14, 15, 16, 1) SN_WTILES4(17, 18, 19, 20, 1) SN_WTILES4(21, 22, 23, 24, 1)
+SN_WTILES4(25, 26, 27, 28, 1)
+SN_WTILES4(1, 2, 3, 4, 2) SN_WTILES4(5, 6, 7, 8, 2) SN_WTILES4(9, 10, 11, 12, 2)
+SN_WTILE(13, 2) SN_WTILE(14, 2)
+SN_WTILES4(1, 2, 3, 4, 3) SN_WTILES4(5, 6, 7, 8, 3) SN_WTILE(9, 3)
+SN_WTILES4(1, 2, 3, 4, 4) SN_WTILE(5, 4) SN_WTILE(6, 4) SN_WTILE(7, 4)
 
 #define W1(R) wtile_##R##_1
 #define W2(R) wtile_##R##_2
 #define W3(R) wtile_##R##_3
 #define W4(R) wtile_##R##_4
-                        static const sn_conv_tile_wgrad_fn k_wtiles1[29] = {
-                            NULL,   W1(1),  W1(2),  W1(3),  W1(4),  W1(5),  W1(6),  W1(7),
-                            W1(8),  W1(9),  W1(10), W1(11), W1(12), W1(13), W1(14), W1(15),
-                            W1(16), W1(17), W1(18), W1(19), W1(20), W1(21), W1(22), W1(23),
-                            W1(24), W1(25), W1(26), W1(27), W1(28)};
+static const sn_conv_tile_wgrad_fn k_wtiles1[29] = {
+    NULL,   W1(1),  W1(2),  W1(3),  W1(4),  W1(5),  W1(6),  W1(7),  W1(8),  W1(9),
+    W1(10), W1(11), W1(12), W1(13), W1(14), W1(15), W1(16), W1(17), W1(18), W1(19),
+    W1(20), W1(21), W1(22), W1(23), W1(24), W1(25), W1(26), W1(27), W1(28)};
+/* clang-format on */
 static const sn_conv_tile_wgrad_fn k_wtiles2[15] = {NULL,   W2(1),  W2(2),  W2(3),  W2(4),
                                                     W2(5),  W2(6),  W2(7),  W2(8),  W2(9),
                                                     W2(10), W2(11), W2(12), W2(13), W2(14)};
@@ -227,9 +230,9 @@ sn_conv_tile_wgrad_fn sn_conv_tile_pick_wgrad(int mr, int nv) {
 /* d[p * c + j] = act((s[p * c + j] - mean[j]) * scale[j] + shift[j]) for npix pixels (row
  * stride c) and the cw <= 64 channels j from j0: the operations of the batch norm's normalize
  * pass (bn.c affine_rows_avx512), so bitwise its output. The coefficients stay in registers. */
-static inline __attribute__((always_inline)) void
-map_group(const int NV, float *d, const float *s, size_t npix, int c, int j0, int cw,
-          const sn_conv_in *in) {
+static inline __attribute__((always_inline)) void map_group(const int NV, float *d, const float *s,
+                                                            size_t npix, int c, int j0, int cw,
+                                                            const sn_conv_in *in) {
   const __m512 z = _mm512_setzero_ps();
   __m512 m[4], a[4], b[4];
   __mmask16 k[4];
@@ -243,8 +246,8 @@ map_group(const int NV, float *d, const float *s, size_t npix, int c, int j0, in
   s += j0;
   for (size_t p = 0; p < npix; p++, d += c, s += c)
     for (int v = 0; v < NV; v++) {
-      __m512 x = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k[v], s + 16 * v), m[v]),
-                                 a[v], b[v]);
+      __m512 x =
+          _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k[v], s + 16 * v), m[v]), a[v], b[v]);
       if (in->relu) x = _mm512_max_ps(x, z);
       _mm512_mask_storeu_ps(d + 16 * v, k[v], x);
     }
@@ -255,10 +258,18 @@ static void map_pixels(float *d, const float *s, size_t npix, int c, const sn_co
   for (int j0 = 0; j0 < c; j0 += 64) {
     const int cw = imin(64, c - j0);
     switch ((cw + 15) / 16) {
-    case 1: map_group(1, d, s, npix, c, j0, cw, in); break;
-    case 2: map_group(2, d, s, npix, c, j0, cw, in); break;
-    case 3: map_group(3, d, s, npix, c, j0, cw, in); break;
-    default: map_group(4, d, s, npix, c, j0, cw, in); break;
+    case 1:
+      map_group(1, d, s, npix, c, j0, cw, in);
+      break;
+    case 2:
+      map_group(2, d, s, npix, c, j0, cw, in);
+      break;
+    case 3:
+      map_group(3, d, s, npix, c, j0, cw, in);
+      break;
+    default:
+      map_group(4, d, s, npix, c, j0, cw, in);
+      break;
     }
   }
 }

@@ -74,9 +74,11 @@ void sn_conv_wino_pack_u(int m, int cin, int cout, const float *w, float *u) {
     for (int co = 0; co < cout; co++) {
       double g[3][3], gg[6][3];
       for (int a = 0; a < 3; a++)
-        for (int b = 0; b < 3; b++) g[a][b] = w[((size_t)(a * 3 + b) * cin + ci) * cout + co];
+        for (int b = 0; b < 3; b++)
+          g[a][b] = w[((size_t)(a * 3 + b) * cin + ci) * cout + co];
       for (int i = 0; i < a; i++)
-        for (int b = 0; b < 3; b++) gg[i][b] = G[i][0] * g[0][b] + G[i][1] * g[1][b] + G[i][2] * g[2][b];
+        for (int b = 0; b < 3; b++)
+          gg[i][b] = G[i][0] * g[0][b] + G[i][1] * g[1][b] + G[i][2] * g[2][b];
       /* the packed B position of (ci, co), as sn_conv_gemm_packb lays it out */
       float *dst = (float *)sn_conv_gemm_bblock(u, npan, k0) + (size_t)(co / SN_NR) * kcur * SN_NR +
                    (size_t)(ci - k0) * SN_NR + co % SN_NR;
@@ -269,14 +271,18 @@ static inline void at4(const __m512 m[4], __m512 o[2]) {
 
 /* o = B^T d over A = 6 or 4 points (inlined with a constant A) */
 static inline __attribute__((always_inline)) void bt_n(const int A, const __m512 *d, __m512 *o) {
-  if (A == 6) bt6(d, o);
-  else bt4(d, o);
+  if (A == 6)
+    bt6(d, o);
+  else
+    bt4(d, o);
 }
 
 /* o = A^T m over A = 6 or 4 points */
 static inline __attribute__((always_inline)) void at_n(const int A, const __m512 *m, __m512 *o) {
-  if (A == 6) at6(m, o);
-  else at4(m, o);
+  if (A == 6)
+    at6(m, o);
+  else
+    at4(m, o);
 }
 
 /* V[xi*4+nu][p][c] = (B^T d B)[xi][nu] for the tiles p of tile rows [tr0, tr1): d is the 4x4
@@ -403,10 +409,10 @@ typedef struct wino_ctx {
   const float *x, *u, *bias, *res;
   float *y;
   int relu;
-  int m, P;     /* output tile size (4 or 2), GEMMs (wino_p) */
-  int tw, tpi;  /* tiles per row, tiles per image */
-  int kc, nkb;  /* K block (sn_conv_gemm_kc(Cin)) and number of K blocks */
-  size_t upb;   /* floats per packed U[xi] */
+  int m, P;    /* output tile size (4 or 2), GEMMs (wino_p) */
+  int tw, tpi; /* tiles per row, tiles per image */
+  int kc, nkb; /* K block (sn_conv_gemm_kc(Cin)) and number of K blocks */
+  size_t upb;  /* floats per packed U[xi] */
 } wino_ctx;
 
 /* V of band tile tl (image img, tile row ty, column tx), channels [c0, c0 + 16), into its rows
@@ -430,11 +436,13 @@ static inline __attribute__((always_inline)) void input_chunk(const int A, const
     __m512 col[6], o[6];
     int jin = j >= j_lo && j < j_hi;
     for (int i = 0; i < A; i++)
-      col[i] = jin && i >= i_lo && i < i_hi
-                   ? _mm512_maskz_loadu_ps(cm, base + ((size_t)(iy0 + i) * g->w + (ix0 + j)) * g->cin)
-                   : zero;
+      col[i] =
+          jin && i >= i_lo && i < i_hi
+              ? _mm512_maskz_loadu_ps(cm, base + ((size_t)(iy0 + i) * g->w + (ix0 + j)) * g->cin)
+              : zero;
     bt_n(A, col, o);
-    for (int i = 0; i < A; i++) c[i][j] = o[i];
+    for (int i = 0; i < A; i++)
+      c[i][j] = o[i];
   }
   int kb = c0 / w->kc, p = tl / SN_MR, r = tl % SN_MR;
   float *dst = vp + ((size_t)kb * np + p) * SN_PANEL + (size_t)r * SN_LDA + (c0 - kb * w->kc);
@@ -442,7 +450,8 @@ static inline __attribute__((always_inline)) void input_chunk(const int A, const
   for (int i = 0; i < A; i++) {
     __m512 o[6];
     bt_n(A, c[i], o);
-    for (int j = 0; j < A; j++) _mm512_mask_storeu_ps(dst + (size_t)(i * A + j) * xstride, cm, o[j]);
+    for (int j = 0; j < A; j++)
+      _mm512_mask_storeu_ps(dst + (size_t)(i * A + j) * xstride, cm, o[j]);
   }
 }
 
@@ -451,9 +460,11 @@ static void input_item(const wino_ctx *w, int t0, int np, int tl, float *vp) {
   int t = t0 + tl, nch = ceil_div(w->g->cin, 16);
   int img = t / w->tpi, rem = t % w->tpi, ty = rem / w->tw, tx = rem % w->tw;
   if (w->m == 2)
-    for (int ch = 0; ch < nch; ch++) input_chunk(4, 2, w, np, tl, img, ty, tx, ch, vp);
+    for (int ch = 0; ch < nch; ch++)
+      input_chunk(4, 2, w, np, tl, img, ty, tx, ch, vp);
   else
-    for (int ch = 0; ch < nch; ch++) input_chunk(6, 4, w, np, tl, img, ty, tx, ch, vp);
+    for (int ch = 0; ch < nch; ch++)
+      input_chunk(6, 4, w, np, tl, img, ty, tx, ch, vp);
 }
 
 /* The U panel of GEMM item it (position it / npan, column panel it % npan), K block kb. */
@@ -473,7 +484,9 @@ static void gemm_item(const wino_ctx *w, int bt, int np, int it, int next, const
   int npan = ceil_div(cout, SN_NR), xi = it / npan, n0 = it % npan * SN_NR;
   for (int kb = 0; kb < w->nkb; kb++) {
     int k0 = kb * w->kc, kcur = imin(w->kc, cin - k0);
-    const float *bn = kb + 1 < w->nkb ? u_panel(w, it, kb + 1) : next >= 0 ? u_panel(w, next, 0) : NULL;
+    const float *bn = kb + 1 < w->nkb ? u_panel(w, it, kb + 1)
+                      : next >= 0     ? u_panel(w, next, 0)
+                                      : NULL;
     sn_conv_gemm_block(bt, imin(SN_NR, cout - n0), kcur,
                        vp + ((size_t)xi * w->nkb + kb) * np * SN_PANEL, u_panel(w, it, kb),
                        (size_t)kcur * SN_NR, mb + (size_t)xi * bt * cout + n0, cout,
@@ -497,7 +510,8 @@ static inline __attribute__((always_inline)) void output_chunk(const int A, cons
     for (int i = 0; i < A; i++)
       col[i] = _mm512_maskz_loadu_ps(cm, mb + ((size_t)(i * A + j) * bt + tl) * cout + c0);
     at_n(A, col, o);
-    for (int a = 0; a < M; a++) c[a][j] = o[a];
+    for (int a = 0; a < M; a++)
+      c[a][j] = o[a];
   }
   __m512 bias = w->bias ? _mm512_maskz_loadu_ps(cm, w->bias + c0) : _mm512_setzero_ps();
   const __m512 zero = _mm512_setzero_ps();
@@ -523,22 +537,27 @@ static void output_item(const wino_ctx *w, int t0, int bt, int tl, const float *
   int t = t0 + tl, nco = ceil_div(w->g->cout, 16);
   int img = t / w->tpi, rem = t % w->tpi, ty = rem / w->tw, tx = rem % w->tw;
   if (w->m == 2)
-    for (int ch = 0; ch < nco; ch++) output_chunk(4, 2, w, bt, tl, img, ty, tx, ch, mb);
+    for (int ch = 0; ch < nco; ch++)
+      output_chunk(4, 2, w, bt, tl, img, ty, tx, ch, mb);
   else
-    for (int ch = 0; ch < nco; ch++) output_chunk(6, 4, w, bt, tl, img, ty, tx, ch, mb);
+    for (int ch = 0; ch < nco; ch++)
+      output_chunk(6, 4, w, bt, tl, img, ty, tx, ch, mb);
 }
 
 /* One band [t0, t0 + bt) run by one thread. */
 static void band_alone(const wino_ctx *w, int t0, int bt, float *vp, float *mb) {
   int np = ceil_div(bt, SN_MR);
   int npan = ceil_div(w->g->cout, SN_NR);
-  for (int tl = 0; tl < bt; tl++) input_item(w, t0, np, tl, vp);
+  for (int tl = 0; tl < bt; tl++)
+    input_item(w, t0, np, tl, vp);
   /* prefetch the next U panel only for short bands (resnet50's layer 1 at batch 1: 4 A panels
    * per U panel, conv_bench --cold 300 0.70-0.80 -> 0.50-0.53 ms); long bands reuse each panel
    * from L1 over many A panels (batch 32: within noise, 1.02 [0.93, 1.06] in pair_bench) */
   const int n2 = w->P * npan, pf = np <= 4;
-  for (int it = 0; it < n2; it++) gemm_item(w, bt, np, it, pf && it + 1 < n2 ? it + 1 : -1, vp, mb);
-  for (int tl = 0; tl < bt; tl++) output_item(w, t0, bt, tl, mb);
+  for (int it = 0; it < n2; it++)
+    gemm_item(w, bt, np, it, pf && it + 1 < n2 ? it + 1 : -1, vp, mb);
+  for (int tl = 0; tl < bt; tl++)
+    output_item(w, t0, bt, tl, mb);
 }
 
 /* One band shared by all threads of the enclosing parallel region (every thread must call it):
@@ -550,20 +569,27 @@ static void band_shared(const wino_ctx *w, int t0, int bt, int nth, float *vp, f
   /* GEMM items in chunks of consecutive ones (a thread knows its next item inside a chunk) */
   int cg = imax(1, imin(npan, n2 / (4 * nth)));
 #pragma omp for schedule(dynamic, ct)
-  for (int tl = 0; tl < bt; tl++) input_item(w, t0, np, tl, vp);
+  for (int tl = 0; tl < bt; tl++)
+    input_item(w, t0, np, tl, vp);
 #pragma omp for schedule(dynamic, cg)
   for (int it = 0; it < n2; it++)
     gemm_item(w, bt, np, it, (it + 1) % cg && it + 1 < n2 ? it + 1 : -1, vp, mb);
 #pragma omp for schedule(dynamic, ct)
-  for (int tl = 0; tl < bt; tl++) output_item(w, t0, bt, tl, mb);
+  for (int tl = 0; tl < bt; tl++)
+    output_item(w, t0, bt, tl, mb);
 }
 
 void sn_conv_wino_forward_packed(int m, const sn_conv_geom *g, int nthreads, const float *x,
                                  const float *u, const float *bias, const float *res, int relu,
                                  float *y, float *ws) {
   m = m == 2 ? 2 : 4;
-  wino_ctx w = {g, x, u, bias, res, y, relu, m, wino_p(m), ceil_div(g->ow, m), 0,
-                sn_conv_gemm_kc(g->cin), 0, sn_conv_gemm_packb_floats(g->cin, g->cout)};
+  wino_ctx w = {g,         x,
+                u,         bias,
+                res,       y,
+                relu,      m,
+                wino_p(m), ceil_div(g->ow, m),
+                0,         sn_conv_gemm_kc(g->cin),
+                0,         sn_conv_gemm_packb_floats(g->cin, g->cout)};
   w.nkb = ceil_div(g->cin, w.kc);
   w.tpi = ceil_div(g->oh, m) * w.tw; /* tiles cover the output */
   int T = g->n * w.tpi;
@@ -582,7 +608,8 @@ void sn_conv_wino_forward_packed(int m, const sn_conv_geom *g, int nthreads, con
   {
     int tid = omp_get_thread_num(), nth = omp_get_num_threads();
     if (shared) {
-      for (int b = 0; b < nb; b++) band_shared(&w, b * bsz, imin(bsz, T - b * bsz), nth, vp0, mb0);
+      for (int b = 0; b < nb; b++)
+        band_shared(&w, b * bsz, imin(bsz, T - b * bsz), nth, vp0, mb0);
     } else {
 #pragma omp for schedule(dynamic, 1)
       for (int b = 0; b < nb; b++)

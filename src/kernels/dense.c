@@ -41,7 +41,8 @@ void sn_dense_backward(int portable, const float *x, const float *w, const float
   if (db) {
     for (int j = 0; j < out; ++j) {
       double s = 0.0;
-      for (int r = 0; r < n; ++r) s += dy[(size_t)r * out + j];
+      for (int r = 0; r < n; ++r)
+        s += dy[(size_t)r * out + j];
       db[j] = (float)s;
     }
   }

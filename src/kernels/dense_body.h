@@ -12,7 +12,8 @@ static void SN_DENSE_FN(forward)(const float *x, const float *w, const float *b,
     int c0 = blk * SN_DENSE_COLS, c1 = out < c0 + SN_DENSE_COLS ? out : c0 + SN_DENSE_COLS;
     for (int r = 0; r < n; ++r) {
       float *yr = y + (size_t)r * out;
-      for (int j = c0; j < c1; ++j) yr[j] = b ? b[j] : 0.0f;
+      for (int j = c0; j < c1; ++j)
+        yr[j] = b ? b[j] : 0.0f;
     }
     for (int k = 0; k < in; ++k) {
       const float *wk = w + (size_t)k * out;
@@ -20,7 +21,8 @@ static void SN_DENSE_FN(forward)(const float *x, const float *w, const float *b,
         const float a = x[(size_t)r * in + k];
         float *yr = y + (size_t)r * out;
 #pragma omp simd
-        for (int j = c0; j < c1; ++j) yr[j] += a * wk[j];
+        for (int j = c0; j < c1; ++j)
+          yr[j] += a * wk[j];
       }
     }
   }
@@ -33,12 +35,14 @@ static void SN_DENSE_FN(backward)(const float *x, const float *w, const float *d
 #pragma omp parallel for schedule(static) if (par)
   for (int k = 0; k < in; ++k) {
     float *dwk = dw + (size_t)k * out;
-    for (int j = 0; j < out; ++j) dwk[j] = 0.0f;
+    for (int j = 0; j < out; ++j)
+      dwk[j] = 0.0f;
     for (int r = 0; r < n; ++r) {
       const float a = x[(size_t)r * in + k];
       const float *dyr = dy + (size_t)r * out;
 #pragma omp simd
-      for (int j = 0; j < out; ++j) dwk[j] += a * dyr[j];
+      for (int j = 0; j < out; ++j)
+        dwk[j] += a * dyr[j];
     }
   }
   /* dx (N, In) = dy . w^T: dot products of dy's rows with w's rows */
@@ -50,7 +54,8 @@ static void SN_DENSE_FN(backward)(const float *x, const float *w, const float *d
         const float *dyr = dy + (size_t)r * out;
         float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-        for (int j = 0; j < out; ++j) s += dyr[j] * wk[j];
+        for (int j = 0; j < out; ++j)
+          s += dyr[j] * wk[j];
         dx[(size_t)r * in + k] = s;
       }
     }

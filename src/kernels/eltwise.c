@@ -19,7 +19,8 @@ static inline __mmask16 ew_mask(size_t n) { return (__mmask16)((1u << n) - 1); }
 static void relu_fwd_avx512(const float *x, size_t n, float *y) {
   const __m512 z = _mm512_setzero_ps();
   size_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_max_ps(_mm512_loadu_ps(x + i), z));
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(y + i, _mm512_max_ps(_mm512_loadu_ps(x + i), z));
   if (i < n) {
     const __mmask16 m = ew_mask(n - i);
     _mm512_mask_storeu_ps(y + i, m, _mm512_max_ps(_mm512_maskz_loadu_ps(m, x + i), z));
@@ -36,7 +37,8 @@ static void relu_bwd_avx512(const float *y, const float *dy, size_t n, float *dx
   }
   if (i < n) {
     const __mmask16 m = ew_mask(n - i);
-    const __mmask16 pos = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, y + i), z, _CMP_GT_OQ);
+    const __mmask16 pos =
+        _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, y + i), z, _CMP_GT_OQ);
     _mm512_mask_storeu_ps(dx + i, m, _mm512_maskz_loadu_ps(pos, dy + i));
   }
 }
@@ -52,9 +54,11 @@ static void relu_bwd_acc_avx512(const float *y, const float *dy, size_t n, float
   }
   if (i < n) {
     const __mmask16 m = ew_mask(n - i);
-    const __mmask16 pos = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, y + i), z, _CMP_GT_OQ);
+    const __mmask16 pos =
+        _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, y + i), z, _CMP_GT_OQ);
     const __m512 o = _mm512_maskz_loadu_ps(m, dx + i);
-    _mm512_mask_storeu_ps(dx + i, m, _mm512_mask_add_ps(o, pos, o, _mm512_maskz_loadu_ps(pos, dy + i)));
+    _mm512_mask_storeu_ps(dx + i, m,
+                          _mm512_mask_add_ps(o, pos, o, _mm512_maskz_loadu_ps(pos, dy + i)));
   }
 }
 
@@ -75,15 +79,15 @@ static void add_avx512(const float *a, const float *b, size_t n, int relu, float
 #pragma GCC pop_options
 
 /* Runs body(i0, len) over [0, n) in blocks of SN_EW_BLOCK, in parallel when n is large. */
-#define SN_EW_BLOCKS(n, body)                                                       \
-  do {                                                                              \
-    const long nb_ = (long)(((n) + SN_EW_BLOCK - 1) / SN_EW_BLOCK);                 \
-    _Pragma("omp parallel for schedule(static) if ((n) > SN_OMP_MIN)")              \
-    for (long b_ = 0; b_ < nb_; ++b_) {                                             \
-      const size_t i0 = (size_t)b_ * SN_EW_BLOCK;                                   \
-      const size_t len = (n) - i0 < SN_EW_BLOCK ? (n) - i0 : SN_EW_BLOCK;           \
-      body;                                                                         \
-    }                                                                               \
+#define SN_EW_BLOCKS(n, body)                                                                      \
+  do {                                                                                             \
+    const long nb_ = (long)(((n) + SN_EW_BLOCK - 1) / SN_EW_BLOCK);                                \
+    _Pragma("omp parallel for schedule(static) if ((n) > SN_OMP_MIN)") for (long b_ = 0; b_ < nb_; \
+                                                                            ++b_) {                \
+      const size_t i0 = (size_t)b_ * SN_EW_BLOCK;                                                  \
+      const size_t len = (n)-i0 < SN_EW_BLOCK ? (n)-i0 : SN_EW_BLOCK;                              \
+      body;                                                                                        \
+    }                                                                                              \
   } while (0)
 
 void sn_relu_forward(int portable, const float *x, size_t n, float *y) {
@@ -92,7 +96,8 @@ void sn_relu_forward(int portable, const float *x, size_t n, float *y) {
     return;
   }
 #pragma omp parallel for schedule(static) if (n > SN_OMP_MIN)
-  for (long i = 0; i < (long)n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  for (long i = 0; i < (long)n; ++i)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 /* dx = dy where y > 0, else 0 (the gradient at 0 is 0, as in PyTorch). dy is read
@@ -134,7 +139,8 @@ void sn_add_forward(int portable, const float *a, const float *b, size_t n, int 
     }
   } else {
 #pragma omp parallel for schedule(static) if (n > SN_OMP_MIN)
-    for (long i = 0; i < (long)n; ++i) y[i] = a[i] + b[i];
+    for (long i = 0; i < (long)n; ++i)
+      y[i] = a[i] + b[i];
   }
 }
 
@@ -175,6 +181,7 @@ void sn_pad_backward(const float *dy, int n, int h, int w, int c, int pt, int pl
 int sn_all_finite(const float *x, size_t n) {
   int ok = 1;
 #pragma omp parallel for schedule(static) reduction(&& : ok) if (n > SN_OMP_MIN)
-  for (long i = 0; i < (long)n; ++i) ok = ok && isfinite(x[i]);
+  for (long i = 0; i < (long)n; ++i)
+    ok = ok && isfinite(x[i]);
   return ok;
 }

@@ -22,9 +22,18 @@ int sn_pool_geom_init(sn_pool_geom *g, int n, int h, int w, int c, int kh, int k
       pl < 0 || pb < 0 || pr < 0)
     return -1;
   if (h + pt + pb < kh || w + pl + pr < kw) return -1;
-  g->n = n; g->h = h; g->w = w; g->c = c;
-  g->kh = kh; g->kw = kw; g->sh = sh; g->sw = sw;
-  g->pt = pt; g->pl = pl; g->pb = pb; g->pr = pr;
+  g->n = n;
+  g->h = h;
+  g->w = w;
+  g->c = c;
+  g->kh = kh;
+  g->kw = kw;
+  g->sh = sh;
+  g->sw = sw;
+  g->pt = pt;
+  g->pl = pl;
+  g->pb = pb;
+  g->pr = pr;
   g->oh = (h + pt + pb - kh) / sh + 1;
   g->ow = (w + pl + pr - kw) / sw + 1;
   g->pad_zero = pad_zero ? 1 : 0;
@@ -39,9 +48,11 @@ int sn_pool_geom_init(sn_pool_geom *g, int n, int h, int w, int c, int kh, int k
  * scanning each channel's window in (ky, kx) order. */
 static void max_tap(const float *xp, int c, int32_t base, float *yp, int32_t *ap, int first) {
   if (first) {
-    for (int ch = 0; ch < c; ++ch) yp[ch] = xp ? xp[ch] : 0.0f;
+    for (int ch = 0; ch < c; ++ch)
+      yp[ch] = xp ? xp[ch] : 0.0f;
     if (ap)
-      for (int ch = 0; ch < c; ++ch) ap[ch] = xp ? base + ch : -1;
+      for (int ch = 0; ch < c; ++ch)
+        ap[ch] = xp ? base + ch : -1;
     return;
   }
   if (!xp) { /* a padded zero */
@@ -53,7 +64,8 @@ static void max_tap(const float *xp, int c, int32_t base, float *yp, int32_t *ap
     return;
   }
   if (!ap) {
-    for (int ch = 0; ch < c; ++ch) yp[ch] = xp[ch] > yp[ch] ? xp[ch] : yp[ch];
+    for (int ch = 0; ch < c; ++ch)
+      yp[ch] = xp[ch] > yp[ch] ? xp[ch] : yp[ch];
     return;
   }
   for (int ch = 0; ch < c; ++ch) {
@@ -63,7 +75,8 @@ static void max_tap(const float *xp, int c, int32_t base, float *yp, int32_t *ap
   }
 }
 
-static void maxpool_forward_scalar(const sn_pool_geom *g, const float *x, float *y, int32_t *argmax) {
+static void maxpool_forward_scalar(const sn_pool_geom *g, const float *x, float *y,
+                                   int32_t *argmax) {
   const int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow;
   const long opix = (long)g->n * oh * ow;
 #pragma omp parallel for schedule(static) if ((size_t)opix * c * g->kh * g->kw > SN_OMP_MIN)
@@ -89,9 +102,11 @@ static void maxpool_forward_scalar(const sn_pool_geom *g, const float *x, float 
       }
     }
     if (first) { /* no cell at all (cannot happen for a valid geometry) */
-      for (int ch = 0; ch < c; ++ch) yp[ch] = 0.0f;
+      for (int ch = 0; ch < c; ++ch)
+        yp[ch] = 0.0f;
       if (ap)
-        for (int ch = 0; ch < c; ++ch) ap[ch] = -1;
+        for (int ch = 0; ch < c; ++ch)
+          ap[ch] = -1;
     }
   }
 }
@@ -102,7 +117,8 @@ static void maxpool_backward_job(const sn_pool_geom *g, const int32_t *ai, const
                                  float *dxi, int c0) {
   const int c = g->c, c1 = c0 + SN_CB < c ? c0 + SN_CB : c;
   for (size_t q = 0; q < (size_t)g->h * g->w; ++q)
-    for (int ch = c0; ch < c1; ++ch) dxi[q * c + ch] = 0.0f;
+    for (int ch = c0; ch < c1; ++ch)
+      dxi[q * c + ch] = 0.0f;
   for (size_t q = 0; q < (size_t)g->oh * g->ow; ++q)
     for (int ch = c0; ch < c1; ++ch) {
       const int32_t a = ai[q * c + ch];
@@ -128,9 +144,10 @@ static inline __mmask16 pool_mask(int n) {
  * and inference (no argmax: m = max(v, m), which is v > m ? v : m, the same select - a NaN never
  * replaces m, a first NaN stays - so bitwise the same values). Only the pixels whose window
  * crosses the border test the taps. */
-static inline __attribute__((always_inline)) void
-maxpool_avx512_body(const sn_pool_geom *g, const float *x, float *y, int32_t *argmax,
-                    const int ARG) {
+static inline __attribute__((always_inline)) void maxpool_avx512_body(const sn_pool_geom *g,
+                                                                      const float *x, float *y,
+                                                                      int32_t *argmax,
+                                                                      const int ARG) {
   const int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow;
   const long opix = (long)g->n * oh * ow;
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -180,12 +197,14 @@ maxpool_avx512_body(const sn_pool_geom *g, const float *x, float *y, int32_t *ar
 
 static void maxpool_forward_avx512(const sn_pool_geom *g, const float *x, float *y,
                                    int32_t *argmax) {
-  if (argmax) maxpool_avx512_body(g, x, y, argmax, 1);
-  else maxpool_avx512_body(g, x, y, NULL, 0);
+  if (argmax)
+    maxpool_avx512_body(g, x, y, argmax, 1);
+  else
+    maxpool_avx512_body(g, x, y, NULL, 0);
 }
 
-static void maxpool_backward_job_avx512(const sn_pool_geom *g, const int32_t *ai,
-                                        const float *dyi, float *dxi, int c0) {
+static void maxpool_backward_job_avx512(const sn_pool_geom *g, const int32_t *ai, const float *dyi,
+                                        float *dxi, int c0) {
   const int c = g->c;
   const __mmask16 k = pool_mask(c - c0);
   for (size_t q = 0; q < (size_t)g->h * g->w; ++q)
@@ -203,8 +222,10 @@ static void maxpool_backward_job_avx512(const sn_pool_geom *g, const int32_t *ai
 
 void sn_maxpool_forward(int portable, const sn_pool_geom *g, const float *x, float *y,
                         int32_t *argmax) {
-  if (sn_use_avx512(portable)) maxpool_forward_avx512(g, x, y, argmax);
-  else maxpool_forward_scalar(g, x, y, argmax);
+  if (sn_use_avx512(portable))
+    maxpool_forward_avx512(g, x, y, argmax);
+  else
+    maxpool_forward_scalar(g, x, y, argmax);
 }
 
 /* Parallel over (image, block of SN_CB channels): see the top of the file. */
@@ -219,8 +240,10 @@ void sn_maxpool_backward(int portable, const sn_pool_geom *g, const int32_t *arg
     const int32_t *ai = argmax + (size_t)img * out_img;
     const float *dyi = dy + (size_t)img * out_img;
     float *dxi = dx + (size_t)img * in_img;
-    if (simd) maxpool_backward_job_avx512(g, ai, dyi, dxi, c0);
-    else maxpool_backward_job(g, ai, dyi, dxi, c0);
+    if (simd)
+      maxpool_backward_job_avx512(g, ai, dyi, dxi, c0);
+    else
+      maxpool_backward_job(g, ai, dyi, dxi, c0);
   }
 }
 
@@ -249,7 +272,8 @@ void sn_avgpool_forward(const sn_pool_geom *g, const float *x, float *y) {
     for (int ch = 0; ch < c; ++ch) {
       double s = 0.0;
       for (int iy = y0; iy < y0 + ny; ++iy)
-        for (int ix = x0; ix < x0 + nx; ++ix) s += xi[((size_t)iy * w + ix) * c + ch];
+        for (int ix = x0; ix < x0 + nx; ++ix)
+          s += xi[((size_t)iy * w + ix) * c + ch];
       yp[ch] = cnt ? (float)(s / cnt) : 0.0f;
     }
   }
@@ -259,13 +283,15 @@ void sn_avgpool_backward(const sn_pool_geom *g, const float *dy, float *dx) {
   const int h = g->h, w = g->w, c = g->c, oh = g->oh, ow = g->ow, nb = (c + SN_CB - 1) / SN_CB;
   const size_t in_img = (size_t)h * w * c, out_pix = (size_t)oh * ow;
   const long jobs = (long)g->n * nb;
-#pragma omp parallel for schedule(static) if ((in_img + out_pix * c * g->kh * g->kw) * g->n > SN_OMP_MIN)
+#pragma omp parallel for schedule(static) if ((in_img + out_pix * c * g->kh * g->kw) * g->n >      \
+                                              SN_OMP_MIN)
   for (long jb = 0; jb < jobs; ++jb) {
     const int img = (int)(jb / nb), b = (int)(jb % nb);
     const int c0 = b * SN_CB, c1 = c0 + SN_CB < c ? c0 + SN_CB : c;
     float *dxi = dx + (size_t)img * in_img;
     for (size_t q = 0; q < (size_t)h * w; ++q)
-      for (int ch = c0; ch < c1; ++ch) dxi[q * c + ch] = 0.0f;
+      for (int ch = c0; ch < c1; ++ch)
+        dxi[q * c + ch] = 0.0f;
     const float *dyi = dy + (size_t)img * out_pix * c;
     for (int oy = 0; oy < oh; ++oy)
       for (int ox = 0; ox < ow; ++ox) {
@@ -278,7 +304,8 @@ void sn_avgpool_backward(const sn_pool_geom *g, const float *dy, float *dx) {
         for (int iy = y0; iy < y0 + ny; ++iy)
           for (int ix = x0; ix < x0 + nx; ++ix) {
             float *t = dxi + ((size_t)iy * w + ix) * c;
-            for (int ch = c0; ch < c1; ++ch) t[ch] += d[ch] * inv;
+            for (int ch = c0; ch < c1; ++ch)
+              t[ch] += d[ch] * inv;
           }
       }
   }
@@ -295,8 +322,10 @@ void sn_global_avgpool_forward(const float *x, int n, int hw, int c, float *y) {
     double s[SN_CB] = {0};
     const float *xi = x + (size_t)img * hw * c;
     for (int p = 0; p < hw; ++p)
-      for (int ch = c0; ch < c1; ++ch) s[ch - c0] += xi[(size_t)p * c + ch];
-    for (int ch = c0; ch < c1; ++ch) y[(size_t)img * c + ch] = (float)(s[ch - c0] / hw);
+      for (int ch = c0; ch < c1; ++ch)
+        s[ch - c0] += xi[(size_t)p * c + ch];
+    for (int ch = c0; ch < c1; ++ch)
+      y[(size_t)img * c + ch] = (float)(s[ch - c0] / hw);
   }
 }
 
@@ -307,7 +336,8 @@ void sn_global_avgpool_backward(const float *dy, int n, int hw, int c, float *dx
   for (long r = 0; r < rows; ++r) {
     const float *d = dy + (size_t)(r / hw) * c;
     float *t = dx + (size_t)r * c;
-    for (int ch = 0; ch < c; ++ch) t[ch] = d[ch] * inv;
+    for (int ch = 0; ch < c; ++ch)
+      t[ch] = d[ch] * inv;
   }
 }
 

@@ -111,7 +111,8 @@ static sn_status bn_forward(sn_net *net, sn_layer *l, int n, int training) {
     /* the convolution normalizes its input copies (fuse.c fuse_bn_into_convs) with this scale,
      * rounded as normalize() rounds it */
     float *scale = l->invstd + c;
-    for (int k = 0; k < c; ++k) scale[k] = (float)((double)gamma[k] * l->invstd[k]);
+    for (int k = 0; k < c; ++k)
+      scale[k] = (float)((double)gamma[k] * l->invstd[k]);
   } else if (l->fuse.into_add) { /* writes the consumer add's output (fuse.c fuse_bn_into_add) */
     sn_layer *a = &net->layers[l->fuse.into_add - 1];
     const int self = (int)(l - net->layers);
@@ -136,8 +137,10 @@ static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
    * change only after the step) rather than reading y. */
   const float *gamma = sn_param_data(net, l, 0), *beta = sn_param_data(net, l, 1);
   if (l->fuse.relu)
-    sn_bn_backward_sums_relu_x(net->opts.portable, x, l->dy, rows, c, l->mean, l->invstd, gamma, beta, sdy, sdyx);
-  else sn_bn_backward_sums(net->opts.portable, x, l->dy, rows, c, l->mean, sdy, sdyx);
+    sn_bn_backward_sums_relu_x(net->opts.portable, x, l->dy, rows, c, l->mean, l->invstd, gamma,
+                               beta, sdy, sdyx);
+  else
+    sn_bn_backward_sums(net->opts.portable, x, l->dy, rows, c, l->mean, sdy, sdyx);
   float *dgamma = sn_param_grad(net, l, 0), *dbeta = sn_param_grad(net, l, 1);
   for (int k = 0; k < c; ++k) { /* parameter gradients stay local: gradient sync sums them */
     dgamma[k] = (float)(sdyx[k] * (double)l->invstd[k]);
@@ -152,11 +155,11 @@ static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
   float *dx = sn_layer_input_grad(net, l, 0, &acc);
   if (!dx) return SN_OK;
   if (l->fuse.relu)
-    sn_bn_backward_dx_relu_x(net->opts.portable, x, l->dy, rows, c, l->mean, l->invstd, gamma, beta, sdy, sdyx,
-                             count[0], acc ? tmp : dx);
+    sn_bn_backward_dx_relu_x(net->opts.portable, x, l->dy, rows, c, l->mean, l->invstd, gamma, beta,
+                             sdy, sdyx, count[0], acc ? tmp : dx);
   else
-    sn_bn_backward_dx(net->opts.portable, x, l->dy, rows, c, l->mean, l->invstd, gamma, sdy, sdyx, count[0],
-                      acc ? tmp : dx);
+    sn_bn_backward_dx(net->opts.portable, x, l->dy, rows, c, l->mean, l->invstd, gamma, sdy, sdyx,
+                      count[0], acc ? tmp : dx);
   if (acc) sn_net_accumulate(dx, tmp, rows * (size_t)c);
   return SN_OK;
 }

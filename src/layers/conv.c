@@ -8,8 +8,8 @@
 
 static int geom(const sn_net *net, const sn_layer *l, int n, sn_conv_geom *g) {
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
-  return sn_conv_geom_init(g, &net->opts, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt, l->pl, l->pb,
-                           l->pr, l->filters);
+  return sn_conv_geom_init(g, &net->opts, n, s->h, s->w, s->c, l->kh, l->kw, l->sh, l->sw, l->pt,
+                           l->pl, l->pb, l->pr, l->filters);
 }
 
 static sn_status conv_shape(sn_net *net, sn_layer *l) {
@@ -20,7 +20,8 @@ static sn_status conv_shape(sn_net *net, sn_layer *l) {
       ow <= 0)
     return sn_error_set(SN_ERR_SHAPE,
                         "layer %s: %dx%d kernel (stride %d, padding %d/%d) does not fit input "
-                        "(%d, %d, %d)", l->name, l->kh, l->kw, l->sh, l->pt, l->pb, s->h, s->w, s->c);
+                        "(%d, %d, %d)",
+                        l->name, l->kh, l->kw, l->sh, l->pt, l->pb, s->h, s->w, s->c);
   l->out = (sn_shape){oh, ow, l->filters};
   return SN_OK;
 }
@@ -50,14 +51,16 @@ static sn_status conv_prepare(sn_net *net, sn_layer *l) {
   if (l->fuse.fold_bn >= 0) {
     const sn_layer *bn = &net->layers[l->fuse.fold_bn];
     if (!l->fold) l->fold = malloc((kn + (size_t)l->filters) * sizeof(float));
-    if (!l->fold) return sn_error_set(SN_ERR_NOMEM, "layer %s: out of memory folding %s", l->name, bn->name);
+    if (!l->fold)
+      return sn_error_set(SN_ERR_NOMEM, "layer %s: out of memory folding %s", l->name, bn->name);
     float *fw = l->fold, *fb = l->fold + kn;
     /* w' = s*w, b' = beta + (b - mean)*s, in double. */
     for (int o = 0; o < l->filters; ++o) {
       double mean, s, beta;
       sn_bn_layer_channel(net, bn, o, &mean, &s, &beta);
       fb[o] = (float)(beta + ((b ? (double)b[o] : 0.0) - mean) * s);
-      for (size_t i = (size_t)o; i < kn; i += (size_t)l->filters) fw[i] = (float)((double)w[i] * s);
+      for (size_t i = (size_t)o; i < kn; i += (size_t)l->filters)
+        fw[i] = (float)((double)w[i] * s);
     }
     w = fw;
     b = fb;
@@ -114,8 +117,10 @@ static sn_conv_in input_map(const sn_net *net, const sn_layer *bn, int training)
 static sn_status conv_forward(sn_net *net, sn_layer *l, int n, int training) {
   const float *x = sn_layer_input(net, l, 0);
   if (!training) {
-    const float *res = l->fuse.residual >= 0 ? net->layers[net->layers[l->fuse.residual].fuse.alias].y
-                       : l->fuse.residual == -1 ? net->input : NULL;
+    const float *res = l->fuse.residual >= 0
+                           ? net->layers[net->layers[l->fuse.residual].fuse.alias].y
+                       : l->fuse.residual == -1 ? net->input
+                                                : NULL;
     const sn_layer *bn = l->fuse.in_bn >= 0 ? &net->layers[l->fuse.in_bn] : NULL;
     const sn_conv_in in = input_map(net, bn, 0);
     sn_conv_impl_forward_in(l->impl, n, x, bn ? &in : NULL, res, l->fuse.relu, l->y, net->ws);
@@ -126,8 +131,8 @@ static sn_status conv_forward(sn_net *net, sn_layer *l, int n, int training) {
   const sn_layer *bn = input_bn(net, l, n);
   const sn_conv_in in = input_map(net, bn, 1);
   sn_conv_forward_in(&g, bn ? sn_layer_input(net, bn, 0) : x, bn ? &in : NULL,
-                       sn_param_data(net, l, 0), l->use_bias ? sn_param_data(net, l, 1) : NULL,
-                       NULL, 0, l->y, net->ws);
+                     sn_param_data(net, l, 0), l->use_bias ? sn_param_data(net, l, 1) : NULL, NULL,
+                     0, l->y, net->ws);
   return SN_OK;
 }
 
@@ -147,7 +152,7 @@ static sn_status conv_backward(sn_net *net, sn_layer *l, int n) {
   /* an accumulated dx is added in the kernel's output pass where it can, else through tmp */
   const int in_kernel = dx && acc && sn_conv_backward_accumulates(&g);
   sn_conv_backward_in(&g, x, bn ? &in : NULL, w, l->dy, dx && acc && !in_kernel ? tmp : dx,
-                        in_kernel, dw, db, net->ws);
+                      in_kernel, dw, db, net->ws);
   if (dx && acc && !in_kernel) sn_net_accumulate(dx, tmp, in_n);
   return SN_OK;
 }

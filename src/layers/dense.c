@@ -17,11 +17,12 @@ static sn_status dense_params(sn_net *net, sn_layer *l) {
 static size_t dense_workspace(const sn_net *net, const sn_layer *l, int n, int training) {
   return training ? (size_t)n * sn_shape_size(*sn_layer_in_shape(net, l, 0)) : 0;
 }
-/* Inference with AVX-512 (where an unpadded 1x1 runs on the packed GEMM): the layer is a 1x1 convolution of a 1x1 image (W (In, Out) is its
- * HWIO kernel) on the packed GEMM, with W packed once here. Its K blocks stream the packed
- * weights once per call, where the loops of sn_dense_forward read them in 4 KiB strides:
- * resnet50's classifier 0.48 / 0.85 / 1.21 ms against 0.72 / 2.46 / 6.48 at batch 1 / 8 / 32
- * (2 threads, medians of 41 alternating calls). Each output is still summed in a fixed order. */
+/* Inference with AVX-512 (where an unpadded 1x1 runs on the packed GEMM): the layer is a 1x1
+ * convolution of a 1x1 image (W (In, Out) is its HWIO kernel) on the packed GEMM, with W packed
+ * once here. Its K blocks stream the packed weights once per call, where the loops of
+ * sn_dense_forward read them in 4 KiB strides: resnet50's classifier 0.48 / 0.85 / 1.21 ms against
+ * 0.72 / 2.46 / 6.48 at batch 1 / 8 / 32 (2 threads, medians of 41 alternating calls). Each output
+ * is still summed in a fixed order. */
 static sn_status dense_prepare(sn_net *net, sn_layer *l) {
   sn_conv_geom g;
   int in = (int)sn_shape_size(*sn_layer_in_shape(net, l, 0));

@@ -12,8 +12,10 @@ static void give_grad(sn_net *net, sn_layer *l, int i, const float *g, size_t co
   int acc = 0;
   float *dx = sn_layer_input_grad(net, l, i, &acc);
   if (!dx) return;
-  if (acc) sn_net_accumulate(dx, g, count);
-  else if (dx != g) memcpy(dx, g, count * sizeof(float));
+  if (acc)
+    sn_net_accumulate(dx, g, count);
+  else if (dx != g)
+    memcpy(dx, g, count * sizeof(float));
 }
 
 /* ---- ReLU */
@@ -23,7 +25,8 @@ static sn_status same_shape(sn_net *net, sn_layer *l) {
 }
 static sn_status relu_forward(sn_net *net, sn_layer *l, int n, int training) {
   (void)training;
-  sn_relu_forward(net->opts.portable, sn_layer_input(net, l, 0), (size_t)n * sn_shape_size(l->out), l->y);
+  sn_relu_forward(net->opts.portable, sn_layer_input(net, l, 0), (size_t)n * sn_shape_size(l->out),
+                  l->y);
   return SN_OK;
 }
 /* Passes the gradient of input i of a layer whose output y = max(0, v): dy where y > 0, else 0,
@@ -32,8 +35,10 @@ static void give_relu_grad(sn_net *net, sn_layer *l, int i, size_t count) {
   int acc = 0;
   float *dx = sn_layer_input_grad(net, l, i, &acc);
   if (!dx) return;
-  if (acc) sn_relu_backward_acc(net->opts.portable, l->y, l->dy, count, dx);
-  else sn_relu_backward(net->opts.portable, l->y, l->dy, count, dx);
+  if (acc)
+    sn_relu_backward_acc(net->opts.portable, l->y, l->dy, count, dx);
+  else
+    sn_relu_backward(net->opts.portable, l->y, l->dy, count, dx);
 }
 static sn_status relu_backward(sn_net *net, sn_layer *l, int n) {
   give_relu_grad(net, l, 0, (size_t)n * sn_shape_size(l->out));
@@ -52,8 +57,8 @@ const sn_layer_ops sn_relu_ops = {
 static sn_status add_shape(sn_net *net, sn_layer *l) {
   const sn_shape *a = sn_layer_in_shape(net, l, 0), *b = sn_layer_in_shape(net, l, 1);
   if (a->h != b->h || a->w != b->w || a->c != b->c)
-    return sn_error_set(SN_ERR_SHAPE, "layer %s: cannot add (%d, %d, %d) and (%d, %d, %d)",
-                        l->name, a->h, a->w, a->c, b->h, b->w, b->c);
+    return sn_error_set(SN_ERR_SHAPE, "layer %s: cannot add (%d, %d, %d) and (%d, %d, %d)", l->name,
+                        a->h, a->w, a->c, b->h, b->w, b->c);
   l->out = *a;
   return SN_OK;
 }
@@ -66,15 +71,18 @@ static sn_status add_forward(sn_net *net, sn_layer *l, int n, int training) {
 }
 static sn_status add_backward(sn_net *net, sn_layer *l, int n) {
   size_t count = (size_t)n * sn_shape_size(l->out);
-  int relu = l->fuse.relu; /* training fusion (fuse.c) */
+  int relu = l->fuse.relu;         /* training fusion (fuse.c) */
   if (l->fuse.shared_in && relu) { /* mask in place: the inputs sharing dy read it as is */
     sn_relu_backward(net->opts.portable, l->y, l->dy, count, l->dy);
     relu = 0;
   }
   for (int i = 0; i < 2; ++i) {
-    if (l->fuse.shared_in >> i & 1) net->layers[l->in[i]].dy_written = 1; /* fuse.c sn_fuse_share_add_grads */
-    else if (relu) give_relu_grad(net, l, i, count);
-    else give_grad(net, l, i, l->dy, count);
+    if (l->fuse.shared_in >> i & 1)
+      net->layers[l->in[i]].dy_written = 1; /* fuse.c sn_fuse_share_add_grads */
+    else if (relu)
+      give_relu_grad(net, l, i, count);
+    else
+      give_grad(net, l, i, l->dy, count);
   }
   return SN_OK;
 }

@@ -15,13 +15,17 @@ static void give(sn_net *net, sn_layer *l, const float *g, size_t count) {
   int acc = 0;
   float *dx = sn_layer_input_grad(net, l, 0, &acc);
   if (!dx) return;
-  if (acc) sn_net_accumulate(dx, g, count);
-  else for (size_t i = 0; i < count; ++i) dx[i] = g[i];
+  if (acc)
+    sn_net_accumulate(dx, g, count);
+  else
+    for (size_t i = 0; i < count; ++i)
+      dx[i] = g[i];
 }
 
 static sn_status pool_shape(sn_net *net, sn_layer *l) {
   const sn_shape *s = sn_layer_in_shape(net, l, 0);
-  int oh = (s->h + l->pt + l->pb - l->kh) / l->sh + 1, ow = (s->w + l->pl + l->pr - l->kw) / l->sw + 1;
+  int oh = (s->h + l->pt + l->pb - l->kh) / l->sh + 1,
+      ow = (s->w + l->pl + l->pr - l->kw) / l->sw + 1;
   if (s->h + l->pt + l->pb < l->kh || s->w + l->pl + l->pr < l->kw || oh <= 0 || ow <= 0)
     return sn_error_set(SN_ERR_SHAPE, "layer %s: %dx%d pool does not fit input (%d, %d, %d)",
                         l->name, l->kh, l->kw, s->h, s->w, s->c);
@@ -49,7 +53,8 @@ static int maxpool_take_pad(sn_layer *l, const sn_layer *pad) {
 static sn_status maxpool_forward(sn_net *net, sn_layer *l, int n, int training) {
   sn_pool_geom g;
   pgeom(net, l, n, &g);
-  sn_maxpool_forward(net->opts.portable, &g, sn_layer_input(net, l, 0), l->y, training ? l->argmax : NULL);
+  sn_maxpool_forward(net->opts.portable, &g, sn_layer_input(net, l, 0), l->y,
+                     training ? l->argmax : NULL);
   return SN_OK;
 }
 static sn_status maxpool_backward(sn_net *net, sn_layer *l, int n) {

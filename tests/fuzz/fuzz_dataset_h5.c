@@ -21,24 +21,27 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
   sn_h5_init();
-  static const char *words[] = {"images", "encoded", "offsets", "labels", "classes", "filenames",
-                                "height", "width", "channels", "/images", "/encoded", "0", "",
-                                "images/x", "group", "index", "done", "complete"};
-  for (size_t i = 0; i < sizeof words / sizeof words[0]; ++i) fzb_dict_add(&dict, &ndict, words[i]);
+  static const char *words[] = {"images",    "encoded", "offsets", "labels",   "classes",
+                                "filenames", "height",  "width",   "channels", "/images",
+                                "/encoded",  "0",       "",        "images/x", "group",
+                                "index",     "done",    "complete"};
+  for (size_t i = 0; i < sizeof words / sizeof words[0]; ++i)
+    fzb_dict_add(&dict, &ndict, words[i]);
   return 0;
 }
 
 static const hsize_t n_table[8] = {0, 1, 2, 3, 5, 8, 17, 1u << 20};
 static const hsize_t side_table[16] = {1, 2, 3, 4, 7, 8, 16, 31, 65535, 65536, 0, 5, 2, 1, 3, 4};
 static const hsize_t c_table[8] = {1, 3, 4, 2, 0, 5, 1, 3};
-static const int img_types[8] = {FZT_U8, FZT_U8, FZT_U8, FZT_F32, FZT_F32, FZT_I8, FZT_U16, FZT_F64};
+static const int img_types[8] = {FZT_U8,  FZT_U8, FZT_U8,  FZT_F32,
+                                 FZT_F32, FZT_I8, FZT_U16, FZT_F64};
 
 static int64_t write_images(hid_t f, fz_in *in) {
   const int t = img_types[fz_u8(in) % 8];
   const unsigned r = fz_u8(in) % 8;
   const int rank = r < 6 ? 4 : r == 6 ? 3 : 5;
-  hsize_t dims[5] = {n_table[fz_u8(in) % 8], side_table[fz_u8(in) % 16],
-                     side_table[fz_u8(in) % 16], c_table[fz_u8(in) % 8], 2};
+  hsize_t dims[5] = {n_table[fz_u8(in) % 8], side_table[fz_u8(in) % 16], side_table[fz_u8(in) % 16],
+                     c_table[fz_u8(in) % 8], 2};
   const int storage = (int)(fz_u8(in) % 4);
   if (rank == 5) {
     /* fzb_dataset takes at most 4 dims in its chunk table: write a 5-D one directly */
@@ -94,23 +97,45 @@ static int64_t write_encoded(hid_t f, fz_in *in, int fixed) {
     const unsigned a = fz_u8(in);
     if (d < 0) continue;
     if (a % 16 == 15) continue; /* missing */
-    if (a % 16 == 14) fzb_attr_str(d, names[i], "16", fixed);
-    else if (a % 16 == 13) fzb_attr_int(d, names[i], FZT_I64, 16, 2);
-    else if (a % 16 == 12) fzb_attr_int(d, names[i], FZT_F64, 16, 0);
-    else fzb_attr_int(d, names[i], a & 16 ? FZT_I32 : FZT_U16, attr_vals[a % 8], 0);
+    if (a % 16 == 14)
+      fzb_attr_str(d, names[i], "16", fixed);
+    else if (a % 16 == 13)
+      fzb_attr_int(d, names[i], FZT_I64, 16, 2);
+    else if (a % 16 == 12)
+      fzb_attr_int(d, names[i], FZT_F64, 16, 0);
+    else
+      fzb_attr_int(d, names[i], a & 16 ? FZT_I32 : FZT_U16, attr_vals[a % 8], 0);
   }
   if (d >= 0) H5Dclose(d);
   /* /offsets */
   int64_t n = m;
   hsize_t odims[2] = {(hsize_t)m + 1, 1};
   switch (ov) {
-  case 1: if (m >= 2) { int64_t t = off[1]; off[1] = off[2]; off[2] = t; } break;
-  case 2: off[m] = (int64_t)total + 1; break;
-  case 3: off[0] = -1; break;
-  case 4: odims[0] = (hsize_t)m; n = m - 1; break;
-  case 5: off[m] = INT64_MAX; break;
-  case 10: off[m] = INT64_MIN; break; /* finding F1 when m >= 1 */
-  default: break;
+  case 1:
+    if (m >= 2) {
+      int64_t t = off[1];
+      off[1] = off[2];
+      off[2] = t;
+    }
+    break;
+  case 2:
+    off[m] = (int64_t)total + 1;
+    break;
+  case 3:
+    off[0] = -1;
+    break;
+  case 4:
+    odims[0] = (hsize_t)m;
+    n = m - 1;
+    break;
+  case 5:
+    off[m] = INT64_MAX;
+    break;
+  case 10:
+    off[m] = INT64_MIN;
+    break; /* finding F1 when m >= 1 */
+  default:
+    break;
   }
   if (ov == 9) {
     /* missing */
@@ -138,13 +163,15 @@ static void write_labels(hid_t f, fz_in *in, int64_t n) {
   hsize_t dims[2] = {(hsize_t)n, 2};
   if (v == 2) dims[0] += 1;
   int64_t *vals = calloc((size_t)dims[0] * 2 + 1, sizeof *vals);
-  for (hsize_t i = 0; i < dims[0]; ++i) vals[i] = fz_u8(in) % 12;
+  for (hsize_t i = 0; i < dims[0]; ++i)
+    vals[i] = fz_u8(in) % 12;
   if (v == 4 && dims[0] > 0) vals[dims[0] - 1] = (fz_u8(in) & 1) ? -1 : INT64_C(1) << 31;
   const int t = v == 3 ? FZT_F32 : v == 5 ? FZT_I64 : v == 6 ? FZT_U8 : v == 8 ? FZT_VSTR : FZT_I32;
   hid_t space = H5Screate_simple(v == 7 ? 2 : 1, dims, NULL);
   hid_t type = fzb_type(t);
   hid_t d = H5Dcreate2(f, "labels", type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (d >= 0 && t != FZT_VSTR && dims[0] > 0) H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, vals);
+  if (d >= 0 && t != FZT_VSTR && dims[0] > 0)
+    H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, vals);
   if (d >= 0) H5Dclose(d);
   H5Tclose(type);
   H5Sclose(space);
@@ -174,7 +201,8 @@ static void write_classes(hid_t f, fz_in *in, int fixed) {
       H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, names);
     } else {
       char buf[10][6];
-      for (int i = 0; i < 10; ++i) strncpy(buf[i], names[i], 6); /* not terminated when full */
+      for (int i = 0; i < 10; ++i)
+        strncpy(buf[i], names[i], 6); /* not terminated when full */
       H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
     }
   }

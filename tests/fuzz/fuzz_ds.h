@@ -27,7 +27,8 @@ static void fz_read_check(sn_dataset *ds, const char *path, const int64_t *rows,
   if (st == SN_OK) {
     for (int i = 0; lab && i < count; ++i)
       if (lab[i] < 0 || (info->num_classes > 0 && lab[i] >= info->num_classes))
-        fz_fail("row %lld: label %d outside [0, %d)", (long long)rows[i], lab[i], info->num_classes);
+        fz_fail("row %lld: label %d outside [0, %d)", (long long)rows[i], lab[i],
+                info->num_classes);
     /* The same row read twice gives the same bytes (decoding is deterministic). */
     for (int i = 0; i < count; ++i)
       for (int j = i + 1; j < count; ++j)
@@ -46,7 +47,8 @@ static void fz_reader_check(sn_dataset *ds, const char *path) {
   const size_t row = (size_t)info->h * info->w * info->c * sizeof(float);
   if (info->n < 1 || info->n > 64 || row * 3 * 2 > FZ_MAX_READ) return;
   int64_t rows[64];
-  for (int64_t i = 0; i < info->n; ++i) rows[i] = info->n - 1 - i;
+  for (int64_t i = 0; i < info->n; ++i)
+    rows[i] = info->n - 1 - i;
   sn_reader_options o;
   sn_reader_options_init(&o);
   o.batch = 2;
@@ -68,10 +70,13 @@ static void fz_reader_check(sn_dataset *ds, const char *path) {
     if (st != SN_OK || count == 0) break;
     if (count < 0 || count > 2) fz_fail("sn_reader_next: batch of %d rows", count);
     for (int i = 0; i < count; ++i)
-      if (got[i] != rows[seen + i]) fz_fail("sn_reader_next: row %lld, expected %lld", (long long)got[i], (long long)rows[seen + i]);
+      if (got[i] != rows[seen + i])
+        fz_fail("sn_reader_next: row %lld, expected %lld", (long long)got[i],
+                (long long)rows[seen + i]);
     seen += count;
   }
-  if (st == SN_OK && seen != info->n) fz_fail("sn_reader: %lld of %lld rows", (long long)seen, (long long)info->n);
+  if (st == SN_OK && seen != info->n)
+    fz_fail("sn_reader: %lld of %lld rows", (long long)seen, (long long)info->n);
   sn_reader_destroy(r);
 }
 
@@ -92,7 +97,8 @@ static int fz_offsets_overflow(const char *path) {
       int64_t *v = n > 0 && n <= ((hsize_t)1 << 20) ? malloc(n * sizeof *v) : NULL;
       if (v && H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0) {
         int64_t diff;
-        for (hsize_t i = 0; i + 1 < n && !bad; ++i) bad = __builtin_sub_overflow(v[i + 1], v[i], &diff);
+        for (hsize_t i = 0; i + 1 < n && !bad; ++i)
+          bad = __builtin_sub_overflow(v[i + 1], v[i], &diff);
       }
       free(v);
     }
@@ -124,7 +130,8 @@ static void fz_dataset_exercise(const char *path, unsigned opts) {
             (long long)info->n, info->h, info->w, info->c, (int)info->dtype, info->encoded,
             info->num_classes);
   const int32_t *labels = sn_dataset_labels(ds);
-  if (info->has_labels != (labels != NULL)) fz_fail("has_labels %d but labels %p", info->has_labels, (const void *)labels);
+  if (info->has_labels != (labels != NULL))
+    fz_fail("has_labels %d but labels %p", info->has_labels, (const void *)labels);
   for (int64_t i = 0; labels && i < info->n; ++i)
     if (labels[i] < 0 || labels[i] >= info->num_classes)
       fz_fail("label %lld is %d, num_classes %d", (long long)i, labels[i], info->num_classes);
@@ -137,7 +144,8 @@ static void fz_dataset_exercise(const char *path, unsigned opts) {
     static const int sizes[8] = {1, 2, 7, 16, 32, 33, 64, 224};
     const int s = sizes[(opts >> 1) & 7];
     const int shorter = opts & 32 ? s + (int)(opts >> 1 & 3) : 0;
-    st = sn_dataset_set_decode(ds, s, s, opts & 16 ? SN_RESIZE_NEAREST : SN_RESIZE_BILINEAR, shorter);
+    st = sn_dataset_set_decode(ds, s, s, opts & 16 ? SN_RESIZE_NEAREST : SN_RESIZE_BILINEAR,
+                               shorter);
     fz_check_status(st, "sn_dataset_set_decode", NULL);
     if (!info->encoded && st == SN_OK && (s != info->h || s != info->w || shorter))
       fz_fail("a raw %dx%d dataset accepted decode target %dx%d", info->h, info->w, s, s);
@@ -150,7 +158,8 @@ static void fz_dataset_exercise(const char *path, unsigned opts) {
     if (opts & 128) fz_read_check(ds, path, rows, 6);
     int64_t asc[4];
     int k = 0;
-    for (int64_t i = 0; i < n && k < 4; ++i) asc[k++] = i;
+    for (int64_t i = 0; i < n && k < 4; ++i)
+      asc[k++] = i;
     fz_read_check(ds, path, asc, k);
     /* Out of range: refused. */
     int64_t bad[2] = {-1, n};
@@ -158,7 +167,8 @@ static void fz_dataset_exercise(const char *path, unsigned opts) {
     for (int i = 0; i < 2; ++i) {
       sn_error_clear();
       st = sn_dataset_read_rows(ds, &bad[i], 1, one, NULL);
-      if (st != SN_ERR_INVALID) fz_fail("row %lld of %lld: status %d", (long long)bad[i], (long long)n, st);
+      if (st != SN_ERR_INVALID)
+        fz_fail("row %lld of %lld: status %d", (long long)bad[i], (long long)n, st);
     }
   }
   /* count 0 is fine */

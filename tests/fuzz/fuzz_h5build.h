@@ -30,13 +30,27 @@ enum {
 static hid_t fzb_type(int t) {
   hid_t y = -1;
   switch (t) {
-  case FZT_F32: y = H5Tcopy(H5T_IEEE_F32LE); break;
-  case FZT_F64: y = H5Tcopy(H5T_IEEE_F64LE); break;
-  case FZT_I32: y = H5Tcopy(H5T_STD_I32LE); break;
-  case FZT_I64: y = H5Tcopy(H5T_STD_I64LE); break;
-  case FZT_U8: y = H5Tcopy(H5T_STD_U8LE); break;
-  case FZT_I8: y = H5Tcopy(H5T_STD_I8LE); break;
-  case FZT_U16: y = H5Tcopy(H5T_STD_U16LE); break;
+  case FZT_F32:
+    y = H5Tcopy(H5T_IEEE_F32LE);
+    break;
+  case FZT_F64:
+    y = H5Tcopy(H5T_IEEE_F64LE);
+    break;
+  case FZT_I32:
+    y = H5Tcopy(H5T_STD_I32LE);
+    break;
+  case FZT_I64:
+    y = H5Tcopy(H5T_STD_I64LE);
+    break;
+  case FZT_U8:
+    y = H5Tcopy(H5T_STD_U8LE);
+    break;
+  case FZT_I8:
+    y = H5Tcopy(H5T_STD_I8LE);
+    break;
+  case FZT_U16:
+    y = H5Tcopy(H5T_STD_U16LE);
+    break;
   case FZT_F16:
     y = H5Tcopy(H5T_IEEE_F32LE);
     H5Tset_fields(y, 15, 10, 5, 0, 10);
@@ -51,7 +65,9 @@ static hid_t fzb_type(int t) {
     y = H5Tcopy(H5T_C_S1);
     H5Tset_size(y, H5T_VARIABLE);
     break;
-  default: y = H5Tcopy(H5T_IEEE_F32BE); break;
+  default:
+    y = H5Tcopy(H5T_IEEE_F32BE);
+    break;
   }
   return y;
 }
@@ -98,7 +114,8 @@ static void fzb_dataset(hid_t loc, const char *name, int t, int rank, const hsiz
   if (rank > 0 && (layout == 1 || layout == 2 || big) && count > 0) {
     /* chunks of up to 32 per dimension: few enough to write (and read back) quickly */
     hsize_t chunk[8];
-    for (int i = 0; i < rank; ++i) chunk[i] = dims[i] < 32 ? (dims[i] ? dims[i] : 1) : 32;
+    for (int i = 0; i < rank; ++i)
+      chunk[i] = dims[i] < 32 ? (dims[i] ? dims[i] : 1) : 32;
     H5Pset_chunk(dcpl, rank, chunk);
     if (layout == 2) H5Pset_deflate(dcpl, 1);
   } else if (layout == 3 && count * H5Tget_size(type) < 30000) {
@@ -108,7 +125,7 @@ static void fzb_dataset(hid_t loc, const char *name, int t, int rank, const hsiz
   if (d >= 0 && !big && count > 0) {
     if (t == FZT_STR || t == FZT_VSTR) {
       /* Strings: "s<k>" */
-      char (*fixed)[8] = calloc((size_t)count, 8);
+      char(*fixed)[8] = calloc((size_t)count, 8);
       char **vl = calloc((size_t)count, sizeof *vl);
       for (hsize_t k = 0; k < count; ++k) {
         snprintf(fixed[k], 8, "s%llu", (unsigned long long)k);
@@ -119,11 +136,13 @@ static void fzb_dataset(hid_t loc, const char *name, int t, int rank, const hsiz
       free(vl);
     } else {
       double *v = malloc((size_t)count * sizeof *v);
-      for (hsize_t k = 0; k < count; ++k) v[k] = values ? values[k] : fzb_value(tag, (size_t)k);
+      for (hsize_t k = 0; k < count; ++k)
+        v[k] = values ? values[k] : fzb_value(tag, (size_t)k);
       if (nan == 1) v[0] = NAN;
       if (nan == 2) v[0] = INFINITY;
       if (t != FZT_F32 && t != FZT_F64 && t != FZT_F16 && t != FZT_BE32)
-        for (hsize_t k = 0; k < count; ++k) v[k] = (double)(int64_t)(v[k] * 16); /* no NaN casts */
+        for (hsize_t k = 0; k < count; ++k)
+          v[k] = (double)(int64_t)(v[k] * 16); /* no NaN casts */
       H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
       free(v);
     }
@@ -160,7 +179,8 @@ static void fzb_attr_str(hid_t obj, const char *name, const char *value, int fix
 }
 
 /* 1-D string-array attribute of n values (n may be 0). */
-static void fzb_attr_strs(hid_t obj, const char *name, const char *const *values, int n, int fixed) {
+static void fzb_attr_strs(hid_t obj, const char *name, const char *const *values, int n,
+                          int fixed) {
   if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
   size_t width = 1;
   for (int i = 0; i < n; ++i)
@@ -174,7 +194,8 @@ static void fzb_attr_strs(hid_t obj, const char *name, const char *const *values
   if (a >= 0 && n > 0) {
     if (fixed) {
       char *buf = calloc((size_t)n, width);
-      for (int i = 0; i < n; ++i) memcpy(buf + (size_t)i * width, values[i], strlen(values[i]));
+      for (int i = 0; i < n; ++i)
+        memcpy(buf + (size_t)i * width, values[i], strlen(values[i]));
       H5Awrite(a, t, buf);
       free(buf);
     } else {
@@ -195,7 +216,8 @@ static void fzb_attr_int(hid_t obj, const char *name, int t, int64_t v, int n) {
   hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
   if (a >= 0) {
     int64_t buf[16];
-    for (int i = 0; i < 16; ++i) buf[i] = v;
+    for (int i = 0; i < 16; ++i)
+      buf[i] = v;
     if (n <= 16 && t != FZT_STR && t != FZT_VSTR) H5Awrite(a, H5T_NATIVE_INT64, buf);
     H5Aclose(a);
   }
@@ -237,12 +259,11 @@ static const char *fzb_dict_get(fz_in *in, char **dict, int n) {
   return dict[fz_u16(in) % (unsigned)n];
 }
 
-
 /* Free-form operations until the input ends (at most 64): datasets, string / string-array /
  * integer / empty attributes, groups, soft links and deletions, named from dict. */
 static void fzb_free_ops(hid_t f, fz_in *in, char **dict, int ndict) {
-  static const hsize_t dim_table[16] = {1, 2, 3, 4, 8, 10, 16, 27, 0, 5, 7, 32, 64, 1u << 20,
-                                        (hsize_t)1 << 32, 6};
+  static const hsize_t dim_table[16] = {
+      1, 2, 3, 4, 8, 10, 16, 27, 0, 5, 7, 32, 64, 1u << 20, (hsize_t)1 << 32, 6};
   static const int64_t int_table[8] = {0, 1, -1, 3, 32, 10, INT64_C(1) << 31, INT64_MIN};
   int guard = 0;
   while (fz_left(in) && guard++ < 64) {
@@ -252,7 +273,8 @@ static void fzb_free_ops(hid_t f, fz_in *in, char **dict, int ndict) {
       const char *name = fzb_dict_get(in, dict, ndict);
       int t = (int)(fz_u8(in) % FZT_COUNT), rank = (int)(fz_u8(in) % 5);
       hsize_t dims[4];
-      for (int k = 0; k < rank; ++k) dims[k] = dim_table[fz_u8(in) % 16];
+      for (int k = 0; k < rank; ++k)
+        dims[k] = dim_table[fz_u8(in) % 16];
       fzb_dataset(f, name, t, rank, dims, NULL, fz_u8(in), (int)(fz_u8(in) % 4), 0);
       break;
     }
@@ -270,11 +292,13 @@ static void fzb_free_ops(hid_t f, fz_in *in, char **dict, int ndict) {
       } else if (op == 2) {
         const char *vals[6];
         int n = (int)(fz_u8(in) % 6);
-        for (int k = 0; k < n; ++k) vals[k] = fzb_dict_get(in, dict, ndict);
+        for (int k = 0; k < n; ++k)
+          vals[k] = fzb_dict_get(in, dict, ndict);
         fzb_attr_strs(o, name, vals, n, (int)(fz_u8(in) & 1));
       } else if (op == 3) {
         static const int itypes[4] = {FZT_I64, FZT_I32, FZT_U8, FZT_F64};
-        fzb_attr_int(o, name, itypes[fz_u8(in) % 4], int_table[fz_u8(in) % 8], (int)(fz_u8(in) % 3));
+        fzb_attr_int(o, name, itypes[fz_u8(in) % 4], int_table[fz_u8(in) % 8],
+                     (int)(fz_u8(in) % 3));
       } else {
         fzb_attr_empty_f64(o, name);
       }

@@ -88,8 +88,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   st = sn_dataset_open(out, NULL, &ds);
   if (st != SN_OK) fz_fail("converted file does not open: %s", sn_last_error());
   const sn_dataset_info *info = sn_dataset_get_info(ds);
-  if (info->n != (int64_t)n || info->h != (int)idims[1] || info->w != (int)idims[2] || info->c != 1 || info->dtype != SN_U8 || !info->has_labels ||
-      info->num_classes != 10)
+  if (info->n != (int64_t)n || info->h != (int)idims[1] || info->w != (int)idims[2] ||
+      info->c != 1 || info->dtype != SN_U8 || !info->has_labels || info->num_classes != 10)
     fz_fail("converted file: n %lld c %d dtype %d labels %d classes %d (header n %u)",
             (long long)info->n, info->c, (int)info->dtype, info->has_labels, info->num_classes, n);
   const int32_t *labels = sn_dataset_labels(ds);

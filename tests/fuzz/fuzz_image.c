@@ -12,7 +12,8 @@
 
 /* Known finding F2 (docs/reliability.md): a thin image resized by its shorter side makes a
  * huge intermediate (a 1x65535 PNG -> 224 x 14.7M). Skipped here above this many pixels so that
- * long runs keep exploring (SN_FUZZ_STRICT=1 does not skip); remove once sn_image_fit bounds the intermediate. */
+ * long runs keep exploring (SN_FUZZ_STRICT=1 does not skip); remove once sn_image_fit bounds the
+ * intermediate. */
 #define FZ_MAX_FIT_PIXELS ((int64_t)1 << 26)
 
 static sn_image_scratch scratch;
@@ -37,7 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     free(img);
     return 0;
   }
-  if (h < 1 || w < 1 || h > SN_IO_MAX_SIDE || w > SN_IO_MAX_SIDE || (int64_t)h * w > SN_IO_MAX_PIXELS)
+  if (h < 1 || w < 1 || h > SN_IO_MAX_SIDE || w > SN_IO_MAX_SIDE ||
+      (int64_t)h * w > SN_IO_MAX_PIXELS)
     fz_fail("sn_image_decode: accepted a %dx%d image", w, h);
   /* The decoded pixels, copied to an exact-size buffer. */
   const size_t pix = (size_t)h * w * channels;
@@ -46,8 +48,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t *out = malloc((size_t)oh * ow * channels);
   int rh = shorter, rw = shorter;
   if (shorter > 0) {
-    if (w <= h) rh = (int)((int64_t)shorter * h / w);
-    else rw = (int)((int64_t)shorter * w / h);
+    if (w <= h)
+      rh = (int)((int64_t)shorter * h / w);
+    else
+      rw = (int)((int64_t)shorter * w / h);
   }
   if (fz_strict() || (int64_t)rh * rw <= FZ_MAX_FIT_PIXELS) {
     st = sn_image_fit(in, h, w, channels, out, oh, ow, mode, shorter, &scratch);

@@ -13,10 +13,10 @@
 
 typedef struct fz_net {
   sn_net *net;
-  int np;                /* parameter tensors */
-  sn_param_info *info;   /* (np) */
-  float *snap;           /* (block floats) copy of the parameter block */
-  float *snap_mom;       /* (momentum floats) or NULL */
+  int np;              /* parameter tensors */
+  sn_param_info *info; /* (np) */
+  float *snap;         /* (block floats) copy of the parameter block */
+  float *snap_mom;     /* (momentum floats) or NULL */
   size_t nblock, nmom;
 } fz_net;
 
@@ -32,7 +32,8 @@ static void fz_nets_setup(void) {
     cfg.height = cfg.width = 32;
     cfg.channels = 3;
     cfg.base_width = 2;
-    if (sn_net_create(&cfg, 1234 + k, &z->net) != SN_OK) fz_fail("net %s: %s", arch[k], sn_last_error());
+    if (sn_net_create(&cfg, 1234 + k, &z->net) != SN_OK)
+      fz_fail("net %s: %s", arch[k], sn_last_error());
     if (k == 0 && sn_net_plan(z->net, 1, 1) != SN_OK) fz_fail("plan: %s", sn_last_error());
     z->np = sn_net_num_params(z->net);
     z->info = calloc((size_t)z->np, sizeof *z->info);

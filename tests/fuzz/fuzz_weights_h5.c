@@ -31,17 +31,17 @@ enum {
   P_DIM_PLUS,
   P_OTHER_LAYOUT,
   P_RANK_DROP,
-  P_F64,   /* benign */
+  P_F64, /* benign */
   P_I32,
-  P_F16,   /* refused: float32 or float64 only */
+  P_F16, /* refused: float32 or float64 only */
   P_STR,
-  P_NAN,   /* benign for weights (they are not checked for finiteness) */
+  P_NAN, /* benign for weights (they are not checked for finiteness) */
   P_EXTRA,
   P_GROUP,
   P_SWAP,
   P_SCALAR,
   P_BIG,
-  P_NBT,   /* benign: torch num_batches_tracked / an extra attribute */
+  P_NBT,     /* benign: torch num_batches_tracked / an extra attribute */
   P_REORDER, /* benign: Keras weight names in reverse order */
   P_KINDS
 };
@@ -64,19 +64,85 @@ static const char *roles_t(const sn_param_info *p) {
 }
 
 static void dict_setup(void) {
-  static const char *words[] = {
-      "params", "model_weights", "layers", "_layer_checkpoint_dependencies", "vars",
-      "layer_names", "layer_names0", "layer_names1", "weight_names", "weight_names0", "name",
-      "format", "shardnet", "shardnet-checkpoint", "arch", "version", "style", "torch", "keras",
-      "classes", "momentum", "param_count", "momentum_count", "height", "width", "channels",
-      "outputs", "epoch", "step", "sgd_steps", "seed", "ranks", "global_batch", "include_top",
-      "pooling", "base_width", "0", "1", "2", "3", "4", "5", "6", "fc", "predictions",
-      "num_batches_tracked", "bn_conv1", "res2a_branch2a", "fc1000", "resnet18",
-      "keras_resnet50", "resnet50", "kernel", "bias", "gamma", "beta", "moving_mean",
-      "moving_variance", "weight", "running_mean", "running_var", "kernel:0", "", "/", "a/b",
-      ".", "..", "x.y", "layers/conv2d/vars", "layers/dense/vars", "layers/conv2d", "top_level_model_weights",
-      "fc.weight", "fc.bias", "conv1.weight", "predictions/kernel:0", "/model_weights/fc"};
-  for (size_t i = 0; i < sizeof words / sizeof words[0]; ++i) dict_add(words[i]);
+  static const char *words[] = {"params",
+                                "model_weights",
+                                "layers",
+                                "_layer_checkpoint_dependencies",
+                                "vars",
+                                "layer_names",
+                                "layer_names0",
+                                "layer_names1",
+                                "weight_names",
+                                "weight_names0",
+                                "name",
+                                "format",
+                                "shardnet",
+                                "shardnet-checkpoint",
+                                "arch",
+                                "version",
+                                "style",
+                                "torch",
+                                "keras",
+                                "classes",
+                                "momentum",
+                                "param_count",
+                                "momentum_count",
+                                "height",
+                                "width",
+                                "channels",
+                                "outputs",
+                                "epoch",
+                                "step",
+                                "sgd_steps",
+                                "seed",
+                                "ranks",
+                                "global_batch",
+                                "include_top",
+                                "pooling",
+                                "base_width",
+                                "0",
+                                "1",
+                                "2",
+                                "3",
+                                "4",
+                                "5",
+                                "6",
+                                "fc",
+                                "predictions",
+                                "num_batches_tracked",
+                                "bn_conv1",
+                                "res2a_branch2a",
+                                "fc1000",
+                                "resnet18",
+                                "keras_resnet50",
+                                "resnet50",
+                                "kernel",
+                                "bias",
+                                "gamma",
+                                "beta",
+                                "moving_mean",
+                                "moving_variance",
+                                "weight",
+                                "running_mean",
+                                "running_var",
+                                "kernel:0",
+                                "",
+                                "/",
+                                "a/b",
+                                ".",
+                                "..",
+                                "x.y",
+                                "layers/conv2d/vars",
+                                "layers/dense/vars",
+                                "layers/conv2d",
+                                "top_level_model_weights",
+                                "fc.weight",
+                                "fc.bias",
+                                "conv1.weight",
+                                "predictions/kernel:0",
+                                "/model_weights/fc"};
+  for (size_t i = 0; i < sizeof words / sizeof words[0]; ++i)
+    dict_add(words[i]);
   char buf[512];
   memset(buf, 'n', 300);
   buf[300] = '\0';
@@ -112,7 +178,8 @@ typedef struct pert {
 /* Engine-layout values of tensor i of a net: fzb_value(100 + i, k). */
 static float *engine_values(const sn_param_info *p, int i) {
   float *v = malloc((size_t)p->count * sizeof *v);
-  for (int64_t k = 0; k < p->count; ++k) v[k] = fzb_value(100u + (uint32_t)i, (size_t)k);
+  for (int64_t k = 0; k < p->count; ++k)
+    v[k] = fzb_value(100u + (uint32_t)i, (size_t)k);
   return v;
 }
 
@@ -129,11 +196,13 @@ static void to_torch(const sn_param_info *p, const float *e, float *t, hsize_t *
   } else if (p->ndim == 2) {
     const int64_t in = p->shape[0], out = p->shape[1];
     for (int64_t o = 0; o < out; ++o)
-      for (int64_t i = 0; i < in; ++i) t[o * in + i] = e[i * out + o];
+      for (int64_t i = 0; i < in; ++i)
+        t[o * in + i] = e[i * out + o];
     dims[0] = (hsize_t)out, dims[1] = (hsize_t)in;
   } else {
     memcpy(t, e, (size_t)p->count * sizeof *t);
-    for (int k = 0; k < p->ndim; ++k) dims[k] = (hsize_t)p->shape[k];
+    for (int k = 0; k < p->ndim; ++k)
+      dims[k] = (hsize_t)p->shape[k];
   }
 }
 
@@ -142,17 +211,22 @@ static void to_torch(const sn_param_info *p, const float *e, float *t, hsize_t *
 static void put_tensor(hid_t loc, const char *name, const char *other, const float *v, int rank,
                        const hsize_t *dims0, int kind, int storage, uint32_t tag) {
   hsize_t dims[4];
-  for (int k = 0; k < rank; ++k) dims[k] = dims0[k];
+  for (int k = 0; k < rank; ++k)
+    dims[k] = dims0[k];
   int t = FZT_F32, nan = 0;
   const float *vals = v;
   char buf[600];
   switch (kind) {
-  case P_OMIT: return;
-  case P_DIM_PLUS: dims[0] += 1, vals = NULL; break;
+  case P_OMIT:
+    return;
+  case P_DIM_PLUS:
+    dims[0] += 1, vals = NULL;
+    break;
   case P_OTHER_LAYOUT:
     if (rank >= 2) {
       hsize_t d0 = dims[0];
-      for (int k = 0; k + 1 < rank; ++k) dims[k] = dims[k + 1];
+      for (int k = 0; k + 1 < rank; ++k)
+        dims[k] = dims[k + 1];
       dims[rank - 1] = d0;
     }
     break;
@@ -160,11 +234,21 @@ static void put_tensor(hid_t loc, const char *name, const char *other, const flo
     if (rank >= 2) dims[rank - 2] *= dims[rank - 1];
     rank = rank > 0 ? rank - 1 : 0;
     break;
-  case P_F64: t = FZT_F64; break;
-  case P_I32: t = FZT_I32; break;
-  case P_F16: t = FZT_F16; break;
-  case P_STR: t = FZT_STR; break;
-  case P_NAN: nan = 1 + (tag & 1); break;
+  case P_F64:
+    t = FZT_F64;
+    break;
+  case P_I32:
+    t = FZT_I32;
+    break;
+  case P_F16:
+    t = FZT_F16;
+    break;
+  case P_STR:
+    t = FZT_STR;
+    break;
+  case P_NAN:
+    nan = 1 + (tag & 1);
+    break;
   case P_EXTRA:
     snprintf(buf, sizeof buf, "%s_extra", name);
     fzb_dataset(loc, buf, FZT_F32, rank, dims, v, tag, storage, 0);
@@ -177,9 +261,14 @@ static void put_tensor(hid_t loc, const char *name, const char *other, const flo
   case P_SWAP:
     fzb_dataset(loc, other, FZT_F32, rank, dims, v, tag, storage, 0);
     break;
-  case P_SCALAR: rank = 0, vals = NULL; break;
-  case P_BIG: dims[0] = (hsize_t)1 << 21, vals = NULL; break;
-  default: break;
+  case P_SCALAR:
+    rank = 0, vals = NULL;
+    break;
+  case P_BIG:
+    dims[0] = (hsize_t)1 << 21, vals = NULL;
+    break;
+  default:
+    break;
   }
   fzb_dataset(loc, name, t, rank, dims, vals, tag, storage, nan);
   if (kind == P_NBT) {
@@ -220,7 +309,8 @@ static void write_native(hid_t f, const fz_net *z, const int *pk, int storage, i
     const sn_param_info *p = &z->info[i];
     float *e = engine_values(p, i);
     hsize_t dims[4];
-    for (int k = 0; k < p->ndim; ++k) dims[k] = (hsize_t)p->shape[k];
+    for (int k = 0; k < p->ndim; ++k)
+      dims[k] = (hsize_t)p->shape[k];
     snprintf(key, sizeof key, "params/%s/%s", p->layer, roles_k(p->role));
     const sn_param_info *q = &z->info[(i + 1) % z->np];
     snprintf(other, sizeof other, "params/%s/%s", q->layer, roles_k(q->role));
@@ -254,15 +344,18 @@ static void write_keras(hid_t f, const fz_net *z, const int *pk, int storage, in
   for (int i = 0; i < z->np;) {
     const char *layer = z->info[i].layer;
     int j = i;
-    while (j < z->np && !strcmp(z->info[j].layer, layer)) ++j;
+    while (j < z->np && !strcmp(z->info[j].layer, layer))
+      ++j;
     if (weightless && (nl % 7) == 3) {
       char lbuf[64];
       snprintf(lbuf, sizeof lbuf, "pad_%d", nl);
       names[nl++] = strdup(lbuf);
       hid_t g = fzb_group(base, lbuf);
       if (g >= 0) {
-        if (nl & 1) fzb_attr_empty_f64(g, "weight_names");
-        else fzb_attr_strs(g, "weight_names", NULL, 0, fixed);
+        if (nl & 1)
+          fzb_attr_empty_f64(g, "weight_names");
+        else
+          fzb_attr_strs(g, "weight_names", NULL, 0, fixed);
         H5Gclose(g);
       }
     }
@@ -278,12 +371,13 @@ static void write_keras(hid_t f, const fz_net *z, const int *pk, int storage, in
         snprintf(wn[nw], sizeof wn[nw], "%s/%s:0", layer, roles_k(p->role));
         float *e = engine_values(p, t);
         hsize_t dims[4];
-        for (int k = 0; k < p->ndim; ++k) dims[k] = (hsize_t)p->shape[k];
+        for (int k = 0; k < p->ndim; ++k)
+          dims[k] = (hsize_t)p->shape[k];
         const sn_param_info *q = &z->info[t + 1 < j ? t + 1 : i];
         snprintf(other, sizeof other, "%s/%s:0", layer, roles_k(q->role));
         snprintf(key, sizeof key, "%s", wn[nw]);
-        put_tensor(g, key, other, e, p->ndim, dims, pk[t] == P_GROUP || pk[t] == P_SCALAR ? -1 : pk[t],
-                   storage, 100u + (uint32_t)t);
+        put_tensor(g, key, other, e, p->ndim, dims,
+                   pk[t] == P_GROUP || pk[t] == P_SCALAR ? -1 : pk[t], storage, 100u + (uint32_t)t);
         free(e);
         ++nw;
       }
@@ -291,7 +385,8 @@ static void write_keras(hid_t f, const fz_net *z, const int *pk, int storage, in
         snprintf(wn[nw], sizeof wn[nw], "%s/extra:0", layer);
         ++nw;
       }
-      for (int k = 0; k < nw; ++k) wptr[k] = wn[k];
+      for (int k = 0; k < nw; ++k)
+        wptr[k] = wn[k];
       if (lk == P_REORDER)
         for (int k = 0; k < nw / 2; ++k) {
           const char *s = wptr[k];
@@ -310,7 +405,8 @@ static void write_keras(hid_t f, const fz_net *z, const int *pk, int storage, in
     fzb_attr_strs(base, "layer_names", (const char *const *)names, nl, fixed);
   }
   fzb_attr_str(base, "backend", "tensorflow", fixed);
-  for (int k = 0; k < nl; ++k) free(names[k]);
+  for (int k = 0; k < nl; ++k)
+    free(names[k]);
   free(names);
   H5Gclose(base);
 }
@@ -323,7 +419,8 @@ static void write_keras3(hid_t f, const fz_net *z, const int *pk, int storage, i
   for (int i = 0; i < z->np;) {
     const char *layer = z->info[i].layer;
     int j = i;
-    while (j < z->np && !strcmp(z->info[j].layer, layer)) ++j;
+    while (j < z->np && !strcmp(z->info[j].layer, layer))
+      ++j;
     const int lk = pk[i];
     snprintf(gpath, sizeof gpath, "layers/%s_%d/vars", z->info[i].layer_kind, nlayer++);
     hid_t g = fzb_group(f, gpath);
@@ -336,7 +433,8 @@ static void write_keras3(hid_t f, const fz_net *z, const int *pk, int storage, i
         snprintf(other, sizeof other, "%d", (idx + 1) % (j - i));
         float *e = engine_values(p, t);
         hsize_t dims[4];
-        for (int k = 0; k < p->ndim; ++k) dims[k] = (hsize_t)p->shape[k];
+        for (int k = 0; k < p->ndim; ++k)
+          dims[k] = (hsize_t)p->shape[k];
         put_tensor(g, vname, other, e, p->ndim, dims,
                    pk[t] == P_GROUP || pk[t] == P_REORDER ? -1 : pk[t], storage,
                    100u + (uint32_t)t);
@@ -367,17 +465,20 @@ static void write_keras3(hid_t f, const fz_net *z, const int *pk, int storage, i
  * changes: float64 storage, int32 attributes, changed values the loader does not check). */
 enum { CK_TARGETS = 16 };
 static const char *const ck_ints[12] = {"param_count", "momentum_count", "height", "width",
-                                        "channels", "outputs", "epoch", "step", "sgd_steps",
-                                        "seed", "ranks", "global_batch"};
+                                        "channels",    "outputs",        "epoch",  "step",
+                                        "sgd_steps",   "seed",           "ranks",  "global_batch"};
 
 static int write_ckpt(hid_t f, const fz_net *z, const int *pk, int storage, int fixed,
                       float **want_p, float **want_m) {
   size_t nb = z->nblock, nm = z->nmom;
   float *pv = malloc(nb * sizeof *pv), *mv = malloc((nm ? nm : 1) * sizeof *mv);
-  for (size_t k = 0; k < nb; ++k) pv[k] = fzb_value(1000, k);
-  for (size_t k = 0; k < nm; ++k) mv[k] = fzb_value(2000, k);
+  for (size_t k = 0; k < nb; ++k)
+    pv[k] = fzb_value(1000, k);
+  for (size_t k = 0; k < nm; ++k)
+    mv[k] = fzb_value(2000, k);
   int kind[CK_TARGETS];
-  for (int i = 0; i < CK_TARGETS; ++i) kind[i] = -1;
+  for (int i = 0; i < CK_TARGETS; ++i)
+    kind[i] = -1;
   for (int t = 0; t < z->np; ++t)
     if (pk[t] >= 0) kind[t % CK_TARGETS] = pk[t];
   int ok = 1;
@@ -393,23 +494,30 @@ static int write_ckpt(hid_t f, const fz_net *z, const int *pk, int storage, int 
   sn_net_output_shape(z->net, &oh, &ow, &oc);
   if (kind[2] != P_SCALAR)
     fzb_attr_str(f, "format", kind[2] == P_OMIT ? "shardnet" : "shardnet-checkpoint", fixed);
-  if (kind[3] != P_SCALAR) fzb_attr_str(f, "arch", kind[3] == P_OMIT ? "resnet34" : sn_net_arch(z->net), fixed);
+  if (kind[3] != P_SCALAR)
+    fzb_attr_str(f, "arch", kind[3] == P_OMIT ? "resnet34" : sn_net_arch(z->net), fixed);
   if (kind[2] == P_OMIT || kind[2] == P_SCALAR || kind[3] == P_OMIT || kind[3] == P_SCALAR) ok = 0;
   fzb_attr_str(f, "version", SN_VERSION, fixed);
   const int64_t vals[12] = {(int64_t)nb, (int64_t)nm, h, w, c, oc, 3, 77, 70, 42, 2, 64};
   for (int i = 0; i < 12; ++i) {
     const int k = kind[4 + i];
     const int checked = i != 1 && i < 6; /* the loader compares these with the net */
-    if (k == P_SCALAR || k == P_OMIT) { /* missing */
+    if (k == P_SCALAR || k == P_OMIT) {  /* missing */
       if (i != 1) ok = 0;
       continue;
     }
-    if (k == P_STR) fzb_attr_str(f, ck_ints[i], "7", fixed);
-    else if (k == P_DIM_PLUS) fzb_attr_int(f, ck_ints[i], FZT_I64, vals[i] + 1, 0);
-    else if (k == P_RANK_DROP) fzb_attr_int(f, ck_ints[i], FZT_I32, vals[i], 3);
-    else if (k == P_I32) fzb_attr_int(f, ck_ints[i], FZT_I32, vals[i], 0);
-    else if (k == P_F64) fzb_attr_int(f, ck_ints[i], FZT_F64, vals[i], 0);
-    else fzb_attr_int(f, ck_ints[i], FZT_I64, vals[i], 0);
+    if (k == P_STR)
+      fzb_attr_str(f, ck_ints[i], "7", fixed);
+    else if (k == P_DIM_PLUS)
+      fzb_attr_int(f, ck_ints[i], FZT_I64, vals[i] + 1, 0);
+    else if (k == P_RANK_DROP)
+      fzb_attr_int(f, ck_ints[i], FZT_I32, vals[i], 3);
+    else if (k == P_I32)
+      fzb_attr_int(f, ck_ints[i], FZT_I32, vals[i], 0);
+    else if (k == P_F64)
+      fzb_attr_int(f, ck_ints[i], FZT_F64, vals[i], 0);
+    else
+      fzb_attr_int(f, ck_ints[i], FZT_I64, vals[i], 0);
     if (k == P_STR || k == P_RANK_DROP || k == P_F64) ok = i == 1 ? ok : 0;
     if (k == P_DIM_PLUS && checked) ok = 0;
   }
@@ -446,7 +554,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const int storage = (int)((opt >> 1) & 3);
   const fz_net *zx = &fz_nets[x];
   int *pk = malloc((size_t)zx->np * sizeof *pk);
-  for (int i = 0; i < zx->np; ++i) pk[i] = -1;
+  for (int i = 0; i < zx->np; ++i)
+    pk[i] = -1;
   const int npert = (int)(fz_u8(&in) % 8);
   int all_benign = 1;
   for (int k = 0; k < npert; ++k) {
@@ -461,16 +570,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   float *want_p = NULL, *want_m = NULL;
   int ckpt_ok = 0;
   switch (layout) {
-  case L_TORCH: write_torch(f, zx, pk, storage, 0); break;
-  case L_TORCH_ARCH: write_torch(f, zx, pk, storage, 1 + fixed); break;
-  case L_NATIVE: write_native(f, zx, pk, storage, fixed); break;
+  case L_TORCH:
+    write_torch(f, zx, pk, storage, 0);
+    break;
+  case L_TORCH_ARCH:
+    write_torch(f, zx, pk, storage, 1 + fixed);
+    break;
+  case L_NATIVE:
+    write_native(f, zx, pk, storage, fixed);
+    break;
   case L_KERAS_ROOT:
   case L_KERAS_MW:
     write_keras(f, zx, pk, storage, fixed, layout == L_KERAS_MW, (opt >> 3) & 1, (opt >> 4) & 1);
     break;
-  case L_KERAS3: write_keras3(f, zx, pk, storage, fixed, (opt >> 5) & 1); break;
-  case L_CKPT: ckpt_ok = write_ckpt(f, zx, pk, storage, fixed, &want_p, &want_m); break;
-  default: break;
+  case L_KERAS3:
+    write_keras3(f, zx, pk, storage, fixed, (opt >> 5) & 1);
+    break;
+  case L_CKPT:
+    ckpt_ok = write_ckpt(f, zx, pk, storage, fixed, &want_p, &want_m);
+    break;
+  default:
+    break;
   }
   fzb_free_ops(f, &in, dict, ndict);
   if (H5Fclose(f) < 0) fz_fail("builder: H5Fclose failed");
@@ -492,23 +612,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       const float *b = sn_net_param_block(fz_nets[0].net, &n);
       const float *mo = sn_net_momentum_block(fz_nets[0].net, &m);
       for (size_t k = 0; k < n; ++k)
-        if (b[k] != want_p[k]) fz_fail("checkpoint: parameter %zu is %g, wrote %g", k, b[k], want_p[k]);
+        if (b[k] != want_p[k])
+          fz_fail("checkpoint: parameter %zu is %g, wrote %g", k, b[k], want_p[k]);
       for (size_t k = 0; k < m; ++k)
-        if (mo[k] != want_m[k]) fz_fail("checkpoint: momentum %zu is %g, wrote %g", k, mo[k], want_m[k]);
+        if (mo[k] != want_m[k])
+          fz_fail("checkpoint: momentum %zu is %g, wrote %g", k, mo[k], want_m[k]);
     }
   } else {
     sn_status st = fz_load_weights(y, path, fmt);
-    const int compatible =
-        (layout == L_TORCH || layout == L_TORCH_ARCH)
-            ? (fmt == SN_WEIGHTS_AUTO || fmt == SN_WEIGHTS_TORCH)
-        : layout == L_NATIVE ? (fmt == SN_WEIGHTS_AUTO || fmt == SN_WEIGHTS_NATIVE)
-        : layout == L_NONE   ? 0
-                             : (fmt == SN_WEIGHTS_AUTO || fmt == SN_WEIGHTS_KERAS);
+    const int compatible = (layout == L_TORCH || layout == L_TORCH_ARCH)
+                               ? (fmt == SN_WEIGHTS_AUTO || fmt == SN_WEIGHTS_TORCH)
+                           : layout == L_NATIVE
+                               ? (fmt == SN_WEIGHTS_AUTO || fmt == SN_WEIGHTS_NATIVE)
+                           : layout == L_NONE ? 0
+                                              : (fmt == SN_WEIGHTS_AUTO || fmt == SN_WEIGHTS_KERAS);
     int must = compatible && x == y && all_benign && !has_free;
     /* Keras 3 has no reordering that keeps meaning (variables are positional). */
     if (layout == L_KERAS3)
-      for (int i = 0; i < zx->np; ++i) must = must && pk[i] != P_REORDER;
-    if (must && st != SN_OK) fz_fail("a valid file (layout %d) was rejected: %s", layout, sn_last_error());
+      for (int i = 0; i < zx->np; ++i)
+        must = must && pk[i] != P_REORDER;
+    if (must && st != SN_OK)
+      fz_fail("a valid file (layout %d) was rejected: %s", layout, sn_last_error());
     if (st == SN_OK && must) {
       const fz_net *z = &fz_nets[y];
       for (int i = 0; i < z->np; ++i) {

@@ -243,7 +243,8 @@ TEST(H5Util, AtomicCreateRemovesStaleTemporaries) {
   ASSERT_EQ(waitpid(child, nullptr, 0), child); // reaped: that pid no longer exists
   const std::string dead = p + ".tmp." + std::to_string((long)child);
   const std::string live = p + ".tmp." + std::to_string((long)getppid());
-  const std::string other = p + ".tmp.x1", other_base = dir + "/ck.h5x.tmp." + std::to_string((long)child);
+  const std::string other = p + ".tmp.x1",
+                    other_base = dir + "/ck.h5x.tmp." + std::to_string((long)child);
   for (const std::string &f : {dead, live, other, other_base})
     fclose(fopen(f.c_str(), "w"));
   char tmp[4096];

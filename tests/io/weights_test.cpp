@@ -940,9 +940,8 @@ void check_ignore_head(sn_net *src, const char *arch, const std::string &path, c
   EXPECT_EQ(block_of(dst.get()), before);
   ASSERT_EQ(sn_net_plan(dst.get(), 2, 0), SN_OK) << sn_last_error();
   char md5[33];
-  ASSERT_EQ(
-      sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_IGNORE_HEAD, md5),
-      SN_OK)
+  ASSERT_EQ(sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_IGNORE_HEAD, md5),
+            SN_OK)
       << sn_last_error();
   EXPECT_EQ(std::strlen(md5), 32u);
   expect_body_equal(src, dst.get());
@@ -996,9 +995,9 @@ TEST(WeightsIgnoreHead, NativeLayout) {
     NetPtr dst = make_notop(arch, 2);
     EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
     EXPECT_MSG(path.c_str(), head, "unexpected");
-    ASSERT_EQ(
-        sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_NATIVE, SN_LOAD_IGNORE_HEAD, nullptr),
-        SN_OK)
+    ASSERT_EQ(sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_NATIVE, SN_LOAD_IGNORE_HEAD,
+                                 nullptr),
+              SN_OK)
         << sn_last_error();
     expect_body_equal(src.get(), dst.get());
   }

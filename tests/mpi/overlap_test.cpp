@@ -76,7 +76,8 @@ TrainRun train(sn_comm *comm, int poll, double bucket_mb) {
     std::vector<float> x =
         sntest::randn(kLocalBatch * image, 500 + 17 * static_cast<uint64_t>(s * size + rank));
     std::vector<int32_t> y(kLocalBatch);
-    for (int i = 0; i < kLocalBatch; ++i) y[i] = (rank * 3 + i * 7 + s) % 10;
+    for (int i = 0; i < kLocalBatch; ++i)
+      y[i] = (rank * 3 + i * 7 + s) % 10;
     float loss = 0;
     int correct = 0;
     EXPECT_EQ(sn_net_train_step(net, x.data(), y.data(), kLocalBatch, kLocalBatch * size, &tc,
@@ -149,7 +150,8 @@ TEST_F(Overlap, PollingDoesNotChangeTheResult) {
 TEST_F(Overlap, TestDrivesAPendingAllreduceToCompletion) {
   const size_t n = 300000; // above the eager limits: a multi-message protocol
   std::vector<float> buf(n);
-  for (size_t i = 0; i < n; ++i) buf[i] = static_cast<float>((i % 7) + rank_);
+  for (size_t i = 0; i < n; ++i)
+    buf[i] = static_cast<float>((i % 7) + rank_);
   sn_request *req = nullptr;
   ASSERT_EQ(sn_comm_iallreduce_f32(comm_, buf.data(), n, &req), SN_OK) << sn_last_error();
   int done = 0;

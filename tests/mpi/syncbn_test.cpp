@@ -27,8 +27,8 @@ const int kGlobalBatch = 8;
 struct Model {
   const char *arch;
   int base_width;
-  int bn_style;      // an sn_style, or -1: the architecture's (an int: -1 is no sn_style value)
-  double bucket_mb;  // gradient all-reduce bucket size; 0: the default
+  int bn_style;     // an sn_style, or -1: the architecture's (an int: -1 is no sn_style value)
+  double bucket_mb; // gradient all-reduce bucket size; 0: the default
 };
 
 // What one step leaves behind, as seen by one rank.

@@ -103,8 +103,10 @@ TEST(Augment, ResizedCropResamplesBilinearly) {
     x.insert(x.end(), one.begin(), one.end());
   }
   auto x2 = x;
-  sn_augment_batch(x.data(), n, h, w, c, SN_AUG_RESIZED_CROP, 0, 11, 0, rows.data(), scratch.data());
-  sn_augment_batch(x2.data(), n, h, w, c, SN_AUG_RESIZED_CROP, 0, 11, 0, rows.data(), scratch.data());
+  sn_augment_batch(x.data(), n, h, w, c, SN_AUG_RESIZED_CROP, 0, 11, 0, rows.data(),
+                   scratch.data());
+  sn_augment_batch(x2.data(), n, h, w, c, SN_AUG_RESIZED_CROP, 0, 11, 0, rows.data(),
+                   scratch.data());
   EXPECT_EQ(x, x2);
   int changed = 0;
   for (int i = 0; i < n; ++i) {

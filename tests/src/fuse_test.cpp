@@ -62,7 +62,8 @@ int count_skipped_relus(const sn_net *net) {
 void expect_same_steps(sn_net *a, sn_net *b, const Case &k, int n, uint64_t seed) {
   const size_t img = (size_t)k.hw * k.hw * k.c;
   std::vector<int32_t> labels(n);
-  for (int i = 0; i < n; ++i) labels[i] = i + 1;
+  for (int i = 0; i < n; ++i)
+    labels[i] = i + 1;
   sn_train_config tc;
   sn_train_config_init(&tc);
   for (int step = 0; step < 2; ++step) {
@@ -82,7 +83,7 @@ void expect_same_steps(sn_net *a, sn_net *b, const Case &k, int n, uint64_t seed
   sn_net_destroy(a);
   sn_net_destroy(b);
 }
-}  // namespace
+} // namespace
 
 // With Keras-rule momentum 0 the moving statistics become the batch's (biased) statistics, so
 // the fused inference graph (BN folded, residual and ReLU fused, padding folded) must reproduce
@@ -99,7 +100,7 @@ TEST(InferenceFusion, FusedEqualsTrainingGraph) {
     std::vector<int32_t> labels = {1, 2, 3, 4, 5, 6, 7, 8};
     sn_train_config tc;
     sn_train_config_init(&tc);
-    tc.bn_momentum = 0.0f;  // Keras rule: moving = moving*0 + batch*1
+    tc.bn_momentum = 0.0f; // Keras rule: moving = moving*0 + batch*1
     float loss;
     int correct;
     ASSERT_EQ(sn_net_train_step(train, x.data(), labels.data(), n, n, &tc, &loss, &correct), SN_OK)
@@ -111,8 +112,8 @@ TEST(InferenceFusion, FusedEqualsTrainingGraph) {
     float *src = sn_net_param_block(train, &nb);
     std::copy(src, src + nb, sn_net_param_block(inf, nullptr));
     double tol = 1e-4 + 1e-4 * sntest::max_abs(ref.data(), ref.size());
-    for (int mask : {(int)SN_FUSE_ALL, 0, (int)SN_FUSE_PAD, (int)SN_FUSE_BN, (int)SN_FUSE_ADD, (int)SN_FUSE_RELU,
-                     (int)SN_FUSE_ALL}) {
+    for (int mask : {(int)SN_FUSE_ALL, 0, (int)SN_FUSE_PAD, (int)SN_FUSE_BN, (int)SN_FUSE_ADD,
+                     (int)SN_FUSE_RELU, (int)SN_FUSE_ALL}) {
       ASSERT_EQ(sntest::plan_fused(inf, n, 0, mask), SN_OK) << sn_last_error();
       std::vector<float> out(n * 10);
       ASSERT_EQ(sn_net_forward(inf, x.data(), n, out.data()), SN_OK);
@@ -145,8 +146,8 @@ TEST(InferenceFusion, BatchNormIntoConvInputsIsBitwise) {
     bn_run_a += !a->layers[j].fuse.skip && a->layers[j].ops->type == SN_LAYER_BN;
     bn_run_b += !b->layers[j].fuse.skip && b->layers[j].ops->type == SN_LAYER_BN;
   }
-  EXPECT_EQ(mapped, 16 + 4);  // every block's conv1, and the 4 projection shortcuts
-  EXPECT_EQ(bn_run_a, 1);     // post_bn (read by the pooling) still runs
+  EXPECT_EQ(mapped, 16 + 4); // every block's conv1, and the 4 projection shortcuts
+  EXPECT_EQ(bn_run_a, 1);    // post_bn (read by the pooling) still runs
   EXPECT_EQ(bn_run_b, 17);
   EXPECT_LT(a->arena_n, b->arena_n);
   auto x = sntest::randn((size_t)n * 64 * 64 * 3, 22);
@@ -199,7 +200,8 @@ TEST(TrainFusion, FusedEqualsUnfused) {
     if (sn_net_feature_dim(a) > 0 && sn_net_features(a) && sn_net_features(b))
       EXPECT_LE(sntest::max_abs_diff(sn_net_features(a), sn_net_features(b),
                                      (size_t)n * sn_net_feature_dim(a)),
-                1e-5 * (1.0 + sntest::max_abs(sn_net_features(b), (size_t)n * sn_net_feature_dim(b))))
+                1e-5 *
+                    (1.0 + sntest::max_abs(sn_net_features(b), (size_t)n * sn_net_feature_dim(b))))
           << k.arch;
     sn_net_destroy(a);
     sn_net_destroy(b);
@@ -232,7 +234,8 @@ TEST(TrainFusion, SharedAddGradientsEqualCopies) {
           EXPECT_EQ(p->dy, l->dy);
         }
     }
-    for (int j = 0; j < b->nlayers; ++j) EXPECT_EQ(b->layers[j].fuse.shared_in, 0);
+    for (int j = 0; j < b->nlayers; ++j)
+      EXPECT_EQ(b->layers[j].fuse.shared_in, 0);
     if (std::string(k.arch) == "lenet_bn")
       EXPECT_EQ(adds, 0);
     else
@@ -267,7 +270,7 @@ TEST(TrainFusion, BatchNormIntoAddEqualsTwoPasses) {
     for (int j = 0; j < b->nlayers; ++j)
       EXPECT_EQ(b->layers[j].fuse.into_add + b->layers[j].fuse.from_bn, 0);
     const std::string arch = k.arch;
-    if (arch == "lenet_bn" || arch == "keras_resnet50v2")  // V2's adds take convolutions
+    if (arch == "lenet_bn" || arch == "keras_resnet50v2") // V2's adds take convolutions
       EXPECT_EQ(fused, 0);
     else
       EXPECT_EQ(fused, adds);
@@ -306,15 +309,16 @@ TEST(TrainFusion, BatchNormIntoConvInputEqualsSeparatePass) {
         const sn_layer *c = &a->layers[l->fuse.into_conv - 1];
         EXPECT_STREQ(c->ops->kind, "conv");
         EXPECT_EQ(c->in[0], j);
-        active += c->ops->input_map_ok(a, c, n, 1);  // asked per call, as the layers do
+        active += c->ops->input_map_ok(a, c, n, 1); // asked per call, as the layers do
       }
-      for (int j = 0; j < b->nlayers; ++j) EXPECT_EQ(b->layers[j].fuse.into_conv, 0);
+      for (int j = 0; j < b->nlayers; ++j)
+        EXPECT_EQ(b->layers[j].fuse.into_conv, 0);
       const std::string arch = k.arch;
       if (sn_cpu_has_avx512() && !forced_gemm &&
           (arch == "resnet20" || arch == "resnet18" || arch == "resnet50"))
         EXPECT_GT(active, 0);
       if (forced_gemm || !sn_cpu_has_avx512()) EXPECT_EQ(active, 0);
-      EXPECT_EQ(active, marked);  // planned at this batch: every mark is taken
+      EXPECT_EQ(active, marked); // planned at this batch: every mark is taken
       expect_same_steps(a, b, k, n, 90);
     }
   }

@@ -46,7 +46,7 @@ sn_net *make(const char *arch, int include_top = 1, int h = 0, int c = 0, int wi
   EXPECT_EQ(sn_net_create(&cfg, 7, &net), SN_OK) << sn_last_error();
   return net;
 }
-}  // namespace
+} // namespace
 
 TEST(Models, ParameterCountsMatchModelsMd) {
   for (const Counts &c : kCounts) {
@@ -125,8 +125,9 @@ TEST(Models, TooSmallInputIsAnError) {
 TEST(Models, EveryArchitectureRunsAndIsBatchIndependent) {
   for (const char *const *a = sn_arch_names(); *a; ++a) {
     std::string arch = *a;
-    bool small = arch == "lenet" || arch == "lenet_bn" || arch.rfind("resnet", 0) == 0 &&
-                 (arch == "resnet20" || arch == "resnet32" || arch == "resnet56");
+    bool small = arch == "lenet" || arch == "lenet_bn" ||
+                 arch.rfind("resnet", 0) == 0 &&
+                     (arch == "resnet20" || arch == "resnet32" || arch == "resnet56");
     int hw = arch.rfind("lenet", 0) == 0 ? 28 : small ? 32 : 64;
     int ch = arch.rfind("lenet", 0) == 0 ? 1 : 3;
     sn_net *net = make(arch.c_str(), 1, hw, ch, arch.rfind("lenet", 0) == 0 ? 0 : 4, 10);

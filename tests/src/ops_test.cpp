@@ -24,24 +24,37 @@ void expect_pixel(const uint8_t *rgb, sn_preprocess mode, const float *got) {
     double e;
     double tol = 1e-6;
     switch (mode) {
-    case SN_PRE_CAFFE: e = rgb[2 - j] - kCaffeBgr[j]; tol = 1e-4; break;
-    case SN_PRE_TF: e = rgb[j] / 127.5 - 1.0; break;
-    case SN_PRE_TORCH: e = (rgb[j] / 255.0 - kMean[j]) / kStd[j]; tol = 2e-6; break;
-    case SN_PRE_UNIT: e = rgb[j] / 255.0; break;
-    default: e = rgb[j]; tol = 0; break;
+    case SN_PRE_CAFFE:
+      e = rgb[2 - j] - kCaffeBgr[j];
+      tol = 1e-4;
+      break;
+    case SN_PRE_TF:
+      e = rgb[j] / 127.5 - 1.0;
+      break;
+    case SN_PRE_TORCH:
+      e = (rgb[j] / 255.0 - kMean[j]) / kStd[j];
+      tol = 2e-6;
+      break;
+    case SN_PRE_UNIT:
+      e = rgb[j] / 255.0;
+      break;
+    default:
+      e = rgb[j];
+      tol = 0;
+      break;
     }
     EXPECT_NEAR(e, got[j], tol) << sn_preprocess_name(mode) << " channel " << j;
   }
 }
-}  // namespace
+} // namespace
 
 TEST(OpsPreprocess, KnownPixel) {
   const uint8_t px[3] = {255, 0, 128};
   float out[3];
   sn_preprocess_u8(px, 1, 1, 1, 3, SN_PRE_CAFFE, out);
-  EXPECT_NEAR(128 - 103.939, out[0], 1e-4);  // B
-  EXPECT_NEAR(0 - 116.779, out[1], 1e-4);    // G
-  EXPECT_NEAR(255 - 123.68, out[2], 1e-4);   // R
+  EXPECT_NEAR(128 - 103.939, out[0], 1e-4); // B
+  EXPECT_NEAR(0 - 116.779, out[1], 1e-4);   // G
+  EXPECT_NEAR(255 - 123.68, out[2], 1e-4);  // R
   sn_preprocess_u8(px, 1, 1, 1, 3, SN_PRE_TF, out);
   EXPECT_FLOAT_EQ(1.0f, out[0]);
   EXPECT_FLOAT_EQ(-1.0f, out[1]);
@@ -65,14 +78,16 @@ TEST(OpsPreprocess, ModesU8AndF32) {
   const size_t count = (size_t)n * h * w * c;
   std::vector<float> r = sntest::uniform(count, 1, 0.0f, 256.0f);
   std::vector<uint8_t> img(count);
-  for (size_t i = 0; i < count; ++i) img[i] = (uint8_t)std::fmin(255.0f, std::floor(r[i]));
+  for (size_t i = 0; i < count; ++i)
+    img[i] = (uint8_t)std::fmin(255.0f, std::floor(r[i]));
   for (sn_preprocess mode : {SN_PRE_NONE, SN_PRE_CAFFE, SN_PRE_TF, SN_PRE_TORCH, SN_PRE_UNIT}) {
     SCOPED_TRACE(sn_preprocess_name(mode));
     std::vector<float> out(count, NAN), f(img.begin(), img.end());
     sn_preprocess_u8(img.data(), n, h, w, c, mode, out.data());
     sn_preprocess_f32(f.data(), n, h, w, c, mode);
     EXPECT_EQ(out, f);
-    for (size_t p = 0; p < count / 3; ++p) expect_pixel(&img[p * 3], mode, &out[p * 3]);
+    for (size_t p = 0; p < count / 3; ++p)
+      expect_pixel(&img[p * 3], mode, &out[p * 3]);
   }
 }
 
@@ -82,18 +97,21 @@ TEST(OpsPreprocess, NonRgbChannels) {
   float out[4];
   for (sn_preprocess mode : {SN_PRE_CAFFE, SN_PRE_TORCH, SN_PRE_UNIT}) {
     sn_preprocess_u8(g, 1, 2, 2, 1, mode, out);
-    for (int i = 0; i < 4; ++i) EXPECT_NEAR(g[i] / 255.0, out[i], 1e-7) << sn_preprocess_name(mode);
+    for (int i = 0; i < 4; ++i)
+      EXPECT_NEAR(g[i] / 255.0, out[i], 1e-7) << sn_preprocess_name(mode);
   }
   sn_preprocess_u8(g, 1, 2, 2, 1, SN_PRE_TF, out);
-  for (int i = 0; i < 4; ++i) EXPECT_NEAR(g[i] / 127.5 - 1, out[i], 1e-7);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_NEAR(g[i] / 127.5 - 1, out[i], 1e-7);
   // Two-channel image: same fallback, channels untouched in order.
   sn_preprocess_u8(g, 1, 1, 2, 2, SN_PRE_CAFFE, out);
-  for (int i = 0; i < 4; ++i) EXPECT_NEAR(g[i] / 255.0, out[i], 1e-7);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_NEAR(g[i] / 255.0, out[i], 1e-7);
 }
 
 TEST(OpsPreprocess, NamesAndParse) {
-  for (sn_preprocess m : {SN_PRE_DEFAULT, SN_PRE_NONE, SN_PRE_CAFFE, SN_PRE_TF, SN_PRE_TORCH,
-                          SN_PRE_UNIT}) {
+  for (sn_preprocess m :
+       {SN_PRE_DEFAULT, SN_PRE_NONE, SN_PRE_CAFFE, SN_PRE_TF, SN_PRE_TORCH, SN_PRE_UNIT}) {
     sn_preprocess back = (sn_preprocess)99;
     ASSERT_EQ(SN_OK, sn_preprocess_parse(sn_preprocess_name(m), &back)) << m;
     EXPECT_EQ(m, back);
@@ -106,22 +124,24 @@ TEST(OpsPreprocess, NamesAndParse) {
   sn_preprocess out = SN_PRE_TF;
   EXPECT_EQ(SN_ERR_INVALID, sn_preprocess_parse("imagenet", &out));
   EXPECT_NE(nullptr, strstr(sn_last_error(), "imagenet"));
-  EXPECT_EQ(SN_PRE_TF, out);  // unchanged on failure
-  EXPECT_EQ(SN_ERR_INVALID, sn_preprocess_parse("Caffe", &out));  // case-sensitive
+  EXPECT_EQ(SN_PRE_TF, out);                                     // unchanged on failure
+  EXPECT_EQ(SN_ERR_INVALID, sn_preprocess_parse("Caffe", &out)); // case-sensitive
   EXPECT_EQ(SN_ERR_INVALID, sn_preprocess_parse(nullptr, &out));
 }
 
 TEST(OpsSoftmax, RowsAndStability) {
   const int n = 4, k = 9;
   std::vector<float> l = sntest::randn((size_t)n * k, 2, 4.0f);
-  l[0] = 1e4f;  // row 0 dominated by one logit
+  l[0] = 1e4f; // row 0 dominated by one logit
   l[k] = -1e4f;
   std::vector<float> p((size_t)n * k, NAN);
   sn_softmax(l.data(), n, k, p.data());
   for (int r = 0; r < n; ++r) {
     double m = -INFINITY, s = 0, t = 0;
-    for (int j = 0; j < k; ++j) m = std::fmax(m, l[(size_t)r * k + j]);
-    for (int j = 0; j < k; ++j) s += std::exp((double)l[(size_t)r * k + j] - m);
+    for (int j = 0; j < k; ++j)
+      m = std::fmax(m, l[(size_t)r * k + j]);
+    for (int j = 0; j < k; ++j)
+      s += std::exp((double)l[(size_t)r * k + j] - m);
     for (int j = 0; j < k; ++j) {
       const double e = std::exp((double)l[(size_t)r * k + j] - m) / s;
       EXPECT_NEAR(e, p[(size_t)r * k + j], 1e-7) << r << "," << j;
@@ -131,7 +151,7 @@ TEST(OpsSoftmax, RowsAndStability) {
   }
   EXPECT_FLOAT_EQ(1.0f, p[0]);
   std::vector<float> q = l;
-  sn_softmax(q.data(), n, k, q.data());  // in place
+  sn_softmax(q.data(), n, k, q.data()); // in place
   EXPECT_EQ(p, q);
 }
 
@@ -140,7 +160,7 @@ TEST(OpsTopk, OrderAndTies) {
   int32_t idx[2][4];
   float val[2][4];
   sn_topk(&s[0][0], 2, 6, 4, &idx[0][0], &val[0][0]);
-  const int32_t e0[4] = {1, 3, 2, 5};  // ties to the lower index
+  const int32_t e0[4] = {1, 3, 2, 5}; // ties to the lower index
   const int32_t e1[4] = {0, 1, 2, 3};
   for (int j = 0; j < 4; ++j) {
     EXPECT_EQ(e0[j], idx[0][j]);
@@ -157,7 +177,8 @@ TEST(OpsTopk, OrderAndTies) {
   int32_t i8[8];
   float v8[8];
   sn_topk(&s[1][0], 1, 6, 8, i8, v8);
-  for (int j = 0; j < 6; ++j) EXPECT_EQ(j, i8[j]);
+  for (int j = 0; j < 6; ++j)
+    EXPECT_EQ(j, i8[j]);
   EXPECT_EQ(-1, i8[6]);
   EXPECT_EQ(-INFINITY, v8[7]);
 }
@@ -170,10 +191,12 @@ TEST(OpsTopk, MatchesFullSort) {
   sn_topk(s.data(), n, k, top, idx.data(), val.data());
   for (int r = 0; r < n; ++r) {
     std::vector<int> order(k);
-    for (int j = 0; j < k; ++j) order[j] = j;
+    for (int j = 0; j < k; ++j)
+      order[j] = j;
     const float *row = &s[(size_t)r * k];
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return row[a] > row[b]; });
-    for (int j = 0; j < top; ++j) EXPECT_EQ(order[j], idx[(size_t)r * top + j]);
+    for (int j = 0; j < top; ++j)
+      EXPECT_EQ(order[j], idx[(size_t)r * top + j]);
   }
 }
 
@@ -205,9 +228,10 @@ TEST(OpsLr, CosineAfterWarmup) {
   sn_lr_schedule s = {SN_SCHED_COSINE, 0.8f, 104, 4, 0, 1.0f};
   EXPECT_FLOAT_EQ(0.2f, sn_lr_at(&s, 0));
   EXPECT_FLOAT_EQ(0.8f, sn_lr_at(&s, 3));
-  EXPECT_FLOAT_EQ(0.8f, sn_lr_at(&s, 4));     // cosine starts at base_lr after warm-up
-  EXPECT_NEAR(0.4f, sn_lr_at(&s, 54), 1e-7);  // half-way
-  EXPECT_NEAR(0.8 * 0.5 * (1 + std::cos(3.14159265358979323846 * 25 / 100)), sn_lr_at(&s, 29), 1e-7);
+  EXPECT_FLOAT_EQ(0.8f, sn_lr_at(&s, 4));    // cosine starts at base_lr after warm-up
+  EXPECT_NEAR(0.4f, sn_lr_at(&s, 54), 1e-7); // half-way
+  EXPECT_NEAR(0.8 * 0.5 * (1 + std::cos(3.14159265358979323846 * 25 / 100)), sn_lr_at(&s, 29),
+              1e-7);
   EXPECT_EQ(0.0f, sn_lr_at(&s, 104));
   EXPECT_EQ(0.0f, sn_lr_at(&s, 500));
   float prev = 1.0f;

@@ -34,7 +34,7 @@ sn_net *make(const Case &k, uint64_t seed = 11, bool keras_momentum = false) {
   EXPECT_EQ(sn_net_create(&cfg, seed, &net), SN_OK) << sn_last_error();
   return net;
 }
-}  // namespace
+} // namespace
 
 // The planner gives a convolution whose fused residual dies with it the residual's buffer when
 // the packed GEMM allows (single K block, K = KH*KW*Cin <= 256): in resnet50 the convolution
@@ -54,8 +54,8 @@ TEST(Plan, ResidualConvolutionsRunInPlace) {
     (same ? inplace : separate)++;
     EXPECT_EQ(same, l->kh * l->kw * sn_layer_in_shape(net, l, 0)->c <= 256) << l->name;
   }
-  EXPECT_EQ(inplace, 12);  // 3 + 4 + 5 blocks
-  EXPECT_EQ(separate, 4);  // layer3.0, layer4.0-2
+  EXPECT_EQ(inplace, 12); // 3 + 4 + 5 blocks
+  EXPECT_EQ(separate, 4); // layer3.0, layer4.0-2
   auto x = sntest::randn(2 * 64 * 64 * 3, 11);
   std::vector<float> a(2 * 10), b(2 * 10);
   ASSERT_EQ(sn_net_forward(net, x.data(), 2, a.data()), SN_OK);
@@ -66,7 +66,8 @@ TEST(Plan, ResidualConvolutionsRunInPlace) {
   sn_net_destroy(net);
 }
 
-// Training plans place the gradient buffers by their lifetimes in the backward pass (plan_grad_offsets): buffers that overlap in memory are never live at the same time. A buffer
+// Training plans place the gradient buffers by their lifetimes in the backward pass
+// (plan_grad_offsets): buffers that overlap in memory are never live at the same time. A buffer
 // (the layers sharing one dy pointer) is live from the backward of its highest consumer (the
 // loss, before the backward, for the network output) to the backward of its lowest member; the
 // backward visits layer k at time L-1-k, and a layer reads its own buffer while writing its
@@ -81,9 +82,11 @@ TEST(Plan, GradientBuffersNeverOverlapWhileLive) {
     ASSERT_EQ(sn_net_plan(net, n, 1), SN_OK) << sn_last_error();
     // groups: an add and the inputs sharing its buffer (shared_in bits), joined transitively
     std::vector<int> root(L);
-    for (int j = 0; j < L; ++j) root[j] = j;
+    for (int j = 0; j < L; ++j)
+      root[j] = j;
     auto find = [&](int j) {
-      while (root[j] != j) j = root[j];
+      while (root[j] != j)
+        j = root[j];
       return j;
     };
     for (int j = 0; j < L; ++j)
@@ -93,7 +96,11 @@ TEST(Plan, GradientBuffersNeverOverlapWhileLive) {
           EXPECT_EQ(net->layers[p].dy, net->layers[j].dy);
           root[find(p)] = find(j);
         }
-    struct Buf { const float *p; size_t size; int start, end; };
+    struct Buf {
+      const float *p;
+      size_t size;
+      int start, end;
+    };
     std::vector<Buf> bufs(L, Buf{nullptr, 0, L, -2});
     for (int j = 0; j < L; ++j) {
       const sn_layer *l = &net->layers[j];
@@ -116,9 +123,11 @@ TEST(Plan, GradientBuffersNeverOverlapWhileLive) {
       grad_floats = std::max(grad_floats, (size_t)(bufs[a].p - net->arena) + bufs[a].size);
       for (size_t b = a + 1; b < bufs.size(); ++b) {
         const Buf &x = bufs[a], &y = bufs[b];
-        if (x.p + x.size <= y.p || y.p + y.size <= x.p) continue;  // disjoint memory
+        if (x.p + x.size <= y.p || y.p + y.size <= x.p) continue; // disjoint memory
         EXPECT_TRUE(x.end < y.start || y.end < x.start)
-            << "buffers " << a << " [" << x.start << "," << x.end << "] off " << (x.p - net->arena) << " size " << x.size << " and " << b << " [" << y.start << "," << y.end << "] off " << (y.p - net->arena) << " size " << y.size << " overlap while live";
+            << "buffers " << a << " [" << x.start << "," << x.end << "] off " << (x.p - net->arena)
+            << " size " << x.size << " and " << b << " [" << y.start << "," << y.end << "] off "
+            << (y.p - net->arena) << " size " << y.size << " overlap while live";
       }
     }
     ASSERT_LE(grad_floats, net->arena_n);
@@ -147,7 +156,8 @@ TEST(Plan, ReplanKeepsInferenceFusion) {
     EXPECT_TRUE(p->fuse.relu);
     EXPECT_TRUE(p->ops->type == SN_LAYER_BN || p->ops->type == SN_LAYER_ADD);
     for (int c = 0; c < net->nlayers; ++c)
-      for (int i = 0; i < net->layers[c].nin; ++i) EXPECT_NE(net->layers[c].in[i], j);
+      for (int i = 0; i < net->layers[c].nin; ++i)
+        EXPECT_NE(net->layers[c].in[i], j);
   }
   size_t img = (size_t)k.hw * k.hw * k.c;
   auto x = sntest::randn(n * img, 3);

@@ -32,7 +32,7 @@ size_t output_width(const sn_net *net) {
   return (size_t)h * w * c;
 }
 
-}  // namespace
+} // namespace
 
 TEST(Predict, EqualsForwardSoftmaxTopk) {
   sn_net *net = make("resnet20", 16, 3, 1, SN_POOL_AVG);
@@ -107,9 +107,9 @@ TEST(Predict, RefusesWhatItCannotCompute) {
   EXPECT_EQ(sn_net_predict(net, x.data(), 1, 11, out.data(), nullptr, probs.data(), idx.data(),
                            val.data()),
             SN_ERR_INVALID); // k > classes
-  EXPECT_EQ(sn_net_predict(net, x.data(), 1, 2, out.data(), nullptr, nullptr, idx.data(),
-                           val.data()),
-            SN_ERR_INVALID); // top-k without probs
+  EXPECT_EQ(
+      sn_net_predict(net, x.data(), 1, 2, out.data(), nullptr, nullptr, idx.data(), val.data()),
+      SN_ERR_INVALID); // top-k without probs
   EXPECT_EQ(sn_net_predict(net, x.data(), 1, 0, nullptr, nullptr, nullptr, nullptr, nullptr),
             SN_ERR_INVALID); // no output buffer
   EXPECT_EQ(sn_net_predict(net, x.data(), 1, -1, out.data(), nullptr, nullptr, nullptr, nullptr),

@@ -1,7 +1,8 @@
-// bn_add_test.cpp - the training batch-norm fusions. sn_bn_normalize_add (training: a batch norm writing its consumer add's
-// output in one pass) against sn_bn_normalize followed by sn_add_forward: bitwise equal, with
-// and without the ReLU, in place over the residual, on both instruction-set paths, on channel
-// counts around the vector width and past the 2048-channel coefficient block.
+// bn_add_test.cpp - the training batch-norm fusions. sn_bn_normalize_add (training: a batch norm
+// writing its consumer add's output in one pass) against sn_bn_normalize followed by
+// sn_add_forward: bitwise equal, with and without the ReLU, in place over the residual, on both
+// instruction-set paths, on channel counts around the vector width and past the 2048-channel
+// coefficient block.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -22,13 +23,14 @@ TEST(KernelBnAdd, NormalizeAddEqualsTwoPasses) {
     for (int c : channels)
       for (size_t rows : rows_of)
         for (int relu = 0; relu < 2; ++relu) {
-          SCOPED_TRACE(testing::Message() << "simd " << simd << " c " << c << " rows " << rows
-                                          << " relu " << relu);
+          SCOPED_TRACE(testing::Message()
+                       << "simd " << simd << " c " << c << " rows " << rows << " relu " << relu);
           const size_t n = rows * (size_t)c;
           auto x = sntest::randn(n, ++seed), res = sntest::randn(n, ++seed);
           auto mean = sntest::randn(c, ++seed), gamma = sntest::randn(c, ++seed),
                beta = sntest::randn(c, ++seed), invstd = sntest::randn(c, ++seed);
-          for (float &v : invstd) v = std::fabs(v) + 0.1f;
+          for (float &v : invstd)
+            v = std::fabs(v) + 0.1f;
           std::vector<float> t(n), want(n), got(n, NAN);
           sn_bn_normalize(portable, x.data(), rows, c, mean.data(), invstd.data(), gamma.data(),
                           beta.data(), t.data());
@@ -36,7 +38,7 @@ TEST(KernelBnAdd, NormalizeAddEqualsTwoPasses) {
           sn_bn_normalize_add(portable, x.data(), rows, c, mean.data(), invstd.data(), gamma.data(),
                               beta.data(), res.data(), relu, got.data());
           ASSERT_EQ(0, std::memcmp(want.data(), got.data(), n * sizeof(float)));
-          std::vector<float> inplace = res;  // y aliasing the residual
+          std::vector<float> inplace = res; // y aliasing the residual
           sn_bn_normalize_add(portable, x.data(), rows, c, mean.data(), invstd.data(), gamma.data(),
                               beta.data(), inplace.data(), relu, inplace.data());
           ASSERT_EQ(0, std::memcmp(want.data(), inplace.data(), n * sizeof(float)));
@@ -62,9 +64,12 @@ TEST(KernelBnAdd, ReluMaskFromInputEqualsMaskFromOutput) {
         auto x = sntest::randn(n, ++seed), dy = sntest::randn(n, ++seed);
         auto mean = sntest::randn(c, ++seed), gamma = sntest::randn(c, ++seed),
              beta = sntest::randn(c, ++seed), invstd = sntest::randn(c, ++seed);
-        for (float &v : invstd) v = std::fabs(v) + 0.1f;
-        for (int j = 0; j < c; j += 3) beta[j] = 0.0f;
-        for (size_t i = 0; i < n; i += 7) x[i] = mean[i % c];  // exactly at the kink where beta = 0
+        for (float &v : invstd)
+          v = std::fabs(v) + 0.1f;
+        for (int j = 0; j < c; j += 3)
+          beta[j] = 0.0f;
+        for (size_t i = 0; i < n; i += 7)
+          x[i] = mean[i % c]; // exactly at the kink where beta = 0
         std::vector<float> y(n);
         sn_bn_normalize_relu(portable, x.data(), rows, c, mean.data(), invstd.data(), gamma.data(),
                              beta.data(), y.data());

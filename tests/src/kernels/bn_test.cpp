@@ -442,7 +442,9 @@ TEST(KernelBn, ElementwiseWideChannels) {
       const double xm = (double)x[i] - m[j], s = is[j];
       yn[i] = (double)g[j] * s * xm + b[j];
       yr[i] = yn[i] > 0 ? yn[i] : 0;
-      auto f = [&](double d) { return g[j] * s * (d - sdy[j] / rows - xm * s * s * sdx[j] / rows); };
+      auto f = [&](double d) {
+        return g[j] * s * (d - sdy[j] / rows - xm * s * s * sdx[j] / rows);
+      };
       dx[i] = f(dy[i]);
       dxr[i] = f(y[i] > 0 ? dy[i] : 0.0);
     }

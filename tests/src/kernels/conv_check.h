@@ -244,12 +244,18 @@ inline std::string str(const ImplShape &s) {
 
 inline const char *algo_name(sn_conv_algo a) {
   switch (a) {
-    case SN_CONV_GENERIC: return "generic";
-    case SN_CONV_GEMM: return "gemm";
-    case SN_CONV_WINOGRAD: return "winograd";
-    case SN_CONV_WINOGRAD2: return "winograd2x2";
-    case SN_CONV_DIRECT: return "direct";
-    default: return "auto";
+  case SN_CONV_GENERIC:
+    return "generic";
+  case SN_CONV_GEMM:
+    return "gemm";
+  case SN_CONV_WINOGRAD:
+    return "winograd";
+  case SN_CONV_WINOGRAD2:
+    return "winograd2x2";
+  case SN_CONV_DIRECT:
+    return "direct";
+  default:
+    return "auto";
   }
 }
 
@@ -262,7 +268,8 @@ inline double run_case(const ImplShape &s, sn_conv_algo algo, bool bias_on, bool
                                  s.pb, s.pr, s.cout));
   const size_t K = (size_t)s.k * s.k * s.cin;
   std::vector<float> x = sntest::randn((size_t)s.n * s.h * s.w * s.cin, seed);
-  for (auto &v : x) v = v > 0 ? v : 0;
+  for (auto &v : x)
+    v = v > 0 ? v : 0;
   std::vector<float> w = sntest::randn(K * s.cout, seed + 1, std::sqrt(2.0f / (float)K));
   std::vector<float> b = sntest::randn(s.cout, seed + 2, 0.1f);
   const size_t ny = (size_t)s.n * g.oh * g.ow * s.cout;
@@ -285,7 +292,8 @@ inline double run_case(const ImplShape &s, sn_conv_algo algo, bool bias_on, bool
   std::vector<float> ref(nyr);
   sn_conv_forward_ref(&gr, x.data(), w.data(), bias_on ? b.data() : nullptr,
                       res_on ? res.data() : nullptr, relu ? 1 : 0, ref.data());
-  for (size_t i = nyr; i < y.size(); ++i) EXPECT_EQ(y[i], sentinel) << "write past y at " << i;
+  for (size_t i = nyr; i < y.size(); ++i)
+    EXPECT_EQ(y[i], sentinel) << "write past y at " << i;
   EXPECT_EQ(ws.back(), sentinel) << "write past the workspace";
   sn_conv_impl_destroy(c);
   double mx = sntest::max_abs(ref.data(), nyr);
@@ -310,15 +318,14 @@ inline const ImplShape kGemmShapes[] = {
     // 7x7 stride 2 pad 3 (stem)
     {1, 23, 23, 3, 7, 2, 3, 3, 3, 3, 64},
     {3, 9, 9, 5, 7, 2, 3, 3, 3, 3, 17},
-    {2, 64, 64, 3, 7, 2, 3, 3, 3, 3, 24},  // stem, row-direct interior panels (Cin*stride = 6)
-    {1, 30, 30, 6, 3, 1, 1, 1, 1, 1, 20},  // Cin*stride = 6 with stride 1
+    {2, 64, 64, 3, 7, 2, 3, 3, 3, 3, 24}, // stem, row-direct interior panels (Cin*stride = 6)
+    {1, 30, 30, 6, 3, 1, 1, 1, 1, 1, 20}, // Cin*stride = 6 with stride 1
 };
 
 inline const ImplShape kWinoShapes[] = {
     {1, 9, 9, 3, 3, 1, 1, 1, 1, 1, 5},     // 3x3 tiles, ragged edges
-    {3, 13, 13, 17, 3, 1, 1, 1, 1, 1, 33},  // 4x4 tiles per image, odd channels
-    {3, 7, 7, 33, 3, 1, 1, 1, 1, 1, 17},
-    {1, 16, 16, 64, 3, 1, 1, 1, 1, 1, 64},  // exact tiles
+    {3, 13, 13, 17, 3, 1, 1, 1, 1, 1, 33}, // 4x4 tiles per image, odd channels
+    {3, 7, 7, 33, 3, 1, 1, 1, 1, 1, 17},    {1, 16, 16, 64, 3, 1, 1, 1, 1, 1, 64}, // exact tiles
     {3, 29, 29, 64, 3, 1, 1, 1, 1, 1, 48},  // 192 tiles: several bands per thread
     {1, 14, 14, 48, 3, 1, 1, 1, 1, 1, 130}, // one shared band
     {2, 5, 11, 16, 3, 1, 1, 1, 1, 1, 16},   // non-square
@@ -330,8 +337,8 @@ inline const ImplShape kWinoShapes[] = {
 struct Epi {
   bool bias, res, relu;
 };
-inline const Epi kEpis[] = {{false, false, false}, {true, false, true}, {true, true, true},
-                            {false, true, false}};
+inline const Epi kEpis[] = {
+    {false, false, false}, {true, false, true}, {true, true, true}, {false, true, false}};
 
 inline void check_all(const ImplShape *shapes, size_t nshapes, sn_conv_algo algo, double rtol) {
   uint64_t seed = 100;
@@ -351,14 +358,14 @@ inline void check_all(const ImplShape *shapes, size_t nshapes, sn_conv_algo algo
 // The direct tiles on the shapes the size rule gives them (small channel counts: resnet20,
 // LeNet, the stems) and on the GEMM shapes: an fp32 FMA chain over K per output, as the GEMM.
 inline const ImplShape kImplDirectShapes[] = {
-    {3, 28, 28, 16, 3, 1, 1, 1, 1, 1, 16},  // resnet20 layer1
-    {2, 28, 28, 1, 3, 1, 1, 1, 1, 1, 16},   // its grayscale stem
-    {2, 28, 28, 16, 3, 2, 1, 1, 1, 1, 32},  // stride 2, 32 channels
+    {3, 28, 28, 16, 3, 1, 1, 1, 1, 1, 16}, // resnet20 layer1
+    {2, 28, 28, 1, 3, 1, 1, 1, 1, 1, 16},  // its grayscale stem
+    {2, 28, 28, 16, 3, 2, 1, 1, 1, 1, 32}, // stride 2, 32 channels
     {2, 14, 14, 32, 3, 2, 1, 1, 1, 1, 64},
-    {2, 28, 28, 16, 1, 2, 0, 0, 0, 0, 32},  // projection shortcut (forced: AUTO keeps the GEMM)
-    {1, 13, 11, 5, 5, 1, 0, 0, 0, 0, 6},    // LeNet-style 5x5 valid, channels not 16
+    {2, 28, 28, 16, 1, 2, 0, 0, 0, 0, 32}, // projection shortcut (forced: AUTO keeps the GEMM)
+    {1, 13, 11, 5, 5, 1, 0, 0, 0, 0, 6},   // LeNet-style 5x5 valid, channels not 16
     {2, 12, 12, 6, 5, 1, 2, 2, 2, 2, 16},
-    {1, 33, 33, 3, 7, 2, 3, 3, 3, 3, 64},   // RGB stem, odd size
+    {1, 33, 33, 3, 7, 2, 3, 3, 3, 3, 64}, // RGB stem, odd size
 };
 
-}  // namespace convcheck
+} // namespace convcheck

@@ -191,7 +191,8 @@ TEST(KernelConv, BackwardAccumulatesIntoDx) {
     Workspace ws(sn_conv_backward_workspace(&g));
     fvec dx(nx, NAN), dw(nw, NAN), db(g.cout, NAN);
     sn_conv_backward(&g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), ws.data());
-    for (size_t i = 0; i < nx; ++i) dx[i] += base[i];
+    for (size_t i = 0; i < nx; ++i)
+      dx[i] += base[i];
     fvec acc = base, dw2(nw, NAN), db2(g.cout, NAN);
     sn_conv_backward_acc(&g, x.data(), w.data(), dy.data(), acc.data(), dw2.data(), db2.data(),
                          ws.data());
@@ -233,7 +234,7 @@ TEST(ConvImpl, AutoChoosesByShape) {
     bool bias, res, relu;
     int n_run;
     double tol;
-    const char *fast_name;  // with AVX-512; "generic" without
+    const char *fast_name; // with AVX-512; "generic" without
   };
   const Want wants[] = {
       {{1, 56, 56, 64, 3, 1, 1, 1, 1, 1, 64}, true, true, true, 1, 1e-5, "winograd4x4"},
@@ -241,18 +242,28 @@ TEST(ConvImpl, AutoChoosesByShape) {
       // F(2x2) (4.2 MB) is cheaper; at batch 2 F(4x4) again, unless more than 2 threads share
       // the streaming (the cost rule's DRAM rate stops growing at 2)
       {{1, 14, 14, 256, 3, 1, 1, 1, 1, 1, 256}, true, false, true, 1, 1e-5, "winograd2x2"},
-      {{2, 14, 14, 256, 3, 1, 1, 1, 1, 1, 256}, true, false, true, 1, 1e-5,
+      {{2, 14, 14, 256, 3, 1, 1, 1, 1, 1, 256},
+       true,
+       false,
+       true,
+       1,
+       1e-5,
        nt > 2 ? "winograd2x2" : "winograd4x4"},
       {{1, 7, 7, 64, 3, 1, 1, 1, 1, 1, 64}, true, false, true, 1, 2e-5, "im2col"},
       {{2, 14, 14, 64, 1, 1, 0, 0, 0, 0, 256}, true, true, false, 2, 2e-5, "gemm1x1"},
       {{2, 14, 14, 64, 1, 2, 0, 0, 0, 0, 128}, false, false, true, 2, 2e-5, "gemm1x1"},
       {{1, 28, 28, 64, 3, 2, 1, 1, 1, 1, 64}, true, false, true, 1, 2e-5, "im2col"},
-      {{nt, 28, 28, 16, 3, 1, 1, 1, 1, 1, 16}, true, true, true, 2, 2e-5, "direct"},  // resnet20
+      {{nt, 28, 28, 16, 3, 1, 1, 1, 1, 1, 16}, true, true, true, 2, 2e-5, "direct"}, // resnet20
       {{nt, 28, 28, 16, 3, 2, 1, 1, 1, 1, 32}, true, false, true, 2, 2e-5, "direct"},
       {{nt, 28, 28, 16, 1, 2, 0, 0, 0, 0, 32}, true, true, false, 2, 2e-5, "gemm1x1"},
-      {{nt, 64, 64, 3, 7, 2, 3, 3, 3, 3, 64}, true, false, true, 1, 2e-5, "direct"},  // RGB stem
-      {{1, 64, 64, 3, 7, 2, 3, 3, 3, 3, 64}, true, false, true, 1, 2e-5,
-       nt > 1 ? "im2col" : "direct"},  // at batch 1 the GEMM keeps both threads busy
+      {{nt, 64, 64, 3, 7, 2, 3, 3, 3, 3, 64}, true, false, true, 1, 2e-5, "direct"}, // RGB stem
+      {{1, 64, 64, 3, 7, 2, 3, 3, 3, 3, 64},
+       true,
+       false,
+       true,
+       1,
+       2e-5,
+       nt > 1 ? "im2col" : "direct"}, // at batch 1 the GEMM keeps both threads busy
   };
   uint64_t seed = 1;
   for (const Want &w : wants) {
@@ -298,7 +309,7 @@ TEST(ConvImpl, InputMapEqualsAffineThenConv) {
   if (!sn_cpu_has_avx512()) GTEST_SKIP() << "the map runs in the AVX-512 packed GEMM";
   const ImplShape shapes[] = {
       {3, 7, 7, 17, 1, 1, 0, 0, 0, 0, 33},   {3, 19, 19, 300, 1, 1, 0, 0, 0, 0, 40},
-      {3, 13, 13, 33, 1, 2, 0, 0, 0, 0, 17},  {2, 9, 9, 64, 1, 1, 0, 0, 0, 0, 300},
+      {3, 13, 13, 33, 1, 2, 0, 0, 0, 0, 17}, {2, 9, 9, 64, 1, 1, 0, 0, 0, 0, 300},
       {1, 7, 7, 512, 1, 1, 0, 0, 0, 0, 128},
   };
   uint64_t seed = 700;
@@ -315,7 +326,8 @@ TEST(ConvImpl, InputMapEqualsAffineThenConv) {
     std::vector<float> w = sntest::randn((size_t)s.cin * s.cout, seed + 1, 0.1f);
     std::vector<float> b = sntest::randn(s.cout, seed + 2, 0.1f);
     std::vector<float> res = sntest::randn(ny, seed + 3);
-    std::vector<float> scale = sntest::randn(s.cin, seed + 4), shift = sntest::randn(s.cin, seed + 5);
+    std::vector<float> scale = sntest::randn(s.cin, seed + 4),
+                       shift = sntest::randn(s.cin, seed + 5);
     sn_conv_impl *c = nullptr;
     ASSERT_EQ(0, sn_conv_prepare(&g, w.data(), b.data(), &c));
     std::vector<float> ws(sn_conv_impl_workspace(c));

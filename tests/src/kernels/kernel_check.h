@@ -29,7 +29,8 @@ inline fvec to_f(const dvec &v) { return fvec(v.begin(), v.end()); }
 
 inline double max_abs(const dvec &v) {
   double m = 0;
-  for (double x : v) m = std::fmax(m, std::fabs(x));
+  for (double x : v)
+    m = std::fmax(m, std::fabs(x));
   return m;
 }
 
@@ -40,7 +41,7 @@ inline ::testing::AssertionResult close(const float *got, const dvec &ref, doubl
   size_t wi = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
     const double d = std::fabs((double)got[i] - ref[i]);
-    if (!(d <= worst)) {  // also catches NaN
+    if (!(d <= worst)) { // also catches NaN
       worst = std::isnan(d) ? INFINITY : d;
       wi = i;
     }
@@ -74,7 +75,8 @@ inline dvec fd_grad(const std::function<double(const dvec &)> &f, const dvec &x,
 
 inline double dot(const dvec &a, const dvec &b) {
   double s = 0;
-  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  for (size_t i = 0; i < a.size(); ++i)
+    s += a[i] * b[i];
   return s;
 }
 
@@ -83,7 +85,8 @@ inline double dot(const dvec &a, const dvec &b) {
 // finite-difference step much smaller than gap.
 inline fvec distinct(size_t n, uint64_t seed, float gap) {
   fvec v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = ((float)((long)i - (long)(n / 2)) + 0.5f) * gap;
+  for (size_t i = 0; i < n; ++i)
+    v[i] = ((float)((long)i - (long)(n / 2)) + 0.5f) * gap;
   uint64_t s = seed * 6364136223846793005ULL + 1442695040888963407ULL;
   for (size_t i = n; i > 1; --i) {
     s = s * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -91,4 +94,4 @@ inline fvec distinct(size_t n, uint64_t seed, float gap) {
   }
   return v;
 }
-}  // namespace kcheck
+} // namespace kcheck

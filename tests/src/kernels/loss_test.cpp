@@ -20,31 +20,35 @@ double xent_ref(const dvec &l, const std::vector<int32_t> &y, int n, int k, doub
   double total = 0;
   for (int r = 0; r < n; ++r) {
     double m = -INFINITY;
-    for (int j = 0; j < k; ++j) m = std::fmax(m, l[(size_t)r * k + j]);
+    for (int j = 0; j < k; ++j)
+      m = std::fmax(m, l[(size_t)r * k + j]);
     double s = 0;
-    for (int j = 0; j < k; ++j) s += std::exp(l[(size_t)r * k + j] - m);
+    for (int j = 0; j < k; ++j)
+      s += std::exp(l[(size_t)r * k + j] - m);
     const double lse = m + std::log(s);
     double mean_nll = 0;
-    for (int j = 0; j < k; ++j) mean_nll += (lse - l[(size_t)r * k + j]) / k;
+    for (int j = 0; j < k; ++j)
+      mean_nll += (lse - l[(size_t)r * k + j]) / k;
     total += (1 - eps) * (lse - l[(size_t)r * k + y[r]]) + eps * mean_nll;
   }
   return total;
 }
-}  // namespace
+} // namespace
 
 // Values from torch.nn.functional.cross_entropy(logits, labels, label_smoothing=eps,
 // reduction='sum') in float64 (PyTorch 1.13).
 TEST(KernelLoss, MatchesPyTorch) {
   const fvec l = {2.0f, -1.0f, 0.5f, 3.0f, 0.1f, 0.2f, 0.3f, -0.4f, -5.0f, 7.0f, 1.0f, 0.0f};
   const std::vector<int32_t> y = {3, 0, 2};
-  const double expect[3][2] = {{0.0, 7.75691174505716}, {0.1, 7.97441174505716},
-                               {0.3, 8.40941174505716}};
+  const double expect[3][2] = {
+      {0.0, 7.75691174505716}, {0.1, 7.97441174505716}, {0.3, 8.40941174505716}};
   for (auto &e : expect) {
     int correct = -1;
-    const double loss = sn_softmax_xent(l.data(), y.data(), 3, 4, (float)e[0], 1.0f, nullptr, &correct);
+    const double loss =
+        sn_softmax_xent(l.data(), y.data(), 3, 4, (float)e[0], 1.0f, nullptr, &correct);
     // eps is passed as float: 0.1f differs from 0.1 by 1.5e-9, times |mean nll - nll| <= 10.
     EXPECT_NEAR(e[1], loss, 1e-7) << "eps " << e[0];
-    EXPECT_EQ(1, correct);  // only row 0 (argmax 3 == label 3)
+    EXPECT_EQ(1, correct); // only row 0 (argmax 3 == label 3)
   }
 }
 
@@ -65,7 +69,8 @@ TEST(KernelLoss, ValueAndGradient) {
       // Each row of dlogits sums to 0 (softmax and target both sum to 1).
       for (int r = 0; r < n; ++r) {
         double s = 0;
-        for (int j = 0; j < k; ++j) s += d[(size_t)r * k + j];
+        for (int j = 0; j < k; ++j)
+          s += d[(size_t)r * k + j];
         EXPECT_NEAR(0.0, s, 1e-6);
       }
     }
@@ -82,7 +87,7 @@ TEST(KernelLoss, StableForHugeLogits) {
   EXPECT_NEAR(1.0 + std::log1p(std::exp(-1.0)) + 6e4, loss, 1e-6);
   EXPECT_EQ(0, correct);
   EXPECT_EQ(1, sn_all_finite(d.data(), 6));
-  EXPECT_NEAR(-1.0, d[3], 1e-7);  // label 0 of row 1 has p = 0
+  EXPECT_NEAR(-1.0, d[3], 1e-7); // label 0 of row 1 has p = 0
 }
 
 // Rows beyond a multiple of the internal block count, argmax ties go to the first index.
@@ -93,7 +98,7 @@ TEST(KernelLoss, CorrectCountManyRows) {
   int expect = 0;
   for (int r = 0; r < n; ++r) {
     const int hot = r % 3;
-    l[(size_t)r * k + hot] = (r % 5 == 0) ? 0.0f : 1.0f;  // r%5==0: all-equal row, argmax 0
+    l[(size_t)r * k + hot] = (r % 5 == 0) ? 0.0f : 1.0f; // r%5==0: all-equal row, argmax 0
     y[r] = (r * 7) % 3;
     const int am = (r % 5 == 0) ? 0 : hot;
     expect += am == y[r];

@@ -21,12 +21,14 @@ using kcheck::dvec;
 using kcheck::fvec;
 
 namespace {
-struct PS { int n, h, w, c, kh, kw, sh, sw, pt, pl, pb, pr, pad_zero; };
+struct PS {
+  int n, h, w, c, kh, kw, sh, sw, pt, pl, pb, pr, pad_zero;
+};
 
 sn_pool_geom geom(const PS &s) {
   sn_pool_geom g;
-  EXPECT_EQ(0, sn_pool_geom_init(&g, s.n, s.h, s.w, s.c, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl,
-                                 s.pb, s.pr, s.pad_zero));
+  EXPECT_EQ(0, sn_pool_geom_init(&g, s.n, s.h, s.w, s.c, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.pb,
+                                 s.pr, s.pad_zero));
   return g;
 }
 
@@ -75,16 +77,16 @@ dvec avgpool_ref(const sn_pool_geom &g, const dvec &x) {
 
 const PS kMax[] = {
     // n  h  w  c  kh kw sh sw pt pl pb pr zero
-    {2, 9, 9, 5, 3, 3, 2, 2, 1, 1, 1, 1, 0},    // torchvision stem pool (-inf padding)
-    {1, 8, 7, 17, 3, 3, 2, 2, 0, 0, 1, 1, 0},   // asymmetric padding
-    {3, 9, 11, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1},   // Keras ZeroPadding(1) + MaxPool 3x3/2
-    {1, 28, 28, 6, 2, 2, 2, 2, 0, 0, 0, 0, 0},  // LeNet 2x2/2
-    {2, 7, 5, 4, 3, 2, 1, 2, 2, 0, 0, 1, 1},    // mixed
+    {2, 9, 9, 5, 3, 3, 2, 2, 1, 1, 1, 1, 0},   // torchvision stem pool (-inf padding)
+    {1, 8, 7, 17, 3, 3, 2, 2, 0, 0, 1, 1, 0},  // asymmetric padding
+    {3, 9, 11, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1},  // Keras ZeroPadding(1) + MaxPool 3x3/2
+    {1, 28, 28, 6, 2, 2, 2, 2, 0, 0, 0, 0, 0}, // LeNet 2x2/2
+    {2, 7, 5, 4, 3, 2, 1, 2, 2, 0, 0, 1, 1},   // mixed
 };
 // Several 16-channel vectors (the AVX-512 path's blocks): the forward and path-equality tests.
 const PS kMaxWide[] = {
-    {2, 11, 12, 40, 3, 3, 2, 2, 1, 1, 1, 1, 0},  // 2.5 vectors of channels
-    {1, 10, 9, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1},   // resnet50's stem pool channels, zero padding
+    {2, 11, 12, 40, 3, 3, 2, 2, 1, 1, 1, 1, 0}, // 2.5 vectors of channels
+    {1, 10, 9, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1},  // resnet50's stem pool channels, zero padding
 };
 std::vector<PS> all_max() {
   std::vector<PS> v(std::begin(kMax), std::end(kMax));
@@ -94,11 +96,11 @@ std::vector<PS> all_max() {
 
 std::string name(const PS &s) {
   char b[160];
-  snprintf(b, sizeof b, "n%d %dx%dx%d k%dx%d s%dx%d p%d,%d,%d,%d zero%d", s.n, s.h, s.w, s.c,
-           s.kh, s.kw, s.sh, s.sw, s.pt, s.pl, s.pb, s.pr, s.pad_zero);
+  snprintf(b, sizeof b, "n%d %dx%dx%d k%dx%d s%dx%d p%d,%d,%d,%d zero%d", s.n, s.h, s.w, s.c, s.kh,
+           s.kw, s.sh, s.sw, s.pt, s.pl, s.pb, s.pr, s.pad_zero);
   return b;
 }
-}  // namespace
+} // namespace
 
 TEST(KernelPool, GeomInit) {
   sn_pool_geom g;
@@ -133,7 +135,7 @@ TEST(KernelPool, MaxForwardArgmax) {
       } else {
         ASSERT_GE(a, 0);
         ASSERT_LT((size_t)a, img);
-        ASSERT_EQ((size_t)a % g.c, i % g.c) << i;  // same channel
+        ASSERT_EQ((size_t)a % g.c, i % g.c) << i; // same channel
         ASSERT_EQ(y[i], x[(i / opix) * img + a]) << i;
       }
     }
@@ -145,7 +147,8 @@ TEST(KernelPool, MaxForwardArgmax) {
 TEST(KernelPool, MaxPaddingSemantics) {
   const int h = 4, w = 4, c = 2;
   fvec x((size_t)h * w * c);
-  for (size_t i = 0; i < x.size(); ++i) x[i] = -1.0f - (float)i;
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = -1.0f - (float)i;
   for (int zero = 0; zero < 2; ++zero) {
     sn_pool_geom g = geom({1, h, w, c, 3, 3, 2, 2, 1, 1, 1, 1, zero});
     fvec y((size_t)g.oh * g.ow * c);
@@ -160,17 +163,20 @@ TEST(KernelPool, MaxPaddingSemantics) {
       EXPECT_EQ(0, am[0]);
       EXPECT_EQ(-2.0f, y[1]);
       EXPECT_EQ(1, am[1]);
-      for (int32_t a : am) EXPECT_GE(a, 0);
+      for (int32_t a : am)
+        EXPECT_GE(a, 0);
     }
   }
   // All-positive input: the zero never wins.
   fvec xp(x.size());
-  for (size_t i = 0; i < x.size(); ++i) xp[i] = 1.0f + (float)i;
+  for (size_t i = 0; i < x.size(); ++i)
+    xp[i] = 1.0f + (float)i;
   sn_pool_geom g = geom({1, h, w, c, 3, 3, 2, 2, 1, 1, 1, 1, 1});
   std::vector<int32_t> am((size_t)g.oh * g.ow * c);
   fvec y(am.size());
   sn_maxpool_forward(kcheck::kSimd, &g, xp.data(), y.data(), am.data());
-  for (int32_t a : am) EXPECT_GE(a, 0);
+  for (int32_t a : am)
+    EXPECT_GE(a, 0);
 
   // Ties go to the first cell in window order (PyTorch and TensorFlow): on an all-zero input
   // a window starting in the padding picks the padded zero (-1) when pad_zero = 1.
@@ -180,9 +186,9 @@ TEST(KernelPool, MaxPaddingSemantics) {
     std::vector<int32_t> az((size_t)gz.oh * gz.ow * c);
     fvec yz(az.size());
     sn_maxpool_forward(kcheck::kSimd, &gz, z.data(), yz.data(), az.data());
-    EXPECT_EQ(zero ? -1 : 0, az[0]);                  // output (0,0), channel 0
-    EXPECT_EQ(zero ? -1 : 1, az[1]);                  // channel 1
-    EXPECT_EQ((1 * w + 1) * c, az[(1 * gz.ow + 1) * c]);  // output (1,1): window starts at (1,1)
+    EXPECT_EQ(zero ? -1 : 0, az[0]);                     // output (0,0), channel 0
+    EXPECT_EQ(zero ? -1 : 1, az[1]);                     // channel 1
+    EXPECT_EQ((1 * w + 1) * c, az[(1 * gz.ow + 1) * c]); // output (1,1): window starts at (1,1)
   }
 }
 
@@ -206,7 +212,7 @@ TEST(KernelPool, MaxBackwardFiniteDifferences) {
 
 TEST(KernelPool, AvgForwardBackward) {
   const PS shapes[] = {{2, 8, 8, 5, 2, 2, 2, 2, 0, 0, 0, 0, 0},
-                       {1, 9, 7, 17, 3, 3, 2, 2, 1, 1, 1, 1, 0},   // padding excluded
+                       {1, 9, 7, 17, 3, 3, 2, 2, 1, 1, 1, 1, 0}, // padding excluded
                        {3, 5, 6, 3, 3, 2, 1, 2, 0, 1, 2, 0, 0}};
   uint64_t seed = 20;
   for (const PS &s : shapes) {
@@ -231,7 +237,8 @@ TEST(KernelPool, GlobalAvg) {
     dvec r((size_t)n * c, 0.0);
     for (int i = 0; i < n; ++i)
       for (int p = 0; p < hw; ++p)
-        for (int k = 0; k < c; ++k) r[(size_t)i * c + k] += v[((size_t)i * hw + p) * c + k] / hw;
+        for (int k = 0; k < c; ++k)
+          r[(size_t)i * c + k] += v[((size_t)i * hw + p) * c + k] / hw;
     return r;
   };
   const dvec xd = kcheck::to_d(x);
@@ -259,7 +266,7 @@ TEST(KernelPool, GlobalMax) {
   const dvec xd = kcheck::to_d(x), yr = ref(xd);
   for (int i = 0; i < n * c; ++i) {
     ASSERT_EQ((float)yr[i], y[i]);
-    ASSERT_EQ(i % c, am[i] % c);  // argmax = p*C + c within the image
+    ASSERT_EQ(i % c, am[i] % c); // argmax = p*C + c within the image
     ASSERT_EQ(y[i], x[(size_t)(i / c) * hw * c + am[i]]);
   }
   fvec dy = sntest::randn((size_t)n * c, 41), dx(x.size(), NAN);
@@ -289,7 +296,8 @@ TEST(KernelPool, MaxAvx512MatchesPortable) {
     const size_t img = (size_t)g.h * g.w * g.c;
     const size_t nx = (size_t)g.n * img, ny = (size_t)g.n * g.oh * g.ow * g.c;
     fvec x = sntest::randn(nx, ++seed);
-    for (float &v : x) v = std::round(v * 2.0f) / 2.0f;  // ties
+    for (float &v : x)
+      v = std::round(v * 2.0f) / 2.0f; // ties
     for (int n = 0; n < g.n; ++n) {
       x[(size_t)n * img + (img / 3)] = NAN;
       x[(size_t)n * img + (img / 2)] = INFINITY;

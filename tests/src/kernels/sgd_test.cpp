@@ -14,16 +14,16 @@
 #include "test_util.h"
 
 namespace {
-const float kGrads[3][4] = {{0.1f, 0.2f, -0.3f, 0.4f}, {-0.05f, 0.3f, 0.1f, 0.0f},
-                            {0.2f, -0.1f, 0.05f, -0.2f}};
+const float kGrads[3][4] = {
+    {0.1f, 0.2f, -0.3f, 0.4f}, {-0.05f, 0.3f, 0.1f, 0.0f}, {0.2f, -0.1f, 0.05f, -0.2f}};
 
 void run(int nesterov, std::vector<float> &p, std::vector<float> &buf) {
   p = {0.5f, -1.25f, 2.0f, 0.0f};
-  buf.assign(4, NAN);  // the first step must not read the buffer
+  buf.assign(4, NAN); // the first step must not read the buffer
   for (int s = 0; s < 3; ++s)
     sn_sgd_update(p.data(), kGrads[s], buf.data(), 4, 0.1f, 0.9f, 0.01f, nesterov, s == 0);
 }
-}  // namespace
+} // namespace
 
 TEST(KernelSgd, MatchesPyTorchMomentum) {
   std::vector<float> p, buf;
