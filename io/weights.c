@@ -1,6 +1,6 @@
 /* weights.c - loading and saving network parameters in HDF5.
  *
- * Three layouts (MODELS.md 5.2, 6.2):
+ * Three layouts (docs/models.md, "Weight layouts and names"):
  *  - torchvision: one dataset per state_dict key at the root ("layer1.0.conv1.weight"), PyTorch
  *    layout (conv OIHW, Linear (out, in)), num_batches_tracked ignored;
  *  - Keras legacy: attribute layer_names on / or /model_weights, one group per layer with
@@ -20,7 +20,7 @@
 #include "md5.h"
 #include "shardnet.h"
 
-/* ---------------------------------------------------------------- known files (MODELS.md 6.1) */
+/* ---------------------------------------------------------------- known files (docs/weights.md) */
 
 typedef struct known_file {
   const char *md5;

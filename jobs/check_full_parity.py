@@ -6,7 +6,7 @@ tests/fixtures/gen_fixtures.py at full width (64) and 224x224, 1000 classes, wit
 and calibrated BN statistics; writes the weights (torchvision HDF5 / Keras legacy HDF5 layout), a
 preprocessed input batch and the float64 reference to a temporary directory; runs the engine
 through ctypes on libshardnet.so (default) or through `shardnet infer` (--cli); and compares with
-MODELS.md section 9: logits max|d| <= 1e-4 + 1e-4 max|ref|, features max|d|/max|ref| <= 1e-4,
+docs/models.md, "Numerical parity": logits max|d| <= 1e-4 + 1e-4 max|ref|, features max|d|/max|ref| <= 1e-4,
 softmax max|d| <= 1e-4. Also prints PyTorch's own float32 error (the noise floor) in the same units.
 
   /usr/bin/python3 jobs/check_full_parity.py --build build            # both models, ctypes
@@ -80,7 +80,7 @@ def forward(model, x, dtype=torch.float64):
 
 
 def tolerances_used(logits, feat, l_got, f_got, p_got):
-    """Errors as fractions of MODELS.md section 9's tolerances."""
+    """Errors as fractions of the tolerances of docs/models.md, "Numerical parity"."""
     tl = 1e-4 + 1e-4 * np.abs(logits).max()
     rl = np.abs(l_got - logits).max() / tl
     rf = np.abs(f_got - feat).max() / np.abs(feat).max() / 1e-4

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include "mpi_job.h"
 #include "shardnet.h"
 
 /* Exit codes (documented in docs/cli.md). */

@@ -52,6 +52,34 @@ static sn_status time_passes(sn_net *net, int train, int batch, const float *x,
   return s;
 }
 
+/* Deterministic inputs in [-1, 1) and labels cycling over the classes. */
+static void fill_inputs(float *x, size_t nx, int32_t *labels, int batch, int classes) {
+  uint32_t r = 12345;
+  for (size_t i = 0; i < nx; ++i) {
+    r = r * 1664525u + 1013904223u;
+    x[i] = (float)(r >> 8) / 16777216.0f * 2.0f - 1.0f;
+  }
+  for (int i = 0; i < batch; ++i)
+    labels[i] = (int32_t)(i % classes);
+}
+
+/* The one JSON line the peers' runners also print: the median and fastest of nr pass times ts
+ * (sorted here), the effective GFLOP/s and the process's peak RSS. */
+static void print_result(const sn_net *net, int train, int batch, int threads, double *ts, int nr) {
+  qsort(ts, (size_t)nr, sizeof(double), cmp_d);
+  double med = ts[nr / 2];
+  double flop = 2.0 * (double)sn_net_macs(net) * (double)batch * (train ? 3.0 : 1.0);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  printf("{\"framework\": \"shardnet\", \"version\": \"%s\", \"model\": \"%s\", \"mode\": \"%s\", "
+         "\"batch\": %d, \"threads\": %d, \"img_per_s\": %.2f, \"ms_per_batch\": %.3f, "
+         "\"ms_min\": %.3f, \"runs\": %d, \"gflops\": %.1f, \"peak_rss_mb\": %.1f, "
+         "\"omp_wait_policy\": \"%s\", \"gomp_spincount\": \"%s\"}\n",
+         SN_VERSION, sn_net_arch(net), train ? "train" : "infer", batch, threads, batch / med,
+         med * 1e3, ts[0] * 1e3, nr, flop / med / 1e9, ru.ru_maxrss / 1024.0,
+         env_or_default("OMP_WAIT_POLICY"), env_or_default("GOMP_SPINCOUNT"));
+}
+
 int cmd_bench(int argc, char **argv) {
   cli_opt o[] = {
       CLI_MODEL_OPTS,
@@ -102,29 +130,12 @@ int cmd_bench(int argc, char **argv) {
   double *ts = malloc((size_t)cap * sizeof(double));
   if (!x || !out || !labels || !ts) s = sn_error_set(SN_ERR_NOMEM, "bench: out of memory");
   cli_check(&job, s);
-  uint32_t r = 12345;
-  for (size_t i = 0; i < nx; ++i) {
-    r = r * 1664525u + 1013904223u;
-    x[i] = (float)(r >> 8) / 16777216.0f * 2.0f - 1.0f;
-  }
-  for (long i = 0; i < batch; ++i)
-    labels[i] = (int32_t)(i % oc);
+  if (s == SN_OK) fill_inputs(x, nx, labels, (int)batch, oc);
   int nr = 0;
   if (s == SN_OK)
     s = time_passes(net, train, (int)batch, x, labels, out, reps, min_time, cap, ts, &nr);
   cli_check(&job, s);
-  qsort(ts, (size_t)nr, sizeof(double), cmp_d);
-  double med = ts[nr / 2];
-  double flop = 2.0 * (double)sn_net_macs(net) * (double)batch * (train ? 3.0 : 1.0);
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  printf("{\"framework\": \"shardnet\", \"version\": \"%s\", \"model\": \"%s\", \"mode\": \"%s\", "
-         "\"batch\": %ld, \"threads\": %d, \"img_per_s\": %.2f, \"ms_per_batch\": %.3f, "
-         "\"ms_min\": %.3f, \"runs\": %d, \"gflops\": %.1f, \"peak_rss_mb\": %.1f, "
-         "\"omp_wait_policy\": \"%s\", \"gomp_spincount\": \"%s\"}\n",
-         SN_VERSION, cfg.arch, train ? "train" : "infer", batch, job.threads, batch / med,
-         med * 1e3, ts[0] * 1e3, nr, flop / med / 1e9, ru.ru_maxrss / 1024.0,
-         env_or_default("OMP_WAIT_POLICY"), env_or_default("GOMP_SPINCOUNT"));
+  print_result(net, train, (int)batch, job.threads, ts, nr);
   free(x);
   free(out);
   free(labels);

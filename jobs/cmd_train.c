@@ -189,12 +189,6 @@ int cmd_train(int argc, char **argv) {
     printf("trained %lld steps in %.1f s on %d rank(s) x %d thread(s)%s%s\n", (long long)c.step,
            cli_now() - t_start, c.job.size, c.job.threads, c.out ? "; weights: " : "",
            c.out ? c.out : "");
-  if (c.metrics) fclose(c.metrics);
-  cli_print_profile(c.net);
-  cli_print_profile(c.evalnet);
-  sn_net_destroy(c.net);
-  sn_net_destroy(c.evalnet);
-  sn_dataset_close(c.train);
-  sn_dataset_close(c.val);
+  train_free(&c);
   return cli_job_end(&c.job, 0);
 }

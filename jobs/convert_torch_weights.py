@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Convert torchvision ResNet weights (.pth) to shardnet's torchvision HDF5 layout.
 
-Layout written (MODELS.md 5.2): one float32 dataset per state_dict key at the root of the file,
+Layout written (docs/models.md, "Weight layouts and names"): one float32 dataset per state_dict key at the root of the file,
 named exactly by the key ("layer1.0.conv1.weight"), in PyTorch layout (conv OIHW, Linear
 (out, in)); num_batches_tracked is dropped; root string attributes arch (e.g. "resnet50") and
 source = "torchvision", plus source_file and source_sha256 for provenance. shardnet's loader
@@ -19,7 +19,7 @@ model needs --trust-pickle (pickles can run code; use it only for files you trus
 
 --check reads the file back with h5py, compares the parameter count with
 `shardnet summary`, and, when `shardnet infer` exists, runs it on a few random images and
-compares its logits with PyTorch's (MODELS.md 9 tolerance).
+compares its logits with PyTorch's (the tolerance of docs/models.md, "Numerical parity").
 
 Exit status: 0 success, 1 conversion or check failed, 2 bad arguments.
 """
@@ -250,7 +250,7 @@ def check(out, sd, arch, classes, shardnet, threads, log):
 
 def main(argv=None):
     p = argparse.ArgumentParser(
-        description="torchvision ResNet .pth -> shardnet torchvision HDF5 (MODELS.md 5.2)",
+        description="torchvision ResNet .pth -> shardnet torchvision HDF5 (docs/models.md)",
         epilog="Exit status: 0 success, 1 conversion or check failed, 2 bad arguments.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--pth", help="torchvision state_dict (.pth), loaded with map_location=cpu")

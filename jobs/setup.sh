@@ -12,6 +12,9 @@ for t in "$@"; do targets+=(--target "$t"); done
 pkgs=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
       libopenblas-dev libgtest-dev googletest libjpeg-dev libpng-dev zlib1g-dev
       dataset-fashion-mnist gnuplot-nox python3-h5py python3-numpy)
+# jobs/test.sh adds what only the tests need (SN_SETUP_EXTRA).
+read -r -a extra <<<"${SN_SETUP_EXTRA:-}"
+pkgs+=("${extra[@]}")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

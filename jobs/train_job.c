@@ -260,3 +260,14 @@ void train_end_epoch(train_job *c, cli_epoch *e, double t0) {
   e->wait = c->wait_data;
   if (c->job.rank == 0) cli_report_epoch(&c->job, e, c->net, c->metrics);
 }
+
+void train_free(train_job *c) {
+  if (c->metrics) fclose(c->metrics);
+  c->metrics = NULL;
+  cli_print_profile(c->net);
+  cli_print_profile(c->evalnet);
+  sn_net_destroy(c->net);
+  sn_net_destroy(c->evalnet);
+  sn_dataset_close(c->train);
+  sn_dataset_close(c->val);
+}

@@ -48,6 +48,8 @@ void train_progress(const train_job *c, int64_t epoch, int64_t st, int64_t first
                     const double sums[3]);
 /* After an epoch's steps (started at t0): sums over the ranks, validation, checkpoint, report. */
 void train_end_epoch(train_job *c, cli_epoch *e, double t0);
+/* Closes the metrics file, prints the profile (with the option) and frees the nets and datasets. */
+void train_free(train_job *c);
 /* SN_ERR_FORMAT naming the file and row of the first label outside [0, k). */
 sn_status train_check_labels(const char *path, const char *what, const int32_t *labels,
                              const int64_t *rows, int n, int k);

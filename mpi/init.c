@@ -4,6 +4,7 @@
 #include <mpi.h>
 
 #include "comm_impl.h"
+#include "mpi_job.h"
 
 sn_status sn_mpi_init(int *argc, char ***argv) {
   int initialized = 0, finalized = 0;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "comm_mpi.h"
+#include "mpi_job.h"
 
 enum { TAG_STATUS = 0x5301, TAG_VERDICT = 0x5302, MSG_BYTES = 496 };
 

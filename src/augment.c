@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "augment_impl.h"
 #include "shardnet.h"
 
 static uint64_t mix(uint64_t z) {

@@ -1,4 +1,4 @@
-/* models.c - the architectures, described as graphs of layers (MODELS.md).
+/* models.c - the architectures, described as graphs of layers (docs/models.md).
  *
  * torchvision resnet18..152 (v1.5, torch names), Keras ResNet50/101/152 v1 and v2 (Keras names),
  * CIFAR-style resnet20/32/56 (torch names) and the course LeNet with and without batch norm

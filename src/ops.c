@@ -10,15 +10,13 @@
 
 /* ---------------------------------------------------------------- preprocessing */
 
-/* MODELS.md 7 (Keras imagenet_utils.preprocess_input / torchvision normalisation), applied to
- * float RGB 0..255:
- *   caffe: RGB->BGR, subtract (103.939, 116.779, 123.68) in BGR order;
- *   tf:    x / 127.5 - 1;
- *   torch: (x / 255 - mean) / std, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225);
- *   unit:  x / 255;  none: unchanged.
- * caffe and torch are defined only for 3-channel RGB. For C != 3 they fall back to unit
- * (x / 255); tf is per-element and applies to any C. SN_PRE_DEFAULT is resolved by the caller
- * (the net knows its default); here it is treated as none. */
+/* docs/models.md, "Preprocessing" (Keras imagenet_utils.preprocess_input / torchvision
+ * normalisation), applied to float RGB 0..255: caffe: RGB->BGR, subtract (103.939, 116.779, 123.68)
+ * in BGR order; tf:    x / 127.5 - 1; torch: (x / 255 - mean) / std, mean (0.485, 0.456, 0.406),
+ * std (0.229, 0.224, 0.225); unit:  x / 255;  none: unchanged. caffe and torch are defined only for
+ * 3-channel RGB. For C != 3 they fall back to unit (x / 255); tf is per-element and applies to any
+ * C. SN_PRE_DEFAULT is resolved by the caller (the net knows its default); here it is treated as
+ * none. */
 static const float sn_caffe_mean_bgr[3] = {103.939f, 116.779f, 123.68f};
 static const float sn_torch_mean[3] = {0.485f, 0.456f, 0.406f};
 static const float sn_torch_std[3] = {0.229f, 0.224f, 0.225f};

@@ -1,7 +1,16 @@
 /* shardnet.h - the one public header of libshardnet.
  *
  * libshardnet is a CPU ResNet engine (src/), a distributed layer over MPI (mpi/) and an HDF5
- * data plane (io/). This header includes neither mpi.h nor hdf5.h.
+ * data plane (io/). This header includes neither mpi.h nor hdf5.h. Its sections:
+ *   errors          sn_status, sn_last_error
+ *   communicator    sn_comm: serial by default, MPI through sn_comm_create_world
+ *   models          sn_model_config, sn_net_create, shapes, parameters, sn_net_summary
+ *   engine options  sn_engine_options (algorithm choices, fusions, profiling)
+ *   inference       sn_net_plan, sn_net_forward, sn_net_predict (forward + softmax + top-k)
+ *   training        sn_net_train_step, sn_net_sgd_update, learning-rate schedules, sharding
+ *   preprocessing   sn_preprocess_u8, augmentation, softmax, top-k, metrics
+ *   HDF5            weights, checkpoints, datasets, the streaming reader, the parallel writer
+ *   MPI             sn_mpi_init, agreement with a deadline
  *
  * Conventions
  *  - Every function that can fail returns sn_status; SN_OK is 0. On failure a one-line message
@@ -9,6 +18,33 @@
  *  - Objects come in create/destroy pairs; destroy accepts NULL.
  *  - Tensors are float32, NHWC, row-major. Buffer shapes are given in comments as (N, H, W, C).
  *  - "Collective" marks functions that every rank of the object's communicator must call.
+ *
+ * Example: ResNet-50 classifies a batch of four images and prints each one's top 5 (compile with
+ * `cc example.c $(pkg-config --cflags --libs shardnet)`; argv[1] is a weights file in any of
+ * the formats sn_weights_load reads; without it the weights are random).
+ *
+ *   #include <stdio.h>
+ *   #include "shardnet.h"
+ *   #define CHECK(call) if ((call) != SN_OK) return fprintf(stderr, "%s\n", sn_last_error()), 1
+ *   enum { N = 4, K = 5, SIDE = 224, CLASSES = 1000 };
+ *   static uint8_t pixels[N * SIDE * SIDE * 3]; // (N, 224, 224, 3) RGB, e.g. decoded photos
+ *   static float x[N * SIDE * SIDE * 3], logits[N * CLASSES], probs[N * CLASSES], top_p[N * K];
+ *   static int32_t top_class[N * K];
+ *
+ *   int main(int argc, char **argv) {
+ *     sn_model_config cfg;
+ *     sn_model_config_init(&cfg, "resnet50");
+ *     sn_net *net;
+ *     CHECK(sn_net_create(&cfg, 1, &net));
+ *     if (argc > 1) CHECK(sn_weights_load(net, argv[1], SN_WEIGHTS_AUTO, NULL));
+ *     CHECK(sn_net_plan(net, N, 0)); // inference, batches of up to N images
+ *     sn_preprocess_u8(pixels, N, SIDE, SIDE, 3, sn_net_default_preprocess(net), x);
+ *     CHECK(sn_net_predict(net, x, N, K, logits, NULL, probs, top_class, top_p));
+ *     for (int i = 0; i < N * K; ++i)
+ *       printf("image %d: class %d p %.4f\n", i / K, top_class[i], top_p[i]);
+ *     sn_net_destroy(net);
+ *     return 0;
+ *   }
  */
 #ifndef SHARDNET_H
 #define SHARDNET_H
@@ -18,6 +54,14 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* Marks the functions libshardnet exports (it is built with hidden visibility: only the calls
+ * declared here are its API). */
+#if defined(__GNUC__)
+#define SN_API __attribute__((visibility("default")))
+#else
+#define SN_API
 #endif
 
 #define SN_VERSION "0.1.0"
@@ -38,17 +82,17 @@ typedef enum sn_status {
 } sn_status;
 
 /* The message of the last failure on this thread ("" if none). Valid until the next failure. */
-const char *sn_last_error(void);
+SN_API const char *sn_last_error(void);
 /* A short fixed name for a status ("invalid argument", ...). */
-const char *sn_status_string(sn_status s);
+SN_API const char *sn_status_string(sn_status s);
 /* Sets the last error (printf-style) and returns s. The message is prefixed with "rank R: " when
  * a communicator of size > 1 exists. For use by the libraries and by callers that wrap them. */
-sn_status sn_error_set(sn_status s, const char *fmt, ...)
+SN_API sn_status sn_error_set(sn_status s, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-void sn_error_clear(void);
+SN_API void sn_error_clear(void);
 
 /* ---------------------------------------------------------------- communicator */
 
@@ -56,43 +100,43 @@ void sn_error_clear(void);
  * serial communicator (rank 0 of 1) owned by the library: never destroy it (destroy ignores it). */
 typedef struct sn_comm sn_comm;
 
-sn_comm *sn_comm_serial(void);
+SN_API sn_comm *sn_comm_serial(void);
 /* MPI communicator wrapping MPI_COMM_WORLD (MPI must be initialised by the caller, e.g. through
  * sn_mpi_init). Collective. The returned object is owned by the caller. */
-sn_status sn_comm_create_world(sn_comm **out);
+SN_API sn_status sn_comm_create_world(sn_comm **out);
 /* Wraps an MPI communicator given by its Fortran handle (MPI_Comm_c2f). Collective. */
-sn_status sn_comm_create_mpi(int mpi_fortran_handle, sn_comm **out);
-void sn_comm_destroy(sn_comm *comm);
+SN_API sn_status sn_comm_create_mpi(int mpi_fortran_handle, sn_comm **out);
+SN_API void sn_comm_destroy(sn_comm *comm);
 
-int sn_comm_rank(const sn_comm *comm);
-int sn_comm_size(const sn_comm *comm);
+SN_API int sn_comm_rank(const sn_comm *comm);
+SN_API int sn_comm_size(const sn_comm *comm);
 /* Returns the MPI Fortran handle of the communicator, or -1 for the serial one. */
-int sn_comm_fortran_handle(const sn_comm *comm);
+SN_API int sn_comm_fortran_handle(const sn_comm *comm);
 
 typedef enum sn_dtype { SN_F32 = 0, SN_F64 = 1, SN_I32 = 2, SN_I64 = 3, SN_U8 = 4 } sn_dtype;
 typedef enum sn_reduce_op { SN_SUM = 0, SN_MAX = 1, SN_MIN = 2 } sn_reduce_op;
 
 /* In-place all-reduce of n values. Collective. */
-sn_status sn_comm_allreduce(sn_comm *comm, void *buf, size_t n, sn_dtype t, sn_reduce_op op);
+SN_API sn_status sn_comm_allreduce(sn_comm *comm, void *buf, size_t n, sn_dtype t, sn_reduce_op op);
 /* Broadcast of bytes from root. Collective. */
-sn_status sn_comm_bcast(sn_comm *comm, void *buf, size_t bytes, int root);
+SN_API sn_status sn_comm_bcast(sn_comm *comm, void *buf, size_t bytes, int root);
 /* Gathers `bytes` from every rank into recv (size * bytes, rank order) on every rank.
  * Collective. */
-sn_status sn_comm_allgather(sn_comm *comm, const void *send, void *recv, size_t bytes);
-sn_status sn_comm_barrier(sn_comm *comm);
+SN_API sn_status sn_comm_allgather(sn_comm *comm, const void *send, void *recv, size_t bytes);
+SN_API sn_status sn_comm_barrier(sn_comm *comm);
 /* Non-blocking in-place all-reduce (sum of float32). The request is completed by sn_comm_wait. */
 typedef struct sn_request sn_request;
-sn_status sn_comm_iallreduce_f32(sn_comm *comm, float *buf, size_t n, sn_request **req);
-sn_status sn_comm_wait(sn_comm *comm, sn_request *req);
+SN_API sn_status sn_comm_iallreduce_f32(sn_comm *comm, float *buf, size_t n, sn_request **req);
+SN_API sn_status sn_comm_wait(sn_comm *comm, sn_request *req);
 /* Drives the MPI progress engine once and sets *done = 1 if req (NULL: completed) has completed.
  * Does not free req: call sn_comm_wait afterwards (it then returns at once). With no
  * asynchronous progress in the MPI library (Open MPI 4.1), a pending non-blocking all-reduce
  * advances only inside MPI calls such as this one. Not collective. */
-sn_status sn_comm_test(sn_comm *comm, sn_request *req, int *done);
+SN_API sn_status sn_comm_test(sn_comm *comm, sn_request *req, int *done);
 /* Agreement: returns SN_OK on every rank iff `local` is SN_OK on every rank; otherwise every rank
  * gets SN_ERR_COMM (or its own error) and the message names the lowest failing rank and its
  * message. Collective. */
-sn_status sn_comm_agree(sn_comm *comm, sn_status local);
+SN_API sn_status sn_comm_agree(sn_comm *comm, sn_status local);
 
 /* ---------------------------------------------------------------- models */
 
@@ -123,38 +167,38 @@ typedef struct sn_model_config {
 } sn_model_config;
 
 /* Fills cfg with defaults for arch (include_top = 1, everything else "default"). */
-void sn_model_config_init(sn_model_config *cfg, const char *arch);
+SN_API void sn_model_config_init(sn_model_config *cfg, const char *arch);
 /* Names of all architectures, NULL-terminated. */
-const char *const *sn_arch_names(void);
+SN_API const char *const *sn_arch_names(void);
 
 typedef struct sn_net sn_net;
 
 /* Builds a network (parameters allocated and initialised: He normal, BN gamma 1, beta 0, moving
  * mean 0, var 1; seeded by seed). The caller owns *out. */
-sn_status sn_net_create(const sn_model_config *cfg, uint64_t seed, sn_net **out);
-void sn_net_destroy(sn_net *net);
+SN_API sn_status sn_net_create(const sn_model_config *cfg, uint64_t seed, sn_net **out);
+SN_API void sn_net_destroy(sn_net *net);
 
-const char *sn_net_arch(const sn_net *net);
+SN_API const char *sn_net_arch(const sn_net *net);
 /* The configuration the net was built from, with every default resolved (classes, input shape,
  * base width). The arch string is owned by the net. */
-const sn_model_config *sn_net_config(const sn_net *net);
-sn_style sn_net_style(const sn_net *net);
-sn_preprocess sn_net_default_preprocess(const sn_net *net);
+SN_API const sn_model_config *sn_net_config(const sn_net *net);
+SN_API sn_style sn_net_style(const sn_net *net);
+SN_API sn_preprocess sn_net_default_preprocess(const sn_net *net);
 /* Input shape (H, W, C) and output width (classes with top, feature size D without). For no-top
  * models with pooling NONE, the output is a 4-D map: sn_net_output_shape gives (H, W, C). */
-void sn_net_input_shape(const sn_net *net, int *h, int *w, int *c);
-void sn_net_output_shape(const sn_net *net, int *h, int *w, int *c);
+SN_API void sn_net_input_shape(const sn_net *net, int *h, int *w, int *c);
+SN_API void sn_net_output_shape(const sn_net *net, int *h, int *w, int *c);
 /* Width D of the pooled feature vector (the classifier's input), 0 if the model has none. */
-int sn_net_feature_dim(const sn_net *net);
+SN_API int sn_net_feature_dim(const sn_net *net);
 
-/* Multiply-adds of one image's forward pass (convolutions and dense layers), as MODELS.md counts
- * them. */
-int64_t sn_net_macs(const sn_net *net);
+/* Multiply-adds of one image's forward pass (convolutions and dense layers), as docs/models.md
+ * counts them. */
+SN_API int64_t sn_net_macs(const sn_net *net);
 /* Parameter counts as Keras reports them (moving statistics are non-trainable). */
-void sn_net_param_counts(const sn_net *net, int64_t *total, int64_t *trainable,
-                         int64_t *non_trainable);
+SN_API void sn_net_param_counts(const sn_net *net, int64_t *total, int64_t *trainable,
+                                int64_t *non_trainable);
 /* Writes the Keras-style summary table and the count lines to a string. Caller frees *out. */
-sn_status sn_net_summary(const sn_net *net, char **out);
+SN_API sn_status sn_net_summary(const sn_net *net, char **out);
 
 /* Parameter tensors, in network order. */
 typedef enum sn_param_role {
@@ -178,18 +222,18 @@ typedef struct sn_param_info {
   float *grad; /* gradient (NULL until training is planned) */
 } sn_param_info;
 
-int sn_net_num_params(const sn_net *net);
-sn_status sn_net_param(const sn_net *net, int i, sn_param_info *info);
+SN_API int sn_net_num_params(const sn_net *net);
+SN_API sn_status sn_net_param(const sn_net *net, int i, sn_param_info *info);
 /* Index of the tensor (layer, role), or -1. */
-int sn_net_find_param(const sn_net *net, const char *layer, sn_param_role role);
+SN_API int sn_net_find_param(const sn_net *net, const char *layer, sn_param_role role);
 /* Name of a role in a style: torch "weight"/"bias"/"running_mean"..., keras "kernel"/"gamma"... */
-const char *sn_param_role_name(sn_param_role role, sn_style style, const char *layer_kind);
+SN_API const char *sn_param_role_name(sn_param_role role, sn_style style, const char *layer_kind);
 
 /* The contiguous parameter block: all parameters (trainable then moving statistics), in
  * network order. `grads` is the matching gradient block (trainable part only) after
  * sn_net_plan(..., training = 1). */
-float *sn_net_param_block(sn_net *net, size_t *n_floats);
-float *sn_net_grad_block(sn_net *net, size_t *n_floats);
+SN_API float *sn_net_param_block(sn_net *net, size_t *n_floats);
+SN_API float *sn_net_grad_block(sn_net *net, size_t *n_floats);
 
 /* Engine options: algorithm and fusion choices, profiling, communication polling. They never
  * change what is computed beyond the documented tolerances (most choices are bitwise neutral);
@@ -228,30 +272,30 @@ typedef struct sn_engine_options {
                            while backward continues (the MPI library has no progress thread);
                            the result is the same either way */
 } sn_engine_options;
-void sn_engine_options_init(sn_engine_options *o);
+SN_API void sn_engine_options_init(sn_engine_options *o);
 /* Copies o into the net; takes effect at the next sn_net_plan. Unknown fuse bits or choice
  * values: SN_ERR_INVALID. */
-sn_status sn_net_set_options(sn_net *net, const sn_engine_options *o);
-const sn_engine_options *sn_net_options(const sn_net *net);
+SN_API sn_status sn_net_set_options(sn_net *net, const sn_engine_options *o);
+SN_API const sn_engine_options *sn_net_options(const sn_net *net);
 /* 1 if the CPU has the AVX-512 subsets (F, BW, VL, DQ) and FMA that the engine's fast kernels
  * use, detected once; the kernels run them unless sn_engine_options.portable is set. */
-int sn_cpu_has_avx512(void);
+SN_API int sn_cpu_has_avx512(void);
 
 /* Plans activation memory for batches of up to max_batch. training = 1 keeps what backward
  * needs and allocates gradients; training = 0 may fold batch norm into convolutions and reuse
  * activation memory. Must be called again after parameters change if training = 0 (folding
  * copies the weights): see sn_net_refresh. */
-sn_status sn_net_plan(sn_net *net, int max_batch, int training);
+SN_API sn_status sn_net_plan(sn_net *net, int max_batch, int training);
 /* Re-derives folded inference weights after parameters were loaded or trained. */
-sn_status sn_net_refresh(sn_net *net);
+SN_API sn_status sn_net_refresh(sn_net *net);
 
 /* Forward pass on n <= max_batch images. x: (n, H, W, C) preprocessed float32. out: (n, D) where
  * D = output width (or (n, H', W', C') for a no-top model without pooling). */
-sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out);
+SN_API sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out);
 /* After sn_net_forward: the pooled features (n, feature_dim) (the classifier's input). */
-const float *sn_net_features(const sn_net *net);
+SN_API const float *sn_net_features(const sn_net *net);
 /* 1 if the net is planned for training (sn_net_plan(..., training = 1)), else 0. */
-int sn_net_is_training(const sn_net *net);
+SN_API int sn_net_is_training(const sn_net *net);
 
 /* One layer's time in the passes of the current plan (sn_engine_options.profile). */
 typedef struct sn_layer_profile {
@@ -269,7 +313,7 @@ typedef struct sn_layer_profile {
  * loss and SGD not included). Without the option: *rows NULL, *n 0, *passes 0. *rows is allocated
  * here and freed by the caller with free(); its strings belong to the net (valid until it is
  * destroyed). A new plan starts the counts afresh. Not collective. Errors: SN_ERR_NOMEM. */
-sn_status sn_net_profile(const sn_net *net, sn_layer_profile **rows, int *n, long *passes);
+SN_API sn_status sn_net_profile(const sn_net *net, sn_layer_profile **rows, int *n, long *passes);
 
 /* ---------------------------------------------------------------- training */
 
@@ -283,38 +327,39 @@ typedef struct sn_train_config {
   /* < 0: the style's default (torch 0.1 on the new value, keras 0.99 on the old) */
   float bn_momentum;
 } sn_train_config;
-void sn_train_config_init(sn_train_config *cfg);
+SN_API void sn_train_config_init(sn_train_config *cfg);
 
 /* Hook through which batch-norm statistics and their backward sums become global. The default
  * (NULL comm or size 1) is local. The distributed layer sets the communicator. */
-sn_status sn_net_set_comm(sn_net *net, sn_comm *comm, int sync_bn);
+SN_API sn_status sn_net_set_comm(sn_net *net, sn_comm *comm, int sync_bn);
 
 /* Training forward + loss + backward for one (local) batch. labels: (n) int32 in [0, classes).
  * `global_n` is the global batch size (the loss and gradients are averaged over it: with one
  * process global_n = n). Gradients are written (not accumulated) into the gradient block.
  * Returns the mean loss over the local batch in *loss and the number correct in *correct. */
-sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, int n, int global_n,
-                            const sn_train_config *cfg, float *loss, int *correct);
+SN_API sn_status sn_net_train_step(sn_net *net, const float *x, const int32_t *labels, int n,
+                                   int global_n, const sn_train_config *cfg, float *loss,
+                                   int *correct);
 /* Applies SGD with the given learning rate to the parameter block from the gradient block. */
-sn_status sn_net_sgd_update(sn_net *net, const sn_train_config *cfg, float lr);
+SN_API sn_status sn_net_sgd_update(sn_net *net, const sn_train_config *cfg, float lr);
 /* Zeroes the last BN gamma of each residual block (Goyal et al.). */
-void sn_net_zero_init_residual(sn_net *net);
+SN_API void sn_net_zero_init_residual(sn_net *net);
 /* Optimizer state (momentum buffers), same layout as the trainable part of the parameter block. */
-float *sn_net_momentum_block(sn_net *net, size_t *n_floats);
+SN_API float *sn_net_momentum_block(sn_net *net, size_t *n_floats);
 /* Number of SGD updates applied (0: the next update initialises the momentum buffers, as PyTorch
  * does). Checkpoints save and restore it. */
-int64_t sn_net_sgd_steps(const sn_net *net);
-void sn_net_set_sgd_steps(sn_net *net, int64_t steps);
+SN_API int64_t sn_net_sgd_steps(const sn_net *net);
+SN_API void sn_net_set_sgd_steps(sn_net *net, int64_t steps);
 /* Size of the gradient all-reduce buckets (MiB, default 25). */
-void sn_net_set_bucket_mb(sn_net *net, double mb);
+SN_API void sn_net_set_bucket_mb(sn_net *net, double mb);
 /* Communication counters of the gradient all-reduce, cumulative over all train steps of this
  * net: seconds blocked after backward until every bucket was reduced (the communication not
  * hidden behind backward) and gradient bytes all-reduced per rank. Zero with one rank. Sync-BN
  * all-reduces are not included. */
-void sn_net_comm_stats(const sn_net *net, double *exposed_seconds, int64_t *bytes);
+SN_API void sn_net_comm_stats(const sn_net *net, double *exposed_seconds, int64_t *bytes);
 /* Gradient buckets launched (cumulative) and how many of them had completed when backward ended,
  * i.e. were fully overlapped with backward (the last bucket, launched after backward, never is). */
-void sn_net_comm_buckets(const sn_net *net, int64_t *launched, int64_t *done_in_backward);
+SN_API void sn_net_comm_buckets(const sn_net *net, int64_t *launched, int64_t *done_in_backward);
 
 /* Learning-rate schedule. */
 typedef enum sn_schedule {
@@ -330,20 +375,20 @@ typedef struct sn_lr_schedule {
   int64_t step_every;   /* SN_SCHED_STEP: multiply by step_gamma every step_every steps */
   float step_gamma;
 } sn_lr_schedule;
-float sn_lr_at(const sn_lr_schedule *s, int64_t step);
+SN_API float sn_lr_at(const sn_lr_schedule *s, int64_t step);
 
 /* ---------------------------------------------------------------- preprocessing */
 
 /* Converts (n, H, W, C) uint8 RGB images to float32 per mode. out may not alias in. */
-void sn_preprocess_u8(const uint8_t *in, size_t n, int h, int w, int c, sn_preprocess mode,
-                      float *out);
+SN_API void sn_preprocess_u8(const uint8_t *in, size_t n, int h, int w, int c, sn_preprocess mode,
+                             float *out);
 /* Same for float32 input in 0..255 (in place allowed). */
-void sn_preprocess_f32(float *x, size_t n, int h, int w, int c, sn_preprocess mode);
-const char *sn_preprocess_name(sn_preprocess p);
-sn_status sn_preprocess_parse(const char *name, sn_preprocess *out);
+SN_API void sn_preprocess_f32(float *x, size_t n, int h, int w, int c, sn_preprocess mode);
+SN_API const char *sn_preprocess_name(sn_preprocess p);
+SN_API sn_status sn_preprocess_parse(const char *name, sn_preprocess *out);
 
 /* 1 if all n values are finite. */
-int sn_values_finite(const float *x, size_t n);
+SN_API int sn_values_finite(const float *x, size_t n);
 
 /* Training augmentation of a preprocessed batch x (n, H, W, C), in place: horizontal flip with
  * probability 1/2 and (crop-flip) a random translation of up to `pad` pixels with zero fill
@@ -357,17 +402,15 @@ typedef enum sn_augment {
   SN_AUG_CROP_FLIP = 2,
   SN_AUG_RESIZED_CROP = 3
 } sn_augment;
-/* The crop resized-crop takes for the random stream r of an h x w image (exposed for tests). */
-void sn_resized_crop_params(uint64_t r, int h, int w, int *top, int *left, int *ch, int *cw);
-void sn_augment_batch(float *x, int n, int h, int w, int c, sn_augment mode, int pad, uint64_t seed,
-                      int64_t epoch, const int64_t *rows, float *scratch);
-const char *sn_augment_name(sn_augment a);
-sn_status sn_augment_parse(const char *name, sn_augment *out);
+SN_API void sn_augment_batch(float *x, int n, int h, int w, int c, sn_augment mode, int pad,
+                             uint64_t seed, int64_t epoch, const int64_t *rows, float *scratch);
+SN_API const char *sn_augment_name(sn_augment a);
+SN_API sn_status sn_augment_parse(const char *name, sn_augment *out);
 
 /* Softmax over rows (in place allowed) and top-k per row (indices and values, descending,
  * ties broken by lower index). */
-void sn_softmax(const float *logits, int n, int k, float *probs);
-void sn_topk(const float *scores, int n, int classes, int k, int32_t *idx, float *val);
+SN_API void sn_softmax(const float *logits, int n, int k, float *probs);
+SN_API void sn_topk(const float *scores, int n, int classes, int k, int32_t *idx, float *val);
 
 /* ---------------------------------------------------------------- prediction and metrics */
 
@@ -383,8 +426,8 @@ void sn_topk(const float *scores, int n, int classes, int k, int32_t *idx, float
  * probs and k > 0 need a classifier and k <= classes. All buffers are the caller's. Outputs are
  * not checked for NaN or infinity (sn_values_finite). Errors: SN_ERR_INVALID (arguments, or no
  * classifier), those of sn_net_forward. Not collective. */
-sn_status sn_net_predict(sn_net *net, const float *x, int n, int k, float *out, float *features,
-                         float *probs, int32_t *top_idx, float *top_val);
+SN_API sn_status sn_net_predict(sn_net *net, const float *x, int n, int k, float *out,
+                                float *features, float *probs, int32_t *top_idx, float *top_val);
 
 /* Classification metrics summed over batches and ranks: labelled rows, top-1 and top-k hits,
  * the summed cross-entropy -log(max(p[label], 1e-30)) and optionally the confusion matrix
@@ -393,27 +436,28 @@ sn_status sn_net_predict(sn_net *net, const float *x, int n, int k, float *out, 
 typedef struct sn_metrics sn_metrics;
 /* k: the width of the top_idx rows given to sn_metrics_add (1 <= k <= classes); confusion = 1
  * keeps the matrix. The caller owns *out. */
-sn_status sn_metrics_create(int classes, int k, int confusion, sn_metrics **out);
-void sn_metrics_destroy(sn_metrics *m);
+SN_API sn_status sn_metrics_create(int classes, int k, int confusion, sn_metrics **out);
+SN_API void sn_metrics_destroy(sn_metrics *m);
 /* Adds n rows: labels (n), top_idx (n, k) as sn_net_predict gives them, probs (n, classes) or
  * NULL (then no loss is summed). Rows whose label is outside [0, classes) are not counted (check
  * labels first where that is an error). Not collective. */
-void sn_metrics_add(sn_metrics *m, int n, const int32_t *labels, const int32_t *top_idx,
-                    const float *probs);
+SN_API void sn_metrics_add(sn_metrics *m, int n, const int32_t *labels, const int32_t *top_idx,
+                           const float *probs);
 /* Replaces every rank's sums by the sums over the ranks of comm. Collective. */
-sn_status sn_metrics_allreduce(sn_metrics *m, sn_comm *comm);
+SN_API sn_status sn_metrics_allreduce(sn_metrics *m, sn_comm *comm);
 /* The sums so far (any pointer may be NULL): labelled rows, top-1 hits, top-k hits, summed
  * cross-entropy (0 if no probs were given). */
-void sn_metrics_sums(const sn_metrics *m, double *rows, double *top1, double *topk, double *loss);
+SN_API void sn_metrics_sums(const sn_metrics *m, double *rows, double *top1, double *topk,
+                            double *loss);
 /* The confusion matrix (classes, classes), or NULL if it is not kept. Owned by m. */
-const double *sn_metrics_confusion(const sn_metrics *m);
+SN_API const double *sn_metrics_confusion(const sn_metrics *m);
 
 /* Sharding: pure functions of (dataset size, epoch seed, rank, size). */
 /* The epoch permutation (n entries), identical on every rank for the same seed and epoch. */
-void sn_shard_permutation(int64_t n, uint64_t seed, int64_t epoch, int64_t *perm);
+SN_API void sn_shard_permutation(int64_t n, uint64_t seed, int64_t epoch, int64_t *perm);
 /* Contiguous inference block of rank r: rows [*begin, *end). Every row exactly once; the first
  * n % size ranks get one row more than the others. */
-void sn_shard_block(int64_t n, int rank, int size, int64_t *begin, int64_t *end);
+SN_API void sn_shard_block(int64_t n, int rank, int size, int64_t *begin, int64_t *end);
 
 /* Training epochs (data parallel, Goyal et al.: one shuffle per epoch split across the ranks).
  * Global batch s is the slice [s*B, (s+1)*B) of the epoch permutation; rank r takes its part
@@ -424,24 +468,24 @@ void sn_shard_block(int64_t n, int rank, int size, int64_t *begin, int64_t *end)
  *   drop_last = 0: ceil(n / B) steps; the last global batch is padded to B by wrapping around
  *                  to the start of the permutation (those rows are seen twice this epoch).
  * So every step's global batch has exactly B rows: pass global_n = B to sn_net_train_step. */
-int64_t sn_shard_epoch_steps(int64_t n, int64_t global_batch, int drop_last);
+SN_API int64_t sn_shard_epoch_steps(int64_t n, int64_t global_batch, int drop_last);
 /* Most rows a rank gets in one step: ceil(B / size). */
-int sn_shard_local_max(int64_t global_batch, int size);
+SN_API int sn_shard_local_max(int64_t global_batch, int size);
 /* Rank r's rows of global batch `step`, from the epoch permutation perm (n entries). Writes up to
  * sn_shard_local_max rows and returns their count (0 for an out-of-range step or argument). */
-int sn_shard_step_rows(const int64_t *perm, int64_t n, int64_t global_batch, int drop_last,
-                       int rank, int size, int64_t step, int64_t *rows);
+SN_API int sn_shard_step_rows(const int64_t *perm, int64_t n, int64_t global_batch, int drop_last,
+                              int rank, int size, int64_t step, int64_t *rows);
 /* The whole epoch of rank r: *steps = sn_shard_epoch_steps(...); rows: (steps, local_max) with
  * counts[s] valid entries in row s (caller-allocated: steps * local_max and steps entries).
  * Allocates (and frees) one n-entry permutation. */
-sn_status sn_shard_epoch_rows(int64_t n, uint64_t seed, int64_t epoch, int rank, int size,
-                              int64_t global_batch, int drop_last, int64_t *rows, int *counts,
-                              int64_t *steps);
+SN_API sn_status sn_shard_epoch_rows(int64_t n, uint64_t seed, int64_t epoch, int rank, int size,
+                                     int64_t global_batch, int drop_last, int64_t *rows,
+                                     int *counts, int64_t *steps);
 
 /* ---------------------------------------------------------------- HDF5 (io/) */
 
 /* Weights. The loader recognises the layout: shardnet native, torchvision state_dict in HDF5
- * (MODELS.md 5.2), Keras legacy HDF5 (MODELS.md 6.2; layers matched by name) or Keras 3
+ * (docs/models.md), Keras legacy HDF5 (layers matched by name) or Keras 3
  * .weights.h5 with layer-name attributes (6.3). Nothing is half-loaded: on any mismatch the net
  * is unchanged and the message names the key, layer and both shapes. Errors: missing file
  * SN_ERR_IO; not HDF5, truncated, unexpected key/layer, wrong arch SN_ERR_FORMAT; missing key or
@@ -456,10 +500,11 @@ typedef enum sn_weights_format {
   SN_WEIGHTS_KERAS = 3
 } sn_weights_format;
 
-sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_format fmt, char *md5_hex);
+SN_API sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_format fmt,
+                                 char *md5_hex);
 /* Rank 0 loads (format detected), then parameters and MD5 are broadcast; a failure on rank 0
  * is returned on every rank and no net changes. comm NULL: serial. Collective. */
-sn_status sn_weights_load_bcast(sn_net *net, const char *path, sn_comm *comm, char *md5_hex);
+SN_API sn_status sn_weights_load_bcast(sn_net *net, const char *path, sn_comm *comm, char *md5_hex);
 /* Load flags. SN_LOAD_NEW_HEAD (fine-tuning with another class count): the classifier (the
  * net's last "dense" layer: torch "fc", Keras/LeNet "predictions") is loaded only if the file
  * has all its tensors with the net's shapes; if any is absent or shaped differently (or the
@@ -472,19 +517,19 @@ sn_status sn_weights_load_bcast(sn_net *net, const char *path, sn_comm *comm, ch
  * everything else stays strict. The flags combine (each acts only in its case). Unknown bits:
  * SN_ERR_INVALID. The functions without _ex use SN_LOAD_STRICT. */
 typedef enum { SN_LOAD_STRICT = 0, SN_LOAD_NEW_HEAD = 1, SN_LOAD_IGNORE_HEAD = 2 } sn_load_flags;
-sn_status sn_weights_load_ex(sn_net *net, const char *path, sn_weights_format fmt, unsigned flags,
-                             char *md5_hex);
-sn_status sn_weights_load_bcast_ex(sn_net *net, const char *path, sn_comm *comm, unsigned flags,
-                                   char *md5_hex);
+SN_API sn_status sn_weights_load_ex(sn_net *net, const char *path, sn_weights_format fmt,
+                                    unsigned flags, char *md5_hex);
+SN_API sn_status sn_weights_load_bcast_ex(sn_net *net, const char *path, sn_comm *comm,
+                                          unsigned flags, char *md5_hex);
 /* Saves the native layout: /params/<layer>/<role> datasets (Keras role names: kernel, bias,
  * gamma, beta, moving_mean, moving_variance) in engine layout; root attributes format =
  * "shardnet", version, arch, style, classes, height, width, channels, include_top, pooling,
  * base_width. Atomic: written to PATH.tmp.<pid> and renamed. Not collective (call on one rank). */
-sn_status sn_weights_save(const sn_net *net, const char *path);
+SN_API sn_status sn_weights_save(const sn_net *net, const char *path);
 /* Names a known weight file from its MD5 (as returned by sn_weights_load): the Keras release
  * file name, e.g. "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", or NULL if unknown.
  * The string is static. */
-const char *sn_weights_known_file(const char *md5_hex);
+SN_API const char *sn_weights_known_file(const char *md5_hex);
 
 /* Training checkpoints: parameters (with moving statistics), momentum buffers and loop state in
  * one HDF5 file, written atomically (a kill never leaves a broken file under the real name).
@@ -496,9 +541,9 @@ typedef struct sn_checkpoint_meta {
   int ranks; /* rank count that wrote it */
   int64_t global_batch;
 } sn_checkpoint_meta;
-sn_status sn_checkpoint_save(sn_net *net, const char *path, const sn_checkpoint_meta *meta);
+SN_API sn_status sn_checkpoint_save(sn_net *net, const char *path, const sn_checkpoint_meta *meta);
 /* Checks the architecture and sizes; nothing is half-loaded. Calls sn_net_refresh. */
-sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_checkpoint_meta *meta);
+SN_API sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_checkpoint_meta *meta);
 
 /* Datasets (/images (N,H,W,C) uint8 or float32, or the encoded form; optional /labels (N)). */
 typedef struct sn_dataset sn_dataset;
@@ -514,14 +559,14 @@ typedef struct sn_dataset_info {
 
 /* Opens a dataset file for reading. Not collective (each rank opens independently); `comm` is
  * used for error messages only. The caller owns *out. */
-sn_status sn_dataset_open(const char *path, sn_comm *comm, sn_dataset **out);
-void sn_dataset_close(sn_dataset *ds);
-const sn_dataset_info *sn_dataset_get_info(const sn_dataset *ds);
+SN_API sn_status sn_dataset_open(const char *path, sn_comm *comm, sn_dataset **out);
+SN_API void sn_dataset_close(sn_dataset *ds);
+SN_API const sn_dataset_info *sn_dataset_get_info(const sn_dataset *ds);
 /* Reads the given rows into images (count, H, W, C) (uint8, or float32 per the dataset dtype;
  * encoded rows are decoded and resized/cropped to target size when h,w > 0) and labels (may be
  * NULL). */
-sn_status sn_dataset_read_rows(sn_dataset *ds, const int64_t *rows, int count, void *images,
-                               int32_t *labels);
+SN_API sn_status sn_dataset_read_rows(sn_dataset *ds, const int64_t *rows, int count, void *images,
+                                      int32_t *labels);
 /* Schema, validation rules and limits: docs/hdf5-schema.md. A dataset is used by one thread at a
  * time. Rows may come in any order and repeat; runs of consecutive rows are read as one slab. */
 
@@ -532,8 +577,8 @@ sn_status sn_dataset_read_rows(sn_dataset *ds, const int64_t *rows, int count, v
  * Pillow-exact (bilinear antialiased as for PIL images). Updates the info's h and w. For a raw
  * dataset only its own size is accepted. */
 typedef enum sn_resize_mode { SN_RESIZE_NEAREST = 0, SN_RESIZE_BILINEAR = 1 } sn_resize_mode;
-sn_status sn_dataset_set_decode(sn_dataset *ds, int out_h, int out_w, sn_resize_mode mode,
-                                int resize_shorter);
+SN_API sn_status sn_dataset_set_decode(sn_dataset *ds, int out_h, int out_w, sn_resize_mode mode,
+                                       int resize_shorter);
 /* The decode target for a model of input h x w fed with preprocessing pre, fitted as that
  * preprocessing's framework does it: SN_PRE_TORCH, torchvision Resize(S) + CenterCrop(h x w)
  * with S = (h * 256 + 112) / 224 (resize-256, crop-224 scaled to the input), bilinear; any other,
@@ -541,11 +586,11 @@ sn_status sn_dataset_set_decode(sn_dataset *ds, int out_h, int out_w, sn_resize_
  * (compare its info with the model's input). Errors: those of sn_dataset_set_decode;
  * SN_PRE_DEFAULT for an encoded dataset is SN_ERR_INVALID (resolve it with
  * sn_net_default_preprocess first). */
-sn_status sn_dataset_set_decode_for(sn_dataset *ds, int h, int w, sn_preprocess pre);
+SN_API sn_status sn_dataset_set_decode_for(sn_dataset *ds, int h, int w, sn_preprocess pre);
 /* Name of class i from /classes, or NULL (no /classes or i out of range). Owned by ds. */
-const char *sn_dataset_class_name(const sn_dataset *ds, int i);
+SN_API const char *sn_dataset_class_name(const sn_dataset *ds, int i);
 /* The file's labels (info.n entries), or NULL if it has none. Owned by ds. */
-const int32_t *sn_dataset_labels(const sn_dataset *ds);
+SN_API const int32_t *sn_dataset_labels(const sn_dataset *ds);
 
 /* Progress of a long operation on this rank: `done` of `total` local units. */
 typedef void (*sn_progress_fn)(void *ctx, int64_t done, int64_t total);
@@ -567,19 +612,19 @@ typedef struct sn_convert_options {
   sn_progress_fn progress; /* may be NULL; called on every rank with its own counts */
   void *progress_ctx;
 } sn_convert_options;
-void sn_convert_options_init(sn_convert_options *o);
+SN_API void sn_convert_options_init(sn_convert_options *o);
 
 /* MNIST / Fashion-MNIST idx files (gzip or plain) -> /images (N,28,28,1) uint8, /labels int32,
  * /classes. Every rank parses both inputs (they are small). Collective. */
-sn_status sn_convert_idx(const char *images_idx, const char *labels_idx, const char *out_path,
-                         sn_comm *comm, const sn_convert_options *o);
+SN_API sn_status sn_convert_idx(const char *images_idx, const char *labels_idx,
+                                const char *out_path, sn_comm *comm, const sn_convert_options *o);
 /* ImageNet-style tree root/<class>/.../<file>.{jpg,jpeg,png} (case-insensitive): classes are
  * the sorted sub-folder names (label = index), files sorted per folder (torchvision
  * ImageFolder order). Writes /labels, /classes, /filenames (paths relative to root) and either
  * /images (decoded and resized) or /encoded + /offsets. Rank 0 lists the tree and broadcasts it.
  * Collective. */
-sn_status sn_convert_folder(const char *root, const char *out_path, sn_comm *comm,
-                            const sn_convert_options *o);
+SN_API sn_status sn_convert_folder(const char *root, const char *out_path, sn_comm *comm,
+                                   const sn_convert_options *o);
 
 /* Inference output: one file written collectively by all ranks, rows in dataset order, datasets
  * /predictions/top_k_indices (N,K) int32, /predictions/top_k_scores (N,K) float32, /logits
@@ -606,33 +651,34 @@ typedef struct sn_writer_config {
                       resume the existing file's chunking is kept */
   int resume;      /* 1: reopen an existing output (shapes must match) and keep its rows */
 } sn_writer_config;
-void sn_writer_config_init(sn_writer_config *c);
+SN_API void sn_writer_config_init(sn_writer_config *c);
 /* Creates path (truncating) or, with resume and an existing file, reopens it. Collective; every
  * rank passes the same path and configuration. The caller owns *out. */
-sn_status sn_writer_create(const char *path, sn_comm *comm, const sn_writer_config *cfg,
-                           sn_writer **out);
+SN_API sn_status sn_writer_create(const char *path, sn_comm *comm, const sn_writer_config *cfg,
+                                  sn_writer **out);
 /* Rows not yet written (all rows for a new file; none for a complete one), ascending. *rows is
  * malloc'd (NULL when *count is 0); the caller frees it. Not collective. */
-sn_status sn_writer_missing_rows(const sn_writer *w, int64_t **rows, int64_t *count);
+SN_API sn_status sn_writer_missing_rows(const sn_writer *w, int64_t **rows, int64_t *count);
 /* Rows per chunk (align per-rank blocks to it to avoid shared chunks). */
-int64_t sn_writer_chunk_rows(const sn_writer *w);
+SN_API int64_t sn_writer_chunk_rows(const sn_writer *w);
 /* A root string attribute (arch, weights, weights_md5, preprocess, version, ...). Collective:
  * every rank passes the same name and value. */
-sn_status sn_writer_set_attr_str(sn_writer *w, const char *name, const char *value);
+SN_API sn_status sn_writer_set_attr_str(sn_writer *w, const char *name, const char *value);
 /* Writes rows [row_begin, row_begin + count) and marks them done. Collective: every rank calls it
  * the same number of times; a rank with nothing to write passes count = 0. Buffers (count rows):
  * top_k_indices (count,K), top_k_scores (count,K), logits (count,classes), features (count,D)
  * float32 (converted to half for F16); those of datasets not written may be NULL; index
  * (count) may be NULL (row numbers are written). */
-sn_status sn_writer_write_block(sn_writer *w, int64_t row_begin, int count,
-                                const int32_t *top_k_indices, const float *top_k_scores,
-                                const float *logits, const float *features, const int64_t *index);
+SN_API sn_status sn_writer_write_block(sn_writer *w, int64_t row_begin, int count,
+                                       const int32_t *top_k_indices, const float *top_k_scores,
+                                       const float *logits, const float *features,
+                                       const int64_t *index);
 /* Checks that every row is done on some rank, writes complete = 1 last and closes the file.
  * Missing rows -> SN_ERR_INVALID naming the first one (the file stays incomplete). Collective.
  * sn_writer_destroy is still needed. */
-sn_status sn_writer_finish(sn_writer *w);
+SN_API sn_status sn_writer_finish(sn_writer *w);
 /* Closes the file if sn_writer_finish was not called (then collective) and frees w. */
-void sn_writer_destroy(sn_writer *w);
+SN_API void sn_writer_destroy(sn_writer *w);
 /* The work split of a multi-rank output. The rows still missing are cut into write units (runs
  * of consecutive rows inside one chunk, so no two ranks write the same chunk) and the units into
  * contiguous blocks, one per rank of the writer's communicator (sn_shard_block): rank r writes
@@ -640,7 +686,8 @@ void sn_writer_destroy(sn_writer *w);
  * ascending, malloc'd (NULL when *count is 0; the caller frees them); *writes (may be NULL) is
  * the number of collective writes every rank makes (the most units of any rank). Call it before
  * writing, when every rank sees the same missing rows. Not collective. */
-sn_status sn_writer_local_rows(const sn_writer *w, int64_t **rows, int64_t *count, int64_t *writes);
+SN_API sn_status sn_writer_local_rows(const sn_writer *w, int64_t **rows, int64_t *count,
+                                      int64_t *writes);
 
 /* Output staging: the rows of this rank's share (sn_writer_local_rows) are added as they are
  * computed, in that order and in batches of any size, and written one write unit at a time by
@@ -656,26 +703,27 @@ sn_status sn_writer_local_rows(const sn_writer *w, int64_t **rows, int64_t *coun
 typedef struct sn_staging sn_staging;
 /* Staging for w (which must outlive it) and batches of up to max_batch rows. Not collective.
  * The caller owns *out. */
-sn_status sn_staging_create(sn_writer *w, int max_batch, sn_staging **out);
-void sn_staging_destroy(sn_staging *st);
+SN_API sn_status sn_staging_create(sn_writer *w, int max_batch, sn_staging **out);
+SN_API void sn_staging_destroy(sn_staging *st);
 /* This rank's rows in the order they are to be added (*count entries). Owned by st. */
-const int64_t *sn_staging_rows(const sn_staging *st, int64_t *count);
+SN_API const int64_t *sn_staging_rows(const sn_staging *st, int64_t *count);
 /* Collective writes left to make (the same on every rank). */
-int64_t sn_staging_writes(const sn_staging *st);
+SN_API int64_t sn_staging_writes(const sn_staging *st);
 /* 1 if the rows of this rank's next write unit are all staged (or it has none left). */
-int sn_staging_ready(const sn_staging *st);
+SN_API int sn_staging_ready(const sn_staging *st);
 /* Stages the next n rows (n <= max_batch): top_k_indices (n,K), top_k_scores (n,K), logits
  * (n,classes), features (n,D) float32 as for sn_writer_write_block (those of datasets not
  * written may be NULL). More rows than this rank's share or than fit before the next write:
  * SN_ERR_INVALID. Not collective. */
-sn_status sn_staging_add(sn_staging *st, int n, const int32_t *top_k_indices,
-                         const float *top_k_scores, const float *logits, const float *features);
+SN_API sn_status sn_staging_add(sn_staging *st, int n, const int32_t *top_k_indices,
+                                const float *top_k_scores, const float *logits,
+                                const float *features);
 /* Writes this rank's next write unit (nothing once its share is written) with
  * sn_writer_write_block; a rank whose unit is not ready gets SN_ERR_INVALID on every rank.
  * Collective. */
-sn_status sn_staging_write(sn_staging *st);
+SN_API sn_status sn_staging_write(sn_staging *st);
 /* Rows of this rank's share written so far. */
-int64_t sn_staging_written(const sn_staging *st);
+SN_API int64_t sn_staging_written(const sn_staging *st);
 
 /* State of an output file: missing, incomplete (no complete = 1: resumable) or complete. Not
  * collective. A file that exists but is not HDF5 -> SN_ERR_FORMAT. */
@@ -684,10 +732,10 @@ typedef enum sn_output_state {
   SN_OUTPUT_INCOMPLETE = 1,
   SN_OUTPUT_COMPLETE = 2
 } sn_output_state;
-sn_status sn_output_status(const char *path, sn_output_state *state);
+SN_API sn_status sn_output_status(const char *path, sn_output_state *state);
 /* A root string attribute of an HDF5 file (e.g. "arch" or "weights_md5" of an output) into buf
  * (n bytes, truncated). Missing attribute -> SN_ERR_NOTFOUND. Not collective. */
-sn_status sn_file_attr_str(const char *path, const char *name, char *buf, size_t n);
+SN_API sn_status sn_file_attr_str(const char *path, const char *name, char *buf, size_t n);
 
 /* Streaming reader: a background thread reads, decodes, preprocesses (and augments) the next
  * batches into a ring of prefetch + 1 preallocated batch buffers, so memory is bounded by
@@ -705,46 +753,46 @@ typedef struct sn_reader_options {
   uint64_t seed;            /* augmentation seed (sn_reader_create_epoch: its seed) */
   int64_t epoch;            /* augmentation epoch (sn_reader_create_epoch: its epoch) */
 } sn_reader_options;
-void sn_reader_options_init(sn_reader_options *o);
+SN_API void sn_reader_options_init(sn_reader_options *o);
 /* Batches of o->batch consecutive entries of rows (n_rows entries, copied; the last batch may be
  * short). The caller owns *out; ds must outlive it. */
-sn_status sn_reader_create(sn_dataset *ds, const int64_t *rows, int64_t n_rows,
-                           const sn_reader_options *o, sn_reader **out);
+SN_API sn_status sn_reader_create(sn_dataset *ds, const int64_t *rows, int64_t n_rows,
+                                  const sn_reader_options *o, sn_reader **out);
 /* One training epoch of rank `rank` of `size`: the batches of sn_shard_epoch_rows (global batch
  * B split across ranks, same step count on every rank). o->batch is ignored. */
-sn_status sn_reader_create_epoch(sn_dataset *ds, uint64_t seed, int64_t epoch, int rank, int size,
-                                 int64_t global_batch, int drop_last, const sn_reader_options *o,
-                                 sn_reader **out);
+SN_API sn_status sn_reader_create_epoch(sn_dataset *ds, uint64_t seed, int64_t epoch, int rank,
+                                        int size, int64_t global_batch, int drop_last,
+                                        const sn_reader_options *o, sn_reader **out);
 /* The epoch of sn_reader_create_epoch from global step `start` on: the batches of steps
  * [start, sn_shard_epoch_steps) only, so a run resumed part way through an epoch reads the same
  * rows at each step as an uninterrupted one. shuffle = 0 takes the epoch in file order (the
  * identity permutation) instead of sn_shard_permutation. Each batch is one step's rows: every
  * batch of rank r has the size of sn_shard_block(global_batch, r, size). start = 0 with
  * shuffle = 1 is sn_reader_create_epoch; start >= the epoch's steps gives no batches. */
-sn_status sn_reader_create_epoch_from(sn_dataset *ds, uint64_t seed, int64_t epoch, int64_t start,
-                                      int shuffle, int rank, int size, int64_t global_batch,
-                                      int drop_last, const sn_reader_options *o, sn_reader **out);
+SN_API sn_status sn_reader_create_epoch_from(sn_dataset *ds, uint64_t seed, int64_t epoch,
+                                             int64_t start, int shuffle, int rank, int size,
+                                             int64_t global_batch, int drop_last,
+                                             const sn_reader_options *o, sn_reader **out);
 /* Blocks until the next batch is ready: x (count, H, W, C) float32, labels (count) or NULL if the
  * dataset has none, rows (count) dataset rows. The pointers stay valid until the next call.
  * After the last batch: SN_OK with *count = 0. A read or decode failure is returned for the batch
  * that hit it (message names the file and row); the reader is then finished. */
-sn_status sn_reader_next(sn_reader *r, float **x, int32_t **labels, int64_t **rows, int *count);
-int64_t sn_reader_num_batches(const sn_reader *r);
+SN_API sn_status sn_reader_next(sn_reader *r, float **x, int32_t **labels, int64_t **rows,
+                                int *count);
+SN_API int64_t sn_reader_num_batches(const sn_reader *r);
 /* Seconds sn_reader_next spent waiting for the background thread, cumulated. */
-double sn_reader_wait_seconds(const sn_reader *r);
+SN_API double sn_reader_wait_seconds(const sn_reader *r);
 /* Bytes of batch buffers held by the reader (independent of the dataset size). */
-size_t sn_reader_buffer_bytes(const sn_reader *r);
+SN_API size_t sn_reader_buffer_bytes(const sn_reader *r);
 /* Stops the thread (mid-epoch is fine) and frees everything. */
-void sn_reader_destroy(sn_reader *r);
+SN_API void sn_reader_destroy(sn_reader *r);
 
 /* ---------------------------------------------------------------- MPI (mpi/) */
 
 /* MPI_Init_thread (MPI_THREAD_FUNNELED or better), installs an error handler that returns codes.
  * Safe to call when MPI is already initialised. */
-sn_status sn_mpi_init(int *argc, char ***argv);
-void sn_mpi_finalize(void);
-/* Ends every rank of the job: prints nothing, calls MPI_Abort. For jobs/ only. */
-void sn_mpi_abort(int code);
+SN_API sn_status sn_mpi_init(int *argc, char ***argv);
+SN_API void sn_mpi_finalize(void);
 
 /* Agreement with a deadline: like sn_comm_agree, but rank 0 collects every rank's status with
  * polled point-to-point messages and gives up after timeout_s seconds, so a rank that hangs is
@@ -753,21 +801,7 @@ void sn_mpi_abort(int code);
  * 2 * timeout_s + 1 s (+ up to 2 s, staggered by rank) for rank 0 gets the same naming rank 0.
  * After a timeout the communicator must not be used again: end the job. timeout_s <= 0 waits
  * forever. Serial comm: returns local. Collective. */
-sn_status sn_comm_agree_timeout(sn_comm *comm, sn_status local, double timeout_s);
-/* Step-boundary guard, for jobs/ only (it prints and exits). Collective. Call it after each phase
- * that can fail locally (reading a batch, a non-finite loss, writing a file) and before the next
- * collective phase, with that phase's status. If every rank is fine it returns. Otherwise it does
- * not return: rank 0 writes one line "<prog>: error: <message naming the lowest failing rank>"
- * to stderr and every rank exits with the verdict's status mapped by sn_mpi_exit_status (MPI
- * finalised cleanly). After a timeout (timeout_s > 0, see sn_comm_agree_timeout) or a
- * communication failure the rank that saw it prints and the job ends through MPI_Abort with
- * that rank's mapped status. */
-void sn_mpi_check(sn_comm *comm, sn_status local, double timeout_s, const char *prog);
-/* Called by sn_mpi_check before it finalizes or aborts MPI on a failed verdict (NULL: nothing):
- * the program stops threads that use HDF5 (parallel HDF5 closes itself in MPI_Finalize). */
-extern void (*sn_mpi_before_exit)(void);
-/* Process exit status for a failed verdict's sn_status (NULL, or a result outside 1..255: 1). */
-extern int (*sn_mpi_exit_status)(sn_status status);
+SN_API sn_status sn_comm_agree_timeout(sn_comm *comm, sn_status local, double timeout_s);
 
 #ifdef __cplusplus
 }

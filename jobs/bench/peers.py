@@ -10,7 +10,7 @@ JSON lines so that `shardnet bench` can be compared side by side.
 Models (random weights; speed does not depend on them):
   resnet18, resnet50       torchvision 0.14 (v1.5: stride on the 3x3)
   keras_resnet50v2         a PyTorch module with the shapes and operations of Keras ResNet50V2
-                           (spec/MODELS.md 3: pre-activation, stride on the last block's 3x3,
+                           (docs/models.md, "Keras ResNet V2": pre-activation, stride on the last block's 3x3,
                            1x1 max-pool shortcut, biases on conv1/_0/_3 convs only).
 
 Setup for ORT: cd jobs/bench && ONNXRUNTIME_NODE_INSTALL=skip npm install   (node_modules is not

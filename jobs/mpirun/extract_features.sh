@@ -68,7 +68,7 @@ if [[ "$MPIIO" == romio ]]; then
   printf 'romio_cb_write enable\nromio_ds_write disable\ncb_buffer_size 16777216\n' >"$ROMIO_HINTS"
 fi
 
-# The fit of each image to SIZE follows the weights' framework (MODELS.md 7): torchvision
+# The fit of each image to SIZE follows the weights' framework (docs/models.md, "Preprocessing"): torchvision
 # Resize(256/224*SIZE) + CenterCrop, bilinear; Keras straight resize, nearest.
 if [[ "$ARCH" == keras_* ]]; then
   fit=(--resize nearest)

@@ -315,9 +315,10 @@ void sn_conv_backward(const sn_conv_geom *g, const float *x, const float *w, con
  * (resnet50's 102 MB never stay in cache between images), and the cost of the two Winograd
  * transforms per tile and channel. U = G g G^T is 4x the weights (9.4 MB at 14x14x256, 37.7 MB at
  * 7x7x512), so at batch 1 the 7x7 layers are faster direct; with a few images per call the
- * tiles amortise U (spec/KERNELS.md 2.2). F(2x2)'s U is 16/36 of F(4x4)'s (4.2 MB at 14x14x256),
- * for 2.25x (not 4x) fewer multiplications than direct: at batch 1 it is the cheaper of the two
- * at 14x14x256 on 2 threads. The transforms' cost per tile scales with the tile's points. */
+ * tiles amortise U (docs/kernels.md, "Winograd minimal filtering"). F(2x2)'s U is 16/36 of F(4x4)'s
+ * (4.2 MB at 14x14x256), for 2.25x (not 4x) fewer multiplications than direct: at batch 1 it is the
+ * cheaper of the two at 14x14x256 on 2 threads. The transforms' cost per tile scales with the
+ * tile's points. */
 #define SN_COST_GFLOPS_PER_THREAD 140.0
 #define SN_COST_DRAM_GBS 15.0         /* 2 threads streaming U at 7x7x512, batch 2: 17 GB/s */
 #define SN_COST_WINO_TRANSFORM_NS 9.0 /* per tile and (Cin + Cout) channel, one thread */

@@ -128,6 +128,15 @@ size_t sn_conv_gemm_packed_workspace(const sn_conv_geom *g, int nthreads) {
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
 #include <immintrin.h>
 
+/* The block's body, inlined into the loops below (conv_gemm_block_body.h says why). */
+#include "conv_gemm_block_body.h"
+
+static void block(int m, int n, int kc, const float *ap, const float *bp, size_t bstride, float *c,
+                  size_t ldc, int flags, const float *bias, const float *res, size_t ldr, int relu,
+                  const float *bnext) {
+  gemm_block(m, n, kc, ap, bp, bstride, c, ldc, flags, bias, res, ldr, relu, NULL, 0, 0, bnext);
+}
+
 /* d = act(s * scale + shift), n floats: the operations of sn_bn_affine (bn.c
  * affine_rows_avx512 without a mean: one FMA, then max(v, 0)), so bitwise its output. */
 static inline void map_f(float *d, const float *s, int n, const float *scale, const float *shift,
@@ -350,17 +359,15 @@ static void conv_task(const sn_conv_geom *g, const gemm_plan *p, const float *x,
           pl = 1;
           parts = ceil_div(imin(SN_MR, m1 - i0 - SN_MR) * g->cin, 16 * kc);
         }
-        sn_conv_gemm_block_prefetch(mi, ncols, kc, ap, bk, bstride, y + (size_t)i0 * p->n + n0,
-                                    p->n, flags, bias0, res ? res + (size_t)i0 * p->n + n0 : NULL,
-                                    p->n, relu, pf, pl, parts, NULL);
+        gemm_block(mi, ncols, kc, ap, bk, bstride, y + (size_t)i0 * p->n + n0, p->n, flags, bias0,
+                   res ? res + (size_t)i0 * p->n + n0 : NULL, p->n, relu, pf, pl, parts, NULL);
       }
     } else {
       for (int i0 = m0; i0 < m1; i0 += SN_MR)
         pack_panel(g, p, x, in, i0, imin(SN_MR, m1 - i0), k0, kc,
                    ap + (size_t)((i0 - m0) / SN_MR) * SN_PANEL);
-      sn_conv_gemm_block(m1 - m0, ncols, kc, ap, bk, bstride, y + (size_t)m0 * p->n + n0, p->n,
-                         flags, bias0, res ? res + (size_t)m0 * p->n + n0 : NULL, p->n, relu,
-                         next_kblock(p, bp, kb, p0));
+      block(m1 - m0, ncols, kc, ap, bk, bstride, y + (size_t)m0 * p->n + n0, p->n, flags, bias0,
+            res ? res + (size_t)m0 * p->n + n0 : NULL, p->n, relu, next_kblock(p, bp, kb, p0));
     }
   }
 }
@@ -390,10 +397,10 @@ void sn_conv_gemm_forward_packed(const sn_conv_geom *g, int nthreads, const floa
           int k0 = kb * p.kc, kc = imin(p.kc, p.k - k0);
           int flags = (kb > 0 ? SN_GEMM_ACC : 0) | (kb == p.nkb - 1 ? SN_GEMM_EPI : 0);
           const size_t bstride = (size_t)kc * SN_NR;
-          sn_conv_gemm_block(p.m, ncols, kc, a + (size_t)kb * p.mp * SN_PANEL,
-                             sn_conv_gemm_bblock(bp, npan, k0) + (size_t)q0 * bstride, bstride,
-                             y + n0, p.n, flags, bias ? bias + n0 : NULL, res ? res + n0 : NULL,
-                             p.n, relu, next_kblock(&p, bp, kb, q0));
+          block(p.m, ncols, kc, a + (size_t)kb * p.mp * SN_PANEL,
+                sn_conv_gemm_bblock(bp, npan, k0) + (size_t)q0 * bstride, bstride, y + n0, p.n,
+                flags, bias ? bias + n0 : NULL, res ? res + n0 : NULL, p.n, relu,
+                next_kblock(&p, bp, kb, q0));
         }
       }
     }

@@ -55,14 +55,6 @@ static inline const float *sn_conv_gemm_bblock(const float *bp, int npan, int k0
 void sn_conv_gemm_block(int m, int n, int kc, const float *ap, const float *bp, size_t bstride,
                         float *c, size_t ldc, int flags, const float *bias, const float *res,
                         size_t ldr, int relu, const float *bnext);
-/* sn_conv_gemm_block with the caller's prefetch stream: with pf != NULL the first pfparts column
- * panels' kernels prefetch pfl lines per k step of the stream at pf (consecutive column panels,
- * consecutive parts of it) instead of the next B panel; bafter: the panel the caller runs after
- * this block (bnext of the last column panel). */
-void sn_conv_gemm_block_prefetch(int m, int n, int kc, const float *ap, const float *bp,
-                                 size_t bstride, float *c, size_t ldc, int flags, const float *bias,
-                                 const float *res, size_t ldr, int relu, const float *pf, int pfl,
-                                 int pfparts, const float *bafter);
 
 /* ------------------------------------------------------------ micro-kernel pieces
  * Shared by the block's kernel and the row-direct kernel of conv_gemm.c, which reads A in place

@@ -1,5 +1,5 @@
 /* conv_wino.c - Winograd convolutions for 3x3 stride-1 layers (conv_wino.h), NHWC (Lavin & Gray
- * 2015; matrices in spec/KERNELS.md 2.1).
+ * 2015; matrices in docs/kernels.md).
  *
  * F(m x m, 3x3), m = 4 or 2: Y = A^T [ U (.) V ] A per a x a input tile d (a = m + 2, stride m),
  * U = G g G^T (plan time), V = B^T d B. Summed over channels this is P = a^2 GEMMs (36 or 16):
@@ -17,7 +17,7 @@
  * tiles (batch 1, 14x14) all threads share one band and split each phase, so U is read once.
  *
  * Training, F(2x2, 3x3) with padding <= 2 (forward, backward data with the flipped kernel,
- * weight gradient): 2.25x fewer multiplications (spec/KERNELS.md 2); measured error no larger
+ * weight gradient): 2.25x fewer multiplications (docs/kernels.md); measured error no larger
  * than the direct kernels' (relative RMS 1-5e-7 on the resnet20/50 shapes). Per image, in bands
  * of tile rows so that V and M stay in L2, on the direct tiles (conv_tiles.h):
  *   forward:  V = B^T d B of every 4x4 input patch (stride 2) of the zero-padded image;

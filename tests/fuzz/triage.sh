@@ -24,7 +24,7 @@ for f in "${files[@]}"; do
     head -1 | sed -E 's/^ +#[0-9]+ 0x[0-9a-f]+ in //; s/ \(BuildId.*//')
   if [[ "$kind" == "FUZZ INVARIANT" ]]; then class=shardnet; frame=$(grep -m1 'FUZZ INVARIANT' <<<"$out")
   elif grep -q 'libhdf5' <<<"$frame"; then class=hdf5
-  elif grep -qE '/work/main|shardnet|/io/|/src/' <<<"$frame"; then class=shardnet
+  elif grep -qE 'shardnet|/io/|/src/' <<<"$frame"; then class=shardnet
   else class=other; fi
   echo "$class $(basename "$f") ${kind// /_} $frame"
 done

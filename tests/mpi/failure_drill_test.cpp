@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "mpi_job.h"
 #include "shardnet.h"
 
 TEST(FailureDrill, DISABLED_Run) {

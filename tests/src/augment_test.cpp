@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "augment_impl.h"
 #include "shardnet.h"
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
-// models_test.cpp - architectures: parameter counts (MODELS.md sections 4 and 5), shapes, and
-// the plan/forward machinery on every architecture.
+// models_test.cpp - architectures: parameter counts (docs/models.md, "Parameter counts"), shapes,
+// and the plan/forward machinery on every architecture.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,8 +15,8 @@ struct Counts {
   const char *arch;
   int64_t total, trainable, non_trainable, notop_total;
 };
-// Keras: Total/Trainable/Non-trainable from MODELS.md section 4. torchvision: "Params" is the
-// trainable count and "BN running floats" the non-trainable count (MODELS.md section 5).
+// Keras: Total/Trainable/Non-trainable from docs/models.md, "Parameter counts". torchvision:
+// "Params" is the trainable count and "BN running floats" the non-trainable count (docs/models.md).
 const Counts kCounts[] = {
     {"resnet18", 11689512 + 9600, 11689512, 9600, 0},
     {"resnet34", 21797672 + 17024, 21797672, 17024, 0},

@@ -18,7 +18,7 @@ namespace {
 const double kCaffeBgr[3] = {103.939, 116.779, 123.68};
 const double kMean[3] = {0.485, 0.456, 0.406}, kStd[3] = {0.229, 0.224, 0.225};
 
-// Double formula of MODELS.md section 7 for one RGB pixel.
+// Double formula of docs/models.md, "Preprocessing", for one RGB pixel.
 void expect_pixel(const uint8_t *rgb, sn_preprocess mode, const float *got) {
   for (int j = 0; j < 3; ++j) {
     double e;

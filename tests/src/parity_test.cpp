@@ -1,6 +1,7 @@
 // parity_test.cpp - inference parity against PyTorch references (tests/fixtures, made by
 // gen_fixtures.py): 14 reduced-width models, weights in torchvision or Keras legacy HDF5 layout,
-// logits / softmax / pooled features compared with MODELS.md section 9's tolerances.
+// logits / softmax / pooled features compared with the tolerances of docs/models.md, "Numerical
+// parity".
 //
 // The references are float64 computations on float32-representable weights; when the fixtures
 // were generated, PyTorch's own float32 forward stayed within 10 % of every tolerance below (the
@@ -49,8 +50,9 @@ void read_expected(const H5Reader &f, Expected *e) {
   ASSERT_EQ(e->k, (int)f.attr("classes"));
 }
 
-// MODELS.md section 9: logits max |d| <= 1e-4 + 1e-4 max|ref|, max|ref| over the whole reference
-// (all images; `scale`, 0: of these values). Prints the error as a fraction of the tolerance.
+// docs/models.md, "Numerical parity": logits max |d| <= 1e-4 + 1e-4 max|ref|, max|ref| over the
+// whole reference (all images; `scale`, 0: of these values). Prints the error as a fraction of the
+// tolerance.
 void expect_logits(const float *got, const float *ref, size_t count, const std::string &what,
                    double scale = 0) {
   double d = sntest::diff_max(got, ref, count);
@@ -60,7 +62,8 @@ void expect_logits(const float *got, const float *ref, size_t count, const std::
   std::printf("  %s: logits max|d| %.2e = %.3f of tolerance\n", what.c_str(), d, d / tol);
 }
 
-// MODELS.md section 9: intermediate outputs max |d| / max|ref| <= 1e-4 (scale as above).
+// docs/models.md, "Numerical parity": intermediate outputs max |d| / max|ref| <= 1e-4 (scale as
+// above).
 void expect_features(const float *got, const float *ref, size_t count, const std::string &what,
                      double scale = 0) {
   double d = sntest::diff_max(got, ref, count);
@@ -97,7 +100,7 @@ TEST_P(InferenceParity, LogitsProbsFeatures) {
   const float *feat = sn_net_features(net);
   ASSERT_NE(feat, nullptr);
   expect_features(feat, e.features.data(), (size_t)e.n * e.d, name);
-  // Keras models end in a softmax (MODELS.md 2.3); the probabilities must match too.
+  // Keras models end in a softmax (docs/models.md); the probabilities must match too.
   sn_softmax(out.data(), e.n, e.k, probs.data());
   double dp = sntest::diff_max(probs.data(), e.probs.data(), probs.size());
   EXPECT_LE(dp, 1e-4) << name << ": probs max|d| " << dp;

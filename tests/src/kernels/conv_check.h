@@ -15,14 +15,15 @@
 // Prepared inference convolutions (sn_conv_prepare and the forced algorithms of sn_conv_algo)
 // are compared against sn_conv_forward_ref (direct, double accumulation).
 // Data: x = ReLU(N(0,1)), w He-normal (stddev sqrt(2/K)), bias N(0, 0.1), res N(0,1), as in
-// spec/KERNELS.md 4.1. Error is measured as max|y - ref| / max|ref|.
-//   GEMM paths (fp32 FMA over K <= 600 terms, any blocking order): rtol 2e-6 (KERNELS.md 4.1
+// docs/kernels.md, "Error budget". Error is measured as max|y - ref| / max|ref|.
+//   GEMM paths (fp32 FMA over K <= 600 terms, any blocking order): rtol 2e-6 (docs/kernels.md,
+//   "Error budget"
 //     measured ~5e-7 for fp32 direct; measured here <= 4.3e-7).
 //   Winograd F(4x4, 3x3) (fp32 transforms, entries of B^T/A^T up to 8 and of G down to 1/24
-//     amplify roundoff): rtol 1e-5, the per-layer error measured in KERNELS.md 4.1 (5.6e-6 to
+//     amplify roundoff): rtol 1e-5, the per-layer error measured in docs/kernels.md (5.6e-6 to
 //     9.7e-6 with Cin up to 512; these shapes have Cin <= 64, measured here <= 4.8e-6).
 //   Winograd F(2x2, 3x3) (entries of B^T/A^T are +-1, of G 1/2 and 1): the GEMM paths' rtol
-//     2e-6; KERNELS.md 4.1 measured 3.4e-7 to 5.6e-7 (1-2x direct's RMS).
+//     2e-6; docs/kernels.md gives 3.4e-7 to 5.6e-7 (1-2x direct's RMS).
 // A wrong index, padding, stride or epilogue gives errors of order 1, so every check can fail.
 #pragma once
 #include <gtest/gtest.h>

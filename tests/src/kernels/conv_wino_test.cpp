@@ -19,7 +19,7 @@ using namespace convcheck;
 // than one 64-column block, several bands of tile rows per image (30x30 with 80 channels:
 // 51 tiles per band), batch 1 and batch 9 (uneven chunks). Same tolerance as direct: F(2x2)'s
 // transforms have coefficients 0, +-1, +-1/2 and add ~2x the rounding of a direct sum
-// (spec/KERNELS.md 4.1).
+// (docs/kernels.md, "Error budget").
 TEST(KernelConv, WinogradShapes) {
   const sn_kernel_opts force = forced(kOn);
   const Shape shapes[] = {
