@@ -35,6 +35,16 @@ jobs_files=$(find jobs -maxdepth 1 -name '*.[ch]')
     $jobs_files
   check "the algorithm headers of src/kernels/ are private to src/kernels/" \
     '#include "[^"]*(conv_[a-z_]*|dense_body)\.h"' $(find src -maxdepth 1 -name '*.[ch]') src/layers/*.c
+  # The convolution files form a tree under the dispatcher (conv.c): an algorithm file includes
+  # no other algorithm's header, and the leaves (tiles, GEMM block) include none at all.
+  for alg in direct gemm wino generic; do
+    others=$(printf '%s\n' direct gemm wino generic | grep -vx "$alg" | paste -sd'|')
+    check "src/kernels/conv_$alg.c calls no other convolution algorithm" \
+      "#include \"conv_($others)\\.h\"" src/kernels/conv_$alg.c
+  done
+  check "the convolution leaves call no algorithm" '#include "conv_(direct|gemm|wino|generic)\.h"' \
+    src/kernels/conv_tiles.c src/kernels/conv_gemm_block.c src/kernels/conv_tiles.h \
+    src/kernels/conv_gemm_block.h src/kernels/conv_gemm_block_body.h
   check "no include of io/, mpi/ or jobs/ reaches into another directory by path" \
     '#include "[^"]*\.\./' $io_files $mpi_files $jobs_files
 }
