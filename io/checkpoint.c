@@ -22,8 +22,13 @@ sn_status sn_checkpoint_save(sn_net *net, const char *path, const sn_checkpoint_
   float *mom = sn_net_momentum_block(net, &nmom);
   hid_t f;
   char tmp[4096];
+  /* HDF5 is not thread-safe: exclude a live dataset reader's thread (h5util.h). */
+  sn_h5_lock();
   sn_status s = sn_h5_create_atomic(path, &f, tmp, sizeof tmp);
-  if (s != SN_OK) return s;
+  if (s != SN_OK) {
+    sn_h5_unlock();
+    return s;
+  }
   int64_t d1 = (int64_t)nblock, d2 = (int64_t)nmom;
   int h, w, c;
   sn_net_input_shape(net, &h, &w, &c);
@@ -52,10 +57,20 @@ sn_status sn_checkpoint_save(sn_net *net, const char *path, const sn_checkpoint_
   for (size_t i = 0; s == SN_OK && i < sizeof ints / sizeof ints[0]; ++i)
     s = sn_h5_write_int_attr(f, ints[i].k, ints[i].v, path);
   sn_status fin = sn_h5_finish_atomic(f, tmp, path, s == SN_OK);
+  sn_h5_unlock();
   return s != SN_OK ? s : fin;
 }
 
-sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_checkpoint_meta *m) {
+/* The file's contents, read before anything of the net changes. */
+typedef struct staged {
+  float *params, *momentum; /* (nblock), (nmom) */
+  int has_momentum;
+  int64_t v[6]; /* epoch, step, sgd_steps, seed, ranks, global_batch */
+} staged;
+
+/* Reads and checks everything under the io lock (HDF5 is not thread-safe: a live dataset
+ * reader's thread may be inside it otherwise, h5util.h). */
+static sn_status read_checkpoint(sn_net *net, const char *path, staged *st) {
   hid_t f;
   sn_status s = sn_h5_open_read(path, &f);
   if (s != SN_OK) return s;
@@ -68,7 +83,7 @@ sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_checkpoint_meta *
     s = sn_error_set(SN_ERR_SHAPE, "checkpoint %s: architecture %s, but the model is %s", path,
                      arch, sn_net_arch(net));
   size_t nblock, nmom;
-  float *block = sn_net_param_block(net, &nblock);
+  sn_net_param_block(net, &nblock);
   float *mom = sn_net_momentum_block(net, &nmom);
   int h, w, c, oh, ow, oc;
   sn_net_input_shape(net, &h, &w, &c);
@@ -78,43 +93,55 @@ sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_checkpoint_meta *
   if (s == SN_OK) s = check_attr_int(f, path, "width", w);
   if (s == SN_OK) s = check_attr_int(f, path, "channels", c);
   if (s == SN_OK) s = check_attr_int(f, path, "outputs", oc);
-  int64_t v[6] = {0};
   const char *keys[6] = {"epoch", "step", "sgd_steps", "seed", "ranks", "global_batch"};
   for (int i = 0; s == SN_OK && i < 6; ++i)
-    s = sn_h5_read_int_attr(f, keys[i], path, "/", &v[i]);
-  /* Read into temporaries first: nothing is half-loaded. */
-  float *pb = NULL, *mb = NULL;
+    s = sn_h5_read_int_attr(f, keys[i], path, "/", &st->v[i]);
   if (s == SN_OK) {
-    pb = malloc((nblock ? nblock : 1) * sizeof(float));
-    mb = malloc((nmom ? nmom : 1) * sizeof(float));
-    if (!pb || !mb) s = sn_error_set(SN_ERR_NOMEM, "checkpoint %s: out of memory", path);
+    st->params = malloc((nblock ? nblock : 1) * sizeof(float));
+    st->momentum = malloc((nmom ? nmom : 1) * sizeof(float));
+    if (!st->params || !st->momentum)
+      s = sn_error_set(SN_ERR_NOMEM, "checkpoint %s: out of memory", path);
   }
   int64_t d1 = (int64_t)nblock, d2 = (int64_t)nmom;
-  if (s == SN_OK) s = sn_h5_read_f32(f, "params", path, 1, &d1, pb);
-  int has_mom = sn_h5_exists(f, "momentum");
-  if (s == SN_OK && mom && nmom && has_mom) s = sn_h5_read_f32(f, "momentum", path, 1, &d2, mb);
-  if (s == SN_OK && !sn_values_finite(pb, nblock))
-    s = sn_error_set(SN_ERR_NUMERIC, "checkpoint %s: parameters contain NaN or infinity", path);
-  if (s == SN_OK) {
-    memcpy(block, pb, nblock * sizeof(float));
-    if (mom && nmom) {
-      if (has_mom)
-        memcpy(mom, mb, nmom * sizeof(float));
-      else
-        memset(mom, 0, nmom * sizeof(float));
-    }
-    sn_net_set_sgd_steps(net, has_mom ? v[2] : 0);
-    m->epoch = v[0];
-    m->step = v[1];
-    m->seed = (uint64_t)v[3];
-    m->ranks = (int)v[4];
-    m->global_batch = v[5];
-    s = sn_net_refresh(net);
-  }
-  free(pb);
-  free(mb);
+  if (s == SN_OK) s = sn_h5_read_f32(f, "params", path, 1, &d1, st->params);
+  st->has_momentum = sn_h5_exists(f, "momentum");
+  if (s == SN_OK && mom && nmom && st->has_momentum)
+    s = sn_h5_read_f32(f, "momentum", path, 1, &d2, st->momentum);
   free(fmt);
   free(arch);
   H5Fclose(f);
+  return s;
+}
+
+sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_checkpoint_meta *m) {
+  staged st;
+  memset(&st, 0, sizeof st);
+  sn_h5_lock();
+  sn_status s = read_checkpoint(net, path, &st);
+  sn_h5_unlock();
+  size_t nblock, nmom;
+  float *block = sn_net_param_block(net, &nblock);
+  float *mom = sn_net_momentum_block(net, &nmom);
+  if (s == SN_OK && !sn_values_finite(st.params, nblock))
+    s = sn_error_set(SN_ERR_NUMERIC, "checkpoint %s: parameters contain NaN or infinity", path);
+  /* Nothing is half-loaded: the net changes only now. */
+  if (s == SN_OK) {
+    memcpy(block, st.params, nblock * sizeof(float));
+    if (mom && nmom) {
+      if (st.has_momentum)
+        memcpy(mom, st.momentum, nmom * sizeof(float));
+      else
+        memset(mom, 0, nmom * sizeof(float));
+    }
+    sn_net_set_sgd_steps(net, st.has_momentum ? st.v[2] : 0);
+    m->epoch = st.v[0];
+    m->step = st.v[1];
+    m->seed = (uint64_t)st.v[3];
+    m->ranks = (int)st.v[4];
+    m->global_batch = st.v[5];
+    s = sn_net_refresh(net);
+  }
+  free(st.params);
+  free(st.momentum);
   return s;
 }
