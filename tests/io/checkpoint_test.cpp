@@ -1,6 +1,8 @@
 // checkpoint_test.cpp - tests of io/checkpoint.c: a save and load give back the parameter and
-// momentum blocks and the loop state bit for bit, a failed load changes nothing, and both calls
-// hold the io lock, so a checkpoint can be written while a dataset reader's thread is alive.
+// momentum blocks, the loop state and the recipe bit for bit; a checkpoint of an older version
+// (no recipe) still loads; a failed load changes nothing; both calls hold the io lock, so a
+// checkpoint can be written while a dataset reader's thread is alive. Serial communicator here;
+// tests/mpi/checkpoint_mpi_test.cpp covers the collective parts.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -47,6 +49,48 @@ std::vector<float> block_of(sn_net *net) {
   return std::vector<float>(b, b + n);
 }
 
+// A meta with every recipe field set to something other than its default.
+sn_checkpoint_meta full_meta() {
+  sn_checkpoint_meta m;
+  memset(&m, 0, sizeof m);
+  m.epoch = 1;
+  m.step = 7;
+  m.ranks = 2;
+  m.report_pending = 1;
+  m.epoch_sums[0] = 12.345678901234567;
+  m.epoch_sums[1] = 3;
+  m.epoch_sums[2] = 5;
+  m.epoch_sums[3] = 16;
+  m.has_recipe = 1;
+  sn_train_recipe *r = &m.recipe;
+  sn_train_recipe_init(r);
+  snprintf(r->arch, sizeof r->arch, "resnet20");
+  r->classes = 3;
+  r->height = r->width = 8;
+  r->channels = 1;
+  r->base_width = 2;
+  r->data_rows = 300;
+  r->epochs = 4;
+  r->steps = 9;
+  r->global_batch = 16;
+  r->lr = 0.05;
+  r->schedule = SN_SCHED_STEP;
+  r->warmup_epochs = 0.5;
+  r->momentum = 0.8;
+  r->nesterov = 1;
+  r->weight_decay = 1e-4;
+  r->decay_bn_and_bias = 0;
+  r->label_smoothing = 0.1;
+  r->augment = SN_AUG_RESIZED_CROP;
+  r->preprocess = SN_PRE_UNIT;
+  r->shuffle = 0;
+  r->drop_last = 1;
+  r->seed = (1ull << 62) + 5;
+  r->bn_group = 1;
+  r->bn_style = SN_STYLE_KERAS;
+  return m;
+}
+
 std::vector<float> momentum_of(sn_net *net) {
   size_t n;
   float *b = sn_net_momentum_block(net, &n);
@@ -57,29 +101,93 @@ TEST(Checkpoint, RoundTripIsBitExact) {
   sn_net *a = trained_net(3, 2), *b = trained_net(4, 0);
   ASSERT_TRUE(a && b) << sn_last_error();
   std::string path = sntest::temp_dir() + "/ck.h5";
-  sn_checkpoint_meta m = {1, 7, 42, 2, 16};
-  ASSERT_EQ(sn_checkpoint_save(a, path.c_str(), &m), SN_OK) << sn_last_error();
-  sn_checkpoint_meta back;
-  memset(&back, 0, sizeof back);
-  ASSERT_EQ(sn_checkpoint_load(b, path.c_str(), &back), SN_OK) << sn_last_error();
+  sn_checkpoint_meta m = full_meta();
+  ASSERT_EQ(sn_checkpoint_save(a, path.c_str(), &m, nullptr), SN_OK) << sn_last_error();
+  sn_checkpoint_meta back, head;
+  memset(&back, 0x55, sizeof back);
+  ASSERT_EQ(sn_checkpoint_load(b, path.c_str(), nullptr, &back), SN_OK) << sn_last_error();
   EXPECT_EQ(block_of(a), block_of(b));
   EXPECT_EQ(momentum_of(a), momentum_of(b));
   EXPECT_EQ(sn_net_sgd_steps(b), 2);
   EXPECT_EQ(back.epoch, 1);
   EXPECT_EQ(back.step, 7);
-  EXPECT_EQ(back.seed, 42u);
   EXPECT_EQ(back.ranks, 2);
-  EXPECT_EQ(back.global_batch, 16);
+  EXPECT_EQ(back.report_pending, 1);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(back.epoch_sums[i], m.epoch_sums[i]);
+  EXPECT_EQ(back.has_recipe, 1);
+  char diff[512];
+  EXPECT_EQ(sn_train_recipe_diff(&m.recipe, &back.recipe, diff, sizeof diff), 0) << diff;
+  EXPECT_EQ(back.recipe.seed, (1ull << 62) + 5);
+  EXPECT_EQ(back.recipe.lr, 0.05);
+  // the loop state and recipe alone, without a net
+  ASSERT_EQ(sn_checkpoint_read_meta(path.c_str(), nullptr, &head), SN_OK) << sn_last_error();
+  EXPECT_EQ(head.step, 7);
+  EXPECT_EQ(sn_train_recipe_diff(&m.recipe, &head.recipe, diff, sizeof diff), 0) << diff;
   sn_net_destroy(a);
   sn_net_destroy(b);
+}
+
+// A checkpoint written before recipes were recorded: no /recipe, no epoch_sums, no
+// report_pending. It loads, says so, and its seed and global batch are known.
+TEST(Checkpoint, OlderCheckpointWithoutRecipeLoads) {
+  sn_net *a = trained_net(3, 1);
+  ASSERT_TRUE(a) << sn_last_error();
+  std::string path = sntest::temp_dir() + "/ck.h5";
+  sn_checkpoint_meta m = full_meta();
+  ASSERT_EQ(sn_checkpoint_save(a, path.c_str(), &m, nullptr), SN_OK) << sn_last_error();
+  sn_h5_lock();
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  H5Ldelete(f, "recipe", H5P_DEFAULT);
+  H5Adelete(f, "epoch_sums");
+  H5Adelete(f, "report_pending");
+  H5Fclose(f);
+  sn_h5_unlock();
+  sn_checkpoint_meta back;
+  ASSERT_EQ(sn_checkpoint_load(a, path.c_str(), nullptr, &back), SN_OK) << sn_last_error();
+  EXPECT_EQ(back.has_recipe, 0);
+  EXPECT_EQ(back.recipe.seed, m.recipe.seed);
+  EXPECT_EQ(back.recipe.global_batch, 16);
+  EXPECT_STREQ(back.recipe.arch, "resnet20");
+  EXPECT_EQ(back.report_pending, 0);
+  EXPECT_EQ(back.epoch_sums[3], 0.0);
+  sn_net_destroy(a);
+}
+
+// A malformed recipe attribute is a format error naming the file, the group and the attribute.
+TEST(Checkpoint, BadRecipeAttributeIsNamed) {
+  sn_net *a = trained_net(3, 1);
+  ASSERT_TRUE(a) << sn_last_error();
+  std::string path = sntest::temp_dir() + "/ck.h5";
+  sn_checkpoint_meta m = full_meta();
+  ASSERT_EQ(sn_checkpoint_save(a, path.c_str(), &m, nullptr), SN_OK) << sn_last_error();
+  sn_h5_lock();
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT),
+        g = H5Gopen2(f, "recipe", H5P_DEFAULT);
+  sn_h5_write_str_attr(g, "augment", "jitter", path.c_str());
+  H5Adelete(g, "lr");
+  sn_h5_write_int_attr(g, "lr", 1, path.c_str());
+  H5Gclose(g);
+  H5Fclose(f);
+  sn_h5_unlock();
+  std::vector<float> before = block_of(a);
+  sn_checkpoint_meta back;
+  EXPECT_EQ(sn_checkpoint_read_meta(path.c_str(), nullptr, &back), SN_ERR_FORMAT);
+  std::string msg = sn_last_error();
+  EXPECT_NE(msg.find("/recipe: attribute lr"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(path), std::string::npos) << msg;
+  EXPECT_EQ(sn_checkpoint_load(a, path.c_str(), nullptr, &back), SN_ERR_FORMAT);
+  EXPECT_EQ(block_of(a), before);
+  sn_net_destroy(a);
 }
 
 TEST(Checkpoint, FailedLoadChangesNothing) {
   sn_net *a = trained_net(3, 1);
   ASSERT_TRUE(a) << sn_last_error();
   std::string dir = sntest::temp_dir(), path = dir + "/ck.h5";
-  sn_checkpoint_meta m = {0, 1, 1, 1, 4};
-  ASSERT_EQ(sn_checkpoint_save(a, path.c_str(), &m), SN_OK) << sn_last_error();
+  sn_checkpoint_meta m = full_meta();
+  ASSERT_EQ(sn_checkpoint_save(a, path.c_str(), &m, nullptr), SN_OK) << sn_last_error();
   sn_model_config cfg;
   sn_model_config_init(&cfg, "resnet20");
   cfg.base_width = 4; // another parameter count
@@ -90,10 +198,10 @@ TEST(Checkpoint, FailedLoadChangesNothing) {
   ASSERT_EQ(sn_net_create(&cfg, 5, &other), SN_OK);
   std::vector<float> before = block_of(other);
   sn_checkpoint_meta back;
-  EXPECT_EQ(sn_checkpoint_load(other, path.c_str(), &back), SN_ERR_SHAPE);
+  EXPECT_EQ(sn_checkpoint_load(other, path.c_str(), nullptr, &back), SN_ERR_SHAPE);
   EXPECT_NE(std::string(sn_last_error()).find("param_count"), std::string::npos) << sn_last_error();
   EXPECT_EQ(block_of(other), before);
-  EXPECT_EQ(sn_checkpoint_load(other, (dir + "/missing.h5").c_str(), &back), SN_ERR_IO);
+  EXPECT_EQ(sn_checkpoint_load(other, (dir + "/missing.h5").c_str(), nullptr, &back), SN_ERR_IO);
   EXPECT_EQ(block_of(other), before);
   sn_net_destroy(a);
   sn_net_destroy(other);
@@ -106,15 +214,15 @@ TEST(Checkpoint, SaveAndLoadWaitForTheIoLock) {
   sn_net *a = trained_net(3, 1);
   ASSERT_TRUE(a) << sn_last_error();
   std::string path = sntest::temp_dir() + "/ck.h5";
-  sn_checkpoint_meta m = {0, 1, 1, 1, 4};
+  sn_checkpoint_meta m = full_meta();
   for (int load = 0; load < 2; ++load) {
     std::atomic<bool> done{false};
     sn_status st = SN_ERR_INVALID;
     sn_h5_lock();
     std::thread t([&] {
       sn_checkpoint_meta back;
-      st = load ? sn_checkpoint_load(a, path.c_str(), &back)
-                : sn_checkpoint_save(a, path.c_str(), &m);
+      st = load ? sn_checkpoint_load(a, path.c_str(), nullptr, &back)
+                : sn_checkpoint_save(a, path.c_str(), &m, nullptr);
       done = true;
     });
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -173,7 +281,7 @@ TEST(Checkpoint, WrittenWhileAReaderStreams) {
   sn_net *a = trained_net(3, 1);
   ASSERT_TRUE(a) << sn_last_error();
   std::string path = dir + "/ck.h5";
-  sn_checkpoint_meta m = {0, 1, 1, 1, 4}, back;
+  sn_checkpoint_meta m = full_meta(), back;
   float *x;
   int32_t *lb;
   int64_t *rr;
@@ -185,8 +293,8 @@ TEST(Checkpoint, WrittenWhileAReaderStreams) {
     }
     seen += cnt;
     if (seen % 30 == 0) {
-      ASSERT_EQ(sn_checkpoint_save(a, path.c_str(), &m), SN_OK) << sn_last_error();
-      ASSERT_EQ(sn_checkpoint_load(a, path.c_str(), &back), SN_OK) << sn_last_error();
+      ASSERT_EQ(sn_checkpoint_save(a, path.c_str(), &m, nullptr), SN_OK) << sn_last_error();
+      ASSERT_EQ(sn_checkpoint_load(a, path.c_str(), nullptr, &back), SN_OK) << sn_last_error();
     }
   }
   EXPECT_EQ(seen, n);
