@@ -91,6 +91,9 @@ void cli_check_flags(cli_job *job, sn_status s, unsigned *flags);
 enum { CLI_STOP_TERM = 2u, CLI_STOP_INT = 4u, CLI_STOP_USR1 = 8u };
 #define CLI_STOP_ANY (CLI_STOP_TERM | CLI_STOP_INT | CLI_STOP_USR1)
 void cli_catch_stop_signals(void);
+/* Once the stop is done (checkpoint written): the process only has to exit, so that the SIGTERM
+ * mpirun sends to the other ranks when the first one exits 75 does not cut their exit short. */
+void cli_ignore_stop_signals(void);
 unsigned cli_stop_flags(void);
 /* "SIGTERM", "SIGINT" or "SIGUSR1" for the first stop bit in flags. */
 const char *cli_stop_name(unsigned flags);

@@ -147,6 +147,7 @@ int cmd_train(int argc, char **argv) {
     if (!c.stop) train_end_epoch(&c, &e, t0);
   }
   if (c.stop) {
+    cli_ignore_stop_signals();
     train_report_stop(&c);
     train_free(&c);
     return cli_job_end(&c.job, EXIT_TEMPFAIL);

@@ -40,6 +40,12 @@ void cli_catch_stop_signals(void) {
   sigaction(SIGUSR1, &sa, NULL);
 }
 
+void cli_ignore_stop_signals(void) {
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGUSR1, SIG_IGN);
+}
+
 unsigned cli_stop_flags(void) {
   switch (stop_sig) {
   case SIGTERM:
