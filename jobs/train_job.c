@@ -114,7 +114,7 @@ void train_build(train_job *c) {
 /* What resuming on another rank count changes (rank 0). */
 static void note_rank_change(const train_job *c) {
   const sn_checkpoint_meta *m = &c->meta;
-  if (c->job.rank != 0 || !cli_verbose || m->ranks == c->job.size) return;
+  if (c->job.rank != 0 || m->ranks == c->job.size) return; /* also with --quiet */
   fprintf(stderr,
           "shardnet: note: checkpoint written by %d rank(s), resuming on %d with the same global "
           "batch %ld: up to %d rows per rank and step instead of %d; %s\n",
