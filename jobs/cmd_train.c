@@ -10,7 +10,12 @@ static const char *EXAMPLES =
     "  shardnet train --arch resnet20 --input 28x28x1 --data train.h5 --val test.h5 --epochs 3 \\\n"
     "      --batch 128 --lr 0.1 --schedule cosine --out resnet20.h5\n"
     "  mpirun -np 2 shardnet train --arch resnet20 --input 28x28x1 --data train.h5 --batch 128 \\\n"
-    "      --checkpoint ckpt.h5 --resume --threads 1\n";
+    "      --checkpoint ckpt.h5 --checkpoint-minutes 30 --resume --threads 1\n"
+    "\n"
+    "stopping: SIGTERM, SIGINT or SIGUSR1 (to any rank, or SIGUSR1 to mpirun) make every rank\n"
+    "finish its step and write --checkpoint; the job exits 75, and the same command with\n"
+    "--resume continues (bit for bit on the same rank count). A second signal exits at once.\n"
+    "Time limits, requeue and Slurm's --signal: docs/slurm.md.\n";
 
 static cli_opt O[] = {
     CLI_MODEL_OPTS,
@@ -39,10 +44,10 @@ static cli_opt O[] = {
     {"zero-init-residual", 0, "zero the last BN gamma of each residual block", NULL},
     {"bucket-mb", 1, "gradient all-reduce bucket size in MiB (default 25)", NULL},
     {"threads", 1, "threads per rank (default: the cores available to the rank)", NULL},
-    {"checkpoint", 1, "checkpoint file, written atomically after every epoch", NULL},
+    {"checkpoint", 1, "checkpoint file, written atomically after every epoch and on a stop", NULL},
     {"checkpoint-every", 1, "also write the checkpoint every N global steps", NULL},
     {"checkpoint-minutes", 1, "also write the checkpoint every M minutes (rank 0's clock)", NULL},
-    {"resume", 0, "continue from --checkpoint", NULL},
+    {"resume", 0, "continue from --checkpoint (the options must give its recipe)", NULL},
     {"allow-recipe-change", 0, "with --resume: accept options that differ from the checkpoint's",
      NULL},
     {"init", 1, "initial weights (fine-tuning; a new head if --classes differs)", NULL},
