@@ -874,6 +874,36 @@ sn_status sn_h5_write_int_attr(hid_t obj, const char *name, int64_t value, const
   return st;
 }
 
+sn_status sn_h5_write_f64_attr(hid_t obj, const char *name, const double *v, int n,
+                               const char *file) {
+  hsize_t dim = (hsize_t)(n > 0 ? n : 0);
+  hid_t s = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL);
+  sn_status st = put_attr(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, s, v, file);
+  H5Sclose(s);
+  return st;
+}
+
+sn_status sn_h5_read_f64_attr(hid_t obj, const char *name, const char *file, const char *where,
+                              double *v, int n) {
+  if (!sn_h5_has_attr(obj, name))
+    return sn_error_set(SN_ERR_NOTFOUND, "file %s: %s: no attribute %s", file, where, name);
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0)
+    return sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: cannot open", file, where, name);
+  hid_t t = H5Aget_type(a), s = H5Aget_space(a);
+  sn_status st = SN_OK;
+  if (t < 0 || s < 0 || H5Tget_class(t) != H5T_FLOAT || H5Sget_simple_extent_npoints(s) != n)
+    st =
+        sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: expected %d floating-point value%s",
+                     file, where, name, n, n == 1 ? "" : "s");
+  else if (H5Aread(a, H5T_NATIVE_DOUBLE, v) < 0)
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: attribute %s: read failed", file, where, name);
+  if (s >= 0) H5Sclose(s);
+  if (t >= 0) H5Tclose(t);
+  H5Aclose(a);
+  return st;
+}
+
 sn_status sn_h5_write_str_array_attr(hid_t obj, const char *name, const char *const *values, int n,
                                      int fixed, const char *file) {
   hsize_t dim = (hsize_t)(n > 0 ? n : 0);

@@ -156,6 +156,14 @@ sn_status sn_h5_read_int_attr(hid_t obj, const char *name, const char *file, con
  * Collective when the file is MPI. */
 sn_status sn_h5_write_str_attr(hid_t obj, const char *name, const char *value, const char *file);
 sn_status sn_h5_write_int_attr(hid_t obj, const char *name, int64_t value, const char *file);
+/* Float64 attribute of n values (scalar when n is 1), replacing an existing one. Collective when
+ * the file is MPI. */
+sn_status sn_h5_write_f64_attr(hid_t obj, const char *name, const double *v, int n,
+                               const char *file);
+/* Reads a floating-point attribute of exactly n values (converted to double). Missing ->
+ * SN_ERR_NOTFOUND; another type or count -> SN_ERR_FORMAT. */
+sn_status sn_h5_read_f64_attr(hid_t obj, const char *name, const char *file, const char *where,
+                              double *v, int n);
 /* Writes a 1-D string-array attribute; fixed = 1 writes null-padded fixed-length strings
  * (the width of the longest), 0 variable-length. Used by tests to mimic both h5py writers. */
 sn_status sn_h5_write_str_array_attr(hid_t obj, const char *name, const char *const *values, int n,

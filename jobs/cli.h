@@ -14,7 +14,8 @@ enum {
   EXIT_USAGE = 2,
   EXIT_INPUT = 3,
   EXIT_NUMERIC = 4,
-  EXIT_COMM = 5
+  EXIT_COMM = 5,
+  EXIT_TEMPFAIL = 75 /* stopped by a signal after writing the checkpoint: resume later */
 };
 
 /* Maps a library status to an exit code. */
@@ -80,6 +81,22 @@ int cli_job_end(cli_job *job, int code);
 void cli_watch_reader(sn_reader *rd);
 /* Collective failure check (see sn_mpi_check); serial: prints and exits on failure. */
 void cli_check(cli_job *job, sn_status s);
+/* cli_check that also agrees on flags (sn_mpi_check_flags): *flags is this rank's on entry and
+ * the OR over the ranks on return. */
+void cli_check_flags(cli_job *job, sn_status s, unsigned *flags);
+
+/* signals.c: stop requests. After cli_catch_stop_signals, a first SIGTERM, SIGINT or SIGUSR1 is
+ * only recorded (cli_stop_flags gives its CLI_STOP_* bit until the end of the process); a second
+ * one of any of them ends the process at once, with the signal's own status. */
+enum { CLI_STOP_TERM = 2u, CLI_STOP_INT = 4u, CLI_STOP_USR1 = 8u };
+#define CLI_STOP_ANY (CLI_STOP_TERM | CLI_STOP_INT | CLI_STOP_USR1)
+void cli_catch_stop_signals(void);
+/* Once the stop is done (checkpoint written): the process only has to exit, so that the SIGTERM
+ * mpirun sends to the other ranks when the first one exits 75 does not cut their exit short. */
+void cli_ignore_stop_signals(void);
+unsigned cli_stop_flags(void);
+/* "SIGTERM", "SIGINT" or "SIGUSR1" for the first stop bit in flags. */
+const char *cli_stop_name(unsigned flags);
 
 /* Applies the engine options set in the environment (SN_NO_AVX512, SN_CONV_GEMM, SN_CONV_WGRAD,
  * SN_WINOGRAD, SN_FUSE, SN_PROFILE, SN_COMM_POLL; docs/cli.md) to net, before it is planned. */
@@ -117,10 +134,13 @@ void cli_report_infer(const cli_job *job, const double tot[4], double secs, cons
 typedef struct cli_epoch {
   int64_t epoch, step; /* epoch (0-based) and global steps completed */
   int done;            /* 0: cut short by --steps */
-  double sums[3];      /* summed loss x rows, correct, rows (all ranks) */
+  double sums[5];      /* over the ranks: loss x rows, top-1 hits, top-5 hits, rows (the whole
+                          epoch's, also the part before a resume), rows trained by this run */
+  int top5;            /* report top-5 accuracy (more than 5 classes) */
   int has_val;
-  double val_loss, val_correct, val_count;
-  double lr, secs, wait; /* lr of the last step; seconds of the steps; data wait so far */
+  double val_loss, val_correct, val_top5, val_count;
+  double lr, secs, wait;       /* lr of the last step; seconds of the steps; data wait so far */
+  const sn_warnings *warnings; /* the run's sanity warnings, on every metrics line (may be NULL) */
 } cli_epoch;
 void cli_report_epoch(const cli_job *job, const cli_epoch *e, const sn_net *net, FILE *metrics);
 /* With the profile option (SN_PROFILE=1) on stderr: the time of every layer over the passes of

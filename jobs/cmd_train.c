@@ -10,7 +10,12 @@ static const char *EXAMPLES =
     "  shardnet train --arch resnet20 --input 28x28x1 --data train.h5 --val test.h5 --epochs 3 \\\n"
     "      --batch 128 --lr 0.1 --schedule cosine --out resnet20.h5\n"
     "  mpirun -np 2 shardnet train --arch resnet20 --input 28x28x1 --data train.h5 --batch 128 \\\n"
-    "      --checkpoint ckpt.h5 --resume --threads 1\n";
+    "      --checkpoint ckpt.h5 --checkpoint-minutes 30 --resume --threads 1\n"
+    "\n"
+    "stopping: SIGTERM, SIGINT or SIGUSR1 (to any rank, or SIGUSR1 to mpirun) make every rank\n"
+    "finish its step and write --checkpoint; the job exits 75, and the same command with\n"
+    "--resume continues (bit for bit on the same rank count). A second signal exits at once.\n"
+    "Time limits, requeue and Slurm's --signal: docs/slurm.md.\n";
 
 static cli_opt O[] = {
     CLI_MODEL_OPTS,
@@ -39,8 +44,12 @@ static cli_opt O[] = {
     {"zero-init-residual", 0, "zero the last BN gamma of each residual block", NULL},
     {"bucket-mb", 1, "gradient all-reduce bucket size in MiB (default 25)", NULL},
     {"threads", 1, "threads per rank (default: the cores available to the rank)", NULL},
-    {"checkpoint", 1, "checkpoint file, written atomically after every epoch", NULL},
-    {"resume", 0, "continue from --checkpoint", NULL},
+    {"checkpoint", 1, "checkpoint file, written atomically after every epoch and on a stop", NULL},
+    {"checkpoint-every", 1, "also write the checkpoint every N global steps", NULL},
+    {"checkpoint-minutes", 1, "also write the checkpoint every M minutes (rank 0's clock)", NULL},
+    {"resume", 0, "continue from --checkpoint (the options must give its recipe)", NULL},
+    {"allow-recipe-change", 0, "with --resume: accept options that differ from the checkpoint's",
+     NULL},
     {"init", 1, "initial weights (fine-tuning; a new head if --classes differs)", NULL},
     {"out", 1, "final weights (shardnet HDF5)", NULL},
     {"metrics", 1, "append one JSON line per epoch to this file", NULL},
@@ -72,16 +81,13 @@ static int parse(train_job *c, int argc, char **argv) {
       cli_float(O, NO, "weight-decay", 0, 1, 5e-4, &c->wd) ||
       cli_float(O, NO, "label-smoothing", 0, 0.999, 0, &c->ls) ||
       cli_float(O, NO, "warmup", 0, 1e5, 0, &c->warmup) ||
-      cli_float(O, NO, "bucket-mb", 0.001, 4096, 25, &c->bucket))
+      cli_float(O, NO, "bucket-mb", 0.001, 4096, 25, &c->bucket) ||
+      cli_int(O, NO, "checkpoint-every", 1, 1L << 40, 0, &c->ckpt_every) ||
+      cli_float(O, NO, "checkpoint-minutes", 0.001, 1e6, 0, &c->ckpt_minutes))
     return EXIT_USAGE;
-  const char *sv = OPT("schedule");
   c->sched = SN_SCHED_COSINE;
-  if (sv && !strcmp(sv, "constant"))
-    c->sched = SN_SCHED_CONSTANT;
-  else if (sv && !strcmp(sv, "step"))
-    c->sched = SN_SCHED_STEP;
-  else if (sv && strcmp(sv, "cosine")) {
-    cli_error("option --schedule: '%s' is not constant, step or cosine", sv);
+  if (OPT("schedule") && sn_schedule_parse(OPT("schedule"), &c->sched) != SN_OK) {
+    cli_error("option --schedule: '%s' is not constant, step or cosine", OPT("schedule"));
     return EXIT_USAGE;
   }
   c->aug = SN_AUG_CROP_FLIP;
@@ -101,8 +107,10 @@ static int parse(train_job *c, int argc, char **argv) {
   c->sync_bn = !bnopt || !strcmp(bnopt, "sync");
   c->ckpt = OPT("checkpoint");
   c->resume = cli_has(O, NO, "resume");
-  if (c->resume && !c->ckpt) {
-    cli_error("train: --resume needs --checkpoint FILE");
+  c->allow_change = cli_has(O, NO, "allow-recipe-change");
+  if ((c->resume || c->ckpt_every || c->ckpt_minutes > 0) && !c->ckpt) {
+    cli_error(
+        "train: --resume, --checkpoint-every and --checkpoint-minutes need --checkpoint FILE");
     return EXIT_USAGE;
   }
   if (!c->cfg.include_top) {
@@ -122,65 +130,32 @@ static int parse(train_job *c, int argc, char **argv) {
   return 0;
 }
 
-/* The epoch's steps from the current one on, each checked on all ranks before the next
- * collective phase. sums: loss x rows, correct, rows of this rank. Returns the steps' start time.
- */
-static double train_epoch(train_job *c, int64_t epoch, double sums[3]) {
-  int64_t first = c->step - epoch * c->steps_per_epoch, b, e;
-  if (first < 0) first = 0;
-  sn_shard_block(c->batch, c->job.rank, c->job.size, &b, &e); /* this rank's rows per step */
-  sn_reader_options ro;
-  sn_reader_options_init(&ro);
-  ro.preprocess = c->pre;
-  ro.augment = c->augment_given ? c->aug : c->h >= 96 ? SN_AUG_RESIZED_CROP : SN_AUG_CROP_FLIP;
-  ro.pad = c->h >= 64 ? c->h / 8 : 4;
-  sn_reader *rd = NULL;
-  sn_status s =
-      sn_reader_create_epoch_from(c->train, (uint64_t)c->seed, epoch, first, c->shuffle,
-                                  c->job.rank, c->job.size, c->batch, c->drop_last, &ro, &rd);
-  cli_watch_reader(rd);
-  cli_check(&c->job, s);
-  double t0 = cli_now();
-  for (int64_t st = first; st < c->steps_per_epoch && c->step < c->total_steps; ++st) {
-    float *x, loss = 0;
-    int32_t *lb;
-    int64_t *rb;
-    int n = 0, correct = 0;
-    s = sn_reader_next(rd, &x, &lb, &rb, &n);
-    if (s == SN_OK) s = train_check_batch(c, n, (int)(e - b), x, lb, rb);
-    cli_check(&c->job, s);
-    s = sn_net_train_step(c->net, x, lb, n, (int)c->batch, &c->tc, &loss, &correct);
-    if (s == SN_ERR_NUMERIC)
-      s = sn_error_set(s, "epoch %lld step %lld: %s; the last checkpoint is kept",
-                       (long long)epoch + 1, (long long)c->step + 1, sn_last_error());
-    cli_check(&c->job, s);
-    cli_check(&c->job, sn_net_sgd_update(c->net, &c->tc, sn_lr_at(&c->lrs, c->step)));
-    sums[0] += (double)loss * n;
-    sums[1] += correct;
-    sums[2] += n;
-    ++c->step;
-    train_progress(c, epoch, st, first, t0, sums);
-  }
-  c->wait_data += sn_reader_wait_seconds(rd);
-  cli_watch_reader(NULL);
-  sn_reader_destroy(rd);
-  return t0;
-}
-
 int cmd_train(int argc, char **argv) {
   train_job c = {0};
   int rc = parse(&c, argc, argv);
   if (rc) return rc < 0 ? 0 : rc;
+  cli_catch_stop_signals(); /* from here a stop signal is recorded, not fatal */
   rc = cli_job_start(&c.job, &argc, &argv, c.threads);
   if (rc) return rc;
   train_build(&c);
   train_resume(&c);
   train_schedule(&c);
+  train_start(&c);
   double t_start = cli_now();
-  for (int64_t epoch = c.meta.epoch; c.step < c.total_steps; ++epoch) {
+  int pending = c.meta.report_pending; /* a resumed epoch whose report is still to come */
+  for (int64_t epoch = c.meta.epoch; !c.stop && (c.step < c.total_steps || pending);
+       ++epoch, pending = 0) {
     cli_epoch e = {.epoch = epoch};
+    if (c.job.rank == 0 && epoch == c.meta.epoch)
+      memcpy(e.sums, c.meta.epoch_sums, sizeof c.meta.epoch_sums);
     double t0 = train_epoch(&c, epoch, e.sums);
-    train_end_epoch(&c, &e, t0);
+    if (!c.stop) train_end_epoch(&c, &e, t0);
+  }
+  if (c.stop) {
+    cli_ignore_stop_signals();
+    train_report_stop(&c);
+    train_free(&c);
+    return cli_job_end(&c.job, EXIT_TEMPFAIL);
   }
   sn_status s = SN_OK;
   if (c.out && c.job.rank == 0) s = sn_weights_save(c.net, c.out);

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The training and validation datasets and what they fix of the model: classes and input size. */
 static void open_data(train_job *c) {
@@ -42,6 +43,39 @@ static sn_status check_shapes(const train_job *c) {
   return SN_OK;
 }
 
+/* What the options resolve to, once the data and the net have fixed the defaults. */
+static void build_recipe(train_job *c) {
+  sn_train_recipe *r = &c->recipe;
+  const sn_model_config *mc = sn_net_config(c->net);
+  sn_train_recipe_init(r);
+  snprintf(r->arch, sizeof r->arch, "%s", mc->arch);
+  r->classes = c->k;
+  r->height = c->h;
+  r->width = c->w;
+  r->channels = c->ch;
+  r->base_width = mc->base_width;
+  r->data_rows = sn_dataset_get_info(c->train)->n;
+  r->epochs = c->epochs;
+  r->steps = c->steps_limit;
+  r->global_batch = c->batch;
+  r->lr = c->lr;
+  r->schedule = c->sched;
+  r->warmup_epochs = c->warmup;
+  r->momentum = c->mom;
+  r->nesterov = c->nesterov;
+  r->weight_decay = c->wd;
+  r->decay_bn_and_bias = c->decay_bn_bias;
+  r->label_smoothing = c->ls;
+  r->augment = c->augment_given ? c->aug : c->h >= 96 ? SN_AUG_RESIZED_CROP : SN_AUG_CROP_FLIP;
+  r->preprocess = c->pre;
+  r->shuffle = c->shuffle;
+  r->drop_last = c->drop_last;
+  r->seed = (uint64_t)c->seed;
+  r->bn_group = c->sync_bn ? 0 : 1;
+  r->bn_style =
+      c->cfg.bn_momentum_style >= 0 ? c->cfg.bn_momentum_style : (int)sn_net_style(c->net);
+}
+
 void train_build(train_job *c) {
   open_data(c);
   sn_status s = sn_net_create(&c->cfg, (uint64_t)c->seed, &c->net);
@@ -71,34 +105,63 @@ void train_build(train_job *c) {
   if (s == SN_OK && c->val) s = cli_apply_engine_env(c->evalnet);
   if (s == SN_OK && c->val) s = sn_net_plan(c->evalnet, c->local_max, 0);
   cli_check(&c->job, s);
+  build_recipe(c);
+  cli_check(&c->job, sn_train_warnings(&c->recipe, c->train, &c->warnings));
+  for (int i = 0; c->job.rank == 0 && cli_verbose && i < c->warnings.n; ++i)
+    fprintf(stderr, "shardnet: warning: %s\n", c->warnings.text[i]);
+}
+
+/* What resuming on another rank count changes (rank 0). */
+static void note_rank_change(const train_job *c) {
+  const sn_checkpoint_meta *m = &c->meta;
+  if (c->job.rank != 0 || m->ranks == c->job.size) return; /* also with --quiet */
+  fprintf(stderr,
+          "shardnet: note: checkpoint written by %d rank(s), resuming on %d with the same global "
+          "batch %ld: up to %d rows per rank and step instead of %d; %s\n",
+          m->ranks, c->job.size, c->batch, c->local_max, sn_shard_local_max(c->batch, m->ranks),
+          c->sync_bn ? "batch norm still normalises over the global batch, so the training "
+                       "continues the same up to float rounding (sums reduced in another order), "
+                       "not bit for bit"
+                     : "with --bn local each rank's batch statistics now come from that many rows "
+                       "(another computation), and every rank continues from rank 0's moving "
+                       "statistics");
 }
 
 void train_resume(train_job *c) {
-  c->meta = (sn_checkpoint_meta){0, 0, (uint64_t)c->seed, c->job.size, c->batch};
+  memset(&c->meta, 0, sizeof c->meta);
+  c->meta.ranks = c->job.size;
   if (!c->resume) return;
   const int note = c->job.rank == 0 && cli_verbose;
   sn_checkpoint_meta *m = &c->meta;
-  sn_status s = SN_OK;
-  FILE *f = fopen(c->ckpt, "rb");
-  if (f) {
-    fclose(f);
-    s = sn_checkpoint_load(c->net, c->ckpt, m);
-    if (s == SN_OK && m->global_batch != c->batch && note)
-      fprintf(stderr, "shardnet: note: checkpoint used global batch %lld, continuing with %ld\n",
-              (long long)m->global_batch, c->batch);
-    if (s == SN_OK && m->ranks != c->job.size && note)
-      fprintf(stderr,
-              "shardnet: note: checkpoint written by %d ranks, resuming on %d with the same "
-              "global batch %ld\n",
-              m->ranks, c->job.size, c->batch);
-    if (s == SN_OK && note)
-      fprintf(stderr, "shardnet: resuming from %s after epoch %lld (step %lld)\n", c->ckpt,
-              (long long)m->epoch, (long long)m->step);
-  } else if (note) {
-    fprintf(stderr, "shardnet: no checkpoint at %s yet; starting fresh\n", c->ckpt);
+  int exists = c->job.rank == 0 && access(c->ckpt, F_OK) == 0;
+  cli_check(&c->job, sn_comm_bcast(c->job.comm, &exists, sizeof exists, 0));
+  if (!exists) {
+    if (note) fprintf(stderr, "shardnet: no checkpoint at %s yet; starting fresh\n", c->ckpt);
+    return;
   }
+  cli_check(&c->job, sn_checkpoint_read_meta(c->ckpt, c->job.comm, m));
+  char diff[1024] = "";
+  int nd = m->has_recipe ? sn_train_recipe_diff(&m->recipe, &c->recipe, diff, sizeof diff) : 0;
+  sn_status s = SN_OK;
+  if (nd && !c->allow_change)
+    s = sn_error_set(SN_ERR_INVALID,
+                     "checkpoint %s: %d option%s differ%s from the run it continues: %s (resume "
+                     "with the same options, or accept the change with --allow-recipe-change)",
+                     c->ckpt, nd, nd > 1 ? "s" : "", nd > 1 ? "" : "s", diff);
   cli_check(&c->job, s);
-  c->seed = (long)m->seed;
+  if (nd && c->job.rank == 0) /* asked for: printed also with --quiet */
+    fprintf(stderr, "shardnet: note: resuming %s with a changed recipe: %s\n", c->ckpt, diff);
+  if (!m->has_recipe && note)
+    fprintf(stderr,
+            "shardnet: note: checkpoint %s records no recipe (an older version wrote it): "
+            "the options are not checked against it\n",
+            c->ckpt);
+  cli_check(&c->job, sn_checkpoint_load(c->net, c->ckpt, c->job.comm, m));
+  note_rank_change(c);
+  if (note)
+    fprintf(stderr, "shardnet: resuming from %s at step %lld (epoch %lld)\n", c->ckpt,
+            (long long)m->step, (long long)m->epoch + 1);
+  if (!m->has_recipe) c->seed = (long)m->recipe.seed;
 }
 
 /* The first step of this run: the checkpoint's, or, when it counts steps of another global batch,
@@ -106,17 +169,22 @@ void train_resume(train_job *c) {
  * (none are skipped; a few may be seen twice). */
 static int64_t start_step(const train_job *c) {
   const sn_checkpoint_meta *m = &c->meta;
-  if (!c->resume || m->global_batch <= 0 || m->global_batch == c->batch) return m->step;
+  const int64_t old_batch = m->recipe.global_batch;
+  if (!c->resume || old_batch <= 0 || old_batch == c->batch) return m->step;
   const int64_t n = sn_dataset_get_info(c->train)->n;
-  int64_t old_spe = sn_shard_epoch_steps(n, m->global_batch, c->drop_last);
+  int64_t old_spe =
+      sn_shard_epoch_steps(n, old_batch, m->has_recipe ? m->recipe.drop_last : c->drop_last);
   int64_t within = old_spe > 0 ? m->step - m->epoch * old_spe : 0;
   if (within < 0) within = 0;
-  int64_t new_within = within * m->global_batch / c->batch;
-  if (new_within >= c->steps_per_epoch) new_within = c->steps_per_epoch - 1;
+  int64_t new_within = within * old_batch / c->batch;
+  if (within >= old_spe) /* the epoch's steps were all done (its report was pending) */
+    new_within = c->steps_per_epoch;
+  else if (new_within >= c->steps_per_epoch)
+    new_within = c->steps_per_epoch - 1;
   int64_t step = m->epoch * c->steps_per_epoch + new_within;
   if (c->job.rank == 0 && cli_verbose)
     fprintf(stderr, "shardnet: step %lld of global batch %lld is step %lld of global batch %ld\n",
-            (long long)m->step, (long long)m->global_batch, (long long)step, c->batch);
+            (long long)m->step, (long long)old_batch, (long long)step, c->batch);
   return step;
 }
 
@@ -156,8 +224,8 @@ sn_status train_check_labels(const char *path, const char *what, const int32_t *
   return SN_OK;
 }
 
-/* Validation of one batch: image and label checks, prediction, sums. */
-static sn_status validate_batch(train_job *c, sn_reader *rd, sn_metrics *m, float *out,
+/* Validation of one batch: image and label checks, prediction (top-k5), sums. */
+static sn_status validate_batch(train_job *c, sn_reader *rd, sn_metrics *m, int k5, float *out,
                                 float *probs, int32_t *top, float *val) {
   float *x;
   int32_t *lab;
@@ -170,24 +238,28 @@ static sn_status validate_batch(train_job *c, sn_reader *rd, sn_metrics *m, floa
     return sn_error_set(SN_ERR_NUMERIC, "file %s: /images rows %lld..%lld contain NaN or infinity",
                         c->vpath, (long long)rows[0], (long long)rows[n - 1]);
   s = train_check_labels(c->vpath, "validation row", lab, rows, n, c->k);
-  if (s == SN_OK) s = sn_net_predict(c->evalnet, x, n, 1, out, NULL, probs, top, val);
+  if (s == SN_OK) s = sn_net_predict(c->evalnet, x, n, k5, out, NULL, probs, top, val);
   if (s == SN_OK) sn_metrics_add(m, n, lab, top, probs);
   return s;
 }
 
-void train_validate(train_job *c, double *loss, double *correct, double *count) {
+int train_validate(train_job *c, double out[4]) {
   size_t nb;
   float *src = sn_net_param_block(c->net, &nb), *dst = sn_net_param_block(c->evalnet, NULL);
   memcpy(dst, src, nb * sizeof(float));
   sn_status s = sn_net_refresh(c->evalnet);
+  const int64_t nval = sn_dataset_get_info(c->val)->n;
   int64_t b, e;
-  sn_shard_block(sn_dataset_get_info(c->val)->n, c->job.rank, c->job.size, &b, &e);
+  sn_shard_block(nval, c->job.rank, c->job.size, &b, &e);
+  /* Every rank makes as many rounds as the largest block needs: one collective check each. */
+  const int64_t rounds = ((nval + c->job.size - 1) / c->job.size + c->local_max - 1) / c->local_max;
   const size_t max = (size_t)c->local_max;
+  const int k5 = c->k < 5 ? c->k : 5;
   int64_t *rows = malloc((e > b ? (size_t)(e - b) : 1) * sizeof *rows);
-  float *out = malloc(max * c->k * sizeof *out), *probs = malloc(max * c->k * sizeof *probs);
-  float *val = malloc(max * sizeof *val);
-  int32_t *top = malloc(max * sizeof *top);
-  if (!rows || !out || !probs || !val || !top)
+  float *o = malloc(max * c->k * sizeof *o), *probs = malloc(max * c->k * sizeof *probs);
+  float *val = malloc(max * k5 * sizeof *val);
+  int32_t *top = malloc(max * k5 * sizeof *top);
+  if (!rows || !o || !probs || !val || !top)
     s = sn_error_set(SN_ERR_NOMEM, "evaluation: out of memory");
   for (int64_t i = b; rows && i < e; ++i)
     rows[i - b] = i;
@@ -197,25 +269,30 @@ void train_validate(train_job *c, double *loss, double *correct, double *count) 
   ro.preprocess = c->pre;
   sn_reader *rd = NULL;
   sn_metrics *m = NULL;
-  if (s == SN_OK) s = sn_metrics_create(c->k, 1, 0, &m);
+  if (s == SN_OK) s = sn_metrics_create(c->k, k5, 0, &m);
   if (s == SN_OK && e > b) s = sn_reader_create(c->val, rows, e - b, &ro, &rd);
   cli_watch_reader(rd);
-  for (int64_t i = b; s == SN_OK && i < e; i += c->local_max)
-    s = validate_batch(c, rd, m, out, probs, top, val);
-  cli_check(&c->job, s);
+  for (int64_t r = 0; r < rounds && !c->stop; ++r) {
+    if (s == SN_OK && b + r * c->local_max < e)
+      s = validate_batch(c, rd, m, k5, o, probs, top, val);
+    unsigned f = cli_stop_flags();
+    cli_check_flags(&c->job, s, &f);
+    c->stop = f & CLI_STOP_ANY;
+  }
   cli_watch_reader(NULL);
   sn_reader_destroy(rd);
   free(rows);
-  free(out);
+  free(o);
   free(probs);
   free(val);
   free(top);
-  cli_check(&c->job, sn_metrics_allreduce(m, c->job.comm));
-  double rows_sum, loss_sum;
-  sn_metrics_sums(m, &rows_sum, correct, NULL, &loss_sum);
-  *loss = rows_sum ? loss_sum / rows_sum : 0;
-  *count = rows_sum;
+  if (!c->stop) cli_check(&c->job, sn_metrics_allreduce(m, c->job.comm));
+  double rows_sum = 0, loss_sum = 0;
+  if (m) sn_metrics_sums(m, &rows_sum, &out[1], &out[2], &loss_sum);
+  out[0] = rows_sum ? loss_sum / rows_sum : 0;
+  out[3] = rows_sum;
   sn_metrics_destroy(m);
+  return !c->stop;
 }
 
 sn_status train_check_batch(const train_job *c, int n, int per_step, const float *x,
@@ -231,33 +308,43 @@ sn_status train_check_batch(const train_job *c, int n, int per_step, const float
 }
 
 void train_progress(const train_job *c, int64_t epoch, int64_t st, int64_t first, double t0,
-                    const double sums[3]) {
+                    const double sums[5]) {
   if (c->job.rank != 0 || !cli_verbose) return;
   double el = cli_now() - t0, done = (double)(st + 1 - first);
   int64_t rest = c->steps_per_epoch - st - 1, left = c->total_steps - c->step;
   if (left < rest) rest = left;
   char extra[160], what[48];
-  snprintf(extra, sizeof extra, "loss %.4f acc %.1f%% %.0f img/s ETA %.0fs ", sums[0] / sums[2],
-           100.0 * sums[1] / sums[2], done * c->batch / el, el / done * (double)rest);
+  snprintf(extra, sizeof extra, "loss %.4f acc %.1f%% %.0f img/s ETA %.0fs ", sums[0] / sums[3],
+           100.0 * sums[1] / sums[3], done * c->batch / el, el / done * (double)rest);
   snprintf(what, sizeof what, "epoch %lld", (long long)epoch + 1);
   cli_progress(what, (double)(st + 1), (double)c->steps_per_epoch, extra);
 }
 
 void train_end_epoch(train_job *c, cli_epoch *e, double t0) {
-  cli_check(&c->job, sn_comm_allreduce(c->job.comm, e->sums, 3, SN_F64, SN_SUM));
+  cli_check(&c->job, sn_comm_allreduce(c->job.comm, e->sums, 5, SN_F64, SN_SUM));
   e->secs = cli_now() - t0;
-  e->has_val = c->val != NULL;
-  if (c->val) train_validate(c, &e->val_loss, &e->val_correct, &e->val_count);
-  /* An epoch cut short by --steps is not complete: a resume continues inside it. */
   e->step = c->step;
   e->done = c->step >= (e->epoch + 1) * c->steps_per_epoch;
-  c->meta = (sn_checkpoint_meta){e->done ? e->epoch + 1 : e->epoch, c->step, (uint64_t)c->seed,
-                                 c->job.size, c->batch};
-  sn_status s = SN_OK;
-  if (c->ckpt && c->job.rank == 0) s = sn_checkpoint_save(c->net, c->ckpt, &c->meta);
-  cli_check(&c->job, s);
+  double v[4];
+  e->has_val = c->val && train_validate(c, v);
+  if (c->stop) { /* stopped during validation: the report comes first when resumed */
+    train_save(c, e->epoch, e->sums, 1);
+    return;
+  }
+  if (e->has_val) {
+    e->val_loss = v[0];
+    e->val_correct = v[1];
+    e->val_top5 = v[2];
+    e->val_count = v[3];
+  }
+  /* A finished epoch's checkpoint starts the next one; one cut short by --steps keeps its sums,
+   * so that a resume with more steps reports the whole epoch. */
+  const double zero[4] = {0, 0, 0, 0};
+  train_save(c, e->done ? e->epoch + 1 : e->epoch, e->done ? zero : e->sums, 0);
   e->lr = sn_lr_at(&c->lrs, c->step ? c->step - 1 : 0);
   e->wait = c->wait_data;
+  e->top5 = c->k > 5;
+  e->warnings = &c->warnings;
   if (c->job.rank == 0) cli_report_epoch(&c->job, e, c->net, c->metrics);
 }
 

@@ -105,7 +105,7 @@ run convert_folder ok convert folder --root "$t/photos" --encoded --size 32x32 -
 run train ok train "${small[@]}" --data "$t/mnist.h5" --steps 2 --batch 8 --checkpoint "$t/ck.h5" \
   --out "$t/w.h5" --metrics "$t/m.json" "${q[@]}"
 run train_resume ok train "${small[@]}" --data "$t/mnist.h5" --steps 3 --batch 8 --checkpoint "$t/ck.h5" \
-  --resume --out "$t/w2.h5" "${q[@]}"
+  --resume --allow-recipe-change --out "$t/w2.h5" "${q[@]}"
 run infer ok infer "${small[@]}" --data "$t/mnist.h5" --weights "$t/w.h5" --out "$t/pred.h5" --logits \
   --features --batch 10 "${q[@]}"
 run infer_encoded ok infer --arch resnet18 --width 2 --input 32x32x3 --classes 2 --threads 2 \

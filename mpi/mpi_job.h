@@ -22,6 +22,11 @@ void sn_mpi_abort(int code);
  * communication failure the rank that saw it prints and the job ends through MPI_Abort with
  * that rank's mapped status. */
 void sn_mpi_check(sn_comm *comm, sn_status local, double timeout_s, const char *prog);
+/* sn_mpi_check that also agrees on a word of flags in the same messages (no extra round):
+ * *flags holds this rank's bits on entry and, when the call returns, their OR over all ranks,
+ * the same on every rank (a stop request seen by one rank reaches all of them). Collective. */
+void sn_mpi_check_flags(sn_comm *comm, sn_status local, unsigned *flags, double timeout_s,
+                        const char *prog);
 /* Called by sn_mpi_check before it finalizes or aborts MPI on a failed verdict (NULL: nothing):
  * the program stops threads that use HDF5 (parallel HDF5 closes itself in MPI_Finalize). */
 extern void (*sn_mpi_before_exit)(void);

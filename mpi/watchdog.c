@@ -29,7 +29,7 @@ typedef struct agree_msg {
   int32_t rank;      /* status: the sender; verdict: the lowest failing rank, or size if none */
   int32_t code;      /* sn_status */
   int32_t timed_out; /* verdict: some rank did not arrive before the deadline */
-  int32_t pad;
+  uint32_t flags;    /* status: the sender's flags; verdict: their OR over the ranks that came */
   char msg[MSG_BYTES];
 } agree_msg;
 
@@ -98,6 +98,8 @@ static sn_status root_collect(const sn_comm *c, MPI_Comm mc, const agree_msg *mi
   verdict->rank = size;
   verdict->code = SN_OK;
   verdict->timed_out = n_missing > 0;
+  for (int r = 0; r < size; ++r)
+    if (all[r].rank >= 0) verdict->flags |= all[r].flags;
   /* A real error of a rank that did arrive explains more than a missing rank does. */
   for (int r = 0; r < size; ++r) {
     if (all[r].code == SN_OK || all[r].rank < 0) continue;
@@ -190,17 +192,35 @@ typedef enum outcome {
   LOST = 2       /* this rank could not complete the protocol itself (timeout or MPI error) */
 } outcome;
 
-static sn_status agree(sn_comm *c, sn_status local, double timeout_s, outcome *how) {
+/* Flags over a communicator without an MPI handle: the OR of each bit through a maximum. */
+static sn_status agree_flags_generic(sn_comm *c, unsigned *flags) {
+  int32_t bits[32];
+  for (int i = 0; i < 32; ++i)
+    bits[i] = (int32_t)((*flags >> i) & 1u);
+  sn_status s = sn_comm_allreduce(c, bits, 32, SN_I32, SN_MAX);
+  *flags = 0;
+  for (int i = 0; i < 32; ++i)
+    if (bits[i]) *flags |= 1u << i;
+  return s;
+}
+
+/* flags (may be NULL): this rank's on entry, their OR over the ranks on an agreed return. */
+static sn_status agree(sn_comm *c, sn_status local, unsigned *flags, double timeout_s,
+                       outcome *how) {
   *how = AGREED;
   if (!c) c = sn_comm_serial();
   if (c->size <= 1) return local;
   MPI_Comm mc = sn_comm_mpi_handle(c);
-  if (mc == MPI_COMM_NULL) return sn_comm_agree(c, local);
+  if (mc == MPI_COMM_NULL) {
+    sn_status s = flags ? agree_flags_generic(c, flags) : SN_OK;
+    return s != SN_OK ? s : sn_comm_agree(c, local);
+  }
 
   agree_msg mine, verdict;
   memset(&mine, 0, sizeof mine);
   mine.rank = c->rank;
   mine.code = local;
+  mine.flags = flags ? *flags : 0;
   if (local != SN_OK) copy_msg(mine.msg, sn_last_error());
 
   /* Rank 0 waits timeout_s for the others; the others wait for rank 0 to wait that long too,
@@ -218,6 +238,7 @@ static sn_status agree(sn_comm *c, sn_status local, double timeout_s, outcome *h
     return s;
   }
   if (verdict.timed_out) *how = gave_up ? LOST : TIMED_OUT;
+  if (flags && !gave_up) *flags = verdict.flags;
   if (gave_up && local != SN_OK) {
     /* Our own failure is the likely cause: the others are probably blocked in a collective
      * this rank skipped. Report it first. */
@@ -236,8 +257,9 @@ static sn_status agree(sn_comm *c, sn_status local, double timeout_s, outcome *h
 
 /* An agreement that did not complete everywhere leaves messages in flight on the communicator;
  * it must never be freed (see sn_comm_mpi.poisoned). */
-static sn_status agree_marking(sn_comm *c, sn_status local, double timeout_s, outcome *how) {
-  sn_status s = agree(c, local, timeout_s, how);
+static sn_status agree_marking(sn_comm *c, sn_status local, unsigned *flags, double timeout_s,
+                               outcome *how) {
+  sn_status s = agree(c, local, flags, timeout_s, how);
   if (*how != AGREED && c && sn_comm_mpi_handle(c) != MPI_COMM_NULL)
     ((sn_comm_mpi *)c->impl)->poisoned = 1;
   return s;
@@ -245,15 +267,20 @@ static sn_status agree_marking(sn_comm *c, sn_status local, double timeout_s, ou
 
 sn_status sn_comm_agree_timeout(sn_comm *comm, sn_status local, double timeout_s) {
   outcome how;
-  return agree_marking(comm, local, timeout_s, &how);
+  return agree_marking(comm, local, NULL, timeout_s, &how);
 }
 
 void (*sn_mpi_before_exit)(void) = NULL;
 int (*sn_mpi_exit_status)(sn_status status) = NULL;
 
 void sn_mpi_check(sn_comm *comm, sn_status local, double timeout_s, const char *prog) {
+  sn_mpi_check_flags(comm, local, NULL, timeout_s, prog);
+}
+
+void sn_mpi_check_flags(sn_comm *comm, sn_status local, unsigned *flags, double timeout_s,
+                        const char *prog) {
   outcome how = AGREED;
-  sn_status s = agree_marking(comm, local, timeout_s, &how);
+  sn_status s = agree_marking(comm, local, flags, timeout_s, &how);
   if (s == SN_OK) return;
   if (sn_mpi_before_exit) sn_mpi_before_exit(); /* stop reader threads before HDF5 is closed */
   int code = sn_mpi_exit_status ? sn_mpi_exit_status(s) : 1;

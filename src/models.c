@@ -228,11 +228,27 @@ static int build_lenet(sn_net *net, const arch_info *a, int w) {
     if ((x) < 0) return SN_ERR_SHAPE;                                                              \
   } while (0)
 
+static const arch_info *find_arch(const char *name) {
+  for (int i = 0; name && i < NARCH; ++i)
+    if (!strcmp(archs[i].name, name)) return &archs[i];
+  return NULL;
+}
+
+static void design_input(const arch_info *a, int *h, int *w, int *c) {
+  *h = *w = a->family == FAM_LENET ? 28 : a->family == FAM_CIFAR ? 32 : 224;
+  *c = a->family == FAM_LENET ? 1 : 3;
+}
+
+sn_status sn_arch_input_size(const char *arch, int *h, int *w, int *c) {
+  const arch_info *a = find_arch(arch);
+  if (!a) return sn_error_set(SN_ERR_INVALID, "unknown architecture '%s'", arch ? arch : "(null)");
+  design_input(a, h, w, c);
+  return SN_OK;
+}
+
 static sn_status build(sn_net *net) {
   const sn_model_config *cfg = &net->cfg;
-  const arch_info *a = NULL;
-  for (int i = 0; i < NARCH; ++i)
-    if (!strcmp(archs[i].name, cfg->arch)) a = &archs[i];
+  const arch_info *a = find_arch(cfg->arch);
   if (!a) {
     char list[512] = "";
     for (int i = 0; i < NARCH; ++i) {
@@ -245,9 +261,11 @@ static sn_status build(sn_net *net) {
   int def_w = a->family == FAM_LENET ? 6 : a->family == FAM_CIFAR ? 16 : 64;
   int w = cfg->base_width > 0 ? cfg->base_width : def_w;
   int classes = cfg->classes > 0 ? cfg->classes : (small ? 10 : 1000);
-  net->in.h = cfg->height > 0 ? cfg->height : (a->family == FAM_LENET ? 28 : small ? 32 : 224);
+  int dh, dw, dc;
+  design_input(a, &dh, &dw, &dc);
+  net->in.h = cfg->height > 0 ? cfg->height : dh;
   net->in.w = cfg->width > 0 ? cfg->width : net->in.h;
-  net->in.c = cfg->channels > 0 ? cfg->channels : (a->family == FAM_LENET ? 1 : 3);
+  net->in.c = cfg->channels > 0 ? cfg->channels : dc;
   net->cfg.classes = classes;
   net->cfg.height = net->in.h;
   net->cfg.width = net->in.w;

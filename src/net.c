@@ -31,6 +31,11 @@ const float *sn_net_features(const sn_net *net) {
   return net->layers[net->layers[net->feature].fuse.alias].y;
 }
 
+const float *sn_net_output(const sn_net *net) {
+  if (!net->planned) return NULL;
+  return net->layers[net->layers[net->output].fuse.alias].y;
+}
+
 sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out) {
   if (!net->planned || net->training)
     return sn_error_set(SN_ERR_INVALID,

@@ -147,6 +147,20 @@ void sn_topk(const float *scores, int n, int classes, int k, int32_t *idx, float
   }
 }
 
+int sn_topk_hits(const float *scores, int n, int classes, int k, const int32_t *labels) {
+  int hits = 0;
+  for (int r = 0; r < n; ++r) {
+    const int32_t y = labels[r];
+    if (y < 0 || y >= classes) continue;
+    const float *s = scores + (size_t)r * classes;
+    int above = 0; /* entries sn_topk puts before the label's: larger, or equal and earlier */
+    for (int j = 0; j < classes && above < k; ++j)
+      above += topk_beats(s[j], s[y]) || (j < y && !topk_beats(s[y], s[j]));
+    hits += above < k;
+  }
+  return hits;
+}
+
 /* ---------------------------------------------------------------- learning rate */
 
 /* Linear warm-up: lr = base_lr * (step+1) / warmup_steps for step < warmup_steps. Then:

@@ -170,6 +170,10 @@ typedef struct sn_model_config {
 SN_API void sn_model_config_init(sn_model_config *cfg, const char *arch);
 /* Names of all architectures, NULL-terminated. */
 SN_API const char *const *sn_arch_names(void);
+/* The input size arch was designed for, which sn_net_create uses when the configuration leaves
+ * it at 0: 224x224x3 for the ImageNet ResNets, 32x32x3 for the CIFAR-style ones, 28x28x1 for
+ * LeNet. Unknown arch: SN_ERR_INVALID. */
+SN_API sn_status sn_arch_input_size(const char *arch, int *h, int *w, int *c);
 
 typedef struct sn_net sn_net;
 
@@ -294,6 +298,10 @@ SN_API sn_status sn_net_refresh(sn_net *net);
 SN_API sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out);
 /* After sn_net_forward: the pooled features (n, feature_dim) (the classifier's input). */
 SN_API const float *sn_net_features(const sn_net *net);
+/* After sn_net_forward or sn_net_train_step: the output of that pass, (n, D) (a classifier's
+ * logits; for a training step, those its loss was computed from). Owned by the net, valid until
+ * the next pass or plan; NULL before the net is planned. */
+SN_API const float *sn_net_output(const sn_net *net);
 /* 1 if the net is planned for training (sn_net_plan(..., training = 1)), else 0. */
 SN_API int sn_net_is_training(const sn_net *net);
 
@@ -411,6 +419,10 @@ SN_API sn_status sn_augment_parse(const char *name, sn_augment *out);
  * ties broken by lower index). */
 SN_API void sn_softmax(const float *logits, int n, int k, float *probs);
 SN_API void sn_topk(const float *scores, int n, int classes, int k, int32_t *idx, float *val);
+/* The rows whose label is among their k highest scores in sn_topk's order (ties to the lower
+ * index): the top-k hits of a batch. scores (n, classes), labels (n); a label outside
+ * [0, classes) is a miss. */
+SN_API int sn_topk_hits(const float *scores, int n, int classes, int k, const int32_t *labels);
 
 /* ---------------------------------------------------------------- prediction and metrics */
 
@@ -482,6 +494,57 @@ SN_API sn_status sn_shard_epoch_rows(int64_t n, uint64_t seed, int64_t epoch, in
                                      int64_t global_batch, int drop_last, int64_t *rows,
                                      int *counts, int64_t *steps);
 
+/* ---------------------------------------------------------------- training recipe */
+
+SN_API const char *sn_schedule_name(sn_schedule s); /* "constant", "step", "cosine" */
+/* Errors: SN_ERR_INVALID naming the string. */
+SN_API sn_status sn_schedule_parse(const char *name, sn_schedule *out);
+
+/* Everything that decides what a training run computes, with every default resolved (the
+ * values used, never "default" markers). A checkpoint records it (sn_checkpoint_meta.recipe), so
+ * that a resumed run can check that it continues the same training (sn_train_recipe_diff).
+ * Not part of it, because they do not change what is computed: the thread count, the all-reduce
+ * bucket size, file names (the training data are identified by their row count, so a dataset
+ * copied elsewhere still matches), and what acts only before the first step (initial weights,
+ * zero-initialised residual gammas: a resumed run takes its parameters from the checkpoint).
+ * The rank count is loop state (sn_checkpoint_meta.ranks): the global batch defines the
+ * optimisation, so a run may resume on another rank count. */
+typedef struct sn_train_recipe {
+  char arch[SN_MAX_NAME];
+  int classes, height, width, channels; /* the model's outputs and input size */
+  int base_width;
+  int64_t data_rows;    /* rows of the training set */
+  int64_t epochs;       /* length of the run in epochs (what counts when steps is 0) */
+  int64_t steps;        /* length in global steps; 0: epochs x steps per epoch */
+  int64_t global_batch; /* images per step over all ranks */
+  double lr;            /* base learning rate */
+  sn_schedule schedule;
+  double warmup_epochs; /* linear warm-up, in epochs (fractions allowed) */
+  double momentum;
+  int nesterov;
+  double weight_decay;
+  int decay_bn_and_bias; /* weight decay on BN parameters and biases too */
+  double label_smoothing;
+  sn_augment augment;
+  sn_preprocess preprocess;
+  int shuffle;   /* one permutation per epoch (0: file order) */
+  int drop_last; /* drop the last partial global batch (0: pad it by wrapping) */
+  uint64_t seed; /* initialisation, shuffling and augmentation */
+  int bn_group;  /* ranks sharing batch-norm statistics: 0 all (synchronized), 1 none (local),
+                    K > 1 groups of K consecutive ranks */
+  int bn_style;  /* sn_style of the moving-statistics rule */
+} sn_train_recipe;
+/* Zeroes r, then `shardnet train`'s defaults where they do not depend on the model or the data:
+ * epochs 1, global batch 128, lr 0.1, cosine, momentum 0.9, weight decay 5e-4 (BN parameters and
+ * biases included), shuffle on, seed 1, synchronized BN, torch BN style. */
+SN_API void sn_train_recipe_init(sn_train_recipe *r);
+/* Compares a recorded recipe `was` (a checkpoint's) with `now`. Returns the number of fields that
+ * differ and writes them into buf (n bytes; may be NULL), one "name was -> now" per difference
+ * separated by ", ", named as `shardnet train`'s options, e.g. "epochs 2 -> 3, lr 0.1 -> 0.05,
+ * input 28x28x1 -> 32x32x3"; always terminated, ending in "..." when cut short. Not collective. */
+SN_API int sn_train_recipe_diff(const sn_train_recipe *was, const sn_train_recipe *now, char *buf,
+                                size_t n);
+
 /* ---------------------------------------------------------------- HDF5 (io/) */
 
 /* Weights. The loader recognises the layout: shardnet native, torchvision state_dict in HDF5
@@ -531,19 +594,48 @@ SN_API sn_status sn_weights_save(const sn_net *net, const char *path);
  * The string is static. */
 SN_API const char *sn_weights_known_file(const char *md5_hex);
 
-/* Training checkpoints: parameters (with moving statistics), momentum buffers and loop state in
- * one HDF5 file, written atomically (a kill never leaves a broken file under the real name).
- * Save on one rank; load on every rank (or load on rank 0 and broadcast the blocks). */
+/* Training checkpoints: one HDF5 file (docs/hdf5-schema.md) with the parameter block (weights
+ * and moving statistics), the momentum block, the loop state and the recipe, written atomically
+ * (a kill never leaves a broken file under the real name; the previous checkpoint stays until
+ * the rename). Together with the pure sampler and augmentation (functions of seed, epoch and
+ * row) this is all a run needs to continue bit for bit from any global step. */
 typedef struct sn_checkpoint_meta {
-  int64_t epoch; /* epochs completed */
-  int64_t step;  /* global steps completed */
-  uint64_t seed;
-  int ranks; /* rank count that wrote it */
-  int64_t global_batch;
+  int64_t epoch;        /* the epoch in progress (0-based) = epochs completed and reported */
+  int64_t step;         /* global steps completed */
+  int report_pending;   /* 1: the steps of `epoch` (up to `step`) are done but the epoch was not
+                           reported (stopped before or during its validation) */
+  int ranks;            /* rank count that wrote it */
+  double epoch_sums[4]; /* the epoch's training sums so far, over all ranks: loss x rows,
+                           top-1 hits, top-5 hits, rows */
+  int has_recipe;       /* on load: 0 for a checkpoint written before recipes were recorded;
+                           then only recipe.arch, .seed and .global_batch are known */
+  sn_train_recipe recipe;
 } sn_checkpoint_meta;
-SN_API sn_status sn_checkpoint_save(sn_net *net, const char *path, const sn_checkpoint_meta *meta);
-/* Checks the architecture and sizes; nothing is half-loaded. Calls sn_net_refresh. */
-SN_API sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_checkpoint_meta *meta);
+/* Saves net (planned for training, so that it has momentum buffers; without them none are
+ * written) and meta to path. Collective over comm (NULL: serial): when meta->recipe.bn_group is
+ * not 0 (batch-norm statistics not shared by all ranks) every rank's moving statistics are
+ * gathered and stored too, so that each rank gets its own back on a resume with the same rank
+ * count. Only rank 0 writes: the write's status is returned on rank 0 (SN_OK on the others after
+ * the gather), so that a caller agreeing with a deadline (sn_comm_agree_timeout) can name a
+ * stuck file system; agree on it before the next collective step. Holds the io lock while it
+ * calls HDF5 (a live sn_reader may run alongside). Errors: SN_ERR_IO (cannot create, write or
+ * rename), SN_ERR_NOMEM, SN_ERR_COMM (the gather). */
+SN_API sn_status sn_checkpoint_save(sn_net *net, const char *path, const sn_checkpoint_meta *meta,
+                                    sn_comm *comm);
+/* Reads only the loop state and the recipe (rank 0 reads, the result and the status are
+ * broadcast), so that a caller can compare the recipe before loading anything. Collective.
+ * Errors: SN_ERR_IO (missing, unreadable), SN_ERR_FORMAT (not a shardnet checkpoint, a
+ * malformed attribute). */
+SN_API sn_status sn_checkpoint_read_meta(const char *path, sn_comm *comm, sn_checkpoint_meta *meta);
+/* Loads parameters, momentum, the SGD step count and meta into net: rank 0 reads and checks the
+ * file, then broadcasts, so every rank gets the same blocks and the same status. With the
+ * per-rank moving statistics of a checkpoint written by as many ranks as comm has, rank r takes
+ * its own; otherwise every rank takes rank 0's. Nothing is half-loaded: on any error no net
+ * changes. Calls sn_net_refresh. Collective. Errors: those of sn_checkpoint_read_meta;
+ * SN_ERR_SHAPE (another architecture, input, class count or parameter count), SN_ERR_NUMERIC
+ * (NaN or infinity in the parameters), SN_ERR_NOMEM, SN_ERR_COMM. */
+SN_API sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_comm *comm,
+                                    sn_checkpoint_meta *meta);
 
 /* Datasets (/images (N,H,W,C) uint8 or float32, or the encoded form; optional /labels (N)). */
 typedef struct sn_dataset sn_dataset;
@@ -589,6 +681,22 @@ SN_API sn_status sn_dataset_set_decode(sn_dataset *ds, int out_h, int out_w, sn_
 SN_API sn_status sn_dataset_set_decode_for(sn_dataset *ds, int h, int w, sn_preprocess pre);
 /* Name of class i from /classes, or NULL (no /classes or i out of range). Owned by ds. */
 SN_API const char *sn_dataset_class_name(const sn_dataset *ds, int i);
+
+/* Sanity warnings: training setups that run but cannot be what was meant, one line each (for
+ * rank 0 to print and record): every label of the training set is one class; some of the
+ * model's classes (recipe->classes) have no training example; the global batch is larger than
+ * the dataset; the input is more than 2x larger or smaller than the architecture's design size
+ * (sn_arch_input_size). Each names the file or the sizes. Fills w (w->n lines) from the recipe
+ * and the training set's labels; nothing is read from the file. Not collective. Errors:
+ * SN_ERR_INVALID (NULL argument), SN_ERR_NOMEM (w holds the warnings found before). */
+#define SN_MAX_WARNINGS 8
+#define SN_WARNING_BYTES 256
+typedef struct sn_warnings {
+  int n;
+  char text[SN_MAX_WARNINGS][SN_WARNING_BYTES];
+} sn_warnings;
+SN_API sn_status sn_train_warnings(const sn_train_recipe *recipe, const sn_dataset *train,
+                                   sn_warnings *w);
 /* The file's labels (info.n entries), or NULL if it has none. Owned by ds. */
 SN_API const int32_t *sn_dataset_labels(const sn_dataset *ds);
 

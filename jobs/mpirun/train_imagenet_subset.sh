@@ -8,7 +8,8 @@
 #      and resized once, not in every epoch.
 #   2. shardnet train: global batch BATCH split over the ranks, synchronized batch norm, gradient
 #      all-reduce in buckets, crop-flip augmentation, cosine schedule with linear warm-up,
-#      validation after every epoch, a checkpoint after every epoch, final weights.
+#      validation after every epoch, a checkpoint after every epoch and every
+#      CHECKPOINT_MINUTES, final weights.
 #
 # The learning rate follows Goyal et al.: LR = BASE_LR x BATCH / 256 unless LR is set. BATCH is
 # global, so changing RANKS changes neither the schedule nor the result's meaning.
@@ -19,6 +20,12 @@
 # RANKS x THREADS must not exceed the cores of a node (RANKS_PER_NODE x THREADS with HOSTFILE).
 # Re-running continues from the last checkpoint ($OUT_DIR/checkpoint.h5), also on another rank
 # count (the global batch is kept).
+#
+# Stopping: SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 to this script during training becomes SIGUSR1 to
+# mpirun, which forwards it to every rank: they finish their step, write the checkpoint and exit
+# 75 (so does this script); run it again to continue. mpirun runs in a session of its own because
+# a SIGTERM or SIGINT sent to mpirun itself makes Open MPI kill the ranks about a second later,
+# which may be too soon for the checkpoint (docs/cli.md, "Checkpoints, signals and resume").
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,7 +33,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # ---------------------------------------------------------------- settings
 SHARDNET="${SHARDNET:-$here/../../build/shardnet}"
 TRAIN_ROOT="${TRAIN_ROOT:-/data/imagenet100/train}" # one sub-folder per class
-VAL_ROOT="${VAL_ROOT:-/data/imagenet100/val}"       # same class folders; empty: no validation
+VAL_ROOT="${VAL_ROOT-/data/imagenet100/val}"        # same class folders; empty: no validation
 OUT_DIR="${OUT_DIR:-$PWD/train_run}"
 ARCH="${ARCH:-resnet50}"         # resnet18..152 (torch conventions) or keras_resnet50...
 SIZE="${SIZE:-224}"              # training resolution (smaller is much faster: 112, 128, 160)
@@ -37,6 +44,7 @@ LR="${LR:-}"                     # empty: BASE_LR x BATCH / 256
 WARMUP="${WARMUP:-5}"            # epochs of linear warm-up
 WEIGHT_DECAY="${WEIGHT_DECAY:-1e-4}"
 LABEL_SMOOTHING="${LABEL_SMOOTHING:-0.1}"
+CHECKPOINT_MINUTES="${CHECKPOINT_MINUTES:-30}" # also checkpoint every M minutes (node failures)
 INIT="${INIT:-}"                 # optional initial weights (same --classes as the subset)
 TRAIN_ARGS="${TRAIN_ARGS:-}"     # extra train flags, e.g. "--bn local --bucket-mb 50"
 RANKS="${RANKS:-2}"              # MPI ranks in total
@@ -90,11 +98,29 @@ read -ra extra <<<"$TRAIN_ARGS"
 init=()
 if [[ -n "$INIT" ]]; then init=(--init "$INIT"); fi
 echo "training $ARCH on $RANKS rank(s) x $THREADS thread(s): global batch $BATCH, lr $LR"
-"${mpi[@]}" "$SHARDNET" train --arch "$ARCH" --data "$OUT_DIR/train_${SIZE}.h5" \
+signals=0 train_pid=""
+forward_stop() { # SIGUSR1 to mpirun, which forwards it to every rank
+  signals=$((signals + 1))
+  if [[ -n "$train_pid" ]]; then kill -USR1 "$train_pid" 2>/dev/null || true; fi
+}
+trap forward_stop TERM INT USR1
+setsid "${mpi[@]}" "$SHARDNET" train --arch "$ARCH" --data "$OUT_DIR/train_${SIZE}.h5" \
   ${val[@]+"${val[@]}"} --epochs "$EPOCHS" --batch "$BATCH" --lr "$LR" --warmup "$WARMUP" \
   --schedule cosine --weight-decay "$WEIGHT_DECAY" --no-decay-bn-bias \
   --label-smoothing "$LABEL_SMOOTHING" --augment crop-flip --bn sync --threads "$THREADS" \
   ${init[@]+"${init[@]}"} \
-  --checkpoint "$OUT_DIR/checkpoint.h5" --resume --metrics "$OUT_DIR/metrics.jsonl" \
-  --out "$OUT_DIR/${ARCH}_final.h5" ${extra[@]+"${extra[@]}"}
+  --checkpoint "$OUT_DIR/checkpoint.h5" --checkpoint-minutes "$CHECKPOINT_MINUTES" --resume \
+  --metrics "$OUT_DIR/metrics.jsonl" --out "$OUT_DIR/${ARCH}_final.h5" \
+  ${extra[@]+"${extra[@]}"} </dev/null &
+train_pid=$!
+while :; do
+  n=$signals
+  rc=0
+  wait "$train_pid" || rc=$?
+  if [[ "$n" == "$signals" ]]; then break; fi # not the trap interrupting the wait
+done
+if ((rc == 75)); then
+  echo "stopped: run $0 again to continue from $OUT_DIR/checkpoint.h5"
+fi
+if ((rc != 0)); then exit "$rc"; fi
 echo "weights: $OUT_DIR/${ARCH}_final.h5; per-epoch metrics: $OUT_DIR/metrics.jsonl"

@@ -89,7 +89,7 @@ static sn_status fz_load_checkpoint(int k, const char *path) {
   sn_checkpoint_meta m;
   memset(&m, 0, sizeof m);
   sn_error_clear();
-  sn_status st = sn_checkpoint_load(z->net, path, &m);
+  sn_status st = sn_checkpoint_load(z->net, path, NULL, &m);
   fz_check_status(st, "sn_checkpoint_load", path);
   fz_check_no_open_h5("sn_checkpoint_load");
   if (st != SN_OK) fz_check_unchanged(z, "sn_checkpoint_load", st);

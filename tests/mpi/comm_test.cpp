@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "comm_mpi.h"
+#include "mpi_job.h"
 #include "shardnet.h"
 
 namespace {
@@ -268,6 +269,26 @@ TEST_F(Comm, AgreeNamesTheFailingRank) {
     EXPECT_TRUE(contains(m, "dataset /images: read failed")) << m;
     sn_error_clear();
   }
+}
+
+// The step check's flags: every rank gets the OR of every rank's bits, in the same round as the
+// status (a stop request seen by one rank only reaches all of them).
+TEST_F(Comm, CheckFlagsAreTheOrOverTheRanks) {
+  for (int who = 0; who < size_; ++who) {
+    unsigned flags = rank_ == who ? 1u : 0u;
+    sn_mpi_check_flags(comm_, SN_OK, &flags, 30.0, "test");
+    EXPECT_EQ(flags, 1u) << "set on rank " << who << " only";
+  }
+  unsigned flags = 1u << (rank_ % 3);
+  if (rank_ == size_ - 1) flags |= 1u << 31;
+  sn_mpi_check_flags(comm_, SN_OK, &flags, 30.0, "test");
+  unsigned want = 1u << 31;
+  for (int r = 0; r < size_; ++r)
+    want |= 1u << (r % 3);
+  EXPECT_EQ(flags, want);
+  flags = 0;
+  sn_mpi_check_flags(comm_, SN_OK, &flags, 0.0, "test");
+  EXPECT_EQ(flags, 0u);
 }
 
 // Several ranks fail: the lowest one's message wins everywhere.

@@ -109,6 +109,27 @@ TEST(Models, UnknownArchitectureIsAnError) {
   EXPECT_EQ(net, nullptr);
 }
 
+// The design input size is what a config without an input size gets.
+TEST(Models, DesignInputSizes) {
+  for (const char *arch : {"resnet50", "keras_resnet50v2", "resnet56", "lenet_bn"}) {
+    int h, w, c, nh, nw, nc;
+    ASSERT_EQ(sn_arch_input_size(arch, &h, &w, &c), SN_OK) << arch;
+    sn_model_config cfg;
+    sn_model_config_init(&cfg, arch);
+    cfg.base_width = 2;
+    sn_net *net = nullptr;
+    ASSERT_EQ(sn_net_create(&cfg, 1, &net), SN_OK) << sn_last_error();
+    sn_net_input_shape(net, &nh, &nw, &nc);
+    EXPECT_EQ(h * 100000 + w * 10 + c, nh * 100000 + nw * 10 + nc) << arch;
+    sn_net_destroy(net);
+  }
+  int h, w, c;
+  ASSERT_EQ(sn_arch_input_size("resnet32", &h, &w, &c), SN_OK);
+  EXPECT_EQ(h * 100000 + w * 10 + c, 32 * 100000 + 320 + 3);
+  EXPECT_EQ(sn_arch_input_size("vgg16", &h, &w, &c), SN_ERR_INVALID);
+  EXPECT_NE(std::string(sn_last_error()).find("vgg16"), std::string::npos);
+}
+
 TEST(Models, TooSmallInputIsAnError) {
   sn_model_config cfg;
   sn_model_config_init(&cfg, "resnet50");

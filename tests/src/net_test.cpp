@@ -41,6 +41,32 @@ sn_net *profiled_resnet20(int training) {
 }
 } // namespace
 
+// sn_net_output after a training step holds the logits its loss came from: their top-1 hits
+// are the step's `correct`, and after an inference forward it is the output that was copied out.
+TEST(Net, OutputOfTheLastPass) {
+  sn_net *net = make("resnet20", 16, 3, 4);
+  ASSERT_TRUE(net);
+  EXPECT_EQ(sn_net_output(net), nullptr); // not planned
+  ASSERT_EQ(sn_net_plan(net, 8, 1), SN_OK) << sn_last_error();
+  std::vector<float> x = sntest::randn(8 * 16 * 16 * 3, 11);
+  int32_t labels[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  sn_train_config tc;
+  sn_train_config_init(&tc);
+  for (int step = 0; step < 3; ++step) {
+    float loss;
+    int correct = -1;
+    ASSERT_EQ(sn_net_train_step(net, x.data(), labels, 8, 8, &tc, &loss, &correct), SN_OK);
+    ASSERT_NE(sn_net_output(net), nullptr);
+    EXPECT_EQ(sn_topk_hits(sn_net_output(net), 8, 10, 1, labels), correct);
+    ASSERT_EQ(sn_net_sgd_update(net, &tc, 0.5f), SN_OK);
+  }
+  ASSERT_EQ(sn_net_plan(net, 8, 0), SN_OK) << sn_last_error();
+  std::vector<float> out(8 * 10);
+  ASSERT_EQ(sn_net_forward(net, x.data(), 8, out.data()), SN_OK);
+  EXPECT_EQ(std::vector<float>(sn_net_output(net), sn_net_output(net) + 80), out);
+  sn_net_destroy(net);
+}
+
 // The profile option: every layer run in an inference forward is timed and listed in network
 // order (with the convolutions' algorithms); skipped (fused) layers are not. Without the option
 // there is no profile.

@@ -200,6 +200,31 @@ TEST(OpsTopk, MatchesFullSort) {
   }
 }
 
+// Top-k hits count a row when its label is among the k entries sn_topk lists, ties included.
+TEST(OpsTopk, HitsAgreeWithTopk) {
+  const int n = 64, k = 12, top = 5;
+  std::vector<float> s = sntest::randn((size_t)n * k, 5);
+  for (int r = 0; r < n; r += 4) // ties: a row of equal scores, and repeated values
+    for (int j = 0; j < k; ++j)
+      s[(size_t)r * k + j] = r % 8 ? (float)(j % 3) : 1.0f;
+  std::vector<int32_t> labels(n), idx((size_t)n * top);
+  std::vector<float> val((size_t)n * top);
+  for (int r = 0; r < n; ++r)
+    labels[r] = (r * 7) % k;
+  sn_topk(s.data(), n, k, top, idx.data(), val.data());
+  for (int kk = 1; kk <= top; ++kk) {
+    int want = 0;
+    for (int r = 0; r < n; ++r)
+      for (int j = 0; j < kk; ++j)
+        want += idx[(size_t)r * top + j] == labels[r];
+    EXPECT_EQ(sn_topk_hits(s.data(), n, k, kk, labels.data()), want) << "k " << kk;
+  }
+  labels[0] = -1;
+  labels[1] = k;
+  int32_t two[2] = {labels[0], labels[1]};
+  EXPECT_EQ(sn_topk_hits(s.data(), 2, k, k, two), 0);
+}
+
 TEST(OpsLr, WarmupThenConstant) {
   sn_lr_schedule s = {SN_SCHED_CONSTANT, 0.4f, 100, 4, 0, 1.0f};
   EXPECT_FLOAT_EQ(0.1f, sn_lr_at(&s, 0));
