@@ -88,6 +88,23 @@ else
   die "pkg-config build failed: $(cat "$tmp/cc.log")"
 fi
 
+# docs/library.md's classify.c on a photo, against the installed tree with pkg-config
+awk '/^```c$/ {on = 1; next} on && /^```$/ {exit} on {print}' "$here/docs/library.md" >"$tmp/classify.c"
+/usr/bin/python3 -c 'import sys, numpy as np; from PIL import Image
+a = np.clip(np.cumsum(np.random.RandomState(0).randint(-6, 7, (180, 240, 3)), axis=1) + 120, 0, 255)
+Image.fromarray(a.astype(np.uint8)).save(sys.argv[1], quality=90)' "$tmp/photo.jpg" 2>/dev/null
+if [[ ! -f "$tmp/photo.jpg" ]]; then
+  echo "note: no Pillow (python3-pil) to make a JPEG: classify.c not run"
+elif cc -std=c11 -Wall -Werror "$tmp/classify.c" $(pkg-config --cflags --libs shardnet) -o "$tmp/classify" 2>"$tmp/cc2.log"; then
+  out=$(LD_LIBRARY_PATH="$prefix/$libdir" "$tmp/classify" "$tmp/photo.jpg" 2>&1)
+  [[ $(grep -cE '^class [0-9]+ p [01]\.[0-9]{4}$' <<<"$out") == 5 ]] \
+    && ok "docs/library.md's classify.c classifies a JPEG" || die "classify.c printed: $out"
+  out=$(LD_LIBRARY_PATH="$prefix/$libdir" "$tmp/classify" "$tmp/missing.jpg" 2>&1)
+  [[ $? != 0 && $out == *"$tmp/missing.jpg"* ]] || die "classify.c on a missing file: $out"
+else
+  die "classify.c does not build: $(cat "$tmp/cc2.log")"
+fi
+
 # ---------------------------------------------------------------- find_package
 mkdir -p "$tmp/consumer"
 cp "$tmp/app.c" "$tmp/consumer/"
