@@ -11,8 +11,8 @@
 #
 # The shared library links its dependencies (MPI, parallel HDF5, OpenBLAS, libjpeg, libpng, zlib,
 # OpenMP) privately, and shardnet.h includes none of their headers: a program needs only the
-# header and -lshardnet. The installed library keeps a run path to dependencies outside the
-# system directories (an MPI under /opt, a module's HDF5), so it loads as it was linked.
+# header and -lshardnet. The installed library and program keep a run path to dependencies
+# outside the system directories (an MPI under /opt, a module's HDF5), so they load as linked.
 include(CMakePackageConfigHelpers)
 
 set(SN_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/shardnet)
@@ -38,7 +38,7 @@ set(SN_PYTHON_DIR ${SN_PYTHON_DIR_DEFAULT} CACHE STRING
   "Python package directory (relative to the install prefix, or absolute)")
 
 # ---------------------------------------------------------------- library, header, program
-set_target_properties(shardnet PROPERTIES INSTALL_RPATH_USE_LINK_PATH TRUE)
+set_target_properties(shardnet shardnet_cli PROPERTIES INSTALL_RPATH_USE_LINK_PATH TRUE)
 install(TARGETS shardnet EXPORT shardnetTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   PUBLIC_HEADER DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})

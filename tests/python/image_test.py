@@ -143,6 +143,8 @@ class BadFiles(TempDirTest):
         self.assertIn("nearest", str(e.exception))
         with self.assertRaises(ValueError):
             image.load_img(b"", color_mode="rgba")
+        with self.assertRaises(TypeError):
+            image.load_img(5)
         with self.assertRaises(ValueError):
             image.load_img(b"", target_size=(1, 2, 3))
         with self.assertRaises(errors.InvalidArgumentError):  # crop larger than the shorter side

@@ -8,7 +8,6 @@ no imaging library is needed:
 JPEG and PNG files are read (recognised by their contents); other formats raise FormatError.
 """
 import ctypes
-import io
 import os
 
 import numpy as np
@@ -81,7 +80,13 @@ def load_img(path, grayscale=False, color_mode="rgb", target_size=None,
         check(lib.sn_image_load(os.fsencode(path), ctypes.byref(o), ctypes.byref(pix),
                                 ctypes.byref(h), ctypes.byref(w)))
     else:
-        data = path.read() if isinstance(path, io.IOBase) or hasattr(path, "read") else path
+        if hasattr(path, "read"):
+            data = path.read()
+        elif isinstance(path, (bytes, bytearray, memoryview)):
+            data = path
+        else:
+            raise TypeError("load_img: path must be a file name, a path-like, bytes or a binary "
+                            "file object, not %s" % type(path).__name__)
         data = bytes(data)
         name = getattr(path, "name", None)
         name = ("file %s" % name).encode() if isinstance(name, str) else None
