@@ -320,8 +320,9 @@ SN_API sn_status sn_net_plan(sn_net *net, int max_batch, int training);
 /* Re-derives folded inference weights after parameters were loaded or trained. */
 SN_API sn_status sn_net_refresh(sn_net *net);
 
-/* Forward pass on n <= max_batch images. x: (n, H, W, C) preprocessed float32. out: (n, D) where
- * D = output width (or (n, H', W', C') for a no-top model without pooling). */
+/* Forward pass on 1 <= n <= max_batch images. x: (n, H, W, C) preprocessed float32 (the shape of
+ * sn_net_input_shape). out: (n, h, w, c) of sn_net_output_shape, i.e. (n, classes) logits with
+ * a classifier; NULL: the output is not copied (sn_net_features still is valid). */
 SN_API sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out);
 /* After sn_net_forward: the pooled features (n, feature_dim) (the classifier's input). */
 SN_API const float *sn_net_features(const sn_net *net);

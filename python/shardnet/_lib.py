@@ -106,12 +106,22 @@ def package_path(which):
     return p
 
 
+# The environment variables this module set (not the user): shardnet.jobs leaves them out of
+# the program's environment, so that the program chooses for its own ranks.
+ENV_SET = {}
+
+
+def _setenv(name, value):
+    os.environ[name] = value
+    ENV_SET[name] = value
+
+
 def _openmp_environment():
     """How idle OpenMP threads wait, as the shardnet program sets it (docs/python.md): read by
     libgomp when it loads, so set here, before the library, unless the user chose."""
     if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
         return
-    os.environ["OMP_WAIT_POLICY"] = "passive"
+    _setenv("OMP_WAIT_POLICY", "passive")
     try:
         with open("/proc/cpuinfo") as f:
             avx512 = any(line.startswith("flags") and " avx512f" in line for line in f)
@@ -120,7 +130,7 @@ def _openmp_environment():
     local = [os.environ.get(v) for v in ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS")]
     alone = not any(v and v.isdigit() and int(v) > 1 for v in local)
     if avx512 and alone:
-        os.environ["GOMP_SPINCOUNT"] = "10000"
+        _setenv("GOMP_SPINCOUNT", "10000")
 
 
 def _load():

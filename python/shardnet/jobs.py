@@ -73,6 +73,9 @@ def run(command, ranks=1, launcher=None, env=None, timeout=None, out=None, **opt
         prefix = list(launcher or [])
     cmd = prefix + [program(), command] + options(out=out, **opts)
     full_env = dict(os.environ)
+    for k, v in _lib.ENV_SET.items():  # set by this module, not the user: the program chooses
+        if full_env.get(k) == v:
+            del full_env[k]
     full_env.update(env or {})
     t0 = time.monotonic()
     try:

@@ -57,6 +57,32 @@ class TrainThenInfer(TempDirTest):
         np.testing.assert_array_equal(pred, logits)
 
 
+class Environment(TempDirTest):
+
+    def test_the_modules_openmp_settings_stay_out_of_the_program(self):
+        # the program sets how its ranks' threads wait; what this module set for itself must
+        # not reach it, what the user set must
+        from shardnet import _lib
+        probe = self.path("env.sh")
+        with open(probe, "w") as f:
+            f.write('#!/bin/sh\necho "${OMP_WAIT_POLICY:-unset} ${SN_PROBE:-unset}"\n')
+        os.chmod(probe, 0o755)
+        saved, saved_set = dict(os.environ), dict(_lib.ENV_SET)
+        try:
+            os.environ["SHARDNET_PROGRAM"] = probe
+            os.environ["OMP_WAIT_POLICY"] = "passive"
+            _lib.ENV_SET["OMP_WAIT_POLICY"] = "passive"
+            r = jobs.run("infer", env={"SN_PROBE": "1"})
+            self.assertEqual(r.stdout.split(), ["unset", "1"])
+            os.environ["OMP_WAIT_POLICY"] = "active"  # the user's own value is passed on
+            self.assertEqual(jobs.run("infer").stdout.split(), ["active", "unset"])
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            _lib.ENV_SET.clear()
+            _lib.ENV_SET.update(saved_set)
+
+
 class Failures(TempDirTest):
 
     def test_missing_data_is_a_job_error(self):
