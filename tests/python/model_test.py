@@ -154,6 +154,62 @@ class KerasConventions(TempDirTest):
         shardnet.set_threads(before)
 
 
+class Concurrency(TempDirTest):
+    """The library holds no per-process state a pass depends on and ctypes releases the GIL:
+    separate models used from separate Python threads give the bits they give one at a time,
+    and a failure's message is the failing thread's own."""
+
+    def test_models_in_parallel_threads(self):
+        import threading
+        rs = np.random.RandomState(6)
+        jobs = [(shardnet.Model("resnet18", base_width=8, input_shape=(32, 32, 3), seed=s,
+                                threads=1), rs.standard_normal((5, 32, 32, 3)).astype(np.float32))
+                for s in (1, 2)]
+        jobs.append((shardnet.Model("lenet_bn", seed=3, threads=1),
+                     rs.uniform(0, 1, (9, 28, 28, 1)).astype(np.float32)))
+        want = [m.predict(x, batch_size=4) for m, x in jobs]
+        got, failures = [[] for _ in jobs], []
+
+        def work(i):
+            m, x = jobs[i]
+            for _ in range(4):
+                got[i].append(m.predict(x, batch_size=4))
+            try:  # another thread's failure must not leak its message into this one's
+                m.predict(np.zeros((1, 7, 7, 5), np.float32))
+            except ValueError as e:
+                failures.append(str(e))
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, (m, _) in enumerate(jobs):
+            self.assertEqual(len(got[i]), 4)
+            for g in got[i]:
+                np.testing.assert_array_equal(g, want[i], m.arch)
+        self.assertEqual(len(failures), len(jobs))
+        for f in failures:
+            self.assertIn("7x7x5", f)
+        # a library error raised in a thread carries that thread's message
+        msgs = {}
+
+        def bad(name):
+            try:
+                shardnet.Model(name)
+            except errors.InvalidArgumentError as e:
+                msgs[name] = str(e)
+
+        names = ["no_such_arch_%d" % i for i in range(8)]
+        threads = [threading.Thread(target=bad, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for n in names:
+            self.assertIn("'%s'" % n, msgs[n])
+
+
 class Weights(TempDirTest):
 
     def test_native_round_trip_and_no_top_from_a_top_file(self):
