@@ -217,8 +217,6 @@ void cli_progress(const char *what, double done, double total, const char *extra
   fflush(stderr);
 }
 
-#include <cblas.h>
-#include <omp.h>
 #include <sched.h>
 
 /* The environment variables that set engine options (docs/cli.md, "Environment"): for A/B timing,
@@ -360,8 +358,7 @@ int cli_job_start(cli_job *job, int *argc, char ***argv, long threads) {
             "shardnet: warning: rank 0: %d threads but its CPU affinity mask allows %d core%s "
             "(the launcher's binding: use mpirun --map-by slot:PE=%d, or --bind-to none)\n",
             job->threads, mine, mine == 1 ? "" : "s", job->threads);
-  omp_set_num_threads(job->threads);
-  openblas_set_num_threads(job->threads);
+  sn_threads_set(job->threads); /* always >= 1 here */
   return 0;
 }
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Convert torchvision ResNet weights (.pth) to shardnet's torchvision HDF5 layout.
 
 Layout written (docs/models.md, "Weight layouts and names"): one float32 dataset per state_dict key at the root of the file,
@@ -160,9 +160,11 @@ def find_shardnet(given):
     if given:
         return given
     here = os.path.dirname(os.path.abspath(__file__))
-    cand = os.path.join(here, "..", "build", "shardnet")
-    if os.access(cand, os.X_OK):
-        return os.path.normpath(cand)
+    # a checkout's jobs/ -> build/shardnet; installed share/shardnet/ -> bin/shardnet
+    for cand in (os.path.join(here, "..", "build", "shardnet"),
+                 os.path.join(here, "..", "..", "bin", "shardnet")):
+        if os.access(cand, os.X_OK):
+            return os.path.normpath(cand)
     return shutil.which("shardnet")
 
 
@@ -270,7 +272,7 @@ def main(argv=None):
     p.add_argument("--check", action="store_true",
                    help="read the output back and verify it with shardnet summary / infer")
     p.add_argument("--shardnet", help="shardnet binary for --check (default: build/shardnet "
-                   "next to this script, else shardnet on PATH)")
+                   "next to this script, the installed one beside it, else shardnet on PATH)")
     p.add_argument("--threads", type=int, default=1, help="--check: shardnet threads (default 1)")
     p.add_argument("--quiet", action="store_true", help="print errors only")
     a = p.parse_args(argv)

@@ -366,6 +366,10 @@ void sn_net_output_shape(const sn_net *net, int *h, int *w, int *c) {
   *c = s.c;
 }
 
+int sn_net_classes(const sn_net *net) {
+  return net->cfg.include_top ? (int)sn_shape_size(net->layers[net->output].out) : 0;
+}
+
 int sn_net_feature_dim(const sn_net *net) {
   return net->feature >= 0 ? (int)sn_shape_size(net->layers[net->feature].out) : 0;
 }

@@ -3,13 +3,16 @@
  * libshardnet is a CPU ResNet engine (src/), a distributed layer over MPI (mpi/) and an HDF5
  * data plane (io/). This header includes neither mpi.h nor hdf5.h. Its sections:
  *   errors          sn_status, sn_last_error
+ *   runtime         sn_version, sn_threads_set, sn_free
  *   communicator    sn_comm: serial by default, MPI through sn_comm_create_world
  *   models          sn_model_config, sn_net_create, shapes, parameters, sn_net_summary
  *   engine options  sn_engine_options (algorithm choices, fusions, profiling)
- *   inference       sn_net_plan, sn_net_forward, sn_net_predict (forward + softmax + top-k)
+ *   inference       sn_net_plan, sn_net_forward, sn_net_predict (classify a batch: forward +
+ *                   softmax + top-k)
  *   training        sn_net_train_step, sn_net_sgd_update, learning-rate schedules, sharding
  *   preprocessing   sn_preprocess_u8, augmentation, softmax, top-k, metrics
  *   HDF5            weights, checkpoints, datasets, the streaming reader, the parallel writer
+ *   images          sn_image_load: a JPEG or PNG file to pixels, as Keras' load_img
  *   MPI             sn_mpi_init, agreement with a deadline
  *
  * Conventions
@@ -64,6 +67,11 @@ extern "C" {
 #define SN_API
 #endif
 
+/* The version of this header. The build reads it from here (CMakeLists.txt), so it is the one
+ * place the version is written; sn_version() gives the library's at run time. */
+#define SN_VERSION_MAJOR 0
+#define SN_VERSION_MINOR 1
+#define SN_VERSION_PATCH 0
 #define SN_VERSION "0.1.0"
 #define SN_MAX_NAME 96
 
@@ -93,6 +101,22 @@ SN_API sn_status sn_error_set(sn_status s, const char *fmt, ...)
 #endif
     ;
 SN_API void sn_error_clear(void);
+
+/* ---------------------------------------------------------------- runtime */
+
+/* The version of the loaded library, "MAJOR.MINOR.PATCH" (SN_VERSION of the library's build;
+ * compare with SN_VERSION to detect a program built against another header). Static string. */
+SN_API const char *sn_version(void);
+/* Threads of the engine's kernels (OpenMP, and OpenBLAS's pool of the portable path) for parallel
+ * regions started from the calling thread: omp_set_num_threads and openblas_set_num_threads.
+ * Default: OMP_NUM_THREADS, else one per core. n < 1: SN_ERR_INVALID. Not collective. */
+SN_API sn_status sn_threads_set(int n);
+/* The threads a kernel started from the calling thread uses (omp_get_max_threads). */
+SN_API int sn_threads_get(void);
+/* Frees memory the library allocated and handed to the caller (the text of sn_net_summary, the
+ * pixels of sn_image_load, the rows of sn_writer_missing_rows, ...): free(), for bindings that
+ * cannot reach the C library's own. NULL is ignored. */
+SN_API void sn_free(void *p);
 
 /* ---------------------------------------------------------------- communicator */
 
@@ -188,10 +212,17 @@ SN_API const char *sn_net_arch(const sn_net *net);
 SN_API const sn_model_config *sn_net_config(const sn_net *net);
 SN_API sn_style sn_net_style(const sn_net *net);
 SN_API sn_preprocess sn_net_default_preprocess(const sn_net *net);
-/* Input shape (H, W, C) and output width (classes with top, feature size D without). For no-top
- * models with pooling NONE, the output is a 4-D map: sn_net_output_shape gives (H, W, C). */
+/* Input shape of one image: (H, W, C), what sn_net_forward reads per image. */
 SN_API void sn_net_input_shape(const sn_net *net, int *h, int *w, int *c);
+/* Output shape of one image, (h, w, c), what sn_net_forward writes per image (h * w * c floats):
+ *   with a classifier (include_top = 1):        (1, 1, classes)  - the logits
+ *   without, pooling SN_POOL_AVG or SN_POOL_MAX: (1, 1, D)        - the pooled features
+ *   without, pooling SN_POOL_NONE:              (H', W', C')     - the last stage's map
+ * The class count is c, not h: use sn_net_classes, which is 0 for a model without classifier. */
 SN_API void sn_net_output_shape(const sn_net *net, int *h, int *w, int *c);
+/* Number of classes of the classifier (the width of the logits and of sn_net_predict's probs
+ * rows), or 0 for a model without one (include_top = 0). */
+SN_API int sn_net_classes(const sn_net *net);
 /* Width D of the pooled feature vector (the classifier's input), 0 if the model has none. */
 SN_API int sn_net_feature_dim(const sn_net *net);
 
@@ -293,8 +324,9 @@ SN_API sn_status sn_net_plan(sn_net *net, int max_batch, int training);
 /* Re-derives folded inference weights after parameters were loaded or trained. */
 SN_API sn_status sn_net_refresh(sn_net *net);
 
-/* Forward pass on n <= max_batch images. x: (n, H, W, C) preprocessed float32. out: (n, D) where
- * D = output width (or (n, H', W', C') for a no-top model without pooling). */
+/* Forward pass on 1 <= n <= max_batch images. x: (n, H, W, C) preprocessed float32 (the shape of
+ * sn_net_input_shape). out: (n, h, w, c) of sn_net_output_shape, i.e. (n, classes) logits with
+ * a classifier; NULL: the output is not copied (sn_net_features still is valid). */
 SN_API sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out);
 /* After sn_net_forward: the pooled features (n, feature_dim) (the classifier's input). */
 SN_API const float *sn_net_features(const sn_net *net);
@@ -426,18 +458,24 @@ SN_API int sn_topk_hits(const float *scores, int n, int classes, int k, const in
 
 /* ---------------------------------------------------------------- prediction and metrics */
 
-/* Inference on n <= max_batch images in one call (what `shardnet infer` computes per batch):
- * sn_net_forward, then the features, the softmax and the top k classes.
- *   x        (n, H, W, C) preprocessed float32
- *   out      (n, D) the output, as sn_net_forward writes it (required)
+/* Classifies a batch: inference on 1 <= n <= max_batch images in one call (what `shardnet infer`
+ * computes per batch): sn_net_forward, then the features, the softmax and the top k classes.
+ *   x        (n, H, W, C) preprocessed float32 (sn_preprocess_u8 with sn_net_default_preprocess
+ *            turns decoded images into it)
+ *   out      (n, h*w*c) the output of sn_net_output_shape (the logits with a classifier), or
+ *            NULL when probs (or, without a classifier, features) is given
  *   features (n, F) or NULL: the pooled features (F = sn_net_feature_dim) of a model with a
- *            classifier; for a model without one (include_top = 0), a copy of out
- *   probs    (n, classes) or NULL: softmax probabilities of out; required when k > 0
+ *            classifier; for a model without one (include_top = 0), a copy of the output
+ *   probs    (n, classes) or NULL: softmax probabilities of the logits; required when k > 0.
+ *            May be out itself (the logits are then replaced by the probabilities) or, with out
+ *            NULL, the only output buffer
  *   top_idx, top_val (n, k): the k most probable classes and their probabilities, descending,
  *            ties to the lower index (sn_topk of probs); NULL when k = 0
- * probs and k > 0 need a classifier and k <= classes. All buffers are the caller's. Outputs are
- * not checked for NaN or infinity (sn_values_finite). Errors: SN_ERR_INVALID (arguments, or no
- * classifier), those of sn_net_forward. Not collective. */
+ * So the smallest classify call is sn_net_predict(net, x, n, k, NULL, NULL, probs, top_idx,
+ * top_val). probs and k > 0 need a classifier and k <= sn_net_classes. All buffers are the
+ * caller's; the net must be planned for inference (sn_net_plan(net, max_batch, 0)). Outputs are
+ * not checked for NaN or infinity (sn_values_finite). Errors: SN_ERR_INVALID (arguments, no
+ * output buffer, or no classifier), those of sn_net_forward. Not collective. */
 SN_API sn_status sn_net_predict(sn_net *net, const float *x, int n, int k, float *out,
                                 float *features, float *probs, int32_t *top_idx, float *top_val);
 
@@ -894,6 +932,36 @@ SN_API double sn_reader_wait_seconds(const sn_reader *r);
 SN_API size_t sn_reader_buffer_bytes(const sn_reader *r);
 /* Stops the thread (mid-epoch is fine) and frees everything. */
 SN_API void sn_reader_destroy(sn_reader *r);
+
+/* ---------------------------------------------------------------- images (io/, no HDF5) */
+
+/* One image file or buffer decoded to 8-bit pixels by the decoders of the encoded datasets:
+ * JPEG (libjpeg-turbo) or PNG (libpng), recognised by their signature whatever the name. With the
+ * defaults this is Keras' load_img(path, color_mode, target_size, interpolation="nearest"):
+ * Pillow's convert("RGB") or convert("L"), then Image.resize to the target size when the image
+ * has another size, bit for bit (docs/models.md, "Preprocessing"). */
+typedef struct sn_image_options {
+  int channels;          /* 3 (default): RGB, grey replicated, alpha dropped; 1: grey, PIL's "L"
+                            weights */
+  int height, width;     /* target size; 0 (default): the image's own size (both or neither) */
+  sn_resize_mode resize; /* SN_RESIZE_NEAREST (default, Keras' interpolation="nearest") or
+                            SN_RESIZE_BILINEAR (Pillow's antialiased, "bilinear") */
+  int resize_shorter;    /* > 0: shorter side to this (longer = floor(S * long / short)), then a
+                            centre crop to height x width (torchvision Resize(S) + CenterCrop;
+                            needs a target size <= S); 0 (default): straight resize */
+} sn_image_options;
+SN_API void sn_image_options_init(sn_image_options *o);
+/* Decodes the file at path into *pixels, (*h, *w, o->channels) uint8, row-major, allocated here
+ * and freed by the caller with sn_free (or free). o NULL: the defaults. Nothing is allocated on
+ * failure. Errors, naming the file: missing or unreadable SN_ERR_IO; not JPEG or PNG, corrupt,
+ * truncated or larger than 65535 pixels a side SN_ERR_FORMAT; bad options SN_ERR_INVALID;
+ * SN_ERR_NOMEM. Thread-safe (no shared state). Not collective. */
+SN_API sn_status sn_image_load(const char *path, const sn_image_options *o, uint8_t **pixels,
+                               int *h, int *w);
+/* The same for n bytes of an encoded image in memory (the caller's); name (may be NULL) stands
+ * for the file in error messages. */
+SN_API sn_status sn_image_load_bytes(const void *data, size_t n, const char *name,
+                                     const sn_image_options *o, uint8_t **pixels, int *h, int *w);
 
 /* ---------------------------------------------------------------- MPI (mpi/) */
 

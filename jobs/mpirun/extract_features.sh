@@ -24,7 +24,11 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # ---------------------------------------------------------------- settings
-SHARDNET="${SHARDNET:-$here/../../build/shardnet}"
+SHARDNET="${SHARDNET:-}"         # default: this checkout's build/shardnet, else the installed
+for c in "$here/../../build/shardnet" "$here/../../../bin/shardnet" shardnet; do # one, or PATH's
+  if [[ -z "$SHARDNET" ]]; then SHARDNET="$(command -v "$c" || true)"; fi
+done
+: "${SHARDNET:?no shardnet program found: set SHARDNET}"
 IMAGE_ROOT="${IMAGE_ROOT:-/data/imagenet/val}" # one sub-folder per class
 OUT_DIR="${OUT_DIR:-$PWD/features}"
 ARCH="${ARCH:-resnet50}"                       # resnet18..152 or keras_resnet50[v2]...

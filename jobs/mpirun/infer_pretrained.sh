@@ -24,7 +24,11 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # ---------------------------------------------------------------- settings
-SHARDNET="${SHARDNET:-$here/../../build/shardnet}"
+SHARDNET="${SHARDNET:-}"         # default: this checkout's build/shardnet, else the installed
+for c in "$here/../../build/shardnet" "$here/../../../bin/shardnet" shardnet; do # one, or PATH's
+  if [[ -z "$SHARDNET" ]]; then SHARDNET="$(command -v "$c" || true)"; fi
+done
+: "${SHARDNET:?no shardnet program found: set SHARDNET}"
 ARCH="${ARCH:-keras_resnet50}"   # keras_resnet50/101/152[v2] or resnet18/34/50/101/152
 WEIGHTS="${WEIGHTS:-$PWD/resnet50_weights_tf_dim_ordering_tf_kernels.h5}" # .h5 or torchvision .pth
 DATA="${DATA:-}"                 # an HDF5 dataset; empty: convert IMAGE_ROOT

@@ -31,7 +31,11 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # ---------------------------------------------------------------- settings
-SHARDNET="${SHARDNET:-$here/../../build/shardnet}"
+SHARDNET="${SHARDNET:-}"         # default: this checkout's build/shardnet, else the installed
+for c in "$here/../../build/shardnet" "$here/../../../bin/shardnet" shardnet; do # one, or PATH's
+  if [[ -z "$SHARDNET" ]]; then SHARDNET="$(command -v "$c" || true)"; fi
+done
+: "${SHARDNET:?no shardnet program found: set SHARDNET}"
 TRAIN_ROOT="${TRAIN_ROOT:-/data/imagenet100/train}" # one sub-folder per class
 VAL_ROOT="${VAL_ROOT-/data/imagenet100/val}"        # same class folders; empty: no validation
 OUT_DIR="${OUT_DIR:-$PWD/train_run}"

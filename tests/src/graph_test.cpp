@@ -45,3 +45,42 @@ TEST(Graph, MacsCountEveryConvolutionAndDenseLayer) {
   EXPECT_NEAR((double)sn_net_macs(net), 4.09e9, 0.01e9);
   sn_net_destroy(net);
 }
+
+// sn_net_output_shape is per image, (1, 1, classes) with a classifier, (1, 1, D) pooled without,
+// the last map without pooling; sn_net_classes is the class count, 0 without a classifier.
+TEST(Graph, OutputShapeAndClassCount) {
+  struct {
+    const char *arch;
+    int top;
+    sn_pooling pool;
+    int h, w, c, classes;
+  } cases[] = {
+      {"resnet18", 1, SN_POOL_AVG, 1, 1, 7, 7},
+      {"resnet18", 0, SN_POOL_AVG, 1, 1, 64, 0},
+      {"resnet18", 0, SN_POOL_MAX, 1, 1, 64, 0},
+      {"resnet18", 0, SN_POOL_NONE, 2, 2, 64, 0},
+      {"keras_resnet50", 1, SN_POOL_AVG, 1, 1, 7, 7},
+      {"keras_resnet50v2", 0, SN_POOL_NONE, 2, 2, 256, 0},
+      {"lenet", 1, SN_POOL_AVG, 1, 1, 7, 7},
+      {"resnet20", 1, SN_POOL_AVG, 1, 1, 7, 7},
+  };
+  for (const auto &k : cases) {
+    sn_model_config cfg;
+    sn_model_config_init(&cfg, k.arch);
+    cfg.skip_init = 1;
+    cfg.height = cfg.width = 64;
+    cfg.base_width = 8;
+    cfg.classes = 7;
+    cfg.include_top = k.top;
+    cfg.pooling = k.pool;
+    sn_net *net = nullptr;
+    ASSERT_EQ(sn_net_create(&cfg, 1, &net), SN_OK) << k.arch << ": " << sn_last_error();
+    int h, w, c;
+    sn_net_output_shape(net, &h, &w, &c);
+    EXPECT_EQ(h, k.h) << k.arch << " top " << k.top;
+    EXPECT_EQ(w, k.w) << k.arch << " top " << k.top;
+    EXPECT_EQ(c, k.c) << k.arch << " top " << k.top;
+    EXPECT_EQ(sn_net_classes(net), k.classes) << k.arch << " top " << k.top;
+    sn_net_destroy(net);
+  }
+}

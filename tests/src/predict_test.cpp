@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "shardnet.h"
@@ -112,10 +113,62 @@ TEST(Predict, RefusesWhatItCannotCompute) {
       SN_ERR_INVALID); // top-k without probs
   EXPECT_EQ(sn_net_predict(net, x.data(), 1, 0, nullptr, nullptr, nullptr, nullptr, nullptr),
             SN_ERR_INVALID); // no output buffer
+  std::vector<float> feat(84);
+  EXPECT_EQ(sn_net_predict(net, x.data(), 1, 0, nullptr, feat.data(), nullptr, nullptr, nullptr),
+            SN_ERR_INVALID); // features alone are not an output buffer with a classifier
+  EXPECT_NE(std::string(sn_last_error()).find("output buffer"), std::string::npos)
+      << sn_last_error();
   EXPECT_EQ(sn_net_predict(net, x.data(), 1, -1, out.data(), nullptr, nullptr, nullptr, nullptr),
             SN_ERR_INVALID);
   EXPECT_EQ(sn_net_predict(net, x.data(), 1, 2, out.data(), nullptr, probs.data(), idx.data(),
                            val.data()),
             SN_OK);
+  sn_net_destroy(net);
+}
+
+// The classify call without a logits buffer: probs alone, or probs == out, give the probabilities
+// and top-k of the full call bit for bit; without a classifier, features alone receive the output.
+TEST(Predict, ClassifyIntoProbsAlone) {
+  sn_net *net = make("resnet20", 16, 3, 1, SN_POOL_AVG);
+  ASSERT_NE(net, nullptr);
+  const int n = 4, k = 3, classes = sn_net_classes(net), d = sn_net_feature_dim(net);
+  ASSERT_EQ(classes, 10);
+  auto x = sntest::randn((size_t)n * 16 * 16 * 3, 11);
+  std::vector<float> out(n * classes), probs(n * classes), val(n * k), feat((size_t)n * d);
+  std::vector<int32_t> idx(n * k);
+  ASSERT_EQ(sn_net_predict(net, x.data(), n, k, out.data(), feat.data(), probs.data(), idx.data(),
+                           val.data()),
+            SN_OK)
+      << sn_last_error();
+  // probs only
+  std::vector<float> probs1(n * classes, -1.0f), val1(n * k), feat1((size_t)n * d);
+  std::vector<int32_t> idx1(n * k);
+  ASSERT_EQ(sn_net_predict(net, x.data(), n, k, nullptr, feat1.data(), probs1.data(), idx1.data(),
+                           val1.data()),
+            SN_OK)
+      << sn_last_error();
+  EXPECT_EQ(0, std::memcmp(probs1.data(), probs.data(), probs.size() * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(feat1.data(), feat.data(), feat.size() * sizeof(float)));
+  EXPECT_EQ(idx1, idx);
+  EXPECT_EQ(0, std::memcmp(val1.data(), val.data(), val.size() * sizeof(float)));
+  // probs == out: the logits are replaced by the probabilities
+  std::vector<float> both(n * classes, -1.0f);
+  ASSERT_EQ(sn_net_predict(net, x.data(), n, k, both.data(), nullptr, both.data(), idx1.data(),
+                           val1.data()),
+            SN_OK);
+  EXPECT_EQ(0, std::memcmp(both.data(), probs.data(), probs.size() * sizeof(float)));
+  EXPECT_EQ(idx1, idx);
+  sn_net_destroy(net);
+
+  net = make("resnet20", 16, 3, 0, SN_POOL_AVG);
+  ASSERT_NE(net, nullptr);
+  const size_t w = output_width(net);
+  std::vector<float> o(n * w), f(n * w, -1.0f);
+  ASSERT_EQ(sn_net_predict(net, x.data(), n, 0, o.data(), nullptr, nullptr, nullptr, nullptr),
+            SN_OK);
+  ASSERT_EQ(sn_net_predict(net, x.data(), n, 0, nullptr, f.data(), nullptr, nullptr, nullptr),
+            SN_OK)
+      << sn_last_error();
+  EXPECT_EQ(0, std::memcmp(o.data(), f.data(), o.size() * sizeof(float)));
   sn_net_destroy(net);
 }
