@@ -133,6 +133,38 @@ SN_API sn_status sn_comm_wait(sn_comm *comm, sn_request *req);
  * asynchronous progress in the MPI library (Open MPI 4.1), a pending non-blocking all-reduce
  * advances only inside MPI calls such as this one. Not collective. */
 SN_API sn_status sn_comm_test(sn_comm *comm, sn_request *req, int *done);
+
+/* Algorithm of sn_comm_iallreduce_f32, the gradient all-reduce (docs/distributed.md, section 3). */
+typedef enum sn_allreduce_algo {
+  SN_ALLREDUCE_AUTO = 0, /* RING, unless the user chose the MPI library's own algorithm (Open
+                            MPI's MCA parameter coll_libnbc_iallreduce_algorithm set by mpirun
+                            --mca, the environment or a parameter file): then MPI */
+  SN_ALLREDUCE_RING = 1, /* shardnet's ring: reduce-scatter then allgather, 2 (p-1)/p of the
+                            buffer sent and received per rank (bandwidth-optimal); the result is
+                            bitwise the same on every rank and in every run with the same rank
+                            count and buffer; it advances inside sn_comm_test / sn_comm_wait */
+  SN_ALLREDUCE_MPI = 2   /* MPI_Iallreduce, as the MPI library chooses (Open MPI 4.1: a binomial
+                            tree for in-place sums unless coll_libnbc_iallreduce_algorithm says
+                            otherwise) */
+} sn_allreduce_algo;
+/* Sets the algorithm of sn_comm_iallreduce_f32 (an MPI communicator starts with AUTO resolved).
+ * AUTO is resolved on each rank, then the ranks check that they agree: if they do not (an MCA
+ * parameter set on some nodes only), every rank gets SN_ERR_INVALID naming both choices and the
+ * communicator keeps its algorithm. Call it with no all-reduce pending. Unknown value:
+ * SN_ERR_INVALID. Serial communicator: SN_OK, nothing to choose. Collective. */
+SN_API sn_status sn_comm_set_allreduce(sn_comm *comm, sn_allreduce_algo algo);
+/* The algorithm in use: RING or MPI (AUTO for the serial communicator, which reduces nothing). */
+SN_API sn_allreduce_algo sn_comm_allreduce_algo(const sn_comm *comm);
+/* "auto", "ring", "mpi"; parsing an unknown name is SN_ERR_INVALID listing the names. */
+SN_API const char *sn_allreduce_name(sn_allreduce_algo a);
+SN_API sn_status sn_allreduce_parse(const char *name, sn_allreduce_algo *out);
+
+/* Groups of group_size consecutive ranks: ranks [g K, (g+1) K) of comm form group g, ordered as
+ * in comm (e.g. for batch-norm statistics shared within a group, sn_net_set_bn_comm). group_size
+ * must divide the size of comm (1 .. size), else SN_ERR_INVALID naming both. The new
+ * communicator keeps comm's all-reduce algorithm. The caller owns *out (sn_comm_destroy); for
+ * the serial communicator *out is sn_comm_serial(). Collective over comm. */
+SN_API sn_status sn_comm_split_groups(sn_comm *comm, int group_size, sn_comm **out);
 /* Agreement: returns SN_OK on every rank iff `local` is SN_OK on every rank; otherwise every rank
  * gets SN_ERR_COMM (or its own error) and the message names the lowest failing rank and its
  * message. Collective. */
@@ -332,6 +364,13 @@ SN_API void sn_train_config_init(sn_train_config *cfg);
 /* Hook through which batch-norm statistics and their backward sums become global. The default
  * (NULL comm or size 1) is local. The distributed layer sets the communicator. */
 SN_API sn_status sn_net_set_comm(sn_net *net, sn_comm *comm, int sync_bn);
+/* Grouped synchronized batch norm: with sync_bn set, the batch statistics and the backward sums
+ * are summed over bn_comm instead of the net's communicator, so each group of ranks normalises
+ * over its own rows (LBANN's statistics_group_size, MLPerf's BN span); the gradient all-reduce
+ * still spans the net's communicator. bn_comm is borrowed: it must outlive the net's training
+ * steps, and its ranks must be ranks of the net's communicator (sn_comm_split_groups of it).
+ * NULL (the default) sums over the net's communicator. Not collective. */
+SN_API sn_status sn_net_set_bn_comm(sn_net *net, sn_comm *bn_comm);
 
 /* Training forward + loss + backward for one (local) batch. labels: (n) int32 in [0, classes).
  * `global_n` is the global batch size (the loss and gradients are averaged over it: with one
