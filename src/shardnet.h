@@ -434,7 +434,9 @@ SN_API int sn_values_finite(const float *x, size_t n);
  * (torchvision RandomCrop(padding=pad) + RandomHorizontalFlip), or (resized-crop) torchvision's
  * RandomResizedCrop(H x W, scale 0.08..1, ratio 3/4..4/3) of the image, resized back to H x W
  * bilinearly (half-pixel centres, no antialiasing), then the flip. Choices depend only on
- * (seed, epoch, rows[i]). scratch: H*W*C floats. */
+ * (seed, epoch, rows[i]). scratch: H*W*C floats. For an encoded dataset the reader takes the
+ * resized crop from the original picture at decode instead (sn_dataset_set_decode_crop); this
+ * one crops images already stored at H x W. */
 typedef enum sn_augment {
   SN_AUG_NONE = 0,
   SN_AUG_FLIP = 1,
@@ -443,6 +445,14 @@ typedef enum sn_augment {
 } sn_augment;
 SN_API void sn_augment_batch(float *x, int n, int h, int w, int c, sn_augment mode, int pad,
                              uint64_t seed, int64_t epoch, const int64_t *rows, float *scratch);
+/* The choices SN_AUG_RESIZED_CROP makes for dataset row `row` in epoch `epoch` of an h x w
+ * picture: box = (top, left, height, width), torchvision RandomResizedCrop.get_params (scale
+ * 0.08..1, ratio 3/4..4/3, ten tries then the centre crop), always inside the picture, and *flip
+ * (1: mirror). The same function of (seed, epoch, row) as sn_augment_batch: applied to an encoded
+ * dataset's original pictures at decode (sn_dataset_set_decode_crop), to a raw dataset's stored
+ * images by sn_augment_batch. */
+SN_API void sn_augment_crop_box(uint64_t seed, int64_t epoch, int64_t row, int h, int w, int box[4],
+                                int *flip);
 SN_API const char *sn_augment_name(sn_augment a);
 SN_API sn_status sn_augment_parse(const char *name, sn_augment *out);
 
@@ -626,6 +636,19 @@ SN_API sn_status sn_dataset_set_decode(sn_dataset *ds, int out_h, int out_w, sn_
  * SN_PRE_DEFAULT for an encoded dataset is SN_ERR_INVALID (resolve it with
  * sn_net_default_preprocess first). */
 SN_API sn_status sn_dataset_set_decode_for(sn_dataset *ds, int h, int w, sn_preprocess pre);
+/* Training decode of an encoded dataset, RandomResizedCrop + RandomHorizontalFlip taken from the
+ * original picture as torchvision takes them from the PIL image: each row's picture is decoded,
+ * the box of sn_augment_crop_box(seed, epoch, row, its height, its width) cut out and resized to
+ * the decode target (out_h x out_w of sn_dataset_set_decode) with Pillow's antialiased bilinear
+ * filter, and mirrored when the flip is drawn; bit for bit torchvision's F.resized_crop + F.hflip
+ * on the PIL image. A JPEG is decoded only as far as the box needs (the same pixels). jpeg_scale
+ * = 1 lets libjpeg decode JPEGs at the smallest scale k/8 at which the box still spans the
+ * target, then resamples the scaled box (as Pillow's draft mode + resize(box=...)): faster on
+ * large pictures, no longer bit-exact (docs/hdf5-schema.md). enable = 0 returns to the fitted
+ * decode. sn_reader does this itself for SN_AUG_RESIZED_CROP. Raw dataset: SN_ERR_INVALID (its
+ * images are cropped as stored, by sn_augment_batch). Not collective. */
+SN_API sn_status sn_dataset_set_decode_crop(sn_dataset *ds, int enable, uint64_t seed,
+                                            int64_t epoch, int jpeg_scale);
 /* Name of class i from /classes, or NULL (no /classes or i out of range). Owned by ds. */
 SN_API const char *sn_dataset_class_name(const sn_dataset *ds, int i);
 /* The file's labels (info.n entries), or NULL if it has none. Owned by ds. */
@@ -787,7 +810,12 @@ typedef struct sn_reader_options {
   int batch;                /* rows per batch (sn_reader_create) */
   int prefetch;             /* batches prepared ahead (default 2) */
   sn_preprocess preprocess; /* applied to every batch; SN_PRE_NONE gives pixel values as float */
-  sn_augment augment;       /* sn_augment_batch after preprocessing (default none) */
+  sn_augment augment;       /* sn_augment_batch after preprocessing (default none); with an
+                               encoded dataset SN_AUG_RESIZED_CROP is taken from the original
+                               pictures at decode (sn_dataset_set_decode_crop) while the reader
+                               lives */
+  int jpeg_scale;           /* that decode: 1 lets libjpeg decode at a reduced scale (default 0:
+                               full size, bit-exact with torchvision) */
   int pad;                  /* translation for SN_AUG_CROP_FLIP */
   uint64_t seed;            /* augmentation seed (sn_reader_create_epoch: its seed) */
   int64_t epoch;            /* augmentation epoch (sn_reader_create_epoch: its epoch) */
