@@ -85,9 +85,14 @@ void train_build(train_job *c) {
   int oh, ow;
   sn_net_input_shape(c->net, &c->h, &c->w, &c->ch);
   sn_net_output_shape(c->net, &oh, &ow, &c->k);
-  cli_check(&c->job, check_shapes(c));
   c->pre = sn_net_default_preprocess(c->net);
   if (c->pre_name) s = sn_preprocess_parse(c->pre_name, &c->pre);
+  /* Encoded pictures are decoded to the model's input as the preprocessing's framework fits
+   * them (the reader crops them at decode instead for resized-crop training). */
+  if (s == SN_OK) s = sn_dataset_set_decode_for(c->train, c->h, c->w, c->pre);
+  if (s == SN_OK && c->val) s = sn_dataset_set_decode_for(c->val, c->h, c->w, c->pre);
+  cli_check(&c->job, s);
+  cli_check(&c->job, check_shapes(c));
   if (s == SN_OK && c->init)
     s = sn_weights_load_bcast_ex(c->net, c->init, c->job.comm, SN_LOAD_NEW_HEAD, NULL);
   if (s == SN_OK && c->zero_init && !c->init) sn_net_zero_init_residual(c->net);
