@@ -38,7 +38,7 @@ same local group1 && echo "ok: --bn-group 1 == --bn local (bit for bit)" ||
 same group2 group2b && echo "ok: --bn-group 2 repeats bit for bit" || die "--bn-group 2 not repeatable"
 ! same group2 sync && ! same group2 local && echo "ok: --bn-group 2 differs from sync and local" ||
   die "--bn-group 2 equals sync or local BN"
-python3 - "$t" <<'PY' || die "training losses"
+/usr/bin/python3 - "$t" <<'PY' || die "training losses"
 import json, sys
 loss = {n: json.loads(open(f"{sys.argv[1]}/{n}.jsonl").readline())["train_loss"]
         for n in ("sync", "group2", "local")}
