@@ -431,6 +431,21 @@ sn_status sn_dataset_set_decode(sn_dataset *ds, int out_h, int out_w, sn_resize_
   return SN_OK;
 }
 
+sn_status sn_dataset_set_decode_crop(sn_dataset *ds, int enable, uint64_t seed, int64_t epoch,
+                                     int jpeg_scale) {
+  if (!ds) return sn_error_set(SN_ERR_INVALID, "sn_dataset_set_decode_crop: NULL dataset");
+  if (enable && !ds->info.encoded)
+    return sn_error_set(SN_ERR_INVALID,
+                        "file %s: /images is stored decoded; a crop of the original picture needs "
+                        "the encoded form (convert folder --encoded)",
+                        ds->path);
+  ds->crop.on = enable != 0;
+  ds->crop.jpeg_scale = jpeg_scale != 0;
+  ds->crop.seed = seed;
+  ds->crop.epoch = epoch;
+  return SN_OK;
+}
+
 /* ---------------------------------------------------------------- reading rows */
 
 static int cmp_ref(const void *a, const void *b) {
@@ -573,29 +588,56 @@ sn_status sn_dataset_fetch(sn_dataset *ds, const int64_t *rows, int count, void 
   return SN_OK;
 }
 
+/* The training crop of a row (sn_image_crop_fn): sn_augment_crop_box of the picture's size. */
+typedef struct row_crop {
+  const sn_dataset *ds;
+  int64_t row;
+} row_crop;
+static void choose_crop(void *ctx, int h, int w, sn_image_crop *c) {
+  const row_crop *rc = ctx;
+  const sn_dataset *ds = rc->ds;
+  int box[4], flip = 0;
+  sn_augment_crop_box(ds->crop.seed, ds->crop.epoch, rc->row, h, w, box, &flip);
+  *c = (sn_image_crop){box[0],     box[1],     box[2], box[3],
+                       ds->info.h, ds->info.w, flip,   ds->crop.jpeg_scale};
+}
+
+sn_status sn_dataset_decode_row(const sn_dataset *ds, int64_t row, const uint8_t *src, size_t len,
+                                uint8_t *out, sn_image_scratch *img) {
+  char err[512] = "";
+  int h = 0, w = 0;
+  sn_status st;
+  if (ds->crop.on) {
+    row_crop rc = {ds, row};
+    st = sn_image_decode_crop(src, len, ds->info.c, choose_crop, &rc, out, img, err, sizeof err);
+  } else {
+    st = sn_image_decode(src, len, ds->info.c, img, &h, &w, err, sizeof err);
+    if (st == SN_OK) {
+      st = sn_image_fit(img->pix, h, w, ds->info.c, out, ds->info.h, ds->info.w, ds->mode,
+                        ds->shorter, img);
+      if (st == SN_ERR_INVALID)
+        snprintf(err, sizeof err, "a %dx%d image cannot be cropped to %dx%d", w, h, ds->info.w,
+                 ds->info.h);
+      else if (st != SN_OK)
+        snprintf(err, sizeof err, "out of memory resizing a %dx%d image", w, h);
+    }
+  }
+  if (st == SN_OK) return SN_OK;
+  return sn_error_set(st == SN_ERR_NOMEM ? SN_ERR_NOMEM : SN_ERR_FORMAT, "file %s: row %lld: %s",
+                      ds->path, (long long)row, err);
+}
+
 sn_status sn_dataset_place(sn_dataset *ds, int count, int direct, void *images, int32_t *labels) {
   uint8_t *out = images;
   if (ds->info.encoded) {
-    char err[512];
     for (int i = 0; i < count; ++i) {
       const struct sn_row_ref *r = &ds->refs[i];
       const int64_t row = r->row;
       const uint8_t *src = ds->raw + ds->upos[r->u];
       const size_t len = (size_t)(ds->offsets[row + 1] - ds->offsets[row]);
-      int h = 0, w = 0;
-      sn_status st = sn_image_decode(src, len, ds->info.c, &ds->img, &h, &w, err, sizeof err);
-      if (st == SN_OK) {
-        st = sn_image_fit(ds->img.pix, h, w, ds->info.c, out + (size_t)r->dest * ds->row_bytes,
-                          ds->info.h, ds->info.w, ds->mode, ds->shorter, &ds->img);
-        if (st == SN_ERR_INVALID)
-          snprintf(err, sizeof err, "a %dx%d image cannot be cropped to %dx%d", w, h, ds->info.w,
-                   ds->info.h);
-        else if (st != SN_OK)
-          snprintf(err, sizeof err, "out of memory resizing a %dx%d image", w, h);
-      }
-      if (st != SN_OK)
-        return sn_error_set(st == SN_ERR_NOMEM ? SN_ERR_NOMEM : SN_ERR_FORMAT,
-                            "file %s: row %lld: %s", ds->path, (long long)row, err);
+      sn_status st =
+          sn_dataset_decode_row(ds, row, src, len, out + (size_t)r->dest * ds->row_bytes, &ds->img);
+      if (st != SN_OK) return st;
     }
   } else if (!direct) {
     /* Raw rows fetched out of order: copy each from the sorted fetch buffer. */

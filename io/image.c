@@ -73,6 +73,41 @@ static void jpeg_on_message(j_common_ptr c, int level) {
 
 static void jpeg_quiet(j_common_ptr c) { (void)c; }
 
+/* Pixels decoded with oc components (4: CMYK, Adobe-inverted if `inverted`) into `channels`
+ * (1 or 3) at out, as Pillow converts them. Nothing to do when oc == channels (then in is out). */
+static void jpeg_to_channels(uint8_t *in, size_t pixels, int oc, int inverted, int channels,
+                             uint8_t *out) {
+  if (oc == 4) {
+    /* Pillow: Adobe files hold inverted CMYK ("CMYK;I"); then cmyk2rgb:
+     * nk = 255 - K, out = nk - C * nk / 255 (rounded as MULDIV255). */
+    for (size_t i = 0; i < pixels; ++i) {
+      const uint8_t *q = in + 4 * i;
+      const unsigned k = inverted ? q[3] : 255u - q[3];
+      for (int j = 0; j < 3; ++j) {
+        const unsigned cc = inverted ? 255u - q[j] : q[j];
+        const unsigned t = cc * k + 128;
+        const int v = (int)k - (int)(((t >> 8) + t) >> 8);
+        in[3 * i + j] = (uint8_t)(v < 0 ? 0 : v);
+      }
+    }
+    if (channels == 3)
+      memcpy(out, in, pixels * 3);
+    else
+      rgb_to_grey(in, pixels, out);
+  } else if (oc != channels) {
+    rgb_to_grey(in, pixels, out);
+  }
+}
+
+/* Error handling and colour space of a JPEG decode, after jpeg_read_header: grey output straight
+ * from a grey file; CMYK as is (converted by jpeg_to_channels like Pillow); otherwise RGB,
+ * reduced to grey like Pillow if needed. */
+static void jpeg_out_space(struct jpeg_decompress_struct *cinfo, int channels) {
+  const int cmyk = cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK;
+  const int grey_in = cinfo->num_components == 1;
+  cinfo->out_color_space = cmyk ? JCS_CMYK : (grey_in && channels == 1) ? JCS_GRAYSCALE : JCS_RGB;
+}
+
 static sn_status decode_jpeg(const uint8_t *data, size_t n, int channels, sn_image_scratch *s,
                              int *h, int *w, char *err, size_t errlen) {
   struct jpeg_decompress_struct cinfo;
@@ -95,11 +130,7 @@ static sn_status decode_jpeg(const uint8_t *data, size_t n, int channels, sn_ima
     jpeg_destroy_decompress(&cinfo);
     return SN_ERR_FORMAT;
   }
-  const int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
-  const int grey_in = cinfo.num_components == 1;
-  /* Grey output straight from a grey file; CMYK as is (converted below like Pillow); otherwise
-   * RGB, reduced to grey like Pillow if needed. */
-  cinfo.out_color_space = cmyk ? JCS_CMYK : (grey_in && channels == 1) ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_out_space(&cinfo, channels);
   jpeg_start_decompress(&cinfo);
   const int oc = cinfo.output_components;
   const size_t ww = cinfo.output_width, hh = cinfo.output_height;
@@ -120,26 +151,7 @@ static sn_status decode_jpeg(const uint8_t *data, size_t n, int channels, sn_ima
   const int inverted = cinfo.saw_Adobe_marker;
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
-  if (oc == 4) {
-    /* Pillow: Adobe files hold inverted CMYK ("CMYK;I"); then cmyk2rgb:
-     * nk = 255 - K, out = nk - C * nk / 255 (rounded as MULDIV255). */
-    for (size_t i = 0; i < ww * hh; ++i) {
-      const uint8_t *q = s->tmp + 4 * i;
-      const unsigned k = inverted ? q[3] : 255u - q[3];
-      for (int j = 0; j < 3; ++j) {
-        const unsigned cc = inverted ? 255u - q[j] : q[j];
-        const unsigned t = cc * k + 128;
-        const int v = (int)k - (int)(((t >> 8) + t) >> 8);
-        s->tmp[3 * i + j] = (uint8_t)(v < 0 ? 0 : v);
-      }
-    }
-    if (channels == 3)
-      memcpy(s->pix, s->tmp, ww * hh * 3);
-    else
-      rgb_to_grey(s->tmp, ww * hh, s->pix);
-  } else if (oc != channels) {
-    rgb_to_grey(s->tmp, ww * hh, s->pix);
-  }
+  jpeg_to_channels(s->tmp, ww * hh, oc, inverted, channels, s->pix);
   *h = (int)hh;
   *w = (int)ww;
   return SN_OK;
@@ -267,14 +279,17 @@ static double bilinear_filter(double x) {
   return x < 1.0 ? 1.0 - x : 0.0;
 }
 
-/* Pillow's precompute_coeffs + normalize_coeffs_8bpc for the bilinear filter (support 1):
- * for each output index, bounds (first input, count) and ksize fixed-point weights. */
-static int coeffs(int in_size, int out_size, int *bounds, int32_t *kk, double *tmp, int ksize) {
-  const double scale = (double)in_size / out_size;
+/* Pillow's precompute_coeffs + normalize_coeffs_8bpc for the bilinear filter (support 1), for
+ * the input range [in0, in1) of an axis of in_size pixels (Image.resize's box; the support may
+ * reach outside the box, up to the image's edges): for each output index, bounds (first input,
+ * count) and ksize fixed-point weights. */
+static int coeffs(int in_size, double in0, double in1, int out_size, int *bounds, int32_t *kk,
+                  double *tmp, int ksize) {
+  const double scale = (in1 - in0) / out_size;
   const double filterscale = scale < 1.0 ? 1.0 : scale;
   const double support = 1.0 * filterscale;
   for (int xx = 0; xx < out_size; ++xx) {
-    const double center = (xx + 0.5) * scale;
+    const double center = in0 + (xx + 0.5) * scale;
     const double ss = 1.0 / filterscale;
     int xmin = (int)(center - support + 0.5);
     if (xmin < 0) xmin = 0;
@@ -303,22 +318,35 @@ static inline uint8_t clip8(int v) {
   return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-static int ksize_for(int in_size, int out_size) {
-  const double scale = (double)in_size / out_size;
+static int ksize_for(double in_size, int out_size) {
+  const double scale = in_size / out_size;
   const double support = scale < 1.0 ? 1.0 : scale;
   int k = (int)support;
   if ((double)k < support) ++k; /* ceil */
   return 2 * k + 1;
 }
 
-static sn_status resize_bilinear(const uint8_t *in, int ih, int iw, int c, uint8_t *out, int oh,
-                                 int ow, sn_image_scratch *s) {
-  const int need_h = ow != iw, need_v = oh != ih;
+/* Pillow's ImagingResample (bilinear) of the box (x0, y0, x1, y1) of an iw x ih image into
+ * (oh, ow, c). Only part of the image need be in memory: src holds the rows [ry0, ...) and columns
+ * [rx0, ...) that the filter reaches (see needed_span), row after row `stride` bytes apart. */
+typedef struct resample_src {
+  const uint8_t *px; /* pixel (rx0, ry0) */
+  size_t stride;     /* bytes from one row to the next */
+  int rx0, ry0;      /* image coordinates of px */
+  int iw, ih;        /* the whole image */
+} resample_src;
+
+static sn_status resample(const resample_src *in, int c, const double box[4], uint8_t *out, int oh,
+                          int ow, sn_image_scratch *s) {
+  const int iw = in->iw, ih = in->ih;
+  const int need_h = ow != iw || box[0] != 0.0 || box[2] != (double)iw;
+  const int need_v = oh != ih || box[1] != 0.0 || box[3] != (double)ih;
   if (!need_h && !need_v) {
-    memcpy(out, in, (size_t)ih * iw * c);
+    for (int y = 0; y < oh; ++y)
+      memcpy(out + (size_t)y * ow * c, in->px + (size_t)(y - in->ry0) * in->stride, (size_t)ow * c);
     return SN_OK;
   }
-  const int kh = ksize_for(iw, ow), kv = ksize_for(ih, oh);
+  const int kh = ksize_for(box[2] - box[0], ow), kv = ksize_for(box[3] - box[1], oh);
   const int kmax = kh > kv ? kh : kv;
   /* coefficient memory: bounds_h, bounds_v (ints), kk_h, kk_v (int32), tmp (doubles) */
   const size_t bytes = sizeof(int) * 2 * ((size_t)ow + oh) +
@@ -330,26 +358,27 @@ static sn_status resize_bilinear(const uint8_t *in, int ih, int iw, int c, uint8
   int *bv = bh + 2 * ow;
   int32_t *kkh = (int32_t *)(bv + 2 * oh);
   int32_t *kkv = kkh + (size_t)ow * kh;
-  coeffs(ih, oh, bv, kkv, tmpd, kv);
+  coeffs(ih, box[1], box[3], oh, bv, kkv, tmpd, kv);
   const int y_first = bv[0];
   const int y_last = bv[2 * oh - 2] + bv[2 * oh - 1];
-  const uint8_t *src = in;
-  int src_h = ih;
+  const uint8_t *src = in->px; /* row `src_row` of the image */
+  size_t src_stride = in->stride;
+  int src_row = in->ry0;
   if (need_h) {
-    coeffs(iw, ow, bh, kkh, tmpd, kh);
+    coeffs(iw, box[0], box[2], ow, bh, kkh, tmpd, kh);
     for (int i = 0; i < oh; ++i)
       bv[2 * i] -= y_first;
     const int th = y_last - y_first;
     if (!grow(&s->tmp2, &s->tmp2_cap, (size_t)th * ow * c)) return SN_ERR_NOMEM;
     uint8_t *t = s->tmp2;
     for (int yy = 0; yy < th; ++yy) {
-      const uint8_t *row = in + (size_t)(yy + y_first) * iw * c;
+      const uint8_t *row = in->px + (size_t)(yy + y_first - in->ry0) * in->stride;
       for (int xx = 0; xx < ow; ++xx) {
         const int xmin = bh[2 * xx], xmax = bh[2 * xx + 1];
         const int32_t *k = kkh + (size_t)xx * kh;
         int ss[4] = {1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1),
                      1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1)};
-        const uint8_t *px = row + (size_t)xmin * c;
+        const uint8_t *px = row + (size_t)(xmin - in->rx0) * c;
         if (c == 3) {
           for (int x = 0; x < xmax; ++x, px += 3) {
             ss[0] += px[0] * k[x];
@@ -365,13 +394,15 @@ static sn_status resize_bilinear(const uint8_t *in, int ih, int iw, int c, uint8
           t[((size_t)yy * ow + xx) * c + ch] = clip8(ss[ch]);
       }
     }
-    src = t;
-    src_h = th;
+    src = t; /* rows y_first.. (the bounds were shifted to count from it) */
+    src_stride = (size_t)ow * c;
+    src_row = 0;
   }
   if (need_v) {
-    /* Row by row: accumulate the kernel's input rows into one int32 row (contiguous access). */
-    const int sw = need_h ? ow : iw;
-    const size_t rw = (size_t)sw * c;
+    /* Row by row: accumulate the kernel's input rows into one int32 row (contiguous access).
+     * Without the horizontal pass ow == iw and the box spans every column: src rows start at
+     * column 0 (rx0 is 0). */
+    const size_t rw = (size_t)ow * c;
     if (!grow((uint8_t **)&s->acc, &s->acc_cap, rw * sizeof(int32_t))) return SN_ERR_NOMEM;
     int32_t *acc = s->acc;
     for (int yy = 0; yy < oh; ++yy) {
@@ -380,7 +411,7 @@ static sn_status resize_bilinear(const uint8_t *in, int ih, int iw, int c, uint8
       for (size_t j = 0; j < rw; ++j)
         acc[j] = 1 << (PRECISION_BITS - 1);
       for (int y = 0; y < ymax; ++y) {
-        const uint8_t *srow = src + (size_t)(y + ymin) * rw;
+        const uint8_t *srow = src + (size_t)(y + ymin - src_row) * src_stride;
         const int32_t ky = k[y];
         for (size_t j = 0; j < rw; ++j)
           acc[j] += srow[j] * ky;
@@ -390,10 +421,16 @@ static sn_status resize_bilinear(const uint8_t *in, int ih, int iw, int c, uint8
         o[j] = clip8(acc[j]);
     }
   } else {
-    (void)src_h;
     memcpy(out, src, (size_t)oh * ow * c);
   }
   return SN_OK;
+}
+
+static sn_status resize_bilinear(const uint8_t *in, int ih, int iw, int c, uint8_t *out, int oh,
+                                 int ow, sn_image_scratch *s) {
+  const resample_src src = {in, (size_t)iw * c, 0, 0, iw, ih};
+  const double box[4] = {0.0, 0.0, (double)iw, (double)ih};
+  return resample(&src, c, box, out, oh, ow, s);
 }
 
 /* Pillow's ImagingScaleAffine: source index COORD(a*0.5 + i*a), accumulated in double. */
@@ -466,6 +503,204 @@ sn_status sn_image_fit(const uint8_t *in, int ih, int iw, int c, uint8_t *out, i
   const int top = half_even_half(rh - oh), left = half_even_half(rw - ow);
   for (int y = 0; y < oh; ++y)
     memcpy(out + (size_t)y * ow * c, r + ((size_t)(y + top) * rw + left) * c, (size_t)ow * c);
+  return SN_OK;
+}
+
+/* ---------------------------------------------------------------- decoding a crop */
+
+/* Checks the crop choose picked for an h x w picture. */
+static int crop_ok(const sn_image_crop *cr, int h, int w, char *err, size_t errlen) {
+  if (cr->top < 0 || cr->left < 0 || cr->height < 1 || cr->width < 1 || cr->top > h - cr->height ||
+      cr->left > w - cr->width || cr->out_h < 1 || cr->out_w < 1 || cr->out_h > SN_IO_MAX_SIDE ||
+      cr->out_w > SN_IO_MAX_SIDE) {
+    snprintf(err, errlen, "crop %dx%d at (%d, %d) to %dx%d does not fit a %dx%d image", cr->width,
+             cr->height, cr->left, cr->top, cr->out_w, cr->out_h, w, h);
+    return 0;
+  }
+  return 1;
+}
+
+/* First and one-past-last input index that Pillow's bilinear coefficients for [in0, in1) of an
+ * axis of in_size pixels reach (the bounds of the first and the last output). */
+static void reach(int in_size, double in0, double in1, int out_size, int *lo, int *hi) {
+  const double scale = (in1 - in0) / out_size;
+  const double support = scale < 1.0 ? 1.0 : scale;
+  const double c0 = in0 + 0.5 * scale, c1 = in0 + (out_size - 0.5) * scale;
+  int a = (int)(c0 - support + 0.5), b = (int)(c1 + support + 0.5);
+  *lo = a < 0 ? 0 : a;
+  *hi = b > in_size ? in_size : b;
+}
+
+static void mirror(uint8_t *px, int h, int w, int c) {
+  for (int y = 0; y < h; ++y) {
+    uint8_t *row = px + (size_t)y * w * c;
+    for (int a = 0, b = w - 1; a < b; ++a, --b)
+      for (int k = 0; k < c; ++k) {
+        const uint8_t t = row[(size_t)a * c + k];
+        row[(size_t)a * c + k] = row[(size_t)b * c + k];
+        row[(size_t)b * c + k] = t;
+      }
+  }
+}
+
+/* The JPEG scale k/8 for a crop: 8 (full size), or with jpeg_scale the smallest k at which the
+ * box keeps at least out_h x out_w pixels. */
+static int jpeg_scale_for(const sn_image_crop *cr) {
+  if (!cr->jpeg_scale) return 8;
+  const int kh = (8 * cr->out_h + cr->height - 1) / cr->height;
+  const int kw = (8 * cr->out_w + cr->width - 1) / cr->width;
+  const int k = kh > kw ? kh : kw;
+  return k < 1 ? 1 : k > 8 ? 8 : k;
+}
+
+/* Margin in (scaled) pixels kept left and right of the columns a crop needs: libjpeg's column
+ * cropping treats its edges as image edges when upsampling subsampled chroma, which changes the
+ * edge pixels (measured: 1 column is enough; 16 is one iMCU of 4:2:0). */
+enum { JPEG_COLUMN_MARGIN = 16 };
+
+static sn_status decode_jpeg_crop(const uint8_t *data, size_t n, int channels,
+                                  sn_image_crop_fn choose, void *ctx, uint8_t *out,
+                                  sn_image_scratch *s, char *err, size_t errlen) {
+  struct jpeg_decompress_struct cinfo;
+  jpeg_err jerr;
+  memset(&cinfo, 0, sizeof cinfo);
+  cinfo.err = jpeg_std_error(&jerr.pub);
+  jerr.pub.error_exit = jpeg_on_error;
+  jerr.pub.emit_message = jpeg_on_message;
+  jerr.pub.output_message = jpeg_quiet;
+  jerr.msg[0] = '\0';
+  if (setjmp(jerr.jb)) {
+    jpeg_destroy_decompress(&cinfo);
+    snprintf(err, errlen, "corrupt JPEG: %s", jerr.msg);
+    return SN_ERR_FORMAT;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, data, (unsigned long)n);
+  jpeg_read_header(&cinfo, TRUE);
+  const int H = (int)cinfo.image_height, W = (int)cinfo.image_width;
+  if (!check_dims(H, W, 3, err, errlen)) {
+    jpeg_destroy_decompress(&cinfo);
+    return SN_ERR_FORMAT;
+  }
+  sn_image_crop cr;
+  memset(&cr, 0, sizeof cr);
+  choose(ctx, H, W, &cr);
+  if (!crop_ok(&cr, H, W, err, errlen)) {
+    jpeg_destroy_decompress(&cinfo);
+    return SN_ERR_INVALID;
+  }
+  jpeg_out_space(&cinfo, channels);
+  const int k = jpeg_scale_for(&cr);
+  cinfo.scale_num = (unsigned)k;
+  cinfo.scale_denom = 8;
+  jpeg_calc_output_dimensions(&cinfo);
+  const int sw = (int)cinfo.output_width, sh = (int)cinfo.output_height;
+  /* The virtual image the resampler sees and the box in it: the crop itself at full size (crop,
+   * then resize: the filter stops at the crop's edges); the scaled picture with the scaled box
+   * otherwise (Image.resize(box=...): the filter may reach past the box). */
+  double box[4];
+  int vw, vh, ox, oy; /* virtual image size; its origin in the decoded picture */
+  if (k == 8) {
+    vw = cr.width, vh = cr.height, ox = cr.left, oy = cr.top;
+    box[0] = box[1] = 0.0, box[2] = vw, box[3] = vh;
+  } else {
+    vw = sw, vh = sh, ox = oy = 0;
+    const double f = k / 8.0;
+    box[0] = cr.left * f, box[1] = cr.top * f;
+    box[2] = (cr.left + cr.width) * f, box[3] = (cr.top + cr.height) * f;
+    if (box[2] > sw) box[2] = sw;
+    if (box[3] > sh) box[3] = sh;
+  }
+  int x0, x1, y0, y1; /* the decoded picture's columns and rows the resampler reads */
+  reach(vw, box[0], box[2], cr.out_w, &x0, &x1);
+  reach(vh, box[1], box[3], cr.out_h, &y0, &y1);
+  x0 += ox, x1 += ox, y0 += oy, y1 += oy;
+  jpeg_start_decompress(&cinfo);
+  JDIMENSION xoff = (JDIMENSION)(x0 > JPEG_COLUMN_MARGIN ? x0 - JPEG_COLUMN_MARGIN : 0);
+  JDIMENSION xend = (JDIMENSION)(x1 + JPEG_COLUMN_MARGIN < sw ? x1 + JPEG_COLUMN_MARGIN : sw);
+  JDIMENSION xw = xend - xoff;
+  if (xw < (JDIMENSION)sw)
+    jpeg_crop_scanline(&cinfo, &xoff, &xw); /* moves xoff to an iMCU boundary, widens xw */
+  else
+    xoff = 0;
+  const int oc = cinfo.output_components;
+  const size_t stride = (size_t)xw * oc, rows = (size_t)(y1 - y0);
+  uint8_t **dst = oc == channels ? &s->pix : &s->tmp;
+  size_t *cap = oc == channels ? &s->pix_cap : &s->tmp_cap;
+  if (!grow(dst, cap, stride * (rows + 1)) ||
+      (oc != channels && !grow(&s->pix, &s->pix_cap, (size_t)xw * rows * 3))) {
+    jpeg_destroy_decompress(&cinfo);
+    snprintf(err, errlen, "out of memory for a %zux%zu crop", (size_t)xw, rows + 1);
+    return SN_ERR_NOMEM;
+  }
+  if (y0 > 0) jpeg_skip_scanlines(&cinfo, (JDIMENSION)y0);
+  uint8_t *base = *dst;
+  while ((int)cinfo.output_scanline < y1) {
+    JSAMPROW row = base + (size_t)((int)cinfo.output_scanline - y0) * stride;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  /* The rest is skipped, not abandoned, and its last row read (into the row after the box's):
+   * libjpeg's skip to the very end reads nothing, and a truncated file must be an error whatever
+   * the crop. */
+  if (cinfo.output_scanline < cinfo.output_height) {
+    if (cinfo.output_scanline + 1 < cinfo.output_height)
+      jpeg_skip_scanlines(&cinfo, cinfo.output_height - cinfo.output_scanline - 1);
+    JSAMPROW row = base + rows * stride;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  const int inverted = cinfo.saw_Adobe_marker;
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  jpeg_to_channels(s->tmp, (size_t)xw * rows, oc, inverted, channels, s->pix);
+  const size_t pstride = (size_t)xw * channels;
+  const resample_src src = {s->pix + (size_t)(oy - y0 > 0 ? oy - y0 : 0) * pstride +
+                                (size_t)(ox - (int)xoff > 0 ? ox - (int)xoff : 0) * channels,
+                            pstride,
+                            k == 8 ? 0 : (int)xoff,
+                            k == 8 ? 0 : y0,
+                            vw,
+                            vh};
+  sn_status st = resample(&src, channels, box, out, cr.out_h, cr.out_w, s);
+  if (st != SN_OK) {
+    snprintf(err, errlen, "out of memory resizing a %dx%d crop", cr.width, cr.height);
+    return st;
+  }
+  if (cr.flip) mirror(out, cr.out_h, cr.out_w, channels);
+  return SN_OK;
+}
+
+sn_status sn_image_decode_crop(const uint8_t *data, size_t n, int channels, sn_image_crop_fn choose,
+                               void *ctx, uint8_t *out, sn_image_scratch *s, char *err,
+                               size_t errlen) {
+  err[0] = '\0';
+  if (channels != 1 && channels != 3) {
+    snprintf(err, errlen, "cannot decode to %d channels (1 or 3)", channels);
+    return SN_ERR_INVALID;
+  }
+  if (n >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
+    return decode_jpeg_crop(data, n, channels, choose, ctx, out, s, err, errlen);
+  /* Other formats: decode whole, then crop and resize. */
+  int h = 0, w = 0;
+  sn_status st = sn_image_decode(data, n, channels, s, &h, &w, err, errlen);
+  if (st != SN_OK) return st;
+  sn_image_crop cr;
+  memset(&cr, 0, sizeof cr);
+  choose(ctx, h, w, &cr);
+  if (!crop_ok(&cr, h, w, err, errlen)) return SN_ERR_INVALID;
+  const size_t stride = (size_t)w * channels;
+  const resample_src src = {s->pix + (size_t)cr.top * stride + (size_t)cr.left * channels,
+                            stride,
+                            0,
+                            0,
+                            cr.width,
+                            cr.height};
+  const double box[4] = {0.0, 0.0, (double)cr.width, (double)cr.height};
+  st = resample(&src, channels, box, out, cr.out_h, cr.out_w, s);
+  if (st != SN_OK) {
+    snprintf(err, errlen, "out of memory resizing a %dx%d crop", cr.width, cr.height);
+    return st;
+  }
+  if (cr.flip) mirror(out, cr.out_h, cr.out_w, channels);
   return SN_OK;
 }
 

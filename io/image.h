@@ -48,6 +48,32 @@ sn_status sn_image_resize(const uint8_t *in, int ih, int iw, int c, uint8_t *out
 sn_status sn_image_fit(const uint8_t *in, int ih, int iw, int c, uint8_t *out, int oh, int ow,
                        sn_resize_mode mode, int shorter, sn_image_scratch *s);
 
+/* A crop of a picture, resized: torchvision's resized_crop (crop, then Resize, bilinear with
+ * antialiasing) on a PIL image, then optionally its horizontal flip. */
+typedef struct sn_image_crop {
+  int top, left, height, width; /* the box, in the picture's pixels; must lie inside it */
+  int out_h, out_w;             /* output size */
+  int flip;                     /* 1: mirror the output left to right */
+  int jpeg_scale;               /* 1: a JPEG may be decoded at a reduced DCT scale (below) */
+} sn_image_crop;
+/* Chooses the crop once the picture's size (h, w) is known (from the JPEG header, or after
+ * decoding any other format). */
+typedef void (*sn_image_crop_fn)(void *ctx, int h, int w, sn_image_crop *crop);
+
+/* Decodes a picture (as sn_image_decode: channels 1 or 3) and writes the crop that choose picks
+ * into out (out_h, out_w, channels), bit for bit what Pillow's img.crop(box).resize(out size,
+ * BILINEAR) gives, mirrored with flip. A JPEG is decoded only as far as it must be: rows above
+ * and below the box are skipped (their entropy data is still read, so truncation is still an
+ * error) and columns beyond it cropped by libjpeg, with a margin that keeps the box's pixels
+ * identical to a full decode. With jpeg_scale, a JPEG is decoded at the smallest libjpeg scale
+ * k/8 (k = 1..8) at which the box still spans out_h x out_w pixels, and the box (scaled by k/8)
+ * is resampled from that image with Pillow's Image.resize(box=...): close to the full-size
+ * result, not equal to it. A box outside the picture is SN_ERR_INVALID; otherwise errors are
+ * those of sn_image_decode, with the message in err. */
+sn_status sn_image_decode_crop(const uint8_t *data, size_t n, int channels, sn_image_crop_fn choose,
+                               void *ctx, uint8_t *out, sn_image_scratch *s, char *err,
+                               size_t errlen);
+
 /* Encoders (tests and tools); JPEG takes c = 1, 3 or 4 (CMYK, Adobe marker), PNG 1..4. *out is
  * malloc'd; the caller frees it. */
 sn_status sn_image_encode_jpeg(const uint8_t *pix, int h, int w, int c, int quality, uint8_t **out,

@@ -35,6 +35,11 @@ struct sn_dataset {
   int64_t n_classes;
   sn_resize_mode mode; /* decode options */
   int shorter;
+  struct { /* training decode, sn_dataset_set_decode_crop */
+    int on, jpeg_scale;
+    uint64_t seed;
+    int64_t epoch;
+  } crop;
   /* scratch of read_rows */
   struct sn_row_ref *refs; /* (cap_rows) */
   int64_t *uniq;           /* (cap_rows) unique sorted rows */
@@ -59,6 +64,12 @@ struct sn_row_ref {
 sn_status sn_dataset_fetch(sn_dataset *ds, const int64_t *rows, int count, void *images,
                            int *direct);
 sn_status sn_dataset_place(sn_dataset *ds, int count, int direct, void *images, int32_t *labels);
+/* Decodes the bytes (len) of encoded row `row` into out (info.h, info.w, info.c): the training
+ * crop (sn_dataset_set_decode_crop) or the fit of sn_dataset_set_decode. Reads ds only and uses
+ * the caller's scratch, so rows may be decoded on several threads, each with its own scratch.
+ * Errors name the file and the row. */
+sn_status sn_dataset_decode_row(const sn_dataset *ds, int64_t row, const uint8_t *src, size_t len,
+                                uint8_t *out, sn_image_scratch *img);
 
 #ifdef __cplusplus
 }

@@ -40,6 +40,7 @@ struct sn_reader {
   int holding;      /* the consumer holds batch next - 1 */
   int stop, failed;
   double wait;
+  int decode_crop; /* resized-crop taken at decode (encoded dataset), undone by destroy */
 };
 
 void sn_reader_options_init(sn_reader_options *o) {
@@ -162,6 +163,12 @@ static sn_status make(sn_dataset *ds, const sn_reader_options *o, int64_t *rows,
   r->starts = starts;
   r->nb = nb;
   r->nslots = (o->prefetch > 0 ? o->prefetch : 1) + 1;
+  if (o->augment == SN_AUG_RESIZED_CROP && ds->info.encoded) {
+    /* from the original picture, flip included: nothing left for sn_augment_batch */
+    sn_dataset_set_decode_crop(ds, 1, o->seed, o->epoch, o->jpeg_scale);
+    r->decode_crop = 1;
+    r->o.augment = SN_AUG_NONE;
+  }
   for (int64_t b = 0; b < nb; ++b)
     if (starts[b + 1] - starts[b] > r->max_batch) r->max_batch = (int)(starts[b + 1] - starts[b]);
   if (r->max_batch < 1) r->max_batch = 1;
@@ -261,6 +268,7 @@ void sn_reader_destroy(sn_reader *r) {
     free(r->slots[i].labels);
     free(r->slots[i].rows);
   }
+  if (r->decode_crop) sn_dataset_set_decode_crop(r->ds, 0, 0, 0, 0);
   free(r->slots);
   free(r->scratch);
   free(r->rows);

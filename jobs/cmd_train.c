@@ -40,6 +40,8 @@ static cli_opt O[] = {
     {"drop-last", 0, "drop the last partial global batch (default: pad by wrapping)", NULL},
     {"seed", 1, "global seed (default 1)", NULL},
     {"bn", 1, "sync|local batch-norm statistics across ranks (default sync)", NULL},
+    {"bn-group", 1, "sync BN within groups of K consecutive ranks (default: all ranks)", NULL},
+    {"allreduce", 1, "gradient all-reduce: auto|ring|mpi (default auto: ring)", NULL},
     {"bn-style", 1, "torch|keras moving-statistics rule (default: the architecture's)", NULL},
     {"zero-init-residual", 0, "zero the last BN gamma of each residual block", NULL},
     {"bucket-mb", 1, "gradient all-reduce bucket size in MiB (default 25)", NULL},
@@ -105,6 +107,7 @@ static int parse(train_job *c, int argc, char **argv) {
   if (bst) c->cfg.bn_momentum_style = !strcmp(bst, "keras") ? SN_STYLE_KERAS : SN_STYLE_TORCH;
   c->shuffle = !shuf || !strcmp(shuf, "on");
   c->sync_bn = !bnopt || !strcmp(bnopt, "sync");
+  if (train_parse_scale(c, OPT("bn-group"), OPT("allreduce"))) return EXIT_USAGE;
   c->ckpt = OPT("checkpoint");
   c->resume = cli_has(O, NO, "resume");
   c->allow_change = cli_has(O, NO, "allow-recipe-change");

@@ -71,9 +71,44 @@ static void build_recipe(train_job *c) {
   r->shuffle = c->shuffle;
   r->drop_last = c->drop_last;
   r->seed = (uint64_t)c->seed;
-  r->bn_group = c->sync_bn ? 0 : 1;
+  r->bn_group = c->sync_bn ? (int)c->bn_group : 1;
   r->bn_style =
       c->cfg.bn_momentum_style >= 0 ? c->cfg.bn_momentum_style : (int)sn_net_style(c->net);
+}
+
+int train_parse_scale(train_job *c, const char *bn_group, const char *allreduce) {
+  char *end = NULL;
+  c->bn_group = bn_group ? strtol(bn_group, &end, 10) : 0;
+  if (bn_group && (!*bn_group || *end || c->bn_group < 1 || c->bn_group > 1 << 20)) {
+    cli_error("option --bn-group: '%s' is not a group size (1, 2, ... ranks)", bn_group);
+    return EXIT_USAGE;
+  }
+  if (!c->sync_bn && c->bn_group > 1) {
+    cli_error("train: --bn local and --bn-group %ld contradict each other", c->bn_group);
+    return EXIT_USAGE;
+  }
+  c->allreduce_given = allreduce != NULL;
+  if (allreduce && sn_allreduce_parse(allreduce, &c->allreduce) != SN_OK) {
+    cli_error("option --allreduce: %s", sn_last_error());
+    return EXIT_USAGE;
+  }
+  return 0;
+}
+
+/* The gradient all-reduce's algorithm and the sync-BN groups (both collective). */
+static sn_status set_scale(train_job *c) {
+  sn_status s = sn_comm_set_allreduce(c->job.comm, c->allreduce);
+  if (s == SN_OK && c->job.rank == 0 && cli_verbose && c->job.size > 1 && !c->allreduce_given &&
+      sn_comm_allreduce_algo(c->job.comm) == SN_ALLREDUCE_MPI)
+    fprintf(stderr, "shardnet: note: gradient all-reduce by MPI_Iallreduce, as Open MPI's "
+                    "coll_libnbc_iallreduce_algorithm asks (shardnet's ring without it)\n");
+  if (s == SN_OK && c->bn_group > 0 && c->job.size % c->bn_group != 0)
+    s = sn_error_set(SN_ERR_INVALID, "--bn-group %ld does not divide the %d ranks", c->bn_group,
+                     c->job.size);
+  if (s == SN_OK && c->sync_bn && c->bn_group > 0 && c->bn_group < c->job.size)
+    s = sn_comm_split_groups(c->job.comm, (int)c->bn_group, &c->bn_comm);
+  if (s == SN_OK) s = sn_net_set_bn_comm(c->net, c->bn_comm);
+  return s;
 }
 
 void train_build(train_job *c) {
@@ -84,9 +119,14 @@ void train_build(train_job *c) {
   int oh, ow;
   sn_net_input_shape(c->net, &c->h, &c->w, &c->ch);
   sn_net_output_shape(c->net, &oh, &ow, &c->k);
-  cli_check(&c->job, check_shapes(c));
   c->pre = sn_net_default_preprocess(c->net);
   if (c->pre_name) s = sn_preprocess_parse(c->pre_name, &c->pre);
+  /* Encoded pictures are decoded to the model's input as the preprocessing's framework fits
+   * them (the reader crops them at decode instead for resized-crop training). */
+  if (s == SN_OK) s = sn_dataset_set_decode_for(c->train, c->h, c->w, c->pre);
+  if (s == SN_OK && c->val) s = sn_dataset_set_decode_for(c->val, c->h, c->w, c->pre);
+  cli_check(&c->job, s);
+  cli_check(&c->job, check_shapes(c));
   if (s == SN_OK && c->init)
     s = sn_weights_load_bcast_ex(c->net, c->init, c->job.comm, SN_LOAD_NEW_HEAD, NULL);
   if (s == SN_OK && c->zero_init && !c->init) sn_net_zero_init_residual(c->net);
@@ -100,6 +140,7 @@ void train_build(train_job *c) {
                      c->job.size);
   if (s == SN_OK) s = sn_net_plan(c->net, c->local_max, 1);
   sn_net_set_comm(c->net, c->job.comm, c->sync_bn);
+  if (s == SN_OK) s = set_scale(c);
   sn_net_set_bucket_mb(c->net, c->bucket);
   if (s == SN_OK && c->val) s = sn_net_create(&c->cfg, (uint64_t)c->seed, &c->evalnet);
   if (s == SN_OK && c->val) s = cli_apply_engine_env(c->evalnet);
@@ -355,6 +396,7 @@ void train_free(train_job *c) {
   cli_print_profile(c->evalnet);
   sn_net_destroy(c->net);
   sn_net_destroy(c->evalnet);
+  sn_comm_destroy(c->bn_comm);
   sn_dataset_close(c->train);
   sn_dataset_close(c->val);
 }

@@ -20,9 +20,13 @@ typedef struct train_job {
   sn_augment aug;
   int augment_given, shuffle, sync_bn, resume, allow_change, drop_last, zero_init, nesterov,
       decay_bn_bias;
+  long bn_group;               /* --bn-group: ranks per sync-BN group, 0: all */
+  sn_allreduce_algo allreduce; /* --allreduce */
+  int allreduce_given;
   /* built by train_build */
   sn_dataset *train, *val;
   sn_net *net, *evalnet; /* evalnet: inference copy for validation (NULL without --val) */
+  sn_comm *bn_comm;      /* the rank's sync-BN group with --bn-group (NULL: all ranks) */
   sn_preprocess pre;
   int h, w, ch, k, local_max; /* input shape, classes, most rows per rank and step */
   sn_train_recipe recipe;     /* what the options resolve to; recorded in checkpoints */
@@ -40,6 +44,9 @@ typedef struct train_job {
   unsigned stop;      /* the agreed stop request (CLI_STOP_* bits); 0 while running */
 } train_job;
 
+/* --bn-group K (a number >= 1; with --bn local only 1) and --allreduce (NULL: absent). Returns 0
+ * or EXIT_USAGE after the message. */
+int train_parse_scale(train_job *c, const char *bn_group, const char *allreduce);
 /* Datasets, checks of their shapes and labels, the net (initial weights broadcast from rank 0,
  * planned for training), the validation net, the recipe and the sanity warnings (printed by
  * rank 0). Exits on failure, as all of these do. */

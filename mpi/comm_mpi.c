@@ -12,12 +12,6 @@
 
 #include "comm_mpi.h"
 
-/* A pending sn_comm_iallreduce_f32: one MPI request per chunk. Freed by sn_comm_wait. */
-struct sn_request {
-  int count;
-  MPI_Request reqs[]; /* (count) */
-};
-
 static size_t max_chunk = (size_t)INT_MAX;
 
 void sn_mpi_set_max_chunk(size_t elems) {
@@ -199,22 +193,50 @@ static sn_status mpi_barrier(sn_comm *c) {
   return rc == MPI_SUCCESS ? SN_OK : sn_mpi_error(c, rc, "MPI_Barrier");
 }
 
-/* Starts one MPI_Iallreduce per chunk; *req is NULL when n == 0. */
-static sn_status mpi_iallreduce_f32(sn_comm *c, float *buf, size_t n, sn_request **req) {
-  if (!req)
-    return sn_error_set(SN_ERR_INVALID, "rank %d: sn_comm_iallreduce_f32: NULL request", c->rank);
-  *req = NULL;
-  if (n == 0) return SN_OK;
-  if (!buf)
-    return sn_error_set(SN_ERR_INVALID, "rank %d: sn_comm_iallreduce_f32: NULL buffer", c->rank);
+sn_request *sn_mpi_request_get(sn_comm *c, size_t reqs, size_t tmp) {
+  sn_comm_mpi *m = c->impl;
+  sn_request *r = m->npool > 0 ? m->pool[--m->npool] : calloc(1, sizeof *r);
+  if (!r) return NULL;
+  if ((size_t)r->cap < reqs) {
+    MPI_Request *q = reqs <= (size_t)INT_MAX ? realloc(r->reqs, reqs * sizeof *q) : NULL;
+    if (!q) goto fail;
+    r->reqs = q;
+    r->cap = (int)reqs;
+  }
+  if (r->tmp_cap < tmp) {
+    float *t = realloc(r->tmp, tmp * sizeof *t);
+    if (!t) goto fail;
+    r->tmp = t;
+    r->tmp_cap = tmp;
+  }
+  r->ring = r->count = r->tag = r->step = r->posted = 0;
+  r->buf = NULL;
+  r->n = 0;
+  return r;
+fail:
+  sn_mpi_request_put(c, r);
+  return NULL;
+}
+
+void sn_mpi_request_put(sn_comm *c, sn_request *r) {
+  if (!r) return;
+  sn_comm_mpi *m = c->impl;
+  if (m->npool < SN_REQUEST_POOL) {
+    m->pool[m->npool++] = r;
+    return;
+  }
+  free(r->reqs);
+  free(r->tmp);
+  free(r);
+}
+
+/* SN_ALLREDUCE_MPI: one MPI_Iallreduce per piece of at most max_chunk values. */
+static sn_status mpi_iallreduce_pieces(sn_comm *c, float *buf, size_t n, sn_request **req) {
   const size_t chunks = (n + max_chunk - 1) / max_chunk;
-  if (chunks > (size_t)INT_MAX)
-    return sn_error_set(SN_ERR_NOMEM, "rank %d: sn_comm_iallreduce_f32: %zu values", c->rank, n);
-  sn_request *r = malloc(sizeof *r + chunks * sizeof(MPI_Request));
+  sn_request *r = chunks <= (size_t)INT_MAX ? sn_mpi_request_get(c, chunks, 0) : NULL;
   if (!r)
     return sn_error_set(SN_ERR_NOMEM, "rank %d: sn_comm_iallreduce_f32: request of %zu chunks",
                         c->rank, chunks);
-  r->count = 0;
   for (size_t off = 0; off < n; off += max_chunk) {
     const size_t len = n - off < max_chunk ? n - off : max_chunk;
     int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + off, (int)len, MPI_FLOAT, MPI_SUM, comm_of(c),
@@ -222,7 +244,7 @@ static sn_status mpi_iallreduce_f32(sn_comm *c, float *buf, size_t n, sn_request
     if (rc != MPI_SUCCESS) {
       /* Chunks already started must still complete before their buffer is reused. */
       MPI_Waitall(r->count, r->reqs, MPI_STATUSES_IGNORE);
-      free(r);
+      sn_mpi_request_put(c, r);
       char what[96];
       snprintf(what, sizeof what, "MPI_Iallreduce of %zu float32 values (sum)", n);
       return sn_mpi_error(c, rc, what);
@@ -233,20 +255,44 @@ static sn_status mpi_iallreduce_f32(sn_comm *c, float *buf, size_t n, sn_request
   return SN_OK;
 }
 
+/* *req is NULL when n == 0 or with one rank. */
+static sn_status mpi_iallreduce_f32(sn_comm *c, float *buf, size_t n, sn_request **req) {
+  if (!req)
+    return sn_error_set(SN_ERR_INVALID, "rank %d: sn_comm_iallreduce_f32: NULL request", c->rank);
+  *req = NULL;
+  if (n == 0) return SN_OK;
+  if (!buf)
+    return sn_error_set(SN_ERR_INVALID, "rank %d: sn_comm_iallreduce_f32: NULL buffer", c->rank);
+  sn_comm_mpi *m = c->impl;
+  m->seq++; /* every rank counts every call, whatever the algorithm */
+  if (c->size == 1) return SN_OK;
+  if (c->allreduce == SN_ALLREDUCE_RING) return sn_ring_start(c, buf, n, req);
+  return mpi_iallreduce_pieces(c, buf, n, req);
+}
+
 /* Completes and frees req (NULL is a completed request). */
 static sn_status mpi_wait(sn_comm *c, sn_request *req) {
   if (!req) return SN_OK;
-  int rc = MPI_Waitall(req->count, req->reqs, MPI_STATUSES_IGNORE);
-  free(req);
-  return rc == MPI_SUCCESS ? SN_OK : sn_mpi_error(c, rc, "MPI_Wait (iallreduce)");
+  sn_status s = SN_OK;
+  if (req->ring) {
+    int done = 0;
+    s = sn_ring_progress(c, req, 1, &done);
+  } else {
+    int rc = MPI_Waitall(req->count, req->reqs, MPI_STATUSES_IGNORE);
+    if (rc != MPI_SUCCESS) s = sn_mpi_error(c, rc, "MPI_Wait (iallreduce)");
+  }
+  sn_mpi_request_put(c, req);
+  return s;
 }
 
-/* One MPI_Testall over the request's chunks: enters Open MPI's progress engine (which advances
- * every pending non-blocking collective, not only this one) and reports completion. Completed
- * MPI requests become MPI_REQUEST_NULL, so the later sn_comm_wait returns at once. */
+/* Enters the MPI library's progress engine once (which advances every pending non-blocking
+ * operation, not only this one) and reports completion: one MPI_Testall over the request's
+ * pieces, or the ring's next steps as far as their messages have arrived. Completed MPI
+ * requests become MPI_REQUEST_NULL, so the later sn_comm_wait returns at once. */
 static sn_status mpi_test(sn_comm *c, sn_request *req, int *done) {
   *done = 1;
   if (!req) return SN_OK;
+  if (req->ring) return sn_ring_progress(c, req, 0, done);
   int flag = 0;
   int rc = MPI_Testall(req->count, req->reqs, &flag, MPI_STATUSES_IGNORE);
   if (rc != MPI_SUCCESS) return sn_mpi_error(c, rc, "MPI_Testall (iallreduce)");
@@ -258,14 +304,125 @@ static void mpi_destroy(sn_comm *c) {
   sn_comm_mpi *impl = c->impl;
   int finalized = 1;
   MPI_Finalized(&finalized);
-  if (impl && !finalized && !impl->poisoned && impl->comm != MPI_COMM_NULL)
-    MPI_Comm_free(&impl->comm);
+  if (impl && !finalized && !impl->poisoned) {
+    if (impl->comm != MPI_COMM_NULL) MPI_Comm_free(&impl->comm);
+    if (impl->ring != MPI_COMM_NULL) MPI_Comm_free(&impl->ring);
+  }
+  for (int i = 0; impl && i < impl->npool; ++i) {
+    free(impl->pool[i]->reqs);
+    free(impl->pool[i]->tmp);
+    free(impl->pool[i]);
+  }
   free(impl);
   free(c);
 }
 
-static const sn_comm_ops mpi_ops = {mpi_allreduce,      mpi_bcast, mpi_allgather, mpi_barrier,
-                                    mpi_iallreduce_f32, mpi_wait,  mpi_test,      mpi_destroy};
+/* 1 if the user chose Open MPI's algorithm for non-blocking all-reduces: the MCA parameter
+ * coll_libnbc_iallreduce_algorithm is in the environment (mpirun --mca and -x put it there) or
+ * has a value other than its default 0 (read through the MPI tool interface, which also sees
+ * parameter files). Other MPI libraries have no such parameter: 0. */
+static int user_chose_mpi_algorithm(void) {
+  static const char name[] = "coll_libnbc_iallreduce_algorithm";
+  if (getenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm")) return 1;
+  int provided = 0, chosen = 0, idx = -1, count = 0, value = 0;
+  if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) return 0;
+  MPI_T_cvar_handle h;
+  if (MPI_T_cvar_get_index(name, &idx) == MPI_SUCCESS) {
+    char vname[128], desc[256];
+    int nlen = (int)sizeof vname, dlen = (int)sizeof desc, verbosity, bind, scope;
+    MPI_Datatype dt = MPI_DATATYPE_NULL;
+    MPI_T_enum en;
+    if (MPI_T_cvar_get_info(idx, vname, &nlen, &verbosity, &dt, &en, desc, &dlen, &bind, &scope) ==
+            MPI_SUCCESS &&
+        dt == MPI_INT && MPI_T_cvar_handle_alloc(idx, NULL, &h, &count) == MPI_SUCCESS) {
+      if (count == 1 && MPI_T_cvar_read(h, &value) == MPI_SUCCESS) chosen = value != 0;
+      MPI_T_cvar_handle_free(&h);
+    }
+  }
+  MPI_T_finalize();
+  return chosen;
+}
+
+/* Resolves AUTO on this rank; then every rank checks that all chose the same. */
+static sn_status mpi_set_allreduce(sn_comm *c, sn_allreduce_algo algo) {
+  if (algo == SN_ALLREDUCE_AUTO)
+    algo = user_chose_mpi_algorithm() ? SN_ALLREDUCE_MPI : SN_ALLREDUCE_RING;
+  int32_t range[2] = {(int32_t)algo, -(int32_t)algo}; /* min, -max */
+  int rc = MPI_Allreduce(MPI_IN_PLACE, range, 2, MPI_INT32_T, MPI_MIN, comm_of(c));
+  if (rc != MPI_SUCCESS) return sn_mpi_error(c, rc, "MPI_Allreduce (all-reduce algorithm)");
+  if (range[0] != -range[1])
+    return sn_error_set(SN_ERR_INVALID,
+                        "rank %d: the ranks chose different gradient all-reduce algorithms (%s "
+                        "and %s): set coll_libnbc_iallreduce_algorithm on every rank or none",
+                        c->rank, sn_allreduce_name((sn_allreduce_algo)range[0]),
+                        sn_allreduce_name((sn_allreduce_algo)-range[1]));
+  c->allreduce = algo;
+  return SN_OK;
+}
+
+static sn_status wrap(MPI_Comm owned, const char *what, sn_allreduce_algo algo, sn_comm **out);
+
+static sn_status mpi_split(sn_comm *c, int color, int key, sn_comm **out) {
+  MPI_Comm part = MPI_COMM_NULL;
+  int rc = MPI_Comm_split(comm_of(c), color, key, &part);
+  if (rc != MPI_SUCCESS) return sn_mpi_error(c, rc, "MPI_Comm_split");
+  return wrap(part, "sn_comm_split_groups", c->allreduce, out);
+}
+
+static const sn_comm_ops mpi_ops = {mpi_allreduce,      mpi_bcast,  mpi_allgather, mpi_barrier,
+                                    mpi_iallreduce_f32, mpi_wait,   mpi_test,      mpi_split,
+                                    mpi_set_allreduce,  mpi_destroy};
+
+static sn_status mpi_failed(const char *what, const char *call, int rc) {
+  char text[MPI_MAX_ERROR_STRING + 1];
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  text[len] = '\0';
+  return sn_error_set(SN_ERR_COMM, "%s: %s: %s", what, call, text);
+}
+
+/* Wraps `owned` (a communicator of ours: freed on failure and by destroy), with a second
+ * duplicate for the ring's messages and the all-reduce algorithm algo (AUTO is resolved).
+ * Collective over owned. */
+static sn_status wrap(MPI_Comm owned, const char *what, sn_allreduce_algo algo, sn_comm **out) {
+  MPI_Comm_set_errhandler(owned, MPI_ERRORS_RETURN);
+  MPI_Comm ring = MPI_COMM_NULL;
+  int rc = MPI_Comm_dup(owned, &ring);
+  if (rc != MPI_SUCCESS) {
+    MPI_Comm_free(&owned);
+    return mpi_failed(what, "MPI_Comm_dup", rc);
+  }
+  MPI_Comm_set_errhandler(ring, MPI_ERRORS_RETURN);
+  sn_comm *c = calloc(1, sizeof *c);
+  sn_comm_mpi *impl = calloc(1, sizeof *impl);
+  if (!c || !impl) {
+    free(c);
+    free(impl);
+    MPI_Comm_free(&owned);
+    MPI_Comm_free(&ring);
+    return sn_error_set(SN_ERR_NOMEM, "%s: out of memory", what);
+  }
+  impl->comm = owned;
+  impl->ring = ring;
+  c->ops = &mpi_ops;
+  c->impl = impl;
+  MPI_Comm_rank(owned, &c->rank);
+  MPI_Comm_size(owned, &c->size);
+  c->fortran_handle = (int)MPI_Comm_c2f(owned);
+
+  /* Error messages carry the process's rank in the whole job. */
+  int wrank = 0, wsize = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+  MPI_Comm_size(MPI_COMM_WORLD, &wsize);
+  sn_error_set_rank(wrank, wsize);
+  sn_status s = mpi_set_allreduce(c, algo);
+  if (s != SN_OK) {
+    mpi_destroy(c);
+    return s;
+  }
+  *out = c;
+  return SN_OK;
+}
 
 /* Duplicates `from` and wraps the duplicate. Collective over `from`. */
 static sn_status create_from(MPI_Comm from, const char *what, sn_comm **out) {
@@ -279,40 +436,10 @@ static sn_status create_from(MPI_Comm from, const char *what, sn_comm **out) {
                         finalized ? "already finalised" : "not initialised (call sn_mpi_init)");
   if (from == MPI_COMM_NULL)
     return sn_error_set(SN_ERR_INVALID, "%s: the communicator is MPI_COMM_NULL", what);
-
   MPI_Comm dup = MPI_COMM_NULL;
   int rc = MPI_Comm_dup(from, &dup);
-  if (rc != MPI_SUCCESS) {
-    char text[MPI_MAX_ERROR_STRING + 1];
-    int len = 0;
-    MPI_Error_string(rc, text, &len);
-    text[len] = '\0';
-    return sn_error_set(SN_ERR_COMM, "%s: MPI_Comm_dup: %s", what, text);
-  }
-  MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
-
-  sn_comm *c = calloc(1, sizeof *c);
-  sn_comm_mpi *impl = calloc(1, sizeof *impl);
-  if (!c || !impl) {
-    free(c);
-    free(impl);
-    MPI_Comm_free(&dup);
-    return sn_error_set(SN_ERR_NOMEM, "%s: out of memory", what);
-  }
-  impl->comm = dup;
-  c->ops = &mpi_ops;
-  c->impl = impl;
-  MPI_Comm_rank(dup, &c->rank);
-  MPI_Comm_size(dup, &c->size);
-  c->fortran_handle = (int)MPI_Comm_c2f(dup);
-
-  /* Error messages carry the process's rank in the whole job. */
-  int wrank = 0, wsize = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
-  MPI_Comm_size(MPI_COMM_WORLD, &wsize);
-  sn_error_set_rank(wrank, wsize);
-  *out = c;
-  return SN_OK;
+  if (rc != MPI_SUCCESS) return mpi_failed(what, "MPI_Comm_dup", rc);
+  return wrap(dup, what, SN_ALLREDUCE_AUTO, out);
 }
 
 sn_status sn_comm_create_world(sn_comm **out) {

@@ -114,12 +114,24 @@ static void resize_crop(const float *src, int h, int w, int c, int top, int left
   }
 }
 
+/* The random stream of one sample: a function of (seed, epoch, dataset row) only. */
+static uint64_t stream(uint64_t seed, int64_t epoch, int64_t row) {
+  return mix(seed ^ mix((uint64_t)epoch * 0x632be59bd9b4e019ull ^ mix((uint64_t)row)));
+}
+
+void sn_augment_crop_box(uint64_t seed, int64_t epoch, int64_t row, int h, int w, int box[4],
+                         int *flip) {
+  const uint64_t r = stream(seed, epoch, row);
+  sn_resized_crop_params(r, h, w, &box[0], &box[1], &box[2], &box[3]);
+  *flip = (int)(r & 1);
+}
+
 void sn_augment_batch(float *x, int n, int h, int w, int c, sn_augment mode, int pad, uint64_t seed,
                       int64_t epoch, const int64_t *rows, float *scratch) {
   if (mode == SN_AUG_NONE) return;
   size_t img = (size_t)h * w * c;
   for (int i = 0; i < n; ++i) {
-    uint64_t r = mix(seed ^ mix((uint64_t)epoch * 0x632be59bd9b4e019ull ^ mix((uint64_t)rows[i])));
+    uint64_t r = stream(seed, epoch, rows[i]);
     int flip = (int)(r & 1);
     if (mode == SN_AUG_RESIZED_CROP) {
       int top, left, ch, cw;

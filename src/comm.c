@@ -63,10 +63,25 @@ static sn_status serial_test(sn_comm *c, sn_request *req, int *done) {
   return SN_OK;
 }
 
+static sn_comm serial_comm;
+/* Groups of one: the serial communicator itself. */
+static sn_status serial_split(sn_comm *c, int color, int key, sn_comm **out) {
+  (void)c;
+  (void)color;
+  (void)key;
+  *out = &serial_comm;
+  return SN_OK;
+}
+static sn_status serial_set_allreduce(sn_comm *c, sn_allreduce_algo algo) {
+  (void)c;
+  (void)algo;
+  return SN_OK;
+}
+
 static const sn_comm_ops serial_ops = {
-    serial_allreduce,  serial_bcast, serial_allgather, serial_barrier,
-    serial_iallreduce, serial_wait,  serial_test,      NULL};
-static sn_comm serial_comm = {&serial_ops, 0, 1, -1, NULL};
+    serial_allreduce, serial_bcast, serial_allgather, serial_barrier,       serial_iallreduce,
+    serial_wait,      serial_test,  serial_split,     serial_set_allreduce, NULL};
+static sn_comm serial_comm = {&serial_ops, 0, 1, -1, SN_ALLREDUCE_AUTO, NULL};
 
 sn_comm *sn_comm_serial(void) { return &serial_comm; }
 
@@ -109,6 +124,51 @@ sn_status sn_comm_test(sn_comm *c, sn_request *req, int *done) {
   sn_status s = c->ops->test(c, req, &d);
   if (done) *done = d;
   return s;
+}
+
+const char *sn_allreduce_name(sn_allreduce_algo a) {
+  switch (a) {
+  case SN_ALLREDUCE_AUTO:
+    return "auto";
+  case SN_ALLREDUCE_RING:
+    return "ring";
+  case SN_ALLREDUCE_MPI:
+    return "mpi";
+  }
+  return "?";
+}
+
+sn_status sn_allreduce_parse(const char *name, sn_allreduce_algo *out) {
+  for (int a = SN_ALLREDUCE_AUTO; a <= SN_ALLREDUCE_MPI; ++a)
+    if (name && !strcmp(name, sn_allreduce_name((sn_allreduce_algo)a))) {
+      *out = (sn_allreduce_algo)a;
+      return SN_OK;
+    }
+  return sn_error_set(SN_ERR_INVALID, "unknown all-reduce algorithm '%s' (auto, ring, mpi)",
+                      name ? name : "(null)");
+}
+
+sn_status sn_comm_set_allreduce(sn_comm *c, sn_allreduce_algo algo) {
+  if (!c) c = &serial_comm;
+  if (algo != SN_ALLREDUCE_AUTO && algo != SN_ALLREDUCE_RING && algo != SN_ALLREDUCE_MPI)
+    return sn_error_set(SN_ERR_INVALID, "sn_comm_set_allreduce: unknown algorithm %d", (int)algo);
+  return c->ops->set_allreduce(c, algo);
+}
+
+sn_allreduce_algo sn_comm_allreduce_algo(const sn_comm *c) {
+  return c ? c->allreduce : SN_ALLREDUCE_AUTO;
+}
+
+sn_status sn_comm_split_groups(sn_comm *c, int group_size, sn_comm **out) {
+  if (!c) c = &serial_comm;
+  if (!out) return sn_error_set(SN_ERR_INVALID, "sn_comm_split_groups: out is NULL");
+  *out = NULL;
+  if (group_size < 1 || group_size > c->size || c->size % group_size != 0)
+    return sn_error_set(SN_ERR_INVALID,
+                        "groups of %d ranks do not divide the communicator's %d ranks (the group "
+                        "size must be a divisor of the rank count)",
+                        group_size, c->size);
+  return c->ops->split(c, c->rank / group_size, c->rank % group_size, out);
 }
 
 /* Every rank contributes its status; the lowest failing rank's message is broadcast. */

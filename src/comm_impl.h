@@ -22,14 +22,19 @@ typedef struct sn_comm_ops {
   /* Drives progress and sets *done = 1 if req has completed (req stays valid: sn_comm_wait
    * still frees it, immediately). NULL is a completed request. */
   sn_status (*test)(sn_comm *c, sn_request *req, int *done);
+  /* Communicator of the ranks passing the same color, ordered by key (MPI_Comm_split). */
+  sn_status (*split)(sn_comm *c, int color, int key, sn_comm **out);
+  /* Resolves algo (SN_ALLREDUCE_AUTO included) and stores it in c->allreduce. Collective. */
+  sn_status (*set_allreduce)(sn_comm *c, sn_allreduce_algo algo);
   void (*destroy)(sn_comm *c);
 } sn_comm_ops;
 
 struct sn_comm {
   const sn_comm_ops *ops;
   int rank, size;
-  int fortran_handle; /* MPI_Comm_c2f of the communicator, -1 when serial */
-  void *impl;         /* implementation data (owned by the implementation) */
+  int fortran_handle;          /* MPI_Comm_c2f of the communicator, -1 when serial */
+  sn_allreduce_algo allreduce; /* algorithm of iallreduce_f32 (AUTO only when serial) */
+  void *impl;                  /* implementation data (owned by the implementation) */
 };
 
 /* Size in bytes of one element of t. */

@@ -210,6 +210,7 @@ struct sn_net {
   const float *input; /* (N, H, W, C) network input during a pass */
   /* distribution */
   sn_comm *comm;
+  sn_comm *bn_comm; /* sync-BN group (sn_net_set_bn_comm, borrowed), NULL: comm */
   int sync_bn;
   size_t bucket_floats;        /* gradient all-reduce bucket size */
   double comm_exposed_s;       /* seconds blocked completing gradient all-reduces, cumulative */

@@ -157,6 +157,38 @@ SN_API sn_status sn_comm_wait(sn_comm *comm, sn_request *req);
  * asynchronous progress in the MPI library (Open MPI 4.1), a pending non-blocking all-reduce
  * advances only inside MPI calls such as this one. Not collective. */
 SN_API sn_status sn_comm_test(sn_comm *comm, sn_request *req, int *done);
+
+/* Algorithm of sn_comm_iallreduce_f32, the gradient all-reduce (docs/distributed.md, section 3). */
+typedef enum sn_allreduce_algo {
+  SN_ALLREDUCE_AUTO = 0, /* RING, unless the user chose the MPI library's own algorithm (Open
+                            MPI's MCA parameter coll_libnbc_iallreduce_algorithm set by mpirun
+                            --mca, the environment or a parameter file): then MPI */
+  SN_ALLREDUCE_RING = 1, /* shardnet's ring: reduce-scatter then allgather, 2 (p-1)/p of the
+                            buffer sent and received per rank (bandwidth-optimal); the result is
+                            bitwise the same on every rank and in every run with the same rank
+                            count and buffer; it advances inside sn_comm_test / sn_comm_wait */
+  SN_ALLREDUCE_MPI = 2   /* MPI_Iallreduce, as the MPI library chooses (Open MPI 4.1: a binomial
+                            tree for in-place sums unless coll_libnbc_iallreduce_algorithm says
+                            otherwise) */
+} sn_allreduce_algo;
+/* Sets the algorithm of sn_comm_iallreduce_f32 (an MPI communicator starts with AUTO resolved).
+ * AUTO is resolved on each rank, then the ranks check that they agree: if they do not (an MCA
+ * parameter set on some nodes only), every rank gets SN_ERR_INVALID naming both choices and the
+ * communicator keeps its algorithm. Call it with no all-reduce pending. Unknown value:
+ * SN_ERR_INVALID. Serial communicator: SN_OK, nothing to choose. Collective. */
+SN_API sn_status sn_comm_set_allreduce(sn_comm *comm, sn_allreduce_algo algo);
+/* The algorithm in use: RING or MPI (AUTO for the serial communicator, which reduces nothing). */
+SN_API sn_allreduce_algo sn_comm_allreduce_algo(const sn_comm *comm);
+/* "auto", "ring", "mpi"; parsing an unknown name is SN_ERR_INVALID listing the names. */
+SN_API const char *sn_allreduce_name(sn_allreduce_algo a);
+SN_API sn_status sn_allreduce_parse(const char *name, sn_allreduce_algo *out);
+
+/* Groups of group_size consecutive ranks: ranks [g K, (g+1) K) of comm form group g, ordered as
+ * in comm (e.g. for batch-norm statistics shared within a group, sn_net_set_bn_comm). group_size
+ * must divide the size of comm (1 .. size), else SN_ERR_INVALID naming both. The new
+ * communicator keeps comm's all-reduce algorithm. The caller owns *out (sn_comm_destroy); for
+ * the serial communicator *out is sn_comm_serial(). Collective over comm. */
+SN_API sn_status sn_comm_split_groups(sn_comm *comm, int group_size, sn_comm **out);
 /* Agreement: returns SN_OK on every rank iff `local` is SN_OK on every rank; otherwise every rank
  * gets SN_ERR_COMM (or its own error) and the message names the lowest failing rank and its
  * message. Collective. */
@@ -372,6 +404,13 @@ SN_API void sn_train_config_init(sn_train_config *cfg);
 /* Hook through which batch-norm statistics and their backward sums become global. The default
  * (NULL comm or size 1) is local. The distributed layer sets the communicator. */
 SN_API sn_status sn_net_set_comm(sn_net *net, sn_comm *comm, int sync_bn);
+/* Grouped synchronized batch norm: with sync_bn set, the batch statistics and the backward sums
+ * are summed over bn_comm instead of the net's communicator, so each group of ranks normalises
+ * over its own rows (LBANN's statistics_group_size, MLPerf's BN span); the gradient all-reduce
+ * still spans the net's communicator. bn_comm is borrowed: it must outlive the net's training
+ * steps, and its ranks must be ranks of the net's communicator (sn_comm_split_groups of it).
+ * NULL (the default) sums over the net's communicator. Not collective. */
+SN_API sn_status sn_net_set_bn_comm(sn_net *net, sn_comm *bn_comm);
 
 /* Training forward + loss + backward for one (local) batch. labels: (n) int32 in [0, classes).
  * `global_n` is the global batch size (the loss and gradients are averaged over it: with one
@@ -435,7 +474,9 @@ SN_API int sn_values_finite(const float *x, size_t n);
  * (torchvision RandomCrop(padding=pad) + RandomHorizontalFlip), or (resized-crop) torchvision's
  * RandomResizedCrop(H x W, scale 0.08..1, ratio 3/4..4/3) of the image, resized back to H x W
  * bilinearly (half-pixel centres, no antialiasing), then the flip. Choices depend only on
- * (seed, epoch, rows[i]). scratch: H*W*C floats. */
+ * (seed, epoch, rows[i]). scratch: H*W*C floats. For an encoded dataset the reader takes the
+ * resized crop from the original picture at decode instead (sn_dataset_set_decode_crop); this
+ * one crops images already stored at H x W. */
 typedef enum sn_augment {
   SN_AUG_NONE = 0,
   SN_AUG_FLIP = 1,
@@ -444,6 +485,14 @@ typedef enum sn_augment {
 } sn_augment;
 SN_API void sn_augment_batch(float *x, int n, int h, int w, int c, sn_augment mode, int pad,
                              uint64_t seed, int64_t epoch, const int64_t *rows, float *scratch);
+/* The choices SN_AUG_RESIZED_CROP makes for dataset row `row` in epoch `epoch` of an h x w
+ * picture: box = (top, left, height, width), torchvision RandomResizedCrop.get_params (scale
+ * 0.08..1, ratio 3/4..4/3, ten tries then the centre crop), always inside the picture, and *flip
+ * (1: mirror). The same function of (seed, epoch, row) as sn_augment_batch: applied to an encoded
+ * dataset's original pictures at decode (sn_dataset_set_decode_crop), to a raw dataset's stored
+ * images by sn_augment_batch. */
+SN_API void sn_augment_crop_box(uint64_t seed, int64_t epoch, int64_t row, int h, int w, int box[4],
+                                int *flip);
 SN_API const char *sn_augment_name(sn_augment a);
 SN_API sn_status sn_augment_parse(const char *name, sn_augment *out);
 
@@ -717,6 +766,19 @@ SN_API sn_status sn_dataset_set_decode(sn_dataset *ds, int out_h, int out_w, sn_
  * SN_PRE_DEFAULT for an encoded dataset is SN_ERR_INVALID (resolve it with
  * sn_net_default_preprocess first). */
 SN_API sn_status sn_dataset_set_decode_for(sn_dataset *ds, int h, int w, sn_preprocess pre);
+/* Training decode of an encoded dataset, RandomResizedCrop + RandomHorizontalFlip taken from the
+ * original picture as torchvision takes them from the PIL image: each row's picture is decoded,
+ * the box of sn_augment_crop_box(seed, epoch, row, its height, its width) cut out and resized to
+ * the decode target (out_h x out_w of sn_dataset_set_decode) with Pillow's antialiased bilinear
+ * filter, and mirrored when the flip is drawn; bit for bit torchvision's F.resized_crop + F.hflip
+ * on the PIL image. A JPEG is decoded only as far as the box needs (the same pixels). jpeg_scale
+ * = 1 lets libjpeg decode JPEGs at the smallest scale k/8 at which the box still spans the
+ * target, then resamples the scaled box (as Pillow's draft mode + resize(box=...)): faster on
+ * large pictures, no longer bit-exact (docs/hdf5-schema.md). enable = 0 returns to the fitted
+ * decode. sn_reader does this itself for SN_AUG_RESIZED_CROP. Raw dataset: SN_ERR_INVALID (its
+ * images are cropped as stored, by sn_augment_batch). Not collective. */
+SN_API sn_status sn_dataset_set_decode_crop(sn_dataset *ds, int enable, uint64_t seed,
+                                            int64_t epoch, int jpeg_scale);
 /* Name of class i from /classes, or NULL (no /classes or i out of range). Owned by ds. */
 SN_API const char *sn_dataset_class_name(const sn_dataset *ds, int i);
 
@@ -894,7 +956,12 @@ typedef struct sn_reader_options {
   int batch;                /* rows per batch (sn_reader_create) */
   int prefetch;             /* batches prepared ahead (default 2) */
   sn_preprocess preprocess; /* applied to every batch; SN_PRE_NONE gives pixel values as float */
-  sn_augment augment;       /* sn_augment_batch after preprocessing (default none) */
+  sn_augment augment;       /* sn_augment_batch after preprocessing (default none); with an
+                               encoded dataset SN_AUG_RESIZED_CROP is taken from the original
+                               pictures at decode (sn_dataset_set_decode_crop) while the reader
+                               lives */
+  int jpeg_scale;           /* that decode: 1 lets libjpeg decode at a reduced scale (default 0:
+                               full size, bit-exact with torchvision) */
   int pad;                  /* translation for SN_AUG_CROP_FLIP */
   uint64_t seed;            /* augmentation seed (sn_reader_create_epoch: its seed) */
   int64_t epoch;            /* augmentation epoch (sn_reader_create_epoch: its epoch) */

@@ -17,6 +17,12 @@ sn_status sn_net_set_comm(sn_net *net, sn_comm *comm, int sync_bn) {
   return SN_OK;
 }
 
+sn_status sn_net_set_bn_comm(sn_net *net, sn_comm *bn_comm) {
+  if (!net) return sn_error_set(SN_ERR_INVALID, "sn_net_set_bn_comm: NULL net");
+  net->bn_comm = bn_comm;
+  return SN_OK;
+}
+
 void sn_net_comm_stats(const sn_net *net, double *exposed_seconds, int64_t *bytes) {
   if (exposed_seconds) *exposed_seconds = net->comm_exposed_s;
   if (bytes) *bytes = net->comm_bytes;

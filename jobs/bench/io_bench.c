@@ -16,10 +16,14 @@
  * Usage: io_bench --data F [--order seq|shuffle] [--batch 32] [--prefetch 2] [--limit N]
  *                 [--preprocess torch] [--size 224x224] [--resize-shorter 256]
  *                 [--resize bilinear|nearest] [--seed 1] [--evict]
+ *                 [--augment none|flip|crop-flip|resized-crop] [--jpeg-scale 0|1]
  *   --order shuffle: the rows in the order of sn_shard_permutation(n, seed, epoch 0), as a
  *   training epoch reads them; --limit: only the first N rows of the order.
  *   --size/--resize-shorter/--resize: decode target of an encoded dataset (default: the torch
- *   rule of `shardnet infer`, 224x224 from shorter side 256, bilinear). */
+ *   rule of `shardnet infer`, 224x224 from shorter side 256, bilinear).
+ *   --augment: the reader's augmentation (epoch 0, --seed); resized-crop on an encoded dataset
+ *   is taken from the original pictures at decode, to --size; --jpeg-scale 1 lets libjpeg
+ *   decode those crops at a reduced scale. */
 #define _DEFAULT_SOURCE /* mincore, posix_fadvise, clock_gettime */
 #include <fcntl.h>
 #include <stdio.h>
@@ -84,7 +88,8 @@ static double cached_fraction(const char *path, int evict, long long *file_bytes
 
 int main(int argc, char **argv) {
   const char *data = NULL, *order = "seq", *pre_name = "torch", *resize = "bilinear";
-  int batch = 32, prefetch = 2, out_h = 224, out_w = 224, shorter = 256, evict = 0;
+  const char *aug_name = "none";
+  int batch = 32, prefetch = 2, out_h = 224, out_w = 224, shorter = 256, evict = 0, jpeg_scale = 0;
   long long limit = -1;
   unsigned long long seed = 1;
   for (int i = 1; i < argc; ++i) {
@@ -115,6 +120,10 @@ int main(int argc, char **argv) {
       resize = v;
     else if (!strcmp(a, "--seed"))
       seed = strtoull(v, NULL, 10);
+    else if (!strcmp(a, "--augment"))
+      aug_name = v;
+    else if (!strcmp(a, "--jpeg-scale"))
+      jpeg_scale = atoi(v);
     else {
       fprintf(stderr, "io_bench: error: unknown option %s\n", a);
       return 2;
@@ -125,6 +134,8 @@ int main(int argc, char **argv) {
   if (!shuffle && strcmp(order, "seq")) die("--order takes seq or shuffle");
   sn_preprocess pre;
   if (sn_preprocess_parse(pre_name, &pre) != SN_OK) die(sn_last_error());
+  sn_augment aug;
+  if (sn_augment_parse(aug_name, &aug) != SN_OK) die(sn_last_error());
 
   long long file_bytes = 0;
   const double cached = cached_fraction(data, evict, &file_bytes);
@@ -157,6 +168,10 @@ int main(int argc, char **argv) {
   ro.batch = batch;
   ro.prefetch = prefetch;
   ro.preprocess = pre;
+  ro.augment = aug;
+  ro.pad = h / 8;
+  ro.seed = seed;
+  ro.jpeg_scale = jpeg_scale;
   sn_reader *rd = NULL;
   const double c0 = cpu_now(), t0 = now();
   if (sn_reader_create(ds, rows, nrows, &ro, &rd) != SN_OK) die(sn_last_error());
@@ -193,11 +208,12 @@ int main(int argc, char **argv) {
          "\"wait_s\": %.3f, \"cpu_s\": %.3f, \"images_per_cpu_s\": %.1f, \"reader_buffer_bytes\": "
          "%zu, "
          "\"buffer_over_dataset\": %.6f, \"peak_rss_mb\": %.1f, \"cached_at_start\": %.3f, "
-         "\"evict\": %d, \"omp_threads\": \"%s\", \"checksum\": %.4f}\n",
+         "\"evict\": %d, \"omp_threads\": \"%s\", \"augment\": \"%s\", \"jpeg_scale\": %d, "
+         "\"checksum\": %.4f}\n",
          data, info->encoded ? "encoded" : "raw", file_bytes, dataset_bytes, (long long)n, h, w, c,
          order, (long long)got, batch, prefetch, sn_preprocess_name(pre), secs, (double)got / secs,
          (double)got * h * w * c / secs / 1e6, first, wait, cpu, cpu > 0 ? (double)got / cpu : 0.0,
          buf, dataset_bytes > 0 ? (double)buf / (double)dataset_bytes : 0.0, ru.ru_maxrss / 1024.0,
-         cached, evict, env_omp ? env_omp : "unset", checksum);
+         cached, evict, env_omp ? env_omp : "unset", sn_augment_name(aug), jpeg_scale, checksum);
   return 0;
 }

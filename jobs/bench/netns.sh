@@ -32,11 +32,14 @@
 #
 # Runs per rate in RATES ("none" = unshaped):
 #   sweep   overlap_bench sweep: all-reduce time for 4 B .. SWEEP_MB MiB (alpha, bandwidth)
+#   algos   overlap_bench algos: the gradient all-reduce with shardnet's ring against the MPI
+#           library's (Open MPI: binomial tree for in-place), alternating, 64 KiB .. ALGO_MB MiB
 #   train   shardnet train resnet20 28x28x1, global batch 128, STEPS steps per epoch, 2 epochs,
 #           second epoch measured (as jobs/bench/scaling.sh), layouts:
 #             overlap   --bucket-mb 0.25 (5 buckets of the 1.1 MB gradient), polled in backward
 #             nopoll    same buckets, SN_COMM_POLL=0 (progress only inside other MPI calls)
 #             1bucket   --bucket-mb 4096: one all-reduce after backward (no overlap)
+#           each once per algorithm in ALGOS (train --allreduce), alternating,
 #           and overlap_bench train (same model, local batch 64, --bn local and sync) for the
 #           exposed time of the last rank to arrive (skew-free) and the buckets done in backward.
 # Output: JSON lines on stdout (logs in WORK).
@@ -44,7 +47,8 @@
 # Usage (root): jobs/bench/netns.sh
 # Env: HOSTS=2 RATES="none 10gbit 1gbit" SUBNET=77 NAME=snbench BUILD=dir WORK=dir STEPS=6
 #      SWEEP_MB=16 (0: no sweep) SWEEP_REPS=5 TRAIN_LAYOUTS="overlap nopoll 1bucket" ("": none)
-#      REPS=1 BENCH_TRAIN=1 BENCH_MODEL=resnet20|resnet50 (overlap_bench train: resnet50 is
+#      ALGOS="ring mpi" ("": no algos sweep; train with the default) ALGO_MB=16 ALGO_ROUNDS=9
+#      REPS=1 BENCH_TRAIN=1 BENCH_POLL="1 0" BENCH_MODEL=resnet20|resnet50 (overlap_bench train: resnet50 is
 #      224x224x3, 1000 classes, local batch 8, 2 steps, 25 MiB buckets) BENCH_BN="local sync"
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,6 +63,9 @@ steps=${STEPS:-6}
 sweep_mb=${SWEEP_MB:-16}
 sweep_reps=${SWEEP_REPS:-5}
 layouts=${TRAIN_LAYOUTS-overlap nopoll 1bucket}
+algos=${ALGOS-ring mpi}
+algo_mb=${ALGO_MB:-16}
+algo_rounds=${ALGO_ROUNDS:-9}
 bench_train=${BENCH_TRAIN:-1}
 if [ "${BENCH_MODEL:-resnet20}" = resnet50 ]; then
   bench_args=(resnet50 224x224x3 1000 8 2 25)
@@ -193,10 +200,17 @@ for rate in $rates; do
     "$py" -c "import json,sys
 for l in sys.stdin:
     d=json.loads(l); d['rate']='$rate'; d['load_avg']=float(open('/proc/loadavg').read().split()[0]); print(json.dumps(d))"
+  # ring against the MPI library's all-reduce
+  [ -n "$algos" ] && run_mpi "$hosts" "$build/overlap_bench" algos "$algo_mb" "$algo_rounds" \
+    2>"$work/algos_$rate.err" |
+    "$py" -c "import json,sys
+for l in sys.stdin:
+    d=json.loads(l); d['rate']='$rate'; d['load_avg']=float(open('/proc/loadavg').read().split()[0]); print(json.dumps(d))"
   # shardnet train
   for layout in $layouts; do
     for rep in $(seq 1 "$reps"); do
-      metrics=$work/train_${rate}_${layout}_$rep.json
+     for algo in ${algos:-auto}; do
+      metrics=$work/train_${rate}_${layout}_${algo}_$rep.json
       rm -f "$metrics"
       case $layout in
         overlap) bucket=0.25 poll=1 ;;
@@ -207,29 +221,36 @@ for l in sys.stdin:
       load=$(cut -d' ' -f1 /proc/loadavg)
       SN_COMM_POLL=$poll run_mpi "$hosts" "$exe" train --arch resnet20 --classes 10 --data "$data" \
         --batch $batch --epochs 2 --threads 1 --augment none --quiet --bucket-mb $bucket \
-        --metrics "$metrics" >"$work/train_${rate}_${layout}_$rep.log" 2>&1 ||
-        { echo "netns.sh: train failed, see $work/train_${rate}_${layout}_$rep.log" >&2; continue; }
-      "$py" - "$metrics" "$rate" "$layout" "$rep" "$load" "$steps" <<'EOF'
+        --allreduce "$algo" --metrics "$metrics" >"$work/train_${rate}_${layout}_${algo}_$rep.log" 2>&1 ||
+        { echo "netns.sh: train failed, see $work/train_${rate}_${layout}_${algo}_$rep.log" >&2; continue; }
+      "$py" - "$metrics" "$rate" "$layout" "$rep" "$load" "$steps" "$algo" <<'EOF'
 import json, sys
-path, rate, layout, rep, load, steps = sys.argv[1:]
+path, rate, layout, rep, load, steps, algo = sys.argv[1:]
 a, b = [json.loads(l) for l in open(path) if l.strip()][-2:]
 steps = int(steps)
-print(json.dumps({"mode": "shardnet_train", "rate": rate, "layout": layout, "rep": int(rep),
+print(json.dumps({"mode": "shardnet_train", "rate": rate, "layout": layout, "allreduce": algo, "rep": int(rep),
     "load_avg": float(load), "ranks": b["ranks"], "images_per_s": b["images_per_s"],
     "step_s": round(b["seconds"] / steps, 4),
     "exposed_ms_rank0": round(1e3 * (b["comm_exposed_s"] - a["comm_exposed_s"]) / steps, 2),
     "comm_MB": round((b["comm_bytes"] - a["comm_bytes"]) / steps / 1e6, 3)}))
 EOF
+     done
     done
   done
   if [ "$bench_train" = 1 ]; then
     for bn in ${BENCH_BN:-local sync}; do
-      for poll in 1 0; do
-        run_mpi "$hosts" "$build/overlap_bench" train "${bench_args[@]}" $poll $bn \
-          2>>"$work/bench_train.err" |
-          "$py" -c "import json,sys
+      for poll in ${BENCH_POLL:-1 0}; do
+        for algo in ${algos:-auto}; do
+          # overlap_bench uses the default (AUTO): Open MPI's MCA parameter selects MPI_Iallreduce
+          # (2 = its binomial tree, the in-place default)
+          mca=()
+          [ "$algo" = mpi ] && mca=(-x OMPI_MCA_coll_libnbc_iallreduce_algorithm=2)
+          run_mpi "$hosts" "${mca[@]}" "$build/overlap_bench" train "${bench_args[@]}" $poll $bn \
+            2>>"$work/bench_train.err" |
+            "$py" -c "import json,sys
 for l in sys.stdin:
-    d=json.loads(l); d['rate']='$rate'; d['load_avg']=float(open('/proc/loadavg').read().split()[0]); print(json.dumps(d))"
+    d=json.loads(l); d['rate']='$rate'; d['allreduce']='$algo'; d['load_avg']=float(open('/proc/loadavg').read().split()[0]); print(json.dumps(d))"
+        done
       done
     done
   fi

@@ -15,6 +15,12 @@
  * (x4 steps), median of REPS, one JSON line per size: fit T(S) = a + S / B to get the latency
  * term and the bandwidth of the cost model (docs/distributed.md).
  *
+ * Mode "algos": the gradient all-reduce's algorithms side by side: for each size from 64 KiB to
+ * MAXMB MiB (x4), ROUNDS rounds of one sn_comm_iallreduce_f32 + sn_comm_wait with the ring and
+ * one with the MPI library's algorithm (SN_ALLREDUCE_MPI), in alternating order; each time is
+ * the slowest rank's. One JSON line per size: medians and quartiles of both, and of the
+ * per-round ratio mpi / ring.
+ *
  * Mode "train": sn_net_train_step of ARCH (random input, local batch N, sync BN) for STEPS steps
  * after one warm-up step, with bucket polling on or off (POLL 1/0) and BUCKET MiB buckets. Per
  * step and rank: step time, exposed communication (sn_net_comm_stats) and buckets complete when
@@ -25,7 +31,8 @@
  * Run:
  *   mpirun --allow-run-as-root --oversubscribe -np 2 ./overlap_bench overlap [MB] [COMPUTE]
  * [SLICES] [REPS] mpirun --allow-run-as-root --oversubscribe -np 2 ./overlap_bench sweep [MAXMB]
- * [REPS] mpirun ... ./overlap_bench train ARCH HxWxC CLASSES N STEPS BUCKET_MB POLL [sync|local]
+ * [REPS] mpirun ... ./overlap_bench algos [MAXMB] [ROUNDS]
+ * mpirun ... ./overlap_bench train ARCH HxWxC CLASSES N STEPS BUCKET_MB POLL [sync|local]
  * (sync: synchronized batch norm, whose blocking all-reduces in backward also drive progress;
  * local: per-rank BN statistics, so only the polling does.)
  */
@@ -105,6 +112,67 @@ static int sweep(sn_comm *comm, double max_mb, int reps) {
   }
   free(buf);
   return 0;
+}
+
+/* Quartile q (0, 0.25, 0.5, 0.75, 1) of v (sorted in place), by linear interpolation. */
+static double quartile(double *v, int n, double q) {
+  qsort(v, (size_t)n, sizeof(double), cmp);
+  double pos = q * (n - 1);
+  int i = (int)pos;
+  return i + 1 < n ? v[i] + (pos - i) * (v[i + 1] - v[i]) : v[i];
+}
+
+static int algos(sn_comm *comm, double max_mb, int rounds) {
+  size_t max_n = (size_t)(max_mb * 1048576.0 / sizeof(float));
+  float *buf = malloc((max_n ? max_n : 1) * sizeof(float));
+  double *t[2], *ratio = malloc((size_t)rounds * sizeof(double));
+  t[0] = malloc((size_t)rounds * sizeof(double));
+  t[1] = malloc((size_t)rounds * sizeof(double));
+  if (!buf || !ratio || !t[0] || !t[1]) return 1;
+  const sn_allreduce_algo which[2] = {SN_ALLREDUCE_RING, SN_ALLREDUCE_MPI};
+  for (size_t n = 16384; n <= max_n; n *= 4) {
+    for (size_t i = 0; i < n; ++i)
+      buf[i] = (float)(i % 13);
+    for (int r = -1; r < rounds; ++r) { /* round -1: warm-up */
+      double pair[2];
+      for (int k = 0; k < 2; ++k) {
+        const int a = (r & 1) ? 1 - k : k;
+        if (sn_comm_set_allreduce(comm, which[a]) != SN_OK) goto fail;
+        sn_comm_barrier(comm);
+        sn_request *req = NULL;
+        double t0 = now();
+        if (sn_comm_iallreduce_f32(comm, buf, n, &req) != SN_OK || sn_comm_wait(comm, req) != SN_OK)
+          goto fail;
+        pair[a] = now() - t0;
+      }
+      sn_comm_allreduce(comm, pair, 2, SN_F64, SN_MAX);
+      if (r < 0) continue;
+      t[0][r] = pair[0];
+      t[1][r] = pair[1];
+      ratio[r] = pair[1] / pair[0];
+    }
+    if (sn_comm_rank(comm) == 0) {
+      double q[3][3];
+      double *v[3] = {t[0], t[1], ratio};
+      for (int k = 0; k < 3; ++k)
+        for (int j = 0; j < 3; ++j)
+          q[k][j] = quartile(v[k], rounds, 0.25 * (j + 1));
+      printf("{\"mode\": \"algos\", \"ranks\": %d, \"bytes\": %zu, \"rounds\": %d, "
+             "\"ring_s\": [%.6f, %.6f, %.6f], \"mpi_s\": [%.6f, %.6f, %.6f], "
+             "\"mpi_over_ring\": [%.3f, %.3f, %.3f]}\n",
+             sn_comm_size(comm), n * sizeof(float), rounds, q[0][0], q[0][1], q[0][2], q[1][0],
+             q[1][1], q[1][2], q[2][0], q[2][1], q[2][2]);
+      fflush(stdout);
+    }
+  }
+  free(buf);
+  free(ratio);
+  free(t[0]);
+  free(t[1]);
+  return 0;
+fail:
+  fprintf(stderr, "overlap_bench: %s\n", sn_last_error());
+  return 1;
 }
 
 static int train(sn_comm *comm, int argc, char **argv) {
@@ -228,6 +296,13 @@ int main(int argc, char **argv) {
     sn_mpi_finalize();
     return rc;
   }
+  if (!strcmp(mode, "algos")) {
+    int rounds = argc > 3 ? atoi(argv[3]) : 9;
+    int rc = algos(comm, argc > 2 ? atof(argv[2]) : 16.0, rounds > 0 ? rounds : 1);
+    sn_comm_destroy(comm);
+    sn_mpi_finalize();
+    return rc;
+  }
   if (!strcmp(mode, "train")) {
     int rc = train(comm, argc, argv);
     sn_comm_destroy(comm);
@@ -235,7 +310,7 @@ int main(int argc, char **argv) {
     return rc;
   }
   if (strcmp(mode, "overlap")) {
-    fprintf(stderr, "overlap_bench: mode is overlap, sweep or train, not '%s'\n", mode);
+    fprintf(stderr, "overlap_bench: mode is overlap, sweep, algos or train, not '%s'\n", mode);
     return 2;
   }
   double mb = argc > 2 ? atof(argv[2]) : 25.0;

@@ -1,7 +1,8 @@
 /* bn.c - batch normalization layer (per channel over N*H*W), training and inference.
  * Moving statistics follow the network's convention: torch (running = (1-p)*running + p*batch,
  * unbiased variance) or Keras (moving = moving*m + batch*(1-m), biased variance). With a
- * communicator and sync_bn, the batch statistics and the backward sums are global. */
+ * communicator and sync_bn, the batch statistics and the backward sums are summed over the
+ * communicator, or over the net's BN group (sn_net_set_bn_comm). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,8 +67,10 @@ sn_conv_in sn_bn_layer_input_map(const sn_net *net, const sn_layer *l, int train
   return in;
 }
 
-static int sync_active(const sn_net *net) {
-  return net->comm && net->sync_bn && sn_comm_size(net->comm) > 1;
+/* The communicator batch statistics are summed over (sync BN, grouped or not), or NULL: local. */
+static sn_comm *bn_comm(const sn_net *net) {
+  sn_comm *c = net->bn_comm ? net->bn_comm : net->comm;
+  return net->sync_bn && c && sn_comm_size(c) > 1 ? c : NULL;
 }
 
 static sn_status bn_forward(sn_net *net, sn_layer *l, int n, int training) {
@@ -81,8 +84,8 @@ static sn_status bn_forward(sn_net *net, sn_layer *l, int n, int training) {
   double *sum = (double *)net->ws, *sumsq = sum + c;
   sn_bn_sums(net->opts.portable, x, rows, c, sum, sumsq);
   sum[2 * c] = (double)rows;
-  if (sync_active(net)) {
-    sn_status s = sn_comm_allreduce(net->comm, sum, 2 * (size_t)c + 1, SN_F64, SN_SUM);
+  if (bn_comm(net)) {
+    sn_status s = sn_comm_allreduce(bn_comm(net), sum, 2 * (size_t)c + 1, SN_F64, SN_SUM);
     if (s != SN_OK) return s;
   }
   double m = sum[2 * c];
@@ -147,8 +150,8 @@ static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
     dbeta[k] = (float)sdy[k];
   }
   count[0] = (double)rows;
-  if (sync_active(net)) {
-    sn_status s = sn_comm_allreduce(net->comm, sdy, 2 * (size_t)c + 1, SN_F64, SN_SUM);
+  if (bn_comm(net)) {
+    sn_status s = sn_comm_allreduce(bn_comm(net), sdy, 2 * (size_t)c + 1, SN_F64, SN_SUM);
     if (s != SN_OK) return s;
   }
   int acc = 0;

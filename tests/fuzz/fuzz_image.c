@@ -2,7 +2,10 @@
  *
  * Input: 4 control bytes, then the encoded image.
  *   byte 0: bit 0 channels (1 or 3), bit 1 resize filter, bits 2.. shorter-side choice
- *   bytes 1, 2: output height and width (1..256), byte 3: reserved.
+ *   bytes 1, 2: output height and width (1..256)
+ *   byte 3: the crop taken at decode: bit 0 jpeg_scale, bit 1 flip, bits 2.. the box
+ * The crop decode must succeed wherever the whole decode did and, at full scale, equal the whole
+ * decode cropped and resized.
  * The decoded image and every output buffer are allocated to their exact size so that ASan sees
  * any overrun; the decoder's scratch is reused across inputs, as a dataset reuses it across rows.
  */
@@ -17,6 +20,58 @@
 #define FZ_MAX_FIT_PIXELS ((int64_t)1 << 26)
 
 static sn_image_scratch scratch;
+
+/* The box of byte 3 in an h x w picture (sn_image_crop_fn). */
+typedef struct fz_crop {
+  int sel, oh, ow, flip, jpeg_scale;
+} fz_crop;
+static void fz_choose(void *ctx, int h, int w, sn_image_crop *c) {
+  const fz_crop *f = ctx;
+  c->height = 1 + (int)((int64_t)(h - 1) * ((f->sel & 7) + 1) / 8);
+  c->width = 1 + (int)((int64_t)(w - 1) * (((f->sel >> 3) & 7) + 1) / 8);
+  c->top = (h - c->height) * (f->sel & 3) / 3;
+  c->left = (w - c->width) * ((f->sel >> 2) & 3) / 3;
+  c->out_h = f->oh;
+  c->out_w = f->ow;
+  c->flip = f->flip;
+  c->jpeg_scale = f->jpeg_scale;
+}
+
+/* The crop decode against the whole decode `in` (h, w, channels). */
+static void fz_check_crop(const uint8_t *img, size_t n, const uint8_t *in, int h, int w,
+                          int channels, int byte3, int oh, int ow) {
+  fz_crop f = {byte3 >> 2, oh, ow, (byte3 >> 1) & 1, byte3 & 1};
+  sn_image_crop c;
+  fz_choose(&f, h, w, &c);
+  uint8_t *got = malloc((size_t)oh * ow * channels), *want = malloc((size_t)oh * ow * channels);
+  uint8_t *box = malloc((size_t)c.height * c.width * channels);
+  char err[512] = "";
+  sn_status st =
+      sn_image_decode_crop(img, n, channels, fz_choose, &f, got, &scratch, err, sizeof err);
+  if (st != SN_OK && st != SN_ERR_NOMEM)
+    fz_fail("sn_image_decode_crop returned %d (%s) where sn_image_decode succeeded", st, err);
+  if (st == SN_OK && !f.jpeg_scale) {
+    for (int y = 0; y < c.height; ++y)
+      memcpy(box + (size_t)y * c.width * channels,
+             in + ((size_t)(c.top + y) * w + c.left) * channels, (size_t)c.width * channels);
+    if (sn_image_resize(box, c.height, c.width, channels, want, oh, ow, SN_RESIZE_BILINEAR,
+                        &scratch) == SN_OK) {
+      for (int y = 0; f.flip && y < oh; ++y)
+        for (int a = 0, b = ow - 1; a < b; ++a, --b)
+          for (int k = 0; k < channels; ++k) {
+            uint8_t t = want[((size_t)y * ow + a) * channels + k];
+            want[((size_t)y * ow + a) * channels + k] = want[((size_t)y * ow + b) * channels + k];
+            want[((size_t)y * ow + b) * channels + k] = t;
+          }
+      if (memcmp(got, want, (size_t)oh * ow * channels) != 0)
+        fz_fail("crop %dx%d at (%d, %d) of a %dx%d image differs from the whole decode", c.width,
+                c.height, c.left, c.top, w, h);
+    }
+  }
+  free(box);
+  free(want);
+  free(got);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 4) return 0;
@@ -45,6 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const size_t pix = (size_t)h * w * channels;
   uint8_t *in = malloc(pix);
   memcpy(in, scratch.pix, pix);
+  fz_check_crop(img, n, in, h, w, channels, data[3], oh, ow);
   uint8_t *out = malloc((size_t)oh * ow * channels);
   int rh = shorter, rw = shorter;
   if (shorter > 0) {

@@ -770,6 +770,90 @@ TEST(Reader, EpochFromAStepEqualsTheRestOfTheEpoch) {
   sn_dataset_close(ds);
 }
 
+// The crop of sn_augment_crop_box(seed, epoch, row, picture size) for sn_image_decode_crop.
+struct RowCrop {
+  uint64_t seed;
+  int64_t epoch, row;
+  int oh, ow, jpeg_scale;
+};
+void row_crop(void *ctx, int h, int w, sn_image_crop *c) {
+  const RowCrop *r = static_cast<const RowCrop *>(ctx);
+  int box[4], flip = 0;
+  sn_augment_crop_box(r->seed, r->epoch, r->row, h, w, box, &flip);
+  *c = sn_image_crop{box[0], box[1], box[2], box[3], r->oh, r->ow, flip, r->jpeg_scale};
+}
+
+// RandomResizedCrop on an encoded dataset is taken from the original picture at decode: every
+// row the reader hands out is sn_image_decode_crop of its file with the crop of (seed, epoch,
+// row), flip included, whatever batch or rank reads it; the fitted decode is back once the
+// reader is gone; raw datasets refuse the decode crop.
+TEST(Reader, ResizedCropOfEncodedRowsIsTakenFromTheOriginalPicture) {
+  std::string dir = sntest::temp_dir();
+  const int sizes[6][2] = {{80, 120}, {150, 90}, {64, 64}, {47, 201}, {120, 160}, {33, 40}};
+  std::vector<std::vector<uint8_t>> files;
+  for (int i = 0; i < 6; ++i) {
+    auto pix = smooth_image(sizes[i][0], sizes[i][1], 3, i);
+    for (size_t k = 0; k < pix.size(); ++k) // some texture, so that crops differ visibly
+      pix[k] = static_cast<uint8_t>(std::min(255, pix[k] + static_cast<int>((k * 7919) % 23)));
+    files.push_back(i % 3 == 2 ? png_of(pix, sizes[i][0], sizes[i][1], 3)
+                               : jpeg_of(pix, sizes[i][0], sizes[i][1], 3, 90));
+  }
+  const std::string p = make_encoded(dir, files, 32, 32, 3);
+  sn_dataset *ds = nullptr;
+  ASSERT_EQ(sn_dataset_open(p.c_str(), sn_comm_serial(), &ds), SN_OK) << sn_last_error();
+  const size_t img = 32 * 32 * 3;
+  std::vector<uint8_t> fitted(6 * img), again(6 * img);
+  const int64_t all[6] = {0, 1, 2, 3, 4, 5};
+  ASSERT_EQ(sn_dataset_read_rows(ds, all, 6, fitted.data(), nullptr), SN_OK);
+  sn_image_scratch s{};
+  for (int jpeg_scale : {0, 1}) {
+    for (int size : {1, 2}) { // one rank, or the two halves of every global batch
+      for (int rank = 0; rank < size; ++rank) {
+        sn_reader_options o;
+        sn_reader_options_init(&o);
+        o.augment = SN_AUG_RESIZED_CROP;
+        o.jpeg_scale = jpeg_scale;
+        sn_reader *rd = nullptr;
+        ASSERT_EQ(sn_reader_create_epoch(ds, 9, 3, rank, size, 4, 0, &o, &rd), SN_OK)
+            << sn_last_error();
+        float *x;
+        int64_t *rows;
+        int cnt;
+        int seen = 0, differs_from_fit = 0;
+        while (sn_reader_next(rd, &x, nullptr, &rows, &cnt) == SN_OK && cnt > 0) {
+          for (int i = 0; i < cnt; ++i, ++seen) {
+            RowCrop rc{9, 3, rows[i], 32, 32, jpeg_scale};
+            std::vector<uint8_t> want(img);
+            char err[256] = "";
+            const auto &f = files[static_cast<size_t>(rows[i])];
+            ASSERT_EQ(sn_image_decode_crop(f.data(), f.size(), 3, row_crop, &rc, want.data(), &s,
+                                           err, sizeof err),
+                      SN_OK)
+                << err;
+            for (size_t k = 0; k < img; ++k)
+              ASSERT_EQ(x[static_cast<size_t>(i) * img + k], static_cast<float>(want[k]))
+                  << "row " << rows[i] << " value " << k << " jpeg_scale " << jpeg_scale;
+            differs_from_fit +=
+                memcmp(want.data(), fitted.data() + static_cast<size_t>(rows[i]) * img, img) != 0;
+          }
+        }
+        EXPECT_EQ(seen, size == 1 ? 8 : 4) << "2 steps of global batch 4, padded by wrapping";
+        EXPECT_GT(differs_from_fit, seen / 2);
+        sn_reader_destroy(rd);
+      }
+    }
+  }
+  ASSERT_EQ(sn_dataset_read_rows(ds, all, 6, again.data(), nullptr), SN_OK);
+  EXPECT_EQ(again, fitted) << "the reader left the dataset in crop mode";
+  sn_image_scratch_free(&s);
+  sn_dataset_close(ds);
+  Raw r = make_raw(dir, 4);
+  ASSERT_EQ(sn_dataset_open(r.path.c_str(), sn_comm_serial(), &ds), SN_OK);
+  EXPECT_EQ(sn_dataset_set_decode_crop(ds, 1, 1, 0, 0), SN_ERR_INVALID);
+  EXPECT_TRUE(has(sn_last_error(), "needs the encoded form")) << sn_last_error();
+  sn_dataset_close(ds);
+}
+
 TEST(Reader, DecodeErrorNamesTheRowAndStopsCleanly) {
   std::string dir = sntest::temp_dir();
   auto a = smooth_image(8, 8, 3, 0);

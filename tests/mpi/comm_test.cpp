@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -219,6 +220,151 @@ TEST_F(Comm, IallreduceOverlapsWork) {
   EXPECT_EQ(sn_comm_iallreduce_f32(comm_, nullptr, 0, &none), SN_OK);
   EXPECT_EQ(none, nullptr);
   EXPECT_EQ(sn_comm_wait(comm_, none), SN_OK);
+}
+
+// ---------------------------------------------------------------- the gradient all-reduce
+
+// The ring's result, computed from every rank's input: segment j = [j n / p, (j+1) n / p) is
+// summed ((x_j + x_{j+1}) + ...) + x_{j-1} (ranks mod p), in float, as mpi/ring.c documents.
+std::vector<float> ring_reference(const std::vector<float> &all, size_t n, int p) {
+  std::vector<float> out(n);
+  for (int j = 0; j < p; ++j) {
+    const size_t lo = n * j / p, hi = n * (j + 1) / p;
+    for (size_t i = lo; i < hi; ++i) {
+      float acc = all[static_cast<size_t>(j) * n + i];
+      for (int k = 1; k < p; ++k)
+        acc += all[static_cast<size_t>((j + k) % p) * n + i];
+      out[i] = acc;
+    }
+  }
+  return out;
+}
+
+TEST_F(Comm, RingAllreduceIsBitwiseItsDocumentedOrderOnEveryRank) {
+  EXPECT_EQ(sn_comm_allreduce_algo(comm_), SN_ALLREDUCE_RING) << "the default (AUTO) is the ring";
+  // Values whose sums round differently in different orders; sizes below, at and above p; and a
+  // per-message limit of 7 values (several messages per segment).
+  for (size_t chunk : {size_t(0), size_t(7)}) {
+    for (size_t n : {size_t(1), size_t(3), size_t(5), size_t(1000), size_t(4099)}) {
+      sn_mpi_set_max_chunk(chunk);
+      std::vector<float> mine(n);
+      for (size_t i = 0; i < n; ++i)
+        mine[i] = std::sin(0.37f * static_cast<float>(i) + 1.3f * static_cast<float>(rank_)) *
+                  std::pow(10.0f, static_cast<float>((i + rank_) % 7) - 3.0f);
+      std::vector<float> all(n * size_);
+      ASSERT_EQ(sn_comm_allgather(comm_, mine.data(), all.data(), n * sizeof(float)), SN_OK);
+      sn_request *req = nullptr;
+      ASSERT_EQ(sn_comm_iallreduce_f32(comm_, mine.data(), n, &req), SN_OK) << sn_last_error();
+      ASSERT_EQ(sn_comm_wait(comm_, req), SN_OK) << sn_last_error();
+      const std::vector<float> want = ring_reference(all, n, size_);
+      for (size_t i = 0; i < n; ++i)
+        ASSERT_EQ(mine[i], want[i]) << "n " << n << " chunk " << chunk << " element " << i;
+    }
+  }
+}
+
+TEST_F(Comm, AllreduceAlgorithmChoice) {
+  sn_allreduce_algo a = SN_ALLREDUCE_AUTO;
+  EXPECT_EQ(sn_allreduce_parse("mpi", &a), SN_OK);
+  EXPECT_EQ(a, SN_ALLREDUCE_MPI);
+  EXPECT_EQ(sn_allreduce_parse("binomial", &a), SN_ERR_INVALID);
+  EXPECT_TRUE(contains(sn_last_error(), "auto, ring, mpi")) << sn_last_error();
+  EXPECT_STREQ(sn_allreduce_name(SN_ALLREDUCE_RING), "ring");
+  EXPECT_EQ(sn_comm_set_allreduce(comm_, static_cast<sn_allreduce_algo>(7)), SN_ERR_INVALID);
+  // Both algorithms give the exact sums of small integers, several requests in flight.
+  for (sn_allreduce_algo algo : {SN_ALLREDUCE_MPI, SN_ALLREDUCE_RING}) {
+    ASSERT_EQ(sn_comm_set_allreduce(comm_, algo), SN_OK) << sn_last_error();
+    EXPECT_EQ(sn_comm_allreduce_algo(comm_), algo);
+    std::vector<std::vector<float>> bufs;
+    std::vector<sn_request *> reqs;
+    for (size_t n : {size_t(10), size_t(100000), size_t(3)}) {
+      bufs.emplace_back(n);
+      for (size_t i = 0; i < n; ++i)
+        bufs.back()[i] = static_cast<float>(val(rank_, i));
+    }
+    for (auto &b : bufs) {
+      reqs.push_back(nullptr);
+      ASSERT_EQ(sn_comm_iallreduce_f32(comm_, b.data(), b.size(), &reqs.back()), SN_OK);
+    }
+    for (sn_request *r : reqs)
+      ASSERT_EQ(sn_comm_wait(comm_, r), SN_OK) << sn_last_error();
+    for (auto &b : bufs)
+      for (size_t i = 0; i < b.size(); ++i) {
+        float want = 0;
+        for (int r = 0; r < size_; ++r)
+          want += static_cast<float>(val(r, i));
+        ASSERT_EQ(b[i], want) << sn_allreduce_name(algo) << " element " << i;
+      }
+  }
+  // The user's choice of Open MPI's algorithm, by the environment or by its MCA parameter,
+  // makes AUTO defer to MPI_Iallreduce.
+  setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 1);
+  EXPECT_EQ(sn_comm_set_allreduce(comm_, SN_ALLREDUCE_AUTO), SN_OK) << sn_last_error();
+  EXPECT_EQ(sn_comm_allreduce_algo(comm_), SN_ALLREDUCE_MPI);
+  unsetenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm");
+  int provided = 0, idx = -1;
+  MPI_T_init_thread(MPI_THREAD_SINGLE, &provided);
+  MPI_T_cvar_handle h;
+  int count = 0, value = 2, zero = 0;
+  if (MPI_T_cvar_get_index("coll_libnbc_iallreduce_algorithm", &idx) == MPI_SUCCESS &&
+      MPI_T_cvar_handle_alloc(idx, nullptr, &h, &count) == MPI_SUCCESS) {
+    if (MPI_T_cvar_write(h, &value) == MPI_SUCCESS) {
+      EXPECT_EQ(sn_comm_set_allreduce(comm_, SN_ALLREDUCE_AUTO), SN_OK) << sn_last_error();
+      EXPECT_EQ(sn_comm_allreduce_algo(comm_), SN_ALLREDUCE_MPI);
+      MPI_T_cvar_write(h, &zero);
+    }
+    MPI_T_cvar_handle_free(&h);
+  }
+  MPI_T_finalize();
+  EXPECT_EQ(sn_comm_set_allreduce(comm_, SN_ALLREDUCE_AUTO), SN_OK) << sn_last_error();
+  EXPECT_EQ(sn_comm_allreduce_algo(comm_), SN_ALLREDUCE_RING);
+  // Ranks that disagree are told so, and keep the algorithm they had.
+  if (size_ > 1) {
+    EXPECT_EQ(sn_comm_set_allreduce(comm_, rank_ == 0 ? SN_ALLREDUCE_MPI : SN_ALLREDUCE_RING),
+              SN_ERR_INVALID);
+    EXPECT_TRUE(
+        contains(sn_last_error(), "different gradient all-reduce algorithms (ring and mpi)"))
+        << sn_last_error();
+    EXPECT_EQ(sn_comm_allreduce_algo(comm_), SN_ALLREDUCE_RING);
+  }
+  EXPECT_EQ(sn_comm_set_allreduce(sn_comm_serial(), SN_ALLREDUCE_MPI), SN_OK);
+  EXPECT_EQ(sn_comm_allreduce_algo(sn_comm_serial()), SN_ALLREDUCE_AUTO);
+}
+
+TEST_F(Comm, SplitGroupsOfConsecutiveRanks) {
+  for (int k = 1; k <= size_; ++k) {
+    sn_comm *g = nullptr;
+    if (size_ % k != 0) {
+      EXPECT_EQ(sn_comm_split_groups(comm_, k, &g), SN_ERR_INVALID);
+      EXPECT_TRUE(contains(sn_last_error(), "groups of " + std::to_string(k) +
+                                                " ranks do not divide the communicator's " +
+                                                std::to_string(size_) + " ranks"))
+          << sn_last_error();
+      EXPECT_EQ(g, nullptr);
+      continue;
+    }
+    ASSERT_EQ(sn_comm_split_groups(comm_, k, &g), SN_OK) << sn_last_error();
+    EXPECT_EQ(sn_comm_size(g), k);
+    EXPECT_EQ(sn_comm_rank(g), rank_ % k);
+    EXPECT_EQ(sn_comm_allreduce_algo(g), sn_comm_allreduce_algo(comm_));
+    // A sum over the group covers exactly ranks [k (r / k), k (r / k) + k).
+    int64_t v = int64_t(1) << rank_;
+    EXPECT_EQ(sn_comm_allreduce(g, &v, 1, SN_I64, SN_SUM), SN_OK);
+    const int first = rank_ / k * k;
+    EXPECT_EQ(v, ((int64_t(1) << k) - 1) << first) << "group of " << k;
+    float f = static_cast<float>(rank_ + 1);
+    sn_request *req = nullptr;
+    ASSERT_EQ(sn_comm_iallreduce_f32(g, &f, 1, &req), SN_OK);
+    ASSERT_EQ(sn_comm_wait(g, req), SN_OK);
+    EXPECT_EQ(f, static_cast<float>(k * first + k * (k + 1) / 2));
+    sn_comm_destroy(g);
+  }
+  sn_comm *g = nullptr;
+  EXPECT_EQ(sn_comm_split_groups(comm_, 0, &g), SN_ERR_INVALID);
+  EXPECT_EQ(sn_comm_split_groups(comm_, size_ + 1, &g), SN_ERR_INVALID);
+  ASSERT_EQ(sn_comm_split_groups(sn_comm_serial(), 1, &g), SN_OK);
+  EXPECT_EQ(g, sn_comm_serial());
+  sn_comm_destroy(g); // ignored for the serial communicator
 }
 
 TEST_F(Comm, MpiErrorsNameRankAndOperation) {

@@ -111,9 +111,8 @@ TEST_F(Overlap, PollingDoesNotChangeTheResult) {
   ASSERT_EQ(one_bucket.grads.size(), static_cast<size_t>(kSteps));
   for (int s = 0; s < kSteps; ++s) {
     EXPECT_EQ(polled.grads[s], unpolled.grads[s]) << "step " << s << ": polling changed gradients";
-    // Other bucket boundaries: the same sums, but the summation order of an element may depend on
-    // its position in the bucket (Open MPI's ring iallreduce, coll_libnbc_iallreduce_algorithm
-    // 1, at 3+ ranks), so only close. (The default in-place algorithm, binomial, is exact.)
+    // Other bucket boundaries: the same sums, but the summation order of an element depends on
+    // its position in the bucket (the ring all-reduce, mpi/ring.c), so only close.
     const std::vector<float> &a = polled.grads[s], &b = one_bucket.grads[s];
     ASSERT_EQ(a.size(), b.size());
     EXPECT_LE(sntest::max_abs_diff(a.data(), b.data(), a.size()),
@@ -148,27 +147,33 @@ TEST_F(Overlap, PollingDoesNotChangeTheResult) {
 }
 
 TEST_F(Overlap, TestDrivesAPendingAllreduceToCompletion) {
-  const size_t n = 300000; // above the eager limits: a multi-message protocol
-  std::vector<float> buf(n);
-  for (size_t i = 0; i < n; ++i)
-    buf[i] = static_cast<float>((i % 7) + rank_);
-  sn_request *req = nullptr;
-  ASSERT_EQ(sn_comm_iallreduce_f32(comm_, buf.data(), n, &req), SN_OK) << sn_last_error();
-  int done = 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  while (!done && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20))
-    ASSERT_EQ(sn_comm_test(comm_, req, &done), SN_OK) << sn_last_error();
-  EXPECT_EQ(done, 1) << "sn_comm_test never completed the all-reduce";
-  // Testing a completed request again is fine; the wait frees it.
-  ASSERT_EQ(sn_comm_test(comm_, req, &done), SN_OK);
-  EXPECT_EQ(done, 1);
-  ASSERT_EQ(sn_comm_wait(comm_, req), SN_OK) << sn_last_error();
-  const float ranks_sum = static_cast<float>(size_ * (size_ - 1) / 2);
-  for (size_t i = 0; i < n; i += 9973)
-    ASSERT_EQ(buf[i], static_cast<float>(size_ * static_cast<int>(i % 7)) + ranks_sum) << i;
+  // Both algorithms: the ring posts its next step inside sn_comm_test, Open MPI's inside any call.
+  for (sn_allreduce_algo algo : {SN_ALLREDUCE_RING, SN_ALLREDUCE_MPI}) {
+    SCOPED_TRACE(sn_allreduce_name(algo));
+    ASSERT_EQ(sn_comm_set_allreduce(comm_, algo), SN_OK) << sn_last_error();
+    const size_t n = 300000; // above the eager limits: a multi-message protocol
+    std::vector<float> buf(n);
+    for (size_t i = 0; i < n; ++i)
+      buf[i] = static_cast<float>((i % 7) + rank_);
+    sn_request *req = nullptr;
+    ASSERT_EQ(sn_comm_iallreduce_f32(comm_, buf.data(), n, &req), SN_OK) << sn_last_error();
+    int done = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    while (!done && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20))
+      ASSERT_EQ(sn_comm_test(comm_, req, &done), SN_OK) << sn_last_error();
+    EXPECT_EQ(done, 1) << "sn_comm_test never completed the all-reduce";
+    // Testing a completed request again is fine; the wait frees it.
+    ASSERT_EQ(sn_comm_test(comm_, req, &done), SN_OK);
+    EXPECT_EQ(done, 1);
+    ASSERT_EQ(sn_comm_wait(comm_, req), SN_OK) << sn_last_error();
+    const float ranks_sum = static_cast<float>(size_ * (size_ - 1) / 2);
+    for (size_t i = 0; i < n; i += 9973)
+      ASSERT_EQ(buf[i], static_cast<float>(size_ * static_cast<int>(i % 7)) + ranks_sum) << i;
+  }
+  ASSERT_EQ(sn_comm_set_allreduce(comm_, SN_ALLREDUCE_AUTO), SN_OK);
 
   // NULL is a completed request, on any communicator; serial requests complete at once.
-  done = 0;
+  int done = 0;
   EXPECT_EQ(sn_comm_test(comm_, nullptr, &done), SN_OK);
   EXPECT_EQ(done, 1);
   sn_request *serial = nullptr;

@@ -73,12 +73,14 @@ void global_batch(const sn_net *net, int step, std::vector<float> *x, std::vecto
 }
 
 // Trains kSteps steps on rows [begin, begin + count) of each global batch; comm may be serial.
+// bn_comm: the batch-norm group (sn_net_set_bn_comm), NULL for all of comm.
 std::vector<StepRecord> run(const Model &m, sn_comm *comm, int sync_bn, int begin, int count,
-                            int max_local) {
+                            int max_local, sn_comm *bn_comm = nullptr) {
   std::vector<StepRecord> out;
   sn_net *net = make_net(m, max_local);
   if (!net) return out;
   EXPECT_EQ(sn_net_set_comm(net, comm, sync_bn), SN_OK);
+  EXPECT_EQ(sn_net_set_bn_comm(net, bn_comm), SN_OK);
   sn_train_config tc = train_config();
   int h, w, c;
   sn_net_input_shape(net, &h, &w, &c);
@@ -116,6 +118,59 @@ double rel_diff(const std::vector<float> &a, const std::vector<float> &b, size_t
   double d = sntest::max_abs_diff(a.data() + lo, b.data() + lo, hi - lo);
   double m = sntest::max_abs(b.data() + lo, hi - lo);
   return d / std::max(m, floor);
+}
+
+// The grouped run computed by one process: one net per group, each fed its group's rows
+// [bounds[g], bounds[g + 1]) of every global batch (so each normalises with its group's
+// statistics); their gradients are summed, as the gradient all-reduce over all ranks sums them,
+// and every net takes the SGD step with the sum. Returns the records of group `mine` (whose
+// moving statistics are its own), with the loss over the whole global batch.
+std::vector<StepRecord> run_groups_serially(const Model &m, const std::vector<int> &bounds,
+                                            int mine) {
+  const size_t groups = bounds.size() - 1;
+  std::vector<sn_net *> nets(groups, nullptr);
+  std::vector<StepRecord> out;
+  for (size_t g = 0; g < groups; ++g)
+    if (!(nets[g] = make_net(m, bounds[g + 1] - bounds[g]))) return out;
+  sn_train_config tc = train_config();
+  int h, w, c;
+  sn_net_input_shape(nets[0], &h, &w, &c);
+  const size_t image = static_cast<size_t>(h) * w * c;
+  for (int s = 0; s < kSteps; ++s) {
+    std::vector<float> x;
+    std::vector<int32_t> y;
+    global_batch(nets[0], s, &x, &y);
+    StepRecord r;
+    std::vector<float> sum;
+    for (size_t g = 0; g < groups; ++g) {
+      const int begin = bounds[g], count = bounds[g + 1] - bounds[g];
+      float loss = 0;
+      int correct = 0;
+      EXPECT_EQ(sn_net_train_step(nets[g], x.data() + begin * image, y.data() + begin, count,
+                                  kGlobalBatch, &tc, &loss, &correct),
+                SN_OK)
+          << sn_last_error();
+      r.loss += static_cast<double>(loss) * count / kGlobalBatch;
+      r.correct += correct;
+      size_t ng = 0;
+      const float *gr = sn_net_grad_block(nets[g], &ng);
+      if (sum.empty()) sum.assign(ng, 0.0f);
+      for (size_t i = 0; i < ng; ++i)
+        sum[i] += gr[i];
+    }
+    for (size_t g = 0; g < groups; ++g) {
+      std::copy(sum.begin(), sum.end(), sn_net_grad_block(nets[g], nullptr));
+      EXPECT_EQ(sn_net_sgd_update(nets[g], &tc, tc.lr), SN_OK) << sn_last_error();
+    }
+    r.grads = sum;
+    size_t np = 0;
+    const float *p = sn_net_param_block(nets[static_cast<size_t>(mine)], &np);
+    r.params.assign(p, p + np);
+    out.push_back(std::move(r));
+  }
+  for (sn_net *n : nets)
+    sn_net_destroy(n);
+  return out;
 }
 
 size_t trainable_count(const Model &m) {
@@ -214,6 +269,52 @@ TEST_P(SyncBn, MatchesOneProcessWithTheGlobalBatch) {
     ASSERT_EQ(sn_comm_allreduce(comm_, lo.data(), lo.size(), SN_F32, SN_MIN), SN_OK);
     ASSERT_EQ(sn_comm_allreduce(comm_, hi.data(), hi.size(), SN_F32, SN_MAX), SN_OK);
     EXPECT_EQ(lo, hi) << how << " split: replicas differ";
+  }
+}
+
+// Grouped sync BN (sn_net_set_bn_comm over sn_comm_split_groups): with groups of k consecutive
+// ranks, each group's statistics are those of one process holding the group's concatenated rows,
+// and the gradients and parameters those of the sum over the groups. Every divisor k of the rank
+// count is tried (at 4 ranks: 1 = local, 2 = two groups of two, 4 = all), with even and uneven
+// splits; groups smaller than the communicator must differ from sync BN over all ranks.
+TEST_P(SyncBn, GroupsMatchOneProcessPerGroup) {
+  const Model m = GetParam();
+  const size_t nt = trainable_count(m);
+  const auto all = run(m, sn_comm_serial(), 1, 0, kGlobalBatch, kGlobalBatch);
+  for (int k = 1; k <= size_; ++k) {
+    if (size_ % k != 0) continue;
+    sn_comm *group = nullptr;
+    ASSERT_EQ(sn_comm_split_groups(comm_, k, &group), SN_OK) << sn_last_error();
+    for (const char *how : {"even", "uneven"}) {
+      int begin, count, max_local;
+      split(how, rank_, size_, &begin, &count, &max_local);
+      // every rank's first row; a group's rows start at its first rank's
+      std::vector<int32_t> mine = {begin}, got(static_cast<size_t>(size_));
+      ASSERT_EQ(sn_comm_allgather(comm_, mine.data(), got.data(), sizeof(int32_t)), SN_OK);
+      std::vector<int> bounds;
+      for (int r = 0; r < size_; r += k)
+        bounds.push_back(got[static_cast<size_t>(r)]);
+      bounds.push_back(kGlobalBatch);
+      const auto ref = run_groups_serially(m, bounds, rank_ / k);
+      const auto dist = run(m, comm_, 1, begin, count, max_local, group);
+      ASSERT_EQ(ref.size(), static_cast<size_t>(kSteps));
+      ASSERT_EQ(dist.size(), static_cast<size_t>(kSteps));
+      for (int s = 0; s < kSteps; ++s) {
+        const StepRecord &a = dist[static_cast<size_t>(s)], &b = ref[static_cast<size_t>(s)];
+        SCOPED_TRACE(std::string(m.arch) + " groups of " + std::to_string(k) + ", " + how +
+                     " split, rank " + std::to_string(rank_) + ", step " + std::to_string(s));
+        EXPECT_NEAR(a.loss, b.loss, 1e-5 * std::max(1.0, std::fabs(b.loss)));
+        EXPECT_EQ(a.correct, b.correct);
+        EXPECT_LT(rel_diff(a.grads, b.grads, 0, nt), 1e-5) << "gradients";
+        EXPECT_LT(rel_diff(a.params, b.params, 0, nt), 1e-6) << "trainable parameters";
+        EXPECT_LT(rel_diff(a.params, b.params, nt, a.params.size()), 1e-6) << "moving statistics";
+      }
+      if (k < size_)
+        EXPECT_GT(rel_diff(dist.back().params, all.back().params, nt, all.back().params.size()),
+                  1e-4)
+            << "groups of " << k << " should not normalise over all " << size_ << " ranks";
+    }
+    sn_comm_destroy(group);
   }
 }
 

@@ -132,3 +132,43 @@ TEST(Augment, ResizedCropResamplesBilinearly) {
   }
   EXPECT_GE(changed, n - 1);
 }
+
+// sn_augment_crop_box names the choices sn_augment_batch makes (the decode-time crop of encoded
+// datasets uses it): on a ramp, the first output pixel samples the box's top-left corner (the
+// right end of the first row when flipped), and the flip matches SN_AUG_FLIP's.
+TEST(Augment, CropBoxIsTheChoiceOfTheBatchAugmentation) {
+  const int h = 40, w = 48, c = 1, n = 24;
+  auto one = ramp(h, w, c);
+  std::vector<float> x, xf, scratch(one.size());
+  std::vector<int64_t> rows(n);
+  for (int i = 0; i < n; ++i) {
+    rows[i] = 1000 + 37 * i;
+    x.insert(x.end(), one.begin(), one.end());
+  }
+  xf = x;
+  sn_augment_batch(x.data(), n, h, w, c, SN_AUG_RESIZED_CROP, 0, 5, 2, rows.data(), scratch.data());
+  sn_augment_batch(xf.data(), n, h, w, c, SN_AUG_FLIP, 0, 5, 2, rows.data(), scratch.data());
+  int flips = 0;
+  for (int i = 0; i < n; ++i) {
+    int box[4], flip = -1;
+    sn_augment_crop_box(5, 2, rows[i], h, w, box, &flip);
+    ASSERT_TRUE(flip == 0 || flip == 1);
+    flips += flip;
+    ASSERT_GE(box[0], 0);
+    ASSERT_GE(box[1], 0);
+    ASSERT_LE(box[0] + box[2], h);
+    ASSERT_LE(box[1] + box[3], w);
+    const float *im = x.data() + (size_t)i * one.size();
+    const double fy = std::max(0.0, 0.5 * box[2] / h - 0.5),
+                 fx = std::max(0.0, 0.5 * box[3] / w - 0.5);
+    const double want = 3 * (box[0] + fy) + (box[1] + fx); // ramp(y, x) = 3 y + x
+    EXPECT_NEAR(im[flip ? w - 1 : 0], want, 1e-3) << "row " << rows[i];
+    const float *fl = xf.data() + (size_t)i * one.size();
+    EXPECT_EQ(fl[0] == one[w - 1], flip == 1) << "row " << rows[i];
+    int again[4], flip2;
+    sn_augment_crop_box(5, 2, rows[i], h, w, again, &flip2);
+    EXPECT_TRUE(std::equal(box, box + 4, again) && flip2 == flip);
+  }
+  EXPECT_GT(flips, 4);
+  EXPECT_LT(flips, n - 4);
+}
