@@ -21,6 +21,7 @@ static cli_opt O[] = {
     CLI_MODEL_OPTS,
     {"data", 1, "training dataset (HDF5, /images and /labels)", NULL},
     {"val", 1, "validation dataset, evaluated after every epoch", NULL},
+    {"val-every", 1, "also evaluate --val every N global steps (a metrics line each)", NULL},
     {"epochs", 1, "epochs to train (default 1)", NULL},
     {"steps", 1, "stop after this many global steps (overrides --epochs)", NULL},
     {"batch", 1, "global batch size, the same whatever the rank count (default 128)", NULL},
@@ -85,6 +86,7 @@ static int parse(train_job *c, int argc, char **argv) {
       cli_float(O, NO, "warmup", 0, 1e5, 0, &c->warmup) ||
       cli_float(O, NO, "bucket-mb", 0.001, 4096, 25, &c->bucket) ||
       cli_int(O, NO, "checkpoint-every", 1, 1L << 40, 0, &c->ckpt_every) ||
+      cli_int(O, NO, "val-every", 1, 1L << 40, 0, &c->val_every) ||
       cli_float(O, NO, "checkpoint-minutes", 0.001, 1e6, 0, &c->ckpt_minutes))
     return EXIT_USAGE;
   c->sched = SN_SCHED_COSINE;
@@ -121,6 +123,10 @@ static int parse(train_job *c, int argc, char **argv) {
     return EXIT_USAGE;
   }
   c->vpath = OPT("val");
+  if (c->val_every && !c->vpath) {
+    cli_error("train: --val-every needs --val FILE");
+    return EXIT_USAGE;
+  }
   c->init = OPT("init");
   c->out = OPT("out");
   c->metrics_path = OPT("metrics");

@@ -14,7 +14,7 @@ typedef struct train_job {
   /* options */
   sn_model_config cfg;
   const char *data, *vpath, *ckpt, *init, *out, *metrics_path, *pre_name;
-  long epochs, steps_limit, batch, seed, threads, ckpt_every;
+  long epochs, steps_limit, batch, seed, threads, ckpt_every, val_every;
   double lr, mom, wd, ls, warmup, bucket, ckpt_minutes;
   sn_schedule sched;
   sn_augment aug;

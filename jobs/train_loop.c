@@ -47,7 +47,7 @@ static unsigned boundary_flags(const train_job *c, int64_t st) {
 /* The step boundary after step st: agree (the SGD update's status and the flags), then save and
  * stop as agreed. Returns 1 to leave the loop. */
 static int boundary(train_job *c, int64_t epoch, int64_t st, sn_status s, const double sums[5]) {
-  unsigned f = boundary_flags(c, st);
+  unsigned f = boundary_flags(c, st) | c->stop; /* c->stop: agreed during a --val-every pass */
   cli_check_flags(&c->job, s, &f);
   if (!(f & (TRAIN_SAVE | CLI_STOP_ANY))) return 0;
   double tot[4] = {sums[0], sums[1], sums[2], sums[3]};
@@ -57,6 +57,26 @@ static int boundary(train_job *c, int64_t epoch, int64_t st, sn_status s, const 
   train_save(c, epoch, tot, pending);
   c->stop = f & CLI_STOP_ANY;
   return c->stop != 0;
+}
+
+/* --val-every: the validation set evaluated after step st (not after an epoch's or the run's last
+ * step: the epoch's report has it); rank 0 writes a metrics line. A stop signal during it is
+ * agreed there; the caller's boundary then saves and stops. */
+static void validate_between(train_job *c, int64_t epoch, int64_t st) {
+  if (!c->val_every || c->step % c->val_every || st + 1 == c->steps_per_epoch ||
+      c->step == c->total_steps)
+    return;
+  double v[4];
+  if (!train_validate(c, v) || c->job.rank != 0 || v[3] <= 0) return;
+  if (c->metrics) {
+    fprintf(c->metrics, "{\"epoch\": %lld, \"step\": %lld, \"val_loss\": %.6f, \"val_acc\": %.6f",
+            (long long)epoch + 1, (long long)c->step, v[0], v[1] / v[3]);
+    if (c->k > 5) fprintf(c->metrics, ", \"val_top5\": %.6f", v[2] / v[3]);
+    fprintf(c->metrics, "}\n");
+    fflush(c->metrics);
+  }
+  if (cli_verbose)
+    printf("step %lld: val loss %.4f acc %.2f%%\n", (long long)c->step, v[0], 100.0 * v[1] / v[3]);
 }
 
 double train_epoch(train_job *c, int64_t epoch, double sums[5]) {
@@ -97,6 +117,8 @@ double train_epoch(train_job *c, int64_t epoch, double sums[5]) {
     ++c->step;
     train_progress(c, epoch, st, first, t0, sums);
     if (boundary(c, epoch, st, s, sums)) break;
+    validate_between(c, epoch, st);
+    if (c->stop && boundary(c, epoch, st, SN_OK, sums)) break;
   }
   c->wait_data += sn_reader_wait_seconds(rd);
   cli_watch_reader(NULL);

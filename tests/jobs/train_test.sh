@@ -43,6 +43,22 @@ print("ok: resume at another batch: epoch 2 = steps 51..100 of batch 200")
 PY
 $mpirun -np 2 "$sn" train "${common[@]}" --epochs 1 --threads 1 --metrics "$t/m2.jsonl" || die "np2 train"
 grep -q '"ranks": 2' "$t/m2.jsonl" && echo "ok: 2-rank training" || die "no 2-rank metrics"
+# --val-every: a metrics line at steps 40 and 80 (step 100 ends the epoch: its report has the
+# evaluation), and the evaluations leave the training untouched (weights equal a run without them)
+$mpirun -np 2 "$sn" train "${common[@]}" --epochs 1 --threads 1 --val "$t/test.h5" --val-every 40 \
+  --metrics "$t/mv.jsonl" --out "$t/v2.h5" || die "--val-every"
+$mpirun -np 2 "$sn" train "${common[@]}" --epochs 1 --threads 1 --out "$t/nv2.h5" || die "np2 train"
+python3 - "$t/mv.jsonl" <<'PY' || die "--val-every metrics"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["step"] for r in rows] == [40, 80, 100], rows
+assert "train_loss" not in rows[0] and 0 < rows[0]["val_acc"] < rows[2]["val_acc"] + 0.2, rows
+print("ok: --val-every 40: evaluations at steps 40, 80 and the epoch's end")
+PY
+h5diff "$t/v2.h5" "$t/nv2.h5" >/dev/null && echo "ok: --val-every leaves the weights bit for bit" \
+  || die "--val-every changed the training: $(h5diff "$t/v2.h5" "$t/nv2.h5" | head -3)"
+"$sn" train "${common[@]}" --steps 1 --val-every 5 2>&1 | grep -q "val-every needs --val" \
+  && echo "ok: --val-every without --val refused" || die "--val-every without --val accepted"
 # more threads than the affinity mask allows (as under `mpirun -np 1`, which binds to one core):
 # a warning naming the rank and the fix; none with the mask widened, none with --quiet
 loud=()
