@@ -1,10 +1,15 @@
 # common.sh - sourced by the experiment scripts: installs and builds like jobs/demo.sh, converts
-# Fashion-MNIST once into $out, and sets sn, mpirun and threads for 2 ranks.
+# Fashion-MNIST once into $out, and sets sn, mpirun and threads for 2 ranks. With SN_CLI set to a
+# built shardnet program, the set-up and build are skipped and that program is used (the tests).
 exp_setup() {
   local out=$1
   mkdir -p "$out"
-  "$here/jobs/setup.sh" "${SN_BUILD_DIR:-$here/build}" shardnet_cli >/dev/null
-  sn="${SN_BUILD_DIR:-$here/build}/shardnet"
+  if [[ -n ${SN_CLI:-} ]]; then
+    sn=$SN_CLI
+  else
+    "$here/jobs/setup.sh" "${SN_BUILD_DIR:-$here/build}" shardnet_cli >/dev/null
+    sn="${SN_BUILD_DIR:-$here/build}/shardnet"
+  fi
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 HDF5_USE_FILE_LOCKING=FALSE
   local cores ranks=2
   cores=$(nproc)

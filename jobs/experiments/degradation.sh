@@ -4,7 +4,7 @@
 # test error after every epoch; one PNG in the style of their Fig. 6 and a Markdown table.
 #
 # Usage: jobs/experiments/degradation.sh [--quick] [--epochs N] [--out DIR] [--archs "a b ..."]
-#   --quick     12 steps per network on 512 training and 1000 test rows (for the tests)
+#   --quick     3 steps per network on 256 training and 256 test rows (for the tests)
 #   --epochs N  epochs per network (default 12)
 #   --out DIR   results (default ./experiments-out/degradation): metrics-<arch>.jsonl,
 #               degradation.png, degradation.md, times.txt
@@ -30,10 +30,10 @@ exp_setup "$out"
 steps=()
 train="$out/fashion_train.h5" test="$out/fashion_test.h5"
 if ((quick)); then
-  exp_subset "$out/fashion_train.h5" "$out/train_small.h5" 512
-  exp_subset "$out/fashion_test.h5" "$out/test_small.h5" 1000
+  exp_subset "$out/fashion_train.h5" "$out/train_small.h5" 256
+  exp_subset "$out/fashion_test.h5" "$out/test_small.h5" 256
   train="$out/train_small.h5" test="$out/test_small.h5"
-  steps=(--steps 12)
+  steps=(--steps 3)
 fi
 : >"$out/times.txt"
 for arch in $archs; do
