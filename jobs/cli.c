@@ -154,8 +154,9 @@ void cli_print_help(FILE *f, const char *cmd, const char *usage, const char *exa
 int cli_model_config(cli_opt *opts, int nopts, sn_model_config *cfg) {
   const char *arch = cli_get(opts, nopts, "arch");
   if (!arch) {
-    cli_error("--arch is required (one of: resnet18 resnet34 resnet50 resnet101 resnet152 "
-              "keras_resnet50 ... lenet lenet_bn resnet20 resnet32 resnet56)");
+    cli_error(
+        "--arch is required (one of: resnet18 resnet34 resnet50 resnet101 resnet152 "
+        "keras_resnet50 ... lenet lenet_bn resnet20 resnet32 resnet56 plain20 plain32 plain56)");
     return EXIT_USAGE;
   }
   sn_model_config_init(cfg, arch);

@@ -1,7 +1,8 @@
 /* models.c - the architectures, described as graphs of layers (docs/models.md).
  *
  * torchvision resnet18..152 (v1.5, torch names), Keras ResNet50/101/152 v1 and v2 (Keras names),
- * CIFAR-style resnet20/32/56 (torch names) and the course LeNet with and without batch norm
+ * CIFAR-style resnet20/32/56 and their plain (shortcut-free) twins plain20/32/56 (torch names),
+ * and the course LeNet with and without batch norm
  * (Keras names and conventions). base_width scales every stage (tests use reduced widths).
  */
 #include <stdio.h>
@@ -19,28 +20,32 @@ typedef struct arch_info {
   int family;     /* 0 torchvision, 1 keras v1, 2 keras v2, 3 cifar, 4 lenet */
   int bottleneck; /* torchvision */
   int blocks[4];
-  int bn; /* lenet: with batch norm */
+  int bn;    /* lenet: with batch norm */
+  int plain; /* cifar: no shortcuts (He et al.'s "plain" networks) */
 } arch_info;
 
 enum { FAM_TORCH, FAM_KERAS1, FAM_KERAS2, FAM_CIFAR, FAM_LENET };
 
 static const arch_info archs[] = {
-    {"resnet18", FAM_TORCH, 0, {2, 2, 2, 2}, 1},
-    {"resnet34", FAM_TORCH, 0, {3, 4, 6, 3}, 1},
-    {"resnet50", FAM_TORCH, 1, {3, 4, 6, 3}, 1},
-    {"resnet101", FAM_TORCH, 1, {3, 4, 23, 3}, 1},
-    {"resnet152", FAM_TORCH, 1, {3, 8, 36, 3}, 1},
-    {"keras_resnet50", FAM_KERAS1, 1, {3, 4, 6, 3}, 1},
-    {"keras_resnet101", FAM_KERAS1, 1, {3, 4, 23, 3}, 1},
-    {"keras_resnet152", FAM_KERAS1, 1, {3, 8, 36, 3}, 1},
-    {"keras_resnet50v2", FAM_KERAS2, 1, {3, 4, 6, 3}, 1},
-    {"keras_resnet101v2", FAM_KERAS2, 1, {3, 4, 23, 3}, 1},
-    {"keras_resnet152v2", FAM_KERAS2, 1, {3, 8, 36, 3}, 1},
-    {"resnet20", FAM_CIFAR, 0, {3, 3, 3, 0}, 1},
-    {"resnet32", FAM_CIFAR, 0, {5, 5, 5, 0}, 1},
-    {"resnet56", FAM_CIFAR, 0, {9, 9, 9, 0}, 1},
-    {"lenet", FAM_LENET, 0, {0, 0, 0, 0}, 0},
-    {"lenet_bn", FAM_LENET, 0, {0, 0, 0, 0}, 1},
+    {"resnet18", FAM_TORCH, 0, {2, 2, 2, 2}, 1, 0},
+    {"resnet34", FAM_TORCH, 0, {3, 4, 6, 3}, 1, 0},
+    {"resnet50", FAM_TORCH, 1, {3, 4, 6, 3}, 1, 0},
+    {"resnet101", FAM_TORCH, 1, {3, 4, 23, 3}, 1, 0},
+    {"resnet152", FAM_TORCH, 1, {3, 8, 36, 3}, 1, 0},
+    {"keras_resnet50", FAM_KERAS1, 1, {3, 4, 6, 3}, 1, 0},
+    {"keras_resnet101", FAM_KERAS1, 1, {3, 4, 23, 3}, 1, 0},
+    {"keras_resnet152", FAM_KERAS1, 1, {3, 8, 36, 3}, 1, 0},
+    {"keras_resnet50v2", FAM_KERAS2, 1, {3, 4, 6, 3}, 1, 0},
+    {"keras_resnet101v2", FAM_KERAS2, 1, {3, 4, 23, 3}, 1, 0},
+    {"keras_resnet152v2", FAM_KERAS2, 1, {3, 8, 36, 3}, 1, 0},
+    {"resnet20", FAM_CIFAR, 0, {3, 3, 3, 0}, 1, 0},
+    {"resnet32", FAM_CIFAR, 0, {5, 5, 5, 0}, 1, 0},
+    {"resnet56", FAM_CIFAR, 0, {9, 9, 9, 0}, 1, 0},
+    {"plain20", FAM_CIFAR, 0, {3, 3, 3, 0}, 1, 1},
+    {"plain32", FAM_CIFAR, 0, {5, 5, 5, 0}, 1, 1},
+    {"plain56", FAM_CIFAR, 0, {9, 9, 9, 0}, 1, 1},
+    {"lenet", FAM_LENET, 0, {0, 0, 0, 0}, 0, 0},
+    {"lenet_bn", FAM_LENET, 0, {0, 0, 0, 0}, 1, 0},
 };
 #define NARCH ((int)(sizeof archs / sizeof archs[0]))
 
@@ -70,8 +75,10 @@ static const char *nm(char *buf, const char *fmt, const char *a, const char *unu
 
 /* ---------------------------------------------------------------- torchvision and CIFAR */
 
+/* A torchvision basic or bottleneck block; plain: the same layers without the shortcut (no
+ * addition, no downsampling projection), as He et al.'s plain networks. */
 static int torch_block(sn_net *net, int x, const char *p, int planes, int stride, int bottleneck,
-                       int downsample) {
+                       int downsample, int plain) {
   char b[SN_MAX_NAME];
   int y, sc = x;
   if (!bottleneck) {
@@ -90,6 +97,7 @@ static int torch_block(sn_net *net, int x, const char *p, int planes, int stride
     CHECK(y = sn_add_conv(net, nm(b, "%s.conv3", p, 0), y, planes * 4, 1, 1, 0, 0));
     CHECK(y = sn_add_bn(net, nm(b, "%s.bn3", p, 0), y, TORCH_EPS));
   }
+  if (plain) return sn_add_relu(net, nm(b, "%s.relu", p, 0), y);
   net->layers[y].residual_last_bn = 1;
   if (downsample) {
     CHECK(sc = sn_add_conv(net, nm(b, "%s.downsample.0", p, 0), x, planes * (bottleneck ? 4 : 1), 1,
@@ -119,7 +127,7 @@ static int build_torch(sn_net *net, const arch_info *a, int w, int *feat_in) {
       snprintf(p, sizeof p, "layer%d.%d", s + 1, i);
       int st = i == 0 ? stride : 1;
       int ds = i == 0 && (st != 1 || inplanes != planes * exp);
-      CHECK(x = torch_block(net, x, p, planes, st, a->bottleneck, ds));
+      CHECK(x = torch_block(net, x, p, planes, st, a->bottleneck, ds, a->plain));
       inplanes = planes * exp;
     }
   }

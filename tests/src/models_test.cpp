@@ -146,9 +146,8 @@ TEST(Models, TooSmallInputIsAnError) {
 TEST(Models, EveryArchitectureRunsAndIsBatchIndependent) {
   for (const char *const *a = sn_arch_names(); *a; ++a) {
     std::string arch = *a;
-    bool small = arch == "lenet" || arch == "lenet_bn" ||
-                 arch.rfind("resnet", 0) == 0 &&
-                     (arch == "resnet20" || arch == "resnet32" || arch == "resnet56");
+    bool small = arch == "lenet" || arch == "lenet_bn" || arch == "resnet20" ||
+                 arch == "resnet32" || arch == "resnet56" || arch.rfind("plain", 0) == 0;
     int hw = arch.rfind("lenet", 0) == 0 ? 28 : small ? 32 : 64;
     int ch = arch.rfind("lenet", 0) == 0 ? 1 : 3;
     sn_net *net = make(arch.c_str(), 1, hw, ch, arch.rfind("lenet", 0) == 0 ? 0 : 4, 10);
@@ -164,5 +163,37 @@ TEST(Models, EveryArchitectureRunsAndIsBatchIndependent) {
       EXPECT_NEAR(y3[20 + k], y1[k], 1e-4 * (1 + std::fabs(y1[k]))) << arch;
     }
     sn_net_destroy(net);
+  }
+}
+
+// plainN is resnetN without its shortcuts: the same convolutions and batch norms, minus the two
+// downsampling projections (1x1 convolution + batch norm at the 16->32 and 32->64 transitions)
+// and minus every residual addition.
+TEST(Models, PlainNetworksAreResNetsWithoutShortcuts) {
+  for (const char *n : {"20", "32", "56"}) {
+    const std::string plain = std::string("plain") + n, res = std::string("resnet") + n;
+    sn_net *p = make(plain.c_str(), 1, 0, 0, 0, 10, SN_POOL_AVG, 1);
+    sn_net *r = make(res.c_str(), 1, 0, 0, 0, 10, SN_POOL_AVG, 1);
+    ASSERT_NE(p, nullptr);
+    ASSERT_NE(r, nullptr);
+    int64_t pt, ptr, pnt, rt, rtr, rnt;
+    sn_net_param_counts(p, &pt, &ptr, &pnt);
+    sn_net_param_counts(r, &rt, &rtr, &rnt);
+    // projections: 16*32 + 32*64 weights; their batch norms: 2*(32+64) trainable, as many moving
+    const int64_t proj_trainable = 16 * 32 + 32 * 64 + 2 * (32 + 64), proj_moving = 2 * (32 + 64);
+    EXPECT_EQ(rtr - ptr, proj_trainable) << plain;
+    EXPECT_EQ(rnt - pnt, proj_moving) << plain;
+    EXPECT_EQ(sn_net_macs(r) - sn_net_macs(p), (int64_t)16 * 16 * 16 * 32 + 8 * 8 * 32 * 64)
+        << plain;
+    char *sum = nullptr;
+    ASSERT_EQ(sn_net_summary(p, &sum), SN_OK);
+    EXPECT_EQ(std::string(sum).find("Add"), std::string::npos) << plain << " has an addition";
+    EXPECT_EQ(std::string(sum).find("downsample"), std::string::npos) << plain;
+    free(sum);
+    ASSERT_EQ(sn_net_summary(r, &sum), SN_OK);
+    EXPECT_NE(std::string(sum).find("Add"), std::string::npos) << res;
+    free(sum);
+    sn_net_destroy(p);
+    sn_net_destroy(r);
   }
 }
