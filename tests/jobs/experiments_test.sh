@@ -25,4 +25,24 @@ PY
 if command -v gnuplot >/dev/null; then
   [[ -s "$t/deg/degradation.png" ]] && echo "ok: degradation.png" || die "no degradation.png"
 fi
+"$here/jobs/experiments/batchnorm.sh" --quick --out "$t/bn" >"$t/bn.log" 2>&1 ||
+  die "batchnorm.sh --quick: $(tail -3 "$t/bn.log")"
+/usr/bin/python3 - "$t/bn" <<'PY' || fail=1
+import json, os, sys
+out = sys.argv[1]
+runs = ["%s-lr%s" % (a, lr) for a in ("lenet", "lenet_bn") for lr in ("0.01", "0.1", "0.5")]
+status = {l.split()[0]: int(l.split()[2]) for l in open(os.path.join(out, "times.txt"))}
+for r in runs:
+    rows = [json.loads(l) for l in open(os.path.join(out, "metrics-%s.jsonl" % r))]
+    steps = [x["step"] for x in rows]
+    # 4 steps per epoch: epoch reports at 4, 8, ..., 20 and --val-every 10's line at step 10
+    assert status[r] != 0 or steps == [4, 8, 10, 12, 16, 20], (r, steps)
+    assert all("val_acc" in x for x in rows), (r, rows)
+table = open(os.path.join(out, "batchnorm.md")).read()
+assert all("| %s |" % r in table for r in runs), table
+print("ok: batchnorm.sh --quick: 6 runs in the table")
+PY
+if command -v gnuplot >/dev/null; then
+  [[ -s "$t/bn/batchnorm.png" ]] && echo "ok: batchnorm.png" || die "no batchnorm.png"
+fi
 exit $fail
