@@ -5,7 +5,8 @@
 # the signal reached rank 0 only, rank 1 only, every rank, or mpirun (which forwards SIGUSR1);
 # the resumed run ends with the weights of an uninterrupted one. Also: a signal before the first
 # step (nothing to save), during validation (the epoch is reported after the resume), without
-# --checkpoint, and a second signal (exits at once, the last checkpoint stays loadable).
+# --checkpoint, and a second signal (exits at once, the last checkpoint stays loadable); a
+# checkpoint due by --checkpoint-minutes.
 set -u
 sn="$1"
 py=/usr/bin/python3
@@ -114,6 +115,16 @@ drill 2 rank1 TERM && resumed_equal 2 "$ck" "$t/ref2.h5" "np 2, SIGTERM to rank 
 drill 2 rank0 USR1
 drill 2 all INT
 drill 2 mpirun USR1
+
+# --checkpoint-minutes: a checkpoint inside the first epoch (whose own comes after step 15 and
+# its validation), seen as soon as it exists; the run is then killed outright.
+start 1 "${common[@]}" --checkpoint "$t/ckm.h5" --checkpoint-minutes 0.001
+wait_for test -f "$t/ckm.h5" || die "--checkpoint-minutes: no checkpoint"
+kill -KILL "$job"
+wait "$job"
+s=$(step_of "$t/ckm.h5")
+[[ -n $s && $s -ge 1 && $s -lt 15 ]] && echo "ok: --checkpoint-minutes 0.001: checkpoint at step $s of epoch 1" \
+  || die "--checkpoint-minutes: checkpoint at step '$s'"
 
 # A second signal ends the process at once; the checkpoint on disk is an earlier one and loads.
 # (Two different signals: a second SIGTERM sent before the first is delivered would merge with
