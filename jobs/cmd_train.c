@@ -41,6 +41,7 @@ static cli_opt O[] = {
     {"zero-init-residual", 0, "zero the last BN gamma of each residual block", NULL},
     {"bucket-mb", 1, "gradient all-reduce bucket size in MiB (default 25)", NULL},
     {"threads", 1, "threads per rank (default: the cores available to the rank)", NULL},
+    {"decode-threads", 1, "threads per rank decoding and augmenting the data (default 1)", NULL},
     {"checkpoint", 1, "checkpoint file, written atomically after every epoch", NULL},
     {"resume", 0, "continue from --checkpoint", NULL},
     {"init", 1, "initial weights (fine-tuning; a new head if --classes differs)", NULL},
@@ -69,6 +70,7 @@ static int parse(train_job *c, int argc, char **argv) {
       cli_int(O, NO, "batch", 1, 1 << 20, 128, &c->batch) ||
       cli_int(O, NO, "seed", 0, 1L << 62, 1, &c->seed) ||
       cli_int(O, NO, "threads", 1, 1024, 0, &c->threads) ||
+      cli_int(O, NO, "decode-threads", 1, 256, 1, &c->decode_threads) ||
       cli_float(O, NO, "lr", 0, 1e3, 0.1, &c->lr) ||
       cli_float(O, NO, "momentum", 0, 1, 0.9, &c->mom) ||
       cli_float(O, NO, "weight-decay", 0, 1, 5e-4, &c->wd) ||
@@ -133,10 +135,7 @@ static double train_epoch(train_job *c, int64_t epoch, double sums[3]) {
   if (first < 0) first = 0;
   sn_shard_block(c->batch, c->job.rank, c->job.size, &b, &e); /* this rank's rows per step */
   sn_reader_options ro;
-  sn_reader_options_init(&ro);
-  ro.preprocess = c->pre;
-  ro.augment = c->augment_given ? c->aug : c->h >= 96 ? SN_AUG_RESIZED_CROP : SN_AUG_CROP_FLIP;
-  ro.pad = c->h >= 64 ? c->h / 8 : 4;
+  train_reader_options(c, &ro);
   sn_reader *rd = NULL;
   sn_status s =
       sn_reader_create_epoch_from(c->train, (uint64_t)c->seed, epoch, first, c->shuffle,

@@ -10,7 +10,7 @@ typedef struct train_job {
   /* options */
   sn_model_config cfg;
   const char *data, *vpath, *ckpt, *init, *out, *metrics_path, *pre_name;
-  long epochs, steps_limit, batch, seed, threads;
+  long epochs, steps_limit, batch, seed, threads, decode_threads;
   double lr, mom, wd, ls, warmup, bucket;
   sn_schedule sched;
   sn_augment aug;
@@ -47,6 +47,9 @@ void train_schedule(train_job *c);
 /* Validation after an epoch: evalnet takes net's parameters, every rank evaluates its contiguous
  * block of the validation set; loss, correct and rows summed over the ranks. */
 void train_validate(train_job *c, double *loss, double *correct, double *count);
+/* The training reader's options: preprocessing, augmentation (--augment, else resized-crop from
+ * 96x96 up and crop-flip below), its translation, --decode-threads. */
+void train_reader_options(const train_job *c, sn_reader_options *ro);
 /* This rank's rows of a step: the image and label checks before the collective step. */
 sn_status train_check_batch(const train_job *c, int n, int per_step, const float *x,
                             const int32_t *lb, const int64_t *rb);
