@@ -646,12 +646,15 @@ sn_status sn_dataset_place(sn_dataset *ds, int count, int direct, void *images, 
       memcpy(out + (size_t)r->dest * ds->row_bytes, ds->raw + ds->upos[r->u], ds->row_bytes);
     }
   }
-  if (labels && count > 0) {
-    if (!ds->labels)
-      return sn_error_set(SN_ERR_INVALID, "file %s: the dataset has no /labels", ds->path);
-    for (int i = 0; i < count; ++i)
-      labels[ds->refs[i].dest] = ds->labels[ds->refs[i].row];
-  }
+  return sn_dataset_place_labels(ds, count, labels);
+}
+
+sn_status sn_dataset_place_labels(const sn_dataset *ds, int count, int32_t *labels) {
+  if (!labels || count <= 0) return SN_OK;
+  if (!ds->labels)
+    return sn_error_set(SN_ERR_INVALID, "file %s: the dataset has no /labels", ds->path);
+  for (int i = 0; i < count; ++i)
+    labels[ds->refs[i].dest] = ds->labels[ds->refs[i].row];
   return SN_OK;
 }
 

@@ -64,6 +64,10 @@ struct sn_row_ref {
 sn_status sn_dataset_fetch(sn_dataset *ds, const int64_t *rows, int count, void *images,
                            int *direct);
 sn_status sn_dataset_place(sn_dataset *ds, int count, int direct, void *images, int32_t *labels);
+/* The labels part of place alone (labels NULL: nothing), for a caller that decodes the fetched
+ * encoded rows itself: ds->refs[i] (i < count) is the i-th fetched row, its bytes at
+ * ds->raw + ds->upos[refs[i].u], its batch position refs[i].dest. */
+sn_status sn_dataset_place_labels(const sn_dataset *ds, int count, int32_t *labels);
 /* Decodes the bytes (len) of encoded row `row` into out (info.h, info.w, info.c): the training
  * crop (sn_dataset_set_decode_crop) or the fit of sn_dataset_set_decode. Reads ds only and uses
  * the caller's scratch, so rows may be decoded on several threads, each with its own scratch.

@@ -1,6 +1,7 @@
 /* reader.c - sharded streaming reader: one background thread fills a ring of preallocated batch
- * buffers (read under the io lock, then decode, preprocess and augment unlocked) while the main
- * thread trains or infers on the previous batch. */
+ * buffers (read under the io lock, then decode, preprocess and augment unlocked, the batch's rows
+ * split over decode_threads threads) while the main thread trains or infers on the previous
+ * batch. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <pthread.h>
 #include <stdlib.h>
@@ -19,6 +20,18 @@ typedef struct slot {
   char msg[1024];
 } slot;
 
+/* One of the threads that decode, preprocess and augment a batch: worker 0 is the reader's own
+ * thread, the others are helpers woken for every batch. Each has its own scratch. */
+typedef struct worker {
+  struct sn_reader *r;
+  int id;
+  pthread_t thread;
+  sn_image_scratch img;
+  float *scratch; /* (H, W, C) augmentation scratch */
+  sn_status st;
+  char msg[1024];
+} worker;
+
 struct sn_reader {
   sn_dataset *ds;
   sn_reader_options o;
@@ -28,7 +41,15 @@ struct sn_reader {
   int max_batch;
   slot *slots; /* (nslots) ring */
   int nslots;
-  float *scratch; /* (H, W, C) augmentation scratch */
+  worker *workers; /* (nw) */
+  int nw, helpers_started;
+  int *inv; /* (max_batch) the fetch's row reference of each batch position */
+  /* the batch being filled by the workers: generation, slot, helpers still busy */
+  pthread_mutex_t pmu;
+  pthread_cond_t pgo, pdone;
+  int64_t pgen;
+  slot *pslot;
+  int ppending, pstop, pool_init;
   size_t bytes;
   pthread_t thread;
   int thread_started;
@@ -49,6 +70,7 @@ void sn_reader_options_init(sn_reader_options *o) {
   o->prefetch = 2;
   o->preprocess = SN_PRE_NONE;
   o->augment = SN_AUG_NONE;
+  o->decode_threads = 1;
 }
 
 static double now(void) {
@@ -57,7 +79,64 @@ static double now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Fills one slot with batch b (runs on the reader's thread). */
+/* Worker w's share of the slot's batch: positions [n w / nw, n (w + 1) / nw), decoded (encoded
+ * dataset), preprocessed and augmented. Every value depends on (seed, epoch, row) only, so the
+ * batch is the same whatever the thread count. */
+static void work(sn_reader *r, worker *w, slot *s) {
+  sn_dataset *ds = r->ds;
+  const sn_dataset_info *info = &ds->info;
+  const int n = s->count;
+  const int j0 = (int)((int64_t)n * w->id / r->nw), j1 = (int)((int64_t)n * (w->id + 1) / r->nw);
+  const size_t vals = (size_t)info->h * info->w * info->c;
+  w->st = SN_OK;
+  if (j1 <= j0) return;
+  uint8_t *raw = s->raw;
+  for (int j = j0; info->encoded && j < j1; ++j) {
+    const struct sn_row_ref *ref = &ds->refs[r->inv[j]];
+    const size_t len = (size_t)(ds->offsets[ref->row + 1] - ds->offsets[ref->row]);
+    w->st = sn_dataset_decode_row(ds, ref->row, ds->raw + ds->upos[ref->u], len,
+                                  raw + (size_t)j * ds->row_bytes, &w->img);
+    if (w->st != SN_OK) {
+      snprintf(w->msg, sizeof w->msg, "%s", sn_last_error());
+      return;
+    }
+  }
+  float *x = s->x + (size_t)j0 * vals;
+  if (info->dtype == SN_U8) {
+    sn_preprocess_u8(raw + (size_t)j0 * ds->row_bytes, (size_t)(j1 - j0), info->h, info->w, info->c,
+                     r->o.preprocess, x);
+  } else {
+    memcpy(x, raw + (size_t)j0 * ds->row_bytes, (size_t)(j1 - j0) * vals * sizeof(float));
+    sn_preprocess_f32(x, (size_t)(j1 - j0), info->h, info->w, info->c, r->o.preprocess);
+  }
+  if (r->o.augment != SN_AUG_NONE)
+    sn_augment_batch(x, j1 - j0, info->h, info->w, info->c, r->o.augment, r->o.pad, r->o.seed,
+                     r->o.epoch, s->rows + j0, w->scratch);
+}
+
+static void *helper(void *arg) {
+  worker *w = arg;
+  sn_reader *r = w->r;
+  int64_t seen = 0;
+  for (;;) {
+    pthread_mutex_lock(&r->pmu);
+    while (!r->pstop && r->pgen == seen)
+      pthread_cond_wait(&r->pgo, &r->pmu);
+    if (r->pstop) {
+      pthread_mutex_unlock(&r->pmu);
+      return NULL;
+    }
+    seen = r->pgen;
+    slot *s = r->pslot;
+    pthread_mutex_unlock(&r->pmu);
+    work(r, w, s);
+    pthread_mutex_lock(&r->pmu);
+    if (--r->ppending == 0) pthread_cond_signal(&r->pdone);
+    pthread_mutex_unlock(&r->pmu);
+  }
+}
+
+/* Fills one slot with batch b (runs on the reader's thread, with the helpers). */
 static sn_status fill(sn_reader *r, slot *s, int64_t b) {
   sn_dataset *ds = r->ds;
   const sn_dataset_info *info = &ds->info;
@@ -65,21 +144,36 @@ static sn_status fill(sn_reader *r, slot *s, int64_t b) {
   const int n = (int)(r->starts[b + 1] - r->starts[b]);
   int direct = 0;
   sn_status st = sn_dataset_fetch(ds, rows, n, s->raw, &direct);
-  if (st == SN_OK)
-    st = sn_dataset_place(ds, n, direct, s->raw, info->has_labels ? s->labels : NULL);
   if (st != SN_OK) return st;
-  const size_t vals = (size_t)n * info->h * info->w * info->c;
-  if (info->dtype == SN_U8) {
-    sn_preprocess_u8(s->raw, (size_t)n, info->h, info->w, info->c, r->o.preprocess, s->x);
-  } else {
-    memcpy(s->x, s->raw, vals * sizeof(float));
-    sn_preprocess_f32(s->x, (size_t)n, info->h, info->w, info->c, r->o.preprocess);
-  }
-  if (r->o.augment != SN_AUG_NONE)
-    sn_augment_batch(s->x, n, info->h, info->w, info->c, r->o.augment, r->o.pad, r->o.seed,
-                     r->o.epoch, rows, r->scratch);
+  /* labels (and raw rows fetched out of order) in place; encoded rows are decoded by work() */
+  st = info->encoded ? sn_dataset_place_labels(ds, n, info->has_labels ? s->labels : NULL)
+                     : sn_dataset_place(ds, n, direct, s->raw, info->has_labels ? s->labels : NULL);
+  if (st != SN_OK) return st;
+  for (int i = 0; i < n; ++i)
+    r->inv[ds->refs[i].dest] = i;
   memcpy(s->rows, rows, (size_t)n * sizeof *rows);
   s->count = n;
+  if (r->nw > 1) {
+    pthread_mutex_lock(&r->pmu);
+    r->pslot = s;
+    r->ppending = r->nw - 1;
+    r->pgen++;
+    pthread_cond_broadcast(&r->pgo);
+    pthread_mutex_unlock(&r->pmu);
+  }
+  work(r, &r->workers[0], s);
+  if (r->nw > 1) {
+    pthread_mutex_lock(&r->pmu);
+    while (r->ppending > 0)
+      pthread_cond_wait(&r->pdone, &r->pmu);
+    pthread_mutex_unlock(&r->pmu);
+  }
+  /* the first failing position, whatever the thread count */
+  for (int k = 0; k < r->nw; ++k)
+    if (r->workers[k].st != SN_OK) {
+      s->count = 0;
+      return sn_error_set(r->workers[k].st, "%s", r->workers[k].msg);
+    }
   return SN_OK;
 }
 
@@ -114,9 +208,16 @@ static sn_status start(sn_reader *r) {
       !sn_io_mul(row_vals * (size_t)r->ds->elem, (size_t)r->max_batch, &rawbytes))
     return sn_error_set(SN_ERR_NOMEM, "reader: batch of %d rows overflows", r->max_batch);
   r->slots = calloc((size_t)r->nslots, sizeof *r->slots);
-  r->scratch = malloc(row_vals * sizeof(float));
-  if (!r->slots || !r->scratch)
+  r->workers = calloc((size_t)r->nw, sizeof *r->workers);
+  r->inv = malloc((size_t)r->max_batch * sizeof *r->inv);
+  if (!r->slots || !r->workers || !r->inv)
     return sn_error_set(SN_ERR_NOMEM, "reader: %d batch buffers", r->nslots);
+  for (int k = 0; k < r->nw; ++k) {
+    r->workers[k].r = r;
+    r->workers[k].id = k;
+    if (!(r->workers[k].scratch = malloc(row_vals * sizeof(float))))
+      return sn_error_set(SN_ERR_NOMEM, "reader: scratch of %d threads", r->nw);
+  }
   for (int i = 0; i < r->nslots; ++i) {
     slot *s = &r->slots[i];
     s->x = malloc(xbytes ? xbytes : 1);
@@ -128,9 +229,18 @@ static sn_status start(sn_reader *r) {
                           xbytes + rawbytes);
   }
   r->bytes = (size_t)r->nslots * (xbytes + rawbytes + (size_t)r->max_batch * 12) +
-             row_vals * sizeof(float);
+             (size_t)r->nw * row_vals * sizeof(float);
   if (pthread_mutex_init(&r->mu, NULL) != 0 || pthread_cond_init(&r->cv, NULL) != 0)
     return sn_error_set(SN_ERR_NOMEM, "reader: cannot create a mutex");
+  if (pthread_mutex_init(&r->pmu, NULL) != 0 || pthread_cond_init(&r->pgo, NULL) != 0 ||
+      pthread_cond_init(&r->pdone, NULL) != 0)
+    return sn_error_set(SN_ERR_NOMEM, "reader: cannot create a mutex");
+  r->pool_init = 1;
+  for (; r->helpers_started < r->nw - 1; ++r->helpers_started)
+    if (pthread_create(&r->workers[r->helpers_started + 1].thread, NULL, helper,
+                       &r->workers[r->helpers_started + 1]) != 0)
+      return sn_error_set(SN_ERR_NOMEM, "reader: cannot start decode thread %d of %d",
+                          r->helpers_started + 2, r->nw);
   if (pthread_create(&r->thread, NULL, run, r) != 0)
     return sn_error_set(SN_ERR_NOMEM, "reader: cannot start the thread");
   r->thread_started = 1;
@@ -141,10 +251,12 @@ static sn_status check(sn_dataset *ds, const sn_reader_options *o, sn_reader **o
   if (!out) return sn_error_set(SN_ERR_INVALID, "sn_reader_create: out is NULL");
   *out = NULL;
   if (!ds || !o || o->prefetch < 0 || o->prefetch > 64 || o->pad < 0 ||
-      o->preprocess == SN_PRE_DEFAULT)
-    return sn_error_set(
-        SN_ERR_INVALID, "sn_reader_create: invalid options (prefetch %d, pad %d, preprocess %s)",
-        o ? o->prefetch : 0, o ? o->pad : 0, o ? sn_preprocess_name(o->preprocess) : "?");
+      o->preprocess == SN_PRE_DEFAULT || o->decode_threads < 1 || o->decode_threads > 256)
+    return sn_error_set(SN_ERR_INVALID,
+                        "sn_reader_create: invalid options (prefetch %d, pad %d, preprocess %s, "
+                        "decode threads %d)",
+                        o ? o->prefetch : 0, o ? o->pad : 0,
+                        o ? sn_preprocess_name(o->preprocess) : "?", o ? o->decode_threads : 0);
   return SN_OK;
 }
 
@@ -163,6 +275,7 @@ static sn_status make(sn_dataset *ds, const sn_reader_options *o, int64_t *rows,
   r->starts = starts;
   r->nb = nb;
   r->nslots = (o->prefetch > 0 ? o->prefetch : 1) + 1;
+  r->nw = o->decode_threads;
   if (o->augment == SN_AUG_RESIZED_CROP && ds->info.encoded) {
     /* from the original picture, flip included: nothing left for sn_augment_batch */
     sn_dataset_set_decode_crop(ds, 1, o->seed, o->epoch, o->jpeg_scale);
@@ -259,9 +372,26 @@ void sn_reader_destroy(sn_reader *r) {
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     pthread_join(r->thread, NULL);
+  }
+  if (r->pool_init) { /* the reader's thread is gone: the helpers are idle */
+    pthread_mutex_lock(&r->pmu);
+    r->pstop = 1;
+    pthread_cond_broadcast(&r->pgo);
+    pthread_mutex_unlock(&r->pmu);
+    for (int k = 1; k <= r->helpers_started; ++k)
+      pthread_join(r->workers[k].thread, NULL);
+    pthread_mutex_destroy(&r->pmu);
+    pthread_cond_destroy(&r->pgo);
+    pthread_cond_destroy(&r->pdone);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
   }
+  for (int k = 0; r->workers && k < r->nw; ++k) {
+    sn_image_scratch_free(&r->workers[k].img);
+    free(r->workers[k].scratch);
+  }
+  free(r->workers);
+  free(r->inv);
   for (int i = 0; r->slots && i < r->nslots; ++i) {
     free(r->slots[i].x);
     free(r->slots[i].raw);
@@ -270,7 +400,6 @@ void sn_reader_destroy(sn_reader *r) {
   }
   if (r->decode_crop) sn_dataset_set_decode_crop(r->ds, 0, 0, 0, 0);
   free(r->slots);
-  free(r->scratch);
   free(r->rows);
   free(r->starts);
   free(r);

@@ -47,6 +47,7 @@ static cli_opt O[] = {
     {"zero-init-residual", 0, "zero the last BN gamma of each residual block", NULL},
     {"bucket-mb", 1, "gradient all-reduce bucket size in MiB (default 25)", NULL},
     {"threads", 1, "threads per rank (default: the cores available to the rank)", NULL},
+    {"decode-threads", 1, "threads per rank decoding and augmenting the data (default 1)", NULL},
     {"checkpoint", 1, "checkpoint file, written atomically after every epoch and on a stop", NULL},
     {"checkpoint-every", 1, "also write the checkpoint every N global steps", NULL},
     {"checkpoint-minutes", 1, "also write the checkpoint every M minutes (rank 0's clock)", NULL},
@@ -79,6 +80,7 @@ static int parse(train_job *c, int argc, char **argv) {
       cli_int(O, NO, "batch", 1, 1 << 20, 128, &c->batch) ||
       cli_int(O, NO, "seed", 0, 1L << 62, 1, &c->seed) ||
       cli_int(O, NO, "threads", 1, 1024, 0, &c->threads) ||
+      cli_int(O, NO, "decode-threads", 1, 256, 1, &c->decode_threads) ||
       cli_float(O, NO, "lr", 0, 1e3, 0.1, &c->lr) ||
       cli_float(O, NO, "momentum", 0, 1, 0.9, &c->mom) ||
       cli_float(O, NO, "weight-decay", 0, 1, 5e-4, &c->wd) ||

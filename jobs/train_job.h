@@ -14,7 +14,7 @@ typedef struct train_job {
   /* options */
   sn_model_config cfg;
   const char *data, *vpath, *ckpt, *init, *out, *metrics_path, *pre_name;
-  long epochs, steps_limit, batch, seed, threads, ckpt_every, val_every;
+  long epochs, steps_limit, batch, seed, threads, ckpt_every, val_every, decode_threads;
   double lr, mom, wd, ls, warmup, bucket, ckpt_minutes;
   sn_schedule sched;
   sn_augment aug;
@@ -63,6 +63,9 @@ void train_schedule(train_job *c);
  * (out[4]). Every batch ends at a collective check, so a stop request ends it within a batch:
  * then it returns 0 with c->stop set (out undefined). */
 int train_validate(train_job *c, double out[4]);
+/* The training reader's options: preprocessing, augmentation (the recipe's), its translation,
+ * --decode-threads. */
+void train_reader_options(const train_job *c, sn_reader_options *ro);
 /* This rank's rows of a step: the image and label checks before the collective step. */
 sn_status train_check_batch(const train_job *c, int n, int per_step, const float *x,
                             const int32_t *lb, const int64_t *rb);

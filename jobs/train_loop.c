@@ -84,10 +84,7 @@ double train_epoch(train_job *c, int64_t epoch, double sums[5]) {
   if (first < 0) first = 0;
   sn_shard_block(c->batch, c->job.rank, c->job.size, &b, &e); /* this rank's rows per step */
   sn_reader_options ro;
-  sn_reader_options_init(&ro);
-  ro.preprocess = c->pre;
-  ro.augment = c->recipe.augment;
-  ro.pad = c->h >= 64 ? c->h / 8 : 4;
+  train_reader_options(c, &ro);
   sn_reader *rd = NULL;
   sn_status s =
       sn_reader_create_epoch_from(c->train, (uint64_t)c->seed, epoch, first, c->shuffle,

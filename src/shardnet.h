@@ -962,6 +962,9 @@ typedef struct sn_reader_options {
                                lives */
   int jpeg_scale;           /* that decode: 1 lets libjpeg decode at a reduced scale (default 0:
                                full size, bit-exact with torchvision) */
+  int decode_threads;       /* threads that decode, preprocess and augment each batch, its rows
+                               split between them: the reader's own and decode_threads - 1
+                               helpers (default 1, at most 256); batches do not depend on it */
   int pad;                  /* translation for SN_AUG_CROP_FLIP */
   uint64_t seed;            /* augmentation seed (sn_reader_create_epoch: its seed) */
   int64_t epoch;            /* augmentation epoch (sn_reader_create_epoch: its epoch) */

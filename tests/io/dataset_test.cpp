@@ -892,6 +892,125 @@ TEST(Reader, DecodeErrorNamesTheRowAndStopsCleanly) {
   sn_dataset_close(ds);
 }
 
+// Batches are the same whatever the number of decode threads: every value depends on (seed,
+// epoch, row) only, the batch's positions are split between the threads, and a decode error is
+// the first failing position's whatever thread met it.
+TEST(Reader, DecodeThreadsGiveTheSameBatches) {
+  std::string dir = sntest::temp_dir();
+  std::vector<std::vector<uint8_t>> files;
+  for (int i = 0; i < 37; ++i) {
+    const int h = 20 + (i * 13) % 50, w = 24 + (i * 29) % 61;
+    auto pix = smooth_image(h, w, 3, i);
+    for (size_t k = 0; k < pix.size(); ++k)
+      pix[k] = static_cast<uint8_t>(std::min(255, pix[k] + static_cast<int>((k * 7919) % 23)));
+    files.push_back(i % 4 == 3 ? png_of(pix, h, w, 3) : jpeg_of(pix, h, w, 3, 90));
+  }
+  const std::string p = make_encoded(dir, files, 16, 16, 3);
+  Raw raw = make_raw(dir, 37);
+  std::vector<int64_t> order = shuffled(37, 5);
+  for (int i = 0; i < 12; ++i) // repeats, in and across batches
+    order.push_back(order[static_cast<size_t>(i * 3)]);
+  const size_t vals16 = 16 * 16 * 3, vals_raw = 4 * 5 * 3;
+  struct Case {
+    const char *path;
+    sn_augment aug;
+    int epoch_reader;
+    size_t vals;
+  } cases[] = {{p.c_str(), SN_AUG_RESIZED_CROP, 1, vals16},
+               {p.c_str(), SN_AUG_CROP_FLIP, 0, vals16},
+               {raw.path.c_str(), SN_AUG_CROP_FLIP, 0, vals_raw},
+               {raw.path.c_str(), SN_AUG_RESIZED_CROP, 1, vals_raw}};
+  for (const Case &cs : cases) {
+    sn_dataset *ds = nullptr;
+    ASSERT_EQ(sn_dataset_open(cs.path, sn_comm_serial(), &ds), SN_OK) << sn_last_error();
+    std::vector<float> want_x;
+    std::vector<int32_t> want_lab;
+    std::vector<int64_t> want_rows;
+    for (int threads : {1, 2, 3, 7, 16}) {
+      sn_reader_options o;
+      sn_reader_options_init(&o);
+      EXPECT_EQ(o.decode_threads, 1);
+      o.batch = 10;
+      o.preprocess = SN_PRE_TORCH;
+      o.augment = cs.aug;
+      o.pad = 2;
+      o.decode_threads = threads;
+      sn_reader *rd = nullptr;
+      if (cs.epoch_reader)
+        ASSERT_EQ(sn_reader_create_epoch(ds, 11, 2, 1, 2, 20, 0, &o, &rd), SN_OK)
+            << sn_last_error();
+      else
+        ASSERT_EQ(sn_reader_create(ds, order.data(), (int64_t)order.size(), &o, &rd), SN_OK)
+            << sn_last_error();
+      std::vector<float> xs;
+      std::vector<int32_t> labs;
+      std::vector<int64_t> rows_seen;
+      for (;;) {
+        float *x;
+        int32_t *lab;
+        int64_t *rows;
+        int cnt = -1;
+        ASSERT_EQ(sn_reader_next(rd, &x, &lab, &rows, &cnt), SN_OK) << sn_last_error();
+        if (cnt == 0) break;
+        xs.insert(xs.end(), x, x + static_cast<size_t>(cnt) * cs.vals);
+        labs.insert(labs.end(), lab, lab + cnt);
+        rows_seen.insert(rows_seen.end(), rows, rows + cnt);
+      }
+      sn_reader_destroy(rd);
+      if (threads == 1) {
+        want_x = xs;
+        want_lab = labs;
+        want_rows = rows_seen;
+        ASSERT_FALSE(want_x.empty());
+        continue;
+      }
+      EXPECT_EQ(rows_seen, want_rows) << "threads " << threads;
+      EXPECT_EQ(labs, want_lab) << "threads " << threads;
+      ASSERT_EQ(xs.size(), want_x.size());
+      EXPECT_EQ(memcmp(xs.data(), want_x.data(), xs.size() * sizeof(float)), 0)
+          << cs.path << " augment " << cs.aug << ", threads " << threads;
+    }
+    sn_dataset_close(ds);
+  }
+  // two corrupt rows in one batch (positions 3 and 7 of 10), another in the next batch
+  std::vector<std::vector<uint8_t>> bad = files;
+  bad[13] = {0xFF, 0xD8, 0xFF, 0x00, 0x01};
+  bad[17] = {0x89, 0x50, 0x4E, 0x47};
+  bad[25] = {0xFF, 0xD8};
+  const std::string pb = make_encoded(dir, bad, 16, 16, 3, "bad.h5");
+  sn_dataset *ds = nullptr;
+  ASSERT_EQ(sn_dataset_open(pb.c_str(), sn_comm_serial(), &ds), SN_OK) << sn_last_error();
+  std::vector<int64_t> rows(30);
+  for (int i = 0; i < 30; ++i)
+    rows[static_cast<size_t>(i)] = i;
+  std::swap(rows[13], rows[17]); // batch 1 holds row 17 before row 13
+  for (int threads : {1, 2, 4, 10}) {
+    sn_reader_options o;
+    sn_reader_options_init(&o);
+    o.batch = 10;
+    o.decode_threads = threads;
+    sn_reader *rd = nullptr;
+    ASSERT_EQ(sn_reader_create(ds, rows.data(), 30, &o, &rd), SN_OK);
+    float *x;
+    int cnt;
+    ASSERT_EQ(sn_reader_next(rd, &x, nullptr, nullptr, &cnt), SN_OK) << sn_last_error();
+    EXPECT_EQ(sn_reader_next(rd, &x, nullptr, nullptr, &cnt), SN_ERR_FORMAT);
+    EXPECT_TRUE(has(sn_last_error(), "row 17: "))
+        << "threads " << threads << ": " << sn_last_error();
+    EXPECT_NE(sn_reader_next(rd, &x, nullptr, nullptr, &cnt), SN_OK);
+    sn_reader_destroy(rd);
+  }
+  sn_reader_options o;
+  sn_reader_options_init(&o);
+  sn_reader *rd = nullptr;
+  for (int threads : {0, -1, 257}) {
+    o.decode_threads = threads;
+    EXPECT_EQ(sn_reader_create(ds, rows.data(), 30, &o, &rd), SN_ERR_INVALID);
+    EXPECT_TRUE(has(sn_last_error(), "decode threads")) << sn_last_error();
+  }
+  sn_dataset_close(ds);
+}
+
 // The reader's thread and a writer on the main thread share the (non-thread-safe) HDF5 library
 // through the io lock.
 TEST(Reader, RunsAlongsideTheWriter) {
