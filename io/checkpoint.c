@@ -1,6 +1,7 @@
 /* checkpoint.c - training checkpoints: one HDF5 file with the whole parameter block (weights and
  * moving statistics), the momentum block and the loop state, written atomically (temporary name,
  * fsync, rename), so a kill at any moment leaves either the previous checkpoint or the new one. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,33 @@ static sn_status check_attr_int(hid_t f, const char *path, const char *name, int
     return sn_error_set(SN_ERR_SHAPE, "checkpoint %s: %s is %lld but the model has %lld", path,
                         name, (long long)v, (long long)want);
   return SN_OK;
+}
+
+/* vals (n floats, laid out as the net's parameter block: `what` is "params" or the "momentum" of
+ * its trainable part) hold finite values; else SN_ERR_NUMERIC naming the first tensor with NaN or
+ * infinity, its layer and role, and the counts. */
+static sn_status check_finite(sn_net *net, const char *path, const char *what, const float *vals,
+                              size_t n) {
+  if (sn_values_finite(vals, n)) return SN_OK;
+  const float *block = sn_net_param_block(net, NULL);
+  for (int i = 0; i < sn_net_num_params(net); ++i) {
+    sn_param_info p;
+    if (sn_net_param(net, i, &p) != SN_OK) break;
+    const size_t off = (size_t)(p.data - block);
+    if (off + (size_t)p.count > n) continue; /* a moving statistic: not in the momentum */
+    int64_t nan = 0, inf = 0;
+    for (int64_t k = 0; k < p.count; ++k) {
+      nan += isnan(vals[off + k]) != 0;
+      inf += isinf(vals[off + k]) != 0;
+    }
+    if (nan || inf)
+      return sn_error_set(SN_ERR_NUMERIC,
+                          "checkpoint %s: %s of layer %s %s: %lld NaN and %lld infinite of %lld "
+                          "values; a checkpoint must be finite",
+                          path, what, p.layer, sn_param_role_name(p.role, SN_STYLE_KERAS, NULL),
+                          (long long)nan, (long long)inf, (long long)p.count);
+  }
+  return sn_error_set(SN_ERR_NUMERIC, "checkpoint %s: %s contain NaN or infinity", path, what);
 }
 
 sn_status sn_checkpoint_save(sn_net *net, const char *path, const sn_checkpoint_meta *m) {
@@ -93,8 +121,8 @@ sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_checkpoint_meta *
   if (s == SN_OK) s = sn_h5_read_f32(f, "params", path, 1, &d1, pb);
   int has_mom = sn_h5_exists(f, "momentum");
   if (s == SN_OK && mom && nmom && has_mom) s = sn_h5_read_f32(f, "momentum", path, 1, &d2, mb);
-  if (s == SN_OK && !sn_values_finite(pb, nblock))
-    s = sn_error_set(SN_ERR_NUMERIC, "checkpoint %s: parameters contain NaN or infinity", path);
+  if (s == SN_OK) s = check_finite(net, path, "params", pb, nblock);
+  if (s == SN_OK && mom && nmom && has_mom) s = check_finite(net, path, "momentum", mb, nmom);
   if (s == SN_OK) {
     memcpy(block, pb, nblock * sizeof(float));
     if (mom && nmom) {

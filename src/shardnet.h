@@ -489,7 +489,9 @@ SN_API sn_status sn_shard_epoch_rows(int64_t n, uint64_t seed, int64_t epoch, in
  * .weights.h5 with layer-name attributes (6.3). Nothing is half-loaded: on any mismatch the net
  * is unchanged and the message names the key, layer and both shapes. Errors: missing file
  * SN_ERR_IO; not HDF5, truncated, unexpected key/layer, wrong arch SN_ERR_FORMAT; missing key or
- * layer SN_ERR_NOTFOUND; wrong shape SN_ERR_SHAPE. The Keras <= 2.2 ResNet50 file (other
+ * layer SN_ERR_NOTFOUND; wrong shape SN_ERR_SHAPE (for the classifier, with the file's class
+ * count); a NaN or infinity in any tensor loaded SN_ERR_NUMERIC naming the tensor (the file's key
+ * or dataset, the layer and role) and the counts. The Keras <= 2.2 ResNet50 file (other
  * architecture) is rejected. md5_hex (33 bytes, may be NULL) receives the file's MD5 (see
  * sn_weights_known_file). Calls sn_net_refresh. Not collective: every rank may call it; rank 0
  * reading and broadcasting is done with sn_weights_load_bcast. */
@@ -530,6 +532,24 @@ SN_API sn_status sn_weights_save(const sn_net *net, const char *path);
  * file name, e.g. "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", or NULL if unknown.
  * The string is static. */
 SN_API const char *sn_weights_known_file(const char *md5_hex);
+/* What a weights file records about the model it fits, read without loading its tensors (a few
+ * attributes and one dataset shape), so that a caller can build the matching net:
+ *   format   the layout (sn_weights_load's detection; never SN_WEIGHTS_AUTO)
+ *   arch     the architecture the file names: the native arch attribute, a torchvision file's
+ *            arch attribute (jobs/convert_torch_weights.py writes it); "" when it names none
+ *            (Keras files: sn_weights_known_file identifies the release files by MD5)
+ *   classes  the classifier's outputs: the native classes attribute, the rows of a torchvision
+ *            file's fc.weight, the columns of the kernel of a Keras file's layer "predictions"
+ *            (legacy or Keras 3); 0 when the file has no such classifier (a "no top" file)
+ * Errors: those of opening a file (SN_ERR_IO, SN_ERR_FORMAT), an unrecognised layout or a
+ * classifier kernel that is not 2-D (SN_ERR_FORMAT). On failure *info is zeroed. Not collective;
+ * takes the io lock. */
+typedef struct sn_weights_info {
+  sn_weights_format format;
+  char arch[SN_MAX_NAME];
+  int classes;
+} sn_weights_info;
+SN_API sn_status sn_weights_inspect(const char *path, sn_weights_info *info);
 
 /* Training checkpoints: parameters (with moving statistics), momentum buffers and loop state in
  * one HDF5 file, written atomically (a kill never leaves a broken file under the real name).
