@@ -757,6 +757,61 @@ SN_API sn_status sn_output_status(const char *path, sn_output_state *state);
  * (n bytes, truncated). Missing attribute -> SN_ERR_NOTFOUND. Not collective. */
 SN_API sn_status sn_file_attr_str(const char *path, const char *name, char *buf, size_t n);
 
+/* Class labels: the names (and WordNet ids) of a model's classes, from a label file in one of two
+ * forms: a plain list, one name per line (line i names class i; CR LF and a UTF-8 byte-order mark
+ * accepted, trailing blank lines ignored, a blank line before the last name refused), or Keras'
+ * imagenet_class_index.json ({"0": ["n01440764", "tench"], ...}: the keys are the class indices
+ * 0..K-1, each once, the values [wnid, name]). classes > 0: the file must name exactly that many
+ * classes, else SN_ERR_SHAPE "label file F names 1000 classes but the model has 3". Errors:
+ * unreadable SN_ERR_IO; empty, malformed (naming the line), a gap in the JSON keys
+ * SN_ERR_FORMAT. The caller owns *out (sn_labels_destroy). Not collective. */
+typedef struct sn_labels sn_labels;
+SN_API sn_status sn_labels_read(const char *path, int classes, sn_labels **out);
+SN_API void sn_labels_destroy(sn_labels *l);
+/* Number of classes named (0 for NULL). */
+SN_API int sn_labels_count(const sn_labels *l);
+/* Name / WordNet id of class i, owned by l; NULL when i is out of range, l is NULL or (wnid) the
+ * file is a plain list, which has none. */
+SN_API const char *sn_labels_name(const sn_labels *l, int i);
+SN_API const char *sn_labels_wnid(const sn_labels *l, int i);
+
+/* Decoded predictions: a finished inference output's /predictions in Keras' decode_predictions
+ * form, per row its input and (wnid, name, probability) for the top k classes, most probable
+ * first (docs/cli.md, "Decoded predictions"). The input is named by /filenames when the output
+ * has it, else by its dataset row (/index). Formats of the decoded file: CSV (header
+ * file,index,class_1,wnid_1,name_1,probability_1,...) or JSON Lines ({"file": ..., "index": ...,
+ * "classes": [...], "predictions": [[wnid, name, p], ...]}); without wnids (a plain label list)
+ * the wnid is empty / null, without labels the name too. */
+typedef enum sn_decode_format {
+  SN_DECODE_AUTO = 0, /* by the decoded file's extension: .csv, .jsonl (.json, .ndjson) */
+  SN_DECODE_CSV = 1,
+  SN_DECODE_JSONL = 2
+} sn_decode_format;
+/* Called with each printed row's line (no newline), e.g. "cat/1.jpg: n02123045 tabby 0.8123 |
+ * ..." ("name (class) p" without wnids, "class p" without labels; "row R:" without
+ * /filenames). */
+typedef void (*sn_decode_print_fn)(void *ctx, const char *line);
+typedef struct sn_decode_options {
+  int top;                  /* classes per row: 0 (default) or more than K: all K of the file */
+  sn_decode_format format;  /* of the decoded file (default SN_DECODE_AUTO) */
+  int64_t print_rows;       /* the first rows passed to print (default 0) */
+  sn_decode_print_fn print; /* may be NULL: nothing printed */
+  void *print_ctx;
+} sn_decode_options;
+SN_API void sn_decode_options_init(sn_decode_options *o);
+/* The format an extension implies, or SN_DECODE_AUTO when it implies none. */
+SN_API sn_decode_format sn_decode_format_of(const char *path);
+/* Reads the inference output output_path, which must be complete (complete = 1, else
+ * SN_ERR_FORMAT), in blocks of rows, and writes decoded_path (NULL: none; written to
+ * PATH.tmp.<pid> and renamed when complete, removed on failure) and/or passes the first
+ * o->print_rows rows to o->print. labels may be NULL (names unknown); with labels, a class
+ * outside them is SN_ERR_FORMAT naming the row. Errors: no /predictions (an output written
+ * without predictions) SN_ERR_NOTFOUND; shapes that disagree SN_ERR_FORMAT; an unknown format
+ * SN_ERR_INVALID; writing SN_ERR_IO. o may be NULL (the defaults). Not collective: one rank
+ * decodes a finished file; takes the io lock. */
+SN_API sn_status sn_output_decode(const char *output_path, const sn_labels *labels,
+                                  const char *decoded_path, const sn_decode_options *o);
+
 /* Streaming reader: a background thread reads, decodes, preprocesses (and augments) the next
  * batches into a ring of prefetch + 1 preallocated batch buffers, so memory is bounded by
  * batch x (prefetch + 1) rows whatever the dataset size. The reader owns the dataset's use while
