@@ -1,7 +1,7 @@
 /* decode.c - an inference output's predictions decoded as Keras' decode_predictions gives them:
  * per row, its input (file name, else dataset row), then (wnid, name, probability) for the top
- * k classes, most probable first (docs/cli.md, "Decoded predictions"). A pass over a finished
- * output file (complete = 1), so that it does not depend on how the rows were computed or
+ * k classes, most probable first (docs/cli.md, "Labels and decoded predictions"). A pass over a
+ * finished output file (complete = 1), so that it does not depend on how the rows were computed or
  * distributed: rows are read in blocks of SN_DECODE_ROWS, so memory does not grow with N.
  *
  * The decoded file is written to PATH.tmp.<pid> and renamed to PATH only when complete (removed

@@ -1,4 +1,5 @@
-/* labels.c - class names (and WordNet ids) from a label file (docs/cli.md, "Labels").
+/* labels.c - class names (and WordNet ids) from a label file (docs/cli.md, "Labels and
+ * decoded predictions").
  *
  * Two forms, told apart by the first character after any byte-order mark and white space:
  *  - a plain list: one class name per line, line i naming class i (CR LF accepted, trailing blank

@@ -777,8 +777,8 @@ SN_API const char *sn_labels_wnid(const sn_labels *l, int i);
 
 /* Decoded predictions: a finished inference output's /predictions in Keras' decode_predictions
  * form, per row its input and (wnid, name, probability) for the top k classes, most probable
- * first (docs/cli.md, "Decoded predictions"). The input is named by /filenames when the output
- * has it, else by its dataset row (/index). Formats of the decoded file: CSV (header
+ * first (docs/cli.md, "Labels and decoded predictions"). The input is named by /filenames when the
+ * output has it, else by its dataset row (/index). Formats of the decoded file: CSV (header
  * file,index,class_1,wnid_1,name_1,probability_1,...) or JSON Lines ({"file": ..., "index": ...,
  * "classes": [...], "predictions": [[wnid, name, p], ...]}); without wnids (a plain label list)
  * the wnid is empty / null, without labels the name too. */
