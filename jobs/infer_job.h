@@ -41,8 +41,7 @@ void infer_build(infer_job *c);
 /* Creates the output (or reopens it with --resume) and this rank's staging, batch buffers, plan,
  * reader and metrics. */
 void infer_open_output(infer_job *c);
-/* Reads, predicts and stages the next batch of this rank's rows (printing the first rows'
- * predictions on rank 0). Not collective. */
+/* Reads, predicts and stages the next batch of this rank's rows. Not collective. */
 sn_status infer_batch(infer_job *c);
 /* infer_decode.c. The class count weights file wpath records (0 for none) into cfg->classes, or
  * SN_ERR_SHAPE naming both when an explicit --classes contradicts it. Not collective. */
