@@ -5,6 +5,7 @@
  * batch-norm statistics; rank 0 writes. Loading is collective: rank 0 reads and checks, then
  * broadcasts, so every rank gets the same state or the same error. Every HDF5 call holds the io
  * lock: a checkpoint is written in the middle of an epoch, while the reader's thread is alive. */
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,6 +301,33 @@ typedef struct staged {
   float *stats;             /* (stat_ranks, nstat) */
 } staged;
 
+/* vals (n floats, laid out as the net's parameter block: `what` is "params" or the "momentum" of
+ * its trainable part) hold finite values; else SN_ERR_NUMERIC naming the first tensor with NaN or
+ * infinity, its layer and role, and the counts. */
+static sn_status check_finite(sn_net *net, const char *path, const char *what, const float *vals,
+                              size_t n) {
+  if (sn_values_finite(vals, n)) return SN_OK;
+  const float *block = sn_net_param_block(net, NULL);
+  for (int i = 0; i < sn_net_num_params(net); ++i) {
+    sn_param_info p;
+    if (sn_net_param(net, i, &p) != SN_OK) break;
+    const size_t off = (size_t)(p.data - block);
+    if (off + (size_t)p.count > n) continue; /* a moving statistic: not in the momentum */
+    int64_t nan = 0, inf = 0;
+    for (int64_t k = 0; k < p.count; ++k) {
+      nan += isnan(vals[off + k]) != 0;
+      inf += isinf(vals[off + k]) != 0;
+    }
+    if (nan || inf)
+      return sn_error_set(SN_ERR_NUMERIC,
+                          "checkpoint %s: %s of layer %s %s: %lld NaN and %lld infinite of %lld "
+                          "values; a checkpoint must be finite",
+                          path, what, p.layer, sn_param_role_name(p.role, SN_STYLE_KERAS, NULL),
+                          (long long)nan, (long long)inf, (long long)p.count);
+  }
+  return sn_error_set(SN_ERR_NUMERIC, "checkpoint %s: %s contain NaN or infinity", path, what);
+}
+
 /* Reads and checks everything; the io lock is held. */
 static sn_status read_file(sn_net *net, const char *path, staged *st) {
   hid_t f;
@@ -346,9 +374,14 @@ static sn_status read_file(sn_net *net, const char *path, staged *st) {
   if (s == SN_OK && st->stat_ranks)
     s = sn_h5_read_f32(f, "rank_moving_stats", path, 2, dims, st->stats);
   H5Fclose(f);
-  if (s == SN_OK && (!sn_values_finite(st->params, nblock) ||
-                     !sn_values_finite(st->stats, (size_t)(st->stat_ranks * nstat))))
-    s = sn_error_set(SN_ERR_NUMERIC, "checkpoint %s: parameters contain NaN or infinity", path);
+  if (s == SN_OK) s = check_finite(net, path, "params", st->params, nblock);
+  if (s == SN_OK && st->has_momentum)
+    s = check_finite(net, path, "momentum", st->momentum, nmom);
+  if (s == SN_OK && !sn_values_finite(st->stats, (size_t)(st->stat_ranks * nstat)))
+    s = sn_error_set(SN_ERR_NUMERIC,
+                     "checkpoint %s: /rank_moving_stats contain NaN or infinity; a checkpoint must "
+                     "be finite",
+                     path);
   return s;
 }
 

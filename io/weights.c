@@ -8,10 +8,11 @@
  *  - native (written here): /params/<layer>/<keras role name> in engine layout, root attributes
  *    format = "shardnet", version, arch, classes, height, width, channels, include_top, pooling,
  *    base_width, style.
- * Loading stages every tensor in a private buffer and validates every key and shape before the
- * net is touched: on failure the net is unchanged.
+ * Loading stages every tensor in a private buffer and validates every key, shape and value
+ * (finite) before the net is touched: on failure the net is unchanged.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,8 @@ typedef struct loader {
   const char *head;    /* SN_LOAD_NEW_HEAD: the classifier layer (last dense layer), else NULL */
   const char *const *ignore; /* SN_LOAD_IGNORE_HEAD on a net without a classifier: the file's */
   int nignore;               /* top layers that are skipped (see top_layers), else NULL / 0 */
+  const char *classifier;    /* the net's last dense layer, NULL without one (for messages) */
+  sn_weights_format fmt;     /* the file's layout, for naming its tensors in messages */
 } loader;
 
 static void loader_free(loader *L) {
@@ -149,7 +152,10 @@ static sn_status loader_init(loader *L, sn_net *net, const char *path, unsigned 
     if ((size_t)L->info[i].count > largest) largest = (size_t)L->info[i].count;
     if ((flags & SN_LOAD_NEW_HEAD) && !strcmp(L->info[i].layer_kind, "dense"))
       L->head = L->info[i].layer;
-    if (!strcmp(L->info[i].layer_kind, "dense")) has_dense = 1;
+    if (!strcmp(L->info[i].layer_kind, "dense")) {
+      has_dense = 1;
+      L->classifier = L->info[i].layer;
+    }
   }
   if ((flags & SN_LOAD_IGNORE_HEAD) && !has_dense) L->ignore = top_layers(net, &L->nignore);
   L->stage = malloc((total ? total : 1) * sizeof(float));
@@ -242,6 +248,24 @@ static void from_torch(const sn_param_info *p, const float *src, float *dst) {
   }
 }
 
+/* For a shape mismatch of the classifier's tensor i: "; the file's classifier has K classes, the
+ * net N (...)" into buf, else "". fd: the file's dims (torch = 1: PyTorch layout). */
+static const char *classifier_hint(const loader *L, int i, const int64_t *fd, int torch, char *buf,
+                                   size_t n) {
+  buf[0] = '\0';
+  const sn_param_info *p = &L->info[i];
+  if (!L->classifier || strcmp(p->layer, L->classifier)) return buf;
+  /* classes: the bias's length, the kernel's output dim ((in, out), torch (out, in)) */
+  const int64_t file = p->ndim == 1 ? fd[0] : fd[torch ? 0 : 1];
+  const int net = p->ndim == 1 ? p->shape[0] : p->shape[1];
+  if (file != net)
+    snprintf(buf, n,
+             "; the file's classifier has %lld classes and the net %d (build the net with "
+             "classes = %lld, or load with SN_LOAD_NEW_HEAD to keep the net's own)",
+             (long long)file, net, (long long)file);
+  return buf;
+}
+
 /* Shape check of dataset `dset` under loc against dims; the message names the key, the layer
  * and both shapes. */
 static sn_status check_shape(const loader *L, hid_t loc, const char *dset, const char *keyword,
@@ -258,11 +282,12 @@ static sn_status check_shape(const loader *L, hid_t loc, const char *dset, const
   for (int k = 0; same && k < ndim; ++k)
     same = fd[k] == dims[k];
   if (!same) {
-    char a[96], b[96];
-    return sn_error_set(SN_ERR_SHAPE, "file %s: %s %s: shape %s does not match layer %s %s %s%s",
-                        L->path, keyword, key, sn_h5_shape_str(fnd, fd, a, sizeof a),
-                        L->info[i].layer, keras_role(L->info[i].role),
-                        sn_h5_shape_str(ndim, dims, b, sizeof b), layout);
+    char a[96], b[96], hint[192];
+    return sn_error_set(
+        SN_ERR_SHAPE, "file %s: %s %s: shape %s does not match layer %s %s %s%s%s", L->path,
+        keyword, key, sn_h5_shape_str(fnd, fd, a, sizeof a), L->info[i].layer,
+        keras_role(L->info[i].role), sn_h5_shape_str(ndim, dims, b, sizeof b), layout,
+        fnd == ndim ? classifier_hint(L, i, fd, layout[0] != '\0', hint, sizeof hint) : "");
   }
   return SN_OK;
 }
@@ -282,12 +307,46 @@ static sn_status stage_engine(loader *L, hid_t loc, const char *dset, const char
   return st;
 }
 
-/* Copies the staged values into the net and refreshes derived inference weights. The classifier
- * (SN_LOAD_NEW_HEAD) is copied only if the file gave all its tensors with the net's shapes. */
+/* Every staged tensor that loader_commit copies (the classifier only if head_loaded) holds
+ * finite values; else SN_ERR_NUMERIC naming the tensor as the file names it, its layer and role,
+ * and the counts: a NaN or an infinity in the weights would make every output that depends on
+ * them NaN (docs/weights.md). */
+static sn_status check_finite(const loader *L, int head_loaded) {
+  for (int i = 0; i < L->np; ++i) {
+    if (!head_loaded && is_head(L, i)) continue;
+    const sn_param_info *p = &L->info[i];
+    const float *v = L->stage + L->offset[i];
+    int64_t nan = 0, inf = 0;
+    for (int64_t k = 0; k < p->count; ++k) {
+      nan += isnan(v[k]) != 0;
+      inf += isinf(v[k]) != 0;
+    }
+    if (!nan && !inf) continue;
+    char name[2 * SN_MAX_NAME + 32];
+    if (L->fmt == SN_WEIGHTS_TORCH)
+      snprintf(name, sizeof name, "key %s.%s", p->layer, torch_role(p->role, p->layer_kind));
+    else if (L->fmt == SN_WEIGHTS_NATIVE)
+      snprintf(name, sizeof name, "dataset params/%s/%s", p->layer, keras_role(p->role));
+    else
+      snprintf(name, sizeof name, "layer %s weight %s", p->layer, keras_role(p->role));
+    return sn_error_set(SN_ERR_NUMERIC,
+                        "file %s: %s (layer %s %s): %lld NaN and %lld infinite of %lld values; "
+                        "weights must be finite",
+                        L->path, name, p->layer, keras_role(p->role), (long long)nan,
+                        (long long)inf, (long long)p->count);
+  }
+  return SN_OK;
+}
+
+/* Checks the staged values, copies them into the net and refreshes derived inference weights.
+ * The classifier (SN_LOAD_NEW_HEAD) is copied only if the file gave all its tensors with the
+ * net's shapes. */
 static sn_status loader_commit(loader *L) {
   int head_loaded = 1;
   for (int i = 0; i < L->np; ++i)
     if (is_head(L, i) && !L->filled[i]) head_loaded = 0;
+  sn_status st = check_finite(L, head_loaded);
+  if (st) return st;
   for (int i = 0; i < L->np; ++i)
     if (head_loaded || !is_head(L, i))
       memcpy(L->info[i].data, L->stage + L->offset[i], (size_t)L->info[i].count * sizeof(float));
@@ -730,6 +789,7 @@ static sn_status read_weights(loader *L, sn_net *net, const char *path, sn_weigh
   }
   if (!st && (want_md5 || fmt == SN_WEIGHTS_KERAS)) st = sn_md5_file(path, md5);
   if (!st) st = loader_init(L, net, path, flags);
+  L->fmt = fmt;
   if (!st) {
     switch (fmt) {
     case SN_WEIGHTS_NATIVE:
@@ -808,6 +868,130 @@ sn_status sn_weights_load_bcast_ex(sn_net *net, const char *path, sn_comm *comm,
   if (rank != 0) free(recv);
   st = sn_comm_agree(comm, st);
   if (!st && md5_hex) memcpy(md5_hex, md5, sizeof md5);
+  return st;
+}
+
+/* ---------------------------------------------------------------- what a file records */
+
+/* The output width of the 2-D kernel `dset` under loc (column = 1: engine (in, out), 0: PyTorch
+ * (out, in)) into *classes. */
+static sn_status kernel_outputs(hid_t loc, const char *dset, const char *path, int column,
+                                int *classes) {
+  int nd;
+  int64_t d[SN_H5_MAX_RANK];
+  sn_status st = sn_h5_dataset_shape(loc, dset, path, &nd, d);
+  if (!st && nd != 2)
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: classifier kernel %s has rank %d, expected 2", path,
+                      dset, nd);
+  if (!st) *classes = (int)d[column];
+  return st;
+}
+
+/* Keras legacy: the kernel of layer "predictions" (by its role in weight_names, else the first
+ * weight); no such layer: 0. */
+static sn_status keras_classes(hid_t f, const char *path, int *classes) {
+  const char *base = keras_base(f);
+  hid_t b = H5Gopen2(f, base, H5P_DEFAULT);
+  if (b < 0) return sn_error_set(SN_ERR_FORMAT, "file %s: cannot open group %s", path, base);
+  *classes = 0;
+  sn_status st = SN_OK;
+  if (sn_h5_is_group(b, "predictions")) {
+    hid_t g = H5Gopen2(b, "predictions", H5P_DEFAULT);
+    char **wn = NULL;
+    int nw = 0;
+    st = g < 0 ? sn_error_set(SN_ERR_FORMAT, "file %s: layer predictions: cannot open group", path)
+               : sn_h5_read_str_array_attr(g, "weight_names", path, "predictions", &wn, &nw);
+    int k = 0;
+    while (k < nw && keras_role_of(wn[k]) != SN_ROLE_KERNEL)
+      ++k;
+    if (!st && nw > 0) st = kernel_outputs(g, wn[k < nw ? k : 0], path, 1, classes);
+    sn_h5_free_strs(wn, nw);
+    if (g >= 0) H5Gclose(g);
+  }
+  H5Gclose(b);
+  return st;
+}
+
+/* Keras 3: vars/0 of the layer whose name attribute (on vars or the layer group) is
+ * "predictions"; no such layer: 0. */
+static sn_status keras3_classes(hid_t f, const char *path, int *classes) {
+  const char *base = keras3_base(f);
+  char **groups = NULL;
+  int ng = 0;
+  *classes = 0;
+  sn_status st = sn_h5_list(f, base, path, &groups, &ng);
+  for (int j = 0; j < ng && !st; ++j) {
+    char lpath[2 * SN_MAX_NAME + 64], vpath[2 * SN_MAX_NAME + 72], v0[2 * SN_MAX_NAME + 80];
+    snprintf(lpath, sizeof lpath, "%s/%s", base, groups[j]);
+    snprintf(vpath, sizeof vpath, "%s/vars", lpath);
+    snprintf(v0, sizeof v0, "%s/0", vpath);
+    if (!sn_h5_is_dataset(f, v0)) continue;
+    int named = 0;
+    for (int where = 0; where < 2 && !named; ++where) {
+      hid_t g = H5Gopen2(f, where ? lpath : vpath, H5P_DEFAULT);
+      char *name = NULL;
+      if (g >= 0 && sn_h5_has_attr(g, "name") &&
+          sn_h5_read_str_attr(g, "name", path, where ? lpath : vpath, &name) == SN_OK)
+        named = !strcmp(name, "predictions");
+      free(name);
+      if (g >= 0) H5Gclose(g);
+    }
+    if (named) {
+      hid_t g = H5Gopen2(f, vpath, H5P_DEFAULT);
+      st = kernel_outputs(g, "0", path, 1, classes);
+      H5Gclose(g);
+      break;
+    }
+  }
+  sn_h5_free_strs(groups, ng);
+  return st;
+}
+
+static sn_status inspect(hid_t f, const char *path, sn_weights_info *info) {
+  int64_t v = 0;
+  char *arch = NULL;
+  sn_status st = SN_OK;
+  if (native_file(f)) {
+    info->format = SN_WEIGHTS_NATIVE;
+    st = sn_h5_read_str_attr(f, "arch", path, "/", &arch);
+    if (!st) st = sn_h5_read_int_attr(f, "classes", path, "/", &v);
+    info->classes = (int)v;
+  } else if (keras_base(f)) {
+    info->format = SN_WEIGHTS_KERAS;
+    st = keras_classes(f, path, &info->classes);
+  } else if (keras3_base(f)) {
+    info->format = SN_WEIGHTS_KERAS;
+    st = keras3_classes(f, path, &info->classes);
+  } else if (torch_file(f)) {
+    info->format = SN_WEIGHTS_TORCH;
+    if (sn_h5_has_attr(f, "arch")) st = sn_h5_read_str_attr(f, "arch", path, "/", &arch);
+    info->classes = 0;
+    if (!st && sn_h5_is_dataset(f, "fc.weight"))
+      st = kernel_outputs(f, "fc.weight", path, 0, &info->classes);
+  } else {
+    st = sn_error_set(SN_ERR_FORMAT,
+                      "file %s: unrecognised weights layout (neither shardnet, torchvision "
+                      "state_dict nor Keras layer_names)",
+                      path);
+  }
+  if (!st && arch) snprintf(info->arch, sizeof info->arch, "%s", arch);
+  free(arch);
+  return st;
+}
+
+sn_status sn_weights_inspect(const char *path, sn_weights_info *info) {
+  if (!path || !info)
+    return sn_error_set(SN_ERR_INVALID, "sn_weights_inspect: path and info are required");
+  memset(info, 0, sizeof *info);
+  sn_h5_lock(); /* see sn_weights_load */
+  hid_t f;
+  sn_status st = sn_h5_open_read(path, &f);
+  if (!st) {
+    st = inspect(f, path, info);
+    H5Fclose(f);
+  }
+  sn_h5_unlock();
+  if (st) memset(info, 0, sizeof *info);
   return st;
 }
 

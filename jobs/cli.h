@@ -112,16 +112,6 @@ int cli_check_output(const char *cmd, const char *in, const char *out, int resum
 sn_status cli_fopen(const char *path, const char *mode, const char *what, FILE **f);
 
 /* report.c: what infer and train print (rank 0) and append to --metrics. */
-typedef struct cli_names {
-  char **v; /* (n) class names, one per line of a label file */
-  int n;
-} cli_names;
-sn_status cli_names_read(const char *path, cli_names *names);
-void cli_names_free(cli_names *names);
-/* "row R: name(id) p | ..." for the batch's rows until nprint rows are printed in all. idx, val:
- * (n, k). */
-void cli_report_rows(const cli_names *names, const int64_t *rows, int n, const int32_t *idx,
-                     const float *val, int k, int64_t *printed, int64_t nprint);
 /* Top-1 and top-k accuracy and the per-class lines (up to 100 classes), and the confusion matrix
  * as TSV into confusion (may be NULL), from metrics summed over the ranks. */
 void cli_report_accuracy(const sn_metrics *m, const sn_dataset *ds, int classes, int k,

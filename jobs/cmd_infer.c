@@ -11,7 +11,8 @@ static const char *EXAMPLES =
     "  shardnet infer --arch resnet50 --weights resnet50.h5 --data images.h5 --out preds.h5\n"
     "  mpirun -np 4 shardnet infer --arch keras_resnet50 --weights "
     "resnet50_weights_tf_dim_ordering_tf_kernels.h5 \\\n"
-    "      --data val.h5 --out val_preds.h5 --logits --labels imagenet_labels_keras.txt\n"
+    "      --data val.h5 --out val_preds.h5 --labels imagenet_class_index.json --decoded "
+    "val_top5.csv\n"
     "  mpirun -np 4 shardnet infer --arch resnet50 --no-top --pooling avg --weights w.h5 --data "
     "d.h5 \\\n"
     "      --out features.h5 --features --features-dtype f16\n";
@@ -28,8 +29,11 @@ static cli_opt O[] = {
     {"logits", 0, "also write /logits", NULL},
     {"features", 0, "also write /features (the pooled vector before the classifier)", NULL},
     {"features-dtype", 1, "f32|f16 (default f32)", NULL},
-    {"labels", 1, "class names file (one per line) to print decoded predictions", NULL},
-    {"print", 1, "print the predictions of the first N rows (default 5 with --labels)", NULL},
+    {"labels", 1, "class names: one per line, or Keras' imagenet_class_index.json (count checked)",
+     NULL},
+    {"print", 1, "print the decoded predictions of the first N rows (default 5 with --labels)",
+     NULL},
+    {"decoded", 1, "write every row's decoded predictions (.csv or .jsonl)", NULL},
     {"confusion", 1, "with /labels: write the confusion matrix (TSV, rows = true class)", NULL},
     {"compression", 1, "gzip level 0-9 for the output (default 0)", NULL},
     {"resume", 0, "complete an interrupted output (only missing rows are computed)", NULL},
@@ -72,6 +76,7 @@ static int parse(infer_job *c, int argc, char **argv) {
   c->f16 = fd && !strcmp(fd, "f16");
   c->pre_name = OPT("preprocess");
   c->labels_path = OPT("labels");
+  c->decoded_path = OPT("decoded");
   c->confusion_path = OPT("confusion");
   c->metrics_path = OPT("metrics");
   c->resume = cli_has(O, NO, "resume");
@@ -102,6 +107,7 @@ static void run(infer_job *c) {
   double secs = cli_now() - t0,
          tot[4] = {(double)nrows, sn_reader_wait_seconds(c->rd), c->t_compute, secs};
   cli_check(&c->job, sn_comm_allreduce(c->job.comm, tot, 4, SN_F64, SN_SUM));
+  infer_decode(c);
   if (c->mx) cli_check(&c->job, sn_metrics_allreduce(c->mx, c->job.comm));
   if (c->job.rank == 0 && c->mx)
     cli_report_accuracy(c->mx, c->ds, c->classes, (int)c->topk, c->confusion);

@@ -16,7 +16,8 @@ void infer_build(infer_job *c) {
     c->cfg.width = di->w;
     c->cfg.channels = di->c;
   }
-  s = sn_net_create(&c->cfg, 1, &c->net);
+  s = infer_classes_from_weights(&c->cfg, c->wpath);
+  if (s == SN_OK) s = sn_net_create(&c->cfg, 1, &c->net);
   if (s == SN_OK) s = cli_apply_engine_env(c->net);
   cli_check(&c->job, s);
   int h, w, ch;
@@ -63,8 +64,7 @@ static sn_status configure(infer_job *c, sn_writer_config *wc) {
   if (!wc->flags)
     return sn_error_set(SN_ERR_INVALID,
                         "infer: nothing to write (--top-k 0 without --logits or --features)");
-  sn_status s = SN_OK;
-  if (c->labels_path && c->job.rank == 0) s = cli_names_read(c->labels_path, &c->names);
+  sn_status s = infer_labels_open(c);
   int has_labels = sn_dataset_get_info(c->ds)->has_labels;
   if (s == SN_OK && c->confusion_path && !(has_labels && c->topk > 0))
     s = sn_error_set(SN_ERR_INVALID,
@@ -145,8 +145,6 @@ sn_status infer_batch(infer_job *c) {
   if (s == SN_OK) s = sn_staging_add(c->st, n, c->idx_b, c->val_b, c->out_b, c->feat_b);
   if (s != SN_OK) return s;
   if (c->mx && lab) sn_metrics_add(c->mx, n, lab, c->idx_b, NULL);
-  if (c->topk && c->job.rank == 0)
-    cli_report_rows(&c->names, rows, n, c->idx_b, c->val_b, (int)c->topk, &c->printed, c->nprint);
   if (!sn_values_finite(c->out_b, (size_t)n * c->lw))
     s = sn_error_set(SN_ERR_NUMERIC,
                      "file %s: rows %lld..%lld give non-finite outputs (NaN input?)", c->data,
@@ -155,7 +153,7 @@ sn_status infer_batch(infer_job *c) {
 }
 
 void infer_free(infer_job *c) {
-  cli_names_free(&c->names);
+  sn_labels_destroy(c->labels);
   cli_watch_reader(NULL);
   sn_reader_destroy(c->rd);
   sn_staging_destroy(c->st);

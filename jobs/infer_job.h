@@ -10,6 +10,7 @@ typedef struct infer_job {
   sn_model_config cfg;
   /* options */
   const char *data, *out, *wpath, *pre_name, *labels_path, *confusion_path, *metrics_path;
+  const char *decoded_path;
   long batch, topk, threads, comp, nprint;
   int resume, want_logits, want_features, f16;
   sn_output_state state; /* of the output before the run */
@@ -25,15 +26,14 @@ typedef struct infer_job {
   sn_reader *rd;
   sn_metrics *mx; /* labelled dataset and --top-k > 0: accuracy and confusion matrix */
   /* one batch's results (K = topk) */
-  float *out_b;   /* (batch, lw) */
-  float *feat_b;  /* (batch, fdim) */
-  float *probs_b; /* (batch, classes) */
-  float *val_b;   /* (batch, K) */
-  int32_t *idx_b; /* (batch, K) */
-  cli_names names;
+  float *out_b;              /* (batch, lw) */
+  float *feat_b;             /* (batch, fdim) */
+  float *probs_b;            /* (batch, classes) */
+  float *val_b;              /* (batch, K) */
+  int32_t *idx_b;            /* (batch, K) */
+  sn_labels *labels;         /* --labels, checked against the class count */
   FILE *metrics, *confusion; /* rank 0 */
   double t_compute;
-  int64_t printed;
 } infer_job;
 
 /* Dataset and net: decode target, input check, weights. Exits on failure, as all of these do. */
@@ -41,9 +41,18 @@ void infer_build(infer_job *c);
 /* Creates the output (or reopens it with --resume) and this rank's staging, batch buffers, plan,
  * reader and metrics. */
 void infer_open_output(infer_job *c);
-/* Reads, predicts and stages the next batch of this rank's rows (printing the first rows'
- * predictions on rank 0). Not collective. */
+/* Reads, predicts and stages the next batch of this rank's rows. Not collective. */
 sn_status infer_batch(infer_job *c);
+/* infer_decode.c. The class count weights file wpath records (0 for none) into cfg->classes, or
+ * SN_ERR_SHAPE naming both when an explicit --classes contradicts it. Not collective. */
+sn_status infer_classes_from_weights(sn_model_config *cfg, const char *wpath);
+/* Checks --labels, --print and --decoded before any work: predictions wanted, the decoded file's
+ * format and path; reads the label file, whose class count must be the model's. Not
+ * collective. */
+sn_status infer_labels_open(infer_job *c);
+/* After the output is complete: rank 0 prints the first --print rows and writes --decoded from
+ * it. Collective (the failure check); exits on failure. */
+void infer_decode(infer_job *c);
 /* Frees everything but the job. */
 void infer_free(infer_job *c);
 

@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-/* report.c - what `infer` and `train` print and append on rank 0: decoded predictions, accuracy
+/* report.c - what `infer` and `train` print and append on rank 0: accuracy
  * and the confusion matrix, the closing summary lines and the --metrics JSON lines
  * (docs/cli.md). */
 #include <stdarg.h>
@@ -7,47 +7,6 @@
 #include <string.h>
 
 #include "cli.h"
-
-sn_status cli_names_read(const char *path, cli_names *names) {
-  memset(names, 0, sizeof *names);
-  FILE *f = fopen(path, "r");
-  if (!f) return sn_error_set(SN_ERR_IO, "cannot read label file %s", path);
-  char line[512];
-  int cap = 0;
-  while (fgets(line, sizeof line, f)) {
-    line[strcspn(line, "\r\n")] = 0;
-    if (names->n == cap) {
-      cap = cap ? 2 * cap : 1024;
-      char **t = realloc(names->v, (size_t)cap * sizeof *t);
-      if (!t) break;
-      names->v = t;
-    }
-    names->v[names->n++] = strdup(line);
-  }
-  fclose(f);
-  /* an empty file names nothing: refused as unreadable */
-  return names->v ? SN_OK : sn_error_set(SN_ERR_IO, "cannot read label file %s", path);
-}
-
-void cli_names_free(cli_names *names) {
-  for (int i = 0; i < names->n; ++i)
-    free(names->v[i]);
-  free(names->v);
-  memset(names, 0, sizeof *names);
-}
-
-void cli_report_rows(const cli_names *names, const int64_t *rows, int n, const int32_t *idx,
-                     const float *val, int k, int64_t *printed, int64_t nprint) {
-  for (int j = 0; j < n && *printed < nprint; ++j, ++*printed) {
-    printf("row %lld:", (long long)rows[j]);
-    for (int t = 0; t < k && t < 5; ++t) {
-      int id = idx[(size_t)j * k + t];
-      printf(" %s%s(%d) %.4f", t ? "| " : "", id < names->n ? names->v[id] : "", id,
-             val[(size_t)j * k + t]);
-    }
-    printf("\n");
-  }
-}
 
 void cli_report_accuracy(const sn_metrics *m, const sn_dataset *ds, int classes, int k,
                          FILE *confusion) {

@@ -174,7 +174,7 @@ static void fuse_bn_into_add(sn_net *net) {
 }
 
 /* Training fusion: a ReLU whose input is a batch norm or an add consumed only by it runs inside
- * that layer (forward stores max(0, y), backward masks its dy by y > 0: sn_bn_*_relu kernels, or
+ * that layer (forward stores relu(y), backward masks its dy by y > 0: sn_bn_*_relu kernels, or
  * the add's gradient pass), so the ReLU layer is skipped in forward and backward and has neither
  * an output nor a gradient buffer. Its consumers are rewired to the producer, whose output then
  * holds the activation (the producer's pre-activation value is not kept). The network output and

@@ -639,7 +639,9 @@ SN_API int sn_train_recipe_diff(const sn_train_recipe *was, const sn_train_recip
  * .weights.h5 with layer-name attributes (6.3). Nothing is half-loaded: on any mismatch the net
  * is unchanged and the message names the key, layer and both shapes. Errors: missing file
  * SN_ERR_IO; not HDF5, truncated, unexpected key/layer, wrong arch SN_ERR_FORMAT; missing key or
- * layer SN_ERR_NOTFOUND; wrong shape SN_ERR_SHAPE. The Keras <= 2.2 ResNet50 file (other
+ * layer SN_ERR_NOTFOUND; wrong shape SN_ERR_SHAPE (for the classifier, with the file's class
+ * count); a NaN or infinity in any tensor loaded SN_ERR_NUMERIC naming the tensor (the file's key
+ * or dataset, the layer and role) and the counts. The Keras <= 2.2 ResNet50 file (other
  * architecture) is rejected. md5_hex (33 bytes, may be NULL) receives the file's MD5 (see
  * sn_weights_known_file). Calls sn_net_refresh. Not collective: every rank may call it; rank 0
  * reading and broadcasting is done with sn_weights_load_bcast. */
@@ -680,6 +682,24 @@ SN_API sn_status sn_weights_save(const sn_net *net, const char *path);
  * file name, e.g. "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", or NULL if unknown.
  * The string is static. */
 SN_API const char *sn_weights_known_file(const char *md5_hex);
+/* What a weights file records about the model it fits, read without loading its tensors (a few
+ * attributes and one dataset shape), so that a caller can build the matching net:
+ *   format   the layout (sn_weights_load's detection; never SN_WEIGHTS_AUTO)
+ *   arch     the architecture the file names: the native arch attribute, a torchvision file's
+ *            arch attribute (jobs/convert_torch_weights.py writes it); "" when it names none
+ *            (Keras files: sn_weights_known_file identifies the release files by MD5)
+ *   classes  the classifier's outputs: the native classes attribute, the rows of a torchvision
+ *            file's fc.weight, the columns of the kernel of a Keras file's layer "predictions"
+ *            (legacy or Keras 3); 0 when the file has no such classifier (a "no top" file)
+ * Errors: those of opening a file (SN_ERR_IO, SN_ERR_FORMAT), an unrecognised layout or a
+ * classifier kernel that is not 2-D (SN_ERR_FORMAT). On failure *info is zeroed. Not collective;
+ * takes the io lock. */
+typedef struct sn_weights_info {
+  sn_weights_format format;
+  char arch[SN_MAX_NAME];
+  int classes;
+} sn_weights_info;
+SN_API sn_status sn_weights_inspect(const char *path, sn_weights_info *info);
 
 /* Training checkpoints: one HDF5 file (docs/hdf5-schema.md) with the parameter block (weights
  * and moving statistics), the momentum block, the loop state and the recipe, written atomically
@@ -944,6 +964,61 @@ SN_API sn_status sn_output_status(const char *path, sn_output_state *state);
 /* A root string attribute of an HDF5 file (e.g. "arch" or "weights_md5" of an output) into buf
  * (n bytes, truncated). Missing attribute -> SN_ERR_NOTFOUND. Not collective. */
 SN_API sn_status sn_file_attr_str(const char *path, const char *name, char *buf, size_t n);
+
+/* Class labels: the names (and WordNet ids) of a model's classes, from a label file in one of two
+ * forms: a plain list, one name per line (line i names class i; CR LF and a UTF-8 byte-order mark
+ * accepted, trailing blank lines ignored, a blank line before the last name refused), or Keras'
+ * imagenet_class_index.json ({"0": ["n01440764", "tench"], ...}: the keys are the class indices
+ * 0..K-1, each once, the values [wnid, name]). classes > 0: the file must name exactly that many
+ * classes, else SN_ERR_SHAPE "label file F names 1000 classes but the model has 3". Errors:
+ * unreadable SN_ERR_IO; empty, malformed (naming the line), a gap in the JSON keys
+ * SN_ERR_FORMAT. The caller owns *out (sn_labels_destroy). Not collective. */
+typedef struct sn_labels sn_labels;
+SN_API sn_status sn_labels_read(const char *path, int classes, sn_labels **out);
+SN_API void sn_labels_destroy(sn_labels *l);
+/* Number of classes named (0 for NULL). */
+SN_API int sn_labels_count(const sn_labels *l);
+/* Name / WordNet id of class i, owned by l; NULL when i is out of range, l is NULL or (wnid) the
+ * file is a plain list, which has none. */
+SN_API const char *sn_labels_name(const sn_labels *l, int i);
+SN_API const char *sn_labels_wnid(const sn_labels *l, int i);
+
+/* Decoded predictions: a finished inference output's /predictions in Keras' decode_predictions
+ * form, per row its input and (wnid, name, probability) for the top k classes, most probable
+ * first (docs/cli.md, "Labels and decoded predictions"). The input is named by /filenames when the
+ * output has it, else by its dataset row (/index). Formats of the decoded file: CSV (header
+ * file,index,class_1,wnid_1,name_1,probability_1,...) or JSON Lines ({"file": ..., "index": ...,
+ * "classes": [...], "predictions": [[wnid, name, p], ...]}); without wnids (a plain label list)
+ * the wnid is empty / null, without labels the name too. */
+typedef enum sn_decode_format {
+  SN_DECODE_AUTO = 0, /* by the decoded file's extension: .csv, .jsonl (.json, .ndjson) */
+  SN_DECODE_CSV = 1,
+  SN_DECODE_JSONL = 2
+} sn_decode_format;
+/* Called with each printed row's line (no newline), e.g. "cat/1.jpg: n02123045 tabby 0.8123 |
+ * ..." ("name (class) p" without wnids, "class p" without labels; "row R:" without
+ * /filenames). */
+typedef void (*sn_decode_print_fn)(void *ctx, const char *line);
+typedef struct sn_decode_options {
+  int top;                  /* classes per row: 0 (default) or more than K: all K of the file */
+  sn_decode_format format;  /* of the decoded file (default SN_DECODE_AUTO) */
+  int64_t print_rows;       /* the first rows passed to print (default 0) */
+  sn_decode_print_fn print; /* may be NULL: nothing printed */
+  void *print_ctx;
+} sn_decode_options;
+SN_API void sn_decode_options_init(sn_decode_options *o);
+/* The format an extension implies, or SN_DECODE_AUTO when it implies none. */
+SN_API sn_decode_format sn_decode_format_of(const char *path);
+/* Reads the inference output output_path, which must be complete (complete = 1, else
+ * SN_ERR_FORMAT), in blocks of rows, and writes decoded_path (NULL: none; written to
+ * PATH.tmp.<pid> and renamed when complete, removed on failure) and/or passes the first
+ * o->print_rows rows to o->print. labels may be NULL (names unknown); with labels, a class
+ * outside them is SN_ERR_FORMAT naming the row. Errors: no /predictions (an output written
+ * without predictions) SN_ERR_NOTFOUND; shapes that disagree SN_ERR_FORMAT; an unknown format
+ * SN_ERR_INVALID; writing SN_ERR_IO. o may be NULL (the defaults). Not collective: one rank
+ * decodes a finished file; takes the io lock. */
+SN_API sn_status sn_output_decode(const char *output_path, const sn_labels *labels,
+                                  const char *decoded_path, const sn_decode_options *o);
 
 /* Streaming reader: a background thread reads, decodes, preprocesses (and augments) the next
  * batches into a ring of prefetch + 1 preallocated batch buffers, so memory is bounded by

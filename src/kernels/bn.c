@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "kernels.h"
+#include "relu.h"
 
 #define SN_OMP_MIN 32768
 /* Channels whose coefficients are precomputed at a time on the stack (at most 4 * 8 KiB): every
@@ -195,7 +196,7 @@ static void affine_rows_avx512(const float *x, const float *res, size_t r0, size
       __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(xv, mv), _mm512_maskz_loadu_ps(k, a + j),
                                  _mm512_maskz_loadu_ps(k, b + j));
       if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res + r * c + j));
-      if (relu) v = _mm512_max_ps(v, z);
+      if (relu) v = sn_relu_ps(v);
       _mm512_mask_storeu_ps(yr + j, k, v);
     }
   }
@@ -339,7 +340,7 @@ void sn_bn_affine(int portable, const float *x, size_t rows, int c, const float 
     if (relu) {
       for (int j = 0; j < c; ++j) {
         const float v = xr[j] * scale[j] + shift[j];
-        yr[j] = v > 0.0f ? v : 0.0f;
+        yr[j] = sn_relu(v);
       }
     } else {
       for (int j = 0; j < c; ++j)
@@ -380,7 +381,7 @@ static void normalize(int portable, const float *x, const float *res, size_t row
       for (int j = 0; j < c1 - c0; ++j) {
         float v = (xr[j] - m[j]) * a[j] + bb[j];
         if (rr) v = v + rr[j]; /* as sn_add_forward: the normalized value plus the residual */
-        yr[j] = relu ? (v > 0.0f ? v : 0.0f) : v;
+        yr[j] = relu ? sn_relu(v) : v;
       }
     }
   }

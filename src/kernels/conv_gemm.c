@@ -32,6 +32,7 @@
 #include "conv_gemm.h"
 #include "conv_gemm_block.h"
 #include "conv_util.h"
+#include "relu.h"
 
 #define SN_A_BLOCK_FLOATS 131072 /* packed A block <= 512 KiB, in L2 */
 #define SN_NARROW_N 256          /* column count up to which a task runs panel by panel */
@@ -138,15 +139,14 @@ static void block(int m, int n, int kc, const float *ap, const float *bp, size_t
 }
 
 /* d = act(s * scale + shift), n floats: the operations of sn_bn_affine (bn.c
- * affine_rows_avx512 without a mean: one FMA, then max(v, 0)), so bitwise its output. */
+ * affine_rows_avx512 without a mean: one FMA, then sn_relu_ps), so bitwise its output. */
 static inline void map_f(float *d, const float *s, int n, const float *scale, const float *shift,
                          int relu) {
-  const __m512 z = _mm512_setzero_ps();
   for (int j = 0; j < n; j += 16) {
     const __mmask16 k = lane_mask(n - j < 16 ? n - j : 16);
     __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, s + j), _mm512_maskz_loadu_ps(k, scale + j),
                                _mm512_maskz_loadu_ps(k, shift + j));
-    if (relu) v = _mm512_max_ps(v, z);
+    if (relu) v = sn_relu_ps(v);
     _mm512_mask_storeu_ps(d + j, k, v);
   }
 }

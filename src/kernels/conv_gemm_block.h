@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #include "conv_util.h"
+#include "relu.h"
 
 #define SN_MR 14
 #define SN_NR 32
@@ -117,7 +118,6 @@ static inline __attribute__((always_inline)) void uk_store(const int MRC, const 
     bias0 = _mm512_maskz_loadu_ps(m0, bias);
     bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
   }
-  const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 14
   for (int r = 0; r < MRC; r++) {
     float *cr = c + (size_t)r * ldc;
@@ -135,8 +135,8 @@ static inline __attribute__((always_inline)) void uk_store(const int MRC, const 
         v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, rr + 16));
       }
       if (relu) {
-        v0 = _mm512_max_ps(v0, zero);
-        v1 = _mm512_max_ps(v1, zero);
+        v0 = sn_relu_ps(v0);
+        v1 = sn_relu_ps(v1);
       }
     }
     _mm512_mask_storeu_ps(cr, m0, v0);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "conv_generic.h"
+#include "relu.h"
 
 /* Target size of one im2col chunk, in floats (8 MiB). One image is always allowed even if it
  * alone exceeds this. */
@@ -129,7 +130,7 @@ static void conv_epilogue(float *y, size_t rows, int c, const float *bias, const
         yr[j] += rr[j];
     if (relu)
       for (int j = 0; j < c; ++j)
-        yr[j] = yr[j] > 0.0f ? yr[j] : 0.0f;
+        yr[j] = sn_relu(yr[j]);
   }
 }
 
@@ -233,7 +234,7 @@ void sn_conv_forward_ref(const sn_conv_geom *g, const float *x, const float *w, 
           }
           const size_t o = (((size_t)n * g->oh + oy) * g->ow + ox) * g->cout + co;
           if (res) acc += res[o];
-          if (relu && acc < 0.0) acc = 0.0;
+          if (relu && acc <= 0.0) acc = 0.0; /* NaN passes, as sn_relu */
           y[o] = (float)acc;
         }
 }

@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include "conv_tiles.h"
+#include "relu.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
@@ -55,7 +56,6 @@ tile_body(const int R, const int NV, const int LDA, const float *a, ptrdiff_t ld
     mk[v] = tail_mask(cols - 16 * v);
     bb[v] = bias ? _mm512_maskz_loadu_ps(mk[v], bias + 16 * v) : _mm512_setzero_ps();
   }
-  const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 28
   for (int r = 0; r < R; r++) {
     float *cr = c + r * ldc;
@@ -63,7 +63,7 @@ tile_body(const int R, const int NV, const int LDA, const float *a, ptrdiff_t ld
     for (int v = 0; v < NV; v++) {
       __m512 o = _mm512_add_ps(acc[r][v], bb[v]);
       if (res) o = _mm512_add_ps(o, _mm512_maskz_loadu_ps(mk[v], res + r * ldc + 16 * v));
-      if (relu) o = _mm512_max_ps(o, zero);
+      if (relu) o = sn_relu_ps(o);
       _mm512_mask_storeu_ps(cr + 16 * v, mk[v], o);
     }
   }
@@ -233,7 +233,6 @@ sn_conv_tile_wgrad_fn sn_conv_tile_pick_wgrad(int mr, int nv) {
 static inline __attribute__((always_inline)) void map_group(const int NV, float *d, const float *s,
                                                             size_t npix, int c, int j0, int cw,
                                                             const sn_conv_in *in) {
-  const __m512 z = _mm512_setzero_ps();
   __m512 m[4], a[4], b[4];
   __mmask16 k[4];
   for (int v = 0; v < NV; v++) {
@@ -248,7 +247,7 @@ static inline __attribute__((always_inline)) void map_group(const int NV, float 
     for (int v = 0; v < NV; v++) {
       __m512 x =
           _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k[v], s + 16 * v), m[v]), a[v], b[v]);
-      if (in->relu) x = _mm512_max_ps(x, z);
+      if (in->relu) x = sn_relu_ps(x);
       _mm512_mask_storeu_ps(d + 16 * v, k[v], x);
     }
 }

@@ -42,6 +42,7 @@
 #include "conv_tiles.h"
 #include "conv_util.h"
 #include "conv_wino.h"
+#include "relu.h"
 
 #define SN_WINO_INFER_BAND_FLOATS 262144 /* inference: Vp + Mb of one thread's band: 1 MiB */
 #define SN_WINO_TRAIN_BAND_FLOATS 65536  /* training: V or M of one band: 256 KiB */
@@ -356,7 +357,7 @@ static void wino_out(const float *m, int c, int tw, int tr0, int tr1, int oh, in
             const size_t off = ((size_t)oy * ow + ox) * c + c0;
             __m512 v = _mm512_add_ps(o[j], bv);
             if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, res + off));
-            if (relu) v = _mm512_max_ps(v, zero);
+            if (relu) v = sn_relu_ps(v);
             _mm512_mask_storeu_ps(y + off, k, v);
           }
         }
@@ -514,7 +515,6 @@ static inline __attribute__((always_inline)) void output_chunk(const int A, cons
       c[a][j] = o[a];
   }
   __m512 bias = w->bias ? _mm512_maskz_loadu_ps(cm, w->bias + c0) : _mm512_setzero_ps();
-  const __m512 zero = _mm512_setzero_ps();
   for (int a = 0; a < M; a++) {
     int oy = M * ty + a;
     if (oy >= g->oh) break;
@@ -526,7 +526,7 @@ static inline __attribute__((always_inline)) void output_chunk(const int A, cons
       size_t off = (((size_t)img * g->oh + oy) * g->ow + ox) * cout + c0;
       __m512 v = _mm512_add_ps(o[b], bias);
       if (w->res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(cm, w->res + off));
-      if (w->relu) v = _mm512_max_ps(v, zero);
+      if (w->relu) v = sn_relu_ps(v);
       _mm512_mask_storeu_ps(w->y + off, cm, v);
     }
   }

@@ -1,10 +1,12 @@
 /* eltwise.c - ReLU, residual add, Keras-style zero padding and the finiteness check.
  * ReLU and add have AVX-512 bodies (unless the caller passes portable = 1) with identical results:
- * they are exact (max, select) or one rounding (add). */
+ * they are exact (a select, relu.h) or one rounding (add). ReLU(NaN) = NaN; the backward passes
+ * give NaN inputs no gradient (their mask is y > 0). */
 #include <math.h>
 #include <string.h>
 
 #include "kernels.h"
+#include "relu.h"
 
 #define SN_OMP_MIN 32768
 /* Elements per parallel task of the elementwise loops (a multiple of 16). */
@@ -17,13 +19,12 @@
 static inline __mmask16 ew_mask(size_t n) { return (__mmask16)((1u << n) - 1); }
 
 static void relu_fwd_avx512(const float *x, size_t n, float *y) {
-  const __m512 z = _mm512_setzero_ps();
   size_t i = 0;
   for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(y + i, _mm512_max_ps(_mm512_loadu_ps(x + i), z));
+    _mm512_storeu_ps(y + i, sn_relu_ps(_mm512_loadu_ps(x + i)));
   if (i < n) {
     const __mmask16 m = ew_mask(n - i);
-    _mm512_mask_storeu_ps(y + i, m, _mm512_max_ps(_mm512_maskz_loadu_ps(m, x + i), z));
+    _mm512_mask_storeu_ps(y + i, m, sn_relu_ps(_mm512_maskz_loadu_ps(m, x + i)));
   }
 }
 
@@ -63,16 +64,15 @@ static void relu_bwd_acc_avx512(const float *y, const float *dy, size_t n, float
 }
 
 static void add_avx512(const float *a, const float *b, size_t n, int relu, float *y) {
-  const __m512 z = _mm512_setzero_ps();
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
     __m512 v = _mm512_add_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
-    _mm512_storeu_ps(y + i, relu ? _mm512_max_ps(v, z) : v);
+    _mm512_storeu_ps(y + i, relu ? sn_relu_ps(v) : v);
   }
   if (i < n) {
     const __mmask16 m = ew_mask(n - i);
     __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
-    _mm512_mask_storeu_ps(y + i, m, relu ? _mm512_max_ps(v, z) : v);
+    _mm512_mask_storeu_ps(y + i, m, relu ? sn_relu_ps(v) : v);
   }
 }
 
@@ -97,7 +97,7 @@ void sn_relu_forward(int portable, const float *x, size_t n, float *y) {
   }
 #pragma omp parallel for schedule(static) if (n > SN_OMP_MIN)
   for (long i = 0; i < (long)n; ++i)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    y[i] = sn_relu(x[i]);
 }
 
 /* dx = dy where y > 0, else 0 (the gradient at 0 is 0, as in PyTorch). dy is read
@@ -135,7 +135,7 @@ void sn_add_forward(int portable, const float *a, const float *b, size_t n, int 
 #pragma omp parallel for schedule(static) if (n > SN_OMP_MIN)
     for (long i = 0; i < (long)n; ++i) {
       const float v = a[i] + b[i];
-      y[i] = v > 0.0f ? v : 0.0f;
+      y[i] = sn_relu(v);
     }
   } else {
 #pragma omp parallel for schedule(static) if (n > SN_OMP_MIN)

@@ -42,7 +42,10 @@ int sn_pool_geom_init(sn_pool_geom *g, int n, int h, int w, int c, int kh, int k
 
 /* Window cells are scanned in (ky, kx) order and a later cell wins only if strictly greater,
  * so ties go to the first cell (a padded zero included, as in TensorFlow's max pool over an
- * explicitly padded tensor). */
+ * explicitly padded tensor), or if it is NaN: a NaN in the window makes the maximum NaN (the
+ * last NaN's cell is the argmax), as in torch's max_pool2d (`val > maxval || isnan(val)`). */
+static inline int takes_max(float v, float m) { return v > m || v != v; }
+
 /* Per output pixel the taps are the outer loop and the channels the inner, contiguous one (the
  * NHWC rows of one input pixel), so the compare-and-select vectorises; the result is the same as
  * scanning each channel's window in (ky, kx) order. */
@@ -65,11 +68,11 @@ static void max_tap(const float *xp, int c, int32_t base, float *yp, int32_t *ap
   }
   if (!ap) {
     for (int ch = 0; ch < c; ++ch)
-      yp[ch] = xp[ch] > yp[ch] ? xp[ch] : yp[ch];
+      yp[ch] = takes_max(xp[ch], yp[ch]) ? xp[ch] : yp[ch];
     return;
   }
   for (int ch = 0; ch < c; ++ch) {
-    const int gt = xp[ch] > yp[ch];
+    const int gt = takes_max(xp[ch], yp[ch]);
     yp[ch] = gt ? xp[ch] : yp[ch];
     ap[ch] = gt ? base + ch : ap[ch];
   }
@@ -129,8 +132,8 @@ static void maxpool_backward_job(const sn_pool_geom *g, const int32_t *ai, const
 /* ------------------------------------------------------------ AVX-512 max pool
  * The same scans as above, 16 channels per vector: the running maximum and argmax of a channel
  * block stay in registers over the window's cells (taken in (ky, kx) order, a later cell winning
- * only if strictly greater: _CMP_GT_OQ is the scalar `>`, NaN included), so the results are
- * bitwise the portable loops'. Backward: the argmax of one output pixel's 16 channels are 16
+ * only if strictly greater or NaN: takes_max lane by lane), so the results are bitwise the
+ * portable loops'. Backward: the argmax of one output pixel's 16 channels are 16
  * distinct elements of dx, so a masked gather-add-scatter per vector adds in the same order. */
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
@@ -141,9 +144,9 @@ static inline __mmask16 pool_mask(int n) {
 }
 
 /* One body for training (ARG: the argmax kept beside the maximum, a compare-and-select per tap)
- * and inference (no argmax: m = max(v, m), which is v > m ? v : m, the same select - a NaN never
- * replaces m, a first NaN stays - so bitwise the same values). Only the pixels whose window
- * crosses the border test the taps. */
+ * and inference (no argmax: m = max(v, m), which is v > m ? v : m and keeps a NaN m, then v
+ * where v is NaN - the same select as takes_max, so bitwise the same values). Only the pixels
+ * whose window crosses the border test the taps. */
 static inline __attribute__((always_inline)) void maxpool_avx512_body(const sn_pool_geom *g,
                                                                       const float *x, float *y,
                                                                       int32_t *argmax,
@@ -181,11 +184,12 @@ static inline __attribute__((always_inline)) void maxpool_avx512_body(const sn_p
             a = vi;
             first = 0;
           } else if (ARG) {
-            const __mmask16 gt = _mm512_mask_cmp_ps_mask(k, v, m, _CMP_GT_OQ);
+            const __mmask16 gt = _mm512_mask_cmp_ps_mask(k, v, m, _CMP_GT_OQ) |
+                                 _mm512_mask_cmp_ps_mask(k, v, v, _CMP_UNORD_Q);
             m = _mm512_mask_mov_ps(m, gt, v);
             a = _mm512_mask_mov_epi32(a, gt, vi);
           } else {
-            m = _mm512_max_ps(v, m);
+            m = _mm512_mask_mov_ps(_mm512_max_ps(v, m), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
           }
         }
       }
@@ -341,7 +345,8 @@ void sn_global_avgpool_backward(const float *dy, int n, int hw, int c, float *dx
   }
 }
 
-/* First maximum in spatial order wins; argmax (N, C) = p*C + c within the image. */
+/* First maximum in spatial order wins (a NaN always wins: takes_max); argmax (N, C) = p*C + c
+ * within the image. */
 void sn_global_maxpool_forward(const float *x, int n, int hw, int c, float *y, int32_t *argmax) {
   const int nb = (c + SN_CB - 1) / SN_CB;
   const long jobs = (long)n * nb;
@@ -359,7 +364,7 @@ void sn_global_maxpool_forward(const float *x, int n, int hw, int c, float *y, i
     for (int p = 1; p < hw; ++p)
       for (int ch = c0; ch < c1; ++ch) {
         const float v = xi[(size_t)p * c + ch];
-        if (v > best[ch - c0]) {
+        if (takes_max(v, best[ch - c0])) {
           best[ch - c0] = v;
           bi[ch - c0] = (int32_t)((size_t)p * c + ch);
         }

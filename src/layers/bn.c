@@ -135,9 +135,9 @@ static sn_status bn_backward(sn_net *net, sn_layer *l, int n) {
   size_t rows = (size_t)n * l->out.h * l->out.w;
   double *sdy = (double *)net->ws, *sdyx = sdy + c, *count = sdy + 2 * c;
   float *tmp = net->ws + 2 * (6 * (size_t)c + 2);
-  /* With a fused ReLU, l->y = max(0, bn(x)) and l->dy is the gradient w.r.t. it: the kernels use
-   * dy where y > 0, else 0, recomputing y > 0 from x as the forward computed y (the parameters
-   * change only after the step) rather than reading y. */
+  /* With a fused ReLU, l->y = relu(bn(x)) (src/kernels/relu.h) and l->dy is the gradient w.r.t. it:
+   * the kernels use dy where y > 0, else 0, recomputing y > 0 from x as the forward computed y (the
+   * parameters change only after the step) rather than reading y. */
   const float *gamma = sn_param_data(net, l, 0), *beta = sn_param_data(net, l, 1);
   if (l->fuse.relu)
     sn_bn_backward_sums_relu_x(net->opts.portable, x, l->dy, rows, c, l->mean, l->invstd, gamma,

@@ -29,7 +29,7 @@ static sn_status relu_forward(sn_net *net, sn_layer *l, int n, int training) {
                   l->y);
   return SN_OK;
 }
-/* Passes the gradient of input i of a layer whose output y = max(0, v): dy where y > 0, else 0,
+/* Passes the gradient of input i of a layer whose output y = relu(v): dy where y > 0, else 0,
  * written (or added) straight into the input's gradient buffer. */
 static void give_relu_grad(sn_net *net, sn_layer *l, int i, size_t count) {
   int acc = 0;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -301,6 +302,53 @@ TEST(Checkpoint, WrittenWhileAReaderStreams) {
   sn_reader_destroy(rd);
   sn_dataset_close(ds);
   sn_net_destroy(a);
+}
+
+// A checkpoint holding NaN or infinity in a weight, a moving statistic or a momentum is refused
+// naming the tensor (layer and role) and the counts, and the net is left unchanged.
+TEST(Checkpoint, NonFiniteValuesAreRefusedNamingTheTensor) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/ck.h5";
+  sn_net *dst = trained_net(2, 1);
+  ASSERT_NE(dst, nullptr) << sn_last_error();
+  sn_checkpoint_meta m = full_meta(), back;
+  int kernel = -1, var = -1;
+  for (int i = 0; i < sn_net_num_params(dst); ++i) {
+    sn_param_info p;
+    ASSERT_EQ(sn_net_param(dst, i, &p), SN_OK);
+    if (p.role == SN_ROLE_KERNEL && kernel < 0 && i > 0) kernel = i;
+    if (p.role == SN_ROLE_MOVING_VAR) var = i;
+  }
+  ASSERT_GE(kernel, 0);
+  ASSERT_GE(var, 0);
+  for (int what = 0; what < 3; ++what) {
+    SCOPED_TRACE(what);
+    sn_net *bad = trained_net(1, 1);
+    ASSERT_NE(bad, nullptr) << sn_last_error();
+    sn_param_info p;
+    std::string expect;
+    if (what == 0) { // a weight
+      sn_net_param(bad, kernel, &p);
+      p.data[5] = NAN;
+      expect = std::string("params of layer ") + p.layer + " kernel: 1 NaN and 0 infinite";
+    } else if (what == 1) { // a moving statistic
+      sn_net_param(bad, var, &p);
+      p.data[0] = INFINITY;
+      expect = std::string("params of layer ") + p.layer + " moving_variance: 0 NaN and 1 infinite";
+    } else { // the momentum of a weight
+      sn_net_param(bad, kernel, &p);
+      float *mom = sn_net_momentum_block(bad, nullptr);
+      mom[(p.data - sn_net_param_block(bad, nullptr)) + 2] = NAN;
+      expect = std::string("momentum of layer ") + p.layer + " kernel: 1 NaN and 0 infinite";
+    }
+    ASSERT_EQ(sn_checkpoint_save(bad, path.c_str(), &m, nullptr), SN_OK) << sn_last_error();
+    const std::vector<float> before = block_of(dst);
+    EXPECT_EQ(sn_checkpoint_load(dst, path.c_str(), nullptr, &back), SN_ERR_NUMERIC);
+    EXPECT_NE(std::strstr(sn_last_error(), expect.c_str()), nullptr) << sn_last_error();
+    EXPECT_NE(std::strstr(sn_last_error(), path.c_str()), nullptr) << sn_last_error();
+    EXPECT_EQ(block_of(dst), before);
+    sn_net_destroy(bad);
+  }
+  sn_net_destroy(dst);
 }
 
 } // namespace

@@ -1056,3 +1056,172 @@ TEST(WeightsIgnoreHead, BodyStaysStrictAndTopNetsUnaffected) {
       << sn_last_error();
   expect_new_head(src.get(), top3.get(), before3, "fc");
 }
+
+// ------------------------------------------------------------------ non-finite values
+
+namespace {
+
+// Sets element k of src's tensor (layer, role) to v.
+void poison(sn_net *net, const char *layer, sn_param_role role, int64_t k, float v) {
+  const int i = sn_net_find_param(net, layer, role);
+  ASSERT_GE(i, 0) << layer;
+  sn_param_info p;
+  ASSERT_EQ(sn_net_param(net, i, &p), SN_OK);
+  ASSERT_LT(k, p.count);
+  p.data[k] = v;
+}
+
+} // namespace
+
+// A NaN or an infinity in any tensor of a weights file is refused in every layout, through the
+// serial and the broadcasting loader, with SN_ERR_NUMERIC and a message naming the file, the
+// tensor as the file names it, its layer and role and the counts; the net is unchanged.
+TEST(WeightsNonFinite, RefusedInEveryLayoutNamingTheTensor) {
+  struct Case {
+    const char *arch, *layer;
+    sn_param_role role;
+    int layout; // 0 torch, 1 Keras legacy, 2 Keras 3, 3 native
+    const char *name;
+  } cases[] = {
+      {"resnet18", "layer2.0.conv2", SN_ROLE_KERNEL, 0, "key layer2.0.conv2.weight"},
+      {"resnet18", "layer3.1.bn1", SN_ROLE_MOVING_VAR, 0, "key layer3.1.bn1.running_var"},
+      {"keras_resnet50", "conv3_block2_2_conv", SN_ROLE_BIAS, 1,
+       "layer conv3_block2_2_conv weight bias"},
+      {"keras_resnet50v2", "post_bn", SN_ROLE_GAMMA, 2, "layer post_bn weight gamma"},
+      {"lenet", "predictions", SN_ROLE_KERNEL, 3, "dataset params/predictions/kernel"},
+      {"resnet20", "layer1.0.bn2", SN_ROLE_MOVING_MEAN, 3,
+       "dataset params/layer1.0.bn2/moving_mean"},
+  };
+  const std::string dir = sntest::temp_dir();
+  int n = 0;
+  for (const Case &c : cases) {
+    SCOPED_TRACE(std::string(c.arch) + " " + c.layer);
+    const std::string path = dir + "/bad" + std::to_string(n++) + ".h5";
+    NetPtr src = make_net(c.arch, 21), dst = make_net(c.arch, 22);
+    poison(src.get(), c.layer, c.role, 1, NAN);
+    poison(src.get(), c.layer, c.role, 2, -INFINITY);
+    poison(src.get(), c.layer, c.role, 3, NAN);
+    TorchOpts to;
+    switch (c.layout) {
+    case 0:
+      write_torch(src.get(), path, to);
+      break;
+    case 1:
+      write_keras(src.get(), path);
+      break;
+    case 2:
+      write_keras3(src.get(), path, 1);
+      break;
+    default:
+      ASSERT_EQ(sn_weights_save(src.get(), path.c_str()), SN_OK) << sn_last_error();
+    }
+    const std::vector<float> before = block_of(dst.get());
+    EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_NUMERIC);
+    EXPECT_MSG(path, c.name, std::string("(layer ") + c.layer, "2 NaN and 1 infinite of",
+               "weights must be finite");
+    EXPECT_EQ(sn_weights_load_bcast(dst.get(), path.c_str(), sn_comm_serial(), nullptr),
+              SN_ERR_NUMERIC);
+    EXPECT_MSG(c.name);
+    EXPECT_EQ(block_of(dst.get()), before);
+  }
+}
+
+// Only what is loaded is checked: a NaN in a classifier the load skips (SN_LOAD_NEW_HEAD with
+// another class count, SN_LOAD_IGNORE_HEAD into a net without one) does not stop it; the same
+// classifier loaded is refused.
+TEST(WeightsNonFinite, SkippedClassifierIsNotChecked) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/r18.h5";
+  NetPtr src = make_net("resnet18", 1, 1, 2, 7);
+  poison(src.get(), "fc", SN_ROLE_BIAS, 0, NAN);
+  write_torch(src.get(), path);
+  NetPtr other = make_net("resnet18", 2, 1, 2, 3), notop = make_net("resnet18", 3, 0, 2);
+  EXPECT_EQ(
+      sn_weights_load_ex(other.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_NEW_HEAD, nullptr),
+      SN_OK)
+      << sn_last_error();
+  EXPECT_EQ(
+      sn_weights_load_ex(notop.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_IGNORE_HEAD, nullptr),
+      SN_OK)
+      << sn_last_error();
+  NetPtr same = make_net("resnet18", 4, 1, 2, 7);
+  EXPECT_EQ(
+      sn_weights_load_ex(same.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_NEW_HEAD, nullptr),
+      SN_ERR_NUMERIC);
+  EXPECT_MSG("key fc.bias", "1 NaN and 0 infinite of 7 values");
+}
+
+// ------------------------------------------------------------------ the class count
+
+// A classifier of another class count is a shape error that says so, in every layout.
+TEST(WeightsClasses, MismatchNamesBothClassCounts) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/w.h5";
+  for (int layout = 0; layout < 4; ++layout) {
+    SCOPED_TRACE(layout);
+    const char *arch = layout == 0 ? "resnet18" : layout == 3 ? "lenet" : "keras_resnet50";
+    NetPtr src = make_net(arch, 1, 1, 4, 7), dst = make_net(arch, 2, 1, 4, 3);
+    if (layout == 0)
+      write_torch(src.get(), path);
+    else if (layout == 1)
+      write_keras(src.get(), path);
+    else if (layout == 2)
+      write_keras3(src.get(), path, 1);
+    else
+      ASSERT_EQ(sn_weights_save(src.get(), path.c_str()), SN_OK);
+    EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_SHAPE);
+    EXPECT_MSG("the file's classifier has 7 classes and the net 3", "classes = 7");
+  }
+}
+
+// sn_weights_inspect: the layout, the architecture the file names and the class count, in every
+// layout, with and without a classifier; errors for files that are not weights.
+TEST(WeightsClasses, InspectReadsWhatTheFileRecords) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/w.h5";
+  sn_weights_info wi;
+  struct Case {
+    const char *arch;
+    int layout, top, classes;
+    sn_weights_format format;
+    const char *arch_recorded;
+  } cases[] = {
+      {"resnet18", 0, 1, 12, SN_WEIGHTS_TORCH, "resnet18"}, // with the arch attribute
+      {"resnet20", 0, 1, 5, SN_WEIGHTS_TORCH, ""},          // a bare state dict
+      {"resnet50", 0, 0, 0, SN_WEIGHTS_TORCH, ""},          // no fc: no classifier
+      {"keras_resnet50", 1, 1, 9, SN_WEIGHTS_KERAS, ""},
+      {"keras_resnet50v2", 1, 0, 0, SN_WEIGHTS_KERAS, ""},
+      {"keras_resnet50", 2, 1, 11, SN_WEIGHTS_KERAS, ""},
+      {"keras_resnet50", 2, 0, 0, SN_WEIGHTS_KERAS, ""},
+      {"lenet", 3, 1, 4, SN_WEIGHTS_NATIVE, "lenet"},
+      {"resnet18", 3, 0, 0, SN_WEIGHTS_NATIVE, "resnet18"},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(std::string(c.arch) + " layout " + std::to_string(c.layout) + " top " +
+                 std::to_string(c.top));
+    NetPtr net = make_net(c.arch, 1, c.top, 4, c.top ? c.classes : 10);
+    TorchOpts o;
+    o.arch = *c.arch_recorded ? c.arch_recorded : nullptr;
+    if (c.layout == 0)
+      write_torch(net.get(), path, o);
+    else if (c.layout == 1)
+      write_keras(net.get(), path);
+    else if (c.layout == 2)
+      write_keras3(net.get(), path, 1);
+    else
+      ASSERT_EQ(sn_weights_save(net.get(), path.c_str()), SN_OK);
+    ASSERT_EQ(sn_weights_inspect(path.c_str(), &wi), SN_OK) << sn_last_error();
+    EXPECT_EQ(wi.format, c.format);
+    EXPECT_STREQ(wi.arch, c.arch_recorded);
+    EXPECT_EQ(wi.classes, c.classes);
+  }
+  EXPECT_EQ(sn_weights_inspect((dir + "/missing.h5").c_str(), &wi), SN_ERR_IO);
+  EXPECT_MSG("missing.h5");
+  FILE *f = std::fopen(path.c_str(), "w");
+  std::fputs("not hdf5", f);
+  std::fclose(f);
+  EXPECT_EQ(sn_weights_inspect(path.c_str(), &wi), SN_ERR_FORMAT);
+  hid_t h = create(path);
+  put(h, "images", {2, 2}, {1, 2, 3, 4});
+  H5Fclose(h);
+  EXPECT_EQ(sn_weights_inspect(path.c_str(), &wi), SN_ERR_FORMAT);
+  EXPECT_MSG("unrecognised weights layout");
+  EXPECT_EQ(wi.classes, 0);
+}

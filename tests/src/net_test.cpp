@@ -8,7 +8,10 @@
 // either be flaky or not able to fail.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "net_impl.h"
@@ -148,4 +151,41 @@ TEST(Net, ProfileListsTrainingForwardAndBackward) {
   EXPECT_GT(backward, 0.0);
   free(rows);
   sn_net_destroy(net);
+}
+
+// NaN in, NaN out, as in PyTorch: with one NaN pixel in image 1 of a batch of 2, every output of
+// image 1 is NaN and every output of image 0 finite, in every architecture, with all fusions
+// (the fused epilogues) and with none (the separate ReLU and batch-norm passes); on the portable
+// kernels for one architecture of each family. A ReLU or max pool mapping NaN to a number (as
+// max(NaN, 0) = 0 did) would give image 1 finite, plausible outputs that no check catches.
+TEST(Net, NanInputGivesNanOutputEveryArchitecture) {
+  for (const char *const *a = sn_arch_names(); *a; ++a) {
+    const bool small = !std::strncmp(*a, "lenet", 5) || !std::strncmp(*a, "resnet20", 8) ||
+                       !std::strncmp(*a, "resnet32", 8) || !std::strncmp(*a, "resnet56", 8);
+    const int hw = small ? 28 : 32, c = small && **a == 'l' ? 1 : 3;
+    const bool family = !std::strcmp(*a, "resnet18") || !std::strcmp(*a, "keras_resnet50") ||
+                        !std::strcmp(*a, "keras_resnet50v2") || !std::strcmp(*a, "resnet20") ||
+                        !std::strcmp(*a, "lenet");
+    for (int portable = 0; portable <= family; ++portable)
+      for (unsigned fuse : {(unsigned)SN_FUSE_ALL, 0u}) {
+        SCOPED_TRACE(std::string(*a) + (portable ? " portable" : "") + " fuse " +
+                     std::to_string(fuse));
+        sn_net *net = make(*a, hw, c, small ? 0 : 8);
+        ASSERT_NE(net, nullptr);
+        sn_engine_options o = *sn_net_options(net);
+        o.portable = portable;
+        o.fuse = fuse;
+        ASSERT_EQ(sn_net_set_options(net, &o), SN_OK);
+        ASSERT_EQ(sn_net_plan(net, 2, 0), SN_OK) << sn_last_error();
+        const size_t img = (size_t)hw * hw * c;
+        std::vector<float> x = sntest::randn(2 * img, 5), y(2 * 10, 7.0f);
+        x[img + (hw / 2 * hw + hw / 3) * c] = NAN;
+        ASSERT_EQ(sn_net_forward(net, x.data(), 2, y.data()), SN_OK) << sn_last_error();
+        for (int k = 0; k < 10; ++k) {
+          EXPECT_TRUE(std::isfinite(y[k])) << "image 0, class " << k << ": " << y[k];
+          EXPECT_TRUE(std::isnan(y[10 + k])) << "image 1, class " << k << ": " << y[10 + k];
+        }
+        sn_net_destroy(net);
+      }
+  }
 }

@@ -322,3 +322,103 @@ TEST(KernelPool, MaxAvx512MatchesPortable) {
     ASSERT_EQ(0, std::memcmp(dx[0].data(), dx[1].data(), nx * sizeof(float)));
   }
 }
+
+namespace {
+// Max pool with torch's max_pool2d rule: cells in (ky, kx) order, a cell wins if it is greater
+// or NaN (`val > maxval || isnan(val)`), so a NaN anywhere in the window gives NaN, its argmax
+// the last NaN's cell; a padded zero (pad_zero) is a cell of value 0 and argmax -1.
+void maxpool_torch(const sn_pool_geom &g, const fvec &x, fvec &y, std::vector<int32_t> &am) {
+  y.assign((size_t)g.n * g.oh * g.ow * g.c, 0.0f);
+  am.assign(y.size(), -1);
+  for (int n = 0; n < g.n; ++n)
+    for (int oy = 0; oy < g.oh; ++oy)
+      for (int ox = 0; ox < g.ow; ++ox)
+        for (int c = 0; c < g.c; ++c) {
+          bool first = true;
+          float m = 0.0f;
+          int32_t a = -1;
+          for (int ky = 0; ky < g.kh; ++ky)
+            for (int kx = 0; kx < g.kw; ++kx) {
+              const int iy = oy * g.sh + ky - g.pt, ix = ox * g.sw + kx - g.pl;
+              float v = 0.0f;
+              int32_t vi = -1;
+              if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
+                if (!g.pad_zero) continue;
+              } else {
+                vi = (int32_t)(((size_t)iy * g.w + ix) * g.c + c);
+                v = x[(size_t)n * g.h * g.w * g.c + vi];
+              }
+              if (first || v > m || std::isnan(v)) {
+                m = v;
+                a = vi;
+              }
+              first = false;
+            }
+          const size_t o = (((size_t)n * g.oh + oy) * g.ow + ox) * g.c + c;
+          y[o] = m;
+          am[o] = a;
+        }
+}
+} // namespace
+
+// NaN propagates through max pooling as in torch's max_pool2d: on every shape, with NaNs placed
+// as a window's first cell, as a later cell, two in one window and next to a padded border, the
+// AVX-512 and portable paths (with and without argmax) give NaN exactly where the torch rule
+// does, the same finite values elsewhere, and the last NaN's cell as the argmax; the gradient
+// goes to that cell. (A NaN that never replaced the maximum left a plausible finite output.)
+TEST(KernelPool, MaxPropagatesNaN) {
+  uint64_t seed = 60;
+  for (const PS &s : all_max()) {
+    SCOPED_TRACE(name(s));
+    sn_pool_geom g = geom(s);
+    const size_t img = (size_t)g.h * g.w * g.c;
+    fvec x = sntest::randn((size_t)g.n * img, ++seed);
+    for (int n = 0; n < g.n; ++n) {
+      float *xi = x.data() + (size_t)n * img;
+      xi[0] = NAN; // corner: first cell, by the border
+      xi[((size_t)(g.h / 2) * g.w + g.w / 2) * g.c + 1 % g.c] = NAN;      // interior
+      xi[((size_t)(g.h / 2) * g.w + g.w / 2 + 1) * g.c + 1 % g.c] = -NAN; // its neighbour
+      xi[img - 1] = NAN; // last pixel, last channel
+    }
+    fvec ref;
+    std::vector<int32_t> ref_am;
+    maxpool_torch(g, x, ref, ref_am);
+    size_t nans = 0;
+    for (int portable = 0; portable <= 1; ++portable) {
+      if (!portable && !sn_cpu_has_avx512()) continue;
+      fvec y(ref.size(), -5.0f), yi(ref.size(), -6.0f);
+      std::vector<int32_t> am(ref.size(), -7);
+      sn_maxpool_forward(portable, &g, x.data(), y.data(), am.data());
+      sn_maxpool_forward(portable, &g, x.data(), yi.data(), nullptr);
+      nans = 0;
+      for (size_t i = 0; i < ref.size(); ++i) {
+        if (std::isnan(ref[i])) {
+          ++nans;
+          ASSERT_TRUE(std::isnan(y[i])) << "portable " << portable << " output " << i;
+          ASSERT_TRUE(std::isnan(yi[i])) << "portable " << portable << " output " << i;
+        } else {
+          ASSERT_EQ(ref[i], y[i]) << "portable " << portable << " output " << i;
+          ASSERT_EQ(ref[i], yi[i]) << "portable " << portable << " output " << i;
+        }
+        ASSERT_EQ(ref_am[i], am[i]) << "portable " << portable << " output " << i;
+      }
+      // The gradient of a NaN output goes to its (last) NaN cell.
+      fvec dy(ref.size(), 1.0f), dx(x.size(), -5.0f);
+      sn_maxpool_backward(portable, &g, am.data(), dy.data(), dx.data());
+      EXPECT_NE(0.0f, dx[(size_t)ref_am[0]]);
+    }
+    EXPECT_GE(nans, (size_t)3 * g.n);
+  }
+  // Global max pool: a NaN at any position gives NaN, argmax at the last NaN.
+  const int n = 2, hw = 9, c = 5;
+  fvec x = sntest::randn((size_t)n * hw * c, 70), y((size_t)n * c, -5.0f);
+  x[(size_t)2 * c + 1] = NAN;  // image 0, position 2, channel 1
+  x[(size_t)6 * c + 1] = NAN;  // and position 6
+  x[(size_t)hw * c + 0] = NAN; // image 1, first position, channel 0
+  std::vector<int32_t> am((size_t)n * c, -7);
+  sn_global_maxpool_forward(x.data(), n, hw, c, y.data(), am.data());
+  for (int i = 0; i < n * c; ++i)
+    EXPECT_EQ(i == 1 || i == c, (bool)std::isnan(y[i])) << i;
+  EXPECT_EQ(6 * c + 1, am[1]);
+  EXPECT_EQ(0, am[c]);
+}
