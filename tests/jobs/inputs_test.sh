@@ -117,6 +117,42 @@ assert h["labels"][:].tolist() == [2, 1, 0] and h["images"].shape == (3, 28, 28,
 PY
 out=$("$sn" infer "${L[@]}" --data list.txt --out list_out.h5 2>&1) && [[ -f list_out.h5 ]] &&
   ok "infer --data a list" || die "infer --data list: $out"
+# ---------------------------------------------------------------- formats Pillow reads
+# EXIF orientations 1-8, progressive, greyscale and CMYK JPEG, palette, 16-bit and alpha PNG:
+# decoded at their own size (24x32 once oriented) they equal Pillow's exif_transpose + RGB
+/usr/bin/python3 - <<'PY' || die "format fixtures"
+import os, numpy as np
+from PIL import Image
+os.makedirs("fmt")
+rng = np.random.default_rng(7)
+base = Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+inv = {1: None, 2: Image.FLIP_LEFT_RIGHT, 3: Image.ROTATE_180, 4: Image.FLIP_TOP_BOTTOM,
+       5: Image.TRANSPOSE, 6: Image.ROTATE_90, 7: Image.TRANSVERSE, 8: Image.ROTATE_270}
+for o, op in inv.items():  # stored so that exif_transpose gives a 24x32 image back
+    im = base if op is None else base.transpose(op)
+    ex = Image.Exif(); ex[0x0112] = o
+    im.save("fmt/exif%d.jpg" % o, quality=90, exif=ex.tobytes())
+base.save("fmt/prog.jpg", quality=90, progressive=True)
+base.convert("L").save("fmt/grey.jpg", quality=90)
+base.convert("CMYK").save("fmt/cmyk.jpg", quality=90)
+base.convert("P", palette=Image.ADAPTIVE, colors=16).save("fmt/palette.png")
+Image.fromarray((rng.integers(0, 65536, (24, 32))).astype(np.uint16)).save("fmt/grey16.png")
+base.convert("RGBA").save("fmt/alpha.png")
+PY
+"$sn" convert folder --root fmt --labels-from none --size 24x32 --out fmt.h5 --quiet || die "convert formats"
+/usr/bin/python3 - <<'PY' && ok "EXIF orientations, progressive, grey, CMYK, palette, 16-bit, alpha = Pillow" || die "formats differ from Pillow"
+import h5py, numpy as np
+from PIL import Image, ImageOps
+f = h5py.File("fmt.h5")
+for name, got in zip(f["filenames"][:], f["images"][:]):
+    im = ImageOps.exif_transpose(Image.open("fmt/" + name.decode()))
+    if im.mode == "I;16" or im.mode == "I":  # 16-bit: the high byte, as libpng's strip
+        want = np.repeat((np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8)[..., None], 3, 2)
+    else:
+        want = np.asarray(im.convert("RGB"))
+    assert want.shape == got.shape, (name, want.shape, got.shape)
+    assert np.abs(want.astype(int) - got).max() == 0, (name, np.abs(want.astype(int) - got).max())
+PY
 # ---------------------------------------------------------------- several HDF5 files
 /usr/bin/python3 - <<'PY' || die "multi-file fixtures"
 import h5py, numpy as np
