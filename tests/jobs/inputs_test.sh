@@ -164,6 +164,11 @@ for k, (b, e) in enumerate([(0, 7), (7, 8), (8, 23)]):
     with h5py.File("part%d.h5" % k, "w") as f:
         f["images"] = x[b:e]; f["labels"] = y[b:e]
 open("parts.txt", "w").write("part0.h5\npart1.h5\npart2.h5\n")
+lay = h5py.VirtualLayout(shape=x.shape, dtype=np.uint8)  # an HDF5 virtual dataset of the parts
+for k, (b, e) in enumerate([(0, 7), (7, 8), (8, 23)]):
+    lay[b:e] = h5py.VirtualSource("part%d.h5" % k, "images", shape=(e - b,) + x.shape[1:])
+with h5py.File("virtual.h5", "w") as f:
+    f.create_virtual_dataset("images", lay)
 PY
 "$sn" infer "${W[@]}" --data all.h5 --out one.h5 || die "infer one file"
 for np_ in 1 2 4; do
@@ -172,7 +177,8 @@ for np_ in 1 2 4; do
 done
 "$sn" infer "${W[@]}" --data 'part*.h5' --out glob.h5 || die "glob --data"
 "$sn" infer "${W[@]}" --data parts.txt --out listed.h5 || die "list of HDF5 files"
-/usr/bin/python3 - <<'PY' && ok "three files = one file: repeated (np 1, 2, 4), glob, list" || die "multi-file outputs"
+"$sn" infer "${W[@]}" --data virtual.h5 --out virtual_out.h5 || die "virtual dataset"
+/usr/bin/python3 - <<'PY' && ok "three files = one file: repeated (np 1, 2, 4), glob, list; a virtual dataset" || die "multi-file outputs"
 import h5py, numpy as np
 a = h5py.File("one.h5")
 for p in ["rep1.h5", "rep2.h5", "rep4.h5", "glob.h5", "listed.h5"]:
@@ -181,6 +187,7 @@ for p in ["rep1.h5", "rep2.h5", "rep4.h5", "glob.h5", "listed.h5"]:
         assert np.array_equal(a[n][:], b[n][:]), (p, n)
     assert b["index"][:].tolist() == list(range(23))
     assert b["sources/path"].shape == (3,) and b["sources/rows"][:].tolist() == [7, 1, 15], p
+assert np.array_equal(a["features"][:], h5py.File("virtual_out.h5")["features"][:])
 PY
 # ---------------------------------------------------------------- feature maps keep their shape
 for dt in f32 f16; do
