@@ -62,13 +62,24 @@ PY
 # ---------------------------------------------------------------- a folder with bad images
 good="grey.png img0.JPG img1.JPG img2.JPG img3.JPG img4.JPG img5.JPG png_named.jpg rgba.png"
 badf="bomb.png gif.jpeg text.jpg trunc.jpg zero.png"
+not_complete() { # no output, or one without complete = 1 (never mistaken for a finished one)
+  [[ ! -f "$1" ]] || /usr/bin/python3 -c "import h5py, sys; sys.exit(int(h5py.File(sys.argv[1]).attrs.get('complete', 0) == 1))" "$1"
+}
 out=$("$sn" infer "${L[@]}" --data flat --out fail.h5 2>&1); rc=$?
-if [[ $rc -eq 3 ]] && grep -q "file flat/.*--bad-images skip" <<<"$out" && [[ ! -f fail.h5 ]] ||
-  { [[ -f fail.h5 ]] && /usr/bin/python3 -c "import h5py,sys; sys.exit(int(h5py.File('fail.h5').attrs.get('complete',0)==1))"; }; then
+if [[ $rc -eq 3 ]] && grep -q "file flat/.*--bad-images skip" <<<"$out" && not_complete fail.h5; then
   ok "fail mode: exit 3, names the file and the way to skip"
 else
   die "fail mode: exit $rc: $out"
 fi
+for np_ in 2 4; do # every rank stops with the input code, one line naming a bad file; no output
+  out=$(timeout 120 $mpirun -np $np_ "$sn" infer "${W[@]}" --data flat --out "fail$np_.h5" 2>&1); rc=$?
+  if [[ $rc -eq 3 ]] && grep -qE "file flat/(bomb.png|gif.jpeg|text.jpg|trunc.jpg|zero.png): .*--bad-images skip" <<<"$out" &&
+    [[ $(grep -c "error" <<<"$out") -eq 1 ]] && not_complete "fail$np_.h5"; then
+    ok "fail mode at np $np_: exit 3, one line naming a bad file"
+  else
+    die "fail mode at np $np_: exit $rc: $out"
+  fi
+done
 for np_ in 1 2 4; do
   timeout 120 $mpirun -np $np_ "$sn" infer "${W[@]}" --data flat --bad-images skip --out "skip$np_.h5" ||
     die "skip at np $np_"
