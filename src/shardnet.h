@@ -749,9 +749,9 @@ SN_API sn_status sn_writer_write_block(sn_writer *w, int64_t row_begin, int coun
                                        const int32_t *top_k_indices, const float *top_k_scores,
                                        const float *logits, const float *features,
                                        const int64_t *index);
-/* Checks that every input is done on some rank, cuts the datasets to the rows written, closes
- * the file, and then, on rank 0 (through the serial driver: variable-length strings), writes
- * /filenames, /skipped and /sources and complete = 1 last. Inputs not done -> SN_ERR_INVALID
+/* Checks that every input is done on some rank, closes the file, and then, on rank 0 (through
+ * the serial driver), cuts the datasets to the rows written, writes /filenames, /skipped and
+ * /sources and complete = 1 last. Inputs not done -> SN_ERR_INVALID
  * naming the first one (the file stays incomplete). Collective. sn_writer_destroy is still
  * needed. */
 SN_API sn_status sn_writer_finish(sn_writer *w);
