@@ -1,8 +1,7 @@
-/* convert.c - converters to the dataset schema (docs/hdf5-schema.md): MNIST idx files and
- * ImageNet-style folders, raw or encoded, serial or collectively by all ranks into one file. */
+/* convert.c - converters to the dataset schema (docs/hdf5-schema.md): MNIST idx files, and image
+ * folders or lists (io/source.c) raw or encoded, serial or collectively by all ranks into one
+ * file; bad images fail the conversion or are left out and listed in /skipped. */
 #define _POSIX_C_SOURCE 200809L /* strdup */
-#define _DEFAULT_SOURCE         /* DT_DIR */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,9 +10,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
-#include "h5util.h"
-#include "image.h"
-#include "io_limits.h"
+#include "io_impl.h"
 
 static const char *const fashion_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
                                               "Coat",        "Sandal",    "Shirt",    "Sneaker",
@@ -25,6 +22,9 @@ void sn_convert_options_init(sn_convert_options *o) {
   o->height = o->width = 224;
   o->channels = 3;
   o->resize = SN_RESIZE_BILINEAR;
+  o->labels_from = SN_LABELS_AUTO;
+  o->bad_images = SN_BAD_FAIL;
+  o->threads = 1;
 }
 
 /* Rows per chunk: about 1 MiB of images, at least 1, at most 4096 and n. Depends only on the
@@ -268,479 +268,484 @@ sn_status sn_convert_idx(const char *images_idx, const char *labels_idx, const c
   return out_finish(&o, st);
 }
 
-/* ---------------------------------------------------------------- folders */
+/* ---------------------------------------------------------------- image folders and lists */
 
-typedef struct entry {
-  char *dir;  /* relative directory (class/sub/...) */
-  char *name; /* file name */
-  int32_t label;
-} entry;
+/* Rows are the listed images kept, in listing order. Work goes in rounds: in round j rank r takes
+ * the r-th slab of `per` consecutive inputs of the window [j * size * per, ...); after decoding
+ * (raw) or reading and checking (encoded) its slab, the ranks exchange how many images each kept,
+ * so that every kept image lands right after those of the lower ranks: the file does not depend
+ * on the rank count, with or without skipped images. */
+typedef struct img_conv {
+  sn_dataset *ds; /* the listing, decoder and labels */
+  out_file *o;
+  const sn_convert_options *opt;
+  int64_t n, per, rounds; /* inputs, slab size, rounds */
+  int64_t out_next;       /* rows written by the previous rounds */
+  int64_t bytes_next;     /* encoded: bytes written by the previous rounds */
+  int64_t *skip_rows;     /* this rank's skipped inputs and reasons */
+  char **skip_why;
+  int64_t nskip, skip_cap;
+} img_conv;
 
-typedef struct listing {
-  char **classes;
-  int64_t n_classes;
-  char **files; /* relative paths class/.../name, sorted */
-  int32_t *labels;
-  int64_t n;
-} listing;
-
-static void listing_free(listing *l) {
-  sn_h5_free_strs(l->classes, l->n_classes);
-  sn_h5_free_strs(l->files, l->n);
-  free(l->labels);
-  memset(l, 0, sizeof *l);
-}
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-static int cmp_entry(const void *a, const void *b) {
-  const entry *x = a, *y = b;
-  if (x->label != y->label) return x->label < y->label ? -1 : 1;
-  int c = strcmp(x->dir, y->dir);
-  return c ? c : strcmp(x->name, y->name);
-}
-
-static int is_image_name(const char *name) {
-  const char *dot = strrchr(name, '.');
-  return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
-}
-
-typedef struct entries {
-  entry *v;
-  int64_t n, cap;
-} entries;
-
-static int is_dir(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-/* Collects image files under root/rel recursively (following links, as os.walk(followlinks)). */
-static sn_status walk(const char *root, const char *rel, int32_t label, entries *out, int depth) {
-  char path[4096];
-  if (snprintf(path, sizeof path, "%s/%s", root, rel) >= (int)sizeof path)
-    return sn_error_set(SN_ERR_INVALID, "folder %s: path too long under %s", root, rel);
-  if (depth > 32)
-    return sn_error_set(SN_ERR_INVALID, "folder %s: directories nested too deep", path);
-  DIR *d = opendir(path);
-  if (!d) return sn_error_set(SN_ERR_IO, "folder %s: cannot list: %s", path, strerror(errno));
-  sn_status st = SN_OK;
-  struct dirent *de;
-  while (st == SN_OK && (de = readdir(d))) {
-    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-    char sub[4096], full[4096];
-    if (snprintf(sub, sizeof sub, "%s/%s", rel, de->d_name) >= (int)sizeof sub ||
-        snprintf(full, sizeof full, "%s/%s", path, de->d_name) >= (int)sizeof full) {
-      st = sn_error_set(SN_ERR_INVALID, "folder %s: path too long: %s", root, de->d_name);
-      break;
-    }
-    if (is_dir(full)) {
-      st = walk(root, sub, label, out, depth + 1);
-    } else if (is_image_name(de->d_name)) {
-      if (out->n == out->cap) {
-        int64_t cap = out->cap ? 2 * out->cap : 1024;
-        entry *v = realloc(out->v, (size_t)cap * sizeof *v);
-        if (!v) {
-          st = sn_error_set(SN_ERR_NOMEM, "folder %s: listing", root);
-          break;
-        }
-        out->v = v;
-        out->cap = cap;
-      }
-      entry *e = &out->v[out->n];
-      e->dir = strdup(rel);
-      e->name = strdup(de->d_name);
-      e->label = label;
-      if (!e->dir || !e->name) {
-        free(e->dir);
-        free(e->name);
-        st = sn_error_set(SN_ERR_NOMEM, "folder %s: listing", root);
-      } else {
-        out->n++;
-      }
-    }
+static sn_status note_skip(img_conv *c, int64_t row, const char *why) {
+  if (c->nskip == c->skip_cap) {
+    const int64_t cap = c->skip_cap ? 2 * c->skip_cap : 64;
+    int64_t *r = realloc(c->skip_rows, (size_t)cap * sizeof *r);
+    if (r) c->skip_rows = r;
+    char **w = realloc(c->skip_why, (size_t)cap * sizeof *w);
+    if (w) c->skip_why = w;
+    if (!r || !w) return sn_error_set(SN_ERR_NOMEM, "file %s: skipped list", c->o->tmp);
+    c->skip_cap = cap;
   }
-  closedir(d);
-  return st;
-}
-
-/* Lists root on this rank: sorted class folders, then each class's files sorted by (directory,
- * name) as torchvision's ImageFolder does. */
-static sn_status list_folder(const char *root, listing *l) {
-  memset(l, 0, sizeof *l);
-  DIR *d = opendir(root);
-  if (!d) return sn_error_set(SN_ERR_IO, "folder %s: cannot open: %s", root, strerror(errno));
-  sn_status st = SN_OK;
-  int64_t cap = 0;
-  struct dirent *de;
-  while (st == SN_OK && (de = readdir(d))) {
-    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-    char full[4096];
-    if (snprintf(full, sizeof full, "%s/%s", root, de->d_name) >= (int)sizeof full || !is_dir(full))
-      continue;
-    if (l->n_classes == cap) {
-      cap = cap ? 2 * cap : 64;
-      char **c = realloc(l->classes, (size_t)cap * sizeof *c);
-      if (!c) {
-        st = sn_error_set(SN_ERR_NOMEM, "folder %s: class list", root);
-        break;
-      }
-      l->classes = c;
-    }
-    if (!(l->classes[l->n_classes] = strdup(de->d_name)))
-      st = sn_error_set(SN_ERR_NOMEM, "folder %s: class list", root);
-    else
-      l->n_classes++;
-  }
-  closedir(d);
-  if (st == SN_OK && l->n_classes == 0)
-    st = sn_error_set(SN_ERR_NOTFOUND, "folder %s: no class sub-folders", root);
-  if (st == SN_OK && l->n_classes > SN_IO_MAX_CLASSES)
-    st = sn_error_set(SN_ERR_INVALID, "folder %s: %lld classes", root, (long long)l->n_classes);
-  if (st != SN_OK) {
-    listing_free(l);
-    return st;
-  }
-  qsort(l->classes, (size_t)l->n_classes, sizeof *l->classes, cmp_str);
-  entries es = {NULL, 0, 0};
-  for (int64_t c = 0; st == SN_OK && c < l->n_classes; ++c) {
-    const int64_t before = es.n;
-    st = walk(root, l->classes[c], (int32_t)c, &es, 0);
-    if (st == SN_OK && es.n == before)
-      st = sn_error_set(SN_ERR_NOTFOUND, "folder %s: class '%s' has no .jpg/.jpeg/.png files", root,
-                        l->classes[c]);
-  }
-  if (st == SN_OK) {
-    qsort(es.v, (size_t)es.n, sizeof *es.v, cmp_entry);
-    l->files = calloc((size_t)es.n, sizeof *l->files);
-    l->labels = malloc((size_t)es.n * sizeof *l->labels);
-    if (!l->files || !l->labels) st = sn_error_set(SN_ERR_NOMEM, "folder %s: listing", root);
-    for (int64_t i = 0; st == SN_OK && i < es.n; ++i) {
-      const entry *e = &es.v[i];
-      size_t len = strlen(e->dir) + strlen(e->name) + 2;
-      if (!(l->files[i] = malloc(len))) {
-        st = sn_error_set(SN_ERR_NOMEM, "folder %s: listing", root);
-        break;
-      }
-      snprintf(l->files[i], len, "%s/%s", e->dir, e->name);
-      l->labels[i] = e->label;
-      l->n = i + 1;
-    }
-  }
-  for (int64_t i = 0; i < es.n; ++i) {
-    free(es.v[i].dir);
-    free(es.v[i].name);
-  }
-  free(es.v);
-  if (st != SN_OK) listing_free(l);
-  return st;
-}
-
-/* Rank 0 lists the folder; the listing is broadcast so that every rank agrees on it. */
-static sn_status share_listing(const char *root, sn_comm *comm, listing *l) {
-  sn_status st = SN_OK;
-  memset(l, 0, sizeof *l);
-  if (sn_comm_rank(comm) == 0) st = list_folder(root, l);
-  st = sn_comm_agree(comm, st);
-  if (st != SN_OK || sn_comm_size(comm) == 1) return st;
-  /* blob: class names then file paths, each NUL-terminated */
-  int64_t hdr[3] = {l->n_classes, l->n, 0};
-  char *blob = NULL;
-  if (sn_comm_rank(comm) == 0) {
-    size_t len = 0;
-    for (int64_t i = 0; i < l->n_classes; ++i)
-      len += strlen(l->classes[i]) + 1;
-    for (int64_t i = 0; i < l->n; ++i)
-      len += strlen(l->files[i]) + 1;
-    hdr[2] = (int64_t)len;
-    blob = malloc(len ? len : 1);
-    if (!blob) st = sn_error_set(SN_ERR_NOMEM, "folder %s: listing of %zu bytes", root, len);
-    char *p = blob;
-    for (int64_t i = 0; blob && i < l->n_classes; ++i)
-      p = stpcpy(p, l->classes[i]) + 1;
-    for (int64_t i = 0; blob && i < l->n; ++i)
-      p = stpcpy(p, l->files[i]) + 1;
-  }
-  st = sn_comm_agree(comm, st);
-  if (st == SN_OK) st = sn_comm_bcast(comm, hdr, sizeof hdr, 0);
-  if (st != SN_OK) {
-    free(blob);
-    return st;
-  }
-  if (sn_comm_rank(comm) != 0) {
-    blob = malloc(hdr[2] ? (size_t)hdr[2] : 1);
-    l->classes = calloc((size_t)hdr[0], sizeof *l->classes);
-    l->files = calloc((size_t)hdr[1], sizeof *l->files);
-    l->labels = malloc((size_t)hdr[1] * sizeof *l->labels);
-    if (!blob || !l->classes || !l->files || !l->labels)
-      st = sn_error_set(SN_ERR_NOMEM, "folder %s: listing of %lld bytes", root, (long long)hdr[2]);
-  }
-  st = sn_comm_agree(comm, st);
-  if (st == SN_OK) st = sn_comm_bcast(comm, blob, (size_t)hdr[2], 0);
-  if (st == SN_OK) st = sn_comm_bcast(comm, l->labels, (size_t)hdr[1] * sizeof *l->labels, 0);
-  if (st == SN_OK && sn_comm_rank(comm) != 0) {
-    const char *p = blob;
-    for (int64_t i = 0; st == SN_OK && i < hdr[0]; ++i, p += strlen(p) + 1)
-      if (!(l->classes[i] = strdup(p))) st = sn_error_set(SN_ERR_NOMEM, "listing");
-    l->n_classes = hdr[0];
-    for (int64_t i = 0; st == SN_OK && i < hdr[1]; ++i, p += strlen(p) + 1)
-      if (!(l->files[i] = strdup(p))) st = sn_error_set(SN_ERR_NOMEM, "listing");
-    l->n = hdr[1];
-  }
-  free(blob);
-  st = sn_comm_agree(comm, st);
-  if (st != SN_OK) listing_free(l);
-  return st;
-}
-
-/* Reads a whole file into *buf (grown as needed); *n is its size. */
-static sn_status slurp(const char *path, uint8_t **buf, size_t *cap, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return sn_error_set(SN_ERR_IO, "file %s: cannot open: %s", path, strerror(errno));
-  struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || sb.st_size < 0 || sb.st_size > SN_IO_MAX_ROW_BYTES) {
-    fclose(f);
-    return sn_error_set(SN_ERR_IO, "file %s: unusable size", path);
-  }
-  size_t size = (size_t)sb.st_size;
-  if (size > *cap) {
-    uint8_t *p = realloc(*buf, size);
-    if (!p) {
-      fclose(f);
-      return sn_error_set(SN_ERR_NOMEM, "file %s: %zu bytes", path, size);
-    }
-    *buf = p;
-    *cap = size;
-  }
-  size_t got = size ? fread(*buf, 1, size, f) : 0;
-  fclose(f);
-  if (got != size)
-    return sn_error_set(SN_ERR_IO, "file %s: read %zu of %zu bytes", path, got, size);
-  *n = size;
+  c->skip_rows[c->nskip] = row;
+  if (!(c->skip_why[c->nskip] = strdup(why)))
+    return sn_error_set(SN_ERR_NOMEM, "file %s: skipped list", c->o->tmp);
+  c->nskip++;
   return SN_OK;
 }
 
-static int looks_like_image(const uint8_t *p, size_t n) {
-  return (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) ||
-         (n >= 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8));
+/* This rank's slab of round j: inputs [*b, *e). */
+static void slab(const img_conv *c, int64_t j, int64_t *b, int64_t *e) {
+  const int size = sn_comm_size(c->o->comm), rank = sn_comm_rank(c->o->comm);
+  *b = (j * size + rank) * c->per;
+  *e = *b + c->per;
+  if (*b > c->n) *b = c->n;
+  if (*e > c->n) *e = c->n;
 }
 
-/* Raw form: every rank decodes its rows in rounds of whole chunks and writes them collectively. */
-static sn_status folder_raw(const char *root, const listing *l, out_file *o,
-                            const sn_convert_options *opt, int64_t k, int64_t b, int64_t e) {
-  const int h = opt->height, w = opt->width, c = opt->channels;
-  const size_t row = (size_t)h * w * c;
-  const int64_t per_round = k * (k >= 64 ? 1 : (64 + k - 1) / k);
-  int64_t rounds = (e - b + per_round - 1) / per_round;
-  sn_status st = sn_comm_allreduce(o->comm, &rounds, 1, SN_I64, SN_MAX);
-  if (st != SN_OK) return st;
-  uint8_t *buf = malloc((size_t)per_round * row);
-  uint8_t *file = NULL;
-  size_t file_cap = 0;
-  sn_image_scratch img;
-  memset(&img, 0, sizeof img);
-  if (!buf) st = sn_error_set(SN_ERR_NOMEM, "file %s: conversion buffer", o->tmp);
-  st = sn_comm_agree(o->comm, st);
+/* Where this rank's `kept` rows (and `bytes`) of a round go: after those of the lower ranks.
+ * Returns the rows and bytes of the round in all. Collective. */
+static sn_status place_round(img_conv *c, int64_t kept, int64_t bytes, int64_t *row, int64_t *byte,
+                             int64_t *rows_all, int64_t *bytes_all) {
+  sn_comm *comm = c->o->comm;
+  const int size = sn_comm_size(comm), rank = sn_comm_rank(comm);
+  int64_t mine[2] = {kept, bytes};
+  int64_t *all = malloc((size_t)size * sizeof mine);
+  sn_status st = all ? SN_OK : sn_error_set(SN_ERR_NOMEM, "file %s: %d ranks", c->o->tmp, size);
+  st = sn_comm_agree(comm, st);
+  if (st == SN_OK) st = sn_comm_allgather(comm, mine, all, sizeof mine);
+  *row = c->out_next;
+  *byte = c->bytes_next;
+  *rows_all = *bytes_all = 0;
+  for (int r = 0; st == SN_OK && r < size; ++r) {
+    if (r < rank) {
+      *row += all[2 * r];
+      *byte += all[2 * r + 1];
+    }
+    *rows_all += all[2 * r];
+    *bytes_all += all[2 * r + 1];
+  }
+  free(all);
+  return st;
+}
+
+/* Raw form: every rank decodes its slab through the reader (its threads, bad images skipped or
+ * failing as the reader does) and the kept rows are written collectively. */
+static sn_status images_raw(img_conv *c, int64_t chunk) {
+  const sn_convert_options *opt = c->opt;
+  const int h = opt->height, w = opt->width, ch = opt->channels;
+  const size_t row = (size_t)h * w * ch;
+  sn_status st = sn_dataset_set_channels(c->ds, ch);
+  if (st == SN_OK) st = sn_dataset_set_decode(c->ds, h, w, opt->resize, opt->resize_shorter);
+  /* this rank's inputs, slab after slab */
+  int64_t nmine = 0;
+  for (int64_t j = 0; j < c->rounds; ++j) {
+    int64_t b, e;
+    slab(c, j, &b, &e);
+    nmine += e - b;
+  }
+  int64_t *mine = malloc((nmine ? (size_t)nmine : 1) * sizeof *mine);
+  uint8_t *buf = malloc((size_t)c->per * row);
+  if (st == SN_OK && (!mine || !buf))
+    st = sn_error_set(SN_ERR_NOMEM, "file %s: conversion buffer", c->o->tmp);
+  for (int64_t j = 0, k = 0; mine && j < c->rounds; ++j) {
+    int64_t b, e;
+    slab(c, j, &b, &e);
+    for (int64_t i = b; i < e; ++i)
+      mine[k++] = i;
+  }
+  sn_reader *rd = NULL;
+  sn_reader_options ro;
+  sn_reader_options_init(&ro);
+  ro.batch = (int)c->per;
+  ro.prefetch = 1;
+  ro.threads = opt->threads > 0 ? opt->threads : 1;
+  ro.bad_images = opt->bad_images;
+  if (st == SN_OK && nmine > 0) st = sn_reader_create(c->ds, mine, nmine, &ro, &rd);
+  st = sn_comm_agree(c->o->comm, st);
   hid_t d = -1;
   if (st == SN_OK) {
     sn_h5_lock();
-    hsize_t dims[4] = {(hsize_t)l->n, (hsize_t)h, (hsize_t)w, (hsize_t)c};
-    st = sn_h5_create_dataset(o->file, "images", H5T_STD_U8LE, 4, dims, (hsize_t)k,
-                              opt->compression, o->tmp, &d);
+    hsize_t dims[4] = {(hsize_t)c->n, (hsize_t)h, (hsize_t)w, (hsize_t)ch};
+    st = sn_h5_create_dataset_max(c->o->file, "images", H5T_STD_U8LE, 4, dims, (hsize_t)c->n,
+                                  (hsize_t)chunk, opt->compression, c->o->tmp, &d);
     sn_h5_unlock();
-    st = sn_comm_agree(o->comm, st);
+    st = sn_comm_agree(c->o->comm, st);
   }
-  for (int64_t r = 0; st == SN_OK && r < rounds; ++r) {
-    int64_t rb = b + r * per_round, re = rb + per_round;
-    if (rb > e) rb = e;
-    if (re > e) re = e;
-    for (int64_t i = rb; st == SN_OK && i < re; ++i) {
-      char path[4096], err[512];
-      snprintf(path, sizeof path, "%s/%s", root, l->files[i]);
-      size_t n = 0;
-      int ih = 0, iw = 0;
-      st = slurp(path, &file, &file_cap, &n);
-      if (st != SN_OK) break;
-      st = sn_image_decode(file, n, c, &img, &ih, &iw, err, sizeof err);
-      if (st == SN_OK) {
-        st = sn_image_fit(img.pix, ih, iw, c, buf + (size_t)(i - rb) * row, h, w, opt->resize,
-                          opt->resize_shorter, &img);
-        if (st != SN_OK) snprintf(err, sizeof err, "cannot resize a %dx%d image", iw, ih);
-      }
-      if (st != SN_OK) st = sn_error_set(st, "file %s: %s", path, err);
+  int64_t done = 0;
+  for (int64_t j = 0; st == SN_OK && j < c->rounds; ++j) {
+    int64_t b, e, kept = 0;
+    slab(c, j, &b, &e);
+    sn_batch bt;
+    memset(&bt, 0, sizeof bt);
+    if (e > b) st = sn_reader_next_batch(rd, &bt);
+    if (st == SN_OK && bt.inputs != (int)(e - b))
+      st = sn_error_set(SN_ERR_INVALID, "file %s: the reader gave %d of %lld inputs", c->o->tmp,
+                        bt.inputs, (long long)(e - b));
+    for (int i = 0; st == SN_OK && i < bt.skipped; ++i)
+      st = note_skip(c, bt.skipped_rows[i], bt.skipped_reasons[i]);
+    if (st == SN_OK) {
+      kept = bt.count;
+      for (size_t i = 0; i < (size_t)kept * row; ++i)
+        buf[i] = (uint8_t)bt.x[i];
     }
-    st = sn_comm_agree(o->comm, st);
+    st = sn_comm_agree(c->o->comm, st);
+    int64_t at, byte, rows_all, bytes_all;
+    if (st == SN_OK) st = place_round(c, kept, 0, &at, &byte, &rows_all, &bytes_all);
     if (st != SN_OK) break;
     sn_h5_lock();
-    st = sn_h5_write_rows(d, H5T_NATIVE_UINT8, rb, re - rb, buf, o->dxpl, o->tmp);
+    st = sn_h5_write_rows(d, H5T_NATIVE_UINT8, at, kept, buf, c->o->dxpl, c->o->tmp);
     sn_h5_unlock();
-    st = sn_comm_agree(o->comm, st);
-    progress(opt, re - b, e - b);
+    st = sn_comm_agree(c->o->comm, st);
+    c->out_next += rows_all;
+    done += e - b;
+    progress(opt, done, nmine);
+  }
+  sn_reader_destroy(rd);
+  if (st == SN_OK) {
+    sn_h5_lock();
+    hsize_t dims[4] = {(hsize_t)c->out_next, (hsize_t)h, (hsize_t)w, (hsize_t)ch};
+    if (H5Dset_extent(d, dims) < 0)
+      st = sn_error_set(SN_ERR_IO, "file %s: dataset /images: cannot set the row count", c->o->tmp);
+    sn_h5_unlock();
+    st = sn_comm_agree(c->o->comm, st);
   }
   sn_h5_lock();
   if (d >= 0) H5Dclose(d);
   sn_h5_unlock();
+  free(mine);
   free(buf);
-  free(file);
-  sn_image_scratch_free(&img);
   return st;
 }
 
-/* Encoded form: byte counts are gathered to place every rank's bytes, then written in rounds. */
-static sn_status folder_encoded(const char *root, const listing *l, out_file *o,
-                                const sn_convert_options *opt, int64_t b, int64_t e) {
-  sn_comm *comm = o->comm;
-  const int size = sn_comm_size(comm);
+/* Encoded form: each rank reads its slab's files and checks their headers; the kept files' bytes
+ * are appended to /encoded and their offsets written, round by round. */
+static sn_status images_encoded(img_conv *c) {
+  const sn_convert_options *opt = c->opt;
+  sn_comm *comm = c->o->comm;
+  const sn_dataset *ds = c->ds;
   sn_status st = SN_OK;
-  int64_t *off = malloc((size_t)(e - b + 1) * sizeof *off); /* local offsets, then global */
-  int64_t *totals = malloc((size_t)size * sizeof *totals);
-  if (!off || !totals) st = sn_error_set(SN_ERR_NOMEM, "file %s: offsets", o->tmp);
-  if (off) off[0] = 0;
-  for (int64_t i = b; st == SN_OK && i < e; ++i) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", root, l->files[i]);
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-      st = sn_error_set(SN_ERR_IO, "file %s: cannot open: %s", path, strerror(errno));
-    else if (sb.st_size <= 0 || sb.st_size > SN_IO_MAX_ROW_BYTES)
-      st = sn_error_set(SN_ERR_FORMAT, "file %s: size %lld is not usable", path,
-                        (long long)sb.st_size);
-    else
-      off[i - b + 1] = off[i - b] + (int64_t)sb.st_size;
-  }
-  st = sn_comm_agree(comm, st);
-  if (st == SN_OK) st = sn_comm_allgather(comm, &off[e - b], totals, sizeof(int64_t));
-  if (st != SN_OK) {
-    free(off);
-    free(totals);
-    return st;
-  }
-  int64_t base = 0, total = 0;
-  for (int r = 0; r < size; ++r) {
-    if (r < sn_comm_rank(comm)) base += totals[r];
-    total += totals[r];
-  }
-  for (int64_t i = 0; i <= e - b; ++i)
-    off[i] += base;
-  free(totals);
-
-  const int64_t per_round = 64;
-  int64_t rounds = (e - b + per_round - 1) / per_round;
-  st = sn_comm_allreduce(comm, &rounds, 1, SN_I64, SN_MAX);
   hid_t de = -1, dof = -1;
-  if (st == SN_OK) {
-    sn_h5_lock();
-    hsize_t edims[1] = {(hsize_t)total}, odims[1] = {(hsize_t)l->n + 1};
-    st = sn_h5_create_dataset(o->file, "encoded", H5T_STD_U8LE, 1, edims, 1 << 20, 0, o->tmp, &de);
-    /* whatever happened to /encoded: creation is collective, every rank makes the same calls */
-    sn_status sto =
-        sn_h5_create_dataset(o->file, "offsets", H5T_STD_I64LE, 1, odims, 1 << 16, 0, o->tmp, &dof);
-    if (st == SN_OK) st = sto;
-    const int64_t attrs[3] = {opt->height, opt->width, opt->channels};
-    const char *names[3] = {"height", "width", "channels"};
-    for (int i = 0; st == SN_OK && i < 3; ++i)
-      st = sn_h5_write_int_attr(de, names[i], attrs[i], o->tmp);
-    /* offsets [b, e), plus the end offset from the rank that holds the last row */
-    const int64_t count = (e - b) + (e == l->n && e > b ? 1 : 0);
-    if (st == SN_OK) st = sn_h5_write_rows(dof, H5T_NATIVE_INT64, b, count, off, o->dxpl, o->tmp);
-    sn_h5_unlock();
-  }
+  sn_h5_lock();
+  hsize_t edims[1] = {0}, odims[1] = {(hsize_t)c->n + 1};
+  st = sn_h5_create_dataset_max(c->o->file, "encoded", H5T_STD_U8LE, 1, edims, H5S_UNLIMITED,
+                                1 << 20, 0, c->o->tmp, &de);
+  /* whatever happened to /encoded: creation is collective, every rank makes the same calls */
+  sn_status sto = sn_h5_create_dataset_max(c->o->file, "offsets", H5T_STD_I64LE, 1, odims, odims[0],
+                                           1 << 16, 0, c->o->tmp, &dof);
+  if (st == SN_OK) st = sto;
+  const int64_t attrs[3] = {opt->height, opt->width, opt->channels};
+  const char *names[3] = {"height", "width", "channels"};
+  for (int i = 0; st == SN_OK && i < 3; ++i)
+    st = sn_h5_write_int_attr(de, names[i], attrs[i], c->o->tmp);
+  sn_h5_unlock();
   st = sn_comm_agree(comm, st);
-  uint8_t *buf = NULL, *file = NULL;
-  size_t cap = 0, file_cap = 0;
-  for (int64_t r = 0; st == SN_OK && r < rounds; ++r) {
-    int64_t rb = b + r * per_round, re = rb + per_round;
-    if (rb > e) rb = e;
-    if (re > e) re = e;
-    const size_t bytes = (size_t)(off[re - b] - off[rb - b]);
-    if (bytes > cap) {
-      uint8_t *p = realloc(buf, bytes);
-      if (!p)
-        st = sn_error_set(SN_ERR_NOMEM, "file %s: %zu bytes", o->tmp, bytes);
-      else {
-        buf = p;
-        cap = bytes;
-      }
-    }
-    for (int64_t i = rb; st == SN_OK && i < re; ++i) {
-      char path[4096];
-      snprintf(path, sizeof path, "%s/%s", root, l->files[i]);
+  uint8_t *buf = NULL;
+  size_t cap = 0;
+  sn_decoder dec;
+  memset(&dec, 0, sizeof dec);
+  int64_t *off = malloc((size_t)(c->per + 1) * sizeof *off), nmine = 0, done = 0;
+  if (!off) st = sn_error_set(SN_ERR_NOMEM, "file %s: offsets", c->o->tmp);
+  st = sn_comm_agree(comm, st);
+  for (int64_t j = 0; j < c->rounds; ++j) {
+    int64_t b, e;
+    slab(c, j, &b, &e);
+    nmine += e - b;
+  }
+  for (int64_t j = 0; st == SN_OK && j < c->rounds; ++j) {
+    int64_t b, e, kept = 0;
+    size_t used = 0;
+    slab(c, j, &b, &e);
+    for (int64_t i = b; st == SN_OK && i < e; ++i) {
+      char path[4096], why[512];
       size_t n = 0;
-      st = slurp(path, &file, &file_cap, &n);
-      if (st != SN_OK) break;
-      const size_t want = (size_t)(off[i - b + 1] - off[i - b]);
-      if (n != want) {
-        st = sn_error_set(SN_ERR_IO, "file %s: changed size during conversion (%zu, then %zu)",
-                          path, want, n);
-      } else if (!looks_like_image(file, n)) {
-        st = sn_error_set(SN_ERR_FORMAT, "file %s: not a JPEG or PNG file", path);
+      int ih, iw;
+      sn_status fs = sn_listing_path(&ds->src, i, path, sizeof path)
+                         ? SN_OK
+                         : sn_error_set(SN_ERR_IO, "file %s: path too long", ds->src.names[i]);
+      if (fs == SN_OK) {
+        fs = sn_read_image_file(path, &dec, &n, why, sizeof why);
+        if (fs == SN_OK) fs = sn_image_probe(dec.file, n, &ih, &iw, why, sizeof why);
+      }
+      if (fs == SN_OK) {
+        if (used + n > cap) {
+          size_t nc = 2 * (used + n);
+          uint8_t *p = realloc(buf, nc);
+          if (!p) {
+            st = sn_error_set(SN_ERR_NOMEM, "file %s: %zu bytes", c->o->tmp, nc);
+            break;
+          }
+          buf = p;
+          cap = nc;
+        }
+        memcpy(buf + used, dec.file, n);
+        off[kept++] = (int64_t)used;
+        used += n;
+      } else if ((fs == SN_ERR_IO || fs == SN_ERR_FORMAT) && opt->bad_images == SN_BAD_SKIP) {
+        st = note_skip(c, i, why);
       } else {
-        memcpy(buf + (off[i - b] - off[rb - b]), file, n);
+        st = sn_error_set(fs, "file %s: %s", path, why);
       }
     }
     st = sn_comm_agree(comm, st);
+    int64_t at, byte, rows_all, bytes_all;
+    if (st == SN_OK) st = place_round(c, kept, (int64_t)used, &at, &byte, &rows_all, &bytes_all);
     if (st != SN_OK) break;
+    for (int64_t i = 0; i < kept; ++i)
+      off[i] += byte;
     sn_h5_lock();
-    st = sn_h5_write_rows(de, H5T_NATIVE_UINT8, off[rb - b], (int64_t)bytes, buf, o->dxpl, o->tmp);
+    hsize_t grown[1] = {(hsize_t)(c->bytes_next + bytes_all)};
+    if (H5Dset_extent(de, grown) < 0)
+      st = sn_error_set(SN_ERR_IO, "file %s: dataset /encoded: cannot grow", c->o->tmp);
+    if (st == SN_OK)
+      st = sn_h5_write_rows(de, H5T_NATIVE_UINT8, byte, (int64_t)used, buf, c->o->dxpl, c->o->tmp);
+    if (st == SN_OK)
+      st = sn_h5_write_rows(dof, H5T_NATIVE_INT64, at, kept, off, c->o->dxpl, c->o->tmp);
     sn_h5_unlock();
     st = sn_comm_agree(comm, st);
-    progress(opt, re - b, e - b);
+    c->out_next += rows_all;
+    c->bytes_next += bytes_all;
+    done += e - b;
+    progress(opt, done, nmine);
+  }
+  /* the end offset, and /offsets cut to the rows kept */
+  if (st == SN_OK) {
+    const int64_t end = c->bytes_next;
+    const int root = sn_comm_rank(comm) == 0;
+    sn_h5_lock();
+    hsize_t dims[1] = {(hsize_t)c->out_next + 1};
+    if (H5Dset_extent(dof, dims) < 0)
+      st =
+          sn_error_set(SN_ERR_IO, "file %s: dataset /offsets: cannot set the row count", c->o->tmp);
+    if (st == SN_OK)
+      st = sn_h5_write_rows(dof, H5T_NATIVE_INT64, root ? c->out_next : 0, root ? 1 : 0, &end,
+                            c->o->dxpl, c->o->tmp);
+    sn_h5_unlock();
+    st = sn_comm_agree(comm, st);
   }
   sn_h5_lock();
   if (de >= 0) H5Dclose(de);
   if (dof >= 0) H5Dclose(dof);
   sn_h5_unlock();
   free(buf);
-  free(file);
   free(off);
+  sn_decoder_free(&dec);
   return st;
 }
 
-sn_status sn_convert_folder(const char *root, const char *out_path, sn_comm *comm,
-                            const sn_convert_options *opt) {
+/* Every rank's skipped inputs and reasons, on every rank, sorted by input. Collective. */
+static sn_status share_skipped(img_conv *c, int64_t **rows, char ***why, int64_t *n) {
+  sn_comm *comm = c->o->comm;
+  const int size = sn_comm_size(comm), rank = sn_comm_rank(comm);
+  *rows = NULL;
+  *why = NULL;
+  *n = 0;
+  int64_t *counts = malloc((size_t)size * sizeof *counts);
+  sn_status st = counts ? SN_OK : sn_error_set(SN_ERR_NOMEM, "skipped list");
+  st = sn_comm_agree(comm, st);
+  if (st == SN_OK) st = sn_comm_allgather(comm, &c->nskip, counts, sizeof c->nskip);
+  int64_t total = 0;
+  for (int r = 0; st == SN_OK && r < size; ++r)
+    total += counts[r];
+  if (st == SN_OK) {
+    *rows = malloc((total ? (size_t)total : 1) * sizeof **rows);
+    *why = calloc(total ? (size_t)total : 1, sizeof **why);
+    if (!*rows || !*why) st = sn_error_set(SN_ERR_NOMEM, "skipped list");
+  }
+  st = sn_comm_agree(comm, st);
+  /* rank r's entries in turn: its rows, then its reasons as one NUL-separated blob */
+  int64_t at = 0;
+  for (int r = 0; st == SN_OK && r < size; ++r) {
+    if (counts[r] == 0) continue;
+    int64_t len = 0;
+    char *blob = NULL;
+    if (r == rank) {
+      memcpy(*rows + at, c->skip_rows, (size_t)counts[r] * sizeof **rows);
+      for (int64_t i = 0; i < c->nskip; ++i)
+        len += (int64_t)strlen(c->skip_why[i]) + 1;
+    }
+    st = sn_comm_bcast(comm, *rows + at, (size_t)counts[r] * sizeof **rows, r);
+    if (st == SN_OK) st = sn_comm_bcast(comm, &len, sizeof len, r);
+    if (st == SN_OK && !(blob = malloc((size_t)len))) st = sn_error_set(SN_ERR_NOMEM, "skipped");
+    st = sn_comm_agree(comm, st);
+    if (st == SN_OK && r == rank) {
+      char *p = blob;
+      for (int64_t i = 0; i < c->nskip; ++i)
+        p = stpcpy(p, c->skip_why[i]) + 1;
+    }
+    if (st == SN_OK) st = sn_comm_bcast(comm, blob, (size_t)len, r);
+    const char *p = blob;
+    for (int64_t i = 0; st == SN_OK && i < counts[r]; ++i, p += strlen(p) + 1)
+      if (!((*why)[at + i] = strdup(p))) st = sn_error_set(SN_ERR_NOMEM, "skipped");
+    free(blob);
+    at += counts[r];
+  }
+  free(counts);
+  st = sn_comm_agree(comm, st);
+  if (st == SN_OK) {
+    /* insertion sort by input (bad images are few) */
+    for (int64_t i = 1; i < total; ++i)
+      for (int64_t j = i; j > 0 && (*rows)[j] < (*rows)[j - 1]; --j) {
+        const int64_t t = (*rows)[j];
+        (*rows)[j] = (*rows)[j - 1];
+        (*rows)[j - 1] = t;
+        char *w = (*why)[j];
+        (*why)[j] = (*why)[j - 1];
+        (*why)[j - 1] = w;
+      }
+    *n = total;
+  } else {
+    free(*rows);
+    sn_h5_free_strs(*why, total);
+    *rows = NULL;
+    *why = NULL;
+  }
+  return st;
+}
+
+/* /labels, /classes, /filenames of the rows kept, /skipped and the source attributes.
+ * Collective. */
+static sn_status images_tail(img_conv *c, const int64_t *srows, char **swhy, int64_t ns) {
+  const sn_dataset *ds = c->ds;
+  const sn_listing *l = &ds->src;
+  const int64_t kept = c->n - ns;
+  const char **names = malloc((kept ? (size_t)kept : 1) * sizeof *names);
+  const char **snames = malloc((ns ? (size_t)ns : 1) * sizeof *snames);
+  int32_t *labels = ds->labels ? malloc((kept ? (size_t)kept : 1) * sizeof *labels) : NULL;
+  sn_status st = names && snames && (labels || !ds->labels)
+                     ? SN_OK
+                     : sn_error_set(SN_ERR_NOMEM, "file %s: names", c->o->tmp);
+  for (int64_t i = 0, k = 0, j = 0; st == SN_OK && i < c->n; ++i) {
+    if (j < ns && srows[j] == i) {
+      snames[j++] = l->names[i];
+      continue;
+    }
+    names[k] = l->names[i];
+    if (labels) labels[k] = ds->labels[i];
+    ++k;
+  }
+  st = sn_comm_agree(c->o->comm, st);
+  if (st == SN_OK && labels) {
+    const int root = sn_comm_rank(c->o->comm) == 0;
+    st = sn_comm_agree(c->o->comm, write_labels(c->o, kept, 0, root ? kept : 0, labels));
+  }
+  sn_h5_lock();
+  if (st == SN_OK && ds->classes)
+    st = sn_h5_write_str_dataset(c->o->file, "classes", (const char *const *)ds->classes,
+                                 ds->n_classes, c->o->comm, c->o->tmp);
+  if (st == SN_OK)
+    st = sn_h5_write_str_dataset(c->o->file, "filenames", names, kept, c->o->comm, c->o->tmp);
+  hid_t d = -1;
+  hsize_t dims[1] = {(hsize_t)ns};
+  if (st == SN_OK)
+    st = sn_h5_create_dataset_max(c->o->file, "skipped/index", H5T_STD_I64LE, 1, dims,
+                                  H5S_UNLIMITED, 4096, 0, c->o->tmp, &d);
+  const int root = sn_comm_rank(c->o->comm) == 0;
+  if (st == SN_OK)
+    st = sn_h5_write_rows(d, H5T_NATIVE_INT64, 0, root ? ns : 0, srows, c->o->dxpl, c->o->tmp);
+  if (d >= 0) H5Dclose(d);
+  if (st == SN_OK)
+    st = sn_h5_write_str_dataset(c->o->file, "skipped/filename", snames, ns, c->o->comm, c->o->tmp);
+  if (st == SN_OK)
+    st = sn_h5_write_str_dataset(c->o->file, "skipped/reason", (const char *const *)swhy, ns,
+                                 c->o->comm, c->o->tmp);
+  static const char *const kinds[3] = {"hdf5", "folder", "list"};
+  if (st == SN_OK) st = sn_h5_write_str_attr(c->o->file, "source_kind", kinds[l->kind], c->o->tmp);
+  if (st == SN_OK)
+    st = sn_h5_write_str_attr(c->o->file, "source", l->origin[0] ? l->origin : "(image files)",
+                              c->o->tmp);
+  if (st == SN_OK) st = sn_h5_write_str_attr(c->o->file, "labels_from", l->labels_from, c->o->tmp);
+  sn_h5_unlock();
+  free(names);
+  free(snames);
+  free(labels);
+  return sn_comm_agree(c->o->comm, st);
+}
+
+sn_status sn_convert_images(const char *const *paths, int npaths, const char *out_path,
+                            sn_comm *comm, const sn_convert_options *opt, int64_t *skipped) {
   sn_convert_options defaults;
   if (!opt) {
     sn_convert_options_init(&defaults);
     opt = &defaults;
   }
-  if (!root || !out_path) return sn_error_set(SN_ERR_INVALID, "sn_convert_folder: NULL path");
+  if (skipped) *skipped = 0;
+  if (!comm) comm = sn_comm_serial();
+  if (!paths || npaths < 1 || !out_path)
+    return sn_error_set(SN_ERR_INVALID, "sn_convert_images: no input or output path");
+  const char *what = paths[0] ? paths[0] : "(null)";
   if (opt->height < 1 || opt->width < 1 || opt->height > SN_IO_MAX_SIDE ||
       opt->width > SN_IO_MAX_SIDE || (opt->channels != 1 && opt->channels != 3) ||
-      opt->resize_shorter < 0 ||
+      opt->resize_shorter < 0 || opt->threads < 0 ||
+      (opt->bad_images != SN_BAD_FAIL && opt->bad_images != SN_BAD_SKIP) ||
       (!opt->encoded && opt->resize_shorter > 0 &&
        (opt->height > opt->resize_shorter || opt->width > opt->resize_shorter)))
-    return sn_error_set(SN_ERR_INVALID, "folder %s: target %dx%dx%d (resize shorter %d) is invalid",
-                        root, opt->height, opt->width, opt->channels, opt->resize_shorter);
-  listing l;
-  sn_status st = share_listing(root, comm, &l);
-  if (st != SN_OK) return st;
-  const size_t row = (size_t)opt->height * opt->width * opt->channels;
-  const int64_t k = opt->encoded ? 1 : auto_chunk(l.n, row, opt->chunk_rows);
-  int64_t b, e;
-  rank_rows(l.n, opt->encoded ? 64 : k, comm, &b, &e);
-  out_file o;
-  st = out_create(&o, out_path, comm);
+    return sn_error_set(SN_ERR_INVALID, "%s: target %dx%dx%d (resize shorter %d) is invalid", what,
+                        opt->height, opt->width, opt->channels, opt->resize_shorter);
+  sn_source_options so;
+  sn_source_options_init(&so);
+  so.labels_from = opt->labels_from;
+  so.channels = opt->channels;
+  img_conv c;
+  memset(&c, 0, sizeof c);
+  c.opt = opt;
+  sn_status st = sn_dataset_open_sources(paths, npaths, &so, comm, &c.ds);
+  if (st == SN_OK && c.ds->src.kind == SN_SOURCE_HDF5)
+    st = sn_error_set(SN_ERR_INVALID,
+                      "%s: an HDF5 dataset already (convert takes image folders "
+                      "and lists)",
+                      what);
+  st = sn_comm_agree(comm, st);
   if (st != SN_OK) {
-    listing_free(&l);
+    sn_dataset_close(c.ds);
     return st;
   }
-  progress(opt, 0, e - b);
-  if (opt->encoded)
-    st = folder_encoded(root, &l, &o, opt, b, e);
-  else
-    st = folder_raw(root, &l, &o, opt, k, b, e);
-  if (st == SN_OK) st = sn_comm_agree(comm, write_labels(&o, l.n, b, e, l.labels + b));
+  c.n = c.ds->info.n;
+  const size_t row = (size_t)opt->height * opt->width * opt->channels;
+  const int64_t k = auto_chunk(c.n, row, opt->chunk_rows);
+  c.per = opt->encoded ? 64 : k * (k >= 64 ? 1 : (64 + k - 1) / k);
+  const int64_t win = c.per * sn_comm_size(comm);
+  c.rounds = (c.n + win - 1) / win;
+  out_file o;
+  st = out_create(&o, out_path, comm);
+  c.o = &o;
   if (st == SN_OK) {
-    sn_h5_lock();
-    st = sn_h5_write_str_dataset(o.file, "classes", (const char *const *)l.classes, l.n_classes,
-                                 comm, o.tmp);
-    if (st == SN_OK)
-      st = sn_h5_write_str_dataset(o.file, "filenames", (const char *const *)l.files, l.n, comm,
-                                   o.tmp);
-    sn_h5_unlock();
-    st = sn_comm_agree(comm, st);
+    progress(opt, 0, 1);
+    st = opt->encoded ? images_encoded(&c) : images_raw(&c, k);
+    int64_t *srows = NULL, ns = 0;
+    char **swhy = NULL;
+    if (st == SN_OK) st = share_skipped(&c, &srows, &swhy, &ns);
+    if (st == SN_OK && ns == c.n)
+      st = sn_error_set(SN_ERR_FORMAT, "%s: all %lld images are bad (see the first: %s)", what,
+                        (long long)ns, ns ? swhy[0] : "");
+    if (st == SN_OK) st = images_tail(&c, srows, swhy, ns);
+    if (st == SN_OK && skipped) *skipped = ns;
+    free(srows);
+    sn_h5_free_strs(swhy, ns);
+    st = out_finish(&o, st);
   }
-  listing_free(&l);
-  return out_finish(&o, st);
+  free(c.skip_rows);
+  sn_h5_free_strs(c.skip_why, c.nskip);
+  sn_dataset_close(c.ds);
+  return st;
+}
+
+sn_status sn_convert_folder(const char *root, const char *out_path, sn_comm *comm,
+                            const sn_convert_options *opt) {
+  if (!root) return sn_error_set(SN_ERR_INVALID, "sn_convert_folder: NULL path");
+  struct stat sb;
+  if (stat(root, &sb) != 0)
+    return sn_error_set(SN_ERR_IO, "folder %s: cannot open: %s", root, strerror(errno));
+  if (!S_ISDIR(sb.st_mode)) return sn_error_set(SN_ERR_INVALID, "folder %s: not a folder", root);
+  return sn_convert_images(&root, 1, out_path, comm, opt, NULL);
 }

@@ -458,22 +458,35 @@ sn_status sn_h5_write_f32(hid_t loc, const char *path, const char *file, int ndi
 sn_status sn_h5_create_dataset(hid_t loc, const char *name, hid_t type, int rank,
                                const hsize_t *dims, hsize_t chunk0, int gzip, const char *file,
                                hid_t *out) {
+  return sn_h5_create_dataset_max(loc, name, type, rank, dims, dims[0], chunk0, gzip, file, out);
+}
+
+sn_status sn_h5_create_dataset_max(hid_t loc, const char *name, hid_t type, int rank,
+                                   const hsize_t *dims, hsize_t max0, hsize_t chunk0, int gzip,
+                                   const char *file, hid_t *out) {
   *out = H5I_INVALID_HID;
-  if (rank < 1 || rank > SN_H5_MAX_RANK)
+  if (rank < 1 || rank > SN_H5_MAX_RANK || max0 < dims[0])
     return sn_error_set(SN_ERR_INVALID, "file %s: dataset %s%s: rank %d (1 to %d)", file,
                         root_prefix(name), name, rank, SN_H5_MAX_RANK);
-  hsize_t chunk[SN_H5_MAX_RANK];
+  hsize_t chunk[SN_H5_MAX_RANK], maxdims[SN_H5_MAX_RANK];
   for (int i = 0; i < rank; ++i)
-    chunk[i] = dims[i];
-  chunk[0] = chunk0 < 1 ? 1 : chunk0 > dims[0] ? dims[0] : chunk0;
+    chunk[i] = maxdims[i] = dims[i];
+  maxdims[0] = max0;
+  chunk[0] = chunk0 < 1 ? 1 : chunk0 > max0 ? max0 : chunk0;
   if (chunk[0] < 1) chunk[0] = 1;
-  hid_t space = H5Screate_simple(rank, dims, NULL);
+  hid_t space = H5Screate_simple(rank, dims, maxdims);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
   H5Pset_create_intermediate_group(lcpl, 1);
   H5Pset_chunk(dcpl, rank, chunk);
-  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+  /* Variable-length data needs its fill value (empty strings); fixed-size data is not filled. */
+  if (H5Tdetect_class(type, H5T_VLEN) <= 0 && H5Tis_variable_str(type) <= 0)
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+  /* Chunks are allocated at creation, as parallel HDF5 does: a file made by one process
+   * (incremental allocation) and resumed by several would otherwise hold unallocated chunks that
+   * parallel HDF5 1.10 cannot write (MPI_File_set_view: invalid datatype; with gzip, a hang). */
   if (gzip > 0) H5Pset_deflate(dcpl, (unsigned)(gzip > 9 ? 9 : gzip));
+  H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
   hid_t d = H5Dcreate2(loc, name, type, space, lcpl, dcpl, H5P_DEFAULT);
   char det[256] = "";
   if (d < 0) why(det, sizeof det);
@@ -595,10 +608,10 @@ sn_status sn_h5_write_str_dataset(hid_t loc, const char *name, const char *const
     if (l + 1 > width) width = l + 1;
   }
   size_t bytes;
-  if (n <= 0 || !sn_io_mul((size_t)n, width, &bytes))
+  if (n < 0 || !sn_io_mul((size_t)n, width, &bytes))
     return sn_error_set(SN_ERR_INVALID, "file %s: dataset %s%s: %lld strings", file,
                         root_prefix(name), name, (long long)n);
-  char *buf = calloc(bytes, 1);
+  char *buf = calloc(bytes ? bytes : 1, 1);
   if (!buf)
     return sn_error_set(SN_ERR_NOMEM, "file %s: dataset %s%s: %zu bytes of strings", file,
                         root_prefix(name), name, bytes);
@@ -614,20 +627,23 @@ sn_status sn_h5_write_str_dataset(hid_t loc, const char *name, const char *const
   hid_t space = H5Screate_simple(1, dims, NULL);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-  hid_t d = H5Dcreate2(loc, name, t, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t d = H5Dcreate2(loc, name, t, space, lcpl, dcpl, H5P_DEFAULT);
+  H5Pclose(lcpl);
   if (d < 0) {
     fail = "cannot create";
     why(det, sizeof det);
   }
   hid_t dxpl = sn_h5_dxpl(comm, file);
-  if (d >= 0) {
+  if (d >= 0 && n > 0) {
     if (sn_comm_rank(comm) != 0) H5Sselect_none(space);
     if (H5Dwrite(d, t, space, space, dxpl, buf) < 0) {
       fail = "cannot write";
       why(det, sizeof det);
     }
-    H5Dclose(d);
   }
+  if (d >= 0) H5Dclose(d);
   if (dxpl >= 0) H5Pclose(dxpl);
   H5Pclose(dcpl);
   H5Sclose(space);
@@ -687,6 +703,88 @@ done:
   *out = res;
   *n_out = n;
   return SN_OK;
+}
+
+sn_status sn_h5_read_str_rows(hid_t d, int64_t begin, int64_t count, const char *file,
+                              const char *what, char **strs) {
+  if (count <= 0) return SN_OK;
+  hid_t ft = H5Dget_type(d), fs = H5Dget_space(d);
+  hsize_t start[1] = {(hsize_t)begin}, cnt[1] = {(hsize_t)count};
+  hid_t ms = H5Screate_simple(1, cnt, NULL);
+  sn_status st = SN_OK;
+  char det[256] = "";
+  if (H5Tget_class(ft) != H5T_STRING ||
+      H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) < 0) {
+    st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: cannot select rows [%lld, %lld)%s", file, what,
+                      (long long)begin, (long long)(begin + count), why(det, sizeof det));
+  } else if (H5Tis_variable_str(ft) > 0) {
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, H5T_VARIABLE);
+    H5Tset_cset(mt, H5Tget_cset(ft));
+    char **raw = calloc((size_t)count, sizeof *raw);
+    if (!raw) {
+      st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: out of memory", file, what);
+    } else if (H5Dread(d, mt, ms, fs, H5P_DEFAULT, raw) < 0) {
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: cannot read%s", file, what,
+                        why(det, sizeof det));
+    } else {
+      for (int64_t i = 0; i < count && !st; ++i)
+        if (!(strs[i] = strdup(raw[i] ? raw[i] : "")))
+          st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: out of memory", file, what);
+#if H5_VERSION_GE(1, 12, 0)
+      H5Treclaim(mt, ms, H5P_DEFAULT, raw);
+#else
+      H5Dvlen_reclaim(mt, ms, H5P_DEFAULT, raw);
+#endif
+    }
+    free(raw);
+    H5Tclose(mt);
+  } else {
+    const size_t width = H5Tget_size(ft);
+    const int spacepad = H5Tget_strpad(ft) == H5T_STR_SPACEPAD;
+    size_t bytes = 0;
+    char *raw = NULL;
+    if (width == 0 || width > ((size_t)1 << 20) || !sn_io_mul((size_t)count, width, &bytes)) {
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: bad string width %zu", file, what, width);
+    } else if (!(raw = malloc(bytes))) {
+      st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: out of memory", file, what);
+    } else if (H5Dread(d, ft, ms, fs, H5P_DEFAULT, raw) < 0) {
+      st = sn_error_set(SN_ERR_FORMAT, "file %s: %s: cannot read%s", file, what,
+                        why(det, sizeof det));
+    } else {
+      for (int64_t i = 0; i < count && !st; ++i) {
+        const char *p = raw + (size_t)i * width;
+        size_t len = strnlen(p, width);
+        while (spacepad && len > 0 && p[len - 1] == ' ')
+          --len;
+        if (!(strs[i] = strndup(p, len)))
+          st = sn_error_set(SN_ERR_NOMEM, "file %s: %s: out of memory", file, what);
+      }
+    }
+    free(raw);
+  }
+  H5Sclose(ms);
+  H5Sclose(fs);
+  H5Tclose(ft);
+  return st;
+}
+
+hid_t sn_h5_vlstr_type(void) {
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  return t;
+}
+
+sn_status sn_h5_write_vlstr_dataset(hid_t loc, const char *name, const char *const *s, int64_t n,
+                                    const char *file) {
+  hid_t t = sn_h5_vlstr_type(), d = H5I_INVALID_HID;
+  hsize_t dims[1] = {(hsize_t)n};
+  sn_status st = sn_h5_create_dataset_max(loc, name, t, 1, dims, H5S_UNLIMITED, 4096, 0, file, &d);
+  if (st == SN_OK && n > 0) st = sn_h5_write_rows(d, t, 0, n, s, H5P_DEFAULT, file);
+  if (d >= 0) H5Dclose(d);
+  H5Tclose(t);
+  return st;
 }
 
 /* ---------------------------------------------------------------- attributes */

@@ -111,6 +111,11 @@ sn_status sn_h5_write_f32(hid_t loc, const char *path, const char *file, int ndi
 sn_status sn_h5_create_dataset(hid_t loc, const char *name, hid_t type, int rank,
                                const hsize_t *dims, hsize_t chunk0, int gzip, const char *file,
                                hid_t *out);
+/* sn_h5_create_dataset with room to grow or shrink along the rows: the maximum row count is max0
+ * (H5S_UNLIMITED: no limit), and H5Dset_extent may change the rows up to it. */
+sn_status sn_h5_create_dataset_max(hid_t loc, const char *name, hid_t type, int rank,
+                                   const hsize_t *dims, hsize_t max0, hsize_t chunk0, int gzip,
+                                   const char *file, hid_t *out);
 /* Writes rows [begin, begin + count) of a dataset from buf (count rows of the dataset's row
  * shape, memory type mtype). count may be 0 (an empty selection, so that a collective transfer
  * still sees this rank). Collective with an MPI-IO collective dxpl. */
@@ -118,13 +123,27 @@ sn_status sn_h5_write_rows(hid_t d, hid_t mtype, int64_t begin, int64_t count, c
                            hid_t dxpl, const char *file);
 
 /* Fixed-length UTF-8 string dataset (n,) of the strings s at name under loc (NULL-terminated,
- * null-padded, width of the longest). Collective over comm (rank 0 writes the data). */
+ * null-padded, width of the longest; n may be 0; intermediate groups are created). Collective
+ * over comm: every rank passes the same strings, rank 0 writes them. */
 sn_status sn_h5_write_str_dataset(hid_t loc, const char *name, const char *const *s, int64_t n,
                                   sn_comm *comm, const char *file);
 /* Reads a 1-D string dataset (fixed or variable length). The caller frees with
  * sn_h5_free_strs(*out, *n). Not collective. */
 sn_status sn_h5_read_str_dataset(hid_t loc, const char *name, const char *file, char ***out,
                                  int64_t *n);
+
+/* Reads rows [begin, begin + count) of an open 1-D string dataset (fixed or variable length)
+ * into strs (count entries, each malloc'd; the caller frees them). `what` names the dataset in
+ * messages. Not collective. */
+sn_status sn_h5_read_str_rows(hid_t d, int64_t begin, int64_t count, const char *file,
+                              const char *what, char **strs);
+/* A variable-length UTF-8 string type (the caller closes it). */
+hid_t sn_h5_vlstr_type(void);
+/* Variable-length UTF-8 string dataset (n,) of the strings s at name under loc (chunked, room to
+ * grow; n may be 0). Serial files only: parallel HDF5 1.10 cannot write variable-length data
+ * through MPI-IO. */
+sn_status sn_h5_write_vlstr_dataset(hid_t loc, const char *name, const char *const *s, int64_t n,
+                                    const char *file);
 
 /* ---------------------------------------------------------------- attributes */
 

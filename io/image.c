@@ -1,5 +1,6 @@
 /* image.c - JPEG/PNG decoding (libjpeg-turbo, libpng; errors come back through setjmp, never
- * exit), Pillow-exact bilinear and nearest resizing, and the torchvision/Keras fit pipeline. */
+ * exit) with the EXIF orientation applied as Pillow's ImageOps.exif_transpose does, Pillow-exact
+ * bilinear and nearest resizing, and the torchvision/Keras fit pipeline. */
 #include <setjmp.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -45,10 +46,98 @@ static void rgb_to_grey(const uint8_t *rgb, size_t pixels, uint8_t *grey) {
 static int check_dims(long h, long w, int c, char *err, size_t errlen) {
   if (h <= 0 || w <= 0 || h > SN_IO_MAX_SIDE || w > SN_IO_MAX_SIDE ||
       (int64_t)h * w > SN_IO_MAX_PIXELS || (int64_t)h * w * c > SN_IO_MAX_ROW_BYTES) {
-    snprintf(err, errlen, "image size %ldx%ld outside the accepted range", w, h);
+    snprintf(err, errlen,
+             "image size %ldx%ld (from its header) outside the accepted range (sides up to %d, "
+             "%lld pixels)",
+             w, h, SN_IO_MAX_SIDE, (long long)SN_IO_MAX_PIXELS);
     return 0;
   }
   return 1;
+}
+
+/* ---------------------------------------------------------------- EXIF orientation */
+
+/* The orientation tag (0x0112) of IFD0 of a TIFF-structured EXIF block, as Pillow's
+ * Image.getexif() reads it: a SHORT or LONG of count 1 (the last such entry wins); 0 when absent
+ * or unreadable. An optional "Exif\0\0" prefix is skipped. Every offset is bounds-checked. */
+static int exif_orientation(const uint8_t *p, size_t n) {
+  if (n >= 6 && !memcmp(p, "Exif\0\0", 6)) {
+    p += 6;
+    n -= 6;
+  }
+  if (n < 8) return 0;
+  const int le = p[0] == 'I' && p[1] == 'I';
+  if (!le && !(p[0] == 'M' && p[1] == 'M')) return 0;
+#define RD16(q) (le ? (uint32_t)(q)[0] | (uint32_t)(q)[1] << 8 : (uint32_t)(q)[0] << 8 | (q)[1])
+#define RD32(q) (le ? RD16(q) | RD16((q) + 2) << 16 : RD16(q) << 16 | RD16((q) + 2))
+  if (RD16(p + 2) != 42) return 0;
+  const uint32_t ifd = RD32(p + 4);
+  if (ifd > n - 2 || ifd < 8) return 0;
+  const uint32_t count = RD16(p + ifd);
+  int orientation = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    const size_t e = (size_t)ifd + 2 + 12 * (size_t)i;
+    if (e + 12 > n) break; /* a truncated directory: the entries read so far count */
+    const uint32_t tag = RD16(p + e), type = RD16(p + e + 2), cnt = RD32(p + e + 4);
+    if (tag != 0x0112 || cnt != 1) continue;
+    if (type == 3)
+      orientation = (int)RD16(p + e + 8);
+    else if (type == 4)
+      orientation = (int)RD32(p + e + 8);
+  }
+#undef RD16
+#undef RD32
+  return orientation >= 1 && orientation <= 8 ? orientation : 0;
+}
+
+/* Applies orientation o (2..8) to the (h, w, c) image in s->pix, as Pillow's exif_transpose:
+ * 2 FLIP_LEFT_RIGHT, 3 ROTATE_180, 4 FLIP_TOP_BOTTOM, 5 TRANSPOSE, 6 ROTATE_270, 7 TRANSVERSE,
+ * 8 ROTATE_90 (5..8 swap height and width). The result replaces s->pix (s->tmp is swapped in). */
+static sn_status orient(sn_image_scratch *s, int *h, int *w, int c, int o) {
+  if (o < 2 || o > 8) return SN_OK;
+  const int ih = *h, iw = *w, swap = o >= 5;
+  const int oh = swap ? iw : ih, ow = swap ? ih : iw;
+  if (!grow(&s->tmp, &s->tmp_cap, (size_t)ih * iw * c)) return SN_ERR_NOMEM;
+  const uint8_t *in = s->pix;
+  uint8_t *out = s->tmp;
+  for (int y = 0; y < oh; ++y) {
+    for (int x = 0; x < ow; ++x) {
+      int sy, sx; /* the source pixel of output (y, x) */
+      switch (o) {
+      case 2:
+        sy = y, sx = iw - 1 - x;
+        break;
+      case 3:
+        sy = ih - 1 - y, sx = iw - 1 - x;
+        break;
+      case 4:
+        sy = ih - 1 - y, sx = x;
+        break;
+      case 5:
+        sy = x, sx = y;
+        break;
+      case 6:
+        sy = ih - 1 - x, sx = y;
+        break;
+      case 7:
+        sy = ih - 1 - x, sx = iw - 1 - y;
+        break;
+      default:
+        sy = x, sx = iw - 1 - y;
+        break;
+      }
+      memcpy(out + ((size_t)y * ow + x) * c, in + ((size_t)sy * iw + sx) * c, (size_t)c);
+    }
+  }
+  uint8_t *t = s->pix;
+  size_t tc = s->pix_cap;
+  s->pix = s->tmp;
+  s->pix_cap = s->tmp_cap;
+  s->tmp = t;
+  s->tmp_cap = tc;
+  *h = oh;
+  *w = ow;
+  return SN_OK;
 }
 
 /* ---------------------------------------------------------------- JPEG */
@@ -125,11 +214,19 @@ static sn_status decode_jpeg(const uint8_t *data, size_t n, int channels, sn_ima
   }
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, data, (unsigned long)n);
+  jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);
   jpeg_read_header(&cinfo, TRUE);
   if (!check_dims((long)cinfo.image_height, (long)cinfo.image_width, 3, err, errlen)) {
     jpeg_destroy_decompress(&cinfo);
     return SN_ERR_FORMAT;
   }
+  /* Pillow reads the first APP1 segment that starts "Exif\0". */
+  int orientation = 0;
+  for (jpeg_saved_marker_ptr m = cinfo.marker_list; m; m = m->next)
+    if (m->marker == JPEG_APP0 + 1 && m->data_length >= 5 && !memcmp(m->data, "Exif", 5)) {
+      orientation = exif_orientation(m->data, m->data_length);
+      break;
+    }
   jpeg_out_space(&cinfo, channels);
   jpeg_start_decompress(&cinfo);
   const int oc = cinfo.output_components;
@@ -154,6 +251,10 @@ static sn_status decode_jpeg(const uint8_t *data, size_t n, int channels, sn_ima
   jpeg_to_channels(s->tmp, ww * hh, oc, inverted, channels, s->pix);
   *h = (int)hh;
   *w = (int)ww;
+  if (orient(s, h, w, channels, orientation) != SN_OK) {
+    snprintf(err, errlen, "out of memory for a %zux%zu image", ww, hh);
+    return SN_ERR_NOMEM;
+  }
   return SN_OK;
 }
 
@@ -183,6 +284,69 @@ static void png_read_mem(png_structp p, png_bytep out, size_t len) {
   src->pos += len;
 }
 
+/* The orientation Pillow finds in a PNG: the eXIf chunk, else ImageMagick's "Raw profile type
+ * exif" text (hex after three header lines), then, if neither holds the tag, the XMP packet's
+ * tiff:Orientation (text key XML:com.adobe.xmp). 0 if none. */
+static int png_orientation(png_structp p, png_infop info) {
+  png_bytep exif = NULL;
+  png_uint_32 nexif = 0;
+  png_textp text = NULL;
+  int ntext = 0;
+  png_get_text(p, info, &text, &ntext);
+  int o = 0, have_exif = 0;
+  if (png_get_eXIf_1(p, info, &nexif, &exif) && exif) {
+    have_exif = 1;
+    o = exif_orientation(exif, nexif);
+  }
+  for (int i = 0; !have_exif && i < ntext; ++i) {
+    if (strcmp(text[i].key, "Raw profile type exif") != 0) continue;
+    have_exif = 1;
+    const char *t = text[i].text;
+    const size_t len = text[i].itxt_length ? text[i].itxt_length : text[i].text_length;
+    size_t pos = 0;
+    for (int lines = 0; pos < len && lines < 3; ++pos)
+      lines += t[pos] == '\n';
+    uint8_t *bin = malloc(len / 2 + 1);
+    size_t nb = 0;
+    int hi = -1;
+    for (; bin && pos < len; ++pos) {
+      const char ch = t[pos];
+      const int v = ch >= '0' && ch <= '9'   ? ch - '0'
+                    : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                    : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                             : -1;
+      if (v < 0) continue;
+      if (hi < 0) {
+        hi = v;
+      } else {
+        bin[nb++] = (uint8_t)(hi << 4 | v);
+        hi = -1;
+      }
+    }
+    if (bin) o = exif_orientation(bin, nb);
+    free(bin);
+  }
+  for (int i = 0; !o && i < ntext; ++i) {
+    if (strcmp(text[i].key, "XML:com.adobe.xmp") != 0) continue;
+    /* the first match of Pillow's pattern tiff:Orientation(="|>)([0-9]) */
+    for (const char *x = strstr(text[i].text, "tiff:Orientation"); x;
+         x = strstr(x, "tiff:Orientation")) {
+      x += strlen("tiff:Orientation");
+      if (x[0] == '=' && x[1] == '"' && x[2] >= '0' && x[2] <= '9') {
+        o = x[2] - '0';
+        break;
+      }
+      if (x[0] == '>' && x[1] >= '0' && x[1] <= '9') {
+        o = x[1] - '0';
+        break;
+      }
+    }
+    if (o > 8) o = 0;
+    break;
+  }
+  return o;
+}
+
 static sn_status decode_png(const uint8_t *data, size_t n, int channels, sn_image_scratch *s,
                             int *h, int *w, char *err, size_t errlen) {
   png_src src;
@@ -209,7 +373,9 @@ static sn_status decode_png(const uint8_t *data, size_t n, int channels, sn_imag
     return SN_ERR_FORMAT;
   }
   png_set_read_fn(p, &src, png_read_mem);
-  png_set_user_limits(p, SN_IO_MAX_SIDE, SN_IO_MAX_SIDE);
+  /* The header's size is checked below with a message of ours (libpng's own limit would say
+   * "exceeds user limit"); nothing is allocated from it before that. */
+  png_set_user_limits(p, 0x7fffffffL, 0x7fffffffL);
   png_read_info(p, info);
   const png_uint_32 pw = png_get_image_width(p, info), ph = png_get_image_height(p, info);
   if (!check_dims((long)ph, (long)pw, 3, err, errlen)) {
@@ -243,12 +409,17 @@ static sn_status decode_png(const uint8_t *data, size_t n, int channels, sn_imag
   for (png_uint_32 y = 0; y < ph; ++y)
     rows[y] = *dst + (size_t)y * stride;
   png_read_image(p, rows);
-  png_read_end(p, NULL);
+  png_read_end(p, info); /* chunks after the image data (eXIf, text) land in info too */
+  const int orientation = png_orientation(p, info);
   free(rows);
   png_destroy_read_struct(&p, &info, NULL);
   if (oc != channels) rgb_to_grey(s->tmp, (size_t)pw * ph, s->pix);
   *h = (int)ph;
   *w = (int)pw;
+  if (orient(s, h, w, channels, orientation) != SN_OK) {
+    snprintf(err, errlen, "out of memory for a %ux%u image", (unsigned)pw, (unsigned)ph);
+    return SN_ERR_NOMEM;
+  }
   return SN_OK;
 }
 
@@ -262,12 +433,94 @@ sn_status sn_image_decode(const uint8_t *data, size_t n, int channels, sn_image_
     return decode_jpeg(data, n, channels, s, h, w, err, errlen);
   if (n >= 8 && png_sig_cmp(data, 0, 8) == 0)
     return decode_png(data, n, channels, s, h, w, err, errlen);
+  const char *other = sn_image_format_name(data, n);
   if (n == 0)
-    snprintf(err, errlen, "empty image (0 bytes)");
+    snprintf(err, errlen, "empty file (0 bytes)");
+  else if (other)
+    snprintf(err, errlen, "unsupported image format %s (shardnet decodes JPEG and PNG)", other);
   else
-    snprintf(err, errlen, "not a JPEG or PNG image (first bytes %02x %02x)", data[0],
-             n > 1 ? data[1] : 0);
+    snprintf(err, errlen, "not an image (first bytes %02x %02x %02x %02x)", data[0],
+             n > 1 ? data[1] : 0, n > 2 ? data[2] : 0, n > 3 ? data[3] : 0);
   return SN_ERR_FORMAT;
+}
+
+const char *sn_image_format_name(const uint8_t *p, size_t n) {
+  if (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) return "JPEG";
+  if (n >= 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8)) return "PNG";
+  if (n >= 6 && (!memcmp(p, "GIF87a", 6) || !memcmp(p, "GIF89a", 6))) return "GIF";
+  if (n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4)) return "WebP";
+  if (n >= 4 && (!memcmp(p, "II*\0", 4) || !memcmp(p, "MM\0*", 4))) return "TIFF";
+  if (n >= 2 && p[0] == 'B' && p[1] == 'M') return "BMP";
+  if (n >= 12 && !memcmp(p + 4, "ftyp", 4)) {
+    if (!memcmp(p + 8, "avif", 4) || !memcmp(p + 8, "avis", 4)) return "AVIF";
+    if (!memcmp(p + 8, "hei", 3) || !memcmp(p + 8, "mif1", 4) || !memcmp(p + 8, "msf1", 4))
+      return "HEIF";
+  }
+  if (n >= 12 && !memcmp(p, "\0\0\0\x0cjP  ", 8)) return "JPEG 2000";
+  if (n >= 4 && !memcmp(p, "\xff\x0a", 2)) return "JPEG XL";
+  if (n >= 2 && p[0] == 'P' && p[1] >= '1' && p[1] <= '7') return "PNM";
+  if (n >= 4 && !memcmp(p, "\0\0\1\0", 4)) return "ICO";
+  return NULL;
+}
+
+sn_status sn_image_probe(const uint8_t *data, size_t n, int *h, int *w, char *err, size_t errlen) {
+  *h = *w = 0;
+  if (n >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_err jerr;
+    memset(&cinfo, 0, sizeof cinfo);
+    cinfo.err = jpeg_std_error(&jerr.pub);
+    jerr.pub.error_exit = jpeg_on_error;
+    jerr.pub.emit_message = jpeg_on_message;
+    jerr.pub.output_message = jpeg_quiet;
+    jerr.msg[0] = '\0';
+    if (setjmp(jerr.jb)) {
+      jpeg_destroy_decompress(&cinfo);
+      snprintf(err, errlen, "corrupt JPEG: %s", jerr.msg);
+      return SN_ERR_FORMAT;
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, data, (unsigned long)n);
+    jpeg_read_header(&cinfo, TRUE);
+    const long ih = (long)cinfo.image_height, iw = (long)cinfo.image_width;
+    jpeg_destroy_decompress(&cinfo);
+    if (!check_dims(ih, iw, 3, err, errlen)) return SN_ERR_FORMAT;
+    *h = (int)ih;
+    *w = (int)iw;
+    return SN_OK;
+  }
+  if (n >= 8 && png_sig_cmp(data, 0, 8) == 0) {
+    png_src src;
+    memset(&src, 0, sizeof src);
+    src.data = data;
+    src.n = n;
+    src.err = err;
+    src.errlen = errlen;
+    png_structp p =
+        png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
+    png_infop info = p ? png_create_info_struct(p) : NULL;
+    if (!p || !info) {
+      png_destroy_read_struct(&p, NULL, NULL);
+      snprintf(err, errlen, "out of memory (PNG reader)");
+      return SN_ERR_NOMEM;
+    }
+    if (setjmp(src.jb)) {
+      png_destroy_read_struct(&p, &info, NULL);
+      return SN_ERR_FORMAT;
+    }
+    png_set_read_fn(p, &src, png_read_mem);
+    png_set_user_limits(p, 0x7fffffffL, 0x7fffffffL);
+    png_read_info(p, info);
+    const long ih = (long)png_get_image_height(p, info), iw = (long)png_get_image_width(p, info);
+    png_destroy_read_struct(&p, &info, NULL);
+    if (!check_dims(ih, iw, 3, err, errlen)) return SN_ERR_FORMAT;
+    *h = (int)ih;
+    *w = (int)iw;
+    return SN_OK;
+  }
+  /* the messages of sn_image_decode for everything else */
+  int dh, dw;
+  return sn_image_decode(data, n, 3, NULL, &dh, &dw, err, errlen);
 }
 
 /* ---------------------------------------------------------------- resizing */

@@ -28,13 +28,25 @@ typedef struct sn_image_scratch {
 
 void sn_image_scratch_free(sn_image_scratch *s);
 
-/* Decodes a JPEG or PNG (recognised by its signature) into s->pix as (h, w, channels) 8-bit,
- * channels 1 or 3 (grey replicated to RGB; RGB to grey with PIL's "L" weights; CMYK/YCCK JPEGs
- * converted as Pillow does, Adobe-inverted; alpha dropped, palettes expanded, 16-bit samples
- * reduced to their high byte). Returns SN_OK or SN_ERR_FORMAT
- * (corrupt, truncated, unsupported) / SN_ERR_NOMEM with a message in err; never exits. */
+/* Decodes a JPEG or PNG (recognised by its signature, whatever the file's name) into s->pix as
+ * (h, w, channels) 8-bit, channels 1 or 3 (grey replicated to RGB; RGB to grey with PIL's "L"
+ * weights; CMYK/YCCK JPEGs converted as Pillow does, Adobe-inverted; alpha dropped, palettes
+ * expanded, 16-bit samples reduced to their high byte), then turned upright by its EXIF
+ * orientation as Pillow's ImageOps.exif_transpose does (JPEG: the first APP1 "Exif" segment; PNG:
+ * eXIf, "Raw profile type exif" text, or the XMP packet's tiff:Orientation), so h and w are the
+ * upright image's. A header claiming more than SN_IO_MAX_SIDE per side or SN_IO_MAX_PIXELS is
+ * refused before anything is allocated for it. Returns SN_OK or SN_ERR_FORMAT (corrupt,
+ * truncated, empty, not an image, another format: err names it) / SN_ERR_NOMEM with a one-line
+ * message in err; never exits. */
 sn_status sn_image_decode(const uint8_t *data, size_t n, int channels, sn_image_scratch *s, int *h,
                           int *w, char *err, size_t errlen);
+/* The format a file's first bytes announce ("JPEG", "PNG", "GIF", "WebP", "TIFF", "BMP", "HEIF",
+ * "AVIF", "JPEG 2000", "JPEG XL", "PNM", "ICO"), or NULL. Only JPEG and PNG are decoded. */
+const char *sn_image_format_name(const uint8_t *data, size_t n);
+/* Reads only the header: the stored size (h, w) of a JPEG or PNG, checked against the limits as
+ * sn_image_decode checks it. Errors as sn_image_decode's (the image data is not decoded: a file
+ * truncated after its header passes). */
+sn_status sn_image_probe(const uint8_t *data, size_t n, int *h, int *w, char *err, size_t errlen);
 
 /* Pillow-exact resizes of (ih, iw, c) uint8 into (oh, ow, c): bilinear is Pillow's antialiased
  * two-pass convolution (what torchvision's Resize does to PIL images), nearest is Pillow's

@@ -1,9 +1,21 @@
-/* reader.c - sharded streaming reader: one background thread fills a ring of preallocated batch
- * buffers (read under the io lock, then decode, preprocess and augment unlocked, the batch's rows
- * split over decode_threads threads) while the main thread trains or infers on the previous
- * batch. */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+/* reader.c - sharded streaming reader: a pool of decoding threads fills a ring of preallocated
+ * batch buffers while the main thread trains or infers on the previous batch.
+ *
+ * Work. Batches are opened in order, one at a time: the thread that opens batch b fetches its
+ * bytes (under the io lock, for HDF5 sources), then every thread claims rows of b one by one
+ * (decode or copy, fit, preprocess, augment: no lock) until all are claimed, when the next idle
+ * thread opens b + 1. The thread that finishes the last row of a batch finalizes it (labels, and
+ * with bad_images = skip the removal of the rows that failed). Every row lands at its own place
+ * in its batch and the consumer takes batches in order, so the result does not depend on the
+ * thread count or on which thread did what.
+ *
+ * Lock discipline. r->mu guards the ring state (opened, claimed, finished, produced, released)
+ * and nothing else; no thread holds it while fetching or decoding. Slot buffers are written only
+ * by the thread that claimed a row (its row's place) or finalizes the batch, and read by the
+ * consumer only after the batch is produced. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, strdup */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,26 +23,23 @@
 #include "io_impl.h"
 
 typedef struct slot {
-  float *x;        /* (batch, H, W, C) */
-  void *raw;       /* (batch, H, W, C) uint8 or float32 as stored */
-  int32_t *labels; /* (batch) */
-  int64_t *rows;   /* (batch) */
-  int count;
-  sn_status st;
-  char msg[1024];
+  float *x;           /* (batch, H, W, C) preprocessed */
+  void *raw;          /* (batch, H, W, C) uint8 or float32: decoded or as stored */
+  int32_t *labels;    /* (batch) */
+  int64_t *rows;      /* (batch) dataset rows in batch order */
+  sn_status *rst;     /* (batch) status of each row (by place in the batch) */
+  char **why;         /* (batch) reason of a failed row (malloc'd) or NULL */
+  int64_t *skip_rows; /* (batch) rows skipped, then their reasons */
+  const char **skip_why;
+  sn_fetch f;
+  int64_t b; /* the batch it holds */
+  int n;     /* rows of the batch */
+  int claimed, finished, done;
+  int count, skipped; /* after finalizing: rows kept, rows skipped */
+  sn_status st;       /* the batch failed (fetch, or a row in fail mode) */
+  int bad_input;      /* ... on a bad input */
+  char msg[1600];
 } slot;
-
-/* One of the threads that decode, preprocess and augment a batch: worker 0 is the reader's own
- * thread, the others are helpers woken for every batch. Each has its own scratch. */
-typedef struct worker {
-  struct sn_reader *r;
-  int id;
-  pthread_t thread;
-  sn_image_scratch img;
-  float *scratch; /* (H, W, C) augmentation scratch */
-  sn_status st;
-  char msg[1024];
-} worker;
 
 struct sn_reader {
   sn_dataset *ds;
@@ -41,25 +50,23 @@ struct sn_reader {
   int max_batch;
   slot *slots; /* (nslots) ring */
   int nslots;
-  worker *workers; /* (nw) */
-  int nw, helpers_started;
-  int *inv; /* (max_batch) the fetch's row reference of each batch position */
-  /* the batch being filled by the workers: generation, slot, helpers still busy */
-  pthread_mutex_t pmu;
-  pthread_cond_t pgo, pdone;
-  int64_t pgen;
-  slot *pslot;
-  int ppending, pstop, pool_init;
+  int nthreads;
+  pthread_t *threads;
+  sn_decoder *dec; /* (nthreads) */
+  float **scratch; /* (nthreads) (H, W, C) augmentation scratch */
+  int started;     /* threads running */
   size_t bytes;
-  pthread_t thread;
-  int thread_started;
   pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int64_t produced; /* batches filled */
-  int64_t released; /* batches handed back by the consumer */
-  int64_t next;     /* next batch to hand out */
-  int holding;      /* the consumer holds batch next - 1 */
-  int stop, failed;
+  pthread_cond_t work;  /* workers wait here */
+  pthread_cond_t ready; /* the consumer waits here */
+  int64_t opened;       /* batches opened (fetched or being fetched) */
+  int64_t cur;          /* batch whose rows are being claimed, or -1 */
+  int fetching;         /* a thread is fetching batch opened - 1 */
+  int64_t produced;     /* leading batches finished */
+  int64_t released;     /* batches handed back by the consumer */
+  int64_t next;         /* next batch to hand out */
+  int holding;          /* the consumer holds batch next - 1 */
+  int stop, halt, failed, bad_input;
   double wait;
   int decode_crop; /* resized-crop taken at decode (encoded dataset), undone by destroy */
 };
@@ -70,7 +77,8 @@ void sn_reader_options_init(sn_reader_options *o) {
   o->prefetch = 2;
   o->preprocess = SN_PRE_NONE;
   o->augment = SN_AUG_NONE;
-  o->decode_threads = 1;
+  o->threads = 1;
+  o->bad_images = SN_BAD_FAIL;
 }
 
 static double now(void) {
@@ -79,171 +87,206 @@ static double now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Worker w's share of the slot's batch: positions [n w / nw, n (w + 1) / nw), decoded (encoded
- * dataset), preprocessed and augmented. Every value depends on (seed, epoch, row) only, so the
- * batch is the same whatever the thread count. */
-static void work(sn_reader *r, worker *w, slot *s) {
-  sn_dataset *ds = r->ds;
-  const sn_dataset_info *info = &ds->info;
-  const int n = s->count;
-  const int j0 = (int)((int64_t)n * w->id / r->nw), j1 = (int)((int64_t)n * (w->id + 1) / r->nw);
-  const size_t vals = (size_t)info->h * info->w * info->c;
-  w->st = SN_OK;
-  if (j1 <= j0) return;
-  uint8_t *raw = s->raw;
-  for (int j = j0; info->encoded && j < j1; ++j) {
-    const struct sn_row_ref *ref = &ds->refs[r->inv[j]];
-    const size_t len = (size_t)(ds->offsets[ref->row + 1] - ds->offsets[ref->row]);
-    w->st = sn_dataset_decode_row(ds, ref->row, ds->raw + ds->upos[ref->u], len,
-                                  raw + (size_t)j * ds->row_bytes, &w->img);
-    if (w->st != SN_OK) {
-      snprintf(w->msg, sizeof w->msg, "%s", sn_last_error());
+static size_t row_vals(const sn_reader *r) {
+  const sn_dataset_info *i = &r->ds->info;
+  return (size_t)i->h * i->w * i->c;
+}
+
+/* Fetches batch b into its slot (the opening thread, no ring lock held). */
+static void open_batch(sn_reader *r, slot *s, int64_t b) {
+  const int64_t *rows = r->rows + r->starts[b];
+  for (int i = 0; i < s->n; ++i) {
+    free(s->why[i]);
+    s->why[i] = NULL;
+    s->rst[i] = SN_OK;
+  }
+  memcpy(s->rows, rows, (size_t)s->n * sizeof *rows);
+  s->st = sn_dataset_fetch(r->ds, &s->f, rows, s->n, s->raw);
+  if (s->st != SN_OK) snprintf(s->msg, sizeof s->msg, "%s", sn_last_error());
+}
+
+/* Places, preprocesses and augments row k (sorted order) of the slot's batch (worker t). */
+static void do_row(sn_reader *r, slot *s, int k, int t) {
+  const sn_dataset_info *info = &r->ds->info;
+  const int dest = s->f.refs[k].dest;
+  char why[512];
+  sn_status st = sn_dataset_place_one(r->ds, &s->f, k, s->raw, &r->dec[t], why, sizeof why);
+  s->rst[dest] = st;
+  if (st != SN_OK) {
+    s->why[dest] = strdup(why);
+    return;
+  }
+  const size_t vals = row_vals(r);
+  float *x = s->x + (size_t)dest * vals;
+  if (info->dtype == SN_U8) {
+    sn_preprocess_u8((const uint8_t *)s->raw + (size_t)dest * vals, 1, info->h, info->w, info->c,
+                     r->o.preprocess, x);
+  } else {
+    memcpy(x, (const float *)s->raw + (size_t)dest * vals, vals * sizeof(float));
+    sn_preprocess_f32(x, 1, info->h, info->w, info->c, r->o.preprocess);
+  }
+  if (r->o.augment != SN_AUG_NONE)
+    sn_augment_batch(x, 1, info->h, info->w, info->c, r->o.augment, r->o.pad, r->o.seed, r->o.epoch,
+                     &s->rows[dest], r->scratch[t]);
+}
+
+/* After every row: labels, and the failed rows (an error, or removed with bad_images = skip). */
+static void finalize(sn_reader *r, slot *s) {
+  s->count = s->skipped = 0;
+  if (s->st != SN_OK) return;
+  const sn_dataset *ds = r->ds;
+  const size_t vals = row_vals(r);
+  const int skip = r->o.bad_images == SN_BAD_SKIP;
+  char label[1024];
+  for (int i = 0; i < s->n; ++i) {
+    const sn_status st = s->rst[i];
+    const int bad = st == SN_ERR_IO || st == SN_ERR_FORMAT;
+    if (st == SN_OK) {
+      if (ds->labels) s->labels[s->count] = ds->labels[s->rows[i]];
+      if (s->count != i) {
+        memmove(s->x + (size_t)s->count * vals, s->x + (size_t)i * vals, vals * sizeof(float));
+        s->rows[s->count] = s->rows[i];
+      }
+      s->count++;
+    } else if (bad && skip) {
+      s->skip_rows[s->skipped] = s->rows[i];
+      s->skip_why[s->skipped++] = s->why[i] ? s->why[i] : "out of memory";
+    } else {
+      sn_dataset_row_label(ds, s->rows[i], label, sizeof label);
+      s->st = st;
+      s->bad_input = bad;
+      snprintf(s->msg, sizeof s->msg, "%.1023s: %.500s", label,
+               s->why[i] ? s->why[i] : "out of memory");
       return;
     }
   }
-  float *x = s->x + (size_t)j0 * vals;
-  if (info->dtype == SN_U8) {
-    sn_preprocess_u8(raw + (size_t)j0 * ds->row_bytes, (size_t)(j1 - j0), info->h, info->w, info->c,
-                     r->o.preprocess, x);
-  } else {
-    memcpy(x, raw + (size_t)j0 * ds->row_bytes, (size_t)(j1 - j0) * vals * sizeof(float));
-    sn_preprocess_f32(x, (size_t)(j1 - j0), info->h, info->w, info->c, r->o.preprocess);
-  }
-  if (r->o.augment != SN_AUG_NONE)
-    sn_augment_batch(x, j1 - j0, info->h, info->w, info->c, r->o.augment, r->o.pad, r->o.seed,
-                     r->o.epoch, s->rows + j0, w->scratch);
 }
 
-static void *helper(void *arg) {
-  worker *w = arg;
-  sn_reader *r = w->r;
-  int64_t seen = 0;
+/* Marks a finished batch done and advances `produced` (ring lock held). */
+static void mark_done(sn_reader *r, slot *s) {
+  s->done = 1;
+  if (s->st != SN_OK) r->halt = 1;
+  while (r->produced < r->nb) {
+    slot *p = &r->slots[r->produced % r->nslots];
+    if (p->b != r->produced || !p->done) break;
+    r->produced++;
+  }
+  pthread_cond_broadcast(&r->ready);
+  pthread_cond_broadcast(&r->work);
+}
+
+typedef struct worker_arg {
+  sn_reader *r;
+  int t;
+} worker_arg;
+
+static void *worker(void *arg) {
+  sn_reader *r = ((worker_arg *)arg)->r;
+  const int t = ((worker_arg *)arg)->t;
+  free(arg);
+  pthread_mutex_lock(&r->mu);
   for (;;) {
-    pthread_mutex_lock(&r->pmu);
-    while (!r->pstop && r->pgen == seen)
-      pthread_cond_wait(&r->pgo, &r->pmu);
-    if (r->pstop) {
-      pthread_mutex_unlock(&r->pmu);
-      return NULL;
+    if (r->stop) break;
+    /* 1. a row of the batch being claimed */
+    if (r->cur >= 0) {
+      slot *s = &r->slots[r->cur % r->nslots];
+      if (s->claimed < s->n) {
+        const int k = s->claimed++;
+        pthread_mutex_unlock(&r->mu);
+        do_row(r, s, k, t);
+        pthread_mutex_lock(&r->mu);
+        if (++s->finished == s->n) {
+          pthread_mutex_unlock(&r->mu);
+          finalize(r, s);
+          pthread_mutex_lock(&r->mu);
+          mark_done(r, s);
+        }
+        continue;
+      }
+      r->cur = -1; /* every row claimed: the next batch may open */
     }
-    seen = r->pgen;
-    slot *s = r->pslot;
-    pthread_mutex_unlock(&r->pmu);
-    work(r, w, s);
-    pthread_mutex_lock(&r->pmu);
-    if (--r->ppending == 0) pthread_cond_signal(&r->pdone);
-    pthread_mutex_unlock(&r->pmu);
-  }
-}
-
-/* Fills one slot with batch b (runs on the reader's thread, with the helpers). */
-static sn_status fill(sn_reader *r, slot *s, int64_t b) {
-  sn_dataset *ds = r->ds;
-  const sn_dataset_info *info = &ds->info;
-  const int64_t *rows = r->rows + r->starts[b];
-  const int n = (int)(r->starts[b + 1] - r->starts[b]);
-  int direct = 0;
-  sn_status st = sn_dataset_fetch(ds, rows, n, s->raw, &direct);
-  if (st != SN_OK) return st;
-  /* labels (and raw rows fetched out of order) in place; encoded rows are decoded by work() */
-  st = info->encoded ? sn_dataset_place_labels(ds, n, info->has_labels ? s->labels : NULL)
-                     : sn_dataset_place(ds, n, direct, s->raw, info->has_labels ? s->labels : NULL);
-  if (st != SN_OK) return st;
-  for (int i = 0; i < n; ++i)
-    r->inv[ds->refs[i].dest] = i;
-  memcpy(s->rows, rows, (size_t)n * sizeof *rows);
-  s->count = n;
-  if (r->nw > 1) {
-    pthread_mutex_lock(&r->pmu);
-    r->pslot = s;
-    r->ppending = r->nw - 1;
-    r->pgen++;
-    pthread_cond_broadcast(&r->pgo);
-    pthread_mutex_unlock(&r->pmu);
-  }
-  work(r, &r->workers[0], s);
-  if (r->nw > 1) {
-    pthread_mutex_lock(&r->pmu);
-    while (r->ppending > 0)
-      pthread_cond_wait(&r->pdone, &r->pmu);
-    pthread_mutex_unlock(&r->pmu);
-  }
-  /* the first failing position, whatever the thread count */
-  for (int k = 0; k < r->nw; ++k)
-    if (r->workers[k].st != SN_OK) {
-      s->count = 0;
-      return sn_error_set(r->workers[k].st, "%s", r->workers[k].msg);
+    /* 2. open the next batch when its slot is free */
+    if (!r->fetching && !r->halt && r->opened < r->nb && r->opened - r->released < r->nslots) {
+      const int64_t b = r->opened++;
+      slot *s = &r->slots[b % r->nslots];
+      s->b = b;
+      s->n = (int)(r->starts[b + 1] - r->starts[b]);
+      s->claimed = s->finished = s->done = 0;
+      s->bad_input = 0;
+      r->fetching = 1;
+      pthread_mutex_unlock(&r->mu);
+      open_batch(r, s, b);
+      pthread_mutex_lock(&r->mu);
+      r->fetching = 0;
+      if (s->st != SN_OK || s->n == 0) {
+        finalize(r, s);
+        mark_done(r, s);
+      } else {
+        r->cur = b;
+        pthread_cond_broadcast(&r->work);
+      }
+      continue;
     }
-  return SN_OK;
-}
-
-static void *run(void *arg) {
-  sn_reader *r = arg;
-  for (int64_t b = 0; b < r->nb; ++b) {
-    pthread_mutex_lock(&r->mu);
-    while (!r->stop && b - r->released >= r->nslots)
-      pthread_cond_wait(&r->cv, &r->mu);
-    const int stop = r->stop;
-    pthread_mutex_unlock(&r->mu);
-    if (stop) break;
-    slot *s = &r->slots[b % r->nslots];
-    s->st = fill(r, s, b);
-    if (s->st != SN_OK) snprintf(s->msg, sizeof s->msg, "%s", sn_last_error());
-    pthread_mutex_lock(&r->mu);
-    r->produced = b + 1;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-    if (s->st != SN_OK) break;
+    /* 3. nothing left for this thread */
+    if (r->cur < 0 && !r->fetching && (r->halt || r->opened >= r->nb)) break;
+    pthread_cond_wait(&r->work, &r->mu);
   }
+  pthread_mutex_unlock(&r->mu);
   return NULL;
 }
 
 static sn_status start(sn_reader *r) {
-  const sn_dataset_info *info = &r->ds->info;
-  size_t row_vals;
-  if (!sn_io_mul((size_t)info->h * info->w, (size_t)info->c, &row_vals))
-    return sn_error_set(SN_ERR_NOMEM, "reader: row size overflows");
+  const size_t rv = row_vals(r);
+  if (rv == 0) return sn_error_set(SN_ERR_INVALID, "reader: empty rows");
   size_t xbytes, rawbytes;
-  if (!sn_io_mul(row_vals * sizeof(float), (size_t)r->max_batch, &xbytes) ||
-      !sn_io_mul(row_vals * (size_t)r->ds->elem, (size_t)r->max_batch, &rawbytes))
+  if (!sn_io_mul(rv * sizeof(float), (size_t)r->max_batch, &xbytes) ||
+      !sn_io_mul(rv * (size_t)r->ds->elem, (size_t)r->max_batch, &rawbytes))
     return sn_error_set(SN_ERR_NOMEM, "reader: batch of %d rows overflows", r->max_batch);
+  const size_t mb = (size_t)r->max_batch;
   r->slots = calloc((size_t)r->nslots, sizeof *r->slots);
-  r->workers = calloc((size_t)r->nw, sizeof *r->workers);
-  r->inv = malloc((size_t)r->max_batch * sizeof *r->inv);
-  if (!r->slots || !r->workers || !r->inv)
+  r->threads = calloc((size_t)r->nthreads, sizeof *r->threads);
+  r->dec = calloc((size_t)r->nthreads, sizeof *r->dec);
+  r->scratch = calloc((size_t)r->nthreads, sizeof *r->scratch);
+  if (!r->slots || !r->threads || !r->dec || !r->scratch)
     return sn_error_set(SN_ERR_NOMEM, "reader: %d batch buffers", r->nslots);
-  for (int k = 0; k < r->nw; ++k) {
-    r->workers[k].r = r;
-    r->workers[k].id = k;
-    if (!(r->workers[k].scratch = malloc(row_vals * sizeof(float))))
-      return sn_error_set(SN_ERR_NOMEM, "reader: scratch of %d threads", r->nw);
-  }
+  for (int i = 0; i < r->nthreads; ++i)
+    if (!(r->scratch[i] = malloc(rv * sizeof(float))))
+      return sn_error_set(SN_ERR_NOMEM, "reader: scratch");
+  const size_t small = mb * (sizeof(int32_t) + 2 * sizeof(int64_t) + sizeof(sn_status) +
+                             sizeof(char *) + sizeof(const char *));
   for (int i = 0; i < r->nslots; ++i) {
     slot *s = &r->slots[i];
-    s->x = malloc(xbytes ? xbytes : 1);
-    s->raw = malloc(rawbytes ? rawbytes : 1);
-    s->labels = malloc((size_t)r->max_batch * sizeof *s->labels);
-    s->rows = malloc((size_t)r->max_batch * sizeof *s->rows);
-    if (!s->x || !s->raw || !s->labels || !s->rows)
+    s->b = -1;
+    s->x = malloc(xbytes);
+    s->raw = malloc(rawbytes);
+    s->labels = malloc(mb * sizeof *s->labels);
+    s->rows = malloc(mb * sizeof *s->rows);
+    s->rst = malloc(mb * sizeof *s->rst);
+    s->why = calloc(mb, sizeof *s->why);
+    s->skip_rows = malloc(mb * sizeof *s->skip_rows);
+    s->skip_why = malloc(mb * sizeof *s->skip_why);
+    if (!s->x || !s->raw || !s->labels || !s->rows || !s->rst || !s->why || !s->skip_rows ||
+        !s->skip_why)
       return sn_error_set(SN_ERR_NOMEM, "reader: %d batch buffers of %zu bytes", r->nslots,
                           xbytes + rawbytes);
   }
-  r->bytes = (size_t)r->nslots * (xbytes + rawbytes + (size_t)r->max_batch * 12) +
-             (size_t)r->nw * row_vals * sizeof(float);
-  if (pthread_mutex_init(&r->mu, NULL) != 0 || pthread_cond_init(&r->cv, NULL) != 0)
+  r->bytes = (size_t)r->nslots * (xbytes + rawbytes + small) + (size_t)r->nthreads * rv * 4;
+  r->cur = -1;
+  if (pthread_mutex_init(&r->mu, NULL) != 0 || pthread_cond_init(&r->work, NULL) != 0 ||
+      pthread_cond_init(&r->ready, NULL) != 0)
     return sn_error_set(SN_ERR_NOMEM, "reader: cannot create a mutex");
-  if (pthread_mutex_init(&r->pmu, NULL) != 0 || pthread_cond_init(&r->pgo, NULL) != 0 ||
-      pthread_cond_init(&r->pdone, NULL) != 0)
-    return sn_error_set(SN_ERR_NOMEM, "reader: cannot create a mutex");
-  r->pool_init = 1;
-  for (; r->helpers_started < r->nw - 1; ++r->helpers_started)
-    if (pthread_create(&r->workers[r->helpers_started + 1].thread, NULL, helper,
-                       &r->workers[r->helpers_started + 1]) != 0)
-      return sn_error_set(SN_ERR_NOMEM, "reader: cannot start decode thread %d of %d",
-                          r->helpers_started + 2, r->nw);
-  if (pthread_create(&r->thread, NULL, run, r) != 0)
-    return sn_error_set(SN_ERR_NOMEM, "reader: cannot start the thread");
-  r->thread_started = 1;
+  r->started = -1; /* the mutex exists */
+  for (int t = 0; t < r->nthreads; ++t) {
+    worker_arg *a = malloc(sizeof *a);
+    if (!a) return sn_error_set(SN_ERR_NOMEM, "reader: threads");
+    a->r = r;
+    a->t = t;
+    if (pthread_create(&r->threads[t], NULL, worker, a) != 0) {
+      free(a);
+      return sn_error_set(SN_ERR_NOMEM, "reader: cannot start decoding thread %d", t);
+    }
+    r->started = t + 1;
+  }
   return SN_OK;
 }
 
@@ -251,12 +294,14 @@ static sn_status check(sn_dataset *ds, const sn_reader_options *o, sn_reader **o
   if (!out) return sn_error_set(SN_ERR_INVALID, "sn_reader_create: out is NULL");
   *out = NULL;
   if (!ds || !o || o->prefetch < 0 || o->prefetch > 64 || o->pad < 0 ||
-      o->preprocess == SN_PRE_DEFAULT || o->decode_threads < 1 || o->decode_threads > 256)
+      o->preprocess == SN_PRE_DEFAULT || o->threads < 0 || o->threads > 256 ||
+      (o->bad_images != SN_BAD_FAIL && o->bad_images != SN_BAD_SKIP))
     return sn_error_set(SN_ERR_INVALID,
                         "sn_reader_create: invalid options (prefetch %d, pad %d, preprocess %s, "
-                        "decode threads %d)",
+                        "threads %d, bad_images %d)",
                         o ? o->prefetch : 0, o ? o->pad : 0,
-                        o ? sn_preprocess_name(o->preprocess) : "?", o ? o->decode_threads : 0);
+                        o ? sn_preprocess_name(o->preprocess) : "?", o ? o->threads : 0,
+                        o ? (int)o->bad_images : 0);
   return SN_OK;
 }
 
@@ -275,7 +320,7 @@ static sn_status make(sn_dataset *ds, const sn_reader_options *o, int64_t *rows,
   r->starts = starts;
   r->nb = nb;
   r->nslots = (o->prefetch > 0 ? o->prefetch : 1) + 1;
-  r->nw = o->decode_threads;
+  r->nthreads = o->threads > 0 ? o->threads : 1;
   if (o->augment == SN_AUG_RESIZED_CROP && ds->info.encoded) {
     /* from the original picture, flip included: nothing left for sn_augment_batch */
     sn_dataset_set_decode_crop(ds, 1, o->seed, o->epoch, o->jpeg_scale);
@@ -326,17 +371,15 @@ sn_status sn_reader_create_epoch(sn_dataset *ds, uint64_t seed, int64_t epoch, i
                                      out);
 }
 
-sn_status sn_reader_next(sn_reader *r, float **x, int32_t **labels, int64_t **rows, int *count) {
-  *count = 0;
-  if (x) *x = NULL;
-  if (labels) *labels = NULL;
-  if (rows) *rows = NULL;
-  if (!r) return sn_error_set(SN_ERR_INVALID, "sn_reader_next: NULL reader");
+sn_status sn_reader_next_batch(sn_reader *r, sn_batch *b) {
+  if (!b) return sn_error_set(SN_ERR_INVALID, "sn_reader_next_batch: NULL batch");
+  memset(b, 0, sizeof *b);
+  if (!r) return sn_error_set(SN_ERR_INVALID, "sn_reader_next_batch: NULL reader");
   pthread_mutex_lock(&r->mu);
   if (r->holding) {
     r->released++;
     r->holding = 0;
-    pthread_cond_broadcast(&r->cv);
+    pthread_cond_broadcast(&r->work);
   }
   if (r->failed || r->next >= r->nb) {
     pthread_mutex_unlock(&r->mu);
@@ -345,60 +388,86 @@ sn_status sn_reader_next(sn_reader *r, float **x, int32_t **labels, int64_t **ro
   }
   const double t0 = now();
   while (r->produced <= r->next)
-    pthread_cond_wait(&r->cv, &r->mu);
+    pthread_cond_wait(&r->ready, &r->mu);
   r->wait += now() - t0;
   slot *s = &r->slots[r->next % r->nslots];
   r->next++;
   r->holding = 1;
-  if (s->st != SN_OK) r->failed = 1;
+  if (s->st != SN_OK) {
+    r->failed = 1;
+    r->bad_input = s->bad_input;
+  }
   pthread_mutex_unlock(&r->mu);
   if (s->st != SN_OK) return sn_error_set(s->st, "%s", s->msg);
-  if (x) *x = s->x;
-  if (labels) *labels = r->ds->info.has_labels ? s->labels : NULL;
-  if (rows) *rows = s->rows;
-  *count = s->count;
+  b->x = s->x;
+  b->labels = r->ds->info.has_labels ? s->labels : NULL;
+  b->rows = s->rows;
+  b->count = s->count;
+  b->inputs = s->n;
+  b->skipped = s->skipped;
+  b->skipped_rows = s->skip_rows;
+  b->skipped_reasons = s->skip_why;
   return SN_OK;
 }
 
+sn_status sn_reader_next(sn_reader *r, float **x, int32_t **labels, int64_t **rows, int *count) {
+  *count = 0;
+  if (x) *x = NULL;
+  if (labels) *labels = NULL;
+  if (rows) *rows = NULL;
+  sn_batch b;
+  sn_status st;
+  do /* a batch whose rows were all skipped is passed over */
+    st = sn_reader_next_batch(r, &b);
+  while (st == SN_OK && b.inputs > 0 && b.count == 0);
+  if (st != SN_OK || b.count == 0) return st;
+  if (x) *x = b.x;
+  if (labels) *labels = b.labels;
+  if (rows) *rows = b.rows;
+  *count = b.count;
+  return SN_OK;
+}
+
+int sn_reader_bad_input(const sn_reader *r) { return r ? r->bad_input : 0; }
 int64_t sn_reader_num_batches(const sn_reader *r) { return r ? r->nb : 0; }
 double sn_reader_wait_seconds(const sn_reader *r) { return r ? r->wait : 0.0; }
 size_t sn_reader_buffer_bytes(const sn_reader *r) { return r ? r->bytes : 0; }
 
 void sn_reader_destroy(sn_reader *r) {
   if (!r) return;
-  if (r->thread_started) {
+  if (r->started) {
     pthread_mutex_lock(&r->mu);
     r->stop = 1;
-    pthread_cond_broadcast(&r->cv);
+    pthread_cond_broadcast(&r->work);
     pthread_mutex_unlock(&r->mu);
-    pthread_join(r->thread, NULL);
-  }
-  if (r->pool_init) { /* the reader's thread is gone: the helpers are idle */
-    pthread_mutex_lock(&r->pmu);
-    r->pstop = 1;
-    pthread_cond_broadcast(&r->pgo);
-    pthread_mutex_unlock(&r->pmu);
-    for (int k = 1; k <= r->helpers_started; ++k)
-      pthread_join(r->workers[k].thread, NULL);
-    pthread_mutex_destroy(&r->pmu);
-    pthread_cond_destroy(&r->pgo);
-    pthread_cond_destroy(&r->pdone);
+    for (int t = 0; t < r->started; ++t)
+      pthread_join(r->threads[t], NULL);
     pthread_mutex_destroy(&r->mu);
-    pthread_cond_destroy(&r->cv);
-  }
-  for (int k = 0; r->workers && k < r->nw; ++k) {
-    sn_image_scratch_free(&r->workers[k].img);
-    free(r->workers[k].scratch);
-  }
-  free(r->workers);
-  free(r->inv);
-  for (int i = 0; r->slots && i < r->nslots; ++i) {
-    free(r->slots[i].x);
-    free(r->slots[i].raw);
-    free(r->slots[i].labels);
-    free(r->slots[i].rows);
+    pthread_cond_destroy(&r->work);
+    pthread_cond_destroy(&r->ready);
   }
   if (r->decode_crop) sn_dataset_set_decode_crop(r->ds, 0, 0, 0, 0);
+  for (int i = 0; r->slots && i < r->nslots; ++i) {
+    slot *s = &r->slots[i];
+    free(s->x);
+    free(s->raw);
+    free(s->labels);
+    free(s->rows);
+    free(s->rst);
+    for (int j = 0; s->why && j < r->max_batch; ++j)
+      free(s->why[j]);
+    free(s->why);
+    free(s->skip_rows);
+    free(s->skip_why);
+    sn_fetch_free(&s->f);
+  }
+  for (int t = 0; t < r->nthreads; ++t) {
+    if (r->dec) sn_decoder_free(&r->dec[t]);
+    if (r->scratch) free(r->scratch[t]);
+  }
+  free(r->dec);
+  free(r->scratch);
+  free(r->threads);
   free(r->slots);
   free(r->rows);
   free(r->starts);

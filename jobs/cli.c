@@ -58,6 +58,31 @@ static cli_opt *find(cli_opt *opts, int n, const char *name) {
   return NULL;
 }
 
+/* The values of options that take several (takes_value 2), beside the option tables. */
+static struct multi {
+  const cli_opt *o;
+  const char **v;
+  int n;
+} multis[4];
+
+static struct multi *multi_of(const cli_opt *o) {
+  for (size_t i = 0; i < sizeof multis / sizeof multis[0]; ++i)
+    if (multis[i].o == o || !multis[i].o) {
+      multis[i].o = o;
+      return &multis[i];
+    }
+  return NULL;
+}
+
+static int add_value(const cli_opt *o, const char *v) {
+  struct multi *m = multi_of(o);
+  const char **nv = m ? realloc(m->v, (size_t)(m->n + 1) * sizeof *nv) : NULL;
+  if (!nv) return 0;
+  m->v = nv;
+  m->v[m->n++] = v;
+  return 1;
+}
+
 int cli_parse(const char *cmd, int argc, char **argv, int first, cli_opt *opts, int nopts) {
   for (int i = first; i < argc; ++i) {
     const char *a = argv[i];
@@ -85,6 +110,16 @@ int cli_parse(const char *cmd, int argc, char **argv, int first, cli_opt *opts, 
         cli_error("%s: option --%s needs a value", cmd, name);
         return EXIT_USAGE;
       }
+      if (o->takes_value == 2) {
+        const char *v = o->value;
+        do {
+          if (!add_value(o, v)) {
+            cli_error("%s: out of memory", cmd);
+            return EXIT_FAIL;
+          }
+        } while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0 && (v = argv[++i]));
+        o->value = multi_of(o)->v[0];
+      }
     } else {
       if (eq) {
         cli_error("%s: option --%s takes no value", cmd, name);
@@ -99,6 +134,13 @@ int cli_parse(const char *cmd, int argc, char **argv, int first, cli_opt *opts, 
 const char *cli_get(cli_opt *opts, int nopts, const char *name) {
   cli_opt *o = find(opts, nopts, name);
   return o ? o->value : NULL;
+}
+
+const char **cli_get_all(cli_opt *opts, int nopts, const char *name, int *n) {
+  cli_opt *o = find(opts, nopts, name);
+  struct multi *m = o && o->value ? multi_of(o) : NULL;
+  *n = m ? m->n : 0;
+  return m ? m->v : NULL;
 }
 
 int cli_has(cli_opt *opts, int nopts, const char *name) {
@@ -194,6 +236,27 @@ int cli_model_config(cli_opt *opts, int nopts, sn_model_config *cfg) {
       cli_error("option --pooling: '%s' is not avg, max or none", p);
       return EXIT_USAGE;
     }
+  }
+  return 0;
+}
+
+int cli_input_options(cli_opt *opts, int nopts, sn_labels_from *from, sn_bad_images *bad) {
+  const char *lf = cli_get(opts, nopts, "labels-from"), *bi = cli_get(opts, nopts, "bad-images");
+  *from = SN_LABELS_AUTO;
+  *bad = SN_BAD_FAIL;
+  if (lf && !strcmp(lf, "folders"))
+    *from = SN_LABELS_FOLDERS;
+  else if (lf && !strcmp(lf, "none"))
+    *from = SN_LABELS_NONE;
+  else if (lf && strcmp(lf, "auto")) {
+    cli_error("option --labels-from: '%s' is not auto, folders or none", lf);
+    return EXIT_USAGE;
+  }
+  if (bi && !strcmp(bi, "skip"))
+    *bad = SN_BAD_SKIP;
+  else if (bi && strcmp(bi, "fail")) {
+    cli_error("option --bad-images: '%s' is not fail or skip", bi);
+    return EXIT_USAGE;
   }
   return 0;
 }

@@ -24,15 +24,19 @@ int cli_exit_code(sn_status s);
 /* Option parsing: options are "--name value" or "--name=value" or flags "--name". */
 typedef struct cli_opt {
   const char *name;
-  int takes_value;
+  int takes_value; /* 0: a flag; 1: one value (given again: the last counts); 2: one or more
+                      values (the option repeated, or arguments following it up to the next
+                      option, as a shell glob expands) */
   const char *help;
-  const char *value; /* parsed value (or "1" for a given flag), NULL if absent */
+  const char *value; /* parsed value (or "1" for a given flag; the first of several), or NULL */
 } cli_opt;
 
 /* Parses argv[first..argc) into opts; unknown options and stray arguments are errors (message on
  * stderr naming them). Returns 0 or EXIT_USAGE. */
 int cli_parse(const char *cmd, int argc, char **argv, int first, cli_opt *opts, int nopts);
 const char *cli_get(cli_opt *opts, int nopts, const char *name);
+/* Every value of an option taking several (*n of them; NULL and 0 if absent). */
+const char **cli_get_all(cli_opt *opts, int nopts, const char *name, int *n);
 int cli_has(cli_opt *opts, int nopts, const char *name);
 /* Integer/float option with range check; returns 0 or EXIT_USAGE with a message naming it. */
 int cli_int(cli_opt *opts, int nopts, const char *name, long lo, long hi, long dflt, long *out);
@@ -54,6 +58,9 @@ void cli_print_help(FILE *f, const char *cmd, const char *usage, const char *exa
 
 /* Fills cfg from the model flags. Returns 0 or EXIT_USAGE. */
 int cli_model_config(cli_opt *opts, int nopts, sn_model_config *cfg);
+/* --labels-from auto|folders|none and --bad-images fail|skip (defaults auto, fail). Returns 0 or
+ * EXIT_USAGE. */
+int cli_input_options(cli_opt *opts, int nopts, sn_labels_from *from, sn_bad_images *bad);
 
 /* Verbosity: 0 quiet, 1 normal. Progress bars print on rank 0 only. */
 extern int cli_verbose;
@@ -117,9 +124,9 @@ sn_status cli_fopen(const char *path, const char *mode, const char *what, FILE *
 void cli_report_accuracy(const sn_metrics *m, const sn_dataset *ds, int classes, int k,
                          FILE *confusion);
 /* The closing line of infer and its --metrics JSON line (then closes metrics). tot: rows, data
- * wait, compute seconds and wall seconds, summed over the ranks. */
+ * wait, compute seconds and wall seconds, summed over the ranks; skipped: bad inputs left out. */
 void cli_report_infer(const cli_job *job, const double tot[4], double secs, const char *out,
-                      long batch, FILE *metrics, const char *metrics_path);
+                      long batch, int64_t skipped, FILE *metrics, const char *metrics_path);
 /* One epoch of train. */
 typedef struct cli_epoch {
   int64_t epoch, step; /* epoch (0-based) and global steps completed */

@@ -1,4 +1,4 @@
-/* cmd_convert.c - `shardnet convert idx|folder`: datasets into shardnet's HDF5 schema. Under
+/* cmd_convert.c - `shardnet convert idx|folder|list`: datasets into shardnet's HDF5 schema. Under
  * mpirun every rank converts its part and all ranks write the one output file. */
 #include <limits.h>
 #include <stdlib.h>
@@ -13,7 +13,8 @@ static const char *EXAMPLES =
     "      --out fashion_train.h5 --fashion\n"
     "  mpirun -np 4 shardnet convert folder --root /data/imagenet/train --out train.h5 --size "
     "224x224\n"
-    "  shardnet convert folder --root photos/ --out photos.h5 --encoded\n";
+    "  shardnet convert folder --root photos/ --out photos.h5 --encoded --bad-images skip\n"
+    "  shardnet convert list --list files.txt --out files.h5 --size 224x224\n";
 
 static void progress(void *ctx, int64_t done, int64_t total) {
   char extra[64];
@@ -25,14 +26,17 @@ static cli_opt O[] = {
     {"images", 1, "idx: images file (.gz or plain)", NULL},
     {"labels", 1, "idx: labels file (.gz or plain)", NULL},
     {"fashion", 0, "idx: Fashion-MNIST class names (default: digits)", NULL},
-    {"root", 1, "folder: root with one sub-folder per class", NULL},
+    {"root", 1, "folder: the folder of images (class sub-folders: --labels-from)", NULL},
+    {"list", 1, "list: text file of image paths, one per line (optional label column)", NULL},
+    {"labels-from", 1, "folder: auto|folders|none (default auto)", NULL},
+    {"bad-images", 1, "folder, list: fail|skip (default fail)", NULL},
     {"out", 1, "output HDF5 file", NULL},
     {"force", 0, "replace an existing output", NULL},
-    {"encoded", 0, "folder: store the JPEG/PNG bytes (decoded when read)", NULL},
-    {"size", 1, "folder: decode target HxW (default 224x224)", NULL},
-    {"channels", 1, "folder: 1 or 3 (default 3)", NULL},
-    {"resize", 1, "folder raw: bilinear|nearest (default bilinear)", NULL},
-    {"resize-shorter", 1, "folder raw: shorter side to S, then centre crop (torchvision)", NULL},
+    {"encoded", 0, "folder, list: store the JPEG/PNG bytes (decoded when read)", NULL},
+    {"size", 1, "folder, list: decode target HxW (default 224x224)", NULL},
+    {"channels", 1, "folder, list: 1 or 3 (default 3)", NULL},
+    {"resize", 1, "raw: bilinear|nearest (default bilinear)", NULL},
+    {"resize-shorter", 1, "raw: shorter side to S, then centre crop (torchvision)", NULL},
     {"compression", 1, "gzip level 0-9 for /images (default 0)", NULL},
     {"quiet", 0, "no progress bar", NULL},
     {"help", 0, "show this help", NULL}};
@@ -80,11 +84,13 @@ static int parse_options(sn_convert_options *opt, const char *out) {
     return EXIT_USAGE;
   }
   opt->fashion = cli_has(O, NO, "fashion");
+  if (cli_input_options(O, NO, &opt->labels_from, &opt->bad_images)) return EXIT_USAGE;
   opt->progress = progress;
   opt->progress_ctx = (void *)"convert";
-  const char *ins[] = {cli_get(O, NO, "images"), cli_get(O, NO, "labels"), cli_get(O, NO, "root")};
+  const char *ins[] = {cli_get(O, NO, "images"), cli_get(O, NO, "labels"), cli_get(O, NO, "root"),
+                       cli_get(O, NO, "list")};
   char rout[PATH_MAX], rin[PATH_MAX];
-  for (int i = 0; i < 3; ++i)
+  for (int i = 0; i < 4; ++i)
     if (ins[i] && realpath(out, rout) && realpath(ins[i], rin) && !strcmp(rin, rout)) {
       cli_error("convert: output %s is one of the inputs", out);
       return EXIT_USAGE;
@@ -97,19 +103,50 @@ static int parse_options(sn_convert_options *opt, const char *out) {
   return 0;
 }
 
+/* Converts images (folder or list). */
+static sn_status convert_images(const char *kind, cli_job *job, const char *out,
+                                sn_convert_options *opt) {
+  const int folder = !strcmp(kind, "folder");
+  const char *in = cli_get(O, NO, folder ? "root" : "list");
+  if (!in)
+    return sn_error_set(SN_ERR_INVALID, "convert %s: --%s is required", kind,
+                        folder ? "root" : "list");
+  opt->threads = job->threads;
+  return folder ? sn_convert_folder(in, out, job->comm, opt)
+                : sn_convert_images(&in, 1, out, job->comm, opt, NULL);
+}
+
+/* "wrote ..." and what was left out, from the file written (rank 0). */
+static void report(const char *out, double secs) {
+  sn_dataset *ds;
+  if (sn_dataset_open(out, sn_comm_serial(), &ds) != SN_OK) return;
+  const sn_dataset_info *i = sn_dataset_get_info(ds);
+  char lf[32] = "", src[64] = "";
+  int64_t skipped = -1;
+  if (sn_file_attr_str(out, "labels_from", lf, sizeof lf) == SN_OK)
+    snprintf(src, sizeof src, " (labels from %s)", lf);
+  printf("wrote %s: %lld images %dx%dx%d%s, %d classes%s in %.1f s\n", out, (long long)i->n, i->h,
+         i->w, i->c, i->encoded ? " (encoded)" : "", i->num_classes, src, secs);
+  if (sn_file_rows(out, "skipped/index", &skipped) == SN_OK && skipped > 0)
+    printf("skipped %lld bad image%s (listed in /skipped of %s)\n", (long long)skipped,
+           skipped == 1 ? "" : "s", out);
+  sn_dataset_close(ds);
+}
+
 int cmd_convert(int argc, char **argv) {
   const char *kind = argc > 2 ? argv[2] : NULL;
   if (kind && (!strcmp(kind, "--help") || !strcmp(kind, "-h"))) {
-    cli_print_help(stdout, "convert", "idx|folder [options]", EXAMPLES, O, NO);
+    cli_print_help(stdout, "convert", "idx|folder|list [options]", EXAMPLES, O, NO);
     return 0;
   }
-  if (!kind || (strcmp(kind, "idx") && strcmp(kind, "folder"))) {
-    cli_error("convert: the first argument must be idx or folder (see 'shardnet convert --help')");
+  if (!kind || (strcmp(kind, "idx") && strcmp(kind, "folder") && strcmp(kind, "list"))) {
+    cli_error("convert: the first argument must be idx, folder or list (see 'shardnet convert "
+              "--help')");
     return EXIT_USAGE;
   }
   if (cli_parse("convert", argc, argv, 3, O, NO)) return EXIT_USAGE;
   if (cli_has(O, NO, "help")) {
-    cli_print_help(stdout, "convert", "idx|folder [options]", EXAMPLES, O, NO);
+    cli_print_help(stdout, "convert", "idx|folder|list [options]", EXAMPLES, O, NO);
     return 0;
   }
   if (cli_has(O, NO, "quiet")) cli_verbose = 0;
@@ -132,21 +169,9 @@ int cmd_convert(int argc, char **argv) {
     else
       s = sn_convert_idx(im, lb, out, job.comm, &opt);
   } else {
-    const char *root = cli_get(O, NO, "root");
-    if (!root)
-      s = sn_error_set(SN_ERR_INVALID, "convert folder: --root is required");
-    else
-      s = sn_convert_folder(root, out, job.comm, &opt);
+    s = convert_images(kind, &job, out, &opt);
   }
   cli_check(&job, s);
-  if (job.rank == 0 && cli_verbose) {
-    sn_dataset *ds;
-    if (sn_dataset_open(out, sn_comm_serial(), &ds) == SN_OK) {
-      const sn_dataset_info *i = sn_dataset_get_info(ds);
-      printf("wrote %s: %lld images %dx%dx%d%s, %d classes in %.1f s\n", out, (long long)i->n, i->h,
-             i->w, i->c, i->encoded ? " (encoded)" : "", i->num_classes, cli_now() - t0);
-      sn_dataset_close(ds);
-    }
-  }
+  if (job.rank == 0 && cli_verbose) report(out, cli_now() - t0);
   return cli_job_end(&job, 0);
 }

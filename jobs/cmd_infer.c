@@ -1,8 +1,9 @@
-/* cmd_infer.c - `shardnet infer`: predictions, logits and features for an HDF5 dataset. Under
- * mpirun each rank takes a contiguous, chunk-aligned share of the rows (sn_staging), reads it
- * through the prefetching reader and all ranks write the one output file collectively. --resume
- * completes only the rows an interrupted run did not write. */
+/* cmd_infer.c - `shardnet infer`: predictions, logits and features for a dataset: HDF5 files, a
+ * folder of images or a list. Under mpirun the ranks take chunk-sized units of the inputs in turn
+ * (sn_staging), read them through the prefetching reader and write the one output file
+ * collectively. --resume completes only the inputs an interrupted run did not write. */
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "infer_job.h"
@@ -14,14 +15,20 @@ static const char *EXAMPLES =
     "      --data val.h5 --out val_preds.h5 --labels imagenet_class_index.json --decoded "
     "val_top5.csv\n"
     "  mpirun -np 4 shardnet infer --arch resnet50 --no-top --pooling avg --weights w.h5 --data "
-    "d.h5 \\\n"
-    "      --out features.h5 --features --features-dtype f16\n";
+    "shards/*.h5 \\\n"
+    "      --out features.h5 --features --features-dtype f16\n"
+    "  shardnet infer --arch resnet50 --weights w.h5 --data photos/ --out preds.h5 --top-k 3 "
+    "--bad-images skip\n";
 
 static cli_opt O[] = {
     CLI_MODEL_OPTS,
     {"weights", 1, "weights: shardnet, torchvision (HDF5) or Keras .h5 (default: random init)",
      NULL},
-    {"data", 1, "input dataset (HDF5: /images or /encoded)", NULL},
+    {"data", 2, "input: HDF5 files (several, a glob or a text file of paths), a folder or a list",
+     NULL},
+    {"labels-from", 1, "a folder's labels: auto|folders|none (default auto)", NULL},
+    {"bad-images", 1, "fail|skip: stop at a bad image, or leave it out (default fail)", NULL},
+    {"decode-threads", 1, "decoding threads per rank (default: --threads)", NULL},
     {"out", 1, "output HDF5 file", NULL},
     {"batch", 1, "images per forward pass (default 32)", NULL},
     {"preprocess", 1, "caffe|tf|torch|unit|none (default: the architecture's)", NULL},
@@ -49,20 +56,22 @@ enum { NO = sizeof O / sizeof O[0] };
 static int parse(infer_job *c, int argc, char **argv) {
   if (cli_parse("infer", argc, argv, 2, O, NO)) return EXIT_USAGE;
   if (cli_has(O, NO, "help")) {
-    cli_print_help(stdout, "infer", "--arch A --data IN.h5 --out OUT.h5 [--weights W.h5] [options]",
+    cli_print_help(stdout, "infer", "--arch A --data IN --out OUT.h5 [--weights W.h5] [options]",
                    EXAMPLES, O, NO);
     return -1;
   }
   if (cli_has(O, NO, "quiet")) cli_verbose = 0;
   if (cli_model_config(O, NO, &c->cfg)) return EXIT_USAGE;
-  c->data = OPT("data");
+  c->data = cli_get_all(O, NO, "data", &c->ndata);
   c->out = OPT("out");
   c->wpath = OPT("weights");
-  if (!c->data || !c->out) {
+  if (!c->ndata || !c->out) {
     cli_error("infer: --data and --out are required");
     return EXIT_USAGE;
   }
-  if (cli_int(O, NO, "batch", 1, 1 << 16, 32, &c->batch) ||
+  if (cli_input_options(O, NO, &c->labels_from, &c->bad_images) ||
+      cli_int(O, NO, "decode-threads", 1, 256, 0, &c->dthreads) ||
+      cli_int(O, NO, "batch", 1, 1 << 16, 32, &c->batch) ||
       cli_int(O, NO, "top-k", 0, 1000, 5, &c->topk) ||
       cli_int(O, NO, "threads", 1, 1024, 0, &c->threads) ||
       cli_int(O, NO, "compression", 0, 9, 0, &c->comp) ||
@@ -82,7 +91,18 @@ static int parse(infer_job *c, int argc, char **argv) {
   c->resume = cli_has(O, NO, "resume");
   c->want_logits = cli_has(O, NO, "logits");
   c->want_features = cli_has(O, NO, "features");
-  return cli_check_output("infer", c->data, c->out, c->resume, cli_has(O, NO, "force"), &c->state);
+  size_t len = 1;
+  for (int i = 0; i < c->ndata; ++i)
+    len += strlen(c->data[i]) + 1;
+  if (!(c->data_str = calloc(len, 1))) return EXIT_FAIL;
+  for (int i = 0; i < c->ndata; ++i) {
+    if (i) strcat(c->data_str, " ");
+    strcat(c->data_str, c->data[i]);
+    int rc = cli_check_output("infer", c->data[i], c->out, c->resume, cli_has(O, NO, "force"),
+                              &c->state);
+    if (rc) return rc;
+  }
+  return 0;
 }
 
 /* Every rank writes one unit per collective write, computing batches until its unit is staged. */
@@ -103,9 +123,14 @@ static void run(infer_job *c) {
              done ? el / done * (nrows - done) : 0.0);
     cli_progress("infer", (double)done, (double)(nrows ? nrows : 1), extra);
   }
-  cli_check(&c->job, sn_writer_finish(c->wr));
   double secs = cli_now() - t0,
-         tot[4] = {(double)nrows, sn_reader_wait_seconds(c->rd), c->t_compute, secs};
+         tot[4] = {(double)c->computed, sn_reader_wait_seconds(c->rd), c->t_compute, secs};
+  cli_watch_reader(NULL);
+  sn_reader_destroy(c->rd); /* the writer reads the dataset's names when it finishes */
+  c->rd = NULL;
+  cli_check(&c->job, sn_writer_finish(c->wr));
+  int64_t skipped = 0;
+  sn_writer_counts(c->wr, NULL, &skipped);
   cli_check(&c->job, sn_comm_allreduce(c->job.comm, tot, 4, SN_F64, SN_SUM));
   infer_decode(c);
   if (c->mx) cli_check(&c->job, sn_metrics_allreduce(c->mx, c->job.comm));
@@ -118,7 +143,7 @@ static void run(infer_job *c) {
   c->confusion = NULL;
   cli_check(&c->job, s);
   if (c->job.rank == 0)
-    cli_report_infer(&c->job, tot, secs, c->out, c->batch, c->metrics, c->metrics_path);
+    cli_report_infer(&c->job, tot, secs, c->out, c->batch, skipped, c->metrics, c->metrics_path);
   c->metrics = NULL;
 }
 

@@ -33,8 +33,10 @@ sn_status infer_labels_open(infer_job *c) {
     s = sn_error_set(SN_ERR_INVALID,
                      "infer: --decoded %s: the extension names no format (.csv or .jsonl)",
                      c->decoded_path);
-  if (s == SN_OK && c->decoded_path &&
-      (!strcmp(c->decoded_path, c->out) || !strcmp(c->decoded_path, c->data)))
+  int same = c->decoded_path && !strcmp(c->decoded_path, c->out);
+  for (int i = 0; c->decoded_path && i < c->ndata; ++i)
+    same |= !strcmp(c->decoded_path, c->data[i]);
+  if (s == SN_OK && same)
     s = sn_error_set(SN_ERR_INVALID, "infer: --decoded %s is also the input or the output",
                      c->decoded_path);
   if (s == SN_OK && c->decoded_path && c->job.rank == 0) { /* unwritable: fail before any work */

@@ -5,12 +5,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-void infer_build(infer_job *c) {
-  sn_status s = sn_dataset_open(c->data, c->job.comm, &c->ds);
+/* The dataset: what --data names, described on rank 0. */
+static void open_data(infer_job *c) {
+  sn_source_options so;
+  sn_source_options_init(&so);
+  so.labels_from = c->labels_from;
+  sn_status s = sn_dataset_open_sources(c->data, c->ndata, &so, c->job.comm, &c->ds);
   cli_check(&c->job, s);
   const sn_dataset_info *di = sn_dataset_get_info(c->ds);
-  if (di->n == 0) s = sn_error_set(SN_ERR_FORMAT, "file %s: the dataset has no rows", c->data);
+  if (di->n == 0) s = sn_error_set(SN_ERR_FORMAT, "file %s: the dataset has no rows", c->data_str);
   cli_check(&c->job, s);
+  if (c->job.rank == 0 && cli_verbose) {
+    char d[512];
+    sn_dataset_describe(c->ds, d, sizeof d);
+    printf("input: %s\n", d);
+  }
+}
+
+void infer_build(infer_job *c) {
+  open_data(c);
+  const sn_dataset_info *di = sn_dataset_get_info(c->ds);
+  sn_status s = SN_OK;
   if (c->cfg.height <= 0 && !di->encoded) {
     c->cfg.height = di->h;
     c->cfg.width = di->w;
@@ -25,10 +40,11 @@ void infer_build(infer_job *c) {
   c->img = (size_t)h * w * ch;
   c->pre = sn_net_default_preprocess(c->net);
   if (c->pre_name) s = sn_preprocess_parse(c->pre_name, &c->pre);
+  if (s == SN_OK && di->encoded && (ch == 1 || ch == 3)) s = sn_dataset_set_channels(c->ds, ch);
   if (s == SN_OK) s = sn_dataset_set_decode_for(c->ds, h, w, c->pre);
   if (s == SN_OK && (di->h != h || di->w != w || di->c != ch))
     s = sn_error_set(SN_ERR_SHAPE, "file %s: images are %dx%dx%d but %s takes %dx%dx%d (--input)",
-                     c->data, di->h, di->w, di->c, c->cfg.arch, h, w, ch);
+                     c->data_str, di->h, di->w, di->c, c->cfg.arch, h, w, ch);
   if (s == SN_OK && di->dtype == SN_F32 && !di->encoded && c->pre != SN_PRE_NONE &&
       c->job.rank == 0 && cli_verbose)
     fprintf(stderr,
@@ -53,6 +69,11 @@ static sn_status configure(infer_job *c, sn_writer_config *wc) {
   if (c->topk > c->classes) c->topk = c->classes;
   sn_writer_config_init(wc);
   wc->n_total = sn_dataset_get_info(c->ds)->n;
+  if (!top && c->cfg.pooling == SN_POOL_NONE) { /* a feature map keeps its shape */
+    wc->feature_shape[0] = oh;
+    wc->feature_shape[1] = ow;
+    wc->feature_shape[2] = c->classes;
+  }
   wc->top_k = (int)c->topk;
   wc->classes = top ? c->classes : 0;
   wc->feature_dim = c->fdim;
@@ -68,8 +89,8 @@ static sn_status configure(infer_job *c, sn_writer_config *wc) {
   int has_labels = sn_dataset_get_info(c->ds)->has_labels;
   if (s == SN_OK && c->confusion_path && !(has_labels && c->topk > 0))
     s = sn_error_set(SN_ERR_INVALID,
-                     "infer: --confusion needs a dataset with /labels and --top-k > 0 (%s has %s)",
-                     c->data, has_labels ? "labels" : "no /labels");
+                     "infer: --confusion needs a dataset with labels and --top-k > 0 (%s has %s)",
+                     c->data_str, has_labels ? "labels" : "none");
   /* Resuming must continue the same computation: same model, weights and preprocessing. */
   const char *want[][2] = {
       {"arch", c->cfg.arch}, {"weights_md5", c->md5}, {"preprocess", sn_preprocess_name(c->pre)}};
@@ -95,10 +116,15 @@ void infer_open_output(infer_job *c) {
   sn_status s = configure(c, &wc);
   cli_check(&c->job, s);
   s = sn_writer_create(c->out, c->job.comm, &wc, &c->wr);
+  if (s == SN_OK) s = sn_writer_set_source(c->wr, c->ds);
   cli_check(&c->job, s);
-  const char *attrs[][2] = {{"arch", c->cfg.arch},   {"weights", c->wpath ? c->wpath : "(random)"},
-                            {"weights_md5", c->md5}, {"preprocess", sn_preprocess_name(c->pre)},
-                            {"version", SN_VERSION}, {"data", c->data}};
+  const char *attrs[][2] = {{"arch", c->cfg.arch},
+                            {"weights", c->wpath ? c->wpath : "(random)"},
+                            {"weights_md5", c->md5},
+                            {"preprocess", sn_preprocess_name(c->pre)},
+                            {"version", SN_VERSION},
+                            {"data", c->data_str},
+                            {"bad_images", c->bad_images == SN_BAD_SKIP ? "skip" : "fail"}};
   for (size_t i = 0; s == SN_OK && i < sizeof attrs / sizeof attrs[0]; ++i)
     s = sn_writer_set_attr_str(c->wr, attrs[i][0], attrs[i][1]);
   cli_check(&c->job, s);
@@ -116,6 +142,8 @@ void infer_open_output(infer_job *c) {
   sn_reader_options_init(&ro);
   ro.batch = (int)c->batch;
   ro.preprocess = c->pre;
+  ro.threads = c->dthreads > 0 ? (int)c->dthreads : c->job.threads;
+  ro.bad_images = c->bad_images;
   int64_t nrows;
   const int64_t *rows = sn_staging_rows(c->st, &nrows);
   if (s == SN_OK && nrows) s = sn_reader_create(c->ds, rows, nrows, &ro, &c->rd);
@@ -126,29 +154,40 @@ void infer_open_output(infer_job *c) {
   cli_check(&c->job, s);
 }
 
+/* The reader's next batch; a bad input's message says how to skip such inputs. */
+static sn_status next_batch(infer_job *c, sn_batch *b) {
+  sn_status s = sn_reader_next_batch(c->rd, b);
+  if (s != SN_OK && sn_reader_bad_input(c->rd))
+    return sn_error_set(s,
+                        "%s (use --bad-images skip to leave bad images out; they are then "
+                        "listed in /skipped)",
+                        sn_last_error());
+  if (s == SN_OK && b->inputs == 0) s = sn_error_set(SN_ERR_INVALID, "infer: reader ended early");
+  return s;
+}
+
 sn_status infer_batch(infer_job *c) {
-  float *x;
-  int32_t *lab;
-  int64_t *rows;
-  int n = 0;
-  sn_status s = sn_reader_next(c->rd, &x, &lab, &rows, &n);
-  if (s == SN_OK && n == 0) s = sn_error_set(SN_ERR_INVALID, "infer: reader ended early");
-  if (s == SN_OK && sn_dataset_get_info(c->ds)->dtype == SN_F32 &&
-      !sn_values_finite(x, (size_t)n * c->img))
+  sn_batch b;
+  sn_status s = next_batch(c, &b);
+  const int n = b.count;
+  if (s == SN_OK && n > 0 && sn_dataset_get_info(c->ds)->dtype == SN_F32 &&
+      !sn_values_finite(b.x, (size_t)n * c->img))
     s = sn_error_set(SN_ERR_NUMERIC, "file %s: /images rows %lld..%lld contain NaN or infinity",
-                     c->data, (long long)rows[0], (long long)rows[n - 1]);
+                     c->data_str, (long long)b.rows[0], (long long)b.rows[n - 1]);
   if (s != SN_OK) return s;
   double t0 = cli_now();
-  s = sn_net_predict(c->net, x, n, (int)c->topk, c->out_b, c->fdim ? c->feat_b : NULL,
-                     c->topk ? c->probs_b : NULL, c->idx_b, c->val_b);
+  if (n > 0)
+    s = sn_net_predict(c->net, b.x, n, (int)c->topk, c->out_b, c->fdim ? c->feat_b : NULL,
+                       c->topk ? c->probs_b : NULL, c->idx_b, c->val_b);
   c->t_compute += cli_now() - t0;
-  if (s == SN_OK) s = sn_staging_add(c->st, n, c->idx_b, c->val_b, c->out_b, c->feat_b);
-  if (s != SN_OK) return s;
-  if (c->mx && lab) sn_metrics_add(c->mx, n, lab, c->idx_b, NULL);
+  if (s == SN_OK) s = sn_staging_add_batch(c->st, &b, c->idx_b, c->val_b, c->out_b, c->feat_b);
+  if (s != SN_OK || n == 0) return s;
+  c->computed += n;
+  if (c->mx && b.labels) sn_metrics_add(c->mx, n, b.labels, c->idx_b, NULL);
   if (!sn_values_finite(c->out_b, (size_t)n * c->lw))
     s = sn_error_set(SN_ERR_NUMERIC,
-                     "file %s: rows %lld..%lld give non-finite outputs (NaN input?)", c->data,
-                     (long long)rows[0], (long long)rows[n - 1]);
+                     "file %s: rows %lld..%lld give non-finite outputs (NaN input?)", c->data_str,
+                     (long long)b.rows[0], (long long)b.rows[n - 1]);
   return s;
 }
 
@@ -167,4 +206,5 @@ void infer_free(infer_job *c) {
   cli_print_profile(c->net);
   sn_net_destroy(c->net);
   sn_dataset_close(c->ds);
+  free(c->data_str);
 }

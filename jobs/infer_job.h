@@ -9,10 +9,15 @@ typedef struct infer_job {
   cli_job job;
   sn_model_config cfg;
   /* options */
-  const char *data, *out, *wpath, *pre_name, *labels_path, *confusion_path, *metrics_path;
+  const char **data; /* (ndata) --data paths */
+  int ndata;
+  const char *out, *wpath, *pre_name, *labels_path, *confusion_path, *metrics_path;
   const char *decoded_path;
-  long batch, topk, threads, comp, nprint;
+  char *data_str; /* the --data paths joined by spaces (messages, the output's attribute) */
+  long batch, topk, threads, comp, nprint, dthreads;
   int resume, want_logits, want_features, f16;
+  sn_labels_from labels_from;
+  sn_bad_images bad_images;
   sn_output_state state; /* of the output before the run */
   /* built by infer_build and infer_open_output */
   sn_dataset *ds;
@@ -34,6 +39,7 @@ typedef struct infer_job {
   sn_labels *labels;         /* --labels, checked against the class count */
   FILE *metrics, *confusion; /* rank 0 */
   double t_compute;
+  int64_t computed; /* rows computed by this rank */
 } infer_job;
 
 /* Dataset and net: decode target, input check, weights. Exits on failure, as all of these do. */

@@ -36,7 +36,10 @@ void cli_report_accuracy(const sn_metrics *m, const sn_dataset *ds, int classes,
 }
 
 void cli_report_infer(const cli_job *job, const double tot[4], double secs, const char *out,
-                      long batch, FILE *metrics, const char *metrics_path) {
+                      long batch, int64_t skipped, FILE *metrics, const char *metrics_path) {
+  if (cli_verbose && skipped > 0)
+    printf("skipped %lld bad input%s (listed in /skipped of %s)\n", (long long)skipped,
+           skipped == 1 ? "" : "s", out);
   if (cli_verbose)
     printf("inferred %lld rows on %d rank(s) in %.2f s: %.1f images/s; waiting for data %.1f%% "
            "of the time; output %s\n",
@@ -45,9 +48,10 @@ void cli_report_infer(const cli_job *job, const double tot[4], double secs, cons
   if (!metrics) return;
   fprintf(metrics,
           "{\"rows\": %.0f, \"seconds\": %.3f, \"images_per_s\": %.1f, \"data_wait_s\": %.3f, "
-          "\"compute_s\": %.3f, \"ranks\": %d, \"threads\": %d, \"batch\": %ld}\n",
+          "\"compute_s\": %.3f, \"ranks\": %d, \"threads\": %d, \"batch\": %ld, "
+          "\"skipped\": %lld}\n",
           tot[0], secs, tot[0] / secs, tot[1] / job->size, tot[2] / job->size, job->size,
-          job->threads, batch);
+          job->threads, batch, (long long)skipped);
   if (fclose(metrics) != 0)
     fprintf(stderr, "shardnet: warning: writing metrics file %s failed\n", metrics_path);
 }

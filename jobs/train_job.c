@@ -308,7 +308,7 @@ int train_validate(train_job *c, double out[4]) {
   sn_reader_options_init(&ro);
   ro.batch = c->local_max;
   ro.preprocess = c->pre;
-  ro.decode_threads = (int)c->decode_threads;
+  ro.threads = (int)c->decode_threads;
   sn_reader *rd = NULL;
   sn_metrics *m = NULL;
   if (s == SN_OK) s = sn_metrics_create(c->k, k5, 0, &m);
@@ -407,5 +407,5 @@ void train_reader_options(const train_job *c, sn_reader_options *ro) {
   ro->preprocess = c->pre;
   ro->augment = c->recipe.augment;
   ro->pad = c->h >= 64 ? c->h / 8 : 4;
-  ro->decode_threads = (int)c->decode_threads;
+  ro->threads = (int)c->decode_threads;
 }

@@ -744,21 +744,59 @@ SN_API sn_status sn_checkpoint_read_meta(const char *path, sn_comm *comm, sn_che
 SN_API sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_comm *comm,
                                     sn_checkpoint_meta *meta);
 
-/* Datasets (/images (N,H,W,C) uint8 or float32, or the encoded form; optional /labels (N)). */
+/* Datasets: the rows of one HDF5 file (/images (N,H,W,C) uint8 or float32, or the encoded form;
+ * optional /labels (N)), of several HDF5 files concatenated, of a folder tree of images or of a
+ * list of image files (docs/hdf5-schema.md, "Data sources"). A row's number is its place in the
+ * whole: for several files, its row in their concatenation. */
 typedef struct sn_dataset sn_dataset;
 
 typedef struct sn_dataset_info {
   int64_t n;
   int h, w, c;
-  sn_dtype dtype; /* of /images: SN_U8 or SN_F32 */
-  int encoded;    /* 1: JPEG/PNG bytes + offsets */
-  int has_labels;
+  sn_dtype dtype;  /* of /images: SN_U8 or SN_F32 (SN_U8 for decoded rows) */
+  int encoded;     /* 1: rows are decoded from JPEG/PNG (the encoded form, or image files) */
+  int has_labels;  /* every row has a label */
   int num_classes; /* from /classes or the labels' maximum + 1; 0 if unknown */
 } sn_dataset_info;
 
-/* Opens a dataset file for reading. Not collective (each rank opens independently); `comm` is
- * used for error messages only. The caller owns *out. */
+/* Where the labels of a folder come from: auto (class sub-folders when the root holds
+ * sub-folders and no image file of its own, else none), folders (torchvision ImageFolder: label
+ * = index of the sorted sub-folder names) or none (every image of the tree, unlabelled). */
+typedef enum sn_labels_from {
+  SN_LABELS_AUTO = 0,
+  SN_LABELS_FOLDERS = 1,
+  SN_LABELS_NONE = 2
+} sn_labels_from;
+typedef struct sn_source_options {
+  sn_labels_from labels_from;  /* folders (default auto); a list's label column is used unless
+                                  SN_LABELS_NONE */
+  int height, width, channels; /* decode target of image files (default 224 x 224 x 3); change it
+                                  with sn_dataset_set_decode(_for) and sn_dataset_set_channels */
+} sn_source_options;
+SN_API void sn_source_options_init(sn_source_options *o);
+
+/* Opens what the n paths name as one dataset: HDF5 dataset files (one or more, in the order
+ * given; a path holding * ? [ that names no file is expanded as a glob, sorted), a text file
+ * listing HDF5 files, a folder of images (sub-folders per o->labels_from), a text file listing
+ * image files (one per line, relative paths from the list's directory, an optional label column)
+ * or image files named one by one. One kind per dataset. Image files (.jpg .jpeg .jpe .jfif .png,
+ * any case; other image extensions are listed too and fail to decode, naming their format) are
+ * decoded when read, like the encoded form. Collective when comm has more than one rank: rank 0
+ * lists folders and lists and broadcasts the listing, so every rank sees the same rows; each rank
+ * then opens the files itself. comm may be NULL (serial). The caller owns *out. Errors:
+ * SN_ERR_IO (missing path or folder), SN_ERR_FORMAT (malformed file or list), SN_ERR_SHAPE (files
+ * that do not agree), SN_ERR_NOTFOUND (no images, no /images), SN_ERR_INVALID (a mix of kinds). */
+SN_API sn_status sn_dataset_open_sources(const char *const *paths, int n,
+                                         const sn_source_options *o, sn_comm *comm,
+                                         sn_dataset **out);
+/* sn_dataset_open_sources of one path with default options, listed on this rank. Not collective
+ * (each rank opens independently); `comm` is used for error messages only. The caller owns
+ * *out. */
 SN_API sn_status sn_dataset_open(const char *path, sn_comm *comm, sn_dataset **out);
+/* One line saying what the dataset is, for reports: "folder photos: 1234 image files, labels
+ * from folders: 3 classes", "3 HDF5 files (a.h5, ...): 30000 rows (encoded), no labels", ... into
+ * buf (n bytes, truncated). */
+SN_API void sn_dataset_describe(const sn_dataset *ds, char *buf, size_t n);
 SN_API void sn_dataset_close(sn_dataset *ds);
 SN_API const sn_dataset_info *sn_dataset_get_info(const sn_dataset *ds);
 /* Reads the given rows into images (count, H, W, C) (uint8, or float32 per the dataset dtype;
@@ -799,6 +837,9 @@ SN_API sn_status sn_dataset_set_decode_for(sn_dataset *ds, int h, int w, sn_prep
  * images are cropped as stored, by sn_augment_batch). Not collective. */
 SN_API sn_status sn_dataset_set_decode_crop(sn_dataset *ds, int enable, uint64_t seed,
                                             int64_t epoch, int jpeg_scale);
+/* Channels of decoded rows (1: Pillow's "L" conversion, 3: RGB). A raw dataset keeps its own
+ * (asking for another is SN_ERR_INVALID). */
+SN_API sn_status sn_dataset_set_channels(sn_dataset *ds, int channels);
 /* Name of class i from /classes, or NULL (no /classes or i out of range). Owned by ds. */
 SN_API const char *sn_dataset_class_name(const sn_dataset *ds, int i);
 
@@ -820,6 +861,13 @@ SN_API sn_status sn_train_warnings(const sn_train_recipe *recipe, const sn_datas
 /* The file's labels (info.n entries), or NULL if it has none. Owned by ds. */
 SN_API const int32_t *sn_dataset_labels(const sn_dataset *ds);
 
+/* What to do with a bad input (an image file that cannot be read, or an image that does not
+ * decode: truncated, empty, not an image, an unsupported format, absurd header dimensions). */
+typedef enum sn_bad_images {
+  SN_BAD_FAIL = 0, /* stop with a message naming the file and the reason */
+  SN_BAD_SKIP = 1  /* leave the input out and report it (sn_batch.skipped_*, /skipped) */
+} sn_bad_images;
+
 /* Progress of a long operation on this rank: `done` of `total` local units. */
 typedef void (*sn_progress_fn)(void *ctx, int64_t done, int64_t total);
 
@@ -828,16 +876,19 @@ typedef void (*sn_progress_fn)(void *ctx, int64_t done, int64_t total);
  * chunk-aligned part and all ranks write the one file collectively (parallel HDF5); the datasets'
  * content does not depend on the number of ranks. Collective. */
 typedef struct sn_convert_options {
-  int encoded;             /* folder: 1 stores the original file bytes (/encoded + /offsets) */
-  int height, width;       /* folder raw: decode target; encoded: recorded as the decode
-                            * target (default 224 x 224) */
-  int channels;            /* folder: 1 or 3 (default 3) */
-  sn_resize_mode resize;   /* folder raw: resize filter (default bilinear) */
-  int resize_shorter;      /* folder raw: > 0 shorter side -> S then centre crop; 0 straight */
-  int chunk_rows;          /* rows per /images chunk; 0: about 1 MiB per chunk */
-  int compression;         /* gzip level 0..9 for /images (0: none) */
-  int fashion;             /* idx: 1 Fashion-MNIST class names, 0 digits "0".."9" */
-  sn_progress_fn progress; /* may be NULL; called on every rank with its own counts */
+  int encoded;                /* folder: 1 stores the original file bytes (/encoded + /offsets) */
+  int height, width;          /* folder raw: decode target; encoded: recorded as the decode
+                               * target (default 224 x 224) */
+  int channels;               /* folder: 1 or 3 (default 3) */
+  sn_resize_mode resize;      /* folder raw: resize filter (default bilinear) */
+  int resize_shorter;         /* folder raw: > 0 shorter side -> S then centre crop; 0 straight */
+  int chunk_rows;             /* rows per /images chunk; 0: about 1 MiB per chunk */
+  int compression;            /* gzip level 0..9 for /images (0: none) */
+  int fashion;                /* idx: 1 Fashion-MNIST class names, 0 digits "0".."9" */
+  sn_labels_from labels_from; /* images: where a folder's labels come from (default auto) */
+  sn_bad_images bad_images;   /* images: SN_BAD_FAIL (default) or SN_BAD_SKIP */
+  int threads;                /* images raw: decoding threads per rank (default 1) */
+  sn_progress_fn progress;    /* may be NULL; called on every rank with its own counts */
   void *progress_ctx;
 } sn_convert_options;
 SN_API void sn_convert_options_init(sn_convert_options *o);
@@ -846,31 +897,46 @@ SN_API void sn_convert_options_init(sn_convert_options *o);
  * /classes. Every rank parses both inputs (they are small). Collective. */
 SN_API sn_status sn_convert_idx(const char *images_idx, const char *labels_idx,
                                 const char *out_path, sn_comm *comm, const sn_convert_options *o);
-/* ImageNet-style tree root/<class>/.../<file>.{jpg,jpeg,png} (case-insensitive): classes are
- * the sorted sub-folder names (label = index), files sorted per folder (torchvision
- * ImageFolder order). Writes /labels, /classes, /filenames (paths relative to root) and either
- * /images (decoded and resized) or /encoded + /offsets. Rank 0 lists the tree and broadcasts it.
- * Collective. */
+/* Image files to the dataset schema: a folder (with class sub-folders per o->labels_from) or a
+ * list of images, as sn_dataset_open_sources lists them (torchvision ImageFolder order: sorted
+ * classes, then files sorted per folder). Rows are the images kept, in listing order; writes
+ * /filenames (as listed: paths relative to the folder, or as in the list), /labels and /classes
+ * when there are labels, /skipped/index (position in the listing), /skipped/filename and
+ * /skipped/reason (bad images left out with SN_BAD_SKIP; empty otherwise), root attributes
+ * source_kind, source and labels_from, and either /images (decoded and fitted, on o->threads
+ * threads) or /encoded + /offsets (the files' bytes; each file's header is checked, its data is
+ * decoded when the dataset is read). A bad image with SN_BAD_FAIL fails the conversion, naming
+ * the file and the reason; *skipped (may be NULL) receives the count left out. Rank 0 lists the
+ * input and broadcasts the listing. Collective. */
+SN_API sn_status sn_convert_images(const char *const *paths, int n, const char *out_path,
+                                   sn_comm *comm, const sn_convert_options *o, int64_t *skipped);
+/* sn_convert_images of one folder. */
 SN_API sn_status sn_convert_folder(const char *root, const char *out_path, sn_comm *comm,
                                    const sn_convert_options *o);
 
-/* Inference output: one file written collectively by all ranks, rows in dataset order, datasets
+/* Inference output: one file written collectively by all ranks (docs/hdf5-schema.md 3). Output
+ * rows are the inputs computed, in input order: an input left out (a bad image skipped) has no
+ * row, and /index (N,) int64 gives each row's input (its row in the dataset). Datasets:
  * /predictions/top_k_indices (N,K) int32, /predictions/top_k_scores (N,K) float32, /logits
- * (N,classes) float32, /features (N,D) float32 or IEEE half, /index (N,) int64 and /done (N,)
- * uint8 (1 = row written; for resuming). Chunks depend only on the configuration, so the
- * datasets' content is identical whatever the number of ranks. Root attribute complete = 1 is
- * written last, by sn_writer_finish, and only when every row is done. HDF5 calls happen on the
- * calling (main) thread under the io lock, so a live sn_reader may run alongside. */
+ * (N,classes) float32, /features (N,D) or (N,H,W,C) float32 or IEEE half, /index, and /done
+ * (inputs,) uint8 per input (0 pending, 1 written, 2 skipped; for resuming). At the end
+ * sn_writer_finish adds /filenames (N,) (the inputs' names, when the source has them), /skipped
+ * (index, filename, reason) and /sources, then writes the root attribute complete = 1 last, and
+ * only when every input is done. The datasets' content is identical whatever the number of
+ * ranks. HDF5 calls happen on the calling (main) thread under the io lock, so a live sn_reader
+ * may run alongside. */
 typedef struct sn_writer sn_writer;
 typedef enum sn_feature_dtype { SN_FEATURES_F32 = 0, SN_FEATURES_F16 = 1 } sn_feature_dtype;
 #define SN_WRITE_PREDICTIONS 1u /* /predictions/top_k_* (top_k > 0) */
 #define SN_WRITE_LOGITS 2u      /* /logits */
 #define SN_WRITE_FEATURES 4u    /* /features */
 typedef struct sn_writer_config {
-  int64_t n_total; /* rows N */
-  int top_k;       /* K */
-  int classes;     /* width of /logits */
-  int feature_dim; /* D of /features */
+  int64_t n_total;      /* inputs: the rows of the dataset (at most this many output rows) */
+  int top_k;            /* K */
+  int classes;          /* width of /logits */
+  int feature_dim;      /* D of /features */
+  int feature_shape[3]; /* (H, W, C) with H*W*C = D: /features is (N, H, W, C) (a feature map);
+                           zeros: (N, D) */
   sn_feature_dtype feature_dtype;
   unsigned flags;  /* SN_WRITE_* */
   int compression; /* gzip level 0..9 (parallel: filtered writes are collective) */
@@ -880,77 +946,98 @@ typedef struct sn_writer_config {
   int resume;      /* 1: reopen an existing output (shapes must match) and keep its rows */
 } sn_writer_config;
 SN_API void sn_writer_config_init(sn_writer_config *c);
-/* Creates path (truncating) or, with resume and an existing file, reopens it. Collective; every
- * rank passes the same path and configuration. The caller owns *out. */
+/* Creates path (truncating) or, with resume and an existing file, reopens it: the work then
+ * starts at the first input not done (a damaged file whose /index and /done disagree is
+ * SN_ERR_FORMAT). Collective; every rank passes the same path and configuration. The caller owns
+ * *out. */
 SN_API sn_status sn_writer_create(const char *path, sn_comm *comm, const sn_writer_config *cfg,
                                   sn_writer **out);
-/* Rows not yet written (all rows for a new file; none for a complete one), ascending. *rows is
+/* The dataset the inputs come from (its rows = n_total), used by sn_writer_finish for
+ * /filenames, /skipped/filename, /sources and the attributes source_kind and labels_from, and to
+ * find again why an input skipped by an interrupted run was skipped. ds is not owned: keep it
+ * open, with no reader alive on it, until sn_writer_finish. NULL: none of those are written but
+ * /skipped (index, reason). Not collective (every rank passes its own). */
+SN_API sn_status sn_writer_set_source(sn_writer *w, const sn_dataset *ds);
+/* Inputs not done yet (all for a new file; none for a complete one), ascending. *rows is
  * malloc'd (NULL when *count is 0); the caller frees it. Not collective. */
 SN_API sn_status sn_writer_missing_rows(const sn_writer *w, int64_t **rows, int64_t *count);
-/* Rows per chunk (align per-rank blocks to it to avoid shared chunks). */
+/* Rows per chunk, and inputs per unit of the work split. */
 SN_API int64_t sn_writer_chunk_rows(const sn_writer *w);
 /* A root string attribute (arch, weights, weights_md5, preprocess, version, ...). Collective:
  * every rank passes the same name and value. */
 SN_API sn_status sn_writer_set_attr_str(sn_writer *w, const char *name, const char *value);
-/* Writes rows [row_begin, row_begin + count) and marks them done. Collective: every rank calls it
+/* Writes output rows [row_begin, row_begin + count) as the inputs with the same numbers (output
+ * row = input row: nothing skipped) and marks those inputs done. Collective: every rank calls it
  * the same number of times; a rank with nothing to write passes count = 0. Buffers (count rows):
  * top_k_indices (count,K), top_k_scores (count,K), logits (count,classes), features (count,D)
  * float32 (converted to half for F16); those of datasets not written may be NULL; index
- * (count) may be NULL (row numbers are written). */
+ * (count) may be NULL (row numbers are written). Inputs that may be skipped go through
+ * sn_staging instead. */
 SN_API sn_status sn_writer_write_block(sn_writer *w, int64_t row_begin, int count,
                                        const int32_t *top_k_indices, const float *top_k_scores,
                                        const float *logits, const float *features,
                                        const int64_t *index);
-/* Checks that every row is done on some rank, writes complete = 1 last and closes the file.
- * Missing rows -> SN_ERR_INVALID naming the first one (the file stays incomplete). Collective.
- * sn_writer_destroy is still needed. */
+/* Checks that every input is done on some rank, closes the file, and then, on rank 0 (through
+ * the serial driver), cuts the datasets to the rows written, writes /filenames, /skipped and
+ * /sources and complete = 1 last. Inputs not done -> SN_ERR_INVALID
+ * naming the first one (the file stays incomplete). Collective. sn_writer_destroy is still
+ * needed. */
 SN_API sn_status sn_writer_finish(sn_writer *w);
+/* After a successful sn_writer_finish: rows in the output, and inputs skipped (by this run and
+ * any it resumed), the same on every rank. */
+SN_API void sn_writer_counts(const sn_writer *w, int64_t *rows, int64_t *skipped);
 /* Closes the file if sn_writer_finish was not called (then collective) and frees w. */
 SN_API void sn_writer_destroy(sn_writer *w);
-/* The work split of a multi-rank output. The rows still missing are cut into write units (runs
- * of consecutive rows inside one chunk, so no two ranks write the same chunk) and the units into
- * contiguous blocks, one per rank of the writer's communicator (sn_shard_block): rank r writes
- * its block one unit per collective write. *rows (*count entries) are this rank's rows,
- * ascending, malloc'd (NULL when *count is 0; the caller frees them); *writes (may be NULL) is
- * the number of collective writes every rank makes (the most units of any rank). Call it before
- * writing, when every rank sees the same missing rows. Not collective. */
+/* The work split. The inputs from the first one not done are taken in rounds: round j covers
+ * the next size x chunk inputs, and rank r takes the r-th unit (chunk consecutive inputs) of it,
+ * so for a new file no two ranks write the same chunk. *rows (*count entries) are this rank's
+ * inputs, unit after unit, malloc'd (NULL when *count is 0; the caller frees them); *writes (may
+ * be NULL) is the number of rounds, i.e. of collective writes every rank makes. Call it before
+ * writing, when every rank sees the same output. Not collective. */
 SN_API sn_status sn_writer_local_rows(const sn_writer *w, int64_t **rows, int64_t *count,
                                       int64_t *writes);
 
-/* Output staging: the rows of this rank's share (sn_writer_local_rows) are added as they are
- * computed, in that order and in batches of any size, and written one write unit at a time by
+/* Output staging: the results of this rank's inputs (sn_writer_local_rows) are added as they are
+ * computed, in that order and in batches of any size, and written one unit per round by
  * collective calls that every rank makes equally often:
  *
  *   while (sn_staging_writes(st) > 0) {
- *     while (!sn_staging_ready(st)) { compute the next rows; sn_staging_add(st, ...); }
+ *     while (!sn_staging_ready(st)) { compute the next rows; sn_staging_add_batch(st, ...); }
  *     sn_staging_write(st);                               (collective)
  *   }
  *
  * Staged are the datasets the writer writes (/predictions, /logits, /features); memory is
  * bounded by (largest unit + max_batch) rows. */
 typedef struct sn_staging sn_staging;
+typedef struct sn_batch sn_batch; /* one batch of the streaming reader (below) */
 /* Staging for w (which must outlive it) and batches of up to max_batch rows. Not collective.
  * The caller owns *out. */
 SN_API sn_status sn_staging_create(sn_writer *w, int max_batch, sn_staging **out);
 SN_API void sn_staging_destroy(sn_staging *st);
-/* This rank's rows in the order they are to be added (*count entries). Owned by st. */
+/* This rank's inputs in the order they are to be added (*count entries). Owned by st. */
 SN_API const int64_t *sn_staging_rows(const sn_staging *st, int64_t *count);
 /* Collective writes left to make (the same on every rank). */
 SN_API int64_t sn_staging_writes(const sn_staging *st);
-/* 1 if the rows of this rank's next write unit are all staged (or it has none left). */
+/* 1 if every input of this rank's next unit is staged or skipped (or it has none left). */
 SN_API int sn_staging_ready(const sn_staging *st);
-/* Stages the next n rows (n <= max_batch): top_k_indices (n,K), top_k_scores (n,K), logits
- * (n,classes), features (n,D) float32 as for sn_writer_write_block (those of datasets not
- * written may be NULL). More rows than this rank's share or than fit before the next write:
- * SN_ERR_INVALID. Not collective. */
+/* Stages the results of a reader batch whose inputs are the next b->inputs of this rank's
+ * (checked): b->count computed rows (top_k_indices (count,K), top_k_scores (count,K), logits
+ * (count,classes), features (count,D) float32 as for sn_writer_write_block; those of datasets not
+ * written may be NULL) and b->skipped inputs left out, whose reasons are kept for /skipped.
+ * count <= max_batch. A batch that does not fit or does not match: SN_ERR_INVALID. Not
+ * collective. */
+SN_API sn_status sn_staging_add_batch(sn_staging *st, const sn_batch *b,
+                                      const int32_t *top_k_indices, const float *top_k_scores,
+                                      const float *logits, const float *features);
+/* Stages the next n inputs, all computed (as sn_staging_add_batch with nothing skipped). */
 SN_API sn_status sn_staging_add(sn_staging *st, int n, const int32_t *top_k_indices,
                                 const float *top_k_scores, const float *logits,
                                 const float *features);
-/* Writes this rank's next write unit (nothing once its share is written) with
- * sn_writer_write_block; a rank whose unit is not ready gets SN_ERR_INVALID on every rank.
+/* Writes this rank's unit of the round (nothing once its share is written) after the rows the
+ * lower ranks keep in it; a rank whose unit is not ready gets SN_ERR_INVALID on every rank.
  * Collective. */
 SN_API sn_status sn_staging_write(sn_staging *st);
-/* Rows of this rank's share written so far. */
+/* Inputs of this rank's share written so far (computed or skipped). */
 SN_API int64_t sn_staging_written(const sn_staging *st);
 
 /* State of an output file: missing, incomplete (no complete = 1: resumable) or complete. Not
@@ -964,6 +1051,9 @@ SN_API sn_status sn_output_status(const char *path, sn_output_state *state);
 /* A root string attribute of an HDF5 file (e.g. "arch" or "weights_md5" of an output) into buf
  * (n bytes, truncated). Missing attribute -> SN_ERR_NOTFOUND. Not collective. */
 SN_API sn_status sn_file_attr_str(const char *path, const char *name, char *buf, size_t n);
+/* The row count (first dimension) of dataset `dataset` (e.g. "skipped/index") of an HDF5 file.
+ * Missing dataset -> SN_ERR_NOTFOUND. Not collective. */
+SN_API sn_status sn_file_rows(const char *path, const char *dataset, int64_t *rows);
 
 /* Class labels: the names (and WordNet ids) of a model's classes, from a label file in one of two
  * forms: a plain list, one name per line (line i names class i; CR LF and a UTF-8 byte-order mark
@@ -1020,12 +1110,14 @@ SN_API sn_decode_format sn_decode_format_of(const char *path);
 SN_API sn_status sn_output_decode(const char *output_path, const sn_labels *labels,
                                   const char *decoded_path, const sn_decode_options *o);
 
-/* Streaming reader: a background thread reads, decodes, preprocesses (and augments) the next
- * batches into a ring of prefetch + 1 preallocated batch buffers, so memory is bounded by
- * batch x (prefetch + 1) rows whatever the dataset size. The reader owns the dataset's use while
- * it lives (do not read ds elsewhere). HDF5 is not thread-safe: the reader's thread takes the io
- * lock around its HDF5 calls; other HDF5 users in the process must go through io/ (writer,
- * converters, datasets) or take the same lock. Not collective; no MPI on the reader's thread. */
+/* Streaming reader: a pool of decoding threads reads, decodes, preprocesses (and augments) the
+ * next batches into a ring of prefetch + 1 preallocated batch buffers, so memory is bounded by
+ * batch x (prefetch + 1) rows whatever the dataset size. Rows are decoded in parallel but each
+ * lands at its own place and batches come out in order: the batches do not depend on the thread
+ * count. The reader owns the dataset's use while it lives (do not read ds elsewhere). HDF5 is not
+ * thread-safe: the reader's threads take the io lock around their HDF5 calls; other HDF5 users
+ * in the process must go through io/ (writer, converters, datasets) or take the same lock. Not
+ * collective; no MPI on the reader's threads. */
 typedef struct sn_reader sn_reader;
 typedef struct sn_reader_options {
   int batch;                /* rows per batch (sn_reader_create) */
@@ -1037,13 +1129,24 @@ typedef struct sn_reader_options {
                                lives */
   int jpeg_scale;           /* that decode: 1 lets libjpeg decode at a reduced scale (default 0:
                                full size, bit-exact with torchvision) */
-  int decode_threads;       /* threads that decode, preprocess and augment each batch, its rows
-                               split between them: the reader's own and decode_threads - 1
-                               helpers (default 1, at most 256); batches do not depend on it */
   int pad;                  /* translation for SN_AUG_CROP_FLIP */
   uint64_t seed;            /* augmentation seed (sn_reader_create_epoch: its seed) */
   int64_t epoch;            /* augmentation epoch (sn_reader_create_epoch: its epoch) */
+  int threads;              /* threads that decode, preprocess and augment the rows (default 1,
+                               at most 256); the batches do not depend on it */
+  sn_bad_images bad_images; /* default SN_BAD_FAIL */
 } sn_reader_options;
+/* One batch from the reader. Pointers are owned by the reader, valid until the next call. */
+struct sn_batch {
+  float *x;        /* (count, H, W, C) the images decoded, preprocessed (and augmented) */
+  int32_t *labels; /* (count), or NULL if the dataset has no labels */
+  int64_t *rows;   /* (count) their dataset rows, in the order of the reader's row list */
+  int count;       /* images in x */
+  int inputs;      /* rows of the row list this batch covers: count + skipped (0: no more) */
+  int skipped;     /* bad inputs left out (SN_BAD_SKIP) */
+  const int64_t *skipped_rows;        /* (skipped) their dataset rows */
+  const char *const *skipped_reasons; /* (skipped) one line each, e.g. "corrupt JPEG: ..." */
+};
 SN_API void sn_reader_options_init(sn_reader_options *o);
 /* Batches of o->batch consecutive entries of rows (n_rows entries, copied; the last batch may be
  * short). The caller owns *out; ds must outlive it. */
@@ -1064,12 +1167,18 @@ SN_API sn_status sn_reader_create_epoch_from(sn_dataset *ds, uint64_t seed, int6
                                              int64_t start, int shuffle, int rank, int size,
                                              int64_t global_batch, int drop_last,
                                              const sn_reader_options *o, sn_reader **out);
-/* Blocks until the next batch is ready: x (count, H, W, C) float32, labels (count) or NULL if the
- * dataset has none, rows (count) dataset rows. The pointers stay valid until the next call.
- * After the last batch: SN_OK with *count = 0. A read or decode failure is returned for the batch
- * that hit it (message names the file and row); the reader is then finished. */
+/* Blocks until the next batch is ready. After the last batch: SN_OK with b->inputs = 0. A read
+ * or decode failure is returned for the batch that hit it (the message names the file, the row
+ * where there is one, and the reason); the reader is then finished. With SN_BAD_SKIP a batch may
+ * hold no image (count 0, inputs > 0). Not collective. */
+SN_API sn_status sn_reader_next_batch(sn_reader *r, sn_batch *b);
+/* sn_reader_next_batch without the skipped inputs: x (count, H, W, C), labels (count) or NULL,
+ * rows (count); batches with no image are passed over. After the last batch: SN_OK with
+ * *count = 0. */
 SN_API sn_status sn_reader_next(sn_reader *r, float **x, int32_t **labels, int64_t **rows,
                                 int *count);
+/* 1 if the reader stopped on a bad input (what SN_BAD_SKIP would have skipped), else 0. */
+SN_API int sn_reader_bad_input(const sn_reader *r);
 SN_API int64_t sn_reader_num_batches(const sn_reader *r);
 /* Seconds sn_reader_next spent waiting for the background thread, cumulated. */
 SN_API double sn_reader_wait_seconds(const sn_reader *r);

@@ -387,8 +387,8 @@ TEST(Dataset, EncodedErrors) {
                            "row 1: corrupt JPEG",
                            "row 2: corrupt JPEG",
                            "row 3: corrupt PNG",
-                           "row 4: not a JPEG or PNG",
-                           "row 5: empty image"};
+                           "row 4: not an image (first bytes 01 02 03 00)",
+                           "row 5: empty file (0 bytes)"};
   for (int64_t r = 0; r < 6; ++r) {
     sn_status s = sn_dataset_read_rows(ds, &r, 1, out.data(), nullptr);
     if (!expect[r]) {
@@ -929,12 +929,12 @@ TEST(Reader, DecodeThreadsGiveTheSameBatches) {
     for (int threads : {1, 2, 3, 7, 16}) {
       sn_reader_options o;
       sn_reader_options_init(&o);
-      EXPECT_EQ(o.decode_threads, 1);
+      EXPECT_EQ(o.threads, 1);
       o.batch = 10;
       o.preprocess = SN_PRE_TORCH;
       o.augment = cs.aug;
       o.pad = 2;
-      o.decode_threads = threads;
+      o.threads = threads;
       sn_reader *rd = nullptr;
       if (cs.epoch_reader)
         ASSERT_EQ(sn_reader_create_epoch(ds, 11, 2, 1, 2, 20, 0, &o, &rd), SN_OK)
@@ -988,7 +988,7 @@ TEST(Reader, DecodeThreadsGiveTheSameBatches) {
     sn_reader_options o;
     sn_reader_options_init(&o);
     o.batch = 10;
-    o.decode_threads = threads;
+    o.threads = threads;
     sn_reader *rd = nullptr;
     ASSERT_EQ(sn_reader_create(ds, rows.data(), 30, &o, &rd), SN_OK);
     float *x;
@@ -1003,10 +1003,10 @@ TEST(Reader, DecodeThreadsGiveTheSameBatches) {
   sn_reader_options o;
   sn_reader_options_init(&o);
   sn_reader *rd = nullptr;
-  for (int threads : {0, -1, 257}) {
-    o.decode_threads = threads;
+  for (int threads : {-1, 257}) {
+    o.threads = threads;
     EXPECT_EQ(sn_reader_create(ds, rows.data(), 30, &o, &rd), SN_ERR_INVALID);
-    EXPECT_TRUE(has(sn_last_error(), "decode threads")) << sn_last_error();
+    EXPECT_TRUE(has(sn_last_error(), "threads")) << sn_last_error();
   }
   sn_dataset_close(ds);
 }

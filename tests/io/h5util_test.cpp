@@ -390,9 +390,11 @@ TEST(H5Util, FailuresNameTheFileAndTheObject) {
   EXPECT_EQ(sn_h5_write_str_dataset(w, "names", names, 2, sn_comm_serial(), p.c_str()), SN_ERR_IO);
   EXPECT_TRUE(contains(sn_last_error(), "file " + p + ": dataset /names: cannot create"))
       << sn_last_error();
-  EXPECT_EQ(sn_h5_write_str_dataset(w, "none", names, 0, sn_comm_serial(), p.c_str()),
+  EXPECT_EQ(sn_h5_write_str_dataset(w, "none", names, -1, sn_comm_serial(), p.c_str()),
             SN_ERR_INVALID);
   EXPECT_TRUE(contains(sn_last_error(), "file " + p + ": dataset /none")) << sn_last_error();
+  ASSERT_EQ(sn_h5_write_str_dataset(w, "empty", names, 0, sn_comm_serial(), p.c_str()), SN_OK)
+      << sn_last_error();
   // A 2-D string dataset.
   hid_t t = H5Tcopy(H5T_C_S1);
   H5Tset_size(t, 4);

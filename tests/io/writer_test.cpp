@@ -326,16 +326,50 @@ TEST(Writer, LocalRowsAreTheMissingRowsInChunkUnits) {
   EXPECT_EQ(n, 11);
   EXPECT_EQ(writes, 3); // [0,4) [4,8) [8,11)
   free(rows);
-  ASSERT_EQ(write_range(w, r, 1, 2), SN_OK);
+  ASSERT_EQ(write_range(w, r, 0, 5), SN_OK);
   ASSERT_EQ(write_range(w, r, 6, 3), SN_OK);
   sn_writer_destroy(w);
+  // The work restarts at the first input not done (rows 6..8, done already, are computed again:
+  // an output's rows are always those of a prefix of the inputs), in chunk-sized units.
   c.resume = 1;
   ASSERT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &c, &w), SN_OK);
   ASSERT_EQ(sn_writer_local_rows(w, &rows, &n, &writes), SN_OK);
-  EXPECT_EQ(std::vector<int64_t>(rows, rows + n), (std::vector<int64_t>{0, 3, 4, 5, 9, 10}));
-  EXPECT_EQ(writes, 4); // {0} {3} {4, 5} {9, 10}
+  EXPECT_EQ(std::vector<int64_t>(rows, rows + n), (std::vector<int64_t>{5, 6, 7, 8, 9, 10}));
+  EXPECT_EQ(writes, 2); // [5, 9) [9, 11)
   free(rows);
   sn_writer_destroy(w);
+}
+
+// With 3 ranks (computed as every rank would, from its own view), the units of each round go to
+// the ranks in turn; a resumed output whose /index does not match /done is refused.
+TEST(Writer, LocalRowsTakeUnitsInTurn) {
+  std::string dir = sntest::temp_dir();
+  std::string p = dir + "/turn.h5";
+  Rows r(11, 2, 4, 3);
+  sn_writer_config c = config(11, 2, 4, 3, SN_FEATURES_F32); // chunks of 4 rows
+  sn_writer *w = nullptr;
+  ASSERT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &c, &w), SN_OK);
+  ASSERT_EQ(write_range(w, r, 0, 2), SN_OK);
+  sn_writer_destroy(w);
+  // /index of row 1 says input 7: the file cannot be resumed
+  sn_h5_lock();
+  hid_t f = H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, "index", H5P_DEFAULT);
+  int64_t wrong[2] = {0, 7};
+  hsize_t two[1] = {2};
+  hid_t ms = H5Screate_simple(1, two, nullptr), fs = H5Dget_space(d);
+  hsize_t zero[1] = {0};
+  H5Sselect_hyperslab(fs, H5S_SELECT_SET, zero, nullptr, two, nullptr);
+  H5Dwrite(d, H5T_NATIVE_INT64, ms, fs, H5P_DEFAULT, wrong);
+  H5Sclose(ms);
+  H5Sclose(fs);
+  H5Dclose(d);
+  H5Fclose(f);
+  sn_h5_unlock();
+  c.resume = 1;
+  EXPECT_EQ(sn_writer_create(p.c_str(), sn_comm_serial(), &c, &w), SN_ERR_FORMAT);
+  EXPECT_TRUE(has(sn_last_error(), "row 1 holds input 7 in /index but /done says input 1"))
+      << sn_last_error();
 }
 
 // Staged batches of any size give the same file as direct block writes; the staging refuses

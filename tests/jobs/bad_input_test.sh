@@ -180,14 +180,15 @@ ds("nan_rank1.h5", x, lab)
 img2 = np.concatenate([img, img]); x = img2.astype(np.float32) / 255; x[12, 5, 5, 0] = np.nan
 ds("nan_rank1_steps.h5", x, np.concatenate([lab, lab]))
 # infer splits rows by output chunks (1 MiB of the widest output row): with lenet --no-top
-# --pooling none at 224x224 a row is 56x56x16 floats, 5 rows a chunk, so of 16 rows rank 1 gets 10-15
-x = np.random.default_rng(3).random((16, 224, 224, 1), dtype=np.float32); x[13, 7, 7, 0] = np.nan
+# --pooling none at 224x224 a row is 56x56x16 floats, 5 rows a chunk, and the ranks take chunks in
+# turn, so of 16 rows rank 1 gets 5-9 and 15
+x = np.random.default_rng(3).random((16, 224, 224, 1), dtype=np.float32); x[7, 7, 7, 0] = np.nan
 ds("nan_rank1_224.h5", x)
 # validation set whose rank-1 block holds a label the 10-class model cannot have (12 names)
 vl = lab.copy(); vl[63] = 11
 ds("val_badlab.h5", img, vl, classes=[str(i) for i in range(12)])
 
-# encoded datasets: 16 small JPEGs; the corrupt one in the second half (rank 1 with 2 ranks)
+# encoded datasets: 16 small JPEGs; enc_bad_rank1.h5 has the corrupt one in rank 1's rows 5-9
 def jpeg(seed):
     a = np.random.default_rng(seed).integers(0, 256, (20, 20, 3), dtype=np.uint8)
     bio = io.BytesIO(); Image.fromarray(a).save(bio, "JPEG", quality=90); return bio.getvalue()
@@ -215,8 +216,9 @@ bomb_jpg = bytearray(jp[0]); i = bomb_jpg.find(b"\xff\xc0")
 bomb_jpg[i + 5:i + 9] = struct.pack(">HH", 65000, 65000)
 enc("enc_bomb_png.h5", jp[:3] + [bomb_png])
 enc("enc_bomb_jpg.h5", jp[:3] + [bytes(bomb_jpg)])
+bad1 = list(jp); bad1[7] = corrupt(bad1[7])
+enc("enc_bad_rank1.h5", bad1)
 bad = list(jp); bad[13] = corrupt(bad[13])
-enc("enc_bad_rank1.h5", bad)
 enc("enc_bad.h5", bad)
 enc("enc_nooffsets.h5", jp, offsets=False)
 enc("enc_offsets_past.h5", jp, stretch=1000)
@@ -277,9 +279,10 @@ def folder(root, spec):  # spec: {class: [(name, bytes or None for a PNG)]}
 folder("f_badjpeg", {"a": [("0.png", None), ("1.png", None)], "b": [("0.jpg", corrupt(jp[0])), ("1.png", None)]})
 folder("f_zeropng", {"a": [("0.png", None), ("1.png", b"")], "b": [("0.png", None)]})
 folder("f_emptyclass", {"a": [("0.png", None)], "b": []})
-# MPI convert: 8 images, the corrupt JPEG 7th (at 300x300, 3 rows a chunk: rank 1 converts rows 6-7)
-folder("f_rank1", {"a": [("%d.png" % i, None) for i in range(4)],
-                   "b": [("0.png", None), ("1.png", None), ("2.jpg", corrupt(jp[1])), ("3.png", None)]})
+# MPI convert: 70 images, the corrupt JPEG 69th (at 300x300 the ranks take slabs of 66 images in
+# turn: rank 1 converts rows 66-69)
+folder("f_rank1", {"a": [("%02d.png" % i, None) for i in range(40)],
+                   "b": [("%02d.png" % i, None) for i in range(28)] + [("28.jpg", corrupt(jp[1])), ("29.png", None)]})
 PY
 fi
 
@@ -538,13 +541,13 @@ fi
 # ---------------------------------------------------------------- mpirun -np 2: one rank's part bad
 if ((have_py)) && command -v mpirun >/dev/null; then
   M=(timeout 120 "${mpirun[@]}" -np 2 "$sn")
-  # rows are shared out by output chunks; 5 rows a chunk here (see nan_rank1_224.h5): rank 1 gets 10-15
+  # rows are shared out by output chunks; 5 rows a chunk here (see nan_rank1_224.h5): rank 1 gets 5-9
   F=(--no-top --pooling none --input 224x224x3 --batch 4)
-  # 65: corrupt JPEG (row 13) in the rows rank 1 infers (every rank exits 3, the input code)
+  # 65: corrupt JPEG (row 7) in the rows rank 1 infers (every rank exits 3, the input code)
   want_rc=3
   check "mpi infer: corrupt JPEG in rank 1's rows" "rank 1.*enc_bad_rank1.h5" infer "$t/o.h5" -- \
     "${M[@]}" infer "${L[@]}" "${F[@]}" --data enc_bad_rank1.h5 --out "$t/o.h5"
-  # 66: NaN (row 13) in the float32 rows rank 1 infers
+  # 66: NaN (row 7) in the float32 rows rank 1 infers
   check "mpi infer: NaN in rank 1's rows (--preprocess none)" "rank 1.*nan_rank1_224.h5" infer "$t/o.h5" -- \
     "${M[@]}" infer "${L[@]}" "${F[@]/224x224x3/224x224x1}" --preprocess none --data nan_rank1_224.h5 --out "$t/o.h5"
   # 67: NaN in the rows rank 1 trains on (no shuffling: rank 1 reads rows 32..63 of each batch of 64);
@@ -566,7 +569,7 @@ if ((have_py)) && command -v mpirun >/dev/null; then
     "${M[@]}" train --arch lenet --quiet --threads 1 --batch 16 --steps 1 --data good.h5 \
     --val val_badlab.h5 --out "$t/tw.h5"
   # 70: corrupt JPEG in the files rank 1 converts
-  check "mpi convert folder: corrupt JPEG in rank 1's part" "rank 1.*2.jpg" absent "$t/c.h5" -- \
+  check "mpi convert folder: corrupt JPEG in rank 1's part" "rank 1.*28.jpg" absent "$t/c.h5" -- \
     "${M[@]}" convert folder --root f_rank1 --size 300x300 --out "$t/c.h5" --quiet
 else
   skip "mpirun cases (65-70)" "no mpirun or no h5py/numpy/PIL"

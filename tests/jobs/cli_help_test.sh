@@ -33,7 +33,7 @@ check "train bad schedule" 2 "option --schedule: 'linear'" "$sn" train --arch le
 check "infer missing out" 2 "--data and --out are required" "$sn" infer --arch lenet --data x.h5
 check "infer bad top-k" 2 "option --top-k: '-3'" "$sn" infer --arch lenet --data x.h5 --out y.h5 --top-k -3
 check "infer bad features dtype" 2 "option --features-dtype: 'f64'" "$sn" infer --arch lenet --data x.h5 --out y.h5 --features-dtype f64
-check "convert bad kind" 2 "idx or folder" "$sn" convert tarball --out x.h5
+check "convert bad kind" 2 "idx, folder or list" "$sn" convert tarball --out x.h5
 check "convert bad size" 2 "option --size: '224'" "$sn" convert folder --root . --out x.h5 --size 224
 check "bench bad batch" 2 "option --batch: '0'" "$sn" bench --arch lenet --batch 0
 check "bench profile table" 0 "^conv1 +conv +[a-z0-9]+ +[0-9.]+ +[0-9.]+%" \

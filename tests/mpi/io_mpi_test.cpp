@@ -168,8 +168,56 @@ TEST(IoMpi, CollectiveWriterMatchesSerial) {
   }
 }
 
-// sn_writer_local_rows splits the missing rows into chunk-aligned contiguous shares, in rank
-// order; staged writes of those shares give the serial file (new, and resumed).
+// Stages the results of `mine` (this rank's inputs, sn_staging_rows) in batches of up to 3
+// inputs, leaving out the inputs for which skip(i) holds (as a reader with bad_images = skip
+// would), one collective write per round, at most max_writes of them (-1: all). Returns the
+// agreed status.
+template <class Skip>
+sn_status stage_all(sn_staging *st, const Data &x, Skip skip, int64_t max_writes = -1) {
+  int64_t cnt = 0;
+  const int64_t *mine = sn_staging_rows(st, &cnt);
+  int64_t added = 0;
+  while (sn_staging_writes(st) > 0 && max_writes-- != 0) {
+    while (!sn_staging_ready(st)) {
+      const int k = (int)std::min<int64_t>(3, cnt - added);
+      std::vector<int32_t> idx;
+      std::vector<float> val, lg, ft;
+      std::vector<int64_t> kept, skipped;
+      std::vector<const char *> reasons;
+      for (int j = 0; j < k; ++j) {
+        const int64_t r = mine[added + j];
+        if (skip(r)) {
+          skipped.push_back(r);
+          reasons.push_back("corrupt JPEG: a test");
+          continue;
+        }
+        kept.push_back(r);
+        idx.insert(idx.end(), x.idx.begin() + r * x.k, x.idx.begin() + (r + 1) * x.k);
+        val.insert(val.end(), x.val.begin() + r * x.k, x.val.begin() + (r + 1) * x.k);
+        lg.insert(lg.end(), x.logits.begin() + r * x.classes,
+                  x.logits.begin() + (r + 1) * x.classes);
+        ft.insert(ft.end(), x.feat.begin() + r * x.d, x.feat.begin() + (r + 1) * x.d);
+      }
+      sn_batch b;
+      memset(&b, 0, sizeof b);
+      b.rows = kept.data();
+      b.count = (int)kept.size();
+      b.inputs = k;
+      b.skipped = (int)skipped.size();
+      b.skipped_rows = skipped.data();
+      b.skipped_reasons = reasons.data();
+      sn_status s = sn_staging_add_batch(st, &b, idx.data(), val.data(), lg.data(), ft.data());
+      if (s != SN_OK) return s;
+      added += k;
+    }
+    sn_status ws = sn_staging_write(st);
+    if (ws != SN_OK) return ws;
+  }
+  return SN_OK;
+}
+
+// sn_writer_local_rows gives rank r the r-th chunk-sized unit of every round, from the first
+// input not done; staged writes of those shares give the serial file (new, and resumed).
 TEST(IoMpi, StagedSharesMatchSerial) {
   World w;
   std::string dir = w.shared_dir();
@@ -191,52 +239,21 @@ TEST(IoMpi, StagedSharesMatchSerial) {
     all_ok(sn_writer_create(par.c_str(), w.comm, &c, &pw));
     int64_t *rows = nullptr, cnt = 0, writes = 0;
     all_ok(sn_writer_local_rows(pw, &rows, &cnt, &writes));
-    // the shares, gathered in rank order, are the missing rows
-    std::vector<int> counts(w.size), offs(w.size, 0);
-    int mine = (int)cnt;
-    MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD);
-    for (int r = 1; r < w.size; ++r)
-      offs[r] = offs[r - 1] + counts[r - 1];
-    std::vector<int64_t> all(offs[w.size - 1] + counts[w.size - 1]);
-    MPI_Allgatherv(rows, mine, MPI_INT64_T, all.data(), counts.data(), offs.data(), MPI_INT64_T,
-                   MPI_COMM_WORLD);
+    // rounds of size x chunk inputs from the first input not done (13 when resuming)
+    const int64_t start = resume ? 13 : 0, chunk = sn_writer_chunk_rows(pw);
+    EXPECT_EQ(chunk, 4);
     std::vector<int64_t> want;
-    for (int64_t i = 0; i < n; ++i)
-      if (!resume || i < 5 || i >= 13) want.push_back(i);
-    EXPECT_EQ(all, want);
-    if (cnt > 0) /* a share starts at a chunk or after a gap (row 13 follows written rows) */
-      EXPECT_TRUE(rows[0] % 4 == 0 || rows[0] == 13)
-          << "share of rank " << w.rank << " starts at " << rows[0];
-    int64_t wmax = writes, wmin = writes;
-    MPI_Allreduce(MPI_IN_PLACE, &wmax, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Allreduce(MPI_IN_PLACE, &wmin, 1, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD);
-    EXPECT_EQ(wmax, wmin);
+    for (int64_t j = 0; start + j * chunk * w.size < n; ++j)
+      for (int64_t i = start + (j * w.size + w.rank) * chunk;
+           i < std::min(n, start + (j * w.size + w.rank + 1) * chunk); ++i)
+        want.push_back(i);
+    EXPECT_EQ(std::vector<int64_t>(rows, rows + cnt), want);
+    EXPECT_EQ(writes, (n - start + chunk * w.size - 1) / (chunk * w.size));
     free(rows);
     sn_staging *st = nullptr;
     all_ok(sn_staging_create(pw, 3, &st));
-    const int64_t *mine_rows = sn_staging_rows(st, &cnt);
-    int64_t added = 0;
-    while (sn_staging_writes(st) > 0) {
-      while (!sn_staging_ready(st)) {
-        // the next rows of the share (not always consecutive: a gap after row 4)
-        int k = (int)std::min<int64_t>(3, cnt - added);
-        std::vector<int32_t> idx;
-        std::vector<float> val, lg, ft;
-        for (int j = 0; j < k; ++j) {
-          const int64_t r = mine_rows[added + j];
-          idx.insert(idx.end(), x.idx.begin() + r * x.k, x.idx.begin() + (r + 1) * x.k);
-          val.insert(val.end(), x.val.begin() + r * x.k, x.val.begin() + (r + 1) * x.k);
-          lg.insert(lg.end(), x.logits.begin() + r * x.classes,
-                    x.logits.begin() + (r + 1) * x.classes);
-          ft.insert(ft.end(), x.feat.begin() + r * x.d, x.feat.begin() + (r + 1) * x.d);
-        }
-        ASSERT_EQ(sn_staging_add(st, k, idx.data(), val.data(), lg.data(), ft.data()), SN_OK);
-        added += k;
-      }
-      sn_status ws = sn_staging_write(st);
-      all_ok(ws);
-      if (ws != SN_OK) break;
-    }
+    all_ok(stage_all(st, x, [](int64_t) { return false; }));
+    sn_staging_rows(st, &cnt);
     EXPECT_EQ(sn_staging_written(st), cnt);
     sn_staging_destroy(st);
     all_ok(sn_writer_finish(pw));
@@ -247,15 +264,94 @@ TEST(IoMpi, StagedSharesMatchSerial) {
       expect_same(ser, par, kOutputs);
     }
     MPI_Barrier(MPI_COMM_WORLD);
-    // the second pass resumes an interrupted output: rows 5..12 written
+    // the second pass resumes an interrupted output: inputs 0..12 written
     if (!resume) {
       sn_writer_config c0 = out_config(n, 0);
       all_ok(sn_writer_create(par.c_str(), w.comm, &c0, &pw));
-      all_ok(write_part(pw, x, w.rank == 0 ? 5 : 0, w.rank == 0 ? 13 : 0, 8, w.comm));
+      all_ok(write_part(pw, x, 0, w.rank == 0 ? 13 : 0, 8, w.comm));
       sn_writer_destroy(pw);
     }
     MPI_Barrier(MPI_COMM_WORLD);
   }
+}
+
+// Inputs left out (bad images) have no row: every rank count gives the serial file, whose rows
+// are the kept inputs in order, /done says which were skipped and /skipped lists them; an output
+// interrupted after some rounds and resumed on another rank count is the same file.
+TEST(IoMpi, StagedSkipsMatchSerial) {
+  World w;
+  std::string dir = w.shared_dir();
+  const int64_t n = 53;
+  Data x((int)n, 3, 6, 5);
+  auto bad = [](int64_t i) { return i % 7 == 3 || (i >= 20 && i < 27); };
+  sn_writer_config c = out_config(n, 1);
+  std::string ser = dir + "/skip_serial.h5", par = dir + "/skip_par.h5";
+  if (w.rank == 0) {
+    sn_writer *s = nullptr;
+    sn_staging *st = nullptr;
+    ASSERT_EQ(sn_writer_create(ser.c_str(), sn_comm_serial(), &c, &s), SN_OK);
+    ASSERT_EQ(sn_staging_create(s, 3, &st), SN_OK);
+    ASSERT_EQ(stage_all(st, x, bad), SN_OK) << sn_last_error();
+    sn_staging_destroy(st);
+    ASSERT_EQ(sn_writer_finish(s), SN_OK) << sn_last_error();
+    int64_t rows = 0, skipped = 0;
+    sn_writer_counts(s, &rows, &skipped);
+    EXPECT_EQ(rows + skipped, n);
+    EXPECT_EQ(skipped, 14);
+    sn_writer_destroy(s);
+    Blob idx = read_blob(ser, "index");
+    ASSERT_EQ(idx.dims, std::vector<hsize_t>{(hsize_t)rows});
+    std::vector<int64_t> got(rows), want;
+    memcpy(got.data(), idx.bytes.data(), idx.bytes.size());
+    for (int64_t i = 0; i < n; ++i)
+      if (!bad(i)) want.push_back(i);
+    EXPECT_EQ(got, want);
+    Blob sk = read_blob(ser, "skipped/index");
+    ASSERT_EQ(sk.dims, std::vector<hsize_t>{14});
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  sn_writer *pw = nullptr;
+  sn_staging *st = nullptr;
+  all_ok(sn_writer_create(par.c_str(), w.comm, &c, &pw));
+  all_ok(sn_staging_create(pw, 3, &st));
+  all_ok(stage_all(st, x, bad));
+  sn_staging_destroy(st);
+  all_ok(sn_writer_finish(pw));
+  sn_writer_destroy(pw);
+  MPI_Barrier(MPI_COMM_WORLD);
+  std::vector<const char *> names = kOutputs;
+  names.push_back("skipped/index");
+  if (w.rank == 0) expect_same(ser, par, names);
+  // interrupted: only the first round written (then "killed"), resumed by all ranks
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (w.rank == 0) { /* a serial run killed after 3 rounds (inputs 0..11) */
+    sn_writer *s = nullptr;
+    ASSERT_EQ(sn_writer_create(par.c_str(), sn_comm_serial(), &c, &s), SN_OK);
+    ASSERT_EQ(sn_staging_create(s, 3, &st), SN_OK);
+    ASSERT_EQ(stage_all(st, x, bad, 3), SN_OK) << sn_last_error();
+    sn_staging_destroy(st);
+    sn_writer_destroy(s);
+    int64_t *miss = nullptr, nmiss = 0;
+    sn_writer_config cr = c;
+    cr.resume = 1;
+    ASSERT_EQ(sn_writer_create(par.c_str(), sn_comm_serial(), &cr, &s), SN_OK);
+    ASSERT_EQ(sn_writer_missing_rows(s, &miss, &nmiss), SN_OK);
+    EXPECT_EQ(nmiss, n - 12);
+    free(miss);
+    sn_writer_destroy(s);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  sn_writer_config cr = c;
+  cr.resume = 1;
+  all_ok(sn_writer_create(par.c_str(), w.comm, &cr, &pw));
+  all_ok(sn_staging_create(pw, 3, &st));
+  all_ok(stage_all(st, x, bad));
+  sn_staging_destroy(st);
+  all_ok(sn_writer_finish(pw));
+  sn_writer_destroy(pw);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (w.rank == 0) expect_same(ser, par, names);
+  MPI_Barrier(MPI_COMM_WORLD);
 }
 
 TEST(IoMpi, ResumeUnderMpi) {
