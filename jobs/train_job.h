@@ -14,6 +14,7 @@ typedef struct train_job {
   double lr, mom, wd, ls, warmup, bucket;
   sn_schedule sched;
   sn_augment aug;
+  sn_weights_format out_fmt; /* --out-format */
   int augment_given, shuffle, sync_bn, resume, drop_last, zero_init, nesterov, decay_bn_bias;
   /* built by train_build */
   sn_dataset *train, *val;
