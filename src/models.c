@@ -80,7 +80,7 @@ static const char *nm(char *buf, const char *fmt, const char *a, const char *unu
 
 /* Keras' automatic name for the next unnamed layer of a class whose snake-case name is base:
  * base, base_1, base_2, ... in creation order (tf.keras 2 and Keras 3 count from zero per name in
- * a fresh session; docs/models.md, "Layer names"). Counts the layers built so far. */
+ * a fresh process; docs/models.md, "Layer names"). Counts the layers built so far. */
 static const char *keras_auto(const sn_net *net, const char *base, char *buf) {
   const size_t n = strlen(base);
   int k = 0;
