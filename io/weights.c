@@ -4,7 +4,10 @@
  *  - torchvision: one dataset per state_dict key at the root ("layer1.0.conv1.weight"), PyTorch
  *    layout (conv OIHW, Linear (out, in)), num_batches_tracked ignored;
  *  - Keras legacy: attribute layer_names on / or /model_weights, one group per layer with
- *    attribute weight_names naming its datasets; engine (HWIO) layout; matched by layer name;
+ *    attribute weight_names naming its datasets; engine (HWIO) layout; the file's layers with
+ *    weights are paired with the net's in Keras' layer order, as Keras loads them (by name when
+ *    the file lists the same names in another order);
+ *  - Keras 3 .weights.h5: layers/<class>[_k]/vars/<i>, matched by the vars' name attribute;
  *  - native (written here): /params/<layer>/<keras role name> in engine layout, root attributes
  *    format = "shardnet", version, arch, classes, height, width, channels, include_top, pooling,
  *    base_width, style.
@@ -25,42 +28,45 @@
 
 typedef struct known_file {
   const char *md5;
-  const char *key; /* Keras applications key; the engine arch is "keras_" + key */
+  const char *arch; /* the architecture the file fits */
   int top;
   const char *file;
+  const char *what; /* where the file comes from */
 } known_file;
 
-static const known_file known_files[] = {
-    {"2cb95161c43110f7111970584f804107", "resnet50", 1,
-     "resnet50_weights_tf_dim_ordering_tf_kernels.h5"},
-    {"4d473c1dd8becc155b73f8504c6f6626", "resnet50", 0,
-     "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"},
-    {"f1aeb4b969a6efcfb50fad2f0c20cfc5", "resnet101", 1,
-     "resnet101_weights_tf_dim_ordering_tf_kernels.h5"},
-    {"88cf7a10940856eca736dc7b7e228a21", "resnet101", 0,
-     "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5"},
-    {"100835be76be38e30d865e96f2aaae62", "resnet152", 1,
-     "resnet152_weights_tf_dim_ordering_tf_kernels.h5"},
-    {"ee4c566cf9a93f14d82f913c2dc6dd0c", "resnet152", 0,
-     "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5"},
-    {"3ef43a0b657b3be2300d5770ece849e0", "resnet50v2", 1,
-     "resnet50v2_weights_tf_dim_ordering_tf_kernels.h5"},
-    {"fac2f116257151a9d068a22e544a4917", "resnet50v2", 0,
-     "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"},
-    {"6343647c601c52e1368623803854d971", "resnet101v2", 1,
-     "resnet101v2_weights_tf_dim_ordering_tf_kernels.h5"},
-    {"c0ed64b8031c3730f411d2eb4eea35b5", "resnet101v2", 0,
-     "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5"},
-    {"a49b44d1979771252814e80f8ec446f9", "resnet152v2", 1,
-     "resnet152v2_weights_tf_dim_ordering_tf_kernels.h5"},
-    {"ed17cf2e0169df9d443503ef94b23b33", "resnet152v2", 0,
-     "resnet152v2_weights_tf_dim_ordering_tf_kernels_notop.h5"},
-};
+#define KERAS_RELEASE "the Keras applications release"
+#define KERAS_V02 "the Keras <= 2.2.4 file (deep-learning-models release v0.2)"
 
-/* Keras <= 2.2 ResNet50 (fchollet/deep-learning-models v0.2): another architecture. */
-static const char *const old_keras_md5[] = {"a7b3fe01876f51b976af0dea6bc144eb",
-                                            "a268eb855778b3df3c7506639542a6af"};
-static const char *const old_keras_layers[] = {"bn_conv1", "res2a_branch2a", "fc1000"};
+static const known_file known_files[] = {
+    {"2cb95161c43110f7111970584f804107", "keras_resnet50", 1,
+     "resnet50_weights_tf_dim_ordering_tf_kernels.h5", KERAS_RELEASE},
+    {"4d473c1dd8becc155b73f8504c6f6626", "keras_resnet50", 0,
+     "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", KERAS_RELEASE},
+    {"f1aeb4b969a6efcfb50fad2f0c20cfc5", "keras_resnet101", 1,
+     "resnet101_weights_tf_dim_ordering_tf_kernels.h5", KERAS_RELEASE},
+    {"88cf7a10940856eca736dc7b7e228a21", "keras_resnet101", 0,
+     "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5", KERAS_RELEASE},
+    {"100835be76be38e30d865e96f2aaae62", "keras_resnet152", 1,
+     "resnet152_weights_tf_dim_ordering_tf_kernels.h5", KERAS_RELEASE},
+    {"ee4c566cf9a93f14d82f913c2dc6dd0c", "keras_resnet152", 0,
+     "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5", KERAS_RELEASE},
+    {"3ef43a0b657b3be2300d5770ece849e0", "keras_resnet50v2", 1,
+     "resnet50v2_weights_tf_dim_ordering_tf_kernels.h5", KERAS_RELEASE},
+    {"fac2f116257151a9d068a22e544a4917", "keras_resnet50v2", 0,
+     "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", KERAS_RELEASE},
+    {"6343647c601c52e1368623803854d971", "keras_resnet101v2", 1,
+     "resnet101v2_weights_tf_dim_ordering_tf_kernels.h5", KERAS_RELEASE},
+    {"c0ed64b8031c3730f411d2eb4eea35b5", "keras_resnet101v2", 0,
+     "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5", KERAS_RELEASE},
+    {"a49b44d1979771252814e80f8ec446f9", "keras_resnet152v2", 1,
+     "resnet152v2_weights_tf_dim_ordering_tf_kernels.h5", KERAS_RELEASE},
+    {"ed17cf2e0169df9d443503ef94b23b33", "keras_resnet152v2", 0,
+     "resnet152v2_weights_tf_dim_ordering_tf_kernels_notop.h5", KERAS_RELEASE},
+    {"a7b3fe01876f51b976af0dea6bc144eb", "keras_resnet50_v02", 1,
+     "resnet50_weights_tf_dim_ordering_tf_kernels.h5", KERAS_V02},
+    {"a268eb855778b3df3c7506639542a6af", "keras_resnet50_v02", 0,
+     "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", KERAS_V02},
+};
 
 static const known_file *find_known(const char *md5) {
   if (!md5) return NULL;
@@ -72,16 +78,6 @@ static const known_file *find_known(const char *md5) {
 const char *sn_weights_known_file(const char *md5_hex) {
   const known_file *k = find_known(md5_hex);
   return k ? k->file : NULL;
-}
-
-static sn_status old_keras_error(const char *path, const char *why) {
-  return sn_error_set(SN_ERR_FORMAT,
-                      "file %s: %s: this is the Keras <= 2.2 ResNet50 file "
-                      "(fchollet/deep-learning-models v0.2, layers conv1/bn_conv1/res2a_branch2a/"
-                      "fc1000), a different architecture (BN eps 1e-3, unpadded max-pool); use "
-                      "the Keras >= 2.2.5 release resnet50_weights_tf_dim_ordering_tf_kernels.h5 "
-                      "(MD5 2cb95161c43110f7111970584f804107)",
-                      path, why);
 }
 
 /* ---------------------------------------------------------------- the staging context */
@@ -119,15 +115,18 @@ static void loader_free(loader *L) {
 }
 
 /* The dense layers that the net's architecture has with include_top = 1 and lacks without: torch
- * and CIFAR style "fc", Keras style "predictions", LeNet fc1, fc2 and predictions. */
+ * and CIFAR style "fc", Keras style "predictions" ("fc1000" for the v0.2 ResNet50), LeNet dense,
+ * dense_1 and dense_2. */
 static const char *const *top_layers(const sn_net *net, int *n) {
   static const char *const torch_top[] = {"fc"}, *const keras_top[] = {"predictions"},
-                           *const lenet_top[] = {"fc1", "fc2", "predictions"};
+                           *const v02_top[] = {"fc1000"},
+                           *const lenet_top[] = {"dense", "dense_1", "dense_2"};
+  *n = 1;
   if (!strncmp(sn_net_arch(net), "lenet", 5)) {
     *n = 3;
     return lenet_top;
   }
-  *n = 1;
+  if (!strcmp(sn_net_arch(net), "keras_resnet50_v02")) return v02_top;
   return sn_net_style(net) == SN_STYLE_KERAS ? keras_top : torch_top;
 }
 
@@ -353,14 +352,14 @@ static sn_status loader_commit(loader *L) {
   return sn_net_refresh(L->net);
 }
 
-/* A hint for a file classifier met by a net built without one. */
+/* A hint for a file classifier met by a net built without one (layer NULL: whatever its name). */
 static const char *top_hint(const loader *L, const char *layer) {
   for (int i = 0; i < L->np; ++i)
     if (!strcmp(L->info[i].layer_kind, "dense")) return "";
   int n;
   const char *const *top = top_layers(L->net, &n);
   for (int k = 0; k < n; ++k)
-    if (!strcmp(layer, top[k]))
+    if (!layer || !strcmp(layer, top[k]))
       return "; the net was built without a classifier (include_top = 0; "
              "SN_LOAD_IGNORE_HEAD skips the file's)";
   return "";
@@ -486,10 +485,11 @@ static const char *keras_base(hid_t f) {
   return NULL;
 }
 
-/* Loads the tensors of one file layer (group g holding weight names wn[0..nw)); messages name
- * each tensor as prefix + weight name. */
-static sn_status keras_layer(loader *L, hid_t g, const char *layer, char **wn, int nw,
-                             const char *prefix) {
+/* Loads the tensors of the net's layer `layer` from one file layer `flayer` (group g holding
+ * weight names wn[0..nw)); messages name each tensor as prefix + weight name, and both layers when
+ * their names differ. */
+static sn_status keras_layer(loader *L, hid_t g, const char *layer, const char *flayer, char **wn,
+                             int nw, const char *prefix) {
   /* The net's tensors of this layer, in role order (= Keras order: kernel, bias / gamma, beta,
    * moving_mean, moving_variance). */
   int idx[SN_ROLE_MOVING_VAR + 1], m = 0;
@@ -503,10 +503,15 @@ static sn_status keras_layer(loader *L, hid_t g, const char *layer, char **wn, i
     }
   }
   if (nw != m && L->head && !strcmp(layer, L->head)) return SN_OK; /* a new head: skipped */
-  if (nw != m)
+  if (nw != m && !strcmp(layer, flayer))
     return sn_error_set(SN_ERR_SHAPE,
                         "file %s: layer %s: has %d weights in the file but %d (%s) in the net",
                         L->path, layer, nw, m, roles);
+  if (nw != m)
+    return sn_error_set(SN_ERR_SHAPE,
+                        "file %s: file layer %s (paired in Keras' layer order with the net's layer "
+                        "%s): has %d weights in the file but %d (%s) in the net",
+                        L->path, flayer, layer, nw, m, roles);
   /* Match by the role in each weight name when all are recognisable, else by position. */
   int by_name = 1, seen = 0;
   for (int k = 0; k < nw && by_name; ++k) {
@@ -526,83 +531,215 @@ static sn_status keras_layer(loader *L, hid_t g, const char *layer, char **wn, i
   return SN_OK;
 }
 
-static sn_status load_keras(loader *L, hid_t f, const char *md5) {
+/* A layer of a Keras legacy file that has weights. */
+typedef struct file_layer {
+  const char *name; /* one of the layer_names strings */
+  char **wn;        /* (nw) its weight_names */
+  int nw;
+} file_layer;
+
+/* The file's layers with weights, in layer_names order (Keras' model.layers order when Keras
+ * wrote the file): fl has room for nl entries; *nf receives their count. */
+static sn_status keras_file_layers(loader *L, hid_t b, const char *base, char **layers, int nl,
+                                   file_layer *fl, int *nf) {
+  *nf = 0;
+  for (int j = 0; j < nl; ++j) {
+    const char *layer = layers[j];
+    if (!sn_h5_is_group(b, layer))
+      return sn_error_set(SN_ERR_FORMAT, "file %s: layer_names lists %s but %s%s%s is not a group",
+                          L->path, layer, base, strcmp(base, "/") ? "/" : "", layer);
+    hid_t g = H5Gopen2(b, layer, H5P_DEFAULT);
+    if (g < 0)
+      return sn_error_set(SN_ERR_FORMAT, "file %s: layer %s: cannot open group", L->path, layer);
+    char **wn = NULL;
+    int nw = 0;
+    sn_status st = sn_h5_read_str_array_attr(g, "weight_names", L->path, layer, &wn, &nw);
+    H5Gclose(g);
+    if (st == SN_ERR_NOTFOUND)
+      return sn_error_set(SN_ERR_FORMAT, "file %s: layer %s: no weight_names attribute", L->path,
+                          layer);
+    if (st) return st;
+    if (nw > 0)
+      fl[(*nf)++] = (file_layer){layer, wn, nw};
+    else
+      sn_h5_free_strs(wn, nw);
+  }
+  return SN_OK;
+}
+
+static int file_has(const file_layer *fl, int nf, const char *name) {
+  for (int k = 0; k < nf; ++k)
+    if (!strcmp(fl[k].name, name)) return 1;
+  return 0;
+}
+
+static int list_has(const char *const *v, int n, const char *name) {
+  for (int k = 0; k < n; ++k)
+    if (!strcmp(v[k], name)) return 1;
+  return 0;
+}
+
+/* A known release file loaded into another architecture (or with the other top), and the
+ * deep-learning-models v0.2 ResNet50 (layers bn_conv1, res2a_branch2a) into a net other than
+ * keras_resnet50_v02: it would pair by order with another epsilon (1e-3) or swap same-shaped
+ * shortcut and main-path convolutions. */
+static sn_status keras_file_fits(const loader *L, const char *md5, char **layers, int nl) {
+  const known_file *kf = find_known(md5);
+  int top = 0;
+  for (int i = 0; i < L->np; ++i)
+    top |= !strcmp(L->info[i].layer_kind, "dense");
+  /* SN_LOAD_IGNORE_HEAD: a top file may feed a no-top net. */
+  if (kf &&
+      (strcmp(kf->arch, sn_net_arch(L->net)) != 0 || (top != kf->top && !(L->ignore && kf->top))))
+    return sn_error_set(SN_ERR_FORMAT,
+                        "file %s: this is %s %s, which fits arch %s with include_top = %d; the net "
+                        "is %s with include_top = %d",
+                        L->path, kf->what, kf->file, kf->arch, kf->top, sn_net_arch(L->net), top);
+  if (list_has((const char *const *)layers, nl, "bn_conv1") &&
+      list_has((const char *const *)layers, nl, "res2a_branch2a") &&
+      !loader_has_layer(L, "bn_conv1"))
+    return sn_error_set(SN_ERR_FORMAT,
+                        "file %s: layers bn_conv1, res2a_branch2a: this is a Keras <= 2.2.4 "
+                        "ResNet50 file (deep-learning-models v0.2 names, BN eps 1e-3), which fits "
+                        "arch keras_resnet50_v02; the net is %s",
+                        L->path, sn_net_arch(L->net));
+  return SN_OK;
+}
+
+/* Files whose count of layers with weights differs from the net's: names the first file layer the
+ * net lacks (other than a top layer SN_LOAD_IGNORE_HEAD may skip), else the first net layer the
+ * file lacks. */
+static sn_status keras_count_error(const loader *L, const file_layer *fl, int nf,
+                                   const char *const *nl, int nn) {
+  for (int k = 0; k < nf; ++k)
+    if (!list_has(nl, nn, fl[k].name) && !ignored(L, fl[k].name, 0))
+      return sn_error_set(SN_ERR_FORMAT,
+                          "file %s: unexpected layer %s with %d weights (%s has no such layer; the "
+                          "file has %d layers with weights, the net %d)%s",
+                          L->path, fl[k].name, fl[k].nw, sn_net_arch(L->net), nf, nn,
+                          k == nf - 1 ? top_hint(L, NULL) : "");
+  for (int k = 0; k < nn; ++k)
+    if (!file_has(fl, nf, nl[k])) {
+      int i = 0;
+      while (i < L->np && strcmp(L->info[i].layer, nl[k]))
+        ++i;
+      return sn_error_set(SN_ERR_NOTFOUND,
+                          "file %s: layer %s (%s) is missing from the file (the file has %d layers "
+                          "with weights, the net %d)",
+                          L->path, nl[k], i < L->np ? L->info[i].layer_kind : "?", nf, nn);
+    }
+  return sn_error_set(SN_ERR_FORMAT, "file %s: %d layers with weights, the net %s has %d", L->path,
+                      nf, sn_net_arch(L->net), nn);
+}
+
+/* Pairs the file's layers with weights (fl) with the net's (nl, Keras' order), as Keras'
+ * load_weights does: by position, every tensor's shape checked. When the names agree
+ * position by position nothing is reported; when the file lists exactly the net's names in
+ * another order, layers are matched by name (pairing by position would swap them); otherwise
+ * by position, and info->note says how many names differ. */
+static sn_status keras_pair(loader *L, hid_t b, const file_layer *fl, int nf, const char *const *nl,
+                            int nn, sn_weights_info *info) {
+  if (nf != nn) return keras_count_error(L, fl, nf, nl, nn);
+  int renamed = 0, first = -1, permuted = 1;
+  for (int k = 0; k < nf; ++k)
+    if (strcmp(fl[k].name, nl[k])) {
+      renamed++;
+      if (first < 0) first = k;
+    }
+  for (int k = 0; k < nf && renamed; ++k) /* layer_names are distinct groups */
+    permuted &= list_has(nl, nn, fl[k].name);
+  permuted = permuted && renamed;
+  for (int k = 0; k < nf; ++k) {
+    const char *layer = permuted ? fl[k].name : nl[k];
+    hid_t g = H5Gopen2(b, fl[k].name, H5P_DEFAULT);
+    if (g < 0)
+      return sn_error_set(SN_ERR_FORMAT, "file %s: layer %s: cannot open group", L->path,
+                          fl[k].name);
+    char prefix[SN_MAX_NAME + 8];
+    snprintf(prefix, sizeof prefix, "%s/", fl[k].name);
+    sn_status st = keras_layer(L, g, layer, fl[k].name, fl[k].wn, fl[k].nw, prefix);
+    H5Gclose(g);
+    if (st) return st;
+  }
+  for (int i = 0; i < L->np; ++i)
+    if (!L->filled[i] && !is_head(L, i))
+      return sn_error_set(SN_ERR_NOTFOUND, "file %s: layer %s (%s) is missing from the file",
+                          L->path, L->info[i].layer, L->info[i].layer_kind);
+  if (!info || !renamed) return SN_OK;
+  info->renamed = permuted ? 0 : renamed;
+  if (permuted)
+    snprintf(info->note, sizeof info->note,
+             "file %s: lists its %d layers with weights in another order than Keras' order of %s "
+             "(%s where %s is expected); matched by name",
+             L->path, nf, sn_net_arch(L->net), fl[first].name, nl[first]);
+  else
+    snprintf(info->note, sizeof info->note,
+             "file %s: the names of %d of %d layers with weights differ from %s's (%s%s for %s); "
+             "paired by position in Keras' layer order, as Keras loads them",
+             L->path, renamed, nf, sn_net_arch(L->net), renamed > 1 ? "first: " : "",
+             fl[first].name, nl[first]);
+  return SN_OK;
+}
+
+/* 1 if the file layer's first tensor is 2-D (a dense kernel: a classifier, whatever its name). */
+static int file_layer_dense(const loader *L, hid_t b, const file_layer *fl) {
+  char path[3 * SN_MAX_NAME + 8];
+  snprintf(path, sizeof path, "%s/%s", fl->name, fl->wn[0]);
+  int nd = 0;
+  int64_t d[SN_H5_MAX_RANK];
+  return sn_h5_dataset_shape(b, path, L->path, &nd, d) == SN_OK && nd == 2;
+}
+
+/* The net's layers with weights in Keras' order (sn_net_keras_layers), without the head when a
+ * SN_LOAD_NEW_HEAD file has none (one layer fewer, the last not a dense one). *nl is allocated
+ * (free()); its strings belong to the net. */
+static sn_status keras_net_layers(loader *L, hid_t b, const file_layer *fl, int nf,
+                                  const char ***nl, int *nn) {
+  int n = 0;
+  sn_status st = sn_net_keras_layers(L->net, nl, &n);
+  if (st) return st;
+  *nn = 0;
+  for (int k = 0; k < n; ++k)
+    if (loader_has_layer(L, (*nl)[k])) (*nl)[(*nn)++] = (*nl)[k];
+  if (L->head && nf == *nn - 1 && *nn > 0 && !strcmp((*nl)[*nn - 1], L->head) &&
+      (nf == 0 || !file_layer_dense(L, b, &fl[nf - 1])))
+    --*nn;
+  return SN_OK;
+}
+
+/* SN_LOAD_IGNORE_HEAD on a net without a classifier: a file with the architecture's top layers
+ * (the last ones in Keras' order, whatever their names) drops them if they are dense layers. */
+static int keras_drop_top(const loader *L, hid_t b, const file_layer *fl, int nf, int nn) {
+  if (!L->ignore || nf != nn + L->nignore) return nf;
+  for (int k = nn; k < nf; ++k)
+    if (!file_layer_dense(L, b, &fl[k])) return nf;
+  return nn;
+}
+
+static sn_status load_keras(loader *L, hid_t f, const char *md5, sn_weights_info *info) {
   const char *base = keras_base(f);
   if (!base)
     return sn_error_set(SN_ERR_FORMAT,
                         "file %s: not a Keras weights file (no layer_names attribute on / or "
                         "/model_weights)",
                         L->path);
-  for (size_t i = 0; md5 && i < sizeof old_keras_md5 / sizeof old_keras_md5[0]; ++i)
-    if (!strcmp(md5, old_keras_md5[i])) return old_keras_error(L->path, "MD5 matches");
   hid_t b = H5Gopen2(f, base, H5P_DEFAULT);
   if (b < 0) return sn_error_set(SN_ERR_FORMAT, "file %s: cannot open group %s", L->path, base);
   char **layers = NULL;
-  int nl = 0;
-  sn_status st = sn_h5_read_str_array_attr(b, "layer_names", L->path, base, &layers, &nl);
-  for (int j = 0; j < nl && !st; ++j)
-    for (size_t k = 0; k < sizeof old_keras_layers / sizeof old_keras_layers[0]; ++k)
-      if (!strcmp(layers[j], old_keras_layers[k])) {
-        char why[160];
-        snprintf(why, sizeof why, "layer %s", layers[j]);
-        st = old_keras_error(L->path, why);
-        break;
-      }
-  /* A known release file loaded into the wrong architecture: say which file it is. */
-  const known_file *kf = find_known(md5);
-  if (!st && kf) {
-    int top = 0;
-    for (int i = 0; i < L->np; ++i)
-      top |= !strcmp(L->info[i].layer_kind, "dense");
-    char want[48];
-    snprintf(want, sizeof want, "keras_%s", kf->key);
-    /* SN_LOAD_IGNORE_HEAD: a top release file may feed a no-top net. */
-    if (strcmp(want, sn_net_arch(L->net)) != 0 || (top != kf->top && !(L->ignore && kf->top)))
-      st = sn_error_set(SN_ERR_FORMAT,
-                        "file %s: this is the Keras release %s (%s), which fits arch %s with "
-                        "include_top = %d; the net is %s with include_top = %d",
-                        L->path, kf->file, kf->key, want, kf->top, sn_net_arch(L->net), top);
-  }
-  for (int j = 0; j < nl && !st; ++j) {
-    const char *layer = layers[j];
-    if (ignored(L, layer, 0)) continue;
-    if (!sn_h5_is_group(b, layer)) {
-      st = sn_error_set(SN_ERR_FORMAT, "file %s: layer_names lists %s but %s%s%s is not a group",
-                        L->path, layer, base, strcmp(base, "/") ? "/" : "", layer);
-      break;
-    }
-    hid_t g = H5Gopen2(b, layer, H5P_DEFAULT);
-    if (g < 0) {
-      st = sn_error_set(SN_ERR_FORMAT, "file %s: layer %s: cannot open group", L->path, layer);
-      break;
-    }
-    char **wn = NULL;
-    int nw = 0;
-    char prefix[SN_MAX_NAME + 8];
-    snprintf(prefix, sizeof prefix, "%s/", layer);
-    st = sn_h5_read_str_array_attr(g, "weight_names", L->path, layer, &wn, &nw);
-    if (st == SN_ERR_NOTFOUND)
-      st = sn_error_set(SN_ERR_FORMAT, "file %s: layer %s: no weight_names attribute", L->path,
-                        layer);
-    if (!st && nw > 0) {
-      if (!loader_has_layer(L, layer))
-        st = sn_error_set(SN_ERR_FORMAT,
-                          "file %s: unexpected layer %s with %d weights (%s has no such layer)%s",
-                          L->path, layer, nw, sn_net_arch(L->net), top_hint(L, layer));
-      else
-        st = keras_layer(L, g, layer, wn, nw, prefix);
-    } else if (!st && loader_has_layer(L, layer)) {
-      st = keras_layer(L, g, layer, wn, 0, prefix); /* reports the count mismatch */
-    }
-    sn_h5_free_strs(wn, nw);
-    H5Gclose(g);
-  }
-  /* Layers of the net that the file lacks. */
-  for (int i = 0; i < L->np && !st; ++i)
-    if (!L->filled[i] && !is_head(L, i))
-      st = sn_error_set(SN_ERR_NOTFOUND, "file %s: layer %s (%s) is missing from the file", L->path,
-                        L->info[i].layer, L->info[i].layer_kind);
-  sn_h5_free_strs(layers, nl);
+  const char **nl = NULL;
+  int nlayers = 0, nf = 0, nn = 0;
+  sn_status st = sn_h5_read_str_array_attr(b, "layer_names", L->path, base, &layers, &nlayers);
+  file_layer *fl = st ? NULL : calloc(nlayers ? (size_t)nlayers : 1, sizeof *fl);
+  if (!st && !fl) st = sn_error_set(SN_ERR_NOMEM, "file %s: out of memory", L->path);
+  if (!st) st = keras_file_layers(L, b, base, layers, nlayers, fl, &nf);
+  if (!st) st = keras_file_fits(L, md5, layers, nlayers);
+  if (!st) st = keras_net_layers(L, b, fl, nf, &nl, &nn);
+  if (!st) st = keras_pair(L, b, fl, keras_drop_top(L, b, fl, nf, nn), nl, nn, info);
+  for (int k = 0; fl && k < nf; ++k)
+    sn_h5_free_strs(fl[k].wn, fl[k].nw);
+  free(fl);
+  free(nl);
+  sn_h5_free_strs(layers, nlayers);
   H5Gclose(b);
   return st;
 }
@@ -685,7 +822,7 @@ static sn_status load_keras3(loader *L, hid_t f) {
     if (!st) {
       char prefix[2 * SN_MAX_NAME + 72];
       snprintf(prefix, sizeof prefix, "%s/", vpath);
-      st = keras_layer(L, g, layer, names, nv, prefix);
+      st = keras_layer(L, g, layer, layer, names, nv, prefix);
     }
     free(layer);
     H5Gclose(g);
@@ -768,9 +905,9 @@ static int torch_file(hid_t f) {
 }
 
 /* Stages the file's tensors into L (HDF5 part of sn_weights_load; the caller holds the io lock).
- * md5 receives the file's MD5 when want_md5 or the file is Keras. */
+ * info->md5 receives the file's MD5 when want_md5 or the file is Keras. */
 static sn_status read_weights(loader *L, sn_net *net, const char *path, sn_weights_format fmt,
-                              unsigned flags, int want_md5, char md5[33]) {
+                              unsigned flags, int want_md5, sn_weights_info *info) {
   hid_t f;
   sn_status st = sn_h5_open_read(path, &f);
   if (st) return st;
@@ -787,7 +924,8 @@ static sn_status read_weights(loader *L, sn_net *net, const char *path, sn_weigh
                         "state_dict nor Keras layer_names)",
                         path);
   }
-  if (!st && (want_md5 || fmt == SN_WEIGHTS_KERAS)) st = sn_md5_file(path, md5);
+  info->format = fmt;
+  if (!st && (want_md5 || fmt == SN_WEIGHTS_KERAS)) st = sn_md5_file(path, info->md5);
   if (!st) st = loader_init(L, net, path, flags);
   L->fmt = fmt;
   if (!st) {
@@ -799,11 +937,37 @@ static sn_status read_weights(loader *L, sn_net *net, const char *path, sn_weigh
       st = load_torch(L, f);
       break;
     default:
-      st = !keras_base(f) && keras3_base(f) ? load_keras3(L, f) : load_keras(L, f, md5);
+      st = !keras_base(f) && keras3_base(f) ? load_keras3(L, f) : load_keras(L, f, info->md5, info);
       break;
     }
   }
   H5Fclose(f);
+  return st;
+}
+
+/* sn_weights_load_info, computing the MD5 only when want_md5 or the file is Keras. */
+static sn_status load_file(sn_net *net, const char *path, sn_weights_format fmt, unsigned flags,
+                           int want_md5, sn_weights_info *info) {
+  memset(info, 0, sizeof *info);
+  if (!net || !path)
+    return sn_error_set(SN_ERR_INVALID, "sn_weights_load: net and path are required");
+  if (fmt < SN_WEIGHTS_AUTO || fmt > SN_WEIGHTS_KERAS)
+    return sn_error_set(SN_ERR_INVALID, "file %s: unknown weights format %d", path, (int)fmt);
+  if (flags & ~(unsigned)(SN_LOAD_NEW_HEAD | SN_LOAD_IGNORE_HEAD))
+    return sn_error_set(SN_ERR_INVALID, "file %s: unknown load flags 0x%x", path, flags);
+  loader L;
+  memset(&L, 0, sizeof L);
+  /* HDF5 is not thread-safe here: exclude a live dataset reader's thread (h5util.h). */
+  sn_h5_lock();
+  sn_status st = read_weights(&L, net, path, fmt, flags, want_md5, info);
+  sn_h5_unlock();
+  if (!st) st = loader_commit(&L);
+  loader_free(&L);
+  if (st) {
+    info->md5[0] = '\0';
+    info->renamed = 0;
+    info->note[0] = '\0';
+  }
   return st;
 }
 
@@ -813,24 +977,17 @@ sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_format fmt, 
 
 sn_status sn_weights_load_ex(sn_net *net, const char *path, sn_weights_format fmt, unsigned flags,
                              char *md5_hex) {
+  sn_weights_info info;
   if (md5_hex) md5_hex[0] = '\0';
-  if (!net || !path)
-    return sn_error_set(SN_ERR_INVALID, "sn_weights_load: net and path are required");
-  if (fmt < SN_WEIGHTS_AUTO || fmt > SN_WEIGHTS_KERAS)
-    return sn_error_set(SN_ERR_INVALID, "file %s: unknown weights format %d", path, (int)fmt);
-  if (flags & ~(unsigned)(SN_LOAD_NEW_HEAD | SN_LOAD_IGNORE_HEAD))
-    return sn_error_set(SN_ERR_INVALID, "file %s: unknown load flags 0x%x", path, flags);
-  char md5[33] = "";
-  loader L;
-  memset(&L, 0, sizeof L);
-  /* HDF5 is not thread-safe here: exclude a live dataset reader's thread (h5util.h). */
-  sn_h5_lock();
-  sn_status st = read_weights(&L, net, path, fmt, flags, md5_hex != NULL, md5);
-  sn_h5_unlock();
-  if (!st) st = loader_commit(&L);
-  loader_free(&L);
-  if (!st && md5_hex) memcpy(md5_hex, md5, sizeof md5);
+  sn_status st = load_file(net, path, fmt, flags, md5_hex != NULL, &info);
+  if (!st && md5_hex) memcpy(md5_hex, info.md5, sizeof info.md5);
   return st;
+}
+
+sn_status sn_weights_load_info(sn_net *net, const char *path, sn_weights_format fmt, unsigned flags,
+                               sn_weights_info *info) {
+  sn_weights_info local;
+  return load_file(net, path, fmt, flags, 1, info ? info : &local);
 }
 
 sn_status sn_weights_load_bcast(sn_net *net, const char *path, sn_comm *comm, char *md5_hex) {
@@ -839,18 +996,25 @@ sn_status sn_weights_load_bcast(sn_net *net, const char *path, sn_comm *comm, ch
 
 sn_status sn_weights_load_bcast_ex(sn_net *net, const char *path, sn_comm *comm, unsigned flags,
                                    char *md5_hex) {
-  if (!comm) comm = sn_comm_serial();
+  sn_weights_info info;
   if (md5_hex) md5_hex[0] = '\0';
+  sn_status st = sn_weights_load_bcast_info(net, path, comm, flags, &info);
+  if (!st && md5_hex) memcpy(md5_hex, info.md5, sizeof info.md5);
+  return st;
+}
+
+sn_status sn_weights_load_bcast_info(sn_net *net, const char *path, sn_comm *comm, unsigned flags,
+                                     sn_weights_info *info) {
+  sn_weights_info local;
+  if (!info) info = &local;
+  memset(info, 0, sizeof *info);
+  if (!comm) comm = sn_comm_serial();
   const int rank = sn_comm_rank(comm);
-  char md5[33] = "";
   sn_status st = SN_OK;
-  if (rank == 0) st = sn_weights_load_ex(net, path, SN_WEIGHTS_AUTO, flags, md5);
+  if (rank == 0) st = sn_weights_load_info(net, path, SN_WEIGHTS_AUTO, flags, info);
   st = sn_comm_agree(comm, st);
   if (st) return st;
-  if (sn_comm_size(comm) == 1) {
-    if (md5_hex) memcpy(md5_hex, md5, sizeof md5);
-    return SN_OK;
-  }
+  if (sn_comm_size(comm) == 1) return SN_OK;
   size_t n = 0;
   float *block = sn_net_param_block(net, &n);
   /* Other ranks receive into a staging copy so that a failed broadcast leaves them unchanged. */
@@ -858,8 +1022,9 @@ sn_status sn_weights_load_bcast_ex(sn_net *net, const char *path, sn_comm *comm,
   st = recv ? SN_OK : sn_error_set(SN_ERR_NOMEM, "file %s: cannot allocate %zu floats", path, n);
   st = sn_comm_agree(comm, st);
   if (st) return st;
+  sn_weights_info got = *info;
   st = sn_comm_bcast(comm, recv, n * sizeof(float), 0);
-  if (!st) st = sn_comm_bcast(comm, md5, sizeof md5, 0);
+  if (!st) st = sn_comm_bcast(comm, &got, sizeof got, 0);
   st = sn_comm_agree(comm, st);
   if (!st && rank != 0) {
     memcpy(block, recv, n * sizeof(float));
@@ -867,7 +1032,7 @@ sn_status sn_weights_load_bcast_ex(sn_net *net, const char *path, sn_comm *comm,
   }
   if (rank != 0) free(recv);
   st = sn_comm_agree(comm, st);
-  if (!st && md5_hex) memcpy(md5_hex, md5, sizeof md5);
+  if (!st) *info = got;
   return st;
 }
 

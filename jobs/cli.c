@@ -306,6 +306,15 @@ static sn_status env_flag(const char *name, int *out) {
   return SN_OK;
 }
 
+sn_status cli_load_weights(cli_job *job, sn_net *net, const char *path, unsigned flags, char *md5) {
+  sn_weights_info info;
+  sn_status s = sn_weights_load_bcast_info(net, path, job->comm, flags, &info);
+  if (s == SN_OK && md5) memcpy(md5, info.md5, sizeof info.md5);
+  if (s == SN_OK && info.note[0] && job->rank == 0 && cli_verbose)
+    fprintf(stderr, "shardnet: note: %s\n", info.note);
+  return s;
+}
+
 sn_status cli_apply_engine_env(sn_net *net) {
   sn_engine_options o = *sn_net_options(net);
   sn_status s = env_flag("SN_NO_AVX512", &o.portable);

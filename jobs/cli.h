@@ -105,6 +105,11 @@ unsigned cli_stop_flags(void);
 /* "SIGTERM", "SIGINT" or "SIGUSR1" for the first stop bit in flags. */
 const char *cli_stop_name(unsigned flags);
 
+/* Loads weights on rank 0 and broadcasts them (sn_weights_load_bcast_info; collective); md5 (33
+ * bytes, may be NULL) receives the file's MD5. Rank 0 prints the loader's note (a Keras file whose
+ * layer names differ from the net's, paired by position as Keras pairs them) as one line. */
+sn_status cli_load_weights(cli_job *job, sn_net *net, const char *path, unsigned flags, char *md5);
+
 /* Applies the engine options set in the environment (SN_NO_AVX512, SN_CONV_GEMM, SN_CONV_WGRAD,
  * SN_WINOGRAD, SN_FUSE, SN_PROFILE, SN_COMM_POLL; docs/cli.md) to net, before it is planned. */
 sn_status cli_apply_engine_env(sn_net *net);

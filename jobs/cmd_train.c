@@ -55,7 +55,8 @@ static cli_opt O[] = {
     {"allow-recipe-change", 0, "with --resume: accept options that differ from the checkpoint's",
      NULL},
     {"init", 1, "initial weights (fine-tuning; a new head if --classes differs)", NULL},
-    {"out", 1, "final weights (shardnet HDF5)", NULL},
+    {"out", 1, "final weights (HDF5, layout --out-format)", NULL},
+    {"out-format", 1, "native|keras: shardnet's or Keras' legacy layout (default native)", NULL},
     {"metrics", 1, "append one JSON line per epoch to this file", NULL},
     {"quiet", 0, "no progress bar", NULL},
     {"help", 0, "show this help", NULL}};
@@ -101,13 +102,17 @@ static int parse(train_job *c, int argc, char **argv) {
     cli_error("option --augment: %s", sn_last_error());
     return EXIT_USAGE;
   }
-  const char *shuf = OPT("shuffle"), *bnopt = OPT("bn"), *bst = OPT("bn-style");
+  const char *shuf = OPT("shuffle"), *bnopt = OPT("bn"), *bst = OPT("bn-style"),
+             *of = OPT("out-format");
   if ((shuf && strcmp(shuf, "on") && strcmp(shuf, "off")) ||
       (bnopt && strcmp(bnopt, "sync") && strcmp(bnopt, "local")) ||
-      (bst && strcmp(bst, "torch") && strcmp(bst, "keras"))) {
-    cli_error("train: --shuffle takes on|off, --bn sync|local, --bn-style torch|keras");
+      (bst && strcmp(bst, "torch") && strcmp(bst, "keras")) ||
+      (of && strcmp(of, "native") && strcmp(of, "keras"))) {
+    cli_error("train: --shuffle takes on|off, --bn sync|local, --bn-style torch|keras, "
+              "--out-format native|keras");
     return EXIT_USAGE;
   }
+  c->out_fmt = of && !strcmp(of, "keras") ? SN_WEIGHTS_KERAS : SN_WEIGHTS_NATIVE;
   if (bst) c->cfg.bn_momentum_style = !strcmp(bst, "keras") ? SN_STYLE_KERAS : SN_STYLE_TORCH;
   c->shuffle = !shuf || !strcmp(shuf, "on");
   c->sync_bn = !bnopt || !strcmp(bnopt, "sync");
@@ -169,7 +174,7 @@ int cmd_train(int argc, char **argv) {
     return cli_job_end(&c.job, EXIT_TEMPFAIL);
   }
   sn_status s = SN_OK;
-  if (c.out && c.job.rank == 0) s = sn_weights_save(c.net, c.out);
+  if (c.out && c.job.rank == 0) s = sn_weights_save_as(c.net, c.out, c.out_fmt);
   cli_check(&c.job, s);
   if (c.job.rank == 0 && cli_verbose)
     printf("trained %lld steps in %.1f s on %d rank(s) x %d thread(s)%s%s\n", (long long)c.step,

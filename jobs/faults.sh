@@ -8,7 +8,7 @@
 #          (uniform in [0.5 s, 0.9 x the uninterrupted run time]) are random. The killed output
 #          must not carry complete = 1; `--resume` must finish it; h5diff against the uninterrupted
 #          output must find no difference.
-#   train: lenet_bn, 2 epochs, global batch 100, --checkpoint; odd runs kill a random rank at a
+#   train: lenet_bn_conventional, 2 epochs, global batch 100, --checkpoint; odd runs kill a random rank at a
 #          random moment of epoch 2 (after the epoch-1 checkpoint appeared), even runs kill rank 0
 #          while it writes a checkpoint (a watcher polls the directory every ~0.2 ms for
 #          CKPT.tmp.<pid> and kills as soon as it appears; alternately the epoch-1 and the epoch-2
@@ -141,14 +141,14 @@ fi
 
 # ---------------------------------------------------------------- train
 if [[ " $kinds " == *" train "* ]]; then
-  R=(train --arch lenet_bn --data "$w/test.h5" --epochs 2 --batch 100 --threads 1 --quiet)
+  R=(train --arch lenet_bn_conventional --data "$w/test.h5" --epochs 2 --batch 100 --threads 1 --quiet)
   rm -f ref_ck.h5 ref_w.h5
   t0=$(now)
   "${mpirun[@]}" "$sn" "${R[@]}" --checkpoint "$w/ref_ck.h5" --out "$w/ref_w.h5" --metrics "$w/ref_train.jsonl" ||
     { say "uninterrupted train failed"; exit 1; }
   T=$(fsub "$(now)" "$t0")
   E2=$("$py" -c 'import json, sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["seconds"])' "$w/ref_train.jsonl")
-  say "train: uninterrupted run $T s (lenet_bn, 2 epochs of 100 steps, np 2 x 1 thread), epoch 2 took $E2 s"
+  say "train: uninterrupted run $T s (lenet_bn_conventional, 2 epochs of 100 steps, np 2 x 1 thread), epoch 2 took $E2 s"
   say "run victim phase kill_at_s end_after_kill_s mpirun_rc tmp_left ckpt_epoch resume_rc resume_s equal"
   # Kills rank 0 as soon as CKPT.tmp.* appears for the Nth time (N = 1: after epoch 1, 2: after epoch 2).
   cat >"$w/watch_ckpt.py" <<'PY'

@@ -52,8 +52,8 @@ void infer_build(infer_job *c) {
             "if they are already)\n",
             sn_preprocess_name(c->pre));
   if (s == SN_OK && c->wpath)
-    s = sn_weights_load_bcast_ex(c->net, c->wpath, c->job.comm,
-                                 c->cfg.include_top ? 0 : SN_LOAD_IGNORE_HEAD, c->md5);
+    s = cli_load_weights(&c->job, c->net, c->wpath, c->cfg.include_top ? 0 : SN_LOAD_IGNORE_HEAD,
+                         c->md5);
   else if (s == SN_OK && c->job.rank == 0 && cli_verbose)
     fprintf(stderr, "shardnet: warning: no --weights: random initialisation\n");
   cli_check(&c->job, s);

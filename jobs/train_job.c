@@ -127,8 +127,7 @@ void train_build(train_job *c) {
   if (s == SN_OK && c->val) s = sn_dataset_set_decode_for(c->val, c->h, c->w, c->pre);
   cli_check(&c->job, s);
   cli_check(&c->job, check_shapes(c));
-  if (s == SN_OK && c->init)
-    s = sn_weights_load_bcast_ex(c->net, c->init, c->job.comm, SN_LOAD_NEW_HEAD, NULL);
+  if (s == SN_OK && c->init) s = cli_load_weights(&c->job, c->net, c->init, SN_LOAD_NEW_HEAD, NULL);
   if (s == SN_OK && c->zero_init && !c->init) sn_net_zero_init_residual(c->net);
   /* Every rank starts from rank 0's parameters, so ranks cannot drift. */
   size_t nblock;

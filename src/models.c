@@ -1,9 +1,12 @@
 /* models.c - the architectures, described as graphs of layers (docs/models.md).
  *
  * torchvision resnet18..152 (v1.5, torch names), Keras ResNet50/101/152 v1 and v2 (Keras names),
- * CIFAR-style resnet20/32/56 and their plain (shortcut-free) twins plain20/32/56 (torch names),
- * and the course LeNet with and without batch norm
- * (Keras names and conventions). base_width scales every stage (tests use reduced widths).
+ * the Keras <= 2.2.4 ResNet50 (keras_applications/resnet50.py, the deep-learning-models v0.2
+ * weights), CIFAR-style resnet20/32/56 and their plain
+ * (shortcut-free) twins plain20/32/56 (torch names) and the course's Keras Sequential LeNet with
+ * and without batch norm, plus the conventional conv -> BN -> ReLU LeNet (Keras names and
+ * conventions). base_width scales every stage (tests use reduced widths). Layers the Keras code
+ * leaves unnamed get Keras' automatic names (keras_auto: "activation", "activation_1", ...).
  */
 #include <stdio.h>
 #include <string.h>
@@ -15,37 +18,42 @@
     if ((x) < 0) return -1;                                                                        \
   } while (0)
 
+enum { FAM_TORCH, FAM_KERAS1, FAM_KERAS2, FAM_KERAS_V02, FAM_CIFAR, FAM_LENET };
+/* LeNet variants: where the batch norm sits (docs/models.md, "LeNet"). */
+enum { LENET_PLAIN, LENET_BN_COURSE, LENET_BN_CONVENTIONAL };
+
 typedef struct arch_info {
   const char *name;
-  int family;     /* 0 torchvision, 1 keras v1, 2 keras v2, 3 cifar, 4 lenet */
+  int family;     /* FAM_* */
   int bottleneck; /* torchvision */
   int blocks[4];
-  int bn;    /* lenet: with batch norm */
-  int plain; /* cifar: no shortcuts (He et al.'s "plain" networks) */
+  int variant;             /* lenet: LENET_*; unused elsewhere */
+  const char *keras_model; /* Keras' model name (the summary's title); NULL: torchvision style */
+  int plain;               /* cifar: no shortcuts (He et al.'s "plain" networks) */
 } arch_info;
 
-enum { FAM_TORCH, FAM_KERAS1, FAM_KERAS2, FAM_CIFAR, FAM_LENET };
-
 static const arch_info archs[] = {
-    {"resnet18", FAM_TORCH, 0, {2, 2, 2, 2}, 1, 0},
-    {"resnet34", FAM_TORCH, 0, {3, 4, 6, 3}, 1, 0},
-    {"resnet50", FAM_TORCH, 1, {3, 4, 6, 3}, 1, 0},
-    {"resnet101", FAM_TORCH, 1, {3, 4, 23, 3}, 1, 0},
-    {"resnet152", FAM_TORCH, 1, {3, 8, 36, 3}, 1, 0},
-    {"keras_resnet50", FAM_KERAS1, 1, {3, 4, 6, 3}, 1, 0},
-    {"keras_resnet101", FAM_KERAS1, 1, {3, 4, 23, 3}, 1, 0},
-    {"keras_resnet152", FAM_KERAS1, 1, {3, 8, 36, 3}, 1, 0},
-    {"keras_resnet50v2", FAM_KERAS2, 1, {3, 4, 6, 3}, 1, 0},
-    {"keras_resnet101v2", FAM_KERAS2, 1, {3, 4, 23, 3}, 1, 0},
-    {"keras_resnet152v2", FAM_KERAS2, 1, {3, 8, 36, 3}, 1, 0},
-    {"resnet20", FAM_CIFAR, 0, {3, 3, 3, 0}, 1, 0},
-    {"resnet32", FAM_CIFAR, 0, {5, 5, 5, 0}, 1, 0},
-    {"resnet56", FAM_CIFAR, 0, {9, 9, 9, 0}, 1, 0},
-    {"plain20", FAM_CIFAR, 0, {3, 3, 3, 0}, 1, 1},
-    {"plain32", FAM_CIFAR, 0, {5, 5, 5, 0}, 1, 1},
-    {"plain56", FAM_CIFAR, 0, {9, 9, 9, 0}, 1, 1},
-    {"lenet", FAM_LENET, 0, {0, 0, 0, 0}, 0, 0},
-    {"lenet_bn", FAM_LENET, 0, {0, 0, 0, 0}, 1, 0},
+    {"resnet18", FAM_TORCH, 0, {2, 2, 2, 2}, 0, NULL, 0},
+    {"resnet34", FAM_TORCH, 0, {3, 4, 6, 3}, 0, NULL, 0},
+    {"resnet50", FAM_TORCH, 1, {3, 4, 6, 3}, 0, NULL, 0},
+    {"resnet101", FAM_TORCH, 1, {3, 4, 23, 3}, 0, NULL, 0},
+    {"resnet152", FAM_TORCH, 1, {3, 8, 36, 3}, 0, NULL, 0},
+    {"keras_resnet50", FAM_KERAS1, 1, {3, 4, 6, 3}, 0, "resnet50", 0},
+    {"keras_resnet101", FAM_KERAS1, 1, {3, 4, 23, 3}, 0, "resnet101", 0},
+    {"keras_resnet152", FAM_KERAS1, 1, {3, 8, 36, 3}, 0, "resnet152", 0},
+    {"keras_resnet50v2", FAM_KERAS2, 1, {3, 4, 6, 3}, 0, "resnet50v2", 0},
+    {"keras_resnet101v2", FAM_KERAS2, 1, {3, 4, 23, 3}, 0, "resnet101v2", 0},
+    {"keras_resnet152v2", FAM_KERAS2, 1, {3, 8, 36, 3}, 0, "resnet152v2", 0},
+    {"keras_resnet50_v02", FAM_KERAS_V02, 1, {3, 4, 6, 3}, 0, "resnet50", 0},
+    {"resnet20", FAM_CIFAR, 0, {3, 3, 3, 0}, 0, NULL, 0},
+    {"resnet32", FAM_CIFAR, 0, {5, 5, 5, 0}, 0, NULL, 0},
+    {"resnet56", FAM_CIFAR, 0, {9, 9, 9, 0}, 0, NULL, 0},
+    {"plain20", FAM_CIFAR, 0, {3, 3, 3, 0}, 0, NULL, 1},
+    {"plain32", FAM_CIFAR, 0, {5, 5, 5, 0}, 0, NULL, 1},
+    {"plain56", FAM_CIFAR, 0, {9, 9, 9, 0}, 0, NULL, 1},
+    {"lenet", FAM_LENET, 0, {0, 0, 0, 0}, LENET_PLAIN, "sequential", 0},
+    {"lenet_bn", FAM_LENET, 0, {0, 0, 0, 0}, LENET_BN_COURSE, "sequential", 0},
+    {"lenet_bn_conventional", FAM_LENET, 0, {0, 0, 0, 0}, LENET_BN_CONVENTIONAL, "sequential", 0},
 };
 #define NARCH ((int)(sizeof archs / sizeof archs[0]))
 
@@ -57,7 +65,9 @@ const char *const *sn_arch_names(void) {
   return names;
 }
 
-static const float TORCH_EPS = 1e-5f, KERAS_EPS = 1.001e-5f, LENET_EPS = 1e-3f;
+/* Batch-norm epsilons: torchvision, keras_applications' resnet_common.py, and Keras' default
+ * (the v0.2 ResNet50 and the course's LeNet leave it unset). */
+static const float TORCH_EPS = 1e-5f, KERAS_EPS = 1.001e-5f, KERAS_DEFAULT_EPS = 1e-3f;
 
 /* Layer name: fmt is "%s<suffix>"; the prefix a is substituted (truncated to fit). */
 static const char *nm(char *buf, const char *fmt, const char *a, const char *unused) {
@@ -71,6 +81,40 @@ static const char *nm(char *buf, const char *fmt, const char *a, const char *unu
   memcpy(buf + la, suffix, ls);
   buf[la + ls] = 0;
   return buf;
+}
+
+/* Keras' automatic name for the next unnamed layer of a class whose snake-case name is base:
+ * base, base_1, base_2, ... in creation order (tf.keras 2 and Keras 3 count from zero per name in
+ * a fresh process; docs/models.md, "Layer names"). Counts the layers built so far. */
+static const char *keras_auto(const sn_net *net, const char *base, char *buf) {
+  const size_t n = strlen(base);
+  int k = 0;
+  for (int j = 0; j < net->nlayers; ++j) {
+    const char *s = net->layers[j].name;
+    if (strncmp(s, base, n)) continue;
+    if (!s[n]) {
+      ++k;
+    } else if (s[n] == '_' && s[n + 1]) {
+      const char *d = s + n + 1;
+      while (*d >= '0' && *d <= '9')
+        ++d;
+      k += !*d;
+    }
+  }
+  if (k)
+    snprintf(buf, SN_MAX_NAME, "%s_%d", base, k);
+  else
+    snprintf(buf, SN_MAX_NAME, "%s", base);
+  return buf;
+}
+
+/* The ReLU of a Keras layer built with activation='relu': a layer of its own here, named
+ * "<layer>_relu", that Keras shows inside the layer (keras_folded). */
+static int folded_relu(sn_net *net, int x) {
+  char b[SN_MAX_NAME];
+  int y = sn_add_relu(net, nm(b, "%s_relu", net->layers[x].name, 0), x);
+  if (y >= 0) net->layers[y].keras_folded = 1;
+  return y;
 }
 
 /* ---------------------------------------------------------------- torchvision and CIFAR */
@@ -167,7 +211,8 @@ static int keras_block2(sn_net *net, int x, const char *p, int f, int stride, in
   if (conv_shortcut) {
     CHECK(sc = sn_add_conv(net, nm(b, "%s_0_conv", p, 0), pre, 4 * f, 1, stride, 0, 1));
   } else if (stride > 1) {
-    CHECK(sc = sn_add_maxpool(net, nm(b, "%s_shortcut_pool", p, 0), x, 1, stride, 0, 1));
+    /* unnamed in the Keras code: max_pooling2d, max_pooling2d_1, ... */
+    CHECK(sc = sn_add_maxpool(net, keras_auto(net, "max_pooling2d", b), x, 1, stride, 0, 1));
   } else {
     sc = x;
   }
@@ -213,19 +258,112 @@ static int build_keras(sn_net *net, const arch_info *a, int w, int *feat_in) {
   return x;
 }
 
-/* ---------------------------------------------------------------- LeNet (course example) */
+/* ---------------------------------------------------------------- Keras <= 2.2.4 ResNet50 */
 
+/* keras_applications/resnet50.py's conv_block (conv_shortcut) and identity_block, in the order
+ * that code creates the layers: the main path res<S><b>_branch2a/2b/2c (1x1 with the stride, 3x3
+ * "same", 1x1), then the shortcut res<S><b>_branch1 (1x1 with the stride); the add takes
+ * [main, shortcut]; the ReLUs and adds are unnamed there (activation_k, add_k). */
+static int v02_block(sn_net *net, int x, int stage, int block, int f, int stride,
+                     int conv_shortcut) {
+  char b[SN_MAX_NAME], conv[24], bn[24];
+  snprintf(conv, sizeof conv, "res%d%c_branch", stage, 'a' + block);
+  snprintf(bn, sizeof bn, "bn%d%c_branch", stage, 'a' + block);
+  int y, sc = x;
+  CHECK(y = sn_add_conv(net, nm(b, "%s2a", conv, 0), x, f, 1, stride, 0, 1));
+  CHECK(y = sn_add_bn(net, nm(b, "%s2a", bn, 0), y, KERAS_DEFAULT_EPS));
+  CHECK(y = sn_add_relu(net, keras_auto(net, "activation", b), y));
+  CHECK(y = sn_add_conv(net, nm(b, "%s2b", conv, 0), y, f, 3, 1, 1, 1));
+  CHECK(y = sn_add_bn(net, nm(b, "%s2b", bn, 0), y, KERAS_DEFAULT_EPS));
+  CHECK(y = sn_add_relu(net, keras_auto(net, "activation", b), y));
+  CHECK(y = sn_add_conv(net, nm(b, "%s2c", conv, 0), y, 4 * f, 1, 1, 0, 1));
+  CHECK(y = sn_add_bn(net, nm(b, "%s2c", bn, 0), y, KERAS_DEFAULT_EPS));
+  net->layers[y].residual_last_bn = 1;
+  if (conv_shortcut) {
+    CHECK(sc = sn_add_conv(net, nm(b, "%s1", conv, 0), x, 4 * f, 1, stride, 0, 1));
+    CHECK(sc = sn_add_bn(net, nm(b, "%s1", bn, 0), sc, KERAS_DEFAULT_EPS));
+  }
+  CHECK(y = sn_add_sum(net, keras_auto(net, "add", b), y, sc));
+  return sn_add_relu(net, keras_auto(net, "activation", b), y);
+}
+
+/* Stem conv1_pad, conv1 7x7/2 (bias), bn_conv1 (Keras' default eps 1e-3), ReLU, pool1_pad, max
+ * pool 3x3/2; stages 2..5 with blocks a, b, ... (the first a conv_block, stride 1 in stage 2). */
+static int build_keras_v02(sn_net *net, const arch_info *a, int w) {
+  char b[SN_MAX_NAME];
+  int x;
+  CHECK(x = sn_add_pad(net, "conv1_pad", -1, 3));
+  CHECK(x = sn_add_conv(net, "conv1", x, w, 7, 2, 0, 1));
+  CHECK(x = sn_add_bn(net, "bn_conv1", x, KERAS_DEFAULT_EPS));
+  CHECK(x = sn_add_relu(net, keras_auto(net, "activation", b), x));
+  CHECK(x = sn_add_pad(net, "pool1_pad", x, 1));
+  CHECK(x = sn_add_maxpool(net, keras_auto(net, "max_pooling2d", b), x, 3, 2, 0, 1));
+  for (int s = 0; s < 4; ++s)
+    for (int i = 0; i < a->blocks[s]; ++i)
+      CHECK(x = v02_block(net, x, s + 2, i, w << s, i == 0 && s > 0 ? 2 : 1, i == 0));
+  return x;
+}
+
+/* ---------------------------------------------------------------- LeNet (the course's) */
+
+/* The course's Keras Sequential LeNet (docs/models.md, "LeNet"), twice Conv2D(f, 5,
+ * padding='same', activation='relu') [BatchNormalization(), Activation('relu')] MaxPool2D(), with
+ * f = 6 and 16 (scaled by width / 6); the conventional variant's convolutions have no activation
+ * (conv -> BN -> ReLU). Every layer has Keras' automatic name. */
 static int build_lenet(sn_net *net, const arch_info *a, int w) {
+  char b[SN_MAX_NAME];
   int x = -1;
-  int f1 = w, f2 = (16 * w + 5) / 6;
-  CHECK(x = sn_add_conv(net, "conv1", x, f1, 5, 1, 2, 1));
-  if (a->bn) CHECK(x = sn_add_bn(net, "bn1", x, LENET_EPS));
-  CHECK(x = sn_add_relu(net, "relu1", x));
-  CHECK(x = sn_add_maxpool(net, "pool1", x, 2, 2, 0, 0));
-  CHECK(x = sn_add_conv(net, "conv2", x, f2, 5, 1, 2, 1));
-  if (a->bn) CHECK(x = sn_add_bn(net, "bn2", x, LENET_EPS));
-  CHECK(x = sn_add_relu(net, "relu2", x));
-  CHECK(x = sn_add_maxpool(net, "pool2", x, 2, 2, 0, 0));
+  const int filters[2] = {w, (16 * w + 5) / 6};
+  for (int i = 0; i < 2; ++i) {
+    CHECK(x = sn_add_conv(net, keras_auto(net, "conv2d", b), x, filters[i], 5, 1, 2, 1));
+    if (a->variant != LENET_BN_CONVENTIONAL) CHECK(x = folded_relu(net, x));
+    if (a->variant != LENET_PLAIN) {
+      CHECK(x = sn_add_bn(net, keras_auto(net, "batch_normalization", b), x, KERAS_DEFAULT_EPS));
+      CHECK(x = sn_add_relu(net, keras_auto(net, "activation", b), x));
+    }
+    CHECK(x = sn_add_maxpool(net, keras_auto(net, "max_pooling2d", b), x, 2, 2, 0, 0));
+  }
+  return x;
+}
+
+/* Flatten, Dense(120, relu), Dense(84, relu) (the feature vector), Dense(classes, softmax). */
+static int lenet_top(sn_net *net, int x, int classes) {
+  char b[SN_MAX_NAME];
+  CHECK(x = sn_add_flatten(net, "flatten", x));
+  CHECK(x = sn_add_dense(net, keras_auto(net, "dense", b), x, 120, 1));
+  CHECK(x = folded_relu(net, x));
+  CHECK(x = sn_add_dense(net, keras_auto(net, "dense", b), x, 84, 1));
+  CHECK(x = folded_relu(net, x));
+  net->feature = x;
+  return sn_add_dense(net, keras_auto(net, "dense", b), x, classes, 1);
+}
+
+/* ---------------------------------------------------------------- head */
+
+/* The classifier (include_top) or the no-top pooling, named as the architecture's own code names
+ * them; the Keras code of the v0.2 ResNet50 and of the LeNets leaves the no-top pools unnamed. */
+static int add_head(sn_net *net, const arch_info *a, int x, int classes) {
+  const sn_model_config *cfg = &net->cfg;
+  const int torch = a->keras_model == NULL;
+  const int autonamed = a->family == FAM_KERAS_V02 || a->family == FAM_LENET;
+  char b[SN_MAX_NAME];
+  if (cfg->include_top && a->family == FAM_LENET) return lenet_top(net, x, classes);
+  if (cfg->include_top) {
+    CHECK(x = sn_add_gap(net, torch ? "avgpool" : "avg_pool", x));
+    net->feature = x;
+    const char *fc = torch ? "fc" : a->family == FAM_KERAS_V02 ? "fc1000" : "predictions";
+    return sn_add_dense(net, fc, x, classes, 1);
+  }
+  if (cfg->pooling == SN_POOL_NONE) return x;
+  if (cfg->pooling == SN_POOL_MAX)
+    x = sn_add_gmp(net, autonamed ? keras_auto(net, "global_max_pooling2d", b) : "max_pool", x);
+  else
+    x = sn_add_gap(net,
+                   autonamed ? keras_auto(net, "global_average_pooling2d", b)
+                   : torch   ? "avgpool"
+                             : "avg_pool",
+                   x);
+  if (x >= 0) net->feature = x;
   return x;
 }
 
@@ -279,13 +417,14 @@ static sn_status build(sn_net *net) {
   net->cfg.width = net->in.w;
   net->cfg.channels = net->in.c;
   net->cfg.base_width = w;
-  int keras = a->family == FAM_KERAS1 || a->family == FAM_KERAS2 || a->family == FAM_LENET;
-  net->style = keras ? SN_STYLE_KERAS : SN_STYLE_TORCH;
+  net->style = a->keras_model ? SN_STYLE_KERAS : SN_STYLE_TORCH;
   net->bn_style = net->style;
-  net->preprocess = a->family == FAM_KERAS1   ? SN_PRE_CAFFE
-                    : a->family == FAM_KERAS2 ? SN_PRE_TF
-                    : a->family == FAM_TORCH  ? SN_PRE_TORCH
-                                              : SN_PRE_UNIT;
+  net->keras_model = a->keras_model;
+  net->keras_sequential = a->family == FAM_LENET;
+  net->preprocess = a->family == FAM_KERAS1 || a->family == FAM_KERAS_V02 ? SN_PRE_CAFFE
+                    : a->family == FAM_KERAS2                             ? SN_PRE_TF
+                    : a->family == FAM_TORCH                              ? SN_PRE_TORCH
+                                                                          : SN_PRE_UNIT;
   if (net->in.h < 8 || net->in.w < 8 || net->in.c < 1 || net->in.h > 8192 || net->in.w > 8192 ||
       net->in.c > 64 || w > 4096 || classes > 1000000)
     return sn_error_set(SN_ERR_SHAPE, "%s: input %dx%dx%d, width %d or %d classes out of range",
@@ -296,34 +435,11 @@ static sn_status build(sn_net *net) {
     x = build_torch(net, a, w, &feat_in);
   else if (a->family == FAM_LENET)
     x = build_lenet(net, a, w);
+  else if (a->family == FAM_KERAS_V02)
+    x = build_keras_v02(net, a, w);
   else
     x = build_keras(net, a, w, &feat_in);
-  if (x < 0) return SN_ERR_SHAPE;
-
-  const char *pool_name = keras ? "avg_pool" : "avgpool";
-  if (a->family == FAM_LENET) {
-    if (cfg->include_top) {
-      CHECKS(x = sn_add_flatten(net, "flatten", x));
-      CHECKS(x = sn_add_dense(net, "fc1", x, 120, 1));
-      CHECKS(x = sn_add_relu(net, "fc1_relu", x));
-      CHECKS(x = sn_add_dense(net, "fc2", x, 84, 1));
-      CHECKS(x = sn_add_relu(net, "fc2_relu", x));
-      net->feature = x;
-      CHECKS(x = sn_add_dense(net, "predictions", x, classes, 1));
-    } else if (cfg->pooling != SN_POOL_NONE) {
-      CHECKS(x = cfg->pooling == SN_POOL_MAX ? sn_add_gmp(net, "max_pool", x)
-                                             : sn_add_gap(net, pool_name, x));
-      net->feature = x;
-    }
-  } else if (cfg->include_top) {
-    CHECKS(x = sn_add_gap(net, pool_name, x));
-    net->feature = x;
-    CHECKS(x = sn_add_dense(net, keras ? "predictions" : "fc", x, classes, 1));
-  } else if (cfg->pooling != SN_POOL_NONE) {
-    CHECKS(x = cfg->pooling == SN_POOL_MAX ? sn_add_gmp(net, "max_pool", x)
-                                           : sn_add_gap(net, pool_name, x));
-    net->feature = x;
-  }
+  if (x < 0 || (x = add_head(net, a, x, classes)) < 0) return SN_ERR_SHAPE;
   (void)feat_in;
   net->output = x;
   return SN_OK;

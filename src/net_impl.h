@@ -150,6 +150,9 @@ struct sn_layer {
   int pad_zero;         /* max pool: padding cells are zero (Keras) instead of -inf */
   float eps;            /* batch norm */
   int residual_last_bn; /* 1: last BN of a residual branch (zero-init target) */
+  int keras_folded;     /* 1: an activation that Keras shows inside the layer before it
+                           (Conv2D(..., activation='relu')): not a layer of the Keras view
+                           (keras_view.c: summary rows, Keras files) */
   /* parameters: tensors [p0, p0 + np) of net->params */
   int p0, np;
   sn_layer_fusion fuse; /* set by fuse.c on the plan's copy; unset in the built graph */
@@ -177,8 +180,11 @@ typedef struct sn_param {
 struct sn_net {
   sn_model_config cfg;
   char arch[32];
-  sn_style style;    /* naming and loading conventions */
-  sn_style bn_style; /* moving statistics rule */
+  sn_style style;          /* naming and loading conventions */
+  sn_style bn_style;       /* moving statistics rule */
+  const char *keras_model; /* Keras' name of the model ("resnet50", "sequential"), NULL for the
+                              torchvision-style nets; static */
+  int keras_sequential;    /* 1: a Keras Sequential model (no input layer in model.layers) */
   sn_preprocess preprocess;
   sn_shape in;
   sn_layer *layers;
@@ -266,6 +272,15 @@ sn_status sn_layer_prepare_impl(sn_net *net, sn_layer *l, const sn_conv_geom *g,
 /* Frees what a plan allocated: arenas, workspace, prepared convolutions, profile (graph.c, with
  * the rest of the net's memory). */
 void sn_net_unplan(sn_net *net);
+
+/* ---- the Keras view (keras_view.c) */
+/* The layers of the Keras model the net reproduces, in the order of Keras' model.layers (see
+ * sn_net_keras_layers): writes their indices into order (nlayers + 1 entries; -1 stands for the
+ * functional model's input layer) and returns their count, or -1 (out of memory). Works on the
+ * graph as built. */
+int sn_net_keras_order(const sn_net *net, int *order);
+/* The name Keras gives the input layer of a functional model. */
+#define SN_KERAS_INPUT_NAME "input_1"
 
 /* ---- fusion (fuse.c), on the plan's copy of the wiring */
 /* Inference: pad, BN, add and ReLU folded into their neighbours (mask: SN_FUSE_*). */

@@ -212,7 +212,8 @@ typedef enum sn_preprocess {
 } sn_preprocess;
 
 typedef struct sn_model_config {
-  const char *arch; /* resnet18..152, keras_resnet50[v2].., lenet, lenet_bn, resnet20/32/56 */
+  const char *arch; /* resnet18..152, keras_resnet50[v2].., keras_resnet50_v02, resnet20/32/56,
+                       lenet, lenet_bn, lenet_bn_conventional (sn_arch_names) */
   int classes;      /* <= 0: architecture default (1000, or 10 for small-image models) */
   int height, width, channels; /* <= 0: architecture default (224x224x3, 28x28x1, 32x32x3) */
   int include_top;             /* 1: classifier on top; 0: "no top" feature extractor */
@@ -264,8 +265,21 @@ SN_API int64_t sn_net_macs(const sn_net *net);
 /* Parameter counts as Keras reports them (moving statistics are non-trainable). */
 SN_API void sn_net_param_counts(const sn_net *net, int64_t *total, int64_t *trainable,
                                 int64_t *non_trainable);
-/* Writes the Keras-style summary table and the count lines to a string. Caller frees *out. */
+/* Writes the Keras-style summary table and the count lines to a string: for the Keras-style
+ * architectures the rows model.summary() prints for the Keras code the net reproduces (Keras'
+ * layer names, unnamed layers by Keras' automatic names, its row order, activations folded into
+ * their layers; docs/models.md, "Layer names and Keras' layer order"); for the torchvision-style
+ * ones every layer in network order. Caller frees *out. Errors: SN_ERR_NOMEM. */
 SN_API sn_status sn_net_summary(const sn_net *net, char **out);
+/* The layers of the Keras model the net reproduces, in the order of Keras' model.layers: for a
+ * functional model the input layer "input_1" first, then the layers by decreasing depth (longest
+ * path to the output), ties in the order a depth-first walk from the output first reaches them
+ * (the order in which a Keras legacy .h5 file lists them and Keras pairs their weights); for a
+ * Sequential model (the LeNets) the layers in order, without an input layer. Activations that
+ * Keras folds into the layer before them are not listed. For the torchvision-style nets the same
+ * rule applied to their graph. *names (*n entries) is allocated here and freed by the caller
+ * with free(); the strings belong to the net. Not collective. Errors: SN_ERR_NOMEM. */
+SN_API sn_status sn_net_keras_layers(const sn_net *net, const char ***names, int *n);
 
 /* Parameter tensors, in network order. */
 typedef enum sn_param_role {
@@ -635,16 +649,21 @@ SN_API int sn_train_recipe_diff(const sn_train_recipe *was, const sn_train_recip
 /* ---------------------------------------------------------------- HDF5 (io/) */
 
 /* Weights. The loader recognises the layout: shardnet native, torchvision state_dict in HDF5
- * (docs/models.md), Keras legacy HDF5 (layers matched by name) or Keras 3
- * .weights.h5 with layer-name attributes (6.3). Nothing is half-loaded: on any mismatch the net
- * is unchanged and the message names the key, layer and both shapes. Errors: missing file
+ * (docs/models.md), Keras legacy HDF5 or Keras 3 .weights.h5 with layer-name attributes
+ * (docs/weights.md). A Keras legacy file is loaded as Keras loads it: its layers with weights, in
+ * its layer_names order, paired with the net's layers with weights in Keras' layer order
+ * (sn_net_keras_layers), every tensor's shape checked; when the file lists exactly the net's
+ * names in another order they are matched by name instead (sn_weights_load_info reports either
+ * deviation from name-by-name agreement). Nothing is half-loaded: on any mismatch the net is
+ * unchanged and the message names the key or both layers and both shapes. Errors: missing file
  * SN_ERR_IO; not HDF5, truncated, unexpected key/layer, wrong arch SN_ERR_FORMAT; missing key or
- * layer SN_ERR_NOTFOUND; wrong shape SN_ERR_SHAPE (for the classifier, with the file's class
- * count); a NaN or infinity in any tensor loaded SN_ERR_NUMERIC naming the tensor (the file's key
- * or dataset, the layer and role) and the counts. The Keras <= 2.2 ResNet50 file (other
- * architecture) is rejected. md5_hex (33 bytes, may be NULL) receives the file's MD5 (see
- * sn_weights_known_file). Calls sn_net_refresh. Not collective: every rank may call it; rank 0
- * reading and broadcasting is done with sn_weights_load_bcast. */
+ * layer SN_ERR_NOTFOUND; wrong shape or weight count SN_ERR_SHAPE (for the classifier, with the
+ * file's class count); a NaN or infinity in any tensor loaded SN_ERR_NUMERIC naming the tensor
+ * (the file's key or dataset, the layer and role) and the counts. A known file for another
+ * architecture (the Keras release files, the Keras <= 2.2.4 ResNet50 file, which fits
+ * keras_resnet50_v02) is refused naming the architecture it fits. md5_hex (33 bytes, may be NULL)
+ * receives the file's MD5 (see sn_weights_known_file). Calls sn_net_refresh. Not collective:
+ * every rank may call it; rank 0 reading and broadcasting is done with sn_weights_load_bcast. */
 typedef enum sn_weights_format {
   SN_WEIGHTS_AUTO = 0,
   SN_WEIGHTS_NATIVE = 1,
@@ -658,26 +677,52 @@ SN_API sn_status sn_weights_load(sn_net *net, const char *path, sn_weights_forma
  * is returned on every rank and no net changes. comm NULL: serial. Collective. */
 SN_API sn_status sn_weights_load_bcast(sn_net *net, const char *path, sn_comm *comm, char *md5_hex);
 /* Load flags. SN_LOAD_NEW_HEAD (fine-tuning with another class count): the classifier (the
- * net's last "dense" layer: torch "fc", Keras/LeNet "predictions") is loaded only if the file
- * has all its tensors with the net's shapes; if any is absent or shaped differently (or the
- * Keras layer has another weight count), the net keeps its own classifier. Every other
- * tensor stays strict (missing, unexpected or mis-shaped keys are errors). No effect without a
- * classifier. SN_LOAD_IGNORE_HEAD (feature extraction from a full file): when the net has no
- * classifier (include_top = 0: no "dense" layer), the file's top is skipped: torch keys "fc.*",
- * Keras layer "predictions" (legacy, or Keras 3 vars named so), native /params/fc or
- * /params/predictions; for LeNet fc1, fc2 and predictions. No effect on a net with a classifier;
- * everything else stays strict. The flags combine (each acts only in its case). Unknown bits:
- * SN_ERR_INVALID. The functions without _ex use SN_LOAD_STRICT. */
+ * net's last "dense" layer: torch "fc", Keras "predictions", "fc1000" or LeNet "dense_2") is
+ * loaded only if the file has all its tensors with the net's shapes; if any is absent or shaped
+ * differently (or the Keras layer has another weight count), the net keeps its own classifier.
+ * Every other tensor stays strict (missing, unexpected or mis-shaped keys are errors). No effect
+ * without a classifier. SN_LOAD_IGNORE_HEAD (feature extraction from a full file): when the net
+ * has no classifier (include_top = 0: no "dense" layer), the file's top is skipped: torch keys
+ * "fc.*"; Keras legacy: the file's last layers with weights beyond the net's, if they are the
+ * architecture's count of dense layers (1; LeNet 3), whatever their names; Keras 3 vars named
+ * "predictions" ("fc1000"; LeNet dense, dense_1, dense_2); native /params/<those names>. No effect
+ * on a net with a classifier; everything else stays strict. The flags combine (each acts only in
+ * its case). Unknown bits: SN_ERR_INVALID. The functions without _ex use SN_LOAD_STRICT. */
 typedef enum { SN_LOAD_STRICT = 0, SN_LOAD_NEW_HEAD = 1, SN_LOAD_IGNORE_HEAD = 2 } sn_load_flags;
 SN_API sn_status sn_weights_load_ex(sn_net *net, const char *path, sn_weights_format fmt,
                                     unsigned flags, char *md5_hex);
 SN_API sn_status sn_weights_load_bcast_ex(sn_net *net, const char *path, sn_comm *comm,
                                           unsigned flags, char *md5_hex);
+/* What a load found in the file besides the tensors. */
+typedef struct sn_weights_info {
+  char md5[33];             /* the file's MD5 in hex */
+  sn_weights_format format; /* the layout found (NATIVE, TORCH or KERAS) */
+  int renamed;              /* Keras legacy, paired by position: layers whose file name differs
+                               from the net's (e.g. probs for predictions); 0 when every name
+                               agrees or the names were matched in another order */
+  char note[1024];          /* one line saying how a Keras legacy file's layers were matched when
+                               not name by name in order ("" otherwise), for the caller to show */
+} sn_weights_info;
+/* sn_weights_load_ex that always computes the MD5 and fills *info (may be NULL); on failure
+ * *info is empty. Not collective. */
+SN_API sn_status sn_weights_load_info(sn_net *net, const char *path, sn_weights_format fmt,
+                                      unsigned flags, sn_weights_info *info);
+/* sn_weights_load_bcast_ex with rank 0's *info (may be NULL) on every rank. Collective. */
+SN_API sn_status sn_weights_load_bcast_info(sn_net *net, const char *path, sn_comm *comm,
+                                            unsigned flags, sn_weights_info *info);
 /* Saves the native layout: /params/<layer>/<role> datasets (Keras role names: kernel, bias,
  * gamma, beta, moving_mean, moving_variance) in engine layout; root attributes format =
  * "shardnet", version, arch, style, classes, height, width, channels, include_top, pooling,
  * base_width. Atomic: written to PATH.tmp.<pid> and renamed. Not collective (call on one rank). */
 SN_API sn_status sn_weights_save(const sn_net *net, const char *path);
+/* Saves in the layout fmt: SN_WEIGHTS_NATIVE (sn_weights_save) or SN_WEIGHTS_KERAS, Keras 2's
+ * legacy save_weights("x.h5") layout (docs/weights.md): root attributes layer_names (the layers
+ * of sn_net_keras_layers, in that order), backend, keras_version; one group per layer with
+ * weight_names ("conv2d/kernel:0", ...) and the tensors at <layer>/<layer>/<role>:0 in engine
+ * (= Keras) layout, so that Keras' load_weights of the same model pairs every tensor with its
+ * layer. Atomic like sn_weights_save. Not collective. Errors: SN_ERR_INVALID (another format, a
+ * layer name with '/'), SN_ERR_IO. */
+SN_API sn_status sn_weights_save_as(const sn_net *net, const char *path, sn_weights_format fmt);
 /* Names a known weight file from its MD5 (as returned by sn_weights_load): the Keras release
  * file name, e.g. "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", or NULL if unknown.
  * The string is static. */

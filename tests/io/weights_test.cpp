@@ -304,6 +304,9 @@ struct KerasOpts {
   std::string extra_layer;              // an unexpected weighted layer
   std::string wrong_layer;              // a layer whose first weight has a wrong shape
   std::vector<std::string> extra_names; // extra weightless layer names
+  bool keras_order = false;             // layers in Keras' order (sn_net_keras_layers), as Keras
+                                        // writes them (default: network order)
+  std::map<std::string, std::string> rename; // the file's name for a net layer
 };
 
 void write_str_array(hid_t obj, const char *name, const std::vector<std::string> &v, bool fixed,
@@ -327,27 +330,39 @@ void write_keras(sn_net *net, const std::string &path, const KerasOpts &o = Kera
   hid_t f = create(path);
   hid_t base =
       o.model_weights ? H5Gcreate2(f, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : f;
-  // Layers in network order, with weightless ones in between as Keras lists them.
+  // Layers in network order, with weightless ones in between as Keras lists them, or in Keras'
+  // order.
   std::vector<std::string> layers = {"input_1"};
   std::map<std::string, std::vector<sn_param_info>> by_layer;
   for (const sn_param_info &p : params_of(net)) {
-    if (!by_layer.count(p.layer)) {
+    if (!by_layer.count(p.layer) && !o.keras_order) {
       layers.push_back(p.layer);
       layers.push_back(std::string(p.layer) + "_relu_like");
     }
     by_layer[p.layer].push_back(p);
   }
+  if (o.keras_order) {
+    const char **names = nullptr;
+    int n = 0;
+    ASSERT_EQ(sn_net_keras_layers(net, &names, &n), SN_OK);
+    layers.assign(names, names + n);
+    free(names);
+  }
   for (const std::string &e : o.extra_names)
     layers.push_back(e);
   if (!o.extra_layer.empty()) layers.push_back(o.extra_layer);
-  std::vector<std::string> listed;
+  std::vector<std::string> listed, files; // net names, the file's names
   for (const std::string &l : layers)
-    if (l != o.drop_layer) listed.push_back(l);
-  write_str_array(base, "layer_names", listed, o.fixed, path);
+    if (l != o.drop_layer) {
+      listed.push_back(l);
+      files.push_back(o.rename.count(l) ? o.rename.at(l) : l);
+    }
+  write_str_array(base, "layer_names", files, o.fixed, path);
   sn_h5_write_str_attr(base, "backend", "tensorflow", path.c_str());
   sn_h5_write_str_attr(base, "keras_version", o.keras3 ? "3.3.3" : "2.15.0", path.c_str());
-  for (const std::string &l : listed) {
-    hid_t g = H5Gcreate2(base, l.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  for (size_t j = 0; j < listed.size(); ++j) {
+    const std::string &l = listed[j], &fl = files[j];
+    hid_t g = H5Gcreate2(base, fl.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     std::vector<std::string> names;
     if (l == o.extra_layer) {
       names = {l + "/kernel:0"};
@@ -358,8 +373,8 @@ void write_keras(sn_net *net, const std::string &path, const KerasOpts &o = Kera
       int k = 0;
       for (const sn_param_info &p : ps) {
         std::string role = sn_param_role_name(p.role, SN_STYLE_KERAS, p.layer_kind);
-        std::string wn = o.positional ? l + "/param_" + std::to_string(k++)
-                                      : l + "/" + role + (o.keras3 ? "" : ":0");
+        std::string wn = o.positional ? fl + "/param_" + std::to_string(k++)
+                                      : fl + "/" + role + (o.keras3 ? "" : ":0");
         names.push_back(wn);
         std::vector<hsize_t> dims(p.shape, p.shape + p.ndim);
         std::vector<float> v(p.data, p.data + p.count);
@@ -378,6 +393,22 @@ void write_keras(sn_net *net, const std::string &path, const KerasOpts &o = Kera
   }
   if (o.model_weights) H5Gclose(base);
   H5Fclose(f);
+}
+
+// The net's layers with weights in Keras' order.
+std::vector<std::string> weighted_keras_layers(sn_net *net) {
+  const char **names = nullptr;
+  int n = 0;
+  EXPECT_EQ(sn_net_keras_layers(net, &names, &n), SN_OK);
+  std::vector<std::string> v;
+  for (int k = 0; k < n; ++k)
+    for (const sn_param_info &p : params_of(net))
+      if (p.layer == std::string(names[k])) {
+        v.push_back(names[k]);
+        break;
+      }
+  free(names);
+  return v;
 }
 
 } // namespace
@@ -500,7 +531,7 @@ TEST(WeightsKeras, RejectsOldKerasResNet50) {
   NetPtr net = make_net("keras_resnet50", 1);
   std::vector<float> before = block_of(net.get());
   EXPECT_EQ(sn_weights_load(net.get(), p.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
-  EXPECT_MSG(p.c_str(), "bn_conv1", "Keras <= 2.2", "different architecture");
+  EXPECT_MSG(p.c_str(), "bn_conv1", "Keras <= 2.2.4", "fits arch keras_resnet50_v02");
   EXPECT_EQ(block_of(net.get()), before);
 }
 
@@ -509,9 +540,111 @@ TEST(WeightsKeras, KnownReleaseHashes) {
                "resnet50_weights_tf_dim_ordering_tf_kernels.h5");
   EXPECT_STREQ(sn_weights_known_file("ed17cf2e0169df9d443503ef94b23b33"),
                "resnet152v2_weights_tf_dim_ordering_tf_kernels_notop.h5");
-  EXPECT_EQ(sn_weights_known_file("a7b3fe01876f51b976af0dea6bc144eb"), nullptr);
+  // The Keras <= 2.2.4 ResNet50 file has the same name (it fits keras_resnet50_v02).
+  EXPECT_STREQ(sn_weights_known_file("a7b3fe01876f51b976af0dea6bc144eb"),
+               "resnet50_weights_tf_dim_ordering_tf_kernels.h5");
+  EXPECT_EQ(sn_weights_known_file("0123456789abcdef0123456789abcdef"), nullptr);
   EXPECT_EQ(sn_weights_known_file(""), nullptr);
   EXPECT_EQ(sn_weights_known_file(nullptr), nullptr);
+}
+
+// Keras' load_weights pairs the file's layers with weights with the model's in Keras' layer
+// order, whatever their names: shardnet too, and it says so when names differ.
+TEST(WeightsKeras, PairsByPositionWhenNamesDiffer) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/k.h5";
+  NetPtr src = make_net("keras_resnet50", 1);
+  const std::vector<std::string> weighted = weighted_keras_layers(src.get());
+  ASSERT_EQ(weighted.size(), 107u); // 53 convolutions, 53 batch norms, the classifier
+  for (int variant = 0; variant < 4; ++variant) {
+    SCOPED_TRACE(variant);
+    KerasOpts o;
+    o.keras_order = variant != 3; // 3: the net's names in another order
+    if (variant == 1) o.rename["predictions"] = "probs";
+    for (size_t k = 0; variant == 2 && k < weighted.size(); ++k)
+      o.rename[weighted[k]] = "layer_" + std::to_string(k);
+    write_keras(src.get(), path, o);
+    NetPtr dst = make_net("keras_resnet50", 2);
+    sn_weights_info info;
+    ASSERT_EQ(sn_weights_load_info(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, 0, &info), SN_OK)
+        << sn_last_error();
+    EXPECT_TRUE(same_block(src.get(), dst.get()));
+    EXPECT_EQ(info.format, SN_WEIGHTS_KERAS);
+    EXPECT_EQ(std::strlen(info.md5), 32u);
+    const std::string note = info.note;
+    if (variant == 0) { // names agree: nothing to say
+      EXPECT_EQ(info.renamed, 0);
+      EXPECT_EQ(note, "");
+    } else if (variant == 1) {
+      EXPECT_EQ(info.renamed, 1);
+      EXPECT_TRUE(contains(note, "1 of 107 layers with weights")) << note;
+      EXPECT_TRUE(contains(note, "(probs for predictions)")) << note;
+      EXPECT_TRUE(contains(note, "paired by position")) << note;
+    } else if (variant == 2) {
+      EXPECT_EQ(info.renamed, 107);
+      EXPECT_TRUE(contains(note, "(first: layer_0 for conv1_conv)")) << note;
+    } else {
+      EXPECT_EQ(info.renamed, 0);
+      EXPECT_TRUE(contains(note, "matched by name")) << note;
+    }
+    EXPECT_EQ(note.find('\n'), std::string::npos);
+  }
+}
+
+// A tensor of the wrong shape in the middle of a file paired by position: refused, naming the
+// file's layer and the net's layer it was paired with, and both shapes; the net is unchanged.
+TEST(WeightsKeras, ShapeMismatchInTheMiddleNamesBothLayers) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/k.h5";
+  NetPtr src = make_net("keras_resnet50", 1), dst = make_net("keras_resnet50", 2);
+  const std::vector<float> before = block_of(dst.get());
+  const std::vector<std::string> weighted = weighted_keras_layers(src.get());
+  KerasOpts o;
+  o.keras_order = true;
+  for (size_t k = 0; k < weighted.size(); ++k)
+    o.rename[weighted[k]] = "layer_" + std::to_string(k);
+  o.wrong_layer = "conv3_block2_2_conv";
+  const size_t k = std::find(weighted.begin(), weighted.end(), o.wrong_layer) - weighted.begin();
+  write_keras(src.get(), path, o);
+  EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_SHAPE);
+  const std::string fl = "layer_" + std::to_string(k);
+  // base width 4: conv3_block2_2_conv kernel is (3,3,8,8).
+  EXPECT_MSG(path, fl + "/" + fl + "/kernel:0", "shape (4,3,8,8)",
+             "layer conv3_block2_2_conv kernel (3,3,8,8)");
+  EXPECT_EQ(block_of(dst.get()), before);
+  // One layer fewer: the counts differ and the message says which layer.
+  o.wrong_layer.clear();
+  o.drop_layer = "conv4_block1_0_bn";
+  write_keras(src.get(), path, o);
+  EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG(path, "the file has 106 layers with weights, the net 107");
+  o.rename.clear();
+  write_keras(src.get(), path, o);
+  EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_NOTFOUND);
+  EXPECT_MSG(path, "layer conv4_block1_0_bn (bn) is missing");
+  EXPECT_EQ(block_of(dst.get()), before);
+}
+
+// The Keras <= 2.2.4 ResNet50 (keras_resnet50_v02): its files fit it and nothing else; a file of
+// the current Keras ResNet50 paired with it by position fails on the first shape that differs,
+// naming both layers.
+TEST(WeightsKeras, OldResNet50FilesFitOnlyTheirArchitecture) {
+  const std::string dir = sntest::temp_dir(), p02 = dir + "/v02.h5", p1 = dir + "/v1.h5";
+  NetPtr v02 = make_net("keras_resnet50_v02", 1), v1 = make_net("keras_resnet50", 1);
+  ASSERT_EQ(sn_weights_save_as(v02.get(), p02.c_str(), SN_WEIGHTS_KERAS), SN_OK) << sn_last_error();
+  NetPtr dst02 = make_net("keras_resnet50_v02", 2), dst1 = make_net("keras_resnet50", 2);
+  sn_weights_info info;
+  ASSERT_EQ(sn_weights_load_info(dst02.get(), p02.c_str(), SN_WEIGHTS_AUTO, 0, &info), SN_OK)
+      << sn_last_error();
+  EXPECT_TRUE(same_block(v02.get(), dst02.get()));
+  EXPECT_EQ(info.renamed, 0);
+  EXPECT_EQ(sn_weights_load(dst1.get(), p02.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG(p02, "bn_conv1", "fits arch keras_resnet50_v02", "the net is keras_resnet50");
+  KerasOpts o;
+  o.keras_order = true;
+  write_keras(v1.get(), p1, o);
+  const std::vector<float> before = block_of(dst02.get());
+  EXPECT_EQ(sn_weights_load(dst02.get(), p1.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_SHAPE);
+  EXPECT_MSG(p1, "conv3_block1_0_conv", "layer res3a_branch2c");
+  EXPECT_EQ(block_of(dst02.get()), before);
 }
 
 // ------------------------------------------------------------------ native layout
@@ -881,7 +1014,7 @@ TEST(WeightsNewHead, NativeLayoutOtherClassCount) {
   for (const char *arch : {"resnet18", "lenet"}) {
     SCOPED_TRACE(arch);
     const std::string dir = sntest::temp_dir(), path = dir + "/w7.h5";
-    const char *head = !std::strcmp(arch, "lenet") ? "predictions" : "fc";
+    const char *head = !std::strcmp(arch, "lenet") ? "dense_2" : "fc";
     NetPtr src = make_net(arch, 1, 1, 2, 7), dst = make_net(arch, 2, 1, 2, 3);
     ASSERT_EQ(sn_weights_save(src.get(), path.c_str()), SN_OK) << sn_last_error();
     const std::vector<float> before = block_of(dst.get());
@@ -892,7 +1025,7 @@ TEST(WeightsNewHead, NativeLayoutOtherClassCount) {
         sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_NATIVE, SN_LOAD_NEW_HEAD, nullptr),
         SN_OK)
         << sn_last_error();
-    // LeNet's fc1 and fc2 are body layers (loaded); only the last dense layer is the head.
+    // LeNet's dense and dense_1 are body layers (loaded); only the last dense layer is the head.
     expect_new_head(src.get(), dst.get(), before, head);
   }
 }
@@ -989,7 +1122,7 @@ TEST(WeightsIgnoreHead, NativeLayout) {
     SCOPED_TRACE(arch);
     const std::string dir = sntest::temp_dir(), path = dir + "/w_full.h5";
     const char *head = !std::strcmp(arch, "resnet18") ? "params/fc" : "params/predictions";
-    if (!std::strcmp(arch, "lenet_bn")) head = "params/fc1";
+    if (!std::strcmp(arch, "lenet_bn")) head = "params/dense";
     NetPtr src = make_net(arch, 1, 1, 2, 7);
     ASSERT_EQ(sn_weights_save(src.get(), path.c_str()), SN_OK) << sn_last_error();
     NetPtr dst = make_notop(arch, 2);
@@ -1088,7 +1221,7 @@ TEST(WeightsNonFinite, RefusedInEveryLayoutNamingTheTensor) {
       {"keras_resnet50", "conv3_block2_2_conv", SN_ROLE_BIAS, 1,
        "layer conv3_block2_2_conv weight bias"},
       {"keras_resnet50v2", "post_bn", SN_ROLE_GAMMA, 2, "layer post_bn weight gamma"},
-      {"lenet", "predictions", SN_ROLE_KERNEL, 3, "dataset params/predictions/kernel"},
+      {"lenet", "dense_2", SN_ROLE_KERNEL, 3, "dataset params/dense_2/kernel"},
       {"resnet20", "layer1.0.bn2", SN_ROLE_MOVING_MEAN, 3,
        "dataset params/layer1.0.bn2/moving_mean"},
   };
@@ -1224,4 +1357,30 @@ TEST(WeightsClasses, InspectReadsWhatTheFileRecords) {
   EXPECT_EQ(sn_weights_inspect(path.c_str(), &wi), SN_ERR_FORMAT);
   EXPECT_MSG("unrecognised weights layout");
   EXPECT_EQ(wi.classes, 0);
+
+// The file's classifier under another name (the keras_applications 1.0.8 ResNets' "probs"):
+// skipped by position for a net without one, kept out by SN_LOAD_NEW_HEAD for another class
+// count.
+TEST(WeightsIgnoreHead, KerasClassifierOfAnotherName) {
+  const std::string dir = sntest::temp_dir(), path = dir + "/probs.h5";
+  NetPtr src = make_net("keras_resnet50", 1, 1, 2, 7);
+  KerasOpts o;
+  o.keras_order = true;
+  o.rename["predictions"] = "probs";
+  write_keras(src.get(), path, o);
+  NetPtr dst = make_notop("keras_resnet50", 2);
+  EXPECT_EQ(sn_weights_load(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, nullptr), SN_ERR_FORMAT);
+  EXPECT_MSG(path, "unexpected layer probs", "without a classifier");
+  ASSERT_EQ(
+      sn_weights_load_ex(dst.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_IGNORE_HEAD, nullptr),
+      SN_OK)
+      << sn_last_error();
+  expect_body_equal(src.get(), dst.get());
+  NetPtr top3 = make_net("keras_resnet50", 3, 1, 2, 3);
+  const std::vector<float> before = block_of(top3.get());
+  ASSERT_EQ(
+      sn_weights_load_ex(top3.get(), path.c_str(), SN_WEIGHTS_AUTO, SN_LOAD_NEW_HEAD, nullptr),
+      SN_OK)
+      << sn_last_error();
+  expect_new_head(src.get(), top3.get(), before, "predictions");
 }

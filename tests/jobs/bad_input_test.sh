@@ -442,21 +442,21 @@ with h5py.File(sys.argv[1], "a") as f:
   "$py" - <<'PY'
 import h5py, numpy as np
 with h5py.File("w_nokey.h5", "a") as f:
-    del f["params/conv2/bias"]
+    del f["params/conv2d_1/bias"]
 with h5py.File("w_shape.h5", "a") as f:
-    k = f["params/fc2/kernel"][...]
-    del f["params/fc2/kernel"]
-    f["params/fc2/kernel"] = k[:, :80]
+    k = f["params/dense_1/kernel"][...]
+    del f["params/dense_1/kernel"]
+    f["params/dense_1/kernel"] = k[:, :80]
 PY
   head -c $(($(stat -c %s ck_lenet.h5) / 2)) ck_lenet.h5 >ck_trunc.h5
   # 40: native weights with a key deleted
-  check "infer --weights: a key missing" "w_nokey.h5.*conv2|conv2.*w_nokey.h5" infer "$t/o.h5" -- \
+  check "infer --weights: a key missing" "w_nokey.h5.*conv2d_1|conv2d_1.*w_nokey.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data good.h5 --weights w_nokey.h5 --out "$t/o.h5"
   # 41: native weights with a wrong shape
-  check "infer --weights: a wrong shape" "w_shape.h5.*fc2|fc2.*w_shape.h5" infer "$t/o.h5" -- \
+  check "infer --weights: a wrong shape" "w_shape.h5.*dense_1|dense_1.*w_shape.h5" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer "${L[@]}" --data good.h5 --weights w_shape.h5 --out "$t/o.h5"
-  # 42: Keras <= 2.2 ResNet50 layer names
-  check "infer --weights: old Keras (<= 2.2) layer names" "oldkeras.h5.*(bn_conv1|res2a_branch2a)" infer "$t/o.h5" -- \
+  # 42: Keras <= 2.2.4 ResNet50 layer names into the current Keras ResNet50: the arch it fits
+  check "infer --weights: old Keras (<= 2.2.4) layer names" "oldkeras.h5.*bn_conv1.*keras_resnet50_v02" infer "$t/o.h5" -- \
     timeout 60 "$sn" infer --arch keras_resnet50 --width 4 --input 32x32x3 --quiet --threads 1 \
     --data enc_bad.h5 --weights oldkeras.h5 --out "$t/o.h5"
   # 43: an HDF5 file in no weights layout

@@ -36,7 +36,7 @@ check "infer bad features dtype" 2 "option --features-dtype: 'f64'" "$sn" infer 
 check "convert bad kind" 2 "idx, folder or list" "$sn" convert tarball --out x.h5
 check "convert bad size" 2 "option --size: '224'" "$sn" convert folder --root . --out x.h5 --size 224
 check "bench bad batch" 2 "option --batch: '0'" "$sn" bench --arch lenet --batch 0
-check "bench profile table" 0 "^conv1 +conv +[a-z0-9]+ +[0-9.]+ +[0-9.]+%" \
+check "bench profile table" 0 "^conv2d +conv +[a-z0-9]+ +[0-9.]+ +[0-9.]+%" \
   env SN_PROFILE=1 "$sn" bench --arch lenet --batch 2 --reps 1 --min-time 0
 check "bench profile title" 0 "^shardnet profile: lenet, [0-9]+ forward passes" \
   env SN_PROFILE=1 "$sn" bench --arch lenet --batch 2 --reps 1 --min-time 0

@@ -1,7 +1,9 @@
 // parity_test.cpp - inference parity against PyTorch references (tests/fixtures, made by
-// gen_fixtures.py): 14 reduced-width models, weights in torchvision or Keras legacy HDF5 layout,
+// gen_fixtures.py): 19 reduced-width models, weights in torchvision or Keras legacy HDF5 layout,
 // logits / softmax / pooled features compared with the tolerances of docs/models.md, "Numerical
-// parity".
+// parity". The Keras files of keras_resnet50_probs, keras_resnet50v2_probs (classifier "probs"),
+// keras_resnet50_v02 (the Keras <= 2.2.4 ResNet50's names) and the LeNets were written from the
+// layer lists of the Keras code itself; the first two load by position with one renamed layer.
 //
 // The references are float64 computations on float32-representable weights; when the fixtures
 // were generated, PyTorch's own float32 forward stayed within 10 % of every tolerance below (the
@@ -85,9 +87,20 @@ TEST_P(InferenceParity, LogitsProbsFeatures) {
   std::string err;
   sn_net *net = sntest::fixture_net(f, name, 1, SN_POOL_NONE, &err);
   ASSERT_NE(net, nullptr) << err;
-  ASSERT_EQ(sn_weights_load(net, sntest::fixture(name + ".h5").c_str(), SN_WEIGHTS_AUTO, nullptr),
-            SN_OK)
+  sn_weights_info info;
+  ASSERT_EQ(
+      sn_weights_load_info(net, sntest::fixture(name + ".h5").c_str(), SN_WEIGHTS_AUTO, 0, &info),
+      SN_OK)
       << sn_last_error();
+  // Names that agree are loaded silently; the "probs" files have one other name, which the
+  // loader reports (the file's layers are paired by position, as Keras pairs them).
+  const bool alias = name.size() > 6 && name.compare(name.size() - 6, 6, "_probs") == 0;
+  EXPECT_EQ(info.renamed, alias ? 1 : 0) << info.note;
+  if (alias)
+    EXPECT_NE(std::string(info.note).find("(probs for predictions)"), std::string::npos)
+        << info.note;
+  else
+    EXPECT_STREQ(info.note, "");
   ASSERT_EQ(sn_net_feature_dim(net), e.d);
   ASSERT_EQ(sn_net_plan(net, e.n, 0), SN_OK) << sn_last_error();
   int oh = 0, ow = 0, oc = 0;
@@ -126,7 +139,7 @@ TEST_P(InferenceParity, LogitsProbsFeatures) {
 // No-top feature extractor (include_top 0, pooling avg): its output is the pooled feature
 // vector. The parameters are copied by (layer, role) from a full net that loaded the fixture, so
 // that this test does not depend on how the loader treats the file's classifier tensors.
-// LeNet is excluded: its classifier input is fc2's output, not a pooled map.
+// LeNet is excluded: its classifier input is dense_1's output, not a pooled map.
 TEST_P(InferenceParity, NoTopAvgPoolIsFeatures) {
   const std::string name = GetParam();
   if (name.rfind("lenet", 0) == 0) GTEST_SKIP() << "LeNet's features are not a pooled map";
@@ -164,6 +177,37 @@ TEST_P(InferenceParity, NoTopAvgPoolIsFeatures) {
   sn_net_destroy(top);
 }
 
+// No-top feature extractor loaded from files: the full file with SN_LOAD_IGNORE_HEAD (the file's
+// classifier, whatever its name, skipped by position) and, where the fixture has one, the no-top
+// file written from the Keras code with include_top=False (<name>.notop.h5). Both give /features.
+TEST_P(InferenceParity, NoTopFromFiles) {
+  const std::string name = GetParam();
+  if (name.rfind("lenet", 0) == 0) GTEST_SKIP() << "LeNet's features are not a pooled map";
+  H5Reader f(sntest::fixture(name + ".expected.h5"));
+  Expected e;
+  ASSERT_NO_FATAL_FAILURE(read_expected(f, &e));
+  const std::string notop = sntest::fixture(name + ".notop.h5");
+  FILE *probe = std::fopen(notop.c_str(), "rb");
+  const bool has_notop = probe != nullptr;
+  if (probe) std::fclose(probe);
+  for (int from_notop = 0; from_notop <= (has_notop ? 1 : 0); ++from_notop) {
+    const std::string file = from_notop ? notop : sntest::fixture(name + ".h5");
+    std::string err;
+    sn_net *net = sntest::fixture_net(f, name, 0, SN_POOL_AVG, &err);
+    ASSERT_NE(net, nullptr) << err;
+    ASSERT_EQ(sn_weights_load_ex(net, file.c_str(), SN_WEIGHTS_AUTO,
+                                 from_notop ? SN_LOAD_STRICT : SN_LOAD_IGNORE_HEAD, nullptr),
+              SN_OK)
+        << sn_last_error();
+    ASSERT_EQ(sn_net_plan(net, e.n, 0), SN_OK) << sn_last_error();
+    std::vector<float> out((size_t)e.n * e.d);
+    ASSERT_EQ(sn_net_forward(net, e.input.data(), e.n, out.data()), SN_OK) << sn_last_error();
+    expect_features(out.data(), e.features.data(), out.size(),
+                    name + (from_notop ? " (no-top file)" : " (top file, head ignored)"));
+    sn_net_destroy(net);
+  }
+}
+
 const char *const kFixtures[] = {
     "resnet18",
     "resnet34",
@@ -179,6 +223,10 @@ const char *const kFixtures[] = {
     "resnet20",
     "lenet",
     "lenet_bn",
+    "lenet_bn_conventional",
+    "keras_resnet50_probs",
+    "keras_resnet50v2_probs",
+    "keras_resnet50_v02",
 };
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, InferenceParity, ::testing::ValuesIn(kFixtures),

@@ -50,6 +50,31 @@ public:
     return v;
   }
 
+  // A string attribute of the root group (fixed or variable length); `fallback` if absent.
+  std::string str_attr(const char *name, const std::string &fallback = "") const {
+    if (id_ < 0 || H5Aexists(id_, name) <= 0) return fallback;
+    hid_t a = H5Aopen(id_, name, H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+    std::string v = fallback;
+    if (t >= 0 && H5Tget_class(t) == H5T_STRING) {
+      if (H5Tis_variable_str(t) > 0) {
+        char *p = nullptr;
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(t));
+        if (H5Aread(a, mt, &p) >= 0 && p) v = p;
+        H5free_memory(p);
+        H5Tclose(mt);
+      } else {
+        std::vector<char> buf(H5Tget_size(t) + 1, 0);
+        if (H5Aread(a, t, buf.data()) >= 0) v = buf.data();
+      }
+    }
+    if (t >= 0) H5Tclose(t);
+    if (a >= 0) H5Aclose(a);
+    return v;
+  }
+
 private:
   template <typename T>
   bool read(const char *name, hid_t memtype, std::vector<T> &out,
@@ -98,10 +123,12 @@ inline std::string param_name(const sn_net *net, int i) {
   return std::string(p.layer) + "/" + sn_param_role_name(p.role, sn_net_style(net), p.layer_kind);
 }
 
-// Builds a net for a fixture: arch, classes, input shape and base width from the fixture's root
-// attributes. Returns nullptr (and the engine's message in *err) on failure.
-inline sn_net *fixture_net(const H5Reader &f, const std::string &arch, int include_top,
+// Builds a net for a fixture: arch (the fixture's `arch` attribute, else `arch`), classes, input
+// shape and base width from the fixture's root attributes. Returns nullptr (and the engine's
+// message in *err) on failure.
+inline sn_net *fixture_net(const H5Reader &f, const std::string &name, int include_top,
                            sn_pooling pooling, std::string *err) {
+  const std::string arch = f.str_attr("arch", name);
   sn_model_config cfg;
   sn_model_config_init(&cfg, arch.c_str());
   cfg.classes = (int)f.attr("classes");

@@ -12,7 +12,7 @@
 // stayed within 1e-5 of it on every tensor (10x margin for a different summation order). A
 // tensor-wide scale (rather than element-wise) because single elements of a gradient can be
 // arbitrarily close to zero. Exception: gradients that are zero in exact arithmetic (a conv bias
-// feeding a training-mode BN: lenet_bn conv biases, keras_resnet50v2 _0_conv/_3_conv biases) are
+// feeding a training-mode BN: keras_resnet50v2 _0_conv/_3_conv biases) are
 // round-off in both computations; a tensor whose reference is below 1e-6 of the step's largest
 // gradient must instead stay below 1e-4 of that largest gradient.
 #include <gtest/gtest.h>
