@@ -373,6 +373,7 @@ void sn_net_destroy(sn_net *net) {
   free(net->layers);
   free(net->built);
   free(net->params);
+  free(net->act);
   free(net->block);
   free(net->grads);
   free(net->momentum);

@@ -7,9 +7,10 @@
  *   models          sn_model_config, sn_net_create, shapes, parameters, sn_net_summary
  *   engine options  sn_engine_options (algorithm choices, fusions, profiling, precision)
  *   inference       sn_net_plan, sn_net_forward, sn_net_predict (forward + softmax + top-k)
+ *   int8            activation scales and their calibration (sn_calibrator_*)
  *   training        sn_net_train_step, sn_net_sgd_update, learning-rate schedules, sharding
  *   preprocessing   sn_preprocess_u8, augmentation, softmax, top-k, metrics
- *   HDF5            weights, checkpoints, datasets, the streaming reader, the parallel writer
+ *   HDF5            weights, checkpoints, scales, datasets, the streaming reader, the writer
  *   MPI             sn_mpi_init, agreement with a deadline
  *
  * Conventions
@@ -368,19 +369,76 @@ SN_API sn_status sn_net_profile(const sn_net *net, sn_layer_profile **rows, int 
 
 /* ---------------------------------------------------------------- int8: scales, calibration */
 
+/* An int8 plan quantizes the input of each layer it runs in int8 (every convolution and dense
+ * layer not kept in float32 by sn_engine_options.fp32_layers) to uint8:
+ *   q = clamp(round_half_even(x / scale) + zero_point, 0, 255),   x ~ scale * (q - zero_point)
+ * with zero_point 0 and scale = threshold / 255 for an input never negative in calibration (a
+ * ReLU's output: every convolution's input in the ResNets but the stem's), else zero_point 128 and
+ * scale = threshold / 127. Values beyond the threshold are clipped to it. The thresholds come from
+ * calibration (sn_calibrator_*) or a scales file (sn_scales_load). docs/kernels.md ("Int8") has
+ * the whole arithmetic. */
+typedef struct sn_act_scale {
+  const char *layer; /* the layer whose input this is (conv or dense); owned by the net */
+  float threshold;   /* clipping threshold T > 0; 0: not set */
+  float scale;       /* T / 255 (zero_point 0) or T / 127 (zero_point 128) */
+  int zero_point;    /* 0 when min >= 0, else 128 */
+  float min, max;    /* the input's range in calibration */
+} sn_act_scale;
+
+/* The layers that take an activation scale: every convolution and dense layer, in network order
+ * (index i of sn_net_act_scale). */
+SN_API int sn_net_num_act_scales(const sn_net *net);
+/* Scale i (0 <= i < sn_net_num_act_scales, else SN_ERR_INVALID). Not collective. */
+SN_API sn_status sn_net_act_scale(const sn_net *net, int i, sn_act_scale *out);
+/* Sets the scale of layer's input from a threshold and the observed range (scale and zero point
+ * are derived). Takes effect at the next sn_net_plan. Errors: no such conv or dense layer,
+ * SN_ERR_NOTFOUND; threshold not finite and positive, or min > max, SN_ERR_INVALID. */
+SN_API sn_status sn_net_set_act_scale(sn_net *net, const char *layer, float threshold, float min,
+                                      float max);
+
 /* Calibration: statistics of every convolution's and dense layer's input over a set of images,
  * and a threshold chosen from them for each (docs/kernels.md, "Calibration"):
  *   SN_CALIB_MSE         minimises the expected squared error of the quantized input (rounding
  *                        below the threshold, clipping above) over the histogram of |x|
  *   SN_CALIB_MAX         the largest |x| seen
  *   SN_CALIB_PERCENTILE  the 99.99th percentile of |x|
- * The statistics are integer counts in fixed bins (128 per octave of |x|) and exact extrema, so
- * the thresholds do not depend on how the images were split into batches or over ranks. */
+ * The statistics are integer counts in fixed bins (128 per octave of |x|) and exact extrema, and
+ * a plan's float32 result for an image does not depend on the batch it runs in, so for a given
+ * max_batch the thresholds do not depend on how the images were split into batches or over
+ * ranks (a different max_batch may choose other float32 algorithms, whose rounding may move a
+ * threshold by a bin). */
 typedef enum sn_calib_method {
   SN_CALIB_MSE = 0,
   SN_CALIB_MAX = 1,
   SN_CALIB_PERCENTILE = 2
 } sn_calib_method;
+/* "mse", "max", "percentile"; and the reverse (unknown name: SN_ERR_INVALID). */
+SN_API const char *sn_calib_method_name(sn_calib_method m);
+SN_API sn_status sn_calib_method_parse(const char *name, sn_calib_method *out);
+
+typedef struct sn_calibrator sn_calibrator;
+/* Plans net for float32 inference with batches of up to max_batch (batch norms not folded into
+ * the layers reading them, so that every input observed is a tensor) and starts empty
+ * statistics. Do not replan the net while the calibrator lives; plan it again (int8) after
+ * sn_calibrator_finish. The caller owns *out; net must outlive it. Errors: those of
+ * sn_net_plan, SN_ERR_NOMEM. */
+SN_API sn_status sn_calibrator_create(sn_net *net, int max_batch, sn_calibrator **out);
+/* A float32 forward pass on n <= max_batch preprocessed images x (n, H, W, C), adding every
+ * observed input to the statistics. Not collective. Errors: those of sn_net_forward;
+ * SN_ERR_NUMERIC when an observed input holds NaN or infinity (naming the layer). */
+SN_API sn_status sn_calibrator_add(sn_calibrator *c, const float *x, int n);
+/* Sums the statistics over the ranks of comm (NULL: serial), chooses each threshold by method
+ * and sets it in the net (sn_net_set_act_scale). Collective. Errors: no images on any rank, or a
+ * layer whose input was zero everywhere, SN_ERR_INVALID (naming it); SN_ERR_COMM. */
+SN_API sn_status sn_calibrator_finish(sn_calibrator *c, sn_comm *comm, sn_calib_method method);
+/* Images added: on this rank before sn_calibrator_finish, on all ranks after. */
+SN_API int64_t sn_calibrator_rows(const sn_calibrator *c);
+SN_API void sn_calibrator_destroy(sn_calibrator *c);
+/* The calibration sample of a dataset of n rows: rows evenly spaced over it (sample i, for
+ * i < min(count, n), is row floor(i * n / min(count, n))), so that a dataset sorted by class
+ * gives every class its share; rank r of size takes the contiguous block sn_shard_block of the
+ * samples. Writes this rank's rows (at most ceil(count / size)) and returns how many. */
+SN_API int64_t sn_calib_rows(int64_t n, int64_t count, int rank, int size, int64_t *rows);
 
 /* ---------------------------------------------------------------- training */
 
@@ -611,6 +669,34 @@ typedef struct sn_checkpoint_meta {
 SN_API sn_status sn_checkpoint_save(sn_net *net, const char *path, const sn_checkpoint_meta *meta);
 /* Checks the architecture and sizes; nothing is half-loaded. Calls sn_net_refresh. */
 SN_API sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_checkpoint_meta *meta);
+
+/* Scales files: the activation scales of int8 plans with their provenance (docs/hdf5-schema.md,
+ * "Scales files"). */
+typedef struct sn_scales_info {
+  char arch[32];        /* the architecture they were calibrated for */
+  char weights[256];    /* the weights file ("(random)" without one) */
+  char weights_md5[33]; /* its MD5 (sn_weights_load), "" without one */
+  char data[256];       /* the calibration dataset */
+  char preprocess[16];  /* sn_preprocess_name of its preprocessing */
+  char method[16];      /* sn_calib_method_name */
+  int64_t rows;         /* images observed */
+  int ranks;            /* ranks that observed them */
+  char version[16];     /* shardnet version that wrote the file (set by sn_scales_save) */
+  char created[32];     /* UTC time of writing, ISO 8601 (set by sn_scales_save) */
+} sn_scales_info;
+/* Writes every scale set in net (sn_net_act_scale with threshold > 0; at least one, else
+ * SN_ERR_INVALID) and info. Atomic: written to PATH.tmp.<pid> and renamed. Not collective (call
+ * on one rank). Errors: SN_ERR_IO. */
+SN_API sn_status sn_scales_save(const sn_net *net, const char *path, const sn_scales_info *info);
+/* Reads a scales file into net (sn_net_set_act_scale for each entry) and its provenance into
+ * info (may be NULL). Nothing is half-loaded. Errors: missing file SN_ERR_IO; not a scales file,
+ * another architecture, a malformed entry SN_ERR_FORMAT; a layer the net does not have
+ * SN_ERR_NOTFOUND (the messages name the file and the layer). Not collective. */
+SN_API sn_status sn_scales_load(sn_net *net, const char *path, sn_scales_info *info);
+/* Rank 0 reads, the scales and info are broadcast; a failure on rank 0 is returned on every
+ * rank and no net changes. comm NULL: serial. Collective. */
+SN_API sn_status sn_scales_load_bcast(sn_net *net, const char *path, sn_comm *comm,
+                                      sn_scales_info *info);
 
 /* Datasets (/images (N,H,W,C) uint8 or float32, or the encoded form; optional /labels (N)). */
 typedef struct sn_dataset sn_dataset;
