@@ -264,6 +264,23 @@ sn_status cli_apply_engine_env(sn_net *net) {
   return s == SN_OK ? sn_net_set_options(net, &o) : s;
 }
 
+sn_status cli_set_precision(cli_job *job, sn_net *net, sn_precision p, const char *scales,
+                            const char *md5) {
+  sn_engine_options o = *sn_net_options(net);
+  o.precision = p;
+  sn_status s = sn_net_set_options(net, &o);
+  if (s != SN_OK || p != SN_PRECISION_INT8) return s;
+  sn_scales_info info;
+  s = sn_scales_load_bcast(net, scales, job->comm, &info);
+  if (s == SN_OK && strcmp(info.weights_md5, md5))
+    s = sn_error_set(SN_ERR_INVALID,
+                     "file %s: scales calibrated with weights %s (md5 %s), but the weights "
+                     "loaded have md5 %s: calibrate again",
+                     scales, info.weights, info.weights_md5[0] ? info.weights_md5 : "none",
+                     md5[0] ? md5 : "none (random)");
+  return s;
+}
+
 void cli_print_profile(const sn_net *net) {
   sn_layer_profile *r = NULL;
   int n = 0;

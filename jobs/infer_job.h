@@ -10,6 +10,8 @@ typedef struct infer_job {
   sn_model_config cfg;
   /* options */
   const char *data, *out, *wpath, *pre_name, *labels_path, *confusion_path, *metrics_path;
+  const char *scales; /* int8: the scales file */
+  sn_precision precision;
   long batch, topk, threads, comp, nprint;
   int resume, want_logits, want_features, f16;
   sn_output_state state; /* of the output before the run */

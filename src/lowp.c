@@ -131,9 +131,8 @@ sn_status sn_lowp_plan(sn_net *net) {
   const unsigned f = sn_kernel_features(&ko);
   if (!sn_lp_supported(p, f)) {
     char have[96];
-    return sn_error_set(SN_ERR_INVALID,
-                        "%s: precision %s needs %s, which this CPU does not offer (it has: %s)",
-                        net->arch, sn_precision_name(p),
+    return sn_error_set(SN_ERR_INVALID, "%s: precision %s needs %s; usable here: %s", net->arch,
+                        sn_precision_name(p),
                         p == SN_PRECISION_BF16 ? "AVX-512 with AVX512-BF16 or AMX-BF16"
                                                : "AVX-512 with AVX512-VNNI or AMX-INT8",
                         sn_cpu_feature_names(f, have, sizeof have));
