@@ -375,8 +375,8 @@ SN_API sn_status sn_net_profile(const sn_net *net, sn_layer_profile **rows, int 
  * with zero_point 0 and scale = threshold / 255 for an input never negative in calibration (a
  * ReLU's output: every convolution's input in the ResNets but the stem's), else zero_point 128 and
  * scale = threshold / 127. Values beyond the threshold are clipped to it. The thresholds come from
- * calibration (sn_calibrator_*) or a scales file (sn_scales_load). docs/kernels.md ("Int8") has
- * the whole arithmetic. */
+ * calibration (sn_calibrator_*) or a scales file (sn_scales_load). docs/kernels.md ("Low
+ * precision") has the whole arithmetic. */
 typedef struct sn_act_scale {
   const char *layer; /* the layer whose input this is (conv or dense); owned by the net */
   float threshold;   /* clipping threshold T > 0; 0: not set */
