@@ -252,6 +252,15 @@ sn_status cli_apply_engine_env(sn_net *net) {
   if (s == SN_OK) s = env_choice("SN_WINOGRAD", &o.winograd);
   if (s == SN_OK) s = env_flag("SN_PROFILE", &o.profile);
   if (s == SN_OK) s = env_flag("SN_COMM_POLL", &o.comm_poll);
+  const char *keep = getenv("SN_FP32_LAYERS");
+  if (s == SN_OK && keep && keep[0]) {
+    char *end;
+    unsigned long m = strtoul(keep, &end, 0);
+    if (*end || m > SN_FP32_DEFAULT)
+      s = sn_error_set(SN_ERR_INVALID, "environment SN_FP32_LAYERS=%s: expected a mask 0..%d", keep,
+                       SN_FP32_DEFAULT);
+    o.fp32_layers = (unsigned)m;
+  }
   const char *fuse = getenv("SN_FUSE");
   if (s == SN_OK && fuse && fuse[0]) {
     char *end;

@@ -82,7 +82,8 @@ void cli_watch_reader(sn_reader *rd);
 void cli_check(cli_job *job, sn_status s);
 
 /* Applies the engine options set in the environment (SN_NO_AVX512, SN_CONV_GEMM, SN_CONV_WGRAD,
- * SN_WINOGRAD, SN_FUSE, SN_PROFILE, SN_COMM_POLL; docs/cli.md) to net, before it is planned. */
+ * SN_WINOGRAD, SN_FUSE, SN_FP32_LAYERS, SN_PROFILE, SN_COMM_POLL; docs/cli.md) to net, before it is
+ * planned. */
 sn_status cli_apply_engine_env(sn_net *net);
 /* Sets the precision of net's inference plans; int8 loads the scales file (rank 0 reads,
  * broadcast) and checks that it was calibrated for the weights loaded (md5: theirs, "" for random
