@@ -323,6 +323,15 @@ sn_status cli_apply_engine_env(sn_net *net) {
   if (s == SN_OK) s = env_choice("SN_WINOGRAD", &o.winograd);
   if (s == SN_OK) s = env_flag("SN_PROFILE", &o.profile);
   if (s == SN_OK) s = env_flag("SN_COMM_POLL", &o.comm_poll);
+  const char *keep = getenv("SN_FP32_LAYERS");
+  if (s == SN_OK && keep && keep[0]) {
+    char *end;
+    unsigned long m = strtoul(keep, &end, 0);
+    if (*end || m > SN_FP32_DEFAULT)
+      s = sn_error_set(SN_ERR_INVALID, "environment SN_FP32_LAYERS=%s: expected a mask 0..%d", keep,
+                       SN_FP32_DEFAULT);
+    o.fp32_layers = (unsigned)m;
+  }
   const char *fuse = getenv("SN_FUSE");
   if (s == SN_OK && fuse && fuse[0]) {
     char *end;
@@ -333,6 +342,23 @@ sn_status cli_apply_engine_env(sn_net *net) {
     o.fuse = (unsigned)m;
   }
   return s == SN_OK ? sn_net_set_options(net, &o) : s;
+}
+
+sn_status cli_set_precision(cli_job *job, sn_net *net, sn_precision p, const char *scales,
+                            const char *md5) {
+  sn_engine_options o = *sn_net_options(net);
+  o.precision = p;
+  sn_status s = sn_net_set_options(net, &o);
+  if (s != SN_OK || p != SN_PRECISION_INT8) return s;
+  sn_scales_info info;
+  s = sn_scales_load_bcast(net, scales, job->comm, &info);
+  if (s == SN_OK && strcmp(info.weights_md5, md5))
+    s = sn_error_set(SN_ERR_INVALID,
+                     "file %s: scales calibrated with weights %s (md5 %s), but the weights "
+                     "loaded have md5 %s: calibrate again",
+                     scales, info.weights, info.weights_md5[0] ? info.weights_md5 : "none",
+                     md5[0] ? md5 : "none (random)");
+  return s;
 }
 
 void cli_print_profile(const sn_net *net) {

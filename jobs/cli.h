@@ -111,8 +111,14 @@ const char *cli_stop_name(unsigned flags);
 sn_status cli_load_weights(cli_job *job, sn_net *net, const char *path, unsigned flags, char *md5);
 
 /* Applies the engine options set in the environment (SN_NO_AVX512, SN_CONV_GEMM, SN_CONV_WGRAD,
- * SN_WINOGRAD, SN_FUSE, SN_PROFILE, SN_COMM_POLL; docs/cli.md) to net, before it is planned. */
+ * SN_WINOGRAD, SN_FUSE, SN_FP32_LAYERS, SN_PROFILE, SN_COMM_POLL; docs/cli.md) to net, before it is
+ * planned. */
 sn_status cli_apply_engine_env(sn_net *net);
+/* Sets the precision of net's inference plans; int8 loads the scales file (rank 0 reads,
+ * broadcast) and checks that it was calibrated for the weights loaded (md5: theirs, "" for random
+ * parameters). Collective. */
+sn_status cli_set_precision(cli_job *job, sn_net *net, sn_precision p, const char *scales,
+                            const char *md5);
 
 /* The rules for an existing output OUT of a command reading IN (docs/cli.md, "Existing
  * outputs"): --resume and --force exclude each other, OUT may not be IN, a complete OUT needs
@@ -155,5 +161,6 @@ int cmd_infer(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
 
 #endif

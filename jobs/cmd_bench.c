@@ -63,6 +63,23 @@ static void fill_inputs(float *x, size_t nx, int32_t *labels, int batch, int cla
     labels[i] = (int32_t)(i % classes);
 }
 
+/* Plans net for batch in precision p; int8 takes its scales from a calibration pass on x (the
+ * benchmark's own input: the speed does not depend on the scales' values). */
+static sn_status plan(sn_net *net, int train, int batch, sn_precision p, const float *x) {
+  sn_status s = SN_OK;
+  if (p == SN_PRECISION_INT8) {
+    sn_calibrator *c = NULL;
+    s = sn_calibrator_create(net, batch, &c);
+    if (s == SN_OK) s = sn_calibrator_add(c, x, batch);
+    if (s == SN_OK) s = sn_calibrator_finish(c, NULL, SN_CALIB_MSE);
+    sn_calibrator_destroy(c);
+  }
+  sn_engine_options o = *sn_net_options(net);
+  o.precision = p;
+  if (s == SN_OK) s = sn_net_set_options(net, &o);
+  return s == SN_OK ? sn_net_plan(net, batch, train) : s;
+}
+
 /* The one JSON line the peers' runners also print: the median and fastest of nr pass times ts
  * (sorted here), the effective GFLOP/s and the process's peak RSS. */
 static void print_result(const sn_net *net, int train, int batch, int threads, double *ts, int nr) {
@@ -72,11 +89,13 @@ static void print_result(const sn_net *net, int train, int batch, int threads, d
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   printf("{\"framework\": \"shardnet\", \"version\": \"%s\", \"model\": \"%s\", \"mode\": \"%s\", "
-         "\"batch\": %d, \"threads\": %d, \"img_per_s\": %.2f, \"ms_per_batch\": %.3f, "
+         "\"precision\": \"%s\", \"batch\": %d, \"threads\": %d, \"img_per_s\": %.2f, "
+         "\"ms_per_batch\": %.3f, "
          "\"ms_min\": %.3f, \"runs\": %d, \"gflops\": %.1f, \"peak_rss_mb\": %.1f, "
          "\"omp_wait_policy\": \"%s\", \"gomp_spincount\": \"%s\"}\n",
-         SN_VERSION, sn_net_arch(net), train ? "train" : "infer", batch, threads, batch / med,
-         med * 1e3, ts[0] * 1e3, nr, flop / med / 1e9, ru.ru_maxrss / 1024.0,
+         SN_VERSION, sn_net_arch(net), train ? "train" : "infer",
+         sn_precision_name(sn_net_options(net)->precision), batch, threads, batch / med, med * 1e3,
+         ts[0] * 1e3, nr, flop / med / 1e9, ru.ru_maxrss / 1024.0,
          env_or_default("OMP_WAIT_POLICY"), env_or_default("GOMP_SPINCOUNT"));
 }
 
@@ -89,6 +108,7 @@ int cmd_bench(int argc, char **argv) {
       {"min-time", 1,
        "keep repeating until this many seconds passed, up to 3 x --reps runs (default 5)", NULL},
       {"threads", 1, "threads (default: the cores available)", NULL},
+      {"precision", 1, "fp32|bf16|int8 inference (int8: scales calibrated on the input)", NULL},
       {"help", 0, "show this help", NULL}};
   int no = (int)(sizeof o / sizeof o[0]);
   if (cli_parse("bench", argc, argv, 2, o, no)) return EXIT_USAGE;
@@ -111,13 +131,18 @@ int cmd_bench(int argc, char **argv) {
   sn_model_config cfg;
   if (cli_model_config(o, no, &cfg)) return EXIT_USAGE;
   int train = cli_has(o, no, "train");
+  sn_precision prec = SN_PRECISION_FP32;
+  const char *pn = cli_get(o, no, "precision");
+  if (pn && sn_precision_parse(pn, &prec) != SN_OK) {
+    cli_error("option --precision: '%s' is not fp32, bf16 or int8", pn);
+    return EXIT_USAGE;
+  }
   cli_job job;
   int rc = cli_job_start(&job, &argc, &argv, threads);
   if (rc) return rc;
   sn_net *net = NULL;
   sn_status s = sn_net_create(&cfg, 1, &net);
   if (s == SN_OK) s = cli_apply_engine_env(net);
-  if (s == SN_OK) s = sn_net_plan(net, (int)batch, train);
   cli_check(&job, s);
   int h, w, c, oh, ow, oc;
   sn_net_input_shape(net, &h, &w, &c);
@@ -130,7 +155,8 @@ int cmd_bench(int argc, char **argv) {
   double *ts = malloc((size_t)cap * sizeof(double));
   if (!x || !out || !labels || !ts) s = sn_error_set(SN_ERR_NOMEM, "bench: out of memory");
   cli_check(&job, s);
-  if (s == SN_OK) fill_inputs(x, nx, labels, (int)batch, oc);
+  fill_inputs(x, nx, labels, (int)batch, oc);
+  cli_check(&job, plan(net, train, (int)batch, prec, x));
   int nr = 0;
   if (s == SN_OK)
     s = time_passes(net, train, (int)batch, x, labels, out, reps, min_time, cap, ts, &nr);

@@ -18,7 +18,9 @@ static const char *EXAMPLES =
     "shards/*.h5 \\\n"
     "      --out features.h5 --features --features-dtype f16\n"
     "  shardnet infer --arch resnet50 --weights w.h5 --data photos/ --out preds.h5 --top-k 3 "
-    "--bad-images skip\n";
+    "--bad-images skip\n"
+    "  shardnet infer --arch resnet50 --weights w.h5 --data d.h5 --out p.h5 --precision int8 "
+    "--scales s.h5\n";
 
 static cli_opt O[] = {
     CLI_MODEL_OPTS,
@@ -43,6 +45,8 @@ static cli_opt O[] = {
     {"decoded", 1, "write every row's decoded predictions (.csv or .jsonl)", NULL},
     {"confusion", 1, "with /labels: write the confusion matrix (TSV, rows = true class)", NULL},
     {"compression", 1, "gzip level 0-9 for the output (default 0)", NULL},
+    {"precision", 1, "fp32|bf16|int8 arithmetic of the convolutions (default fp32)", NULL},
+    {"scales", 1, "int8: activation scales file from `shardnet calibrate`", NULL},
     {"resume", 0, "complete an interrupted output (only missing rows are computed)", NULL},
     {"force", 0, "replace an existing output", NULL},
     {"threads", 1, "threads per rank (default: the cores available to the rank)", NULL},
@@ -83,6 +87,16 @@ static int parse(infer_job *c, int argc, char **argv) {
     return EXIT_USAGE;
   }
   c->f16 = fd && !strcmp(fd, "f16");
+  c->scales = OPT("scales");
+  const char *prec = OPT("precision");
+  if (prec && sn_precision_parse(prec, &c->precision) != SN_OK) {
+    cli_error("option --precision: '%s' is not fp32, bf16 or int8", prec);
+    return EXIT_USAGE;
+  }
+  if ((c->precision == SN_PRECISION_INT8) != (c->scales != NULL)) {
+    cli_error("infer: --scales goes with --precision int8, and int8 needs it (shardnet calibrate)");
+    return EXIT_USAGE;
+  }
   c->pre_name = OPT("preprocess");
   c->labels_path = OPT("labels");
   c->decoded_path = OPT("decoded");

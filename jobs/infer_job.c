@@ -57,6 +57,7 @@ void infer_build(infer_job *c) {
   else if (s == SN_OK && c->job.rank == 0 && cli_verbose)
     fprintf(stderr, "shardnet: warning: no --weights: random initialisation\n");
   cli_check(&c->job, s);
+  cli_check(&c->job, cli_set_precision(&c->job, c->net, c->precision, c->scales, c->md5));
 }
 
 /* The writer's configuration, the checks a resumed output must pass and the report files. */
@@ -92,8 +93,10 @@ static sn_status configure(infer_job *c, sn_writer_config *wc) {
                      "infer: --confusion needs a dataset with labels and --top-k > 0 (%s has %s)",
                      c->data_str, has_labels ? "labels" : "none");
   /* Resuming must continue the same computation: same model, weights and preprocessing. */
-  const char *want[][2] = {
-      {"arch", c->cfg.arch}, {"weights_md5", c->md5}, {"preprocess", sn_preprocess_name(c->pre)}};
+  const char *want[][2] = {{"arch", c->cfg.arch},
+                           {"weights_md5", c->md5},
+                           {"preprocess", sn_preprocess_name(c->pre)},
+                           {"precision", sn_precision_name(c->precision)}};
   const int resuming = wc->resume && c->state == SN_OUTPUT_INCOMPLETE;
   for (size_t i = 0; resuming && s == SN_OK && i < sizeof want / sizeof want[0]; ++i) {
     char have[128];
@@ -114,6 +117,7 @@ static sn_status configure(infer_job *c, sn_writer_config *wc) {
 void infer_open_output(infer_job *c) {
   sn_writer_config wc;
   sn_status s = configure(c, &wc);
+  if (s == SN_OK) s = sn_net_plan(c->net, (int)c->batch, 0); /* refusals before any output */
   cli_check(&c->job, s);
   s = sn_writer_create(c->out, c->job.comm, &wc, &c->wr);
   if (s == SN_OK) s = sn_writer_set_source(c->wr, c->ds);
@@ -124,7 +128,9 @@ void infer_open_output(infer_job *c) {
                             {"preprocess", sn_preprocess_name(c->pre)},
                             {"version", SN_VERSION},
                             {"data", c->data_str},
-                            {"bad_images", c->bad_images == SN_BAD_SKIP ? "skip" : "fail"}};
+                            {"bad_images", c->bad_images == SN_BAD_SKIP ? "skip" : "fail"},
+                            {"precision", sn_precision_name(c->precision)},
+                            {"scales", c->scales ? c->scales : ""}};
   for (size_t i = 0; s == SN_OK && i < sizeof attrs / sizeof attrs[0]; ++i)
     s = sn_writer_set_attr_str(c->wr, attrs[i][0], attrs[i][1]);
   cli_check(&c->job, s);
@@ -137,7 +143,6 @@ void infer_open_output(infer_job *c) {
   c->idx_b = malloc(b * k * sizeof(int32_t));
   if (s == SN_OK && (!c->out_b || !c->feat_b || !c->probs_b || !c->val_b || !c->idx_b))
     s = sn_error_set(SN_ERR_NOMEM, "infer: out of memory for output staging");
-  if (s == SN_OK) s = sn_net_plan(c->net, (int)c->batch, 0);
   sn_reader_options ro;
   sn_reader_options_init(&ro);
   ro.batch = (int)c->batch;

@@ -15,6 +15,8 @@ typedef struct infer_job {
   const char *decoded_path;
   char *data_str; /* the --data paths joined by spaces (messages, the output's attribute) */
   long batch, topk, threads, comp, nprint, dthreads;
+  const char *scales; /* int8: the scales file */
+  sn_precision precision;
   int resume, want_logits, want_features, f16;
   sn_labels_from labels_from;
   sn_bad_images bad_images;

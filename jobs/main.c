@@ -70,7 +70,8 @@ static void usage(FILE *f) {
           "  infer     predictions, logits and features for an HDF5 dataset (mpirun: sharded)\n"
           "  train     train a model on an HDF5 dataset (mpirun: data parallel, synchronized BN)\n"
           "  convert   idx (MNIST/Fashion-MNIST) or image folders to HDF5 datasets\n"
-          "  bench     time inference or training steps\n\n"
+          "  bench     time inference or training steps\n"
+          "  calibrate int8 activation scales from a sample of a dataset (mpirun: sharded)\n\n"
           "'shardnet <command> --help' shows a command's options. 'shardnet --version'.\n");
 }
 
@@ -94,6 +95,7 @@ int main(int argc, char **argv) {
   if (!strcmp(c, "train")) return cmd_train(argc, argv);
   if (!strcmp(c, "convert")) return cmd_convert(argc, argv);
   if (!strcmp(c, "bench")) return cmd_bench(argc, argv);
-  cli_error("unknown command '%s' (commands: summary infer train convert bench)", c);
+  if (!strcmp(c, "calibrate")) return cmd_calibrate(argc, argv);
+  cli_error("unknown command '%s' (commands: summary infer train convert bench calibrate)", c);
   return EXIT_USAGE;
 }

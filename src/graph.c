@@ -246,6 +246,30 @@ void sn_engine_options_init(sn_engine_options *o) {
   memset(o, 0, sizeof *o);
   o->fuse = SN_FUSE_ALL;
   o->comm_poll = 1;
+  o->precision = SN_PRECISION_FP32;
+  o->fp32_layers = SN_FP32_DEFAULT;
+}
+
+const char *sn_precision_name(sn_precision p) {
+  switch (p) {
+  case SN_PRECISION_FP32:
+    return "fp32";
+  case SN_PRECISION_BF16:
+    return "bf16";
+  case SN_PRECISION_INT8:
+    return "int8";
+  }
+  return "?";
+}
+
+sn_status sn_precision_parse(const char *name, sn_precision *out) {
+  for (int p = SN_PRECISION_FP32; p <= SN_PRECISION_INT8; ++p)
+    if (name && !strcmp(name, sn_precision_name((sn_precision)p))) {
+      *out = (sn_precision)p;
+      return SN_OK;
+    }
+  return sn_error_set(SN_ERR_INVALID, "precision '%s' is not fp32, bf16 or int8",
+                      name ? name : "(null)");
 }
 
 sn_status sn_net_set_options(sn_net *net, const sn_engine_options *o) {
@@ -257,6 +281,15 @@ sn_status sn_net_set_options(sn_net *net, const sn_engine_options *o) {
   if (o->fuse & ~(unsigned)SN_FUSE_ALL)
     return sn_error_set(SN_ERR_INVALID, "%s: fusion mask 0x%x has unknown bits (all: 0x%x)",
                         net->arch, o->fuse, (unsigned)SN_FUSE_ALL);
+  if (o->precision < SN_PRECISION_FP32 || o->precision > SN_PRECISION_INT8)
+    return sn_error_set(SN_ERR_INVALID, "%s: precision %d is not fp32, bf16 or int8", net->arch,
+                        (int)o->precision);
+  if (o->fp32_layers & ~(unsigned)SN_FP32_DEFAULT)
+    return sn_error_set(SN_ERR_INVALID, "%s: fp32_layers mask 0x%x has unknown bits (all: 0x%x)",
+                        net->arch, o->fp32_layers, (unsigned)SN_FP32_DEFAULT);
+  if (o->cpu_off & ~(unsigned)SN_CPU_ALL)
+    return sn_error_set(SN_ERR_INVALID, "%s: cpu_off mask 0x%x has unknown bits (all: 0x%x)",
+                        net->arch, o->cpu_off, (unsigned)SN_CPU_ALL);
   net->opts = *o;
   return SN_OK;
 }
@@ -340,6 +373,7 @@ void sn_net_destroy(sn_net *net) {
   free(net->layers);
   free(net->built);
   free(net->params);
+  free(net->act);
   free(net->block);
   free(net->grads);
   free(net->momentum);

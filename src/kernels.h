@@ -30,15 +30,23 @@ typedef struct sn_kernel_opts {
   sn_choice conv_gemm;  /* training convolutions on the packed GEMM (forward, backward data) */
   sn_choice conv_wgrad; /* training weight gradients on the packed GEMM */
   sn_choice winograd;   /* training 3x3 stride-1 convolutions on Winograd F(2x2, 3x3) */
+  unsigned cpu_off;     /* SN_CPU_* features not to use (the low-precision kernels' choice) */
 } sn_kernel_opts;
 
 static inline sn_kernel_opts sn_kernel_opts_of(const sn_engine_options *o) {
-  sn_kernel_opts k = {o->portable, o->conv_gemm, o->conv_wgrad, o->winograd};
+  sn_kernel_opts k = {o->portable || (o->cpu_off & SN_CPU_AVX512), o->conv_gemm, o->conv_wgrad,
+                      o->winograd, o->cpu_off};
   return k;
 }
 
 /* 1 when a kernel runs its AVX-512 body: not told `portable` and the CPU has it. */
 static inline int sn_use_avx512(int portable) { return !portable && sn_cpu_has_avx512(); }
+
+/* The SN_CPU_* features the kernels may use under opts: the CPU's, less those switched off
+ * (none at all when the portable bodies are asked for). */
+static inline unsigned sn_kernel_features(const sn_kernel_opts *o) {
+  return sn_use_avx512(o->portable) ? sn_cpu_features() & ~o->cpu_off : 0;
+}
 
 /* ------------------------------------------------------------ convolution */
 
@@ -143,16 +151,99 @@ void sn_conv_impl_destroy(sn_conv_impl *c);
  * saves the output's read-for-ownership traffic (25.7 MB per layer1 block at batch 8). */
 int sn_conv_residual_in_place_ok(const sn_conv_geom *g);
 
+/* Low-precision inference convolutions (conv_lowp.c; docs/kernels.md, "Low precision"). The
+ * planner decides how each tensor is stored; the kernel reads and writes those formats:
+ *   bf16: x, res and y float32; x (after the input map) rounded to bfloat16 as it is read, the
+ *         weights stored in bfloat16, float32 sums, the epilogue (bias, residual, ReLU) in float32.
+ *   int8: x uint8 q with x = in_scale * (q - in_zp) (in_u8), or float32 quantized as it is read
+ *         (sn_quant_u8 rule, after the input map); weights per output channel symmetric int8;
+ *         int32 sums; y = (sum - in_zp * colsum[o]) * mult[o] + bias[o] (+ res) (ReLU) in
+ *         float32 with mult[o] = in_scale * wscale[o] rounded to float32, stored as float32
+ *         or as uint8 with out_scale (zero point 0, after a ReLU); res float32 or uint8 with
+ *         res_scale (zero point 0). */
+typedef struct sn_conv_lp {
+  sn_precision type; /* SN_PRECISION_BF16 or SN_PRECISION_INT8 */
+  float in_scale;    /* int8: the input's scale and zero point (0 or 128) */
+  int in_zp;
+  int in_u8;  /* int8: the input tensor is stored as uint8 (in_scale, zero point 0) */
+  int out_u8; /* int8: store y as uint8 with out_scale */
+  float out_scale;
+  int res_u8; /* int8: the residual is stored as uint8 with res_scale */
+  float res_scale;
+} sn_conv_lp;
+/* Prepares g (inference, g->n the largest batch) in low precision: the weights w (KH, KW, Cin,
+ * Cout) and bias (Cout, or NULL) are rounded or quantized and packed once. The instructions are
+ * chosen from sn_kernel_features(&g->opts): AMX where present, else AVX512-BF16 / AVX512-VNNI.
+ * Returns -1 (SN_ERR_INVALID set, naming the instructions) when neither is there, or on
+ * allocation failure (SN_ERR_NOMEM). */
+int sn_conv_prepare_lp(const sn_conv_geom *g, const float *w, const float *bias,
+                       const sn_conv_lp *q, sn_conv_impl **out);
+/* 1 if the features allow precision p (bf16: AVX512-BF16 or AMX-BF16; int8: AVX512-VNNI or
+ * AMX-INT8; both need AVX-512; fp32 always). */
+int sn_lp_supported(sn_precision p, unsigned features);
+/* sn_conv_impl_forward of a prepared low-precision convolution: x (N, H, W, Cin) and res
+ * (N, OH, OW, Cout) or NULL, y (N, OH, OW, Cout) in the formats of its sn_conv_lp (uint8 or
+ * float32); in: the input map applied to a float32 x before rounding (may be NULL). y may be res
+ * only when both are stored alike (sn_conv_lp_residual_in_place_ok). */
+void sn_conv_impl_forward_lp(const sn_conv_impl *c, int n, const void *x, const sn_conv_in *in,
+                             const void *res, int relu, void *y, float *ws);
+/* 1 if a low-precision convolution of g with q may write y over res. */
+int sn_conv_lp_residual_in_place_ok(const sn_conv_geom *g, const sn_conv_lp *q);
+
+/* Rounding and quantization rules of the low-precision paths (quant.c), with the plain
+ * versions the tests compare against. */
+/* float32 -> bfloat16 bits as VCVTNEPS2BF16 does it: round to nearest even; NaN stays a quiet
+ * NaN (sign and top mantissa bits kept); float32 denormals become zeros of their sign. */
+uint16_t sn_bf16_from_f32(float x);
+static inline float sn_bf16_to_f32(uint16_t b) {
+  union {
+    uint32_t u;
+    float f;
+  } v = {(uint32_t)b << 16};
+  return v.f;
+}
+/* q = clamp(round_half_even(min(x * inv_scale, 255 - zp)) + zp, 0, 255) with the float32 product
+ * x * inv_scale the value rounded; NaN gives 0. */
+uint8_t sn_quant_u8_ref(float x, float inv_scale, int zp);
+/* Per-output-channel symmetric int8 weights of w (K, N) (row k, column o; HWIO flattened):
+ * scale[o] = max_k |w[k][o]| / 127 (1 when the column is zero), q = clamp(round_half_even(w /
+ * scale[o]), -127, 127) in double; colsum[o] = sum_k q[k][o]. q (K, N). */
+void sn_quant_weights_s8(const float *w, int k, int n, int8_t *q, float *scale, int32_t *colsum);
+
+/* Calibration histograms (quant.c): the bins of |x| are the top 16 bits of its float32 pattern
+ * (8 exponent bits, 7 mantissa bits: 128 bins per octave, each about 0.8% wide) for |x| in
+ * [2^-SN_HIST_LOW_OCT, 2^SN_HIST_HIGH_OCT); smaller values count as zeros, larger ones in the
+ * last bin. Counts are integers, so sums over images, batches and ranks are exact. */
+#define SN_HIST_LOW_OCT 40
+#define SN_HIST_HIGH_OCT 40
+#define SN_HIST_BINS ((SN_HIST_LOW_OCT + SN_HIST_HIGH_OCT) * 128)
+typedef struct sn_hist {
+  int64_t bins[SN_HIST_BINS]; /* counts of |x| per bin */
+  int64_t zeros;              /* |x| < 2^-SN_HIST_LOW_OCT (exact zeros among them) */
+  int64_t nonfinite;          /* NaN or infinity */
+  float min, max;             /* extrema of x (finite values) */
+} sn_hist;
+void sn_hist_init(sn_hist *h);
+/* Adds n values of x (OpenMP inside; counts independent of the thread count). */
+void sn_hist_add(sn_hist *h, const float *x, size_t n);
+/* The lower edge of bin i. */
+double sn_hist_edge(int i);
+/* The threshold of a histogram by method (sn_calib_method; quant.c has the rules); levels: the
+ * number of uint8 steps above zero the threshold maps to (255 for zero point 0, 127 for 128).
+ * 0 when the histogram has no value above zero. */
+double sn_hist_threshold(const sn_hist *h, int method, int levels);
+
 /* The algorithms of a prepared convolution; forcing one is for tests and benchmarks. */
 typedef enum sn_conv_algo {
   SN_CONV_AUTO = 0,
-  SN_CONV_GENERIC = 1,  /* sn_conv_forward on a copy of the weights */
-  SN_CONV_GEMM = 2,     /* packed AVX-512 GEMM (1x1 rows copied, else im2col rows) */
-  SN_CONV_WINOGRAD = 3, /* Winograd F(4x4, 3x3), 3x3 stride 1 only */
-  SN_CONV_DIRECT = 4,   /* AVX-512: the training path's kernels (sn_conv_forward; the direct NHWC
-                           tiles for the small-channel shapes the size rule gives it) on a copy of
-                           the weights */
-  SN_CONV_WINOGRAD2 = 5 /* Winograd F(2x2, 3x3), 3x3 stride 1 only */
+  SN_CONV_GENERIC = 1,   /* sn_conv_forward on a copy of the weights */
+  SN_CONV_GEMM = 2,      /* packed AVX-512 GEMM (1x1 rows copied, else im2col rows) */
+  SN_CONV_WINOGRAD = 3,  /* Winograd F(4x4, 3x3), 3x3 stride 1 only */
+  SN_CONV_DIRECT = 4,    /* AVX-512: the training path's kernels (sn_conv_forward; the direct NHWC
+                            tiles for the small-channel shapes the size rule gives it) on a copy of
+                            the weights */
+  SN_CONV_WINOGRAD2 = 5, /* Winograd F(2x2, 3x3), 3x3 stride 1 only */
+  SN_CONV_LOWP = 6       /* bf16 or int8 (sn_conv_prepare_lp; not forced through _algo) */
 } sn_conv_algo;
 /* sn_conv_prepare with a forced algorithm (falls back to generic when the algorithm cannot run:
  * no AVX-512 or g->opts.portable, or Winograd on an ineligible geometry). */

@@ -156,8 +156,12 @@ struct sn_layer {
   /* parameters: tensors [p0, p0 + np) of net->params */
   int p0, np;
   sn_layer_fusion fuse; /* set by fuse.c on the plan's copy; unset in the built graph */
-  sn_conv_impl *impl;   /* prepared convolution (inference) */
-  float *fold;          /* folded kernel/bias or BN scale/shift (inference), owned */
+  /* low precision, set by sn_lowp_plan on the plan's copy (lowp.c) */
+  int lp;             /* conv or dense run in the plan's bf16 or int8 */
+  int out_u8;         /* int8: the output is stored as uint8 with out_scale, zero point 0 */
+  float out_scale;    /* the scale its int8 readers quantize it with */
+  sn_conv_impl *impl; /* prepared convolution (inference) */
+  float *fold;        /* folded kernel/bias or BN scale/shift (inference), owned */
   /* activations (views into the arenas) */
   float *y;             /* (N, out) */
   float *dy;            /* (N, out), training */
@@ -227,6 +231,8 @@ struct sn_net {
   uint64_t seed;
   sn_engine_options opts; /* sn_net_set_options; read by sn_net_plan (comm_poll: by each
                              training step) */
+  float *act;             /* (nlayers, 3) or NULL: the int8 activation scale of each conv and
+                             dense layer's input: threshold (0: unset), min, max (lowp.c) */
 };
 
 /* ---- graph building (graph.c; sn_net_create in models.c builds an architecture with these) */
@@ -268,6 +274,9 @@ sn_conv_in sn_bn_layer_input_map(const sn_net *net, const sn_layer *l, int train
  * the prepare hooks of conv and dense). */
 sn_status sn_layer_prepare_impl(sn_net *net, sn_layer *l, const sn_conv_geom *g, const float *w,
                                 const float *b);
+/* The same for a layer run in low precision (l->lp): prepared with sn_lowp_conv_params. */
+sn_status sn_layer_prepare_impl_lp(sn_net *net, sn_layer *l, const sn_conv_geom *g, const float *w,
+                                   const float *b);
 
 /* Frees what a plan allocated: arenas, workspace, prepared convolutions, profile (graph.c, with
  * the rest of the net's memory). */
@@ -281,6 +290,15 @@ void sn_net_unplan(sn_net *net);
 int sn_net_keras_order(const sn_net *net, int *order);
 /* The name Keras gives the input layer of a functional model. */
 #define SN_KERAS_INPUT_NAME "input_1"
+
+/* ---- low precision (lowp.c), on the plan's copy after fusion */
+/* Decides which layers run in the plan's precision and how int8 tensors are stored; refuses a
+ * CPU without the instructions, a training plan, and int8 layers without scales. */
+sn_status sn_lowp_plan(sn_net *net);
+/* The convolution parameters of layer l (lp set) in its plan: precision, scales, formats. */
+sn_conv_lp sn_lowp_conv_params(const sn_net *net, const sn_layer *l);
+/* 1 if l is a conv or dense layer (they take an activation scale). */
+int sn_lowp_scalable(const sn_layer *l);
 
 /* ---- fusion (fuse.c), on the plan's copy of the wiring */
 /* Inference: pad, BN, add and ReLU folded into their neighbours (mask: SN_FUSE_*). */

@@ -44,7 +44,8 @@ static size_t plan_offsets(sn_net *net, int n, size_t *offs, int reuse) {
   for (int j = 0; j < L; ++j) {
     const sn_layer *l = &net->layers[j];
     if (l->fuse.skip) continue;
-    size_t size = ((size_t)n * sn_shape_size(l->out) + 15) & ~(size_t)15;
+    const size_t elems = (size_t)n * sn_shape_size(l->out);
+    size_t size = ((l->out_u8 ? (elems + 3) / 4 : elems) + 15) & ~(size_t)15; /* uint8: 1/4 */
     if (reuse) { /* drop intervals that ended before this layer */
       int k = 0;
       for (int i = 0; i < nlive; ++i)
@@ -177,6 +178,11 @@ sn_status sn_net_plan(sn_net *net, int max_batch, int training) {
     sn_fuse_for_inference(net, fuse_mask);
   else
     sn_fuse_for_training(net, fuse_mask);
+  sn_status ls = sn_lowp_plan(net); /* after fusion: the formats depend on what fused */
+  if (ls != SN_OK) {
+    sn_net_restore_graph(net);
+    return ls;
+  }
 
   size_t *offs = calloc(net->nlayers > 0 ? (size_t)net->nlayers : 1, sizeof *offs);
   if (!offs) return sn_error_set(SN_ERR_NOMEM, "%s: out of memory planning", net->arch);
@@ -253,6 +259,26 @@ sn_status sn_layer_prepare_impl(sn_net *net, sn_layer *l, const sn_conv_geom *g,
   }
   if (sn_conv_prepare(g, w, b, &l->impl) != 0)
     return sn_error_set(SN_ERR_NOMEM, "layer %s: cannot prepare convolution", l->name);
+  size_t need = sn_conv_impl_workspace(l->impl);
+  if (need > net->ws_n) {
+    float *ws = sn_alloc_floats(need);
+    if (!ws) return sn_error_set(SN_ERR_NOMEM, "layer %s: cannot allocate workspace", l->name);
+    free(net->ws);
+    net->ws = ws;
+    net->ws_n = need;
+  }
+  return SN_OK;
+}
+
+sn_status sn_layer_prepare_impl_lp(sn_net *net, sn_layer *l, const sn_conv_geom *g, const float *w,
+                                   const float *b) {
+  if (l->impl) {
+    sn_conv_impl_update(l->impl, w, b);
+    return SN_OK;
+  }
+  const sn_conv_lp q = sn_lowp_conv_params(net, l);
+  sn_status s = sn_conv_prepare_lp(g, w, b, &q, &l->impl);
+  if (s != SN_OK) return sn_error_set(s, "layer %s: %s", l->name, sn_last_error());
   size_t need = sn_conv_impl_workspace(l->impl);
   if (need > net->ws_n) {
     float *ws = sn_alloc_floats(need);

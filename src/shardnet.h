@@ -6,12 +6,13 @@
  *   runtime         sn_version, sn_threads_set, sn_free
  *   communicator    sn_comm: serial by default, MPI through sn_comm_create_world
  *   models          sn_model_config, sn_net_create, shapes, parameters, sn_net_summary
- *   engine options  sn_engine_options (algorithm choices, fusions, profiling)
+ *   engine options  sn_engine_options (algorithm choices, fusions, profiling, precision)
  *   inference       sn_net_plan, sn_net_forward, sn_net_predict (classify a batch: forward +
  *                   softmax + top-k)
+ *   int8            activation scales and their calibration (sn_calibrator_*)
  *   training        sn_net_train_step, sn_net_sgd_update, learning-rate schedules, sharding
  *   preprocessing   sn_preprocess_u8, augmentation, softmax, top-k, metrics
- *   HDF5            weights, checkpoints, datasets, the streaming reader, the parallel writer
+ *   HDF5            weights, checkpoints, scales, datasets, the streaming reader, the parallel writer
  *   images          sn_image_load: a JPEG or PNG file to pixels, as Keras' load_img
  *   MPI             sn_mpi_init, agreement with a deadline
  *
@@ -341,26 +342,77 @@ enum {
   SN_FUSE_ALL = 255
 };
 
+/* Arithmetic of an inference plan's convolutions (sn_engine_options.precision):
+ *   SN_PRECISION_FP32  float32 throughout (the default; the only precision of training plans)
+ *   SN_PRECISION_BF16  weights stored in bfloat16, each convolution's input rounded to bfloat16
+ *                      (round to nearest even), products accumulated in float32; activations
+ *                      between layers stay float32
+ *   SN_PRECISION_INT8  post-training static quantization: per-output-channel symmetric int8
+ *                      weights (batch norm folded first), uint8 activations whose scales come
+ *                      from a calibration pass (sn_calibrator_*, or sn_scales_load), int32 sums
+ * The layers of sn_engine_options.fp32_layers stay float32 in both; pooling, the element-wise
+ * layers and the softmax always do. docs/kernels.md states the rounding rules and error budgets;
+ * docs/cli.md how the CLI runs them. Planning bf16 or int8 on a CPU without the instructions
+ * (AVX512-BF16 or AMX-BF16; AVX512-VNNI or AMX-INT8) fails with SN_ERR_INVALID, naming them. */
+typedef enum sn_precision {
+  SN_PRECISION_FP32 = 0,
+  SN_PRECISION_BF16 = 1,
+  SN_PRECISION_INT8 = 2
+} sn_precision;
+/* "fp32", "bf16", "int8"; and the reverse (unknown name: SN_ERR_INVALID). */
+SN_API const char *sn_precision_name(sn_precision p);
+SN_API sn_status sn_precision_parse(const char *name, sn_precision *out);
+
+/* Layers a bf16 or int8 plan keeps in float32 (sn_engine_options.fp32_layers). */
+enum {
+  SN_FP32_STEM = 1,       /* the convolution reading the network input */
+  SN_FP32_CLASSIFIER = 2, /* the dense layers */
+  SN_FP32_DEFAULT = 3
+};
+
+/* CPU features the kernels dispatch on (sn_cpu_features, sn_engine_options.cpu_off). */
+enum {
+  SN_CPU_AVX512 = 1,      /* AVX-512 F, BW, VL, DQ and FMA: the fast float32 kernels */
+  SN_CPU_AVX512_BF16 = 2, /* vdpbf16ps, vcvtneps2bf16 */
+  SN_CPU_AVX512_VNNI = 4, /* vpdpbusd */
+  SN_CPU_AMX_BF16 = 8,    /* AMX tiles and tdpbf16ps, usable: the OS granted the tile state */
+  SN_CPU_AMX_INT8 = 16,   /* AMX tiles and tdpbusd, usable */
+  SN_CPU_ALL = 31
+};
+
 typedef struct sn_engine_options {
-  int portable;         /* 1: portable kernels only, never AVX-512 (default 0: by the CPU) */
-  sn_choice conv_gemm;  /* training convolutions on the packed GEMM (forward, backward data) */
-  sn_choice conv_wgrad; /* training weight gradients on the packed GEMM */
-  sn_choice winograd;   /* training 3x3 convolutions on Winograd F(2x2, 3x3) */
-  unsigned fuse;        /* SN_FUSE_* mask (default SN_FUSE_ALL) */
-  int profile;          /* 1: time every layer of every pass of the plan (sn_net_profile) */
-  int comm_poll;        /* 1 (default): sn_net_train_step polls the pending gradient all-reduces
-                           (sn_comm_test) after each layer's backward, so that they progress
-                           while backward continues (the MPI library has no progress thread);
-                           the result is the same either way */
+  int portable;           /* 1: portable kernels only, never AVX-512 (default 0: by the CPU) */
+  sn_choice conv_gemm;    /* training convolutions on the packed GEMM (forward, backward data) */
+  sn_choice conv_wgrad;   /* training weight gradients on the packed GEMM */
+  sn_choice winograd;     /* training 3x3 convolutions on Winograd F(2x2, 3x3) */
+  unsigned fuse;          /* SN_FUSE_* mask (default SN_FUSE_ALL) */
+  int profile;            /* 1: time every layer of every pass of the plan (sn_net_profile) */
+  int comm_poll;          /* 1 (default): sn_net_train_step polls the pending gradient all-reduces
+                             (sn_comm_test) after each layer's backward, so that they progress
+                             while backward continues (the MPI library has no progress thread);
+                             the result is the same either way */
+  sn_precision precision; /* inference plans: fp32 (default), bf16 or int8 */
+  unsigned fp32_layers;   /* SN_FP32_* layers that bf16 and int8 plans keep in float32
+                             (default SN_FP32_DEFAULT: the stem and the classifier) */
+  unsigned cpu_off;       /* SN_CPU_* features the kernels must not use, as on a CPU without
+                             them (default 0): tests of the refusal and of the AVX-512 paths
+                             that stand in for AMX. SN_CPU_AVX512 acts as portable = 1 */
 } sn_engine_options;
 SN_API void sn_engine_options_init(sn_engine_options *o);
-/* Copies o into the net; takes effect at the next sn_net_plan. Unknown fuse bits or choice
- * values: SN_ERR_INVALID. */
+/* Copies o into the net; takes effect at the next sn_net_plan. Unknown fuse, fp32_layers or
+ * cpu_off bits, choice or precision values: SN_ERR_INVALID. */
 SN_API sn_status sn_net_set_options(sn_net *net, const sn_engine_options *o);
 SN_API const sn_engine_options *sn_net_options(const sn_net *net);
 /* 1 if the CPU has the AVX-512 subsets (F, BW, VL, DQ) and FMA that the engine's fast kernels
  * use, detected once; the kernels run them unless sn_engine_options.portable is set. */
 SN_API int sn_cpu_has_avx512(void);
+/* The SN_CPU_* features of this CPU, detected once. The AMX bits are set only when the CPU has
+ * the tiles, the OS enables their state (XCR0) and grants this process its use
+ * (arch_prctl(ARCH_REQ_XCOMP_PERM), requested at the first call). */
+SN_API unsigned sn_cpu_features(void);
+/* The names of the features in mask ("avx512 avx512_bf16 ...", "none"), into buf (n bytes,
+ * truncated). Returns buf. */
+SN_API const char *sn_cpu_feature_names(unsigned mask, char *buf, size_t n);
 
 /* Plans activation memory for batches of up to max_batch. training = 1 keeps what backward
  * needs and allocates gradients; training = 0 may fold batch norm into convolutions and reuse
@@ -400,6 +452,79 @@ typedef struct sn_layer_profile {
  * here and freed by the caller with free(); its strings belong to the net (valid until it is
  * destroyed). A new plan starts the counts afresh. Not collective. Errors: SN_ERR_NOMEM. */
 SN_API sn_status sn_net_profile(const sn_net *net, sn_layer_profile **rows, int *n, long *passes);
+
+/* ---------------------------------------------------------------- int8: scales, calibration */
+
+/* An int8 plan quantizes the input of each layer it runs in int8 (every convolution and dense
+ * layer not kept in float32 by sn_engine_options.fp32_layers) to uint8:
+ *   q = clamp(round_half_even(x / scale) + zero_point, 0, 255),   x ~ scale * (q - zero_point)
+ * with zero_point 0 and scale = threshold / 255 for an input never negative in calibration (a
+ * ReLU's output: every convolution's input in the ResNets but the stem's), else zero_point 128 and
+ * scale = threshold / 127. Values beyond the threshold are clipped to it. The thresholds come from
+ * calibration (sn_calibrator_*) or a scales file (sn_scales_load). docs/kernels.md ("Low
+ * precision") has the whole arithmetic. */
+typedef struct sn_act_scale {
+  const char *layer; /* the layer whose input this is (conv or dense); owned by the net */
+  float threshold;   /* clipping threshold T > 0; 0: not set */
+  float scale;       /* T / 255 (zero_point 0) or T / 127 (zero_point 128) */
+  int zero_point;    /* 0 when min >= 0, else 128 */
+  float min, max;    /* the input's range in calibration */
+} sn_act_scale;
+
+/* The layers that take an activation scale: every convolution and dense layer, in network order
+ * (index i of sn_net_act_scale). */
+SN_API int sn_net_num_act_scales(const sn_net *net);
+/* Scale i (0 <= i < sn_net_num_act_scales, else SN_ERR_INVALID). Not collective. */
+SN_API sn_status sn_net_act_scale(const sn_net *net, int i, sn_act_scale *out);
+/* Sets the scale of layer's input from a threshold and the observed range (scale and zero point
+ * are derived). Takes effect at the next sn_net_plan. Errors: no such conv or dense layer,
+ * SN_ERR_NOTFOUND; threshold not finite and positive, or min > max, SN_ERR_INVALID. */
+SN_API sn_status sn_net_set_act_scale(sn_net *net, const char *layer, float threshold, float min,
+                                      float max);
+
+/* Calibration: statistics of every convolution's and dense layer's input over a set of images,
+ * and a threshold chosen from them for each (docs/kernels.md, "Calibration"):
+ *   SN_CALIB_MSE         minimises the expected squared error of the quantized input (rounding
+ *                        below the threshold, clipping above) over the histogram of |x|
+ *   SN_CALIB_MAX         the largest |x| seen
+ *   SN_CALIB_PERCENTILE  the 99.99th percentile of |x|
+ * The statistics are integer counts in fixed bins (128 per octave of |x|) and exact extrema, and
+ * a plan's float32 result for an image does not depend on the batch it runs in, so for a given
+ * max_batch the thresholds do not depend on how the images were split into batches or over
+ * ranks (a different max_batch may choose other float32 algorithms, whose rounding may move a
+ * threshold by a bin). */
+typedef enum sn_calib_method {
+  SN_CALIB_MSE = 0,
+  SN_CALIB_MAX = 1,
+  SN_CALIB_PERCENTILE = 2
+} sn_calib_method;
+/* "mse", "max", "percentile"; and the reverse (unknown name: SN_ERR_INVALID). */
+SN_API const char *sn_calib_method_name(sn_calib_method m);
+SN_API sn_status sn_calib_method_parse(const char *name, sn_calib_method *out);
+
+typedef struct sn_calibrator sn_calibrator;
+/* Plans net for float32 inference with batches of up to max_batch (batch norms not folded into
+ * the layers reading them, so that every input observed is a tensor) and starts empty
+ * statistics. Do not replan the net while the calibrator lives; plan it again (int8) after
+ * sn_calibrator_finish. The caller owns *out; net must outlive it. Errors: those of
+ * sn_net_plan, SN_ERR_NOMEM. */
+SN_API sn_status sn_calibrator_create(sn_net *net, int max_batch, sn_calibrator **out);
+/* A float32 forward pass on n <= max_batch preprocessed images x (n, H, W, C), adding every
+ * observed input to the statistics. Not collective. Errors: those of sn_net_forward;
+ * SN_ERR_NUMERIC when an observed input holds NaN or infinity (naming the layer). */
+SN_API sn_status sn_calibrator_add(sn_calibrator *c, const float *x, int n);
+/* Sums the statistics over the ranks of comm (NULL: serial), chooses each threshold by method
+ * and sets it in the net (sn_net_set_act_scale). Collective. Errors: no images on any rank, or a
+ * layer whose input was zero everywhere, SN_ERR_INVALID (naming it); SN_ERR_COMM. */
+SN_API sn_status sn_calibrator_finish(sn_calibrator *c, sn_comm *comm, sn_calib_method method);
+/* Images added: on this rank before sn_calibrator_finish, on all ranks after. */
+SN_API int64_t sn_calibrator_rows(const sn_calibrator *c);
+SN_API void sn_calibrator_destroy(sn_calibrator *c);
+/* The calibration sample of a dataset of n rows: rows evenly spaced over it (sample i, for
+ * i < min(count, n), is row floor(i * n / min(count, n))), so that a dataset sorted by class
+ * gives every class its share; rank r of size takes the contiguous block sn_shard_block of the
+ * samples. Writes this rank's rows (at most ceil(count / size)) and returns how many. */
+SN_API int64_t sn_calib_rows(int64_t n, int64_t count, int rank, int size, int64_t *rows);
 
 /* ---------------------------------------------------------------- training */
 

@@ -38,7 +38,8 @@ Usage: compare.py [--workloads LIST|default|quick|none] [--engines shardnet,pyto
                   [--workdir /tmp/shardnet_compare] [--peer-passive] [--timeout 1200]
                   [--fmnist EPOCHS [--fmnist-ranks 1|2] [--target 0.92] [--limit-rows N]
                    [--fmnist-dir DIR]]
-  LIST = comma-separated MODE:ARCH:bBATCH, e.g. infer:resnet50:b8,train:resnet20:b128
+  LIST = comma-separated MODE:ARCH:bBATCH, e.g. infer:resnet50:b8,train:resnet20:b128; MODE infer,
+  infer-bf16, infer-int8 (shardnet --precision; PyTorch's int8 is peers.py --precision int8) or train
   (resnet20 runs at 28x28x1 with 10 classes, everything else at 224x224x3, 1000 classes).
   --quick: --min-time 1 --reps 2 --rounds 1 and the quick workload list (smoke test).
   --peer-passive: OMP_WAIT_POLICY=passive for PyTorch and no ORT spinning (loaded machines).
@@ -201,9 +202,12 @@ def parse_workloads(spec):
     out = []
     for item in spec.split(','):
         parts = item.strip().split(':')
-        if len(parts) != 3 or parts[0] not in ('infer', 'train'):
-            raise SystemExit('compare.py: workload %r is not MODE:ARCH:bBATCH (MODE infer|train)' % item)
-        out.append({'id': item.strip(), 'mode': parts[0], 'arch': parts[1],
+        modes = ('infer', 'infer-bf16', 'infer-int8', 'train')
+        if len(parts) != 3 or parts[0] not in modes:
+            raise SystemExit('compare.py: workload %r is not MODE:ARCH:bBATCH (MODE %s)'
+                             % (item, '|'.join(modes)))
+        mode, _, prec = parts[0].partition('-')
+        out.append({'id': item.strip(), 'mode': mode, 'precision': prec or 'fp32', 'arch': parts[1],
                     'batch': int(parts[2].lstrip('b'))})
     return out
 
@@ -259,8 +263,10 @@ class Engines:
 
     def engines_for(self, w):
         es = [e for e in ('shardnet', 'onnxruntime', 'pytorch') if self.available.get(e)]
-        if w['mode'] == 'train' or small_input(w['arch']):
-            es = [e for e in es if e != 'onnxruntime']  # ort_run.js feeds 224x224x3 inference only
+        if w['mode'] == 'train' or small_input(w['arch']) or w['precision'] != 'fp32':
+            es = [e for e in es if e != 'onnxruntime']  # ort_run.js feeds 224x224x3 fp32 inference only
+        if w['precision'] == 'bf16' or (w['precision'] == 'int8' and small_input(w['arch'])):
+            es = [e for e in es if e != 'pytorch']  # peers.py: int8 on the 224x224 models only
         return es
 
     def prepare_onnx(self, workloads):
@@ -303,6 +309,8 @@ class Engines:
                    '--threads', str(a.threads)] + common
             if w['mode'] == 'train':
                 cmd.append('--train')
+            if w['precision'] != 'fp32':
+                cmd += ['--precision', w['precision']]
             if small_input(w['arch']):
                 cmd += ['--input', '28x28x1', '--classes', '10']
             return [('', cmd)]
@@ -317,7 +325,7 @@ class Engines:
             if w['mode'] == 'infer':
                 cmd = [PY, os.path.join(HERE, 'peers.py'), '--models', w['arch'], '--batches',
                        str(w['batch']), '--frameworks', 'torch', '--formats', fmt,
-                       '--threads', str(a.threads)] + common
+                       '--threads', str(a.threads), '--precision', w['precision']] + common
             else:
                 cmd = [PY, os.path.join(HERE, 'train_peer.py'), '--models', w['arch'], '--batch',
                        '%s=%d' % (w['arch'], w['batch']), '--formats', fmt,

@@ -19,7 +19,7 @@ committed). Run with /usr/bin/python3 (torch 1.13).
 Usage: peers.py [--models resnet18,resnet50,keras_resnet50v2] [--batches 1,8,32]
                 [--frameworks torch,ort] [--threads 2] [--reps 10] [--min-time 10]
                 [--workdir /tmp/shardnet_peers] [--ort-spin 1]
-                [--formats contiguous,channels_last]
+                [--formats contiguous,channels_last] [--precision fp32|int8]
 On a loaded machine spinning idle threads starve the workers: compare with `shardnet bench`
 run with OMP_WAIT_POLICY=passive, using --ort-spin 0 and OMP_WAIT_POLICY=passive for PyTorch (measured at load 12, ORT resnet18 batch 1: 5.3 img/s spinning, 9.5 without).
 Each line: {"framework", "version", "model", "batch", "threads", "img_per_s" (median),
@@ -114,11 +114,28 @@ def time_runs(fn, reps, min_time):
     return statistics.median(times), min(times), len(times)
 
 
+def quantize_int8(model, x):
+    """PyTorch's own int8 path: FX post-training static quantization (torch.ao.quantization) with
+    the onednn backend's default qconfig (x86: per-channel s8 weights, u8 activations), calibrated
+    on x (the benchmark's input, as `shardnet bench --precision int8` calibrates on its own)."""
+    import torch
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    torch.backends.quantized.engine = 'onednn'
+    qm = get_default_qconfig_mapping('onednn')
+    m = prepare_fx(model, qm, example_inputs=(x,))
+    with torch.no_grad():
+        m(x)
+    return convert_fx(m)
+
+
 def bench_torch(name, batch, args):
     import torch
     torch.set_num_threads(args.threads)
     model = make_model(name)
     x = torch.randn(batch, 3, 224, 224)
+    if args.precision == 'int8':
+        model = quantize_int8(model, x)
     best = None
     with torch.no_grad():
         for fmt in args.formats.split(','):
@@ -128,6 +145,7 @@ def bench_torch(name, batch, args):
             med, mn, runs = time_runs(lambda: m(xi), args.reps, args.min_time)
             rec = {'framework': 'pytorch', 'version': torch.__version__, 'model': name,
                    'batch': batch, 'threads': args.threads, 'format': fmt,
+                   'precision': args.precision,
                    'img_per_s': round(batch / med, 2), 'ms_per_batch': round(med * 1e3, 3),
                    'ms_min': round(mn * 1e3, 3), 'runs': runs}
             if args.verbose:
@@ -172,6 +190,8 @@ def main():
     p.add_argument('--ort-spin', type=int, default=1, help='ORT intra-op spinning (its default 1)')
     p.add_argument('--formats', default='contiguous,channels_last',
                    help='PyTorch memory formats to time (the faster is reported)')
+    p.add_argument('--precision', default='fp32', choices=('fp32', 'int8'),
+                   help='int8: PyTorch FX static quantization, onednn backend (torch only)')
     p.add_argument('--verbose', action='store_true')
     args = p.parse_args()
     os.makedirs(args.workdir, exist_ok=True)

@@ -27,7 +27,10 @@
  *   im2col       everything else: packed AVX-512 GEMM over im2col rows
  *   direct       small channel counts (direct_fits): the training path (sn_conv_forward, on the
  *                direct tiles for the shapes the size rule gives it), a copy of the weights
- *   generic      no AVX-512: a copy of the weights and sn_conv_forward. */
+ *   generic      no AVX-512: a copy of the weights and sn_conv_forward.
+ * Low precision (sn_conv_prepare_lp, chosen by the plan's precision, not by size): bf16 and int8
+ * on AMX tiles where the CPU has them (sn_cpu_features, less g->opts.cpu_off), else on
+ * AVX512-BF16 / AVX512-VNNI (conv_lowp.c); without either, no low-precision convolution. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +38,7 @@
 #include "conv_direct.h"
 #include "conv_gemm.h"
 #include "conv_generic.h"
+#include "conv_lowp.h"
 #include "conv_wino.h"
 #include "kernels.h"
 #include "shardnet.h"
@@ -325,11 +329,13 @@ void sn_conv_backward(const sn_conv_geom *g, const float *x, const float *w, con
 
 struct sn_conv_impl {
   sn_conv_geom g;    /* g.n = largest batch */
-  sn_conv_algo algo; /* resolved: GENERIC, GEMM, WINOGRAD or DIRECT */
+  sn_conv_algo algo; /* resolved: GENERIC, GEMM, WINOGRAD, DIRECT or LOWP */
   int nt;            /* threads the workspace is sized for */
   float *w;          /* GENERIC, DIRECT: (KH, KW, Cin, Cout) copy; GEMM: packed B; WINOGRAD: U */
   size_t nw;         /* floats in w */
   float *bias;       /* (Cout) copy, or NULL */
+  sn_lp_conv *lp;    /* LOWP: the prepared bf16 or int8 convolution (its own weights) */
+  sn_conv_lp q;      /* LOWP: its precision and tensor formats */
 };
 
 static double dmax(double a, double b) { return a > b ? a : b; }
@@ -444,9 +450,53 @@ int sn_conv_prepare(const sn_conv_geom *g, const float *w, const float *bias, sn
   return sn_conv_prepare_algo(g, w, bias, SN_CONV_AUTO, out);
 }
 
+int sn_lp_supported(sn_precision p, unsigned f) {
+  if (p == SN_PRECISION_FP32) return 1;
+  if (!(f & SN_CPU_AVX512)) return 0;
+  if (p == SN_PRECISION_BF16) return (f & (SN_CPU_AVX512_BF16 | SN_CPU_AMX_BF16)) != 0;
+  return p == SN_PRECISION_INT8 && (f & (SN_CPU_AVX512_VNNI | SN_CPU_AMX_INT8)) != 0;
+}
+
+int sn_conv_prepare_lp(const sn_conv_geom *g, const float *w, const float *bias,
+                       const sn_conv_lp *q, sn_conv_impl **out) {
+  *out = NULL;
+  const unsigned f = sn_kernel_features(&g->opts);
+  if (!sn_lp_supported(q->type, f)) {
+    char have[96];
+    return sn_error_set(
+        SN_ERR_INVALID, "%s convolution needs %s; the CPU offers %s", sn_precision_name(q->type),
+        q->type == SN_PRECISION_BF16 ? "AVX512-BF16 or AMX-BF16" : "AVX512-VNNI or AMX-INT8",
+        sn_cpu_feature_names(f, have, sizeof have));
+  }
+  const int amx = (f & (q->type == SN_PRECISION_INT8 ? SN_CPU_AMX_INT8 : SN_CPU_AMX_BF16)) != 0;
+  sn_conv_impl *c = calloc(1, sizeof *c);
+  if (!c || sn_lp_prepare(g, q, amx, &c->lp) != 0) {
+    free(c);
+    return sn_error_set(SN_ERR_NOMEM, "conv prepare: out of memory for %s weights",
+                        sn_precision_name(q->type));
+  }
+  c->g = *g;
+  c->algo = SN_CONV_LOWP;
+  c->nt = omp_get_max_threads();
+  c->q = *q;
+  sn_lp_pack(c->lp, w, bias);
+  *out = c;
+  return SN_OK;
+}
+
+int sn_conv_lp_residual_in_place_ok(const sn_conv_geom *g, const sn_conv_lp *q) {
+  /* the epilogue reads each residual element just before it writes the same output element;
+   * only equal element sizes keep the other rows of the residual intact */
+  (void)g;
+  return q->type == SN_PRECISION_BF16 || q->res_u8 == q->out_u8;
+}
+
 void sn_conv_impl_update(sn_conv_impl *c, const float *w, const float *bias) {
   const sn_conv_geom *g = &c->g;
   switch (c->algo) {
+  case SN_CONV_LOWP:
+    sn_lp_pack(c->lp, w, bias);
+    return;
   case SN_CONV_WINOGRAD:
     sn_conv_wino_pack_u(4, g->cin, g->cout, w, c->w);
     break;
@@ -465,6 +515,8 @@ void sn_conv_impl_update(sn_conv_impl *c, const float *w, const float *bias) {
 
 size_t sn_conv_impl_workspace(const sn_conv_impl *c) {
   switch (c->algo) {
+  case SN_CONV_LOWP:
+    return sn_lp_workspace(c->lp);
   case SN_CONV_WINOGRAD:
     return sn_conv_wino_packed_workspace(4, &c->g, c->nt);
   case SN_CONV_WINOGRAD2:
@@ -491,8 +543,12 @@ void sn_conv_impl_forward_in(const sn_conv_impl *c, int n, const float *x, const
   g.n = n;
   int nt = omp_get_max_threads();
   if (nt > c->nt) nt = c->nt;
-  if (in && (c->algo != SN_CONV_GEMM || !is_1x1_unpadded(&g))) abort(); /* planner's contract */
+  if (in && c->algo != SN_CONV_LOWP && (c->algo != SN_CONV_GEMM || !is_1x1_unpadded(&g)))
+    abort(); /* planner's contract */
   switch (c->algo) {
+  case SN_CONV_LOWP:
+    sn_lp_forward(c->lp, nt, n, x, in, res, relu, y, ws);
+    break;
   case SN_CONV_WINOGRAD:
     sn_conv_wino_forward_packed(4, &g, nt, x, c->w, c->bias, res, relu, y, ws);
     break;
@@ -513,9 +569,19 @@ void sn_conv_impl_forward(const sn_conv_impl *c, int n, const float *x, const fl
   sn_conv_impl_forward_in(c, n, x, NULL, res, relu, y, ws);
 }
 
+void sn_conv_impl_forward_lp(const sn_conv_impl *c, int n, const void *x, const sn_conv_in *in,
+                             const void *res, int relu, void *y, float *ws) {
+  if (n <= 0) return;
+  if (c->algo != SN_CONV_LOWP) abort(); /* planner's contract */
+  const int nt = omp_get_max_threads();
+  sn_lp_forward(c->lp, nt < c->nt ? nt : c->nt, n, x, in, res, relu, y, ws);
+}
+
 const char *sn_conv_impl_name(const sn_conv_impl *c) {
   const sn_conv_geom *g = &c->g;
   switch (c->algo) {
+  case SN_CONV_LOWP:
+    return sn_lp_name(c->lp);
   case SN_CONV_WINOGRAD:
     return "winograd4x4";
   case SN_CONV_WINOGRAD2:
@@ -531,6 +597,7 @@ const char *sn_conv_impl_name(const sn_conv_impl *c) {
 
 void sn_conv_impl_destroy(sn_conv_impl *c) {
   if (!c) return;
+  sn_lp_destroy(c->lp);
   free(c->w);
   free(c->bias);
   free(c);

@@ -1,6 +1,7 @@
 /* conv.c - convolution layer: Keras Conv2D / torch Conv2d, HWIO kernel, optional bias.
  * Inference runs through a prepared sn_conv_impl with batch norm folded in and the bias,
- * residual and ReLU fused into the output pass. */
+ * residual and ReLU fused into the output pass; in a bf16 or int8 plan (l->lp, lowp.c) the
+ * prepared convolution is a low-precision one, whose input, residual and output may be uint8. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +71,7 @@ static sn_status conv_prepare(sn_net *net, sn_layer *l) {
     sn_status s = bn->ops->prepare(net, bn);
     if (s != SN_OK) return s;
   }
+  if (l->lp) return sn_layer_prepare_impl_lp(net, l, &g, w, b);
   return sn_layer_prepare_impl(net, l, &g, w, b);
 }
 
@@ -92,9 +94,14 @@ static int conv_input_map_ok(const sn_net *net, const sn_layer *l, int n, int tr
 
 static int conv_residual_in_place(const sn_net *net, const sn_layer *l, int n) {
   sn_conv_geom g;
-  return geom(net, l, n, &g) == 0 &&
-         (size_t)g.oh * g.ow * g.cout == sn_shape_size(net->layers[l->fuse.residual].out) &&
-         sn_conv_residual_in_place_ok(&g);
+  if (geom(net, l, n, &g) != 0 ||
+      (size_t)g.oh * g.ow * g.cout != sn_shape_size(net->layers[l->fuse.residual].out))
+    return 0;
+  if (l->lp) {
+    const sn_conv_lp q = sn_lowp_conv_params(net, l);
+    return sn_conv_lp_residual_in_place_ok(&g, &q);
+  }
+  return sn_conv_residual_in_place_ok(&g);
 }
 
 /* Training: the batch norm (fuse.into_conv) whose normalize pass this convolution applies to its
@@ -123,7 +130,10 @@ static sn_status conv_forward(sn_net *net, sn_layer *l, int n, int training) {
                                                 : NULL;
     const sn_layer *bn = l->fuse.in_bn >= 0 ? &net->layers[l->fuse.in_bn] : NULL;
     const sn_conv_in in = input_map(net, bn, 0);
-    sn_conv_impl_forward_in(l->impl, n, x, bn ? &in : NULL, res, l->fuse.relu, l->y, net->ws);
+    if (l->lp) /* the tensors' formats are the plan's: x, res and y may be uint8 */
+      sn_conv_impl_forward_lp(l->impl, n, x, bn ? &in : NULL, res, l->fuse.relu, l->y, net->ws);
+    else
+      sn_conv_impl_forward_in(l->impl, n, x, bn ? &in : NULL, res, l->fuse.relu, l->y, net->ws);
     return SN_OK;
   }
   sn_conv_geom g;

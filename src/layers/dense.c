@@ -27,12 +27,17 @@ static sn_status dense_prepare(sn_net *net, sn_layer *l) {
   sn_conv_geom g;
   int in = (int)sn_shape_size(*sn_layer_in_shape(net, l, 0));
   sn_conv_geom_init(&g, &net->opts, net->max_batch, 1, 1, in, 1, 1, 1, 1, 0, 0, 0, 0, l->filters);
+  const float *w = sn_param_data(net, l, 0), *b = l->use_bias ? sn_param_data(net, l, 1) : NULL;
+  if (l->lp) return sn_layer_prepare_impl_lp(net, l, &g, w, b); /* a bf16 or int8 plan's */
   if (!sn_conv_impl_input_map_ok(&g)) return SN_OK; /* no AVX-512: sn_dense_forward's loops */
-  return sn_layer_prepare_impl(net, l, &g, sn_param_data(net, l, 0),
-                               l->use_bias ? sn_param_data(net, l, 1) : NULL);
+  return sn_layer_prepare_impl(net, l, &g, w, b);
 }
 
 static sn_status dense_forward(sn_net *net, sn_layer *l, int n, int training) {
+  if (!training && l->lp) {
+    sn_conv_impl_forward_lp(l->impl, n, sn_layer_input(net, l, 0), NULL, NULL, 0, l->y, net->ws);
+    return SN_OK;
+  }
   if (!training && l->impl) {
     sn_conv_impl_forward(l->impl, n, sn_layer_input(net, l, 0), NULL, 0, l->y, net->ws);
     return SN_OK;
