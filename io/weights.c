@@ -1144,7 +1144,7 @@ static sn_status inspect(hid_t f, const char *path, sn_weights_info *info) {
   return st;
 }
 
-sn_status sn_weights_inspect(const char *path, sn_weights_info *info) {
+sn_status sn_weights_inspect(const char *path, sn_weights_record *info) {
   if (!path || !info)
     return sn_error_set(SN_ERR_INVALID, "sn_weights_inspect: path and info are required");
   memset(info, 0, sizeof *info);

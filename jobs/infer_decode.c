@@ -11,7 +11,7 @@
 
 sn_status infer_classes_from_weights(sn_model_config *cfg, const char *wpath) {
   if (!wpath || !cfg->include_top) return SN_OK; /* no classifier: its width does not matter */
-  sn_weights_info wi;
+  sn_weights_record wi;
   sn_status s = sn_weights_inspect(wpath, &wi);
   if (s != SN_OK || wi.classes <= 0) return s; /* a "no top" file: the load says what is missing */
   if (cfg->classes > 0 && cfg->classes != wi.classes)

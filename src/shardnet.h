@@ -864,12 +864,12 @@ SN_API const char *sn_weights_known_file(const char *md5_hex);
  * Errors: those of opening a file (SN_ERR_IO, SN_ERR_FORMAT), an unrecognised layout or a
  * classifier kernel that is not 2-D (SN_ERR_FORMAT). On failure *info is zeroed. Not collective;
  * takes the io lock. */
-typedef struct sn_weights_info {
+typedef struct sn_weights_record {
   sn_weights_format format;
   char arch[SN_MAX_NAME];
   int classes;
-} sn_weights_info;
-SN_API sn_status sn_weights_inspect(const char *path, sn_weights_info *info);
+} sn_weights_record;
+SN_API sn_status sn_weights_inspect(const char *path, sn_weights_record *info);
 
 /* Training checkpoints: one HDF5 file (docs/hdf5-schema.md) with the parameter block (weights
  * and moving statistics), the momentum block, the loop state and the recipe, written atomically

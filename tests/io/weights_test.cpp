@@ -1309,7 +1309,7 @@ TEST(WeightsClasses, MismatchNamesBothClassCounts) {
 // layout, with and without a classifier; errors for files that are not weights.
 TEST(WeightsClasses, InspectReadsWhatTheFileRecords) {
   const std::string dir = sntest::temp_dir(), path = dir + "/w.h5";
-  sn_weights_info wi;
+  sn_weights_record wi;
   struct Case {
     const char *arch;
     int layout, top, classes;
