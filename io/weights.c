@@ -1112,7 +1112,7 @@ static sn_status keras3_classes(hid_t f, const char *path, int *classes) {
   return st;
 }
 
-static sn_status inspect(hid_t f, const char *path, sn_weights_info *info) {
+static sn_status inspect(hid_t f, const char *path, sn_weights_record *info) {
   int64_t v = 0;
   char *arch = NULL;
   sn_status st = SN_OK;

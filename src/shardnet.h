@@ -914,6 +914,34 @@ SN_API sn_status sn_checkpoint_read_meta(const char *path, sn_comm *comm, sn_che
 SN_API sn_status sn_checkpoint_load(sn_net *net, const char *path, sn_comm *comm,
                                     sn_checkpoint_meta *meta);
 
+/* Scales files: the activation scales of int8 plans with their provenance (docs/hdf5-schema.md,
+ * "Scales files"). */
+typedef struct sn_scales_info {
+  char arch[32];        /* the architecture they were calibrated for */
+  char weights[256];    /* the weights file ("(random)" without one) */
+  char weights_md5[33]; /* its MD5 (sn_weights_load), "" without one */
+  char data[256];       /* the calibration dataset */
+  char preprocess[16];  /* sn_preprocess_name of its preprocessing */
+  char method[16];      /* sn_calib_method_name */
+  int64_t rows;         /* images observed */
+  int ranks;            /* ranks that observed them */
+  char version[16];     /* shardnet version that wrote the file (set by sn_scales_save) */
+  char created[32];     /* UTC time of writing, ISO 8601 (set by sn_scales_save) */
+} sn_scales_info;
+/* Writes every scale set in net (sn_net_act_scale with threshold > 0; at least one, else
+ * SN_ERR_INVALID) and info. Atomic: written to PATH.tmp.<pid> and renamed. Not collective (call
+ * on one rank). Errors: SN_ERR_IO. */
+SN_API sn_status sn_scales_save(const sn_net *net, const char *path, const sn_scales_info *info);
+/* Reads a scales file into net (sn_net_set_act_scale for each entry) and its provenance into
+ * info (may be NULL). Nothing is half-loaded. Errors: missing file SN_ERR_IO; not a scales file,
+ * another architecture, a malformed entry SN_ERR_FORMAT; a layer the net does not have
+ * SN_ERR_NOTFOUND (the messages name the file and the layer). Not collective. */
+SN_API sn_status sn_scales_load(sn_net *net, const char *path, sn_scales_info *info);
+/* Rank 0 reads, the scales and info are broadcast; a failure on rank 0 is returned on every
+ * rank and no net changes. comm NULL: serial. Collective. */
+SN_API sn_status sn_scales_load_bcast(sn_net *net, const char *path, sn_comm *comm,
+                                      sn_scales_info *info);
+
 /* Datasets: the rows of one HDF5 file (/images (N,H,W,C) uint8 or float32, or the encoded form;
  * optional /labels (N)), of several HDF5 files concatenated, of a folder tree of images or of a
  * list of image files (docs/hdf5-schema.md, "Data sources"). A row's number is its place in the

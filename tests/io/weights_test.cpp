@@ -1357,6 +1357,7 @@ TEST(WeightsClasses, InspectReadsWhatTheFileRecords) {
   EXPECT_EQ(sn_weights_inspect(path.c_str(), &wi), SN_ERR_FORMAT);
   EXPECT_MSG("unrecognised weights layout");
   EXPECT_EQ(wi.classes, 0);
+}
 
 // The file's classifier under another name (the keras_applications 1.0.8 ResNets' "probs"):
 // skipped by position for a net without one, kept out by SN_LOAD_NEW_HEAD for another class
