@@ -375,8 +375,7 @@ static sn_status read_file(sn_net *net, const char *path, staged *st) {
     s = sn_h5_read_f32(f, "rank_moving_stats", path, 2, dims, st->stats);
   H5Fclose(f);
   if (s == SN_OK) s = check_finite(net, path, "params", st->params, nblock);
-  if (s == SN_OK && st->has_momentum)
-    s = check_finite(net, path, "momentum", st->momentum, nmom);
+  if (s == SN_OK && st->has_momentum) s = check_finite(net, path, "momentum", st->momentum, nmom);
   if (s == SN_OK && !sn_values_finite(st->stats, (size_t)(st->stat_ranks * nstat)))
     s = sn_error_set(SN_ERR_NUMERIC,
                      "checkpoint %s: /rank_moving_stats contain NaN or infinity; a checkpoint must "

@@ -1042,8 +1042,8 @@ sn_status sn_dataset_place_one(const sn_dataset *ds, const sn_fetch *f, int k, v
   if (ds->info.encoded) {
     const sn_part *p = &ds->parts[part_of(ds, r->row)];
     const int64_t lr = r->row - p->first;
-    return decode_fit(ds, r->row, f->raw + f->upos[r->u], (size_t)(p->offsets[lr + 1] - p->offsets[lr]),
-                      out, d, why, whylen);
+    return decode_fit(ds, r->row, f->raw + f->upos[r->u],
+                      (size_t)(p->offsets[lr + 1] - p->offsets[lr]), out, d, why, whylen);
   }
   /* Raw rows fetched out of order: copied from the sorted fetch buffer. */
   if (!f->direct) memcpy(out, f->raw + f->upos[r->u], ds->row_bytes);

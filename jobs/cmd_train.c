@@ -120,18 +120,15 @@ static int parse(train_job *c, int argc, char **argv) {
   c->ckpt = OPT("checkpoint");
   c->resume = cli_has(O, NO, "resume");
   c->allow_change = cli_has(O, NO, "allow-recipe-change");
-  if ((c->resume || c->ckpt_every || c->ckpt_minutes > 0) && !c->ckpt) {
-    cli_error(
-        "train: --resume, --checkpoint-every and --checkpoint-minutes need --checkpoint FILE");
+  c->vpath = OPT("val");
+  if (((c->resume || c->ckpt_every || c->ckpt_minutes > 0) && !c->ckpt) ||
+      (c->val_every && !c->vpath)) {
+    cli_error("train: --resume, --checkpoint-every and --checkpoint-minutes need --checkpoint "
+              "FILE; --val-every needs --val FILE");
     return EXIT_USAGE;
   }
   if (!c->cfg.include_top) {
     cli_error("train: --no-top models have no classifier to train");
-    return EXIT_USAGE;
-  }
-  c->vpath = OPT("val");
-  if (c->val_every && !c->vpath) {
-    cli_error("train: --val-every needs --val FILE");
     return EXIT_USAGE;
   }
   c->init = OPT("init");

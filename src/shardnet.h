@@ -12,9 +12,9 @@
  *   int8            activation scales and their calibration (sn_calibrator_*)
  *   training        sn_net_train_step, sn_net_sgd_update, learning-rate schedules, sharding
  *   preprocessing   sn_preprocess_u8, augmentation, softmax, top-k, metrics
- *   HDF5            weights, checkpoints, scales, datasets, the streaming reader, the parallel writer
- *   images          sn_image_load: a JPEG or PNG file to pixels, as Keras' load_img
- *   MPI             sn_mpi_init, agreement with a deadline
+ *   HDF5            weights, checkpoints, scales, datasets, the streaming reader, the parallel
+ * writer images          sn_image_load: a JPEG or PNG file to pixels, as Keras' load_img MPI
+ * sn_mpi_init, agreement with a deadline
  *
  * Conventions
  *  - Every function that can fail returns sn_status; SN_OK is 0. On failure a one-line message

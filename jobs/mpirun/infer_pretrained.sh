@@ -94,7 +94,8 @@ if command -v h5dump >/dev/null && h5dump -a complete "$out" 2>/dev/null | grep 
   exit 0
 fi
 labels=()
-if [[ -n "$LABELS_DIR" ]]; then
+# ImageNet names fit ImageNet's 1000 classes only: none for a model given another --classes
+if [[ -n "$LABELS_DIR" && " $MODEL_ARGS " != *" --classes "* ]]; then
   if [[ "$ARCH" == keras_* ]]; then f="$LABELS_DIR/imagenet_labels_keras.txt"
   else f="$LABELS_DIR/imagenet_labels.txt"; fi
   if [[ -f "$f" ]]; then labels=(--labels "$f" --print "$PRINT"); fi

@@ -144,7 +144,7 @@ TEST(ImageFile, BadFilesNameTheFile) {
   auto text = write_file("notes.png", std::vector<uint8_t>{'h', 'e', 'l', 'l', 'o'});
   EXPECT_EQ(sn_image_load(text.c_str(), nullptr, &got, &h, &w), SN_ERR_FORMAT);
   EXPECT_TRUE(has(sn_last_error(), text)) << sn_last_error();
-  EXPECT_TRUE(has(sn_last_error(), "not a JPEG or PNG")) << sn_last_error();
+  EXPECT_TRUE(has(sn_last_error(), "not an image")) << sn_last_error();
   auto empty = write_file("empty.jpg", {});
   EXPECT_EQ(sn_image_load(empty.c_str(), nullptr, &got, &h, &w), SN_ERR_FORMAT);
   EXPECT_TRUE(has(sn_last_error(), "empty")) << sn_last_error();
