@@ -6,6 +6,7 @@
  * XCR0 (bits 17 and 18) and grants this process the tile data (Linux arch_prctl
  * ARCH_REQ_XCOMP_PERM, which is requested here, once, at the first sn_cpu_features call: a
  * process that never asks for the features never changes its signal-frame size). */
+#define _DEFAULT_SOURCE /* syscall */
 #include <cpuid.h>
 #include <pthread.h>
 #include <stdio.h>
