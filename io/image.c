@@ -162,6 +162,17 @@ static void jpeg_on_message(j_common_ptr c, int level) {
 
 static void jpeg_quiet(j_common_ptr c) { (void)c; }
 
+/* A decompressor whose errors longjmp to jerr->jb with the message in jerr->msg (the caller
+ * does the setjmp) and whose warnings are handled as above. */
+static void jpeg_errors(struct jpeg_decompress_struct *cinfo, jpeg_err *jerr) {
+  memset(cinfo, 0, sizeof *cinfo);
+  cinfo->err = jpeg_std_error(&jerr->pub);
+  jerr->pub.error_exit = jpeg_on_error;
+  jerr->pub.emit_message = jpeg_on_message;
+  jerr->pub.output_message = jpeg_quiet;
+  jerr->msg[0] = '\0';
+}
+
 /* Pixels decoded with oc components (4: CMYK, Adobe-inverted if `inverted`) into `channels`
  * (1 or 3) at out, as Pillow converts them. Nothing to do when oc == channels (then in is out). */
 static void jpeg_to_channels(uint8_t *in, size_t pixels, int oc, int inverted, int channels,
@@ -201,12 +212,7 @@ static sn_status decode_jpeg(const uint8_t *data, size_t n, int channels, sn_ima
                              int *h, int *w, char *err, size_t errlen) {
   struct jpeg_decompress_struct cinfo;
   jpeg_err jerr;
-  memset(&cinfo, 0, sizeof cinfo);
-  cinfo.err = jpeg_std_error(&jerr.pub);
-  jerr.pub.error_exit = jpeg_on_error;
-  jerr.pub.emit_message = jpeg_on_message;
-  jerr.pub.output_message = jpeg_quiet;
-  jerr.msg[0] = '\0';
+  jpeg_errors(&cinfo, &jerr);
   if (setjmp(jerr.jb)) {
     jpeg_destroy_decompress(&cinfo);
     snprintf(err, errlen, "corrupt JPEG: %s", jerr.msg);
@@ -468,12 +474,7 @@ sn_status sn_image_probe(const uint8_t *data, size_t n, int *h, int *w, char *er
   if (n >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) {
     struct jpeg_decompress_struct cinfo;
     jpeg_err jerr;
-    memset(&cinfo, 0, sizeof cinfo);
-    cinfo.err = jpeg_std_error(&jerr.pub);
-    jerr.pub.error_exit = jpeg_on_error;
-    jerr.pub.emit_message = jpeg_on_message;
-    jerr.pub.output_message = jpeg_quiet;
-    jerr.msg[0] = '\0';
+    jpeg_errors(&cinfo, &jerr);
     if (setjmp(jerr.jb)) {
       jpeg_destroy_decompress(&cinfo);
       snprintf(err, errlen, "corrupt JPEG: %s", jerr.msg);
@@ -816,12 +817,7 @@ static sn_status decode_jpeg_crop(const uint8_t *data, size_t n, int channels,
                                   sn_image_scratch *s, char *err, size_t errlen) {
   struct jpeg_decompress_struct cinfo;
   jpeg_err jerr;
-  memset(&cinfo, 0, sizeof cinfo);
-  cinfo.err = jpeg_std_error(&jerr.pub);
-  jerr.pub.error_exit = jpeg_on_error;
-  jerr.pub.emit_message = jpeg_on_message;
-  jerr.pub.output_message = jpeg_quiet;
-  jerr.msg[0] = '\0';
+  jpeg_errors(&cinfo, &jerr);
   if (setjmp(jerr.jb)) {
     jpeg_destroy_decompress(&cinfo);
     snprintf(err, errlen, "corrupt JPEG: %s", jerr.msg);

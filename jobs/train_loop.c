@@ -1,7 +1,7 @@
 /* train_loop.c - the steps of a `shardnet train` epoch and what happens at their boundaries:
  * the ranks agree on each step's status and on two kinds of flags in the same messages (a
  * periodic checkpoint is due; a stop signal came to some rank), write the checkpoint and, on a
- * stop request, leave the loop together (docs/cli.md, "Checkpoints, signals and resume"). */
+ * stop request, leave the loop together (docs/checkpoints.md). */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,6 +1,6 @@
 /* recipe.c - the training recipe: everything that decides what a training run computes, and the
- * comparison that tells a resumed run which of it changed (docs/cli.md, "Checkpoints,
- * signals and resume"). Checkpoints store it (io/checkpoint.c). */
+ * comparison that tells a resumed run which of it changed (docs/checkpoints.md). Checkpoints
+ * store it (io/checkpoint.c). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>

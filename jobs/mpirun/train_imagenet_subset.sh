@@ -23,9 +23,9 @@
 #
 # Stopping: SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 to this script during training becomes SIGUSR1 to
 # mpirun, which forwards it to every rank: they finish their step, write the checkpoint and exit
-# 75 (so does this script); run it again to continue. mpirun runs in a session of its own because
+# 75 (so does this script); run it again to continue. mpirun runs in its own process group (setsid) because
 # a SIGTERM or SIGINT sent to mpirun itself makes Open MPI kill the ranks about a second later,
-# which may be too soon for the checkpoint (docs/cli.md, "Checkpoints, signals and resume").
+# which may be too soon for the checkpoint (docs/checkpoints.md).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
