@@ -42,6 +42,7 @@ static const struct {
     {"drop_last", offsetof(sn_train_recipe, drop_last), F_INT},
     {"seed", offsetof(sn_train_recipe, seed), F_U64},
     {"bn_group", offsetof(sn_train_recipe, bn_group), F_INT},
+    {"crop_scale", offsetof(sn_train_recipe, crop_scale), F_F64}, /* older files: 0.08 */
 };
 enum { NFIELDS = sizeof fields / sizeof fields[0] };
 
@@ -131,8 +132,10 @@ static sn_status read_recipe(hid_t f, const char *path, sn_train_recipe *r) {
   sn_status s = sn_h5_read_str_attr(g, "arch", path, "/recipe", &arch);
   if (s == SN_OK) snprintf(r->arch, sizeof r->arch, "%s", arch);
   free(arch);
+  r->crop_scale = SN_CROP_SCALE_DEFAULT;
   for (int i = 0; s == SN_OK && i < NFIELDS; ++i)
-    s = read_field(g, i, r, path);
+    if (strcmp(fields[i].name, "crop_scale") || H5Aexists(g, "crop_scale") > 0)
+      s = read_field(g, i, r, path);
   int sched = 0, aug = 0, pre = 0;
   if (s == SN_OK) s = read_enum(g, "schedule", path, &sched);
   if (s == SN_OK) s = read_enum(g, "augment", path, &aug);

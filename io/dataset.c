@@ -714,7 +714,7 @@ sn_status sn_dataset_set_decode(sn_dataset *ds, int out_h, int out_w, sn_resize_
 }
 
 sn_status sn_dataset_set_decode_crop(sn_dataset *ds, int enable, uint64_t seed, int64_t epoch,
-                                     int jpeg_scale) {
+                                     double crop_scale, int jpeg_scale) {
   if (!ds) return sn_error_set(SN_ERR_INVALID, "sn_dataset_set_decode_crop: NULL dataset");
   if (enable && !ds->info.encoded)
     return sn_error_set(SN_ERR_INVALID,
@@ -725,6 +725,7 @@ sn_status sn_dataset_set_decode_crop(sn_dataset *ds, int enable, uint64_t seed, 
   ds->crop.jpeg_scale = jpeg_scale != 0;
   ds->crop.seed = seed;
   ds->crop.epoch = epoch;
+  ds->crop.scale = crop_scale;
   return SN_OK;
 }
 
@@ -981,7 +982,7 @@ static void choose_crop(void *ctx, int h, int w, sn_image_crop *c) {
   const row_crop *rc = ctx;
   const sn_dataset *ds = rc->ds;
   int box[4], flip = 0;
-  sn_augment_crop_box(ds->crop.seed, ds->crop.epoch, rc->row, h, w, box, &flip);
+  sn_augment_crop_box(ds->crop.seed, ds->crop.epoch, rc->row, h, w, ds->crop.scale, box, &flip);
   *c = (sn_image_crop){box[0],     box[1],     box[2], box[3],
                        ds->info.h, ds->info.w, flip,   ds->crop.jpeg_scale};
 }

@@ -121,6 +121,7 @@ struct sn_dataset {
   int shorter;
   struct { /* training decode, sn_dataset_set_decode_crop */
     int on, jpeg_scale;
+    double scale; /* the smallest area fraction */
     uint64_t seed;
     int64_t epoch;
   } crop;

@@ -77,6 +77,7 @@ void sn_reader_options_init(sn_reader_options *o) {
   o->prefetch = 2;
   o->preprocess = SN_PRE_NONE;
   o->augment = SN_AUG_NONE;
+  o->crop_scale = SN_CROP_SCALE_DEFAULT;
   o->threads = 1;
   o->bad_images = SN_BAD_FAIL;
 }
@@ -126,8 +127,8 @@ static void do_row(sn_reader *r, slot *s, int k, int t) {
     sn_preprocess_f32(x, 1, info->h, info->w, info->c, r->o.preprocess);
   }
   if (r->o.augment != SN_AUG_NONE)
-    sn_augment_batch(x, 1, info->h, info->w, info->c, r->o.augment, r->o.pad, r->o.seed, r->o.epoch,
-                     &s->rows[dest], r->scratch[t]);
+    sn_augment_batch(x, 1, info->h, info->w, info->c, r->o.augment, r->o.pad, r->o.crop_scale,
+                     r->o.seed, r->o.epoch, &s->rows[dest], r->scratch[t]);
 }
 
 /* After every row: labels, and the failed rows (an error, or removed with bad_images = skip). */
@@ -323,7 +324,7 @@ static sn_status make(sn_dataset *ds, const sn_reader_options *o, int64_t *rows,
   r->nthreads = o->threads > 0 ? o->threads : 1;
   if (o->augment == SN_AUG_RESIZED_CROP && ds->info.encoded) {
     /* from the original picture, flip included: nothing left for sn_augment_batch */
-    sn_dataset_set_decode_crop(ds, 1, o->seed, o->epoch, o->jpeg_scale);
+    sn_dataset_set_decode_crop(ds, 1, o->seed, o->epoch, o->crop_scale, o->jpeg_scale);
     r->decode_crop = 1;
     r->o.augment = SN_AUG_NONE;
   }
@@ -446,7 +447,7 @@ void sn_reader_destroy(sn_reader *r) {
     pthread_cond_destroy(&r->work);
     pthread_cond_destroy(&r->ready);
   }
-  if (r->decode_crop) sn_dataset_set_decode_crop(r->ds, 0, 0, 0, 0);
+  if (r->decode_crop) sn_dataset_set_decode_crop(r->ds, 0, 0, 0, 0, 0);
   for (int i = 0; r->slots && i < r->nslots; ++i) {
     slot *s = &r->slots[i];
     free(s->x);

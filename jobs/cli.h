@@ -129,6 +129,25 @@ int cli_check_output(const char *cmd, const char *in, const char *out, int resum
 /* fopen(path, mode); on failure SN_ERR_IO "<what> <path>" and *f = NULL. */
 sn_status cli_fopen(const char *path, const char *mode, const char *what, FILE **f);
 
+/* calibrate: the calibration dataset's rows read and preprocessed as the net takes them
+ * (cmd_calibrate.c), and the comparison of the bf16 and int8 plans with float32 that --report asks
+ * for (calib_report.c). */
+typedef struct calib_read {
+  sn_dataset *ds;
+  const char *data; /* its path, for messages */
+  sn_preprocess pre;
+  long batch; /* images per pass */
+} calib_read;
+/* Rows rows[0..m) into x (m, H, W, C) preprocessed; raw holds m images of the dataset's dtype. */
+sn_status calib_read_rows(const calib_read *rd, const int64_t *rows, int m, void *raw, float *x);
+/* Compares the bf16 and int8 plans of net (calibrated) with its float32 plan on `rows` rows
+ * outside the calibration sample of cal_rows rows (where the dataset has others) and writes the
+ * per-layer CSV to path (rank 0), with a summary on stdout. Collective; exits on failure. */
+void calib_report(cli_job *job, sn_net *net, const calib_read *rd, long rows, long cal_rows,
+                  const char *path);
+/* SN_ERR_INVALID when net's options and this CPU run neither bf16 nor int8 (before calibrating). */
+sn_status calib_report_check(const sn_net *net);
+
 /* report.c: what infer and train print (rank 0) and append to --metrics. */
 /* Top-1 and top-k accuracy and the per-class lines (up to 100 classes), and the confusion matrix
  * as TSV into confusion (may be NULL), from metrics summed over the ranks. */

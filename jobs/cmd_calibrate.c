@@ -11,7 +11,9 @@
 static const char *EXAMPLES =
     "  shardnet calibrate --arch resnet50 --weights w.h5 --data calib.h5 --rows 512 --out s.h5\n"
     "  mpirun -np 4 shardnet calibrate --arch resnet20 --input 28x28x1 --weights w.h5 \\\n"
-    "      --data train.h5 --method percentile --out s.h5\n";
+    "      --data train.h5 --method percentile --out s.h5\n"
+    "  shardnet calibrate --arch resnet50 --weights w.h5 --data calib.h5 --out s.h5 \\\n"
+    "      --report layers.csv       # per-layer error of bf16 and int8 against fp32\n";
 
 static cli_opt O[] = {
     CLI_MODEL_OPTS,
@@ -24,6 +26,8 @@ static cli_opt O[] = {
     {"batch", 1, "images per forward pass (default 32)", NULL},
     {"preprocess", 1, "caffe|tf|torch|unit|none (default: the architecture's)", NULL},
     {"threads", 1, "threads per rank (default: the cores available to the rank)", NULL},
+    {"report", 1, "CSV: every layer's error in bf16 and int8 against fp32, on other rows", NULL},
+    {"report-rows", 1, "rows the report compares (default 256)", NULL},
     {"force", 0, "replace an existing scales file", NULL},
     {"quiet", 0, "no report", NULL},
     {"help", 0, "show this help", NULL}};
@@ -34,7 +38,7 @@ typedef struct calib_job {
   cli_job job;
   sn_model_config cfg;
   const char *data, *out, *wpath;
-  long rows, batch, threads;
+  long rows, batch, threads, report_rows;
   sn_calib_method method;
   sn_preprocess pre;
   sn_dataset *ds;
@@ -60,7 +64,8 @@ static int parse(calib_job *c, int argc, char **argv) {
   }
   if (cli_int(O, NO, "rows", 1, 1 << 24, 512, &c->rows) ||
       cli_int(O, NO, "batch", 1, 1 << 16, 32, &c->batch) ||
-      cli_int(O, NO, "threads", 1, 1024, 0, &c->threads))
+      cli_int(O, NO, "threads", 1, 1024, 0, &c->threads) ||
+      cli_int(O, NO, "report-rows", 1, 1 << 24, 256, &c->report_rows))
     return EXIT_USAGE;
   if (OPT("method") && sn_calib_method_parse(OPT("method"), &c->method) != SN_OK) {
     cli_error("option --method: '%s' is not mse, max or percentile", OPT("method"));
@@ -102,10 +107,28 @@ static sn_status build(calib_job *c) {
   return s;
 }
 
+sn_status calib_read_rows(const calib_read *rd, const int64_t *rows, int m, void *raw, float *x) {
+  const sn_dataset_info *di = sn_dataset_get_info(rd->ds);
+  const size_t img = (size_t)di->h * di->w * di->c;
+  sn_status s = sn_dataset_read_rows(rd->ds, rows, m, raw, NULL);
+  if (s != SN_OK) return s;
+  if (di->dtype == SN_F32) {
+    memcpy(x, raw, (size_t)m * img * sizeof(float));
+    sn_preprocess_f32(x, (size_t)m, di->h, di->w, di->c, rd->pre);
+  } else {
+    sn_preprocess_u8(raw, (size_t)m, di->h, di->w, di->c, rd->pre, x);
+  }
+  if (!sn_values_finite(x, (size_t)m * img))
+    return sn_error_set(SN_ERR_NUMERIC, "file %s: /images rows %lld..%lld contain NaN or infinity",
+                        rd->data, (long long)rows[0], (long long)rows[m - 1]);
+  return SN_OK;
+}
+
 /* This rank's block of the sample, read, preprocessed and observed batch by batch. */
 static sn_status observe(calib_job *c, sn_calibrator *cal, int64_t *nrows) {
   const sn_dataset_info *di = sn_dataset_get_info(c->ds);
   const size_t img = (size_t)di->h * di->w * di->c, b = (size_t)c->batch;
+  const calib_read rd = {c->ds, c->data, c->pre, c->batch};
   int64_t *rows = malloc(((size_t)c->rows / c->job.size + 1) * sizeof *rows);
   float *x = malloc(b * img * sizeof *x);
   void *raw = malloc(b * img * (di->dtype == SN_F32 ? sizeof(float) : 1));
@@ -113,17 +136,7 @@ static sn_status observe(calib_job *c, sn_calibrator *cal, int64_t *nrows) {
   const int64_t n = s == SN_OK ? sn_calib_rows(di->n, c->rows, c->job.rank, c->job.size, rows) : 0;
   for (int64_t i = 0; s == SN_OK && i < n; i += (int64_t)b) {
     const int m = (int)(n - i < (int64_t)b ? n - i : (int64_t)b);
-    s = sn_dataset_read_rows(c->ds, rows + i, m, raw, NULL);
-    if (s != SN_OK) break;
-    if (di->dtype == SN_F32) {
-      memcpy(x, raw, (size_t)m * img * sizeof(float));
-      sn_preprocess_f32(x, (size_t)m, di->h, di->w, di->c, c->pre);
-    } else {
-      sn_preprocess_u8(raw, (size_t)m, di->h, di->w, di->c, c->pre, x);
-    }
-    if (!sn_values_finite(x, (size_t)m * img))
-      s = sn_error_set(SN_ERR_NUMERIC, "file %s: /images rows %lld..%lld contain NaN or infinity",
-                       c->data, (long long)rows[i], (long long)rows[i + m - 1]);
+    s = calib_read_rows(&rd, rows + i, m, raw, x);
     if (s == SN_OK) s = sn_calibrator_add(cal, x, m);
   }
   *nrows = n;
@@ -141,6 +154,7 @@ int cmd_calibrate(int argc, char **argv) {
   if (rc) return rc;
   double t0 = cli_now();
   cli_check(&c.job, build(&c));
+  if (OPT("report")) cli_check(&c.job, calib_report_check(c.net));
   sn_calibrator *cal = NULL;
   cli_check(&c.job, sn_calibrator_create(c.net, (int)c.batch, &cal));
   int64_t mine = 0;
@@ -162,6 +176,10 @@ int cmd_calibrate(int argc, char **argv) {
            (long long)info.rows, c.job.size, sn_net_num_act_scales(c.net), info.method, c.out,
            cli_now() - t0);
   sn_calibrator_destroy(cal);
+  if (OPT("report")) {
+    const calib_read rd = {c.ds, c.data, c.pre, c.batch};
+    calib_report(&c.job, c.net, &rd, c.report_rows, c.rows, OPT("report"));
+  }
   sn_net_destroy(c.net);
   sn_dataset_close(c.ds);
   return cli_job_end(&c.job, 0);

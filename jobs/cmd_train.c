@@ -37,6 +37,7 @@ static cli_opt O[] = {
     {"augment", 1,
      "crop-flip|resized-crop|flip|none (default: resized-crop from 96x96 up, else crop-flip)",
      NULL},
+    {"crop-scale", 1, "resized-crop: the smallest area fraction of a crop (default 0.08)", NULL},
     {"shuffle", 1, "on|off (default on)", NULL},
     {"drop-last", 0, "drop the last partial global batch (default: pad by wrapping)", NULL},
     {"seed", 1, "global seed (default 1)", NULL},
@@ -90,7 +91,8 @@ static int parse(train_job *c, int argc, char **argv) {
       cli_float(O, NO, "bucket-mb", 0.001, 4096, 25, &c->bucket) ||
       cli_int(O, NO, "checkpoint-every", 1, 1L << 40, 0, &c->ckpt_every) ||
       cli_int(O, NO, "val-every", 1, 1L << 40, 0, &c->val_every) ||
-      cli_float(O, NO, "checkpoint-minutes", 0.001, 1e6, 0, &c->ckpt_minutes))
+      cli_float(O, NO, "checkpoint-minutes", 0.001, 1e6, 0, &c->ckpt_minutes) ||
+      cli_float(O, NO, "crop-scale", 0.001, 1, SN_CROP_SCALE_DEFAULT, &c->crop_scale))
     return EXIT_USAGE;
   c->sched = SN_SCHED_COSINE;
   if (OPT("schedule") && sn_schedule_parse(OPT("schedule"), &c->sched) != SN_OK) {

@@ -67,6 +67,7 @@ static void build_recipe(train_job *c) {
   r->decay_bn_and_bias = c->decay_bn_bias;
   r->label_smoothing = c->ls;
   r->augment = c->augment_given ? c->aug : c->h >= 96 ? SN_AUG_RESIZED_CROP : SN_AUG_CROP_FLIP;
+  r->crop_scale = c->crop_scale;
   r->preprocess = c->pre;
   r->shuffle = c->shuffle;
   r->drop_last = c->drop_last;
@@ -405,6 +406,7 @@ void train_reader_options(const train_job *c, sn_reader_options *ro) {
   sn_reader_options_init(ro);
   ro->preprocess = c->pre;
   ro->augment = c->recipe.augment;
+  ro->crop_scale = c->recipe.crop_scale;
   ro->pad = c->h >= 64 ? c->h / 8 : 4;
   ro->threads = (int)c->decode_threads;
 }

@@ -18,6 +18,7 @@ typedef struct train_job {
   double lr, mom, wd, ls, warmup, bucket, ckpt_minutes;
   sn_schedule sched;
   sn_augment aug;
+  double crop_scale;         /* --crop-scale */
   sn_weights_format out_fmt; /* --out-format */
   int augment_given, shuffle, sync_bn, resume, allow_change, drop_last, zero_init, nesterov,
       decay_bn_bias;

@@ -49,12 +49,14 @@ static double unif(uint64_t r, int k) {
   return (double)(mix(r + 0x9e3779b97f4a7c15ull * (uint64_t)(k + 1)) >> 11) * 0x1p-53;
 }
 
-/* torchvision RandomResizedCrop.get_params (scale 0.08..1, ratio 3/4..4/3): up to 10 tries of a
+/* torchvision RandomResizedCrop.get_params (scale smin..1, ratio 3/4..4/3): up to 10 tries of a
  * random area and log-uniform aspect ratio, else the centre crop with the ratio clamped. */
-void sn_resized_crop_params(uint64_t r, int h, int w, int *top, int *left, int *ch, int *cw) {
+void sn_resized_crop_params(uint64_t r, int h, int w, double smin, int *top, int *left, int *ch,
+                            int *cw) {
   const double area = (double)h * w, lr0 = log(3.0 / 4.0), lr1 = log(4.0 / 3.0);
+  if (!(smin > 0 && smin <= 1)) smin = SN_CROP_SCALE_DEFAULT;
   for (int t = 0; t < 10; ++t) {
-    const double target = area * (0.08 + 0.92 * unif(r, 4 * t));
+    const double target = area * (smin + (1.0 - smin) * unif(r, 4 * t));
     const double ratio = exp(lr0 + (lr1 - lr0) * unif(r, 4 * t + 1));
     const int cw_ = (int)lround(sqrt(target * ratio)), ch_ = (int)lround(sqrt(target / ratio));
     if (cw_ > 0 && cw_ <= w && ch_ > 0 && ch_ <= h) {
@@ -119,15 +121,16 @@ static uint64_t stream(uint64_t seed, int64_t epoch, int64_t row) {
   return mix(seed ^ mix((uint64_t)epoch * 0x632be59bd9b4e019ull ^ mix((uint64_t)row)));
 }
 
-void sn_augment_crop_box(uint64_t seed, int64_t epoch, int64_t row, int h, int w, int box[4],
-                         int *flip) {
+void sn_augment_crop_box(uint64_t seed, int64_t epoch, int64_t row, int h, int w, double scale,
+                         int box[4], int *flip) {
   const uint64_t r = stream(seed, epoch, row);
-  sn_resized_crop_params(r, h, w, &box[0], &box[1], &box[2], &box[3]);
+  sn_resized_crop_params(r, h, w, scale, &box[0], &box[1], &box[2], &box[3]);
   *flip = (int)(r & 1);
 }
 
-void sn_augment_batch(float *x, int n, int h, int w, int c, sn_augment mode, int pad, uint64_t seed,
-                      int64_t epoch, const int64_t *rows, float *scratch) {
+void sn_augment_batch(float *x, int n, int h, int w, int c, sn_augment mode, int pad,
+                      double crop_scale, uint64_t seed, int64_t epoch, const int64_t *rows,
+                      float *scratch) {
   if (mode == SN_AUG_NONE) return;
   size_t img = (size_t)h * w * c;
   for (int i = 0; i < n; ++i) {
@@ -135,7 +138,7 @@ void sn_augment_batch(float *x, int n, int h, int w, int c, sn_augment mode, int
     int flip = (int)(r & 1);
     if (mode == SN_AUG_RESIZED_CROP) {
       int top, left, ch, cw;
-      sn_resized_crop_params(r, h, w, &top, &left, &ch, &cw);
+      sn_resized_crop_params(r, h, w, crop_scale, &top, &left, &ch, &cw);
       float *im = x + (size_t)i * img;
       memcpy(scratch, im, img * sizeof(float));
       resize_crop(scratch, h, w, c, top, left, ch, cw, flip, im);

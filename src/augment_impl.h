@@ -8,9 +8,11 @@
 extern "C" {
 #endif
 
-/* The crop resized-crop takes for the random stream r of an h x w image: top-left corner
- * (top, left) and size (ch, cw). */
-void sn_resized_crop_params(uint64_t r, int h, int w, int *top, int *left, int *ch, int *cw);
+/* The crop resized-crop takes for the random stream r of an h x w image with the smallest area
+ * fraction smin (outside (0, 1]: SN_CROP_SCALE_DEFAULT): top-left corner (top, left) and size
+ * (ch, cw). */
+void sn_resized_crop_params(uint64_t r, int h, int w, double smin, int *top, int *left, int *ch,
+                            int *cw);
 
 #ifdef __cplusplus
 }

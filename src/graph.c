@@ -377,6 +377,7 @@ void sn_net_destroy(sn_net *net) {
   free(net->block);
   free(net->grads);
   free(net->momentum);
+  free(net->probe_buf);
   free(net);
 }
 

@@ -36,6 +36,32 @@ const float *sn_net_output(const sn_net *net) {
   return net->layers[net->layers[net->output].fuse.alias].y;
 }
 
+void sn_net_set_probe(sn_net *net, sn_layer_probe probe, void *user) {
+  net->probe = probe;
+  net->probe_user = probe ? user : NULL;
+}
+
+/* Shows layer l's output (n images) to the probe, dequantized if the plan stores it as uint8. */
+static sn_status probe(sn_net *net, const sn_layer *l, int n) {
+  const sn_shape o = l->out;
+  const size_t count = (size_t)n * sn_shape_size(o);
+  const float *y = l->y;
+  if (l->out_u8) {
+    if (net->probe_n < count) {
+      float *b = realloc(net->probe_buf, count * sizeof *b);
+      if (!b) return sn_error_set(SN_ERR_NOMEM, "layer %s: out of memory for the probe", l->name);
+      net->probe_buf = b;
+      net->probe_n = count;
+    }
+    const uint8_t *q = (const uint8_t *)l->y;
+    for (size_t i = 0; i < count; ++i)
+      net->probe_buf[i] = l->out_scale * (float)q[i];
+    y = net->probe_buf;
+  }
+  net->probe(net->probe_user, l->name, l->ops->kind, y, n, o.h, o.w, o.c);
+  return SN_OK;
+}
+
 sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out) {
   if (!net->planned || net->training)
     return sn_error_set(SN_ERR_INVALID,
@@ -56,6 +82,10 @@ sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out) {
       return s;
     }
     if (net->prof) net->prof[j] += omp_get_wtime() - t0;
+    if (net->probe && (s = probe(net, l, n)) != SN_OK) {
+      net->input = NULL;
+      return s;
+    }
   }
   if (net->prof) net->prof_passes++;
   const sn_layer *o = &net->layers[net->layers[net->output].fuse.alias];

@@ -211,10 +211,14 @@ struct sn_net {
   int32_t *iarena;
   float *ws; /* shared workspace */
   size_t ws_n;
-  double *stats;    /* batch-norm scratch (sums) */
-  double *prof;     /* opts.profile: seconds per layer (training: nlayers forward, then
-                       nlayers backward), or NULL */
-  long prof_passes; /* passes timed into prof */
+  double *stats;        /* batch-norm scratch (sums) */
+  double *prof;         /* opts.profile: seconds per layer (training: nlayers forward, then
+                           nlayers backward), or NULL */
+  long prof_passes;     /* passes timed into prof */
+  sn_layer_probe probe; /* sn_net_set_probe: called after each layer of an inference pass */
+  void *probe_user;
+  float *probe_buf; /* a uint8 output dequantized for the probe (allocated at first need) */
+  size_t probe_n;
   size_t stats_n;
   int last_n;         /* batch of the last forward */
   const float *input; /* (N, H, W, C) network input during a pass */

@@ -33,6 +33,7 @@ void sn_train_recipe_init(sn_train_recipe *r) {
   r->decay_bn_and_bias = 1;
   r->schedule = SN_SCHED_COSINE;
   r->augment = SN_AUG_NONE;
+  r->crop_scale = SN_CROP_SCALE_DEFAULT;
   r->preprocess = SN_PRE_NONE;
   r->shuffle = 1;
   r->seed = 1;
@@ -116,6 +117,8 @@ int sn_train_recipe_diff(const sn_train_recipe *a, const sn_train_recipe *b, cha
   diff_str(&d, "no-decay-bn-bias", on_off(!a->decay_bn_and_bias), on_off(!b->decay_bn_and_bias));
   diff_double(&d, "label-smoothing", a->label_smoothing, b->label_smoothing);
   diff_str(&d, "augment", sn_augment_name(a->augment), sn_augment_name(b->augment));
+  if (a->augment == SN_AUG_RESIZED_CROP || b->augment == SN_AUG_RESIZED_CROP)
+    diff_double(&d, "crop-scale", a->crop_scale, b->crop_scale);
   diff_str(&d, "preprocess", sn_preprocess_name(a->preprocess), sn_preprocess_name(b->preprocess));
   diff_str(&d, "shuffle", on_off(a->shuffle), on_off(b->shuffle));
   diff_str(&d, "drop-last", on_off(a->drop_last), on_off(b->drop_last));

@@ -453,6 +453,59 @@ typedef struct sn_layer_profile {
  * destroyed). A new plan starts the counts afresh. Not collective. Errors: SN_ERR_NOMEM. */
 SN_API sn_status sn_net_profile(const sn_net *net, sn_layer_profile **rows, int *n, long *passes);
 
+/* A probe sees the output of every layer an inference pass (sn_net_forward) runs, in network
+ * order, right after the layer: n images of h x w x c float32 values (NHWC). Layers fused into
+ * another are not seen; the layer they are fused into gives the fused result (a convolution with
+ * its batch norm, ReLU and residual add, as the plan runs it), so two plans of the same net with
+ * the same fusion options - float32 and bf16 or int8 - show the same layers with the same shapes.
+ * An int8 plan's uint8 tensor is given dequantized (scale x q). y is valid during the call only.
+ * The probe may call nothing on this net. Not collective. */
+typedef void (*sn_layer_probe)(void *user, const char *layer, const char *kind, const float *y,
+                               int n, int h, int w, int c);
+/* Sets (probe non-NULL) or removes the probe. Takes effect at the next pass; survives replans. */
+SN_API void sn_net_set_probe(sn_net *net, sn_layer_probe probe, void *user);
+
+/* Comparing plans: how far bf16 or int8 plans of a net move every layer's output from a float32
+ * plan of the same parameters, on the same images (src/compare.c). Each sn_compare_add runs the
+ * batch through the reference, keeping every layer's output, then through each other net; the
+ * error at a layer includes what the layers before it contributed, as the network runs. */
+typedef struct sn_compare sn_compare;
+/* ref and tests[0..ntests) are inference plans of the same architecture and parameters with the
+ * same fusion options (the tests planned for batches at least as large as ref's); they must
+ * outlive the comparison and are not replanned while it lives. Memory: one batch of every layer's
+ * reference output (max_batch x the sum of the layer sizes floats). The caller owns *out.
+ * Errors: plans that do not run the same layers (naming the first that differs), SN_ERR_INVALID;
+ * SN_ERR_NOMEM. */
+SN_API sn_status sn_compare_create(sn_net *ref, sn_net *const *tests, int ntests, sn_compare **out);
+SN_API void sn_compare_destroy(sn_compare *c);
+/* Runs n <= ref's max_batch preprocessed images x (n, H, W, C) through every net and adds the
+ * differences. Not collective. Errors: those of sn_net_forward; after sn_compare_finish,
+ * SN_ERR_INVALID. */
+SN_API sn_status sn_compare_add(sn_compare *c, const float *x, int n);
+/* Sums the differences over the ranks of comm (NULL: serial). Collective; once. */
+SN_API sn_status sn_compare_finish(sn_compare *c, sn_comm *comm);
+/* The layers compared: every layer the plans run, in network order (fused layers are part of the
+ * layer they are fused into, e.g. a convolution with its batch norm, ReLU and residual add). */
+SN_API int sn_compare_num_layers(const sn_compare *c);
+/* Images compared (on this rank before sn_compare_finish, on all ranks after). */
+SN_API int64_t sn_compare_images(const sn_compare *c);
+enum { SN_LAYER_IS_OUTPUT = 1, SN_LAYER_IS_FEATURES = 2 }; /* sn_layer_error.role bits */
+typedef struct sn_layer_error {
+  const char *layer, *kind; /* owned by the reference net */
+  int64_t values;           /* output values per image */
+  int role;                 /* SN_LAYER_IS_* bits: the net's output, its pooled features */
+  double rel_l2;   /* ||t - r|| / ||r|| over all images and values (t: the test's output) */
+  double cos_mean; /* cosine similarity of t and r per image (the whole output of the layer for
+                      one image as a vector; 1 where both are zero), mean over the images */
+  double cos_min;  /* and its smallest value */
+} sn_layer_error;
+/* Layer i (0 <= i < sn_compare_num_layers) of test net `test`. Errors: indices out of range,
+ * SN_ERR_INVALID. */
+SN_API sn_status sn_compare_layer(const sn_compare *c, int test, int i, sn_layer_error *out);
+/* Fraction of the images whose top-1 class in test's output equals the reference's, or -1 for a
+ * net without a classifier or before any image. */
+SN_API double sn_compare_top1_agreement(const sn_compare *c, int test);
+
 /* ---------------------------------------------------------------- int8: scales, calibration */
 
 /* An int8 plan quantizes the input of each layer it runs in int8 (every convolution and dense
@@ -611,9 +664,11 @@ SN_API int sn_values_finite(const float *x, size_t n);
 /* Training augmentation of a preprocessed batch x (n, H, W, C), in place: horizontal flip with
  * probability 1/2 and (crop-flip) a random translation of up to `pad` pixels with zero fill
  * (torchvision RandomCrop(padding=pad) + RandomHorizontalFlip), or (resized-crop) torchvision's
- * RandomResizedCrop(H x W, scale 0.08..1, ratio 3/4..4/3) of the image, resized back to H x W
- * bilinearly (half-pixel centres, no antialiasing), then the flip. Choices depend only on
- * (seed, epoch, rows[i]). scratch: H*W*C floats. For an encoded dataset the reader takes the
+ * RandomResizedCrop(H x W, scale crop_scale..1, ratio 3/4..4/3) of the image, resized back to
+ * H x W bilinearly (half-pixel centres, no antialiasing), then the flip. crop_scale is the
+ * smallest fraction of the area a crop takes (torchvision's scale[0]; outside (0, 1]: the default
+ * SN_CROP_SCALE_DEFAULT, 0.08). Choices depend only on (seed, epoch, rows[i]). scratch: H*W*C
+ * floats. For an encoded dataset the reader takes the
  * resized crop from the original picture at decode instead (sn_dataset_set_decode_crop); this
  * one crops images already stored at H x W. */
 typedef enum sn_augment {
@@ -622,16 +677,18 @@ typedef enum sn_augment {
   SN_AUG_CROP_FLIP = 2,
   SN_AUG_RESIZED_CROP = 3
 } sn_augment;
+#define SN_CROP_SCALE_DEFAULT 0.08
 SN_API void sn_augment_batch(float *x, int n, int h, int w, int c, sn_augment mode, int pad,
-                             uint64_t seed, int64_t epoch, const int64_t *rows, float *scratch);
+                             double crop_scale, uint64_t seed, int64_t epoch, const int64_t *rows,
+                             float *scratch);
 /* The choices SN_AUG_RESIZED_CROP makes for dataset row `row` in epoch `epoch` of an h x w
  * picture: box = (top, left, height, width), torchvision RandomResizedCrop.get_params (scale
- * 0.08..1, ratio 3/4..4/3, ten tries then the centre crop), always inside the picture, and *flip
- * (1: mirror). The same function of (seed, epoch, row) as sn_augment_batch: applied to an encoded
- * dataset's original pictures at decode (sn_dataset_set_decode_crop), to a raw dataset's stored
- * images by sn_augment_batch. */
-SN_API void sn_augment_crop_box(uint64_t seed, int64_t epoch, int64_t row, int h, int w, int box[4],
-                                int *flip);
+ * crop_scale..1, ratio 3/4..4/3, ten tries then the centre crop), always inside the picture, and
+ * *flip (1: mirror). The same function of (seed, epoch, row) as sn_augment_batch: applied to an
+ * encoded dataset's original pictures at decode (sn_dataset_set_decode_crop), to a raw dataset's
+ * stored images by sn_augment_batch. */
+SN_API void sn_augment_crop_box(uint64_t seed, int64_t epoch, int64_t row, int h, int w,
+                                double crop_scale, int box[4], int *flip);
 SN_API const char *sn_augment_name(sn_augment a);
 SN_API sn_status sn_augment_parse(const char *name, sn_augment *out);
 
@@ -752,6 +809,7 @@ typedef struct sn_train_recipe {
   int decay_bn_and_bias; /* weight decay on BN parameters and biases too */
   double label_smoothing;
   sn_augment augment;
+  double crop_scale; /* resized-crop: the smallest area fraction of a crop */
   sn_preprocess preprocess;
   int shuffle;   /* one permutation per epoch (0: file order) */
   int drop_last; /* drop the last partial global batch (0: pad it by wrapping) */
@@ -762,7 +820,7 @@ typedef struct sn_train_recipe {
 } sn_train_recipe;
 /* Zeroes r, then `shardnet train`'s defaults where they do not depend on the model or the data:
  * epochs 1, global batch 128, lr 0.1, cosine, momentum 0.9, weight decay 5e-4 (BN parameters and
- * biases included), shuffle on, seed 1, synchronized BN, torch BN style. */
+ * biases included), crop scale 0.08, shuffle on, seed 1, synchronized BN, torch BN style. */
 SN_API void sn_train_recipe_init(sn_train_recipe *r);
 /* Compares a recorded recipe `was` (a checkpoint's) with `now`. Returns the number of fields that
  * differ and writes them into buf (n bytes; may be NULL), one "name was -> now" per difference
@@ -1024,17 +1082,17 @@ SN_API sn_status sn_dataset_set_decode(sn_dataset *ds, int out_h, int out_w, sn_
 SN_API sn_status sn_dataset_set_decode_for(sn_dataset *ds, int h, int w, sn_preprocess pre);
 /* Training decode of an encoded dataset, RandomResizedCrop + RandomHorizontalFlip taken from the
  * original picture as torchvision takes them from the PIL image: each row's picture is decoded,
- * the box of sn_augment_crop_box(seed, epoch, row, its height, its width) cut out and resized to
- * the decode target (out_h x out_w of sn_dataset_set_decode) with Pillow's antialiased bilinear
- * filter, and mirrored when the flip is drawn; bit for bit torchvision's F.resized_crop + F.hflip
- * on the PIL image. A JPEG is decoded only as far as the box needs (the same pixels). jpeg_scale
- * = 1 lets libjpeg decode JPEGs at the smallest scale k/8 at which the box still spans the
- * target, then resamples the scaled box (as Pillow's draft mode + resize(box=...)): faster on
+ * the box of sn_augment_crop_box(seed, epoch, row, its height, its width, crop_scale) cut out and
+ * resized to the decode target (out_h x out_w of sn_dataset_set_decode) with Pillow's antialiased
+ * bilinear filter, and mirrored when the flip is drawn; bit for bit torchvision's F.resized_crop +
+ * F.hflip on the PIL image. A JPEG is decoded only as far as the box needs (the same pixels).
+ * jpeg_scale = 1 lets libjpeg decode JPEGs at the smallest scale k/8 at which the box still spans
+ * the target, then resamples the scaled box (as Pillow's draft mode + resize(box=...)): faster on
  * large pictures, no longer bit-exact (docs/hdf5-schema.md). enable = 0 returns to the fitted
  * decode. sn_reader does this itself for SN_AUG_RESIZED_CROP. Raw dataset: SN_ERR_INVALID (its
  * images are cropped as stored, by sn_augment_batch). Not collective. */
 SN_API sn_status sn_dataset_set_decode_crop(sn_dataset *ds, int enable, uint64_t seed,
-                                            int64_t epoch, int jpeg_scale);
+                                            int64_t epoch, double crop_scale, int jpeg_scale);
 /* Channels of decoded rows (1: Pillow's "L" conversion, 3: RGB). A raw dataset keeps its own
  * (asking for another is SN_ERR_INVALID). */
 SN_API sn_status sn_dataset_set_channels(sn_dataset *ds, int channels);
@@ -1327,6 +1385,8 @@ typedef struct sn_reader_options {
                                lives */
   int jpeg_scale;           /* that decode: 1 lets libjpeg decode at a reduced scale (default 0:
                                full size, bit-exact with torchvision) */
+  double crop_scale;        /* SN_AUG_RESIZED_CROP: the smallest area fraction of a crop (default
+                               SN_CROP_SCALE_DEFAULT) */
   int pad;                  /* translation for SN_AUG_CROP_FLIP */
   uint64_t seed;            /* augmentation seed (sn_reader_create_epoch: its seed) */
   int64_t epoch;            /* augmentation epoch (sn_reader_create_epoch: its epoch) */

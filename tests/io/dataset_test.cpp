@@ -779,7 +779,7 @@ struct RowCrop {
 void row_crop(void *ctx, int h, int w, sn_image_crop *c) {
   const RowCrop *r = static_cast<const RowCrop *>(ctx);
   int box[4], flip = 0;
-  sn_augment_crop_box(r->seed, r->epoch, r->row, h, w, box, &flip);
+  sn_augment_crop_box(r->seed, r->epoch, r->row, h, w, 0.08, box, &flip);
   *c = sn_image_crop{box[0], box[1], box[2], box[3], r->oh, r->ow, flip, r->jpeg_scale};
 }
 
@@ -849,7 +849,7 @@ TEST(Reader, ResizedCropOfEncodedRowsIsTakenFromTheOriginalPicture) {
   sn_dataset_close(ds);
   Raw r = make_raw(dir, 4);
   ASSERT_EQ(sn_dataset_open(r.path.c_str(), sn_comm_serial(), &ds), SN_OK);
-  EXPECT_EQ(sn_dataset_set_decode_crop(ds, 1, 1, 0, 0), SN_ERR_INVALID);
+  EXPECT_EQ(sn_dataset_set_decode_crop(ds, 1, 1, 0, 0.08, 0), SN_ERR_INVALID);
   EXPECT_TRUE(has(sn_last_error(), "needs the encoded form")) << sn_last_error();
   sn_dataset_close(ds);
 }

@@ -56,6 +56,33 @@ bad() { # description, pattern, command args...
     echo "ok: $what"
   fi
 }
+# --report: one CSV row per layer with both precisions' columns, the same at 1 and 2 ranks (sums
+# over the ranks: equal up to the order of additions), int8 features close to float32's.
+rep=("${model[@]}" --weights "$t/w.h5" --data "$t/d.h5" --rows 200 --batch 32 --report-rows 40 --force)
+"$sn" calibrate "${rep[@]}" --out "$t/sr1.h5" --report "$t/r1.csv" >"$t/r1.log" || die "report np1"
+timeout 120 $mpirun -np 2 "$sn" calibrate "${rep[@]}" --out "$t/sr2.h5" --report "$t/r2.csv" \
+  --threads 1 || die "report np2"
+/usr/bin/python3 - "$t/r1.csv" "$t/r2.csv" "$sn" <<'PY' && echo "ok: report np1 == np2" || die "report"
+import csv, subprocess, sys
+a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])
+assert len(a) == len(b) and len(a) >= 20, (len(a), len(b))
+assert [r["layer"] for r in a] == [r["layer"] for r in b]
+cols = [c for c in a[0] if c.endswith(("rel_l2", "cos_mean", "cos_min"))]
+assert "int8_rel_l2" in cols, cols
+for r, s in zip(a, b):
+    for c in cols:
+        x, y = float(r[c]), float(s[c])
+        assert abs(x - y) <= 1e-9 * max(1.0, abs(x)), (r["layer"], c, x, y)
+feat = [r for r in a if r["role"] == "features"]
+out = [r for r in a if r["role"] == "output"]
+assert len(feat) == 1 and len(out) == 1, (feat, out)
+assert 0.99 < float(feat[0]["int8_cos_mean"]) <= 1 + 1e-12, feat
+assert 0 < float(out[0]["int8_rel_l2"]) < 0.1, out
+PY
+grep -q "^report: int8: largest layer error" "$t/r1.log" || die "report summary line: $(cat "$t/r1.log")"
+SN_NO_AVX512=1 bad "report on a CPU without bf16 and int8" "runs neither bf16 nor int8" \
+  "$sn" calibrate "${cal[@]}" --out "$t/s8.h5" --report "$t/r8.csv"
+
 bad "int8 without scales" "needs it" "$sn" infer "${inf[@]}" --precision int8 --out "$t/o1.h5"
 bad "unknown precision" "not fp32, bf16 or int8" "$sn" infer "${inf[@]}" --precision int4 --out "$t/o2.h5"
 "$sn" calibrate "${model[@]}" --data "$t/d.h5" --rows 64 --quiet --out "$t/srand.h5" 2>/dev/null || die "calibrate random"
@@ -67,7 +94,8 @@ SN_NO_AVX512=1 bad "CPU without the instructions" "precision bf16 needs AVX-512"
   "$sn" infer "${inf[@]}" --precision bf16 --out "$t/o6.h5"
 bad "calibrate over an existing file" "exists" "$sn" calibrate "${cal[@]}" --out "$t/s1.h5"
 bad "calibrate method" "not mse, max or percentile" "$sn" calibrate "${cal[@]}" --method kl --out "$t/s9.h5"
-for f in o1 o2 o3 o4 o5 o6 s9; do
+for f in o1 o2 o3 o4 o5 o6 s9 s8; do
   [[ -e "$t/$f.h5" ]] && die "$f.h5 left behind"
 done
+[[ -e "$t/r8.csv" ]] && die "r8.csv left behind"
 exit $fail

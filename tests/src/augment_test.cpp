@@ -41,8 +41,8 @@ TEST(Augment, FlipIsMirrorOrIdentityAndDeterministic) {
     x.insert(x.end(), one.begin(), one.end());
   }
   x2 = x;
-  sn_augment_batch(x.data(), n, h, w, c, SN_AUG_FLIP, 0, 7, 3, rows.data(), scratch.data());
-  sn_augment_batch(x2.data(), n, h, w, c, SN_AUG_FLIP, 0, 7, 3, rows.data(), scratch.data());
+  sn_augment_batch(x.data(), n, h, w, c, SN_AUG_FLIP, 0, 0.08, 7, 3, rows.data(), scratch.data());
+  sn_augment_batch(x2.data(), n, h, w, c, SN_AUG_FLIP, 0, 0.08, 7, 3, rows.data(), scratch.data());
   EXPECT_EQ(x, x2);
   int flipped = 0;
   for (int i = 0; i < n; ++i) {
@@ -59,37 +59,38 @@ TEST(Augment, FlipIsMirrorOrIdentityAndDeterministic) {
   EXPECT_LT(flipped, n - 2);
 }
 
-// Crops stay inside the image, keep torchvision's area (8-100%) and aspect (3/4-4/3) ranges up
-// to rounding, and spread over the range.
+// Crops stay inside the image, keep torchvision's area (smin-100%, smin 0.08 by default) and
+// aspect (3/4-4/3) ranges up to rounding, and spread over the range.
 TEST(Augment, ResizedCropParameters) {
-  for (auto hw : {std::pair<int, int>{224, 224}, {32, 32}, {300, 120}, {1, 1}}) {
-    const int h = hw.first, w = hw.second;
-    double amin = 2, amax = 0;
-    for (uint64_t r = 0; r < 4000; ++r) {
-      int top, left, ch, cw;
-      sn_resized_crop_params(r * 0x9e3779b97f4a7c15ull, h, w, &top, &left, &ch, &cw);
-      ASSERT_GT(ch, 0);
-      ASSERT_GT(cw, 0);
-      ASSERT_GE(top, 0);
-      ASSERT_GE(left, 0);
-      ASSERT_LE(top + ch, h);
-      ASSERT_LE(left + cw, w);
-      const double a = (double)ch * cw / ((double)h * w);
-      amin = std::min(amin, a);
-      amax = std::max(amax, a);
-      if (h >= 32 && w >= 32 && a < 0.999) { // a sampled crop (not the fallback)
-        const double ratio = (double)cw / ch;
-        EXPECT_GE(ratio, 0.75 * (1 - 2.0 / ch) - 1e-9) << h << "x" << w;
-        EXPECT_LE(ratio, 4.0 / 3.0 * (1 + 2.0 / cw) + 1e-9) << h << "x" << w;
-        EXPECT_GE(a, 0.08 * (1 - 4.0 / std::min(ch, cw)) - 1e-9);
+  for (double smin : {0.08, 0.25, 0.45})
+    for (auto hw : {std::pair<int, int>{224, 224}, {32, 32}, {300, 120}, {1, 1}}) {
+      const int h = hw.first, w = hw.second;
+      double amin = 2, amax = 0;
+      for (uint64_t r = 0; r < 4000; ++r) {
+        int top, left, ch, cw;
+        sn_resized_crop_params(r * 0x9e3779b97f4a7c15ull, h, w, smin, &top, &left, &ch, &cw);
+        ASSERT_GT(ch, 0);
+        ASSERT_GT(cw, 0);
+        ASSERT_GE(top, 0);
+        ASSERT_GE(left, 0);
+        ASSERT_LE(top + ch, h);
+        ASSERT_LE(left + cw, w);
+        const double a = (double)ch * cw / ((double)h * w);
+        amin = std::min(amin, a);
+        amax = std::max(amax, a);
+        if (h >= 32 && w >= 32 && a < 0.999) { // a sampled crop (not the fallback)
+          const double ratio = (double)cw / ch;
+          EXPECT_GE(ratio, 0.75 * (1 - 2.0 / ch) - 1e-9) << h << "x" << w;
+          EXPECT_LE(ratio, 4.0 / 3.0 * (1 + 2.0 / cw) + 1e-9) << h << "x" << w;
+          EXPECT_GE(a, smin * (1 - 4.0 / std::min(ch, cw)) - 1e-9) << smin;
+        }
+      }
+      if (h >= 32) {
+        EXPECT_LT(amin, smin + 0.07) << h << "x" << w << " smin " << smin;
+        // the largest crop of aspect >= 3/4 in a 300x120 image is 160x120 = 53% of it
+        EXPECT_GT(amax, h == w ? 0.9 : 0.5) << h << "x" << w;
       }
     }
-    if (h >= 32) {
-      EXPECT_LT(amin, 0.15) << h << "x" << w;
-      // the largest crop of aspect >= 3/4 in a 300x120 image is 160x120 = 53% of it
-      EXPECT_GT(amax, h == w ? 0.9 : 0.5) << h << "x" << w;
-    }
-  }
 }
 
 // A resized crop of a ramp is a ramp (bilinear is exact on linear functions away from the
@@ -104,9 +105,9 @@ TEST(Augment, ResizedCropResamplesBilinearly) {
     x.insert(x.end(), one.begin(), one.end());
   }
   auto x2 = x;
-  sn_augment_batch(x.data(), n, h, w, c, SN_AUG_RESIZED_CROP, 0, 11, 0, rows.data(),
+  sn_augment_batch(x.data(), n, h, w, c, SN_AUG_RESIZED_CROP, 0, 0.08, 11, 0, rows.data(),
                    scratch.data());
-  sn_augment_batch(x2.data(), n, h, w, c, SN_AUG_RESIZED_CROP, 0, 11, 0, rows.data(),
+  sn_augment_batch(x2.data(), n, h, w, c, SN_AUG_RESIZED_CROP, 0, 0.08, 11, 0, rows.data(),
                    scratch.data());
   EXPECT_EQ(x, x2);
   int changed = 0;
@@ -146,12 +147,13 @@ TEST(Augment, CropBoxIsTheChoiceOfTheBatchAugmentation) {
     x.insert(x.end(), one.begin(), one.end());
   }
   xf = x;
-  sn_augment_batch(x.data(), n, h, w, c, SN_AUG_RESIZED_CROP, 0, 5, 2, rows.data(), scratch.data());
-  sn_augment_batch(xf.data(), n, h, w, c, SN_AUG_FLIP, 0, 5, 2, rows.data(), scratch.data());
+  sn_augment_batch(x.data(), n, h, w, c, SN_AUG_RESIZED_CROP, 0, 0.08, 5, 2, rows.data(),
+                   scratch.data());
+  sn_augment_batch(xf.data(), n, h, w, c, SN_AUG_FLIP, 0, 0.08, 5, 2, rows.data(), scratch.data());
   int flips = 0;
   for (int i = 0; i < n; ++i) {
     int box[4], flip = -1;
-    sn_augment_crop_box(5, 2, rows[i], h, w, box, &flip);
+    sn_augment_crop_box(5, 2, rows[i], h, w, 0.08, box, &flip);
     ASSERT_TRUE(flip == 0 || flip == 1);
     flips += flip;
     ASSERT_GE(box[0], 0);
@@ -166,7 +168,7 @@ TEST(Augment, CropBoxIsTheChoiceOfTheBatchAugmentation) {
     const float *fl = xf.data() + (size_t)i * one.size();
     EXPECT_EQ(fl[0] == one[w - 1], flip == 1) << "row " << rows[i];
     int again[4], flip2;
-    sn_augment_crop_box(5, 2, rows[i], h, w, again, &flip2);
+    sn_augment_crop_box(5, 2, rows[i], h, w, 0.08, again, &flip2);
     EXPECT_TRUE(std::equal(box, box + 4, again) && flip2 == flip);
   }
   EXPECT_GT(flips, 4);

@@ -96,6 +96,16 @@ TEST(Recipe, EveryFieldIsComparedAndNamed) {
     EXPECT_EQ(diff(base(), b, &n), c.text);
     EXPECT_EQ(n, 1) << c.text;
   }
+  // the crop scale counts where a resized crop is taken (in either recipe), and only there
+  sn_train_recipe a = base(), b = base();
+  a.augment = b.augment = SN_AUG_RESIZED_CROP;
+  b.crop_scale = 0.35;
+  int n = 0;
+  EXPECT_EQ(diff(a, b, &n), "crop-scale 0.08 -> 0.35");
+  EXPECT_EQ(n, 1);
+  a.augment = b.augment = SN_AUG_FLIP;
+  EXPECT_EQ(diff(a, b, &n), "");
+  EXPECT_EQ(n, 0);
 }
 
 TEST(Recipe, SeveralDifferencesInOrderAndCutShort) {
