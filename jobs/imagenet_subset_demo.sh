@@ -136,7 +136,7 @@ model       resnet18 at 64x64, $epochs epochs on $ranks MPI ranks x $threads thr
             RandomResizedCrop of $crop_scale..1 of the area at decode
 test top-1  $(awk "BEGIN{printf \"%.2f%%\", 100*$acc}") (resize 73, centre crop 64; goal 90%)
 training    ${t_train} s, $(field images_per_s) images/s in the last epoch, waiting for data
-            $(awk "BEGIN{printf \"%.1f%%\", 100*$(field data_wait_s)/$t_train}") of the run (rank 0)
+            $(awk "BEGIN{printf \"%.2f%%\", 100*$(field data_wait_s)/$(field seconds)}") of that epoch (rank 0)
 drill       $drill
 weights     $out/resnet18_fashion64.h5; metrics $out/metrics.jsonl
 total       ${total} s
