@@ -8,17 +8,17 @@
 # encoded train.h5 and test.h5 at 64x64x3, with its --weights); calibrate --report writes the
 # per-layer errors to DIR/layers.csv.
 # Usage: lowp_accuracy.sh [--arch resnet20] [--epochs 4] [--weights W.h5] [--rows 512]
-#                         [--train T.h5 --test V.h5 --input HxWxC]
+#                         [--train T.h5 --test V.h5 --input HxWxC --classes N]
 #                         [--build build] [--dir /tmp/sn_lowp_acc]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 arch=resnet20 epochs=4 weights="" rows=512 build="$here/build" dir=/tmp/sn_lowp_acc
-train="" test="" input=28x28x1
+train="" test="" input=28x28x1 classes=10
 while [[ $# -gt 0 ]]; do
   case "$1" in
   --arch) arch="$2" ;; --epochs) epochs="$2" ;; --weights) weights="$2" ;; --rows) rows="$2" ;;
   --build) build="$2" ;; --dir) dir="$2" ;;
-  --train) train="$2" ;; --test) test="$2" ;; --input) input="$2" ;;
+  --train) train="$2" ;; --test) test="$2" ;; --input) input="$2" ;; --classes) classes="$2" ;;
   *) echo "lowp_accuracy.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift 2
@@ -34,7 +34,7 @@ if [[ -z "$train" ]]; then
   done
   train="$dir/train.h5" test="$dir/t10k.h5"
 fi
-model=(--arch "$arch" --input "$input")
+model=(--arch "$arch" --input "$input" --classes "$classes")
 if [[ -z "$weights" ]]; then
   weights="$dir/${arch}_e$epochs.h5"
   [[ -f "$weights" ]] || "$sn" train "${model[@]}" --data "$train" --epochs "$epochs" \
