@@ -6,6 +6,8 @@
 # installed library and finds the installed program and label files; an installed job script
 # runs the installed program.
 set -uo pipefail
+# Pipelines into grep use grep -c, not grep -q: grep -q exits at the first match, and a producer
+# still writing (ldd) then dies of SIGPIPE, which fails the pipeline under pipefail.
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build=$(cd "${1:?usage: install_test.sh BUILD_DIR}" && pwd)
 tmp=$(mktemp -d)
@@ -82,7 +84,7 @@ if cc -std=c11 -Wall -Werror "$tmp/example.c" $(pkg-config --cflags --libs shard
   got=$(LD_LIBRARY_PATH="$prefix/$libdir" "$tmp/app_pc") || die "pkg-config: app failed"
   [[ $got == "$want" ]] && ok "pkg-config: the header's example and an app build and run ($got)" \
     || die "pkg-config: app printed '$got', expected '$want'"
-  LD_LIBRARY_PATH="$prefix/$libdir" ldd "$tmp/app_pc" | grep -q "$prefix/$libdir/libshardnet.so.0" \
+  LD_LIBRARY_PATH="$prefix/$libdir" ldd "$tmp/app_pc" | grep -c "$prefix/$libdir/libshardnet.so.0" >/dev/null \
     || die "pkg-config: the app did not load the installed library"
 else
   die "pkg-config build failed: $(cat "$tmp/cc.log")"
@@ -124,7 +126,7 @@ if cmake -S "$tmp/consumer" -B "$tmp/consumer/build" -DCMAKE_PREFIX_PATH="$prefi
   got=$("$tmp/consumer/build/app") || die "find_package: app failed"
   [[ $got == "$want" ]] && ok "find_package: shardnet::shardnet builds and runs an app ($got)" \
     || die "find_package: app printed '$got', expected '$want'"
-  ldd "$tmp/consumer/build/app" | grep -q "$prefix/$libdir/libshardnet.so.0" \
+  ldd "$tmp/consumer/build/app" | grep -c "$prefix/$libdir/libshardnet.so.0" >/dev/null \
     || die "find_package: the app did not load the installed library"
   # no MPI or HDF5 include directory reaches the consumer
   grep -rqE "hdf5|openmpi" "$tmp/consumer/build/CMakeFiles/app.dir/flags.make" \
