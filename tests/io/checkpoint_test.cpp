@@ -83,6 +83,7 @@ sn_checkpoint_meta full_meta() {
   r->decay_bn_and_bias = 0;
   r->label_smoothing = 0.1;
   r->augment = SN_AUG_RESIZED_CROP;
+  r->crop_scale = 0.35;
   r->preprocess = SN_PRE_UNIT;
   r->shuffle = 0;
   r->drop_last = 1;
@@ -121,6 +122,7 @@ TEST(Checkpoint, RoundTripIsBitExact) {
   EXPECT_EQ(sn_train_recipe_diff(&m.recipe, &back.recipe, diff, sizeof diff), 0) << diff;
   EXPECT_EQ(back.recipe.seed, (1ull << 62) + 5);
   EXPECT_EQ(back.recipe.lr, 0.05);
+  EXPECT_EQ(back.recipe.crop_scale, 0.35);
   // the loop state and recipe alone, without a net
   ASSERT_EQ(sn_checkpoint_read_meta(path.c_str(), nullptr, &head), SN_OK) << sn_last_error();
   EXPECT_EQ(head.step, 7);
@@ -153,6 +155,27 @@ TEST(Checkpoint, OlderCheckpointWithoutRecipeLoads) {
   EXPECT_STREQ(back.recipe.arch, "resnet20");
   EXPECT_EQ(back.report_pending, 0);
   EXPECT_EQ(back.epoch_sums[3], 0.0);
+  sn_net_destroy(a);
+}
+
+// A recipe written before the crop scale was recorded reads as torchvision's default, 0.08.
+TEST(Checkpoint, RecipeWithoutCropScaleReadsTheDefault) {
+  sn_net *a = trained_net(3, 1);
+  ASSERT_TRUE(a) << sn_last_error();
+  std::string path = sntest::temp_dir() + "/ck.h5";
+  sn_checkpoint_meta m = full_meta();
+  ASSERT_EQ(sn_checkpoint_save(a, path.c_str(), &m, nullptr), SN_OK) << sn_last_error();
+  sn_h5_lock();
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT),
+        g = H5Gopen2(f, "recipe", H5P_DEFAULT);
+  EXPECT_GE(H5Adelete(g, "crop_scale"), 0);
+  H5Gclose(g);
+  H5Fclose(f);
+  sn_h5_unlock();
+  sn_checkpoint_meta back;
+  ASSERT_EQ(sn_checkpoint_read_meta(path.c_str(), nullptr, &back), SN_OK) << sn_last_error();
+  EXPECT_EQ(back.recipe.crop_scale, SN_CROP_SCALE_DEFAULT);
+  EXPECT_EQ(back.recipe.lr, 0.05);
   sn_net_destroy(a);
 }
 
