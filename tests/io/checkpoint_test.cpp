@@ -93,6 +93,18 @@ sn_checkpoint_meta full_meta() {
   return m;
 }
 
+// Changes the /recipe group of the checkpoint at path in place (edit gets the group and the path).
+void edit_recipe(const std::string &path, void (*edit)(hid_t g, const char *file)) {
+  sn_h5_lock();
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT),
+        g = H5Gopen2(f, "recipe", H5P_DEFAULT);
+  EXPECT_GE(g, 0) << path;
+  edit(g, path.c_str());
+  H5Gclose(g);
+  H5Fclose(f);
+  sn_h5_unlock();
+}
+
 std::vector<float> momentum_of(sn_net *net) {
   size_t n;
   float *b = sn_net_momentum_block(net, &n);
@@ -165,13 +177,7 @@ TEST(Checkpoint, RecipeWithoutCropScaleReadsTheDefault) {
   std::string path = sntest::temp_dir() + "/ck.h5";
   sn_checkpoint_meta m = full_meta();
   ASSERT_EQ(sn_checkpoint_save(a, path.c_str(), &m, nullptr), SN_OK) << sn_last_error();
-  sn_h5_lock();
-  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT),
-        g = H5Gopen2(f, "recipe", H5P_DEFAULT);
-  EXPECT_GE(H5Adelete(g, "crop_scale"), 0);
-  H5Gclose(g);
-  H5Fclose(f);
-  sn_h5_unlock();
+  edit_recipe(path, [](hid_t g, const char *) { EXPECT_GE(H5Adelete(g, "crop_scale"), 0); });
   sn_checkpoint_meta back;
   ASSERT_EQ(sn_checkpoint_read_meta(path.c_str(), nullptr, &back), SN_OK) << sn_last_error();
   EXPECT_EQ(back.recipe.crop_scale, SN_CROP_SCALE_DEFAULT);
@@ -186,15 +192,11 @@ TEST(Checkpoint, BadRecipeAttributeIsNamed) {
   std::string path = sntest::temp_dir() + "/ck.h5";
   sn_checkpoint_meta m = full_meta();
   ASSERT_EQ(sn_checkpoint_save(a, path.c_str(), &m, nullptr), SN_OK) << sn_last_error();
-  sn_h5_lock();
-  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT),
-        g = H5Gopen2(f, "recipe", H5P_DEFAULT);
-  sn_h5_write_str_attr(g, "augment", "jitter", path.c_str());
-  H5Adelete(g, "lr");
-  sn_h5_write_int_attr(g, "lr", 1, path.c_str());
-  H5Gclose(g);
-  H5Fclose(f);
-  sn_h5_unlock();
+  edit_recipe(path, [](hid_t g, const char *file) {
+    sn_h5_write_str_attr(g, "augment", "jitter", file);
+    H5Adelete(g, "lr");
+    sn_h5_write_int_attr(g, "lr", 1, file);
+  });
   std::vector<float> before = block_of(a);
   sn_checkpoint_meta back;
   EXPECT_EQ(sn_checkpoint_read_meta(path.c_str(), nullptr, &back), SN_ERR_FORMAT);
