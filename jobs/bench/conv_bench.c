@@ -9,8 +9,13 @@
  * Usage: conv_bench [--model resnet50|resnet18] [--batch N] [--reps R] [--algo
  * auto|gemm|wino|wino2]
  *                   [--no-generic] [--no-sgemm] [--layer SUBSTR] [--res] [--cold MB]
+ *                   [--precision fp32|bf16|int8] [--f32-io]
  * Epilogue: bias + ReLU, plus a residual with --res (a worst case: in the networks only the last
  * conv of a block adds one).
+ * --precision bf16|int8: the low-precision convolution (sn_conv_prepare_lp) instead; bf16 reads
+ * and writes float32 (as in a bf16 plan), int8 reads and writes uint8 (as between two int8
+ * layers; --f32-io: float32 in and out, as at the stem's output or a downsample). The residual is
+ * stored like the output.
  * Output: one JSON line per layer and a total line. GFLOP/s counts the direct convolution's
  * 2*M*K*N flops (M = N*OH*OW, K = KH*KW*Cin, N = Cout), also for Winograd. Times are medians. */
 #include <cblas.h>
@@ -80,6 +85,34 @@ static void fill(float *p, size_t n, unsigned seed, float scale, int nonneg) {
 
 static float *falloc(size_t n) { return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64); }
 
+/* The low-precision options of --precision (type 0: float32, the prepared float32 path). */
+typedef struct lp_opts {
+  sn_precision type;
+  int f32_io;
+} lp_opts;
+
+/* Prepares the convolution of g in the precision of lp (float32: algo). Inputs in [0, 1]
+ * quantized with scale 1/255, outputs and the residual with scale 1/32. */
+static int prepare(const sn_conv_geom *g, const float *w, const float *b, sn_conv_algo algo,
+                   const lp_opts *lp, sn_conv_impl **c) {
+  if (lp->type != SN_PRECISION_BF16 && lp->type != SN_PRECISION_INT8)
+    return sn_conv_prepare_algo(g, w, b, algo, c);
+  const int u8 = lp->type == SN_PRECISION_INT8 && !lp->f32_io;
+  sn_conv_lp q = {lp->type, 1.0f / 255, 0, u8, u8, 1.0f / 32, u8, 1.0f / 32};
+  return sn_conv_prepare_lp(g, w, b, &q, c);
+}
+
+/* x and res converted to the stored format of lp (uint8 for int8 without --f32-io). */
+static void *as_stored(const lp_opts *lp, const float *v, size_t n, float scale) {
+  if (lp->type != SN_PRECISION_INT8 || lp->f32_io) return (void *)v;
+  uint8_t *q = malloc(n ? n : 1);
+  for (size_t i = 0; i < n; i++) {
+    const float t = v[i] < 0 ? 0 : v[i] / scale;
+    q[i] = (uint8_t)(t > 255 ? 255 : t + 0.5f);
+  }
+  return q;
+}
+
 typedef struct timing {
   double med, min;
 } timing;
@@ -119,6 +152,7 @@ static void flush_caches(void) {
 int main(int argc, char **argv) {
   const char *model = "resnet50", *algo_s = "auto", *only = NULL;
   int batch = 1, reps = 21, do_generic = 1, do_sgemm = 1, use_res = 0;
+  lp_opts lp = {SN_PRECISION_FP32, 0};
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc)
       model = argv[++i];
@@ -136,7 +170,14 @@ int main(int argc, char **argv) {
       do_sgemm = 0;
     else if (!strcmp(argv[i], "--res"))
       use_res = 1;
-    else if (!strcmp(argv[i], "--cold") && i + 1 < argc) {
+    else if (!strcmp(argv[i], "--f32-io"))
+      lp.f32_io = 1;
+    else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+      const char *v = argv[++i];
+      lp.type = !strcmp(v, "bf16")   ? SN_PRECISION_BF16
+                : !strcmp(v, "int8") ? SN_PRECISION_INT8
+                                     : SN_PRECISION_FP32;
+    } else if (!strcmp(argv[i], "--cold") && i + 1 < argc) {
       g_flush_n = (size_t)atoi(argv[++i]) << 18; /* MB -> floats */
       g_flush = calloc(g_flush_n ? g_flush_n : 1, sizeof(float));
     } else {
@@ -144,7 +185,7 @@ int main(int argc, char **argv) {
           stderr,
           "usage: %s [--model resnet50|resnet18] [--batch N] [--reps R] "
           "[--algo auto|gemm|wino|wino2|generic] [--no-generic] [--no-sgemm] [--layer S] [--res] "
-          "[--cold MB]\n",
+          "[--cold MB] [--precision fp32|bf16|int8] [--f32-io]\n",
           argv[0]);
       return 2;
     }
@@ -181,7 +222,7 @@ int main(int argc, char **argv) {
     double flop = 2.0 * (double)M * (double)K * l->cout;
 
     sn_conv_impl *c = NULL;
-    if (sn_conv_prepare_algo(&g, w, b, algo, &c)) {
+    if (prepare(&g, w, b, algo, &lp, &c)) {
       fprintf(stderr, "prepare failed %s\n", l->name);
       return 1;
     }
@@ -189,7 +230,13 @@ int main(int argc, char **argv) {
     float *ws = falloc(nws + 1);
     timing ti;
     const float *r = use_res ? res : NULL;
-    TIME_IT(ti, reps, sn_conv_impl_forward(c, batch, x, r, 1, y, ws));
+    if (lp.type == SN_PRECISION_BF16 || lp.type == SN_PRECISION_INT8) {
+      const void *xs = as_stored(&lp, x, nx, 1.0f / 255), *rs = as_stored(&lp, res, ny, 1.0f / 32);
+      TIME_IT(ti, reps, sn_conv_impl_forward_lp(c, batch, xs, NULL, use_res ? rs : NULL, 1, y, ws));
+      if (xs != x) free((void *)xs);
+      if (rs != res) free((void *)rs);
+    } else
+      TIME_IT(ti, reps, sn_conv_impl_forward(c, batch, x, r, 1, y, ws));
 
     timing tg = {0, 0}, ts = {0, 0};
     if (do_generic) {

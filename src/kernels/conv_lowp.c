@@ -3,16 +3,18 @@
  *
  * A call: (1) stage the input where the kernels cannot read it as it is: a float32 input is
  * mapped (the input map of a batch norm folded into this layer's input), then rounded to bf16 or
- * quantized to uint8 (sn_quant_u8_ref's rule) into the workspace; for the AMX line mode a
- * zero-padded copy is made (padding = the zero point). (2) Rows of A come from one of:
+ * quantized to uint8 (sn_quant_u8_ref's rule) into the workspace; for the line mode a
+ * zero-padded copy is made (padding = the zero point). (2) Rows of A (units of 32 rows for AMX,
+ * 14 for AVX-512) come from one of:
  *   pack  im2col (or the pixel's channels, for unpadded 1x1) of the staged or uint8 input into
- *         a buffer: rows at a stride (AMX) or group-interleaved panels of 14 rows (AVX-512);
- *   rows  AMX, unpadded 1x1 stride 1 with Cin * es a multiple of 64: the input read in place,
- *         row m = pixel m (the last, partial block of rows is copied);
- *   line  AMX, stride 1 with Cin * es a multiple of 64: the padded input, on its padded width:
+ *         a buffer of rows at a stride;
+ *   rows  unpadded 1x1 stride 1 with Cin * es a multiple of 64: the input read in place,
+ *         row m = pixel m (AMX copies the last, partial unit of rows; AVX-512 runs fewer rows);
+ *   line  stride 1 with Cin * es a multiple of 64: the padded input, on its padded width:
  *         position p = y * Wp + x of an image reads, for tap (ky, kx), padded pixel
- *         p + ky * Wp + kx, so 16 consecutive positions are 16 tile rows at stride Cin; positions
- *         with x >= OW are computed and dropped (a 3.6% excess at 56x56, 28% at 7x7), no im2col.
+ *         p + ky * Wp + kx, so consecutive positions are rows at stride Cin; positions with
+ *         x >= OW are computed and dropped (3.6% more rows at 56x56, 29% at 7x7, where AVX-512
+ *         packs instead), no im2col.
  * (3) Micro-kernels (conv_lowp_tiles.c) over all of K per 32x32 (AMX) or 14x32 (AVX-512) block,
  * then the epilogue here: int8 y = (sum - zp * colsum[o]) * mult[o] + bias[o] (the integer part
  * exact), bf16 y = sum + bias[o]; + residual
@@ -56,14 +58,10 @@ struct sn_lp_conv {
 static int unit_rows(const sn_lp_conv *c) { return c->amx ? SN_LP_AMX_ROWS : SN_LP_MR; }
 
 /* Bytes of one packed unit (a block of unit_rows rows). */
-static size_t unit_bytes(const sn_lp_conv *c) {
-  return c->amx ? SN_LP_AMX_ROWS * c->lda : (size_t)SN_LP_MR * c->kg * 4;
-}
+static size_t unit_bytes(const sn_lp_conv *c) { return (size_t)unit_rows(c) * c->lda; }
 
 /* Units (blocks of rows) of a batch of n; positions per image in line mode. */
-static int units_per_image(const sn_lp_conv *c) {
-  return ceil_div(c->g.oh * c->ws, SN_LP_AMX_ROWS);
-}
+static int units_per_image(const sn_lp_conv *c) { return ceil_div(c->g.oh * c->ws, unit_rows(c)); }
 static int num_units(const sn_lp_conv *c, int n) {
   if (c->mode == A_LINE) return n * units_per_image(c);
   return ceil_div(n * c->g.oh * c->g.ow, unit_rows(c));
@@ -86,7 +84,13 @@ int sn_lp_prepare(const sn_conv_geom *g, const sn_conv_lp *q, int amx, sn_lp_con
   c->nt = omp_get_max_threads();
   const int s1 = g->sh == 1 && g->sw == 1, whole = (g->cin * c->es) % 64 == 0;
   const int pad = g->pt || g->pl || g->pb || g->pr;
-  c->mode = !amx || !s1 || !whole ? A_PACK : g->kh == 1 && g->kw == 1 && !pad ? A_ROWS : A_LINE;
+  /* AVX-512 keeps im2col where the line mode's dropped positions would cost more than packing
+   * (padded width over a quarter wider than the output: 9 / 7 at 7x7). */
+  const int line_ok = amx || 4 * (g->w + g->pl + g->pr) <= 5 * g->ow;
+  c->mode = !s1 || !whole                      ? A_PACK
+            : g->kh == 1 && g->kw == 1 && !pad ? A_ROWS
+            : line_ok                          ? A_LINE
+                                               : A_PACK;
   c->hs = c->mode == A_LINE ? g->h + g->pt + g->pb : g->h;
   c->ws = c->mode == A_LINE ? g->w + g->pl + g->pr : g->w;
   c->lda = (size_t)c->kp * c->es + 64; /* off a multiple of 4 KiB: rows in distinct L1 sets */
@@ -293,8 +297,8 @@ static void block_pixels(const sn_lp_conv *c, int n, int u, int *pix) {
       pix[r] = r0 + r < m ? r0 + r : -1;
     return;
   }
-  const int upi = units_per_image(c), img = u / upi, p0 = u % upi * SN_LP_AMX_ROWS;
-  for (int r = 0; r < SN_LP_AMX_ROWS; r++) {
+  const int upi = units_per_image(c), img = u / upi, p0 = u % upi * unit_rows(c);
+  for (int r = 0; r < unit_rows(c); r++) {
     const int p = p0 + r, y = p / c->ws, x = p % c->ws;
     pix[r] = y < g->oh && x < g->ow ? (img * g->oh + y) * g->ow + x : -1;
   }
@@ -387,23 +391,20 @@ static void pack_row(const sn_lp_conv *c, const uint8_t *src, int m, uint8_t *ds
   memset(dst + (size_t)c->k * es, 0, (size_t)(c->kp - c->k) * es);
 }
 
-/* Packs units [u0, u1) of a batch of n into dst (unit_bytes each). AMX: rows at stride lda;
- * AVX-512: group-interleaved panels, through the row buffer tmp. Rows past the batch are 0. */
-static void pack_units(const sn_lp_conv *c, int n, const uint8_t *src, int u0, int u1, uint8_t *dst,
-                       uint8_t *tmp) {
+/* Packs units [u0, u1) of a batch of n into dst (unit_bytes each): rows at stride lda, rows past
+ * the batch 0. */
+static void pack_units(const sn_lp_conv *c, int n, const uint8_t *src, int u0, int u1,
+                       uint8_t *dst) {
   const int m = n * c->g.oh * c->g.ow, ur = unit_rows(c);
   for (int u = u0; u < u1; u++) {
     uint8_t *p = dst + (size_t)(u - u0) * unit_bytes(c);
     for (int r = 0; r < ur; r++) {
       const int row = u * ur + r;
-      uint8_t *d = c->amx ? p + r * c->lda : tmp;
+      uint8_t *d = p + r * c->lda;
       if (row < m)
         pack_row(c, src, row, d);
       else
         memset(d, 0, (size_t)c->kp * c->es);
-      if (c->amx) continue;
-      for (int grp = 0; grp < c->kg; grp++) /* interleave: [group][row][4 bytes] */
-        memcpy(p + ((size_t)grp * SN_LP_MR + r) * 4, d + 4 * grp, 4);
     }
   }
 }
@@ -429,31 +430,35 @@ static void run_block(const lp_call *k, int u, const int *pix, int panel, const 
   const int j0 = panel * 32, nj = imin(32, c->g.cout - j0), int8 = c->q.type == SN_PRECISION_INT8;
   const uint8_t *b0 = c->b + (size_t)(2 * panel) * c->kg * 64;
   const uint8_t *b1 = 2 * panel + 1 < c->nb ? b0 + (size_t)c->kg * 64 : NULL;
-  if (!c->amx) {
-    if (int8)
-      sn_lp_avx512_int8(SN_LP_MR, c->kg, packed, b0, b1, acc);
-    else
-      sn_lp_avx512_bf16(SN_LP_MR, c->kg, packed, b0, b1, acc);
-    epilogue(c, acc, SN_LP_MR, pix, j0, nj, k->res, k->relu, k->y);
-    return;
-  }
+  const int ur = unit_rows(c);
   const uint8_t *a = packed;
   size_t lda = c->lda;
+  int rows = ur;
   if (c->mode != A_PACK) {
     const size_t px = (size_t)c->g.cin * c->es;
     lda = px;
     if (c->mode == A_LINE) {
       const int upi = units_per_image(c);
-      a = k->src + ((size_t)(u / upi) * c->hs * c->ws + (size_t)(u % upi) * SN_LP_AMX_ROWS) * px;
+      a = k->src + ((size_t)(u / upi) * c->hs * c->ws + (size_t)(u % upi) * ur) * px;
     } else {
-      const int m = k->n * c->g.oh * c->g.ow, r0 = u * SN_LP_AMX_ROWS;
+      const int m = k->n * c->g.oh * c->g.ow, r0 = u * ur;
       a = k->src + (size_t)r0 * px;
-      if (r0 + SN_LP_AMX_ROWS > m && !k->src_slack) { /* the last rows, copied */
+      if (r0 + ur > m && !k->src_slack && !c->amx) {
+        rows = m - r0;                           /* the last rows: no reads past the input */
+      } else if (r0 + ur > m && !k->src_slack) { /* AMX: the last rows, copied */
         memset(tmp, 0, SN_LP_AMX_ROWS * px);
         memcpy(tmp, a, (size_t)(m - r0) * px);
         a = tmp;
       }
     }
+  }
+  if (!c->amx) {
+    if (int8)
+      sn_lp_avx512_int8(rows, c->ks, a, lda, c->koff, b0, b1, acc);
+    else
+      sn_lp_avx512_bf16(rows, c->ks, a, lda, c->koff, b0, b1, acc);
+    epilogue(c, acc, rows, pix, j0, nj, k->res, k->relu, k->y);
+    return;
   }
   const int two_a = c->mode == A_LINE || pix[SN_LP_AMX_ROWS / 2] >= 0;
   if (int8)
@@ -500,7 +505,7 @@ static void run_rows(const lp_call *k, int nu, uint8_t *tws) {
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < ntask; t++) {
       const int u0 = t * bu, u1 = imin(nu, u0 + bu);
-      if (c->mode == A_PACK) pack_units(c, k->n, k->src, u0, u1, w.block, w.tmp);
+      if (c->mode == A_PACK) pack_units(c, k->n, k->src, u0, u1, w.block);
       for (int u = u0; u < u1; u++)
         block_pixels(c, k->n, u, w.pix + (size_t)(u - u0) * SN_LP_AMX_ROWS);
       for (int p = 0; p < np; p++)
@@ -524,7 +529,7 @@ static void run_cols(const lp_call *k, int nu, uint8_t *shared, uint8_t *tws) {
     if (c->mode == A_PACK) {
 #pragma omp for schedule(static)
       for (int u = 0; u < nu; u++)
-        pack_units(c, k->n, k->src, u, u + 1, shared + (size_t)u * unit_bytes(c), w.tmp);
+        pack_units(c, k->n, k->src, u, u + 1, shared + (size_t)u * unit_bytes(c));
     }
     for (int u = 0; u < nu; u++)
       block_pixels(c, k->n, u, w.pix + (size_t)u * SN_LP_AMX_ROWS);

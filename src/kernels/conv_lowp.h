@@ -7,9 +7,9 @@
  *   B, packed once: [ceil(N/16)][KG][16 columns][4 bytes], KG = Kp * es / 4 groups with K padded
  *     by zeros to Kp, a multiple of 64 bytes (one AMX tile row). A column block's group row is 64
  *     bytes: the zmm of the AVX-512 kernels and a row of an AMX B tile (16 of them per tile).
- *   A for AMX: rows of Kp elements at a stride (packed rows, or the input read in place);
- *   A for AVX-512: panels of SN_LP_MR rows, group-interleaved [KG][SN_LP_MR][4 bytes], so that the
- *     14 broadcasts of a k-step read one contiguous run at constant offsets.
+ *   A: rows at a stride lda (packed rows of Kp elements, or the input read in place), k-step s
+ *     (64 bytes) of row r at r * lda + koff[s]: 64 s for packed rows, the tap's offset for the
+ *     input read in place (conv_lowp.c, line mode).
  * The micro-kernels write their sums (int32 or float32) to a C buffer of SN_LP_LDC columns. */
 #ifndef SN_CONV_LOWP_H
 #define SN_CONV_LOWP_H
@@ -39,13 +39,13 @@ const char *sn_lp_name(const sn_lp_conv *c);
 void sn_lp_destroy(sn_lp_conv *c);
 
 /* conv_lowp_tiles.c: micro-kernels. */
-/* AVX-512: C (mr <= SN_LP_MR rows, 16 or 32 columns) = A panel (kg groups) . B; b1 the second
- * column block (NULL: 16 columns). int8: uint8 x int8 -> int32 (AVX512-VNNI); bf16: float32
- * (AVX512-BF16). */
-void sn_lp_avx512_int8(int mr, int kg, const uint8_t *a, const uint8_t *b0, const uint8_t *b1,
-                       int32_t *c);
-void sn_lp_avx512_bf16(int mr, int kg, const uint8_t *a, const uint8_t *b0, const uint8_t *b1,
-                       float *c);
+/* AVX-512: C (mr <= SN_LP_MR rows, 16 or 32 columns) = A . B over ks k-steps of 64 bytes: row r's
+ * step s at a + r * lda + koff[s]; B's column block 0 at b0, block 1 at b1 (NULL: 16 columns).
+ * int8: uint8 x int8 -> int32 (AVX512-VNNI); bf16: float32 (AVX512-BF16). */
+void sn_lp_avx512_int8(int mr, int ks, const uint8_t *a, size_t lda, const int32_t *koff,
+                       const uint8_t *b0, const uint8_t *b1, int32_t *c);
+void sn_lp_avx512_bf16(int mr, int ks, const uint8_t *a, size_t lda, const int32_t *koff,
+                       const uint8_t *b0, const uint8_t *b1, float *c);
 /* AMX: C (32 rows, 32 columns) = A . B over ks k-steps of 64 bytes: A rows r < 16 at
  * a + r * lda + koff[s], rows 16..31 (when two_a) at a + (16 + r) * lda + koff[s]; B tile of
  * column block 0 at b0 + s * 1024, of block 1 (when b1) at b1 + s * 1024. Rows and columns not

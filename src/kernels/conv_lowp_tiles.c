@@ -26,10 +26,16 @@ static inline __attribute__((always_inline)) __m512i bcast32(const uint8_t *p) {
   return _mm512_set1_epi32(v);
 }
 
-/* Constant MRC (rows) and TWO (two column blocks) so that the accumulators stay in registers and
- * every broadcast is at a constant offset of the group's run of SN_LP_MR * 4 bytes. */
-static inline __attribute__((always_inline)) void int8_tile(const int MRC, const int TWO, int kg,
-                                                            const uint8_t *a, const uint8_t *b0,
+/* Row r's 4 bytes at offset 4 * j of k-step s: rows 0-4, 5-9 and 10-13 from three bases, so that
+ * every address is a base plus lda times 0, 1, 2, 3 or 4 plus a constant (no row pointers to
+ * keep). */
+#define SN_LP_ROW(r, j) ((r) < 5 ? p0 : (r) < 10 ? p1 : p2) + ((r) % 5) * lda + 4 * (j)
+
+/* Constant MRC (rows) and TWO (two column blocks) so that the accumulators stay in registers.
+ * A row r's k-step s at a + r * lda + koff[s] (64 bytes = 16 groups); B's group g at b + 64 g. */
+static inline __attribute__((always_inline)) void int8_tile(const int MRC, const int TWO, int ks,
+                                                            const uint8_t *a, size_t lda,
+                                                            const int32_t *koff, const uint8_t *b0,
                                                             const uint8_t *b1, int32_t *c) {
   __m512i c0[SN_LP_MR], c1[SN_LP_MR];
 #pragma GCC unroll 14
@@ -37,16 +43,20 @@ static inline __attribute__((always_inline)) void int8_tile(const int MRC, const
     c0[r] = _mm512_setzero_si512();
     c1[r] = _mm512_setzero_si512();
   }
-  for (int g = 0; g < kg; g++) {
-    const __m512i v0 = _mm512_loadu_si512(b0 + 64 * (size_t)g);
-    const __m512i v1 = TWO ? _mm512_loadu_si512(b1 + 64 * (size_t)g) : v0;
+  for (int s = 0; s < ks; s++) {
+    const uint8_t *p0 = a + koff[s], *p1 = p0 + 5 * lda, *p2 = p0 + 10 * lda;
+    const uint8_t *q0 = b0 + 1024 * (size_t)s, *q1 = TWO ? b1 + 1024 * (size_t)s : q0;
+#pragma GCC unroll 2
+    for (int j = 0; j < 16; j++) {
+      const __m512i v0 = _mm512_loadu_si512(q0 + 64 * j);
+      const __m512i v1 = TWO ? _mm512_loadu_si512(q1 + 64 * j) : v0;
 #pragma GCC unroll 14
-    for (int r = 0; r < MRC; r++) {
-      const __m512i av = bcast32(a + 4 * r);
-      c0[r] = _mm512_dpbusd_epi32(c0[r], av, v0);
-      if (TWO) c1[r] = _mm512_dpbusd_epi32(c1[r], av, v1);
+      for (int r = 0; r < MRC; r++) {
+        const __m512i av = bcast32(SN_LP_ROW(r, j));
+        c0[r] = _mm512_dpbusd_epi32(c0[r], av, v0);
+        if (TWO) c1[r] = _mm512_dpbusd_epi32(c1[r], av, v1);
+      }
     }
-    a += 4 * SN_LP_MR;
   }
 #pragma GCC unroll 14
   for (int r = 0; r < MRC; r++) {
@@ -55,8 +65,9 @@ static inline __attribute__((always_inline)) void int8_tile(const int MRC, const
   }
 }
 
-static inline __attribute__((always_inline)) void bf16_tile(const int MRC, const int TWO, int kg,
-                                                            const uint8_t *a, const uint8_t *b0,
+static inline __attribute__((always_inline)) void bf16_tile(const int MRC, const int TWO, int ks,
+                                                            const uint8_t *a, size_t lda,
+                                                            const int32_t *koff, const uint8_t *b0,
                                                             const uint8_t *b1, float *c) {
   __m512 c0[SN_LP_MR], c1[SN_LP_MR];
 #pragma GCC unroll 14
@@ -64,16 +75,20 @@ static inline __attribute__((always_inline)) void bf16_tile(const int MRC, const
     c0[r] = _mm512_setzero_ps();
     c1[r] = _mm512_setzero_ps();
   }
-  for (int g = 0; g < kg; g++) {
-    const __m512bh v0 = (__m512bh)_mm512_loadu_si512(b0 + 64 * (size_t)g);
-    const __m512bh v1 = TWO ? (__m512bh)_mm512_loadu_si512(b1 + 64 * (size_t)g) : v0;
+  for (int s = 0; s < ks; s++) {
+    const uint8_t *p0 = a + koff[s], *p1 = p0 + 5 * lda, *p2 = p0 + 10 * lda;
+    const uint8_t *q0 = b0 + 1024 * (size_t)s, *q1 = TWO ? b1 + 1024 * (size_t)s : q0;
+#pragma GCC unroll 2
+    for (int j = 0; j < 16; j++) {
+      const __m512bh v0 = (__m512bh)_mm512_loadu_si512(q0 + 64 * j);
+      const __m512bh v1 = TWO ? (__m512bh)_mm512_loadu_si512(q1 + 64 * j) : v0;
 #pragma GCC unroll 14
-    for (int r = 0; r < MRC; r++) {
-      const __m512bh av = (__m512bh)bcast32(a + 4 * r);
-      c0[r] = _mm512_dpbf16_ps(c0[r], av, v0);
-      if (TWO) c1[r] = _mm512_dpbf16_ps(c1[r], av, v1);
+      for (int r = 0; r < MRC; r++) {
+        const __m512bh av = (__m512bh)bcast32(SN_LP_ROW(r, j));
+        c0[r] = _mm512_dpbf16_ps(c0[r], av, v0);
+        if (TWO) c1[r] = _mm512_dpbf16_ps(c1[r], av, v1);
+      }
     }
-    a += 4 * SN_LP_MR;
   }
 #pragma GCC unroll 14
   for (int r = 0; r < MRC; r++) {
@@ -85,9 +100,9 @@ static inline __attribute__((always_inline)) void bf16_tile(const int MRC, const
 #define SN_LP_CASE(R, F)                                                                           \
   case R:                                                                                          \
     if (b1)                                                                                        \
-      F(R, 1, kg, a, b0, b1, c);                                                                   \
+      F(R, 1, ks, a, lda, koff, b0, b1, c);                                                        \
     else                                                                                           \
-      F(R, 0, kg, a, b0, b1, c);                                                                   \
+      F(R, 0, ks, a, lda, koff, b0, b1, c);                                                        \
     break;
 #define SN_LP_CASES(F)                                                                             \
   SN_LP_CASE(14, F)                                                                                \
@@ -102,8 +117,8 @@ static inline __attribute__((always_inline)) void bf16_tile(const int MRC, const
   SN_LP_CASE(5, F)                                                                                 \
   SN_LP_CASE(4, F) SN_LP_CASE(3, F) SN_LP_CASE(2, F) SN_LP_CASE(1, F)
 
-void sn_lp_avx512_int8(int mr, int kg, const uint8_t *a, const uint8_t *b0, const uint8_t *b1,
-                       int32_t *c) {
+void sn_lp_avx512_int8(int mr, int ks, const uint8_t *a, size_t lda, const int32_t *koff,
+                       const uint8_t *b0, const uint8_t *b1, int32_t *c) {
   switch (mr) {
     SN_LP_CASES(int8_tile)
   default:
@@ -111,8 +126,8 @@ void sn_lp_avx512_int8(int mr, int kg, const uint8_t *a, const uint8_t *b0, cons
   }
 }
 
-void sn_lp_avx512_bf16(int mr, int kg, const uint8_t *a, const uint8_t *b0, const uint8_t *b1,
-                       float *c) {
+void sn_lp_avx512_bf16(int mr, int ks, const uint8_t *a, size_t lda, const int32_t *koff,
+                       const uint8_t *b0, const uint8_t *b1, float *c) {
   switch (mr) {
     SN_LP_CASES(bf16_tile)
   default:
