@@ -187,6 +187,13 @@ int sn_lp_supported(sn_precision p, unsigned features);
  * only when both are stored alike (sn_conv_lp_residual_in_place_ok). */
 void sn_conv_impl_forward_lp(const sn_conv_impl *c, int n, const void *x, const sn_conv_in *in,
                              const void *res, int relu, void *y, float *ws);
+/* Two int8 convolutions run as one (conv_lowp.h, sn_lp_pair_ok): y = act(c (x) + p (px)),
+ * bit for bit as p writing its float32 output and c reading it as its residual, without that
+ * tensor. */
+int sn_conv_lp_pair_ok(const sn_conv_impl *c, const sn_conv_impl *p);
+void sn_conv_impl_forward_lp_pair(const sn_conv_impl *c, const sn_conv_impl *p, int n,
+                                  const void *x, const sn_conv_in *in, const void *px, int relu,
+                                  void *y, float *ws);
 /* 1 if a low-precision convolution of g with q may write y over res. */
 int sn_conv_lp_residual_in_place_ok(const sn_conv_geom *g, const sn_conv_lp *q);
 

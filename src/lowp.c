@@ -182,3 +182,61 @@ sn_conv_lp sn_lowp_conv_params(const sn_net *net, const sn_layer *l) {
   q.res_scale = r ? r->out_scale : 0;
   return q;
 }
+
+/* ------------------------------------------------------------ pairs */
+
+/* The readers of layer p's output among the layers that run: as an input or a fused residual. */
+static int readers_of(const sn_net *net, int p) {
+  int readers = 0;
+  for (int c = 0; c < net->nlayers; ++c) {
+    const sn_layer *l = &net->layers[c];
+    if (l->fuse.skip || c == p) continue;
+    for (int i = 0; i < l->nin; ++i)
+      readers += l->in[i] >= 0 && net->layers[l->in[i]].fuse.alias == p;
+    readers += l->ops->type == SN_LAYER_CONV && l->fuse.residual >= 0 &&
+               net->layers[l->fuse.residual].fuse.alias == p;
+  }
+  return readers;
+}
+
+/* Bytes of layer j's output buffer at the plan's largest batch. */
+static size_t out_bytes(const sn_net *net, int j) {
+  const sn_layer *l = &net->layers[j];
+  return (size_t)net->max_batch * sn_shape_size(l->out) * (l->out_u8 ? 1 : sizeof(float));
+}
+
+/* 1 if no layer that runs after p up to c writes into p's input: the pair reads it at c, where
+ * the arena may already have given its memory to a later layer's output. */
+static int input_kept(const sn_net *net, int p, int c) {
+  const int in = net->layers[p].in[0];
+  if (in < 0) return 1; /* the network input */
+  const uint8_t *a = (const uint8_t *)net->layers[in].y, *ae = a + out_bytes(net, in);
+  for (int k = p + 1; k <= c; ++k) {
+    const sn_layer *l = &net->layers[k];
+    if (l->fuse.skip) continue;
+    const uint8_t *b = (const uint8_t *)l->y, *be = b + out_bytes(net, k);
+    if (b < ae && a < be) return 0;
+  }
+  return 1;
+}
+
+void sn_lowp_pair(sn_net *net) {
+  for (int j = 0; j < net->nlayers; ++j)
+    net->layers[j].pair = 0;
+  if (net->training || net->opts.precision != SN_PRECISION_INT8) return;
+  for (int j = 0; j < net->nlayers; ++j) {
+    const sn_layer *c = &net->layers[j];
+    if (c->fuse.skip || !c->lp || c->ops->type != SN_LAYER_CONV || c->fuse.residual < 0 || !c->impl)
+      continue;
+    const int r = net->layers[c->fuse.residual].fuse.alias;
+    sn_layer *p = &net->layers[r];
+    if (r >= j || !p->lp || p->ops->type != SN_LAYER_CONV || !p->impl || p->fuse.relu ||
+        p->fuse.residual != -2 || p->fuse.in_bn >= 0 || p->out_u8 || p->pair)
+      continue;
+    if (net->layers[net->output].fuse.alias == r ||
+        (net->feature >= 0 && net->layers[net->feature].fuse.alias == r))
+      continue;
+    if (readers_of(net, r) == 1 && input_kept(net, r, j) && sn_conv_lp_pair_ok(c->impl, p->impl))
+      p->pair = j + 1;
+  }
+}

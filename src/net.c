@@ -75,6 +75,7 @@ sn_status sn_net_forward(sn_net *net, const float *x, int n, float *out) {
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
     if (l->fuse.skip || !l->ops->forward) continue;
+    if (l->pair && !net->probe) continue; /* computed inside its pair's call */
     double t0 = net->prof ? omp_get_wtime() : 0;
     sn_status s = l->ops->forward(net, l, n, 0);
     if (s != SN_OK) {
@@ -113,7 +114,7 @@ sn_status sn_net_profile(const sn_net *net, sn_layer_profile **rows, int *n, lon
     if (l->fuse.skip) continue;
     r[k].layer = l->name;
     r[k].kind = l->ops->kind;
-    r[k].algorithm = l->impl ? sn_conv_impl_name(l->impl) : "-";
+    r[k].algorithm = l->pair && !net->probe ? "paired" : l->impl ? sn_conv_impl_name(l->impl) : "-";
     r[k].forward_s = net->prof[j];
     r[k].backward_s = net->training ? net->prof[net->nlayers + j] : 0.0;
     k++;

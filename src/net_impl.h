@@ -160,6 +160,8 @@ struct sn_layer {
   int lp;             /* conv or dense run in the plan's bf16 or int8 */
   int out_u8;         /* int8: the output is stored as uint8 with out_scale, zero point 0 */
   float out_scale;    /* the scale its int8 readers quantize it with */
+  int pair;           /* int8 inference: 1 + the convolution whose kernel call computes this
+                         convolution's output as its residual, never stored (sn_lowp_pair), or 0 */
   sn_conv_impl *impl; /* prepared convolution (inference) */
   float *fold;        /* folded kernel/bias or BN scale/shift (inference), owned */
   /* activations (views into the arenas) */
@@ -299,6 +301,10 @@ int sn_net_keras_order(const sn_net *net, int *order);
 /* Decides which layers run in the plan's precision and how int8 tensors are stored; refuses a
  * CPU without the instructions, a training plan, and int8 layers without scales. */
 sn_status sn_lowp_plan(sn_net *net);
+/* Pairs the int8 convolutions whose float32 output only another one reads, as its residual
+ * (sn_conv_lp_pair_ok: the first convolution of a residual block's projection pair): sets
+ * layer.pair, after the convolutions are prepared (sn_net_refresh). */
+void sn_lowp_pair(sn_net *net);
 /* The convolution parameters of layer l (lp set) in its plan: precision, scales, formats. */
 sn_conv_lp sn_lowp_conv_params(const sn_net *net, const sn_layer *l);
 /* 1 if l is a conv or dense layer (they take an activation scale). */

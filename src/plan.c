@@ -38,6 +38,14 @@ static size_t plan_offsets(sn_net *net, int n, size_t *offs, int reuse) {
     for (int i = 0; i < l->nin; ++i)
       if (l->in[i] >= 0 && last[l->in[i]] < j) last[l->in[i]] = j;
     if (l->fuse.residual >= 0 && last[l->fuse.residual] < j) last[l->fuse.residual] = j;
+    /* int8: a 1x1 convolution whose output this one adds may run inside this one's call
+     * (sn_lowp_pair), reading its own input here: that input lives until this layer */
+    const sn_layer *p =
+        l->fuse.residual >= 0 ? &net->layers[net->layers[l->fuse.residual].fuse.alias] : NULL;
+    if (p && l->lp && net->opts.precision == SN_PRECISION_INT8 && p->lp &&
+        p->ops->type == SN_LAYER_CONV && p->kh == 1 && p->kw == 1 && p->nin == 1 && p->in[0] >= 0 &&
+        last[p->in[0]] < j)
+      last[p->in[0]] = j;
   }
   if (net->output >= 0) last[net->output] = L;
   if (net->feature >= 0) last[net->feature] = L;
@@ -299,5 +307,6 @@ sn_status sn_net_refresh(sn_net *net) {
     sn_status s = l->ops->prepare ? l->ops->prepare(net, l) : SN_OK;
     if (s != SN_OK) return s;
   }
+  sn_lowp_pair(net);
   return SN_OK;
 }

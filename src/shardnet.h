@@ -441,7 +441,9 @@ typedef struct sn_layer_profile {
   const char *kind;      /* "conv", "bn", "relu", ... */
   const char *algorithm; /* the prepared convolution's algorithm in inference ("gemm1x1",
                             "im2col", "winograd4x4", "winograd2x2", "direct", "generic"; also a
-                            dense layer on the packed GEMM), else "-" */
+                            dense layer on the packed GEMM; "paired": an int8 convolution run
+                            inside the call of the one that adds its output, whose row has the
+                            time), else "-" */
   double forward_s;      /* seconds in forward, summed over the passes */
   double backward_s;     /* seconds in backward, summed over the training steps (0 in inference) */
 } sn_layer_profile;

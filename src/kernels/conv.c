@@ -577,6 +577,19 @@ void sn_conv_impl_forward_lp(const sn_conv_impl *c, int n, const void *x, const 
   sn_lp_forward(c->lp, nt < c->nt ? nt : c->nt, n, x, in, res, relu, y, ws);
 }
 
+int sn_conv_lp_pair_ok(const sn_conv_impl *c, const sn_conv_impl *p) {
+  return c->algo == SN_CONV_LOWP && p->algo == SN_CONV_LOWP && sn_lp_pair_ok(c->lp, p->lp);
+}
+
+void sn_conv_impl_forward_lp_pair(const sn_conv_impl *c, const sn_conv_impl *p, int n,
+                                  const void *x, const sn_conv_in *in, const void *px, int relu,
+                                  void *y, float *ws) {
+  if (n <= 0) return;
+  if (!sn_conv_lp_pair_ok(c, p)) abort(); /* planner's contract */
+  const int nt = omp_get_max_threads();
+  sn_lp_forward_pair(c->lp, p->lp, nt < c->nt ? nt : c->nt, n, x, in, px, relu, y, ws);
+}
+
 const char *sn_conv_impl_name(const sn_conv_impl *c) {
   const sn_conv_geom *g = &c->g;
   switch (c->algo) {

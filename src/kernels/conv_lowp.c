@@ -183,15 +183,16 @@ static size_t staged_bytes(const sn_lp_conv *c, int n) {
   return (size_t)n * c->hs * c->ws * px + (size_t)(SN_LP_AMX_ROWS + c->g.kw + 1) * px + 64;
 }
 
-/* Per thread: the C buffer, a row for the AVX-512 interleave or the AMX tail copy, the output
- * pixels of its units, the packed block of the row split. */
+/* Per thread: two C buffers (the second for a paired convolution's sums), a row for the AVX-512
+ * interleave or the AMX tail copy, the output pixels of its units, the packed block of the row
+ * split. */
 static size_t block_units(const sn_lp_conv *c) {
   const size_t u = unit_bytes(c);
   return u >= SN_LP_BLOCK_BYTES ? 1 : SN_LP_BLOCK_BYTES / u;
 }
 static int max_units(const sn_lp_conv *c);
 static size_t thread_bytes(const sn_lp_conv *c) {
-  size_t t = (size_t)SN_LP_AMX_ROWS * SN_LP_LDC * 4 + c->lda * SN_LP_AMX_ROWS +
+  size_t t = (size_t)2 * SN_LP_AMX_ROWS * SN_LP_LDC * 4 + c->lda * SN_LP_AMX_ROWS +
              (size_t)max_units(c) * SN_LP_AMX_ROWS * sizeof(int);
   if (c->mode == A_PACK) t += block_units(c) * unit_bytes(c);
   return (t + 63) & ~(size_t)63;
@@ -305,9 +306,12 @@ static void block_pixels(const sn_lp_conv *c, int n, int u, int *pix) {
 }
 
 /* The epilogue of one block: acc (rows, SN_LP_LDC) int32 or float32 sums of columns
- * [j0, j0 + nj) into y at the rows' pixels. */
+ * [j0, j0 + nj) into y at the rows' pixels. pc (int8, or NULL): the paired convolution whose
+ * int32 sums of the same rows and columns are acc2; its float32 output, computed as its own
+ * epilogue would, is the residual. */
 static void epilogue(const sn_lp_conv *c, const void *acc, int rows, const int *pix, int j0, int nj,
-                     const void *res, int relu, void *y) {
+                     const void *res, const sn_lp_conv *pc, const int32_t *acc2, int relu,
+                     void *y) {
   const int n = c->g.cout, int8 = c->q.type == SN_PRECISION_INT8;
   const __mmask16 m0 = tail_mask(nj), m1 = tail_mask(nj - 16);
   const __m512 b0 = _mm512_maskz_loadu_ps(m0, c->bias + j0),
@@ -321,6 +325,13 @@ static void epilogue(const sn_lp_conv *c, const void *acc, int rows, const int *
   const __m512 inv = _mm512_set1_ps(c->q.out_u8 ? 1.0f / c->q.out_scale : 0.0f);
   const __m512 hi = _mm512_set1_ps(255.0f);
   const __m512i zp = _mm512_setzero_si512();
+  const sn_lp_conv *q = pc ? pc : c; /* the pair's constants (unused without one) */
+  const __m512 pb0 = _mm512_maskz_loadu_ps(m0, q->bias + j0),
+               pb1 = _mm512_maskz_loadu_ps(m1, q->bias + j0 + 16);
+  const __m512 ps0 = pc ? _mm512_maskz_loadu_ps(m0, q->mult + j0) : z;
+  const __m512 ps1 = pc ? _mm512_maskz_loadu_ps(m1, q->mult + j0 + 16) : z;
+  const __m512i pz0 = pc ? _mm512_maskz_loadu_epi32(m0, q->comp + j0) : zp;
+  const __m512i pz1 = pc ? _mm512_maskz_loadu_epi32(m1, q->comp + j0 + 16) : zp;
   for (int r = 0; r < rows; r++) {
     if (pix[r] < 0) continue;
     const size_t off = (size_t)pix[r] * n + j0;
@@ -345,6 +356,14 @@ static void epilogue(const sn_lp_conv *c, const void *acc, int rows, const int *
       const float *rr = (const float *)res + off;
       v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, rr));
       v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, rr + 16));
+    } else if (pc) { /* bit for bit the float32 output the pair would have stored */
+      const int32_t *a = acc2 + r * SN_LP_LDC;
+      v0 = _mm512_add_ps(
+          v0, _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512(a), pz0)), ps0,
+                              pb0));
+      v1 = _mm512_add_ps(
+          v1, _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512(a + 16), pz1)),
+                              ps1, pb1));
     }
     if (relu) {
       v0 = _mm512_max_ps(v0, z);
@@ -417,6 +436,8 @@ typedef struct lp_call {
   const uint8_t *src; /* the A source: staged input, or the uint8 x */
   int src_slack;      /* 1: rows may be read past the end of src (the staged buffer) */
   const void *res;
+  const sn_lp_conv *pc; /* a paired convolution (sn_lp_forward_pair), or NULL */
+  const uint8_t *psrc;  /* its uint8 input, read in place */
   int relu;
   void *y;
 } lp_call;
@@ -457,7 +478,17 @@ static void run_block(const lp_call *k, int u, const int *pix, int panel, const 
       sn_lp_avx512_int8(rows, c->ks, a, lda, c->koff, b0, b1, acc);
     else
       sn_lp_avx512_bf16(rows, c->ks, a, lda, c->koff, b0, b1, acc);
-    epilogue(c, acc, rows, pix, j0, nj, k->res, k->relu, k->y);
+    int32_t *acc2 = NULL;
+    if (k->pc) { /* the pair's rows: the same pixels of its input, none past the batch */
+      const sn_lp_conv *p = k->pc;
+      const int m = k->n * c->g.oh * c->g.ow, r0 = u * ur;
+      const uint8_t *pb0 = p->b + (size_t)(2 * panel) * p->kg * 64;
+      const uint8_t *pb1 = 2 * panel + 1 < p->nb ? pb0 + (size_t)p->kg * 64 : NULL;
+      acc2 = (int32_t *)acc + SN_LP_AMX_ROWS * SN_LP_LDC;
+      sn_lp_avx512_int8(imin(ur, m - r0), p->ks, k->psrc + (size_t)r0 * p->g.cin, p->g.cin, p->koff,
+                        pb0, pb1, acc2);
+    }
+    epilogue(c, acc, rows, pix, j0, nj, k->res, k->pc, acc2, k->relu, k->y);
     return;
   }
   const int two_a = c->mode == A_LINE || pix[SN_LP_AMX_ROWS / 2] >= 0;
@@ -465,7 +496,8 @@ static void run_block(const lp_call *k, int u, const int *pix, int panel, const 
     sn_lp_amx_int8(c->ks, a, lda, c->koff, two_a, b0, b1, acc);
   else
     sn_lp_amx_bf16(c->ks, a, lda, c->koff, two_a, b0, b1, acc);
-  epilogue(c, acc, two_a ? SN_LP_AMX_ROWS : SN_LP_AMX_ROWS / 2, pix, j0, nj, k->res, k->relu, k->y);
+  epilogue(c, acc, two_a ? SN_LP_AMX_ROWS : SN_LP_AMX_ROWS / 2, pix, j0, nj, k->res, NULL, NULL,
+           k->relu, k->y);
 }
 
 /* Units a thread handles at once: a row-split task, or every unit of a column split. */
@@ -485,7 +517,7 @@ static thread_ws thread_area(const sn_lp_conv *c, uint8_t *base, int t) {
   uint8_t *p = base + (size_t)t * thread_bytes(c);
   thread_ws w;
   w.acc = p;
-  w.tmp = p + SN_LP_AMX_ROWS * SN_LP_LDC * 4;
+  w.tmp = p + 2 * SN_LP_AMX_ROWS * SN_LP_LDC * 4;
   w.pix = (int *)(w.tmp + c->lda * SN_LP_AMX_ROWS);
   w.block = (uint8_t *)(w.pix + (size_t)max_units(c) * SN_LP_AMX_ROWS);
   return w;
@@ -543,12 +575,13 @@ static void run_cols(const lp_call *k, int nu, uint8_t *shared, uint8_t *tws) {
   }
 }
 
-void sn_lp_forward(const sn_lp_conv *c, int nthreads, int n, const void *x, const sn_conv_in *in,
-                   const void *res, int relu, void *y, float *ws) {
+static void forward(const sn_lp_conv *c, const sn_lp_conv *pc, const uint8_t *px, int nthreads,
+                    int n, const void *x, const sn_conv_in *in, const void *res, int relu, void *y,
+                    float *ws) {
   if (n <= 0) return;
   const int nt = imax(1, imin(nthreads, c->nt));
   uint8_t *base = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
-  lp_call k = {c, n, nt, x, 0, res, relu, y};
+  lp_call k = {c, n, nt, x, 0, res, pc, px, relu, y};
   if (staged(c)) {
     stage(c, nt, n, x, in, base);
     k.src = base;
@@ -562,4 +595,22 @@ void sn_lp_forward(const sn_lp_conv *c, int nthreads, int n, const void *x, cons
     run_rows(&k, nu, tws);
   else
     run_cols(&k, nu, shared, tws);
+}
+
+void sn_lp_forward(const sn_lp_conv *c, int nthreads, int n, const void *x, const sn_conv_in *in,
+                   const void *res, int relu, void *y, float *ws) {
+  forward(c, NULL, NULL, nthreads, n, x, in, res, relu, y, ws);
+}
+
+int sn_lp_pair_ok(const sn_lp_conv *c, const sn_lp_conv *p) {
+  const sn_conv_geom *a = &c->g, *b = &p->g;
+  return !c->amx && !p->amx && c->q.type == SN_PRECISION_INT8 && p->q.type == SN_PRECISION_INT8 &&
+         c->mode != A_LINE && p->mode == A_ROWS && p->q.in_u8 && !p->q.out_u8 && a->n == b->n &&
+         a->oh == b->oh && a->ow == b->ow && a->cout == b->cout;
+}
+
+void sn_lp_forward_pair(const sn_lp_conv *c, const sn_lp_conv *p, int nthreads, int n,
+                        const void *x, const sn_conv_in *in, const void *px, int relu, void *y,
+                        float *ws) {
+  forward(c, p, px, nthreads, n, x, in, NULL, relu, y, ws);
 }

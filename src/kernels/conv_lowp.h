@@ -36,6 +36,14 @@ size_t sn_lp_workspace(const sn_lp_conv *c); /* floats, any batch <= g->n */
 void sn_lp_forward(const sn_lp_conv *c, int nthreads, int n, const void *x, const sn_conv_in *in,
                    const void *res, int relu, void *y, float *ws);
 const char *sn_lp_name(const sn_lp_conv *c);
+/* A pair: y = act(conv c (x) + conv p (px)), p's output never stored. p must be an int8 1x1
+ * stride-1 convolution reading uint8 px in place with float32 output (sn_lp_pair_ok), with c's
+ * output geometry; the sum is bit for bit that of p writing its float32 output and c reading it as
+ * its residual. AVX-512 only (not AMX). */
+int sn_lp_pair_ok(const sn_lp_conv *c, const sn_lp_conv *p);
+void sn_lp_forward_pair(const sn_lp_conv *c, const sn_lp_conv *p, int nthreads, int n,
+                        const void *x, const sn_conv_in *in, const void *px, int relu, void *y,
+                        float *ws);
 void sn_lp_destroy(sn_lp_conv *c);
 
 /* conv_lowp_tiles.c: micro-kernels. */

@@ -130,6 +130,13 @@ static sn_status conv_forward(sn_net *net, sn_layer *l, int n, int training) {
                                                 : NULL;
     const sn_layer *bn = l->fuse.in_bn >= 0 ? &net->layers[l->fuse.in_bn] : NULL;
     const sn_conv_in in = input_map(net, bn, 0);
+    const sn_layer *pr =
+        l->fuse.residual >= 0 ? &net->layers[net->layers[l->fuse.residual].fuse.alias] : NULL;
+    if (pr && pr->pair == (int)(l - net->layers) + 1 && !net->probe) {
+      sn_conv_impl_forward_lp_pair(l->impl, pr->impl, n, x, bn ? &in : NULL,
+                                   sn_layer_input(net, pr, 0), l->fuse.relu, l->y, net->ws);
+      return SN_OK;
+    }
     if (l->lp) /* the tensors' formats are the plan's: x, res and y may be uint8 */
       sn_conv_impl_forward_lp(l->impl, n, x, bn ? &in : NULL, res, l->fuse.relu, l->y, net->ws);
     else

@@ -185,6 +185,58 @@ TEST(LowpPlan, SameBitsAnyBatchAndIsa) {
   }
 }
 
+void no_probe(void *, const char *, const char *, const float *, int, int, int, int) {}
+
+// An int8 convolution whose float32 output only another one adds as its residual (a bottleneck
+// block's last convolution and its projection) runs inside that one's call, its output never
+// stored: the logits are bit for bit those of the two run apart (as they run while a probe
+// watches every layer), and the profile names the paired layers, one per stage of a full-width
+// resnet50 (the reduced-width fixtures have too few channels to read in place).
+TEST(LowpPlan, PairedConvolutionsMatchTheirSeparateRun) {
+  if (!have(SN_PRECISION_INT8)) GTEST_SKIP() << "no AVX512-VNNI / AMX-INT8";
+  sn_model_config cfg;
+  sn_model_config_init(&cfg, "resnet50");
+  cfg.height = cfg.width = 32;
+  cfg.classes = 10;
+  Fx fx;
+  ASSERT_EQ(sn_net_create(&cfg, 7, &fx.net), SN_OK) << sn_last_error();
+  fx.n = 3;
+  fx.input.resize((size_t)fx.n * 32 * 32 * 3);
+  uint64_t st = 11;
+  for (float &v : fx.input) {
+    st = st * 6364136223846793005ull + 1442695040888963407ull;
+    v = (float)((st >> 40) / 16777216.0 * 2 - 1);
+  }
+  ASSERT_NO_FATAL_FAILURE(calibrate(fx.net, fx, fx.n));
+  sn_engine_options o = *sn_net_options(fx.net);
+  o.profile = 1;
+  ASSERT_EQ(sn_net_set_options(fx.net, &o), SN_OK);
+  std::vector<float> paired, apart, feat;
+  ASSERT_NO_FATAL_FAILURE(run(fx.net, SN_PRECISION_INT8, fx, &paired, &feat));
+  sn_layer_profile *rows = nullptr;
+  int nrows = 0;
+  long passes = 0;
+  ASSERT_EQ(sn_net_profile(fx.net, &rows, &nrows, &passes), SN_OK);
+  int npaired = 0;
+  for (int i = 0; i < nrows; ++i)
+    if (!std::strcmp(rows[i].algorithm, "paired")) {
+      npaired++;
+      EXPECT_EQ(rows[i].forward_s, 0.0) << rows[i].layer << " ran alone";
+    }
+  free(rows);
+  const bool amx = sn_cpu_features() & SN_CPU_AMX_INT8; // pairs are AVX-512 only
+  EXPECT_EQ(npaired, amx ? 0 : 4) << "one pair per stage";
+  sn_net_set_probe(fx.net, no_probe, nullptr);
+  apart.assign(paired.size(), 0.f);
+  ASSERT_EQ(sn_net_forward(fx.net, fx.input.data(), fx.n, apart.data()), SN_OK);
+  EXPECT_EQ(std::memcmp(apart.data(), paired.data(), paired.size() * sizeof(float)), 0);
+  float sum = 0;
+  for (float v : paired)
+    sum += std::fabs(v);
+  EXPECT_GT(sum, 0.f) << "the logits are not all zero";
+  sn_net_destroy(fx.net);
+}
+
 // fp32 named explicitly is the default plan, bit for bit.
 TEST(LowpPlan, Fp32IsTheDefaultPlan) {
   Fx fx;
