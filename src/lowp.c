@@ -11,7 +11,11 @@
  * scale, zero point 0: the next convolution reads the bytes as they are, and the memory and
  * traffic of the tensor shrink fourfold. Its readers' scales are calibrated on that same tensor,
  * so they agree; where they do not (a scale set by hand), or a reader is anything else (a pool,
- * the network output, a batch norm applied as an input map), the output stays float32. */
+ * the network output, a batch norm applied as an input map), the output stays float32.
+ *
+ * Pairs (sn_lowp_pair, after the convolutions are prepared): a float32 output that only one
+ * int8 convolution reads, as its residual, from a 1x1 int8 convolution the kernels can pair with
+ * it (sn_conv_lp_pair_ok), is computed inside the reader's kernel call and never stored. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
