@@ -344,6 +344,11 @@ int sn_pool_geom_init(sn_pool_geom *g, int n, int h, int w, int c, int kh, int k
  * -1 for a padded zero; may be NULL in inference. */
 void sn_maxpool_forward(int portable, const sn_pool_geom *g, const float *x, float *y,
                         int32_t *argmax);
+/* Inference of an int8 plan, AVX-512 only: y as uint8 codes with scale out_scale, zero point 0,
+ * equal to sn_quant_u8_ref(max, 1.0f / out_scale, 0) of sn_maxpool_forward's max. x: float32, or
+ * (x_u8) uint8 codes with that same scale, whose maximum is the code of the maximum. */
+void sn_maxpool_forward_u8(const sn_pool_geom *g, const void *x, int x_u8, float out_scale,
+                           uint8_t *y);
 void sn_maxpool_backward(int portable, const sn_pool_geom *g, const int32_t *argmax,
                          const float *dy, float *dx);
 /* Average pool; padded cells are excluded from the count (only used unpadded in these models). */

@@ -6,12 +6,15 @@
  * default). Pooling, element-wise layers, unfused batch norms and the softmax stay float32.
  *
  * Tensors of an int8 plan: a convolution quantizes its input with the input's scale as it reads
- * it (conv_lowp.c). A convolution whose output goes through its fused ReLU and is read only by
- * int8 convolutions (as their input or as their fused residual) stores it as uint8 with that
- * scale, zero point 0: the next convolution reads the bytes as they are, and the memory and
- * traffic of the tensor shrink fourfold. Its readers' scales are calibrated on that same tensor,
- * so they agree; where they do not (a scale set by hand), or a reader is anything else (a pool,
- * the network output, a batch norm applied as an input map), the output stays float32.
+ * it (conv_lowp.c). A max pool read only by int8 convolutions as their input, with one scale and
+ * zero point 0, stores its output as uint8 codes of that scale (the codes its readers would have
+ * made). A convolution whose output goes through its fused ReLU and is read only by int8
+ * convolutions (as their input or as their fused residual) or by such a max pool stores it as
+ * uint8 with that scale, zero point 0 (the pool then takes the maximum of the codes): the next
+ * convolution reads the bytes as they are, and the memory and traffic of the tensor shrink
+ * fourfold. Its readers' scales are calibrated on that same tensor, so they agree; where they do
+ * not (a scale set by hand), or a reader is anything else (a pool, the network output, a batch norm
+ * applied as an input map), the output stays float32.
  *
  * Pairs (sn_lowp_pair, after the convolutions are prepared): a float32 output that only one
  * int8 convolution reads, as its residual, from a 1x1 int8 convolution the kernels can pair with
@@ -114,6 +117,11 @@ static int readers_take_u8(const sn_net *net, int p, float *s) {
     const int as_input = (l->nin > 0 && l->in[0] == p) || (l->nin > 1 && l->in[1] == p);
     if (!as_input && l->fuse.residual != p) continue;
     readers++;
+    if (l->ops->type == SN_LAYER_MAXPOOL && l->out_u8 && as_input) { /* codes pooled as bytes */
+      if (*s > 0 && l->out_scale != *s) return 0;
+      *s = l->out_scale;
+      continue;
+    }
     if (!l->lp || l->ops->type != SN_LAYER_CONV) return 0;
     if (!as_input) continue; /* a residual is read with p's own scale */
     if (l->nin != 1 || l->fuse.in_bn >= 0 || l->fuse.residual == p) return 0;
@@ -157,6 +165,14 @@ sn_status sn_lowp_plan(sn_net *net) {
                           l->name);
   }
   if (p != SN_PRECISION_INT8) return SN_OK;
+  for (int j = 0; j < net->nlayers; ++j) { /* max pools first: a convolution before one asks */
+    sn_layer *l = &net->layers[j];
+    float s;
+    if (!l->fuse.skip && l->ops->type == SN_LAYER_MAXPOOL && readers_take_u8(net, j, &s)) {
+      l->out_u8 = 1;
+      l->out_scale = s;
+    }
+  }
   for (int j = 0; j < net->nlayers; ++j) {
     sn_layer *l = &net->layers[j];
     float s;

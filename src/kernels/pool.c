@@ -232,6 +232,99 @@ void sn_maxpool_forward(int portable, const sn_pool_geom *g, const float *x, flo
     maxpool_forward_scalar(g, x, y, argmax);
 }
 
+/* ---- uint8 output (int8 inference plans) */
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+
+/* 16 float32 maxima to uint8 by sn_quant_u8_ref's rule with zero point 0: min(m * inv, 255)
+ * rounded to nearest even, clamped at 0 (a NaN converts to INT_MIN, hence 0). */
+static inline __m128i pool_u8_16(__m512 m, __m512 inv) {
+  const __m512 t = _mm512_min_ps(_mm512_set1_ps(255.0f), _mm512_mul_ps(m, inv));
+  const __m512i q = _mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, _mm512_setzero_si512()));
+}
+
+/* The window of output pixel p: first input row and column, and whether it lies inside. */
+static inline int pool_window(const sn_pool_geom *g, long p, int *img, int *iy0, int *ix0) {
+  const long ohw = (long)g->oh * g->ow;
+  const int rem = (int)(p % ohw);
+  *img = (int)(p / ohw);
+  *iy0 = rem / g->ow * g->sh - g->pt;
+  *ix0 = rem % g->ow * g->sw - g->pl;
+  return *iy0 >= 0 && *ix0 >= 0 && *iy0 + g->kh <= g->h && *ix0 + g->kw <= g->w;
+}
+
+/* uint8 input: the maximum of the codes, 64 channels per step (quantization with zero point 0
+ * is monotonic, so the maximum of the codes is the code of the maximum; a padded zero is code
+ * 0, a window without cells gives 0). */
+static void maxpool_u8_from_u8(const sn_pool_geom *g, const uint8_t *x, uint8_t *y) {
+  const long opix = (long)g->n * g->oh * g->ow;
+  const int c = g->c;
+#pragma omp parallel for schedule(static) if ((size_t)opix * c * g->kh * g->kw > SN_OMP_MIN)
+  for (long p = 0; p < opix; ++p) {
+    int img, iy0, ix0;
+    const int inside = pool_window(g, p, &img, &iy0, &ix0);
+    const uint8_t *xi = x + (size_t)img * g->h * g->w * c;
+    for (int c0 = 0; c0 < c; c0 += 64) {
+      const __mmask64 k = c - c0 >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (c - c0)) - 1;
+      __m512i m = _mm512_setzero_si512();
+      for (int ky = 0; ky < g->kh; ++ky)
+        for (int kx = 0; kx < g->kw; ++kx) {
+          const int iy = iy0 + ky, ix = ix0 + kx;
+          if (!inside && (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)) continue;
+          m = _mm512_max_epu8(m,
+                              _mm512_maskz_loadu_epi8(k, xi + ((size_t)iy * g->w + ix) * c + c0));
+        }
+      _mm512_mask_storeu_epi8(y + (size_t)p * c + c0, k, m);
+    }
+  }
+}
+
+/* float32 input: the maximum as sn_maxpool_forward computes it, then quantized. */
+static void maxpool_u8_from_f32(const sn_pool_geom *g, const float *x, float inv_scale,
+                                uint8_t *y) {
+  const long opix = (long)g->n * g->oh * g->ow;
+  const int c = g->c;
+  const __m512 inv = _mm512_set1_ps(inv_scale);
+#pragma omp parallel for schedule(static) if ((size_t)opix * c * g->kh * g->kw > SN_OMP_MIN)
+  for (long p = 0; p < opix; ++p) {
+    int img, iy0, ix0;
+    const int inside = pool_window(g, p, &img, &iy0, &ix0);
+    const float *xi = x + (size_t)img * g->h * g->w * c;
+    for (int c0 = 0; c0 < c; c0 += 16) {
+      const __mmask16 k = pool_mask(c - c0);
+      __m512 m = _mm512_setzero_ps();
+      int first = 1;
+      for (int ky = 0; ky < g->kh; ++ky)
+        for (int kx = 0; kx < g->kw; ++kx) {
+          const int iy = iy0 + ky, ix = ix0 + kx;
+          __m512 v = _mm512_setzero_ps();
+          if (!inside && (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)) {
+            if (!g->pad_zero) continue;
+          } else {
+            v = _mm512_maskz_loadu_ps(k, xi + ((size_t)iy * g->w + ix) * c + c0);
+          }
+          m = first ? v
+                    : _mm512_mask_mov_ps(_mm512_max_ps(v, m),
+                                         _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
+          first = 0;
+        }
+      _mm_mask_storeu_epi8(y + (size_t)p * c + c0, k, pool_u8_16(m, inv));
+    }
+  }
+}
+
+#pragma GCC pop_options
+
+void sn_maxpool_forward_u8(const sn_pool_geom *g, const void *x, int x_u8, float out_scale,
+                           uint8_t *y) {
+  if (x_u8)
+    maxpool_u8_from_u8(g, (const uint8_t *)x, y);
+  else
+    maxpool_u8_from_f32(g, (const float *)x, 1.0f / out_scale, y);
+}
+
 /* Parallel over (image, block of SN_CB channels): see the top of the file. */
 void sn_maxpool_backward(int portable, const sn_pool_geom *g, const int32_t *argmax,
                          const float *dy, float *dx) {

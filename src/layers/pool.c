@@ -53,6 +53,12 @@ static int maxpool_take_pad(sn_layer *l, const sn_layer *pad) {
 static sn_status maxpool_forward(sn_net *net, sn_layer *l, int n, int training) {
   sn_pool_geom g;
   pgeom(net, l, n, &g);
+  if (l->out_u8) { /* int8 plan (lowp.c): codes out, codes or float32 in */
+    const int in = l->in[0];
+    sn_maxpool_forward_u8(&g, sn_layer_input(net, l, 0), in >= 0 && net->layers[in].out_u8,
+                          l->out_scale, (uint8_t *)l->y);
+    return SN_OK;
+  }
   sn_maxpool_forward(net->opts.portable, &g, sn_layer_input(net, l, 0), l->y,
                      training ? l->argmax : NULL);
   return SN_OK;

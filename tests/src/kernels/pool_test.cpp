@@ -422,3 +422,44 @@ TEST(KernelPool, MaxPropagatesNaN) {
   EXPECT_EQ(6 * c + 1, am[1]);
   EXPECT_EQ(0, am[c]);
 }
+
+// The uint8 max pool of int8 plans: from float32, the codes sn_quant_u8_ref gives the float32
+// max pool's result (NaN to 0 included); from the codes of the input, the same codes (the
+// quantization is monotonic). Channel counts around the 16- and 64-lane widths, both paddings.
+TEST(KernelPool, MaxUint8IsTheQuantizedMax) {
+  if (!sn_cpu_has_avx512()) GTEST_SKIP() << "int8 plans need AVX-512";
+  const PS shapes[] = {{2, 9, 9, 64, 3, 3, 2, 2, 1, 1, 1, 1, 0},
+                       {1, 8, 7, 70, 3, 3, 2, 2, 1, 1, 1, 1, 1},
+                       {2, 6, 6, 3, 2, 2, 2, 2, 0, 0, 0, 0, 0},
+                       {1, 5, 5, 130, 3, 3, 1, 1, 1, 1, 1, 1, 0}};
+  const float scale = 0.05f, inv = 1.0f / scale;
+  for (const PS &s : shapes) {
+    const sn_pool_geom g = geom(s);
+    fvec x((size_t)s.n * s.h * s.w * s.c);
+    unsigned st = 7;
+    for (float &v : x) {
+      st = st * 1664525u + 1013904223u;
+      v = ((float)(st >> 8) / 16777216.0f - 0.3f) *
+          16.0f; /* -4.8 .. 11.2: below 0, above 255 codes */
+    }
+    const size_t ny = (size_t)g.n * g.oh * g.ow * g.c;
+    fvec yf(ny);
+    sn_maxpool_forward(0, &g, x.data(), yf.data(), nullptr);
+    std::vector<uint8_t> want(ny), got(ny), xq(x.size());
+    for (size_t i = 0; i < ny; ++i)
+      want[i] = sn_quant_u8_ref(yf[i], inv, 0);
+    sn_maxpool_forward_u8(&g, x.data(), 0, scale, got.data());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), ny), 0) << "from float32, c " << s.c;
+    for (size_t i = 0; i < x.size(); ++i)
+      xq[i] = sn_quant_u8_ref(x[i], inv, 0);
+    std::fill(got.begin(), got.end(), 0xAB);
+    sn_maxpool_forward_u8(&g, xq.data(), 1, scale, got.data());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), ny), 0) << "from uint8, c " << s.c;
+    x[5] = NAN; // a NaN window: float32 max NaN, code 0
+    sn_maxpool_forward(0, &g, x.data(), yf.data(), nullptr);
+    for (size_t i = 0; i < ny; ++i)
+      want[i] = sn_quant_u8_ref(yf[i], inv, 0);
+    sn_maxpool_forward_u8(&g, x.data(), 0, scale, got.data());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), ny), 0) << "NaN from float32, c " << s.c;
+  }
+}
